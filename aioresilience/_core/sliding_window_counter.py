@@ -1,0 +1,126 @@
+"""Sliding window counter (Cloudflare's approximation of a sliding window).
+
+Counts per fixed window; the load of the trailing window at ``now`` is estimated by weighting
+the previous window by the part of it still inside the trailing window::
+
+    estimate = prev * (W - (now - start)) / W + curr        # admit if estimate + n <= limit
+
+O(1) memory per key; Cloudflare measured about 0.003 % of requests wrongly decided on real
+traffic. Bounds that always hold: at most ``limit`` per aligned window, at most 2x ``limit``
+within any span of ``W``.
+
+State: ``(k, c_k, c_k+1, ...)`` as in the fixed window, keeping the previous window's count.
+A waiting reservation goes to the earliest instant, at or after every reservation handed out
+before it, where the estimate leaves room: the fraction ``f`` of window ``i`` that must have
+passed solves ``prev * (1 - f) <= limit - curr - n``.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["SlidingWindowCounterAlgorithm"]
+
+
+def _window_of(at: float, window: float) -> int:
+    """The index of the window containing ``at``, robust to ``at`` being a computed start
+    ``index * window`` that floating point put an ulp below the boundary."""
+    quotient = at / window
+    nearest = round(quotient)
+    return nearest if abs(quotient - nearest) < 1e-9 else math.floor(quotient)
+
+
+CounterState = tuple[int, ...]
+
+
+class SlidingWindowCounterAlgorithm:
+    """Approximate sliding window admitting ``limit`` units per ``window`` seconds."""
+
+    __slots__ = ("horizon", "limit", "max_cost", "window")
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_cost = limit
+        self.horizon = 2 * window
+
+    def _trim(self, state: CounterState | None, now: float) -> tuple[int, CounterState]:
+        """The current window index, and the state starting at the previous window."""
+        current = int(now // self.window)
+        base = current - 1
+        if state is None or state[0] + len(state) - 2 < base:
+            return current, (base, 0, 0)
+        if state[0] < base:
+            state = (base, *state[1 + base - state[0] :])
+        elif state[0] > base:  # cannot happen for states this class built; be safe
+            state = (base, *([0] * (state[0] - base)), *state[1:])
+        if len(state) < 3:
+            state = (*state, 0)
+        return current, state
+
+    def _earliest(
+        self, state: CounterState, current: int, now: float, cost: int
+    ) -> tuple[float, int]:
+        """Earliest admission ``(time, window index)`` for ``cost``, behind every reservation
+        already in ``state``."""
+        base, counts = state[0], state[1:]
+        window, limit = self.window, self.limit
+        index = base + len(counts) - 1  # the last counted window; never before `current`
+        while True:
+            offset = index - base
+            prev = counts[offset - 1] if 0 < offset <= len(counts) else 0
+            curr = counts[offset] if offset < len(counts) else 0
+            room = limit - curr - cost
+            if room >= 0:
+                if prev <= room:
+                    start = index * window
+                    return (now if index == current or start <= now else start), index
+                fraction = 1.0 - room / prev
+                at = (index + fraction) * window
+                if fraction < 1.0:
+                    return (now if at <= now else at), index
+            index += 1
+
+    def reserve(
+        self, state: CounterState | None, now: float, cost: int, max_wait: float
+    ) -> tuple[CounterState, float, bool]:
+        current, state = self._trim(state, now)
+        at, index = self._earliest(state, current, now, cost)
+        if at - now > max_wait:
+            return state, at, False
+        offset = index - state[0] + 1
+        counts = list(state)
+        counts.extend([0] * (offset + 1 - len(counts)))
+        counts[offset] += cost
+        return tuple(counts), at, True
+
+    def cancel(
+        self, state: CounterState | None, now: float, cost: int, at: float
+    ) -> CounterState | None:
+        if state is None:
+            return None
+        index = _window_of(at if at > now else now, self.window)
+        offset = index - state[0] + 1
+        if not 1 <= offset < len(state):
+            return state
+        counts = list(state)
+        counts[offset] = max(0, counts[offset] - cost)
+        return tuple(counts)
+
+    def inspect(self, state: CounterState | None, now: float) -> tuple[int, float]:
+        if state is None:
+            return self.limit, 0.0
+        current, state = self._trim(state, now)
+        last = state[0] + len(state) - 2
+        if last > current:
+            remaining = 0
+        else:
+            fraction = now / self.window - current
+            estimate = state[1] * (1.0 - fraction) + state[2]
+            remaining = max(0, int(self.limit - estimate + 1e-9))
+        if not any(state[1:]):
+            return self.limit, 0.0
+        return remaining, (last + 2) * self.window - now
+
+    def fresh_at(self, state: CounterState) -> float:
+        return (state[0] + len(state)) * self.window

@@ -1,0 +1,75 @@
+"""Sliding window log: exact; at most ``limit`` units within any ``W`` seconds.
+
+The state is the log of admission times of the last ``W`` seconds, oldest first, one entry per
+unit (so equal timestamps never collapse into one). Only admitted requests are recorded. An
+entry ``e`` leaves the window at ``e + W`` (compared that way round, never ``now - W``, so the
+time a reservation is scheduled for and the expiry test agree to the last bit).
+
+Cost: O(limit) memory per key (8 bytes per entry plus the deque's blocks) and O(1) amortised
+per decision. Prefer the sliding window counter or GCRA for large limits or many keys.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import repeat
+
+__all__ = ["SlidingWindowLogAlgorithm"]
+
+
+class SlidingWindowLogAlgorithm:
+    """Exact sliding window admitting ``limit`` units per ``window`` seconds."""
+
+    __slots__ = ("horizon", "limit", "max_cost", "window")
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_cost = limit
+        self.horizon = window
+
+    def _evict(self, log: deque[float], now: float) -> None:
+        window = self.window
+        while log and log[0] + window <= now:
+            log.popleft()
+
+    def reserve(
+        self, state: deque[float] | None, now: float, cost: int, max_wait: float
+    ) -> tuple[deque[float], float, bool]:
+        log = deque() if state is None else state
+        self._evict(log, now)
+        at = now
+        if log and log[-1] > at:
+            at = log[-1]  # stay behind reservations already handed out (FIFO)
+        # The `need` oldest entries must have left the window for `cost` more to fit.
+        need = len(log) + cost - self.limit
+        if need > 0 and log[need - 1] + self.window > at:
+            at = log[need - 1] + self.window
+        if at - now > max_wait:
+            return log, at, False
+        log.extend(repeat(at, cost))
+        return log, at, True
+
+    def cancel(
+        self, state: deque[float] | None, now: float, cost: int, at: float
+    ) -> deque[float] | None:
+        if state is not None:
+            for _ in range(cost):
+                try:
+                    state.remove(at)
+                except ValueError:  # already expired and evicted
+                    break
+        return state
+
+    def inspect(self, state: deque[float] | None, now: float) -> tuple[int, float]:
+        if not state:
+            return self.limit, 0.0
+        self._evict(state, now)
+        if not state:
+            return self.limit, 0.0
+        # Reservations pending in the future queue new requests behind them: none fit now.
+        remaining = 0 if state[-1] > now else max(0, self.limit - len(state))
+        return remaining, state[-1] + self.window - now
+
+    def fresh_at(self, state: deque[float]) -> float:
+        return state[-1] + self.window if state else 0.0

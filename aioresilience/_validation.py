@@ -1,0 +1,46 @@
+"""Construction-time checks: a bad value fails when the object is built (DESIGN rule 5).
+
+Every message names the parameter and the value it was given.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["finite_positive", "non_negative_or_none", "positive_int"]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def finite_positive(name: str, value: Any, *, minimum: float | None = None) -> float:
+    """A finite number > 0 (and >= ``minimum`` when given), returned as float."""
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if math.isnan(value) or math.isinf(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def positive_int(name: str, value: Any) -> int:
+    """An ``int`` >= 1 (bools are refused: ``True`` is not a count)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return value
+
+
+def non_negative_or_none(name: str, value: Any) -> float | None:
+    """``None`` (no bound), or a number >= 0; ``inf`` means no bound as well."""
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a number or None, got {value!r} ({type(value).__name__})")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
+    return None if math.isinf(value) else float(value)

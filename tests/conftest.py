@@ -1,0 +1,1 @@
+"""Shared test helpers. Every async test runs in virtual time (aioresilience.testing)."""

@@ -1,0 +1,295 @@
+"""Pure algorithm tests: exact decisions from (state, now, cost), and bounds as properties."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aioresilience._core.fixed_window import FixedWindowAlgorithm
+from aioresilience._core.gcra import GCRAAlgorithm
+from aioresilience._core.leaky_bucket import LeakyBucketMeter, LeakyBucketShaper
+from aioresilience._core.ratelimit import decide
+from aioresilience._core.sliding_window_counter import SlidingWindowCounterAlgorithm
+from aioresilience._core.sliding_window_log import SlidingWindowLogAlgorithm
+from aioresilience._core.token_bucket import TokenBucketAlgorithm
+
+
+def burst(algorithm: Any, now: float, n: int) -> tuple[list[bool], Any]:
+    state = None
+    admitted = []
+    for _ in range(n):
+        new, _at, ok = algorithm.reserve(state, now, 1, 0.0)
+        if ok:
+            state = new
+        admitted.append(ok)
+    return admitted, state
+
+
+ALGORITHMS = {
+    "token_bucket": lambda: TokenBucketAlgorithm(capacity=5, refill_rate=2.0),
+    "gcra": lambda: GCRAAlgorithm(interval=0.5, burst=5),
+    "leaky_meter": lambda: LeakyBucketMeter(capacity=5, leak_rate=2.0),
+    "fixed_window": lambda: FixedWindowAlgorithm(limit=5, window=10.0),
+    "sliding_log": lambda: SlidingWindowLogAlgorithm(limit=5, window=10.0),
+    "sliding_counter": lambda: SlidingWindowCounterAlgorithm(limit=5, window=10.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+@pytest.mark.parametrize("now", [0.0, 3.0, 1e6 + 0.3, 1.7e9 + 0.123])
+def test_burst_of_b_plus_3_admits_exactly_b(name: str, now: float) -> None:
+    admitted, _ = burst(ALGORITHMS[name](), now, 8)
+    assert admitted == [True] * 5 + [False] * 3
+
+
+def test_token_bucket_refills_at_rate() -> None:
+    bucket = TokenBucketAlgorithm(capacity=5, refill_rate=2.0)
+    _, state = burst(bucket, 100.0, 5)
+    _, at, ok = bucket.reserve(state, 100.0, 1, 0.0)
+    assert not ok
+    assert at == pytest.approx(100.5)
+    assert bucket.inspect(state, 101.0)[0] == 2  # 1 s at 2 tokens/s
+    assert bucket.inspect(state, 102.5)[0] == 5  # full, never above capacity
+    assert bucket.inspect(state, 1000.0) == (5, 0.0)
+    _, _, ok = bucket.reserve(state, 100.5, 1, 0.0)
+    assert ok
+
+
+def test_token_bucket_fractional_refill_and_cost() -> None:
+    bucket = TokenBucketAlgorithm(capacity=10, refill_rate=4.0)
+    _, state = burst(bucket, 0.0, 10)
+    _, at, ok = bucket.reserve(state, 0.0, 3, 0.0)
+    assert not ok
+    assert at == pytest.approx(0.75)  # 3 tokens at 4/s
+    assert bucket.reserve(state, 0.75, 3, 0.0)[2]
+    assert not bucket.reserve(state, 0.74, 3, 0.0)[2]
+
+
+def test_reservation_goes_negative_and_cancel_gives_back() -> None:
+    bucket = TokenBucketAlgorithm(capacity=2, refill_rate=1.0)
+    _, state = burst(bucket, 0.0, 2)
+    state, at1, ok = bucket.reserve(state, 0.0, 1, 10.0)
+    assert ok and at1 == pytest.approx(1.0)
+    state, at2, ok = bucket.reserve(state, 0.0, 1, 10.0)
+    assert ok and at2 == pytest.approx(2.0)
+    _, at3, ok = bucket.reserve(state, 0.0, 1, 2.5)
+    assert not ok and at3 == pytest.approx(3.0)  # rejected up front: wait 3 > 2.5
+    state = bucket.cancel(state, 0.5, 1, at2)
+    _, at4, ok = bucket.reserve(state, 0.5, 1, 10.0)
+    assert ok and at4 == pytest.approx(2.0)
+
+
+def test_gcra_reference_semantics() -> None:
+    # L=10 per P=1s, B=2: T=0.1, tau=0.2
+    gcra = GCRAAlgorithm(interval=0.1, burst=2)
+    state, at, ok = gcra.reserve(None, 5.0, 1, 0.0)
+    assert ok and state == pytest.approx(5.1)
+    assert gcra.inspect(state, 5.0) == (1, pytest.approx(0.1))
+    state, _, ok = gcra.reserve(state, 5.0, 1, 0.0)
+    assert ok and state == pytest.approx(5.2)
+    same, at, ok = gcra.reserve(state, 5.0, 1, 0.0)
+    assert not ok and at == pytest.approx(5.1) and same == state
+    assert gcra.fresh_at(state) == state
+    assert gcra.max_cost == 2
+
+
+def test_leaky_shaper_spaces_output_and_bounds_the_queue() -> None:
+    shaper = LeakyBucketShaper(capacity=3, leak_rate=10.0)
+    state = None
+    times = []
+    for _ in range(4):
+        state, at, ok = shaper.reserve(state, 0.0, 1, math.inf)
+        assert ok
+        times.append(at)
+    assert times == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    _, retry_at, ok = shaper.reserve(state, 0.0, 1, math.inf)
+    assert not ok  # three queued ahead: the queue is full whatever the caller would wait
+    assert retry_at == pytest.approx(0.1)  # one leaves at 0.1, making room
+
+
+def test_fixed_window_resets_at_boundary_and_allows_boundary_burst() -> None:
+    window = FixedWindowAlgorithm(limit=3, window=10.0)
+    _, state = burst(window, 9.0, 4)
+    assert window.inspect(state, 9.5) == (0, pytest.approx(0.5))
+    _, at, ok = window.reserve(state, 9.9, 1, 0.0)
+    assert not ok and at == pytest.approx(10.0)
+    admitted = []
+    for _ in range(4):
+        new, _, ok = window.reserve(state, 10.0, 1, 0.0)
+        if ok:
+            state = new
+        admitted.append(ok)
+    assert admitted == [True, True, True, False]  # 6 within [9, 10]: the known 2x burst
+    assert len(state) == 2  # the old window was dropped
+
+
+def test_fixed_window_reservations_fill_future_windows_in_order() -> None:
+    window = FixedWindowAlgorithm(limit=2, window=1.0)
+    _, state = burst(window, 0.0, 2)
+    ats = []
+    for _ in range(5):
+        state, at, ok = window.reserve(state, 0.0, 1, 10.0)
+        assert ok
+        ats.append(at)
+    assert ats == [1.0, 1.0, 2.0, 2.0, 3.0]
+    state = window.cancel(state, 0.2, 1, 2.0)
+    assert state == (0, 2, 2, 1, 1)
+
+
+def test_sliding_log_is_exact_and_records_admitted_only() -> None:
+    log = SlidingWindowLogAlgorithm(limit=3, window=10.0)
+    state = None
+    for t in (0.0, 4.0, 4.0):
+        state, _, ok = log.reserve(state, t, 1, 0.0)
+        assert ok
+    assert list(state) == [0.0, 4.0, 4.0]  # equal timestamps kept apart
+    for t in (5.0, 9.999):
+        state, at, ok = log.reserve(state, t, 1, 0.0)
+        assert not ok and at == 10.0
+    assert list(state) == [0.0, 4.0, 4.0]  # refusals are not recorded
+    state, _, ok = log.reserve(state, 10.0, 1, 0.0)
+    assert ok and list(state) == [4.0, 4.0, 10.0]
+    _, at, ok = log.reserve(state, 10.0, 2, 0.0)
+    assert not ok and at == 14.0  # both 4.0 entries must expire for a cost of 2
+
+
+def test_sliding_counter_weights_previous_window() -> None:
+    counter = SlidingWindowCounterAlgorithm(limit=10, window=60.0)
+    state = None
+    for _ in range(10):
+        state, _, ok = counter.reserve(state, 59.0, 1, 0.0)
+        assert ok
+    # At t=75 (25 % into the window) the estimate is 10 * 0.75 = 7.5: room for 2.
+    admitted = []
+    for _ in range(4):
+        new, at, ok = counter.reserve(state, 75.0, 1, 0.0)
+        if ok:
+            state = new
+        admitted.append(ok)
+    assert admitted == [True, True, False, False]
+    # 10 prev + 2 curr + 1 needs prev * (1 - f) <= 7 -> f >= 0.3 -> t = 78 s
+    assert at == pytest.approx(78.0)
+    assert counter.reserve(state, 78.0, 1, 0.0)[2]
+
+
+# -- properties: no algorithm admits more than its bound over any window ---------------------
+
+events = st.lists(
+    st.tuples(
+        st.floats(min_value=0.0, max_value=3.0, allow_nan=False),  # time step
+        st.integers(min_value=1, max_value=3),  # cost
+        st.sampled_from([0.0, 0.0, 0.5, 5.0]),  # max_wait
+        st.booleans(),  # cancel this reservation later (if it waits)
+    ),
+    max_size=80,
+)
+
+
+def admitted_schedule(algorithm: Any, steps: list[tuple[float, int, float, bool]]) -> list[Any]:
+    """Run a sequence of decisions; return the admitted (time, cost) after cancellations."""
+    state = None
+    now = 1000.0
+    admitted: dict[int, tuple[float, int]] = {}
+    pending: list[tuple[int, float, int]] = []
+    for i, (step, cost, max_wait, cancel) in enumerate(steps):
+        now += step
+        # Reservations whose time has come are settled; the others may be cancelled now.
+        for j, at, c in list(pending):
+            if at <= now:
+                pending.remove((j, at, c))
+        cost = min(cost, algorithm.max_cost)
+        state, at, ok = algorithm.reserve(state, now, cost, max_wait)
+        if not ok:
+            assert at > now
+            continue
+        assert at - now <= max_wait + 1e-9
+        admitted[i] = (max(at, now), cost)
+        if at > now and cancel:
+            pending.append((i, at, cost))
+        for j, at_j, c in list(pending):
+            if j != i and steps[j][3]:
+                state = algorithm.cancel(state, now, c, at_j)
+                pending.remove((j, at_j, c))
+                del admitted[j]
+    return sorted(admitted.values())
+
+
+def window_totals(schedule: list[Any], span: float) -> int:
+    """Largest admitted cost within any half-open span (t - span, t]."""
+    best = 0
+    for t, _ in schedule:
+        total = sum(c for u, c in schedule if u + span > t and u <= t)
+        best = max(best, total)
+    return best
+
+
+@settings(max_examples=150, deadline=None)
+@given(events)
+def test_token_bucket_never_exceeds_capacity_plus_refill(steps: Any) -> None:
+    algorithm = TokenBucketAlgorithm(capacity=4, refill_rate=2.0)
+    schedule = admitted_schedule(algorithm, steps)
+    for i, (t0, _) in enumerate(schedule):
+        total = 0
+        for t1, c in schedule[i:]:
+            total += c
+            assert total <= 4 + (t1 - t0) * 2.0 + 1e-6
+
+
+@settings(max_examples=150, deadline=None)
+@given(events)
+def test_sliding_log_never_exceeds_limit_in_any_window(steps: Any) -> None:
+    algorithm = SlidingWindowLogAlgorithm(limit=5, window=2.0)
+    assert window_totals(admitted_schedule(algorithm, steps), 2.0) <= 5
+
+
+@settings(max_examples=150, deadline=None)
+@given(events)
+def test_fixed_window_bounds(steps: Any) -> None:
+    algorithm = FixedWindowAlgorithm(limit=5, window=2.0)
+    schedule = admitted_schedule(algorithm, steps)
+    per_window: dict[int, int] = {}
+    for t, c in schedule:
+        index = math.floor(t / 2.0 + 1e-12)
+        per_window[index] = per_window.get(index, 0) + c
+    assert max(per_window.values(), default=0) <= 5
+    assert window_totals(schedule, 2.0) <= 10
+
+
+@settings(max_examples=150, deadline=None)
+@given(events)
+def test_sliding_counter_bounds(steps: Any) -> None:
+    algorithm = SlidingWindowCounterAlgorithm(limit=5, window=2.0)
+    schedule = admitted_schedule(algorithm, steps)
+    per_window: dict[int, int] = {}
+    for t, c in schedule:
+        index = math.floor(t / 2.0 + 1e-12)
+        per_window[index] = per_window.get(index, 0) + c
+    assert max(per_window.values(), default=0) <= 5
+    assert window_totals(schedule, 2.0) <= 10
+
+
+@settings(max_examples=150, deadline=None)
+@given(events)
+def test_shaper_output_is_evenly_spaced(steps: Any) -> None:
+    algorithm = LeakyBucketShaper(capacity=3, leak_rate=4.0)
+    schedule = admitted_schedule(algorithm, steps)
+    for i, (t0, _) in enumerate(schedule):
+        total = 0
+        for t1, c in schedule[i:]:
+            total += c
+            assert total <= 3 + (t1 - t0) * 4.0 + 1e-6
+
+
+def test_decide_reports_headers() -> None:
+    bucket = TokenBucketAlgorithm(capacity=3, refill_rate=1.0)
+    state, d = decide(bucket, None, 0.0, 1)
+    assert d.allowed and d.remaining == 2 and d.retry_after == 0.0
+    assert d.reset_after == pytest.approx(1.0) and d.limit == 3
+    state, d = decide(bucket, state, 0.0, 2)
+    assert d and d.remaining == 0
+    state, d = decide(bucket, state, 0.0, 1)
+    assert not d and d.retry_after == pytest.approx(1.0) and d.reset_after == pytest.approx(3.0)

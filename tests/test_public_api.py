@@ -1,0 +1,76 @@
+"""The public hub: complete, sorted, and free of optional imports; `_core` free of asyncio."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import aioresilience
+import aioresilience.testing
+
+PACKAGE = Path(aioresilience.__file__).parent
+
+
+def isort_style(name: str) -> tuple[int, str]:
+    """The order ruff keeps ``__all__`` in: CONSTANTS, then Classes, then functions."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert aioresilience.__all__ == sorted(aioresilience.__all__, key=isort_style)
+    public = {
+        name
+        for name, value in vars(aioresilience).items()
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith("aioresilience")
+    }
+    assert public == set(aioresilience.__all__)
+    for name in aioresilience.__all__:
+        assert hasattr(aioresilience, name)
+
+
+def test_testing_all_is_sorted() -> None:
+    assert aioresilience.testing.__all__ == sorted(aioresilience.testing.__all__, key=isort_style)
+
+
+def test_import_pulls_in_no_optional_dependency() -> None:
+    code = (
+        "import sys, aioresilience\n"
+        "optional = {'redis', 'starlette', 'fastapi', 'aiohttp', 'httpx', 'opentelemetry',\n"
+        "            'prometheus_client', 'uvloop', 'anyio', 'pytest', 'hypothesis'}\n"
+        "print(sorted(optional & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            prefix = "." * node.level
+            names.add(prefix + (node.module or ""))
+    return names
+
+
+def test_core_is_pure() -> None:
+    """`_core` imports no asyncio, no I/O, and nothing outside itself from the package."""
+    core_files = sorted((PACKAGE / "_core").glob("*.py"))
+    assert len(core_files) >= 7
+    allowed_stdlib = {"__future__", "math", "collections", "itertools", "dataclasses", "typing"}
+    for path in core_files:
+        for name in imported_modules(path):
+            if name.startswith("."):
+                assert not name.startswith(".."), f"{path.name} imports {name} outside _core"
+            else:
+                assert name.split(".")[0] in allowed_stdlib, f"{path.name} imports {name}"
+
+
+def test_py_typed_is_shipped() -> None:
+    assert (PACKAGE / "py.typed").exists()

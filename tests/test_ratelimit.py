@@ -1,0 +1,387 @@
+"""Rate limiter front-ends in virtual time: waiting, FIFO, cancellation, keys, ways in."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import pytest
+
+from aioresilience import (
+    GCRA,
+    FixedWindowCounter,
+    LeakyBucket,
+    RateLimited,
+    RateLimiter,
+    Rejected,
+    SlidingWindowCounter,
+    SlidingWindowLog,
+    TokenBucket,
+)
+
+
+def make(kind: str, **options: Any) -> RateLimiter[Any]:
+    """Five units per second (burst 5) in each algorithm's vocabulary."""
+    factories: dict[str, Any] = {
+        "token_bucket": lambda: TokenBucket(5, 5.0, **options),
+        "leaky_meter": lambda: LeakyBucket(5, 5.0, **options),
+        "gcra": lambda: GCRA(5, 1.0, burst=5, **options),
+        "fixed_window": lambda: FixedWindowCounter(5, 1.0, **options),
+        "sliding_log": lambda: SlidingWindowLog(5, 1.0, **options),
+        "sliding_counter": lambda: SlidingWindowCounter(5, 1.0, **options),
+    }
+    return factories[kind]()  # type: ignore[no-any-return]
+
+
+KINDS = ["token_bucket", "leaky_meter", "gcra", "fixed_window", "sliding_log", "sliding_counter"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_burst_then_refill(kind: str) -> None:
+    limiter = make(kind)
+    assert [limiter.try_acquire() for _ in range(8)] == [True] * 5 + [False] * 3
+    await asyncio.sleep(1.0)  # a whole window, or five tokens, later
+    if kind == "sliding_counter":
+        # At the boundary the previous window still weighs 100 %: 5 * (1 - 0) = 5, no room.
+        assert not limiter.try_acquire()
+        await asyncio.sleep(0.2)  # 5 * 0.8 = 4: room for one
+    assert limiter.try_acquire()
+    stats = limiter.statistics()
+    assert stats.admitted == 6
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_acquire_waits_for_capacity_in_order(kind: str) -> None:
+    loop = asyncio.get_running_loop()
+    limiter = make(kind)
+    order: list[tuple[int, float]] = []
+
+    async def client(i: int) -> None:
+        await limiter.acquire()
+        order.append((i, loop.time()))
+
+    await asyncio.gather(*(client(i) for i in range(12)))
+    assert [i for i, _ in order] == list(range(12))  # FIFO
+    times = [t for _, t in order]
+    assert times[:5] == [0.0] * 5
+    # 12 at 5/s with a burst of 5; the counter's estimate makes it wait a little longer.
+    assert times[-1] <= (3.0 if kind == "sliding_counter" else 2.0) + 1e-9
+    assert limiter.statistics().waited == 7
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_wait_longer_than_timeout_is_refused_up_front(kind: str) -> None:
+    loop = asyncio.get_running_loop()
+    limiter = make(kind)
+    for _ in range(5):
+        await limiter.acquire()
+    with pytest.raises(RateLimited) as caught:
+        await limiter.acquire(timeout=0.01)
+    assert loop.time() == 0.0  # refused at once, not after waiting
+    assert isinstance(caught.value, Rejected)
+    assert 0 < caught.value.retry_after <= (1.2 if kind == "sliding_counter" else 1.0)
+    # Nothing was consumed by the refusal: the next capacity is still there for others.
+    await asyncio.sleep(caught.value.retry_after)
+    assert limiter.try_acquire()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_cancelled_waiter_gives_its_reservation_back(kind: str) -> None:
+    loop = asyncio.get_running_loop()
+    limiter = make(kind)
+    for _ in range(5):
+        limiter.try_acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)  # waiter now holds a reservation and sleeps
+    assert limiter.statistics().waiting == 1
+    due = limiter._heap[0][0]
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    stats = limiter.statistics()
+    assert (stats.waiting, stats.cancelled, stats.admitted) == (0, 1, 5)
+    # The reservation is back: the next caller gets exactly the slot the waiter had.
+    await limiter.acquire()
+    assert loop.time() == due
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_cancelled_after_wakeup_before_running_gives_back(kind: str, virtual_clock) -> None:  # type: ignore[no-untyped-def]
+    """Cancellation at the other await point: the wake-up fired, the task has not resumed."""
+    limiter = make(kind)
+    for _ in range(5):
+        limiter.try_acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    due, _, entry = limiter._heap[0]
+    virtual_clock.advance(due - virtual_clock.time())
+    remaining_at_due = limiter.remaining()
+    limiter._wake(virtual_clock)  # the wake-up fires ...
+    assert entry.future.done()
+    waiter.cancel()  # ... and the task is cancelled before it resumes
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert limiter.statistics().admitted == 5
+    assert limiter.remaining() == remaining_at_due + 1
+
+
+async def test_cancelling_a_waiter_does_not_disturb_others() -> None:
+    limiter = TokenBucket(1, 1.0)
+    limiter.try_acquire()
+    done: list[int] = []
+
+    async def client(i: int) -> None:
+        await limiter.acquire()
+        done.append(i)
+
+    tasks = [asyncio.create_task(client(i)) for i in range(5)]
+    await asyncio.sleep(0)
+    tasks[1].cancel()
+    tasks[3].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert done == [0, 2, 4]
+    # The cancelled slots went to the waiters behind them: 3 waits of 1 s, not 5.
+    assert asyncio.get_running_loop().time() == pytest.approx(3.0)
+
+
+async def test_thousand_concurrent_waiters_fifo_and_exact_rate() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = GCRA(100, 1.0)  # 100/s evenly spaced
+    finished: list[tuple[int, float]] = []
+
+    async def client(i: int) -> None:
+        await limiter.acquire()
+        finished.append((i, loop.time()))
+
+    await asyncio.gather(*(client(i) for i in range(1000)))
+    assert [i for i, _ in finished] == list(range(1000))
+    for i, t in finished:
+        assert t == pytest.approx(i * 0.01, abs=1e-9)
+    assert limiter._timer is None and not limiter._heap and not limiter._queues
+
+
+async def test_try_acquire_never_jumps_the_queue() -> None:
+    limiter = FixedWindowCounter(2, 1.0)
+    limiter.try_acquire()
+    limiter.try_acquire()
+    waiter = asyncio.create_task(limiter.acquire(cost=2))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0.5)
+    assert not limiter.try_acquire()  # the next window belongs to the waiter
+    await waiter
+    assert asyncio.get_running_loop().time() == 1.0
+
+
+async def test_cost_that_can_never_fit_raises_at_once() -> None:
+    limiter = TokenBucket(3, 1.0)
+    with pytest.raises(ValueError, match="cost=4 can never be admitted"):
+        await limiter.acquire(4)
+    with pytest.raises(ValueError, match="cost=4"):
+        limiter.try_acquire(4)
+    with pytest.raises(ValueError, match="cost must be >= 1, got 0"):
+        limiter.try_acquire(0)
+    with pytest.raises(TypeError, match="cost must be an int"):
+        await limiter.acquire(1.5)  # type: ignore[arg-type]
+    assert limiter.statistics().admitted == 0
+
+
+async def test_leaky_bucket_shaper_smooths_and_rejects_when_full() -> None:
+    loop = asyncio.get_running_loop()
+    shaper = LeakyBucket(3, 10.0, mode="shaper")
+    times: list[float] = []
+
+    async def client() -> None:
+        await shaper.acquire()
+        times.append(loop.time())
+
+    tasks = [asyncio.create_task(client()) for _ in range(4)]
+    await asyncio.sleep(0)
+    with pytest.raises(RateLimited) as caught:
+        await shaper.acquire(timeout=100)  # queue of 3 is full
+    assert caught.value.retry_after == pytest.approx(0.1)
+    await asyncio.gather(*tasks)
+    assert times == pytest.approx([0.0, 0.1, 0.2, 0.3])
+
+
+async def test_keys_are_independent() -> None:
+    limiter = TokenBucket(2, 1.0)
+    assert limiter.try_acquire(key="alice")
+    assert limiter.try_acquire(key="alice")
+    assert not limiter.try_acquire(key="alice")
+    assert limiter.try_acquire(key="bob")
+    assert limiter.try_acquire()  # the unkeyed limit is a key of its own
+    assert limiter.statistics().keys == 3
+
+
+async def test_idle_keys_are_reclaimed_without_losing_state() -> None:
+    limiter = TokenBucket(2, 1.0)  # horizon 2 s: any key is full again 2 s after last use
+    for i in range(100):
+        limiter.try_acquire(key=i)
+    assert len(limiter.store) == 100
+    await asyncio.sleep(2.5)
+    limiter.try_acquire(key="new")
+    await asyncio.sleep(2.5)
+    limiter.try_acquire(key="newer")
+    assert len(limiter.store) == 2  # the 100 idle keys are gone
+    assert limiter.remaining(key=0) == 2  # and forgetting them lost nothing
+
+
+async def test_live_keys_are_capped() -> None:
+    limiter = GCRA(1, 60.0, max_keys=1000)
+    for i in range(100_000):
+        limiter.try_acquire(key=f"attacker-{i}")
+        assert len(limiter.store) <= 1000
+    assert limiter.try_acquire(key="victim")
+
+
+async def test_waiting_key_survives_rotations() -> None:
+    limiter = GCRA(1, 10.0, max_keys=4)
+    assert limiter.try_acquire(key="slow")
+    waiter = asyncio.create_task(limiter.acquire(key="slow"))
+    await asyncio.sleep(0)
+    for i in range(50):  # forces many cap rotations while "slow" waits
+        limiter.try_acquire(key=i)
+    assert "slow" in limiter.store.snapshot()
+    await waiter
+    assert asyncio.get_running_loop().time() == 10.0
+    assert not limiter.try_acquire(key="slow")  # the waiter's use is remembered
+
+
+async def test_async_with_decorator_and_for_key() -> None:
+    limiter = TokenBucket(2, 1.0)
+    async with limiter:
+        pass
+
+    @limiter
+    async def ping(x: int) -> int:
+        return x * 2
+
+    assert await ping(21) == 42
+    assert ping.__name__ == "ping"
+
+    per_user = TokenBucket(1, 1.0, max_wait=0)
+
+    @per_user.limit(key=lambda user, **_: user)
+    async def fetch(user: str, *, item: int) -> str:
+        return f"{user}:{item}"
+
+    assert await fetch("a", item=1) == "a:1"
+    assert await fetch("b", item=1) == "b:1"
+    with pytest.raises(RateLimited):
+        await fetch("a", item=2)
+
+    guard = per_user.for_key("c")
+    async with guard:
+        pass
+    with pytest.raises(RateLimited):
+        async with guard:
+            pass
+    assert not guard.try_acquire()
+    with pytest.raises(TypeError, match="coroutine functions"):
+        limiter(lambda: None)  # type: ignore[arg-type,return-value]
+
+
+async def test_check_returns_header_data() -> None:
+    limiter = FixedWindowCounter(3, 60.0)
+    await asyncio.sleep(30)
+    decision = limiter.check()
+    assert decision and decision.remaining == 2 and decision.limit == 3
+    assert decision.reset_after == pytest.approx(30.0)
+    limiter.check(2)
+    refused = limiter.check()
+    assert not refused and refused.retry_after == pytest.approx(30.0)
+
+
+async def test_repr_and_statistics_are_live() -> None:
+    limiter = TokenBucket(2, 1.0, name="api")
+    limiter.try_acquire()
+    text = repr(limiter)
+    assert "'api'" in text and "capacity=2" in text and "remaining=1" in text
+    stats = limiter.statistics()
+    with pytest.raises(AttributeError):
+        stats.admitted = 5  # type: ignore[misc]
+
+
+async def test_acquire_timeout_argument_validated() -> None:
+    limiter = TokenBucket(1, 1.0)
+    with pytest.raises(ValueError, match="timeout must be >= 0 or None, got -1"):
+        await limiter.acquire(timeout=-1)
+    with pytest.raises(TypeError, match="timeout must be a number or None"):
+        await limiter.acquire(timeout="1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: TokenBucket(0, 1.0), "capacity must be a positive finite number, got 0"),
+        (lambda: TokenBucket(0.5, 1.0), "capacity must be >= 1, got 0.5"),
+        (lambda: TokenBucket(5, math.nan), "refill_rate must be a positive finite number"),
+        (lambda: TokenBucket(5, math.inf), "refill_rate must be a positive finite number"),
+        (lambda: TokenBucket(5, -1), "refill_rate must be a positive finite number, got -1"),
+        (lambda: TokenBucket(5, "ten per sec"), "refill_rate must look like"),
+        (lambda: TokenBucket(5, 1.0, max_wait=-2), "max_wait must be >= 0 or None, got -2"),
+        (lambda: TokenBucket(5, 1.0, max_keys=0), "max_keys must be >= 1, got 0"),
+        (lambda: LeakyBucket(5, 1.0, mode="queue"), "mode must be 'meter' or 'shaper'"),
+        (lambda: LeakyBucket(0, 1.0), "capacity must be >= 1, got 0"),
+        (lambda: GCRA(10, 0), "period must be a positive finite number, got 0"),
+        (lambda: GCRA(10, 1.0, burst=0), "burst must be >= 1, got 0"),
+        (lambda: GCRA(rate="10/fortnight"), "rate must look like"),
+        (lambda: FixedWindowCounter(0, 1.0), "max_requests must be >= 1, got 0"),
+        (lambda: SlidingWindowLog(5, -1.0), "window_seconds must be a positive finite"),
+        (lambda: SlidingWindowCounter(5, math.inf), "window_seconds must be a positive finite"),
+    ],
+)
+def test_bad_input_fails_at_construction_naming_the_parameter(build: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: TokenBucket("5", 1.0), "capacity must be a number, got '5'"),
+        (lambda: TokenBucket(True, 1.0), "capacity must be a number, got True"),
+        (lambda: FixedWindowCounter(5.0, 1.0), "max_requests must be an int, got 5.0"),
+        (lambda: TokenBucket(5), "needs capacity and refill_rate"),
+        (lambda: GCRA(5, 1.0, rate="5/s"), "either rate='5/s' or limit/period"),
+        (lambda: TokenBucket(5, 1.0, name=3), "name must be a str"),
+        (lambda: GCRA(rate=5), "rate must be a rate string"),
+    ],
+)
+def test_wrong_types_fail_at_construction(build: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        build()
+
+
+def test_rate_strings_are_equivalent_to_native_parameters() -> None:
+    assert TokenBucket(rate="100/minute").refill_rate == pytest.approx(100 / 60)
+    assert TokenBucket(rate="100/minute").capacity == 100
+    assert TokenBucket(10, "10/s").refill_rate == 10
+    assert FixedWindowCounter(rate="5 per 2 seconds").window_seconds == 2.0
+    assert SlidingWindowLog(rate="3/h").window_seconds == 3600.0
+    assert GCRA(rate="10/s").period == 1.0
+    assert LeakyBucket(rate="20/min", mode="shaper").leak_rate == pytest.approx(1 / 3)
+
+
+def test_try_acquire_works_outside_an_event_loop() -> None:
+    limiter = TokenBucket(1, 1.0)
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+
+
+async def test_mass_cancellation_is_replanned_once_and_leaks_nothing() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLog(10, 1.0)
+    tasks = [asyncio.create_task(limiter.acquire()) for _ in range(1000)]
+    await asyncio.sleep(0)
+    assert limiter.statistics().waiting == 990
+    for task in tasks[10:600]:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stats = limiter.statistics()
+    assert (stats.admitted, stats.cancelled, stats.waiting) == (410, 590, 0)
+    # 410 admitted at 10 per second: the cancelled ones' slots were all reused.
+    assert loop.time() == pytest.approx(40.0)
+    assert not limiter._queues and not limiter._returned
+    assert len(limiter._heap) <= 16  # stale entries were compacted away
