@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -190,17 +191,30 @@ events = st.lists(
 
 
 def admitted_schedule(algorithm: Any, steps: list[tuple[float, int, float, bool]]) -> list[Any]:
-    """Run a sequence of decisions; return the admitted (time, cost) after cancellations."""
+    """Run a sequence of decisions as the front-end does; return the admitted (time, cost).
+
+    A reservation flagged for cancellation is cancelled at the next step if still pending,
+    the front-end's way: the reservations behind it are unwound newest first and made again.
+    """
     state = None
     now = 1000.0
     admitted: dict[int, tuple[float, int]] = {}
-    pending: list[tuple[int, float, int]] = []
+    pending: list[list[Any]] = []  # [index, at, cost, cancel?] in arrival order
     for i, (step, cost, max_wait, cancel) in enumerate(steps):
         now += step
-        # Reservations whose time has come are settled; the others may be cancelled now.
-        for j, at, c in list(pending):
-            if at <= now:
-                pending.remove((j, at, c))
+        pending = [p for p in pending if p[1] > now]  # the ones due have run
+        for victim in [p for p in pending if p[3]]:
+            behind = [p for p in pending if p[0] > victim[0]]
+            for p in reversed([victim, *behind]):
+                state = algorithm.cancel(state, now, p[2], p[1])
+            pending.remove(victim)
+            del admitted[victim[0]]
+            for p in behind:
+                state, p[1], ok = algorithm.reserve(state, now, p[2], math.inf)
+                assert ok
+                assert p[1] <= admitted[p[0]][0] + 1e-9  # never later than before
+                admitted[p[0]] = (max(p[1], now), p[2])
+            pending = [p for p in pending if p[1] > now]
         cost = min(cost, algorithm.max_cost)
         state, at, ok = algorithm.reserve(state, now, cost, max_wait)
         if not ok:
@@ -208,13 +222,8 @@ def admitted_schedule(algorithm: Any, steps: list[tuple[float, int, float, bool]
             continue
         assert at - now <= max_wait + 1e-9
         admitted[i] = (max(at, now), cost)
-        if at > now and cancel:
-            pending.append((i, at, cost))
-        for j, at_j, c in list(pending):
-            if j != i and steps[j][3]:
-                state = algorithm.cancel(state, now, c, at_j)
-                pending.remove((j, at_j, c))
-                del admitted[j]
+        if at > now:
+            pending.append([i, at, cost, cancel])
     return sorted(admitted.values())
 
 
@@ -276,12 +285,13 @@ def test_sliding_counter_bounds(steps: Any) -> None:
 @given(events)
 def test_shaper_output_is_evenly_spaced(steps: Any) -> None:
     algorithm = LeakyBucketShaper(capacity=3, leak_rate=4.0)
-    schedule = admitted_schedule(algorithm, steps)
-    for i, (t0, _) in enumerate(schedule):
-        total = 0
-        for t1, c in schedule[i:]:
-            total += c
-            assert total <= 3 + (t1 - t0) * 4.0 + 1e-6
+    # A request of cost c completes when its last unit leaves: its units leave at
+    # at - (c-1)T, ..., at. Every unit leaves at least one interval after the previous one.
+    units = sorted(
+        at - k * 0.25 for at, cost in admitted_schedule(algorithm, steps) for k in range(cost)
+    )
+    for earlier, later in itertools.pairwise(units):
+        assert later - earlier >= 0.25 - 1e-6
 
 
 def test_decide_reports_headers() -> None:
