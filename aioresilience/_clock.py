@@ -1,28 +1,54 @@
 """The one place front-ends read time from (DESIGN rule 1).
 
-Everything reads the *running event loop's* clock, so a virtual-time loop
+``now()`` is the running event loop's clock, so a virtual-time loop
 (:mod:`aioresilience.testing`) controls every sleep, wait and deadline. ``_core`` never calls
 this: it receives ``now`` as an argument.
+
+Why ``now`` is a swapped function and not ``get_running_loop().time()``: on CPython 3.11,
+``get_running_loop()`` makes a ``getpid()`` system call each time, and ``BaseEventLoop.time`` is
+a Python-level method around ``time.monotonic``; together they cost more than a whole rate-limit
+decision. Every production loop (asyncio's own, uvloop) runs on ``CLOCK_MONOTONIC``, so ``now``
+*is* ``time.monotonic`` while no loop with a clock of its own exists. A loop that keeps its own
+time (the virtual-time loop) calls :func:`register_loop_clock` when created and
+:func:`unregister_loop_clock` when closed; meanwhile ``now`` asks the running loop. Front-ends
+must therefore call ``_clock.now()`` through the module, never keep a reference to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from asyncio import events
+from collections.abc import Callable
 
-__all__ = ["now"]
+__all__ = ["loop_now", "now", "register_loop_clock", "running_loop", "unregister_loop_clock"]
 
-_get_running_loop = asyncio.get_running_loop
 _monotonic = time.monotonic
 
+# The running loop or None (the C helper behind asyncio.get_running_loop, which raises
+# instead of returning None).
+running_loop: Callable[[], asyncio.AbstractEventLoop | None] = events._get_running_loop
 
-def now() -> float:
-    """Seconds on the running loop's clock; ``time.monotonic()`` outside a loop.
 
-    Outside a loop the two agree for the default asyncio loop (which uses ``time.monotonic``).
-    """
-    try:
-        loop = _get_running_loop()
-    except RuntimeError:
-        return _monotonic()
-    return loop.time()
+def loop_now() -> float:
+    """The running loop's own ``time()``; ``time.monotonic()`` outside a loop."""
+    loop = running_loop()
+    return _monotonic() if loop is None else loop.time()
+
+
+now: Callable[[], float] = _monotonic
+_own_clock_loops = 0
+
+
+def register_loop_clock() -> None:
+    """A loop whose ``time()`` is not ``CLOCK_MONOTONIC`` now exists: read clocks from loops."""
+    global now, _own_clock_loops
+    _own_clock_loops += 1
+    now = loop_now
+
+
+def unregister_loop_clock() -> None:
+    global now, _own_clock_loops
+    _own_clock_loops = max(0, _own_clock_loops - 1)
+    if not _own_clock_loops:
+        now = _monotonic

@@ -26,7 +26,16 @@ class GCRAAlgorithm:
     """GCRA over ``float`` states (the TAT). ``max_delay`` caps how far ahead a reservation
     may be scheduled (``inf``: only the caller's ``max_wait`` bounds it)."""
 
-    __slots__ = ("_slack", "burst", "horizon", "interval", "max_cost", "max_delay", "tolerance")
+    __slots__ = (
+        "_reach",
+        "_slack",
+        "burst",
+        "horizon",
+        "interval",
+        "max_cost",
+        "max_delay",
+        "tolerance",
+    )
 
     def __init__(self, interval: float, burst: float, max_delay: float = math.inf) -> None:
         self.interval = interval
@@ -36,15 +45,17 @@ class GCRAAlgorithm:
         self.max_cost = int(burst + _SLACK)
         self.horizon = self.tolerance
         self._slack = interval * _SLACK
+        # new_tat - now <= _reach  <=>  allow_at = new_tat - tolerance <= now (+ slack)
+        self._reach = self.tolerance + self._slack
 
     def reserve(
         self, state: float | None, now: float, cost: int, max_wait: float
     ) -> tuple[float, float, bool]:
-        tat = state if state is not None and state > now else now
+        tat = now if state is None or state < now else state
         new_tat = tat + cost * self.interval
-        at = new_tat - self.tolerance
-        if at <= now + self._slack:
+        if new_tat - now <= self._reach:
             return new_tat, now, True
+        at = new_tat - self.tolerance
         wait = at - now
         if wait > self.max_delay + self._slack:
             # A bounded queue (the shaper) is full: room appears when the wait shrinks to it.

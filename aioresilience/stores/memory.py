@@ -31,7 +31,7 @@ class MemoryStore(Generic[S]):
     """Bounded per-key state for one limiter. ``max_keys`` caps live keys; idle keys are
     reclaimed after ``period`` to ``2 * period`` seconds."""
 
-    __slots__ = ("_pinned", "_rotate_at", "_young_max", "max_keys", "old", "period", "young")
+    __slots__ = ("_pinned", "_young_max", "max_keys", "old", "period", "rotate_at", "young")
 
     def __init__(
         self,
@@ -47,7 +47,9 @@ class MemoryStore(Generic[S]):
         # Keys the owner still needs whatever their age (those with waiters): it passes a live
         # container (a dict it maintains) so pinning costs the store nothing.
         self._pinned: Collection[Hashable] = {} if pinned is None else pinned
-        self._rotate_at = -float("inf")
+        # Owners may read a key straight from `young` while `now < rotate_at` (a hit); any
+        # other access goes through get() and put().
+        self.rotate_at = -float("inf")
         # young reaching ceil(max_keys / 2) rotates, so old + young never exceeds max_keys.
         self._young_max = (self.max_keys + 1) // 2
 
@@ -56,7 +58,7 @@ class MemoryStore(Generic[S]):
 
     def get(self, key: Hashable, now: float) -> S | None:
         """The state of ``key`` (``None``: fresh). Call :meth:`put` with the new state."""
-        if now >= self._rotate_at:
+        if now >= self.rotate_at:
             self._rotate(now)
         state = self.young.get(key)
         if state is None:
@@ -91,7 +93,7 @@ class MemoryStore(Generic[S]):
                 young[key] = old[key]
         self.old, self.young = young, {}
         if now is not None:
-            self._rotate_at = now + self.period
+            self.rotate_at = now + self.period
 
     def snapshot(self) -> dict[Hashable, Any]:
         """A copy of every live state (for tests and debugging)."""

@@ -24,6 +24,8 @@ import selectors
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import _clock
+
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
 
@@ -78,6 +80,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self, start: float = 0.0) -> None:
         self._virtual_now = float(start)
         super().__init__(VirtualClockSelector(self, selectors.DefaultSelector()))
+        # Tell the front-ends to read clocks from loops while this one exists.
+        _clock.register_loop_clock()
+        self._clock_registered = True
+
+    def close(self) -> None:
+        super().close()
+        if self._clock_registered:
+            self._clock_registered = False
+            _clock.unregister_loop_clock()
 
     def time(self) -> float:
         return self._virtual_now

@@ -1,0 +1,398 @@
+"""Rate limiting: aioresilience against aiolimiter, limits, pyrate-limiter and hyx.
+
+Sections:
+- admit: a non-waiting admission around ``await f()``, the limit never reached;
+- correctness after idle: how many requests each token bucket admits in one instant after a
+  long idle period (the bound is the capacity);
+- accuracy: 1,000/s shared by 200 tasks for 3 s of real time: admitted vs ideal, the busiest
+  100 ms window after the first second, and each admission's lateness against the ideal FIFO
+  schedule (p50/p99);
+- keyed: 1,000,000 distinct keys: ns per first hit and per repeat hit, bytes per live key,
+  and whether idle keys are reclaimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from harness import RunN, measure, table, trivial
+
+import aioresilience as ar
+from aioresilience.testing import VirtualTimeLoop
+
+HUGE = 10**12  # a limit that is never reached: the admit path only
+
+
+# -- admit ----------------------------------------------------------------------------------
+
+
+def ours_try(limiter: ar.RateLimiter[Any]) -> Callable[[], RunN]:
+    def make() -> RunN:
+        async def run(n: int) -> None:
+            try_acquire, f = limiter.try_acquire, trivial
+            for _ in range(n):
+                if try_acquire():
+                    await f()
+
+        return run
+
+    return make
+
+
+def ours_acquire() -> RunN:
+    limiter = ar.TokenBucket(HUGE, HUGE)
+
+    async def run(n: int) -> None:
+        acquire, f = limiter.acquire, trivial
+        for _ in range(n):
+            await acquire()
+            await f()
+
+    return run
+
+
+def ours_async_with() -> RunN:
+    limiter = ar.TokenBucket(HUGE, HUGE)
+
+    async def run(n: int) -> None:
+        f = trivial
+        for _ in range(n):
+            async with limiter:
+                await f()
+
+    return run
+
+
+def hyx_token_bucket() -> RunN:
+    from hyx.ratelimit.managers import TokenBucketLimiter
+
+    limiter = TokenBucketLimiter(HUGE, 1.0)
+
+    async def run(n: int) -> None:
+        acquire, f = limiter.acquire, trivial
+        for _ in range(n):
+            await acquire()
+            await f()
+
+    return run
+
+
+def aiolimiter_async_with() -> RunN:
+    from aiolimiter import AsyncLimiter
+
+    limiter = AsyncLimiter(HUGE, 1.0)
+
+    async def run(n: int) -> None:
+        f = trivial
+        for _ in range(n):
+            async with limiter:
+                await f()
+
+    return run
+
+
+def limits_strategy(name: str) -> Callable[[], RunN]:
+    def make() -> RunN:
+        import limits
+        from limits.aio import strategies
+        from limits.aio.storage import MemoryStorage
+
+        strategy = getattr(strategies, name)(MemoryStorage())
+        item = limits.parse(f"{HUGE}/second")
+
+        async def run(n: int) -> None:
+            hit, f = strategy.hit, trivial
+            for _ in range(n):
+                if await hit(item, "k"):
+                    await f()
+
+        return run
+
+    return make
+
+
+def pyrate_try() -> RunN:
+    from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
+
+    limiter = Limiter(InMemoryBucket([Rate(10**9, Duration.SECOND)]))
+
+    async def run(n: int) -> None:
+        try_acquire, f = limiter.try_acquire, trivial
+        for _ in range(n):
+            if try_acquire("k", blocking=False):
+                await f()
+
+    return run
+
+
+def admit_cases() -> dict[str, Callable[[], RunN]]:
+    return {
+        "aioresilience TokenBucket.try_acquire": ours_try(ar.TokenBucket(HUGE, HUGE)),
+        "aioresilience GCRA.try_acquire": ours_try(ar.GCRA(HUGE, 1.0, burst=HUGE)),
+        "aioresilience LeakyBucket.try_acquire": ours_try(ar.LeakyBucket(HUGE, HUGE)),
+        "aioresilience FixedWindowCounter.try_acquire": ours_try(ar.FixedWindowCounter(HUGE, 1.0)),
+        "aioresilience SlidingWindowCounter.try_acquire": ours_try(
+            ar.SlidingWindowCounter(HUGE, 1.0)
+        ),
+        "aioresilience SlidingWindowLog.try_acquire": ours_try(ar.SlidingWindowLog(HUGE, 1.0)),
+        "aioresilience TokenBucket await acquire()": ours_acquire,
+        "aioresilience TokenBucket async with": ours_async_with,
+        "hyx TokenBucketLimiter await acquire()": hyx_token_bucket,
+        "aiolimiter AsyncLimiter async with": aiolimiter_async_with,
+        "limits (async memory) FixedWindow hit": limits_strategy("FixedWindowRateLimiter"),
+        "limits (async memory) SlidingWindowCounter hit": limits_strategy(
+            "SlidingWindowCounterRateLimiter"
+        ),
+        "limits (async memory) MovingWindow hit": limits_strategy("MovingWindowRateLimiter"),
+        "pyrate-limiter InMemoryBucket try_acquire": pyrate_try,
+    }
+
+
+# -- correctness after idle -----------------------------------------------------------------
+
+
+async def burst_after_idle() -> dict[str, int]:
+    """Capacity 10 at 10/s: use one, sit idle 100 s (virtual), then ask 30 times at once."""
+    from aiolimiter import AsyncLimiter
+    from hyx.ratelimit.exceptions import RateLimitExceeded
+    from hyx.ratelimit.managers import TokenBucketLimiter
+
+    counts: dict[str, int] = {}
+    ours = ar.TokenBucket(10, 10.0)
+    ours.try_acquire()
+    hyx = TokenBucketLimiter(10, 1.0)
+    await hyx.acquire()
+    aiolim = AsyncLimiter(10, 1.0)
+    await aiolim.acquire()
+    await asyncio.sleep(100)
+    counts["aioresilience TokenBucket"] = sum(ours.try_acquire() for _ in range(30))
+    admitted = 0
+    for _ in range(30):
+        try:
+            await hyx.acquire()
+            admitted += 1
+        except RateLimitExceeded:
+            pass
+    counts["hyx TokenBucketLimiter"] = admitted
+    admitted = 0
+    for _ in range(30):
+        if aiolim.has_capacity():
+            await aiolim.acquire()
+            admitted += 1
+    counts["aiolimiter AsyncLimiter"] = admitted
+    return counts
+
+
+# -- accuracy -------------------------------------------------------------------------------
+
+
+async def accuracy(
+    make_acquire: Callable[[], Callable[[], Awaitable[Any]]],
+    rate: float = 1000.0,
+    burst: int = 10,
+    tasks: int = 200,
+    seconds: float = 3.0,
+) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    acquire = make_acquire()
+    requested: list[float] = []  # request times in FIFO order of asking
+    granted: list[tuple[float, float]] = []  # (request time, admit time)
+    start = loop.time()
+    stop_at = start + seconds
+
+    async def client() -> None:
+        while True:
+            asked = loop.time()
+            if asked >= stop_at:
+                return
+            requested.append(asked)
+            await acquire()
+            now = loop.time()
+            if now >= stop_at:
+                return
+            granted.append((asked, now))
+
+    await asyncio.gather(*(client() for _ in range(tasks)))
+    admits = sorted(t for _, t in granted)
+    # Busiest 100 ms window after the first second.
+    busiest, lo = 0, 0
+    for hi, t in enumerate(admits):
+        while admits[lo] <= t - 0.1:
+            lo += 1
+        if t - start >= 1.0:
+            busiest = max(busiest, hi - lo + 1)
+    # Lateness against the ideal FIFO schedule: the k-th request (by asking order) is due
+    # at max(its request time, start + (k + 1 - burst) / rate).
+    order = sorted(granted)
+    lateness = [
+        (admit - max(asked, start + max(0, k + 1 - burst) / rate)) * 1000
+        for k, (asked, admit) in enumerate(order)
+    ]
+    ideal = seconds * rate + burst
+    quantiles = statistics.quantiles(lateness, n=100)
+    return {
+        "admitted": len(admits),
+        "ideal": ideal,
+        "error_pct": (len(admits) - ideal) / ideal * 100,
+        "busiest_100ms": busiest,
+        "late_p50_ms": quantiles[49],
+        "late_p99_ms": quantiles[98],
+    }
+
+
+def accuracy_cases() -> dict[str, Callable[[], Callable[[], Awaitable[Any]]]]:
+    def ours() -> Callable[[], Awaitable[Any]]:
+        return ar.TokenBucket(10, 1000.0).acquire
+
+    def aiolimiter() -> Callable[[], Awaitable[Any]]:
+        from aiolimiter import AsyncLimiter
+
+        return AsyncLimiter(10, 0.01).acquire  # 10 per 10 ms: the same rate and burst
+
+    return {
+        "aioresilience TokenBucket(10, 1000/s)": ours,
+        "aiolimiter AsyncLimiter(10, 0.01)": aiolimiter,
+    }
+
+
+# -- keyed ----------------------------------------------------------------------------------
+
+
+async def keyed(keys: int) -> dict[str, dict[str, float]]:
+    """ns per hit (first and repeat, each key once per pass) and bytes per live key.
+
+    Speed and memory are measured on separate fresh limiters: tracing allocations slows the
+    code it traces.
+    """
+    names = [f"user-{i}" for i in range(keys)]
+
+    def ours(factory: Callable[[], ar.RateLimiter[Any]]) -> Callable[[], Any]:
+        def make() -> Any:
+            try_acquire = factory().try_acquire
+
+            async def passes() -> None:
+                for key in names:
+                    try_acquire(key=key)
+
+            return passes
+
+        return make
+
+    def limits_fixed_window() -> Any:
+        import limits
+        from limits.aio.storage import MemoryStorage
+        from limits.aio.strategies import FixedWindowRateLimiter
+
+        hit = FixedWindowRateLimiter(MemoryStorage()).hit
+        item = limits.parse("10/second")
+
+        async def passes() -> None:
+            for key in names:
+                await hit(item, key)
+
+        return passes
+
+    contenders: dict[str, Callable[[], Any]] = {
+        "aioresilience GCRA": ours(lambda: ar.GCRA(10, 1.0, max_keys=2 * keys)),
+        "aioresilience TokenBucket": ours(lambda: ar.TokenBucket(10, 10.0, max_keys=2 * keys)),
+        "aioresilience FixedWindowCounter": ours(
+            lambda: ar.FixedWindowCounter(10, 1.0, max_keys=2 * keys)
+        ),
+        "limits FixedWindow (async memory)": limits_fixed_window,
+    }
+    out: dict[str, dict[str, float]] = {}
+    for name, make in contenders.items():
+        one_pass = make()
+        gc.collect()
+        started = time.perf_counter()
+        await one_pass()
+        first = (time.perf_counter() - started) / keys * 1e9
+        started = time.perf_counter()
+        await one_pass()
+        repeat = (time.perf_counter() - started) / keys * 1e9
+        del one_pass
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        traced_pass = make()
+        await traced_pass()
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        del traced_pass
+        out[name] = {"first_ns": first, "repeat_ns": repeat, "bytes_per_key": held / keys}
+    return out
+
+
+async def reclaim(keys: int) -> dict[str, float]:
+    """In virtual time: fill ``keys`` keys, let them idle, check they are forgotten."""
+    limiter = ar.GCRA(10, 1.0, max_keys=2 * keys)
+    for i in range(keys):
+        limiter.try_acquire(key=i)
+    live = len(limiter.store)
+    period = limiter.store.period
+    await asyncio.sleep(period + 0.001)
+    limiter.try_acquire(key="a")
+    await asyncio.sleep(period + 0.001)
+    limiter.try_acquire(key="b")
+    return {"live_before": live, "live_after_idle": len(limiter.store), "period_s": period}
+
+
+# -- entry ----------------------------------------------------------------------------------
+
+
+def run(loop_factory: Callable[[], asyncio.AbstractEventLoop], loop_name: str, quick: bool) -> str:
+    n, repeats = (5_000, 3) if quick else (50_000, 9)
+    parts = []
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        results = runner.run(measure(admit_cases(), n, repeats))
+        parts.append(table(f"Rate limit, non-waiting admit ({loop_name})", results))
+        parts.append(f"#### Accuracy at 1,000/s, 200 tasks, 3 s ({loop_name})\n")
+        parts.append(
+            "| limiter | admitted | ideal | error % | busiest 100 ms after 1 s | "
+            "late p50 ms | late p99 ms |\n|---|---:|---:|---:|---:|---:|---:|"
+        )
+        for name, make in accuracy_cases().items():
+            seconds = 0.5 if quick else 3.0
+            r = runner.run(accuracy(make, seconds=seconds))
+            parts.append(
+                f"| {name} | {r['admitted']:,.0f} | {r['ideal']:,.0f} | {r['error_pct']:+.2f} "
+                f"| {r['busiest_100ms']:.0f} | {r['late_p50_ms']:.2f} | {r['late_p99_ms']:.2f} |"
+            )
+        parts.append("")
+    return "\n".join(parts)
+
+
+def run_once(quick: bool) -> str:
+    keys = 20_000 if quick else 1_000_000
+    parts = []
+    virtual = VirtualTimeLoop()
+    try:
+        counts = virtual.run_until_complete(burst_after_idle())
+        parts.append("### Token buckets of capacity 10: admitted in one instant after 100 s idle\n")
+        parts.append("| limiter | admitted (bound: 10) |\n|---|---:|")
+        parts += [f"| {name} | {count} |" for name, count in counts.items()]
+        parts.append("")
+        rec = virtual.run_until_complete(reclaim(keys))
+    finally:
+        virtual.close()
+    with asyncio.Runner() as runner:
+        results = runner.run(keyed(keys))
+    parts.append(f"### Keyed: {keys:,} distinct keys (asyncio)\n")
+    parts.append(
+        "| limiter | ns first hit | ns repeat hit | bytes per live key |\n|---|---:|---:|---:|"
+    )
+    for name, r in results.items():
+        parts.append(
+            f"| {name} | {r['first_ns']:,.0f} | {r['repeat_ns']:,.0f} | {r['bytes_per_key']:,.0f} |"
+        )
+    parts.append(
+        f"\nIdle keys reclaimed (virtual time): {rec['live_before']:,.0f} live keys, "
+        f"{rec['live_after_idle']:,.0f} after two idle periods of {rec['period_s']:g} s.\n"
+    )
+    return "\n".join(parts)

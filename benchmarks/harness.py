@@ -1,0 +1,84 @@
+"""Timing harness shared by every benchmark module.
+
+A case is a factory returning ``async def run(n)`` that performs ``n`` operations in a tight
+loop of its own (so harness overhead is the same for everyone and not measured per op). Each
+case is timed ``repeats`` times, interleaved with the others and with a bare ``await f()``
+baseline, and reported as the median ns/op and its ratio to the baseline's median from the
+same run: the machines are shared and noisy, so only same-run ratios are meaningful.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+RunN = Callable[[int], Awaitable[None]]
+
+
+async def trivial() -> None:
+    """The protected call of every case: a coroutine that does nothing."""
+    return None
+
+
+def bare_case() -> RunN:
+    async def run(n: int) -> None:
+        f = trivial
+        for _ in range(n):
+            await f()
+
+    return run
+
+
+@dataclass
+class Result:
+    name: str
+    ns_per_op: float
+    ratio: float
+
+
+async def measure(cases: dict[str, Callable[[], RunN]], n: int, repeats: int) -> list[Result]:
+    """Median ns/op of each case and its ratio to ``bare`` measured in the same rounds."""
+    runners: dict[str, RunN] = {"bare await f()": bare_case()}
+    runners.update((name, factory()) for name, factory in cases.items())
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for run in runners.values():  # warm-up
+        await run(min(n, 2000))
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            for name, run in runners.items():
+                started = time.perf_counter()
+                await run(n)
+                samples[name].append((time.perf_counter() - started) / n * 1e9)
+    finally:
+        gc.enable()
+    bare = statistics.median(samples["bare await f()"])
+    return [
+        Result(name, statistics.median(values), statistics.median(values) / bare)
+        for name, values in samples.items()
+    ]
+
+
+def loops() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loops every benchmark runs on: asyncio's default, and uvloop when installed."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - the bench group installs it
+        pass
+    else:
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
+
+def table(title: str, results: list[Result]) -> str:
+    lines = [f"### {title}", "", "| case | ns/op (median) | x bare await |", "|---|---:|---:|"]
+    lines += [f"| {r.name} | {r.ns_per_op:,.0f} | {r.ratio:.2f} |" for r in results]
+    return "\n".join(lines) + "\n"
