@@ -303,3 +303,31 @@ def test_decide_reports_headers() -> None:
     assert d and d.remaining == 0
     state, d = decide(bucket, state, 0.0, 1)
     assert not d and d.retry_after == pytest.approx(1.0) and d.reset_after == pytest.approx(3.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=1.5, allow_nan=False),
+            st.integers(min_value=1, max_value=3),
+        ),
+        max_size=120,
+    )
+)
+def test_sliding_counter_decides_by_the_reference_estimate(steps: Any) -> None:
+    """prev * (W - (now - start)) / W + curr + n <= limit, from counts kept independently."""
+    algorithm = SlidingWindowCounterAlgorithm(limit=5, window=2.0)
+    counts: dict[int, int] = {}
+    state = None
+    now = 1000.0
+    for step, cost in steps:
+        now += step
+        index = int(now // 2.0)
+        elapsed = now - index * 2.0
+        estimate = counts.get(index - 1, 0) * (2.0 - elapsed) / 2.0 + counts.get(index, 0)
+        state, _, ok = algorithm.reserve(state, now, cost, 0.0)
+        if abs(estimate + cost - 5) > 1e-9:  # away from float ties
+            assert ok == (estimate + cost <= 5)
+        if ok:
+            counts[index] = counts.get(index, 0) + cost

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from aioresilience import _clock
 from aioresilience.testing import VirtualTimeLoop, run
 
 
@@ -83,3 +84,22 @@ def test_advance_rejects_negative() -> None:
 @pytest.mark.real_time
 async def test_real_time_marker_uses_a_normal_loop() -> None:
     assert not isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
+
+
+def test_virtual_loops_switch_the_library_clock_while_they_exist() -> None:
+    before = _clock._own_clock_loops
+    loop = VirtualTimeLoop(start=50.0)
+    try:
+        assert _clock._own_clock_loops == before + 1
+        assert _clock.now is _clock.loop_now
+
+        async def read() -> float:
+            return _clock.now()
+
+        assert loop.run_until_complete(read()) == 50.0
+    finally:
+        loop.close()
+        loop.close()  # closing twice unregisters once
+    assert _clock._own_clock_loops == before
+    if before == 0:
+        assert _clock.now is time.monotonic

@@ -40,6 +40,12 @@ class FixedWindowAlgorithm:
     def reserve(
         self, state: FixedWindowState | None, now: float, cost: int, max_wait: float
     ) -> tuple[FixedWindowState, float, bool]:
+        current = int(now // self.window)
+        if state is None or (state[0] == current and len(state) == 2):
+            # The common case, no reservation pending: count in the current window.
+            count = cost if state is None else state[1] + cost
+            if count <= self.limit:
+                return (current, count), now, True
         current, state = self._current(state, now)
         last = state[0] + len(state) - 2
         if state[-1] + cost <= self.limit:

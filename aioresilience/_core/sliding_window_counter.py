@@ -84,6 +84,14 @@ class SlidingWindowCounterAlgorithm:
     def reserve(
         self, state: CounterState | None, now: float, cost: int, max_wait: float
     ) -> tuple[CounterState, float, bool]:
+        window = self.window
+        current = int(now // window)
+        if state is not None and len(state) == 3 and state[0] == current - 1:
+            # The common case, no reservation pending: the test _earliest would make.
+            prev, curr = state[1], state[2]
+            room = self.limit - curr - cost
+            if room >= 0 and (prev <= room or (current + 1.0 - room / prev) * window <= now):
+                return (state[0], prev, curr + cost), now, True
         current, state = self._trim(state, now)
         at, index = self._earliest(state, current, now, cost)
         if at - now > max_wait:
