@@ -3,8 +3,16 @@
 This module only re-exports; the code lives in the private modules.
 """
 
+from ._breaker import CircuitBreaker, CircuitBreakerStatistics, CircuitState, CircuitStateChange
 from ._core.ratelimit import Decision
-from ._errors import RateLimited, Rejected, ResilienceError, TimeoutExceeded
+from ._errors import (
+    CircuitBreakerOpenError,
+    RateLimited,
+    Rejected,
+    ResilienceError,
+    Throttled,
+    TimeoutExceeded,
+)
 from ._ratelimit import (
     GCRA,
     FixedWindowCounter,
@@ -16,9 +24,16 @@ from ._ratelimit import (
     SlidingWindowLog,
     TokenBucket,
 )
+from ._schedules import Backoff, constant, exponential, linear
 
 __all__ = [
     "GCRA",
+    "Backoff",
+    "CircuitBreaker",
+    "CircuitBreakerOpenError",
+    "CircuitBreakerStatistics",
+    "CircuitState",
+    "CircuitStateChange",
     "Decision",
     "FixedWindowCounter",
     "KeyedLimit",
@@ -30,8 +45,12 @@ __all__ = [
     "ResilienceError",
     "SlidingWindowCounter",
     "SlidingWindowLog",
+    "Throttled",
     "TimeoutExceeded",
     "TokenBucket",
+    "constant",
+    "exponential",
+    "linear",
 ]
 
 __version__ = "0.1.0"

@@ -6,7 +6,9 @@
      └── ResilienceError                 root of everything the library raises itself
           ├── Rejected                   a guard refused to run your call; ``retry_after``
           │    │                          says when trying again can succeed (None: unknown)
-          │    └── RateLimited           a rate limiter had no capacity within the wait allowed
+          │    ├── RateLimited           a rate limiter had no capacity within the wait allowed
+          │    ├── CircuitBreakerOpenError  the circuit is open (or its probes are all taken)
+          │    └── Throttled             client-side adaptive throttling refused the call
           └── TimeoutExceeded            a deadline of ours expired (also a builtin TimeoutError)
 
 Later patterns add their refusals under ``Rejected`` (circuit open, bulkhead full, queue full,
@@ -18,7 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-__all__ = ["RateLimited", "Rejected", "ResilienceError", "TimeoutExceeded"]
+__all__ = [
+    "CircuitBreakerOpenError",
+    "RateLimited",
+    "Rejected",
+    "ResilienceError",
+    "Throttled",
+    "TimeoutExceeded",
+]
 
 
 class ResilienceError(Exception):
@@ -53,6 +62,20 @@ class RateLimited(Rejected):
         self.limiter = limiter
         self.key = key
         self.cost = cost
+
+
+class CircuitBreakerOpenError(Rejected):
+    """The circuit breaker refused the call. ``retry_after`` is the time left open (``inf``
+    while isolated by hand); ``state`` the breaker's state when it refused."""
+
+    def __init__(self, message: str, *, retry_after: float, breaker: str, state: str) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.breaker = breaker
+        self.state = state
+
+
+class Throttled(Rejected):
+    """Client-side adaptive throttling refused the call locally (the backend is overloaded)."""
 
 
 class TimeoutExceeded(ResilienceError, TimeoutError):

@@ -1,0 +1,231 @@
+"""The circuit breaker's state machine (pure: time and randomness are arguments).
+
+States: CLOSED (calls flow, outcomes recorded), OPEN (calls refused until the break ends),
+HALF_OPEN (a fixed number of probes admitted, everyone else refused; the probes' outcomes alone
+decide), and the manual ISOLATED (forced open) and DISABLED (forced closed).
+
+Trip rules, checked after each recorded outcome in CLOSED: ``consecutive_failures >=
+failure_threshold``, or, once the window holds ``minimum_calls``, ``failure rate >=
+failure_rate_threshold`` or ``slow-call rate >= slow_call_rate_threshold``.
+
+Every admission carries the *generation* it was granted in; the generation changes with every
+state change, so an outcome that arrives after the state moved on (a call admitted while
+CLOSED finishing during HALF_OPEN) is not mistaken for a probe's.
+
+A breaker must never be stuck in HALF_OPEN: if the probes have not all finished
+``half_open_timeout`` after it began, it re-opens.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from .backoff import Backoff
+from .windows import CountWindow, TimeWindow
+
+__all__ = ["BreakerMachine", "CircuitState"]
+
+
+class CircuitState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    ISOLATED = "isolated"  # forced open by hand
+    DISABLED = "disabled"  # forced closed by hand: nothing recorded, everything admitted
+
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+ISOLATED = CircuitState.ISOLATED
+DISABLED = CircuitState.DISABLED
+
+
+class BreakerMachine:
+    """Mutable breaker state plus its policy. ``admit`` before a call, then exactly one of
+    ``record`` (the call's outcome counts) or ``release`` (it does not: ignored error,
+    cancellation)."""
+
+    __slots__ = (
+        "break_duration",
+        "consecutive_failures",
+        "failure_rate_threshold",
+        "failure_threshold",
+        "generation",
+        "half_open_since",
+        "half_open_timeout",
+        "minimum_calls",
+        "open_until",
+        "opened_at",
+        "opens",
+        "probe_failures",
+        "probe_slow",
+        "probes",
+        "probes_admitted",
+        "probes_done",
+        "random",
+        "slow_call_rate_threshold",
+        "state",
+        "window",
+    )
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int | None,
+        failure_rate_threshold: float | None,
+        slow_call_rate_threshold: float | None,
+        minimum_calls: int,
+        window: CountWindow | TimeWindow | None,
+        break_duration: Backoff,
+        probes: int,
+        half_open_timeout: float,
+        random: Callable[[], float],
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.failure_rate_threshold = failure_rate_threshold
+        self.slow_call_rate_threshold = slow_call_rate_threshold
+        self.minimum_calls = minimum_calls
+        self.window = window
+        self.break_duration = break_duration
+        self.probes = probes
+        self.half_open_timeout = half_open_timeout
+        self.random = random
+        self.state = CLOSED
+        self.generation = 0
+        self.consecutive_failures = 0
+        self.opens = 0  # consecutive openings without a close: grows the break duration
+        self.opened_at = self.open_until = self.half_open_since = 0.0
+        self.probes_admitted = self.probes_done = self.probe_failures = self.probe_slow = 0
+
+    # -- admission ------------------------------------------------------------------------
+
+    def admit(self, now: float) -> float:
+        """0.0 if a call may run now (in :attr:`generation`); else the retry-after (seconds,
+        ``inf`` while isolated)."""
+        state = self.state
+        if state is CLOSED or state is DISABLED:
+            return 0.0
+        if state is OPEN:
+            if now < self.open_until:
+                return self.open_until - now
+            self._half_open(now)
+        elif state is ISOLATED:
+            return float("inf")
+        # HALF_OPEN
+        if now >= self.half_open_since + self.half_open_timeout:
+            # Probes that never finished must not hold the breaker half-open forever.
+            self._open(now)
+            return self.open_until - now
+        if self.probes_admitted < self.probes:
+            self.probes_admitted += 1
+            return 0.0
+        return max(1e-3, self.half_open_since + self.half_open_timeout - now)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def record(self, now: float, generation: int, failed: bool, slow: bool) -> None:
+        """The outcome of a call admitted in ``generation``."""
+        if generation != self.generation:
+            return  # admitted under an earlier state: its outcome no longer applies
+        state = self.state
+        if state is CLOSED:
+            if failed:
+                self.consecutive_failures += 1
+            else:
+                self.consecutive_failures = 0
+            window = self.window
+            if window is not None:
+                window.record(now, failed, slow)
+            if failed or slow:
+                self._maybe_trip(now)
+        elif state is HALF_OPEN:
+            self.probes_done += 1
+            self.probe_failures += failed
+            self.probe_slow += slow
+            if self._probes_failed(final=False):
+                self._open(now)
+            elif self.probes_done >= self.probes:
+                if self._probes_failed(final=True):
+                    self._open(now)
+                else:
+                    self._close()
+
+    def release(self, generation: int) -> None:
+        """A call admitted in ``generation`` ended without an outcome that counts: in
+        HALF_OPEN its probe slot is given back for another caller."""
+        if generation == self.generation and self.state is HALF_OPEN and self.probes_admitted:
+            self.probes_admitted -= 1
+
+    def _maybe_trip(self, now: float) -> None:
+        threshold = self.failure_threshold
+        if threshold is not None and self.consecutive_failures >= threshold:
+            self._open(now)
+            return
+        if self.window is None:
+            return
+        calls, failures, slow = self.window.totals(now)
+        if calls < self.minimum_calls or calls == 0:
+            return
+        rate = self.failure_rate_threshold
+        slow_rate = self.slow_call_rate_threshold
+        if (rate is not None and failures / calls >= rate) or (
+            slow_rate is not None and slow / calls >= slow_rate
+        ):
+            self._open(now)
+
+    def _probes_failed(self, *, final: bool) -> bool:
+        """Whether the probes so far condemn the circuit. With a rate threshold the probes
+        are judged by it (once all are done); otherwise any failing probe re-opens."""
+        rate = self.failure_rate_threshold
+        slow_rate = self.slow_call_rate_threshold
+        if rate is None and slow_rate is None:
+            return self.probe_failures > 0
+        if not final:
+            # Re-open early once the failures already reach the threshold over all probes.
+            return rate is not None and self.probe_failures / self.probes >= rate
+        done = self.probes_done
+        return (rate is not None and self.probe_failures / done >= rate) or (
+            slow_rate is not None and self.probe_slow / done >= slow_rate
+        )
+
+    # -- transitions ------------------------------------------------------------------------
+
+    def _enter(self, state: CircuitState) -> None:
+        self.state = state
+        self.generation += 1
+
+    def _open(self, now: float) -> None:
+        previous = self.open_until - self.opened_at if self.opens else None
+        duration = self.break_duration.delay(self.opens, previous, self.random)
+        self.opens += 1
+        self.opened_at = now
+        self.open_until = now + duration
+        self._enter(OPEN)
+
+    def _half_open(self, now: float) -> None:
+        self.half_open_since = now
+        self.probes_admitted = self.probes_done = self.probe_failures = self.probe_slow = 0
+        self._enter(HALF_OPEN)
+
+    def _close(self) -> None:
+        self.opens = 0
+        self.consecutive_failures = 0
+        if self.window is not None:
+            self.window.reset()
+        self._enter(CLOSED)
+
+    # -- manual control ---------------------------------------------------------------------
+
+    def isolate(self) -> None:
+        self._enter(ISOLATED)
+
+    def disable(self) -> None:
+        self._enter(DISABLED)
+
+    def reset(self) -> None:
+        self._close()
+
+    def force_open(self, now: float) -> None:
+        self._open(now)
