@@ -25,6 +25,7 @@ from ._ratelimit import (
     TokenBucket,
 )
 from ._schedules import Backoff, constant, exponential, linear
+from ._timeout import timeout
 
 __all__ = [
     "GCRA",
@@ -51,6 +52,7 @@ __all__ = [
     "constant",
     "exponential",
     "linear",
+    "timeout",
 ]
 
 __version__ = "0.1.0"

@@ -79,4 +79,10 @@ class Throttled(Rejected):
 
 
 class TimeoutExceeded(ResilienceError, TimeoutError):
-    """A deadline set through aioresilience expired. Also a builtin ``TimeoutError``."""
+    """A deadline set through aioresilience expired. Also a builtin ``TimeoutError``.
+
+    ``seconds`` is the duration that was exceeded."""
+
+    def __init__(self, message: str, *, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds

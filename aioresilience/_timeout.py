@@ -1,0 +1,189 @@
+"""Cancellation-based timeouts, cheaper than one loop timer per call.
+
+``async with timeout(2):`` cancels the enclosing task at the deadline and turns *that*
+cancellation into :class:`TimeoutExceeded` (a ``TimeoutError``), with the same bookkeeping as
+``asyncio.timeout``: ``Task.cancelling()`` is recorded on entry and ``Task.uncancel()`` called
+on exit, so a cancellation from outside passes through unchanged and nested timeouts each
+report their own expiry.
+
+Why it is cheaper: calls with the same duration have their deadlines in arrival order. So the
+deadlines of one duration on one loop form a *lane*: a FIFO queue with a single loop timer,
+armed for the earliest deadline. Entering appends to the lane (arming the timer only if none is
+armed, which it usually is); leaving marks the entry done and drops finished entries from the
+front. When the timer fires it expires the entries whose deadline has passed, drops finished
+ones and re-arms for the next live deadline. ``asyncio.timeout`` instead creates, schedules and
+cancels a timer handle (a heap push and a later lazy pop) per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import math
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from . import _clock
+from ._awaitable import DONE
+from ._errors import TimeoutExceeded
+from ._validation import non_negative_or_none
+
+__all__ = ["timeout"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_current_task = asyncio.current_task
+
+# Entry states
+_CREATED, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
+
+
+class _Lane:
+    """The live deadlines of one duration on one loop, in deadline order, with one timer."""
+
+    __slots__ = ("entries", "live", "loop", "timer", "timer_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Weak: the lane lives in a WeakKeyDictionary keyed by this loop; a strong reference
+        # from the value would keep every loop ever used alive.
+        self.loop = weakref.proxy(loop)
+        self.entries: deque[timeout] = deque()
+        self.live = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+
+    def add(self, entry: timeout) -> None:
+        self.entries.append(entry)
+        self.live += 1
+        if self.timer is None:  # an armed timer is never later than a new (later) deadline
+            self.timer_at = entry.deadline
+            self.timer = self.loop.call_at(entry.deadline, self.fire)
+
+    def done(self, entry: timeout) -> None:
+        self.live -= 1
+        entries = self.entries
+        if entries and entries[0] is entry:
+            entries.popleft()
+            while entries and entries[0].state >= _EXPIRED:
+                entries.popleft()
+        elif len(entries) > 2 * self.live + 64:
+            # Entries finishing out of order pile up behind a long-running one: compact.
+            self.entries = deque(e for e in entries if e.state < _EXPIRED)
+
+    def fire(self) -> None:
+        self.timer = None
+        now = max(self.timer_at, self.loop.time())
+        entries = self.entries
+        while entries:
+            head = entries[0]
+            if head.state >= _EXPIRED:
+                entries.popleft()
+            elif head.deadline <= now:
+                entries.popleft()
+                head.expire()
+            else:
+                self.timer_at = head.deadline
+                self.timer = self.loop.call_at(head.deadline, self.fire)
+                return
+
+
+# Lanes per loop; the last loop's lanes are cached so the common case is one identity test.
+_lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Lane]] = (
+    weakref.WeakKeyDictionary()
+)
+_last_loop: asyncio.AbstractEventLoop | None = None
+_last_lanes: dict[float, _Lane] = {}
+
+
+def _lane(loop: asyncio.AbstractEventLoop, seconds: float) -> _Lane:
+    global _last_loop, _last_lanes
+    if loop is not _last_loop:
+        _last_lanes = _lanes.setdefault(loop, {})
+        _last_loop = loop
+    lane = _last_lanes.get(seconds)
+    if lane is None:
+        lane = _last_lanes[seconds] = _Lane(loop)
+    return lane
+
+
+class timeout:
+    """Limit the enclosed work to ``seconds`` (``None``: no limit).
+
+    ``async with timeout(2): ...`` raises :class:`TimeoutExceeded` if the block is still running
+    2 s after entry (its work is cancelled first). ``@timeout(2)`` applies the same to every
+    call of a coroutine function. A cancellation that did not come from this timeout passes
+    through as ``CancelledError``.
+    """
+
+    __slots__ = ("_cancelling", "_lane", "_task", "deadline", "seconds", "state")
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = non_negative_or_none("seconds", seconds)
+        self.state = _CREATED
+        self.deadline = math.inf
+
+    def __aenter__(self) -> Awaitable[None]:
+        if self.state is not _CREATED:
+            raise RuntimeError("a timeout object can be entered only once; create a new one")
+        task = _current_task()
+        if task is None:
+            raise RuntimeError("timeout() must be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self.state = _ENTERED
+        seconds = self.seconds
+        if seconds is not None:
+            self.deadline = _clock.now() + seconds
+            self._lane = _lane(task.get_loop(), seconds)
+            self._lane.add(self)
+        return DONE
+
+    def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:
+        state = self.state
+        if self.seconds is not None and state < _EXPIRED:
+            self._lane.done(self)
+        if state is _EXPIRING:
+            self.state = _EXPIRED
+            if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+                # No other cancellation is pending: this one was ours.
+                raise TimeoutExceeded(
+                    f"timed out after {self.seconds:g}s", seconds=self.seconds or 0.0
+                ) from exc
+        else:
+            self.state = _EXITED
+        return DONE
+
+    def expire(self) -> None:
+        """The deadline passed with the block still running: cancel its task."""
+        self.state = _EXPIRING
+        self._task.cancel()
+
+    @property
+    def expired(self) -> bool:
+        """Whether this timeout fired (the block was cancelled by it)."""
+        return self.state in (_EXPIRING, _EXPIRED)
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (``inf`` without one)."""
+        return self.deadline - _clock.now()
+
+    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        """``@timeout(seconds)``: each call of ``fn`` runs under its own timeout."""
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"timeout decorates coroutine functions, got {fn!r}")
+        seconds = self.seconds
+
+        @functools.wraps(fn)
+        async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
+            async with timeout(seconds):
+                return await fn(*args, **kwargs)
+
+        return limited
+
+    def __repr__(self) -> str:
+        states = ["created", "entered", "expiring", "expired", "exited"]
+        return f"<timeout seconds={self.seconds} state={states[self.state]}>"
