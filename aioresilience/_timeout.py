@@ -45,7 +45,7 @@ _CREATED, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
 class _Lane:
     """The live deadlines of one duration on one loop, in deadline order, with one timer."""
 
-    __slots__ = ("entries", "live", "loop", "timer", "timer_at")
+    __slots__ = ("armed", "entries", "live", "loop", "timer_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # Weak: the lane lives in a WeakKeyDictionary keyed by this loop; a strong reference
@@ -53,15 +53,18 @@ class _Lane:
         self.loop = weakref.proxy(loop)
         self.entries: deque[timeout] = deque()
         self.live = 0
-        self.timer: asyncio.TimerHandle | None = None
+        # The timer is never cancelled (an early firing just re-arms), so no handle is kept:
+        # a handle references its loop, which would keep the loop alive through this lane.
+        self.armed = False
         self.timer_at = 0.0
 
     def add(self, entry: timeout) -> None:
         self.entries.append(entry)
         self.live += 1
-        if self.timer is None:  # an armed timer is never later than a new (later) deadline
+        if not self.armed:  # an armed timer is never later than a new (later) deadline
+            self.armed = True
             self.timer_at = entry.deadline
-            self.timer = self.loop.call_at(entry.deadline, self.fire)
+            self.loop.call_at(entry.deadline, self.fire)
 
     def done(self, entry: timeout) -> None:
         self.live -= 1
@@ -75,7 +78,7 @@ class _Lane:
             self.entries = deque(e for e in entries if e.state < _EXPIRED)
 
     def fire(self) -> None:
-        self.timer = None
+        self.armed = False
         now = max(self.timer_at, self.loop.time())
         entries = self.entries
         while entries:
@@ -86,8 +89,9 @@ class _Lane:
                 entries.popleft()
                 head.expire()
             else:
+                self.armed = True
                 self.timer_at = head.deadline
-                self.timer = self.loop.call_at(head.deadline, self.fire)
+                self.loop.call_at(head.deadline, self.fire)
                 return
 
 
