@@ -126,7 +126,12 @@ class timeout:
     __slots__ = ("_cancelling", "_lane", "_task", "deadline", "seconds", "state")
 
     def __init__(self, seconds: float | None) -> None:
-        self.seconds = non_negative_or_none("seconds", seconds)
+        # The common valid case checked inline (this runs once per call); the rest, and the
+        # error messages, in the shared validator.
+        cls = seconds.__class__
+        if not ((cls is float or cls is int) and 0 <= seconds < math.inf):
+            seconds = non_negative_or_none("seconds", seconds)
+        self.seconds = seconds
         self.state = _CREATED
         self.deadline = math.inf
 
@@ -142,14 +147,24 @@ class timeout:
         seconds = self.seconds
         if seconds is not None:
             self.deadline = _clock.now() + seconds
-            self._lane = _lane(task.get_loop(), seconds)
-            self._lane.add(self)
+            loop = task.get_loop()
+            lane = _last_lanes.get(seconds) if loop is _last_loop else None
+            if lane is None:
+                lane = _lane(loop, seconds)
+            self._lane = lane
+            lane.add(self)
         return DONE
 
     def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:
         state = self.state
         if self.seconds is not None and state < _EXPIRED:
-            self._lane.done(self)
+            lane = self._lane
+            entries = lane.entries
+            if len(entries) == 1 and entries[0] is self:  # alone in the lane: the common case
+                entries.pop()
+                lane.live -= 1
+            else:
+                lane.done(self)
         if state is _EXPIRING:
             self.state = _EXPIRED
             if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
