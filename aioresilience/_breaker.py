@@ -257,7 +257,9 @@ class CircuitBreaker:
         self._on_success(result, generation, start)
         return result
 
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate a coroutine function so each call goes through the breaker."""
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"{self.name} decorates coroutine functions, got {fn!r}")

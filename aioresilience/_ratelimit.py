@@ -16,7 +16,7 @@ import asyncio
 import functools
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import Any, Final, Generic, ParamSpec, TypeVar
@@ -77,7 +77,7 @@ class RateLimiterStatistics:
 class _Waiter:
     """One caller waiting for its reservation to come due."""
 
-    __slots__ = ("at", "cost", "future", "key", "seq")
+    __slots__ = ("at", "cost", "future", "given_back", "key", "seq")
 
     def __init__(
         self, at: float, seq: int, cost: int, key: Hashable, future: asyncio.Future[None]
@@ -87,6 +87,7 @@ class _Waiter:
         self.cost = cost
         self.key = key
         self.future = future
+        self.given_back = False  # its reservation was returned (it was cancelled)
 
 
 class RateLimiter(Generic[S]):
@@ -110,16 +111,18 @@ class RateLimiter(Generic[S]):
         "_cancelled",
         "_heap",
         "_max_wait",
+        "_queued",
         "_queues",
         "_rejected",
+        "_replan_loop",
         "_reserve",
         "_returned",
         "_seq",
         "_store",
         "_timer",
         "_timer_at",
+        "_timer_loop",
         "_waited",
-        "_waiting",
         "name",
     )
 
@@ -142,6 +145,9 @@ class RateLimiter(Generic[S]):
         self._queues: dict[Hashable, list[_Waiter]] = {}
         self._heap: list[tuple[float, int, _Waiter]] = []
         self._returned: dict[Hashable, list[_Waiter]] = {}  # cancelled, not yet replanned
+        self._replan_loop: asyncio.AbstractEventLoop | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._queued = 0  # waiters not yet woken
         self._store: MemoryStore[S] = MemoryStore(
             max_keys=positive_int("max_keys", max_keys),
             period=max(algorithm.horizon, 1.0),
@@ -150,7 +156,7 @@ class RateLimiter(Generic[S]):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._seq = 0
-        self._admitted = self._rejected = self._waited = self._cancelled = self._waiting = 0
+        self._admitted = self._rejected = self._waited = self._cancelled = 0
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -159,7 +165,7 @@ class RateLimiter(Generic[S]):
         lack of capacity."""
         # The body of _claim with max_wait=0, inlined: this is the hot path the benchmarks
         # measure, and a Python call plus a tuple cost as much as the algorithm itself.
-        if cost != 1:
+        if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
         now = _clock.now()
         store = self._store
@@ -182,7 +188,7 @@ class RateLimiter(Generic[S]):
     def check(self, cost: int = 1, *, key: Hashable = None) -> Decision:
         """Like :meth:`try_acquire`, returning the whole :class:`Decision` (truthy if allowed):
         remaining capacity, retry-after and reset time, as rate-limit headers need."""
-        if cost != 1:
+        if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
         now = _clock.now()
         store = self._store
@@ -206,7 +212,7 @@ class RateLimiter(Generic[S]):
         Raises :class:`RateLimited` at once, without consuming anything, if admission would
         take longer than ``timeout``; ``ValueError`` if ``cost`` can never be admitted.
         """
-        if cost != 1:
+        if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
         max_wait = self._max_wait if timeout is _UNSET else _max_wait_of("timeout", timeout)
         now, at, admitted = self._claim(key, cost, max_wait)
@@ -252,8 +258,8 @@ class RateLimiter(Generic[S]):
         if queue is None:
             self._queues[key] = queue = []
         queue.append(waiter)
+        self._queued += 1
         self._schedule(loop, waiter)
-        self._waiting += 1
         try:
             await waiter.future
         except asyncio.CancelledError:
@@ -262,20 +268,36 @@ class RateLimiter(Generic[S]):
             self._cancelled += 1
             self._give_back(loop, waiter)
             raise
-        finally:
-            self._waiting -= 1
         self._waited += 1
 
     def _schedule(self, loop: asyncio.AbstractEventLoop, waiter: _Waiter) -> None:
         heappush(self._heap, (waiter.at, waiter.seq, waiter))
-        if self._timer is None or waiter.at < self._timer_at:
+        if self._timer is None or self._timer_loop is not loop or waiter.at < self._timer_at:
             self._arm(loop)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = at = self._heap[0][0]
+        if self._timer_loop is not loop:
+            self._forget_dead_waiters()
+            self._timer_loop = loop
+        heap = self._heap
+        if not heap:
+            self._timer = None
+            return
+        self._timer_at = at = heap[0][0]
         self._timer = loop.call_at(at, self._wake, loop)
+
+    def _forget_dead_waiters(self) -> None:
+        """Drop waiters of event loops that are closed: their tasks can never resume (a
+        limiter kept across ``asyncio.run`` calls). Their reservations stay counted."""
+        dead = [e for e in self._heap if e[2].future.get_loop().is_closed()]
+        for _, _, waiter in dead:
+            if waiter in self._queues.get(waiter.key, ()):
+                self._dequeue(waiter)
+        if dead:
+            self._heap[:] = [e for e in self._heap if not e[2].future.get_loop().is_closed()]
+            heapify(self._heap)
 
     def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
@@ -294,6 +316,7 @@ class RateLimiter(Generic[S]):
     def _dequeue(self, waiter: _Waiter) -> None:
         queue = self._queues[waiter.key]
         queue.remove(waiter)  # near the front: waiters leave in order
+        self._queued -= 1
         if not queue:
             del self._queues[waiter.key]
             self._store.touch(waiter.key)
@@ -304,9 +327,13 @@ class RateLimiter(Generic[S]):
         Cancellations of one loop turn are collected and handled together (a shutdown that
         cancels a thousand waiters replans each key once, not a thousand times).
         """
+        if waiter.given_back:  # a replan already returned it
+            return
+        waiter.given_back = True
         if waiter in self._queues.get(waiter.key, ()):  # not woken yet
             self._dequeue(waiter)
-        if not self._returned:
+        if not self._returned or self._replan_loop is not loop:
+            self._replan_loop = loop
             loop.call_soon(self._replan, loop)
         self._returned.setdefault(waiter.key, []).append(waiter)
 
@@ -318,13 +345,19 @@ class RateLimiter(Generic[S]):
         returned, self._returned = self._returned, {}
         algorithm, store, now = self._algorithm, self._store, loop.time()
         for key, cancelled in returned.items():
-            queue = self._queues.get(key, [])
             first = min(w.seq for w in cancelled)
-            behind = [w for w in queue if w.seq > first]
-            state = store.get(key, now)
-            for w in sorted(behind + cancelled, key=lambda w: w.seq, reverse=True):
-                state = algorithm.cancel(state, now, w.cost, w.at)
+            behind = [w for w in self._queues.get(key, ()) if w.seq > first]
+            # Waiters cancelled whose tasks have not run yet are returned now, with the rest.
             for w in behind:
+                if w.future.done():
+                    w.given_back = True
+                    self._dequeue(w)
+                    cancelled.append(w)
+            live = [w for w in behind if not w.given_back]
+            state = store.get(key, now)
+            for w in sorted(live + cancelled, key=lambda w: w.seq, reverse=True):
+                state = algorithm.cancel(state, now, w.cost, w.at)
+            for w in live:
                 # Fewer units ahead than at its first reservation: never later, never refused.
                 state, w.at, _ = algorithm.reserve(state, now, w.cost, math.inf)
                 if w.at <= now:
@@ -336,7 +369,7 @@ class RateLimiter(Generic[S]):
         # Replanned and cancelled waiters leave stale heap entries behind; drop them once they
         # outnumber the live ones, so the heap stays proportional to the waiters.
         heap = self._heap
-        if len(heap) > 2 * self._waiting + 16:
+        if len(heap) > 2 * self._queued + 16:
             heap[:] = [e for e in heap if e[0] == e[2].at and not e[2].future.done()]
             heapify(heap)
 
@@ -359,7 +392,9 @@ class RateLimiter(Generic[S]):
     async def __aexit__(self, *exc_info: object) -> None:
         return None
 
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate a coroutine function: each call first acquires a cost of 1."""
         return self.limit()(fn)
 
@@ -369,17 +404,19 @@ class RateLimiter(Generic[S]):
         key: Callable[..., Hashable] | None = None,
         cost: int = 1,
         timeout: float | _Unset | None = _UNSET,
-    ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Coroutine[Any, Any, T]]]:
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
         """Decorator factory: limit each call, per ``key(*args, **kwargs)`` when given."""
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the call's arguments, got {key!r}")
-        if cost != 1:
+        if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
         if not isinstance(timeout, _Unset):
             _max_wait_of("timeout", timeout)
         acquire = self.acquire
 
-        def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        def decorate(
+            fn: Callable[P, Coroutine[Any, Any, T]],
+        ) -> Callable[P, Coroutine[Any, Any, T]]:
             if not inspect.iscoroutinefunction(fn):
                 raise TypeError(f"{self.name} decorates coroutine functions, got {fn!r}")
 
@@ -396,7 +433,7 @@ class RateLimiter(Generic[S]):
 
     def for_key(self, key: Hashable, *, cost: int = 1) -> KeyedLimit:
         """A guard for one key: ``async with limiter.for_key(user_id):``."""
-        if cost != 1:
+        if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
         return KeyedLimit(self, key, cost)
 
@@ -409,7 +446,7 @@ class RateLimiter(Generic[S]):
             rejected=self._rejected,
             waited=self._waited,
             cancelled=self._cancelled,
-            waiting=self._waiting,
+            waiting=self._queued,
             keys=len(self._store),
         )
 
@@ -428,7 +465,7 @@ class RateLimiter(Generic[S]):
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} {self.name!r} {self._parameters()} "
-            f"remaining={self.remaining()} keys={len(self._store)} waiting={self._waiting} "
+            f"remaining={self.remaining()} keys={len(self._store)} waiting={self._queued} "
             f"admitted={self._admitted} rejected={self._rejected}>"
         )
 
@@ -459,6 +496,15 @@ class KeyedLimit:
         return f"<KeyedLimit {self.limiter.name!r} key={self.key!r} cost={self.cost}>"
 
 
+def _rate_per_second(name: str, value: object) -> float:
+    """A rate in units per second: positive, finite, at most one per nanosecond (the
+    resolution the GCRA family keeps time in)."""
+    rate = finite_positive(name, value)
+    if rate > 1e9:
+        raise ValueError(f"{name} must be at most 1e9 per second, got {value!r}")
+    return rate
+
+
 def _max_wait_of(name: str, value: object) -> float:
     bound = non_negative_or_none(name, value)
     return math.inf if bound is None else bound
@@ -477,7 +523,7 @@ def _rate_or(
     return parse_rate("rate", rate)
 
 
-class TokenBucket(RateLimiter[float]):
+class TokenBucket(RateLimiter[int]):
     """Token bucket: ``capacity`` tokens, refilled continuously at ``refill_rate`` per second.
 
     Allows bursts up to ``capacity`` and a long-run rate of ``refill_rate``. ``refill_rate``
@@ -488,7 +534,7 @@ class TokenBucket(RateLimiter[float]):
 
     def __init__(
         self,
-        capacity: float | None = None,
+        capacity: int | None = None,
         refill_rate: float | str | None = None,
         *,
         rate: str | None = None,
@@ -506,8 +552,8 @@ class TokenBucket(RateLimiter[float]):
         if isinstance(refill_rate, str):
             count, period = parse_rate("refill_rate", refill_rate)
             refill_rate = count / period
-        self.capacity = finite_positive("capacity", capacity, minimum=1)
-        self.refill_rate = finite_positive("refill_rate", refill_rate)
+        self.capacity = positive_int("capacity", capacity)
+        self.refill_rate = _rate_per_second("refill_rate", refill_rate)
         super().__init__(
             TokenBucketAlgorithm(self.capacity, self.refill_rate),
             name=name,
@@ -516,10 +562,10 @@ class TokenBucket(RateLimiter[float]):
         )
 
     def _parameters(self) -> str:
-        return f"capacity={self.capacity:g} refill_rate={self.refill_rate:g}/s"
+        return f"capacity={self.capacity} refill_rate={self.refill_rate:g}/s"
 
 
-class LeakyBucket(RateLimiter[float]):
+class LeakyBucket(RateLimiter[int]):
     """Leaky bucket of ``capacity`` units draining at ``leak_rate`` per second.
 
     ``mode="meter"`` (default) admits a request if it fits in the bucket, else refuses (or, with
@@ -552,7 +598,7 @@ class LeakyBucket(RateLimiter[float]):
             count, period = parse_rate("leak_rate", leak_rate)
             leak_rate = count / period
         self.capacity = positive_int("capacity", capacity)
-        self.leak_rate = finite_positive("leak_rate", leak_rate)
+        self.leak_rate = _rate_per_second("leak_rate", leak_rate)
         algorithm: GCRAAlgorithm
         if mode == "meter":
             algorithm = LeakyBucketMeter(self.capacity, self.leak_rate)
@@ -567,7 +613,7 @@ class LeakyBucket(RateLimiter[float]):
         return f"mode={self.mode} capacity={self.capacity} leak_rate={self.leak_rate:g}/s"
 
 
-class GCRA(RateLimiter[float]):
+class GCRA(RateLimiter[int]):
     """Generic cell rate algorithm: ``limit`` per ``period`` seconds, evenly spaced, with up to
     ``burst`` admitted back to back. One float of state per key; exact rolling behaviour."""
 
@@ -588,6 +634,7 @@ class GCRA(RateLimiter[float]):
         self.limit_ = positive_int("limit", count)
         self.period = finite_positive("period", seconds)
         self.burst = positive_int("burst", burst)
+        _rate_per_second("limit / period", self.limit_ / self.period)
         super().__init__(
             GCRAAlgorithm(interval=self.period / self.limit_, burst=self.burst),
             name=name,

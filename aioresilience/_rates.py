@@ -22,9 +22,17 @@ _UNITS = {
     "day": 86400.0,
 }
 _RATE = re.compile(
-    r"^\s*(?P<count>\d+)\s*(?:/|per)\s*(?P<multiple>\d+(?:\.\d+)?)?\s*(?P<unit>[a-z]+?)s?\s*$",
+    r"^\s*(?P<count>\d+)\s*(?:/|per)\s*(?P<multiple>\d+(?:\.\d+)?)?\s*(?P<unit>[a-z]+)\s*$",
     re.IGNORECASE,
 )
+
+
+def _unit(word: str) -> float | None:
+    """Seconds in a unit: exact names first ("ms", "s"), then plurals ("minutes")."""
+    word = word.lower()
+    if word in _UNITS:
+        return _UNITS[word]
+    return _UNITS.get(word[:-1]) if word.endswith("s") else None
 
 
 def parse_rate(name: str, text: object) -> tuple[int, float]:
@@ -32,7 +40,7 @@ def parse_rate(name: str, text: object) -> tuple[int, float]:
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a rate string like '100/minute', got {text!r}")
     match = _RATE.match(text)
-    unit = _UNITS.get(match["unit"].lower()) if match else None
+    unit = _unit(match["unit"]) if match else None
     if match is None or unit is None:
         raise ValueError(
             f"{name} must look like '100/minute', '10/s' or '5 per 2 seconds', got {text!r}"

@@ -128,8 +128,11 @@ class timeout:
     def __init__(self, seconds: float | None) -> None:
         # The common valid case checked inline (this runs once per call); the rest, and the
         # error messages, in the shared validator.
-        cls = seconds.__class__
-        if not ((cls is float or cls is int) and 0 <= seconds < math.inf):
+        if not (
+            isinstance(seconds, float | int)
+            and seconds.__class__ is not bool
+            and 0 <= seconds < math.inf
+        ):
             seconds = non_negative_or_none("seconds", seconds)
         self.seconds = seconds
         self.state = _CREATED
@@ -190,7 +193,9 @@ class timeout:
         """Seconds left before the deadline (``inf`` without one)."""
         return self.deadline - _clock.now()
 
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
         """``@timeout(seconds)``: each call of ``fn`` runs under its own timeout."""
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"timeout decorates coroutine functions, got {fn!r}")

@@ -26,7 +26,8 @@ from harness import RunN, measure, table, trivial
 import aioresilience as ar
 from aioresilience.testing import VirtualTimeLoop
 
-HUGE = 10**12  # a limit that is never reached: the admit path only
+HUGE = 10**12  # a capacity that is never reached: the admit path only
+FAST = 1e9  # the highest rate the GCRA family keeps (one unit per nanosecond)
 
 
 # -- admit ----------------------------------------------------------------------------------
@@ -46,7 +47,7 @@ def ours_try(limiter: ar.RateLimiter[Any]) -> Callable[[], RunN]:
 
 
 def ours_acquire() -> RunN:
-    limiter = ar.TokenBucket(HUGE, HUGE)
+    limiter = ar.TokenBucket(HUGE, FAST)
 
     async def run(n: int) -> None:
         acquire, f = limiter.acquire, trivial
@@ -58,7 +59,7 @@ def ours_acquire() -> RunN:
 
 
 def ours_async_with() -> RunN:
-    limiter = ar.TokenBucket(HUGE, HUGE)
+    limiter = ar.TokenBucket(HUGE, FAST)
 
     async def run(n: int) -> None:
         f = trivial
@@ -133,9 +134,9 @@ def pyrate_try() -> RunN:
 
 def admit_cases() -> dict[str, Callable[[], RunN]]:
     return {
-        "aioresilience TokenBucket.try_acquire": ours_try(ar.TokenBucket(HUGE, HUGE)),
-        "aioresilience GCRA.try_acquire": ours_try(ar.GCRA(HUGE, 1.0, burst=HUGE)),
-        "aioresilience LeakyBucket.try_acquire": ours_try(ar.LeakyBucket(HUGE, HUGE)),
+        "aioresilience TokenBucket.try_acquire": ours_try(ar.TokenBucket(HUGE, FAST)),
+        "aioresilience GCRA.try_acquire": ours_try(ar.GCRA(10**9, 1.0, burst=HUGE)),
+        "aioresilience LeakyBucket.try_acquire": ours_try(ar.LeakyBucket(HUGE, FAST)),
         "aioresilience FixedWindowCounter.try_acquire": ours_try(ar.FixedWindowCounter(HUGE, 1.0)),
         "aioresilience SlidingWindowCounter.try_acquire": ours_try(
             ar.SlidingWindowCounter(HUGE, 1.0)

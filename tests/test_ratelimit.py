@@ -19,6 +19,21 @@ from aioresilience import (
     SlidingWindowLog,
     TokenBucket,
 )
+from aioresilience._core.fixed_window import FixedWindowAlgorithm
+from aioresilience._core.token_bucket import TokenBucketAlgorithm
+from aioresilience.stores import MemoryStore
+from aioresilience.testing import run
+
+
+def burst(algorithm: Any, now: float, n: int) -> tuple[list[bool], Any]:
+    state = None
+    admitted = []
+    for _ in range(n):
+        new, _at, ok = algorithm.reserve(state, now, 1, 0.0)
+        if ok:
+            state = new
+        admitted.append(ok)
+    return admitted, state
 
 
 def make(kind: str, **options: Any) -> RateLimiter[Any]:
@@ -314,8 +329,12 @@ async def test_acquire_timeout_argument_validated() -> None:
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: TokenBucket(0, 1.0), "capacity must be a positive finite number, got 0"),
-        (lambda: TokenBucket(0.5, 1.0), "capacity must be >= 1, got 0.5"),
+        (lambda: TokenBucket(0, 1.0), "capacity must be >= 1, got 0"),
+        (
+            lambda: TokenBucket(5, 2e9),
+            "refill_rate must be at most 1e9 per second, got 2000000000.0",
+        ),
+        (lambda: GCRA(10**10, 1.0), "limit / period must be at most 1e9 per second"),
         (lambda: TokenBucket(5, math.nan), "refill_rate must be a positive finite number"),
         (lambda: TokenBucket(5, math.inf), "refill_rate must be a positive finite number"),
         (lambda: TokenBucket(5, -1), "refill_rate must be a positive finite number, got -1"),
@@ -340,8 +359,9 @@ def test_bad_input_fails_at_construction_naming_the_parameter(build: Any, messag
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: TokenBucket("5", 1.0), "capacity must be a number, got '5'"),
-        (lambda: TokenBucket(True, 1.0), "capacity must be a number, got True"),
+        (lambda: TokenBucket("5", 1.0), "capacity must be an int, got '5'"),
+        (lambda: TokenBucket(True, 1.0), "capacity must be an int, got True"),
+        (lambda: TokenBucket(2.5, 1.0), "capacity must be an int, got 2.5"),
         (lambda: FixedWindowCounter(5.0, 1.0), "max_requests must be an int, got 5.0"),
         (lambda: TokenBucket(5), "needs capacity and refill_rate"),
         (lambda: GCRA(5, 1.0, rate="5/s"), "either rate='5/s' or limit/period"),
@@ -385,3 +405,113 @@ async def test_mass_cancellation_is_replanned_once_and_leaks_nothing() -> None:
     assert loop.time() == pytest.approx(40.0)
     assert not limiter._queues and not limiter._returned
     assert len(limiter._heap) <= 16  # stale entries were compacted away
+
+
+# -- regressions found in review -----------------------------------------------------------
+
+
+async def test_replan_with_a_second_cancellation_not_yet_noticed() -> None:
+    """A waiter behind the first cancelled one is cancelled before its task runs."""
+    limiter = TokenBucket(2, 1.0)
+    limiter.try_acquire()
+    tasks = [asyncio.create_task(limiter.acquire(cost)) for cost in (2, 1, 1)]
+    await asyncio.sleep(0)
+    tasks[0].cancel()
+    await asyncio.sleep(0)  # the first cancellation is being handled ...
+    tasks[1].cancel()  # ... when the second arrives
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["CancelledError", "CancelledError", "NoneType"]
+    assert limiter.statistics().cancelled == 2
+    await asyncio.sleep(10)
+    assert limiter.remaining() == 2  # nothing leaked: the bucket refills completely
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_cancelled_waiters_slot_goes_to_the_next_in_line(kind: str) -> None:
+    limiter = make(kind)
+    for _ in range(5):
+        limiter.try_acquire()
+    first = asyncio.create_task(limiter.acquire(5))
+    second = asyncio.create_task(limiter.acquire(1))
+    await asyncio.sleep(0)
+    first_due = max(entry[0] for entry in limiter._heap if entry[2].cost == 5)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await second
+    assert asyncio.get_running_loop().time() <= first_due + 1e-9
+
+
+def test_cancel_after_a_late_wakeup_returns_the_right_window() -> None:
+    window = FixedWindowAlgorithm(limit=1, window=1.0)
+    state = (0, 1)
+    state, at_a, _ = window.reserve(state, 0.0, 1, 10.0)  # A: window 1
+    state, at_b, _ = window.reserve(state, 0.0, 1, 10.0)  # B: window 2
+    assert (at_a, at_b) == (1.0, 2.0)
+    # A's wake-up came late, in window 2, and A was cancelled then: window 1 gets it back.
+    state = window.cancel(state, 2.1, 1, at_a)
+    assert not window.reserve(state, 2.1, 1, 0.0)[2]  # B still owns window 2
+
+
+def test_limiter_survives_being_used_from_two_event_loops() -> None:
+    limiter = TokenBucket(1, 1.0)
+
+    async def leave_a_waiter_behind() -> None:
+        limiter.try_acquire()
+        asyncio.get_running_loop().create_task(limiter.acquire())
+        await asyncio.sleep(0)  # the run ends with the waiter pending: it is cancelled
+
+    async def wait_normally() -> float:
+        await limiter.acquire()
+        await limiter.acquire()
+        return asyncio.get_running_loop().time()
+
+    run(leave_a_waiter_behind())
+    assert run(wait_normally(), start=100.0) <= 101.0 + 1e-9
+
+
+@pytest.mark.parametrize("now", [1e6, 1.7e9])
+def test_gcra_is_exact_at_large_clock_values(now: float) -> None:
+    bucket = TokenBucketAlgorithm(capacity=1000, refill_rate=10_000.0)
+    admitted, state = burst(bucket, now, 1010)
+    assert admitted.count(True) == 1000
+    total = 1000
+    for step in range(1, 10_001):  # one second in 0.1 ms steps
+        state, _, ok = bucket.reserve(state, now + step * 1e-4, 1, 0.0)
+        total += ok
+    assert total <= 11_000
+
+
+def test_rate_units_parse_exactly() -> None:
+    assert TokenBucket(rate="10/ms").refill_rate == pytest.approx(10_000)
+    assert FixedWindowCounter(rate="5 per 2 ms").window_seconds == pytest.approx(0.002)
+    assert FixedWindowCounter(rate="1/mins").window_seconds == 60.0
+
+
+def test_store_never_holds_more_than_max_keys_even_when_promoting() -> None:
+    store: MemoryStore[int] = MemoryStore(max_keys=1000, period=3600.0)
+    peak = 0
+    for round_ in range(5):
+        for i in range(1000):
+            key = (round_ % 2, i)
+            state = store.get(key, 0.0)
+            store.put(key, 1 if state is None else state + 1)
+            peak = max(peak, len(store))
+    assert peak <= 1000
+
+
+async def test_fractional_cost_equal_to_one_is_still_refused() -> None:
+    limiter = TokenBucket(2, 1.0)
+    with pytest.raises(TypeError, match=r"cost must be an int, got 1\.0"):
+        limiter.try_acquire(1.0)  # type: ignore[arg-type]
+
+
+async def test_a_key_not_yet_fresh_survives_idle_rotations() -> None:
+    limiter = GCRA(1, 10.0)  # one per 10 s: the key stays limited for 10 s
+    assert limiter.try_acquire(key="a")
+    for i in range(99):
+        await asyncio.sleep(0.1)
+        limiter.try_acquire(key=f"other-{i}")  # time passes, generations rotate
+    assert not limiter.try_acquire(key="a")
+    await asyncio.sleep(10.0 - asyncio.get_running_loop().time())
+    assert limiter.try_acquire(key="a")

@@ -12,6 +12,8 @@ never pile up.
 
 from __future__ import annotations
 
+from .windowing import time_in
+
 __all__ = ["FixedWindowAlgorithm"]
 
 FixedWindowState = tuple[int, ...]
@@ -54,7 +56,7 @@ class FixedWindowAlgorithm:
             index, new_state = last + 1, (*state, cost)
         if index == current:
             return new_state, now, True
-        at = index * self.window
+        at = time_in(index * self.window, index, self.window)
         if at - now > max_wait:
             return state, at, False
         return new_state, at, True
@@ -64,13 +66,14 @@ class FixedWindowAlgorithm:
     ) -> FixedWindowState | None:
         if state is None:
             return None
-        # `at` is index * window for a waiting reservation; round() undoes that product exactly.
-        index = round(at / self.window) if at > now else int(now // self.window)
-        offset = index - state[0] + 1
+        offset = int(at // self.window) - state[0] + 1  # the window `at` was counted in
         if not 1 <= offset < len(state):
             return state  # that window is gone already: nothing left to give back
         counts = list(state)
         counts[offset] = max(0, counts[offset] - cost)
+        # Windows emptied at the end are dropped, so later reservations can use them again.
+        while len(counts) > 2 and counts[-1] == 0:
+            counts.pop()
         return tuple(counts)
 
     def inspect(self, state: FixedWindowState | None, now: float) -> tuple[int, float]:

@@ -17,64 +17,71 @@ import math
 
 __all__ = ["GCRAAlgorithm"]
 
-# Float slack on the admit test, as a fraction of one emission interval: sums of n*T drift by
-# a few ulps, and without slack the B-th request of a burst of exactly B could be refused.
-_SLACK = 1e-6
+NS = 1_000_000_000  # time unit of the state: integer nanoseconds
 
 
 class GCRAAlgorithm:
-    """GCRA over ``float`` states (the TAT). ``max_delay`` caps how far ahead a reservation
-    may be scheduled (``inf``: only the caller's ``max_wait`` bounds it)."""
+    """GCRA over integer-nanosecond states (the TAT).
+
+    Why integers: the TAT grows by one interval per admission, and a float sum of thousands of
+    intervals on a clock reading like 1e6 or 1.7e9 (a host up for weeks, or an epoch clock)
+    drifts by more than an interval, so a burst of exactly B would admit B+1 or B-1. Integer
+    nanoseconds are exact. Rates above one unit per nanosecond are refused at construction.
+    ``max_delay`` (seconds) caps how far ahead a reservation may be scheduled (``inf``: only
+    the caller's ``max_wait`` bounds it).
+    """
 
     __slots__ = (
-        "_reach",
-        "_slack",
+        "_interval_ns",
+        "_max_delay_ns",
+        "_tolerance_ns",
         "burst",
         "horizon",
         "interval",
         "max_cost",
         "max_delay",
-        "tolerance",
     )
 
-    def __init__(self, interval: float, burst: float, max_delay: float = math.inf) -> None:
+    def __init__(self, interval: float, burst: int, max_delay: float = math.inf) -> None:
+        if interval * NS < 1:
+            raise ValueError(f"the rate must be at most 1e9 per second, got 1/{interval!r}s")
         self.interval = interval
         self.burst = burst
-        self.tolerance = interval * burst
         self.max_delay = max_delay
-        self.max_cost = int(burst + _SLACK)
-        self.horizon = self.tolerance
-        self._slack = interval * _SLACK
-        # new_tat - now <= _reach  <=>  allow_at = new_tat - tolerance <= now (+ slack)
-        self._reach = self.tolerance + self._slack
+        self.max_cost = burst
+        self._interval_ns = round(interval * NS)
+        self._tolerance_ns = self._interval_ns * burst
+        self._max_delay_ns = math.inf if math.isinf(max_delay) else round(max_delay * NS)
+        self.horizon = self._tolerance_ns / NS
 
     def reserve(
-        self, state: float | None, now: float, cost: int, max_wait: float
-    ) -> tuple[float, float, bool]:
-        tat = now if state is None or state < now else state
-        new_tat = tat + cost * self.interval
-        if new_tat - now <= self._reach:
+        self, state: int | None, now: float, cost: int, max_wait: float
+    ) -> tuple[int, float, bool]:
+        now_ns = int(now * NS)
+        tat = now_ns if state is None or state < now_ns else state
+        new_tat = tat + cost * self._interval_ns
+        wait_ns = new_tat - self._tolerance_ns - now_ns
+        if wait_ns <= 0:
             return new_tat, now, True
-        at = new_tat - self.tolerance
-        wait = at - now
-        if wait > self.max_delay + self._slack:
+        if wait_ns > self._max_delay_ns:
             # A bounded queue (the shaper) is full: room appears when the wait shrinks to it.
-            return tat, at - self.max_delay, False
-        if wait > max_wait:
+            return tat, now + (wait_ns - self._max_delay_ns) / NS, False
+        at = now + wait_ns / NS
+        if at - now > max_wait:
             return tat, at, False
         return new_tat, at, True
 
-    def cancel(self, state: float | None, now: float, cost: int, at: float) -> float | None:
+    def cancel(self, state: int | None, now: float, cost: int, at: float) -> int | None:
         if state is None:
             return None
-        return state - cost * self.interval
+        return state - cost * self._interval_ns
 
-    def inspect(self, state: float | None, now: float) -> tuple[int, float]:
-        if state is None or state <= now:
+    def inspect(self, state: int | None, now: float) -> tuple[int, float]:
+        now_ns = int(now * NS)
+        if state is None or state <= now_ns:
             return self.max_cost, 0.0
-        used = state - now
-        remaining = math.floor((self.tolerance - used) / self.interval + _SLACK)
-        return max(0, remaining), used
+        used = state - now_ns
+        return max(0, (self._tolerance_ns - used) // self._interval_ns), used / NS
 
-    def fresh_at(self, state: float) -> float:
-        return state
+    def fresh_at(self, state: int) -> float:
+        return state / NS

@@ -22,7 +22,7 @@ class LeakyBucketMeter(GCRAAlgorithm):
 
     __slots__ = ("capacity", "leak_rate")
 
-    def __init__(self, capacity: float, leak_rate: float) -> None:
+    def __init__(self, capacity: int, leak_rate: float) -> None:
         super().__init__(interval=1.0 / leak_rate, burst=capacity)
         self.capacity = capacity
         self.leak_rate = leak_rate
@@ -38,7 +38,7 @@ class LeakyBucketShaper(GCRAAlgorithm):
         # burst=1: the first unit of an idle queue leaves at once, each next one an interval
         # later. The k-th queued unit waits k intervals, so "at most `capacity` queued" is
         # "wait at most capacity * interval".
-        super().__init__(interval=interval, burst=1.0, max_delay=capacity * interval)
+        super().__init__(interval=interval, burst=1, max_delay=capacity * interval)
         self.max_cost = capacity
         self.capacity = capacity
         self.leak_rate = leak_rate

@@ -17,18 +17,9 @@ passed solves ``prev * (1 - f) <= limit - curr - n``.
 
 from __future__ import annotations
 
-import math
+from .windowing import time_in
 
 __all__ = ["SlidingWindowCounterAlgorithm"]
-
-
-def _window_of(at: float, window: float) -> int:
-    """The index of the window containing ``at``, robust to ``at`` being a computed start
-    ``index * window`` that floating point put an ulp below the boundary."""
-    quotient = at / window
-    nearest = round(quotient)
-    return nearest if abs(quotient - nearest) < 1e-9 else math.floor(quotient)
-
 
 CounterState = tuple[int, ...]
 
@@ -73,11 +64,11 @@ class SlidingWindowCounterAlgorithm:
             room = limit - curr - cost
             if room >= 0:
                 if prev <= room:
-                    start = index * window
+                    start = time_in(index * window, index, window)
                     return (now if index == current or start <= now else start), index
                 fraction = 1.0 - room / prev
-                at = (index + fraction) * window
                 if fraction < 1.0:
+                    at = time_in((index + fraction) * window, index, window)
                     return (now if at <= now else at), index
             index += 1
 
@@ -107,12 +98,15 @@ class SlidingWindowCounterAlgorithm:
     ) -> CounterState | None:
         if state is None:
             return None
-        index = _window_of(at if at > now else now, self.window)
-        offset = index - state[0] + 1
+        offset = int(at // self.window) - state[0] + 1  # the window `at` was counted in
         if not 1 <= offset < len(state):
             return state
         counts = list(state)
         counts[offset] = max(0, counts[offset] - cost)
+        # Windows emptied past the current one are dropped, so later reservations can use them.
+        current_offset = int(now // self.window) - state[0] + 1
+        while len(counts) > max(3, current_offset + 1) and counts[-1] == 0:
+            counts.pop()
         return tuple(counts)
 
     def inspect(self, state: CounterState | None, now: float) -> tuple[int, float]:

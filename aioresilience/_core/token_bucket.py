@@ -1,7 +1,7 @@
 """Token bucket: capacity ``C`` tokens, refilled at ``r`` tokens per second, lazily.
 
 The textbook form keeps ``(tokens, last)`` and computes
-``tokens = min(C, tokens + (now - last) * r)``. We keep one float instead, the instant the
+``tokens = min(C, tokens + (now - last) * r)``. We keep one number instead, the instant the
 bucket would be full again, ``full_at``; then ``tokens(now) = C - max(0, full_at - now) * r``,
 and taking ``n`` tokens moves ``full_at`` to ``max(full_at, now) + n / r``. That is exactly GCRA
 with emission interval ``1/r`` and tolerance ``C/r`` (the two are the same algorithm, see
@@ -22,7 +22,7 @@ class TokenBucketAlgorithm(GCRAAlgorithm):
 
     __slots__ = ("capacity", "refill_rate")
 
-    def __init__(self, capacity: float, refill_rate: float) -> None:
+    def __init__(self, capacity: int, refill_rate: float) -> None:
         super().__init__(interval=1.0 / refill_rate, burst=capacity)
         self.capacity = capacity
         self.refill_rate = refill_rate

@@ -50,8 +50,8 @@ class MemoryStore(Generic[S]):
         # Owners may read a key straight from `young` while `now < rotate_at` (a hit); any
         # other access goes through get() and put().
         self.rotate_at = -float("inf")
-        # young reaching ceil(max_keys / 2) rotates, so old + young never exceeds max_keys.
-        self._young_max = (self.max_keys + 1) // 2
+        # A full young generation (half the cap) rotates before a key is added to it.
+        self._young_max = max(1, self.max_keys // 2)
 
     def __len__(self) -> int:
         return len(self.young) + len(self.old)
@@ -64,7 +64,7 @@ class MemoryStore(Generic[S]):
         if state is None:
             state = self.old.pop(key, None)
             if state is not None:
-                self.young[key] = state
+                self._promote(key, state)
         return state
 
     def put(self, key: Hashable, state: S | None) -> None:
@@ -72,15 +72,36 @@ class MemoryStore(Generic[S]):
         if state is None:
             young.pop(key, None)
             return
+        if key not in young:
+            young = self._make_room()
         young[key] = state
-        if len(young) >= self._young_max:
+
+    def _make_room(self) -> dict[Hashable, S]:
+        """Room in ``young`` for one more key within ``max_keys``; returns ``young``.
+
+        The key about to be added is the most recently used, so room is made *before* it
+        goes in: a full young generation becomes the old one (whose keys are then the first
+        to go), and for tiny caps single old keys are dropped as well.
+        """
+        if len(self.young) >= self._young_max:
             self._rotate(None)
+        old = self.old
+        if len(self.young) + len(old) >= self.max_keys:  # only for a cap of 1, or many pins
+            pinned = self._pinned
+            for key in [k for k in old if k not in pinned]:
+                del old[key]
+                if len(self.young) + len(old) < self.max_keys:
+                    break
+        return self.young
 
     def touch(self, key: Hashable) -> None:
         """Count ``key``'s idle time from now (a reservation of it just came due)."""
         state = self.old.pop(key, None)
         if state is not None:
-            self.young[key] = state
+            self._promote(key, state)
+
+    def _promote(self, key: Hashable, state: S) -> None:
+        self._make_room()[key] = state
 
     def clear(self) -> None:
         self.young.clear()
