@@ -24,11 +24,22 @@ from ._ratelimit import (
     SlidingWindowLog,
     TokenBucket,
 )
+from ._retry import (
+    AdaptiveThrottle,
+    Attempt,
+    ExponentialBackoff,
+    Retry,
+    RetryBudget,
+    RetryState,
+    retry,
+)
 from ._schedules import Backoff, constant, exponential, linear
 from ._timeout import timeout
 
 __all__ = [
     "GCRA",
+    "AdaptiveThrottle",
+    "Attempt",
     "Backoff",
     "CircuitBreaker",
     "CircuitBreakerOpenError",
@@ -36,6 +47,7 @@ __all__ = [
     "CircuitState",
     "CircuitStateChange",
     "Decision",
+    "ExponentialBackoff",
     "FixedWindowCounter",
     "KeyedLimit",
     "LeakyBucket",
@@ -44,6 +56,9 @@ __all__ = [
     "RateLimiterStatistics",
     "Rejected",
     "ResilienceError",
+    "Retry",
+    "RetryBudget",
+    "RetryState",
     "SlidingWindowCounter",
     "SlidingWindowLog",
     "Throttled",
@@ -52,6 +67,7 @@ __all__ = [
     "constant",
     "exponential",
     "linear",
+    "retry",
     "timeout",
 ]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 import math
 import random as _random
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -30,7 +29,7 @@ from ._core.breaker import BreakerMachine, CircuitState
 from ._core.windows import CountWindow, TimeWindow
 from ._errors import CircuitBreakerOpenError
 from ._listeners import Listeners
-from ._predicates import ExceptionFilter, exception_predicate, optional_callable
+from ._predicates import ExceptionFilter, exception_predicate, optional_callable, require_async
 from ._validation import finite_positive, positive_int
 
 __all__ = [
@@ -261,8 +260,7 @@ class CircuitBreaker:
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate a coroutine function so each call goes through the breaker."""
-        if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"{self.name} decorates coroutine functions, got {fn!r}")
+        require_async(self.name, fn)
         admit, on_success, on_exception = self._admit, self._on_success, self._on_exception
 
         @functools.wraps(fn)

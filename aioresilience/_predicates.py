@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ExceptionFilter", "exception_predicate", "optional_callable"]
+__all__ = ["ExceptionFilter", "exception_predicate", "optional_callable", "require_async"]
 
 ExceptionFilter = (
     type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
@@ -34,3 +36,14 @@ def optional_callable(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, got {value!r}")
     return value
+
+
+def require_async(owner: str, fn: Any) -> None:
+    """Decorators take coroutine functions: plain ones, methods, partials of them, or
+    objects with an ``async def __call__``. Anything else is refused when decorating."""
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an async __call__ method
+    ):
+        return
+    raise TypeError(f"{owner} decorates coroutine functions, got {fn!r}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import math
 from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from ._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
 from ._errors import RateLimited
+from ._predicates import require_async
 from ._rates import parse_rate
 from ._validation import finite_positive, non_negative_or_none, positive_int
 from .stores.memory import MemoryStore
@@ -417,8 +417,7 @@ class RateLimiter(Generic[S]):
         def decorate(
             fn: Callable[P, Coroutine[Any, Any, T]],
         ) -> Callable[P, Coroutine[Any, Any, T]]:
-            if not inspect.iscoroutinefunction(fn):
-                raise TypeError(f"{self.name} decorates coroutine functions, got {fn!r}")
+            require_async(self.name, fn)
 
             @functools.wraps(fn)
             async def limited(*args: P.args, **kwargs: P.kwargs) -> T:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import math
 import weakref
 from collections import deque
@@ -29,6 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import _clock
 from ._awaitable import DONE
 from ._errors import TimeoutExceeded
+from ._predicates import require_async
 from ._validation import non_negative_or_none
 
 __all__ = ["timeout"]
@@ -197,8 +197,7 @@ class timeout:
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """``@timeout(seconds)``: each call of ``fn`` runs under its own timeout."""
-        if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"timeout decorates coroutine functions, got {fn!r}")
+        require_async("timeout", fn)
         seconds = self.seconds
 
         @functools.wraps(fn)

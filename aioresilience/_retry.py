@@ -1,0 +1,512 @@
+"""Retry: attempts with backoff and jitter, server hints, deadlines and retry budgets.
+
+``await policy.call(fn, *args)``, ``@policy`` / ``@retry(...)``, or::
+
+    async for attempt in policy:
+        with attempt:
+            await fn()
+
+Rules (DESIGN rule 2 and 3): ``CancelledError`` (any BaseException that is not an Exception)
+is never retried; the library's own refusals (:class:`Rejected`: open circuit, rate limited,
+...) are retried only with ``retry_rejections=True``; when retries run out the last exception
+is re-raised unchanged, with a note listing the attempts, or the last result returned for
+result-based retries. A sleep never runs past ``deadline`` or ``max_elapsed``: if the next
+delay would cross it, the last outcome is given back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import math
+import random as _random
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from . import _clock
+from ._core.backoff import Backoff
+from ._core.budget import ConcurrencyBudget, TokenBudget, throttle_probability
+from ._core.windows import TimeWindow
+from ._errors import Rejected, Throttled
+from ._listeners import logger
+from ._predicates import ExceptionFilter, exception_predicate, optional_callable, require_async
+from ._schedules import exponential
+from ._validation import finite_positive, non_negative_or_none, positive_int
+
+__all__ = [
+    "AdaptiveThrottle",
+    "Attempt",
+    "ExponentialBackoff",
+    "Retry",
+    "RetryBudget",
+    "RetryState",
+    "retry",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_NO_RESULT: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryState:
+    """What hooks receive: the attempt that just failed (1-based), its outcome, the delay
+    before the next one (``before_sleep``) or why retrying stops (``on_give_up``)."""
+
+    policy: str
+    attempt: int
+    elapsed: float
+    delay: float
+    exception: BaseException | None
+    result: Any
+    reason: str  # "retrying", or why it gave up: attempts, deadline, max_elapsed, retry_after,
+    # budget, not_retryable
+
+
+class RetryBudget:
+    """A budget shared by many retrying calls, so retries cannot multiply load in an outage.
+
+    ``RetryBudget.concurrency(percent=0.2, min_retries=3)``: Envoy's form, retries in flight
+    at most ``max(min_retries, percent x calls in flight)``.
+    ``RetryBudget.tokens(max_tokens=10, token_ratio=0.1)``: gRPC's form, failures spend a
+    token, successes earn ``token_ratio``, retries only while more than half remain.
+    A spent budget means no retry: the last outcome is given back and ``exhausted`` counts it.
+    """
+
+    __slots__ = ("_core", "exhausted", "kind")
+
+    def __init__(self, core: ConcurrencyBudget | TokenBudget, kind: str) -> None:
+        self._core = core
+        self.kind = kind
+        self.exhausted = 0
+
+    @classmethod
+    def concurrency(cls, percent: float = 0.2, min_retries: int = 3) -> RetryBudget:
+        fraction = finite_positive("percent", percent)
+        if fraction > 1:
+            raise ValueError(f"percent must be a fraction in (0, 1], got {percent!r}")
+        if not isinstance(min_retries, int) or isinstance(min_retries, bool) or min_retries < 0:
+            raise ValueError(f"min_retries must be an int >= 0, got {min_retries!r}")
+        return cls(ConcurrencyBudget(fraction, min_retries), "concurrency")
+
+    @classmethod
+    def tokens(cls, max_tokens: float = 10.0, token_ratio: float = 0.1) -> RetryBudget:
+        return cls(
+            TokenBudget(
+                finite_positive("max_tokens", max_tokens),
+                finite_positive("token_ratio", token_ratio),
+            ),
+            "tokens",
+        )
+
+    def __repr__(self) -> str:
+        core = self._core
+        if isinstance(core, TokenBudget):
+            state = f"tokens={core.tokens:g}/{core.max_tokens:g}"
+        else:
+            state = f"retries={core.retries} requests={core.requests}"
+        return f"<RetryBudget {self.kind} {state} exhausted={self.exhausted}>"
+
+
+class Retry:
+    """A retry policy: usable as ``@policy``, ``await policy.call(fn, ...)`` and
+    ``async for attempt in policy``.
+
+    Defaults: 3 attempts, exponential backoff from 0.1 s doubling to at most 30 s with full
+    jitter, retry on any ``Exception`` except the library's own refusals, honour
+    ``retry_after`` hints up to 60 s.
+    """
+
+    def __init__(
+        self,
+        *,
+        attempts: int | None = 3,
+        backoff: Backoff | None = None,
+        max_elapsed: float | None = None,
+        deadline: float | None = None,
+        retry_on: ExceptionFilter = Exception,
+        retry_on_result: Callable[[Any], bool] | None = None,
+        retry_rejections: bool = False,
+        retry_after: Callable[[Any], float | None] | None = None,
+        max_retry_after: float = 60.0,
+        before_sleep: Callable[[RetryState], Any] | None = None,
+        on_give_up: Callable[[RetryState], Any] | None = None,
+        budget: RetryBudget | None = None,
+        seed: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {name!r}")
+        self.name = name or "Retry"
+        self.attempts = math.inf if attempts is None else positive_int("attempts", attempts)
+        if backoff is not None and not isinstance(backoff, Backoff):
+            raise TypeError(
+                f"backoff must be a schedule from constant(), linear() or exponential(), "
+                f"got {backoff!r}"
+            )
+        self.backoff = backoff if backoff is not None else exponential()
+        self.max_elapsed = non_negative_or_none("max_elapsed", max_elapsed)
+        if deadline is not None and (
+            not isinstance(deadline, int | float) or isinstance(deadline, bool)
+        ):
+            raise TypeError(f"deadline must be a loop time in seconds or None, got {deadline!r}")
+        if deadline is not None and math.isnan(deadline):
+            raise ValueError(f"deadline must be a loop time in seconds, got {deadline!r}")
+        self.deadline = deadline
+        if attempts is None and max_elapsed is None and deadline is None:
+            raise ValueError("unbounded retry: set attempts, max_elapsed or deadline")
+        self._retry_on = exception_predicate("retry_on", retry_on)
+        self._judge = optional_callable("retry_on_result", retry_on_result)
+        if not isinstance(retry_rejections, bool):
+            raise TypeError(f"retry_rejections must be a bool, got {retry_rejections!r}")
+        self.retry_rejections = retry_rejections
+        self._hint_of = optional_callable("retry_after", retry_after)
+        self.max_retry_after = finite_positive("max_retry_after", max_retry_after)
+        self._before_sleep = optional_callable("before_sleep", before_sleep)
+        self._on_give_up = optional_callable("on_give_up", on_give_up)
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
+        self.budget = budget
+        self._random = _random.Random(seed).random
+
+    # -- ways in --------------------------------------------------------------------------------
+
+    async def call(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``await fn(*args, **kwargs)``, retried by this policy."""
+        budget = self.budget
+        if budget is not None:
+            budget._core.start_request()
+        try:
+            started = _clock.now() if self.max_elapsed is not None else 0.0
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                return await self._retry(fn, args, kwargs, exc, _NO_RESULT, started)
+            judge = self._judge
+            if judge is not None and judge(result):
+                return await self._retry(fn, args, kwargs, None, result, started)
+            if budget is not None:
+                budget._core.record(True)
+            return result
+        finally:
+            if budget is not None:
+                budget._core.end_request()
+
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        """Decorate a coroutine function: every call is retried by this policy."""
+        require_async(self.name, fn)
+        call = self.call
+
+        @functools.wraps(fn)
+        async def retrying(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await call(fn, *args, **kwargs)
+
+        return retrying
+
+    def __aiter__(self) -> AsyncIterator[Attempt]:
+        return _Attempts(self)
+
+    # -- the retry loop -------------------------------------------------------------------------
+
+    async def _retry(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        exc: Exception | None,
+        result: Any,
+        started: float,
+    ) -> T:
+        run = _Run(self, started)
+        while True:
+            if not await run.after_failure(exc, result):
+                if exc is not None:
+                    raise exc
+                return result  # type: ignore[no-any-return]
+            try:
+                result = await fn(*args, **kwargs)
+                exc = None
+            except Exception as error:
+                exc, result = error, _NO_RESULT
+            finally:
+                run.attempt_done()
+            judge = self._judge
+            if exc is None and (judge is None or not judge(result)):
+                run.succeeded()
+                return result  # type: ignore[no-any-return]
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Whether this policy retries ``exc`` (never a cancellation)."""
+        if not isinstance(exc, Exception):
+            return False
+        if isinstance(exc, Rejected) and not self.retry_rejections:
+            return False
+        return self._retry_on(exc)
+
+    def hint(self, outcome: Any) -> float | None:
+        """Seconds the outcome asks us to wait (``retry_after`` of our refusals, or what the
+        ``retry_after`` extractor finds)."""
+        if self._hint_of is not None:
+            value = self._hint_of(outcome)
+            if value is not None:
+                return float(value)
+        value = getattr(outcome, "retry_after", None)
+        return float(value) if isinstance(value, int | float) else None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Retry {self.name!r} attempts={self.attempts} backoff={self.backoff!r} "
+            f"max_elapsed={self.max_elapsed} budget={self.budget!r}>"
+        )
+
+
+class _Run:
+    """The state of one retried call after its first failure."""
+
+    __slots__ = ("attempt", "history", "holds_retry", "policy", "previous_delay", "started")
+
+    def __init__(self, policy: Retry, started: float) -> None:
+        self.policy = policy
+        self.started = started if policy.max_elapsed is not None else _clock.now()
+        self.attempt = 1  # attempts made so far
+        self.previous_delay: float | None = None
+        self.history: list[str] = []
+        self.holds_retry = False
+
+    async def after_failure(self, exc: BaseException | None, result: Any) -> bool:
+        """A failed attempt: sleep and return True to try again, or False to give up."""
+        policy = self.policy
+        budget = policy.budget
+        if budget is not None:
+            budget._core.record(False)
+        outcome: Any = exc if exc is not None else result
+        self.history.append(
+            f"#{self.attempt} {type(exc).__name__}: {exc}"
+            if exc is not None
+            else f"#{self.attempt} result {result!r}"
+        )
+        now = _clock.now()
+        elapsed = now - self.started
+        if exc is not None and not policy.retryable(exc):
+            return await self._give_up(exc, result, elapsed, "not_retryable")
+        if self.attempt >= policy.attempts:
+            return await self._give_up(exc, result, elapsed, "attempts")
+        delay = policy.backoff.delay(self.attempt - 1, self.previous_delay, policy._random)
+        hint = policy.hint(outcome)
+        if hint is not None:
+            if hint > policy.max_retry_after:
+                return await self._give_up(exc, result, elapsed, "retry_after")
+            delay = max(delay, hint)
+        if policy.deadline is not None and now + delay > policy.deadline:
+            return await self._give_up(exc, result, elapsed, "deadline")
+        if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
+            return await self._give_up(exc, result, elapsed, "max_elapsed")
+        if budget is not None:
+            if not budget._core.try_retry():
+                budget.exhausted += 1
+                return await self._give_up(exc, result, elapsed, "budget")
+            self.holds_retry = True
+        if policy._before_sleep is not None:
+            await _hook(
+                policy._before_sleep,
+                RetryState(policy.name, self.attempt, elapsed, delay, exc, result, "retrying"),
+            )
+        try:
+            await asyncio.sleep(delay)
+        except BaseException:
+            self.attempt_done()
+            raise
+        self.previous_delay = delay
+        self.attempt += 1
+        return True
+
+    def attempt_done(self) -> None:
+        """A retry attempt finished (or was abandoned): its budget slot is free again."""
+        if self.holds_retry:
+            self.holds_retry = False
+            budget = self.policy.budget
+            if budget is not None:
+                budget._core.end_retry()
+
+    def succeeded(self) -> None:
+        budget = self.policy.budget
+        if budget is not None:
+            budget._core.record(True)
+
+    async def _give_up(
+        self, exc: BaseException | None, result: Any, elapsed: float, reason: str
+    ) -> bool:
+        policy = self.policy
+        if exc is not None and (self.attempt > 1 or reason != "not_retryable"):
+            exc.add_note(
+                f"{policy.name}: gave up after {self.attempt} attempt(s) in {elapsed:.3f}s "
+                f"({reason}): " + "; ".join(self.history)
+            )
+        if policy._on_give_up is not None:
+            await _hook(
+                policy._on_give_up,
+                RetryState(policy.name, self.attempt, elapsed, 0.0, exc, result, reason),
+            )
+        return False
+
+
+async def _hook(hook: Callable[[RetryState], Any], state: RetryState) -> None:
+    """Run a user hook; a failing hook is logged, never allowed to break the call."""
+    try:
+        outcome = hook(state)
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception:
+        logger.exception("retry hook %r failed on %r", hook, state)
+
+
+class Attempt:
+    """One attempt of an ``async for attempt in policy`` loop; use it as ``with attempt:``."""
+
+    __slots__ = ("exception", "number")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.exception: BaseException | None = None
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self.exception = exc
+        # Exceptions are kept for the loop to judge; cancellations and the like pass through.
+        return isinstance(exc, Exception)
+
+
+class _Attempts:
+    __slots__ = ("_current", "_policy", "_run", "_started")
+
+    def __init__(self, policy: Retry) -> None:
+        self._policy = policy
+        self._current: Attempt | None = None
+        self._run: _Run | None = None
+        self._started = _clock.now()
+
+    def __aiter__(self) -> _Attempts:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        current = self._current
+        if current is None:
+            self._current = Attempt(1)
+            return self._current
+        exc = current.exception
+        if self._run is not None:
+            self._run.attempt_done()
+        if exc is None:
+            if self._run is not None:
+                self._run.succeeded()
+            raise StopAsyncIteration
+        if self._run is None:
+            self._run = _Run(self._policy, self._started)
+        if not await self._run.after_failure(exc, _NO_RESULT):
+            raise exc
+        self._current = Attempt(self._run.attempt)
+        return self._current
+
+
+def retry(**options: Any) -> Retry:
+    """``@retry(attempts=5, backoff=exponential(0.2))``: a :class:`Retry` used as decorator."""
+    return Retry(**options)
+
+
+class ExponentialBackoff(Retry):
+    """The seed guide's name: ``max_retries`` retries after the first attempt, delays
+    ``base_delay * 2**n`` capped at ``max_delay``, with full jitter."""
+
+    def __init__(
+        self, max_retries: int = 3, base_delay: float = 1.0, max_delay: float = 60.0, **options: Any
+    ) -> None:
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        super().__init__(
+            attempts=max_retries + 1,
+            backoff=exponential(base_delay, cap=max_delay),
+            **options,
+        )
+
+
+class AdaptiveThrottle:
+    """Client-side adaptive throttling (Google SRE book, "Handling Overload").
+
+    Over the last ``window`` seconds, count requests R and those the backend accepted A; refuse
+    a call locally, with :class:`Throttled`, with probability ``max(0, (R - k*A) / (R + 1))``.
+    Local refusals count in R. A call that raises an exception matching ``overload`` was not
+    accepted; cancellations count neither way.
+    """
+
+    def __init__(
+        self,
+        *,
+        k: float = 2.0,
+        window: float = 120.0,
+        overload: ExceptionFilter = Exception,
+        seed: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or "AdaptiveThrottle"
+        self.k = finite_positive("k", k)
+        self._window = TimeWindow(finite_positive("window", window))
+        self._overload = exception_predicate("overload", overload)
+        self._random = _random.Random(seed).random
+        self.throttled = 0
+
+    def probability(self) -> float:
+        """The current chance that a call is refused locally."""
+        requests, rejected, _ = self._window.totals(_clock.now())
+        return throttle_probability(requests, requests - rejected, self.k)
+
+    def _admit(self) -> float:
+        now = _clock.now()
+        window = self._window
+        requests, rejected, _ = window.totals(now)
+        if self._random() < throttle_probability(requests, requests - rejected, self.k):
+            window.record(now, True, False)
+            self.throttled += 1
+            raise Throttled(f"{self.name}: throttled locally", retry_after=None)
+        return now
+
+    async def call(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        self._admit()
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            self._window.record(_clock.now(), self._overload(exc), False)
+            raise
+        self._window.record(_clock.now(), False, False)
+        return result
+
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        require_async(self.name, fn)
+        call = self.call
+
+        @functools.wraps(fn)
+        async def throttled(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await call(fn, *args, **kwargs)
+
+        return throttled
+
+    def __repr__(self) -> str:
+        return f"<AdaptiveThrottle {self.name!r} k={self.k:g} p={self.probability():.3f}>"

@@ -1,0 +1,417 @@
+"""Retry in virtual time: schedules, hints, deadlines, budgets, hooks, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import statistics
+from typing import Any
+
+import pytest
+
+from aioresilience import (
+    AdaptiveThrottle,
+    CircuitBreaker,
+    CircuitBreakerOpenError,
+    ExponentialBackoff,
+    RateLimited,
+    Retry,
+    RetryBudget,
+    RetryState,
+    Throttled,
+    constant,
+    exponential,
+    linear,
+    retry,
+)
+from aioresilience._core.backoff import Backoff
+
+
+class Flaky:
+    """Fails ``failures`` times, then returns ``value``; records when it was called."""
+
+    def __init__(self, failures: int, value: Any = "ok", error: type[Exception] = OSError):
+        self.failures = failures
+        self.value = value
+        self.error = error
+        self.calls: list[float] = []
+
+    async def __call__(self) -> Any:
+        self.calls.append(asyncio.get_running_loop().time())
+        if len(self.calls) <= self.failures:
+            raise self.error(f"failure {len(self.calls)}")
+        return self.value
+
+
+NO_JITTER = exponential(0.1, cap=10.0, jitter="none")
+
+
+async def test_first_attempt_success_does_not_wait() -> None:
+    flaky = Flaky(0)
+    assert await Retry(backoff=NO_JITTER).call(flaky) == "ok"
+    assert flaky.calls == [0.0]
+
+
+async def test_retries_on_the_exponential_schedule() -> None:
+    flaky = Flaky(3)
+    assert await Retry(attempts=4, backoff=NO_JITTER).call(flaky) == "ok"
+    assert flaky.calls == pytest.approx([0.0, 0.1, 0.3, 0.7])
+
+
+async def test_exhaustion_reraises_the_last_exception_with_the_history() -> None:
+    flaky = Flaky(5)
+    with pytest.raises(OSError, match="failure 3") as caught:
+        await Retry(attempts=3, backoff=NO_JITTER).call(flaky)
+    note = caught.value.__notes__[-1]
+    assert "gave up after 3 attempt(s)" in note and "(attempts)" in note
+    assert "#1 OSError: failure 1" in note and "#3 OSError: failure 3" in note
+    assert len(flaky.calls) == 3
+
+
+async def test_not_retryable_exceptions_pass_through_unchanged() -> None:
+    flaky = Flaky(1, error=KeyError)
+    with pytest.raises(KeyError) as caught:
+        await Retry(retry_on=(OSError,), backoff=NO_JITTER).call(flaky)
+    assert not getattr(caught.value, "__notes__", None)
+    assert len(flaky.calls) == 1
+
+
+async def test_predicate_filter() -> None:
+    flaky = Flaky(2, error=ValueError)
+    policy = Retry(retry_on=lambda exc: "failure 1" in str(exc), backoff=NO_JITTER)
+    with pytest.raises(ValueError, match="failure 2"):
+        await policy.call(flaky)
+    assert len(flaky.calls) == 2
+
+
+async def test_cancellation_is_never_retried_at_either_await_point() -> None:
+    loop = asyncio.get_running_loop()
+    calls = 0
+
+    async def slow() -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(10)
+
+    policy = Retry(attempts=5, backoff=NO_JITTER)
+    task = asyncio.create_task(policy.call(slow))
+    await asyncio.sleep(1)
+    task.cancel()  # during an attempt
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls == 1
+
+    flaky = Flaky(10)
+    task = asyncio.create_task(Retry(attempts=5, backoff=constant(5)).call(flaky))
+    await asyncio.sleep(1)
+    task.cancel()  # during the backoff sleep
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(flaky.calls) == 1
+    assert loop.time() == 2.0
+
+
+async def test_own_rejections_are_not_retried_unless_asked() -> None:
+    async def limited() -> None:
+        raise RateLimited("busy", retry_after=2.0, limiter="api")
+
+    calls = Flaky(0)
+
+    async def counted() -> None:
+        await calls()
+        await limited()
+
+    with pytest.raises(RateLimited):
+        await Retry(backoff=NO_JITTER).call(counted)
+    assert len(calls.calls) == 1
+    with pytest.raises(RateLimited):
+        await Retry(attempts=3, backoff=NO_JITTER, retry_rejections=True).call(counted)
+    assert calls.calls[1:] == [0.0, 2.0, 4.0]  # waited the hint, not the 0.1 s backoff
+
+
+async def test_retry_with_breaker_in_one_line_does_not_hammer_it() -> None:
+    breaker = CircuitBreaker(failure_threshold=2, break_duration=5.0)
+    backend = Flaky(2)
+    call_through_breaker = breaker(backend)
+    result = await Retry(attempts=10, backoff=NO_JITTER, retry_rejections=True).call(
+        call_through_breaker
+    )
+    assert result == "ok"
+    # Two failures open the breaker; the retry then waits out the break (its retry_after)
+    # instead of knocking: the backend saw exactly 3 calls.
+    assert backend.calls == pytest.approx([0.0, 0.1, 5.1])
+    assert breaker.statistics().rejected == 1
+
+
+async def test_open_breaker_is_not_retried_by_default() -> None:
+    breaker = CircuitBreaker(failure_threshold=1)
+    breaker.trip()
+    with pytest.raises(CircuitBreakerOpenError):
+        await Retry(backoff=NO_JITTER).call(breaker.call, Flaky(0))
+    assert breaker.statistics().rejected == 1
+
+
+async def test_result_based_retry_returns_the_final_result() -> None:
+    values = iter([None, None, None, None])
+
+    async def poll() -> Any:
+        return next(values)
+
+    policy = Retry(attempts=3, backoff=NO_JITTER, retry_on_result=lambda r: r is None)
+    assert await policy.call(poll) is None
+    assert next(values) is None  # exactly 3 used
+
+    answers = iter([None, 42])
+
+    async def eventually() -> Any:
+        return next(answers)
+
+    assert await policy.call(eventually) == 42
+
+
+async def test_never_sleeps_past_the_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    flaky = Flaky(10)
+    given_up: list[RetryState] = []
+    policy = Retry(attempts=None, backoff=constant(5), deadline=7.0, on_give_up=given_up.append)
+    with pytest.raises(OSError, match="failure 2") as caught:
+        await policy.call(flaky)
+    assert flaky.calls == [0.0, 5.0]
+    assert loop.time() == 5.0  # gave up at once rather than sleeping to 10
+    assert given_up[0].reason == "deadline"
+    assert "(deadline)" in caught.value.__notes__[-1]
+
+
+async def test_max_elapsed_counts_from_the_first_attempt() -> None:
+    flaky = Flaky(10)
+    policy = Retry(attempts=None, backoff=linear(1.0), max_elapsed=4.0)
+    with pytest.raises(OSError):
+        await policy.call(flaky)
+    assert flaky.calls == [0.0, 1.0, 3.0]  # the next wait (3 s) would end at 6 > 4
+
+
+async def test_hints_from_an_extractor_and_the_cap() -> None:
+    class Busy(Exception):
+        def __init__(self, seconds: float) -> None:
+            super().__init__(f"retry in {seconds}")
+            self.seconds = seconds
+
+    hints = iter([3.0, 500.0])
+
+    async def busy() -> None:
+        raise Busy(next(hints))
+
+    calls = 0
+
+    async def counted() -> None:
+        nonlocal calls
+        calls += 1
+        await busy()
+
+    policy = Retry(
+        attempts=5,
+        backoff=NO_JITTER,
+        retry_after=lambda exc: getattr(exc, "seconds", None),
+        max_retry_after=60.0,
+    )
+    with pytest.raises(Busy) as caught:
+        await policy.call(counted)
+    assert calls == 2
+    assert asyncio.get_running_loop().time() == 3.0
+    assert "(retry_after)" in caught.value.__notes__[-1]  # 500 s is past the cap: give up
+
+
+async def test_hooks_sync_async_and_failing(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[tuple[int, float, str]] = []
+
+    async def before_sleep(state: RetryState) -> None:
+        seen.append((state.attempt, state.delay, str(state.exception)))
+
+    def broken(state: RetryState) -> None:
+        raise RuntimeError("hook bug")
+
+    flaky = Flaky(2)
+    policy = Retry(attempts=3, backoff=NO_JITTER, before_sleep=before_sleep, on_give_up=broken)
+    assert await policy.call(flaky) == "ok"
+    assert seen == [(1, 0.1, "failure 1"), (2, pytest.approx(0.2), "failure 2")]
+    with caplog.at_level(logging.ERROR, logger="aioresilience"), pytest.raises(OSError):
+        await policy.call(Flaky(5))
+    assert "hook bug" in caplog.text
+
+
+async def test_async_for_form() -> None:
+    flaky = Flaky(2)
+    async for attempt in Retry(attempts=5, backoff=NO_JITTER):
+        with attempt:
+            result = await flaky()
+    assert result == "ok"
+    assert attempt.number == 3
+
+    with pytest.raises(OSError, match="failure 1") as caught:
+        async for attempt in Retry(attempts=2, backoff=NO_JITTER):
+            with attempt:
+                await Flaky(5)()  # a new backend each time: always its first failure
+    assert "gave up after 2 attempt(s)" in caught.value.__notes__[-1]
+
+
+async def test_async_for_form_with_a_persistent_backend() -> None:
+    backend = Flaky(5)
+    with pytest.raises(OSError, match="failure 2"):
+        async for attempt in Retry(attempts=2, backoff=NO_JITTER):
+            with attempt:
+                await backend()
+    assert len(backend.calls) == 2
+
+
+async def test_decorator_and_factory() -> None:
+    flaky = Flaky(1)
+
+    @retry(attempts=2, backoff=NO_JITTER)
+    async def fetch(x: int) -> str:
+        return f"{await flaky()}-{x}"
+
+    assert await fetch(7) == "ok-7"
+    assert fetch.__name__ == "fetch"
+    with pytest.raises(TypeError, match="coroutine functions"):
+        Retry()(lambda: None)  # type: ignore[arg-type,return-value]
+
+
+async def test_exponential_backoff_alias() -> None:
+    policy = ExponentialBackoff(max_retries=2, base_delay=1.0, max_delay=60.0)
+    assert policy.attempts == 3
+    flaky = Flaky(5)
+    with pytest.raises(OSError):
+        await policy.call(flaky)
+    assert len(flaky.calls) == 3
+
+
+async def test_concurrency_budget_caps_retries_in_flight() -> None:
+    budget = RetryBudget.concurrency(percent=0.2, min_retries=3)
+    in_flight = peak = 0
+    policy = Retry(attempts=3, backoff=constant(1.0), budget=budget)
+
+    async def failing() -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, budget._core.retries)
+        await asyncio.sleep(0.5)
+        in_flight -= 1
+        raise OSError("down")
+
+    results = await asyncio.gather(
+        *(policy.call(failing) for _ in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(r, OSError) for r in results)
+    assert peak <= 3  # max(3, 0.2 * 10)
+    assert budget.exhausted > 0
+    assert budget._core.retries == 0 and budget._core.requests == 0
+
+
+async def test_token_budget_stops_retries_when_half_spent_and_recovers() -> None:
+    budget = RetryBudget.tokens(max_tokens=4, token_ratio=1.0)
+    policy = Retry(attempts=5, backoff=NO_JITTER, budget=budget)
+    flaky = Flaky(100)
+    with pytest.raises(OSError) as caught:
+        await policy.call(flaky)
+    # tokens 4 -> 3 (retry allowed: 3 > 2) -> 2 (not > 2: no retry): 2 attempts in all.
+    assert len(flaky.calls) == 2
+    assert "(budget)" in caught.value.__notes__[-1]
+    for _ in range(4):
+        await policy.call(Flaky(0))
+    assert budget._core.tokens == 4
+
+
+@pytest.mark.parametrize(
+    ("jitter", "low", "high", "mean"),
+    [("full", 0.0, 1.0, 0.5), ("equal", 0.5, 1.0, 0.75), ("none", 1.0, 1.0, 1.0)],
+)
+def test_jitter_statistics(jitter: Any, low: float, high: float, mean: float) -> None:
+    schedule = Backoff("constant", 1.0, jitter=jitter)
+    rng = random.Random(5).random
+    samples = [schedule.delay(3, None, rng) for _ in range(5000)]
+    assert min(samples) >= low and max(samples) <= high
+    assert statistics.fmean(samples) == pytest.approx(mean, abs=0.02)
+
+
+def test_decorrelated_jitter_bounds() -> None:
+    schedule = exponential(0.5, cap=8.0, jitter="decorrelated")
+    rng = random.Random(3).random
+    previous = None
+    for attempt in range(200):
+        delay = schedule.delay(attempt, previous, rng)
+        if previous is None:
+            assert delay == 0.5
+        else:
+            assert 0.5 <= delay <= min(8.0, 3 * previous)
+        previous = delay
+
+
+def test_seeded_jitter_is_reproducible() -> None:
+    one = Retry(seed=1)
+    two = Retry(seed=1)
+    assert [one.backoff.delay(k, None, one._random) for k in range(5)] == [
+        two.backoff.delay(k, None, two._random) for k in range(5)
+    ]
+
+
+async def test_adaptive_throttle_rejects_with_the_sre_probability() -> None:
+    throttle = AdaptiveThrottle(k=2.0, window=60.0, seed=4)
+    for _ in range(10):
+        await throttle.call(Flaky(0))
+    assert throttle.probability() == 0.0
+    outcomes = {"throttled": 0, "failed": 0}
+    for _ in range(200):
+        try:
+            await throttle.call(Flaky(1))
+        except Throttled:
+            outcomes["throttled"] += 1
+        except OSError:
+            outcomes["failed"] += 1
+    assert outcomes["throttled"] > 100  # the backend is refusing: most calls stay local
+    requests, rejected, _ = throttle._window.totals(0.0)
+    assert throttle.probability() == pytest.approx(
+        max(0.0, (requests - 2 * (requests - rejected)) / (requests + 1))
+    )
+    await asyncio.sleep(61)  # the window forgets
+    assert throttle.probability() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"attempts": 0}, ValueError, "attempts must be >= 1, got 0"),
+        ({"attempts": None}, ValueError, "unbounded retry"),
+        ({"max_elapsed": -1}, ValueError, "max_elapsed must be >= 0 or None, got -1"),
+        ({"max_retry_after": 0}, ValueError, "max_retry_after must be a positive"),
+        ({"backoff": 1.0}, TypeError, "backoff must be a schedule"),
+        ({"retry_on": "OSError"}, TypeError, "retry_on must be an exception class"),
+        ({"retry_on_result": 5}, TypeError, "retry_on_result must be callable"),
+        ({"before_sleep": "log"}, TypeError, "before_sleep must be callable"),
+        ({"budget": 3}, TypeError, "budget must be a RetryBudget"),
+        ({"deadline": "soon"}, TypeError, "deadline must be a loop time"),
+        ({"retry_rejections": 1}, TypeError, "retry_rejections must be a bool"),
+    ],
+)
+def test_bad_retry_options(options: dict[str, Any], error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        Retry(**options)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: exponential(-1), "base must be a finite number >= 0, got -1"),
+        (lambda: exponential(1, factor=0.5), "factor must be >= 1, got 0.5"),
+        (lambda: exponential(1, jitter="some"), "jitter must be one of"),
+        (lambda: constant(float("inf")), "delay must be a finite number >= 0"),
+        (lambda: linear(1, cap=0), "cap must be a positive finite number, got 0"),
+        (lambda: RetryBudget.concurrency(percent=2), "percent must be a fraction"),
+        (lambda: RetryBudget.tokens(max_tokens=0), "max_tokens must be a positive"),
+        (lambda: AdaptiveThrottle(k=0), "k must be a positive"),
+        (lambda: ExponentialBackoff(max_retries=-1), "max_retries must be an int >= 0"),
+    ],
+)
+def test_bad_schedule_options(build: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()
