@@ -1,26 +1,28 @@
 """An already-finished awaitable, for ``__aenter__``/``__aexit__`` that need not suspend.
 
-``async with`` only requires those methods to return awaitables. Returning this shared object
-from a plain method skips creating and running a coroutine object on the path where the guard
-admits at once, which is most of a cheap guard's cost.
+``async with`` only requires those methods to return awaitables. Returning one shared,
+already-completed object from a plain method skips creating and running a coroutine object on
+the path where the guard admits at once, which is most of a cheap guard's cost.
+
+The object is an ``asyncio.Future`` holding the result ``None``: awaiting a finished future is
+handled in C (a Python ``__await__`` costs twice as much), and never touches the future's loop,
+so one instance serves every loop and thread. It is created against a stand-in loop because a
+future needs one at construction; nothing ever schedules on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any
+import asyncio
 
 __all__ = ["DONE"]
 
 
-class _Done:
-    __slots__ = ()
+class _NoLoop:
+    """The only loop method a Future calls when created."""
 
-    def __await__(self) -> Generator[Any, None, None]:
-        return iter(())  # type: ignore[return-value]  # finishes at once, with value None
-
-    def __repr__(self) -> str:
-        return "<done>"
+    def get_debug(self) -> bool:
+        return False
 
 
-DONE = _Done()
+DONE: asyncio.Future[None] = asyncio.Future(loop=_NoLoop())  # type: ignore[arg-type]
+DONE.set_result(None)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import Any, Final, Generic, ParamSpec, TypeVar
 
 from . import _clock
+from ._awaitable import DONE
 from ._core.fixed_window import FixedWindowAlgorithm
 from ._core.gcra import GCRAAlgorithm
 from ._core.leaky_bucket import LeakyBucketMeter, LeakyBucketShaper
@@ -215,6 +216,11 @@ class RateLimiter(Generic[S]):
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
         max_wait = self._max_wait if timeout is _UNSET else _max_wait_of("timeout", timeout)
+        await self._admit(key, cost, max_wait)
+
+    def _admit(self, key: Hashable, cost: int, max_wait: float) -> Awaitable[None]:
+        """Claim ``cost`` now: an awaitable that is already done when admitted at once, or
+        that waits for the reservation; raises :class:`RateLimited` when refused."""
         now, at, admitted = self._claim(key, cost, max_wait)
         if not admitted:
             self._rejected += 1
@@ -226,8 +232,9 @@ class RateLimiter(Generic[S]):
                 cost=cost,
             )
         if at > now:
-            await self._wait(key, cost, at)
+            return self._wait(key, cost, at)
         self._admitted += 1
+        return DONE
 
     def _claim(self, key: Hashable, cost: int, max_wait: float) -> tuple[float, float, bool]:
         """Reserve ``cost`` for ``key`` if it is due within ``max_wait``: ``(now, at, ok)``.
@@ -269,6 +276,7 @@ class RateLimiter(Generic[S]):
             self._give_back(loop, waiter)
             raise
         self._waited += 1
+        self._admitted += 1
 
     def _schedule(self, loop: asyncio.AbstractEventLoop, waiter: _Waiter) -> None:
         heappush(self._heap, (waiter.at, waiter.seq, waiter))
@@ -386,11 +394,11 @@ class RateLimiter(Generic[S]):
 
     # -- ways in ----------------------------------------------------------------------------
 
-    async def __aenter__(self) -> None:
-        await self.acquire()
+    def __aenter__(self) -> Awaitable[None]:
+        return self._admit(None, 1, self._max_wait)
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
+        return DONE
 
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
@@ -485,11 +493,12 @@ class KeyedLimit:
     async def acquire(self, *, timeout: float | _Unset | None = _UNSET) -> None:
         await self.limiter.acquire(self.cost, key=self.key, timeout=timeout)
 
-    async def __aenter__(self) -> None:
-        await self.limiter.acquire(self.cost, key=self.key)
+    def __aenter__(self) -> Awaitable[None]:
+        limiter = self.limiter
+        return limiter._admit(self.key, self.cost, limiter._max_wait)
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
+        return DONE
 
     def __repr__(self) -> str:
         return f"<KeyedLimit {self.limiter.name!r} key={self.key!r} cost={self.cost}>"

@@ -37,6 +37,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _current_task = asyncio.current_task
+_INF = math.inf
 
 # Entry states
 _CREATED, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
@@ -58,13 +59,12 @@ class _Lane:
         self.armed = False
         self.timer_at = 0.0
 
-    def add(self, entry: timeout) -> None:
-        self.entries.append(entry)
-        self.live += 1
-        if not self.armed:  # an armed timer is never later than a new (later) deadline
-            self.armed = True
-            self.timer_at = entry.deadline
-            self.loop.call_at(entry.deadline, self.fire)
+    def arm(self, at: float) -> None:
+        """Schedule the timer. Only needed when none is armed: an armed timer is never later
+        than a new deadline, which is later than every deadline already in the lane."""
+        self.armed = True
+        self.timer_at = at
+        self.loop.call_at(at, self.fire)
 
     def done(self, entry: timeout) -> None:
         self.live -= 1
@@ -89,9 +89,7 @@ class _Lane:
                 entries.popleft()
                 head.expire()
             else:
-                self.armed = True
-                self.timer_at = head.deadline
-                self.loop.call_at(head.deadline, self.fire)
+                self.arm(head.deadline)
                 return
 
 
@@ -128,11 +126,8 @@ class timeout:
     def __init__(self, seconds: float | None) -> None:
         # The common valid case checked inline (this runs once per call); the rest, and the
         # error messages, in the shared validator.
-        if not (
-            isinstance(seconds, float | int)
-            and seconds.__class__ is not bool
-            and 0 <= seconds < math.inf
-        ):
+        kind = seconds.__class__
+        if not ((kind is float or kind is int) and 0 <= seconds < _INF):  # type: ignore[operator]
             seconds = non_negative_or_none("seconds", seconds)
         self.seconds = seconds
         self.state = _CREATED
@@ -155,7 +150,10 @@ class timeout:
             if lane is None:
                 lane = _lane(loop, seconds)
             self._lane = lane
-            lane.add(self)
+            lane.entries.append(self)  # here, not in a _Lane method: this runs once per call
+            lane.live += 1
+            if not lane.armed:
+                lane.arm(self.deadline)
         return DONE
 
     def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:

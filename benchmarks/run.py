@@ -14,10 +14,41 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bench_ratelimit
-from harness import loops
+import asyncio
+from collections.abc import Callable
 
-PEERS = ["aioresilience", "aiolimiter", "limits", "pyrate-limiter", "hyx", "uvloop"]
+import bench_guards
+import bench_ratelimit
+from harness import loops, measure, table
+
+PEERS = [
+    "aioresilience",
+    "aiolimiter",
+    "limits",
+    "pyrate-limiter",
+    "hyx",
+    "aiobreaker",
+    "purgatory",
+    "backoff",
+    "tenacity",
+    "stamina",
+    "anyio",
+    "uvloop",
+]
+
+
+def guards(loop_name: str, factory: Callable[[], asyncio.AbstractEventLoop], quick: bool) -> str:
+    n, repeats = (5_000, 3) if quick else (30_000, 9)
+    sections = {
+        "Circuit breaker, closed path": bench_guards.breaker_cases(),
+        "Retry, first attempt succeeds": bench_guards.retry_cases(),
+        "Timeout that does not fire": bench_guards.timeout_cases(),
+    }
+    out = []
+    with asyncio.Runner(loop_factory=factory) as runner:
+        for title, cases in sections.items():
+            out.append(table(f"{title} ({loop_name})", runner.run(measure(cases, n, repeats))))
+    return "\n".join(out)
 
 
 def header() -> str:
@@ -36,11 +67,18 @@ def header() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few iterations: a smoke run")
+    parser.add_argument(
+        "--only", choices=["ratelimit", "guards"], help="run one group of benchmarks"
+    )
     args = parser.parse_args()
     print(header())
     for loop_name, factory in loops().items():
-        print(bench_ratelimit.run(factory, loop_name, args.quick), flush=True)
-    print(bench_ratelimit.run_once(args.quick), flush=True)
+        if args.only in (None, "ratelimit"):
+            print(bench_ratelimit.run(factory, loop_name, args.quick), flush=True)
+        if args.only in (None, "guards"):
+            print(guards(loop_name, factory, args.quick), flush=True)
+    if args.only in (None, "ratelimit"):
+        print(bench_ratelimit.run_once(args.quick), flush=True)
 
 
 if __name__ == "__main__":
