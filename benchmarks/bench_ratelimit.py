@@ -291,7 +291,7 @@ async def keyed(keys: int) -> dict[str, dict[str, float]]:
         from limits.aio.strategies import FixedWindowRateLimiter
 
         hit = FixedWindowRateLimiter(MemoryStorage()).hit
-        item = limits.parse("10/second")
+        item = limits.parse("10/hour")
 
         async def passes() -> None:
             for key in names:
@@ -299,13 +299,16 @@ async def keyed(keys: int) -> dict[str, dict[str, float]]:
 
         return passes
 
+    # Hour-long limits, so every key stays live (not yet fresh) for the whole measurement.
     contenders: dict[str, Callable[[], Any]] = {
-        "aioresilience GCRA": ours(lambda: ar.GCRA(10, 1.0, max_keys=2 * keys)),
-        "aioresilience TokenBucket": ours(lambda: ar.TokenBucket(10, 10.0, max_keys=2 * keys)),
-        "aioresilience FixedWindowCounter": ours(
-            lambda: ar.FixedWindowCounter(10, 1.0, max_keys=2 * keys)
+        "aioresilience GCRA(10/hour)": ours(lambda: ar.GCRA(10, 3600.0, max_keys=2 * keys)),
+        "aioresilience TokenBucket(10, 10/hour)": ours(
+            lambda: ar.TokenBucket(10, "10/hour", max_keys=2 * keys)
         ),
-        "limits FixedWindow (async memory)": limits_fixed_window,
+        "aioresilience FixedWindowCounter(10/hour)": ours(
+            lambda: ar.FixedWindowCounter(10, 3600.0, max_keys=2 * keys)
+        ),
+        "limits FixedWindow(10/hour) (async memory)": limits_fixed_window,
     }
     out: dict[str, dict[str, float]] = {}
     for name, make in contenders.items():
@@ -314,9 +317,12 @@ async def keyed(keys: int) -> dict[str, dict[str, float]]:
         started = time.perf_counter()
         await one_pass()
         first = (time.perf_counter() - started) / keys * 1e9
-        started = time.perf_counter()
-        await one_pass()
-        repeat = (time.perf_counter() - started) / keys * 1e9
+        repeats = []
+        for _ in range(3):  # the median of three passes over keys that all exist
+            started = time.perf_counter()
+            await one_pass()
+            repeats.append((time.perf_counter() - started) / keys * 1e9)
+        repeat = statistics.median(repeats)
         del one_pass
         gc.collect()
         tracemalloc.start()
@@ -386,7 +392,7 @@ def run_once(quick: bool) -> str:
         results = runner.run(keyed(keys))
     parts.append(f"### Keyed: {keys:,} distinct keys (asyncio)\n")
     parts.append(
-        "| limiter | ns first hit | ns repeat hit | bytes per live key |\n|---|---:|---:|---:|"
+        "| limiter | ns first hit | ns repeat hit (median of 3 passes) | bytes per live key |\n|---|---:|---:|---:|"
     )
     for name, r in results.items():
         parts.append(

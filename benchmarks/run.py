@@ -68,7 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few iterations: a smoke run")
     parser.add_argument(
-        "--only", choices=["ratelimit", "guards"], help="run one group of benchmarks"
+        "--only",
+        choices=["ratelimit", "guards", "keyed"],
+        help="run one group: ratelimit (admit, accuracy), guards, keyed (and burst after idle)",
     )
     args = parser.parse_args()
     print(header())
@@ -77,7 +79,7 @@ def main() -> None:
             print(bench_ratelimit.run(factory, loop_name, args.quick), flush=True)
         if args.only in (None, "guards"):
             print(guards(loop_name, factory, args.quick), flush=True)
-    if args.only in (None, "ratelimit"):
+    if args.only in (None, "keyed"):
         print(bench_ratelimit.run_once(args.quick), flush=True)
 
 

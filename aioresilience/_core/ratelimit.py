@@ -65,8 +65,9 @@ class RateAlgorithm(Protocol[S]):
 class Decision:
     """One rate-limit decision, with what HTTP rate-limit headers need.
 
-    ``retry_after`` is 0 when allowed; ``reset_after`` is the time until the full limit is
-    available again.
+    ``limit`` is the most cost admissible at once (a token bucket's capacity, GCRA's burst, a
+    window's ``max_requests``) and ``remaining`` counts against it; ``retry_after`` is 0 when
+    allowed; ``reset_after`` is the time until the full limit is available again.
     """
 
     allowed: bool
