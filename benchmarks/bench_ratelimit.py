@@ -392,7 +392,8 @@ def run_once(quick: bool) -> str:
         results = runner.run(keyed(keys))
     parts.append(f"### Keyed: {keys:,} distinct keys (asyncio)\n")
     parts.append(
-        "| limiter | ns first hit | ns repeat hit (median of 3 passes) | bytes per live key |\n|---|---:|---:|---:|"
+        "| limiter | ns first hit | ns repeat hit (median of 3 passes) | bytes per live key |\n"
+        "|---|---:|---:|---:|"
     )
     for name, r in results.items():
         parts.append(
