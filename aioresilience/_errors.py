@@ -8,7 +8,11 @@
           │    │                          says when trying again can succeed (None: unknown)
           │    ├── RateLimited           a rate limiter had no capacity within the wait allowed
           │    ├── CircuitBreakerOpenError  the circuit is open (or its probes are all taken)
-          │    └── Throttled             client-side adaptive throttling refused the call
+          │    ├── Throttled             client-side adaptive throttling refused the call
+          │    ├── BulkheadFull          no slot free and the wait queue full (or wait too long)
+          │    ├── QueueFull             a backpressure queue refused an item
+          │    ├── LoadShed              shed by priority while the system is overloaded
+          │    └── ConcurrencyLimited    an adaptive concurrency limit is reached
           └── TimeoutExceeded            a deadline of ours expired (also a builtin TimeoutError)
 
 Later patterns add their refusals under ``Rejected`` (circuit open, bulkhead full, queue full,
@@ -21,7 +25,11 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 __all__ = [
+    "BulkheadFull",
     "CircuitBreakerOpenError",
+    "ConcurrencyLimited",
+    "LoadShed",
+    "QueueFull",
     "RateLimited",
     "Rejected",
     "ResilienceError",
@@ -76,6 +84,28 @@ class CircuitBreakerOpenError(Rejected):
 
 class Throttled(Rejected):
     """Client-side adaptive throttling refused the call locally (the backend is overloaded)."""
+
+
+class BulkheadFull(Rejected):
+    """Every slot of the bulkhead is busy and its wait queue is full, or the wait for a slot
+    exceeded ``max_wait``."""
+
+
+class QueueFull(Rejected):
+    """A backpressure queue refused an item (policy ``reject``, or ``block`` past its timeout).
+    The item was not enqueued; ``item`` holds it."""
+
+    def __init__(self, message: str, *, item: object = None) -> None:
+        super().__init__(message)
+        self.item = item
+
+
+class LoadShed(Rejected):
+    """The call was shed: its priority is below what the current load allows."""
+
+
+class ConcurrencyLimited(Rejected):
+    """An adaptive concurrency limiter is at its current limit."""
 
 
 class TimeoutExceeded(ResilienceError, TimeoutError):

@@ -1,0 +1,185 @@
+"""Adaptive concurrency limiting: admit while in flight < limit, learn the limit from rtts.
+
+``async with limiter:``, ``@limiter``, ``await limiter.call(fn, *args)``. A call over the
+limit is refused with :class:`ConcurrencyLimited`. Each completed call feeds its round-trip
+time, the in-flight count and whether it was *dropped* (a timeout, or an overload refusal from
+further down: any :class:`Rejected`) to the algorithm; cancellations feed nothing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from . import _clock
+from ._awaitable import DONE
+from ._core.adaptive import AIMD, Gradient2, Vegas
+from ._errors import ConcurrencyLimited, Rejected
+from ._predicates import require_async
+from ._validation import non_negative_or_none, positive_int
+
+__all__ = ["AIMD", "AdaptiveLimiter", "AdaptiveStatistics", "Gradient2", "LimitAlgorithm", "Vegas"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class LimitAlgorithm(Protocol):
+    def update(self, limit: float, rtt: float, in_flight: int, dropped: bool) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveStatistics:
+    name: str
+    limit: int
+    in_flight: int
+    admitted: int
+    rejected: int
+    dropped: int
+    history: tuple[tuple[float, int], ...]  # (time, limit) at each change, the latest 1000
+
+
+class AdaptiveLimiter:
+    """Concurrency limit that adapts to the dependency (AIMD, Vegas or Gradient2)."""
+
+    def __init__(
+        self,
+        algorithm: LimitAlgorithm | None = None,
+        *,
+        initial_limit: int = 20,
+        min_limit: int = 1,
+        max_limit: int = 1000,
+        sample_window: float = 0.1,
+        min_samples: int = 10,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or "AdaptiveLimiter"
+        self.algorithm = algorithm if algorithm is not None else Vegas()
+        if not callable(getattr(self.algorithm, "update", None)):
+            raise TypeError(
+                f"algorithm must have update(limit, rtt, in_flight, dropped), got {algorithm!r}"
+            )
+        self.min_limit = positive_int("min_limit", min_limit)
+        self.max_limit = positive_int("max_limit", max_limit)
+        initial = positive_int("initial_limit", initial_limit)
+        if not self.min_limit <= initial <= self.max_limit:
+            raise ValueError(
+                f"need min_limit <= initial_limit <= max_limit, got {min_limit!r}, "
+                f"{initial_limit!r}, {max_limit!r}"
+            )
+        # Samples are aggregated over a window (as Netflix's WindowedLimit does) and the
+        # algorithm sees the window's mean rtt, its peak in-flight count and whether anything
+        # was dropped: single samples are noisy, and a limit changed per sample at high
+        # throughput chases that noise.
+        self.sample_window = non_negative_or_none("sample_window", sample_window) or 0.0
+        self.min_samples = positive_int("min_samples", min_samples)
+        self._window_start = _clock.now()
+        self._rtt_sum = 0.0
+        self._samples = 0
+        self._peak_in_flight = 0
+        self._window_dropped = False
+        self._limit = float(initial)
+        self.limit = initial
+        self.in_flight = 0
+        self._admitted = self._rejected = self._dropped = 0
+        self._history: deque[tuple[float, int]] = deque([(_clock.now(), initial)], maxlen=1000)
+        # Start times of `async with` entries, per task (a stack, for nesting).
+        self._entries: contextvars.ContextVar[tuple[float, Any]] = contextvars.ContextVar(
+            f"aioresilience.adaptive.{self.name}"
+        )
+
+    def acquire(self) -> float:
+        """Admit one call or raise :class:`ConcurrencyLimited`; returns its start time, to
+        pass to :meth:`release`."""
+        if self.in_flight >= self.limit:
+            self._rejected += 1
+            raise ConcurrencyLimited(
+                f"{self.name}: {self.in_flight} in flight at limit {self.limit}"
+            )
+        self.in_flight += 1
+        self._admitted += 1
+        return _clock.now()
+
+    def release(self, started: float, exc: BaseException | None = None) -> None:
+        """End a call: feed the algorithm unless it was cancelled."""
+        in_flight = self.in_flight
+        self.in_flight -= 1
+        if exc is not None and not isinstance(exc, Exception):
+            return  # cancellation: not a measurement
+        dropped = isinstance(exc, TimeoutError | Rejected)
+        self._dropped += dropped
+        now = _clock.now()
+        self._rtt_sum += now - started
+        self._samples += 1
+        self._peak_in_flight = max(self._peak_in_flight, in_flight)
+        self._window_dropped = self._window_dropped or dropped
+        if self._samples < self.min_samples or now - self._window_start < self.sample_window:
+            return
+        new = self.algorithm.update(
+            self._limit, self._rtt_sum / self._samples, self._peak_in_flight, self._window_dropped
+        )
+        self._window_start = now
+        self._rtt_sum, self._samples, self._peak_in_flight = 0.0, 0, 0
+        self._window_dropped = False
+        self._limit = min(float(self.max_limit), max(float(self.min_limit), new))
+        limit = int(self._limit)
+        if limit != self.limit:
+            self.limit = limit
+            self._history.append((now, limit))
+
+    def __aenter__(self) -> Awaitable[None]:
+        entries = self._entries
+        entries.set((self.acquire(), entries.get(None)))
+        return DONE
+
+    def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:
+        entries = self._entries
+        started, outer = entries.get()
+        entries.set(outer)
+        self.release(started, exc)
+        return DONE
+
+    async def call(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        started = self.acquire()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self.release(started, exc)
+            raise
+        self.release(started)
+        return result
+
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        require_async(self.name, fn)
+        call = self.call
+
+        @functools.wraps(fn)
+        async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await call(fn, *args, **kwargs)
+
+        return limited
+
+    def statistics(self) -> AdaptiveStatistics:
+        return AdaptiveStatistics(
+            name=self.name,
+            limit=self.limit,
+            in_flight=self.in_flight,
+            admitted=self._admitted,
+            rejected=self._rejected,
+            dropped=self._dropped,
+            history=tuple(self._history),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<AdaptiveLimiter {self.name!r} {self.algorithm!r} limit={self.limit} "
+            f"in_flight={self.in_flight}>"
+        )

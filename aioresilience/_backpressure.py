@@ -1,0 +1,484 @@
+"""Backpressure: a bounded queue with overflow policies and watermarks, and a worker pool.
+
+Overflow policies, for a full queue:
+
+- ``"block"``: ``put`` waits (FIFO among producers) for room, up to its ``timeout``, then
+  raises :class:`QueueFull`;
+- ``"reject"``: ``put`` raises :class:`QueueFull` at once;
+- ``"drop_newest"``: the new item is dropped (``put`` returns ``False``);
+- ``"drop_oldest"``: the oldest queued item is dropped to make room.
+
+Nothing is lost silently: a dropped item goes to ``on_drop(item, reason)`` and is counted; a
+refused one travels in the :class:`QueueFull` it raises (``.item``).
+
+Watermarks: above ``high_watermark`` items the queue is *paused*; it resumes once it drains to
+``low_watermark``. Producers that cooperate ``await queue.wait_writable()`` before putting.
+
+Hand-offs are direct: an item put while a consumer waits goes straight to it, and a consumer
+that takes an item lets the longest-waiting producer's item in, so no caller can barge ahead
+of a waiting one. A consumer cancelled after an item was handed to it puts the item back at
+the front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from ._errors import QueueFull
+from ._listeners import logger
+from ._validation import non_negative_or_none, positive_int
+
+__all__ = ["BackpressureQueue", "QueueClosed", "QueueStatistics", "WorkerPool", "WorkerStatistics"]
+
+T = TypeVar("T")
+Policy = Literal["block", "reject", "drop_newest", "drop_oldest"]
+_POLICIES = ("block", "reject", "drop_newest", "drop_oldest")
+
+
+class QueueClosed(Exception):
+    """The queue was closed: no more puts; gets fail once it is empty."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatistics:
+    name: str
+    size: int
+    maxsize: int
+    put: int
+    got: int
+    dropped: int
+    rejected: int
+    paused: bool
+    waiting_producers: int
+    waiting_consumers: int
+
+
+class BackpressureQueue(Generic[T]):
+    """A bounded FIFO queue that pushes back on producers (see the module docstring)."""
+
+    def __init__(
+        self,
+        maxsize: int,
+        *,
+        policy: Policy = "block",
+        on_drop: Callable[[T, str], Any] | None = None,
+        high_watermark: int | None = None,
+        low_watermark: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or "BackpressureQueue"
+        self.maxsize = positive_int("maxsize", maxsize)
+        if policy not in _POLICIES:
+            raise ValueError(
+                f"policy must be one of {', '.join(map(repr, _POLICIES))}, got {policy!r}"
+            )
+        self.policy = policy
+        if on_drop is not None and not callable(on_drop):
+            raise TypeError(f"on_drop must be callable or None, got {on_drop!r}")
+        if policy in ("drop_newest", "drop_oldest") and on_drop is None:
+            # Dropped items are still counted; a warning is logged for each one instead.
+            on_drop = _log_drop
+        self._on_drop = on_drop
+        self._high, self._low = _watermarks(high_watermark, low_watermark, self.maxsize)
+        self._items: deque[T] = deque()
+        self._getters: deque[asyncio.Future[T]] = deque()
+        self._putters: deque[tuple[T, asyncio.Future[None]]] = deque()
+        self._resumed: asyncio.Event | None = None
+        self.paused = False
+        self.closed = False
+        self._unfinished = 0
+        self._finished: asyncio.Event | None = None
+        self._put = self._got = self._dropped = self._rejected = 0
+
+    # -- producing --------------------------------------------------------------------------
+
+    def put(self, item: T, *, timeout: float | None = None) -> Awaitable[bool]:
+        """Offer ``item``: an awaitable of ``True`` if it was enqueued, ``False`` if it was
+        dropped (``drop_newest``). Raises :class:`QueueFull` when refused."""
+        if self.closed:
+            raise QueueClosed(f"{self.name} is closed")
+        if self._getters or (len(self._items) < self.maxsize and not self._putters):
+            self._accept(item)
+            return _TRUE
+        policy = self.policy
+        if policy == "block":
+            bound = non_negative_or_none("timeout", timeout)
+            return self._wait_for_room(item, bound)
+        if policy == "reject":
+            self._rejected += 1
+            raise QueueFull(f"{self.name}: full ({self.maxsize} items)", item=item)
+        if policy == "drop_newest":
+            self._drop(item, "drop_newest")
+            return _FALSE
+        self._drop(self._items.popleft(), "drop_oldest")
+        self._accept(item)
+        return _TRUE
+
+    def put_nowait(self, item: T) -> bool:
+        """Like :meth:`put` without waiting: with policy ``block`` a full queue raises
+        :class:`QueueFull`."""
+        if (
+            self.policy == "block"
+            and not self._getters
+            and (len(self._items) >= self.maxsize or self._putters)
+        ):
+            self._rejected += 1
+            raise QueueFull(f"{self.name}: full ({self.maxsize} items)", item=item)
+        result = self.put(item)
+        return result is _TRUE
+
+    def _accept(self, item: T) -> None:
+        self._put += 1
+        self._unfinished += 1
+        getters = self._getters
+        while getters:
+            getter = getters.popleft()
+            if not getter.done():
+                getter.set_result(item)  # straight to a waiting consumer
+                return
+        self._items.append(item)
+        if self._high is not None and not self.paused and len(self._items) >= self._high:
+            self.paused = True
+
+    def _drop(self, item: T, reason: str) -> None:
+        self._dropped += 1
+        try:
+            if self._on_drop is not None:
+                self._on_drop(item, reason)
+        except Exception:
+            logger.exception("%s: on_drop failed for a %s item", self.name, reason)
+
+    async def _wait_for_room(self, item: T, timeout: float | None) -> bool:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        entry = (item, future)
+        self._putters.append(entry)
+        timer = None if timeout is None else loop.call_later(timeout, _expire, future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if not future.done() or future.cancelled():
+                self._remove_putter(entry)
+            # else its item was already let in: it will be delivered
+            raise
+        except TimeoutError:
+            self._remove_putter(entry)
+            self._rejected += 1
+            raise QueueFull(
+                f"{self.name}: still full after {timeout:g}s (policy 'block')", item=item
+            ) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return True
+
+    def _remove_putter(self, entry: tuple[T, asyncio.Future[None]]) -> None:
+        with contextlib.suppress(ValueError):
+            self._putters.remove(entry)
+
+    async def wait_writable(self) -> None:
+        """Return once the queue is not paused (below the low watermark after crossing the
+        high one); at once if watermarks are not set."""
+        while self.paused:
+            if self._resumed is None:
+                self._resumed = asyncio.Event()
+            await self._resumed.wait()
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def get(self) -> Awaitable[T]:
+        """The oldest item, waiting for one if the queue is empty."""
+        if self._items:
+            return _Ready(self._take())
+        if self.closed:
+            raise QueueClosed(f"{self.name} is closed and empty")
+        return self._wait_for_item()
+
+    def get_nowait(self) -> T:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._take()
+
+    def _take(self) -> T:
+        item = self._items.popleft()
+        self._got += 1
+        self._let_producer_in()
+        return item
+
+    def _let_producer_in(self) -> None:
+        putters = self._putters
+        while putters:
+            item, future = putters.popleft()
+            if not future.done():
+                future.set_result(None)
+                self._put += 1
+                self._unfinished += 1
+                self._items.append(item)
+                break
+        if self.paused and len(self._items) <= self._low:  # type: ignore[operator]
+            self.paused = False
+            if self._resumed is not None:
+                self._resumed.set()
+                self._resumed = None
+
+    async def _wait_for_item(self) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._getters.append(future)
+        try:
+            item = await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                # Handed an item, then cancelled before running: nothing lost.
+                self._items.appendleft(future.result())
+                self._hand_on()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._getters.remove(future)
+            raise
+        self._got += 1
+        self._let_producer_in()
+        return item
+
+    def _hand_on(self) -> None:
+        """An item went back to the front: give it to the next waiting consumer, if any."""
+        getters = self._getters
+        while getters and self._items:
+            getter = getters.popleft()
+            if not getter.done():
+                getter.set_result(self._items.popleft())
+
+    def task_done(self) -> None:
+        """A consumer finished an item (for :meth:`join`)."""
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called more times than there were items")
+        self._unfinished -= 1
+        if self._unfinished == 0 and self._finished is not None:
+            self._finished.set()
+
+    async def join(self) -> None:
+        """Return once every item put has been taken and marked :meth:`task_done`."""
+        while self._unfinished:
+            if self._finished is None or self._finished.is_set():
+                self._finished = asyncio.Event()
+            await self._finished.wait()
+
+    # -- shutting down ----------------------------------------------------------------------
+
+    def close(self) -> list[T]:
+        """Refuse further puts. Producers still waiting get :class:`QueueClosed`; their items
+        are returned (with none lost), oldest first."""
+        self.closed = True
+        returned = []
+        while self._putters:
+            item, future = self._putters.popleft()
+            if not future.done():
+                future.set_exception(QueueClosed(f"{self.name} closed while waiting"))
+                returned.append(item)
+        for getter in self._getters:
+            if not getter.done():
+                getter.set_exception(QueueClosed(f"{self.name} closed"))
+        self._getters.clear()
+        return returned
+
+    def drain(self) -> list[T]:
+        """Remove and return every queued item (they count as finished for :meth:`join`)."""
+        items = list(self._items)
+        self._items.clear()
+        self._unfinished = max(0, self._unfinished - len(items))
+        if self._unfinished == 0 and self._finished is not None:
+            self._finished.set()
+        return items
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def full(self) -> bool:
+        return len(self._items) >= self.maxsize
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def statistics(self) -> QueueStatistics:
+        return QueueStatistics(
+            name=self.name,
+            size=len(self._items),
+            maxsize=self.maxsize,
+            put=self._put,
+            got=self._got,
+            dropped=self._dropped,
+            rejected=self._rejected,
+            paused=self.paused,
+            waiting_producers=sum(1 for _, f in self._putters if not f.done()),
+            waiting_consumers=sum(1 for f in self._getters if not f.done()),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<BackpressureQueue {self.name!r} {len(self._items)}/{self.maxsize} "
+            f"policy={self.policy} dropped={self._dropped} rejected={self._rejected}>"
+        )
+
+
+def _watermarks(high: Any, low: Any, maxsize: int) -> tuple[int | None, int | None]:
+    if high is None and low is None:
+        return None, None
+    if high is None or low is None:
+        raise ValueError("give both high_watermark and low_watermark, or neither")
+    high = positive_int("high_watermark", high)
+    if not isinstance(low, int) or isinstance(low, bool) or low < 0:
+        raise ValueError(f"low_watermark must be an int >= 0, got {low!r}")
+    if not low < high <= maxsize:
+        raise ValueError(
+            f"watermarks must satisfy 0 <= low_watermark < high_watermark <= maxsize, got "
+            f"low_watermark={low!r}, high_watermark={high!r}, maxsize={maxsize!r}"
+        )
+    return high, low
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def _log_drop(item: object, reason: str) -> None:
+    logger.warning("backpressure queue dropped an item (%s): %r", reason, item)
+
+
+class _Ready:
+    """An awaitable already holding a value (like DONE, with a result)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        return self.value
+        yield  # pragma: no cover - makes this a generator
+
+
+_TRUE = _Ready(True)
+_FALSE = _Ready(False)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    name: str
+    workers: int
+    in_flight: int
+    processed: int
+    failed: int
+
+
+class WorkerPool(Generic[T]):
+    """``workers`` consumers running ``handler(item)`` on a :class:`BackpressureQueue`.
+
+    An exception from one item never stops a worker: it goes to ``on_error(item, exc)`` (or
+    the log) and is counted. ``shutdown(drain=True)`` lets the queued items finish first;
+    ``shutdown(drain=False)`` stops at once and returns every item not processed (queued,
+    waiting producers', and those cancelled mid-handling). No task is left behind.
+    """
+
+    def __init__(
+        self,
+        queue: BackpressureQueue[T],
+        handler: Callable[[T], Awaitable[Any]],
+        *,
+        workers: int = 1,
+        on_error: Callable[[T, Exception], Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(queue, BackpressureQueue):
+            raise TypeError(f"queue must be a BackpressureQueue, got {queue!r}")
+        if not callable(handler):
+            raise TypeError(f"handler must be an async callable, got {handler!r}")
+        if on_error is not None and not callable(on_error):
+            raise TypeError(f"on_error must be callable or None, got {on_error!r}")
+        self.name = name or "WorkerPool"
+        self.queue = queue
+        self._handler = handler
+        self._on_error = on_error
+        self._workers = positive_int("workers", workers)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._current: dict[int, T] = {}
+        self._processed = self._failed = 0
+
+    def start(self) -> None:
+        if self._tasks:
+            raise RuntimeError(f"{self.name} is already running")
+        self._tasks = [
+            asyncio.get_running_loop().create_task(self._work(i), name=f"{self.name}-{i}")
+            for i in range(self._workers)
+        ]
+
+    async def __aenter__(self) -> WorkerPool[T]:
+        self.start()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        await self.shutdown(drain=exc is None)
+
+    async def _work(self, index: int) -> None:
+        queue = self.queue
+        while True:
+            try:
+                item = await queue.get()
+            except QueueClosed:
+                return
+            self._current[index] = item
+            try:
+                await self._handler(item)
+            except asyncio.CancelledError:
+                raise  # the item stays in _current: shutdown returns it as not processed
+            except Exception as exc:
+                self._failed += 1
+                self._report(item, exc)
+            else:
+                self._processed += 1
+            del self._current[index]
+            queue.task_done()
+
+    def _report(self, item: T, exc: Exception) -> None:
+        try:
+            if self._on_error is not None:
+                self._on_error(item, exc)
+                return
+        except Exception:
+            logger.exception("%s: on_error failed", self.name)
+        logger.log(logging.ERROR, "%s: handler failed on %r", self.name, item, exc_info=exc)
+
+    async def shutdown(self, *, drain: bool = True) -> list[T]:
+        """Stop the workers and return the items that were not processed."""
+        if drain:
+            await self.queue.join()
+        leftover = self.queue.close()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        unfinished = list(self._current.values())
+        self._current.clear()
+        return unfinished + self.queue.drain() + leftover
+
+    def statistics(self) -> WorkerStatistics:
+        return WorkerStatistics(
+            name=self.name,
+            workers=len(self._tasks),
+            in_flight=len(self._current),
+            processed=self._processed,
+            failed=self._failed,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<WorkerPool {self.name!r} workers={len(self._tasks)} in_flight="
+            f"{len(self._current)} processed={self._processed} failed={self._failed}>"
+        )

@@ -1,0 +1,412 @@
+"""Graceful degradation: fallbacks, degradation tiers chosen by load, and load shedding.
+
+- :class:`Fallback` / :func:`fallback`: on handled exceptions or results, answer with a value
+  or a handler (a chain of them, tried in order). The handler sees the original outcome.
+  Cancellation is never turned into a fallback.
+- Load signals: :class:`InFlight` (calls in progress), :class:`LatencyEWMA` (smoothed call
+  latency), :class:`EventLoopLag` (how late the loop runs timers), or any callable returning a
+  number.
+- :class:`GracefulDegradation`: tiers (full, basic, cached...) chosen by a signal's value.
+- :class:`LoadShedder`: refuse calls by :class:`Priority` when a signal crosses its threshold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import inspect
+import math
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from . import _clock
+from ._errors import LoadShed
+from ._listeners import Listeners, logger
+from ._predicates import ExceptionFilter, exception_predicate, optional_callable, require_async
+from ._validation import finite_positive
+
+__all__ = [
+    "EventLoopLag",
+    "Fallback",
+    "FallbackOutcome",
+    "GracefulDegradation",
+    "InFlight",
+    "LatencyEWMA",
+    "LoadShedder",
+    "Priority",
+    "Tier",
+    "fallback",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+# -- fallback ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackOutcome:
+    """What a fallback handler receives: the original exception (or the result judged a
+    failure) and the call's arguments."""
+
+    exception: BaseException | None
+    result: Any
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+
+
+class Fallback:
+    """Answer a failed call with something else.
+
+    ``handlers`` are tried in order: a handler is a plain value (returned as is) or a callable
+    ``handler(outcome)`` returning a value or an awaitable. A handler that raises passes the
+    turn to the next one; if all fail, the *original* exception is raised, with a note per
+    failed handler. ``on`` selects the exceptions handled (default: any ``Exception``);
+    ``on_result`` marks results that should be replaced too.
+    """
+
+    def __init__(
+        self,
+        *handlers: Any,
+        on: ExceptionFilter = Exception,
+        on_result: Callable[[Any], bool] | None = None,
+        on_fallback: Callable[[FallbackOutcome], Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not handlers:
+            raise TypeError("Fallback needs at least one handler (a value or a callable)")
+        self.name = name or "Fallback"
+        self._handlers = handlers
+        self._on = exception_predicate("on", on)
+        self._on_result = optional_callable("on_result", on_result)
+        self._listeners = Listeners([on_fallback] if on_fallback is not None else [])
+        self.used = 0
+
+    async def call(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            if not self._on(exc):
+                raise
+            return await self._fall_back(FallbackOutcome(exc, None, args, kwargs))  # type: ignore[no-any-return]
+        judge = self._on_result
+        if judge is not None and judge(result):
+            return await self._fall_back(FallbackOutcome(None, result, args, kwargs))  # type: ignore[no-any-return]
+        return result
+
+    async def _fall_back(self, outcome: FallbackOutcome) -> Any:
+        self.used += 1
+        if self._listeners:
+            self._listeners.emit(outcome)
+        failures: list[Exception] = []
+        for handler in self._handlers:
+            if not callable(handler):
+                return handler
+            try:
+                value = handler(outcome)
+                if inspect.isawaitable(value):
+                    value = await value
+                return value
+            except Exception as exc:
+                failures.append(exc)
+        original = outcome.exception
+        if original is None:
+            raise failures[-1]
+        for failure in failures:
+            original.add_note(
+                f"{self.name}: fallback failed too: {type(failure).__name__}: {failure}"
+            )
+        raise original
+
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        require_async(self.name, fn)
+        call = self.call
+
+        @functools.wraps(fn)
+        async def with_fallback(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await call(fn, *args, **kwargs)
+
+        return with_fallback
+
+
+def fallback(*handlers: Any, **options: Any) -> Fallback:
+    """``@fallback(default_value)`` or ``@fallback(from_cache, on=(ConnectionError,))``."""
+    return Fallback(*handlers, **options)
+
+
+# -- load signals -----------------------------------------------------------------------------
+
+
+class InFlight:
+    """The number of calls in progress (optionally as a fraction of ``capacity``)."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = None if capacity is None else finite_positive("capacity", capacity)
+        self.count = 0
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
+
+    def __call__(self) -> float:
+        return self.count if self.capacity is None else self.count / self.capacity
+
+
+class LatencyEWMA:
+    """An exponentially weighted moving average of call latencies, in seconds:
+    ``avg += alpha * (sample - avg)``."""
+
+    def __init__(self, alpha: float = 0.2) -> None:
+        value = finite_positive("alpha", alpha)
+        if value > 1:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+        self.alpha = value
+        self.value = 0.0
+        self._seeded = False
+
+    def observe(self, seconds: float) -> None:
+        if not self._seeded:
+            self.value, self._seeded = seconds, True
+        else:
+            self.value += self.alpha * (seconds - self.value)
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        started = _clock.now()
+        try:
+            yield
+        finally:
+            self.observe(_clock.now() - started)
+
+    def __call__(self) -> float:
+        return self.value
+
+
+class EventLoopLag:
+    """How late the event loop runs a timer (seconds, smoothed): a direct measure of an
+    overloaded loop. A background task samples every ``interval`` seconds while started
+    (``async with lag:``, or ``start()``/``await stop()``)."""
+
+    def __init__(self, interval: float = 0.25, alpha: float = 0.3) -> None:
+        self.interval = finite_positive("interval", interval)
+        self._average = LatencyEWMA(alpha)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._sample())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def __aenter__(self) -> EventLoopLag:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self._average.observe(max(0.0, loop.time() - due))
+
+    def __call__(self) -> float:
+        return self._average.value
+
+
+def _read(signal: Callable[[], float]) -> float:
+    value = signal()
+    if not isinstance(value, int | float) or math.isnan(value):
+        raise TypeError(f"a load signal must return a number, got {value!r} from {signal!r}")
+    return float(value)
+
+
+# -- degradation tiers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tier(Generic[T]):
+    """One level of service: ``handler`` serves while the signal is at most ``up_to``
+    (``None``: without bound — the last tier)."""
+
+    name: str
+    handler: Callable[..., Awaitable[T]]
+    up_to: float | None = None
+
+
+class GracefulDegradation(Generic[T]):
+    """Serve from the richest tier the current load allows.
+
+    ``GracefulDegradation(signal, [Tier("full", full, up_to=0.7), Tier("basic", basic,
+    up_to=0.9), Tier("cached", cached)])``: ``await degradation.call(*args)`` reads the signal
+    and runs the first tier whose ``up_to`` is not exceeded. With ``fall_through=True`` (the
+    default) a tier that raises hands the call to the next, cheaper tier.
+    """
+
+    def __init__(
+        self,
+        signal: Callable[[], float],
+        tiers: Sequence[Tier[T]],
+        *,
+        fall_through: bool = True,
+        name: str | None = None,
+    ) -> None:
+        if not callable(signal):
+            raise TypeError(f"signal must be callable (returning a number), got {signal!r}")
+        if not tiers:
+            raise ValueError("tiers must not be empty")
+        bounds = [t.up_to for t in tiers]
+        if any(b is None for b in bounds[:-1]):
+            raise ValueError("only the last tier may have up_to=None")
+        finite = [b for b in bounds if b is not None]
+        if finite != sorted(finite) or len(set(finite)) != len(finite):
+            raise ValueError(f"tiers must have increasing up_to bounds, got {bounds!r}")
+        if bounds[-1] is not None:
+            raise ValueError("the last tier must have up_to=None, so every load has a tier")
+        for tier in tiers:
+            if not callable(tier.handler):
+                raise TypeError(f"tier {tier.name!r} handler must be callable")
+        self.name = name or "GracefulDegradation"
+        self._signal = signal
+        self._tiers = tuple(tiers)
+        self._fall_through = fall_through
+        self.served: dict[str, int] = {t.name: 0 for t in tiers}
+
+    def tier(self) -> Tier[T]:
+        """The tier the current load selects."""
+        load = _read(self._signal)
+        for tier in self._tiers:
+            if tier.up_to is None or load <= tier.up_to:
+                return tier
+        return self._tiers[-1]  # pragma: no cover - the last tier is unbounded
+
+    async def call(self, *args: Any, **kwargs: Any) -> T:
+        chosen = self.tier()
+        index = self._tiers.index(chosen)
+        last_error: Exception | None = None
+        for tier in self._tiers[index:]:
+            try:
+                result = await tier.handler(*args, **kwargs)
+            except Exception as exc:
+                if not self._fall_through:
+                    raise
+                logger.info("%s: tier %r failed, degrading further: %r", self.name, tier.name, exc)
+                last_error = exc
+                continue
+            self.served[tier.name] += 1
+            return result
+        assert last_error is not None
+        raise last_error
+
+
+# -- load shedding ----------------------------------------------------------------------------
+
+
+class Priority(enum.IntEnum):
+    """Shed order: SHEDDABLE first, then NORMAL; CRITICAL only past its own threshold."""
+
+    CRITICAL = 0
+    NORMAL = 1
+    SHEDDABLE = 2
+
+
+class LoadShedder:
+    """Refuse work by priority while a load signal is high.
+
+    ``thresholds`` maps each priority to the signal value above which it is shed (default:
+    SHEDDABLE above 0.7, NORMAL above 0.9, CRITICAL never). A shed call raises
+    :class:`LoadShed` with ``retry_after``.
+    """
+
+    def __init__(
+        self,
+        signal: Callable[[], float],
+        *,
+        thresholds: Mapping[Priority, float] | None = None,
+        retry_after: float = 1.0,
+        name: str | None = None,
+    ) -> None:
+        if not callable(signal):
+            raise TypeError(f"signal must be callable (returning a number), got {signal!r}")
+        limits = (
+            {Priority.SHEDDABLE: 0.7, Priority.NORMAL: 0.9} if thresholds is None else thresholds
+        )
+        for priority, value in limits.items():
+            if not isinstance(priority, Priority):
+                raise TypeError(f"thresholds keys must be Priority members, got {priority!r}")
+            if not isinstance(value, int | float) or math.isnan(value):
+                raise ValueError(f"threshold for {priority.name} must be a number, got {value!r}")
+        ordered = [limits[p] for p in sorted(limits, reverse=True)]  # SHEDDABLE first
+        if ordered != sorted(ordered):
+            raise ValueError(
+                "thresholds must not shed a higher priority before a lower one, got "
+                f"{ {p.name: v for p, v in limits.items()} }"
+            )
+        self.name = name or "LoadShedder"
+        self._signal = signal
+        self._thresholds = dict(limits)
+        self.retry_after = finite_positive("retry_after", retry_after)
+        self.shed: dict[Priority, int] = dict.fromkeys(Priority, 0)
+
+    def check(self, priority: Priority = Priority.NORMAL) -> None:
+        """Raise :class:`LoadShed` if ``priority`` is shed at the current load."""
+        threshold = self._thresholds.get(priority)
+        if threshold is None:
+            return
+        load = _read(self._signal)
+        if load > threshold:
+            self.shed[priority] += 1
+            raise LoadShed(
+                f"{self.name}: shedding {priority.name} work (load {load:.3g} > {threshold:g})",
+                retry_after=self.retry_after,
+            )
+
+    async def call(
+        self,
+        fn: Callable[P, Coroutine[Any, Any, T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn`` at NORMAL priority (use :meth:`limit` for another)."""
+        self.check(Priority.NORMAL)
+        return await fn(*args, **kwargs)
+
+    def limit(
+        self, priority: Priority = Priority.NORMAL
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
+        """Decorator: shed calls of this function at ``priority``."""
+        if not isinstance(priority, Priority):
+            raise TypeError(f"priority must be a Priority, got {priority!r}")
+
+        def decorate(
+            fn: Callable[P, Coroutine[Any, Any, T]],
+        ) -> Callable[P, Coroutine[Any, Any, T]]:
+            require_async(self.name, fn)
+
+            @functools.wraps(fn)
+            async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+                self.check(priority)
+                return await fn(*args, **kwargs)
+
+            return guarded
+
+        return decorate

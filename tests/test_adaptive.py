@@ -1,0 +1,115 @@
+"""Adaptive concurrency: algorithms' arithmetic, and convergence on a simulated backend."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from aioresilience import AIMD, AdaptiveLimiter, ConcurrencyLimited, Gradient2, Vegas
+
+
+def test_aimd_arithmetic() -> None:
+    aimd = AIMD(timeout=1.0)
+    assert aimd.update(10, 0.1, 5, False) == 11  # in use: grow by one
+    assert aimd.update(10, 0.1, 2, False) == 10  # app-limited: unchanged
+    assert aimd.update(10, 0.1, 5, True) == 9  # drop: multiplicative decrease
+    assert aimd.update(10, 2.0, 5, False) == 9  # too slow counts as a drop
+
+
+def test_vegas_arithmetic() -> None:
+    vegas = Vegas()
+    assert vegas.update(10, 0.1, 10, False) == 16  # no queue: + beta (6L, L=1)
+    assert vegas.update(10, 0.15, 10, False) == 10  # queue 4: between alpha (3) and beta (6)
+    assert vegas.update(10, 1.0, 10, False) == 9  # queue 9 > beta: - L
+    assert vegas.update(10, 0.1, 10, True) == 9  # drop: - L
+    assert vegas.update(10, 0.1, 3, False) == 10  # app-limited
+
+
+def test_gradient2_shrinks_when_latency_rises() -> None:
+    gradient = Gradient2(smoothing=1.0, queue_size=0)
+    assert gradient.update(20, 0.1, 20, False) == pytest.approx(20)  # gradient 1 at steady rtt
+    # A short rtt far above the long average: gradient clamps at 0.5.
+    assert gradient.update(20, 10.0, 20, False) == pytest.approx(10)
+
+
+async def test_admits_while_below_the_limit_and_ignores_cancellation() -> None:
+    limiter = AdaptiveLimiter(AIMD(), initial_limit=2, min_limit=1, max_limit=10)
+    gate = asyncio.Event()
+    tasks = [asyncio.create_task(limiter.call(gate.wait)) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(ConcurrencyLimited):
+        async with limiter:
+            pass
+    tasks[0].cancel()
+    await asyncio.gather(tasks[0], return_exceptions=True)
+    assert limiter.limit == 2  # a cancellation is not a measurement
+    gate.set()
+    await tasks[1]
+    stats = limiter.statistics()
+    assert (stats.in_flight, stats.admitted, stats.rejected) == (0, 2, 1)
+
+
+@pytest.mark.parametrize("algorithm", [AIMD(timeout=0.2), Vegas(), Gradient2()], ids=repr)
+async def test_limit_converges_near_the_knee_and_recovers(algorithm: object) -> None:
+    """A backend whose latency grows with concurrency beyond its knee; it degrades, recovers."""
+    loop = asyncio.get_running_loop()
+    knee = {"value": 20}
+    in_flight = 0
+
+    async def backend() -> None:
+        nonlocal in_flight
+        in_flight += 1
+        try:
+            excess = max(0, in_flight - knee["value"]) / knee["value"]
+            await asyncio.sleep(0.05 * (1 + 4 * excess))  # 50 ms below the knee
+        finally:
+            in_flight -= 1
+
+    limiter = AdaptiveLimiter(algorithm, initial_limit=5, min_limit=1, max_limit=200)  # type: ignore[arg-type]
+    rng = random.Random(1)
+    stop_at = 36.0
+
+    async def client() -> None:
+        while loop.time() < stop_at:
+            try:
+                await limiter.call(backend)
+            except ConcurrencyLimited:
+                await asyncio.sleep(0.05 + rng.random() * 0.05)  # refused: back off
+
+    samples: dict[str, list[int]] = {"healthy": [], "degraded": [], "recovered": []}
+
+    async def observe() -> None:
+        while loop.time() < stop_at:
+            await asyncio.sleep(0.5)
+            t = loop.time()
+            if 6 <= t < 12:
+                samples["healthy"].append(limiter.limit)
+            elif 12 <= t < 14:
+                knee["value"] = 5  # the backend degrades
+            elif 18 <= t < 24:
+                samples["degraded"].append(limiter.limit)
+            elif 24 <= t < 26:
+                knee["value"] = 20  # and recovers
+            elif t >= 30:
+                samples["recovered"].append(limiter.limit)
+
+    await asyncio.gather(observe(), *(client() for _ in range(60)))
+    healthy = sum(samples["healthy"]) / len(samples["healthy"])
+    degraded = sum(samples["degraded"]) / len(samples["degraded"])
+    recovered = sum(samples["recovered"]) / len(samples["recovered"])
+    # Near the knee (20, then 5, then 20 again): within 0.7x..2x of it in every phase.
+    assert 14 <= healthy <= 40, samples
+    assert 3.5 <= degraded <= 12, samples
+    assert 14 <= recovered <= 40, samples
+    assert len(limiter.statistics().history) > 3
+
+
+def test_bad_input() -> None:
+    with pytest.raises(ValueError, match="min_limit <= initial_limit <= max_limit"):
+        AdaptiveLimiter(AIMD(), initial_limit=50, max_limit=10)
+    with pytest.raises(TypeError, match="algorithm must have update"):
+        AdaptiveLimiter(object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="min_limit must be >= 1"):
+        AdaptiveLimiter(min_limit=0)

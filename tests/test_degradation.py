@@ -1,0 +1,210 @@
+"""Fallback, degradation tiers, load signals and load shedding."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from aioresilience import (
+    EventLoopLag,
+    Fallback,
+    FallbackOutcome,
+    GracefulDegradation,
+    InFlight,
+    LatencyEWMA,
+    LoadShed,
+    LoadShedder,
+    Priority,
+    Rejected,
+    Tier,
+    fallback,
+)
+
+
+async def failing(product_id: int) -> str:
+    raise ConnectionError(f"catalog down for {product_id}")
+
+
+async def test_fallback_value_handler_and_chain() -> None:
+    assert await Fallback("default").call(failing, 1) == "default"
+    seen: list[FallbackOutcome] = []
+
+    async def from_cache(outcome: FallbackOutcome) -> str:
+        seen.append(outcome)
+        return f"cached {outcome.args[0]}"
+
+    assert await Fallback(from_cache).call(failing, 7) == "cached 7"
+    assert isinstance(seen[0].exception, ConnectionError)  # the original error is there
+
+    def broken(outcome: FallbackOutcome) -> str:
+        raise KeyError("no cache")
+
+    chain = Fallback(broken, from_cache)
+    assert await chain.call(failing, 8) == "cached 8"
+
+
+async def test_all_fallbacks_failing_raises_the_original_with_notes() -> None:
+    def broken(outcome: FallbackOutcome) -> str:
+        raise KeyError("no cache")
+
+    with pytest.raises(ConnectionError) as caught:
+        await Fallback(broken).call(failing, 3)
+    assert "fallback failed too: KeyError" in caught.value.__notes__[-1]
+
+
+async def test_only_handled_exceptions_and_results() -> None:
+    with pytest.raises(ConnectionError):
+        await Fallback("x", on=(KeyError,)).call(failing, 1)
+
+    async def empty() -> list[int]:
+        return []
+
+    assert await Fallback([0], on_result=lambda r: r == []).call(empty) == [0]
+
+
+async def test_cancellation_never_becomes_a_fallback() -> None:
+    @fallback("fallback value")
+    async def slow() -> str:
+        await asyncio.sleep(10)
+        return "real"
+
+    task = asyncio.create_task(slow())
+    await asyncio.sleep(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_degradation_tiers_follow_the_signal() -> None:
+    load = {"value": 0.1}
+
+    async def full(pid: int) -> str:
+        return f"full {pid}"
+
+    async def basic(pid: int) -> str:
+        return f"basic {pid}"
+
+    async def cached(pid: int) -> str:
+        return f"cached {pid}"
+
+    tiers = GracefulDegradation(
+        lambda: load["value"],
+        [Tier("full", full, up_to=0.7), Tier("basic", basic, up_to=0.9), Tier("cached", cached)],
+    )
+    answers = []
+    for value in (0.1, 0.8, 0.95, 0.5):
+        load["value"] = value
+        answers.append(await tiers.call(1))
+    assert answers == ["full 1", "basic 1", "cached 1", "full 1"]
+    assert tiers.served == {"full": 2, "basic": 1, "cached": 1}
+
+
+async def test_a_failing_tier_falls_through_to_the_next() -> None:
+    async def cached() -> str:
+        return "cached"
+
+    async def broken() -> str:
+        raise ConnectionError("down")
+
+    tiers = GracefulDegradation(
+        lambda: 0.0, [Tier("full", broken, up_to=0.5), Tier("cached", cached)]
+    )
+    assert await tiers.call() == "cached"
+    strict = GracefulDegradation(
+        lambda: 0.0, [Tier("full", broken, up_to=0.5), Tier("c", cached)], fall_through=False
+    )
+    with pytest.raises(ConnectionError):
+        await strict.call()
+
+
+async def test_signals() -> None:
+    in_flight = InFlight(capacity=4)
+    with in_flight.track(), in_flight.track():
+        assert in_flight() == 0.5
+    assert in_flight() == 0.0
+
+    latency = LatencyEWMA(alpha=0.5)
+    with latency.track():
+        await asyncio.sleep(2)
+    latency.observe(4)
+    assert latency() == pytest.approx(3.0)
+
+    async with EventLoopLag(interval=0.1) as lag:
+        await asyncio.sleep(1)
+        assert lag() == 0.0  # virtual time: timers run exactly on time
+
+
+async def test_event_loop_lag_sees_a_blocked_loop() -> None:
+    lag = EventLoopLag(interval=0.1, alpha=1.0)
+    loop = asyncio.get_running_loop()
+    async with lag:
+        await asyncio.sleep(0.05)
+        loop.advance(0.5)  # as if a blocking call held the loop for 0.5 s
+        await asyncio.sleep(0.01)  # the sampler's overdue timer has run, the next has not
+    assert lag() == pytest.approx(0.45)
+
+
+async def test_load_shedding_by_priority() -> None:
+    load = {"value": 0.5}
+    shedder = LoadShedder(lambda: load["value"], retry_after=2.0)
+
+    @shedder.limit(Priority.SHEDDABLE)
+    async def recommendations() -> str:
+        return "recs"
+
+    @shedder.limit(Priority.CRITICAL)
+    async def checkout() -> str:
+        return "paid"
+
+    async def browse() -> str:
+        return "page"
+
+    assert await recommendations() == "recs"
+    load["value"] = 0.8  # sheddable work goes first
+    with pytest.raises(LoadShed) as caught:
+        await recommendations()
+    assert isinstance(caught.value, Rejected) and caught.value.retry_after == 2.0
+    assert await shedder.call(browse) == "page"
+    load["value"] = 0.95  # then normal work
+    with pytest.raises(LoadShed):
+        await shedder.call(browse)
+    assert await checkout() == "paid"  # critical work is never shed by default
+    assert shedder.shed == {Priority.CRITICAL: 0, Priority.NORMAL: 1, Priority.SHEDDABLE: 1}
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: Fallback(), TypeError, "at least one handler"),
+        (lambda: Fallback(1, on="x"), TypeError, "on must be an exception class"),
+        (lambda: LatencyEWMA(alpha=2), ValueError, r"alpha must be in \(0, 1\]"),
+        (lambda: GracefulDegradation(3, [Tier("a", failing)]), TypeError, "signal must be"),
+        (lambda: GracefulDegradation(lambda: 0, []), ValueError, "tiers must not be empty"),
+        (
+            lambda: GracefulDegradation(
+                lambda: 0,
+                [Tier("a", failing, up_to=0.9), Tier("b", failing, up_to=0.5), Tier("c", failing)],
+            ),
+            ValueError,
+            "increasing up_to",
+        ),
+        (
+            lambda: GracefulDegradation(lambda: 0, [Tier("a", failing, up_to=0.9)]),
+            ValueError,
+            "last tier must have up_to=None",
+        ),
+        (
+            lambda: LoadShedder(
+                lambda: 0, thresholds={Priority.SHEDDABLE: 0.9, Priority.NORMAL: 0.5}
+            ),
+            ValueError,
+            "must not shed a higher priority",
+        ),
+        (lambda: LoadShedder(lambda: 0, retry_after=-1), ValueError, "retry_after must be"),
+    ],
+)
+def test_bad_input(build: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        build()
