@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 import math
 import weakref
 from collections import deque
@@ -36,8 +37,32 @@ __all__ = ["timeout"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_current_task = asyncio.current_task
 _INF = math.inf
+_NUMBERS = (float, int)
+_get_ident = threading.get_ident
+# asyncio's own table of the task each loop is running (C-accelerated, keyed by loop).
+_current_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = getattr(
+    asyncio.tasks, "_current_tasks", None
+)
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    """``asyncio.current_task()``, without its cost on CPython 3.11 where finding the running
+    loop makes a ``getpid()`` system call per call.
+
+    The loop of the previous entry is remembered; asyncio's loops record the thread running
+    them (``_thread_id``, None when stopped), so if it is *this* thread, that loop is the
+    running one and its current task is ours. Anything else (uvloop, another loop, the first
+    call) takes the regular path and refreshes the memory.
+    """
+    loop = _last_loop
+    if (
+        loop is not None
+        and _current_tasks is not None
+        and getattr(loop, "_thread_id", None) == _get_ident()
+    ):
+        return _current_tasks.get(loop)
+    return asyncio.current_task()
 
 # Entry states
 _CREATED, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
@@ -126,8 +151,7 @@ class timeout:
     def __init__(self, seconds: float | None) -> None:
         # The common valid case checked inline (this runs once per call); the rest, and the
         # error messages, in the shared validator.
-        kind = seconds.__class__
-        if not ((kind is float or kind is int) and 0 <= seconds < _INF):  # type: ignore[operator]
+        if not (seconds.__class__ in _NUMBERS and 0 <= seconds < _INF):  # type: ignore[operator]
             seconds = non_negative_or_none("seconds", seconds)
         self.seconds = seconds
         self.state = _CREATED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import threading
 import weakref
 
 import pytest
@@ -228,3 +229,27 @@ def test_lanes_do_not_keep_closed_loops_alive() -> None:
     del loop
     gc.collect()
     assert gone() is None
+
+
+def test_loops_in_two_threads_each_cancel_their_own_task() -> None:
+    """The task lookup remembers the last loop; another thread's loop must not confuse it."""
+    outcomes: dict[str, list[str]] = {}
+
+    async def expire_many(name: str) -> None:
+        results = outcomes.setdefault(name, [])
+        for _ in range(100):
+            try:
+                async with timeout(0):
+                    await asyncio.sleep(0.0005)
+                results.append("finished")
+            except TimeoutExceeded:
+                results.append("timeout")
+
+    threads = [
+        threading.Thread(target=asyncio.run, args=(expire_many(name),)) for name in ("a", "b")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {"a": ["timeout"] * 100, "b": ["timeout"] * 100}
