@@ -64,6 +64,7 @@ def _current_task() -> asyncio.Task[Any] | None:
         return _current_tasks.get(loop)
     return asyncio.current_task()
 
+
 # Entry states
 _CREATED, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
 
@@ -151,7 +152,7 @@ class timeout:
     def __init__(self, seconds: float | None) -> None:
         # The common valid case checked inline (this runs once per call); the rest, and the
         # error messages, in the shared validator.
-        if not (seconds.__class__ in _NUMBERS and 0 <= seconds < _INF):  # type: ignore[operator]
+        if not (seconds.__class__ in _NUMBERS and 0 <= seconds < _INF):
             seconds = non_negative_or_none("seconds", seconds)
         self.seconds = seconds
         self.state = _CREATED
