@@ -1,10 +1,12 @@
-"""Circuit breaker, retry and timeout: the path where nothing goes wrong, against the peers.
+"""Guards on the path where nothing goes wrong, against the peers.
 
 - breaker closed path: a call through a closed breaker (aioresilience, hyx, aiobreaker,
   purgatory), each in its decorator form, plus our ``call`` and ``async with``;
 - retry whose first attempt succeeds (aioresilience, hyx, backoff, tenacity, stamina);
 - timeout that does not fire (aioresilience ``timeout``, ``asyncio.timeout``,
-  ``anyio.fail_after``).
+  ``anyio.fail_after``);
+- bulkhead uncontended (``asyncio.Semaphore``, hyx), queue put+get pair (``asyncio.Queue``),
+  adaptive limiter admit+release (``asyncio.Semaphore``).
 """
 
 from __future__ import annotations
@@ -159,4 +161,83 @@ def timeout_cases() -> dict[str, Callable[[], RunN]]:
         "aioresilience timeout(10)": ours_timeout,
         "asyncio.timeout(10)": asyncio_timeout,
         "anyio.fail_after(10)": anyio_fail_after,
+    }
+
+
+# -- capacity: bulkhead, queue, adaptive limiter --------------------------------------------------
+
+
+def with_guard(make_guard: Callable[[], Any]) -> Callable[[], RunN]:
+    """A case that runs ``await f()`` inside ``async with guard`` (uncontended)."""
+
+    def make() -> RunN:
+        guard = make_guard()
+
+        async def run(n: int) -> None:
+            f = trivial
+            for _ in range(n):
+                async with guard:
+                    await f()
+
+        return run
+
+    return make
+
+
+def hyx_bulkhead() -> Any:
+    from hyx.bulkhead import bulkhead
+
+    return bulkhead(max_concurrency=10, max_capacity=10)
+
+
+def semaphore() -> Any:
+    import asyncio
+
+    return asyncio.Semaphore(10)
+
+
+def bulkhead_cases() -> dict[str, Callable[[], RunN]]:
+    return {
+        "aioresilience Bulkhead async with": with_guard(lambda: ar.Bulkhead(10)),
+        "aioresilience Bulkhead @decorator": decorated(lambda: ar.Bulkhead(10)),
+        "asyncio.Semaphore async with": with_guard(semaphore),
+        "hyx bulkhead async with": with_guard(hyx_bulkhead),
+    }
+
+
+def queue_pair(make_queue: Callable[[], Any]) -> Callable[[], RunN]:
+    """``await put(i)`` then ``await get()``: one pair per op, never blocking."""
+
+    def make() -> RunN:
+        queue = make_queue()
+
+        async def run(n: int) -> None:
+            put, get = queue.put, queue.get
+            for i in range(n):
+                await put(i)
+                await get()
+
+        return run
+
+    return make
+
+
+def queue_cases() -> dict[str, Callable[[], RunN]]:
+    import asyncio
+
+    return {
+        "aioresilience BackpressureQueue put+get": queue_pair(lambda: ar.BackpressureQueue(100)),
+        "asyncio.Queue put+get": queue_pair(lambda: asyncio.Queue(100)),
+    }
+
+
+def adaptive_cases() -> dict[str, Callable[[], RunN]]:
+    return {
+        "aioresilience AdaptiveLimiter(AIMD) async with": with_guard(
+            lambda: ar.AdaptiveLimiter(ar.AIMD(), initial_limit=100)
+        ),
+        "aioresilience AdaptiveLimiter(Vegas) async with": with_guard(
+            lambda: ar.AdaptiveLimiter(ar.Vegas(), initial_limit=100)
+        ),
+        "asyncio.Semaphore async with": with_guard(semaphore),
     }

@@ -43,6 +43,9 @@ def guards(loop_name: str, factory: Callable[[], asyncio.AbstractEventLoop], qui
         "Circuit breaker, closed path": bench_guards.breaker_cases(),
         "Retry, first attempt succeeds": bench_guards.retry_cases(),
         "Timeout that does not fire": bench_guards.timeout_cases(),
+        "Bulkhead, uncontended": bench_guards.bulkhead_cases(),
+        "Queue, put+get pair": bench_guards.queue_cases(),
+        "Adaptive limiter, admit+release": bench_guards.adaptive_cases(),
     }
     out = []
     with asyncio.Runner(loop_factory=factory) as runner:
