@@ -136,6 +136,9 @@ class Fallback:
 
         return with_fallback
 
+    def __repr__(self) -> str:
+        return f"<Fallback {self.name!r} handlers={len(self._handlers)} used={self.used}>"
+
 
 def fallback(*handlers: Any, **options: Any) -> Fallback:
     """``@fallback(default_value)`` or ``@fallback(from_cache, on=(ConnectionError,))``."""
@@ -316,6 +319,10 @@ class GracefulDegradation(Generic[T]):
         assert last_error is not None
         raise last_error
 
+    def __repr__(self) -> str:
+        tiers = [t.name for t in self._tiers]
+        return f"<GracefulDegradation {self.name!r} tiers={tiers} served={self.served}>"
+
 
 # -- load shedding ----------------------------------------------------------------------------
 
@@ -365,6 +372,10 @@ class LoadShedder:
         self._thresholds = dict(limits)
         self.retry_after = finite_positive("retry_after", retry_after)
         self.shed: dict[Priority, int] = dict.fromkeys(Priority, 0)
+
+    def __repr__(self) -> str:
+        shed = {p.name: n for p, n in self.shed.items()}
+        return f"<LoadShedder {self.name!r} load={_read(self._signal):.3g} shed={shed}>"
 
     def check(self, priority: Priority = Priority.NORMAL) -> None:
         """Raise :class:`LoadShed` if ``priority`` is shed at the current load."""

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import threading
 import math
+import threading
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
