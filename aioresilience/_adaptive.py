@@ -27,6 +27,8 @@ __all__ = ["AIMD", "AdaptiveLimiter", "AdaptiveStatistics", "Gradient2", "LimitA
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_DROPS = (TimeoutError, Rejected)  # outcomes that mean "overloaded": timeouts, refusals
+
 
 class LimitAlgorithm(Protocol):
     def update(self, limit: float, rtt: float, in_flight: int, dropped: bool) -> float: ...
@@ -107,18 +109,24 @@ class AdaptiveLimiter:
     def release(self, started: float, exc: BaseException | None = None) -> None:
         """End a call: feed the algorithm unless it was cancelled."""
         in_flight = self.in_flight
-        self.in_flight -= 1
-        if exc is not None and not isinstance(exc, Exception):
-            return  # cancellation: not a measurement
-        dropped = isinstance(exc, TimeoutError | Rejected)
-        self._dropped += dropped
+        self.in_flight = in_flight - 1
+        if exc is not None:
+            if not isinstance(exc, Exception):
+                return  # cancellation: not a measurement
+            if isinstance(exc, _DROPS):
+                self._dropped += 1
+                self._window_dropped = True
         now = _clock.now()
         self._rtt_sum += now - started
-        self._samples += 1
-        self._peak_in_flight = max(self._peak_in_flight, in_flight)
-        self._window_dropped = self._window_dropped or dropped
-        if self._samples < self.min_samples or now - self._window_start < self.sample_window:
+        samples = self._samples = self._samples + 1
+        if in_flight > self._peak_in_flight:
+            self._peak_in_flight = in_flight
+        if samples < self.min_samples or now - self._window_start < self.sample_window:
             return
+        self._update(now)
+
+    def _update(self, now: float) -> None:
+        """Feed the window's aggregate to the algorithm and start a new window."""
         new = self.algorithm.update(
             self._limit, self._rtt_sum / self._samples, self._peak_in_flight, self._window_dropped
         )
