@@ -13,8 +13,11 @@ future needs one at construction; nothing ever schedules on it.
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
-__all__ = ["DONE"]
+T = TypeVar("T")
+
+__all__ = ["DONE", "done"]
 
 
 class _NoLoop:
@@ -24,5 +27,12 @@ class _NoLoop:
         return False
 
 
-DONE: asyncio.Future[None] = asyncio.Future(loop=_NoLoop())  # type: ignore[arg-type]
-DONE.set_result(None)
+def done(value: T) -> asyncio.Future[T]:
+    """A finished awaitable holding ``value``, shareable like :data:`DONE` (make it once)."""
+    future: asyncio.Future[T] = asyncio.Future(loop=_NO_LOOP)  # type: ignore[arg-type]
+    future.set_result(value)
+    return future
+
+
+_NO_LOOP = _NoLoop()
+DONE: asyncio.Future[None] = done(None)

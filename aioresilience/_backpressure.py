@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from ._awaitable import done
 from ._errors import QueueFull
 from ._listeners import logger
 from ._validation import non_negative_or_none, positive_int
@@ -192,13 +193,18 @@ class BackpressureQueue(Generic[T]):
 
     # -- consuming --------------------------------------------------------------------------
 
-    def get(self) -> Awaitable[T]:
+    async def get(self) -> T:
         """The oldest item, waiting for one if the queue is empty."""
-        if self._items:
-            return _Ready(self._take())
+        items = self._items
+        if items:
+            item = items.popleft()
+            self._got += 1
+            if self._putters or self.paused:
+                self._let_producer_in()
+            return item
         if self.closed:
             raise QueueClosed(f"{self.name} is closed and empty")
-        return self._wait_for_item()
+        return await self._wait_for_item()
 
     def get_nowait(self) -> T:
         if not self._items:
@@ -352,21 +358,8 @@ def _log_drop(item: object, reason: str) -> None:
     logger.warning("backpressure queue dropped an item (%s): %r", reason, item)
 
 
-class _Ready:
-    """An awaitable already holding a value (like DONE, with a result)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __await__(self) -> Any:
-        return self.value
-        yield  # pragma: no cover - makes this a generator
-
-
-_TRUE = _Ready(True)
-_FALSE = _Ready(False)
+_TRUE = done(True)
+_FALSE = done(False)
 
 
 @dataclass(frozen=True, slots=True)
