@@ -9,7 +9,6 @@ further down: any :class:`Rejected`) to the algorithm; cancellations feed nothin
 from __future__ import annotations
 
 import contextvars
-import functools
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from . import _clock
 from ._awaitable import DONE
 from ._core.adaptive import AIMD, Gradient2, Vegas
 from ._errors import ConcurrencyLimited, Rejected
-from ._predicates import require_async
+from ._predicates import decorate
 from ._validation import non_negative_or_none, positive_int
 
 __all__ = ["AIMD", "AdaptiveLimiter", "AdaptiveStatistics", "Gradient2", "LimitAlgorithm", "Vegas"]
@@ -166,14 +165,7 @@ class AdaptiveLimiter:
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
-        require_async(self.name, fn)
-        call = self.call
-
-        @functools.wraps(fn)
-        async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await call(fn, *args, **kwargs)
-
-        return limited
+        return decorate(self.name, self.call, fn)
 
     def statistics(self) -> AdaptiveStatistics:
         return AdaptiveStatistics(

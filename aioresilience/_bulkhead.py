@@ -22,7 +22,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from ._awaitable import DONE
 from ._errors import BulkheadFull
-from ._predicates import require_async
+from ._predicates import decorate
 from ._validation import non_negative_or_none, positive_int
 
 __all__ = ["Bulkhead", "BulkheadStatistics", "PartitionedBulkhead"]
@@ -179,14 +179,7 @@ class Bulkhead:
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
-        require_async(self.name, fn)
-        call = self.call
-
-        @functools.wraps(fn)
-        async def isolated(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await call(fn, *args, **kwargs)
-
-        return isolated
+        return decorate(self.name, self.call, fn)
 
     async def run_sync(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run blocking ``fn(*args)`` in a worker thread, holding a slot meanwhile.

@@ -25,7 +25,13 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from . import _clock
 from ._errors import LoadShed
 from ._listeners import Listeners, logger
-from ._predicates import ExceptionFilter, exception_predicate, optional_callable, require_async
+from ._predicates import (
+    ExceptionFilter,
+    decorate,
+    exception_predicate,
+    optional_callable,
+    require_async,
+)
 from ._validation import finite_positive
 
 __all__ = [
@@ -127,14 +133,7 @@ class Fallback:
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
-        require_async(self.name, fn)
-        call = self.call
-
-        @functools.wraps(fn)
-        async def with_fallback(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await call(fn, *args, **kwargs)
-
-        return with_fallback
+        return decorate(self.name, self.call, fn)
 
     def __repr__(self) -> str:
         return f"<Fallback {self.name!r} handlers={len(self._handlers)} used={self.used}>"

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["ExceptionFilter", "exception_predicate", "optional_callable", "require_async"]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+__all__ = [
+    "ExceptionFilter",
+    "decorate",
+    "exception_predicate",
+    "optional_callable",
+    "require_async",
+]
 
 ExceptionFilter = (
     type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
@@ -47,3 +56,19 @@ def require_async(owner: str, fn: Any) -> None:
     ):
         return
     raise TypeError(f"{owner} decorates coroutine functions, got {fn!r}")
+
+
+def decorate(
+    owner: str,
+    call: Callable[..., Coroutine[Any, Any, Any]],
+    fn: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """The decorator form of a guard whose ``call(fn, *args, **kwargs)`` runs ``fn`` under
+    it: the same function, signature kept, every call going through ``call``."""
+    require_async(owner, fn)
+
+    @functools.wraps(fn)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await call(fn, *args, **kwargs)  # type: ignore[no-any-return]
+
+    return guarded

@@ -17,7 +17,6 @@ delay would cross it, the last outcome is given back at once.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import math
 import random as _random
@@ -32,7 +31,12 @@ from ._core.budget import ConcurrencyBudget, TokenBudget, throttle_probability
 from ._core.windows import TimeWindow
 from ._errors import Rejected, Throttled
 from ._listeners import logger
-from ._predicates import ExceptionFilter, exception_predicate, optional_callable, require_async
+from ._predicates import (
+    ExceptionFilter,
+    decorate,
+    exception_predicate,
+    optional_callable,
+)
 from ._schedules import exponential
 from ._validation import finite_positive, non_negative_or_none, positive_int
 
@@ -202,14 +206,7 @@ class Retry:
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate a coroutine function: every call is retried by this policy."""
-        require_async(self.name, fn)
-        call = self.call
-
-        @functools.wraps(fn)
-        async def retrying(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await call(fn, *args, **kwargs)
-
-        return retrying
+        return decorate(self.name, self.call, fn)
 
     def __aiter__(self) -> AsyncIterator[Attempt]:
         return _Attempts(self)
@@ -499,14 +496,7 @@ class AdaptiveThrottle:
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
-        require_async(self.name, fn)
-        call = self.call
-
-        @functools.wraps(fn)
-        async def throttled(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await call(fn, *args, **kwargs)
-
-        return throttled
+        return decorate(self.name, self.call, fn)
 
     def __repr__(self) -> str:
         return f"<AdaptiveThrottle {self.name!r} k={self.k:g} p={self.probability():.3f}>"
