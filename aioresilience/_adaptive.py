@@ -18,6 +18,7 @@ from . import _clock
 from ._awaitable import DONE
 from ._core.adaptive import AIMD, Gradient2, Vegas
 from ._errors import ConcurrencyLimited, Rejected
+from ._listeners import logger
 from ._predicates import decorate
 from ._validation import non_negative_or_none, positive_int
 
@@ -126,12 +127,20 @@ class AdaptiveLimiter:
 
     def _update(self, now: float) -> None:
         """Feed the window's aggregate to the algorithm and start a new window."""
-        new = self.algorithm.update(
-            self._limit, self._rtt_sum / self._samples, self._peak_in_flight, self._window_dropped
+        rtt, peak, dropped = (
+            self._rtt_sum / self._samples,
+            self._peak_in_flight,
+            self._window_dropped,
         )
         self._window_start = now
         self._rtt_sum, self._samples, self._peak_in_flight = 0.0, 0, 0
         self._window_dropped = False
+        try:
+            new = self.algorithm.update(self._limit, rtt, peak, dropped)
+        except Exception:
+            # A faulty (user-supplied) algorithm must not fail the call that fed it.
+            logger.exception("%s: %r failed to update the limit", self.name, self.algorithm)
+            return
         self._limit = min(float(self.max_limit), max(float(self.min_limit), new))
         limit = int(self._limit)
         if limit != self.limit:

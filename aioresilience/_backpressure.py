@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from ._awaitable import done
 from ._errors import QueueFull
 from ._listeners import logger
 from ._validation import non_negative_or_none, positive_int
@@ -99,40 +98,55 @@ class BackpressureQueue(Generic[T]):
 
     # -- producing --------------------------------------------------------------------------
 
-    def put(self, item: T, *, timeout: float | None = None) -> Awaitable[bool]:
-        """Offer ``item``: an awaitable of ``True`` if it was enqueued, ``False`` if it was
-        dropped (``drop_newest``). Raises :class:`QueueFull` when refused."""
+    async def put(self, item: T, *, timeout: float | None = None) -> bool:
+        """Offer ``item``: ``True`` if it was enqueued, ``False`` if it was dropped
+        (``drop_newest``). Raises :class:`QueueFull` when refused (``reject``, or ``block``
+        past ``timeout`` seconds)."""
+        if timeout is not None:
+            timeout = non_negative_or_none("timeout", timeout)
+        accepted = self._offer(item)
+        if accepted is None:
+            return await self._wait_for_room(item, timeout)
+        return accepted
+
+    def put_nowait(self, item: T) -> bool:
+        """Like :meth:`put` without waiting: with policy ``block`` a full queue raises
+        :class:`QueueFull`."""
+        accepted = self._offer(item)
+        if accepted is None:
+            self._rejected += 1
+            raise QueueFull(f"{self.name}: full ({self.maxsize} items)", item=item)
+        return accepted
+
+    def _offer(self, item: T) -> bool | None:
+        """Apply the policy without waiting: True enqueued, False dropped, None must wait."""
         if self.closed:
             raise QueueClosed(f"{self.name} is closed")
-        if self._getters or (len(self._items) < self.maxsize and not self._putters):
+        items = self._items
+        if len(items) < self.maxsize and not self._getters and not self._putters:
+            # The common case, inlined: room, and nobody waiting to hand the item to.
+            self._put += 1
+            self._unfinished += 1
+            items.append(item)
+            if self._high is not None and not self.paused and len(items) >= self._high:
+                self.paused = True
+            return True
+        if self._getters or (len(items) < self.maxsize and not self._putters):
             self._accept(item)
-            return _TRUE
+            return True
         policy = self.policy
         if policy == "block":
-            bound = non_negative_or_none("timeout", timeout)
-            return self._wait_for_room(item, bound)
+            return None
         if policy == "reject":
             self._rejected += 1
             raise QueueFull(f"{self.name}: full ({self.maxsize} items)", item=item)
         if policy == "drop_newest":
             self._drop(item, "drop_newest")
-            return _FALSE
-        self._drop(self._items.popleft(), "drop_oldest")
+            return False
+        self._drop(items.popleft(), "drop_oldest")
+        self._task_finished()  # the dropped item will never be taken
         self._accept(item)
-        return _TRUE
-
-    def put_nowait(self, item: T) -> bool:
-        """Like :meth:`put` without waiting: with policy ``block`` a full queue raises
-        :class:`QueueFull`."""
-        if (
-            self.policy == "block"
-            and not self._getters
-            and (len(self._items) >= self.maxsize or self._putters)
-        ):
-            self._rejected += 1
-            raise QueueFull(f"{self.name}: full ({self.maxsize} items)", item=item)
-        result = self.put(item)
-        return result is _TRUE
+        return True
 
     def _accept(self, item: T) -> None:
         self._put += 1
@@ -164,8 +178,8 @@ class BackpressureQueue(Generic[T]):
         try:
             await future
         except asyncio.CancelledError:
-            if not future.done() or future.cancelled():
-                self._remove_putter(entry)
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                self._remove_putter(entry)  # not let in: the caller keeps its item
             # else its item was already let in: it will be delivered
             raise
         except TimeoutError:
@@ -228,10 +242,13 @@ class BackpressureQueue(Generic[T]):
                 self._items.append(item)
                 break
         if self.paused and len(self._items) <= self._low:  # type: ignore[operator]
-            self.paused = False
-            if self._resumed is not None:
-                self._resumed.set()
-                self._resumed = None
+            self._resume()
+
+    def _resume(self) -> None:
+        self.paused = False
+        if self._resumed is not None:
+            self._resumed.set()
+            self._resumed = None
 
     async def _wait_for_item(self) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -239,7 +256,7 @@ class BackpressureQueue(Generic[T]):
         try:
             item = await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
+            if future.done() and not future.cancelled() and future.exception() is None:
                 # Handed an item, then cancelled before running: nothing lost.
                 self._items.appendleft(future.result())
                 self._hand_on()
@@ -263,7 +280,10 @@ class BackpressureQueue(Generic[T]):
         """A consumer finished an item (for :meth:`join`)."""
         if self._unfinished <= 0:
             raise ValueError("task_done() called more times than there were items")
-        self._unfinished -= 1
+        self._task_finished()
+
+    def _task_finished(self, count: int = 1) -> None:
+        self._unfinished = max(0, self._unfinished - count)
         if self._unfinished == 0 and self._finished is not None:
             self._finished.set()
 
@@ -290,15 +310,17 @@ class BackpressureQueue(Generic[T]):
             if not getter.done():
                 getter.set_exception(QueueClosed(f"{self.name} closed"))
         self._getters.clear()
+        if self.paused:
+            self._resume()  # paused producers wake up, to find the queue closed
         return returned
 
     def drain(self) -> list[T]:
         """Remove and return every queued item (they count as finished for :meth:`join`)."""
         items = list(self._items)
         self._items.clear()
-        self._unfinished = max(0, self._unfinished - len(items))
-        if self._unfinished == 0 and self._finished is not None:
-            self._finished.set()
+        self._task_finished(len(items))
+        if self.paused:
+            self._resume()
         return items
 
     # -- inspection -------------------------------------------------------------------------
@@ -356,10 +378,6 @@ def _expire(future: asyncio.Future[Any]) -> None:
 
 def _log_drop(item: object, reason: str) -> None:
     logger.warning("backpressure queue dropped an item (%s): %r", reason, item)
-
-
-_TRUE = done(True)
-_FALSE = done(False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,13 +468,16 @@ class WorkerPool(Generic[T]):
 
     async def shutdown(self, *, drain: bool = True) -> list[T]:
         """Stop the workers and return the items that were not processed."""
-        if drain:
-            await self.queue.join()
-        leftover = self.queue.close()
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            if drain:
+                await self.queue.join()
+        finally:
+            # Even if this shutdown is itself cancelled, no worker is left running.
+            leftover = self.queue.close()
+            tasks, self._tasks = self._tasks, []
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         unfinished = list(self._current.values())
         self._current.clear()
         return unfinished + self.queue.drain() + leftover

@@ -142,6 +142,10 @@ class CircuitBreaker:
         else:
             raise ValueError(f"window must be 'count' or 'time', got {window!r}")
         if isinstance(break_duration, Backoff):
+            if break_duration.base <= 0:
+                raise ValueError(
+                    f"break_duration must start above 0 s, got a schedule from {break_duration!r}"
+                )
             schedule = break_duration
         else:
             schedule = Backoff("constant", finite_positive("break_duration", break_duration))

@@ -98,8 +98,14 @@ class Bulkhead:
         if self._active > self._peak:
             self._peak = self._active
 
-    def acquire(self) -> Awaitable[None]:
-        """Take a slot, waiting in the queue if allowed; raises :class:`BulkheadFull`."""
+    async def acquire(self) -> None:
+        """Take a slot, waiting in the queue if allowed; raises :class:`BulkheadFull`.
+        Pair with :meth:`release`."""
+        await self._enter()
+
+    def _enter(self) -> Awaitable[None]:
+        """Take a slot: an already finished awaitable when one is free (for ``async with``,
+        which awaits it at once), else the wait; raises :class:`BulkheadFull`."""
         if self._active < self._max and not self._waiters:
             self._take()
             return DONE
@@ -123,10 +129,10 @@ class Bulkhead:
         try:
             await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
+            if future.done() and not future.cancelled() and future.exception() is None:
                 self.release()  # handed a slot, then cancelled before running: pass it on
             else:
-                self._leave(future)
+                self._leave(future)  # (a wait that had just timed out holds no slot)
             raise
         except BulkheadFull:
             self._rejected += 1
@@ -161,7 +167,7 @@ class Bulkhead:
     # -- ways in ----------------------------------------------------------------------------
 
     def __aenter__(self) -> Awaitable[None]:
-        return self.acquire()
+        return self._enter()
 
     def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         self.release()

@@ -25,7 +25,9 @@ ExceptionFilter = (
 
 def exception_predicate(name: str, value: Any) -> Callable[[BaseException], bool]:
     """Exception types (a class or a tuple of classes) or a predicate ``exc -> bool``."""
-    if isinstance(value, type) and issubclass(value, BaseException):
+    if isinstance(value, type):
+        if not issubclass(value, BaseException):
+            raise TypeError(f"{name} must be an exception class or a predicate, got {value!r}")
         types: tuple[type[BaseException], ...] = (value,)
     elif isinstance(value, tuple):
         for item in value:

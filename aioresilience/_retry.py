@@ -161,7 +161,7 @@ class Retry:
         if deadline is not None and math.isnan(deadline):
             raise ValueError(f"deadline must be a loop time in seconds, got {deadline!r}")
         self.deadline = deadline
-        if attempts is None and max_elapsed is None and deadline is None:
+        if math.isinf(self.attempts) and self.max_elapsed is None and deadline is None:
             raise ValueError("unbounded retry: set attempts, max_elapsed or deadline")
         self._retry_on = exception_predicate("retry_on", retry_on)
         self._judge = optional_callable("retry_on_result", retry_on_result)
@@ -191,13 +191,19 @@ class Retry:
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
-                return await self._retry(fn, args, kwargs, exc, _NO_RESULT, started)
-            judge = self._judge
-            if judge is not None and judge(result):
-                return await self._retry(fn, args, kwargs, None, result, started)
-            if budget is not None:
-                budget._core.record(True)
-            return result
+                failure: Exception | None = exc
+            else:
+                judge = self._judge
+                if judge is None or not judge(result):
+                    if budget is not None:
+                        budget._core.record(True)
+                    return result
+                failure = None
+            # Retried outside the `except` block, so later attempts' exceptions do not carry
+            # the first one as their __context__.
+            return await self._retry(
+                fn, args, kwargs, failure, result if failure is None else _NO_RESULT, started
+            )
         finally:
             if budget is not None:
                 budget._core.end_request()
@@ -302,28 +308,42 @@ class _Run:
             if hint > policy.max_retry_after:
                 return await self._give_up(exc, result, elapsed, "retry_after")
             delay = max(delay, hint)
-        if policy.deadline is not None and now + delay > policy.deadline:
-            return await self._give_up(exc, result, elapsed, "deadline")
-        if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
-            return await self._give_up(exc, result, elapsed, "max_elapsed")
+        bound = self._bound_crossed(now, delay)
+        if bound is not None:
+            return await self._give_up(exc, result, elapsed, bound)
         if budget is not None:
             if not budget._core.try_retry():
                 budget.exhausted += 1
                 return await self._give_up(exc, result, elapsed, "budget")
             self.holds_retry = True
-        if policy._before_sleep is not None:
-            await _hook(
-                policy._before_sleep,
-                RetryState(policy.name, self.attempt, elapsed, delay, exc, result, "retrying"),
-            )
         try:
+            if policy._before_sleep is not None:
+                await _hook(
+                    policy._before_sleep,
+                    RetryState(policy.name, self.attempt, elapsed, delay, exc, result, "retrying"),
+                )
+                # A slow async hook must not carry the sleep past a deadline either.
+                now = _clock.now()
+                bound = self._bound_crossed(now, delay)
+                if bound is not None:
+                    self.attempt_done()
+                    return await self._give_up(exc, result, now - self.started, bound)
             await asyncio.sleep(delay)
         except BaseException:
-            self.attempt_done()
+            self.attempt_done()  # the budget slot is released on every path
             raise
         self.previous_delay = delay
         self.attempt += 1
         return True
+
+    def _bound_crossed(self, now: float, delay: float) -> str | None:
+        """The stop rule that sleeping ``delay`` from ``now`` would break, if any."""
+        policy = self.policy
+        if policy.deadline is not None and now + delay > policy.deadline:
+            return "deadline"
+        if policy.max_elapsed is not None and now - self.started + delay > policy.max_elapsed:
+            return "max_elapsed"
+        return None
 
     def attempt_done(self) -> None:
         """A retry attempt finished (or was abandoned): its budget slot is free again."""
@@ -368,11 +388,12 @@ async def _hook(hook: Callable[[RetryState], Any], state: RetryState) -> None:
 class Attempt:
     """One attempt of an ``async for attempt in policy`` loop; use it as ``with attempt:``."""
 
-    __slots__ = ("exception", "number")
+    __slots__ = ("_run", "exception", "number")
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, run: _Run | None = None) -> None:
         self.number = number
         self.exception: BaseException | None = None
+        self._run = run
 
     def __enter__(self) -> Attempt:
         return self
@@ -384,6 +405,8 @@ class Attempt:
         tb: TracebackType | None,
     ) -> bool:
         self.exception = exc
+        if self._run is not None:
+            self._run.attempt_done()  # even if the loop is left (break, cancellation) now
         # Exceptions are kept for the loop to judge; cancellations and the like pass through.
         return isinstance(exc, Exception)
 
@@ -406,8 +429,6 @@ class _Attempts:
             self._current = Attempt(1)
             return self._current
         exc = current.exception
-        if self._run is not None:
-            self._run.attempt_done()
         if exc is None:
             if self._run is not None:
                 self._run.succeeded()
@@ -416,7 +437,7 @@ class _Attempts:
             self._run = _Run(self._policy, self._started)
         if not await self._run.after_failure(exc, _NO_RESULT):
             raise exc
-        self._current = Attempt(self._run.attempt)
+        self._current = Attempt(self._run.attempt, self._run)
         return self._current
 
 

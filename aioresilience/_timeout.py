@@ -55,14 +55,27 @@ def _current_task() -> asyncio.Task[Any] | None:
     running one and its current task is ours. Anything else (uvloop, another loop, the first
     call) takes the regular path and refreshes the memory.
     """
+    global _current_tasks
     loop = _last_loop
     if (
         loop is not None
         and _current_tasks is not None
         and getattr(loop, "_thread_id", None) == _get_ident()
     ):
-        return _current_tasks.get(loop)
-    return asyncio.current_task()
+        task = _current_tasks.get(loop)
+        if task is not None:
+            return task
+    task = asyncio.current_task()
+    if (
+        task is not None
+        and _current_tasks is not None
+        and loop is task.get_loop()
+        and _current_tasks.get(loop) is not task
+    ):
+        # This Python keeps the current task elsewhere (3.14 moved it to the thread state):
+        # the shortcut cannot work here, so it is switched off for good.
+        _current_tasks = None
+    return task
 
 
 # Entry states
@@ -72,9 +85,13 @@ _CREATED, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
 class _Lane:
     """The live deadlines of one duration on one loop, in deadline order, with one timer."""
 
-    __slots__ = ("armed", "entries", "live", "loop", "timer_at")
+    __slots__ = ("armed", "entries", "lanes", "live", "loop", "seconds", "timer_at")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, lanes: dict[float, _Lane], seconds: float
+    ) -> None:
+        self.lanes = lanes  # the loop's lanes, which this one leaves once it runs empty
+        self.seconds = seconds
         # Weak: the lane lives in a WeakKeyDictionary keyed by this loop; a strong reference
         # from the value would keep every loop ever used alive.
         self.loop = weakref.proxy(loop)
@@ -117,6 +134,9 @@ class _Lane:
             else:
                 self.arm(head.deadline)
                 return
+        if not self.live and self.lanes.get(self.seconds) is self:
+            # Empty: forget the lane, so one-off durations (deadline - now) do not pile up.
+            del self.lanes[self.seconds]
 
 
 # Lanes per loop; the last loop's lanes are cached so the common case is one identity test.
@@ -134,7 +154,7 @@ def _lane(loop: asyncio.AbstractEventLoop, seconds: float) -> _Lane:
         _last_loop = loop
     lane = _last_lanes.get(seconds)
     if lane is None:
-        lane = _last_lanes[seconds] = _Lane(loop)
+        lane = _last_lanes[seconds] = _Lane(loop, _last_lanes, seconds)
     return lane
 
 

@@ -26,6 +26,10 @@ class AIMD:
     __slots__ = ("backoff", "timeout")
 
     def __init__(self, *, timeout: float = 5.0, backoff: float = 0.9) -> None:
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be a positive finite number, got {timeout!r}")
+        if not 0 < backoff < 1:
+            raise ValueError(f"backoff must be in (0, 1), got {backoff!r}")
         self.timeout = timeout
         self.backoff = backoff
 
@@ -44,13 +48,17 @@ class Vegas:
     __slots__ = ("_countdown", "probe_multiplier", "rtt_noload")
 
     def __init__(self, *, probe_multiplier: int = 30) -> None:
+        if not isinstance(probe_multiplier, int) or probe_multiplier < 1:
+            raise ValueError(f"probe_multiplier must be an int >= 1, got {probe_multiplier!r}")
         self.probe_multiplier = probe_multiplier
         self.rtt_noload = math.inf
         self._countdown = -1
 
     def update(self, limit: float, rtt: float, in_flight: int, dropped: bool) -> float:
+        if rtt <= 0:
+            return limit  # no measurable latency: nothing to learn
         if self._countdown < 0:
-            self._countdown = int(self.probe_multiplier * limit)
+            self._countdown = max(1, int(self.probe_multiplier * limit))
         self._countdown -= 1
         if self._countdown == 0:
             # Re-probe now and then (every probe_multiplier x limit updates, as Netflix does):
@@ -90,6 +98,14 @@ class Gradient2:
         queue_size: float = 4.0,
         long_window: int = 600,
     ) -> None:
+        if not (tolerance >= 1 and math.isfinite(tolerance)):
+            raise ValueError(f"tolerance must be a finite number >= 1, got {tolerance!r}")
+        if not 0 < smoothing <= 1:
+            raise ValueError(f"smoothing must be in (0, 1], got {smoothing!r}")
+        if not (queue_size >= 0 and math.isfinite(queue_size)):
+            raise ValueError(f"queue_size must be a finite number >= 0, got {queue_size!r}")
+        if not isinstance(long_window, int) or long_window < 1:
+            raise ValueError(f"long_window must be an int >= 1, got {long_window!r}")
         self.tolerance = tolerance
         self.smoothing = smoothing
         self.queue_size = queue_size
@@ -97,6 +113,8 @@ class Gradient2:
         self.long_rtt = 0.0
 
     def update(self, limit: float, rtt: float, in_flight: int, dropped: bool) -> float:
+        if rtt <= 0:
+            return limit  # no measurable latency: nothing to learn
         if self.long_rtt == 0.0:
             self.long_rtt = rtt
         else:

@@ -117,7 +117,7 @@ class BreakerMachine:
         if now >= self.half_open_since + self.half_open_timeout:
             # Probes that never finished must not hold the breaker half-open forever.
             self._open(now)
-            return self.open_until - now
+            return max(1e-3, self.open_until - now)
         if self.probes_admitted < self.probes:
             self.probes_admitted += 1
             return 0.0
@@ -176,12 +176,13 @@ class BreakerMachine:
             self._open(now)
 
     def _probes_failed(self, *, final: bool) -> bool:
-        """Whether the probes so far condemn the circuit. With a rate threshold the probes
-        are judged by it (once all are done); otherwise any failing probe re-opens."""
+        """Whether the probes so far condemn the circuit. With a failure-rate threshold the
+        probes are judged by it (once all are done); otherwise any failing probe re-opens.
+        A slow-call-rate threshold applies to the probes as well."""
         rate = self.failure_rate_threshold
         slow_rate = self.slow_call_rate_threshold
-        if rate is None and slow_rate is None:
-            return self.probe_failures > 0
+        if rate is None and self.probe_failures > 0:
+            return True  # no failure-rate rule: any failing probe condemns
         if not final:
             # Re-open early once the failures already reach the threshold over all probes.
             return rate is not None and self.probe_failures / self.probes >= rate
