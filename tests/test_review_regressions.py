@@ -1,0 +1,250 @@
+"""Regressions found in review: cancellation races, bookkeeping, validation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+import pytest
+
+from aioresilience import (
+    AIMD,
+    AdaptiveLimiter,
+    BackpressureQueue,
+    Bulkhead,
+    BulkheadFull,
+    CircuitBreaker,
+    CircuitState,
+    Gradient2,
+    QueueFull,
+    Retry,
+    RetryBudget,
+    RetryState,
+    TimeoutExceeded,
+    Vegas,
+    WorkerPool,
+    constant,
+    exponential,
+    timeout,
+)
+from aioresilience import _timeout as timeout_module
+
+
+async def test_bulkhead_wait_that_timed_out_then_cancelled_frees_nothing() -> None:
+    bulkhead = Bulkhead(1, max_queue=1, max_wait=1.0)
+    await bulkhead.acquire()
+    waiter = asyncio.create_task(bulkhead.acquire())
+    await asyncio.sleep(1.0)  # the wait expires (BulkheadFull is set) in this very turn ...
+    waiter.cancel()  # ... and the waiter is cancelled before it resumes
+    with pytest.raises((asyncio.CancelledError, BulkheadFull)):
+        await waiter
+    assert bulkhead.statistics().active == 1
+    assert not bulkhead.try_acquire()  # we still hold the only slot
+
+
+async def test_blocked_put_that_timed_out_then_cancelled_is_not_enqueued() -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(1)
+    await queue.put("first")
+    producer = asyncio.create_task(queue.put("second", timeout=1.0))
+    await asyncio.sleep(1.0)
+    producer.cancel()
+    with pytest.raises((asyncio.CancelledError, QueueFull)):
+        await producer
+    assert queue.drain() == ["first"]
+    assert queue.statistics().waiting_producers == 0
+
+
+async def test_guards_work_under_wait_for_and_gather() -> None:
+    bulkhead = Bulkhead(1)
+    await asyncio.wait_for(bulkhead.acquire(), 1)
+    bulkhead.release()
+    queue: BackpressureQueue[int] = BackpressureQueue(5)
+    assert await asyncio.wait_for(queue.put(1), 1)
+    assert await asyncio.gather(queue.put(2), queue.get()) == [True, 1]
+
+
+async def test_retry_budget_slot_released_when_cancelled_in_a_hook() -> None:
+    budget = RetryBudget.concurrency(min_retries=1)
+
+    async def slow_hook(state: RetryState) -> None:
+        await asyncio.sleep(10)
+
+    async def fail() -> None:
+        raise OSError("down")
+
+    policy = Retry(attempts=3, backoff=constant(1), budget=budget, before_sleep=slow_hook)
+    task = asyncio.create_task(policy.call(fail))
+    await asyncio.sleep(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert budget._core.retries == 0 and budget._core.requests == 0
+
+
+async def test_retry_budget_slot_released_when_leaving_an_async_for_loop() -> None:
+    budget = RetryBudget.concurrency(min_retries=1)
+    attempts = 0
+    async for attempt in Retry(attempts=5, backoff=constant(0.1), budget=budget):
+        with attempt:
+            attempts += 1
+            if attempts == 1:
+                raise OSError("first fails")
+        break  # leave during the retry attempt
+    assert budget._core.retries == 0
+
+
+async def test_async_hook_cannot_carry_the_sleep_past_the_deadline() -> None:
+    calls: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def fail() -> None:
+        calls.append(loop.time())
+        raise OSError("down")
+
+    async def slow_hook(state: RetryState) -> None:
+        await asyncio.sleep(2)
+
+    policy = Retry(attempts=5, backoff=constant(1), deadline=2.5, before_sleep=slow_hook)
+    with pytest.raises(OSError, match="down") as caught:
+        await policy.call(fail)
+    assert calls == [0.0]
+    assert "(deadline)" in caught.value.__notes__[-1]
+
+
+async def test_retried_exception_does_not_chain_the_first_attempt() -> None:
+    errors = iter([OSError("one"), OSError("two")])
+
+    async def fail() -> None:
+        raise next(errors)
+
+    with pytest.raises(OSError, match="two") as caught:
+        await Retry(attempts=2, backoff=constant(0)).call(fail)
+    assert caught.value.__context__ is None
+
+
+async def test_failing_probe_reopens_with_only_a_slow_call_rule_besides_the_streak() -> None:
+    breaker = CircuitBreaker(
+        failure_threshold=1, slow_call_rate_threshold=0.5, slow_call_duration=5.0, break_duration=1
+    )
+
+    async def fail() -> None:
+        raise OSError("down")
+
+    with pytest.raises(OSError):
+        await breaker.call(fail)
+    await asyncio.sleep(1)
+    with pytest.raises(OSError):
+        await breaker.call(fail)  # the probe fails fast
+    assert breaker.state is CircuitState.OPEN
+
+
+async def test_drop_oldest_keeps_join_counts_right() -> None:
+    queue: BackpressureQueue[int] = BackpressureQueue(
+        1, policy="drop_oldest", on_drop=lambda *a: None
+    )
+    await queue.put(1)
+    await queue.put(2)  # 1 dropped
+    assert queue.get_nowait() == 2
+    queue.task_done()
+    await asyncio.wait_for(queue.join(), 1)  # would hang if the dropped item still counted
+
+
+async def test_drain_and_close_resume_paused_producers() -> None:
+    queue: BackpressureQueue[int] = BackpressureQueue(4, high_watermark=3, low_watermark=1)
+    for i in range(3):
+        await queue.put(i)
+    assert queue.paused
+    queue.drain()
+    await asyncio.wait_for(queue.wait_writable(), 1)
+    for i in range(3):
+        await queue.put(i)
+    waiting = asyncio.create_task(queue.wait_writable())
+    await asyncio.sleep(0)
+    queue.close()
+    await asyncio.wait_for(waiting, 1)
+
+
+async def test_shutdown_cancelled_while_draining_leaves_no_worker() -> None:
+    queue: BackpressureQueue[int] = BackpressureQueue(5)
+
+    async def slow(item: int) -> None:
+        await asyncio.sleep(100)
+
+    pool = WorkerPool(queue, slow, workers=2, name="drainer")
+    pool.start()
+    await queue.put(1)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(pool.shutdown(drain=True), 1)
+    assert not [
+        t for t in asyncio.all_tasks() if t.get_name().startswith("drainer") and not t.done()
+    ]
+
+
+async def test_one_off_timeout_durations_do_not_pile_up() -> None:
+    loop = asyncio.get_running_loop()
+    for i in range(200):
+        async with timeout(1 + i / 1000):
+            await asyncio.sleep(0)
+    await asyncio.sleep(2)  # every lane's timer fires and finds its lane empty
+    assert len(timeout_module._lanes.get(loop, {})) == 0
+
+
+async def test_timeouts_work_where_the_task_table_is_not_kept(monkeypatch: Any) -> None:
+    monkeypatch.setattr(timeout_module, "_current_tasks", {})  # as on Python 3.14
+    for _ in range(3):
+        with pytest.raises(TimeoutExceeded):
+            async with timeout(0.5):
+                await asyncio.sleep(1)
+    assert timeout_module._current_tasks is None  # the shortcut switched itself off
+
+
+async def test_adaptive_limiter_survives_zero_rtt_and_faulty_algorithms(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limiter = AdaptiveLimiter(Gradient2(), min_samples=1, sample_window=0)
+
+    async def instant() -> str:
+        return "ok"
+
+    for _ in range(3):
+        assert await limiter.call(instant) == "ok"  # rtt 0 in virtual time
+
+    class Broken:
+        def update(self, limit: float, rtt: float, in_flight: int, dropped: bool) -> float:
+            raise ArithmeticError("bug")
+
+    faulty = AdaptiveLimiter(Broken(), min_samples=1, sample_window=0)
+    with caplog.at_level(logging.ERROR, logger="aioresilience"):
+        assert await faulty.call(instant) == "ok"
+    assert "failed to update the limit" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: Retry(attempts=None, max_elapsed=math.inf), ValueError, "unbounded retry"),
+        (lambda: AIMD(backoff=5), ValueError, r"backoff must be in \(0, 1\)"),
+        (lambda: AIMD(timeout=0), ValueError, "timeout must be a positive"),
+        (lambda: Vegas(probe_multiplier=0), ValueError, "probe_multiplier must be an int >= 1"),
+        (lambda: Gradient2(long_window=-1), ValueError, "long_window must be an int >= 1"),
+        (lambda: Gradient2(smoothing=0), ValueError, r"smoothing must be in \(0, 1\]"),
+        (lambda: CircuitBreaker(record=int), TypeError, "record must be an exception class"),
+        (
+            lambda: CircuitBreaker(break_duration=exponential(0.0)),
+            ValueError,
+            "break_duration must start above 0",
+        ),
+        (
+            lambda: BackpressureQueue(1).put_nowait(1) and BackpressureQueue(1).put(1, timeout=-1),
+            ValueError,
+            "timeout must be >= 0",
+        ),
+    ],
+)
+def test_more_bad_input(build: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        result = build()
+        if asyncio.iscoroutine(result):
+            result.send(None)
