@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import operator
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -279,6 +280,10 @@ class Pipeline:
         self._stacks: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
             f"aioresilience.pipeline.{name}", default=None
         )
+        if not strategies:
+            # Nothing to add: `execute(fn, *args)` is `fn(*args)` itself. operator.call is the
+            # C implementation of exactly that, so an empty pipeline costs one C call.
+            self.execute = operator.call  # type: ignore[method-assign]
 
     @staticmethod
     def builder(name: str = "pipeline") -> PipelineBuilder:
@@ -288,8 +293,6 @@ class Pipeline:
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> Coroutine[Any, Any, T]:
         """Run ``fn(*args, **kwargs)`` through every strategy, outermost first."""
-        if not self.strategies:
-            return fn(*args, **kwargs)  # nothing to add: the call itself
         return self._execute(ResilienceContext(), functools.partial(fn, *args, **kwargs))
 
     async def execute_in(

@@ -241,3 +241,60 @@ def adaptive_cases() -> dict[str, Callable[[], RunN]]:
         ),
         "asyncio.Semaphore async with": with_guard(semaphore),
     }
+
+
+# -- pipeline -----------------------------------------------------------------------------------
+
+
+def five_strategies() -> ar.Pipeline:
+    """timeout (outer) -> rate limit -> retry -> circuit breaker -> timeout (inner)."""
+    return (
+        ar.Pipeline.builder("bench")
+        .timeout(10)
+        .rate_limit(ar.TokenBucket(10**12, 1e9))
+        .retry(attempts=3)
+        .circuit_breaker()
+        .timeout(2)
+        .build()
+    )
+
+
+def pipeline_execute(make_pipeline: Callable[[], ar.Pipeline]) -> Callable[[], RunN]:
+    def make() -> RunN:
+        execute = make_pipeline().execute
+
+        async def run(n: int) -> None:
+            f = trivial
+            for _ in range(n):
+                await execute(f)
+
+        return run
+
+    return make
+
+
+def hyx_stack() -> Decorator:
+    from hyx.circuitbreaker import consecutive_breaker
+    from hyx.ratelimit import tokenbucket
+    from hyx.retry import retry
+    from hyx.timeout import timeout
+
+    def stack(fn: Any) -> Any:
+        inner = timeout(2)(fn)
+        inner = consecutive_breaker()(inner)
+        inner = retry(attempts=3)(inner)
+        inner = tokenbucket(10**12, 1.0)(inner)
+        return timeout(10)(inner)
+
+    return stack
+
+
+def pipeline_cases() -> dict[str, Callable[[], RunN]]:
+    return {
+        "aioresilience empty Pipeline.execute": pipeline_execute(
+            lambda: ar.Pipeline.builder().build()
+        ),
+        "aioresilience 5-strategy Pipeline.execute": pipeline_execute(five_strategies),
+        "aioresilience 5-strategy @pipeline": decorated(lambda: five_strategies()),
+        "hyx 5 decorators stacked (same order)": decorated(hyx_stack),
+    }

@@ -46,6 +46,9 @@ def guards(loop_name: str, factory: Callable[[], asyncio.AbstractEventLoop], qui
         "Bulkhead, uncontended": bench_guards.bulkhead_cases(),
         "Queue, put+get pair": bench_guards.queue_cases(),
         "Adaptive limiter, admit+release": bench_guards.adaptive_cases(),
+        "Pipeline: timeout -> rate limit -> retry -> breaker -> timeout": (
+            bench_guards.pipeline_cases()
+        ),
     }
     out = []
     with asyncio.Runner(loop_factory=factory) as runner:
