@@ -13,6 +13,7 @@ from ._backpressure import (
 )
 from ._breaker import CircuitBreaker, CircuitBreakerStatistics, CircuitState, CircuitStateChange
 from ._bulkhead import Bulkhead, BulkheadStatistics, PartitionedBulkhead
+from ._chaos import ChaosFault, ChaosMonkey
 from ._core.ratelimit import Decision
 from ._degradation import (
     EventLoopLag,
@@ -82,6 +83,8 @@ __all__ = [
     "Bulkhead",
     "BulkheadFull",
     "BulkheadStatistics",
+    "ChaosFault",
+    "ChaosMonkey",
     "CircuitBreaker",
     "CircuitBreakerOpenError",
     "CircuitBreakerStatistics",

@@ -14,9 +14,11 @@ from callbacks through :func:`current_context`.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import operator
+import random
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -25,12 +27,13 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from ._adaptive import AdaptiveLimiter
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
+from ._chaos import ChaosFault, chaos_rate, chaos_switch
 from ._degradation import Fallback, LoadShedder, Priority
 from ._predicates import require_async
 from ._ratelimit import RateLimiter, TokenBucket
-from ._retry import Retry
+from ._retry import Retry, RetryBudget
 from ._timeout import timeout
-from ._validation import non_negative_or_none
+from ._validation import non_negative_or_none, positive_int
 
 __all__ = [
     "Outcome",
@@ -219,6 +222,151 @@ class _Check:
         return None
 
 
+class _Chaos(Strategy):
+    """Inject, with probability ``rate`` while enabled: a fault (raise), latency (sleep),
+    an outcome (return it instead of calling) or a behaviour (run it, then call)."""
+
+    def __init__(
+        self,
+        kind: str,
+        rate: float,
+        enabled: bool | Callable[[], bool],
+        rng: random.Random,
+        action: Any,
+    ) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.is_guard = kind != "chaos_outcome"  # the others only act before the call
+        self.rate = chaos_rate("rate", rate)
+        self._enabled = chaos_switch(enabled)
+        self._random = rng
+        self._action = action
+        self.injected = 0
+
+    def _roll(self) -> bool:
+        return self.rate > 0 and self._enabled() and self._random.random() < self.rate
+
+    async def _before(self) -> Any:
+        """Apply the injection; returns _CALL to go on with the call."""
+        if not self._roll():
+            return _CALL
+        self.injected += 1
+        action = self._action
+        if self.kind == "chaos_fault":
+            raise action() if callable(action) else action
+        if self.kind == "chaos_latency":
+            low, high = action
+            await asyncio.sleep(self._random.uniform(low, high))
+            return _CALL
+        if self.kind == "chaos_behavior":
+            await action()
+            return _CALL
+        return action() if callable(action) else action  # chaos_outcome
+
+    async def execute(self, call: Call, context: ResilienceContext) -> Any:
+        injected = await self._before()
+        return await call() if injected is _CALL else injected
+
+    def guard(self, context: ResilienceContext) -> Any:
+        return _Before(self._before) if self.is_guard else None
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "rate": self.rate, "injected": self.injected}
+
+
+_CALL: Any = object()
+
+
+class _Before:
+    """A guard running an async check on entry."""
+
+    def __init__(self, before: Callable[[], Awaitable[Any]]) -> None:
+        self._before = before
+
+    async def __aenter__(self) -> None:
+        await self._before()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _Hedge(Strategy):
+    """Start another attempt every ``delay`` seconds without an acceptable result (up to
+    ``max_hedged`` more); a failed attempt starts the next at once; the first acceptable
+    result wins and the others are cancelled *and awaited*."""
+
+    kind = "hedge"
+
+    def __init__(
+        self,
+        max_hedged: int,
+        delay: float,
+        acceptable: Callable[[Any], bool] | None,
+        budget: RetryBudget | None,
+    ) -> None:
+        super().__init__(f"hedge(+{max_hedged}, {delay:g}s)")
+        self.max_hedged = max_hedged
+        self.delay = delay
+        self.acceptable = acceptable
+        self.budget = budget
+        self.started = 0
+
+    async def execute(self, call: Call, context: ResilienceContext) -> Any:
+        loop = asyncio.get_running_loop()
+        running: set[asyncio.Task[Any]] = set()
+        extra = 0
+        last: asyncio.Task[Any] | None = None
+
+        def start() -> None:
+            context.attempt += 1
+            self.started += 1
+            running.add(asyncio.ensure_future(call(), loop=loop))
+
+        start()
+        try:
+            while True:
+                can_hedge = extra < self.max_hedged
+                done, _ = await asyncio.wait(
+                    running,
+                    timeout=self.delay if can_hedge else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                failed_now = False
+                for task in done:
+                    running.discard(task)
+                    last = task
+                    if task.exception() is None and (
+                        self.acceptable is None or self.acceptable(task.result())
+                    ):
+                        return task.result()
+                    failed_now = True
+                if can_hedge and (failed_now or not done) and self._budget_allows():
+                    extra += 1
+                    start()
+                elif not running:
+                    assert last is not None
+                    return last.result()  # raises the last attempt's exception
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    def _budget_allows(self) -> bool:
+        budget = self.budget
+        if budget is None:
+            return True
+        if budget._core.try_retry():
+            budget._core.end_retry()  # hedges spend budget like retries
+            budget._core.record(False)
+            return True
+        budget.exhausted += 1
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "max_hedged": self.max_hedged, "delay": self.delay}
+
+
 # -- order advice -----------------------------------------------------------------------------
 
 # (outer kind, inner kind, why it surprises, the order to use) — collected from the Polly and
@@ -248,6 +396,12 @@ _SURPRISING_ORDERS: tuple[tuple[str, str, str], ...] = (
         "retry",
         "the bulkhead slot stays taken while the retry sleeps between attempts; put the "
         "bulkhead inside the retry: .retry(...).bulkhead(...)",
+    ),
+    (
+        "hedge",
+        "retry",
+        "every hedged attempt retries on its own, multiplying the load on a struggling "
+        "dependency; put retry outside the hedge: .retry(...).hedge(...)",
     ),
     (
         "timeout",
@@ -286,8 +440,10 @@ class Pipeline:
             self.execute = operator.call  # type: ignore[method-assign]
 
     @staticmethod
-    def builder(name: str = "pipeline") -> PipelineBuilder:
-        return PipelineBuilder(name)
+    def builder(name: str = "pipeline", *, seed: int | None = None) -> PipelineBuilder:
+        """A :class:`PipelineBuilder`; ``seed`` makes every random choice of the strategies
+        built from options (jitter, chaos) reproducible."""
+        return PipelineBuilder(name, seed=seed)
 
     def execute(
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
@@ -501,6 +657,82 @@ class PipelineBuilder:
         if not isinstance(shedder, LoadShedder):
             raise TypeError(f"shedder must be a LoadShedder, got {shedder!r}")
         return self._add(_LoadShed(shedder, priority))
+
+    def hedge(
+        self,
+        *,
+        max_hedged: int = 1,
+        delay: float = 0.1,
+        idempotent: bool = False,
+        acceptable: Callable[[Any], bool] | None = None,
+        budget: RetryBudget | None = None,
+    ) -> PipelineBuilder:
+        """Hedged requests (see :class:`_Hedge`). Only for calls that are safe to repeat:
+        say so with ``idempotent=True``. ``delay=0`` starts all attempts at once."""
+        if idempotent is not True:
+            raise ValueError(
+                "hedging runs the call several times at once: pass idempotent=True to confirm "
+                "the call is safe to repeat"
+            )
+        size = positive_int("max_hedged", max_hedged)
+        wait = non_negative_or_none("delay", delay)
+        if wait is None:
+            raise ValueError("delay must be a number >= 0, got None")
+        if acceptable is not None and not callable(acceptable):
+            raise TypeError(f"acceptable must be callable or None, got {acceptable!r}")
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
+        return self._add(_Hedge(size, wait, acceptable, budget))
+
+    def _chaos(self, kind: str, rate: float, enabled: Any, action: Any) -> PipelineBuilder:
+        # Each chaos strategy draws from its own stream, derived from the builder's seed, so
+        # adding one does not shift the others' sequences.
+        # (A str seed is hashed with SHA-512 by random.Random: stable across processes.)
+        seed = None if self.seed is None else f"{self.seed}:{len(self._strategies)}:{kind}"
+        return self._add(_Chaos(kind, rate, enabled, random.Random(seed), action))
+
+    def chaos_fault(
+        self,
+        rate: float,
+        *,
+        fault: BaseException | Callable[[], BaseException] | None = None,
+        enabled: bool | Callable[[], bool] = True,
+    ) -> PipelineBuilder:
+        """Raise ``fault`` (default :class:`ChaosFault`) instead of calling, at ``rate``."""
+        return self._chaos(
+            "chaos_fault", rate, enabled, fault or (lambda: ChaosFault("chaos: injected fault"))
+        )
+
+    def chaos_latency(
+        self,
+        rate: float,
+        latency: float | tuple[float, float],
+        *,
+        enabled: bool | Callable[[], bool] = True,
+    ) -> PipelineBuilder:
+        """Sleep ``latency`` seconds (or a uniform draw from ``(low, high)``) before calling."""
+        low, high = latency if isinstance(latency, tuple) else (latency, latency)
+        if not (0 <= low <= high and high > 0):
+            raise ValueError(f"latency must be > 0 or a range 0 <= low <= high, got {latency!r}")
+        return self._chaos("chaos_latency", rate, enabled, (float(low), float(high)))
+
+    def chaos_outcome(
+        self, rate: float, outcome: Any, *, enabled: bool | Callable[[], bool] = True
+    ) -> PipelineBuilder:
+        """Return ``outcome`` (or ``outcome()`` when callable) instead of calling."""
+        return self._chaos("chaos_outcome", rate, enabled, outcome)
+
+    def chaos_behavior(
+        self,
+        rate: float,
+        behavior: Callable[[], Awaitable[Any]],
+        *,
+        enabled: bool | Callable[[], bool] = True,
+    ) -> PipelineBuilder:
+        """Run ``await behavior()`` (drop a cache, restart a pool...) before calling."""
+        if not callable(behavior):
+            raise TypeError(f"behavior must be an async callable, got {behavior!r}")
+        return self._chaos("chaos_behavior", rate, enabled, behavior)
 
     def add(self, strategy: Strategy) -> PipelineBuilder:
         """A custom :class:`Strategy`."""

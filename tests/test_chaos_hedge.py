@@ -1,0 +1,184 @@
+"""Chaos injection and hedging, in virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import aioresilience as ar
+from aioresilience import ChaosFault, ChaosMonkey, Pipeline
+
+
+async def ok() -> str:
+    return "ok"
+
+
+async def test_chaos_monkey_rates_within_bounds_and_reproducible() -> None:
+    def run(seed: int) -> list[bool]:
+        monkey = ChaosMonkey(failure_rate=0.3, seed=seed)
+        outcomes = []
+        for _ in range(2000):
+            try:
+                monkey.maybe_fail()
+                outcomes.append(False)
+            except ChaosFault:
+                outcomes.append(True)
+        return outcomes
+
+    first = run(7)
+    assert first == run(7)  # same seed, same faults
+    assert first != run(8)
+    # 2000 draws at p=0.3: mean 600, sd ~20.5; 5 sd either way.
+    assert 500 <= sum(first) <= 700
+
+
+async def test_chaos_monkey_latency_kill_and_switch() -> None:
+    loop = asyncio.get_running_loop()
+    switch = {"on": False}
+    monkey = ChaosMonkey(
+        failure_rate=0.0,
+        latency_rate=1.0,
+        latency=(1.0, 2.0),
+        kill_rate=0.0,
+        enabled=lambda: switch["on"],
+        seed=1,
+    )
+    chaotic = monkey(ok)
+    assert await chaotic() == "ok" and loop.time() == 0.0  # switched off
+    switch["on"] = True
+    assert await chaotic() == "ok"
+    assert 1.0 <= loop.time() <= 2.0
+    killer = ChaosMonkey(failure_rate=0.0, kill_rate=1.0)
+    with pytest.raises(ConnectionResetError):
+        killer.kill_connection()
+    assert monkey.injected["latency"] == 1
+
+
+async def test_resilient_service_absorbs_injected_faults() -> None:
+    pipeline = (
+        Pipeline.builder("service", seed=3)
+        .retry(attempts=5, backoff=ar.constant(0.1))
+        .circuit_breaker(failure_threshold=10)
+        .chaos_fault(0.5)
+        .build()
+    )
+    results = [await pipeline.execute(ok) for _ in range(50)]
+    assert results == ["ok"] * 50  # every injected fault was retried away
+    injected = pipeline.strategies[-1].describe()["injected"]
+    assert 20 <= injected <= 80
+
+
+async def test_chaos_strategies_latency_outcome_behavior_and_seed() -> None:
+    loop = asyncio.get_running_loop()
+    calls = []
+
+    async def behavior() -> None:
+        calls.append(loop.time())
+
+    pipeline = (
+        Pipeline.builder(seed=1)
+        .chaos_latency(1.0, 2.0)
+        .chaos_behavior(1.0, behavior)
+        .chaos_outcome(1.0, "substituted")
+        .build()
+    )
+    assert await pipeline.execute(ok) == "substituted"
+    assert calls == [2.0] and loop.time() == 2.0
+
+    def sequence(seed: int) -> list[Any]:
+        p = Pipeline.builder(seed=seed).chaos_outcome(0.5, "x").build()
+        return [asyncio.ensure_future(p.execute(ok)) for _ in range(30)]
+
+    first = await asyncio.gather(*sequence(11))
+    assert first == await asyncio.gather(*sequence(11))
+
+
+async def test_hedge_first_acceptable_wins_losers_cancelled_and_awaited() -> None:
+    loop = asyncio.get_running_loop()
+    started: list[float] = []
+    finished_or_cancelled: list[str] = []
+    latencies = iter([10.0, 0.5, 0.5])
+
+    async def call() -> float:
+        started.append(loop.time())
+        latency = next(latencies)
+        try:
+            await asyncio.sleep(latency)
+        except asyncio.CancelledError:
+            finished_or_cancelled.append(f"cancelled@{loop.time()}")
+            raise
+        finished_or_cancelled.append(f"done@{loop.time()}")
+        return latency
+
+    pipeline = Pipeline.builder().hedge(max_hedged=2, delay=1.0, idempotent=True).build()
+    assert await pipeline.execute(call) == 0.5
+    assert started == [0.0, 1.0]  # the hedge started at 1.0 answered at 1.5, before a third
+    assert finished_or_cancelled == ["done@1.5", "cancelled@1.5"]  # the loser was awaited
+
+
+async def test_hedge_parallel_mode_and_failures_start_the_next_at_once() -> None:
+    loop = asyncio.get_running_loop()
+    started: list[float] = []
+
+    async def flaky() -> str:
+        started.append(loop.time())
+        await asyncio.sleep(0.1)
+        if len(started) < 3:
+            raise OSError("bad replica")
+        return "good"
+
+    pipeline = Pipeline.builder().hedge(max_hedged=2, delay=5.0, idempotent=True).build()
+    assert await pipeline.execute(flaky) == "good"
+    assert started == [0.0, 0.1, 0.2]  # each failure started the next without waiting 5 s
+
+    parallel = Pipeline.builder().hedge(max_hedged=2, delay=0, idempotent=True).build()
+    started.clear()
+    with pytest.raises(OSError):
+        await parallel.execute(_always_fails(started))
+    assert len(started) == 3 and len(set(started)) == 1  # all three at the same instant
+
+
+def _always_fails(started: list[float]) -> Any:
+    async def call() -> None:
+        started.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.1)
+        raise OSError("down")
+
+    return call
+
+
+async def test_hedge_spends_a_budget_and_cancels_on_caller_cancel() -> None:
+    budget = ar.RetryBudget.tokens(max_tokens=2, token_ratio=0.1)
+    pipeline = (
+        Pipeline.builder().hedge(max_hedged=3, delay=1.0, idempotent=True, budget=budget).build()
+    )
+    started: list[float] = []
+
+    async def slow() -> None:
+        started.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(100)
+
+    task = asyncio.create_task(pipeline.execute(slow))
+    await asyncio.sleep(10)
+    assert len(started) == 2  # 2 tokens: one hedge leaves 1 = half, no more
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+def test_hedge_and_chaos_validation() -> None:
+    with pytest.raises(ValueError, match="pass idempotent=True"):
+        Pipeline.builder().hedge()
+    with pytest.raises(ValueError, match=r"rate must be a probability in \[0, 1\], got 1.5"):
+        Pipeline.builder().chaos_fault(1.5)
+    with pytest.raises(TypeError, match="enabled must be a bool or a callable"):
+        Pipeline.builder().chaos_fault(0.1, enabled="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="latency must be > 0"):
+        Pipeline.builder().chaos_latency(0.1, (2.0, 1.0))
+    with pytest.raises(ValueError, match="failure_rate must be a probability"):
+        ChaosMonkey(failure_rate=-0.1)
+    with pytest.warns(ar.PipelineOrderWarning, match="put retry outside the hedge"):
+        Pipeline.builder().hedge(idempotent=True).retry().build()
