@@ -18,6 +18,7 @@ from . import _clock
 from ._awaitable import DONE
 from ._core.adaptive import AIMD, Gradient2, Vegas
 from ._errors import ConcurrencyLimited, Rejected
+from ._events import EventSource, Severity
 from ._listeners import logger
 from ._predicates import decorate
 from ._validation import non_negative_or_none, positive_int
@@ -45,7 +46,7 @@ class AdaptiveStatistics:
     history: tuple[tuple[float, int], ...]  # (time, limit) at each change, the latest 1000
 
 
-class AdaptiveLimiter:
+class AdaptiveLimiter(EventSource):
     """Concurrency limit that adapts to the dependency (AIMD, Vegas or Gradient2)."""
 
     def __init__(
@@ -85,6 +86,7 @@ class AdaptiveLimiter:
         self._peak_in_flight = 0
         self._window_dropped = False
         self._limit = float(initial)
+        self._events = None
         self.limit = initial
         self.in_flight = 0
         self._admitted = self._rejected = self._dropped = 0
@@ -99,6 +101,7 @@ class AdaptiveLimiter:
         pass to :meth:`release`."""
         if self.in_flight >= self.limit:
             self._rejected += 1
+            self._emit("concurrency_limited", Severity.WARNING, limit=self.limit)
             raise ConcurrencyLimited(
                 f"{self.name}: {self.in_flight} in flight at limit {self.limit}"
             )
@@ -144,6 +147,7 @@ class AdaptiveLimiter:
         self._limit = min(float(self.max_limit), max(float(self.min_limit), new))
         limit = int(self._limit)
         if limit != self.limit:
+            self._emit("limit_changed", Severity.DEBUG, old=self.limit, new=limit)
             self.limit = limit
             self._history.append((now, limit))
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from ._errors import QueueFull
+from ._events import EventSource, Severity
 from ._listeners import logger
 from ._validation import non_negative_or_none, positive_int
 
@@ -59,7 +60,7 @@ class QueueStatistics:
     waiting_consumers: int
 
 
-class BackpressureQueue(Generic[T]):
+class BackpressureQueue(EventSource, Generic[T]):
     """A bounded FIFO queue that pushes back on producers (see the module docstring)."""
 
     def __init__(
@@ -95,6 +96,7 @@ class BackpressureQueue(Generic[T]):
         self._unfinished = 0
         self._finished: asyncio.Event | None = None
         self._put = self._got = self._dropped = self._rejected = 0
+        self._events = None
 
     # -- producing --------------------------------------------------------------------------
 
@@ -115,6 +117,7 @@ class BackpressureQueue(Generic[T]):
         accepted = self._offer(item)
         if accepted is None:
             self._rejected += 1
+            self._emit("queue_rejected", Severity.WARNING, policy=self.policy)
             raise QueueFull(f"{self.name}: full ({self.maxsize} items)", item=item)
         return accepted
 
@@ -139,6 +142,7 @@ class BackpressureQueue(Generic[T]):
             return None
         if policy == "reject":
             self._rejected += 1
+            self._emit("queue_rejected", Severity.WARNING, policy=self.policy)
             raise QueueFull(f"{self.name}: full ({self.maxsize} items)", item=item)
         if policy == "drop_newest":
             self._drop(item, "drop_newest")
@@ -163,6 +167,7 @@ class BackpressureQueue(Generic[T]):
 
     def _drop(self, item: T, reason: str) -> None:
         self._dropped += 1
+        self._emit("queue_dropped", Severity.WARNING, reason=reason)
         try:
             if self._on_drop is not None:
                 self._on_drop(item, reason)

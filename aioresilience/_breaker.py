@@ -28,6 +28,7 @@ from ._core.backoff import Backoff
 from ._core.breaker import BreakerMachine, CircuitState
 from ._core.windows import CountWindow, TimeWindow
 from ._errors import CircuitBreakerOpenError
+from ._events import EventSource, Severity
 from ._listeners import Listeners
 from ._predicates import ExceptionFilter, exception_predicate, optional_callable, require_async
 from ._validation import finite_positive, positive_int
@@ -43,6 +44,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 CLOSED = CircuitState.CLOSED
+_TRIPPED = (CircuitState.OPEN, CircuitState.ISOLATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ def _fraction(name: str, value: Any) -> float | None:
     return number
 
 
-class CircuitBreaker:
+class CircuitBreaker(EventSource):
     """Stop calling a dependency that keeps failing; try it again after a break.
 
     Defaults: open after 5 consecutive failures, stay open 30 s, then admit 1 probe; its
@@ -170,6 +172,7 @@ class CircuitBreaker:
             f"aioresilience.breaker.{self.name}"
         )
         self._successes = self._failures = self._ignored = self._rejected = self._opened = 0
+        self._events = None
 
     # -- state --------------------------------------------------------------------------------
 
@@ -187,6 +190,8 @@ class CircuitBreaker:
             return
         if after is CircuitState.OPEN:
             self._opened += 1
+        severity = Severity.WARNING if after in _TRIPPED else Severity.INFO
+        self._emit(f"circuit_{after.value}", severity, old=before.value)
         if self._listeners:
             retry = max(0.0, self._machine.open_until - now) if after is CircuitState.OPEN else 0.0
             self._listeners.emit(CircuitStateChange(self.name, before, after, now, retry))
@@ -203,6 +208,7 @@ class CircuitBreaker:
             self._transition(before, now)
             if retry_after:
                 self._rejected += 1
+                self._emit("circuit_rejected", Severity.DEBUG, retry_after=retry_after)
                 raise CircuitBreakerOpenError(
                     f"{self.name}: circuit {machine.state.value}; retry after {retry_after:.3f}s",
                     retry_after=retry_after,
@@ -319,7 +325,8 @@ class CircuitBreaker:
         action()
         self._transition(before, _clock.now())
 
-    def add_listener(self, callback: Callable[[CircuitStateChange], Any]) -> None:
+    def add_state_listener(self, callback: Callable[[CircuitStateChange], Any]) -> None:
+        """Like ``on_state_change=``: hear every :class:`CircuitStateChange`."""
         self._listeners.add(callback)
 
     # -- inspection -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from ._awaitable import DONE
 from ._errors import BulkheadFull
+from ._events import EventSource, Severity
 from ._predicates import decorate
 from ._validation import non_negative_or_none, positive_int
 
@@ -43,7 +44,7 @@ class BulkheadStatistics:
     peak: int
 
 
-class Bulkhead:
+class Bulkhead(EventSource):
     """At most ``max_concurrent`` calls at once; up to ``max_queue`` more wait (FIFO), each at
     most ``max_wait`` seconds (``None``: as long as it takes). Beyond that: :class:`BulkheadFull`.
     """
@@ -51,6 +52,7 @@ class Bulkhead:
     __slots__ = (
         "_active",
         "_admitted",
+        "_events",
         "_max",
         "_max_queue",
         "_max_wait",
@@ -81,6 +83,7 @@ class Bulkhead:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._admitted = self._rejected = self._peak = 0
         self._thread_limiter: Any = None
+        self._events = None
 
     # -- slots ------------------------------------------------------------------------------
 
@@ -111,6 +114,7 @@ class Bulkhead:
             return DONE
         if len(self._waiters) >= self._max_queue:
             self._rejected += 1
+            self._emit("bulkhead_rejected", Severity.WARNING, active=self._active)
             raise BulkheadFull(
                 f"{self.name}: {self._active} of {self._max} slots busy and "
                 f"{len(self._waiters)} of {self._max_queue} queued"
@@ -136,6 +140,7 @@ class Bulkhead:
             raise
         except BulkheadFull:
             self._rejected += 1
+            self._emit("bulkhead_rejected", Severity.WARNING, reason="max_wait")
             raise
         finally:
             if timer is not None:

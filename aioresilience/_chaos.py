@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from ._errors import ResilienceError
+from ._events import EventSource, Severity
 from ._predicates import require_async
 from ._validation import finite_positive
 
@@ -43,7 +44,7 @@ def chaos_switch(enabled: Any) -> Callable[[], bool]:
     raise TypeError(f"enabled must be a bool or a callable returning one, got {enabled!r}")
 
 
-class ChaosMonkey:
+class ChaosMonkey(EventSource):
     """The seed guide's chaos monkey, seeded and switchable.
 
     ``maybe_fail()`` raises :class:`ChaosFault` with probability ``failure_rate``;
@@ -77,6 +78,8 @@ class ChaosMonkey:
         self._enabled = chaos_switch(enabled)
         self._random = _random.Random(seed)
         self.injected = {"fault": 0, "latency": 0, "kill": 0}
+        self._events = None
+        self.name = "ChaosMonkey"
 
     @property
     def enabled(self) -> bool:
@@ -88,17 +91,20 @@ class ChaosMonkey:
     def maybe_fail(self) -> None:
         if self._roll(self.failure_rate):
             self.injected["fault"] += 1
+            self._emit("chaos_injected", Severity.INFO, injection="fault")
             raise ChaosFault("chaos: injected failure")
 
     async def add_latency(self) -> None:
         if self._roll(self.latency_rate):
             self.injected["latency"] += 1
+            self._emit("chaos_injected", Severity.INFO, injection="latency")
             low, high = self.latency
             await asyncio.sleep(self._random.uniform(low, high))
 
     def kill_connection(self) -> None:
         if self._roll(self.kill_rate):
             self.injected["kill"] += 1
+            self._emit("chaos_injected", Severity.INFO, injection="kill")
             raise ConnectionResetError("chaos: connection killed")
 
     def __call__(

@@ -24,6 +24,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from . import _clock
 from ._errors import LoadShed
+from ._events import EventSource, Severity
 from ._listeners import Listeners, logger
 from ._predicates import (
     ExceptionFilter,
@@ -65,7 +66,7 @@ class FallbackOutcome:
     kwargs: Mapping[str, Any]
 
 
-class Fallback:
+class Fallback(EventSource):
     """Answer a failed call with something else.
 
     ``handlers`` are tried in order: a handler is a plain value (returned as is) or a callable
@@ -91,6 +92,7 @@ class Fallback:
         self._on_result = optional_callable("on_result", on_result)
         self._listeners = Listeners([on_fallback] if on_fallback is not None else [])
         self.used = 0
+        self._events = None
 
     async def call(
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
@@ -108,6 +110,11 @@ class Fallback:
 
     async def _fall_back(self, outcome: FallbackOutcome) -> Any:
         self.used += 1
+        self._emit(
+            "fallback_used",
+            Severity.WARNING,
+            outcome="result" if outcome.exception is None else type(outcome.exception).__name__,
+        )
         if self._listeners:
             self._listeners.emit(outcome)
         failures: list[Exception] = []
@@ -334,7 +341,7 @@ class Priority(enum.IntEnum):
     SHEDDABLE = 2
 
 
-class LoadShedder:
+class LoadShedder(EventSource):
     """Refuse work by priority while a load signal is high.
 
     ``thresholds`` maps each priority to the signal value above which it is shed (default:
@@ -371,6 +378,7 @@ class LoadShedder:
         self._thresholds = dict(limits)
         self.retry_after = finite_positive("retry_after", retry_after)
         self.shed: dict[Priority, int] = dict.fromkeys(Priority, 0)
+        self._events = None
 
     def __repr__(self) -> str:
         shed = {p.name: n for p, n in self.shed.items()}
@@ -384,6 +392,7 @@ class LoadShedder:
         load = _read(self._signal)
         if load > threshold:
             self.shed[priority] += 1
+            self._emit("shed", Severity.WARNING, priority=priority.name, load=load)
             raise LoadShed(
                 f"{self.name}: shedding {priority.name} work (load {load:.3g} > {threshold:g})",
                 retry_after=self.retry_after,

@@ -21,14 +21,17 @@ import operator
 import random
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from ._adaptive import AdaptiveLimiter
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
 from ._chaos import ChaosFault, chaos_rate, chaos_switch
+from ._context import ResilienceContext, context_var, current_context
 from ._degradation import Fallback, LoadShedder, Priority
+from ._events import ResilienceEvent, Severity, emit
+from ._listeners import Listeners
 from ._predicates import require_async
 from ._ratelimit import RateLimiter, TokenBucket
 from ._retry import Retry, RetryBudget
@@ -49,26 +52,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 Call = Callable[[], Awaitable[Any]]
 Runner = Callable[[Call, "ResilienceContext"], Awaitable[Any]]
-
-
-@dataclass
-class ResilienceContext:
-    """Per-call data for strategies and callbacks: ``attempt`` counts attempts started (retry
-    increments it), ``properties`` is a small bag for the caller's own values."""
-
-    operation_key: str | None = None
-    attempt: int = 0
-    properties: dict[str, Any] = field(default_factory=dict)
-
-
-_context: contextvars.ContextVar[ResilienceContext | None] = contextvars.ContextVar(
-    "aioresilience.context", default=None
-)
-
-
-def current_context() -> ResilienceContext | None:
-    """The context of the pipeline call running in this task, if any."""
-    return _context.get()
 
 
 @dataclass(frozen=True)
@@ -251,6 +234,7 @@ class _Chaos(Strategy):
         if not self._roll():
             return _CALL
         self.injected += 1
+        emit(None, self.name, "chaos_injected", Severity.INFO, injection=self.kind)
         action = self._action
         if self.kind == "chaos_fault":
             raise action() if callable(action) else action
@@ -320,6 +304,8 @@ class _Hedge(Strategy):
         def start() -> None:
             context.attempt += 1
             self.started += 1
+            if running:
+                emit(None, self.name, "hedge_started", Severity.INFO, hedge=len(running))
             running.add(asyncio.ensure_future(call(), loop=loop))
 
         start()
@@ -361,6 +347,7 @@ class _Hedge(Strategy):
             budget._core.record(False)
             return True
         budget.exhausted += 1
+        emit(None, self.name, "budget_exhausted", Severity.WARNING, budget=budget.kind)
         return False
 
     def describe(self) -> dict[str, Any]:
@@ -430,6 +417,7 @@ class Pipeline:
         self.name = name
         self.strategies = strategies
         self._run = _compose(strategies)
+        self._listeners = Listeners()
         self._guards_only = all(s.is_guard for s in strategies)
         self._stacks: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
             f"aioresilience.pipeline.{name}", default=None
@@ -463,11 +451,17 @@ class Pipeline:
         return await self._execute(context, functools.partial(fn, *args, **kwargs))  # type: ignore[no-any-return]
 
     async def _execute(self, context: ResilienceContext, call: Call) -> Any:
-        token = _context.set(context)
+        context.pipeline = self.name
+        context.listeners = self._listeners
+        token = context_var.set(context)
         try:
             return await self._run(call, context)
         finally:
-            _context.reset(token)
+            context_var.reset(token)
+
+    def add_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:
+        """Hear the events of every strategy while it runs a call of this pipeline."""
+        self._listeners.add(callback)
 
     async def execute_outcome(
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs

@@ -30,6 +30,7 @@ from ._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
 from ._errors import RateLimited
+from ._events import EventSource, Severity
 from ._predicates import require_async
 from ._rates import parse_rate
 from ._validation import finite_positive, non_negative_or_none, positive_int
@@ -91,7 +92,7 @@ class _Waiter:
         self.given_back = False  # its reservation was returned (it was cancelled)
 
 
-class RateLimiter(Generic[S]):
+class RateLimiter(EventSource, Generic[S]):
     """Guard calls with a rate-limit algorithm, for one key or many.
 
     - ``try_acquire(cost, key=)``: admit at once or refuse (``False``); never waits.
@@ -110,6 +111,7 @@ class RateLimiter(Generic[S]):
         "_admitted",
         "_algorithm",
         "_cancelled",
+        "_events",
         "_heap",
         "_max_wait",
         "_queued",
@@ -158,6 +160,7 @@ class RateLimiter(Generic[S]):
         self._timer_at = 0.0
         self._seq = 0
         self._admitted = self._rejected = self._waited = self._cancelled = 0
+        self._events = None
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -184,6 +187,7 @@ class RateLimiter(Generic[S]):
             self._admitted += 1
             return True
         self._rejected += 1
+        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=_at - now)
         return False
 
     def check(self, cost: int = 1, *, key: Hashable = None) -> Decision:
@@ -224,6 +228,7 @@ class RateLimiter(Generic[S]):
         now, at, admitted = self._claim(key, cost, max_wait)
         if not admitted:
             self._rejected += 1
+            self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=at - now)
             raise RateLimited(
                 f"{self.name}: rate limited (cost {cost}); retry after {at - now:.3f}s",
                 retry_after=at - now,

@@ -30,6 +30,7 @@ from ._core.backoff import Backoff
 from ._core.budget import ConcurrencyBudget, TokenBudget, throttle_probability
 from ._core.windows import TimeWindow
 from ._errors import Rejected, Throttled
+from ._events import EventSource, Severity
 from ._listeners import logger
 from ._predicates import (
     ExceptionFilter,
@@ -116,7 +117,7 @@ class RetryBudget:
         return f"<RetryBudget {self.kind} {state} exhausted={self.exhausted}>"
 
 
-class Retry:
+class Retry(EventSource):
     """A retry policy: usable as ``@policy``, ``await policy.call(fn, ...)`` and
     ``async for attempt in policy``.
 
@@ -176,6 +177,7 @@ class Retry:
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
         self.budget = budget
         self._random = _random.Random(seed).random
+        self._events = None
 
     # -- ways in --------------------------------------------------------------------------------
 
@@ -314,8 +316,16 @@ class _Run:
         if budget is not None:
             if not budget._core.try_retry():
                 budget.exhausted += 1
+                policy._emit("budget_exhausted", Severity.WARNING, budget=budget.kind)
                 return await self._give_up(exc, result, elapsed, "budget")
             self.holds_retry = True
+        policy._emit(
+            "retry_scheduled",
+            Severity.INFO,
+            attempt=self.attempt,
+            delay=delay,
+            outcome=type(exc).__name__ if exc is not None else "result",
+        )
         try:
             if policy._before_sleep is not None:
                 await _hook(
@@ -362,6 +372,8 @@ class _Run:
         self, exc: BaseException | None, result: Any, elapsed: float, reason: str
     ) -> bool:
         policy = self.policy
+        if reason != "not_retryable" or self.attempt > 1:
+            policy._emit("retry_gave_up", Severity.WARNING, attempts=self.attempt, reason=reason)
         if exc is not None and (self.attempt > 1 or reason != "not_retryable"):
             exc.add_note(
                 f"{policy.name}: gave up after {self.attempt} attempt(s) in {elapsed:.3f}s "
@@ -462,7 +474,7 @@ class ExponentialBackoff(Retry):
         )
 
 
-class AdaptiveThrottle:
+class AdaptiveThrottle(EventSource):
     """Client-side adaptive throttling (Google SRE book, "Handling Overload").
 
     Over the last ``window`` seconds, count requests R and those the backend accepted A; refuse
@@ -486,6 +498,7 @@ class AdaptiveThrottle:
         self._overload = exception_predicate("overload", overload)
         self._random = _random.Random(seed).random
         self.throttled = 0
+        self._events = None
 
     def probability(self) -> float:
         """The current chance that a call is refused locally."""
@@ -499,6 +512,7 @@ class AdaptiveThrottle:
         if self._random() < throttle_probability(requests, requests - rejected, self.k):
             window.record(now, True, False)
             self.throttled += 1
+            self._emit("throttled", Severity.WARNING)
             raise Throttled(f"{self.name}: throttled locally", retry_after=None)
         return now
 

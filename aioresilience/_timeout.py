@@ -29,6 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import _clock
 from ._awaitable import DONE
 from ._errors import TimeoutExceeded
+from ._events import Severity, emit
 from ._predicates import require_async
 from ._validation import non_negative_or_none
 
@@ -215,6 +216,7 @@ class timeout:
             self.state = _EXPIRED
             if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
                 # No other cancellation is pending: this one was ours.
+                emit(None, "timeout", "timeout", Severity.WARNING, seconds=self.seconds)
                 raise TimeoutExceeded(
                     f"timed out after {self.seconds:g}s", seconds=self.seconds or 0.0
                 ) from exc
