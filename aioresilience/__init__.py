@@ -14,6 +14,7 @@ from ._backpressure import (
 from ._breaker import CircuitBreaker, CircuitBreakerStatistics, CircuitState, CircuitStateChange
 from ._bulkhead import Bulkhead, BulkheadStatistics, PartitionedBulkhead
 from ._chaos import ChaosFault, ChaosMonkey
+from ._context import ResilienceContext, current_context
 from ._core.ratelimit import Decision
 from ._degradation import (
     EventLoopLag,
@@ -39,14 +40,15 @@ from ._errors import (
     Throttled,
     TimeoutExceeded,
 )
+from ._events import ResilienceEvent, Severity
+from ._logging import LoggingListener
 from ._pipeline import (
     Outcome,
     Pipeline,
     PipelineBuilder,
     PipelineOrderWarning,
     PipelineRegistry,
-    ResilienceContext,
-    current_context,
+    Strategy,
 )
 from ._ratelimit import (
     GCRA,
@@ -105,6 +107,7 @@ __all__ = [
     "LeakyBucket",
     "LoadShed",
     "LoadShedder",
+    "LoggingListener",
     "Outcome",
     "PartitionedBulkhead",
     "Pipeline",
@@ -121,11 +124,14 @@ __all__ = [
     "Rejected",
     "ResilienceContext",
     "ResilienceError",
+    "ResilienceEvent",
     "Retry",
     "RetryBudget",
     "RetryState",
+    "Severity",
     "SlidingWindowCounter",
     "SlidingWindowLog",
+    "Strategy",
     "Throttled",
     "Tier",
     "TimeoutExceeded",

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from . import _clock
 from ._adaptive import AdaptiveLimiter
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
@@ -45,6 +46,7 @@ __all__ = [
     "PipelineOrderWarning",
     "PipelineRegistry",
     "ResilienceContext",
+    "Strategy",
     "current_context",
 ]
 
@@ -152,7 +154,26 @@ class _Retry(Strategy):
     async def execute(self, call: Call, context: ResilienceContext) -> Any:
         async def attempt() -> Any:
             context.attempt += 1
-            return await call()
+            if not context.listeners:
+                return await call()
+            started, outcome = _clock.now(), "cancelled"
+            try:
+                result = await call()
+                outcome = "success"
+                return result
+            except Exception:
+                outcome = "failure"
+                raise
+            finally:
+                emit(
+                    None,
+                    self.name,
+                    "attempt",
+                    Severity.DEBUG,
+                    attempt=context.attempt,
+                    duration=_clock.now() - started,
+                    outcome=outcome,
+                )
 
         return await self.policy.call(attempt)
 
@@ -454,9 +475,29 @@ class Pipeline:
         context.pipeline = self.name
         context.listeners = self._listeners
         token = context_var.set(context)
+        if not self._listeners:
+            try:
+                return await self._run(call, context)
+            finally:
+                context_var.reset(token)
+        started = _clock.now()
+        outcome = "cancelled"
         try:
-            return await self._run(call, context)
+            result = await self._run(call, context)
+            outcome = "success"
+            return result
+        except Exception:
+            outcome = "failure"
+            raise
         finally:
+            emit(
+                None,
+                self.name,
+                "pipeline_executed",
+                Severity.DEBUG,
+                duration=_clock.now() - started,
+                outcome=outcome,
+            )
             context_var.reset(token)
 
     def add_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:

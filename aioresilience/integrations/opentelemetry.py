@@ -1,0 +1,68 @@
+"""OpenTelemetry metrics for aioresilience events (extra ``otel``: ``opentelemetry-api``).
+
+``pipeline.add_listener(OpenTelemetryListener())`` records:
+
+- ``aioresilience.events`` (counter): one per event, attributes ``event``, ``strategy``,
+  ``pipeline``, ``severity`` — all low-cardinality (never a rate-limit key);
+- ``aioresilience.attempt.duration`` (histogram, seconds): each attempt inside a pipeline
+  (from ``attempt`` events), attributes ``pipeline``, ``strategy``, ``outcome``;
+- ``aioresilience.pipeline.duration`` (histogram, seconds): each pipeline call, attributes
+  ``pipeline``, ``outcome``.
+
+Only the API package is needed; the application installs and configures the SDK.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._events import ResilienceEvent
+
+try:
+    from opentelemetry import metrics
+except ImportError as error:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "OpenTelemetryListener needs opentelemetry-api: pip install aioresilience[otel]"
+    ) from error
+
+__all__ = ["OpenTelemetryListener"]
+
+
+class OpenTelemetryListener:
+    def __init__(self, meter: Any = None) -> None:
+        self.meter = meter if meter is not None else metrics.get_meter("aioresilience")
+        self._events = self.meter.create_counter(
+            "aioresilience.events", unit="{event}", description="aioresilience events"
+        )
+        self._attempts = self.meter.create_histogram(
+            "aioresilience.attempt.duration", unit="s", description="attempt duration"
+        )
+        self._calls = self.meter.create_histogram(
+            "aioresilience.pipeline.duration", unit="s", description="pipeline call duration"
+        )
+
+    def __call__(self, event: ResilienceEvent) -> None:
+        pipeline = event.pipeline or ""
+        if event.name == "attempt":
+            self._attempts.record(
+                event.details["duration"],
+                {
+                    "pipeline": pipeline,
+                    "strategy": event.strategy,
+                    "outcome": event.details["outcome"],
+                },
+            )
+        elif event.name == "pipeline_executed":
+            self._calls.record(
+                event.details["duration"],
+                {"pipeline": pipeline, "outcome": event.details["outcome"]},
+            )
+        self._events.add(
+            1,
+            {
+                "event": event.name,
+                "strategy": event.strategy,
+                "pipeline": pipeline,
+                "severity": event.severity.name.lower(),
+            },
+        )

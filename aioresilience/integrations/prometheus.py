@@ -1,0 +1,63 @@
+"""Prometheus metrics for aioresilience events (extra ``prometheus``: ``prometheus-client``).
+
+``PrometheusListener(registry)`` registers, in the registry you pass (never the global one
+implicitly):
+
+- ``aioresilience_events_total{event, strategy, pipeline, severity}``;
+- ``aioresilience_attempt_duration_seconds{pipeline, strategy, outcome}``;
+- ``aioresilience_pipeline_duration_seconds{pipeline, outcome}``.
+"""
+
+from __future__ import annotations
+
+from .._events import ResilienceEvent
+
+try:
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+except ImportError as error:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "PrometheusListener needs prometheus-client: pip install aioresilience[prometheus]"
+    ) from error
+
+__all__ = ["PrometheusListener"]
+
+
+class PrometheusListener:
+    def __init__(self, registry: CollectorRegistry, *, namespace: str = "aioresilience") -> None:
+        if not isinstance(registry, CollectorRegistry):
+            raise TypeError(
+                f"registry must be a prometheus_client CollectorRegistry, got {registry!r}"
+            )
+        self._events = Counter(
+            "events",
+            "aioresilience events",
+            ["event", "strategy", "pipeline", "severity"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self._attempts = Histogram(
+            "attempt_duration_seconds",
+            "duration of each attempt inside a pipeline",
+            ["pipeline", "strategy", "outcome"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self._calls = Histogram(
+            "pipeline_duration_seconds",
+            "duration of each pipeline call",
+            ["pipeline", "outcome"],
+            namespace=namespace,
+            registry=registry,
+        )
+
+    def __call__(self, event: ResilienceEvent) -> None:
+        pipeline = event.pipeline or ""
+        if event.name == "attempt":
+            self._attempts.labels(pipeline, event.strategy, event.details["outcome"]).observe(
+                event.details["duration"]
+            )
+        elif event.name == "pipeline_executed":
+            self._calls.labels(pipeline, event.details["outcome"]).observe(
+                event.details["duration"]
+            )
+        self._events.labels(event.name, event.strategy, pipeline, event.severity.name.lower()).inc()
