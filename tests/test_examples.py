@@ -51,3 +51,11 @@ def test_producer_consumer_accounts_for_every_event() -> None:
 def test_product_page_degrades() -> None:
     out = run_example("product_page.py")
     assert "basic page" in out and "shed under load" in out and "'Kettle (cached)'" in out
+
+
+def test_resilient_service_absorbs_injected_faults() -> None:
+    out = run_example("resilient_service.py")
+    assert "100 requests, 100 succeeded" in out
+    faults = int(next(line for line in out.splitlines() if "chaos_fault" in line).split()[-1])
+    retries = int(next(line for line in out.splitlines() if "retry_scheduled" in line).split()[-1])
+    assert faults > 0 and retries >= faults
