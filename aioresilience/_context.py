@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["ResilienceContext", "context_var", "current_context"]
 
 
-@dataclass
+@dataclass(slots=True)
 class ResilienceContext:
     """Per-call data for strategies and callbacks: ``attempt`` counts attempts started (retry
     and hedging increment it), ``properties`` is a small bag for the caller's own values.

@@ -578,13 +578,24 @@ async def _exit_all(entered: list[Any], exc: BaseException | None) -> bool:
 
 
 def _compose(strategies: tuple[Strategy, ...]) -> Runner:
+    """One runner for the whole chain. Consecutive guards become one block that enters them
+    in order and leaves them in reverse, in a single coroutine (a layer per strategy would
+    cost a coroutine, a closure and an ``async with`` each); the other strategies wrap what is
+    inside them."""
+
     async def innermost(call: Call, context: ResilienceContext) -> Any:
         return await call()
 
     run: Runner = innermost
+    block: list[Strategy] = []
     for strategy in reversed(strategies):
+        if strategy.is_guard:
+            block.insert(0, strategy)
+            continue
+        if block:
+            run, block = _guard_block(block, run), []
         run = _layer(strategy, run)
-    return run
+    return _guard_block(block, run) if block else run
 
 
 def _layer(strategy: Strategy, inner: Runner) -> Runner:
@@ -592,6 +603,27 @@ def _layer(strategy: Strategy, inner: Runner) -> Runner:
 
     async def run(call: Call, context: ResilienceContext) -> Any:
         return await execute(lambda: inner(call, context), context)
+
+    return run
+
+
+def _guard_block(guards: list[Strategy], inner: Runner) -> Runner:
+    makers = tuple(strategy.guard for strategy in guards)
+
+    async def run(call: Call, context: ResilienceContext) -> Any:
+        entered = []
+        try:
+            for make in makers:
+                guard = make(context)
+                await guard.__aenter__()
+                entered.append(guard)
+            result = await inner(call, context)
+        except BaseException as exc:
+            await _exit_all(entered, exc)  # re-raises unless a guard suppressed it
+            return None
+        for guard in reversed(entered):  # the way out without an exception, inlined
+            await guard.__aexit__(None, None, None)
+        return result
 
     return run
 
