@@ -53,6 +53,8 @@ def emit(
     scoped = None if context is None else context.listeners
     if not own and not scoped:
         return
+    if not (own and own.wants(severity)) and not (scoped and scoped.wants(severity)):
+        return  # e.g. only a logging listener whose level is disabled: build nothing
     event = ResilienceEvent(
         name,
         strategy,

@@ -34,6 +34,15 @@ class Listeners:
     def __bool__(self) -> bool:
         return bool(self._callbacks)
 
+    def wants(self, severity: int) -> bool:
+        """Whether any listener would act on an event of ``severity``: a listener may say so
+        with an ``accepts(severity)`` method (LoggingListener does); others hear everything."""
+        for callback in self._callbacks:
+            accepts = getattr(callback, "accepts", None)
+            if accepts is None or accepts(severity):
+                return True
+        return False
+
     def emit(self, event: object) -> None:
         for callback in self._callbacks:
             try:

@@ -35,6 +35,10 @@ class LoggingListener:
         self.logger = logger or logging.getLogger("aioresilience")
         self.levels = {**_LEVELS, **(levels or {})}
 
+    def accepts(self, severity: Severity) -> bool:
+        """Whether an event of ``severity`` would be logged (checked before it is built)."""
+        return self.logger.isEnabledFor(self.levels[Severity(severity)])
+
     def __call__(self, event: ResilienceEvent) -> None:
         level = self.levels[event.severity]
         if not self.logger.isEnabledFor(level):

@@ -154,7 +154,8 @@ class _Retry(Strategy):
     async def execute(self, call: Call, context: ResilienceContext) -> Any:
         async def attempt() -> Any:
             context.attempt += 1
-            if not context.listeners:
+            listeners = context.listeners
+            if not listeners or not listeners.wants(Severity.DEBUG):
                 return await call()
             started, outcome = _clock.now(), "cancelled"
             try:
@@ -475,7 +476,7 @@ class Pipeline:
         context.pipeline = self.name
         context.listeners = self._listeners
         token = context_var.set(context)
-        if not self._listeners:
+        if not self._listeners.wants(Severity.DEBUG):  # nobody times the calls
             try:
                 return await self._run(call, context)
             finally:

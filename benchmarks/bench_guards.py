@@ -289,6 +289,16 @@ def hyx_stack() -> Decorator:
     return stack
 
 
+def with_disabled_logging() -> ar.Pipeline:
+    import logging
+
+    logger = logging.getLogger("aioresilience.bench")
+    logger.setLevel(logging.CRITICAL)  # every event's level is disabled
+    pipeline = five_strategies()
+    pipeline.add_listener(ar.LoggingListener(logger))
+    return pipeline
+
+
 def pipeline_cases() -> dict[str, Callable[[], RunN]]:
     return {
         "aioresilience empty Pipeline.execute": pipeline_execute(
@@ -296,5 +306,8 @@ def pipeline_cases() -> dict[str, Callable[[], RunN]]:
         ),
         "aioresilience 5-strategy Pipeline.execute": pipeline_execute(five_strategies),
         "aioresilience 5-strategy @pipeline": decorated(lambda: five_strategies()),
+        "aioresilience 5-strategy + LoggingListener (level disabled)": pipeline_execute(
+            with_disabled_logging
+        ),
         "hyx 5 decorators stacked (same order)": decorated(hyx_stack),
     }
