@@ -222,6 +222,10 @@ class CircuitBreaker(EventSource):
         if judge is not None and judge(result):
             self._on_failure(generation, start)
             return
+        self._on_plain_success(generation, start)
+
+    def _on_plain_success(self, generation: int, start: float) -> None:
+        """A success with no result to judge (the end of an ``async with`` block)."""
         self._successes += 1
         machine = self._machine
         slow_after = self._slow_after
@@ -297,7 +301,7 @@ class CircuitBreaker(EventSource):
         generation, start, outer = entries.get()
         entries.set(outer)
         if exc is None:
-            self._on_success(None, generation, start)
+            self._on_plain_success(generation, start)
         else:
             self._on_exception(exc, generation, start)
         return DONE

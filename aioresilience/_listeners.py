@@ -39,7 +39,11 @@ class Listeners:
         with an ``accepts(severity)`` method (LoggingListener does); others hear everything."""
         for callback in self._callbacks:
             accepts = getattr(callback, "accepts", None)
-            if accepts is None or accepts(severity):
+            try:
+                if accepts is None or accepts(severity):
+                    return True
+            except Exception:
+                logger.exception("listener %r failed in accepts(%r)", callback, severity)
                 return True
         return False
 

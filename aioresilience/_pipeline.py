@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import functools
+import math
 import operator
 import random
 import warnings
@@ -259,7 +261,10 @@ class _Chaos(Strategy):
         emit(None, self.name, "chaos_injected", Severity.INFO, injection=self.kind)
         action = self._action
         if self.kind == "chaos_fault":
-            raise action() if callable(action) else action
+            if isinstance(action, BaseException):
+                # A fresh copy each time: re-raising one instance grows its traceback forever.
+                raise copy.copy(action).with_traceback(None)
+            raise action()
         if self.kind == "chaos_latency":
             low, high = action
             await asyncio.sleep(self._random.uniform(low, high))
@@ -296,6 +301,22 @@ class _Before:
         return None
 
 
+async def _cancel_and_await(tasks: set[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has finished, even if the waiting itself is
+    cancelled again (then re-raise that cancellation afterwards): no task is left behind."""
+    for task in tasks:
+        task.cancel()
+    cancelled = False
+    while tasks:
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            cancelled = True
+        tasks = {t for t in tasks if not t.done()}
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 class _Hedge(Strategy):
     """Start another attempt every ``delay`` seconds without an acceptable result (up to
     ``max_hedged`` more); a failed attempt starts the next at once; the first acceptable
@@ -319,21 +340,28 @@ class _Hedge(Strategy):
 
     async def execute(self, call: Call, context: ResilienceContext) -> Any:
         loop = asyncio.get_running_loop()
+        core = None if self.budget is None else self.budget._core
         running: set[asyncio.Task[Any]] = set()
         extra = 0
+        may_hedge = True
         last: asyncio.Task[Any] | None = None
 
-        def start() -> None:
+        def start(hedged: bool) -> None:
             context.attempt += 1
             self.started += 1
-            if running:
-                emit(None, self.name, "hedge_started", Severity.INFO, hedge=len(running))
-            running.add(asyncio.ensure_future(call(), loop=loop))
+            task = asyncio.ensure_future(call(), loop=loop)
+            if hedged:
+                emit(None, self.name, "hedge_started", Severity.INFO, hedge=extra)
+                if core is not None:  # the retry slot is held while the hedge runs
+                    task.add_done_callback(lambda _: core.end_retry())
+            running.add(task)
 
-        start()
+        if core is not None:
+            core.start_request()
+        start(hedged=False)
         try:
             while True:
-                can_hedge = extra < self.max_hedged
+                can_hedge = may_hedge and extra < self.max_hedged
                 done, _ = await asyncio.wait(
                     running,
                     timeout=self.delay if can_hedge else None,
@@ -343,33 +371,34 @@ class _Hedge(Strategy):
                 for task in done:
                     running.discard(task)
                     last = task
-                    if task.exception() is None and (
+                    won = task.exception() is None and (
                         self.acceptable is None or self.acceptable(task.result())
-                    ):
+                    )
+                    if core is not None:
+                        core.record(won)
+                    if won:
                         return task.result()
                     failed_now = True
-                if can_hedge and (failed_now or not done) and self._budget_allows():
-                    extra += 1
-                    start()
-                elif not running:
+                if can_hedge and (failed_now or not done):
+                    if self._budget_allows(core):
+                        extra += 1
+                        start(hedged=True)
+                    else:
+                        may_hedge = False  # spent: no more hedges for this call
+                if not running:
                     assert last is not None
                     return last.result()  # raises the last attempt's exception
         finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+            if core is not None:
+                core.end_request()
+            await _cancel_and_await(running)
 
-    def _budget_allows(self) -> bool:
-        budget = self.budget
-        if budget is None:
+    def _budget_allows(self, core: Any) -> bool:
+        if core is None or core.try_retry():
             return True
-        if budget._core.try_retry():
-            budget._core.end_retry()  # hedges spend budget like retries
-            budget._core.record(False)
-            return True
-        budget.exhausted += 1
-        emit(None, self.name, "budget_exhausted", Severity.WARNING, budget=budget.kind)
+        assert self.budget is not None
+        self.budget.exhausted += 1
+        emit(None, self.name, "budget_exhausted", Severity.WARNING, budget=self.budget.kind)
         return False
 
     def describe(self) -> dict[str, Any]:
@@ -424,7 +453,9 @@ _SURPRISING_ORDERS: tuple[tuple[str, str, str], ...] = (
 def _order_warnings(kinds: list[str]) -> list[str]:
     found = []
     for outer, inner, advice in _SURPRISING_ORDERS:
-        if outer in kinds and inner in kinds and kinds.index(outer) < kinds.index(inner):
+        outers = [i for i, kind in enumerate(kinds) if kind == outer]
+        inners = [i for i, kind in enumerate(kinds) if kind == inner]
+        if outers and inners and min(outers) < max(inners):
             found.append(f"{outer} outside {inner}: {advice}")
     return found
 
@@ -441,9 +472,8 @@ class Pipeline:
         self._run = _compose(strategies)
         self._listeners = Listeners()
         self._guards_only = all(s.is_guard for s in strategies)
-        self._stacks: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
-            f"aioresilience.pipeline.{name}", default=None
-        )
+        self._stacks: contextvars.ContextVar[list[tuple[list[Any], Any]] | None]
+        self._stacks = contextvars.ContextVar(f"aioresilience.pipeline.{name}", default=None)
         if not strategies:
             # Nothing to add: `execute(fn, *args)` is `fn(*args)` itself. operator.call is the
             # C implementation of exactly that, so an empty pipeline costs one C call.
@@ -469,8 +499,13 @@ class Pipeline:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Like :meth:`execute`, with a context of the caller's (operation key, properties)."""
-        return await self._execute(context, functools.partial(fn, *args, **kwargs))  # type: ignore[no-any-return]
+        """Like :meth:`execute`, with the caller's operation key and properties. The context
+        object given is a template: each call gets its own copy (sharing ``properties``, so
+        callbacks can leave values there), and the template itself is not changed."""
+        call_context = ResilienceContext(
+            operation_key=context.operation_key, properties=context.properties
+        )
+        return await self._execute(call_context, functools.partial(fn, *args, **kwargs))  # type: ignore[no-any-return]
 
     async def _execute(self, context: ResilienceContext, call: Call) -> Any:
         context.pipeline = self.name
@@ -535,7 +570,8 @@ class Pipeline:
                 f"{self.name}: `async with` cannot re-run its body, and {', '.join(kinds)} "
                 "would need to; use pipeline.execute(fn, ...) or @pipeline instead"
             )
-        context = ResilienceContext()
+        context = ResilienceContext(pipeline=self.name, listeners=self._listeners)
+        token = context_var.set(context)
         entered: list[Any] = []
         try:
             for strategy in self.strategies:
@@ -543,16 +579,27 @@ class Pipeline:
                 await guard.__aenter__()
                 entered.append(guard)
         except BaseException as exc:
-            await _exit_all(entered, exc)
-            raise
+            final = await _exit_all(entered, exc)
+            context_var.reset(token)
+            if final is None or final is exc:
+                raise
+            raise final from None
         stack = self._stacks.get()
-        self._stacks.set([*(stack or ()), entered])
+        self._stacks.set([*(stack or ()), (entered, token)])
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         stacks = self._stacks.get() or []
-        entered = stacks[-1]
+        entered, token = stacks[-1]
         self._stacks.set(stacks[:-1])
-        return await _exit_all(entered, exc)
+        try:
+            final = await _exit_all(entered, exc)
+        finally:
+            context_var.reset(token)
+        if final is None:
+            return exc is not None  # suppressed by a guard (or nothing to raise)
+        if final is exc:
+            return False  # Python re-raises it, with its own traceback
+        raise final from None
 
     def describe(self) -> list[dict[str, Any]]:
         """The strategies, outermost first, as plain data (for tests and diagnostics)."""
@@ -563,19 +610,24 @@ class Pipeline:
         return f"<Pipeline {self.name!r}: {chain}>"
 
 
-async def _exit_all(entered: list[Any], exc: BaseException | None) -> bool:
-    """Leave guards innermost first; an exception a guard raises replaces the current one."""
-    suppressed = False
+async def _exit_all(entered: list[Any], exc: BaseException | None) -> BaseException | None:
+    """Leave guards innermost first, as nested ``async with`` blocks would: each sees the
+    exception so far; one that raises replaces it (chained to it); one that returns true
+    suppresses it. Returns the exception to raise, or None."""
+    original = exc
     for guard in reversed(entered):
-        exc_type = None if exc is None else type(exc)
         try:
-            if await guard.__aexit__(exc_type, exc, None if exc is None else exc.__traceback__):
-                suppressed, exc = True, None
+            if exc is None:
+                await guard.__aexit__(None, None, None)
+            elif await guard.__aexit__(type(exc), exc, exc.__traceback__):
+                exc = None
         except BaseException as error:
-            exc, suppressed = error, False
-    if exc is not None and not suppressed:
-        raise exc
-    return suppressed
+            # Python chained it to the exception our caller is handling (the original); a
+            # nested `async with` would chain it to the one it replaces.
+            if exc is not None and error is not exc and error.__context__ in (None, original):
+                error.__context__ = exc
+            exc = error
+    return exc
 
 
 def _compose(strategies: tuple[Strategy, ...]) -> Runner:
@@ -620,11 +672,18 @@ def _guard_block(guards: list[Strategy], inner: Runner) -> Runner:
                 entered.append(guard)
             result = await inner(call, context)
         except BaseException as exc:
-            await _exit_all(entered, exc)  # re-raises unless a guard suppressed it
-            return None
-        for guard in reversed(entered):  # the way out without an exception, inlined
-            await guard.__aexit__(None, None, None)
-        return result
+            error = await _exit_all(entered, exc)
+            if error is None:
+                return None  # a guard suppressed it, as `async with` allows
+            if error is exc:
+                raise
+        else:
+            error = await _exit_all(entered, None)
+            if error is None:
+                return result
+        # Raised out here, not in the except block, so Python keeps the __context__ that
+        # _exit_all chained (the exception it replaced) instead of the original one.
+        raise error
 
     return run
 
@@ -670,6 +729,8 @@ class PipelineBuilder:
             raise TypeError(f"limiter must be a RateLimiter, got {limiter!r}")
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the context, got {key!r}")
+        if cost.__class__ is not int or cost != 1:
+            limiter._check_cost(cost)
         return self._add(_RateLimit(limiter, key, cost))
 
     def retry(self, policy: Retry | None = None, **options: Any) -> PipelineBuilder:
@@ -692,13 +753,17 @@ class PipelineBuilder:
             raise TypeError(f"give a CircuitBreaker or options, not both: {sorted(options)}")
         if not isinstance(breaker, CircuitBreaker):
             raise TypeError(f"breaker must be a CircuitBreaker, got {breaker!r}")
-        return self._add(_Wrapping("circuit_breaker", breaker, is_guard=True))
+        # With a failure_result predicate the breaker must see the call's result, which an
+        # `async with` exit does not get: run it as a wrapper then.
+        is_guard = breaker._failure_result is None
+        return self._add(_Wrapping("circuit_breaker", breaker, is_guard=is_guard))
 
     def bulkhead(self, bulkhead: Bulkhead | int | None = None, **options: Any) -> PipelineBuilder:
         if not isinstance(bulkhead, Bulkhead):
-            bulkhead = Bulkhead(
-                bulkhead if bulkhead is not None else options.pop("max_concurrent"), **options
-            )
+            size = bulkhead if bulkhead is not None else options.pop("max_concurrent", None)
+            if size is None:
+                raise TypeError("bulkhead() needs a Bulkhead or max_concurrent")
+            bulkhead = Bulkhead(size, **options)
         elif options:
             raise TypeError(f"give a Bulkhead or options, not both: {sorted(options)}")
         return self._add(_Wrapping("bulkhead", bulkhead, is_guard=True))
@@ -745,7 +810,7 @@ class PipelineBuilder:
         size = positive_int("max_hedged", max_hedged)
         wait = non_negative_or_none("delay", delay)
         if wait is None:
-            raise ValueError("delay must be a number >= 0, got None")
+            raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
         if acceptable is not None and not callable(acceptable):
             raise TypeError(f"acceptable must be callable or None, got {acceptable!r}")
         if budget is not None and not isinstance(budget, RetryBudget):
@@ -766,7 +831,10 @@ class PipelineBuilder:
         fault: BaseException | Callable[[], BaseException] | None = None,
         enabled: bool | Callable[[], bool] = True,
     ) -> PipelineBuilder:
-        """Raise ``fault`` (default :class:`ChaosFault`) instead of calling, at ``rate``."""
+        """Raise ``fault`` (default :class:`ChaosFault`) instead of calling, at ``rate``.
+        ``fault`` is an exception (a fresh copy is raised each time) or a factory of them."""
+        if fault is not None and not (isinstance(fault, BaseException) or callable(fault)):
+            raise TypeError(f"fault must be an exception or a callable making one, got {fault!r}")
         return self._chaos(
             "chaos_fault", rate, enabled, fault or (lambda: ChaosFault("chaos: injected fault"))
         )
@@ -780,7 +848,7 @@ class PipelineBuilder:
     ) -> PipelineBuilder:
         """Sleep ``latency`` seconds (or a uniform draw from ``(low, high)``) before calling."""
         low, high = latency if isinstance(latency, tuple) else (latency, latency)
-        if not (0 <= low <= high and high > 0):
+        if not (0 <= low <= high and 0 < high < math.inf):
             raise ValueError(f"latency must be > 0 or a range 0 <= low <= high, got {latency!r}")
         return self._chaos("chaos_latency", rate, enabled, (float(low), float(high)))
 
@@ -798,8 +866,7 @@ class PipelineBuilder:
         enabled: bool | Callable[[], bool] = True,
     ) -> PipelineBuilder:
         """Run ``await behavior()`` (drop a cache, restart a pool...) before calling."""
-        if not callable(behavior):
-            raise TypeError(f"behavior must be an async callable, got {behavior!r}")
+        require_async("chaos_behavior", behavior)
         return self._chaos("chaos_behavior", rate, enabled, behavior)
 
     def add(self, strategy: Strategy) -> PipelineBuilder:

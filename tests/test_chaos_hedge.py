@@ -150,7 +150,8 @@ def _always_fails(started: list[float]) -> Any:
 
 
 async def test_hedge_spends_a_budget_and_cancels_on_caller_cancel() -> None:
-    budget = ar.RetryBudget.tokens(max_tokens=2, token_ratio=0.1)
+    # Envoy's form: hedges in flight count as retries in flight, at most max(1, 10 % of 1).
+    budget = ar.RetryBudget.concurrency(percent=0.1, min_retries=1)
     pipeline = (
         Pipeline.builder().hedge(max_hedged=3, delay=1.0, idempotent=True, budget=budget).build()
     )
@@ -162,11 +163,13 @@ async def test_hedge_spends_a_budget_and_cancels_on_caller_cancel() -> None:
 
     task = asyncio.create_task(pipeline.execute(slow))
     await asyncio.sleep(10)
-    assert len(started) == 2  # 2 tokens: one hedge leaves 1 = half, no more
+    assert len(started) == 2  # one hedge in flight is all the budget allows
+    assert budget.exhausted == 1  # refused once, then no more hedging for this call
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert (budget._core.requests, budget._core.retries) == (0, 0)
 
 
 def test_hedge_and_chaos_validation() -> None:
