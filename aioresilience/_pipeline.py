@@ -159,24 +159,7 @@ class _Retry(Strategy):
             listeners = context.listeners
             if not listeners or not listeners.wants(Severity.DEBUG):
                 return await call()
-            started, outcome = _clock.now(), "cancelled"
-            try:
-                result = await call()
-                outcome = "success"
-                return result
-            except Exception:
-                outcome = "failure"
-                raise
-            finally:
-                emit(
-                    None,
-                    self.name,
-                    "attempt",
-                    Severity.DEBUG,
-                    attempt=context.attempt,
-                    duration=_clock.now() - started,
-                    outcome=outcome,
-                )
+            return await _timed(call(), self.name, "attempt", attempt=context.attempt)
 
         return await self.policy.call(attempt)
 
@@ -299,6 +282,22 @@ class _Before:
 
     async def __aexit__(self, *exc_info: object) -> None:
         return None
+
+
+async def _timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -> T:
+    """Await ``work`` and emit ``event`` (DEBUG) with its duration and outcome: success,
+    failure, or cancelled."""
+    started, outcome = _clock.now(), "cancelled"
+    try:
+        result = await work
+        outcome = "success"
+        return result
+    except Exception:
+        outcome = "failure"
+        raise
+    finally:
+        duration = _clock.now() - started
+        emit(None, strategy, event, Severity.DEBUG, duration=duration, outcome=outcome, **details)
 
 
 async def _cancel_and_await(tasks: set[asyncio.Task[Any]]) -> None:
@@ -511,29 +510,11 @@ class Pipeline:
         context.pipeline = self.name
         context.listeners = self._listeners
         token = context_var.set(context)
-        if not self._listeners.wants(Severity.DEBUG):  # nobody times the calls
-            try:
-                return await self._run(call, context)
-            finally:
-                context_var.reset(token)
-        started = _clock.now()
-        outcome = "cancelled"
         try:
-            result = await self._run(call, context)
-            outcome = "success"
-            return result
-        except Exception:
-            outcome = "failure"
-            raise
+            if not self._listeners.wants(Severity.DEBUG):  # nobody times the calls
+                return await self._run(call, context)
+            return await _timed(self._run(call, context), self.name, "pipeline_executed")
         finally:
-            emit(
-                None,
-                self.name,
-                "pipeline_executed",
-                Severity.DEBUG,
-                duration=_clock.now() - started,
-                outcome=outcome,
-            )
             context_var.reset(token)
 
     def add_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:
