@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+from helpers import burst
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,18 +18,6 @@ from aioresilience._core.ratelimit import decide
 from aioresilience._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from aioresilience._core.sliding_window_log import SlidingWindowLogAlgorithm
 from aioresilience._core.token_bucket import TokenBucketAlgorithm
-
-
-def burst(algorithm: Any, now: float, n: int) -> tuple[list[bool], Any]:
-    state = None
-    admitted = []
-    for _ in range(n):
-        new, _at, ok = algorithm.reserve(state, now, 1, 0.0)
-        if ok:
-            state = new
-        admitted.append(ok)
-    return admitted, state
-
 
 ALGORITHMS = {
     "token_bucket": lambda: TokenBucketAlgorithm(capacity=5, refill_rate=2.0),

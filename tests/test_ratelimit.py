@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+from helpers import burst
 
 from aioresilience import (
     GCRA,
@@ -23,17 +24,6 @@ from aioresilience._core.fixed_window import FixedWindowAlgorithm
 from aioresilience._core.token_bucket import TokenBucketAlgorithm
 from aioresilience.stores import MemoryStore
 from aioresilience.testing import run
-
-
-def burst(algorithm: Any, now: float, n: int) -> tuple[list[bool], Any]:
-    state = None
-    admitted = []
-    for _ in range(n):
-        new, _at, ok = algorithm.reserve(state, now, 1, 0.0)
-        if ok:
-            state = new
-        admitted.append(ok)
-    return admitted, state
 
 
 def make(kind: str, **options: Any) -> RateLimiter[Any]:
