@@ -143,6 +143,8 @@ class _RateLimit(Strategy):
         return await call()
 
     def guard(self, context: ResilienceContext) -> Any:
+        if self.key is None and self.cost == 1:
+            return self.limiter  # its own `async with` takes one unit of the unkeyed limit
         return self.limiter.for_key(None if self.key is None else self.key(context), cost=self.cost)
 
 
@@ -659,9 +661,20 @@ def _guard_block(guards: list[Strategy], inner: Runner) -> Runner:
             if error is exc:
                 raise
         else:
-            error = await _exit_all(entered, None)
-            if error is None:
+            # The way out without an exception, inlined (no coroutine for _exit_all) until a
+            # guard's exit raises; the guards outside it then see that exception.
+            index = len(entered)
+            while index:
+                index -= 1
+                try:
+                    await entered[index].__aexit__(None, None, None)
+                except BaseException as exit_error:
+                    error = await _exit_all(entered[:index], exit_error)
+                    break
+            else:
                 return result
+            if error is None:
+                return None  # an outer guard suppressed the exit error
         # Raised out here, not in the except block, so Python keeps the __context__ that
         # _exit_all chained (the exception it replaced) instead of the original one.
         raise error
