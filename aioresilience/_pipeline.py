@@ -685,6 +685,20 @@ def _guard_block(guards: list[Strategy], inner: Runner) -> Runner:
 # -- the builder ------------------------------------------------------------------------------
 
 
+def _given_or_built(
+    name: str, given: Any, kind: type[T], build: Callable[..., T], options: dict[str, Any]
+) -> T:
+    """A builder method's primitive: the one ``given`` (shared with other code), or a new one
+    built from ``options`` — not both."""
+    if given is None:
+        return build(**options)
+    if options:
+        raise TypeError(f"give a {kind.__name__} or options, not both: {sorted(options)}")
+    if not isinstance(given, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, got {given!r}")
+    return given
+
+
 class PipelineBuilder:
     """Add strategies outermost first, then :meth:`build`."""
 
@@ -715,12 +729,7 @@ class PipelineBuilder:
     ) -> PipelineBuilder:
         """An existing limiter, or ``rate="100/s"`` (and TokenBucket options) for a new one.
         ``key(context)`` picks the key per call."""
-        if limiter is None:
-            limiter = TokenBucket(**options)
-        elif options:
-            raise TypeError(f"give a limiter or options, not both: {sorted(options)}")
-        if not isinstance(limiter, RateLimiter):
-            raise TypeError(f"limiter must be a RateLimiter, got {limiter!r}")
+        limiter = _given_or_built("limiter", limiter, RateLimiter, TokenBucket, options)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the context, got {key!r}")
         if cost.__class__ is not int or cost != 1:
@@ -730,11 +739,7 @@ class PipelineBuilder:
     def retry(self, policy: Retry | None = None, **options: Any) -> PipelineBuilder:
         if policy is None:
             options.setdefault("seed", self.seed)
-            policy = Retry(**options)
-        elif options:
-            raise TypeError(f"give a Retry or options, not both: {sorted(options)}")
-        if not isinstance(policy, Retry):
-            raise TypeError(f"policy must be a Retry, got {policy!r}")
+        policy = _given_or_built("policy", policy, Retry, Retry, options)
         return self._add(_Retry(policy))
 
     def circuit_breaker(
@@ -742,11 +747,7 @@ class PipelineBuilder:
     ) -> PipelineBuilder:
         if breaker is None:
             options.setdefault("seed", self.seed)
-            breaker = CircuitBreaker(**options)
-        elif options:
-            raise TypeError(f"give a CircuitBreaker or options, not both: {sorted(options)}")
-        if not isinstance(breaker, CircuitBreaker):
-            raise TypeError(f"breaker must be a CircuitBreaker, got {breaker!r}")
+        breaker = _given_or_built("breaker", breaker, CircuitBreaker, CircuitBreaker, options)
         # With a failure_result predicate the breaker must see the call's result, which an
         # `async with` exit does not get: run it as a wrapper then.
         is_guard = breaker._failure_result is None
@@ -772,10 +773,7 @@ class PipelineBuilder:
     def adaptive_limit(
         self, limiter: AdaptiveLimiter | None = None, **options: Any
     ) -> PipelineBuilder:
-        if limiter is None:
-            limiter = AdaptiveLimiter(**options)
-        elif options:
-            raise TypeError(f"give an AdaptiveLimiter or options, not both: {sorted(options)}")
+        limiter = _given_or_built("limiter", limiter, AdaptiveLimiter, AdaptiveLimiter, options)
         return self._add(_Wrapping("adaptive_limit", limiter, is_guard=True))
 
     def load_shed(
