@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from harness import RunN, trivial
+from harness import RunN, trivial, with_guard
 
 import aioresilience as ar
 
@@ -165,23 +165,6 @@ def timeout_cases() -> dict[str, Callable[[], RunN]]:
 
 
 # -- capacity: bulkhead, queue, adaptive limiter --------------------------------------------------
-
-
-def with_guard(make_guard: Callable[[], Any]) -> Callable[[], RunN]:
-    """A case that runs ``await f()`` inside ``async with guard`` (uncontended)."""
-
-    def make() -> RunN:
-        guard = make_guard()
-
-        async def run(n: int) -> None:
-            f = trivial
-            for _ in range(n):
-                async with guard:
-                    await f()
-
-        return run
-
-    return make
 
 
 def hyx_bulkhead() -> Any:

@@ -21,7 +21,7 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from harness import RunN, measure, table, trivial
+from harness import RunN, acquire_then_call, measure, table, trivial, with_guard
 
 import aioresilience as ar
 from aioresilience.testing import VirtualTimeLoop
@@ -46,56 +46,16 @@ def ours_try(limiter: ar.RateLimiter[Any]) -> Callable[[], RunN]:
     return make
 
 
-def ours_acquire() -> RunN:
-    limiter = ar.TokenBucket(HUGE, FAST)
-
-    async def run(n: int) -> None:
-        acquire, f = limiter.acquire, trivial
-        for _ in range(n):
-            await acquire()
-            await f()
-
-    return run
-
-
-def ours_async_with() -> RunN:
-    limiter = ar.TokenBucket(HUGE, FAST)
-
-    async def run(n: int) -> None:
-        f = trivial
-        for _ in range(n):
-            async with limiter:
-                await f()
-
-    return run
-
-
-def hyx_token_bucket() -> RunN:
+def hyx_token_bucket() -> Callable[[], Awaitable[Any]]:
     from hyx.ratelimit.managers import TokenBucketLimiter
 
-    limiter = TokenBucketLimiter(HUGE, 1.0)
-
-    async def run(n: int) -> None:
-        acquire, f = limiter.acquire, trivial
-        for _ in range(n):
-            await acquire()
-            await f()
-
-    return run
+    return TokenBucketLimiter(HUGE, 1.0).acquire  # type: ignore[no-any-return]
 
 
-def aiolimiter_async_with() -> RunN:
+def aiolimiter() -> Any:
     from aiolimiter import AsyncLimiter
 
-    limiter = AsyncLimiter(HUGE, 1.0)
-
-    async def run(n: int) -> None:
-        f = trivial
-        for _ in range(n):
-            async with limiter:
-                await f()
-
-    return run
+    return AsyncLimiter(HUGE, 1.0)
 
 
 def limits_strategy(name: str) -> Callable[[], RunN]:
@@ -142,10 +102,12 @@ def admit_cases() -> dict[str, Callable[[], RunN]]:
             ar.SlidingWindowCounter(HUGE, 1.0)
         ),
         "aioresilience SlidingWindowLog.try_acquire": ours_try(ar.SlidingWindowLog(HUGE, 1.0)),
-        "aioresilience TokenBucket await acquire()": ours_acquire,
-        "aioresilience TokenBucket async with": ours_async_with,
-        "hyx TokenBucketLimiter await acquire()": hyx_token_bucket,
-        "aiolimiter AsyncLimiter async with": aiolimiter_async_with,
+        "aioresilience TokenBucket await acquire()": acquire_then_call(
+            lambda: ar.TokenBucket(HUGE, FAST).acquire
+        ),
+        "aioresilience TokenBucket async with": with_guard(lambda: ar.TokenBucket(HUGE, FAST)),
+        "hyx TokenBucketLimiter await acquire()": acquire_then_call(hyx_token_bucket),
+        "aiolimiter AsyncLimiter async with": with_guard(aiolimiter),
         "limits (async memory) FixedWindow hit": limits_strategy("FixedWindowRateLimiter"),
         "limits (async memory) SlidingWindowCounter hit": limits_strategy(
             "SlidingWindowCounterRateLimiter"

@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 RunN = Callable[[int], Awaitable[None]]
 
@@ -31,6 +32,42 @@ def bare_case() -> RunN:
             await f()
 
     return run
+
+
+def with_guard(make_guard: Callable[[], Any]) -> Callable[[], RunN]:
+    """A case that runs ``await f()`` inside ``async with guard`` (made once per case)."""
+
+    def make() -> RunN:
+        guard = make_guard()
+
+        async def run(n: int) -> None:
+            f = trivial
+            for _ in range(n):
+                async with guard:
+                    await f()
+
+        return run
+
+    return make
+
+
+def acquire_then_call(
+    make_acquire: Callable[[], Callable[[], Awaitable[Any]]],
+) -> Callable[[], RunN]:
+    """A case that runs ``await acquire()`` then ``await f()``."""
+
+    def make() -> RunN:
+        acquire = make_acquire()
+
+        async def run(n: int) -> None:
+            f = trivial
+            for _ in range(n):
+                await acquire()
+                await f()
+
+        return run
+
+    return make
 
 
 @dataclass
