@@ -37,6 +37,7 @@ from ._errors import (
     RateLimited,
     Rejected,
     ResilienceError,
+    StoreError,
     Throttled,
     TimeoutExceeded,
 )
@@ -131,6 +132,7 @@ __all__ = [
     "Severity",
     "SlidingWindowCounter",
     "SlidingWindowLog",
+    "StoreError",
     "Strategy",
     "Throttled",
     "Tier",

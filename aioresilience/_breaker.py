@@ -184,6 +184,14 @@ class CircuitBreaker(EventSource):
             return CircuitState.HALF_OPEN
         return machine.state
 
+    @property
+    def retry_after(self) -> float:
+        """Seconds until an open breaker admits a probe (0 when it admits calls now)."""
+        machine = self._machine
+        if machine.state is not CircuitState.OPEN:
+            return 0.0
+        return max(0.0, machine.open_until - _clock.now())
+
     def _transition(self, before: CircuitState, now: float) -> None:
         after = self._machine.state
         if after is before:

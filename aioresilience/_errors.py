@@ -13,7 +13,8 @@
           │    ├── QueueFull             a backpressure queue refused an item
           │    ├── LoadShed              shed by priority while the system is overloaded
           │    └── ConcurrencyLimited    an adaptive concurrency limit is reached
-          └── TimeoutExceeded            a deadline of ours expired (also a builtin TimeoutError)
+          ├── TimeoutExceeded            a deadline of ours expired (also a builtin TimeoutError)
+          └── StoreError                 a shared store (Redis) failed in a way no policy covers
 
 Later patterns add their refusals under ``Rejected`` (circuit open, bulkhead full, queue full,
 load shed), so ``except Rejected`` catches "the call never ran" in one place. Exceptions raised
@@ -33,6 +34,7 @@ __all__ = [
     "RateLimited",
     "Rejected",
     "ResilienceError",
+    "StoreError",
     "Throttled",
     "TimeoutExceeded",
 ]
@@ -116,3 +118,8 @@ class TimeoutExceeded(ResilienceError, TimeoutError):
     def __init__(self, message: str, *, seconds: float) -> None:
         super().__init__(message)
         self.seconds = seconds
+
+
+class StoreError(ResilienceError):
+    """A shared store failed in a way no failure policy covers: a key holding a foreign value,
+    a server too old for the scripts. (An unreachable store is handled by the policy.)"""

@@ -18,7 +18,7 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
-from typing import Any, Final, Generic, ParamSpec, TypeVar
+from typing import Any, Final, Generic, ParamSpec, Protocol, TypeVar
 
 from . import _clock
 from ._awaitable import DONE
@@ -65,7 +65,8 @@ _UNSET: Final = _Unset()
 class RateLimiterStatistics:
     """A snapshot of one limiter's counters. ``admitted`` includes ``waited`` (admitted after
     waiting); ``cancelled`` waiters gave their reservation back; ``waiting`` and ``keys`` are
-    live values."""
+    live values (``keys``: those held in this process). ``store_failures`` counts decisions a
+    shared store could not make, decided by the failure policy instead."""
 
     name: str
     admitted: int
@@ -74,6 +75,25 @@ class RateLimiterStatistics:
     cancelled: int
     waiting: int
     keys: int
+    store_failures: int = 0
+
+
+class RemoteLimit(Protocol):
+    """One limiter's state in a shared store (such as a ``RedisStore``)."""
+
+    async def admit(self, key: Hashable, cost: int, max_wait: float) -> bool:
+        """Admit within ``max_wait`` (``True``: after waiting) or raise RateLimited."""
+        ...
+
+    async def decide(self, key: Hashable, cost: int) -> Decision: ...
+
+    def waiting(self) -> int: ...
+
+
+class SharedStore(Protocol):
+    """What a limiter needs of a store shared by many processes."""
+
+    def _bind(self, limiter: RateLimiter[Any]) -> RemoteLimit: ...
 
 
 class _Waiter:
@@ -117,11 +137,13 @@ class RateLimiter(EventSource, Generic[S]):
         "_queued",
         "_queues",
         "_rejected",
+        "_remote",
         "_replan_loop",
         "_reserve",
         "_returned",
         "_seq",
         "_store",
+        "_store_failures",
         "_timer",
         "_timer_at",
         "_timer_loop",
@@ -136,6 +158,7 @@ class RateLimiter(EventSource, Generic[S]):
         name: str | None = None,
         max_wait: float | None = None,
         max_keys: int = 100_000,
+        store: SharedStore | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, got {name!r}")
@@ -160,7 +183,18 @@ class RateLimiter(EventSource, Generic[S]):
         self._timer_at = 0.0
         self._seq = 0
         self._admitted = self._rejected = self._waited = self._cancelled = 0
+        self._store_failures = 0
         self._events = None
+        self._remote: RemoteLimit | None = None
+        if store is not None:
+            if not callable(getattr(store, "_bind", None)):
+                raise TypeError(
+                    "store must be a shared store such as aioresilience.stores.redis.RedisStore "
+                    f"(or None for this process's memory), got {store!r}"
+                )
+            self._remote = store._bind(self)
+            # The non-waiting sync paths run the algorithm in process: point them at an error.
+            self._reserve = _decides_remotely(self.name)
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -195,6 +229,8 @@ class RateLimiter(EventSource, Generic[S]):
         remaining capacity, retry-after and reset time, as rate-limit headers need."""
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
+        if self._remote is not None:
+            self._reserve(None, 0.0, cost, 0.0)  # raises: this limiter decides remotely
         now = _clock.now()
         store = self._store
         state, decision = decide(self._algorithm, store.get(key, now), now, cost)
@@ -203,6 +239,28 @@ class RateLimiter(EventSource, Generic[S]):
             self._admitted += 1
         else:
             self._rejected += 1
+        return decision
+
+    async def decide(self, cost: int = 1, *, key: Hashable = None) -> Decision:
+        """Decide at once, without waiting, on any store: the awaitable form of :meth:`check`
+        (the one to use with a :class:`~aioresilience.stores.redis.RedisStore`)."""
+        if cost.__class__ is not int or cost != 1:
+            self._check_cost(cost)
+        remote = self._remote
+        if remote is None:
+            return self.check(cost, key=key)
+        decision = await remote.decide(key, cost)
+        if decision.allowed:
+            self._admitted += 1
+        else:
+            self._rejected += 1
+            self._emit(
+                "rate_limited",
+                Severity.WARNING,
+                key=key,
+                cost=cost,
+                retry_after=decision.retry_after,
+            )
         return decision
 
     async def acquire(
@@ -225,6 +283,8 @@ class RateLimiter(EventSource, Generic[S]):
     def _admit(self, key: Hashable, cost: int, max_wait: float) -> Awaitable[None]:
         """Claim ``cost`` now: an awaitable that is already done when admitted at once, or
         that waits for the reservation; raises :class:`RateLimited` when refused."""
+        if self._remote is not None:
+            return self._admit_remotely(self._remote, key, cost, max_wait)
         now, at, admitted = self._claim(key, cost, max_wait)
         if not admitted:
             self._rejected += 1
@@ -240,6 +300,24 @@ class RateLimiter(EventSource, Generic[S]):
             return self._wait(key, cost, at)
         self._admitted += 1
         return DONE
+
+    async def _admit_remotely(
+        self, remote: RemoteLimit, key: Hashable, cost: int, max_wait: float
+    ) -> None:
+        try:
+            waited = await remote.admit(key, cost, max_wait)
+        except RateLimited as exc:
+            self._rejected += 1
+            self._emit(
+                "rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=exc.retry_after
+            )
+            raise
+        except asyncio.CancelledError:
+            self._cancelled += 1
+            raise
+        self._admitted += 1
+        if waited:
+            self._waited += 1
 
     def _claim(self, key: Hashable, cost: int, max_wait: float) -> tuple[float, float, bool]:
         """Reserve ``cost`` for ``key`` if it is due within ``max_wait``: ``(now, at, ok)``.
@@ -458,12 +536,15 @@ class RateLimiter(EventSource, Generic[S]):
             rejected=self._rejected,
             waited=self._waited,
             cancelled=self._cancelled,
-            waiting=self._queued,
+            waiting=self._queued if self._remote is None else self._remote.waiting(),
             keys=len(self._store),
+            store_failures=self._store_failures,
         )
 
     def remaining(self, key: Hashable = None) -> int:
-        """Cost admissible for ``key`` right now, consuming nothing."""
+        """Cost admissible for ``key`` right now, consuming nothing (in-memory limiters)."""
+        if self._remote is not None:
+            self._reserve(None, 0.0, 1, 0.0)  # raises: this limiter decides remotely
         now = _clock.now()
         return self._algorithm.inspect(self._store.get(key, now), now)[0]
 
@@ -475,9 +556,10 @@ class RateLimiter(EventSource, Generic[S]):
         return ""
 
     def __repr__(self) -> str:
+        where = f"remaining={self.remaining()}" if self._remote is None else f"store={self._remote}"
         return (
-            f"<{type(self).__name__} {self.name!r} {self._parameters()} "
-            f"remaining={self.remaining()} keys={len(self._store)} waiting={self._queued} "
+            f"<{type(self).__name__} {self.name!r} {self._parameters()} {where} "
+            f"keys={len(self._store)} waiting={self.statistics().waiting} "
             f"admitted={self._admitted} rejected={self._rejected}>"
         )
 
@@ -507,6 +589,17 @@ class KeyedLimit:
 
     def __repr__(self) -> str:
         return f"<KeyedLimit {self.limiter.name!r} key={self.key!r} cost={self.cost}>"
+
+
+def _decides_remotely(name: str) -> Callable[..., Any]:
+    def refuse(*args: object) -> Any:
+        raise TypeError(
+            f"{name} keeps its state in a shared store and decides over the network: use "
+            "`await limiter.decide()` or `await limiter.acquire()` instead of the sync "
+            "try_acquire()/check()/remaining()"
+        )
+
+    return refuse
 
 
 def _rate_per_second(name: str, value: object) -> float:
@@ -554,6 +647,7 @@ class TokenBucket(RateLimiter[int]):
         name: str | None = None,
         max_wait: float | None = None,
         max_keys: int = 100_000,
+        store: SharedStore | None = None,
     ) -> None:
         if rate is not None and capacity is None and refill_rate is None:
             count, period = parse_rate("rate", rate)
@@ -572,6 +666,7 @@ class TokenBucket(RateLimiter[int]):
             name=name,
             max_wait=max_wait,
             max_keys=max_keys,
+            store=store,
         )
 
     def _parameters(self) -> str:
@@ -599,6 +694,7 @@ class LeakyBucket(RateLimiter[int]):
         name: str | None = None,
         max_wait: float | None = None,
         max_keys: int = 100_000,
+        store: SharedStore | None = None,
     ) -> None:
         if rate is not None and capacity is None and leak_rate is None:
             count, period = parse_rate("rate", rate)
@@ -620,7 +716,7 @@ class LeakyBucket(RateLimiter[int]):
         else:
             raise ValueError(f"mode must be 'meter' or 'shaper', got {mode!r}")
         self.mode = mode
-        super().__init__(algorithm, name=name, max_wait=max_wait, max_keys=max_keys)
+        super().__init__(algorithm, name=name, max_wait=max_wait, max_keys=max_keys, store=store)
 
     def _parameters(self) -> str:
         return f"mode={self.mode} capacity={self.capacity} leak_rate={self.leak_rate:g}/s"
@@ -642,6 +738,7 @@ class GCRA(RateLimiter[int]):
         name: str | None = None,
         max_wait: float | None = None,
         max_keys: int = 100_000,
+        store: SharedStore | None = None,
     ) -> None:
         count, seconds = _rate_or(rate, limit, period, ("limit", "period"))
         self.limit_ = positive_int("limit", count)
@@ -653,6 +750,7 @@ class GCRA(RateLimiter[int]):
             name=name,
             max_wait=max_wait,
             max_keys=max_keys,
+            store=store,
         )
 
     def _parameters(self) -> str:
@@ -675,6 +773,7 @@ class _WindowLimiter(RateLimiter[S]):
         name: str | None = None,
         max_wait: float | None = None,
         max_keys: int = 100_000,
+        store: SharedStore | None = None,
     ) -> None:
         count, seconds = _rate_or(
             rate, max_requests, window_seconds, ("max_requests", "window_seconds")
@@ -686,6 +785,7 @@ class _WindowLimiter(RateLimiter[S]):
             name=name,
             max_wait=max_wait,
             max_keys=max_keys,
+            store=store,
         )
 
     def _parameters(self) -> str:
