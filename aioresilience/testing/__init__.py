@@ -4,8 +4,11 @@
   when nothing is ready, so time-based behaviour is tested without sleeping.
 - ``aioresilience.testing.pytest_plugin``: runs pytest-asyncio tests on that loop
   (``-p aioresilience.testing.pytest_plugin``, or ``pytest_plugins = [...]`` in a conftest).
+- :class:`RedisServer`: a throwaway ``redis-server`` on a free loopback port, with outages on
+  demand (kill, pause, restart), for tests of code that uses the Redis store.
 """
 
+from ._redis_server import RedisServer
 from ._virtual import VirtualClockSelector, VirtualTimeLoop, run
 
-__all__ = ["VirtualClockSelector", "VirtualTimeLoop", "run"]
+__all__ = ["RedisServer", "VirtualClockSelector", "VirtualTimeLoop", "run"]

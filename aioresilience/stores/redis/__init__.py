@@ -36,7 +36,7 @@ import asyncio
 import hashlib
 import math
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -267,7 +267,13 @@ class RedisStore:
         if state._loop is not loop:  # a new event loop: what belonged to the old one is dead
             state._loop, state._pending, state._flusher = loop, [], None
         future = loop.create_future() if reply else None
-        state._pending.append(_Entry(script, key, args, future))
+        entry = _Entry(script, key, args, future)
+        if reply:
+            state._pending.append(entry)
+        else:
+            # A refund goes ahead of the decisions still waiting to be sent: the unit it gives
+            # back was admitted before any of them was asked for.
+            state._pending.insert(0, entry)
         if state._flusher is None:
             # Runs after everything already ready in this loop turn has had its chance to add
             # a decision: they all go in the same round trip.
@@ -283,6 +289,8 @@ class RedisStore:
             self._flusher = None
 
     async def _send(self, batch: list[_Entry]) -> None:
+        # One script call per script and Cluster slot (chunks of batch_size keys, sent in
+        # order, so decisions on one key are made in the order they were asked for).
         groups: dict[tuple[_Script, int], list[_Entry]] = {}
         cluster = isinstance(self.client, RedisCluster)
         for entry in batch:
@@ -290,37 +298,59 @@ class RedisStore:
             groups.setdefault((entry.script, slot), []).append(entry)
         size = self.batch_size
         calls = [
-            (script, entries[start : start + size])
+            [(script, entries[start : start + size]) for start in range(0, len(entries), size)]
             for (script, _), entries in groups.items()
-            for start in range(0, len(entries), size)
         ]
         try:
             replies = await self._breaker.call(self._round_trip, calls)
         except (RedisError, OSError, TimeoutError, CircuitBreakerOpenError) as exc:
-            retry_after = getattr(exc, "retry_after", None) or 0.0
-            for entry in batch:
-                if entry.future is not None and not entry.future.done():
-                    entry.future.set_result(_Outage(exc, retry_after))
+            outage = _Outage(exc, getattr(exc, "retry_after", None) or 0.0)
+            for future in _unsettled(batch):
+                future.set_result(outage)
             return
-        for (_, entries), reply in zip(calls, replies, strict=True):
+        except Exception as exc:  # not an outage (a server too old): every caller hears it
+            for future in _unsettled(batch):
+                future.set_exception(exc)
+            return
+        for (_, entries), reply in zip(
+            (call for group in calls for call in group), replies, strict=True
+        ):
             self._deliver(entries, reply)
 
-    async def _round_trip(self, calls: list[tuple[_Script, list[_Entry]]]) -> list[list[Any]]:
+    async def _round_trip(self, groups: list[list[tuple[_Script, list[_Entry]]]]) -> list[Any]:
+        """The replies of every call, in order, in one round trip where the client allows."""
         async with asyncio.timeout(self.timeout):
-            if len(calls) == 1:
-                return [await self._evalsha(*calls[0])]
-            return list(await asyncio.gather(*(self._evalsha(*call) for call in calls)))
+            if len(groups) == 1 and len(groups[0]) == 1:
+                return [await self._evalsha(*groups[0][0])]
+            if isinstance(self.client, RedisCluster):
+                # Different slots live on different nodes: the groups go in parallel, the
+                # chunks of one group one after the other.
+                async def in_order(group: list[tuple[_Script, list[_Entry]]]) -> list[Any]:
+                    return [await self._evalsha(*call) for call in group]
+
+                per_group = await asyncio.gather(*(in_order(group) for group in groups))
+                return [reply for replies in per_group for reply in replies]
+            return await self._pipelined([call for group in groups for call in group])
+
+    async def _pipelined(self, calls: list[tuple[_Script, list[_Entry]]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for script, entries in calls:
+            pipe.evalsha(script.sha, len(entries), *_keys_and_args(entries))
+        replies = await pipe.execute(raise_on_error=False)
+        for index, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):  # only that call failed: load, run it again
+                replies[index] = await self._evalsha(*calls[index])
+            elif isinstance(reply, Exception):
+                raise reply
+        return list(replies)
 
     async def _evalsha(self, script: _Script, entries: list[_Entry]) -> list[Any]:
-        keys = [entry.key for entry in entries]
-        argv: list[Any] = []
-        for entry in entries:
-            argv.extend(entry.args)
+        args = _keys_and_args(entries)
         try:
-            reply = await self.client.evalsha(script.sha, len(keys), *keys, *argv)
+            reply = await self.client.evalsha(script.sha, len(entries), *args)
         except NoScriptError:
             await self._load(script)
-            reply = await self.client.evalsha(script.sha, len(keys), *keys, *argv)
+            reply = await self.client.evalsha(script.sha, len(entries), *args)
         return list(reply)
 
     async def _load(self, script: _Script) -> None:
@@ -364,6 +394,21 @@ class RedisStore:
         """Give back an admission nobody will use (its caller was cancelled)."""
         _, cost, p1, p2, _ = args
         self._submit(script, key, ("r", cost, p1, p2, server_time), reply=False)
+
+
+def _unsettled(batch: list[_Entry]) -> Iterator[asyncio.Future[_Verdict | _Outage]]:
+    """The futures of a batch whose callers still wait for an answer."""
+    for entry in batch:
+        if entry.future is not None and not entry.future.done():
+            yield entry.future
+
+
+def _keys_and_args(entries: list[_Entry]) -> list[Any]:
+    """EVALSHA's KEYS then ARGV (five per key) for a chunk of entries."""
+    args: list[Any] = [entry.key for entry in entries]
+    for entry in entries:
+        args.extend(entry.args)
+    return args
 
 
 def _policy(policy: object, local_share: object) -> tuple[FailurePolicy, float]:

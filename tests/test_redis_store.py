@@ -1,0 +1,433 @@
+"""The Redis store: the same limiter behaviour as in memory (both stores, parametrized), then
+what only a shared store has: its keys, scripts, coalescing, failure policy and errors.
+
+Redis tests run against the suite's own redis-server (conftest) in real time: the server's
+clock decides, so they use long periods where time must not matter and waits of a few
+milliseconds where it must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from aioresilience import (
+    GCRA,
+    FixedWindowCounter,
+    LeakyBucket,
+    RateLimited,
+    RateLimiter,
+    SlidingWindowCounter,
+    SlidingWindowLog,
+    StoreError,
+    TokenBucket,
+)
+from aioresilience.stores.redis import RedisStore
+from aioresilience.testing import RedisServer
+
+# name -> (factory, largest retry_after a refusal of the burst may report)
+LIMITERS: dict[str, tuple[Callable[..., RateLimiter[Any]], float]] = {
+    "token_bucket": (lambda **kw: TokenBucket(5, 0.05, **kw), 20.0),
+    "leaky_bucket": (lambda **kw: LeakyBucket(5, 0.05, **kw), 20.0),
+    "gcra": (lambda **kw: GCRA(1, 20, burst=5, **kw), 20.0),
+    "fixed_window": (lambda **kw: FixedWindowCounter(5, 100, **kw), 100.0),
+    "sliding_window_log": (lambda **kw: SlidingWindowLog(5, 100, **kw), 100.0),
+    "sliding_window_counter": (lambda **kw: SlidingWindowCounter(5, 100, **kw), 200.0),
+}
+
+
+def _unique() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    shared = RedisStore(redis_server.url, prefix=f"test-{_unique()}")
+    yield shared
+    await shared.client.aclose()
+
+
+def make(kind: str, store: RedisStore | None, **options: Any) -> RateLimiter[Any]:
+    return LIMITERS[kind][0](name=f"{kind}-{_unique()}", store=store, **options)
+
+
+# -- the same behaviour on both stores ---------------------------------------------------------
+
+
+class LimiterBehaviour:
+    """Written once, run by each store's subclass below; ``store`` is ``None`` (memory) or a
+    RedisStore."""
+
+    @pytest.mark.parametrize("kind", LIMITERS)
+    async def test_a_burst_admits_exactly_the_limit(
+        self, kind: str, store: RedisStore | None
+    ) -> None:
+        limiter = make(kind, store)
+        decisions = await asyncio.gather(*(limiter.decide(key="user") for _ in range(8)))
+        admitted = [d for d in decisions if d.allowed]
+        refused = [d for d in decisions if not d.allowed]
+        assert len(admitted) == 5
+        assert sorted(d.remaining for d in admitted) == [0, 1, 2, 3, 4]
+        assert all(0 < d.retry_after <= LIMITERS[kind][1] for d in refused)
+        assert all(d.limit == 5 for d in decisions)
+        stats = limiter.statistics()
+        assert (stats.admitted, stats.rejected) == (5, 3)
+
+    @pytest.mark.parametrize("kind", LIMITERS)
+    async def test_keys_are_independent(self, kind: str, store: RedisStore | None) -> None:
+        limiter = make(kind, store)
+        assert (await limiter.decide(5, key="a")).allowed
+        assert not (await limiter.decide(key="a")).allowed
+        assert (await limiter.decide(5, key="b")).allowed
+        assert (await limiter.decide(5, key=42)).allowed
+
+    @pytest.mark.parametrize("kind", LIMITERS)
+    async def test_a_refused_request_consumes_nothing(
+        self, kind: str, store: RedisStore | None
+    ) -> None:
+        limiter = make(kind, store)
+        assert (await limiter.decide(4, key="k")).allowed
+        assert not (await limiter.decide(2, key="k")).allowed
+        with pytest.raises(RateLimited):
+            await limiter.acquire(3, key="k", timeout=0.01)
+        assert (await limiter.decide(1, key="k")).allowed
+
+    @pytest.mark.parametrize("kind", LIMITERS)
+    async def test_a_cost_that_can_never_fit_fails_at_once(
+        self, kind: str, store: RedisStore | None
+    ) -> None:
+        limiter = make(kind, store)
+        with pytest.raises(ValueError, match=r"cost=6 can never be admitted"):
+            await limiter.decide(6)
+        with pytest.raises(ValueError, match="cost=6"):
+            await limiter.acquire(6)
+
+    async def test_waiters_are_admitted_in_arrival_order(self, store: RedisStore | None) -> None:
+        limiter = GCRA(1, 0.01, name=f"fifo-{_unique()}", store=store)  # one per 10 ms
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        order: list[int] = []
+
+        async def caller(i: int) -> None:
+            await limiter.acquire(key="k")
+            order.append(i)
+
+        await asyncio.gather(*(caller(i) for i in range(5)))
+        assert order == [0, 1, 2, 3, 4]
+        assert loop.time() - start >= 0.035  # four intervals, read off the server's clock
+        stats = limiter.statistics()
+        assert (stats.admitted, stats.waited, stats.waiting) == (5, 4, 0)
+
+    async def test_a_wait_longer_than_the_timeout_is_refused_at_once(
+        self, store: RedisStore | None
+    ) -> None:
+        limiter = GCRA(1, 10, name=f"timeout-{_unique()}", store=store)
+        loop = asyncio.get_running_loop()
+        await limiter.acquire(key="k")
+        start = loop.time()
+        with pytest.raises(RateLimited) as caught:
+            await limiter.acquire(key="k", timeout=0.5)
+        assert 9.0 < caught.value.retry_after <= 10.0
+        assert loop.time() - start < 0.5
+
+    @pytest.mark.parametrize("turns", range(12))
+    async def test_cancellation_at_any_point_never_leaks_capacity(
+        self, turns: int, store: RedisStore | None
+    ) -> None:
+        """Cancel an acquire after each number of loop turns: either it completed (and holds the
+        only unit) or it was cancelled and the unit is still there."""
+        limiter = GCRA(1, 60, name=f"cancel-{_unique()}", store=store)
+        task = asyncio.create_task(limiter.acquire(key="k"))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+            completed = True
+        except asyncio.CancelledError:
+            completed = False
+        assert (await limiter.decide(key="k")).allowed is not completed
+
+    async def test_a_cancelled_waiter_leaves_the_line(self, store: RedisStore | None) -> None:
+        limiter = GCRA(1, 0.02, name=f"line-{_unique()}", store=store)
+        await limiter.acquire(key="k")
+        polling = asyncio.create_task(limiter.acquire(key="k"))  # waits one interval
+        behind = asyncio.create_task(limiter.acquire(key="k"))  # waits its turn
+        await asyncio.sleep(0.005)
+        assert limiter.statistics().waiting == 2
+        behind.cancel()
+        polling.cancel()
+        for task in (polling, behind):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        stats = limiter.statistics()
+        assert (stats.waiting, stats.cancelled) == (0, 2)
+        await limiter.acquire(key="k", timeout=0.05)  # the unit they gave up is there
+
+    async def test_every_way_in_works_on_both_stores(self, store: RedisStore | None) -> None:
+        limiter = FixedWindowCounter(3, 100, name=f"ways-{_unique()}", store=store)
+
+        @limiter.limit(key=lambda user: user)
+        async def handler(user: str) -> str:
+            return user
+
+        assert await handler("ann") == "ann"
+        async with limiter.for_key("ann"):
+            pass
+        async with limiter:
+            pass
+        with pytest.raises(RateLimited):
+            await limiter.acquire(2, key="ann", timeout=0)
+        assert (await limiter.decide(key="ann")).allowed
+        assert not (await limiter.decide(key="ann")).allowed
+
+
+class TestInMemory(LimiterBehaviour):
+    @pytest.fixture
+    def store(self) -> None:
+        return None
+
+
+@pytest.mark.real_time  # a class mark, seen when pytest-asyncio picks the loop
+class TestOnRedis(LimiterBehaviour):
+    @pytest.fixture
+    async def store(self, redis_store: RedisStore) -> RedisStore:
+        return redis_store
+
+
+# -- only on Redis ------------------------------------------------------------------------------
+
+
+@pytest.mark.real_time
+async def test_sync_paths_point_to_the_async_ones(redis_store: RedisStore) -> None:
+    limiter = TokenBucket(5, 1, name="sync", store=redis_store)
+    for call in (limiter.try_acquire, limiter.check, limiter.remaining):
+        with pytest.raises(TypeError, match=r"await limiter\.decide"):
+            call()
+    assert "store=redis:" in repr(limiter)
+
+
+@pytest.mark.real_time
+@pytest.mark.parametrize("kind", LIMITERS)
+async def test_one_key_per_limit_with_a_hash_tag_and_a_ttl(
+    kind: str, redis_store: RedisStore
+) -> None:
+    limiter = make(kind, redis_store)
+    for _ in range(7):  # two refusals among them: they must write nothing
+        await limiter.decide(key="user-1")
+    keys = [k.decode() for k in await redis_store.client.keys(f"{redis_store.prefix}:*")]
+    script = "gcra" if kind in ("token_bucket", "leaky_bucket") else kind
+    assert keys == [f"{redis_store.prefix}:{script}:{{{limiter.name}:user-1}}"]
+    ttl = await redis_store.client.pttl(keys[0])
+    assert 0 < ttl <= 200_000
+    if kind == "sliding_window_log":
+        assert await redis_store.client.zcard(keys[0]) == 5  # refusals never recorded
+
+
+@pytest.mark.real_time
+async def test_log_members_stay_unique_within_one_microsecond(redis_store: RedisStore) -> None:
+    limiter = SlidingWindowLog(100, 60, name="log", store=redis_store)
+    decisions = await asyncio.gather(*(limiter.decide(3, key="k") for _ in range(30)))
+    assert all(d.allowed for d in decisions)
+    key = f"{redis_store.prefix}:sliding_window_log:{{log:k}}"
+    assert await redis_store.client.zcard(key) == 90
+    assert [d.remaining for d in decisions][-1] == 10
+
+
+@pytest.mark.real_time
+async def test_gcra_stays_exact_over_long_bursts_of_fractional_intervals(
+    redis_store: RedisStore,
+) -> None:
+    """3 per second is an interval of 333333.33 µs: a float sum of them on a µs epoch would
+    drift; counting units keeps a burst of 1000 at exactly 1000."""
+    limiter = GCRA(3, 1, burst=1000, name="fractional", store=redis_store)
+    decisions = await asyncio.gather(*(limiter.decide(key="k") for _ in range(1001)))
+    assert [d.allowed for d in decisions] == [True] * 1000 + [False]  # in order, over 4 chunks
+    assert 0 < decisions[-1].retry_after <= 1 / 3 + 1e-6
+
+
+@pytest.mark.real_time
+async def test_decisions_of_one_loop_turn_share_one_round_trip(
+    redis_store: RedisStore,
+) -> None:
+    client = redis_store.client
+
+    async def evalsha_calls() -> int:
+        stats = await client.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    buckets = TokenBucket(100, 1, name="a", store=redis_store)
+    windows = FixedWindowCounter(100, 60, name="b", store=redis_store)
+    await buckets.decide(key="warm-up")
+    await windows.decide(key="warm-up")
+    before = await evalsha_calls()
+    await asyncio.gather(*(buckets.decide(key=str(i)) for i in range(64)))
+    assert await evalsha_calls() - before == 1  # 64 decisions, one script call
+    before = await evalsha_calls()
+    await asyncio.gather(
+        *(buckets.decide(key=str(i)) for i in range(10)),
+        *(windows.decide(key=str(i)) for i in range(10)),
+    )
+    assert await evalsha_calls() - before == 2  # one call per script, pipelined
+
+
+@pytest.mark.real_time
+async def test_scripts_are_reloaded_after_a_script_flush(redis_store: RedisStore) -> None:
+    limiter = GCRA(10, 1, burst=10, name="flush", store=redis_store)
+    assert (await limiter.decide()).allowed
+    await redis_store.client.script_flush()
+    assert (await limiter.decide()).allowed
+
+
+@pytest.mark.real_time
+async def test_client_clocks_are_ignored(redis_server: RedisServer) -> None:
+    """Two processes whose clocks disagree by hours still share one exact limit: every time in
+    a decision is the server's."""
+
+    class SkewedLoop(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return super().time() + 7200.0
+
+    prefix = f"skew-{_unique()}"
+
+    def run_half(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> int:
+        async def half() -> int:
+            shared = RedisStore(redis_server.url, prefix=prefix)
+            limiter = GCRA(1, 60, burst=10, name="skew", store=shared)
+            decisions = await asyncio.gather(*(limiter.decide() for _ in range(8)))
+            await shared.client.aclose()
+            return sum(d.allowed for d in decisions)
+
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(half())
+
+    # Run in threads: this test's own loop is running.
+    skewed = await asyncio.to_thread(run_half, SkewedLoop)
+    normal = await asyncio.to_thread(run_half, asyncio.SelectorEventLoop)
+    assert (skewed, normal) == (8, 2)
+
+
+CROSS_PROCESS = """
+import asyncio, sys, time
+from aioresilience import GCRA
+from aioresilience.stores.redis import RedisStore
+
+async def main(url, prefix, start):
+    store = RedisStore(url, prefix=prefix, timeout=5.0)
+    limiter = GCRA(1, 3600, burst=200, name="shared", store=store)
+    await asyncio.sleep(max(0.0, start - time.time()))
+    decisions = await asyncio.gather(*(limiter.decide() for _ in range(100)))
+    print(sum(d.allowed for d in decisions))
+    await store.client.aclose()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+def test_four_processes_share_one_exact_limit(redis_server: RedisServer) -> None:
+    import time
+
+    prefix, start = f"procs-{_unique()}", time.time() + 1.5
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CROSS_PROCESS, redis_server.url, prefix, str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    admitted = [int(p.communicate(timeout=30)[0]) for p in processes]
+    assert sum(admitted) == 200  # 400 asked at once by four processes, burst 200
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def test_the_client_must_be_an_asyncio_client() -> None:
+    with pytest.raises(TypeError, match=r"synchronous client: use redis\.asyncio"):
+        RedisStore(redis.Redis())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"client must be a redis.asyncio.Redis.*got 42"):
+        RedisStore(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"prefix": ""}, "prefix must be a non-empty str"),
+        ({"prefix": "a{b"}, "without braces"),
+        ({"timeout": 0}, "timeout"),
+        ({"on_failure": "ignore"}, "on_failure must be one of allow, deny, local; got 'ignore'"),
+        ({"local_share": 1.5}, r"local_share must be in \(0, 1\], got 1.5"),
+        ({"failure_threshold": 0}, "failure_threshold"),
+        ({"max_key_length": -1}, "max_key_length"),
+    ],
+)
+def test_bad_store_options_are_named(options: dict[str, Any], message: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=message):
+        RedisStore(aioredis.Redis(), **options)
+
+
+def test_a_limiter_on_redis_needs_a_name_and_a_shareable_algorithm() -> None:
+    store = RedisStore(aioredis.Redis())
+    with pytest.raises(TypeError, match=r"needs name=\.\.\.: the name is the limit's identity"):
+        TokenBucket(5, 1, store=store)
+    with pytest.raises(ValueError, match="braces"):
+        TokenBucket(5, 1, name="a{b}", store=store)
+    with pytest.raises(TypeError, match=r"mode='shaper'.*cannot be shared on Redis"):
+        LeakyBucket(5, 1, mode="shaper", name="shaper", store=store)
+    with pytest.raises(TypeError, match="store must be a shared store"):
+        TokenBucket(5, 1, store=object())  # type: ignore[arg-type]
+
+
+@pytest.mark.real_time
+async def test_bad_keys_are_named(redis_store: RedisStore) -> None:
+    limiter = TokenBucket(5, 1, name="keys", store=redis_store)
+    with pytest.raises(ValueError, match="a key must not be empty, got ''"):
+        await limiter.decide(key="")
+    with pytest.raises(ValueError, match="more than max_key_length=512"):
+        await limiter.decide(key="x" * 600)
+    with pytest.raises(TypeError, match=r"must be str or int, got \('a', 1\)"):
+        await limiter.decide(key=("a", 1))
+
+
+@pytest.mark.real_time
+async def test_a_foreign_value_fails_only_its_own_decision(redis_store: RedisStore) -> None:
+    limiter = SlidingWindowLog(5, 60, name="foreign", store=redis_store)
+    await redis_store.client.set(f"{redis_store.prefix}:sliding_window_log:{{foreign:bad}}", "x")
+    bad, good = await asyncio.gather(
+        limiter.decide(key="bad"), limiter.decide(key="good"), return_exceptions=True
+    )
+    assert isinstance(bad, StoreError) and "WRONGTYPE" in str(bad)
+    assert not isinstance(good, BaseException) and good.allowed
+
+
+@pytest.mark.real_time
+async def test_a_server_too_old_is_named(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def old_info(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"redis_version": "4.0.14"}
+
+    await redis_store.client.script_flush()
+    monkeypatch.setattr(redis_store.client, "info", old_info)
+    limiter = GCRA(10, 1, name="old", store=redis_store)
+    with pytest.raises(StoreError, match=r"need Redis >= 5.0 .*the server is 4.0.14"):
+        await limiter.decide()
+
+
+def test_the_missing_extra_is_named() -> None:
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "try:\n    import aioresilience.stores.redis\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install aioresilience[redis]" in out.stdout
