@@ -431,3 +431,23 @@ def test_the_missing_extra_is_named() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install aioresilience[redis]" in out.stdout
+
+
+@pytest.mark.real_time
+async def test_a_cluster_client_decides_slot_by_slot(redis_server: RedisServer) -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    with RedisServer(cluster=True) as server:  # one node owning all 16384 slots
+        client = RedisCluster(host="127.0.0.1", port=server.port)
+        store = RedisStore(client, prefix="cluster")
+        buckets = GCRA(1, 60, burst=5, name="g", store=store)
+        logs = SlidingWindowLog(5, 60, name="l", store=store)
+        users = [f"user-{i % 3}" for i in range(21)]  # three keys, three slots
+        decisions = await asyncio.gather(
+            *(buckets.decide(key=user) for user in users),
+            *(logs.decide(key=user) for user in users),
+        )
+        assert sum(d.allowed for d in decisions) == 2 * 3 * 5
+        await client.script_flush()  # scripts are loaded again on the node that lacks them
+        assert (await buckets.decide(key="another")).allowed
+        await client.aclose()
