@@ -19,11 +19,21 @@ __all__ = ["INSTALL_HINT", "RedisServer"]
 INSTALL_HINT = "install it with: apt-get install -y redis-server (or brew install redis)"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_port(*, cluster: bool = False) -> int:
+    """A free loopback port; for a cluster node, one whose bus port (port + 10000) is free too."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if not cluster:
+            return port
+        if port + 10000 <= 65535:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
 
 
 class RedisServer:
@@ -39,7 +49,7 @@ class RedisServer:
         if binary is None:
             raise FileNotFoundError(f"redis-server is not installed; {INSTALL_HINT}")
         self.binary = binary
-        self.port = port or _free_port()
+        self.port = port or _free_port(cluster=cluster)
         self.cluster = cluster
         self._dir = tempfile.TemporaryDirectory(prefix="aioresilience-redis-")
         self._process: subprocess.Popen[bytes] | None = None
@@ -109,8 +119,9 @@ class RedisServer:
 
     def stop(self) -> None:
         if self._process is not None:
-            self.resume()
-            self._process.terminate()
+            if self._process.poll() is None:
+                self.resume()
+                self._process.terminate()
             try:
                 self._process.wait(timeout=5)
             except subprocess.TimeoutExpired:
