@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import bench_guards
 import bench_ratelimit
+import bench_redis
 from harness import loops, measure, table
 
 PEERS = [
@@ -34,6 +35,7 @@ PEERS = [
     "stamina",
     "anyio",
     "uvloop",
+    "redis",
 ]
 
 
@@ -75,8 +77,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few iterations: a smoke run")
     parser.add_argument(
         "--only",
-        choices=["ratelimit", "guards", "keyed"],
-        help="run one group: ratelimit (admit, accuracy), guards, keyed (and burst after idle)",
+        choices=["ratelimit", "guards", "keyed", "redis"],
+        help="run one group: ratelimit (admit, accuracy), guards, keyed (and burst after idle), "
+        "redis (a redis-server the bench starts)",
     )
     args = parser.parse_args()
     print(header())
@@ -87,6 +90,8 @@ def main() -> None:
             print(guards(loop_name, factory, args.quick), flush=True)
     if args.only in (None, "keyed"):
         print(bench_ratelimit.run_once(args.quick), flush=True)
+    if args.only in (None, "redis"):
+        print(bench_redis.run(loops(), args.quick), flush=True)
 
 
 if __name__ == "__main__":

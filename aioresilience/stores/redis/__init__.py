@@ -61,6 +61,7 @@ from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ..._errors import CircuitBreakerOpenError, RateLimited, StoreError
 from ..._events import Severity
 from ..._schedules import exponential
+from ..._timeout import timeout
 from ..._validation import finite_positive, positive_int
 
 if TYPE_CHECKING:
@@ -171,6 +172,7 @@ class RedisStore:
     __slots__ = (
         "_breaker",
         "_checked_version",
+        "_cluster",
         "_flusher",
         "_loop",
         "_pending",
@@ -213,6 +215,7 @@ class RedisStore:
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"prefix must be a non-empty str without braces, got {prefix!r}")
         self.client = client
+        self._cluster = isinstance(client, RedisCluster)
         self.prefix = prefix
         self.timeout = finite_positive("timeout", timeout)
         self.policy, self.local_share = _policy(on_failure, local_share)
@@ -291,18 +294,17 @@ class RedisStore:
     async def _send(self, batch: list[_Entry]) -> None:
         # One script call per script and Cluster slot (chunks of batch_size keys, sent in
         # order, so decisions on one key are made in the order they were asked for).
-        groups: dict[tuple[_Script, int], list[_Entry]] = {}
-        cluster = isinstance(self.client, RedisCluster)
-        for entry in batch:
-            slot = key_slot(entry.key.encode()) if cluster else 0
-            groups.setdefault((entry.script, slot), []).append(entry)
-        size = self.batch_size
-        calls = [
-            [(script, entries[start : start + size]) for start in range(0, len(entries), size)]
-            for (script, _), entries in groups.items()
-        ]
+        script = batch[0].script
+        if (
+            len(batch) <= self.batch_size
+            and all(e.script is script for e in batch)
+            and not (self._cluster)
+        ):
+            groups = [[(script, batch)]]  # the common case, with nothing to sort
+        else:
+            groups = self._groups(batch)
         try:
-            replies = await self._breaker.call(self._round_trip, calls)
+            replies = await self._breaker.call(self._round_trip, groups)
         except (RedisError, OSError, TimeoutError, CircuitBreakerOpenError) as exc:
             outage = _Outage(exc, getattr(exc, "retry_after", None) or 0.0)
             for future in _unsettled(batch):
@@ -312,17 +314,27 @@ class RedisStore:
             for future in _unsettled(batch):
                 future.set_exception(exc)
             return
-        for (_, entries), reply in zip(
-            (call for group in calls for call in group), replies, strict=True
-        ):
+        calls = (call for group in groups for call in group)
+        for (_, entries), reply in zip(calls, replies, strict=True):
             self._deliver(entries, reply)
+
+    def _groups(self, batch: list[_Entry]) -> list[list[tuple[_Script, list[_Entry]]]]:
+        by_script_and_slot: dict[tuple[_Script, int], list[_Entry]] = {}
+        for entry in batch:
+            slot = key_slot(entry.key.encode()) if self._cluster else 0
+            by_script_and_slot.setdefault((entry.script, slot), []).append(entry)
+        size = self.batch_size
+        return [
+            [(script, entries[start : start + size]) for start in range(0, len(entries), size)]
+            for (script, _), entries in by_script_and_slot.items()
+        ]
 
     async def _round_trip(self, groups: list[list[tuple[_Script, list[_Entry]]]]) -> list[Any]:
         """The replies of every call, in order, in one round trip where the client allows."""
-        async with asyncio.timeout(self.timeout):
+        async with timeout(self.timeout):
             if len(groups) == 1 and len(groups[0]) == 1:
                 return [await self._evalsha(*groups[0][0])]
-            if isinstance(self.client, RedisCluster):
+            if self._cluster:
                 # Different slots live on different nodes: the groups go in parallel, the
                 # chunks of one group one after the other.
                 async def in_order(group: list[tuple[_Script, list[_Entry]]]) -> list[Any]:

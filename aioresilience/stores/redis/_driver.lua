@@ -5,7 +5,7 @@
 -- Returns five integers per key: admitted (1/0; -1 and a message on error), remaining,
 -- retry_after (µs, rounded up), reset_after (µs, rounded up), and the server time (µs).
 -- Time comes from the server (TIME), never from the clients, so client clock skew is moot.
-if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 5: effects, not script
+-- (Writing after TIME needs effects replication: the default from Redis 5.)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {}

@@ -1,13 +1,16 @@
 -- Fixed window counter, mirroring aioresilience/_core/fixed_window.py.
--- p1 = limit, p2 = window (µs). State "index count": window `index` has admitted `count`.
+-- p1 = limit, p2 = window (µs). State (index, count): window `index` has admitted `count`.
 local function take(key, now, cost, limit, window)
   local index = math.floor(now / window)
-  local s = load(key)
+  local v = redis.call('GET', key)
   local count = 0
-  if s and s[1] == index then count = s[2] end
+  if v then
+    local at, n = struct.unpack('<dd', v)
+    if at == index then count = n end
+  end
   local left = (index + 1) * window - now            -- until this window ends
   if count + cost <= limit then
-    store(key, left, index, count + cost)
+    redis.call('SET', key, struct.pack('<dd', index, count + cost), 'PX', px(left))
     return 1, limit - count - cost, 0, left
   end
   return 0, limit - count, left, left  -- any cost <= limit fits in the next window
@@ -15,9 +18,13 @@ end
 
 local function refund(key, now, cost, limit, window, stamp)
   local index = math.floor(stamp / window)
-  local s = load(key)
-  if s and s[1] == index then
-    store(key, (index + 1) * window - now, index, math.max(0, s[2] - cost))
+  local v = redis.call('GET', key)
+  if v then
+    local at, n = struct.unpack('<dd', v)
+    if at == index then
+      redis.call('SET', key, struct.pack('<dd', index, math.max(0, n - cost)),
+        'PX', px((index + 1) * window - now))
+    end
   end
   return 0, 0, 0, 0
 end

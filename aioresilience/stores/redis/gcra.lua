@@ -1,20 +1,20 @@
 -- GCRA, mirroring aioresilience/_core/gcra.py (token bucket and leaky-bucket meter included).
 -- p1 = emission interval (µs, may be fractional), p2 = burst (units admissible back to back).
--- State "base k": a busy period began at server time `base` (integer µs) and k units were
+-- State (base, k): a busy period began at server time `base` (integer µs) and k units were
 -- admitted since, so TAT = base + k * interval. Counting units instead of adding intervals to
--- a µs epoch keeps the test exact: doubles near 1.7e15 resolve only 0.25 µs, and a sum of
--- fractional intervals would drift, as the in-memory version's comment explains for floats.
+-- a µs epoch keeps the test exact: doubles near 1.7e15 resolve only 0.25 µs, and a running
+-- sum of fractional intervals would drift by more than that.
 local function take(key, now, cost, interval, burst)
-  local s = load(key)
+  local v = redis.call('GET', key)
   local base, k = now, 0
-  if s then base, k = s[1], s[2] end
+  if v then base, k = struct.unpack('<dd', v) end
   local drained = (now - base) / interval          -- units drained since base
   if k <= drained then base, k, drained = now, 0, 0 end  -- idle: a fresh period
   local excess = k + cost - burst - drained          -- > 0: units that must drain first
   if excess <= 1e-9 then
     k = k + cost
     local ahead = (k - drained) * interval           -- TAT - now
-    store(key, ahead, base, k)
+    redis.call('SET', key, struct.pack('<dd', base, k), 'PX', px(ahead))
     return 1, math.max(0, math.floor(burst - (k - drained) + 1e-9)), 0, ahead
   end
   return 0, math.max(0, math.floor(burst - (k - drained) + 1e-9)), excess * interval,
@@ -22,11 +22,17 @@ local function take(key, now, cost, interval, burst)
 end
 
 local function refund(key, now, cost, interval, burst, stamp)
-  local s = load(key)
-  if s and s[1] <= stamp then  -- else the period of that admission is over: nothing owed
-    local base, k = s[1], math.max(0, s[2] - cost)
+  local v = redis.call('GET', key)
+  if not v then return 0, 0, 0, 0 end
+  local base, k = struct.unpack('<dd', v)
+  if base <= stamp then  -- else the period of that admission is over: nothing owed
+    k = math.max(0, k - cost)
     local drained = (now - base) / interval
-    if k <= drained then redis.call('DEL', key) else store(key, (k - drained) * interval, base, k) end
+    if k <= drained then
+      redis.call('DEL', key)
+    else
+      redis.call('SET', key, struct.pack('<dd', base, k), 'PX', px((k - drained) * interval))
+    end
   end
   return 0, 0, 0, 0
 end
