@@ -105,7 +105,7 @@ async def latency(url: str, calls: int, rounds: int) -> dict[str, float]:
             await decide("warm")
     for _ in range(rounds):
         for name, (decide, _) in made.items():
-            for i in range(calls):
+            for _ in range(calls):
                 start = time.perf_counter()
                 await decide("k")
                 samples[name].append(time.perf_counter() - start)
@@ -125,7 +125,7 @@ async def throughput(url: str, tasks: int, seconds: float, rounds: int) -> dict[
             done = 0
             deadline = time.perf_counter() + seconds
 
-            async def worker(key: str, decide: Decide = decide) -> None:
+            async def worker(key: str, decide: Decide = decide, deadline: float = deadline) -> None:
                 nonlocal done
                 while time.perf_counter() < deadline:
                     await decide(key)
