@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aioresilience import GCRA, FixedWindowCounter
-from aioresilience.stores.redis import _SCRIPTS, RedisStore
+from aioresilience.stores.redis import RedisStore
+from aioresilience.stores.redis._store import SCRIPTS
 from aioresilience.testing import RedisServer
 
 Decide = Callable[[str], Awaitable[Any]]
@@ -37,7 +38,7 @@ async def raw_evalsha(url: str) -> tuple[Decide, Callable[[], Awaitable[None]]]:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(url)
-    script = _SCRIPTS["gcra"]
+    script = SCRIPTS["gcra"]
     await client.script_load(script.source)
     prefix = uuid.uuid4().hex[:8]
 

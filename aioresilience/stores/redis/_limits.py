@@ -1,0 +1,273 @@
+"""A rate limiter's state on Redis: its script, keys, FIFO lines and failure policy."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from ..._core.fixed_window import FixedWindowAlgorithm
+from ..._core.gcra import GCRAAlgorithm
+from ..._core.leaky_bucket import LeakyBucketShaper
+from ..._core.ratelimit import Decision
+from ..._core.sliding_window_counter import SlidingWindowCounterAlgorithm
+from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
+from ..._errors import RateLimited
+from ..._events import Severity
+from ._store import SCRIPTS, FailurePolicy, RedisStore, _Outage, _Script
+
+if TYPE_CHECKING:
+    from ..._ratelimit import RateLimiter
+
+__all__ = ["RedisLimit"]
+
+_US: Final = 1e-6
+
+
+def _script_for(algorithm: object) -> tuple[_Script, float, float]:
+    """The script and its two parameters (in µs where they are times) for an algorithm."""
+    if isinstance(algorithm, LeakyBucketShaper):
+        raise TypeError(
+            "LeakyBucket(mode='shaper') queues callers in one process and cannot be shared on "
+            "Redis; use mode='meter', or GCRA with max_wait for spaced admissions"
+        )
+    if isinstance(algorithm, GCRAAlgorithm):
+        return SCRIPTS["gcra"], algorithm.interval / _US, algorithm.burst
+    for kind, name in (
+        (FixedWindowAlgorithm, "fixed_window"),
+        (SlidingWindowLogAlgorithm, "sliding_window_log"),
+        (SlidingWindowCounterAlgorithm, "sliding_window_counter"),
+    ):
+        if isinstance(algorithm, kind):
+            return SCRIPTS[name], algorithm.limit, algorithm.window / _US
+    raise TypeError(f"no Redis script for the algorithm {type(algorithm).__name__}")
+
+
+def _scaled(algorithm: Any, share: float) -> Any:
+    """The same algorithm with ``share`` of its limit (at least 1): the local fallback."""
+    if isinstance(algorithm, GCRAAlgorithm):
+        return GCRAAlgorithm(algorithm.interval / share, max(1, int(algorithm.burst * share)))
+    return type(algorithm)(max(1, int(algorithm.limit * share)), algorithm.window)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    admitted: bool
+    remaining: int
+    retry_after: float
+    reset_after: float
+
+
+class _Line:
+    """The waiters of one key in this process, in arrival order; the first one polls."""
+
+    __slots__ = ("retry_at", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: deque[asyncio.Future[None]] = deque()
+        self.retry_at = 0.0  # when the polling waiter asks next (loop time)
+
+
+class RedisLimit:
+    """One limiter's view of the store: its script, parameters, keys and waiting lines."""
+
+    __slots__ = ("_fallback", "_lines", "limiter", "p1", "p2", "script", "store", "tag")
+
+    def __init__(self, store: RedisStore, limiter: RateLimiter[Any]) -> None:
+        if limiter.name == type(limiter).__name__:
+            raise TypeError(
+                f"a {type(limiter).__name__} on a RedisStore needs name=...: the name is the "
+                "limit's identity in Redis, shared by every process that uses it"
+            )
+        if "{" in limiter.name or "}" in limiter.name:
+            raise ValueError(f"name must not contain braces on a RedisStore, got {limiter.name!r}")
+        self.store = store
+        self.limiter = limiter
+        self.script, self.p1, self.p2 = _script_for(limiter._algorithm)
+        self.tag = f"{store.prefix}:{self.script.name}:{{{limiter.name}"
+        self._lines: dict[str, _Line] = {}
+        self._fallback: RateLimiter[Any] | None = None
+        if store.policy == "local":
+            self._fallback = self._local_limiter()
+
+    def _local_limiter(self) -> RateLimiter[Any]:
+        from ..._ratelimit import RateLimiter
+
+        return RateLimiter(
+            _scaled(self.limiter._algorithm, self.store.local_share),
+            name=f"{self.limiter.name} (local fallback)",
+        )
+
+    def waiting(self) -> int:
+        """Callers of this process waiting for their turn or polling."""
+        return sum(len(line.waiting) + 1 for line in self._lines.values())
+
+    def __repr__(self) -> str:
+        return f"redis:{self.store.prefix}:{self.store.policy}"
+
+    def redis_key(self, key: Hashable) -> str:
+        """The Redis key of ``key``'s limit."""
+        if key is None:
+            name = f"{self.tag}}}"
+        elif isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)):
+            text = str(key)
+            if not text.strip():
+                raise ValueError(f"{self.limiter.name}: a key must not be empty, got {key!r}")
+            name = f"{self.tag}:{text}}}"
+        else:
+            raise TypeError(
+                f"{self.limiter.name}: keys of a limiter on Redis must be str or int, "
+                f"got {key!r} ({type(key).__name__})"
+            )
+        if len(name.encode()) > self.store.max_key_length:
+            raise ValueError(
+                f"{self.limiter.name}: the Redis key for {key!r} is {len(name.encode())} bytes, "
+                f"more than max_key_length={self.store.max_key_length}"
+            )
+        return name
+
+    async def _ask(self, name: str, cost: int) -> _Verdict | _Outage:
+        """One decision on the server (coalesced with the others of this loop turn)."""
+        reply = await self.store._request(self.script, name, ("t", cost, self.p1, self.p2, 0))
+        if isinstance(reply, _Outage):
+            return reply
+        admitted, remaining, retry_us, reset_us, _ = reply
+        return _Verdict(admitted == 1, remaining, retry_us * _US, reset_us * _US)
+
+    async def decide(self, key: Hashable, cost: int) -> Decision:
+        name = self.redis_key(key)
+        limit = self.limiter._algorithm.max_cost
+        line = self._lines.get(name)
+        if line is not None:  # waiters of this process go first
+            now = asyncio.get_running_loop().time()
+            return Decision(False, limit, 0, max(0.0, line.retry_at - now), 0.0)
+        verdict = await self._ask(name, cost)
+        if isinstance(verdict, _Outage):
+            return self._decide_by_policy(key, cost, verdict)
+        return Decision(
+            verdict.admitted,
+            limit,
+            verdict.remaining,
+            verdict.retry_after,
+            verdict.reset_after,
+        )
+
+    def _decide_by_policy(self, key: Hashable, cost: int, outage: _Outage) -> Decision:
+        policy = self._note_outage(outage)
+        limit = self.limiter._algorithm.max_cost
+        if policy == "allow":
+            return Decision(True, limit, limit, 0.0, 0.0)
+        if policy == "deny" or self._fallback is None:
+            return Decision(False, limit, 0, outage.retry_after, 0.0)
+        if cost > self._fallback._algorithm.max_cost:
+            return Decision(False, limit, 0, outage.retry_after, 0.0)
+        return self._fallback.check(cost, key=key)
+
+    def _note_outage(self, outage: _Outage) -> FailurePolicy:
+        limiter = self.limiter
+        limiter._store_failures += 1
+        limiter._emit(
+            "store_failure",
+            Severity.ERROR,
+            policy=self.store.policy,
+            error=repr(outage.error),
+        )
+        return self.store.policy
+
+    async def admit(self, key: Hashable, cost: int, max_wait: float) -> bool:
+        """Admit ``cost`` for ``key`` within ``max_wait`` seconds; ``True`` if it waited.
+        Raises :class:`RateLimited` when it cannot."""
+        name = self.redis_key(key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        line = self._lines.get(name)
+        waited = False
+        if line is None:
+            self._lines[name] = line = _Line()
+        else:
+            await self._wait_turn(loop, line, key, cost, deadline)
+            waited = True
+        try:
+            while True:
+                verdict = await self._ask(name, cost)
+                if isinstance(verdict, _Outage):
+                    await self._admit_by_policy(loop, key, cost, deadline, verdict)
+                    return waited
+                if verdict.admitted:
+                    return waited
+                now = loop.time()
+                if now + verdict.retry_after > deadline:
+                    raise self._rejection(key, cost, verdict.retry_after)
+                line.retry_at = now + verdict.retry_after
+                waited = True
+                await asyncio.sleep(verdict.retry_after)
+        finally:
+            self._pass_turn(name, line)
+
+    async def _wait_turn(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        line: _Line,
+        key: Hashable,
+        cost: int,
+        deadline: float,
+    ) -> None:
+        turn: asyncio.Future[None] = loop.create_future()
+        line.waiting.append(turn)
+        try:
+            if math.isinf(deadline):
+                await turn
+            else:
+                async with asyncio.timeout_at(deadline):
+                    await turn
+        except BaseException as exc:
+            if turn in line.waiting:
+                line.waiting.remove(turn)
+            elif turn.done() and not turn.cancelled():
+                # The turn was handed over just as this waiter left: hand it on.
+                self._pass_turn(self.redis_key(key), line)
+            if isinstance(exc, TimeoutError):
+                raise self._rejection(key, cost, max(0.0, line.retry_at - loop.time())) from None
+            raise
+
+    def _pass_turn(self, name: str, line: _Line) -> None:
+        waiting = line.waiting
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        if self._lines.get(name) is line:
+            del self._lines[name]
+
+    async def _admit_by_policy(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        key: Hashable,
+        cost: int,
+        deadline: float,
+        outage: _Outage,
+    ) -> None:
+        policy = self._note_outage(outage)
+        if policy == "allow":
+            return
+        fallback = self._fallback
+        if policy == "deny" or fallback is None or cost > fallback._algorithm.max_cost:
+            raise self._rejection(key, cost, outage.retry_after)
+        try:
+            await fallback._admit(key, cost, max(0.0, deadline - loop.time()))
+        except RateLimited as exc:
+            raise self._rejection(key, cost, exc.retry_after or 0.0) from None
+
+    def _rejection(self, key: Hashable, cost: int, retry_after: float) -> RateLimited:
+        name = self.limiter.name
+        return RateLimited(
+            f"{name}: rate limited (cost {cost}); retry after {retry_after:.3f}s",
+            retry_after=retry_after,
+            limiter=name,
+            key=key,
+            cost=cost,
+        )
