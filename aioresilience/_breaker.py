@@ -20,7 +20,7 @@ import math
 import random as _random
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 from . import _clock
 from ._awaitable import DONE
@@ -45,6 +45,26 @@ T = TypeVar("T")
 
 CLOSED = CircuitState.CLOSED
 _TRIPPED = (CircuitState.OPEN, CircuitState.ISOLATED)
+
+
+class SharedBreaker(Protocol):
+    """A breaker's state kept by a shared store (such as a ``RedisStore``)."""
+
+    def current_state(self) -> CircuitState: ...
+
+    def retry_after(self) -> float: ...
+
+    async def admit(self) -> Any: ...
+
+    def finish(self, ticket: Any, exc: BaseException | None, result: Any = None) -> None: ...
+
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T: ...
+
+    def manual(self, action: str) -> None: ...
+
+
+class SharedBreakerStore(Protocol):
+    def _bind_breaker(self, breaker: CircuitBreaker) -> SharedBreaker: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +92,7 @@ class CircuitBreakerStatistics:
     rejected: int
     opened: int
     retry_after: float
+    store_failures: int = 0  # shared breakers: operations Redis could not answer
 
 
 def _fraction(name: str, value: Any) -> float | None:
@@ -113,6 +134,7 @@ class CircuitBreaker(EventSource):
         failure_result: Callable[[Any], bool] | None = None,
         on_state_change: Iterable[Callable[[CircuitStateChange], Any]] = (),
         seed: int | None = None,
+        store: SharedBreakerStore | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, got {name!r}")
@@ -172,13 +194,25 @@ class CircuitBreaker(EventSource):
             f"aioresilience.breaker.{self.name}"
         )
         self._successes = self._failures = self._ignored = self._rejected = self._opened = 0
+        self._store_failures = 0
         self._events = None
+        self._shared: SharedBreaker | None = None
+        if store is not None:
+            if not callable(getattr(store, "_bind_breaker", None)):
+                raise TypeError(
+                    "store must be a shared store such as aioresilience.stores.redis.RedisStore "
+                    f"(or None for this process alone), got {store!r}"
+                )
+            self._shared = store._bind_breaker(self)
 
     # -- state --------------------------------------------------------------------------------
 
     @property
     def state(self) -> CircuitState:
-        """The current state; an OPEN breaker whose break has ended reads HALF_OPEN."""
+        """The current state; an OPEN breaker whose break has ended reads HALF_OPEN. (Shared:
+        this process's latest view of the state in the store.)"""
+        if self._shared is not None:
+            return self._shared.current_state()
         machine = self._machine
         if machine.state is CircuitState.OPEN and _clock.now() >= machine.open_until:
             return CircuitState.HALF_OPEN
@@ -187,6 +221,8 @@ class CircuitBreaker(EventSource):
     @property
     def retry_after(self) -> float:
         """Seconds until an open breaker admits a probe (0 when it admits calls now)."""
+        if self._shared is not None:
+            return self._shared.retry_after()
         machine = self._machine
         if machine.state is not CircuitState.OPEN:
             return 0.0
@@ -194,15 +230,20 @@ class CircuitBreaker(EventSource):
 
     def _transition(self, before: CircuitState, now: float) -> None:
         after = self._machine.state
-        if after is before:
-            return
+        if after is not before:
+            retry = max(0.0, self._machine.open_until - now) if after is CircuitState.OPEN else 0.0
+            self._announce(before, after, now, retry)
+
+    def _announce(
+        self, before: CircuitState, after: CircuitState, now: float, retry_after: float
+    ) -> None:
+        """Tell events and listeners of a state change (here, or seen in a shared store)."""
         if after is CircuitState.OPEN:
             self._opened += 1
         severity = Severity.WARNING if after in _TRIPPED else Severity.INFO
         self._emit(f"circuit_{after.value}", severity, old=before.value)
         if self._listeners:
-            retry = max(0.0, self._machine.open_until - now) if after is CircuitState.OPEN else 0.0
-            self._listeners.emit(CircuitStateChange(self.name, before, after, now, retry))
+            self._listeners.emit(CircuitStateChange(self.name, before, after, now, retry_after))
 
     # -- admission and outcome ------------------------------------------------------------------
 
@@ -269,6 +310,8 @@ class CircuitBreaker(EventSource):
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``await fn(*args, **kwargs)`` through the breaker."""
+        if self._shared is not None:
+            return await self._shared.call(fn, *args, **kwargs)
         generation, start = self._admit()
         try:
             result = await fn(*args, **kwargs)
@@ -283,6 +326,14 @@ class CircuitBreaker(EventSource):
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate a coroutine function so each call goes through the breaker."""
         require_async(self.name, fn)
+        shared = self._shared
+        if shared is not None:
+
+            @functools.wraps(fn)
+            async def shared_guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+                return await shared.call(fn, *args, **kwargs)
+
+            return shared_guarded
         admit, on_success, on_exception = self._admit, self._on_success, self._on_exception
 
         @functools.wraps(fn)
@@ -299,14 +350,26 @@ class CircuitBreaker(EventSource):
         return guarded
 
     def __aenter__(self) -> Awaitable[None]:
+        if self._shared is not None:
+            return self._enter_shared(self._shared)
         generation, start = self._admit()
         entries = self._entries
         entries.set((generation, start, entries.get(None)))
         return DONE
 
+    async def _enter_shared(self, shared: SharedBreaker) -> None:
+        ticket = await shared.admit()
+        entries = self._entries
+        entries.set((0, 0.0, (ticket, entries.get(None))))
+
     def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:
         entries = self._entries
         generation, start, outer = entries.get()
+        if self._shared is not None:
+            ticket, outer = outer
+            entries.set(outer)
+            self._shared.finish(ticket, exc)
+            return DONE
         entries.set(outer)
         if exc is None:
             self._on_plain_success(generation, start)
@@ -318,23 +381,26 @@ class CircuitBreaker(EventSource):
 
     def isolate(self) -> None:
         """Force the circuit open until :meth:`reset` (calls refused, ``retry_after=inf``)."""
-        self._manual(self._machine.isolate)
+        self._manual("isolate", self._machine.isolate)
 
     def disable(self) -> None:
         """Force the circuit closed until :meth:`reset`: everything admitted, nothing counted."""
-        self._manual(self._machine.disable)
+        self._manual("disable", self._machine.disable)
 
     def reset(self) -> None:
         """Back to CLOSED with empty statistics windows."""
-        self._manual(self._machine.reset)
+        self._manual("reset", self._machine.reset)
 
     def trip(self) -> None:
         """Open the circuit now, for a normal break."""
-        self._manual(lambda: self._machine.force_open(_clock.now()))
+        self._manual("trip", lambda: self._machine.force_open(_clock.now()))
 
-    def _manual(self, action: Callable[[], None]) -> None:
+    def _manual(self, name: str, action: Callable[[], None]) -> None:
         before = self._machine.state
-        action()
+        action()  # the local machine too: it decides while the shared store is unreachable
+        if self._shared is not None:  # every process's breaker, through the store
+            self._shared.manual(name)
+            return
         self._transition(before, _clock.now())
 
     def add_state_listener(self, callback: Callable[[CircuitStateChange], Any]) -> None:
@@ -357,6 +423,8 @@ class CircuitBreaker(EventSource):
             if state is CircuitState.ISOLATED
             else 0.0
         )
+        if self._shared is not None:
+            retry_after = self._shared.retry_after()
         return CircuitBreakerStatistics(
             name=self.name,
             state=state,
@@ -370,6 +438,7 @@ class CircuitBreaker(EventSource):
             rejected=self._rejected,
             opened=self._opened,
             retry_after=retry_after,
+            store_failures=self._store_failures,
         )
 
     def __repr__(self) -> str:

@@ -18,10 +18,12 @@ from ..._breaker import CircuitBreaker
 from ..._errors import CircuitBreakerOpenError, StoreError
 from ..._schedules import exponential
 from ..._timeout import timeout
-from ..._validation import finite_positive, positive_int
+from ..._validation import finite_positive, non_negative_or_none, positive_int
 
 if TYPE_CHECKING:
+    from ..._breaker import CircuitBreaker as Breaker
     from ..._ratelimit import RateLimiter
+    from ._breaker import RedisBreaker
     from ._limits import RedisLimit
 
 __all__ = ["SCRIPTS", "FailurePolicy", "RedisStore"]
@@ -102,13 +104,16 @@ class _Entry:
 
 
 class RedisStore:
-    """Shared limiter state on Redis. Pass a ``redis.asyncio.Redis``, a
+    """Shared limiter and breaker state on Redis. Pass a ``redis.asyncio.Redis``, a
     ``redis.asyncio.cluster.RedisCluster`` or a URL, and a key ``prefix``.
 
     ``timeout`` bounds each round trip (seconds); after ``failure_threshold`` consecutive
     failures the store stops calling Redis for a break (growing from ``break_duration`` up to
     10x) and the limiters apply their failure policy at no cost. ``on_failure`` is the default
-    policy of limiters using this store; :meth:`on_failure` gives a limiter its own.
+    policy of limiters using this store; :meth:`on_failure` gives a limiter its own (a shared
+    breaker always falls back to its own in-process machine). ``breaker_staleness``: how long
+    a process trusts its last view of a closed shared breaker before asking Redis again
+    (every recorded outcome refreshes it).
     """
 
     __slots__ = (
@@ -120,6 +125,7 @@ class RedisStore:
         "_pending",
         "_state",
         "batch_size",
+        "breaker_staleness",
         "client",
         "local_share",
         "max_key_length",
@@ -140,6 +146,7 @@ class RedisStore:
         break_duration: float = 0.5,
         max_key_length: int = 512,
         batch_size: int = 256,
+        breaker_staleness: float = 0.05,
     ) -> None:
         if isinstance(client, str):
             client = aioredis.Redis.from_url(client)
@@ -163,6 +170,10 @@ class RedisStore:
         self.policy, self.local_share = _policy(on_failure, local_share)
         self.max_key_length = positive_int("max_key_length", max_key_length)
         self.batch_size = positive_int("batch_size", batch_size)
+        staleness = non_negative_or_none("breaker_staleness", breaker_staleness)
+        if staleness is None:
+            raise ValueError(f"breaker_staleness must be finite, got {breaker_staleness!r}")
+        self.breaker_staleness = staleness
         self._breaker = CircuitBreaker(
             name=f"redis store {prefix!r}",
             failure_threshold=positive_int("failure_threshold", failure_threshold),
@@ -197,6 +208,11 @@ class RedisStore:
         from ._limits import RedisLimit
 
         return RedisLimit(self, limiter)
+
+    def _bind_breaker(self, breaker: Breaker) -> RedisBreaker:
+        from ._breaker import RedisBreaker
+
+        return RedisBreaker(self, breaker)
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,266 @@
+"""A circuit breaker whose state machine lives in one Redis hash, shared by every process.
+
+``breaker.lua`` runs the same machine as ``_core/breaker.py`` (consecutive failures, failure
+and slow-call rates over a time window of buckets, a limited number of half-open probes, a
+bounded half-open time) on server time. Each process keeps a *view* of it, refreshed by every
+reply: while the view is CLOSED and younger than the store's ``breaker_staleness``, calls are
+admitted without a round trip; outcomes are recorded in the background (coalesced with every
+other operation of the loop turn). An OPEN view refuses locally until its break ends; then
+half-open probes are leased from Redis, so only ``half_open_max_calls`` run across all
+processes. When Redis cannot answer, the breaker's own in-process machine decides (the local
+fallback) and a ``store_failure`` event is emitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from ... import _clock
+from ..._core.breaker import CircuitState
+from ..._core.windows import CountWindow
+from ..._errors import CircuitBreakerOpenError
+from ..._events import Severity
+from ._store import SCRIPTS, Args, RedisStore, _Outage
+
+if TYPE_CHECKING:
+    from ..._breaker import CircuitBreaker
+
+__all__ = ["RedisBreaker", "Ticket"]
+
+T = TypeVar("T")
+_US: Final = 1e-6
+_STATES: Final = (
+    CircuitState.CLOSED,
+    CircuitState.OPEN,
+    CircuitState.HALF_OPEN,
+    CircuitState.ISOLATED,
+    CircuitState.DISABLED,
+)
+_MANUAL: Final = {"isolate": 1, "disable": 2, "reset": 3, "trip": 4}
+_SCRIPT: Final = SCRIPTS["breaker"]
+_CLOSED: Final = CircuitState.CLOSED
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One admitted call: the generation it was admitted in, when, and by whom (the shared
+    machine, or the local fallback during an outage); ``probe``: a half-open lease."""
+
+    generation: int
+    start: float
+    shared: bool
+    probe: bool = False
+
+
+class RedisBreaker:
+    """The shared state of one :class:`~aioresilience.CircuitBreaker`."""
+
+    __slots__ = (
+        "_config",
+        "_last_break",
+        "breaker",
+        "generation",
+        "key",
+        "open_until",
+        "opens",
+        "state",
+        "store",
+        "synced_at",
+    )
+
+    def __init__(self, store: RedisStore, breaker: CircuitBreaker) -> None:
+        if breaker.name == "CircuitBreaker":
+            raise TypeError(
+                "a CircuitBreaker on a RedisStore needs name=...: the name is the breaker's "
+                "identity in Redis, shared by every process that uses it"
+            )
+        if "{" in breaker.name or "}" in breaker.name:
+            raise ValueError(f"name must not contain braces on a RedisStore, got {breaker.name!r}")
+        machine = breaker._machine
+        window = machine.window
+        if isinstance(window, CountWindow):
+            raise TypeError(
+                "a shared CircuitBreaker counts rates over time (window='time'): a window of "
+                "the last N calls has no meaning across processes"
+            )
+        self.store = store
+        self.breaker = breaker
+
+        def rule(value: float | None) -> str:
+            return "-1" if value is None else repr(value)
+
+        seconds = window.seconds if window is not None else 60.0
+        buckets = window.buckets if window is not None else 10
+        self._config = ",".join(
+            (
+                rule(machine.failure_threshold),
+                rule(machine.failure_rate_threshold),
+                rule(machine.slow_call_rate_threshold),
+                str(machine.minimum_calls),
+                repr(seconds / _US),
+                str(buckets),
+                str(machine.probes),
+                repr(machine.half_open_timeout / _US),
+            )
+        )
+        self.key = f"{store.prefix}:breaker:{{{breaker.name}}}"
+        self.state = CircuitState.CLOSED
+        self.generation = self.opens = 0
+        self.open_until = 0.0
+        self.synced_at = -math.inf
+        self._last_break: float | None = None
+
+    # -- the view -------------------------------------------------------------------------------
+
+    def current_state(self) -> CircuitState:
+        if self.state is CircuitState.OPEN and _clock.now() >= self.open_until:
+            return CircuitState.HALF_OPEN
+        return self.state
+
+    def retry_after(self) -> float:
+        if self.state is CircuitState.ISOLATED:
+            return math.inf
+        if self.state is CircuitState.OPEN:
+            return max(0.0, self.open_until - _clock.now())
+        return 0.0
+
+    def _break_us(self) -> float:
+        """The break to use if this operation opens the circuit, drawn here (jitter and all)
+        from the breaker's schedule, as the in-process machine would draw it."""
+        machine = self.breaker._machine
+        seconds = machine.break_duration.delay(self.opens, self._last_break, machine.random)
+        return seconds / _US
+
+    def _sync(self, values: list[Any], now: float) -> None:
+        _, code, generation, retry_us, opens, _ = values
+        before, after = self.state, _STATES[code]
+        self.state, self.generation, self.opens = after, generation, opens
+        if after is CircuitState.OPEN:
+            self.open_until = now + retry_us * _US
+            if before is not CircuitState.OPEN:
+                self._last_break = retry_us * _US
+        self.synced_at = now
+        if after is not before:
+            self.breaker._announce(before, after, now, self.retry_after())
+
+    def _on_reply(self, future: asyncio.Future[list[Any] | _Outage]) -> None:
+        """The reply to an operation nobody awaits (an outcome, a release, a manual action)."""
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            self._note_outage(future.exception())
+            return
+        values = future.result()
+        if isinstance(values, _Outage):
+            self._note_outage(values.error)
+        else:
+            self._sync(values, _clock.now())
+
+    def _note_outage(self, error: BaseException | None) -> None:
+        breaker = self.breaker
+        breaker._store_failures += 1
+        breaker._emit("store_failure", Severity.ERROR, policy="local", error=repr(error))
+
+    def _send(self, op: str, flags: int, generation: int) -> None:
+        args: Args = (op, flags, generation, self._config, self._break_us())
+        future = self.store._submit(_SCRIPT, self.key, args, reply=True)
+        assert future is not None
+        future.add_done_callback(self._on_reply)
+
+    # -- admission and outcomes -----------------------------------------------------------------
+
+    async def admit(self) -> Ticket:
+        """Admit a call, or raise :class:`CircuitBreakerOpenError`."""
+        now = _clock.now()
+        state = self.state
+        if now - self.synced_at <= self.store.breaker_staleness:
+            if state is CircuitState.CLOSED or state is CircuitState.DISABLED:
+                return Ticket(self.generation, now, shared=True)
+            if state is CircuitState.ISOLATED or (
+                state is CircuitState.OPEN and now < self.open_until
+            ):
+                raise self._rejection(self.retry_after())
+        args: Args = ("a", 0, 0, self._config, self._break_us())
+        reply = await self.store._request(_SCRIPT, self.key, args)
+        if isinstance(reply, _Outage):
+            self._note_outage(reply.error)
+            generation, start = self.breaker._admit()  # the local fallback decides
+            return Ticket(generation, start, shared=False)
+        now = _clock.now()
+        self._sync(reply, now)
+        if reply[0] == 1:
+            return Ticket(reply[2], now, shared=True, probe=_STATES[reply[1]] is not _CLOSED)
+        retry_us = reply[3]
+        raise self._rejection(math.inf if retry_us < 0 else retry_us * _US)
+
+    def _rejection(self, retry_after: float) -> CircuitBreakerOpenError:
+        breaker = self.breaker
+        breaker._rejected += 1
+        breaker._emit("circuit_rejected", Severity.DEBUG, retry_after=retry_after)
+        state = self.current_state().value
+        return CircuitBreakerOpenError(
+            f"{breaker.name}: circuit {state} (shared); retry after {retry_after:.3f}s",
+            retry_after=retry_after,
+            breaker=breaker.name,
+            state=state,
+        )
+
+    def finish(self, ticket: Ticket, exc: BaseException | None, result: Any = None) -> None:
+        """Record how an admitted call ended (``exc`` None: it returned ``result``)."""
+        breaker = self.breaker
+        if not ticket.shared:
+            if exc is None:
+                breaker._on_success(result, ticket.generation, ticket.start)
+            else:
+                breaker._on_exception(exc, ticket.generation, ticket.start)
+            return
+        if exc is None:
+            judge = breaker._failure_result
+            failed = judge is not None and bool(judge(result))
+        elif isinstance(exc, Exception) and breaker._record(exc) and not breaker._ignore(exc):
+            failed = True
+        else:
+            # Cancellation, ignored exceptions: no outcome; a probe's lease goes back.
+            breaker._ignored += 1
+            if ticket.probe:
+                self._send("r", 0, ticket.generation)
+            return
+        if failed:
+            breaker._failures += 1
+        else:
+            breaker._successes += 1
+        slow_after = breaker._slow_after
+        slow = slow_after is not None and _clock.now() - ticket.start >= slow_after
+        self._send("o", int(failed) + 2 * int(slow), ticket.generation)
+
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        ticket = await self.admit()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self.finish(ticket, exc)
+            raise
+        self.finish(ticket, None, result)
+        return result
+
+    def manual(self, action: str) -> None:
+        """isolate / disable / reset / trip, for every process (needs a running loop). The
+        view takes the new state at once; the next admission asks Redis, after this."""
+        before = self.state
+        self._send("m", _MANUAL[action], self.generation)
+        now = _clock.now()
+        if action == "trip":
+            self.open_until = now + self._break_us() * _US
+        self.state = {
+            "isolate": CircuitState.ISOLATED,
+            "disable": CircuitState.DISABLED,
+            "reset": CircuitState.CLOSED,
+            "trip": CircuitState.OPEN,
+        }[action]
+        self.synced_at = -math.inf
+        if self.state is not before:
+            self.breaker._announce(before, self.state, now, self.retry_after())

@@ -1,0 +1,259 @@
+"""A circuit breaker shared through Redis: one state machine for every process.
+
+Separate RedisStore instances stand for separate processes (each has its own client and its
+own view of the breaker); one test runs real processes for the half-open probe lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from aioresilience import CircuitBreaker, CircuitBreakerOpenError, CircuitState, ResilienceEvent
+from aioresilience.stores.redis import RedisStore
+from aioresilience.testing import RedisServer
+
+pytestmark = pytest.mark.real_time
+
+BREAK = 0.05
+
+
+class Boom(Exception):
+    pass
+
+
+async def fail() -> None:
+    raise Boom
+
+
+async def succeed() -> str:
+    return "ok"
+
+
+@pytest.fixture
+async def processes(
+    redis_server: RedisServer,
+) -> AsyncIterator[Callable[..., list[CircuitBreaker]]]:
+    """``processes(n, **options)``: n breakers of one name, each on its own store and client."""
+    prefix = f"breaker-{uuid.uuid4().hex[:8]}"
+    stores: list[RedisStore] = []
+
+    def make(n: int, **options: Any) -> list[CircuitBreaker]:
+        options = {"failure_threshold": 2, "break_duration": BREAK, **options}
+        breakers = []
+        for _ in range(n):
+            store = RedisStore(redis_server.url, prefix=prefix, breaker_staleness=0.0)
+            stores.append(store)
+            breakers.append(CircuitBreaker(name="payments", store=store, **options))
+        return breakers
+
+    yield make
+    for store in stores:
+        await store.client.aclose()
+
+
+async def settle() -> None:
+    """Outcomes are recorded in the background: let their round trips finish."""
+    for _ in range(20):
+        await asyncio.sleep(0.002)
+
+
+async def test_failures_in_one_process_open_the_breaker_for_another(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    a, b = processes(2)
+    assert await b.call(succeed) == "ok"
+    for _ in range(2):
+        with pytest.raises(Boom):
+            await a.call(fail)
+    await settle()
+    with pytest.raises(CircuitBreakerOpenError) as caught:
+        await b.call(succeed)
+    assert 0 < caught.value.retry_after <= BREAK
+    assert b.state is CircuitState.OPEN
+    assert (a.statistics().failures, b.statistics().rejected) == (2, 1)
+
+
+async def test_only_the_allowed_probes_run_across_processes(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    breakers = processes(4, half_open_max_calls=2)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            await breakers[0].call(fail)
+    await settle()
+    await asyncio.sleep(BREAK)
+    release = asyncio.Event()
+    started = 0
+
+    async def probe() -> str:
+        nonlocal started
+        started += 1
+        await release.wait()
+        return "ok"
+
+    calls = [asyncio.create_task(b.call(probe)) for b in breakers for _ in range(3)]
+    await settle()
+    assert started == 2  # two probes in all, whichever processes got them
+    release.set()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert outcomes.count("ok") == 2
+    assert all(isinstance(o, CircuitBreakerOpenError) for o in outcomes if o != "ok")
+    await settle()
+    assert [await b.call(succeed) for b in breakers] == ["ok"] * 4  # closed for everyone
+
+
+async def test_a_cancelled_probe_gives_its_lease_back(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    a, b = processes(2, failure_threshold=1)
+    with pytest.raises(Boom):
+        await a.call(fail)
+    await settle()
+    await asyncio.sleep(BREAK)
+    probe = asyncio.create_task(a.call(asyncio.sleep, 10))
+    await settle()
+    with pytest.raises(CircuitBreakerOpenError):
+        await b.call(succeed)  # the only probe is taken
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    await settle()
+    assert await b.call(succeed) == "ok"  # the lease came back: b probes, and closes it
+    assert a.statistics().failures == 1 and a.statistics().ignored == 1
+
+
+async def test_state_changes_seen_in_the_store_reach_listeners(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    a, b = processes(2, failure_threshold=1)
+    changes: list[tuple[CircuitState, CircuitState]] = []
+    events: list[ResilienceEvent] = []
+    b.add_state_listener(lambda change: changes.append((change.old, change.new)))
+    b.add_listener(events.append)
+    with pytest.raises(Boom):
+        await a.call(fail)
+    await settle()
+    with pytest.raises(CircuitBreakerOpenError):
+        async with b:
+            pass
+    assert changes == [(CircuitState.CLOSED, CircuitState.OPEN)]
+    assert "circuit_open" in [e.name for e in events]
+
+
+async def test_manual_control_applies_to_every_process(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    a, b = processes(2)
+    a.isolate()
+    with pytest.raises(CircuitBreakerOpenError) as caught:
+        await a.call(succeed)  # at once, in the process that isolated it
+    assert caught.value.retry_after == float("inf")
+    await settle()
+    with pytest.raises(CircuitBreakerOpenError):
+        await b.call(succeed)
+    b.reset()
+    await settle()
+    assert await a.call(succeed) == "ok"
+
+
+async def test_the_state_is_one_hash_with_a_ttl(
+    processes: Callable[..., list[CircuitBreaker]], redis_server: RedisServer
+) -> None:
+    (a,) = processes(1, failure_threshold=1)
+    with pytest.raises(Boom):
+        await a.call(fail)
+    await settle()
+    store = a._shared.store  # type: ignore[union-attr]
+    key = f"{store.prefix}:breaker:{{payments}}"
+    fields = await store.client.hgetall(key)
+    assert fields[b"st"] == b"1" and int(fields[b"opens"]) == 1
+    assert await store.client.pttl(key) > 0
+
+
+async def test_the_local_breaker_decides_while_redis_is_away(redis_server: RedisServer) -> None:
+    with RedisServer() as server:
+        store = RedisStore(server.url, prefix="away", timeout=0.05, breaker_staleness=0.0)
+        breaker = CircuitBreaker(name="away", failure_threshold=2, break_duration=10, store=store)
+        events: list[ResilienceEvent] = []
+        breaker.add_listener(events.append)
+        assert await breaker.call(succeed) == "ok"
+        server.kill()
+        assert await breaker.call(succeed) == "ok"  # admitted by the local machine
+        for _ in range(2):
+            with pytest.raises(Boom):
+                await breaker.call(fail)
+        with pytest.raises(CircuitBreakerOpenError):  # the local machine tripped
+            await breaker.call(succeed)
+        assert breaker.statistics().store_failures >= 1
+        assert any(e.name == "store_failure" for e in events)
+        await store.client.aclose()
+
+
+def test_a_shared_breaker_needs_a_name_and_a_time_window(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url)
+    with pytest.raises(TypeError, match=r"needs name=\.\.\."):
+        CircuitBreaker(store=store)
+    with pytest.raises(TypeError, match="window='time'"):
+        CircuitBreaker(name="b", failure_rate_threshold=0.5, window="count", store=store)
+    with pytest.raises(TypeError, match="store must be a shared store"):
+        CircuitBreaker(name="b", store=object())  # type: ignore[arg-type]
+
+
+PROBE_PROCESS = """
+import asyncio, sys, time
+from aioresilience import CircuitBreaker, CircuitBreakerOpenError
+from aioresilience.stores.redis import RedisStore
+
+async def main(url, prefix, start):
+    store = RedisStore(url, prefix=prefix, timeout=5.0, breaker_staleness=0.0)
+    breaker = CircuitBreaker(name="shared", failure_threshold=1, break_duration=60,
+                             half_open_max_calls=3, store=store)
+    await asyncio.sleep(max(0.0, start - time.time()))
+
+    async def slow():
+        await asyncio.sleep(0.5)
+
+    async def one():
+        try:
+            await breaker.call(slow)
+            return 1
+        except CircuitBreakerOpenError:
+            return 0
+
+    print(sum(await asyncio.gather(*(one() for _ in range(10)))))
+    await store.client.aclose()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+async def test_four_processes_share_the_probes(redis_server: RedisServer) -> None:
+    import time
+
+    prefix = f"probes-{uuid.uuid4().hex[:8]}"
+    store = RedisStore(redis_server.url, prefix=prefix)
+    breaker = CircuitBreaker(name="shared", failure_threshold=1, break_duration=60, store=store)
+    with pytest.raises(Boom):
+        await breaker.call(fail)
+    await settle()
+    # Make the break end for everyone: set the stored open-until to now.
+    key = f"{prefix}:breaker:{{shared}}"
+    await store.client.hset(key, "ou", "0")
+    start = time.time() + 1.5
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", PROBE_PROCESS, redis_server.url, prefix, str(start),
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]  # fmt: skip
+    outputs = [await p.communicate() for p in procs]
+    assert sum(int(out) for out, _ in outputs) == 3  # 40 calls, 3 probes across 4 processes
+    await store.client.aclose()
