@@ -22,6 +22,9 @@ import bench_ratelimit
 import bench_redis
 from harness import loops, measure, table
 
+from aioresilience.testing import RedisServer
+from aioresilience.testing._redis_server import INSTALL_HINT
+
 PEERS = [
     "aioresilience",
     "aiolimiter",
@@ -91,7 +94,10 @@ def main() -> None:
     if args.only in (None, "keyed"):
         print(bench_ratelimit.run_once(args.quick), flush=True)
     if args.only in (None, "redis"):
-        print(bench_redis.run(loops(), args.quick), flush=True)
+        if RedisServer.available():
+            print(bench_redis.run(loops(), args.quick), flush=True)
+        else:
+            print(f"### Redis: skipped, redis-server not found; {INSTALL_HINT}\n", flush=True)
 
 
 if __name__ == "__main__":

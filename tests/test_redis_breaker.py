@@ -257,3 +257,27 @@ async def test_four_processes_share_the_probes(redis_server: RedisServer) -> Non
     outputs = [await p.communicate() for p in procs]
     assert sum(int(out) for out, _ in outputs) == 3  # 40 calls, 3 probes across 4 processes
     await store.client.aclose()
+
+
+async def test_shared_primitives_compose_in_a_pipeline(redis_server: RedisServer) -> None:
+    from aioresilience import GCRA, Pipeline, RateLimited
+
+    store = RedisStore(redis_server.url, prefix=f"pipeline-{uuid.uuid4().hex[:8]}")
+    limiter = GCRA(1, 60, burst=2, name="calls", store=store, max_wait=0)
+    breaker = CircuitBreaker(name="dependency", failure_threshold=1, break_duration=60, store=store)
+    pipeline = (
+        Pipeline.builder()
+        .timeout(1)
+        .rate_limit(limiter, key=lambda context: "tenant")
+        .circuit_breaker(breaker)
+        .build()
+    )
+    assert await pipeline.execute(succeed) == "ok"
+    with pytest.raises(Boom):
+        await pipeline.execute(fail)
+    await settle()
+    with pytest.raises(RateLimited):
+        await pipeline.execute(succeed)  # the two units of the burst are spent
+    with pytest.raises(CircuitBreakerOpenError):
+        await breaker.call(succeed)  # the failure opened the shared breaker
+    await store.client.aclose()
