@@ -273,15 +273,17 @@ class RedisStore:
     async def _send(self, batch: list[_Entry]) -> None:
         # One script call per script and Cluster slot (chunks of batch_size keys, sent in
         # order, so decisions on one key are made in the order they were asked for).
-        script = batch[0].script
-        if (
-            len(batch) <= self.batch_size
-            and all(e.script is script for e in batch)
-            and not (self._cluster)
-        ):
-            groups = [[(script, batch)]]  # the common case, with nothing to sort
-        else:
+        groups: list[list[tuple[_Script, list[_Entry]]]]
+        if self._cluster or len(batch) > self.batch_size:
             groups = self._groups(batch)
+        else:
+            script = batch[0].script
+            for entry in batch:
+                if entry.script is not script:
+                    groups = self._groups(batch)
+                    break
+            else:
+                groups = [[(script, batch)]]  # the common case, with nothing to sort
         try:
             replies = await self._breaker.call(self._round_trip, groups)
         except (RedisError, OSError, TimeoutError, CircuitBreakerOpenError) as exc:
@@ -293,9 +295,11 @@ class RedisStore:
             for future in _unsettled(batch):
                 future.set_exception(exc)
             return
-        calls = (call for group in groups for call in group)
-        for (_, entries), reply in zip(calls, replies, strict=True):
-            self._deliver(entries, reply)
+        index = 0
+        for group in groups:
+            for _, entries in group:
+                self._deliver(entries, replies[index])
+                index += 1
 
     def _groups(self, batch: list[_Entry]) -> list[list[tuple[_Script, list[_Entry]]]]:
         by_script_and_slot: dict[tuple[_Script, int], list[_Entry]] = {}
