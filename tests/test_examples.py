@@ -59,3 +59,10 @@ def test_resilient_service_absorbs_injected_faults() -> None:
     faults = int(next(line for line in out.splitlines() if "chaos_fault" in line).split()[-1])
     retries = int(next(line for line in out.splitlines() if "retry_scheduled" in line).split()[-1])
     assert faults > 0 and retries >= faults
+
+
+def test_many_processes_share_one_limit_and_survive_an_outage(redis_server: object) -> None:
+    out = run_example("many_processes.py")  # starts its own redis-server
+    assert "4 processes asked 160 at once of a shared limit of 50: admitted 50" in out
+    assert "20 asked, 12 admitted by the local fallback" in out
+    assert "Redis back: decided by Redis again" in out

@@ -1,0 +1,84 @@
+"""Four worker processes share one rate limit on Redis, then Redis dies and comes back.
+
+Uses $REDIS_URL if set; otherwise starts a throwaway redis-server (the binary must be
+installed: apt-get install -y redis-server).
+
+    python examples/many_processes.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any
+
+import aioresilience as ar
+from aioresilience.stores.redis import RedisStore
+from aioresilience.testing import RedisServer
+
+LIMIT = 50  # requests per minute, for all workers together
+
+
+def limiter(url: str, prefix: str, **store_options: Any) -> ar.GCRA:
+    store = RedisStore(url, prefix=prefix, **store_options)
+    return ar.GCRA(LIMIT, 60, burst=LIMIT, name="partner-api", store=store)
+
+
+async def worker(url: str, prefix: str, start: float) -> int:
+    shared = limiter(url, prefix)
+    await asyncio.sleep(max(0.0, start - time.time()))
+    decisions = await asyncio.gather(*(shared.decide(key="partner") for _ in range(40)))
+    return sum(d.allowed for d in decisions)
+
+
+def run_worker(url: str, prefix: str, start: float, results: multiprocessing.Queue[int]) -> None:
+    results.put(asyncio.run(worker(url, prefix, start)))
+
+
+async def outage(server: RedisServer, prefix: str) -> None:
+    shared = limiter(server.url, prefix, on_failure="local", local_share=0.25, timeout=0.05)
+    print(f"before the outage: {(await shared.decide(key='other')).remaining} remaining")
+    server.kill()
+    admitted = sum([(await shared.decide(key="other")).allowed for _ in range(20)])
+    stats = shared.statistics()
+    print(
+        f"Redis down: 20 asked, {admitted} admitted by the local fallback "
+        f"(a quarter of the burst), {stats.store_failures} store failures, no exception"
+    )
+    server.start()
+    for _ in range(300):  # the store's breaker probes Redis again after a short break
+        before = shared.statistics().store_failures
+        decision = await shared.decide(key="fresh")
+        if shared.statistics().store_failures == before:
+            print(f"Redis back: decided by Redis again ({decision.remaining} remaining)")
+            break
+        await asyncio.sleep(0.01)
+
+
+def main() -> None:
+    server = None if os.environ.get("REDIS_URL") else RedisServer().start()
+    url = server.url if server is not None else os.environ["REDIS_URL"]
+    results: multiprocessing.Queue[int] = multiprocessing.Queue()
+    prefix, start = f"example-{os.getpid()}", time.time() + 1.0
+    workers = [
+        multiprocessing.Process(target=run_worker, args=(url, prefix, start, results))
+        for _ in range(4)
+    ]
+    for process in workers:
+        process.start()
+    admitted = [results.get(timeout=30) for _ in workers]
+    for process in workers:
+        process.join()
+    print(f"4 processes asked 160 at once of a shared limit of {LIMIT}: admitted {sum(admitted)}")
+    if server is not None:
+        asyncio.run(outage(server, prefix))
+        server.close()
+
+
+if __name__ == "__main__":
+    if sys.platform != "win32":
+        multiprocessing.set_start_method("spawn")
+    main()
