@@ -396,11 +396,12 @@ class CircuitBreaker(EventSource):
         self._manual("trip", lambda: self._machine.force_open(_clock.now()))
 
     def _manual(self, name: str, action: Callable[[], None]) -> None:
-        before = self._machine.state
-        action()  # the local machine too: it decides while the shared store is unreachable
         if self._shared is not None:  # every process's breaker, through the store
             self._shared.manual(name)
+            action()  # the local machine too: it decides while the store is unreachable
             return
+        before = self._machine.state
+        action()
         self._transition(before, _clock.now())
 
     def add_state_listener(self, callback: Callable[[CircuitStateChange], Any]) -> None:

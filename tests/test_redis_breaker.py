@@ -196,6 +196,56 @@ async def test_the_local_breaker_decides_while_redis_is_away(redis_server: Redis
         await store.client.aclose()
 
 
+async def test_a_block_has_no_result_to_judge(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    (breaker,) = processes(1, failure_result=lambda response: response.status >= 500)
+    async with breaker:
+        pass
+    await settle()
+    assert breaker.statistics().successes == 1
+
+
+async def test_an_isolated_breaker_outlives_the_ordinary_ttl(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    (breaker,) = processes(1)
+    breaker.isolate()
+    await settle()
+    store = breaker._shared.store  # type: ignore[union-attr]
+    ttl = await store.client.pttl(f"{store.prefix}:breaker:{{payments}}")
+    assert ttl > 3_600_000  # a day: an operator's decision is not forgotten in a minute
+
+
+async def test_a_reply_sent_before_a_manual_action_does_not_undo_it(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    (breaker,) = processes(1)
+    changes: list[tuple[CircuitState, CircuitState]] = []
+    breaker.add_state_listener(lambda change: changes.append((change.old, change.new)))
+    assert await breaker.call(succeed) == "ok"  # its outcome is recorded in the background
+    await asyncio.sleep(0)  # ... and is now on its way to Redis
+    breaker.isolate()
+    await settle()
+    assert changes == [(CircuitState.CLOSED, CircuitState.ISOLATED)]
+    with pytest.raises(CircuitBreakerOpenError):
+        await breaker.call(succeed)
+
+
+async def test_a_foreign_value_fails_only_that_breaker(redis_server: RedisServer) -> None:
+    from aioresilience import GCRA, StoreError
+
+    store = RedisStore(redis_server.url, prefix=f"foreign-{uuid.uuid4().hex[:8]}")
+    await store.client.set(f"{store.prefix}:breaker:{{broken}}", "not a hash")
+    broken = CircuitBreaker(name="broken", store=store)
+    limiter = GCRA(1, 60, burst=5, name="fine", store=store)
+    outcomes = await asyncio.gather(broken.call(succeed), limiter.decide(), return_exceptions=True)
+    assert isinstance(outcomes[0], StoreError) and "WRONGTYPE" in str(outcomes[0])
+    assert not isinstance(outcomes[1], BaseException) and outcomes[1].allowed
+    assert store.breaker.state is CircuitState.CLOSED  # one bad key is not an outage
+    await store.client.aclose()
+
+
 def test_a_shared_breaker_needs_a_name_and_a_time_window(redis_server: RedisServer) -> None:
     store = RedisStore(redis_server.url)
     with pytest.raises(TypeError, match=r"needs name=\.\.\."):

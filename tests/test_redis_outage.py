@@ -126,6 +126,27 @@ async def test_a_hung_server_costs_at_most_the_timeout_per_call(
     await store.client.aclose()
 
 
+async def test_what_a_late_reply_admitted_is_given_back(
+    server: RedisServer, loop_errors: list[Any]
+) -> None:
+    """Callers stop waiting after the timeout, but the round trip goes on: when the hung server
+    answers, the admissions nobody used are returned."""
+    store, limiter = _limiter(server, "deny")
+    assert (await limiter.decide(key="k")).remaining == 9
+    server.pause()
+    try:
+        for _ in range(4):
+            assert not (await limiter.decide(key="k")).allowed  # denied by the policy
+    finally:
+        server.resume()
+    await _until_redis_answers(limiter)
+    await asyncio.sleep(0.05)  # the refunds go with the next round trips
+    await limiter.decide(key="other")
+    assert (await limiter.decide(key="k")).remaining == 8  # only the first and this one count
+    assert loop_errors == []
+    await store.client.aclose()
+
+
 async def test_the_local_fallback_waits_in_process(server: RedisServer) -> None:
     store, limiter = _limiter(server, "local")
     server.kill()

@@ -157,7 +157,7 @@ class LimiterBehaviour:
         assert (await limiter.decide(key="k")).allowed is not completed
 
     async def test_a_cancelled_waiter_leaves_the_line(self, store: RedisStore | None) -> None:
-        limiter = GCRA(1, 0.02, name=f"line-{_unique()}", store=store)
+        limiter = GCRA(1, 0.1, name=f"line-{_unique()}", store=store)  # one per 100 ms
         await limiter.acquire(key="k")
         polling = asyncio.create_task(limiter.acquire(key="k"))  # waits one interval
         behind = asyncio.create_task(limiter.acquire(key="k"))  # waits its turn
@@ -170,7 +170,20 @@ class LimiterBehaviour:
                 await task
         stats = limiter.statistics()
         assert (stats.waiting, stats.cancelled) == (0, 2)
-        await limiter.acquire(key="k", timeout=0.05)  # the unit they gave up is there
+        # The next unit is due 100 ms after the first; had a cancelled waiter taken it, the
+        # one after would be 200 ms away, beyond this timeout.
+        await limiter.acquire(key="k", timeout=0.15)
+
+    async def test_callers_with_capacity_never_wait_for_each_other(
+        self, store: RedisStore | None
+    ) -> None:
+        limiter = GCRA(1, 60, burst=100, name=f"busy-{_unique()}", store=store)
+        await asyncio.gather(*(limiter.acquire(key="k", timeout=0) for _ in range(50)))
+        decisions = await asyncio.gather(
+            limiter.acquire(key="k"), limiter.decide(key="k"), limiter.acquire(key="k")
+        )
+        assert decisions[1].allowed  # type: ignore[union-attr]
+        assert limiter.statistics().admitted == 53
 
     async def test_every_way_in_works_on_both_stores(self, store: RedisStore | None) -> None:
         limiter = FixedWindowCounter(3, 100, name=f"ways-{_unique()}", store=store)
@@ -280,6 +293,31 @@ async def test_decisions_of_one_loop_turn_share_one_round_trip(
 
 
 @pytest.mark.real_time
+async def test_concurrent_acquires_of_one_key_share_a_round_trip(redis_store: RedisStore) -> None:
+    client = redis_store.client
+    limiter = GCRA(1, 60, burst=1000, name="one-key", store=redis_store)
+    await limiter.acquire(key="k")
+    before = int((await client.info("commandstats"))["cmdstat_evalsha"]["calls"])
+    await asyncio.gather(*(limiter.acquire(key="k") for _ in range(50)))
+    after = int((await client.info("commandstats"))["cmdstat_evalsha"]["calls"])
+    assert after - before == 1
+
+
+@pytest.mark.real_time
+async def test_a_caller_cancelled_before_the_round_trip_is_not_sent(
+    redis_store: RedisStore,
+) -> None:
+    limiter = GCRA(1, 60, burst=1, name="cancel-first", store=redis_store)
+    first = asyncio.create_task(limiter.decide(key="k"))
+    second = asyncio.create_task(limiter.decide(key="k"))
+    await asyncio.sleep(0)  # both submitted, nothing sent yet
+    first.cancel()
+    assert (await second).allowed  # the only unit goes to the caller still there
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+@pytest.mark.real_time
 async def test_scripts_are_reloaded_after_a_script_flush(redis_store: RedisStore) -> None:
     limiter = GCRA(10, 1, burst=10, name="flush", store=redis_store)
     assert (await limiter.decide()).allowed
@@ -361,10 +399,11 @@ def test_bad_store_options_are_named(options: dict[str, Any], message: str) -> N
 
 def test_a_limiter_on_redis_needs_a_name_and_a_shareable_algorithm() -> None:
     store = RedisStore(aioredis.Redis())
-    with pytest.raises(TypeError, match=r"needs name=\.\.\.: the name is the limit's identity"):
+    with pytest.raises(TypeError, match=r"needs name=\.\.\.: the name is its identity in Redis"):
         TokenBucket(5, 1, store=store)
-    with pytest.raises(ValueError, match="braces"):
-        TokenBucket(5, 1, name="a{b}", store=store)
+    for name in ("a{b}", "api:user"):  # ':' would let a name and a key collide
+        with pytest.raises(ValueError, match=r"must not contain \{, \} or :"):
+            TokenBucket(5, 1, name=name, store=store)
     with pytest.raises(TypeError, match=r"mode='shaper'.*cannot be shared on Redis"):
         LeakyBucket(5, 1, mode="shaper", name="shaper", store=store)
     with pytest.raises(TypeError, match="store must be a shared store"):

@@ -24,7 +24,7 @@ from ..._core.breaker import CircuitState
 from ..._core.windows import CountWindow
 from ..._errors import CircuitBreakerOpenError
 from ..._events import Severity
-from ._store import SCRIPTS, Args, RedisStore, _Outage
+from ._store import BREAKER_OPEN, SCRIPTS, Args, RedisStore, _Outage, shared_name
 
 if TYPE_CHECKING:
     from ..._breaker import CircuitBreaker
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisBreaker", "Ticket"]
 
 T = TypeVar("T")
-_US: Final = 1e-6
+_PER_S: Final = 1e6  # µs per second
 _STATES: Final = (
     CircuitState.CLOSED,
     CircuitState.OPEN,
@@ -42,7 +42,8 @@ _STATES: Final = (
 )
 _MANUAL: Final = {"isolate": 1, "disable": 2, "reset": 3, "trip": 4}
 _SCRIPT: Final = SCRIPTS["breaker"]
-_CLOSED: Final = CircuitState.CLOSED
+_HALF_OPEN: Final = CircuitState.HALF_OPEN
+NO_RESULT: Final = object()  # an `async with` block ends with no result to judge
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class RedisBreaker:
 
     __slots__ = (
         "_config",
+        "_epoch",
         "_last_break",
         "breaker",
         "generation",
@@ -73,13 +75,7 @@ class RedisBreaker:
     )
 
     def __init__(self, store: RedisStore, breaker: CircuitBreaker) -> None:
-        if breaker.name == "CircuitBreaker":
-            raise TypeError(
-                "a CircuitBreaker on a RedisStore needs name=...: the name is the breaker's "
-                "identity in Redis, shared by every process that uses it"
-            )
-        if "{" in breaker.name or "}" in breaker.name:
-            raise ValueError(f"name must not contain braces on a RedisStore, got {breaker.name!r}")
+        shared_name(breaker, default="CircuitBreaker")
         machine = breaker._machine
         window = machine.window
         if isinstance(window, CountWindow):
@@ -101,10 +97,10 @@ class RedisBreaker:
                 rule(machine.failure_rate_threshold),
                 rule(machine.slow_call_rate_threshold),
                 str(machine.minimum_calls),
-                repr(seconds / _US),
+                repr(seconds * _PER_S),
                 str(buckets),
                 str(machine.probes),
-                repr(machine.half_open_timeout / _US),
+                repr(machine.half_open_timeout * _PER_S),
             )
         )
         self.key = f"{store.prefix}:breaker:{{{breaker.name}}}"
@@ -113,6 +109,8 @@ class RedisBreaker:
         self.open_until = 0.0
         self.synced_at = -math.inf
         self._last_break: float | None = None
+        # Bumped by manual actions: replies to operations sent before one are stale.
+        self._epoch = 0
 
     # -- the view -------------------------------------------------------------------------------
 
@@ -133,31 +131,29 @@ class RedisBreaker:
         from the breaker's schedule, as the in-process machine would draw it."""
         machine = self.breaker._machine
         seconds = machine.break_duration.delay(self.opens, self._last_break, machine.random)
-        return seconds / _US
+        return seconds * _PER_S
 
     def _sync(self, values: list[Any], now: float) -> None:
         _, code, generation, retry_us, opens, _ = values
         before, after = self.state, _STATES[code]
         self.state, self.generation, self.opens = after, generation, opens
         if after is CircuitState.OPEN:
-            self.open_until = now + retry_us * _US
+            self.open_until = now + retry_us / _PER_S
             if before is not CircuitState.OPEN:
-                self._last_break = retry_us * _US
+                self._last_break = retry_us / _PER_S
         self.synced_at = now
         if after is not before:
             self.breaker._announce(before, after, now, self.retry_after())
 
-    def _on_reply(self, future: asyncio.Future[list[Any] | _Outage]) -> None:
+    def _on_reply(self, future: asyncio.Future[list[Any] | _Outage], epoch: int) -> None:
         """The reply to an operation nobody awaits (an outcome, a release, a manual action)."""
         if future.cancelled():
             return
-        if future.exception() is not None:
-            self._note_outage(future.exception())
-            return
-        values = future.result()
-        if isinstance(values, _Outage):
-            self._note_outage(values.error)
-        else:
+        error = future.exception()  # retrieved, so asyncio does not report it as lost
+        values = None if error is not None else future.result()
+        if error is not None or isinstance(values, _Outage):
+            self._note_outage(error if values is None else values.error)  # type: ignore[union-attr]
+        elif values is not None and epoch == self._epoch:  # else sent before a manual action
             self._sync(values, _clock.now())
 
     def _note_outage(self, error: BaseException | None) -> None:
@@ -165,11 +161,17 @@ class RedisBreaker:
         breaker._store_failures += 1
         breaker._emit("store_failure", Severity.ERROR, policy="local", error=repr(error))
 
-    def _send(self, op: str, flags: int, generation: int) -> None:
-        args: Args = (op, flags, generation, self._config, self._break_us())
-        future = self.store._submit(_SCRIPT, self.key, args, reply=True)
+    def _send(self, op: str, flags: int, generation: int, break_us: float | None = None) -> None:
+        """An operation nobody waits for (an outcome, a lease release, a manual action)."""
+        store = self.store
+        if store._breaker.retry_after:  # Redis is known to be away: drop it, for free
+            self._note_outage(BREAKER_OPEN)
+            return
+        args: Args = (op, flags, generation, self._config, break_us or self._break_us())
+        future = store._submit(_SCRIPT, self.key, args, reply=True).future
         assert future is not None
-        future.add_done_callback(self._on_reply)
+        epoch = self._epoch
+        future.add_done_callback(lambda done: self._on_reply(done, epoch))
 
     # -- admission and outcomes -----------------------------------------------------------------
 
@@ -177,13 +179,14 @@ class RedisBreaker:
         """Admit a call, or raise :class:`CircuitBreakerOpenError`."""
         now = _clock.now()
         state = self.state
+        if state is CircuitState.OPEN and now < self.open_until:
+            raise self._rejection(self.open_until - now)  # the break is known: no round trip
         if now - self.synced_at <= self.store.breaker_staleness:
             if state is CircuitState.CLOSED or state is CircuitState.DISABLED:
                 return Ticket(self.generation, now, shared=True)
-            if state is CircuitState.ISOLATED or (
-                state is CircuitState.OPEN and now < self.open_until
-            ):
-                raise self._rejection(self.retry_after())
+            if state is CircuitState.ISOLATED:
+                raise self._rejection(math.inf)
+        epoch = self._epoch
         args: Args = ("a", 0, 0, self._config, self._break_us())
         reply = await self.store._request(_SCRIPT, self.key, args)
         if isinstance(reply, _Outage):
@@ -191,11 +194,12 @@ class RedisBreaker:
             generation, start = self.breaker._admit()  # the local fallback decides
             return Ticket(generation, start, shared=False)
         now = _clock.now()
-        self._sync(reply, now)
+        if epoch == self._epoch:
+            self._sync(reply, now)
         if reply[0] == 1:
-            return Ticket(reply[2], now, shared=True, probe=_STATES[reply[1]] is not _CLOSED)
+            return Ticket(reply[2], now, shared=True, probe=_STATES[reply[1]] is _HALF_OPEN)
         retry_us = reply[3]
-        raise self._rejection(math.inf if retry_us < 0 else retry_us * _US)
+        raise self._rejection(math.inf if retry_us < 0 else retry_us / _PER_S)
 
     def _rejection(self, retry_after: float) -> CircuitBreakerOpenError:
         breaker = self.breaker
@@ -209,18 +213,21 @@ class RedisBreaker:
             state=state,
         )
 
-    def finish(self, ticket: Ticket, exc: BaseException | None, result: Any = None) -> None:
-        """Record how an admitted call ended (``exc`` None: it returned ``result``)."""
+    def finish(self, ticket: Ticket, exc: BaseException | None, result: Any = NO_RESULT) -> None:
+        """Record how an admitted call ended (``exc`` None: it returned ``result``, or, for an
+        ``async with`` block, nothing to judge)."""
         breaker = self.breaker
         if not ticket.shared:
-            if exc is None:
-                breaker._on_success(result, ticket.generation, ticket.start)
-            else:
+            if exc is not None:
                 breaker._on_exception(exc, ticket.generation, ticket.start)
+            elif result is NO_RESULT:
+                breaker._on_plain_success(ticket.generation, ticket.start)
+            else:
+                breaker._on_success(result, ticket.generation, ticket.start)
             return
         if exc is None:
             judge = breaker._failure_result
-            failed = judge is not None and bool(judge(result))
+            failed = judge is not None and result is not NO_RESULT and bool(judge(result))
         elif isinstance(exc, Exception) and breaker._record(exc) and not breaker._ignore(exc):
             failed = True
         else:
@@ -250,11 +257,20 @@ class RedisBreaker:
     def manual(self, action: str) -> None:
         """isolate / disable / reset / trip, for every process (needs a running loop). The
         view takes the new state at once; the next admission asks Redis, after this."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                f"{self.breaker.name}: a shared breaker's {action}() goes through Redis; call it "
+                "from code running in the event loop"
+            ) from None
         before = self.state
-        self._send("m", _MANUAL[action], self.generation)
+        break_us = self._break_us()
+        self._epoch += 1
+        self._send("m", _MANUAL[action], self.generation, break_us)
         now = _clock.now()
         if action == "trip":
-            self.open_until = now + self._break_us() * _US
+            self.open_until = now + break_us / _PER_S
         self.state = {
             "isolate": CircuitState.ISOLATED,
             "disable": CircuitState.DISABLED,

@@ -17,14 +17,14 @@ from ..._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ..._errors import RateLimited
 from ..._events import Severity
-from ._store import SCRIPTS, FailurePolicy, RedisStore, _Outage, _Script
+from ._store import SCRIPTS, FailurePolicy, RedisStore, _Outage, _Script, shared_name
 
 if TYPE_CHECKING:
     from ..._ratelimit import RateLimiter
 
 __all__ = ["RedisLimit"]
 
-_US: Final = 1e-6
+_PER_S: Final = 1e6  # µs per second
 
 
 def _script_for(algorithm: object) -> tuple[_Script, float, float]:
@@ -35,22 +35,26 @@ def _script_for(algorithm: object) -> tuple[_Script, float, float]:
             "Redis; use mode='meter', or GCRA with max_wait for spaced admissions"
         )
     if isinstance(algorithm, GCRAAlgorithm):
-        return SCRIPTS["gcra"], algorithm.interval / _US, algorithm.burst
+        return SCRIPTS["gcra"], algorithm.interval * _PER_S, algorithm.burst
     for kind, name in (
         (FixedWindowAlgorithm, "fixed_window"),
         (SlidingWindowLogAlgorithm, "sliding_window_log"),
         (SlidingWindowCounterAlgorithm, "sliding_window_counter"),
     ):
         if isinstance(algorithm, kind):
-            return SCRIPTS[name], algorithm.limit, algorithm.window / _US
+            return SCRIPTS[name], algorithm.limit, algorithm.window * _PER_S
     raise TypeError(f"no Redis script for the algorithm {type(algorithm).__name__}")
 
 
 def _scaled(algorithm: Any, share: float) -> Any:
     """The same algorithm with ``share`` of its limit (at least 1): the local fallback."""
+
+    def part(units: int) -> int:  # rounded down, but not below 1 by a float's last bit
+        return max(1, int(units * share + 1e-9))
+
     if isinstance(algorithm, GCRAAlgorithm):
-        return GCRAAlgorithm(algorithm.interval / share, max(1, int(algorithm.burst * share)))
-    return type(algorithm)(max(1, int(algorithm.limit * share)), algorithm.window)
+        return GCRAAlgorithm(algorithm.interval / share, part(algorithm.burst))
+    return type(algorithm)(part(algorithm.limit), algorithm.window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,9 @@ class _Verdict:
 
 
 class _Line:
-    """The waiters of one key in this process, in arrival order; the first one polls."""
+    """The callers of one key in this process that were refused and wait, in arrival order:
+    the first one sleeps until ``retry_at`` and asks again, the others wait for their turn.
+    A key has a line only while someone waits; otherwise callers go straight to Redis."""
 
     __slots__ = ("retry_at", "waiting")
 
@@ -77,13 +83,7 @@ class RedisLimit:
     __slots__ = ("_fallback", "_lines", "limiter", "p1", "p2", "script", "store", "tag")
 
     def __init__(self, store: RedisStore, limiter: RateLimiter[Any]) -> None:
-        if limiter.name == type(limiter).__name__:
-            raise TypeError(
-                f"a {type(limiter).__name__} on a RedisStore needs name=...: the name is the "
-                "limit's identity in Redis, shared by every process that uses it"
-            )
-        if "{" in limiter.name or "}" in limiter.name:
-            raise ValueError(f"name must not contain braces on a RedisStore, got {limiter.name!r}")
+        shared_name(limiter, default=type(limiter).__name__)
         self.store = store
         self.limiter = limiter
         self.script, self.p1, self.p2 = _script_for(limiter._algorithm)
@@ -102,14 +102,15 @@ class RedisLimit:
         )
 
     def waiting(self) -> int:
-        """Callers of this process waiting for their turn or polling."""
+        """Callers of this process waiting: the first of each line and those behind it."""
         return sum(len(line.waiting) + 1 for line in self._lines.values())
 
     def __repr__(self) -> str:
         return f"redis:{self.store.prefix}:{self.store.policy}"
 
     def redis_key(self, key: Hashable) -> str:
-        """The Redis key of ``key``'s limit."""
+        """The Redis key of ``key``'s limit. Keys are str or int; on Redis an int is the same
+        key as its decimal string (42 and "42" share a limit)."""
         if key is None:
             name = f"{self.tag}}}"
         elif isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)):
@@ -135,13 +136,13 @@ class RedisLimit:
         if isinstance(reply, _Outage):
             return reply
         admitted, remaining, retry_us, reset_us, _ = reply
-        return _Verdict(admitted == 1, remaining, retry_us * _US, reset_us * _US)
+        return _Verdict(admitted == 1, remaining, retry_us / _PER_S, reset_us / _PER_S)
 
     async def decide(self, key: Hashable, cost: int) -> Decision:
         name = self.redis_key(key)
         limit = self.limiter._algorithm.max_cost
         line = self._lines.get(name)
-        if line is not None:  # waiters of this process go first
+        if line is not None:  # callers of this process already wait for this key: they go first
             now = asyncio.get_running_loop().time()
             return Decision(False, limit, 0, max(0.0, line.retry_at - now), 0.0)
         verdict = await self._ask(name, cost)
@@ -184,26 +185,41 @@ class RedisLimit:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
         line = self._lines.get(name)
-        waited = False
         if line is None:
-            self._lines[name] = line = _Line()
+            # Nobody in this process waits for this key: straight to Redis, coalesced with
+            # every other decision of this loop turn.
+            verdict = await self._ask(name, cost)
+            if isinstance(verdict, _Outage):
+                await self._admit_by_policy(loop, key, cost, deadline, verdict)
+                return False
+            if verdict.admitted:
+                return False
+            now = loop.time()
+            if now + verdict.retry_after > deadline:
+                raise self._rejection(key, cost, verdict.retry_after)
+            line = self._lines.get(name)  # another caller may have started one meanwhile
+            if line is None:
+                self._lines[name] = line = _Line()
+                line.retry_at = now + verdict.retry_after
+            else:
+                await self._wait_turn(loop, line, key, cost, deadline)
         else:
             await self._wait_turn(loop, line, key, cost, deadline)
-            waited = True
         try:
-            while True:
+            while True:  # first in line: sleep until the server said, ask again
+                delay = line.retry_at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 verdict = await self._ask(name, cost)
                 if isinstance(verdict, _Outage):
                     await self._admit_by_policy(loop, key, cost, deadline, verdict)
-                    return waited
+                    return True
                 if verdict.admitted:
-                    return waited
+                    return True
                 now = loop.time()
                 if now + verdict.retry_after > deadline:
                     raise self._rejection(key, cost, verdict.retry_after)
                 line.retry_at = now + verdict.retry_after
-                waited = True
-                await asyncio.sleep(verdict.retry_after)
         finally:
             self._pass_turn(name, line)
 
@@ -215,6 +231,9 @@ class RedisLimit:
         cost: int,
         deadline: float,
     ) -> None:
+        """Wait behind the callers already in ``line`` until it is this one's turn."""
+        if line.retry_at > deadline:  # the first in line will not even ask before then
+            raise self._rejection(key, cost, line.retry_at - loop.time())
         turn: asyncio.Future[None] = loop.create_future()
         line.waiting.append(turn)
         try:

@@ -4,6 +4,7 @@ around Redis. Limits (:mod:`._limits`) and breakers (:mod:`._breaker`) bind to i
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -88,7 +89,7 @@ class _Outage:
 class _Entry:
     """One decision (or refund) waiting for the next round trip."""
 
-    __slots__ = ("args", "future", "key", "script")
+    __slots__ = ("args", "batch", "future", "key", "script")
 
     def __init__(
         self,
@@ -96,11 +97,13 @@ class _Entry:
         key: str,
         args: Args,
         future: asyncio.Future[list[Any] | _Outage] | None,
+        batch: list[_Entry],
     ) -> None:
         self.script = script
         self.key = key
         self.args = args
         self.future = future
+        self.batch = batch  # the pending list it joined: one round trip
 
 
 class RedisStore:
@@ -121,9 +124,12 @@ class RedisStore:
         "_checked_version",
         "_cluster",
         "_flusher",
+        "_held",
         "_loop",
         "_pending",
         "_state",
+        "_timed_out",
+        "_version_error",
         "batch_size",
         "breaker_staleness",
         "client",
@@ -187,8 +193,11 @@ class RedisStore:
         self._state = self  # views made by on_failure() share the batching state of this one
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Entry] = []
+        self._held: list[_Entry] = []  # refunds the store's breaker kept from Redis
         self._flusher: asyncio.Task[None] | None = None
         self._checked_version = False
+        self._version_error: StoreError | None = None
+        self._timed_out: list[_Entry] | None = None
 
     def on_failure(self, policy: FailurePolicy, *, local_share: float = 1.0) -> RedisStore:
         """This store with another failure policy (same client, batching and breaker), for
@@ -224,14 +233,23 @@ class RedisStore:
 
     async def _request(self, script: _Script, key: str, args: Args) -> list[Any] | _Outage:
         """One operation's reply values (coalesced with the others of this loop turn), or the
-        outage that kept Redis from answering."""
+        outage that kept Redis from answering within ``timeout``."""
         retry_after = self._breaker.retry_after
         if retry_after:  # a dead Redis: no task, no socket, no wait
             return _Outage(BREAKER_OPEN, retry_after)
-        future = self._submit(script, key, args, reply=True)
+        entry = self._submit(script, key, args, reply=True)
+        future = entry.future
         assert future is not None
         try:
-            return await future
+            async with timeout(self.timeout):
+                return await future
+        except TimeoutError:
+            if future.done() and not future.cancelled():
+                return future.result()  # answered as the timeout fired: the answer stands
+            # The caller leaves; the round trip goes on, and if its late reply admits this
+            # request, delivery finds the future cancelled and gives the admission back.
+            self._count_timeout(entry)
+            return _Outage(TimeoutError(f"no reply from Redis within {self.timeout:g}s"), 0.0)
         except asyncio.CancelledError:
             # Granted just as the caller was cancelled: give it back. (If the reply was still
             # in flight, delivery finds the future cancelled and gives it back instead.)
@@ -241,36 +259,51 @@ class RedisStore:
                     self._refund(script, key, args, values)
             raise
 
-    def _submit(
-        self, script: _Script, key: str, args: Args, reply: bool
-    ) -> asyncio.Future[list[Any] | _Outage] | None:
+    def _count_timeout(self, entry: _Entry) -> None:
+        """A reply later than ``timeout`` is a failure for the store's breaker, counted once
+        per round trip however many callers gave up on it."""
+        state = self._state
+        if entry.batch is not state._timed_out:
+            state._timed_out = entry.batch
+            breaker = self._breaker
+            # The breaker's own bookkeeping (same package): no call of ours wraps this wait.
+            breaker._on_failure(breaker._machine.generation, 0.0)
+
+    def _submit(self, script: _Script, key: str, args: Args, reply: bool) -> _Entry:
         state = self._state
         loop = asyncio.get_running_loop()
         if state._loop is not loop:  # a new event loop: what belonged to the old one is dead
             state._loop, state._pending, state._flusher = loop, [], None
-        future = loop.create_future() if reply else None
-        entry = _Entry(script, key, args, future)
+        pending = state._pending
+        entry = _Entry(script, key, args, loop.create_future() if reply else None, pending)
         if reply:
-            state._pending.append(entry)
+            pending.append(entry)
         else:
             # A refund goes ahead of the decisions still waiting to be sent: the unit it gives
             # back was admitted before any of them was asked for.
-            state._pending.insert(0, entry)
+            pending.insert(0, entry)
         if state._flusher is None:
             # Runs after everything already ready in this loop turn has had its chance to add
-            # a decision: they all go in the same round trip.
-            state._flusher = loop.create_task(state._flush())
-        return future
+            # a decision: they all go in the same round trip. A fresh context: the flusher
+            # serves every caller, and must not carry the first one's context variables.
+            state._flusher = loop.create_task(state._flush(), context=contextvars.Context())
+        return entry
 
     async def _flush(self) -> None:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                if self._held:
+                    batch, self._held = self._held + batch, []
                 await self._send(batch)
         finally:
             self._flusher = None
 
     async def _send(self, batch: list[_Entry]) -> None:
+        # Callers that already left (cancelled, or timed out waiting) are not asked for.
+        batch = [e for e in batch if e.future is None or not e.future.done()]
+        if not batch:
+            return
         # One script call per script and Cluster slot (chunks of batch_size keys, sent in
         # order, so decisions on one key are made in the order they were asked for).
         groups: list[list[tuple[_Script, list[_Entry]]]]
@@ -284,22 +317,44 @@ class RedisStore:
                     break
             else:
                 groups = [[(script, batch)]]  # the common case, with nothing to sort
+        # The store's breaker, by hand (same package): a round trip can fail in part.
+        breaker = self._breaker
         try:
-            replies = await self._breaker.call(self._round_trip, groups)
-        except (RedisError, OSError, TimeoutError, CircuitBreakerOpenError) as exc:
-            outage = _Outage(exc, getattr(exc, "retry_after", None) or 0.0)
+            generation, start = breaker._admit()
+        except CircuitBreakerOpenError as exc:  # its probe is out: no second one
+            outage = _Outage(exc, exc.retry_after or 0.0)
+            for future in _unsettled(batch):
+                future.set_result(outage)
+            # Refunds are owed whatever happens: they go with the next round trip.
+            self._held.extend(entry for entry in batch if entry.future is None)
+            return
+        try:
+            replies = await self._round_trip(groups)
+        except (RedisError, OSError, TimeoutError) as exc:
+            breaker._on_failure(generation, start)
+            outage = _Outage(exc, 0.0)
             for future in _unsettled(batch):
                 future.set_result(outage)
             return
         except Exception as exc:  # not an outage (a server too old): every caller hears it
+            breaker._machine.release(generation)
             for future in _unsettled(batch):
-                future.set_exception(exc)
+                future.set_exception(StoreError(str(exc)))
             return
-        index = 0
-        for group in groups:
-            for _, entries in group:
-                self._deliver(entries, replies[index])
-                index += 1
+        calls = [call for group in groups for call in group]
+        failed = False
+        for (_, entries), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, Exception):  # this call alone failed (a server-side error)
+                failed = True
+                outage = _Outage(reply, 0.0)
+                for future in _unsettled(entries):
+                    future.set_result(outage)
+            else:
+                self._deliver(entries, reply)
+        if failed:
+            breaker._on_failure(generation, start)
+        else:
+            breaker._on_plain_success(generation, start)
 
     def _groups(self, batch: list[_Entry]) -> list[list[tuple[_Script, list[_Entry]]]]:
         by_script_and_slot: dict[tuple[_Script, int], list[_Entry]] = {}
@@ -313,8 +368,14 @@ class RedisStore:
         ]
 
     async def _round_trip(self, groups: list[list[tuple[_Script, list[_Entry]]]]) -> list[Any]:
-        """The replies of every call, in order, in one round trip where the client allows."""
-        async with timeout(self.timeout):
+        """The replies of every call, in order, in one round trip where the client allows (a
+        call that failed alone has its exception in its place).
+
+        Callers stop waiting after ``timeout``; the round trip itself is given longer, so a
+        late reply is still read and what it admitted for departed callers given back. Only
+        a reply later than that is lost (and the connection with it).
+        """
+        async with timeout(max(1.0, 10 * self.timeout)):
             if len(groups) == 1 and len(groups[0]) == 1:
                 return [await self._evalsha(*groups[0][0])]
             if self._cluster:
@@ -335,8 +396,6 @@ class RedisStore:
         for index, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):  # only that call failed: load, run it again
                 replies[index] = await self._evalsha(*calls[index])
-            elif isinstance(reply, Exception):
-                raise reply
         return list(replies)
 
     async def _evalsha(self, script: _Script, entries: list[_Entry]) -> list[Any]:
@@ -349,15 +408,19 @@ class RedisStore:
         return list(reply)
 
     async def _load(self, script: _Script) -> None:
-        if not self._state._checked_version:
+        state = self._state
+        if state._version_error is not None:
+            raise state._version_error
+        if not state._checked_version:
             info = await self.client.info("server")
             version = str(info.get("redis_version", "0"))
             if tuple(int(p) for p in version.split(".")[:2]) < _MIN_VERSION:
-                raise StoreError(
+                state._version_error = StoreError(
                     f"aioresilience's Redis scripts need Redis >= 5.0 (TIME before writes in a "
                     f"script, ZADD NX, SET PX); the server is {version}"
                 )
-            self._state._checked_version = True
+                raise state._version_error
+            state._checked_version = True
         await self.client.script_load(script.source)
 
     def _deliver(self, entries: list[_Entry], reply: list[Any]) -> None:
@@ -379,8 +442,23 @@ class RedisStore:
             future.set_result(values)
 
     def _refund(self, script: _Script, key: str, args: Args, values: list[Any]) -> None:
-        """Give back what was granted to a caller that was cancelled before using it."""
+        """Give back what was granted to a caller that left before using it."""
         self._submit(script, key, script.refund(args, values), reply=False)
+
+
+def shared_name(owner: Any, *, default: str) -> None:
+    """Check the name of a limiter or breaker about to live in Redis, where it is the
+    identity every process shares: given, and free of the characters keys are built with."""
+    kind, name = type(owner).__name__, owner.name
+    if name == default:
+        raise TypeError(
+            f"a {kind} on a RedisStore needs name=...: the name is its identity in Redis, "
+            "shared by every process that uses it"
+        )
+    if any(char in name for char in "{}:"):
+        raise ValueError(
+            f"a {kind} name on a RedisStore must not contain {{, }} or :, got {name!r}"
+        )
 
 
 def _unsettled(batch: list[_Entry]) -> Iterator[asyncio.Future[list[Any] | _Outage]]:

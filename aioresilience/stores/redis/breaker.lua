@@ -1,7 +1,7 @@
 -- Circuit breaker state shared by every process, mirroring aioresilience/_core/breaker.py
 -- (BreakerMachine) over a time-based window (TimeWindow's buckets). One hash per breaker.
 -- KEYS: breaker keys (one per decision). ARGV, five per key:
---   op: 'a' admit, 'o' outcome, 'r' release a probe lease, 'm' manual control, 'g' get
+--   op: 'a' admit, 'o' outcome, 'r' release a probe lease, 'm' manual control
 --   flags: outcome: 1 failed + 2 slow; manual: 1 isolate, 2 disable, 3 reset, 4 trip
 --   generation: the one the call was admitted in (outcomes and releases of older
 --     generations no longer apply)
@@ -38,13 +38,19 @@ local function load(key, buckets)
   return s
 end
 
+-- Long enough to outlive the window, the break and the half-open time; a manual state
+-- (isolated, disabled) is an operator's decision and is kept a day past its last use.
+local function ttl_us(s, c)
+  if s.st == ISOLATED or s.st == DISABLED then return 86400000000 end
+  return math.max(c.window, c.half_open, s.ou - now, 0) * 2 + 60000000
+end
+
 local function save(key, s, c)
-  local ttl = math.max(c.window, c.half_open, s.ou - now, 0) * 2 + 60000000
   redis.call('HSET', key, 'st', s.st, 'gen', s.gen, 'cf', s.cf,
     'ou', string.format('%.17g', s.ou), 'opens', s.opens, 'hs', string.format('%.17g', s.hs),
     'pa', s.pa, 'pd', s.pd, 'pf', s.pf, 'ps', s.ps,
     'w', struct.pack(string.rep('d', 4 * c.buckets), unpack(s.w)))
-  redis.call('PEXPIRE', key, math.ceil(ttl / 1000))
+  redis.call('PEXPIRE', key, math.ceil(ttl_us(s, c) / 1000))
 end
 
 local function window_totals(s, c)
@@ -125,12 +131,8 @@ local function outcome(s, c, failed, slow, break_us)
   end
 end
 
-local out = {}
-for i = 1, #KEYS do
-  local a = (i - 1) * 5
-  local op, flags, gen = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local c, break_us = config(ARGV[a + 4]), tonumber(ARGV[a + 5])
-  local s = load(KEYS[i], c.buckets)
+local function apply(key, op, flags, gen, c, break_us)
+  local s = load(key, c.buckets)
   local before = s.gen
   local admitted, retry = 0, 0
   if op == 'a' then
@@ -145,13 +147,33 @@ for i = 1, #KEYS do
     elseif flags == 3 then close(s, c)
     else s.opens, s.ou = s.opens + 1, now + break_us; enter(s, OPEN) end
   end
-  if op ~= 'g' and (op ~= 'a' or s.gen ~= before or s.st == HALF_OPEN) then save(KEYS[i], s, c) end
+  if op == 'o' or op == 'r' or op == 'm' or admitted == 1 or s.gen ~= before then
+    save(key, s, c)
+  elseif redis.call('EXISTS', key) == 1 then  -- a refused admission: keep the state alive
+    redis.call('PEXPIRE', key, math.ceil(ttl_us(s, c) / 1000))
+  end
   if s.st == OPEN and retry == 0 then retry = s.ou - now end
-  out[#out + 1] = admitted
-  out[#out + 1] = s.st
-  out[#out + 1] = s.gen
-  out[#out + 1] = math.ceil(retry)
-  out[#out + 1] = s.opens
+  return admitted, s.st, s.gen, retry, s.opens
+end
+
+local out = {}
+for i = 1, #KEYS do
+  local a = (i - 1) * 5
+  local ok, admitted, state, gen, retry, opens = pcall(apply, KEYS[i], ARGV[a + 1],
+    tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), config(ARGV[a + 4]), tonumber(ARGV[a + 5]))
+  if ok then
+    out[#out + 1] = admitted
+    out[#out + 1] = state
+    out[#out + 1] = gen
+    out[#out + 1] = math.ceil(retry)
+    out[#out + 1] = opens
+  else  -- one bad key (a foreign value of the wrong type, say) fails only its own operation
+    out[#out + 1] = -1
+    out[#out + 1] = type(admitted) == 'table' and (admitted.err or 'error') or tostring(admitted)
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  end
   out[#out + 1] = now
 end
 return out
