@@ -89,7 +89,7 @@ class _Outage:
 class _Entry:
     """One decision (or refund) waiting for the next round trip."""
 
-    __slots__ = ("args", "batch", "future", "key", "script")
+    __slots__ = ("args", "future", "key", "script")
 
     def __init__(
         self,
@@ -97,13 +97,11 @@ class _Entry:
         key: str,
         args: Args,
         future: asyncio.Future[list[Any] | _Outage] | None,
-        batch: list[_Entry],
     ) -> None:
         self.script = script
         self.key = key
         self.args = args
         self.future = future
-        self.batch = batch  # the pending list it joined: one round trip
 
 
 class RedisStore:
@@ -123,12 +121,12 @@ class RedisStore:
         "_breaker",
         "_checked_version",
         "_cluster",
+        "_expiry",
         "_flusher",
         "_held",
         "_loop",
         "_pending",
         "_state",
-        "_timed_out",
         "_version_error",
         "batch_size",
         "breaker_staleness",
@@ -194,10 +192,10 @@ class RedisStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Entry] = []
         self._held: list[_Entry] = []  # refunds the store's breaker kept from Redis
+        self._expiry: asyncio.TimerHandle | None = None  # of the batch being filled
         self._flusher: asyncio.Task[None] | None = None
         self._checked_version = False
         self._version_error: StoreError | None = None
-        self._timed_out: list[_Entry] | None = None
 
     def on_failure(self, policy: FailurePolicy, *, local_share: float = 1.0) -> RedisStore:
         """This store with another failure policy (same client, batching and breaker), for
@@ -237,19 +235,12 @@ class RedisStore:
         retry_after = self._breaker.retry_after
         if retry_after:  # a dead Redis: no task, no socket, no wait
             return _Outage(BREAKER_OPEN, retry_after)
-        entry = self._submit(script, key, args, reply=True)
-        future = entry.future
+        future = self._submit(script, key, args, reply=True).future
         assert future is not None
         try:
-            async with timeout(self.timeout):
-                return await future
-        except TimeoutError:
-            if future.done() and not future.cancelled():
-                return future.result()  # answered as the timeout fired: the answer stands
-            # The caller leaves; the round trip goes on, and if its late reply admits this
-            # request, delivery finds the future cancelled and gives the admission back.
-            self._count_timeout(entry)
-            return _Outage(TimeoutError(f"no reply from Redis within {self.timeout:g}s"), 0.0)
+            # At most `timeout`: then _expire answers with an outage, while the round trip goes
+            # on; if its late reply admits this request, delivery gives the admission back.
+            return await future
         except asyncio.CancelledError:
             # Granted just as the caller was cancelled: give it back. (If the reply was still
             # in flight, delivery finds the future cancelled and gives it back instead.)
@@ -259,14 +250,18 @@ class RedisStore:
                     self._refund(script, key, args, values)
             raise
 
-    def _count_timeout(self, entry: _Entry) -> None:
-        """A reply later than ``timeout`` is a failure for the store's breaker, counted once
-        per round trip however many callers gave up on it."""
-        state = self._state
-        if entry.batch is not state._timed_out:
-            state._timed_out = entry.batch
+    def _expire(self, batch: list[_Entry]) -> None:
+        """``timeout`` after a batch began: its callers still waiting stop waiting, with an
+        outage (the policy decides for them). That is a failure for the store's breaker,
+        counted once for the batch however many callers it had."""
+        outage = None
+        for future in _unsettled(batch):
+            if outage is None:
+                outage = _Outage(TimeoutError(f"no reply from Redis within {self.timeout:g}s"), 0)
+            future.set_result(outage)
+        if outage is not None:
             breaker = self._breaker
-            # The breaker's own bookkeeping (same package): no call of ours wraps this wait.
+            # The breaker's own bookkeeping (same package): no call of ours spans this wait.
             breaker._on_failure(breaker._machine.generation, 0.0)
 
     def _submit(self, script: _Script, key: str, args: Args, reply: bool) -> _Entry:
@@ -275,7 +270,9 @@ class RedisStore:
         if state._loop is not loop:  # a new event loop: what belonged to the old one is dead
             state._loop, state._pending, state._flusher = loop, [], None
         pending = state._pending
-        entry = _Entry(script, key, args, loop.create_future() if reply else None, pending)
+        entry = _Entry(script, key, args, loop.create_future() if reply else None)
+        if not pending:  # a new batch: its callers wait for it at most `timeout`
+            state._expiry = loop.call_at(loop.time() + self.timeout, state._expire, pending)
         if reply:
             pending.append(entry)
         else:
@@ -293,9 +290,12 @@ class RedisStore:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                expiry = self._expiry
                 if self._held:
                     batch, self._held = self._held + batch, []
                 await self._send(batch)
+                if expiry is not None:
+                    expiry.cancel()  # answered (or expired already)
         finally:
             self._flusher = None
 
