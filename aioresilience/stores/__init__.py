@@ -1,4 +1,6 @@
-"""State backends for the stateful guards: in memory (the default); Redis arrives as an extra."""
+"""State backends for the stateful guards: in memory (the default, :mod:`.memory`), and on
+Redis for state shared by many processes (:mod:`.redis`, extra ``redis``; imported only when
+asked for)."""
 
 from .memory import MemoryStore
 
