@@ -56,7 +56,7 @@ def ours(kind: str) -> Factory:
             if kind == "gcra"
             else FixedWindowCounter(HUGE, 60, name="bench", store=store)
         )
-        return (lambda key: limiter.decide(key=key)), store.client.aclose
+        return (lambda key: limiter.decide(key=key)), store.aclose
 
     return make
 
@@ -161,7 +161,7 @@ async def shared_worker(url: str, prefix: str, limit: int, per_task: int, start:
     await asyncio.gather(*(task() for _ in range(64)))
     elapsed = time.perf_counter() - began
     print(json.dumps({"admitted": admitted, "decisions": 64 * per_task, "seconds": elapsed}))
-    await store.client.aclose()
+    await store.aclose()
 
 
 def shared_limit(url: str, per_task: int) -> dict[str, Any]:

@@ -21,7 +21,9 @@ from aioresilience.testing import RedisServer
 
 pytestmark = pytest.mark.real_time
 
-BREAK = 0.05
+# Breaks long enough that no test's timing can end one by accident; a test that needs the
+# break over ends it in Redis (end_break), as time would.
+BREAK = 60.0
 
 
 class Boom(Exception):
@@ -55,7 +57,12 @@ async def processes(
 
     yield make
     for store in stores:
-        await store.client.aclose()
+        await store.aclose()
+
+
+async def end_break(breaker: CircuitBreaker) -> None:
+    store = breaker._shared.store  # type: ignore[union-attr]
+    await store.client.hset(f"{store.prefix}:breaker:{{{breaker.name}}}", "ou", "0")
 
 
 async def settle() -> None:
@@ -88,7 +95,7 @@ async def test_only_the_allowed_probes_run_across_processes(
         with pytest.raises(Boom):
             await breakers[0].call(fail)
     await settle()
-    await asyncio.sleep(BREAK)
+    await end_break(breakers[0])
     release = asyncio.Event()
     started = 0
 
@@ -112,21 +119,21 @@ async def test_only_the_allowed_probes_run_across_processes(
 async def test_a_cancelled_probe_gives_its_lease_back(
     processes: Callable[..., list[CircuitBreaker]],
 ) -> None:
-    a, b = processes(2, failure_threshold=1)
+    a, b, c = processes(3, failure_threshold=1)
     with pytest.raises(Boom):
         await a.call(fail)
     await settle()
-    await asyncio.sleep(BREAK)
-    probe = asyncio.create_task(a.call(asyncio.sleep, 10))
+    await end_break(a)
+    probe = asyncio.create_task(b.call(asyncio.sleep, 10))
     await settle()
     with pytest.raises(CircuitBreakerOpenError):
-        await b.call(succeed)  # the only probe is taken
+        await c.call(succeed)  # the only probe is taken
     probe.cancel()
     with pytest.raises(asyncio.CancelledError):
         await probe
     await settle()
-    assert await b.call(succeed) == "ok"  # the lease came back: b probes, and closes it
-    assert a.statistics().failures == 1 and a.statistics().ignored == 1
+    assert await c.call(succeed) == "ok"  # the lease came back: c probes, and closes it
+    assert b.statistics().ignored == 1
 
 
 async def test_state_changes_seen_in_the_store_reach_listeners(
@@ -193,7 +200,7 @@ async def test_the_local_breaker_decides_while_redis_is_away(redis_server: Redis
             await breaker.call(succeed)
         assert breaker.statistics().store_failures >= 1
         assert any(e.name == "store_failure" for e in events)
-        await store.client.aclose()
+        await store.aclose()
 
 
 async def test_a_block_has_no_result_to_judge(
@@ -243,7 +250,52 @@ async def test_a_foreign_value_fails_only_that_breaker(redis_server: RedisServer
     assert isinstance(outcomes[0], StoreError) and "WRONGTYPE" in str(outcomes[0])
     assert not isinstance(outcomes[1], BaseException) and outcomes[1].allowed
     assert store.breaker.state is CircuitState.CLOSED  # one bad key is not an outage
-    await store.client.aclose()
+    await store.aclose()
+
+
+async def test_a_manual_action_while_redis_is_away_reaches_it_later(
+    redis_server: RedisServer,
+) -> None:
+    with RedisServer() as server:
+        store = RedisStore(server.url, prefix="later", timeout=0.05, break_duration=0.05)
+        breaker = CircuitBreaker(name="later", store=store)
+        assert await breaker.call(succeed) == "ok"
+        server.kill()
+        breaker.isolate()  # owed: held while Redis refuses connections
+        await asyncio.sleep(0.1)
+        server.start()
+        key = "later:breaker:{later}"
+        for _ in range(200):  # resent by itself, with no other traffic
+            if await store.client.hget(key, "st") == b"3":
+                break
+            await asyncio.sleep(0.01)
+        assert await store.client.hget(key, "st") == b"3"
+        await store.aclose()
+
+
+async def test_a_manual_action_behind_a_slow_round_trip_is_not_dropped(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aioresilience.stores.redis._batcher import Batcher
+
+    round_trip = Batcher._round_trip
+
+    async def slow(self: Batcher, calls: Any) -> Any:
+        await asyncio.sleep(0.08)
+        return await round_trip(self, calls)
+
+    store = RedisStore(redis_server.url, prefix=f"slow-{uuid.uuid4().hex[:8]}", timeout=0.05)
+    breaker = CircuitBreaker(name="slow", store=store)
+    monkeypatch.setattr(Batcher, "_round_trip", slow)
+    pending = asyncio.create_task(breaker.call(succeed))  # its admission is slow
+    await asyncio.sleep(0.01)
+    breaker.isolate()  # waits behind it, beyond the timeout
+    await asyncio.gather(pending, return_exceptions=True)  # timed out: the local machine decides
+    await asyncio.sleep(0.3)
+    monkeypatch.undo()
+    key = f"{store.prefix}:breaker:{{slow}}"
+    assert await store.client.hget(key, "st") == b"3"
+    await store.aclose()
 
 
 def test_a_shared_breaker_needs_a_name_and_a_time_window(redis_server: RedisServer) -> None:
@@ -278,7 +330,7 @@ async def main(url, prefix, start):
             return 0
 
     print(sum(await asyncio.gather(*(one() for _ in range(10)))))
-    await store.client.aclose()
+    await store.aclose()
 
 asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
 """
@@ -306,7 +358,7 @@ async def test_four_processes_share_the_probes(redis_server: RedisServer) -> Non
     ]  # fmt: skip
     outputs = [await p.communicate() for p in procs]
     assert sum(int(out) for out, _ in outputs) == 3  # 40 calls, 3 probes across 4 processes
-    await store.client.aclose()
+    await store.aclose()
 
 
 async def test_shared_primitives_compose_in_a_pipeline(redis_server: RedisServer) -> None:
@@ -330,4 +382,4 @@ async def test_shared_primitives_compose_in_a_pipeline(redis_server: RedisServer
         await pipeline.execute(succeed)  # the two units of the burst are spent
     with pytest.raises(CircuitBreakerOpenError):
         await breaker.call(succeed)  # the failure opened the shared breaker
-    await store.client.aclose()
+    await store.aclose()

@@ -97,7 +97,7 @@ async def test_a_dead_server_gets_the_policy_and_recovery_needs_no_restart(
     decision = await limiter.decide(key="fresh")
     assert decision.allowed and decision.remaining == 9  # decided by Redis again
     assert loop_errors == []
-    await store.client.aclose()
+    await store.aclose()
 
 
 async def test_a_hung_server_costs_at_most_the_timeout_per_call(
@@ -123,7 +123,7 @@ async def test_a_hung_server_costs_at_most_the_timeout_per_call(
         server.resume()
     await _until_redis_answers(limiter)
     assert loop_errors == []
-    await store.client.aclose()
+    await store.aclose()
 
 
 async def test_what_a_late_reply_admitted_is_given_back(
@@ -144,7 +144,56 @@ async def test_what_a_late_reply_admitted_is_given_back(
     await limiter.decide(key="other")
     assert (await limiter.decide(key="k")).remaining == 8  # only the first and this one count
     assert loop_errors == []
-    await store.client.aclose()
+    await store.aclose()
+
+
+async def test_callers_arriving_during_a_hung_round_trip_wait_at_most_the_timeout(
+    server: RedisServer, loop_errors: list[Any]
+) -> None:
+    store = RedisStore(server.url, prefix="hung", timeout=TIMEOUT, failure_threshold=100)
+    limiter = GCRA(1, 60, burst=10, name="hung", store=store.on_failure("deny"))
+    await limiter.decide()
+    loop = asyncio.get_running_loop()
+    waits: list[float] = []
+
+    async def caller() -> None:
+        start = loop.time()
+        assert not (await limiter.decide()).allowed
+        waits.append(loop.time() - start)
+
+    server.pause()
+    try:
+        callers = []
+        for _ in range(15):  # one every 20 ms, while the first round trip hangs
+            callers.append(asyncio.create_task(caller()))
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*callers)
+    finally:
+        server.resume()
+    assert max(waits) < TIMEOUT + 0.05
+    assert loop_errors == []
+    await store.aclose()
+
+
+async def test_a_redis_slower_than_the_timeout_opens_the_store_breaker(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aioresilience.stores.redis._batcher import Batcher
+
+    round_trip = Batcher._round_trip
+
+    async def slow(self: Batcher, calls: Any) -> Any:
+        await asyncio.sleep(2 * TIMEOUT)  # every reply arrives, too late
+        return await round_trip(self, calls)
+
+    monkeypatch.setattr(Batcher, "_round_trip", slow)
+    store = RedisStore(redis_server.url, prefix="slow", timeout=TIMEOUT, failure_threshold=3)
+    limiter = GCRA(1, 60, burst=10, name="slow", store=store.on_failure("deny"))
+    for _ in range(3):
+        assert not (await limiter.decide()).allowed
+    assert store.breaker.statistics().state.value == "open"
+    monkeypatch.undo()
+    await store.aclose()
 
 
 async def test_the_local_fallback_waits_in_process(server: RedisServer) -> None:
@@ -160,7 +209,7 @@ async def test_the_local_fallback_waits_in_process(server: RedisServer) -> None:
     fast = GCRA(100, 1, burst=1, name="fast", store=store)  # local: 50/s
     await asyncio.gather(*(fast.acquire(key="k") for _ in range(3)))
     assert loop.time() - start >= 0.035  # two local intervals of 20 ms
-    await store.client.aclose()
+    await store.aclose()
 
 
 async def test_each_limiter_can_have_its_own_policy(server: RedisServer) -> None:
@@ -174,4 +223,4 @@ async def test_each_limiter_can_have_its_own_policy(server: RedisServer) -> None
     assert (await open_.decide()).allowed
     assert not (await closed.decide()).allowed
     assert store.breaker is store.on_failure("local").breaker  # one breaker per store
-    await store.client.aclose()
+    await store.aclose()

@@ -50,9 +50,13 @@ def _unique() -> str:
 
 @pytest.fixture
 async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
-    shared = RedisStore(redis_server.url, prefix=f"test-{_unique()}")
+    # A generous timeout and no fail-open: a loaded machine must not turn slowness into
+    # admissions (the outage tests set their own).
+    shared = RedisStore(
+        redis_server.url, prefix=f"test-{_unique()}", timeout=2.0, on_failure="deny"
+    )
     yield shared
-    await shared.client.aclose()
+    await shared.aclose()
 
 
 def make(kind: str, store: RedisStore | None, **options: Any) -> RateLimiter[Any]:
@@ -157,12 +161,12 @@ class LimiterBehaviour:
         assert (await limiter.decide(key="k")).allowed is not completed
 
     async def test_a_cancelled_waiter_leaves_the_line(self, store: RedisStore | None) -> None:
-        limiter = GCRA(1, 0.1, name=f"line-{_unique()}", store=store)  # one per 100 ms
+        limiter = GCRA(1, 0.2, name=f"line-{_unique()}", store=store)  # one per 200 ms
         await limiter.acquire(key="k")
         polling = asyncio.create_task(limiter.acquire(key="k"))  # waits one interval
         behind = asyncio.create_task(limiter.acquire(key="k"))  # waits its turn
-        await asyncio.sleep(0.005)
-        assert limiter.statistics().waiting == 2
+        while limiter.statistics().waiting < 2:  # noqa: ASYNC110 (a statistic, no event)
+            await asyncio.sleep(0.001)
         behind.cancel()
         polling.cancel()
         for task in (polling, behind):
@@ -170,9 +174,9 @@ class LimiterBehaviour:
                 await task
         stats = limiter.statistics()
         assert (stats.waiting, stats.cancelled) == (0, 2)
-        # The next unit is due 100 ms after the first; had a cancelled waiter taken it, the
-        # one after would be 200 ms away, beyond this timeout.
-        await limiter.acquire(key="k", timeout=0.15)
+        # The next unit is due 200 ms after the first; had a cancelled waiter taken it, the
+        # one after would be 400 ms away, beyond this timeout.
+        await limiter.acquire(key="k", timeout=0.3)
 
     async def test_callers_with_capacity_never_wait_for_each_other(
         self, store: RedisStore | None
@@ -344,7 +348,7 @@ async def main(url, prefix, start):
     await asyncio.sleep(max(0.0, start - time.time()))
     decisions = await asyncio.gather(*(limiter.decide() for _ in range(100)))
     print(sum(d.allowed for d in decisions))
-    await store.client.aclose()
+    await store.aclose()
 
 asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]) + start_offset))
 """
@@ -459,10 +463,12 @@ def test_the_missing_extra_is_named() -> None:
 @pytest.mark.real_time
 async def test_a_cluster_client_decides_slot_by_slot(redis_server: RedisServer) -> None:
     from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
     with RedisServer(cluster=True) as server:  # one node owning all 16384 slots
-        client = RedisCluster(host="127.0.0.1", port=server.port)
-        store = RedisStore(client, prefix="cluster")
+        client = RedisCluster(host="127.0.0.1", port=server.port, retry=Retry(NoBackoff(), 0))
+        store = RedisStore(client, prefix="cluster", timeout=5.0, on_failure="deny")
         buckets = GCRA(1, 60, burst=5, name="g", store=store)
         logs = SlidingWindowLog(5, 60, name="l", store=store)
         users = [f"user-{i % 3}" for i in range(21)]  # three keys, three slots
@@ -474,3 +480,19 @@ async def test_a_cluster_client_decides_slot_by_slot(redis_server: RedisServer) 
         await client.script_flush()  # scripts are loaded again on the node that lacks them
         assert (await buckets.decide(key="another")).allowed
         await client.aclose()
+
+
+@pytest.mark.real_time
+async def test_the_store_never_lets_the_client_retry_a_script(redis_server: RedisServer) -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    retrying = aioredis.Redis(host="127.0.0.1", port=redis_server.port)
+    assert retrying.get_retry().get_retries() > 0  # redis-py's default
+    store = RedisStore(retrying)
+    assert store.client is not retrying  # connections of its own, same server and options
+    assert store.client.get_retry().get_retries() == 0  # type: ignore[union-attr]
+    assert (await GCRA(1, 60, name="no-retry", store=store).decide()).allowed
+    await store.aclose()
+    await retrying.aclose()
+    with pytest.raises(ValueError, match=r"RedisCluster client for a RedisStore must not retry"):
+        RedisStore(RedisCluster(host="127.0.0.1", port=redis_server.port))

@@ -24,7 +24,8 @@ from ..._core.breaker import CircuitState
 from ..._core.windows import CountWindow
 from ..._errors import CircuitBreakerOpenError
 from ..._events import Severity
-from ._store import BREAKER_OPEN, SCRIPTS, Args, RedisStore, _Outage, shared_name
+from ._batcher import BREAKER_OPEN, Outage
+from ._store import SCRIPTS, Args, RedisStore, shared_name
 
 if TYPE_CHECKING:
     from ..._breaker import CircuitBreaker
@@ -64,6 +65,7 @@ class RedisBreaker:
         "_config",
         "_epoch",
         "_last_break",
+        "_refresh_at",
         "breaker",
         "generation",
         "key",
@@ -111,6 +113,7 @@ class RedisBreaker:
         self._last_break: float | None = None
         # Bumped by manual actions: replies to operations sent before one are stale.
         self._epoch = 0
+        self._refresh_at = 0.0  # no background refresh of an OPEN view before this
 
     # -- the view -------------------------------------------------------------------------------
 
@@ -145,13 +148,13 @@ class RedisBreaker:
         if after is not before:
             self.breaker._announce(before, after, now, self.retry_after())
 
-    def _on_reply(self, future: asyncio.Future[list[Any] | _Outage], epoch: int) -> None:
+    def _on_reply(self, future: asyncio.Future[list[Any] | Outage], epoch: int) -> None:
         """The reply to an operation nobody awaits (an outcome, a release, a manual action)."""
         if future.cancelled():
             return
         error = future.exception()  # retrieved, so asyncio does not report it as lost
         values = None if error is not None else future.result()
-        if error is not None or isinstance(values, _Outage):
+        if error is not None or isinstance(values, Outage):
             self._note_outage(error if values is None else values.error)  # type: ignore[union-attr]
         elif values is not None and epoch == self._epoch:  # else sent before a manual action
             self._sync(values, _clock.now())
@@ -162,16 +165,16 @@ class RedisBreaker:
         breaker._emit("store_failure", Severity.ERROR, policy="local", error=repr(error))
 
     def _send(self, op: str, flags: int, generation: int, break_us: float | None = None) -> None:
-        """An operation nobody waits for (an outcome, a lease release, a manual action)."""
+        """An operation nobody waits for. Outcomes and reads are dropped while Redis is known
+        to be away (the local machine decides meanwhile); lease releases and manual actions
+        are owed, and reach Redis when it is back."""
         store = self.store
-        if store._breaker.retry_after:  # Redis is known to be away: drop it, for free
+        if op in ("o", "g") and store._breaker.retry_after:
             self._note_outage(BREAKER_OPEN)
             return
         args: Args = (op, flags, generation, self._config, break_us or self._break_us())
-        future = store._submit(_SCRIPT, self.key, args, reply=True).future
-        assert future is not None
         epoch = self._epoch
-        future.add_done_callback(lambda done: self._on_reply(done, epoch))
+        store._batcher.send(_SCRIPT, self.key, args, lambda done: self._on_reply(done, epoch))
 
     # -- admission and outcomes -----------------------------------------------------------------
 
@@ -180,7 +183,13 @@ class RedisBreaker:
         now = _clock.now()
         state = self.state
         if state is CircuitState.OPEN and now < self.open_until:
-            raise self._rejection(self.open_until - now)  # the break is known: no round trip
+            # The break is known: refused here, with no round trip. A view older than the
+            # staleness bound is refreshed in the background, so a reset made elsewhere
+            # reaches this process without waiting for the break to end.
+            if now - self.synced_at > self.store.breaker_staleness and now >= self._refresh_at:
+                self._refresh_at = now + self.store.breaker_staleness
+                self._send("g", 0, self.generation)
+            raise self._rejection(self.open_until - now)
         if now - self.synced_at <= self.store.breaker_staleness:
             if state is CircuitState.CLOSED or state is CircuitState.DISABLED:
                 return Ticket(self.generation, now, shared=True)
@@ -188,8 +197,8 @@ class RedisBreaker:
                 raise self._rejection(math.inf)
         epoch = self._epoch
         args: Args = ("a", 0, 0, self._config, self._break_us())
-        reply = await self.store._request(_SCRIPT, self.key, args)
-        if isinstance(reply, _Outage):
+        reply = await self.store._batcher.request(_SCRIPT, self.key, args)
+        if isinstance(reply, Outage):
             self._note_outage(reply.error)
             generation, start = self.breaker._admit()  # the local fallback decides
             return Ticket(generation, start, shared=False)

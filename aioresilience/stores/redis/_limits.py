@@ -17,7 +17,8 @@ from ..._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ..._errors import RateLimited
 from ..._events import Severity
-from ._store import SCRIPTS, FailurePolicy, RedisStore, _Outage, _Script, shared_name
+from ._batcher import Outage
+from ._store import SCRIPTS, FailurePolicy, RedisStore, _Script, shared_name
 
 if TYPE_CHECKING:
     from ..._ratelimit import RateLimiter
@@ -130,10 +131,12 @@ class RedisLimit:
             )
         return name
 
-    async def _ask(self, name: str, cost: int) -> _Verdict | _Outage:
+    async def _ask(self, name: str, cost: int) -> _Verdict | Outage:
         """One decision on the server (coalesced with the others of this loop turn)."""
-        reply = await self.store._request(self.script, name, ("t", cost, self.p1, self.p2, 0))
-        if isinstance(reply, _Outage):
+        reply = await self.store._batcher.request(
+            self.script, name, ("t", cost, self.p1, self.p2, 0)
+        )
+        if isinstance(reply, Outage):
             return reply
         admitted, remaining, retry_us, reset_us, _ = reply
         return _Verdict(admitted == 1, remaining, retry_us / _PER_S, reset_us / _PER_S)
@@ -146,7 +149,7 @@ class RedisLimit:
             now = asyncio.get_running_loop().time()
             return Decision(False, limit, 0, max(0.0, line.retry_at - now), 0.0)
         verdict = await self._ask(name, cost)
-        if isinstance(verdict, _Outage):
+        if isinstance(verdict, Outage):
             return self._decide_by_policy(key, cost, verdict)
         return Decision(
             verdict.admitted,
@@ -156,7 +159,7 @@ class RedisLimit:
             verdict.reset_after,
         )
 
-    def _decide_by_policy(self, key: Hashable, cost: int, outage: _Outage) -> Decision:
+    def _decide_by_policy(self, key: Hashable, cost: int, outage: Outage) -> Decision:
         policy = self._note_outage(outage)
         limit = self.limiter._algorithm.max_cost
         if policy == "allow":
@@ -167,7 +170,7 @@ class RedisLimit:
             return Decision(False, limit, 0, outage.retry_after, 0.0)
         return self._fallback.check(cost, key=key)
 
-    def _note_outage(self, outage: _Outage) -> FailurePolicy:
+    def _note_outage(self, outage: Outage) -> FailurePolicy:
         limiter = self.limiter
         limiter._store_failures += 1
         limiter._emit(
@@ -189,7 +192,7 @@ class RedisLimit:
             # Nobody in this process waits for this key: straight to Redis, coalesced with
             # every other decision of this loop turn.
             verdict = await self._ask(name, cost)
-            if isinstance(verdict, _Outage):
+            if isinstance(verdict, Outage):
                 await self._admit_by_policy(loop, key, cost, deadline, verdict)
                 return False
             if verdict.admitted:
@@ -211,7 +214,7 @@ class RedisLimit:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 verdict = await self._ask(name, cost)
-                if isinstance(verdict, _Outage):
+                if isinstance(verdict, Outage):
                     await self._admit_by_policy(loop, key, cost, deadline, verdict)
                     return True
                 if verdict.admitted:
@@ -268,7 +271,7 @@ class RedisLimit:
         key: Hashable,
         cost: int,
         deadline: float,
-        outage: _Outage,
+        outage: Outage,
     ) -> None:
         policy = self._note_outage(outage)
         if policy == "allow":

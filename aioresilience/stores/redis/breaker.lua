@@ -1,7 +1,7 @@
 -- Circuit breaker state shared by every process, mirroring aioresilience/_core/breaker.py
 -- (BreakerMachine) over a time-based window (TimeWindow's buckets). One hash per breaker.
 -- KEYS: breaker keys (one per decision). ARGV, five per key:
---   op: 'a' admit, 'o' outcome, 'r' release a probe lease, 'm' manual control
+--   op: 'a' admit, 'o' outcome, 'r' release a probe lease, 'm' manual control, 'g' read
 --   flags: outcome: 1 failed + 2 slow; manual: 1 isolate, 2 disable, 3 reset, 4 trip
 --   generation: the one the call was admitted in (outcomes and releases of older
 --     generations no longer apply)

@@ -1,0 +1,395 @@
+"""Coalescing: the operations one event loop asks for in the same turn travel to Redis in one
+round trip, one script call per script (and Cluster slot) carrying every key.
+
+Two kinds of operation:
+
+- *requests* (decisions, probe admissions): a caller awaits the reply. It waits at most the
+  store's ``timeout``, counted from the start of its batch: then it gets an outage and leaves
+  (its policy decides), while the round trip goes on. A caller that left — cancelled or timed
+  out — is not sent if its batch has not gone yet; if it had, and the late reply admitted it,
+  the admission is given back.
+- *owed* operations (refunds, a shared breaker's outcomes, lease releases and manual actions):
+  nobody waits; they are never dropped for lateness, and while the store's breaker is open,
+  or Redis refuses connections, they are held and sent with the next round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+
+from ..._errors import CircuitBreakerOpenError, StoreError
+from ..._timeout import timeout
+
+if TYPE_CHECKING:
+    from ._store import Args, RedisStore, _Script
+
+__all__ = ["BREAKER_OPEN", "Batcher", "Outage"]
+
+_logger = logging.getLogger("aioresilience.stores.redis")
+BREAKER_OPEN: Final = StoreError("the store's breaker is open after repeated failures")
+# Errors that mean the operation never reached Redis: what was owed can be sent again.
+_NOT_SENT: Final = (RedisConnectionError, OSError)
+_MIN_VERSION: Final = (5, 0)
+
+Reply = list[Any]
+Calls = list[tuple["_Script", list["_Entry"]]]
+
+
+class Outage:
+    """The answer to a request Redis could not make (the caller's policy decides instead)."""
+
+    __slots__ = ("error", "retry_after")
+
+    def __init__(self, error: BaseException, retry_after: float) -> None:
+        self.error = error
+        self.retry_after = retry_after
+
+
+class _Entry:
+    __slots__ = ("args", "future", "key", "owed", "script")
+
+    def __init__(
+        self,
+        script: _Script,
+        key: str,
+        args: Args,
+        future: asyncio.Future[Reply | Outage] | None,
+        owed: bool,
+    ) -> None:
+        self.script = script
+        self.key = key
+        self.args = args
+        self.future = future
+        self.owed = owed
+
+    @property
+    def wanted(self) -> bool:
+        """Still to be sent: owed, or a request whose caller still waits."""
+        return self.owed or not self.future.done()  # type: ignore[union-attr]
+
+
+class _Batch:
+    """The operations of one round trip, and the timer that bounds its callers' wait."""
+
+    __slots__ = ("entries", "expired", "expiry")
+
+    def __init__(self, entries: list[_Entry] | None = None) -> None:
+        self.entries: list[_Entry] = entries or []
+        self.expiry: asyncio.TimerHandle | None = None
+        self.expired = False
+
+
+class Batcher:
+    """The coalescing state of one store (shared by its ``on_failure`` views)."""
+
+    __slots__ = (
+        "_checked_version",
+        "_flusher",
+        "_held",
+        "_kick",
+        "_loop",
+        "_pending",
+        "_version_error",
+        "store",
+    )
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending = _Batch()
+        self._held: list[_Entry] = []  # owed operations Redis could not take yet
+        self._kick: asyncio.TimerHandle | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._checked_version = False
+        self._version_error: StoreError | None = None
+
+    # -- asking -----------------------------------------------------------------------------------
+
+    async def request(self, script: _Script, key: str, args: Args) -> Reply | Outage:
+        """The reply values of one operation, or the outage that kept Redis from answering."""
+        retry_after = self.store._breaker.retry_after
+        if retry_after:  # a dead Redis: no task, no socket, no wait
+            return Outage(BREAKER_OPEN, retry_after)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply | Outage] = loop.create_future()
+        self._add(loop, _Entry(script, key, args, future, owed=False))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Granted just as the caller was cancelled: give it back. (If the reply was still
+            # in flight, delivery finds the future cancelled and gives it back instead.)
+            if future.done() and not future.cancelled() and future.exception() is None:
+                values = future.result()
+                if not isinstance(values, Outage) and values[0] == 1:
+                    self.refund(script, key, args, values)
+            raise
+
+    def send(
+        self,
+        script: _Script,
+        key: str,
+        args: Args,
+        on_reply: Callable[[asyncio.Future[Reply | Outage]], None] | None = None,
+    ) -> None:
+        """An owed operation: sent whatever happens, its reply (if wanted) to ``on_reply``."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply | Outage] | None = None
+        if on_reply is not None:
+            future = loop.create_future()
+            future.add_done_callback(on_reply)
+        self._add(loop, _Entry(script, key, args, future, owed=True))
+
+    def refund(self, script: _Script, key: str, args: Args, values: Reply) -> None:
+        """Give back what was granted to a caller that left before using it."""
+        self.send(script, key, script.refund(args, values))
+
+    def _add(self, loop: asyncio.AbstractEventLoop, entry: _Entry) -> None:
+        if self._loop is not loop:  # a new event loop: what belonged to the old one is dead
+            self._loop, self._pending, self._held, self._flusher = loop, _Batch(), [], None
+        batch = self._pending
+        if entry.owed:
+            # Ahead of the requests still waiting to be sent: a refund gives back a unit
+            # admitted before any of them was asked for.
+            batch.entries.insert(0, entry)
+        else:
+            batch.entries.append(entry)
+            if batch.expiry is None:
+                batch.expiry = loop.call_at(loop.time() + self.store.timeout, self._expire, batch)
+        if self._flusher is None:
+            # Runs after everything already ready in this loop turn has had its chance to add
+            # an operation: they all go in the same round trip. A fresh context: the flusher
+            # serves every caller and must not carry the first one's context variables.
+            self._flusher = loop.create_task(self._flush(), context=contextvars.Context())
+
+    def _expire(self, batch: _Batch) -> None:
+        """``timeout`` after a batch began: its callers still waiting leave with an outage.
+        A failure for the store's breaker, counted once for the batch."""
+        batch.expired = True
+        outage = Outage(TimeoutError(f"no reply from Redis within {self.store.timeout:g}s"), 0)
+        for future in _waiting(batch.entries):
+            future.set_result(outage)
+        breaker = self.store._breaker
+        # The breaker's own bookkeeping (same package): no call of ours spans this wait.
+        breaker._on_failure(breaker._machine.generation, 0.0)
+        if batch is self._pending:  # not sent yet: later callers start a batch of their own
+            self._pending = _Batch([entry for entry in batch.entries if entry.owed])
+
+    def _hold(self, entries: list[_Entry], retry_after: float) -> None:
+        """Keep owed operations for later, and make sure later comes."""
+        self._held.extend(entry for entry in entries if entry.owed)
+        if self._held and self._kick is None and self._loop is not None:
+            self._kick = self._loop.call_later(max(retry_after, 0.001), self._resend)
+
+    def _resend(self) -> None:
+        self._kick = None
+        if self._held and self._loop is not None and not self._loop.is_closed():
+            held, self._held = self._held, []
+            for entry in held:
+                self._add(self._loop, entry)
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending.entries:
+                batch, self._pending = self._pending, _Batch()
+                if self._held:
+                    batch.entries[:0], self._held = self._held, []
+                await self._send(batch)
+                if batch.expiry is not None:
+                    batch.expiry.cancel()
+        finally:
+            self._flusher = None
+
+    async def _send(self, batch: _Batch) -> None:
+        entries = [entry for entry in batch.entries if entry.wanted]
+        if not entries:
+            return
+        store = self.store
+        calls = self._calls(entries)
+        breaker = store._breaker  # by hand (same package): a round trip can fail in part
+        try:
+            generation, start = breaker._admit()
+        except CircuitBreakerOpenError as exc:  # its probe is out: no second one
+            self._fail(entries, exc, exc.retry_after or 0.0)
+            return
+        try:
+            replies = await self._round_trip(calls)
+        except (RedisError, OSError, TimeoutError) as exc:
+            if not batch.expired:
+                breaker._on_failure(generation, start)
+            self._fail(entries, exc, 0.0)
+            return
+        except Exception as exc:  # not an outage (a server too old): every caller hears it
+            breaker._machine.release(generation)
+            for future in _waiting(entries):
+                future.set_exception(StoreError(str(exc)))
+            return
+        failed = False
+        for (_, call_entries), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, Exception):  # this call alone failed
+                failed = True
+                self._fail(call_entries, reply, 0.0)
+            else:
+                self._deliver(call_entries, reply)
+        if failed:
+            breaker._on_failure(generation, start)
+        elif not batch.expired:  # a reply later than the timeout is no success
+            breaker._on_plain_success(generation, start)
+
+    def _fail(self, entries: list[_Entry], error: BaseException, retry_after: float) -> None:
+        """Redis did not answer these: outages for the callers; owed operations are held if
+        they surely never arrived, and reported if that is unknown."""
+        outage = Outage(error, retry_after)
+        for future in _waiting(entries):
+            future.set_result(outage)
+        owed = [entry for entry in entries if entry.owed]
+        if not owed:
+            return
+        if isinstance(error, (*_NOT_SENT, CircuitBreakerOpenError)):
+            self._hold(owed, retry_after)
+            return
+        # Sent, but no reply: it may have been applied. Sending it again could apply it twice.
+        _logger.warning(
+            "%d owed Redis operation(s) (refunds, breaker outcomes) unconfirmed after %r; "
+            "not sent again, since they may have been applied",
+            len(owed),
+            error,
+        )
+        for entry in owed:
+            if entry.future is not None and not entry.future.done():
+                entry.future.set_result(outage)
+
+    def _calls(self, entries: list[_Entry]) -> Calls:
+        """One script call per script and Cluster slot, in chunks of ``batch_size`` keys, in
+        order (decisions on one key are made in the order they were asked for)."""
+        store = self.store
+        size = store.batch_size
+        if not store._cluster and len(entries) <= size:
+            script = entries[0].script
+            for entry in entries:
+                if entry.script is not script:
+                    break
+            else:
+                return [(script, entries)]  # the common case, with nothing to sort
+        groups: dict[tuple[_Script, int], list[_Entry]] = {}
+        for entry in entries:
+            slot = key_slot(entry.key.encode()) if store._cluster else 0
+            groups.setdefault((entry.script, slot), []).append(entry)
+        return [
+            (script, group[start : start + size])
+            for (script, _), group in groups.items()
+            for start in range(0, len(group), size)
+        ]
+
+    async def _round_trip(self, calls: Calls) -> list[Reply | Exception]:
+        """The replies of every call, in order; a call that failed alone has its exception in
+        its place. Callers stop waiting after ``timeout``; the round trip is given longer, so
+        a late reply is still read and what it admitted for departed callers given back."""
+        async with timeout(max(1.0, 10 * self.store.timeout)):
+            if len(calls) == 1:
+                return [await self._evalsha(*calls[0])]
+            if self.store._cluster:
+                return await self._per_slot(calls)
+            return await self._pipelined(calls)
+
+    async def _per_slot(self, calls: Calls) -> list[Reply | Exception]:
+        # Different slots live on different nodes: slots in parallel, the chunks of one slot
+        # one after the other.
+        by_slot: dict[tuple[_Script, int], list[int]] = {}
+        for index, (script, entries) in enumerate(calls):
+            by_slot.setdefault((script, key_slot(entries[0].key.encode())), []).append(index)
+        replies: list[Reply | Exception] = [StoreError("not sent")] * len(calls)
+
+        async def in_order(indices: list[int]) -> None:
+            for index in indices:
+                try:
+                    replies[index] = await self._evalsha(*calls[index])
+                except (RedisError, OSError) as exc:
+                    replies[index] = exc
+
+        await asyncio.gather(*(in_order(indices) for indices in by_slot.values()))
+        return replies
+
+    async def _pipelined(self, calls: Calls) -> list[Reply | Exception]:
+        pipe = self.store.client.pipeline(transaction=False)
+        for script, entries in calls:
+            pipe.evalsha(script.sha, len(entries), *_keys_and_args(entries))
+        replies = list(await pipe.execute(raise_on_error=False))
+        for index, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):  # only that call failed: load, run it again
+                try:
+                    replies[index] = await self._evalsha(*calls[index])
+                except (RedisError, OSError) as exc:
+                    replies[index] = exc
+        return replies
+
+    async def _evalsha(self, script: _Script, entries: list[_Entry]) -> Reply:
+        client = self.store.client
+        args = _keys_and_args(entries)
+        try:
+            reply = await client.evalsha(script.sha, len(entries), *args)
+        except NoScriptError:
+            await self._load(script)
+            reply = await client.evalsha(script.sha, len(entries), *args)
+        return list(reply)
+
+    async def _load(self, script: _Script) -> None:
+        if self._version_error is not None:
+            raise self._version_error
+        client = self.store.client
+        if not self._checked_version:
+            info = await client.info("server")
+            version = str(info.get("redis_version", "0"))
+            if tuple(int(p) for p in version.split(".")[:2]) < _MIN_VERSION:
+                self._version_error = StoreError(
+                    f"aioresilience's Redis scripts need Redis >= 5.0 (TIME before writes in a "
+                    f"script, ZADD NX, SET PX); the server is {version}"
+                )
+                raise self._version_error
+            self._checked_version = True
+        await client.script_load(script.source)
+
+    def _deliver(self, entries: list[_Entry], reply: Reply) -> None:
+        width = entries[0].script.width
+        for index, entry in enumerate(entries):
+            values = reply[width * index : width * (index + 1)]
+            future = entry.future
+            if values[0] == -1:  # the script failed for this key alone
+                message = values[1].decode() if isinstance(values[1], bytes) else values[1]
+                error = StoreError(f"Redis refused {entry.key!r}: {message}")
+                if future is not None and not future.done():
+                    future.set_exception(error)
+                elif entry.owed:
+                    _logger.warning("an owed Redis operation failed: %s", error)
+                continue
+            if future is None:
+                continue  # a refund: nobody waits for it
+            if future.done():  # the caller left while this was in flight
+                if values[0] == 1 and not entry.owed:
+                    self.refund(entry.script, entry.key, entry.args, values)
+                continue
+            future.set_result(values)
+
+
+def _waiting(entries: list[_Entry]) -> Iterator[asyncio.Future[Reply | Outage]]:
+    """The futures of requests whose callers still wait for an answer."""
+    for entry in entries:
+        if not entry.owed and entry.future is not None and not entry.future.done():
+            yield entry.future
+
+
+def _keys_and_args(entries: list[_Entry]) -> list[Any]:
+    """EVALSHA's KEYS then ARGV (five per key) for a chunk of entries."""
+    args: list[Any] = [entry.key for entry in entries]
+    for entry in entries:
+        args.extend(entry.args)
+    return args
