@@ -25,6 +25,7 @@ from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
+from ..._core.breaker import CircuitState
 from ..._errors import CircuitBreakerOpenError, StoreError
 from ..._timeout import timeout
 
@@ -35,9 +36,8 @@ __all__ = ["BREAKER_OPEN", "Batcher", "Outage"]
 
 _logger = logging.getLogger("aioresilience.stores.redis")
 BREAKER_OPEN: Final = StoreError("the store's breaker is open after repeated failures")
-# Errors that mean the operation never reached Redis: what was owed can be sent again.
-_NOT_SENT: Final = (RedisConnectionError, OSError)
 _MIN_VERSION: Final = (5, 0)
+_RESEND_AT_MOST: Final = 5.0  # seconds between attempts to send held operations
 
 Reply = list[Any]
 Calls = list[tuple["_Script", list["_Entry"]]]
@@ -77,14 +77,27 @@ class _Entry:
 
 
 class _Batch:
-    """The operations of one round trip, and the timer that bounds its callers' wait."""
+    """The operations of one round trip (owed ones first, each kind in arrival order), and
+    the timer that bounds its callers' wait."""
 
-    __slots__ = ("entries", "expired", "expiry")
+    __slots__ = ("entries", "expired", "expiry", "owed", "sent")
 
-    def __init__(self, entries: list[_Entry] | None = None) -> None:
-        self.entries: list[_Entry] = entries or []
+    def __init__(self, owed: list[_Entry] | None = None) -> None:
+        self.entries: list[_Entry] = owed or []
+        self.owed = len(self.entries)  # how many of the entries are owed (they come first)
         self.expiry: asyncio.TimerHandle | None = None
-        self.expired = False
+        self.expired = False  # its callers were told Redis was too slow
+        self.sent = False  # its round trip began
+
+
+def _surely_unsent(error: BaseException) -> bool:
+    """Whether an operation that failed with ``error`` surely never reached Redis (so sending
+    it again cannot apply it twice): the store's breaker kept it back, or no connection could
+    be made. A connection lost after writing, or a round trip without a reply, may have
+    applied it."""
+    if isinstance(error, CircuitBreakerOpenError | ConnectionRefusedError):
+        return True
+    return isinstance(error, RedisConnectionError) and "connecting to" in str(error).lower()
 
 
 class Batcher:
@@ -95,6 +108,7 @@ class Batcher:
         "_flusher",
         "_held",
         "_kick",
+        "_kick_at",
         "_loop",
         "_pending",
         "_version_error",
@@ -107,6 +121,7 @@ class Batcher:
         self._pending = _Batch()
         self._held: list[_Entry] = []  # owed operations Redis could not take yet
         self._kick: asyncio.TimerHandle | None = None
+        self._kick_at = 0.0
         self._flusher: asyncio.Task[None] | None = None
         self._checked_version = False
         self._version_error: StoreError | None = None
@@ -152,13 +167,14 @@ class Batcher:
         self.send(script, key, script.refund(args, values))
 
     def _add(self, loop: asyncio.AbstractEventLoop, entry: _Entry) -> None:
-        if self._loop is not loop:  # a new event loop: what belonged to the old one is dead
-            self._loop, self._pending, self._held, self._flusher = loop, _Batch(), [], None
+        if self._loop is not loop:
+            self._move_to(loop)
         batch = self._pending
         if entry.owed:
-            # Ahead of the requests still waiting to be sent: a refund gives back a unit
-            # admitted before any of them was asked for.
-            batch.entries.insert(0, entry)
+            # Ahead of the requests still waiting to be sent (a refund gives back a unit
+            # admitted before any of them was asked for), behind the owed ones before it.
+            batch.entries.insert(batch.owed, entry)
+            batch.owed += 1
         else:
             batch.entries.append(entry)
             if batch.expiry is None:
@@ -169,45 +185,76 @@ class Batcher:
             # serves every caller and must not carry the first one's context variables.
             self._flusher = loop.create_task(self._flush(), context=contextvars.Context())
 
+    def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A new event loop. The old one's callers are gone, but what is owed to Redis is
+        still owed: it moves over (without replies, whose callbacks belonged to the old
+        loop)."""
+        owed = [e for e in (*self._held, *self._pending.entries) if e.owed]
+        for entry in owed:
+            entry.future = None
+        self._loop, self._pending, self._held, self._flusher = loop, _Batch(owed), [], None
+        self._kick = None  # its timer belonged to the old loop
+
     def _expire(self, batch: _Batch) -> None:
         """``timeout`` after a batch began: its callers still waiting leave with an outage.
-        A failure for the store's breaker, counted once for the batch."""
+        That is a failure for the store's breaker, counted once for the batch; but a batch
+        still queued behind a half-open probe does not condemn the probe's round trip."""
         batch.expired = True
         outage = Outage(TimeoutError(f"no reply from Redis within {self.store.timeout:g}s"), 0)
+        waited = False
         for future in _waiting(batch.entries):
             future.set_result(outage)
+            waited = True
         breaker = self.store._breaker
-        # The breaker's own bookkeeping (same package): no call of ours spans this wait.
-        breaker._on_failure(breaker._machine.generation, 0.0)
+        if waited and (batch.sent or breaker.state is CircuitState.CLOSED):
+            # The breaker's own bookkeeping (same package): no call of ours spans this wait.
+            breaker._on_failure(breaker._machine.generation, 0.0)
         if batch is self._pending:  # not sent yet: later callers start a batch of their own
-            self._pending = _Batch([entry for entry in batch.entries if entry.owed])
+            self._pending = _Batch(batch.entries[: batch.owed])
 
     def _hold(self, entries: list[_Entry], retry_after: float) -> None:
-        """Keep owed operations for later, and make sure later comes."""
+        """Keep owed operations, in order, for the next round trip, and make sure one comes:
+        when the store's breaker lets a probe through, or after a few seconds at most."""
         self._held.extend(entry for entry in entries if entry.owed)
-        if self._held and self._kick is None and self._loop is not None:
-            self._kick = self._loop.call_later(max(retry_after, 0.001), self._resend)
+        loop = self._loop
+        if not self._held or loop is None:
+            return
+        at = loop.time() + min(max(retry_after, 0.001), _RESEND_AT_MOST)
+        if self._kick is None or at < self._kick_at:
+            if self._kick is not None:
+                self._kick.cancel()
+            self._kick, self._kick_at = loop.call_at(at, self._resend), at
 
     def _resend(self) -> None:
         self._kick = None
-        if self._held and self._loop is not None and not self._loop.is_closed():
+        loop = self._loop
+        if self._held and loop is not None and not loop.is_closed():
             held, self._held = self._held, []
             for entry in held:
-                self._add(self._loop, entry)
+                self._add(loop, entry)
 
     # -- sending ----------------------------------------------------------------------------------
 
     async def _flush(self) -> None:
+        batch = None
         try:
             while self._pending.entries:
                 batch, self._pending = self._pending, _Batch()
                 if self._held:
-                    batch.entries[:0], self._held = self._held, []
+                    batch.entries[:0], self._held = self._held, []  # older: first
                 await self._send(batch)
                 if batch.expiry is not None:
                     batch.expiry.cancel()
+                batch = None
         finally:
             self._flusher = None
+            lost = [e for e in (*(batch.entries if batch else ()), *self._pending.entries)]
+            if batch is not None and any(e.owed for e in lost):  # cancelled (loop shutdown)
+                _logger.warning(
+                    "%d owed Redis operation(s) (refunds, breaker outcomes) not sent: the "
+                    "store's flusher was cancelled",
+                    sum(e.owed for e in lost),
+                )
 
     async def _send(self, batch: _Batch) -> None:
         entries = [entry for entry in batch.entries if entry.wanted]
@@ -221,11 +268,20 @@ class Batcher:
         except CircuitBreakerOpenError as exc:  # its probe is out: no second one
             self._fail(entries, exc, exc.retry_after or 0.0)
             return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        batch.sent = True
         try:
             replies = await self._round_trip(calls)
         except (RedisError, OSError, TimeoutError) as exc:
             if not batch.expired:
                 breaker._on_failure(generation, start)
+            if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError):
+                _logger.warning(
+                    "a Redis round trip got no reply within %.3gs and was abandoned; what it "
+                    "may have admitted for callers who had left cannot be given back",
+                    loop.time() - began,
+                )
             self._fail(entries, exc, 0.0)
             return
         except Exception as exc:  # not an outage (a server too old): every caller hears it
@@ -235,14 +291,20 @@ class Batcher:
             return
         failed = False
         for (_, call_entries), reply in zip(calls, replies, strict=True):
-            if isinstance(reply, Exception):  # this call alone failed
+            if isinstance(reply, StoreError):  # not an outage (a server too old)
+                for future in _waiting(call_entries):
+                    future.set_exception(StoreError(str(reply)))
+            elif isinstance(reply, Exception):  # this call alone failed
                 failed = True
                 self._fail(call_entries, reply, 0.0)
             else:
                 self._deliver(call_entries, reply)
-        if failed:
+        late = loop.time() - began > store.timeout  # owed-only batches have no expiry timer
+        if batch.expired:
+            pass  # counted already, when its callers were told
+        elif failed or late:
             breaker._on_failure(generation, start)
-        elif not batch.expired:  # a reply later than the timeout is no success
+        else:
             breaker._on_plain_success(generation, start)
 
     def _fail(self, entries: list[_Entry], error: BaseException, retry_after: float) -> None:
@@ -254,7 +316,7 @@ class Batcher:
         owed = [entry for entry in entries if entry.owed]
         if not owed:
             return
-        if isinstance(error, (*_NOT_SENT, CircuitBreakerOpenError)):
+        if _surely_unsent(error):
             self._hold(owed, retry_after)
             return
         # Sent, but no reply: it may have been applied. Sending it again could apply it twice.
@@ -313,7 +375,7 @@ class Batcher:
             for index in indices:
                 try:
                     replies[index] = await self._evalsha(*calls[index])
-                except (RedisError, OSError) as exc:
+                except Exception as exc:  # every slot's replies are delivered
                     replies[index] = exc
 
         await asyncio.gather(*(in_order(indices) for indices in by_slot.values()))
@@ -328,7 +390,7 @@ class Batcher:
             if isinstance(reply, NoScriptError):  # only that call failed: load, run it again
                 try:
                     replies[index] = await self._evalsha(*calls[index])
-                except (RedisError, OSError) as exc:
+                except Exception as exc:  # the other calls' replies stand
                     replies[index] = exc
         return replies
 
