@@ -1,4 +1,5 @@
-"""Redis store: rate limits shared by many processes (extra ``redis``, on ``redis.asyncio``).
+"""Redis store: rate limits and circuit breakers shared by many processes (extra ``redis``,
+on ``redis.asyncio``).
 
 ::
 
@@ -28,6 +29,13 @@ Waiting (``await limiter.acquire(...)``) polls: the server reports when the requ
 succeed, the caller sleeps that long and asks again. Waiters of one key in one process are
 served in arrival order (only the first of them polls); across processes nobody holds a
 reservation, so a wait is bounded by the caller's timeout rather than promised up front.
+
+A shared circuit breaker (``CircuitBreaker(name=..., store=store)``) keeps its state machine
+in one Redis hash (``breaker.lua``); see :mod:`._breaker`.
+
+Layout: ``_store.py`` (the store, its client and scripts), ``_batcher.py`` (coalescing and
+round trips), ``_limits.py`` (a limiter's remote state), ``_breaker.py`` (a breaker's), and
+one ``.lua`` file per algorithm.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The Redis store itself: scripts, coalescing of decisions into round trips, the breaker
-around Redis. Limits (:mod:`._limits`) and breakers (:mod:`._breaker`) bind to it."""
+"""The Redis store itself: its options, client, scripts and the breaker around Redis.
+Round trips are made by :mod:`._batcher`; limits (:mod:`._limits`) and breakers
+(:mod:`._breaker`) bind to the store."""
 
 from __future__ import annotations
 
