@@ -253,14 +253,7 @@ class RateLimiter(EventSource, Generic[S]):
         if decision.allowed:
             self._admitted += 1
         else:
-            self._rejected += 1
-            self._emit(
-                "rate_limited",
-                Severity.WARNING,
-                key=key,
-                cost=cost,
-                retry_after=decision.retry_after,
-            )
+            self._refused(key, cost, decision.retry_after)
         return decision
 
     async def acquire(
@@ -287,15 +280,8 @@ class RateLimiter(EventSource, Generic[S]):
             return self._admit_remotely(self._remote, key, cost, max_wait)
         now, at, admitted = self._claim(key, cost, max_wait)
         if not admitted:
-            self._rejected += 1
-            self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=at - now)
-            raise RateLimited(
-                f"{self.name}: rate limited (cost {cost}); retry after {at - now:.3f}s",
-                retry_after=at - now,
-                limiter=self.name,
-                key=key,
-                cost=cost,
-            )
+            self._refused(key, cost, at - now)
+            raise rate_limited(self.name, key, cost, at - now)
         if at > now:
             return self._wait(key, cost, at)
         self._admitted += 1
@@ -307,10 +293,7 @@ class RateLimiter(EventSource, Generic[S]):
         try:
             waited = await remote.admit(key, cost, max_wait)
         except RateLimited as exc:
-            self._rejected += 1
-            self._emit(
-                "rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=exc.retry_after
-            )
+            self._refused(key, cost, exc.retry_after)
             raise
         except asyncio.CancelledError:
             self._cancelled += 1
@@ -318,6 +301,10 @@ class RateLimiter(EventSource, Generic[S]):
         self._admitted += 1
         if waited:
             self._waited += 1
+
+    def _refused(self, key: Hashable, cost: int, retry_after: float | None) -> None:
+        self._rejected += 1
+        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=retry_after)
 
     def _claim(self, key: Hashable, cost: int, max_wait: float) -> tuple[float, float, bool]:
         """Reserve ``cost`` for ``key`` if it is due within ``max_wait``: ``(now, at, ok)``.
@@ -589,6 +576,17 @@ class KeyedLimit:
 
     def __repr__(self) -> str:
         return f"<KeyedLimit {self.limiter.name!r} key={self.key!r} cost={self.cost}>"
+
+
+def rate_limited(limiter: str, key: Hashable, cost: int, retry_after: float) -> RateLimited:
+    """The error of a refused ``acquire`` (shared by the in-memory and remote paths)."""
+    return RateLimited(
+        f"{limiter}: rate limited (cost {cost}); retry after {retry_after:.3f}s",
+        retry_after=retry_after,
+        limiter=limiter,
+        key=key,
+        cost=cost,
+    )
 
 
 def _decides_remotely(name: str) -> Callable[..., Any]:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from helpers import slow_redis
 
 from aioresilience import CircuitBreaker, CircuitBreakerOpenError, CircuitState, ResilienceEvent
 from aioresilience.stores.redis import RedisStore
@@ -280,17 +281,9 @@ async def test_a_manual_action_while_redis_is_away_reaches_it_later(
 async def test_a_manual_action_behind_a_slow_round_trip_is_not_dropped(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aioresilience.stores.redis._batcher import Batcher
-
-    round_trip = Batcher._round_trip
-
-    async def slow(self: Batcher, calls: Any) -> Any:
-        await asyncio.sleep(0.08)
-        return await round_trip(self, calls)
-
     store = RedisStore(redis_server.url, prefix=f"slow-{uuid.uuid4().hex[:8]}", timeout=0.05)
     breaker = CircuitBreaker(name="slow", store=store)
-    monkeypatch.setattr(Batcher, "_round_trip", slow)
+    slow_redis(monkeypatch, 0.08)
     pending = asyncio.create_task(breaker.call(succeed))  # its admission is slow
     await asyncio.sleep(0.01)
     breaker.isolate()  # waits behind it, beyond the timeout

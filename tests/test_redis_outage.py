@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from helpers import slow_redis
 
 from aioresilience import GCRA, RateLimited, ResilienceEvent
 from aioresilience.stores.redis import FailurePolicy, RedisStore
@@ -178,15 +179,7 @@ async def test_callers_arriving_during_a_hung_round_trip_wait_at_most_the_timeou
 async def test_a_redis_slower_than_the_timeout_opens_the_store_breaker(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aioresilience.stores.redis._batcher import Batcher
-
-    round_trip = Batcher._round_trip
-
-    async def slow(self: Batcher, calls: Any) -> Any:
-        await asyncio.sleep(2 * TIMEOUT)  # every reply arrives, too late
-        return await round_trip(self, calls)
-
-    monkeypatch.setattr(Batcher, "_round_trip", slow)
+    slow_redis(monkeypatch, 2 * TIMEOUT)  # every reply arrives, too late
     store = RedisStore(redis_server.url, prefix="slow", timeout=TIMEOUT, failure_threshold=3)
     limiter = GCRA(1, 60, burst=10, name="slow", store=store.on_failure("deny"))
     for _ in range(3):

@@ -7,7 +7,7 @@ import math
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from ..._core.fixed_window import FixedWindowAlgorithm
 from ..._core.gcra import GCRAAlgorithm
@@ -17,11 +17,9 @@ from ..._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ..._errors import RateLimited
 from ..._events import Severity
+from ..._ratelimit import RateLimiter, rate_limited
 from ._batcher import Outage
 from ._store import SCRIPTS, FailurePolicy, RedisStore, _Script, shared_name
-
-if TYPE_CHECKING:
-    from ..._ratelimit import RateLimiter
 
 __all__ = ["RedisLimit"]
 
@@ -95,8 +93,6 @@ class RedisLimit:
             self._fallback = self._local_limiter()
 
     def _local_limiter(self) -> RateLimiter[Any]:
-        from ..._ratelimit import RateLimiter
-
         return RateLimiter(
             _scaled(self.limiter._algorithm, self.store.local_share),
             name=f"{self.limiter.name} (local fallback)",
@@ -285,11 +281,4 @@ class RedisLimit:
             raise self._rejection(key, cost, exc.retry_after or 0.0) from None
 
     def _rejection(self, key: Hashable, cost: int, retry_after: float) -> RateLimited:
-        name = self.limiter.name
-        return RateLimited(
-            f"{name}: rate limited (cost {cost}); retry after {retry_after:.3f}s",
-            retry_after=retry_after,
-            limiter=name,
-            key=key,
-            cost=cost,
-        )
+        return rate_limited(self.limiter.name, key, cost, retry_after)
