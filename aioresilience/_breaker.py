@@ -31,7 +31,7 @@ from ._errors import CircuitBreakerOpenError
 from ._events import EventSource, Severity
 from ._listeners import Listeners
 from ._predicates import ExceptionFilter, exception_predicate, optional_callable, require_async
-from ._validation import finite_positive, positive_int
+from ._validation import finite_positive, positive_int, shared_store_binder
 
 __all__ = [
     "CircuitBreaker",
@@ -198,12 +198,7 @@ class CircuitBreaker(EventSource):
         self._events = None
         self._shared: SharedBreaker | None = None
         if store is not None:
-            if not callable(getattr(store, "_bind_breaker", None)):
-                raise TypeError(
-                    "store must be a shared store such as aioresilience.stores.redis.RedisStore "
-                    f"(or None for this process alone), got {store!r}"
-                )
-            self._shared = store._bind_breaker(self)
+            self._shared = shared_store_binder(store, "_bind_breaker", "this process alone")(self)
 
     # -- state --------------------------------------------------------------------------------
 

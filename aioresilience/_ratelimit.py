@@ -33,7 +33,12 @@ from ._errors import RateLimited
 from ._events import EventSource, Severity
 from ._predicates import require_async
 from ._rates import parse_rate
-from ._validation import finite_positive, non_negative_or_none, positive_int
+from ._validation import (
+    finite_positive,
+    non_negative_or_none,
+    positive_int,
+    shared_store_binder,
+)
 from .stores.memory import MemoryStore
 
 __all__ = [
@@ -187,12 +192,7 @@ class RateLimiter(EventSource, Generic[S]):
         self._events = None
         self._remote: RemoteLimit | None = None
         if store is not None:
-            if not callable(getattr(store, "_bind", None)):
-                raise TypeError(
-                    "store must be a shared store such as aioresilience.stores.redis.RedisStore "
-                    f"(or None for this process's memory), got {store!r}"
-                )
-            self._remote = store._bind(self)
+            self._remote = shared_store_binder(store, "_bind", "this process's memory")(self)
             # The non-waiting sync paths run the algorithm in process: point them at an error.
             self._reserve = _decides_remotely(self.name)
 

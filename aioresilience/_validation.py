@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["finite_positive", "non_negative_or_none", "positive_int"]
+__all__ = ["finite_positive", "non_negative_or_none", "positive_int", "shared_store_binder"]
 
 
 def _is_number(value: Any) -> bool:
@@ -44,3 +44,15 @@ def non_negative_or_none(name: str, value: Any) -> float | None:
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
     return None if math.isinf(value) else float(value)
+
+
+def shared_store_binder(store: Any, method: str, alone: str) -> Any:
+    """``store``'s ``method`` that binds a primitive to it, or a TypeError naming what a
+    shared store is (``alone``: what ``None`` means for this primitive)."""
+    bind = getattr(store, method, None)
+    if not callable(bind):
+        raise TypeError(
+            "store must be a shared store such as aioresilience.stores.redis.RedisStore "
+            f"(or None for {alone}), got {store!r}"
+        )
+    return bind

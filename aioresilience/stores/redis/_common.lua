@@ -9,3 +9,10 @@ local function px(us)
   if ms < 1 then ms = 1 end
   return ms
 end
+-- One bad key (a foreign value of the wrong type, say) fails only its own operation: -1 and
+-- the message, then `zeros` zeros to fill the reply's width (before the server time).
+local function failed(out, err, zeros)
+  out[#out + 1] = -1
+  out[#out + 1] = type(err) == 'table' and (err.err or 'error') or tostring(err)
+  for _ = 1, zeros do out[#out + 1] = 0 end
+end

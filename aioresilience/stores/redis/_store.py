@@ -70,7 +70,7 @@ SCRIPTS: Final = {
     name: _Script(name, ("_common.lua", f"{name}.lua", "_driver.lua"), _limiter_refund)
     for name in ("gcra", "fixed_window", "sliding_window_log", "sliding_window_counter")
 }
-SCRIPTS["breaker"] = _Script("breaker", ("breaker.lua",), _breaker_refund, width=6)
+SCRIPTS["breaker"] = _Script("breaker", ("_common.lua", "breaker.lua"), _breaker_refund, width=6)
 
 
 class RedisStore:

@@ -167,12 +167,8 @@ for i = 1, #KEYS do
     out[#out + 1] = gen
     out[#out + 1] = math.ceil(retry)
     out[#out + 1] = opens
-  else  -- one bad key (a foreign value of the wrong type, say) fails only its own operation
-    out[#out + 1] = -1
-    out[#out + 1] = type(admitted) == 'table' and (admitted.err or 'error') or tostring(admitted)
-    out[#out + 1] = 0
-    out[#out + 1] = 0
-    out[#out + 1] = 0
+  else
+    failed(out, admitted, 3)
   end
   out[#out + 1] = now
 end
