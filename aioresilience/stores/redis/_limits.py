@@ -187,19 +187,13 @@ class RedisLimit:
         if line is None:
             # Nobody in this process waits for this key: straight to Redis, coalesced with
             # every other decision of this loop turn.
-            verdict = await self._ask(name, cost)
-            if isinstance(verdict, Outage):
-                await self._admit_by_policy(loop, key, cost, deadline, verdict)
+            retry_after = await self._try(loop, name, key, cost, deadline)
+            if retry_after is None:
                 return False
-            if verdict.admitted:
-                return False
-            now = loop.time()
-            if now + verdict.retry_after > deadline:
-                raise self._rejection(key, cost, verdict.retry_after)
             line = self._lines.get(name)  # another caller may have started one meanwhile
             if line is None:
                 self._lines[name] = line = _Line()
-                line.retry_at = now + verdict.retry_after
+                line.retry_at = loop.time() + retry_after
             else:
                 await self._wait_turn(loop, line, key, cost, deadline)
         else:
@@ -209,18 +203,33 @@ class RedisLimit:
                 delay = line.retry_at - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                verdict = await self._ask(name, cost)
-                if isinstance(verdict, Outage):
-                    await self._admit_by_policy(loop, key, cost, deadline, verdict)
+                retry_after = await self._try(loop, name, key, cost, deadline)
+                if retry_after is None:
                     return True
-                if verdict.admitted:
-                    return True
-                now = loop.time()
-                if now + verdict.retry_after > deadline:
-                    raise self._rejection(key, cost, verdict.retry_after)
-                line.retry_at = now + verdict.retry_after
+                line.retry_at = loop.time() + retry_after
         finally:
             self._pass_turn(name, line)
+
+    async def _try(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        name: str,
+        key: Hashable,
+        cost: int,
+        deadline: float,
+    ) -> float | None:
+        """Ask once: ``None`` when admitted (by Redis, or by the policy if Redis cannot
+        answer), else the retry-after Redis reported; :class:`RateLimited` when that is
+        beyond ``deadline``."""
+        verdict = await self._ask(name, cost)
+        if isinstance(verdict, Outage):
+            await self._admit_by_policy(loop, key, cost, deadline, verdict)
+            return None
+        if verdict.admitted:
+            return None
+        if loop.time() + verdict.retry_after > deadline:
+            raise self._rejection(key, cost, verdict.retry_after)
+        return verdict.retry_after
 
     async def _wait_turn(
         self,
