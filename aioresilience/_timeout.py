@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import sys
 import threading
 import weakref
 from collections import deque
@@ -41,6 +42,7 @@ T = TypeVar("T")
 _INF = math.inf
 _NUMBERS = (float, int)
 _get_ident = threading.get_ident
+_asyncgen_hooks = sys.get_asyncgen_hooks
 # asyncio's own table of the task each loop is running (C-accelerated, keyed by loop).
 _current_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = getattr(
     asyncio.tasks, "_current_tasks", None
@@ -51,30 +53,31 @@ def _current_task() -> asyncio.Task[Any] | None:
     """``asyncio.current_task()``, without its cost on CPython 3.11 where finding the running
     loop makes a ``getpid()`` system call per call.
 
-    The loop of the previous entry is remembered; asyncio's loops record the thread running
-    them (``_thread_id``, None when stopped), so if it is *this* thread, that loop is the
-    running one and its current task is ours. Anything else (uvloop, another loop, the first
-    call) takes the regular path and refreshes the memory.
+    Two shortcuts find the running loop, whose current task asyncio keeps in a table:
+    asyncio's loops record the thread running them (``_thread_id``, None when stopped), so if
+    the loop of the previous entry says *this* thread, it is the running one; any other loop
+    (uvloop) is found through the async-generator hooks, which every loop installs for its own
+    thread while it runs (and restores when it stops), as bound methods of itself. Anything
+    else (the first call, a loop without hooks, a callback outside any task) takes the
+    regular path.
     """
     global _current_tasks
-    loop = _last_loop
-    if (
-        loop is not None
-        and _current_tasks is not None
-        and getattr(loop, "_thread_id", None) == _get_ident()
-    ):
-        task = _current_tasks.get(loop)
-        if task is not None:
-            return task
+    tasks = _current_tasks
+    if tasks is not None:
+        loop = _last_loop
+        if loop is not None and getattr(loop, "_thread_id", None) == _get_ident():
+            task = tasks.get(loop)
+            if task is not None:
+                return task
+        loop = getattr(_asyncgen_hooks()[0], "__self__", None)
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            task = tasks.get(loop)
+            if task is not None:
+                return task
     task = asyncio.current_task()
-    if (
-        task is not None
-        and _current_tasks is not None
-        and loop is task.get_loop()
-        and _current_tasks.get(loop) is not task
-    ):
+    if task is not None and tasks is not None and tasks.get(task.get_loop()) is not task:
         # This Python keeps the current task elsewhere (3.14 moved it to the thread state):
-        # the shortcut cannot work here, so it is switched off for good.
+        # the shortcuts cannot work here, so they are switched off for good.
         _current_tasks = None
     return task
 

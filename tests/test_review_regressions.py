@@ -248,3 +248,20 @@ def test_more_bad_input(build: Any, error: type, message: str) -> None:
         result = build()
         if asyncio.iscoroutine(result):
             result.send(None)
+
+
+async def test_timeouts_work_under_foreign_async_generator_hooks() -> None:
+    """A tool that installs its own async-generator hooks hides the loop from the shortcut:
+    the timeout still finds its task (the regular way)."""
+    import sys
+
+    hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=print, finalizer=hooks.finalizer)
+    try:
+        timeout_module._last_loop = None  # no memory of the loop from earlier entries
+        assert timeout_module._current_task() is asyncio.current_task()
+        with pytest.raises(TimeoutExceeded):
+            async with timeout(0.5):
+                await asyncio.sleep(1)
+    finally:
+        sys.set_asyncgen_hooks(*hooks)

@@ -39,3 +39,39 @@ def test_guards_on_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(main()) == ["inside", "ok", "uvloop"]
+
+
+def test_timeouts_cancel_their_own_task_on_uvloop() -> None:
+    """On uvloop the current task is found through the loop's async-generator hooks: among
+    tasks that interleave, each timeout cancels exactly the task that entered it."""
+
+    async def guarded(seconds: float, sleep: float) -> str:
+        try:
+            async with ar.timeout(seconds):
+                await asyncio.sleep(sleep)
+        except ar.TimeoutExceeded:
+            return "timed out"
+        return "finished"
+
+    async def main() -> list[str]:
+        from aioresilience import _timeout
+
+        assert _timeout._current_task() is asyncio.current_task()
+        plan = [(0.01, 0.05), (0.05, 0), (0.02, 0.04), (1, 0.001)] * 3
+        return list(await asyncio.gather(*(guarded(s, d) for s, d in plan)))
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(main()) == ["timed out", "finished", "timed out", "finished"] * 3
+
+
+def test_current_task_outside_a_task_on_uvloop() -> None:
+    from aioresilience import _timeout
+
+    async def main() -> object:
+        loop = asyncio.get_running_loop()
+        seen = loop.create_future()
+        loop.call_soon(lambda: seen.set_result(_timeout._current_task()))
+        return await seen
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(main()) is None
