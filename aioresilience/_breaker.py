@@ -261,6 +261,16 @@ class CircuitBreaker(EventSource):
                 )
         return machine.generation, now
 
+    def _finish(
+        self, admitted: tuple[int, float], exc_type: Any, exc: BaseException | None, tb: Any
+    ) -> None:
+        """The outcome of a call ``_admit`` let in (``admitted``: what it returned), in the
+        shape of ``__aexit__``, for callers that enter without ``async with`` (pipelines)."""
+        if exc is None:
+            self._on_plain_success(*admitted)
+        else:
+            self._on_exception(exc, *admitted)
+
     def _on_success(self, result: Any, generation: int, start: float) -> None:
         judge = self._failure_result
         if judge is not None and judge(result):

@@ -23,6 +23,8 @@ class ResilienceContext:
     properties: dict[str, Any] = field(default_factory=dict)
     pipeline: str | None = None
     listeners: Listeners | None = field(default=None, repr=False, compare=False)
+    # Whether a listener wants the DEBUG timing events (checked once per call).
+    _timed: bool = field(default=False, init=False, repr=False, compare=False)
 
 
 context_var: contextvars.ContextVar[ResilienceContext | None] = contextvars.ContextVar(

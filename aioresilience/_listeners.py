@@ -18,10 +18,12 @@ logger = logging.getLogger("aioresilience")
 
 
 class Listeners:
-    __slots__ = ("_callbacks", "_tasks")
+    __slots__ = ("_accepts", "_callbacks", "_tasks")
 
     def __init__(self, callbacks: Iterable[Callable[[Any], Any]] = ()) -> None:
         self._callbacks: list[Callable[[Any], Any]] = []
+        # Each listener's ``accepts`` method, looked up once (None: it hears everything).
+        self._accepts: list[Callable[[int], bool] | None] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         for callback in callbacks:
             self.add(callback)
@@ -30,6 +32,7 @@ class Listeners:
         if not callable(callback):
             raise TypeError(f"listener must be callable, got {callback!r}")
         self._callbacks.append(callback)
+        self._accepts.append(getattr(callback, "accepts", None))
 
     def __bool__(self) -> bool:
         return bool(self._callbacks)
@@ -37,13 +40,14 @@ class Listeners:
     def wants(self, severity: int) -> bool:
         """Whether any listener would act on an event of ``severity``: a listener may say so
         with an ``accepts(severity)`` method (LoggingListener does); others hear everything."""
-        for callback in self._callbacks:
-            accepts = getattr(callback, "accepts", None)
+        for accepts in self._accepts:
+            if accepts is None:
+                return True
             try:
-                if accepts is None or accepts(severity):
+                if accepts(severity):
                     return True
             except Exception:
-                logger.exception("listener %r failed in accepts(%r)", callback, severity)
+                logger.exception("listener's accepts(%r) failed: %r", severity, accepts)
                 return True
         return False
 

@@ -34,10 +34,14 @@ class LoggingListener:
     ) -> None:
         self.logger = logger or logging.getLogger("aioresilience")
         self.levels = {**_LEVELS, **(levels or {})}
+        if self.levels == _LEVELS:
+            # Severities *are* the logging levels then: ask the logger directly (this runs
+            # once per pipeline call, so a listener whose level is disabled costs one check).
+            self.accepts = self.logger.isEnabledFor  # type: ignore[method-assign,assignment]
 
     def accepts(self, severity: Severity) -> bool:
         """Whether an event of ``severity`` would be logged (checked before it is built)."""
-        return self.logger.isEnabledFor(self.levels[Severity(severity)])
+        return self.logger.isEnabledFor(self.levels[severity])  # an int finds its Severity
 
     def __call__(self, event: ResilienceEvent) -> None:
         level = self.levels[event.severity]

@@ -28,6 +28,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from . import _clock
 from ._adaptive import AdaptiveLimiter
+from ._awaitable import DONE
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
 from ._chaos import ChaosFault, chaos_rate, chaos_switch
@@ -38,7 +39,7 @@ from ._listeners import Listeners
 from ._predicates import require_async
 from ._ratelimit import RateLimiter, TokenBucket
 from ._retry import Retry, RetryBudget
-from ._timeout import timeout
+from ._timeout import entered_timeout, timeout
 from ._validation import non_negative_or_none, positive_int
 
 __all__ = [
@@ -56,6 +57,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 Call = Callable[[], Awaitable[Any]]
 Runner = Callable[[Call, "ResilienceContext"], Awaitable[Any]]
+Leave = Callable[[Any, Any, BaseException | None, Any], Any]
+Direct = tuple[Callable[[], Any], Leave | None]
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,20 @@ class PipelineOrderWarning(UserWarning):
 # -- strategies -------------------------------------------------------------------------------
 
 
+class Pending:
+    """What a guard's :meth:`Strategy.enter` returns when admission has to wait: the pipeline
+    awaits ``awaitable``, whose result is the token for :meth:`Strategy.leave`."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
+        self.awaitable = awaitable
+
+
 class Strategy:
     """One layer of a pipeline. ``guard`` is an async context manager factory when the
-    strategy can run around a block without re-running it, else None."""
+    strategy can run around a block without re-running it, else None; ``direct`` offers the
+    same guard without the ``async with`` (see there)."""
 
     kind = "strategy"
     is_guard = False  # True: guard() gives an async context manager (no re-running)
@@ -95,7 +109,25 @@ class Strategy:
     async def execute(self, call: Call, context: ResilienceContext) -> Any:
         raise NotImplementedError
 
+    def wrap(self, inner: Runner) -> Runner:
+        """The runner of this strategy around ``inner`` (the strategies inside it)."""
+        execute = self.execute
+
+        async def run(call: Call, context: ResilienceContext) -> Any:
+            return await execute(lambda: inner(call, context), context)
+
+        return run
+
     def guard(self, context: ResilienceContext) -> Any:
+        return None
+
+    def direct(self) -> Direct | None:
+        """For a guard that can run without ``async with``: ``(enter, leave)``, which the
+        pipeline calls in straight-line code. ``enter()`` returns a token, or a
+        :class:`Pending` to await for it; ``leave(token, exc_type, exc, tb)`` is the way out
+        (it may raise to replace the exception, never suppresses it; None: nothing to do).
+        The call's context is current while they run. None: the pipeline uses :meth:`guard`.
+        """
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -119,6 +151,10 @@ class _Timeout(Strategy):
 
     def guard(self, context: ResilienceContext) -> Any:
         return timeout(self.seconds)
+
+    def direct(self) -> Direct:
+        # The token is the entered timeout object; leaving is its own __aexit__.
+        return functools.partial(entered_timeout, self.seconds), timeout.__aexit__
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "seconds": self.seconds}
@@ -147,6 +183,16 @@ class _RateLimit(Strategy):
             return self.limiter  # its own `async with` takes one unit of the unkeyed limit
         return self.limiter.for_key(None if self.key is None else self.key(context), cost=self.cost)
 
+    def direct(self) -> Direct:
+        limiter, key_of, cost = self.limiter, self.key, self.cost
+
+        def enter() -> Any:
+            key = None if key_of is None else key_of(context_var.get())  # type: ignore[arg-type]
+            waiting = limiter._admit(key, cost, limiter._max_wait)
+            return None if waiting is DONE else Pending(waiting)
+
+        return enter, None
+
 
 class _Retry(Strategy):
     kind = "retry"
@@ -156,14 +202,20 @@ class _Retry(Strategy):
         self.policy = policy
 
     async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        async def attempt() -> Any:
-            context.attempt += 1
-            listeners = context.listeners
-            if not listeners or not listeners.wants(Severity.DEBUG):
-                return await call()
-            return await _timed(call(), self.name, "attempt", attempt=context.attempt)
+        return await self.wrap(lambda call, context: call())(call, context)
 
-        return await self.policy.call(attempt)
+    def wrap(self, inner: Runner) -> Runner:
+        name = self.name
+
+        async def attempt(call: Call, context: ResilienceContext) -> Any:
+            context.attempt += 1
+            if not context._timed:
+                return await inner(call, context)
+            return await _timed(inner(call, context), name, "attempt", attempt=context.attempt)
+
+        # policy.call(attempt, call, context): the policy awaits attempt(call, context) and
+        # retries it; no closure per call.
+        return functools.partial(self.policy.call, attempt)  # type: ignore[call-arg]
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "attempts": self.policy.attempts}
@@ -185,6 +237,36 @@ class _Wrapping(Strategy):
         return self.primitive if self.is_guard else None
 
 
+class _Breaker(_Wrapping):
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        # With a failure_result predicate the breaker must see the call's result, which an
+        # `async with` exit does not get: run it as a wrapper then.
+        super().__init__("circuit_breaker", breaker, is_guard=breaker._failure_result is None)
+
+    def direct(self) -> Direct:
+        breaker = self.primitive
+        shared = breaker._shared
+        if shared is None:
+            return breaker._admit, breaker._finish
+        return lambda: Pending(shared.admit()), lambda ticket, _, exc, __: shared.finish(
+            ticket, exc
+        )
+
+
+class _Bulkhead(_Wrapping):
+    def __init__(self, bulkhead: Bulkhead) -> None:
+        super().__init__("bulkhead", bulkhead, is_guard=True)
+
+    def direct(self) -> Direct:
+        bulkhead = self.primitive
+
+        def enter() -> Pending | None:
+            waiting = bulkhead._enter()
+            return None if waiting is DONE else Pending(waiting)
+
+        return enter, lambda *_: bulkhead.release()
+
+
 class _LoadShed(Strategy):
     kind = "load_shed"
     is_guard = True
@@ -199,6 +281,9 @@ class _LoadShed(Strategy):
 
     def guard(self, context: ResilienceContext) -> Any:
         return _Check(lambda: self.shedder.check(self.priority))
+
+    def direct(self) -> Direct:
+        return functools.partial(self.shedder.check, self.priority), None
 
 
 class _Check:
@@ -470,7 +555,7 @@ class Pipeline:
     def __init__(self, strategies: tuple[Strategy, ...], name: str) -> None:
         self.name = name
         self.strategies = strategies
-        self._run = _compose(strategies)
+        self._run = _compose(strategies)  # sets the call's context, runs the strategies
         self._listeners = Listeners()
         self._guards_only = all(s.is_guard for s in strategies)
         self._stacks: contextvars.ContextVar[list[tuple[list[Any], Any]] | None]
@@ -490,7 +575,13 @@ class Pipeline:
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> Coroutine[Any, Any, T]:
         """Run ``fn(*args, **kwargs)`` through every strategy, outermost first."""
-        return self._execute(ResilienceContext(), functools.partial(fn, *args, **kwargs))
+        listeners = self._listeners
+        context = ResilienceContext(None, 0, {}, self.name, listeners)
+        call = functools.partial(fn, *args, **kwargs) if args or kwargs else fn
+        if listeners._callbacks and listeners.wants(Severity.DEBUG):
+            return self._execute_timed(context, call)
+        # The runner sets the context itself: no coroutine of ours around it.
+        return self._run(call, context)  # type: ignore[return-value]
 
     async def execute_in(
         self,
@@ -503,18 +594,20 @@ class Pipeline:
         """Like :meth:`execute`, with the caller's operation key and properties. The context
         object given is a template: each call gets its own copy (sharing ``properties``, so
         callbacks can leave values there), and the template itself is not changed."""
+        listeners = self._listeners
         call_context = ResilienceContext(
-            operation_key=context.operation_key, properties=context.properties
+            context.operation_key, 0, context.properties, self.name, listeners
         )
-        return await self._execute(call_context, functools.partial(fn, *args, **kwargs))  # type: ignore[no-any-return]
+        call = functools.partial(fn, *args, **kwargs)
+        if listeners._callbacks and listeners.wants(Severity.DEBUG):
+            return await self._execute_timed(call_context, call)  # type: ignore[no-any-return]
+        return await self._run(call, call_context)  # type: ignore[no-any-return]
 
-    async def _execute(self, context: ResilienceContext, call: Call) -> Any:
-        context.pipeline = self.name
-        context.listeners = self._listeners
-        token = context_var.set(context)
+    async def _execute_timed(self, context: ResilienceContext, call: Call) -> Any:
+        """A call some listener times: the pipeline's and every attempt's duration."""
+        context._timed = True
+        token = context_var.set(context)  # the pipeline_executed event finds the listeners
         try:
-            if not self._listeners.wants(Severity.DEBUG):  # nobody times the calls
-                return await self._run(call, context)
             return await _timed(self._run(call, context), self.name, "pipeline_executed")
         finally:
             context_var.reset(token)
@@ -614,32 +707,87 @@ async def _exit_all(entered: list[Any], exc: BaseException | None) -> BaseExcept
 
 
 def _compose(strategies: tuple[Strategy, ...]) -> Runner:
-    """One runner for the whole chain. Consecutive guards become one block that enters them
-    in order and leaves them in reverse, in a single coroutine (a layer per strategy would
-    cost a coroutine, a closure and an ``async with`` each); the other strategies wrap what is
-    inside them."""
-
-    async def innermost(call: Call, context: ResilienceContext) -> Any:
-        return await call()
-
-    run: Runner = innermost
+    """One runner for the whole chain, which also makes the call's context current.
+    Consecutive guards become one block that enters them in order and leaves them in reverse,
+    in a single coroutine (a layer per strategy would cost a coroutine, a closure and an
+    ``async with`` each); the other strategies wrap what is inside them."""
+    run: Runner | None = None  # None: the call itself
     block: list[Strategy] = []
     for strategy in reversed(strategies):
         if strategy.is_guard:
             block.insert(0, strategy)
             continue
         if block:
-            run, block = _guard_block(block, run), []
-        run = _layer(strategy, run)
-    return _guard_block(block, run) if block else run
+            run, block = _block(block, run), []
+        run = strategy.wrap(_call if run is None else run)
+    if block:
+        directs = [guard.direct() for guard in block]
+        if None not in directs:  # the outermost block sets the context: no coroutine around
+            return _direct_block(directs, run, sets_context=True)  # type: ignore[arg-type]
+        run = _guard_block(block, _call if run is None else run)
+    return _in_context(_call if run is None else run)
 
 
-def _layer(strategy: Strategy, inner: Runner) -> Runner:
-    execute = strategy.execute
+def _call(call: Call, context: ResilienceContext) -> Awaitable[Any]:
+    return call()
 
+
+def _in_context(runner: Runner) -> Runner:
     async def run(call: Call, context: ResilienceContext) -> Any:
-        return await execute(lambda: inner(call, context), context)
+        token = context_var.set(context)
+        try:
+            return await runner(call, context)
+        finally:
+            context_var.reset(token)
 
+    return run
+
+
+def _block(guards: list[Strategy], inner: Runner | None) -> Runner:
+    directs = [guard.direct() for guard in guards]
+    if None in directs:
+        return _guard_block(guards, _call if inner is None else inner)
+    return _direct_block(directs, inner, sets_context=False)  # type: ignore[arg-type]
+
+
+def _direct_block(directs: list[Direct], inner: Runner | None, sets_context: bool) -> Runner:
+    """Guards entered and left directly (:meth:`Strategy.direct`), compiled into one
+    coroutine function of straight-line code: nested ``try`` blocks, one per guard with a way
+    out, exactly as nested ``async with`` blocks would run (an exception raised on the way
+    out replaces the one being handled and is chained to it), without a guard object, an
+    awaitable or a loop per call. The outermost block also makes the call's context current.
+    """
+    names: dict[str, Any] = {"Pending": Pending, "inner": inner, "context_var": context_var}
+    lines = ["async def run(call, context):"]
+    pad = "    "
+    if sets_context:
+        lines += [pad + "context_token = context_var.set(context)", pad + "try:"]
+        pad += "    "
+    for index, (enter, leave) in enumerate(directs):
+        names[f"enter{index}"], names[f"leave{index}"] = enter, leave
+        lines += [
+            f"{pad}token{index} = enter{index}()",
+            f"{pad}if token{index}.__class__ is Pending:",
+            f"{pad}    token{index} = await token{index}.awaitable",
+        ]
+        if leave is not None:
+            lines.append(f"{pad}try:")
+            pad += "    "
+    lines.append(pad + "result = await " + ("call()" if inner is None else "inner(call, context)"))
+    for index in reversed(range(len(directs))):
+        if directs[index][1] is not None:
+            pad = pad[:-4]
+            lines += [
+                f"{pad}except BaseException as exc:",
+                f"{pad}    leave{index}(token{index}, type(exc), exc, exc.__traceback__)",
+                f"{pad}    raise",
+                f"{pad}leave{index}(token{index}, None, None, None)",
+            ]
+    lines.append(pad + "return result")
+    if sets_context:
+        lines += ["    finally:", "        context_var.reset(context_token)"]
+    exec(compile("\n".join(lines), "<aioresilience pipeline guards>", "exec"), names)
+    run: Runner = names["run"]
     return run
 
 
@@ -748,10 +896,7 @@ class PipelineBuilder:
         if breaker is None:
             options.setdefault("seed", self.seed)
         breaker = _given_or_built("breaker", breaker, CircuitBreaker, CircuitBreaker, options)
-        # With a failure_result predicate the breaker must see the call's result, which an
-        # `async with` exit does not get: run it as a wrapper then.
-        is_guard = breaker._failure_result is None
-        return self._add(_Wrapping("circuit_breaker", breaker, is_guard=is_guard))
+        return self._add(_Breaker(breaker))
 
     def bulkhead(self, bulkhead: Bulkhead | int | None = None, **options: Any) -> PipelineBuilder:
         if not isinstance(bulkhead, Bulkhead):
@@ -761,7 +906,7 @@ class PipelineBuilder:
             bulkhead = Bulkhead(size, **options)
         elif options:
             raise TypeError(f"give a Bulkhead or options, not both: {sorted(options)}")
-        return self._add(_Wrapping("bulkhead", bulkhead, is_guard=True))
+        return self._add(_Bulkhead(bulkhead))
 
     def fallback(self, *handlers: Any, **options: Any) -> PipelineBuilder:
         if len(handlers) == 1 and isinstance(handlers[0], Fallback) and not options:

@@ -34,7 +34,7 @@ from ._events import Severity, emit
 from ._predicates import require_async
 from ._validation import non_negative_or_none
 
-__all__ = ["timeout"]
+__all__ = ["entered_timeout", "timeout"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -162,6 +162,17 @@ def _lane(loop: asyncio.AbstractEventLoop, seconds: float) -> _Lane:
     return lane
 
 
+def entered_timeout(seconds: float | None) -> timeout:
+    """A timeout of ``seconds`` (already validated) entered now, for callers that run it
+    without ``async with`` (a pipeline's guards); leave it with its ``__aexit__``."""
+    limit = timeout.__new__(timeout)
+    limit.seconds = seconds
+    limit.state = _CREATED
+    limit.deadline = _INF
+    limit.__aenter__()  # returns DONE: entering never waits
+    return limit
+
+
 class timeout:
     """Limit the enclosed work to ``seconds`` (``None``: no limit).
 
@@ -183,7 +194,7 @@ class timeout:
         self.deadline = math.inf
 
     def __aenter__(self) -> Awaitable[None]:
-        if self.state is not _CREATED:
+        if self.state:  # not _CREATED
             raise RuntimeError("a timeout object can be entered only once; create a new one")
         task = _current_task()
         if task is None:
@@ -193,7 +204,7 @@ class timeout:
         self.state = _ENTERED
         seconds = self.seconds
         if seconds is not None:
-            self.deadline = _clock.now() + seconds
+            self.deadline = deadline = _clock.now() + seconds
             loop = task.get_loop()
             lane = _last_lanes.get(seconds) if loop is _last_loop else None
             if lane is None:
@@ -202,7 +213,7 @@ class timeout:
             lane.entries.append(self)  # here, not in a _Lane method: this runs once per call
             lane.live += 1
             if not lane.armed:
-                lane.arm(self.deadline)
+                lane.arm(deadline)
         return DONE
 
     def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:
