@@ -21,6 +21,7 @@ import functools
 import math
 import operator
 import random
+import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
@@ -28,7 +29,6 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from . import _clock
 from ._adaptive import AdaptiveLimiter
-from ._awaitable import DONE
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
 from ._chaos import ChaosFault, chaos_rate, chaos_switch
@@ -85,16 +85,6 @@ class PipelineOrderWarning(UserWarning):
 # -- strategies -------------------------------------------------------------------------------
 
 
-class Pending:
-    """What a guard's :meth:`Strategy.enter` returns when admission has to wait: the pipeline
-    awaits ``awaitable``, whose result is the token for :meth:`Strategy.leave`."""
-
-    __slots__ = ("awaitable",)
-
-    def __init__(self, awaitable: Awaitable[Any]) -> None:
-        self.awaitable = awaitable
-
-
 class Strategy:
     """One layer of a pipeline. ``guard`` is an async context manager factory when the
     strategy can run around a block without re-running it, else None; ``direct`` offers the
@@ -123,10 +113,11 @@ class Strategy:
 
     def direct(self) -> Direct | None:
         """For a guard that can run without ``async with``: ``(enter, leave)``, which the
-        pipeline calls in straight-line code. ``enter()`` returns a token, or a
-        :class:`Pending` to await for it; ``leave(token, exc_type, exc, tb)`` is the way out
-        (it may raise to replace the exception, never suppresses it; None: nothing to do).
-        The call's context is current while they run. None: the pipeline uses :meth:`guard`.
+        pipeline calls in straight-line code. ``enter()`` returns a token, or a coroutine
+        (when admission has to wait) whose result is the token; ``leave(token, exc_type,
+        exc, tb)`` is the way out (it may raise to replace the exception, never suppresses it;
+        None: nothing to do). The call's context is current while they run. None: the
+        pipeline uses :meth:`guard`.
         """
         return None
 
@@ -184,12 +175,14 @@ class _RateLimit(Strategy):
         return self.limiter.for_key(None if self.key is None else self.key(context), cost=self.cost)
 
     def direct(self) -> Direct:
+        # _admit returns DONE (a token nobody reads) or the coroutine of the wait.
         limiter, key_of, cost = self.limiter, self.key, self.cost
+        if key_of is None:
+            return functools.partial(limiter._admit, None, cost, limiter._max_wait), None
 
         def enter() -> Any:
-            key = None if key_of is None else key_of(context_var.get())  # type: ignore[arg-type]
-            waiting = limiter._admit(key, cost, limiter._max_wait)
-            return None if waiting is DONE else Pending(waiting)
+            key = key_of(context_var.get())  # type: ignore[arg-type]
+            return limiter._admit(key, cost, limiter._max_wait)
 
         return enter, None
 
@@ -248,9 +241,7 @@ class _Breaker(_Wrapping):
         shared = breaker._shared
         if shared is None:
             return breaker._admit, breaker._finish
-        return lambda: Pending(shared.admit()), lambda ticket, _, exc, __: shared.finish(
-            ticket, exc
-        )
+        return shared.admit, lambda ticket, _, exc, __: shared.finish(ticket, exc)
 
 
 class _Bulkhead(_Wrapping):
@@ -258,13 +249,8 @@ class _Bulkhead(_Wrapping):
         super().__init__("bulkhead", bulkhead, is_guard=True)
 
     def direct(self) -> Direct:
-        bulkhead = self.primitive
-
-        def enter() -> Pending | None:
-            waiting = bulkhead._enter()
-            return None if waiting is DONE else Pending(waiting)
-
-        return enter, lambda *_: bulkhead.release()
+        # _enter returns DONE or the coroutine of the wait; __aexit__ ignores its arguments.
+        return self.primitive._enter, self.primitive.__aexit__
 
 
 class _LoadShed(Strategy):
@@ -757,7 +743,8 @@ def _direct_block(directs: list[Direct], inner: Runner | None, sets_context: boo
     out replaces the one being handled and is chained to it), without a guard object, an
     awaitable or a loop per call. The outermost block also makes the call's context current.
     """
-    names: dict[str, Any] = {"Pending": Pending, "inner": inner, "context_var": context_var}
+    names: dict[str, Any] = {"Coroutine": types.CoroutineType, "inner": inner}
+    names["context_var"] = context_var
     lines = ["async def run(call, context):"]
     pad = "    "
     if sets_context:
@@ -767,8 +754,8 @@ def _direct_block(directs: list[Direct], inner: Runner | None, sets_context: boo
         names[f"enter{index}"], names[f"leave{index}"] = enter, leave
         lines += [
             f"{pad}token{index} = enter{index}()",
-            f"{pad}if token{index}.__class__ is Pending:",
-            f"{pad}    token{index} = await token{index}.awaitable",
+            f"{pad}if token{index}.__class__ is Coroutine:",
+            f"{pad}    token{index} = await token{index}",
         ]
         if leave is not None:
             lines.append(f"{pad}try:")

@@ -87,9 +87,13 @@ _CREATED, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
 
 
 class _Lane:
-    """The live deadlines of one duration on one loop, in deadline order, with one timer."""
+    """The live deadlines of one duration on one loop, in deadline order, with one timer.
 
-    __slots__ = ("armed", "entries", "lanes", "live", "loop", "seconds", "timer_at")
+    Entries leave from either end directly (the newest, usually, or the oldest); one that
+    finishes in between is only counted in ``finished`` and dropped when it reaches the front.
+    """
+
+    __slots__ = ("armed", "entries", "finished", "lanes", "loop", "seconds", "timer_at")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, lanes: dict[float, _Lane], seconds: float
@@ -100,7 +104,7 @@ class _Lane:
         # from the value would keep every loop ever used alive.
         self.loop = weakref.proxy(loop)
         self.entries: deque[timeout] = deque()
-        self.live = 0
+        self.finished = 0  # entries still queued whose block has exited
         # The timer is never cancelled (an early firing just re-arms), so no handle is kept:
         # a handle references its loop, which would keep the loop alive through this lane.
         self.armed = False
@@ -114,31 +118,39 @@ class _Lane:
         self.loop.call_at(at, self.fire)
 
     def done(self, entry: timeout) -> None:
-        self.live -= 1
+        """``entry``'s block exited before its deadline and it is not the newest entry (which
+        the caller pops itself)."""
         entries = self.entries
-        if entries and entries[0] is entry:
+        if entries[0] is entry:
             entries.popleft()
-            while entries and entries[0].state >= _EXPIRED:
-                entries.popleft()
-        elif len(entries) > 2 * self.live + 64:
-            # Entries finishing out of order pile up behind a long-running one: compact.
-            self.entries = deque(e for e in entries if e.state < _EXPIRED)
+            self._drop_finished()
+        else:
+            self.finished += 1
+            if self.finished > len(entries) // 2 + 32:
+                # Entries finishing out of order pile up behind a long-running one: compact.
+                self.entries = deque(e for e in entries if e.state < _EXPIRED and e is not entry)
+                self.finished = 0
+
+    def _drop_finished(self) -> None:
+        entries = self.entries
+        while self.finished and entries and entries[0].state >= _EXPIRED:
+            entries.popleft()
+            self.finished -= 1
 
     def fire(self) -> None:
         self.armed = False
         now = max(self.timer_at, self.loop.time())
         entries = self.entries
+        self._drop_finished()
         while entries:
             head = entries[0]
-            if head.state >= _EXPIRED:
-                entries.popleft()
-            elif head.deadline <= now:
-                entries.popleft()
-                head.expire()
-            else:
+            if head.deadline > now:
                 self.arm(head.deadline)
                 return
-        if not self.live and self.lanes.get(self.seconds) is self:
+            entries.popleft()
+            head.expire()
+            self._drop_finished()
+        if self.lanes.get(self.seconds) is self:
             # Empty: forget the lane, so one-off durations (deadline - now) do not pile up.
             del self.lanes[self.seconds]
 
@@ -211,21 +223,18 @@ class timeout:
                 lane = _lane(loop, seconds)
             self._lane = lane
             lane.entries.append(self)  # here, not in a _Lane method: this runs once per call
-            lane.live += 1
             if not lane.armed:
                 lane.arm(deadline)
         return DONE
 
     def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:
         state = self.state
-        if self.seconds is not None and state < _EXPIRED:
-            lane = self._lane
-            entries = lane.entries
-            if len(entries) == 1 and entries[0] is self:  # alone in the lane: the common case
+        if state is _ENTERED and self.seconds is not None:  # still queued in its lane
+            entries = self._lane.entries
+            if entries[-1] is self:  # the newest: the common case
                 entries.pop()
-                lane.live -= 1
             else:
-                lane.done(self)
+                self._lane.done(self)
         if state is _EXPIRING:
             self.state = _EXPIRED
             if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:

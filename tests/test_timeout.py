@@ -158,20 +158,33 @@ async def test_many_concurrent_calls_share_one_timer_and_expire_in_order() -> No
         expected = i * 0.01 + (0.5 if i % 2 else 2.0)
         assert at == pytest.approx(expected, abs=1e-9)
     lane = timeout_module._lane(loop, 2.0)
-    assert lane.live == 0 and not lane.entries
+    assert lane.finished == 0 and not lane.entries
 
 
 async def test_lane_memory_stays_bounded_when_calls_finish_out_of_order() -> None:
     loop = asyncio.get_running_loop()
-    blocker = asyncio.create_task(_sleep_under(60, 59))
+    blocker = asyncio.create_task(_sleep_under(60, 59))  # the oldest entry stays
     await asyncio.sleep(0)
-    for _ in range(1000):
+    release = asyncio.Event()
+
+    async def held() -> None:
         async with timeout(60):
-            await asyncio.sleep(0)
+            await release.wait()
+
+    middle = [asyncio.create_task(held()) for _ in range(1000)]
+    await asyncio.sleep(0)
+    newest = asyncio.create_task(_sleep_under(60, 30))  # and so does the newest
+    await asyncio.sleep(0)
     lane = timeout_module._lane(loop, 60.0)
-    assert lane.live == 1
-    assert len(lane.entries) <= 2 * lane.live + 65
+    assert len(lane.entries) == 1002
+    release.set()
+    await asyncio.gather(*middle)  # all finish between the two: none can leave from an end
+    live = [e for e in lane.entries if e.state < timeout_module._EXPIRED]
+    assert len(live) == 2
+    assert len(lane.entries) <= 2 * len(live) + 64
+    await newest
     await blocker
+    assert not lane.entries and lane.finished == 0
 
 
 async def _sleep_under(limit: float, seconds: float) -> None:
