@@ -55,20 +55,15 @@ def _current_task() -> asyncio.Task[Any] | None:
 
     Two shortcuts find the running loop, whose current task asyncio keeps in a table:
     asyncio's loops record the thread running them (``_thread_id``, None when stopped), so if
-    the loop of the previous entry says *this* thread, it is the running one; any other loop
-    (uvloop) is found through the async-generator hooks, which every loop installs for its own
-    thread while it runs (and restores when it stops), as bound methods of itself. Anything
-    else (the first call, a loop without hooks, a callback outside any task) takes the
-    regular path.
+    the loop of the previous entry says *this* thread, it is the running one (the check
+    :meth:`timeout.__aenter__` makes inline before calling this); any loop (uvloop too) is
+    found through the async-generator hooks, which every loop installs for its own thread
+    while it runs (and restores when it stops), as bound methods of itself. Anything else (a
+    loop without hooks, a callback outside any task) takes the regular path.
     """
     global _current_tasks
     tasks = _current_tasks
     if tasks is not None:
-        loop = _last_loop
-        if loop is not None and getattr(loop, "_thread_id", None) == _get_ident():
-            task = tasks.get(loop)
-            if task is not None:
-                return task
         loop = getattr(_asyncgen_hooks()[0], "__self__", None)
         if isinstance(loop, asyncio.AbstractEventLoop):
             task = tasks.get(loop)
@@ -159,18 +154,21 @@ class _Lane:
 _lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Lane]] = (
     weakref.WeakKeyDictionary()
 )
-_last_loop: asyncio.AbstractEventLoop | None = None
-_last_lanes: dict[float, _Lane] = {}
+# The last loop and its lanes, in one tuple: a thread reading it while another replaces it
+# gets a loop and that loop's lanes, never one with the other's.
+# (The loop is Any: None before the first entry, never used as a loop unless found running.)
+_last: tuple[Any, dict[float, _Lane]] = (None, {})
 
 
 def _lane(loop: asyncio.AbstractEventLoop, seconds: float) -> _Lane:
-    global _last_loop, _last_lanes
-    if loop is not _last_loop:
-        _last_lanes = _lanes.setdefault(loop, {})
-        _last_loop = loop
-    lane = _last_lanes.get(seconds)
+    global _last
+    last_loop, lanes = _last
+    if loop is not last_loop:
+        lanes = _lanes.setdefault(loop, {})
+        _last = (loop, lanes)
+    lane = lanes.get(seconds)
     if lane is None:
-        lane = _last_lanes[seconds] = _Lane(loop, _last_lanes, seconds)
+        lane = lanes[seconds] = _Lane(loop, lanes, seconds)
     return lane
 
 
@@ -208,17 +206,28 @@ class timeout:
     def __aenter__(self) -> Awaitable[None]:
         if self.state:  # not _CREATED
             raise RuntimeError("a timeout object can be entered only once; create a new one")
-        task = _current_task()
+        # Still in the loop of the previous entry (an asyncio loop running in this thread)?
+        # Then the task is in its table and its lanes are cached: the common case, inline.
+        last_loop, lanes = _last
+        loop = last_loop
+        tasks = _current_tasks
+        task = (
+            tasks.get(loop)
+            if tasks is not None and getattr(loop, "_thread_id", None) == _get_ident()
+            else None
+        )
         if task is None:
-            raise RuntimeError("timeout() must be used inside a task")
+            task = _current_task()
+            if task is None:
+                raise RuntimeError("timeout() must be used inside a task")
+            loop = task.get_loop()
         self._task = task
         self._cancelling = task.cancelling()
         self.state = _ENTERED
         seconds = self.seconds
         if seconds is not None:
             self.deadline = deadline = _clock.now() + seconds
-            loop = task.get_loop()
-            lane = _last_lanes.get(seconds) if loop is _last_loop else None
+            lane = lanes.get(seconds) if loop is last_loop else None
             if lane is None:
                 lane = _lane(loop, seconds)
             self._lane = lane
