@@ -188,6 +188,8 @@ class CircuitBreaker(EventSource):
             half_open_timeout=finite_positive("half_open_max_duration", half_open_max_duration),
             random=_random.Random(seed).random,
         )
+        # Whether a success only resets the failure streak (no windows, no slow calls).
+        self._streak_only = self._slow_after is None and rolling is None
         # The generation and start time of each `async with` entry, per task (a stack, so the
         # same breaker may be entered again inside itself).
         self._entries: contextvars.ContextVar[tuple[int, float, Any]] = contextvars.ContextVar(
@@ -279,16 +281,17 @@ class CircuitBreaker(EventSource):
         self._on_plain_success(generation, start)
 
     def _on_plain_success(self, generation: int, start: float) -> None:
-        """A success with no result to judge (the end of an ``async with`` block)."""
+        """A success with no result to judge (the end of an ``async with`` block, or any
+        call when there is no ``failure_result``)."""
         self._successes += 1
         machine = self._machine
-        slow_after = self._slow_after
-        if machine.state is CLOSED and slow_after is None and machine.window is None:
+        if machine.state is CLOSED and self._streak_only:
             # The hot path: a success while closed changes nothing but the streak.
             if generation == machine.generation:
                 machine.consecutive_failures = 0
             return
         now = _clock.now()
+        slow_after = self._slow_after
         slow = slow_after is not None and now - start >= slow_after
         before = machine.state
         machine.record(now, generation, False, slow)
@@ -323,7 +326,10 @@ class CircuitBreaker(EventSource):
         except BaseException as exc:
             self._on_exception(exc, generation, start)
             raise
-        self._on_success(result, generation, start)
+        if self._failure_result is None:
+            self._on_plain_success(generation, start)
+        else:
+            self._on_success(result, generation, start)
         return result
 
     def __call__(
@@ -339,7 +345,9 @@ class CircuitBreaker(EventSource):
                 return await shared.call(fn, *args, **kwargs)
 
             return shared_guarded
-        admit, on_success, on_exception = self._admit, self._on_success, self._on_exception
+        admit, on_exception = self._admit, self._on_exception
+        on_success, on_plain_success = self._on_success, self._on_plain_success
+        judge = self._failure_result
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -349,7 +357,10 @@ class CircuitBreaker(EventSource):
             except BaseException as exc:
                 on_exception(exc, generation, start)
                 raise
-            on_success(result, generation, start)
+            if judge is None:  # no result to judge: straight to the bookkeeping
+                on_plain_success(generation, start)
+            else:
+                on_success(result, generation, start)
             return result
 
         return guarded
