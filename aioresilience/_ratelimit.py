@@ -201,7 +201,7 @@ class RateLimiter(EventSource, Generic[S]):
     def try_acquire(self, cost: int = 1, *, key: Hashable = None) -> bool:
         """Admit ``cost`` for ``key`` now, or return ``False``. Never waits, never raises for
         lack of capacity."""
-        # The body of _claim with max_wait=0, inlined: this is the hot path the benchmarks
+        # The claim of _admit with max_wait=0, inlined: this is the hot path the benchmarks
         # measure, and a Python call plus a tuple cost as much as the algorithm itself.
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
@@ -275,13 +275,30 @@ class RateLimiter(EventSource, Generic[S]):
 
     def _admit(self, key: Hashable, cost: int, max_wait: float) -> Awaitable[None]:
         """Claim ``cost`` now: an awaitable that is already done when admitted at once, or
-        that waits for the reservation; raises :class:`RateLimited` when refused."""
+        that waits for the reservation (if it is due within ``max_wait``); raises
+        :class:`RateLimited` when refused.
+
+        The hot path of every waiting way in (``acquire``, ``async with``, decorators,
+        pipelines): the memory store's hit (a key in its young generation, no rotation due)
+        is inlined, everything else goes through its methods.
+        """
         if self._remote is not None:
             return self._admit_remotely(self._remote, key, cost, max_wait)
-        now, at, admitted = self._claim(key, cost, max_wait)
+        now = _clock.now()
+        store = self._store
+        young = store.young
+        state = young.get(key)
+        hit = state is not None and now < store.rotate_at
+        if not hit:
+            state = store.get(key, now)
+        state, at, admitted = self._reserve(state, now, cost, max_wait)
         if not admitted:
             self._refused(key, cost, at - now)
             raise rate_limited(self.name, key, cost, at - now)
+        if hit:
+            young[key] = state
+        else:
+            store.put(key, state)
         if at > now:
             return self._wait(key, cost, at)
         self._admitted += 1
@@ -305,27 +322,6 @@ class RateLimiter(EventSource, Generic[S]):
     def _refused(self, key: Hashable, cost: int, retry_after: float | None) -> None:
         self._rejected += 1
         self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=retry_after)
-
-    def _claim(self, key: Hashable, cost: int, max_wait: float) -> tuple[float, float, bool]:
-        """Reserve ``cost`` for ``key`` if it is due within ``max_wait``: ``(now, at, ok)``.
-
-        The hot path of every way in; the memory store's hit (a key in its young generation,
-        no rotation due) is inlined here, everything else goes through its methods.
-        """
-        now = _clock.now()
-        store = self._store
-        young = store.young
-        state = young.get(key)
-        hit = state is not None and now < store.rotate_at
-        if not hit:
-            state = store.get(key, now)
-        state, at, admitted = self._reserve(state, now, cost, max_wait)
-        if admitted:
-            if hit:
-                young[key] = state
-            else:
-                store.put(key, state)
-        return now, at, admitted
 
     async def _wait(self, key: Hashable, cost: int, at: float) -> None:
         loop = asyncio.get_running_loop()
