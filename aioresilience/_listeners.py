@@ -29,6 +29,7 @@ class Listeners:
             self.add(callback)
 
     def add(self, callback: Callable[[Any], Any]) -> None:
+        """Add a listener; its ``accepts`` method, if any, is looked up now, once."""
         if not callable(callback):
             raise TypeError(f"listener must be callable, got {callback!r}")
         self._callbacks.append(callback)

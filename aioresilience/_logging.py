@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from ._events import ResilienceEvent, Severity
 
@@ -32,23 +33,33 @@ class LoggingListener:
         *,
         levels: Mapping[Severity, int] | None = None,
     ) -> None:
-        self.logger = logger or logging.getLogger("aioresilience")
-        self.levels = {**_LEVELS, **(levels or {})}
-        if self.levels == _LEVELS:
+        self._logger = logger or logging.getLogger("aioresilience")
+        self._levels = MappingProxyType({**_LEVELS, **(levels or {})})
+        if self._levels == _LEVELS and type(self).accepts is LoggingListener.accepts:
             # Severities *are* the logging levels then: ask the logger directly (this runs
             # once per pipeline call, so a listener whose level is disabled costs one check).
-            self.accepts = self.logger.isEnabledFor  # type: ignore[method-assign,assignment]
+            # Safe because the logger and the levels cannot change afterwards.
+            self.accepts = self._logger.isEnabledFor  # type: ignore[method-assign,assignment]
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self._logger
+
+    @property
+    def levels(self) -> Mapping[Severity, int]:
+        """The logging level of each severity (read-only: make a new listener to change)."""
+        return self._levels
 
     def accepts(self, severity: Severity) -> bool:
         """Whether an event of ``severity`` would be logged (checked before it is built)."""
-        return self.logger.isEnabledFor(self.levels[severity])  # an int finds its Severity
+        return self._logger.isEnabledFor(self._levels[severity])  # an int finds its Severity
 
     def __call__(self, event: ResilienceEvent) -> None:
-        level = self.levels[event.severity]
-        if not self.logger.isEnabledFor(level):
+        level = self._levels[event.severity]
+        if not self._logger.isEnabledFor(level):
             return
         where = f" in pipeline {event.pipeline!r}" if event.pipeline else ""
-        self.logger.log(
+        self._logger.log(
             level,
             "%s from %s%s %s",
             event.name,

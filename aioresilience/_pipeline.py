@@ -21,7 +21,6 @@ import functools
 import math
 import operator
 import random
-import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from ._adaptive import AdaptiveLimiter
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
 from ._chaos import ChaosFault, chaos_rate, chaos_switch
+from ._compose import Call, Direct, Runner, Strategy, compose, exit_all
 from ._context import ResilienceContext, context_var, current_context
 from ._degradation import Fallback, LoadShedder, Priority
 from ._events import ResilienceEvent, Severity, emit
@@ -55,10 +55,6 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
-Call = Callable[[], Awaitable[Any]]
-Runner = Callable[[Call, "ResilienceContext"], Awaitable[Any]]
-Leave = Callable[[Any, Any, BaseException | None, Any], Any]
-Direct = tuple[Callable[[], Any], Leave | None]
 
 
 @dataclass(frozen=True)
@@ -85,47 +81,11 @@ class PipelineOrderWarning(UserWarning):
 # -- strategies -------------------------------------------------------------------------------
 
 
-class Strategy:
-    """One layer of a pipeline. ``guard`` is an async context manager factory when the
-    strategy can run around a block without re-running it, else None; ``direct`` offers the
-    same guard without the ``async with`` (see there)."""
-
-    kind = "strategy"
-    is_guard = False  # True: guard() gives an async context manager (no re-running)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        raise NotImplementedError
-
-    def wrap(self, inner: Runner) -> Runner:
-        """The runner of this strategy around ``inner`` (the strategies inside it)."""
-        execute = self.execute
-
-        async def run(call: Call, context: ResilienceContext) -> Any:
-            return await execute(lambda: inner(call, context), context)
-
-        return run
-
-    def guard(self, context: ResilienceContext) -> Any:
-        return None
-
-    def direct(self) -> Direct | None:
-        """For a guard that can run without ``async with``: ``(enter, leave)``, which the
-        pipeline calls in straight-line code. ``enter()`` returns a token, or a coroutine
-        (when admission has to wait) whose result is the token; ``leave(token, exc_type,
-        exc, tb)`` is the way out (it may raise to replace the exception, never suppresses it;
-        None: nothing to do). The call's context is current while they run. None: the
-        pipeline uses :meth:`guard`.
-        """
-        return None
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name}
-
-    def __repr__(self) -> str:
-        return f"{self.kind}({self.name!r})"
+def _overrides(primitive: Any, base: type, *names: str) -> bool:
+    """Whether ``primitive``'s class replaces any of ``base``'s ``names``: a subclass that
+    changes its ``async with`` is entered through it, never around it."""
+    cls = type(primitive)
+    return any(getattr(cls, name) is not getattr(base, name) for name in names)
 
 
 class _Timeout(Strategy):
@@ -174,15 +134,17 @@ class _RateLimit(Strategy):
             return self.limiter  # its own `async with` takes one unit of the unkeyed limit
         return self.limiter.for_key(None if self.key is None else self.key(context), cost=self.cost)
 
-    def direct(self) -> Direct:
-        # _admit returns DONE (a token nobody reads) or the coroutine of the wait.
+    def direct(self) -> Direct | None:
         limiter, key_of, cost = self.limiter, self.key, self.cost
+        if _overrides(limiter, RateLimiter, "__aenter__", "__aexit__", "for_key"):
+            return None
+        # _admit returns DONE (a token nobody reads) or the coroutine of the wait.
+        admit, max_wait = limiter._admit, limiter._max_wait
         if key_of is None:
-            return functools.partial(limiter._admit, None, cost, limiter._max_wait), None
+            return functools.partial(admit, None, cost, max_wait), None
 
         def enter() -> Any:
-            key = key_of(context_var.get())  # type: ignore[arg-type]
-            return limiter._admit(key, cost, limiter._max_wait)
+            return admit(key_of(context_var.get()), cost, max_wait)  # type: ignore[arg-type]
 
         return enter, None
 
@@ -236,8 +198,10 @@ class _Breaker(_Wrapping):
         # `async with` exit does not get: run it as a wrapper then.
         super().__init__("circuit_breaker", breaker, is_guard=breaker._failure_result is None)
 
-    def direct(self) -> Direct:
+    def direct(self) -> Direct | None:
         breaker = self.primitive
+        if _overrides(breaker, CircuitBreaker, "__aenter__", "__aexit__"):
+            return None
         shared = breaker._shared
         if shared is None:
             return breaker._admit, breaker._finish
@@ -248,7 +212,9 @@ class _Bulkhead(_Wrapping):
     def __init__(self, bulkhead: Bulkhead) -> None:
         super().__init__("bulkhead", bulkhead, is_guard=True)
 
-    def direct(self) -> Direct:
+    def direct(self) -> Direct | None:
+        if _overrides(self.primitive, Bulkhead, "__aenter__", "__aexit__"):
+            return None
         # _enter returns DONE or the coroutine of the wait; __aexit__ ignores its arguments.
         return self.primitive._enter, self.primitive.__aexit__
 
@@ -541,7 +507,7 @@ class Pipeline:
     def __init__(self, strategies: tuple[Strategy, ...], name: str) -> None:
         self.name = name
         self.strategies = strategies
-        self._run = _compose(strategies)  # sets the call's context, runs the strategies
+        self._run = compose(strategies)  # sets the call's context, runs the strategies
         self._listeners = Listeners()
         self._guards_only = all(s.is_guard for s in strategies)
         self._stacks: contextvars.ContextVar[list[tuple[list[Any], Any]] | None]
@@ -641,7 +607,7 @@ class Pipeline:
                 await guard.__aenter__()
                 entered.append(guard)
         except BaseException as exc:
-            final = await _exit_all(entered, exc)
+            final = await exit_all(entered, exc)
             context_var.reset(token)
             if final is None or final is exc:
                 raise
@@ -654,7 +620,7 @@ class Pipeline:
         entered, token = stacks[-1]
         self._stacks.set(stacks[:-1])
         try:
-            final = await _exit_all(entered, exc)
+            final = await exit_all(entered, exc)
         finally:
             context_var.reset(token)
         if final is None:
@@ -670,151 +636,6 @@ class Pipeline:
     def __repr__(self) -> str:
         chain = " -> ".join(repr(s) for s in self.strategies) or "(no strategies)"
         return f"<Pipeline {self.name!r}: {chain}>"
-
-
-async def _exit_all(entered: list[Any], exc: BaseException | None) -> BaseException | None:
-    """Leave guards innermost first, as nested ``async with`` blocks would: each sees the
-    exception so far; one that raises replaces it (chained to it); one that returns true
-    suppresses it. Returns the exception to raise, or None."""
-    original = exc
-    for guard in reversed(entered):
-        try:
-            if exc is None:
-                await guard.__aexit__(None, None, None)
-            elif await guard.__aexit__(type(exc), exc, exc.__traceback__):
-                exc = None
-        except BaseException as error:
-            # Python chained it to the exception our caller is handling (the original); a
-            # nested `async with` would chain it to the one it replaces.
-            if exc is not None and error is not exc and error.__context__ in (None, original):
-                error.__context__ = exc
-            exc = error
-    return exc
-
-
-def _compose(strategies: tuple[Strategy, ...]) -> Runner:
-    """One runner for the whole chain, which also makes the call's context current.
-    Consecutive guards become one block that enters them in order and leaves them in reverse,
-    in a single coroutine (a layer per strategy would cost a coroutine, a closure and an
-    ``async with`` each); the other strategies wrap what is inside them."""
-    run: Runner | None = None  # None: the call itself
-    block: list[Strategy] = []
-    for strategy in reversed(strategies):
-        if strategy.is_guard:
-            block.insert(0, strategy)
-            continue
-        if block:
-            run, block = _block(block, run), []
-        run = strategy.wrap(_call if run is None else run)
-    if block:
-        directs = [guard.direct() for guard in block]
-        if None not in directs:  # the outermost block sets the context: no coroutine around
-            return _direct_block(directs, run, sets_context=True)  # type: ignore[arg-type]
-        run = _guard_block(block, _call if run is None else run)
-    return _in_context(_call if run is None else run)
-
-
-def _call(call: Call, context: ResilienceContext) -> Awaitable[Any]:
-    return call()
-
-
-def _in_context(runner: Runner) -> Runner:
-    async def run(call: Call, context: ResilienceContext) -> Any:
-        token = context_var.set(context)
-        try:
-            return await runner(call, context)
-        finally:
-            context_var.reset(token)
-
-    return run
-
-
-def _block(guards: list[Strategy], inner: Runner | None) -> Runner:
-    directs = [guard.direct() for guard in guards]
-    if None in directs:
-        return _guard_block(guards, _call if inner is None else inner)
-    return _direct_block(directs, inner, sets_context=False)  # type: ignore[arg-type]
-
-
-def _direct_block(directs: list[Direct], inner: Runner | None, sets_context: bool) -> Runner:
-    """Guards entered and left directly (:meth:`Strategy.direct`), compiled into one
-    coroutine function of straight-line code: nested ``try`` blocks, one per guard with a way
-    out, exactly as nested ``async with`` blocks would run (an exception raised on the way
-    out replaces the one being handled and is chained to it), without a guard object, an
-    awaitable or a loop per call. The outermost block also makes the call's context current.
-    """
-    names: dict[str, Any] = {"Coroutine": types.CoroutineType, "inner": inner}
-    names["context_var"] = context_var
-    lines = ["async def run(call, context):"]
-    pad = "    "
-    if sets_context:
-        lines += [pad + "context_token = context_var.set(context)", pad + "try:"]
-        pad += "    "
-    for index, (enter, leave) in enumerate(directs):
-        names[f"enter{index}"], names[f"leave{index}"] = enter, leave
-        lines += [
-            f"{pad}token{index} = enter{index}()",
-            f"{pad}if token{index}.__class__ is Coroutine:",
-            f"{pad}    token{index} = await token{index}",
-        ]
-        if leave is not None:
-            lines.append(f"{pad}try:")
-            pad += "    "
-    lines.append(pad + "result = await " + ("call()" if inner is None else "inner(call, context)"))
-    for index in reversed(range(len(directs))):
-        if directs[index][1] is not None:
-            pad = pad[:-4]
-            lines += [
-                f"{pad}except BaseException as exc:",
-                f"{pad}    leave{index}(token{index}, type(exc), exc, exc.__traceback__)",
-                f"{pad}    raise",
-                f"{pad}leave{index}(token{index}, None, None, None)",
-            ]
-    lines.append(pad + "return result")
-    if sets_context:
-        lines += ["    finally:", "        context_var.reset(context_token)"]
-    exec(compile("\n".join(lines), "<aioresilience pipeline guards>", "exec"), names)
-    run: Runner = names["run"]
-    return run
-
-
-def _guard_block(guards: list[Strategy], inner: Runner) -> Runner:
-    makers = tuple(strategy.guard for strategy in guards)
-
-    async def run(call: Call, context: ResilienceContext) -> Any:
-        entered = []
-        try:
-            for make in makers:
-                guard = make(context)
-                await guard.__aenter__()
-                entered.append(guard)
-            result = await inner(call, context)
-        except BaseException as exc:
-            error = await _exit_all(entered, exc)
-            if error is None:
-                return None  # a guard suppressed it, as `async with` allows
-            if error is exc:
-                raise
-        else:
-            # The way out without an exception, inlined (no coroutine for _exit_all) until a
-            # guard's exit raises; the guards outside it then see that exception.
-            index = len(entered)
-            while index:
-                index -= 1
-                try:
-                    await entered[index].__aexit__(None, None, None)
-                except BaseException as exit_error:
-                    error = await _exit_all(entered[:index], exit_error)
-                    break
-            else:
-                return result
-            if error is None:
-                return None  # an outer guard suppressed the exit error
-        # Raised out here, not in the except block, so Python keeps the __context__ that
-        # _exit_all chained (the exception it replaced) instead of the original one.
-        raise error
-
-    return run
 
 
 # -- the builder ------------------------------------------------------------------------------

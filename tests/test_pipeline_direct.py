@@ -173,3 +173,111 @@ async def test_the_context_is_current_inside_and_gone_after() -> None:
     await pipeline.execute(look)
     assert seen == ["ctx"]
     assert ar.current_context() is None
+
+
+async def ok() -> str:
+    return "ok"
+
+
+async def test_long_runs_of_guards_build_and_keep_their_order() -> None:
+    """More guards with a way out than Python nests blocks: split into chained blocks."""
+    log: list[str] = []
+    builder = Pipeline.builder()
+    for index in range(40):
+        builder = builder.timeout(100 + index).add(Recording(str(index), log))
+    pipeline = builder.build()
+    assert await pipeline.execute(ok) == "ok"
+    assert log == [f"enter {i}" for i in range(40)] + [f"leave {i}" for i in reversed(range(40))]
+
+
+class Recording(Strategy):
+    is_guard = True
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__(name)
+        self.log = log
+
+    def direct(self) -> Any:
+        def leave(token: None, *exc_info: object) -> None:
+            self.log.append(f"leave {self.name}")
+
+        return lambda: self.log.append(f"enter {self.name}"), leave
+
+
+async def test_subclasses_that_change_async_with_are_entered_through_it() -> None:
+    calls: list[str] = []
+
+    class CountingBulkhead(ar.Bulkhead):
+        def __aenter__(self) -> Any:
+            calls.append("bulkhead enter")
+            return super().__aenter__()
+
+        def __aexit__(self, *exc_info: Any) -> Any:
+            calls.append("bulkhead exit")
+            return super().__aexit__(*exc_info)
+
+    class CountingBreaker(ar.CircuitBreaker):
+        def __aenter__(self) -> Any:
+            calls.append("breaker enter")
+            return super().__aenter__()
+
+    class CountingLimiter(ar.TokenBucket):
+        def __aenter__(self) -> Any:
+            calls.append("limiter enter")
+            return super().__aenter__()
+
+    pipeline = (
+        Pipeline.builder()
+        .bulkhead(CountingBulkhead(2))
+        .circuit_breaker(CountingBreaker())
+        .rate_limit(CountingLimiter(5, 1.0))
+        .build()
+    )
+    assert await pipeline.execute(ok) == "ok"
+    assert calls == ["bulkhead enter", "breaker enter", "limiter enter", "bulkhead exit"]
+
+
+async def test_blocks_compile_once_per_layout_and_show_in_tracebacks() -> None:
+    import traceback
+
+    from aioresilience import _compose
+
+    def build() -> Pipeline:
+        return Pipeline.builder().timeout(5).retry(attempts=1).bulkhead(2).timeout(1).build()
+
+    build()
+    compiled = len(_compose._code_by_layout)
+    for _ in range(20):
+        build()
+    assert len(_compose._code_by_layout) == compiled
+
+    async def fail() -> None:
+        raise OSError("boom")
+
+    with pytest.raises(OSError) as caught:
+        await build().execute(fail)
+    text = "".join(traceback.format_exception(caught.value))
+    assert "result = await" in text  # the generated line, not a blank one
+
+
+async def test_a_logging_listener_subclass_keeps_its_own_accepts() -> None:
+    import logging
+
+    seen: list[str] = []
+
+    class Everything(ar.LoggingListener):
+        def accepts(self, severity: int) -> bool:
+            return True
+
+        def __call__(self, event: ar.ResilienceEvent) -> None:
+            seen.append(event.name)
+
+    pipeline = Pipeline.builder().timeout(5).build()
+    pipeline.add_listener(Everything(logging.getLogger("aioresilience.test.quiet")))
+    await pipeline.execute(ok)
+    assert seen == ["pipeline_executed"]
+    listener = ar.LoggingListener()
+    with pytest.raises(AttributeError):
+        listener.logger = logging.getLogger("other")  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        listener.levels[ar.Severity.DEBUG] = logging.INFO  # type: ignore[index]
