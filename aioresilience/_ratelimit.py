@@ -280,7 +280,7 @@ class RateLimiter(EventSource, Generic[S]):
 
         The hot path of every waiting way in (``acquire``, ``async with``, decorators,
         pipelines): the memory store's hit (a key in its young generation, no rotation due)
-        is inlined, everything else goes through its methods.
+        is inlined (as in :meth:`try_acquire`), everything else goes through its methods.
         """
         if self._remote is not None:
             return self._admit_remotely(self._remote, key, cost, max_wait)

@@ -13,31 +13,48 @@ from aioresilience import Pipeline, Strategy
 
 
 class Replacing(Strategy):
-    """A direct guard whose way out raises ``error`` (chained to what it replaces)."""
+    """A guard whose way out raises ``error`` (chained to what it replaces), entered directly
+    or, with ``direct=False``, through ``async with``."""
 
     is_guard = True
 
-    def __init__(self, error: Exception, log: list[str]) -> None:
+    def __init__(self, error: Exception, log: list[str], direct: bool = True) -> None:
         super().__init__(str(error))
-        self.error, self.log = error, log
+        self.error, self.log, self.offers_direct = error, log, direct
+
+    def enter(self) -> str:
+        self.log.append(f"enter {self.name}")
+        return self.name
+
+    def leave(self, token: str, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.log.append(f"leave {token} with {type(exc).__name__}")
+        raise self.error
 
     def direct(self) -> Any:
-        def enter() -> str:
-            self.log.append(f"enter {self.name}")
-            return self.name
+        return (self.enter, self.leave) if self.offers_direct else None
 
-        def leave(token: str, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-            self.log.append(f"leave {token} with {type(exc).__name__}")
-            raise self.error
+    def guard(self, context: ar.ResilienceContext) -> Any:
+        strategy = self
 
-        return enter, leave
+        class Guard:
+            async def __aenter__(self) -> None:
+                self.token = strategy.enter()
+
+            async def __aexit__(self, *exc_info: Any) -> None:
+                strategy.leave(self.token, *exc_info)
+
+        return Guard()
 
 
-async def test_replacements_on_the_way_out_chain_like_nested_async_with() -> None:
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "async with"])
+async def test_replacements_on_the_way_out_chain_like_nested_async_with(direct: bool) -> None:
     log: list[str] = []
     outer_error, inner_error = ValueError("outer"), KeyError("inner")
     pipeline = (
-        Pipeline.builder().add(Replacing(outer_error, log)).add(Replacing(inner_error, log)).build()
+        Pipeline.builder()
+        .add(Replacing(outer_error, log, direct))
+        .add(Replacing(inner_error, log, direct))
+        .build()
     )
 
     async def fail() -> None:

@@ -169,39 +169,6 @@ async def test_a_reused_chaos_fault_instance_keeps_a_short_traceback() -> None:
     assert max(depths) == min(depths)
 
 
-async def test_guard_replacements_chain_like_nested_async_with() -> None:
-    class Replaces:
-        def __init__(self, error: Exception) -> None:
-            self.error = error
-
-        async def __aenter__(self) -> None:
-            return None
-
-        async def __aexit__(self, *exc_info: object) -> None:
-            raise self.error
-
-    class Replacing(ar.Strategy):
-        is_guard = True
-
-        def __init__(self, error: Exception) -> None:
-            super().__init__("replacing")
-            self.error = error
-
-        def guard(self, context: ResilienceContext) -> Any:
-            return Replaces(self.error)
-
-    outer_error, inner_error = ValueError("outer"), KeyError("inner")
-    pipeline = Pipeline.builder().add(Replacing(outer_error)).add(Replacing(inner_error)).build()
-
-    async def fail() -> None:
-        raise OSError("orig")
-
-    with pytest.raises(ValueError, match="outer") as caught:
-        await pipeline.execute(fail)
-    assert caught.value.__context__ is inner_error
-    assert isinstance(inner_error.__context__, OSError)
-
-
 def test_builder_validates_at_build_time() -> None:
     limiter = ar.TokenBucket(5, 1.0)
     with pytest.raises(ValueError, match="cost must be >= 1, got -1"):
