@@ -256,6 +256,26 @@ def pipeline_execute(make_pipeline: Callable[[], ar.Pipeline]) -> Callable[[], R
     return make
 
 
+def by_hand() -> Decorator:
+    """The same five primitives composed by hand: nested ``async with`` and ``@retry``."""
+    limiter, breaker = ar.TokenBucket(10**12, 1e9), ar.CircuitBreaker()
+    retry = ar.retry(attempts=3)
+
+    def stack(fn: Any) -> Any:
+        @retry
+        async def attempt() -> Any:
+            async with breaker, ar.timeout(2):
+                return await fn()
+
+        async def call() -> Any:
+            async with ar.timeout(10), limiter:
+                return await attempt()
+
+        return call
+
+    return stack
+
+
 def hyx_stack() -> Decorator:
     from hyx.circuitbreaker import consecutive_breaker
     from hyx.ratelimit import tokenbucket
@@ -292,5 +312,6 @@ def pipeline_cases() -> dict[str, Callable[[], RunN]]:
         "aioresilience 5-strategy + LoggingListener (level disabled)": pipeline_execute(
             with_disabled_logging
         ),
+        "aioresilience primitives nested by hand (same order)": decorated(by_hand),
         "hyx 5 decorators stacked (same order)": decorated(hyx_stack),
     }
