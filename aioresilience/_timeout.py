@@ -49,30 +49,14 @@ _current_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = geta
 )
 
 
-def _current_task() -> asyncio.Task[Any] | None:
-    """``asyncio.current_task()``, without its cost on CPython 3.11 where finding the running
-    loop makes a ``getpid()`` system call per call.
-
-    Two shortcuts find the running loop, whose current task asyncio keeps in a table:
-    asyncio's loops record the thread running them (``_thread_id``, None when stopped), so if
-    the loop of the previous entry says *this* thread, it is the running one (the check
-    :meth:`timeout.__aenter__` makes inline before calling this); any loop (uvloop too) is
-    found through the async-generator hooks, which every loop installs for its own thread
-    while it runs (and restores when it stops), as bound methods of itself. Anything else (a
-    loop without hooks, a callback outside any task) takes the regular path.
-    """
+def _running_task() -> asyncio.Task[Any] | None:
+    """``asyncio.current_task()``, switching off the shortcuts of :meth:`timeout.__aenter__`
+    for good on a Python that keeps the current task elsewhere than in asyncio's table
+    (3.14 moved it to the thread state)."""
     global _current_tasks
-    tasks = _current_tasks
-    if tasks is not None:
-        loop = getattr(_asyncgen_hooks()[0], "__self__", None)
-        if isinstance(loop, asyncio.AbstractEventLoop):
-            task = tasks.get(loop)
-            if task is not None:
-                return task
     task = asyncio.current_task()
+    tasks = _current_tasks
     if task is not None and tasks is not None and tasks.get(task.get_loop()) is not task:
-        # This Python keeps the current task elsewhere (3.14 moved it to the thread state):
-        # the shortcuts cannot work here, so they are switched off for good.
         _current_tasks = None
     return task
 
@@ -154,18 +138,19 @@ class _Lane:
 _lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Lane]] = (
     weakref.WeakKeyDictionary()
 )
-# The last loop and its lanes, in one tuple: a thread reading it while another replaces it
-# gets a loop and that loop's lanes, never one with the other's.
-# (The loop is Any: None before the first entry, never used as a loop unless found running.)
-_last: tuple[Any, dict[float, _Lane]] = (None, {})
+# The last loop, its lanes, and whether it records the thread running it (asyncio's loops
+# do, in `_thread_id`), in one tuple: a thread reading it while another replaces it gets a
+# loop with that loop's lanes, never with the other's. (The loop is Any: None before the
+# first entry, and never used as a loop unless found running.)
+_last: tuple[Any, dict[float, _Lane], bool] = (None, {}, False)
 
 
 def _lane(loop: asyncio.AbstractEventLoop, seconds: float) -> _Lane:
     global _last
-    last_loop, lanes = _last
+    last_loop, lanes, _ = _last
     if loop is not last_loop:
         lanes = _lanes.setdefault(loop, {})
-        _last = (loop, lanes)
+        _last = (loop, lanes, hasattr(loop, "_thread_id"))
     lane = lanes.get(seconds)
     if lane is None:
         lane = lanes[seconds] = _Lane(loop, lanes, seconds)
@@ -206,18 +191,26 @@ class timeout:
     def __aenter__(self) -> Awaitable[None]:
         if self.state:  # not _CREATED
             raise RuntimeError("a timeout object can be entered only once; create a new one")
-        # Still in the loop of the previous entry (an asyncio loop running in this thread)?
-        # Then the task is in its table and its lanes are cached: the common case, inline.
-        last_loop, lanes = _last
-        loop = last_loop
+        # The current task, without asyncio.current_task(), whose search for the running
+        # loop makes a getpid() system call on CPython 3.11. asyncio keeps the task each loop
+        # is running in a table, so finding the running loop is enough: asyncio's loops
+        # record the thread running them (`_thread_id`, None when stopped), so the loop of
+        # the previous entry, if it says *this* thread, is the one (the common case); any
+        # loop (uvloop too) is found through the async-generator hooks, which every loop
+        # installs for its own thread while it runs (and restores when it stops), as bound
+        # methods of itself. Anything else takes the regular path.
+        last_loop, lanes, records_thread = _last
         tasks = _current_tasks
-        task = (
-            tasks.get(loop)
-            if tasks is not None and getattr(loop, "_thread_id", None) == _get_ident()
-            else None
-        )
+        if records_thread and last_loop._thread_id == _get_ident():
+            loop = last_loop
+        else:
+            loop = getattr(_asyncgen_hooks()[0], "__self__", None)
+        try:
+            task = None if tasks is None else tasks.get(loop)
+        except TypeError:  # hooks bound to something unhashable: not a loop
+            task = None
         if task is None:
-            task = _current_task()
+            task = _running_task()
             if task is None:
                 raise RuntimeError("timeout() must be used inside a task")
             loop = task.get_loop()

@@ -237,7 +237,7 @@ def test_lanes_do_not_keep_closed_loops_alive() -> None:
     loop.run_until_complete(use())
     assert loop in timeout_module._lanes
     loop.close()
-    timeout_module._last = (None, {})
+    timeout_module._last = (None, {}, False)
     gone = weakref.ref(loop)
     del loop
     gc.collect()

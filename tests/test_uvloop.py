@@ -54,9 +54,6 @@ def test_timeouts_cancel_their_own_task_on_uvloop() -> None:
         return "finished"
 
     async def main() -> list[str]:
-        from aioresilience import _timeout
-
-        assert _timeout._current_task() is asyncio.current_task()
         plan = [(0.01, 0.05), (0.05, 0), (0.02, 0.04), (1, 0.001)] * 3
         return list(await asyncio.gather(*(guarded(s, d) for s, d in plan)))
 
@@ -64,14 +61,28 @@ def test_timeouts_cancel_their_own_task_on_uvloop() -> None:
         assert runner.run(main()) == ["timed out", "finished", "timed out", "finished"] * 3
 
 
-def test_current_task_outside_a_task_on_uvloop() -> None:
-    from aioresilience import _timeout
+def test_a_timeout_outside_any_task_is_refused_on_uvloop() -> None:
+    """Driven by hand from a loop callback (no task), with uvloop's hooks installed: the
+    shortcut finds no task for the loop, and the timeout says so."""
 
-    async def main() -> object:
+    async def guarded() -> None:
+        async with ar.timeout(1):
+            pass
+
+    async def main() -> BaseException:
         loop = asyncio.get_running_loop()
-        seen = loop.create_future()
-        loop.call_soon(lambda: seen.set_result(_timeout._current_task()))
+        seen: asyncio.Future[BaseException] = loop.create_future()
+
+        def drive() -> None:
+            coroutine = guarded()
+            try:
+                coroutine.send(None)
+            except BaseException as exc:
+                seen.set_result(exc)
+
+        loop.call_soon(drive)
         return await seen
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        assert runner.run(main()) is None
+        error = runner.run(main())
+    assert isinstance(error, RuntimeError) and "inside a task" in str(error)
