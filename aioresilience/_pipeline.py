@@ -56,6 +56,8 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_DEBUG = Severity.DEBUG  # an enum member read from the class costs more than the check itself
+
 
 @dataclass(frozen=True)
 class Outcome(Generic[T]):
@@ -530,7 +532,7 @@ class Pipeline:
         listeners = self._listeners
         context = ResilienceContext(None, 0, {}, self.name, listeners)
         call = functools.partial(fn, *args, **kwargs) if args or kwargs else fn
-        if listeners._callbacks and listeners.wants(Severity.DEBUG):
+        if listeners._callbacks and listeners.wants(_DEBUG):
             return self._execute_timed(context, call)
         # The runner sets the context itself: no coroutine of ours around it.
         return self._run(call, context)  # type: ignore[return-value]
@@ -551,7 +553,7 @@ class Pipeline:
             context.operation_key, 0, context.properties, self.name, listeners
         )
         call = functools.partial(fn, *args, **kwargs)
-        if listeners._callbacks and listeners.wants(Severity.DEBUG):
+        if listeners._callbacks and listeners.wants(_DEBUG):
             return await self._execute_timed(call_context, call)  # type: ignore[no-any-return]
         return await self._run(call, call_context)  # type: ignore[no-any-return]
 
