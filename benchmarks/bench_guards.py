@@ -302,6 +302,20 @@ def with_disabled_logging() -> ar.Pipeline:
     return pipeline
 
 
+def pipeline_pairs() -> dict[str, tuple[Callable[[], RunN], Callable[[], RunN]]]:
+    """Small differences measured in adjacent pairs (harness.paired_overhead)."""
+    return {
+        "LoggingListener attached, level disabled": (
+            pipeline_execute(five_strategies),
+            pipeline_execute(with_disabled_logging),
+        ),
+        "@pipeline instead of pipeline.execute": (
+            pipeline_execute(five_strategies),
+            decorated(lambda: five_strategies()),
+        ),
+    }
+
+
 def pipeline_cases() -> dict[str, Callable[[], RunN]]:
     return {
         "aioresilience empty Pipeline.execute": pipeline_execute(

@@ -101,6 +101,33 @@ async def measure(cases: dict[str, Callable[[], RunN]], n: int, repeats: int) ->
     ]
 
 
+async def paired_overhead(
+    base: Callable[[], RunN], variant: Callable[[], RunN], n: int, pairs: int
+) -> tuple[float, float, float]:
+    """How much slower ``variant`` is than ``base``, for differences smaller than the drift
+    of a shared machine: the two run in adjacent pairs (which goes first alternates), and the
+    per-pair ratios are summarised as (median, 10th percentile, 90th percentile) - 1."""
+    run_base, run_variant = base(), variant()
+    for run in (run_base, run_variant):  # warm-up
+        await run(min(n, 2000))
+    ratios = []
+    gc.collect()
+    gc.disable()
+    try:
+        for index in range(pairs):
+            timed = {}
+            order = (run_base, run_variant) if index % 2 else (run_variant, run_base)
+            for run in order:
+                started = time.perf_counter()
+                await run(n)
+                timed[run] = time.perf_counter() - started
+            ratios.append(timed[run_variant] / timed[run_base])
+    finally:
+        gc.enable()
+    deciles = statistics.quantiles(ratios, n=10)
+    return statistics.median(ratios) - 1, deciles[0] - 1, deciles[-1] - 1
+
+
 def loops() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """The event loops every benchmark runs on: asyncio's default, and uvloop when installed."""
     factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {

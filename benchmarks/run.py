@@ -20,7 +20,7 @@ from collections.abc import Callable
 import bench_guards
 import bench_ratelimit
 import bench_redis
-from harness import loops, measure, table
+from harness import loops, measure, paired_overhead, table
 
 from aioresilience.testing import RedisServer
 from aioresilience.testing._redis_server import INSTALL_HINT
@@ -59,6 +59,17 @@ def guards(loop_name: str, factory: Callable[[], asyncio.AbstractEventLoop], qui
     with asyncio.Runner(loop_factory=factory) as runner:
         for title, cases in sections.items():
             out.append(table(f"{title} ({loop_name})", runner.run(measure(cases, n, repeats))))
+        pairs = 5 if quick else 41
+        lines = [
+            f"Five-strategy pipeline, extra cost measured in {pairs} adjacent pairs "
+            f"({n // 6:,} calls each; median, and 10th-90th percentile of the pairs) "
+            f"({loop_name}):",
+            "",
+        ]
+        for name, (base, variant) in bench_guards.pipeline_pairs().items():
+            median, low, high = runner.run(paired_overhead(base, variant, n // 6, pairs))
+            lines.append(f"- {name}: {median:+.1%} ({low:+.1%} .. {high:+.1%})")
+        out.append("\n".join(lines) + "\n")
     return "\n".join(out)
 
 
