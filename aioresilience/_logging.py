@@ -34,7 +34,7 @@ class LoggingListener:
         levels: Mapping[Severity, int] | None = None,
     ) -> None:
         self._logger = logger or logging.getLogger("aioresilience")
-        self._levels = MappingProxyType({**_LEVELS, **(levels or {})})
+        self._levels = {**_LEVELS, **(levels or {})}
         if self._levels == _LEVELS and type(self).accepts is LoggingListener.accepts:
             # Severities *are* the logging levels then: ask the logger directly (this runs
             # once per pipeline call, so a listener whose level is disabled costs one check).
@@ -48,7 +48,7 @@ class LoggingListener:
     @property
     def levels(self) -> Mapping[Severity, int]:
         """The logging level of each severity (read-only: make a new listener to change)."""
-        return self._levels
+        return MappingProxyType(self._levels)
 
     def accepts(self, severity: Severity) -> bool:
         """Whether an event of ``severity`` would be logged (checked before it is built)."""

@@ -193,15 +193,22 @@ class timeout:
             raise RuntimeError("a timeout object can be entered only once; create a new one")
         # The current task, without asyncio.current_task(), whose search for the running
         # loop makes a getpid() system call on CPython 3.11. asyncio keeps the task each loop
-        # is running in a table, so finding the running loop is enough: asyncio's loops
-        # record the thread running them (`_thread_id`, None when stopped), so the loop of
-        # the previous entry, if it says *this* thread, is the one (the common case); any
-        # loop (uvloop too) is found through the async-generator hooks, which every loop
-        # installs for its own thread while it runs (and restores when it stops), as bound
-        # methods of itself. Anything else takes the regular path.
+        # is running in a table, so finding the running loop is enough. The common case: the
+        # loop of the previous entry records the thread running it (`_thread_id`, asyncio's
+        # loops, None when stopped), it is *this* thread, and no other loop is inside a task
+        # step (in another thread, or nested in this one by nest_asyncio-style hacks, where
+        # the outer loop still says this thread). Otherwise the running loop is found through
+        # the async-generator hooks, which every loop (uvloop too) installs for its own
+        # thread while it runs (and restores when it stops), as bound methods of itself.
+        # Anything else takes the regular path.
         last_loop, lanes, records_thread = _last
         tasks = _current_tasks
-        if records_thread and last_loop._thread_id == _get_ident():
+        if (
+            records_thread
+            and tasks is not None
+            and len(tasks) == 1
+            and last_loop._thread_id == _get_ident()
+        ):
             loop = last_loop
         else:
             loop = getattr(_asyncgen_hooks()[0], "__self__", None)

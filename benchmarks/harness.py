@@ -124,7 +124,7 @@ async def paired_overhead(
             ratios.append(timed[run_variant] / timed[run_base])
     finally:
         gc.enable()
-    deciles = statistics.quantiles(ratios, n=10)
+    deciles = statistics.quantiles(ratios, n=10, method="inclusive")  # within what was seen
     return statistics.median(ratios) - 1, deciles[0] - 1, deciles[-1] - 1
 
 

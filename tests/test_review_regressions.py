@@ -264,3 +264,51 @@ async def test_timeouts_work_under_foreign_async_generator_hooks() -> None:
                 await asyncio.sleep(1)
     finally:
         sys.set_asyncgen_hooks(*hooks)
+
+
+def test_a_timeout_in_a_loop_nested_in_another_loops_task_binds_to_its_own_task() -> None:
+    """A second loop run inside a task of the first, in the same thread (what nest_asyncio
+    does): the first loop still says this thread, yet the timeout must take the inner task."""
+    from asyncio import events
+
+    from aioresilience.testing import VirtualTimeLoop
+
+    async def inner() -> str:
+        limit = timeout(0.1)
+        async with limit:
+            assert limit._task is asyncio.current_task()
+            await asyncio.sleep(0.5)
+        return "not enforced"
+
+    async def outer() -> str:
+        async with timeout(5):  # the outer loop is now the one remembered
+            pass
+        nested = VirtualTimeLoop()
+        running = events._get_running_loop()
+        events._set_running_loop(None)  # what nest_asyncio's run does
+        try:
+            return nested.run_until_complete(inner())
+        except TimeoutExceeded:
+            return "timed out"
+        finally:
+            events._set_running_loop(running)
+            nested.close()
+
+    outer_loop = VirtualTimeLoop()
+    try:
+        assert outer_loop.run_until_complete(outer()) == "timed out"
+    finally:
+        outer_loop.close()
+
+
+def test_a_logging_listener_copies_and_pickles() -> None:
+    import copy
+    import pickle
+
+    from aioresilience import LoggingListener, Severity
+
+    listener = LoggingListener(logging.getLogger("aioresilience.test.copy"))
+    for clone in (copy.deepcopy(listener), pickle.loads(pickle.dumps(listener))):
+        assert clone.logger is listener.logger
+        assert clone.levels == listener.levels
+        assert clone.accepts(Severity.ERROR) == listener.accepts(Severity.ERROR)
