@@ -47,18 +47,6 @@ def ours_breaker_call() -> RunN:
     return run
 
 
-def ours_breaker_with() -> RunN:
-    breaker = ar.CircuitBreaker()
-
-    async def run(n: int) -> None:
-        f = trivial
-        for _ in range(n):
-            async with breaker:
-                await f()
-
-    return run
-
-
 def hyx_breaker() -> Decorator:
     from hyx.circuitbreaker import consecutive_breaker
 
@@ -81,7 +69,7 @@ def breaker_cases() -> dict[str, Callable[[], RunN]]:
     return {
         "aioresilience CircuitBreaker @decorator": decorated(ar.CircuitBreaker),
         "aioresilience CircuitBreaker.call": ours_breaker_call,
-        "aioresilience CircuitBreaker async with": ours_breaker_with,
+        "aioresilience CircuitBreaker async with": with_guard(ar.CircuitBreaker),
         "hyx consecutive_breaker @decorator": decorated(hyx_breaker),
         "aiobreaker CircuitBreaker @decorator": decorated(aiobreaker_breaker),
         "purgatory AsyncCircuitBreakerFactory @decorator": decorated(purgatory_breaker),
