@@ -46,6 +46,22 @@ def non_negative_or_none(name: str, value: Any) -> float | None:
     return None if math.isinf(value) else float(value)
 
 
+def number_in(name: str, value: Any, low: float, high: float, *, integer: bool = False) -> Any:
+    """A number in ``[low, high]`` (an ``int`` when ``integer``; a ``float`` otherwise).
+
+    Bools are not numbers. The range test compares exactly (Python compares ints and floats
+    without converting), so NaN, an int beyond float range and a denormal below ``low`` are
+    all ValueErrors naming the parameter, never an OverflowError later."""
+    if integer:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    elif not _is_number(value):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not low <= value <= high:  # NaN fails both comparisons
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+    return value if integer else float(value)
+
+
 def shared_store_binder(store: Any, method: str, alone: str) -> Any:
     """``store``'s ``method`` that binds a primitive to it, or a TypeError naming what a
     shared store is (``alone``: what ``None`` means for this primitive)."""
