@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 from helpers import slow_redis
 
-from aioresilience import CircuitBreaker, CircuitBreakerOpenError, CircuitState, ResilienceEvent
+from aioresilience import (
+    BulkheadFull,
+    CircuitBreaker,
+    CircuitBreakerOpenError,
+    CircuitState,
+    Pipeline,
+    ResilienceEvent,
+)
 from aioresilience.stores.redis import RedisStore
 from aioresilience.testing import RedisServer
 
@@ -134,7 +141,7 @@ async def test_a_cancelled_probe_gives_its_lease_back(
         await probe
     await settle()
     assert await c.call(succeed) == "ok"  # the lease came back: c probes, and closes it
-    assert b.statistics().ignored == 1
+    assert (b.statistics().cancelled, b.statistics().ignored) == (1, 0)
 
 
 async def test_state_changes_seen_in_the_store_reach_listeners(
@@ -416,3 +423,124 @@ async def test_shared_primitives_compose_in_a_pipeline(redis_server: RedisServer
     with pytest.raises(CircuitBreakerOpenError):
         await breaker.call(succeed)  # the failure opened the shared breaker
     await store.aclose()
+
+
+# -- issue 11 -------------------------------------------------------------------------------
+
+
+async def stored_state(breaker: CircuitBreaker) -> bytes:
+    store = breaker._shared.store  # type: ignore[union-attr]
+    value: bytes = await store.client.hget(f"{store.prefix}:breaker:{{{breaker.name}}}", "st")
+    return value
+
+
+async def outcomes(breaker: CircuitBreaker, sequence: str) -> None:
+    """``sequence``: one letter per call, F a failure, S a success."""
+    for letter in sequence:
+        if letter == "F":
+            with pytest.raises(Boom):
+                await breaker.call(fail)
+        else:
+            await breaker.call(succeed)
+        await settle()  # in order, as one process would see them one by one
+
+
+@pytest.mark.parametrize(
+    ("minimum", "sequence"), [(10, "FFFFFSSSSS"), (10, "SSSSSFFFFF"), (5, "FFFSS")]
+)
+async def test_the_shared_rates_are_judged_after_every_outcome(
+    processes: Callable[..., list[CircuitBreaker]], minimum: int, sequence: str
+) -> None:
+    # Issue 11 item 7, in breaker.lua: the same rule as BreakerMachine.
+    a, b = processes(
+        2,
+        failure_threshold=None,
+        failure_rate_threshold=0.5,
+        window="time",
+        window_size=600.0,
+        minimum_calls=minimum,
+    )
+    await outcomes(a, sequence[:-1])
+    assert await stored_state(a) == b"0"  # closed: the window is not full yet
+    await outcomes(a, sequence[-1])
+    assert await stored_state(a) == b"1"  # open, whatever the last outcome was
+    with pytest.raises(CircuitBreakerOpenError):
+        await b.call(succeed)
+
+
+async def test_a_shared_half_open_breaker_hints_a_short_wait(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    # Issue 11 item 5, in breaker.lua: not the 60 s of the half-open watchdog.
+    a, b, c = processes(3, failure_threshold=1)
+    with pytest.raises(Boom):
+        await a.call(fail)
+    await settle()
+    await end_break(a)
+    probe = asyncio.create_task(b.call(asyncio.sleep, 10))
+    await settle()
+    with pytest.raises(CircuitBreakerOpenError) as caught:
+        await c.call(succeed)
+    assert 1e-3 <= caught.value.retry_after < 1.0
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+
+
+async def test_a_shared_breaker_entered_inside_itself_counts_once(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    # Issue 11 items 3 and 6 through a shared breaker: one outcome per outer call, refusals
+    # inside count neither way, and the outer entry can be the probe that closes it.
+    a, b = processes(2, failure_threshold=2)
+    outcome = {"value": "fail"}
+
+    @a
+    async def inner() -> str:
+        if outcome["value"] == "fail":
+            raise Boom
+        if outcome["value"] == "full":
+            raise BulkheadFull("full")
+        return "ok"
+
+    pipeline = Pipeline.builder("p").circuit_breaker(a).build()
+    with pytest.raises(Boom):
+        await a.call(inner)
+    outcome["value"] = "full"
+    for _ in range(3):
+        with pytest.raises(BulkheadFull):
+            await pipeline.execute(inner)
+    await settle()
+    store = a._shared.store  # type: ignore[union-attr]
+    key = f"{store.prefix}:breaker:{{payments}}"
+    assert await store.client.hmget(key, "st", "cf") == [b"0", b"1"]  # one failure, not two
+    outcome["value"] = "fail"
+    with pytest.raises(Boom):
+        await pipeline.execute(inner)
+    await settle()
+    with pytest.raises(CircuitBreakerOpenError):
+        await b.call(succeed)
+    await end_break(a)
+    # a's view still holds the break it was told of: one refusal refreshes it from Redis.
+    with pytest.raises(CircuitBreakerOpenError):
+        await a.call(succeed)
+    await settle()
+    outcome["value"] = "ok"
+    assert await a.call(inner) == "ok"  # the probe, with the same breaker inside it
+    await settle()
+    assert await stored_state(a) == b"0"  # closed, for every process
+    assert a.statistics().ignored == 3
+
+
+async def test_a_disabled_shared_breaker_counts_nothing(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    (breaker,) = processes(1, failure_threshold=1)
+    breaker.disable()
+    for _ in range(3):
+        with pytest.raises(Boom):
+            await breaker.call(fail)
+    await breaker.call(succeed)
+    await settle()
+    stats = breaker.statistics()
+    assert (stats.failures, stats.successes, stats.state) == (0, 0, CircuitState.DISABLED)
