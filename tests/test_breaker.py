@@ -935,3 +935,34 @@ async def test_recovery_timeout_is_the_break_duration() -> None:
     assert breaker.retry_after == 7.0
     with pytest.raises(TypeError, match="timeout"):
         CircuitBreaker(timeout=5)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("way", ["call", "async_with", "pipeline"])
+async def test_a_cancelled_nested_call_is_one_cancellation_and_frees_the_probe(way: str) -> None:
+    breaker = CircuitBreaker(failure_threshold=1, break_duration=1.0)
+
+    @breaker
+    async def inner() -> None:
+        await asyncio.sleep(10)
+
+    async def with_block() -> None:
+        async with breaker:
+            await inner()
+
+    pipeline = Pipeline.builder("p").circuit_breaker(breaker).build()
+    outer = {
+        "call": lambda: breaker.call(inner),
+        "async_with": with_block,
+        "pipeline": lambda: pipeline.execute(inner),
+    }[way]
+    await failures(breaker, 1)
+    await asyncio.sleep(1)
+    task = asyncio.create_task(outer())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stats = breaker.statistics()
+    assert (stats.cancelled, stats.failures, stats.state) == (1, 1, CircuitState.HALF_OPEN)
+    await failures(breaker, 1)  # the entry is over: this call is the probe, and counts
+    assert breaker.state is CircuitState.OPEN

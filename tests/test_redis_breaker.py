@@ -544,3 +544,19 @@ async def test_a_disabled_shared_breaker_counts_nothing(
     await settle()
     stats = breaker.statistics()
     assert (stats.failures, stats.successes, stats.state) == (0, 0, CircuitState.DISABLED)
+
+
+async def test_a_call_cancelled_while_redis_admits_it_leaves_nothing_behind(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    (breaker,) = processes(1, failure_threshold=1)
+    task = asyncio.create_task(breaker.call(succeed))
+    await asyncio.sleep(0)  # the admission's round trip is on its way
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await settle()
+    with pytest.raises(Boom):
+        await breaker.call(fail)  # not taken for an entry inside the cancelled one: it counts
+    await settle()
+    assert await stored_state(breaker) == b"1"
