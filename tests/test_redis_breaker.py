@@ -7,10 +7,11 @@ own view of the breaker); one test runs real processes for the half-open probe l
 from __future__ import annotations
 
 import asyncio
+import struct
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -50,15 +51,19 @@ async def succeed() -> str:
 async def processes(
     redis_server: RedisServer,
 ) -> AsyncIterator[Callable[..., list[CircuitBreaker]]]:
-    """``processes(n, **options)``: n breakers of one name, each on its own store and client."""
+    """``processes(n, **options)``: n breakers of one name, each on its own store and client
+    (``timeout``: the store's; the issue-11 tests give a loaded machine time to connect, so
+    that no decision falls back to the local machine, which would hide it from Redis)."""
     prefix = f"breaker-{uuid.uuid4().hex[:8]}"
     stores: list[RedisStore] = []
 
-    def make(n: int, **options: Any) -> list[CircuitBreaker]:
+    def make(n: int, *, timeout: float = 0.1, **options: Any) -> list[CircuitBreaker]:
         options = {"failure_threshold": 2, "break_duration": BREAK, **options}
         breakers = []
         for _ in range(n):
-            store = RedisStore(redis_server.url, prefix=prefix, breaker_staleness=0.0)
+            store = RedisStore(
+                redis_server.url, prefix=prefix, breaker_staleness=0.0, timeout=timeout
+            )
             stores.append(store)
             breakers.append(CircuitBreaker(name="payments", store=store, **options))
         return breakers
@@ -427,11 +432,36 @@ async def test_shared_primitives_compose_in_a_pipeline(redis_server: RedisServer
 
 # -- issue 11 -------------------------------------------------------------------------------
 
+SURE = 5.0  # a store timeout no round trip reaches, even on a loaded machine
+
 
 async def stored_state(breaker: CircuitBreaker) -> bytes:
     store = breaker._shared.store  # type: ignore[union-attr]
     value: bytes = await store.client.hget(f"{store.prefix}:breaker:{{{breaker.name}}}", "st")
     return value
+
+
+async def recorded_calls(breaker: CircuitBreaker) -> int:
+    """How many outcomes the shared window holds (per bucket: epoch, calls, failures, slow)."""
+    store = breaker._shared.store  # type: ignore[union-attr]
+    packed = await store.client.hget(f"{store.prefix}:breaker:{{{breaker.name}}}", "w")
+    if packed is None:
+        return 0
+    values = struct.unpack(f"{len(packed) // 8}d", packed)
+    return int(sum(values[1::4]))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], breaker: CircuitBreaker) -> None:
+    """Outcomes reach Redis in the background: wait for ``check`` (a loaded machine may take
+    longer than settle())."""
+    for _ in range(500):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(
+        f"not reached in 5 s: state {await stored_state(breaker)!r}, "
+        f"{await recorded_calls(breaker)} outcomes in Redis, {breaker.statistics()}"
+    )
 
 
 async def outcomes(breaker: CircuitBreaker, sequence: str) -> None:
@@ -454,6 +484,7 @@ async def test_the_shared_rates_are_judged_after_every_outcome(
     # Issue 11 item 7, in breaker.lua: the same rule as BreakerMachine.
     a, b = processes(
         2,
+        timeout=SURE,
         failure_threshold=None,
         failure_rate_threshold=0.5,
         window="time",
@@ -461,9 +492,18 @@ async def test_the_shared_rates_are_judged_after_every_outcome(
         minimum_calls=minimum,
     )
     await outcomes(a, sequence[:-1])
+
+    async def all_but_the_last_recorded() -> bool:
+        return await recorded_calls(a) == len(sequence) - 1
+
+    await eventually(all_but_the_last_recorded, a)
     assert await stored_state(a) == b"0"  # closed: the window is not full yet
     await outcomes(a, sequence[-1])
-    assert await stored_state(a) == b"1"  # open, whatever the last outcome was
+
+    async def opened() -> bool:
+        return await stored_state(a) == b"1"
+
+    await eventually(opened, a)  # open, whatever the last outcome was
     with pytest.raises(CircuitBreakerOpenError):
         await b.call(succeed)
 
@@ -472,7 +512,7 @@ async def test_a_shared_half_open_breaker_hints_a_short_wait(
     processes: Callable[..., list[CircuitBreaker]],
 ) -> None:
     # Issue 11 item 5, in breaker.lua: not the 60 s of the half-open watchdog.
-    a, b, c = processes(3, failure_threshold=1)
+    a, b, c = processes(3, timeout=SURE, failure_threshold=1)
     with pytest.raises(Boom):
         await a.call(fail)
     await settle()
@@ -492,7 +532,7 @@ async def test_a_shared_breaker_entered_inside_itself_counts_once(
 ) -> None:
     # Issue 11 items 3 and 6 through a shared breaker: one outcome per outer call, refusals
     # inside count neither way, and the outer entry can be the probe that closes it.
-    a, b = processes(2, failure_threshold=2)
+    a, b = processes(2, timeout=SURE, failure_threshold=2)
     outcome = {"value": "fail"}
 
     @a
@@ -535,7 +575,7 @@ async def test_a_shared_breaker_entered_inside_itself_counts_once(
 async def test_a_disabled_shared_breaker_counts_nothing(
     processes: Callable[..., list[CircuitBreaker]],
 ) -> None:
-    (breaker,) = processes(1, failure_threshold=1)
+    (breaker,) = processes(1, timeout=SURE, failure_threshold=1)
     breaker.disable()
     for _ in range(3):
         with pytest.raises(Boom):
@@ -549,7 +589,7 @@ async def test_a_disabled_shared_breaker_counts_nothing(
 async def test_a_call_cancelled_while_redis_admits_it_leaves_nothing_behind(
     processes: Callable[..., list[CircuitBreaker]],
 ) -> None:
-    (breaker,) = processes(1, failure_threshold=1)
+    (breaker,) = processes(1, timeout=SURE, failure_threshold=1)
     task = asyncio.create_task(breaker.call(succeed))
     await asyncio.sleep(0)  # the admission's round trip is on its way
     task.cancel()
