@@ -365,7 +365,11 @@ class CircuitBreaker(EventSource):
         already running here (the call passes through), else what :meth:`_leave` needs."""
         if self._inside.get()[0]:
             return None
-        generation, start = self._admit()
+        machine = self._machine
+        if machine.state is CLOSED and self._streak_only:  # as in call(): no _admit call
+            generation, start = machine.generation, 0.0
+        else:
+            generation, start = self._admit()
         flag = [True]
         self._inside.set(flag)
         return generation, start, flag
