@@ -8,12 +8,22 @@ Three ways in, one accounting: ``await breaker.call(fn, *args)``, ``@breaker`` a
 - a result for which ``failure_result(result)`` is true is a failure (the result is still
   returned to the caller);
 - a call lasting at least ``slow_call_duration`` is slow (whatever its outcome);
+- the library's own refusals raised by guards inside the breaker (:class:`Rejected`: a full
+  bulkhead, a rate limit, another breaker's open circuit, load shedding...) are not the
+  dependency's failures: they count neither way, unless ``record`` names their class;
 - cancellation (and any BaseException that is not an Exception) is never recorded: it only
   gives back a half-open probe slot.
+
+The same breaker entered again while an entry of it is running in the same task (or in a task
+started inside that entry, while it runs) passes through: the outermost entry alone is
+admitted and counted, so a call through ``breaker.call`` of a function decorated with the same
+breaker counts once and can be the half-open probe. This is tracked in a
+:class:`contextvars.ContextVar` per breaker (tasks copy their context when created).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import math
@@ -27,11 +37,11 @@ from ._awaitable import DONE
 from ._core.backoff import Backoff
 from ._core.breaker import BreakerMachine, CircuitState
 from ._core.windows import CountWindow, TimeWindow
-from ._errors import CircuitBreakerOpenError
+from ._errors import CircuitBreakerOpenError, Rejected
 from ._events import EventSource, Severity
 from ._listeners import Listeners
-from ._predicates import ExceptionFilter, exception_predicate, optional_callable, require_async
-from ._validation import finite_positive, positive_int, shared_store_binder
+from ._predicates import ExceptionFilter, exception_predicate, require_async
+from ._validation import number_in, shared_store_binder, sync_callable
 
 __all__ = [
     "CircuitBreaker",
@@ -44,7 +54,18 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 CLOSED = CircuitState.CLOSED
+DISABLED = CircuitState.DISABLED
 _TRIPPED = (CircuitState.OPEN, CircuitState.ISOLATED)
+
+# Bounds of the options. Durations: 1 µs (the shared store's resolution) to about 31 years
+# (isolate() is the way to "forever"); counts up to 10**9; a count window keeps one int per
+# call, so at most 10**6 of them; rates from 1e-6 (below that, any failure trips) to 1.
+_SECONDS = (1e-6, 1e9)
+_COUNT = (1, 10**9)
+_WINDOW_CALLS = (1, 10**6)
+_RATE = (1e-6, 1.0)
+_DEFAULT_BREAK = 30.0
+_OUTSIDE = [False]  # the entry flag of a context no entry ever ran in (never set to True)
 
 
 class SharedBreaker(Protocol):
@@ -88,20 +109,73 @@ class CircuitBreakerStatistics:
     consecutive_failures: int
     successes: int
     failures: int
-    ignored: int
+    ignored: int  # ended with an exception that counts neither way (ignore=, refusals inside)
     rejected: int
     opened: int
     retry_after: float
     store_failures: int = 0  # shared breakers: operations Redis could not answer
+    cancelled: int = 0  # cancelled calls: never an outcome of the dependency
 
 
 def _fraction(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    number = finite_positive(name, value)
-    if number > 1:
-        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-    return number
+    return None if value is None else number_in(name, value, *_RATE)
+
+
+def _failure_filter(record: ExceptionFilter, ignore: ExceptionFilter) -> Callable[[Any], bool]:
+    """Whether an exception raised by a call is a failure of the dependency: an Exception
+    matching ``record`` and not ``ignore``; a refusal of a guard inside the breaker
+    (:class:`Rejected`) only if ``record`` names its class (a predicate is not asked: it
+    was written for the user's own exceptions)."""
+    for option, value in (("record", record), ("ignore", ignore)):
+        if callable(value) and not isinstance(value, type):
+            sync_callable(option, value)
+    is_recorded = exception_predicate("record", record)
+    is_ignored = exception_predicate("ignore", ignore)
+    named = record if isinstance(record, tuple) else (record,) if isinstance(record, type) else ()
+    refusals = tuple(kind for kind in named if issubclass(kind, Rejected))
+    if record is Exception and ignore == ():
+        return lambda exc: isinstance(exc, Exception) and not isinstance(exc, Rejected)
+
+    def is_failure(exc: BaseException) -> bool:
+        if not isinstance(exc, Exception):
+            return False
+        if isinstance(exc, Rejected) and not isinstance(exc, refusals):
+            return False
+        return is_recorded(exc) and not is_ignored(exc)
+
+    return is_failure
+
+
+def _state_listeners(value: Any) -> Listeners:
+    if callable(value) or isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"on_state_change must be an iterable of callables (a list), got {value!r}")
+    callbacks = list(value)
+    for callback in callbacks:
+        if not callable(callback):
+            raise TypeError(f"on_state_change must hold callables, got {callback!r} in {value!r}")
+    return Listeners(callbacks)
+
+
+def _break_schedule(break_duration: Any, recovery_timeout: Any) -> Backoff:
+    if recovery_timeout is not None:
+        if break_duration is not None:
+            raise TypeError(
+                "recovery_timeout is another name for break_duration: give one of them, got "
+                f"break_duration={break_duration!r} and recovery_timeout={recovery_timeout!r}"
+            )
+        return Backoff("constant", number_in("recovery_timeout", recovery_timeout, *_SECONDS))
+    if break_duration is None:
+        return Backoff("constant", _DEFAULT_BREAK)
+    if isinstance(break_duration, Backoff):
+        # A schedule's first break must be sound (nan or 0 would keep it open, or never).
+        for value in (break_duration.base, break_duration.nominal(0)):
+            if not _SECONDS[0] <= value <= _SECONDS[1]:
+                raise ValueError(
+                    f"break_duration must start above 0, in [{_SECONDS[0]:g}, {_SECONDS[1]:g}] s, "
+                    f"got a schedule starting at {value!r}: {break_duration!r}"
+                )
+        return break_duration
+    return Backoff("constant", number_in("break_duration", break_duration, *_SECONDS))
 
 
 class CircuitBreaker(EventSource):
@@ -111,8 +185,10 @@ class CircuitBreaker(EventSource):
     success closes the circuit, its failure re-opens it. Add ``failure_rate_threshold`` and/or
     ``slow_call_rate_threshold`` (fractions in (0, 1]) to trip on rates over a sliding window
     of the last ``window_size`` calls (``window="count"``) or seconds (``window="time"``),
-    once it holds ``minimum_calls``. ``break_duration`` may be a backoff schedule
-    (:func:`aioresilience.exponential`) so repeated openings wait longer.
+    once it holds ``minimum_calls`` (for a count window, at most ``window_size``, as in
+    resilience4j). ``break_duration`` (``recovery_timeout``, the seed guide's name, is the
+    same option) may be a backoff schedule (:func:`aioresilience.exponential`) so repeated
+    openings wait longer.
     """
 
     def __init__(
@@ -126,7 +202,7 @@ class CircuitBreaker(EventSource):
         window: Literal["count", "time"] = "count",
         window_size: float = 100,
         minimum_calls: int = 10,
-        break_duration: float | Backoff = 30.0,
+        break_duration: float | Backoff | None = None,
         half_open_max_calls: int = 1,
         half_open_max_duration: float = 60.0,
         record: ExceptionFilter = Exception,
@@ -135,68 +211,78 @@ class CircuitBreaker(EventSource):
         on_state_change: Iterable[Callable[[CircuitStateChange], Any]] = (),
         seed: int | None = None,
         store: SharedBreakerStore | None = None,
+        recovery_timeout: float | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, got {name!r}")
+        if name == "":
+            raise ValueError("name must not be empty (None gives 'CircuitBreaker')")
         self.name = name or "CircuitBreaker"
         if failure_threshold is not None:
-            positive_int("failure_threshold", failure_threshold)
+            number_in("failure_threshold", failure_threshold, *_COUNT, integer=True)
         rate = _fraction("failure_rate_threshold", failure_rate_threshold)
         slow_rate = _fraction("slow_call_rate_threshold", slow_call_rate_threshold)
         if slow_rate is not None and slow_call_duration is None:
             raise ValueError("slow_call_rate_threshold needs slow_call_duration (seconds)")
-        self._slow_after = (
+        self._slow_after: float | None = (
             None
             if slow_call_duration is None
-            else finite_positive("slow_call_duration", slow_call_duration)
+            else number_in("slow_call_duration", slow_call_duration, *_SECONDS)
         )
         if failure_threshold is None and rate is None and slow_rate is None:
             raise ValueError(
                 "no trip rule: set failure_threshold, failure_rate_threshold or "
                 "slow_call_rate_threshold"
             )
+        minimum = number_in("minimum_calls", minimum_calls, *_COUNT, integer=True)
         windowed = rate is not None or slow_rate is not None
+        rolling: CountWindow | TimeWindow | None
         if window == "count":
-            rolling: CountWindow | TimeWindow | None = (
-                CountWindow(positive_int("window_size", window_size)) if windowed else None
-            )
+            size = number_in("window_size", window_size, *_WINDOW_CALLS, integer=True)
+            rolling = CountWindow(size) if windowed else None
+            minimum = min(minimum, size)  # a window of N calls never holds more than N
         elif window == "time":
-            seconds = finite_positive("window_size", window_size)
+            seconds = number_in("window_size", window_size, *_SECONDS)
             rolling = TimeWindow(seconds) if windowed else None
         else:
             raise ValueError(f"window must be 'count' or 'time', got {window!r}")
-        if isinstance(break_duration, Backoff):
-            if break_duration.base <= 0:
-                raise ValueError(
-                    f"break_duration must start above 0 s, got a schedule from {break_duration!r}"
-                )
-            schedule = break_duration
-        else:
-            schedule = Backoff("constant", finite_positive("break_duration", break_duration))
-        self._record = exception_predicate("record", record)
-        self._ignore = exception_predicate("ignore", ignore)
-        self._failure_result = optional_callable("failure_result", failure_result)
-        self._listeners = Listeners(on_state_change)
+        schedule = _break_schedule(break_duration, recovery_timeout)
+        self._is_failure = _failure_filter(record, ignore)
+        self._failure_result = (
+            None if failure_result is None else sync_callable("failure_result", failure_result)
+        )
+        self._listeners = _state_listeners(on_state_change)
+        if seed is not None:
+            number_in("seed", seed, -math.inf, math.inf, integer=True)
         self._machine = BreakerMachine(
             failure_threshold=failure_threshold,
             failure_rate_threshold=rate,
             slow_call_rate_threshold=slow_rate,
-            minimum_calls=positive_int("minimum_calls", minimum_calls),
+            minimum_calls=minimum,
             window=rolling,
             break_duration=schedule,
-            probes=positive_int("half_open_max_calls", half_open_max_calls),
-            half_open_timeout=finite_positive("half_open_max_duration", half_open_max_duration),
+            probes=number_in("half_open_max_calls", half_open_max_calls, *_COUNT, integer=True),
+            half_open_timeout=number_in(
+                "half_open_max_duration", half_open_max_duration, *_SECONDS
+            ),
             random=_random.Random(seed).random,
         )
         # Whether a success only resets the failure streak (no windows, no slow calls).
         self._streak_only = self._slow_after is None and rolling is None
-        # The generation and start time of each `async with` entry, per task (a stack, so the
-        # same breaker may be entered again inside itself).
-        self._entries: contextvars.ContextVar[tuple[int, float, Any]] = contextvars.ContextVar(
+        # The live flag (a one-item list, shared with tasks started inside) of the entry
+        # running in this context: entries inside it pass through (see the module doc).
+        self._inside: contextvars.ContextVar[list[bool]] = contextvars.ContextVar(
+            f"aioresilience.breaker.{self.name}.inside", default=_OUTSIDE
+        )
+        # Each `async with` entry, per context, as a stack: (generation, start, flag, below),
+        # generation None for an entry that passed through.
+        self._entries: contextvars.ContextVar[tuple[Any, Any, Any, Any]] = contextvars.ContextVar(
             f"aioresilience.breaker.{self.name}"
         )
         self._successes = self._failures = self._ignored = self._rejected = self._opened = 0
-        self._store_failures = 0
+        self._cancelled = self._store_failures = 0
+        # Calls admitted in this generation were admitted while disabled: never counted.
+        self._uncounted = -1
         self._events = None
         self._shared: SharedBreaker | None = None
         if store is not None:
@@ -204,26 +290,37 @@ class CircuitBreaker(EventSource):
 
     # -- state --------------------------------------------------------------------------------
 
+    def _now(self) -> float:
+        """The time, with the half-open watchdog applied (and announced) as of it: read-outs
+        then say what the next call meets."""
+        now = _clock.now()
+        machine = self._machine
+        if machine.state is CircuitState.HALF_OPEN:
+            machine.expire(now)
+            self._transition(CircuitState.HALF_OPEN, now)
+        return now
+
     @property
     def state(self) -> CircuitState:
-        """The current state; an OPEN breaker whose break has ended reads HALF_OPEN. (Shared:
+        """The current state; an OPEN breaker whose break has ended reads HALF_OPEN, a
+        HALF_OPEN one whose probes outlived ``half_open_max_duration`` reads OPEN. (Shared:
         this process's latest view of the state in the store.)"""
         if self._shared is not None:
             return self._shared.current_state()
+        now = self._now()
         machine = self._machine
-        if machine.state is CircuitState.OPEN and _clock.now() >= machine.open_until:
+        if machine.state is CircuitState.OPEN and now >= machine.open_until:
             return CircuitState.HALF_OPEN
         return machine.state
 
     @property
     def retry_after(self) -> float:
-        """Seconds until an open breaker admits a probe (0 when it admits calls now)."""
+        """Seconds after which the next call can be admitted (0: now; ``inf`` while
+        isolated): the time left open, or while the probes run, a short hint that follows
+        them (see the README)."""
         if self._shared is not None:
             return self._shared.retry_after()
-        machine = self._machine
-        if machine.state is not CircuitState.OPEN:
-            return 0.0
-        return max(0.0, machine.open_until - _clock.now())
+        return self._machine.wait(self._now())
 
     def _transition(self, before: CircuitState, now: float) -> None:
         after = self._machine.state
@@ -263,15 +360,67 @@ class CircuitBreaker(EventSource):
                 )
         return machine.generation, now
 
-    def _finish(
-        self, admitted: tuple[int, float], exc_type: Any, exc: BaseException | None, tb: Any
-    ) -> None:
-        """The outcome of a call ``_admit`` let in (``admitted``: what it returned), in the
-        shape of ``__aexit__``, for callers that enter without ``async with`` (pipelines)."""
-        if exc is None:
-            self._on_plain_success(*admitted)
+    def _enter(self) -> tuple[int, float, list[bool]] | None:
+        """The pipeline's way in (``direct()``): ``None`` when an entry of this breaker is
+        already running here (the call passes through), else what :meth:`_leave` needs."""
+        if self._inside.get()[0]:
+            return None
+        machine = self._machine
+        if machine.state is CLOSED and self._streak_only:  # as in call(): no _admit call
+            generation, start = machine.generation, 0.0
         else:
-            self._on_exception(exc, *admitted)
+            generation, start = self._admit()
+        flag = [True]
+        self._inside.set(flag)
+        return generation, start, flag
+
+    def _leave(
+        self,
+        entered: tuple[int, float, list[bool]] | None,
+        exc_type: Any,
+        exc: BaseException | None,
+        tb: Any,
+    ) -> None:
+        """The outcome of a call :meth:`_enter` let in, in the shape of ``__aexit__``."""
+        if entered is None:
+            return
+        generation, start, flag = entered
+        flag[0] = False
+        if exc is None:
+            self._on_plain_success(generation, start)
+        else:
+            self._on_exception(exc, generation, start)
+
+    def _direct(self) -> tuple[Callable[[], Any], Callable[[Any, Any, Any, Any], None]]:
+        """``(enter, leave)`` for a pipeline's compiled guards (``Strategy.direct``)."""
+        if self._shared is None:
+            return self._enter, self._leave
+        return self._enter_shared_direct, self._leave_shared_direct
+
+    def _enter_shared_direct(self) -> Any:
+        if self._inside.get()[0]:
+            return None
+        return self._admit_shared(self._shared)  # type: ignore[arg-type]  # the coroutine
+
+    async def _admit_shared(self, shared: SharedBreaker) -> tuple[Any, list[bool]]:
+        ticket = await shared.admit()
+        flag = [True]
+        self._inside.set(flag)
+        return ticket, flag
+
+    def _leave_shared_direct(
+        self, entered: tuple[Any, list[bool]] | None, exc_type: Any, exc: Any, tb: Any
+    ) -> None:
+        if entered is None:
+            return
+        ticket, flag = entered
+        flag[0] = False
+        self._shared.finish(ticket, exc)  # type: ignore[union-attr]
+
+    def _counting(self, generation: int) -> bool:
+        """Whether an outcome counts at all: not while disabled, nor for a call admitted
+        while disabled ("nothing recorded")."""
+        return generation != self._uncounted and self._machine.state is not DISABLED
 
     def _on_success(self, result: Any, generation: int, start: float) -> None:
         judge = self._failure_result
@@ -283,13 +432,15 @@ class CircuitBreaker(EventSource):
     def _on_plain_success(self, generation: int, start: float) -> None:
         """A success with no result to judge (the end of an ``async with`` block, or any
         call when there is no ``failure_result``)."""
-        self._successes += 1
         machine = self._machine
-        if machine.state is CLOSED and self._streak_only:
+        if generation == machine.generation and machine.state is CLOSED and self._streak_only:
             # The hot path: a success while closed changes nothing but the streak.
-            if generation == machine.generation:
-                machine.consecutive_failures = 0
+            self._successes += 1
+            machine.consecutive_failures = 0
             return
+        if not self._counting(generation):
+            return
+        self._successes += 1
         now = _clock.now()
         slow_after = self._slow_after
         slow = slow_after is not None and now - start >= slow_after
@@ -298,14 +449,20 @@ class CircuitBreaker(EventSource):
         self._transition(before, now)
 
     def _on_exception(self, exc: BaseException, generation: int, start: float) -> None:
-        if isinstance(exc, Exception) and self._record(exc) and not self._ignore(exc):
+        if self._is_failure(exc):
             self._on_failure(generation, start)
-        else:
-            # Cancellation, ignored exceptions: not an outcome of the dependency.
-            self._ignored += 1
-            self._machine.release(generation)
+            return
+        # Cancellation, ignored exceptions, refusals inside: not an outcome of the dependency.
+        if self._counting(generation):
+            if isinstance(exc, asyncio.CancelledError):
+                self._cancelled += 1
+            else:
+                self._ignored += 1
+        self._machine.release(generation)
 
     def _on_failure(self, generation: int, start: float) -> None:
+        if not self._counting(generation):
+            return
         self._failures += 1
         machine = self._machine
         now = _clock.now()
@@ -318,75 +475,123 @@ class CircuitBreaker(EventSource):
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``await fn(*args, **kwargs)`` through the breaker."""
+        inside = self._inside
+        if inside.get()[0]:
+            return await fn(*args, **kwargs)  # inside an entry of this breaker: it counts
         if self._shared is not None:
-            return await self._shared.call(fn, *args, **kwargs)
-        generation, start = self._admit()
+            return await self._call_shared(self._shared, fn, *args, **kwargs)
+        machine = self._machine
+        # The closed path, inlined (as in the decorator): no call to _admit, no clock.
+        if machine.state is CLOSED and self._streak_only:
+            generation, start = machine.generation, 0.0
+        else:
+            generation, start = self._admit()
+        flag = [True]
+        inside.set(flag)
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
+            flag[0] = False
             self._on_exception(exc, generation, start)
             raise
-        if self._failure_result is None:
-            self._on_plain_success(generation, start)
-        else:
+        flag[0] = False
+        if self._failure_result is not None:
             self._on_success(result, generation, start)
+        elif self._streak_only and generation == machine.generation and machine.state is CLOSED:
+            self._successes += 1  # _on_plain_success's hot path, inlined
+            machine.consecutive_failures = 0
+        else:
+            self._on_plain_success(generation, start)
         return result
+
+    async def _call_shared(
+        self, shared: SharedBreaker, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+    ) -> T:
+        flag = [True]
+        self._inside.set(flag)
+        try:
+            return await shared.call(fn, *args, **kwargs)
+        finally:
+            flag[0] = False
 
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate a coroutine function so each call goes through the breaker."""
         require_async(self.name, fn)
-        shared = self._shared
-        if shared is not None:
+        if self._shared is not None:
+            call = self.call
 
             @functools.wraps(fn)
             async def shared_guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-                return await shared.call(fn, *args, **kwargs)
+                return await call(fn, *args, **kwargs)
 
             return shared_guarded
         admit, on_exception = self._admit, self._on_exception
         on_success, on_plain_success = self._on_success, self._on_plain_success
         judge = self._failure_result
+        inside, machine = self._inside, self._machine
+        # The closed path with nothing but a streak to keep, inlined: no method call at all.
+        fast = self._streak_only
+        quick = fast and judge is None  # a success is then only the streak's reset
+        breaker = self
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            generation, start = admit()
+            if inside.get()[0]:
+                return await fn(*args, **kwargs)  # inside an entry of this breaker
+            if fast and machine.state is CLOSED:
+                generation, start = machine.generation, 0.0
+            else:
+                generation, start = admit()
+            flag = [True]
+            inside.set(flag)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
+                flag[0] = False
                 on_exception(exc, generation, start)
                 raise
-            if judge is None:  # no result to judge: straight to the bookkeeping
-                on_plain_success(generation, start)
-            else:
+            flag[0] = False
+            if quick and generation == machine.generation and machine.state is CLOSED:
+                breaker._successes += 1
+                machine.consecutive_failures = 0
+            elif judge is not None:
                 on_success(result, generation, start)
+            else:
+                on_plain_success(generation, start)
             return result
 
         return guarded
 
     def __aenter__(self) -> Awaitable[None]:
+        entries = self._entries
+        if self._inside.get()[0]:
+            entries.set((None, 0.0, None, entries.get(None)))  # passes through
+            return DONE
         if self._shared is not None:
             return self._enter_shared(self._shared)
         generation, start = self._admit()
-        entries = self._entries
-        entries.set((generation, start, entries.get(None)))
+        flag = [True]
+        self._inside.set(flag)
+        entries.set((generation, start, flag, entries.get(None)))
         return DONE
 
     async def _enter_shared(self, shared: SharedBreaker) -> None:
-        ticket = await shared.admit()
+        ticket, flag = await self._admit_shared(shared)
         entries = self._entries
-        entries.set((0, 0.0, (ticket, entries.get(None))))
+        entries.set((ticket, 0.0, flag, entries.get(None)))
 
     def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:
         entries = self._entries
-        generation, start, outer = entries.get()
+        generation, start, flag, below = entries.get()
+        entries.set(below)
+        if generation is None:
+            return DONE  # an entry inside another: the outer one counts
+        flag[0] = False
         if self._shared is not None:
-            ticket, outer = outer
-            entries.set(outer)
-            self._shared.finish(ticket, exc)
+            self._shared.finish(generation, exc)  # the shared path keeps its ticket there
             return DONE
-        entries.set(outer)
         if exc is None:
             self._on_plain_success(generation, start)
         else:
@@ -400,8 +605,13 @@ class CircuitBreaker(EventSource):
         self._manual("isolate", self._machine.isolate)
 
     def disable(self) -> None:
-        """Force the circuit closed until :meth:`reset`: everything admitted, nothing counted."""
-        self._manual("disable", self._machine.disable)
+        """Force the circuit closed until :meth:`reset`: everything admitted, nothing counted
+        (nor are calls admitted while disabled, whenever they end)."""
+        self._manual("disable", self._disable)
+
+    def _disable(self) -> None:
+        self._machine.disable()
+        self._uncounted = self._machine.generation
 
     def reset(self) -> None:
         """Back to CLOSED with empty statistics windows."""
@@ -428,23 +638,13 @@ class CircuitBreaker(EventSource):
 
     def statistics(self) -> CircuitBreakerStatistics:
         machine = self._machine
-        now = _clock.now()
+        now = self._now()
         calls, failures, slow = (
             machine.window.totals(now) if machine.window is not None else (0, 0, 0)
         )
-        state = self.state
-        retry_after = (
-            max(0.0, machine.open_until - now)
-            if state is CircuitState.OPEN
-            else math.inf
-            if state is CircuitState.ISOLATED
-            else 0.0
-        )
-        if self._shared is not None:
-            retry_after = self._shared.retry_after()
         return CircuitBreakerStatistics(
             name=self.name,
-            state=state,
+            state=self.state,
             window_calls=calls,
             window_failures=failures,
             window_slow_calls=slow,
@@ -454,8 +654,9 @@ class CircuitBreaker(EventSource):
             ignored=self._ignored,
             rejected=self._rejected,
             opened=self._opened,
-            retry_after=retry_after,
+            retry_after=self.retry_after,
             store_failures=self._store_failures,
+            cancelled=self._cancelled,
         )
 
     def __repr__(self) -> str:

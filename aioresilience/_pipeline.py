@@ -201,13 +201,10 @@ class _Breaker(_Wrapping):
         super().__init__("circuit_breaker", breaker, is_guard=breaker._failure_result is None)
 
     def direct(self) -> Direct | None:
-        breaker = self.primitive
+        breaker: CircuitBreaker = self.primitive
         if _overrides(breaker, CircuitBreaker, "__aenter__", "__aexit__"):
             return None
-        shared = breaker._shared
-        if shared is None:
-            return breaker._admit, breaker._finish
-        return shared.admit, lambda ticket, _, exc, __: shared.finish(ticket, exc)
+        return breaker._direct()
 
 
 class _Bulkhead(_Wrapping):

@@ -5,6 +5,8 @@ Every message names the parameter and the value it was given.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from typing import Any
 
@@ -44,6 +46,36 @@ def non_negative_or_none(name: str, value: Any) -> float | None:
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
     return None if math.isinf(value) else float(value)
+
+
+def number_in(name: str, value: Any, low: float, high: float, *, integer: bool = False) -> Any:
+    """A number in ``[low, high]`` (an ``int`` when ``integer``; a ``float`` otherwise).
+
+    Bools are not numbers. The range test compares exactly (Python compares ints and floats
+    without converting), so NaN, an int beyond float range and a denormal below ``low`` are
+    all ValueErrors naming the parameter, never an OverflowError later."""
+    if integer:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    elif not _is_number(value):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not low <= value <= high:  # NaN fails both comparisons
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+    return value if integer else float(value)
+
+
+def sync_callable(name: str, value: Any) -> Any:
+    """A callable called without ``await`` (a predicate, a hook): an ``async def`` (or a
+    partial of one, or an object with an ``async def __call__``) would return a coroutine,
+    which is always true and never awaited, so it is refused here."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {value!r}")
+    target = value.func if isinstance(value, functools.partial) else value
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an async __call__ method
+    ):
+        raise TypeError(f"{name} must be a plain (sync) callable, got the async {value!r}")
+    return value
 
 
 def shared_store_binder(store: Any, method: str, alone: str) -> Any:

@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import math
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from aioresilience import (
+    Bulkhead,
+    BulkheadFull,
     CircuitBreaker,
     CircuitBreakerOpenError,
     CircuitState,
     CircuitStateChange,
+    LoadShed,
+    Pipeline,
+    RateLimited,
     Rejected,
+    Retry,
     exponential,
 )
+from aioresilience._core.backoff import Backoff
+from aioresilience._core.breaker import BreakerMachine
+from aioresilience._core.windows import CountWindow
 
 
 class Boom(Exception):
@@ -152,7 +165,7 @@ async def test_cancellation_is_never_counted_and_frees_the_probe_slot() -> None:
     assert breaker.state is CircuitState.HALF_OPEN  # neither success nor failure
     assert await breaker.call(ok) == "ok"  # the slot was given back
     assert breaker.state is CircuitState.CLOSED
-    assert breaker.statistics().ignored == 2
+    assert (breaker.statistics().cancelled, breaker.statistics().ignored) == (2, 0)
 
 
 async def test_failure_rate_over_count_window_with_minimum_calls() -> None:
@@ -298,10 +311,11 @@ async def test_nested_async_with_keeps_each_entry() -> None:
     await failures(breaker, 1)
     await asyncio.sleep(1)
     async with breaker:  # the probe
-        with pytest.raises(CircuitBreakerOpenError):
-            async with breaker:  # no second probe
-                pass
+        async with breaker, breaker:  # inside it: passes through, takes no second probe
+            pass
+        assert breaker.state is CircuitState.HALF_OPEN
     assert breaker.state is CircuitState.CLOSED
+    assert breaker.statistics().successes == 1
 
 
 async def test_manual_control() -> None:
@@ -370,25 +384,25 @@ async def test_repr_and_statistics() -> None:
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ({"failure_threshold": 0}, ValueError, "failure_threshold must be >= 1, got 0"),
+        ({"failure_threshold": 0}, ValueError, r"failure_threshold must be in \[1, 1e\+09\]"),
         (
             {"failure_rate_threshold": 1.5},
             ValueError,
-            r"failure_rate_threshold must be in \(0, 1\]",
+            r"failure_rate_threshold must be in \[1e-06, 1\], got 1.5",
         ),
-        ({"failure_rate_threshold": 0}, ValueError, "failure_rate_threshold must be a positive"),
+        ({"failure_rate_threshold": 0}, ValueError, "failure_rate_threshold must be in"),
         ({"slow_call_rate_threshold": 0.5}, ValueError, "needs slow_call_duration"),
         ({"failure_threshold": None}, ValueError, "no trip rule"),
         ({"window": "sliding"}, ValueError, "window must be 'count' or 'time'"),
         ({"failure_rate_threshold": 0.5, "window_size": 0}, ValueError, "window_size must be"),
-        ({"break_duration": -1}, ValueError, "break_duration must be a positive finite"),
-        ({"break_duration": float("nan")}, ValueError, "break_duration must be a positive"),
-        ({"half_open_max_calls": 0}, ValueError, "half_open_max_calls must be >= 1"),
-        ({"minimum_calls": 0}, ValueError, "minimum_calls must be >= 1"),
+        ({"break_duration": -1}, ValueError, "break_duration must be in"),
+        ({"break_duration": float("nan")}, ValueError, "break_duration must be in"),
+        ({"half_open_max_calls": 0}, ValueError, "half_open_max_calls must be in"),
+        ({"minimum_calls": 0}, ValueError, "minimum_calls must be in"),
         ({"record": "Exception"}, TypeError, "record must be an exception class"),
         ({"ignore": (KeyError, 3)}, TypeError, "ignore must hold exception classes"),
         ({"failure_result": 3}, TypeError, "failure_result must be callable"),
-        ({"on_state_change": [None]}, TypeError, "listener must be callable"),
+        ({"on_state_change": [None]}, TypeError, "on_state_change must hold callables"),
     ],
 )
 def test_bad_options_fail_at_construction(
@@ -474,3 +488,481 @@ class BreakerMachineTest(RuleBasedStateMachine):
 
 BreakerMachineTest.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
 test_breaker_state_machine = BreakerMachineTest.TestCase
+
+
+# -- issue 11 -------------------------------------------------------------------------------
+
+
+async def _healthy() -> str:
+    await asyncio.sleep(0.01)
+    return "ok"
+
+
+async def test_a_full_bulkhead_inside_does_not_open_the_breaker() -> None:
+    # Issue 11 item 3: the bulkhead's refusals are not the backend's failures.
+    breaker = CircuitBreaker()
+    pipeline = (
+        Pipeline.builder("p").retry(attempts=1).circuit_breaker(breaker).bulkhead(Bulkhead(2))
+    ).build()
+    outcomes = await asyncio.gather(
+        *(pipeline.execute(_healthy) for _ in range(10)), return_exceptions=True
+    )
+    assert outcomes.count("ok") == 2
+    assert all(isinstance(o, BulkheadFull) for o in outcomes if o != "ok")
+    assert breaker.state is CircuitState.CLOSED
+    stats = breaker.statistics()
+    assert (stats.failures, stats.successes, stats.ignored) == (0, 2, 8)
+    assert await pipeline.execute(_healthy) == "ok"
+
+
+REFUSALS = [
+    BulkheadFull("full"),
+    RateLimited("limited", retry_after=1.0, limiter="l"),
+    CircuitBreakerOpenError("open", retry_after=1.0, breaker="other", state="open"),
+    LoadShed("shed"),
+    Rejected("refused"),
+]
+
+
+@pytest.mark.parametrize("refusal", REFUSALS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("way", ["call", "async_with", "decorator", "pipeline"])
+async def test_refusals_of_guards_inside_count_neither_way(refusal: Rejected, way: str) -> None:
+    breaker = CircuitBreaker(failure_threshold=1, break_duration=1.0)
+
+    async def refused() -> None:
+        raise refusal
+
+    decorated = breaker(refused)
+    pipeline = Pipeline.builder("p").circuit_breaker(breaker).build()
+
+    async def through() -> None:
+        if way == "call":
+            await breaker.call(refused)
+        elif way == "async_with":
+            async with breaker:
+                await refused()
+        elif way == "decorator":
+            await decorated()
+        else:
+            await pipeline.execute(refused)
+
+    for _ in range(3):
+        with pytest.raises(type(refusal)):
+            await through()
+    assert breaker.state is CircuitState.CLOSED
+    assert (breaker.statistics().failures, breaker.statistics().ignored) == (0, 3)
+    # Nor are they a probe's failure: the slot goes back, the next probe decides.
+    breaker.trip()
+    await asyncio.sleep(1)
+    with pytest.raises(type(refusal)):
+        await through()
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state is CircuitState.CLOSED
+
+
+async def test_a_refusal_counts_when_record_names_it() -> None:
+    breaker = CircuitBreaker(failure_threshold=2, record=(Boom, BulkheadFull))
+    for _ in range(2):
+        with pytest.raises(BulkheadFull):
+            await breaker.call(_raise, BulkheadFull("full"))
+    assert breaker.state is CircuitState.OPEN
+    every = CircuitBreaker(failure_threshold=1, record=Rejected)
+    with pytest.raises(LoadShed):
+        await every.call(_raise, LoadShed("shed"))
+    assert every.state is CircuitState.OPEN
+    # A predicate is asked about the user's exceptions only, never about a refusal.
+    predicate = CircuitBreaker(failure_threshold=1, record=lambda exc: True)
+    with pytest.raises(BulkheadFull):
+        await predicate.call(_raise, BulkheadFull("full"))
+    assert predicate.state is CircuitState.CLOSED
+    with pytest.raises(Boom):
+        await predicate.call(fail)
+    assert predicate.state is CircuitState.OPEN
+
+
+async def _recovered() -> str:
+    await asyncio.sleep(0.05)
+    return "ok"
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_retry_around_a_half_open_breaker_comes_back_soon(seed: int) -> None:
+    # Issue 11 item 5: refused while the probe runs, callers are told to come back soon
+    # (it took 60.2 s: the hint was the half-open watchdog). The retry's own jittered backoff
+    # sets the pace now: 0.2-0.8 s over 300 seeds.
+    breaker = CircuitBreaker(failure_threshold=2, break_duration=0.1)
+    await failures(breaker, 2)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    policy = Retry(attempts=5, retry_rejections=True, seed=seed)
+    outcomes = await asyncio.gather(*(policy.call(breaker.call, _recovered) for _ in range(3)))
+    assert outcomes == ["ok"] * 3
+    assert loop.time() - start < 1.0
+    assert breaker.state is CircuitState.CLOSED
+
+
+async def test_the_half_open_hint_follows_the_probe() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, break_duration=1.0, half_open_max_duration=10.0)
+    await failures(breaker, 1)
+    await asyncio.sleep(1)
+    probe = asyncio.create_task(breaker.call(asyncio.sleep, 3600))
+    await asyncio.sleep(0)
+    hints = []
+    for wait in (0.0, 0.5, 2.0, 7.0):
+        await asyncio.sleep(wait)
+        with pytest.raises(CircuitBreakerOpenError) as caught:
+            await breaker.call(ok)
+        hints.append(caught.value.retry_after)
+        assert breaker.retry_after == caught.value.retry_after  # the read-out agrees
+    # At least 1 ms; as long as the probe has run so far (a caller polling on the hint comes
+    # back at most the probe's own duration after its outcome); never past the watchdog.
+    assert hints == pytest.approx([1e-3, 0.5, 2.5, 0.5])
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+
+
+async def test_the_same_breaker_entered_twice_counts_once() -> None:
+    # Issue 11 item 6: every way of entering it again inside itself, in one task.
+    breaker = CircuitBreaker(failure_threshold=2, break_duration=1.0)
+
+    @breaker
+    async def inner(outcome: str) -> str:
+        if outcome == "fail":
+            raise Boom
+        return outcome
+
+    async def with_block(outcome: str) -> str:
+        async with breaker:
+            return await inner(outcome)
+
+    pipeline = Pipeline.builder("p").circuit_breaker(breaker).build()
+    ways: list[Callable[[str], Awaitable[str]]] = [
+        lambda o: breaker.call(inner, o),
+        with_block,
+        lambda o: pipeline.execute(inner, o),
+        lambda o: breaker.call(with_block, o),
+    ]
+    for way in ways:
+        breaker.reset()
+        with pytest.raises(Boom):
+            await way("fail")
+        assert breaker.statistics().consecutive_failures == 1  # one failure, not two
+        assert breaker.state is CircuitState.CLOSED
+        with pytest.raises(Boom):
+            await way("fail")
+        assert breaker.state is CircuitState.OPEN
+        await asyncio.sleep(1)
+        assert await way("ok") == "ok"  # the outer entry is the probe; the inner passes
+        assert breaker.state is CircuitState.CLOSED
+
+
+async def test_nested_entries_in_tasks_started_inside_pass_through_while_it_runs() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, break_duration=1.0)
+    await failures(breaker, 1)
+    await asyncio.sleep(1)
+    later: list[asyncio.Task[str]] = []
+
+    async def fan_out() -> list[str]:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(breaker.call(ok)) for _ in range(3)]
+        later.append(asyncio.create_task(breaker.call(_recovered)))  # outlives the entry
+        return [t.result() for t in tasks]
+
+    assert await breaker.call(fan_out) == ["ok"] * 3  # one probe, its children inside it
+    assert breaker.state is CircuitState.CLOSED
+    assert await later[0] == "ok"
+    assert breaker.statistics().successes == 2  # the probe, and the task that outlived it
+
+
+async def test_rates_are_judged_after_every_outcome_whatever_the_order() -> None:
+    # Issue 11 item 7 (resilience4j's rule).
+    def rated(minimum: int) -> CircuitBreaker:
+        return CircuitBreaker(
+            failure_threshold=None,
+            failure_rate_threshold=0.5,
+            window_size=10,
+            minimum_calls=minimum,
+        )
+
+    for order in (["fail"] * 5 + ["ok"] * 5, ["ok"] * 5 + ["fail"] * 5):
+        breaker = rated(10)
+        for outcome in order:
+            with contextlib.suppress(Boom):
+                await breaker.call(fail if outcome == "fail" else ok)
+        assert breaker.state is CircuitState.OPEN, order
+    breaker = rated(5)
+    for outcome in ["fail", "fail", "fail", "ok"]:
+        with contextlib.suppress(Boom):
+            await breaker.call(fail if outcome == "fail" else ok)
+    assert breaker.state is CircuitState.CLOSED  # 4 calls < 5
+    await breaker.call(ok)  # 3 of 5 failed: 60 %
+    assert breaker.state is CircuitState.OPEN
+
+
+def _judge(window: list[tuple[bool, bool]], rate: float, slow_rate: float) -> bool:
+    calls = len(window)
+    failed = sum(f for f, _ in window)
+    slow = sum(s for _, s in window)
+    return failed / calls >= rate or slow / calls >= slow_rate
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    outcomes=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=40),
+    size=st.integers(1, 12),
+    minimum=st.integers(1, 12),
+    rate=st.sampled_from([0.2, 0.5, 0.75, 1.0]),
+    slow_rate=st.sampled_from([0.3, 0.5, 1.0]),
+)
+def test_the_trip_decision_depends_only_on_the_window(
+    outcomes: list[tuple[bool, bool]], size: int, minimum: int, rate: float, slow_rate: float
+) -> None:
+    machine = BreakerMachine(
+        failure_threshold=None,
+        failure_rate_threshold=rate,
+        slow_call_rate_threshold=slow_rate,
+        minimum_calls=min(minimum, size),
+        window=CountWindow(size),
+        break_duration=Backoff("constant", 1.0),
+        probes=1,
+        half_open_timeout=1.0,
+        random=lambda: 0.5,
+    )
+    seen: list[tuple[bool, bool]] = []
+    for failed, slow in outcomes:
+        machine.record(0.0, machine.generation, failed, slow)
+        seen.append((failed, slow))
+        window = seen[-size:]
+        expected = len(window) >= min(minimum, size) and _judge(window, rate, slow_rate)
+        assert (machine.state is CircuitState.OPEN) == expected, window
+        if expected:
+            return
+    # ...and on nothing else: any order of the same window decides the same.
+    window = seen[-size:]
+    if len(window) == size:
+        reordered = BreakerMachine(
+            failure_threshold=None,
+            failure_rate_threshold=rate,
+            slow_call_rate_threshold=slow_rate,
+            minimum_calls=size,
+            window=CountWindow(size),
+            break_duration=Backoff("constant", 1.0),
+            probes=1,
+            half_open_timeout=1.0,
+            random=lambda: 0.5,
+        )
+        for failed, slow in sorted(window):
+            reordered.record(0.0, reordered.generation, failed, slow)
+        assert reordered.state is CircuitState.CLOSED
+
+
+async def test_read_outs_follow_the_half_open_watchdog() -> None:
+    # Issue 11 item 15: the state and retry_after say what the next call will meet.
+    breaker = CircuitBreaker(failure_threshold=1, break_duration=2.0, half_open_max_duration=5.0)
+    await failures(breaker, 1)
+    await asyncio.sleep(2)
+    hung = asyncio.create_task(breaker.call(asyncio.sleep, 3600))
+    await asyncio.sleep(0)
+    assert breaker.state is CircuitState.HALF_OPEN
+    await asyncio.sleep(6)  # the watchdog re-opened it 1 s ago, for 2 s
+    assert breaker.state is CircuitState.OPEN
+    assert breaker.retry_after == pytest.approx(1.0)
+    assert breaker.statistics().retry_after == pytest.approx(1.0)
+    with pytest.raises(CircuitBreakerOpenError) as caught:
+        await breaker.call(ok)
+    assert caught.value.retry_after == pytest.approx(1.0)
+    await asyncio.sleep(1)
+    assert (breaker.state, breaker.retry_after) == (CircuitState.HALF_OPEN, 0.0)
+    assert await breaker.call(ok) == "ok"  # a new probe, while the old one still hangs
+    assert breaker.state is CircuitState.CLOSED
+    hung.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await hung
+    assert breaker.statistics().cancelled == 1
+
+
+async def test_a_disabled_breaker_counts_nothing() -> None:
+    breaker = CircuitBreaker(failure_threshold=1)
+    breaker.disable()
+    release = asyncio.Event()
+
+    async def after_release() -> None:
+        await release.wait()
+        raise Boom
+
+    straggler = asyncio.create_task(breaker.call(after_release))  # admitted while disabled
+    await asyncio.sleep(0)
+    await failures(breaker, 3)
+    await breaker.call(ok)
+    cancelled = asyncio.create_task(breaker.call(asyncio.sleep, 10))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    breaker.reset()
+    release.set()
+    with pytest.raises(Boom):
+        await straggler
+    stats = breaker.statistics()
+    assert (stats.failures, stats.successes, stats.ignored, stats.cancelled) == (0, 0, 0, 0)
+    assert breaker.state is CircuitState.CLOSED
+
+
+async def test_cancellations_have_their_own_counter() -> None:
+    breaker = CircuitBreaker(ignore=KeyError)
+    task = asyncio.create_task(breaker.call(asyncio.sleep, 10))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(KeyError):
+        await breaker.call(_raise, KeyError("ignored"))
+    stats = breaker.statistics()
+    assert (stats.cancelled, stats.ignored, stats.failures) == (1, 1, 0)
+
+
+async def _async_predicate(value: object) -> bool:
+    return False
+
+
+class _AsyncCall:
+    async def __call__(self, value: object) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"on_state_change": 5}, TypeError, "on_state_change must be an iterable of callables"),
+        ({"on_state_change": print}, TypeError, "on_state_change must be an iterable"),
+        ({"on_state_change": [5]}, TypeError, "on_state_change must hold callables, got 5"),
+        ({"name": 5}, TypeError, "name must be a str or None, got 5"),
+        ({"name": ""}, ValueError, "name must not be empty"),
+        ({"record": _async_predicate}, TypeError, "record must be a plain"),
+        ({"ignore": _AsyncCall()}, TypeError, "ignore must be a plain"),
+        ({"failure_result": _async_predicate}, TypeError, "failure_result must be a plain"),
+        (
+            {"failure_result": functools.partial(_async_predicate)},
+            TypeError,
+            "failure_result must be a plain",
+        ),
+        ({"seed": True}, TypeError, "seed must be an int"),
+        ({"seed": 1.5}, TypeError, "seed must be an int"),
+        ({"window": "time", "window_size": 5e-324}, ValueError, "window_size must be in"),
+        ({"recovery_timeout": 5, "break_duration": 5}, TypeError, "recovery_timeout"),
+        ({"break_duration": Backoff("constant", math.nan)}, ValueError, "break_duration"),
+        ({"break_duration": Backoff("constant", 1.0, cap=0.0)}, ValueError, "break_duration"),
+    ],
+)
+def test_more_bad_options_fail_at_construction(
+    options: dict[str, Any], error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        CircuitBreaker(failure_rate_threshold=0.5, **options)
+
+
+NUMERIC = {
+    "failure_threshold": "int",
+    "minimum_calls": "int",
+    "half_open_max_calls": "int",
+    "window_size": "int",  # a count window
+    "failure_rate_threshold": "fraction",
+    "slow_call_rate_threshold": "fraction",
+    "slow_call_duration": "seconds",
+    "break_duration": "seconds",
+    "recovery_timeout": "seconds",
+    "half_open_max_duration": "seconds",
+    "time window_size": "seconds",
+}
+
+
+@pytest.mark.parametrize("option", sorted(NUMERIC))
+@pytest.mark.parametrize(
+    "value", [True, math.nan, math.inf, -1, 0, 5e-324, 10**400, -(10**400), 1e300, "1"]
+)
+def test_every_numeric_option_refuses_what_is_not_a_sound_number(
+    option: str, value: object
+) -> None:
+    options: dict[str, Any] = {"failure_rate_threshold": 0.5, "slow_call_duration": 1.0}
+    if option == "time window_size":
+        options["window"] = "time"
+        option = "window_size"
+    options[option] = value
+    name = option.replace("(", r"\(")
+    with pytest.raises((TypeError, ValueError), match=rf"^{name} must"):
+        CircuitBreaker(**options)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    option=st.sampled_from(sorted(NUMERIC)),
+    value=st.one_of(st.integers(), st.floats(), st.booleans(), st.none(), st.text(max_size=3)),
+)
+def test_a_fuzzed_option_builds_a_working_breaker_or_fails_naming_itself(
+    option: str, value: object
+) -> None:
+    options: dict[str, Any] = {"failure_rate_threshold": 0.5, "slow_call_duration": 1.0}
+    if option == "time window_size":
+        options["window"] = "time"
+        option = "window_size"
+    options[option] = value
+    refusal = ""
+    try:
+        breaker = CircuitBreaker(**options)
+    except (TypeError, ValueError) as error:
+        refusal = str(error)
+    if refusal:
+        assert refusal.startswith(option), refusal
+        return
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(3):
+            with contextlib.suppress(Boom, CircuitBreakerOpenError):
+                loop.run_until_complete(breaker.call(fail))
+        loop.run_until_complete(asyncio.sleep(0))
+        breaker.statistics()
+        repr(breaker)
+    finally:
+        loop.close()
+
+
+async def test_recovery_timeout_is_the_break_duration() -> None:
+    # The seed guide's name (as in the `circuitbreaker` package): seconds open before a probe.
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=7)
+    await failures(breaker, 1)
+    assert breaker.retry_after == 7.0
+    with pytest.raises(TypeError, match="timeout"):
+        CircuitBreaker(timeout=5)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("way", ["call", "async_with", "pipeline"])
+async def test_a_cancelled_nested_call_is_one_cancellation_and_frees_the_probe(way: str) -> None:
+    breaker = CircuitBreaker(failure_threshold=1, break_duration=1.0)
+
+    @breaker
+    async def inner() -> None:
+        await asyncio.sleep(10)
+
+    async def with_block() -> None:
+        async with breaker:
+            await inner()
+
+    pipeline = Pipeline.builder("p").circuit_breaker(breaker).build()
+    outer = {
+        "call": lambda: breaker.call(inner),
+        "async_with": with_block,
+        "pipeline": lambda: pipeline.execute(inner),
+    }[way]
+    await failures(breaker, 1)
+    await asyncio.sleep(1)
+    task = asyncio.create_task(outer())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stats = breaker.statistics()
+    assert (stats.cancelled, stats.failures, stats.state) == (1, 1, CircuitState.HALF_OPEN)
+    await failures(breaker, 1)  # the entry is over: this call is the probe, and counts
+    assert breaker.state is CircuitState.OPEN

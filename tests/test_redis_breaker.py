@@ -7,16 +7,24 @@ own view of the breaker); one test runs real processes for the half-open probe l
 from __future__ import annotations
 
 import asyncio
+import struct
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from helpers import slow_redis
 
-from aioresilience import CircuitBreaker, CircuitBreakerOpenError, CircuitState, ResilienceEvent
+from aioresilience import (
+    BulkheadFull,
+    CircuitBreaker,
+    CircuitBreakerOpenError,
+    CircuitState,
+    Pipeline,
+    ResilienceEvent,
+)
 from aioresilience.stores.redis import RedisStore
 from aioresilience.testing import RedisServer
 
@@ -43,15 +51,19 @@ async def succeed() -> str:
 async def processes(
     redis_server: RedisServer,
 ) -> AsyncIterator[Callable[..., list[CircuitBreaker]]]:
-    """``processes(n, **options)``: n breakers of one name, each on its own store and client."""
+    """``processes(n, **options)``: n breakers of one name, each on its own store and client
+    (``timeout``: the store's; the issue-11 tests give a loaded machine time to connect, so
+    that no decision falls back to the local machine, which would hide it from Redis)."""
     prefix = f"breaker-{uuid.uuid4().hex[:8]}"
     stores: list[RedisStore] = []
 
-    def make(n: int, **options: Any) -> list[CircuitBreaker]:
+    def make(n: int, *, timeout: float = 0.1, **options: Any) -> list[CircuitBreaker]:
         options = {"failure_threshold": 2, "break_duration": BREAK, **options}
         breakers = []
         for _ in range(n):
-            store = RedisStore(redis_server.url, prefix=prefix, breaker_staleness=0.0)
+            store = RedisStore(
+                redis_server.url, prefix=prefix, breaker_staleness=0.0, timeout=timeout
+            )
             stores.append(store)
             breakers.append(CircuitBreaker(name="payments", store=store, **options))
         return breakers
@@ -134,7 +146,7 @@ async def test_a_cancelled_probe_gives_its_lease_back(
         await probe
     await settle()
     assert await c.call(succeed) == "ok"  # the lease came back: c probes, and closes it
-    assert b.statistics().ignored == 1
+    assert (b.statistics().cancelled, b.statistics().ignored) == (1, 0)
 
 
 async def test_state_changes_seen_in_the_store_reach_listeners(
@@ -416,3 +428,175 @@ async def test_shared_primitives_compose_in_a_pipeline(redis_server: RedisServer
     with pytest.raises(CircuitBreakerOpenError):
         await breaker.call(succeed)  # the failure opened the shared breaker
     await store.aclose()
+
+
+# -- issue 11 -------------------------------------------------------------------------------
+
+SURE = 5.0  # a store timeout no round trip reaches, even on a loaded machine
+
+
+async def stored_state(breaker: CircuitBreaker) -> bytes:
+    store = breaker._shared.store  # type: ignore[union-attr]
+    value: bytes = await store.client.hget(f"{store.prefix}:breaker:{{{breaker.name}}}", "st")
+    return value
+
+
+async def recorded_calls(breaker: CircuitBreaker) -> int:
+    """How many outcomes the shared window holds (per bucket: epoch, calls, failures, slow)."""
+    store = breaker._shared.store  # type: ignore[union-attr]
+    packed = await store.client.hget(f"{store.prefix}:breaker:{{{breaker.name}}}", "w")
+    if packed is None:
+        return 0
+    values = struct.unpack(f"{len(packed) // 8}d", packed)
+    return int(sum(values[1::4]))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], breaker: CircuitBreaker) -> None:
+    """Outcomes reach Redis in the background: wait for ``check`` (a loaded machine may take
+    longer than settle())."""
+    for _ in range(500):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(
+        f"not reached in 5 s: state {await stored_state(breaker)!r}, "
+        f"{await recorded_calls(breaker)} outcomes in Redis, {breaker.statistics()}"
+    )
+
+
+async def outcomes(breaker: CircuitBreaker, sequence: str) -> None:
+    """``sequence``: one letter per call, F a failure, S a success."""
+    for letter in sequence:
+        if letter == "F":
+            with pytest.raises(Boom):
+                await breaker.call(fail)
+        else:
+            await breaker.call(succeed)
+        await settle()  # in order, as one process would see them one by one
+
+
+@pytest.mark.parametrize(
+    ("minimum", "sequence"), [(10, "FFFFFSSSSS"), (10, "SSSSSFFFFF"), (5, "FFFSS")]
+)
+async def test_the_shared_rates_are_judged_after_every_outcome(
+    processes: Callable[..., list[CircuitBreaker]], minimum: int, sequence: str
+) -> None:
+    # Issue 11 item 7, in breaker.lua: the same rule as BreakerMachine.
+    a, b = processes(
+        2,
+        timeout=SURE,
+        failure_threshold=None,
+        failure_rate_threshold=0.5,
+        window="time",
+        window_size=600.0,
+        minimum_calls=minimum,
+    )
+    await outcomes(a, sequence[:-1])
+
+    async def all_but_the_last_recorded() -> bool:
+        return await recorded_calls(a) == len(sequence) - 1
+
+    await eventually(all_but_the_last_recorded, a)
+    assert await stored_state(a) == b"0"  # closed: the window is not full yet
+    await outcomes(a, sequence[-1])
+
+    async def opened() -> bool:
+        return await stored_state(a) == b"1"
+
+    await eventually(opened, a)  # open, whatever the last outcome was
+    with pytest.raises(CircuitBreakerOpenError):
+        await b.call(succeed)
+
+
+async def test_a_shared_half_open_breaker_hints_a_short_wait(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    # Issue 11 item 5, in breaker.lua: not the 60 s of the half-open watchdog.
+    a, b, c = processes(3, timeout=SURE, failure_threshold=1)
+    with pytest.raises(Boom):
+        await a.call(fail)
+    await settle()
+    await end_break(a)
+    probe = asyncio.create_task(b.call(asyncio.sleep, 10))
+    await settle()
+    with pytest.raises(CircuitBreakerOpenError) as caught:
+        await c.call(succeed)
+    assert 1e-3 <= caught.value.retry_after < 1.0
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+
+
+async def test_a_shared_breaker_entered_inside_itself_counts_once(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    # Issue 11 items 3 and 6 through a shared breaker: one outcome per outer call, refusals
+    # inside count neither way, and the outer entry can be the probe that closes it.
+    a, b = processes(2, timeout=SURE, failure_threshold=2)
+    outcome = {"value": "fail"}
+
+    @a
+    async def inner() -> str:
+        if outcome["value"] == "fail":
+            raise Boom
+        if outcome["value"] == "full":
+            raise BulkheadFull("full")
+        return "ok"
+
+    pipeline = Pipeline.builder("p").circuit_breaker(a).build()
+    with pytest.raises(Boom):
+        await a.call(inner)
+    outcome["value"] = "full"
+    for _ in range(3):
+        with pytest.raises(BulkheadFull):
+            await pipeline.execute(inner)
+    await settle()
+    store = a._shared.store  # type: ignore[union-attr]
+    key = f"{store.prefix}:breaker:{{payments}}"
+    assert await store.client.hmget(key, "st", "cf") == [b"0", b"1"]  # one failure, not two
+    outcome["value"] = "fail"
+    with pytest.raises(Boom):
+        await pipeline.execute(inner)
+    await settle()
+    with pytest.raises(CircuitBreakerOpenError):
+        await b.call(succeed)
+    await end_break(a)
+    # a's view still holds the break it was told of: one refusal refreshes it from Redis.
+    with pytest.raises(CircuitBreakerOpenError):
+        await a.call(succeed)
+    await settle()
+    outcome["value"] = "ok"
+    assert await a.call(inner) == "ok"  # the probe, with the same breaker inside it
+    await settle()
+    assert await stored_state(a) == b"0"  # closed, for every process
+    assert a.statistics().ignored == 3
+
+
+async def test_a_disabled_shared_breaker_counts_nothing(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    (breaker,) = processes(1, timeout=SURE, failure_threshold=1)
+    breaker.disable()
+    for _ in range(3):
+        with pytest.raises(Boom):
+            await breaker.call(fail)
+    await breaker.call(succeed)
+    await settle()
+    stats = breaker.statistics()
+    assert (stats.failures, stats.successes, stats.state) == (0, 0, CircuitState.DISABLED)
+
+
+async def test_a_call_cancelled_while_redis_admits_it_leaves_nothing_behind(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    (breaker,) = processes(1, timeout=SURE, failure_threshold=1)
+    task = asyncio.create_task(breaker.call(succeed))
+    await asyncio.sleep(0)  # the admission's round trip is on its way
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await settle()
+    with pytest.raises(Boom):
+        await breaker.call(fail)  # not taken for an entry inside the cancelled one: it counts
+    await settle()
+    assert await stored_state(breaker) == b"1"

@@ -5,15 +5,23 @@ HALF_OPEN (a fixed number of probes admitted, everyone else refused; the probes'
 decide), and the manual ISOLATED (forced open) and DISABLED (forced closed).
 
 Trip rules, checked after each recorded outcome in CLOSED: ``consecutive_failures >=
-failure_threshold``, or, once the window holds ``minimum_calls``, ``failure rate >=
-failure_rate_threshold`` or ``slow-call rate >= slow_call_rate_threshold``.
+failure_threshold`` (after a failure), or, once the window holds ``minimum_calls``, ``failure
+rate >= failure_rate_threshold`` or ``slow-call rate >= slow_call_rate_threshold`` — after
+*every* outcome, success or not, so the decision depends on the window's contents alone, never
+on the order they came in (resilience4j's rule).
 
 Every admission carries the *generation* it was granted in; the generation changes with every
 state change, so an outcome that arrives after the state moved on (a call admitted while
 CLOSED finishing during HALF_OPEN) is not mistaken for a probe's.
 
 A breaker must never be stuck in HALF_OPEN: if the probes have not all finished
-``half_open_timeout`` after it began, it re-opens.
+``half_open_timeout`` after it began, it re-opens, as of that deadline (:meth:`expire`, which
+every read-out applies first, so what a read says is what the next call meets).
+
+A caller refused while the probes run is told to come back after as long as the probes have
+run so far (at least 1 ms, never past the watchdog): callers polling on the hint come back at
+most the probe's own duration after its outcome, and a caller hammering on it is refused
+O(log(probe duration / 1 ms)) times, each refusal a local check.
 """
 
 from __future__ import annotations
@@ -107,21 +115,33 @@ class BreakerMachine:
         state = self.state
         if state is CLOSED or state is DISABLED:
             return 0.0
-        if state is OPEN:
-            if now < self.open_until:
-                return self.open_until - now
+        self.expire(now)
+        if self.state is OPEN and now >= self.open_until:
             self._half_open(now)
-        elif state is ISOLATED:
-            return float("inf")
-        # HALF_OPEN
-        if now >= self.half_open_since + self.half_open_timeout:
-            # Probes that never finished must not hold the breaker half-open forever.
-            self._open(now)
-            return max(1e-3, self.open_until - now)
-        if self.probes_admitted < self.probes:
+        wait = self.wait(now)
+        if not wait and self.state is HALF_OPEN:
             self.probes_admitted += 1
-            return 0.0
-        return max(1e-3, self.half_open_since + self.half_open_timeout - now)
+        return wait
+
+    def expire(self, now: float) -> None:
+        """The half-open watchdog: probes that have not all finished ``half_open_timeout``
+        after HALF_OPEN began must not hold it; the circuit re-opened at that deadline."""
+        if self.state is HALF_OPEN:
+            deadline = self.half_open_since + self.half_open_timeout
+            if now >= deadline:
+                self._open(deadline)
+
+    def wait(self, now: float) -> float:
+        """What :meth:`admit` would answer at ``now`` (after :meth:`expire`), taking nothing."""
+        state = self.state
+        if state is OPEN:
+            return max(0.0, self.open_until - now)
+        if state is ISOLATED:
+            return float("inf")
+        if state is HALF_OPEN and self.probes_admitted >= self.probes:
+            since = self.half_open_since
+            return max(1e-3, min(now - since, since + self.half_open_timeout - now))
+        return 0.0
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -133,13 +153,16 @@ class BreakerMachine:
         if state is CLOSED:
             if failed:
                 self.consecutive_failures += 1
+                threshold = self.failure_threshold
+                if threshold is not None and self.consecutive_failures >= threshold:
+                    self._open(now)
+                    return
             else:
                 self.consecutive_failures = 0
             window = self.window
             if window is not None:
                 window.record(now, failed, slow)
-            if failed or slow:
-                self._maybe_trip(now)
+                self._maybe_trip(now, window)
         elif state is HALF_OPEN:
             self.probes_done += 1
             self.probe_failures += failed
@@ -158,14 +181,9 @@ class BreakerMachine:
         if generation == self.generation and self.state is HALF_OPEN and self.probes_admitted:
             self.probes_admitted -= 1
 
-    def _maybe_trip(self, now: float) -> None:
-        threshold = self.failure_threshold
-        if threshold is not None and self.consecutive_failures >= threshold:
-            self._open(now)
-            return
-        if self.window is None:
-            return
-        calls, failures, slow = self.window.totals(now)
+    def _maybe_trip(self, now: float, window: CountWindow | TimeWindow) -> None:
+        """The rate rules, over the window as it is now (whatever the outcome just added)."""
+        calls, failures, slow = window.totals(now)
         if calls < self.minimum_calls or calls == 0:
             return
         rate = self.failure_rate_threshold

@@ -234,14 +234,20 @@ class RedisBreaker:
             else:
                 breaker._on_success(result, ticket.generation, ticket.start)
             return
+        if self.state is CircuitState.DISABLED:
+            return  # forced closed: nothing recorded, here or in Redis
         if exc is None:
             judge = breaker._failure_result
             failed = judge is not None and result is not NO_RESULT and bool(judge(result))
-        elif isinstance(exc, Exception) and breaker._record(exc) and not breaker._ignore(exc):
+        elif breaker._is_failure(exc):
             failed = True
         else:
-            # Cancellation, ignored exceptions: no outcome; a probe's lease goes back.
-            breaker._ignored += 1
+            # Cancellation, ignored exceptions, refusals inside: no outcome; a probe's lease
+            # goes back.
+            if isinstance(exc, asyncio.CancelledError):
+                breaker._cancelled += 1
+            else:
+                breaker._ignored += 1
             if ticket.probe:
                 self._send("r", 0, ticket.generation)
             return

@@ -76,8 +76,8 @@ end
 
 local function enter(s, state) s.st, s.gen = state, s.gen + 1 end
 
-local function open(s, break_us)
-  s.opens, s.ou = s.opens + 1, now + break_us
+local function open(s, break_us, at)
+  s.opens, s.ou = s.opens + 1, (at or now) + break_us
   enter(s, OPEN)
 end
 
@@ -96,31 +96,33 @@ end
 local function admit(s, c, break_us)
   if s.st == CLOSED or s.st == DISABLED then return 1, 0 end
   if s.st == ISOLATED then return 0, -1 end
+  if s.st == HALF_OPEN and now >= s.hs + c.half_open then
+    -- Probes that never finished: the circuit re-opened at that deadline (BreakerMachine.expire).
+    open(s, break_us, s.hs + c.half_open)
+  end
   if s.st == OPEN then
     if now < s.ou then return 0, s.ou - now end
     s.hs, s.pa, s.pd, s.pf, s.ps = now, 0, 0, 0, 0
     enter(s, HALF_OPEN)
   end
-  if now >= s.hs + c.half_open then  -- probes that never finished: open again
-    open(s, break_us)
-    return 0, math.max(1000, s.ou - now)
-  end
   if s.pa < c.probes then s.pa = s.pa + 1; return 1, 0 end
-  return 0, math.max(1000, s.hs + c.half_open - now)
+  -- Refused while the probes run: come back after as long as they have run so far (at least
+  -- 1 ms, never past the watchdog), as BreakerMachine.wait says.
+  return 0, math.max(1000, math.min(now - s.hs, s.hs + c.half_open - now))
 end
 
 local function outcome(s, c, failed, slow, break_us)
   if s.st == CLOSED then
     if failed == 1 then s.cf = s.cf + 1 else s.cf = 0 end
-    if c.rate >= 0 or c.slow_rate >= 0 then window_record(s, c, failed, slow) end
-    if failed == 1 or slow == 1 then
-      if c.threshold >= 0 and s.cf >= c.threshold then open(s, break_us); return end
-      if c.rate < 0 and c.slow_rate < 0 then return end
-      local calls, failures, slows = window_totals(s, c)
-      if calls >= c.minimum and calls > 0 and ((c.rate >= 0 and failures / calls >= c.rate)
-          or (c.slow_rate >= 0 and slows / calls >= c.slow_rate)) then
-        open(s, break_us)
-      end
+    if failed == 1 and c.threshold >= 0 and s.cf >= c.threshold then open(s, break_us); return end
+    if c.rate < 0 and c.slow_rate < 0 then return end
+    -- The rates are judged after every outcome, success or not: the window's contents
+    -- decide, never their order (resilience4j's rule, as BreakerMachine.record).
+    window_record(s, c, failed, slow)
+    local calls, failures, slows = window_totals(s, c)
+    if calls >= c.minimum and calls > 0 and ((c.rate >= 0 and failures / calls >= c.rate)
+        or (c.slow_rate >= 0 and slows / calls >= c.slow_rate)) then
+      open(s, break_us)
     end
   elseif s.st == HALF_OPEN then
     s.pd, s.pf, s.ps = s.pd + 1, s.pf + failed, s.ps + slow
