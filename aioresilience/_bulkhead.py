@@ -115,17 +115,9 @@ class Bulkhead(EventSource):
         """Take a slot if one is free and nobody is waiting; never waits. Pair with
         :meth:`release`."""
         if self._active < self._max and not self._waiters:
-            self._take()
+            self._enter()  # takes the free slot (and returns an awaitable nobody needs)
             return True
         return False
-
-    def _take(self) -> None:
-        self._active = active = self._active + 1
-        self._admitted += 1
-        if active > self._peak:
-            self._peak = active
-        if active == self._max:
-            self._full_since = _clock.now()  # a full spell begins
 
     async def acquire(self) -> None:
         """Take a slot, waiting in the queue if allowed; raises :class:`BulkheadFull`.
@@ -135,8 +127,15 @@ class Bulkhead(EventSource):
     def _enter(self) -> Awaitable[None]:
         """Take a slot: an already finished awaitable when one is free (for ``async with``,
         which awaits it at once), else the wait; raises :class:`BulkheadFull`."""
-        if self._active < self._max and not self._waiters:
-            self._take()
+        active = self._active
+        if active < self._max and not self._waiters:
+            # Take the slot, inlined: this is the hot path.
+            self._active = active = active + 1
+            self._admitted += 1
+            if active > self._peak:
+                self._peak = active
+            if active == self._max:
+                self._full_since = _clock.now()  # a full spell begins
             return DONE
         if len(self._waiters) >= self._max_queue:
             self._rejected += 1
@@ -208,20 +207,27 @@ class Bulkhead(EventSource):
         """Give a slot back: to the longest waiter if there is one. Raises ``ValueError`` if
         no slot is held (as ``asyncio.BoundedSemaphore`` does)."""
         active = self._active
-        if not active:
-            raise ValueError(f"{self.name}: release() without a slot held")
-        full = active == self._max
-        if full:
+        waiters = self._waiters
+        if active == self._max:
             self._full_releases += 1
+            if waiters and self._hand_over():
+                return  # still full
+            self._full_time += _clock.now() - self._full_since  # the full spell ends
+        elif not active:
+            raise ValueError(f"{self.name}: release() without a slot held")
+        elif waiters and self._hand_over():  # (waiters queue only behind a full bulkhead)
+            return
+        self._active = active - 1
+
+    def _hand_over(self) -> bool:
+        """Give the slot being released to the longest waiter still waiting, if any."""
         waiters = self._waiters
         while waiters:
             future = waiters.popleft()
             if not future.done():
-                future.set_result(None)  # the slot moves to this waiter: still full
-                return
-        if full:  # the full spell ends
-            self._full_time += _clock.now() - self._full_since
-        self._active = active - 1
+                future.set_result(None)  # the slot moves to this waiter
+                return True
+        return False
 
     # -- ways in ----------------------------------------------------------------------------
 
