@@ -40,6 +40,7 @@ from ._predicates import (
     optional_callable,
     optional_sync_callable,
     require_async,
+    sync_callable,
 )
 from ._validation import divisor, finite_positive, number, text
 
@@ -348,8 +349,8 @@ class GracefulDegradation(Generic[T]):
         name: str | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "GracefulDegradation"
-        if signal is not None and not callable(signal):
-            raise TypeError(f"signal must be callable (returning a number), got {signal!r}")
+        if signal is not None:
+            sync_callable("signal", signal)  # read on every call, never awaited
         if not isinstance(tiers, Sequence) or isinstance(tiers, str):
             raise TypeError(f"tiers must be a list of Tier, got {tiers!r}")
         if not tiers:
@@ -465,8 +466,7 @@ class LoadShedder(EventSource):
         name: str | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "LoadShedder"
-        if not callable(signal):
-            raise TypeError(f"signal must be callable (returning a number), got {signal!r}")
+        sync_callable("signal", signal)  # read on every check, never awaited
         limits = (
             {Priority.SHEDDABLE: 0.7, Priority.NORMAL: 0.9} if thresholds is None else thresholds
         )

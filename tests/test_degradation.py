@@ -222,6 +222,8 @@ async def test_load_shedding_by_priority() -> None:
             "threshold for NORMAL must be a number",
         ),
         (lambda: LoadShedder(lambda: 0, name=5), TypeError, "name must be a str or None, got 5"),
+        (lambda: LoadShedder(sleep_a_second), TypeError, "signal must be a plain"),
+        (lambda: GracefulDegradation(sleep_a_second, [Tier("a", failing)]), TypeError, "signal"),
         (lambda: GracefulDegradation(lambda: 0, 5), TypeError, "tiers must be a list of Tier"),
         (
             lambda: GracefulDegradation(lambda: 0, [("a", failing)]),
