@@ -110,8 +110,11 @@ class AdaptiveLimiter(EventSource):
         return _clock.now()
 
     def release(self, started: float, exc: BaseException | None = None) -> None:
-        """End a call: feed the algorithm unless it was cancelled."""
+        """End a call: feed the algorithm unless it was cancelled. Raises ``ValueError`` if
+        no call is in flight (as ``asyncio.BoundedSemaphore`` does)."""
         in_flight = self.in_flight
+        if not in_flight:
+            raise ValueError(f"{self.name}: release() without a call in flight")
         self.in_flight = in_flight - 1
         if exc is not None:
             if not isinstance(exc, Exception):

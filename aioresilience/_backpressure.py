@@ -15,9 +15,19 @@ Watermarks: above ``high_watermark`` items the queue is *paused*; it resumes onc
 ``low_watermark``. Producers that cooperate ``await queue.wait_writable()`` before putting.
 
 Hand-offs are direct: an item put while a consumer waits goes straight to it, and a consumer
-that takes an item lets the longest-waiting producer's item in, so no caller can barge ahead
-of a waiting one. A consumer cancelled after an item was handed to it puts the item back at
-the front.
+that takes an item lets the longest-waiting producer in (its place is kept for it until it
+runs), so no caller can barge ahead of a waiting one. Until they run, an item handed to a
+consumer and a place kept for a producer count against ``maxsize``, as they would in an
+``asyncio.Queue`` (where the item is still queued): the queue never holds more.
+
+Cancellation has no effect (``asyncio.Queue``'s guarantee): a ``put`` that raises
+``CancelledError`` has enqueued nothing, even if it was let in just before (its place passes to
+the next producer), so retrying it never duplicates the item; a consumer cancelled after an
+item was handed to it puts the item back at the front.
+
+Closing (:meth:`BackpressureQueue.close`) follows ``asyncio.Queue.shutdown()``: puts raise
+:class:`QueueClosed`, gets return what is left and then raise it, ``get`` and ``get_nowait``
+alike. On Python 3.13+ ``QueueClosed`` is also an ``asyncio.QueueShutDown``.
 """
 
 from __future__ import annotations
@@ -30,20 +40,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from ._errors import QueueFull
+from ._errors import QueueClosed, QueueFull
 from ._events import EventSource, Severity
 from ._listeners import logger
-from ._validation import non_negative_or_none, positive_int
+from ._predicates import is_async_callable, optional_sync_callable
+from ._validation import non_negative_int, non_negative_or_none, one_of, positive_int, text
 
 __all__ = ["BackpressureQueue", "QueueClosed", "QueueStatistics", "WorkerPool", "WorkerStatistics"]
 
 T = TypeVar("T")
 Policy = Literal["block", "reject", "drop_newest", "drop_oldest"]
 _POLICIES = ("block", "reject", "drop_newest", "drop_oldest")
-
-
-class QueueClosed(Exception):
-    """The queue was closed: no more puts; gets fail once it is empty."""
+# At most this many workers per pool: each is a task; beyond it is a typo (10**400 would
+# exhaust memory at start()).
+MAX_WORKERS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,21 +83,19 @@ class BackpressureQueue(EventSource, Generic[T]):
         low_watermark: int | None = None,
         name: str | None = None,
     ) -> None:
-        self.name = name or "BackpressureQueue"
+        self.name = text("name", name, optional=True) or "BackpressureQueue"
         self.maxsize = positive_int("maxsize", maxsize)
-        if policy not in _POLICIES:
-            raise ValueError(
-                f"policy must be one of {', '.join(map(repr, _POLICIES))}, got {policy!r}"
-            )
-        self.policy = policy
-        if on_drop is not None and not callable(on_drop):
-            raise TypeError(f"on_drop must be callable or None, got {on_drop!r}")
+        self.policy: Policy = one_of("policy", policy, _POLICIES)  # type: ignore[assignment]
+        on_drop = optional_sync_callable("on_drop", on_drop)
         if policy in ("drop_newest", "drop_oldest") and on_drop is None:
             # Dropped items are still counted; a warning is logged for each one instead.
             on_drop = _log_drop
         self._on_drop = on_drop
         self._high, self._low = _watermarks(high_watermark, low_watermark, self.maxsize)
         self._items: deque[T] = deque()
+        # How many items `_items` may hold now: `maxsize` less the places held by items handed
+        # to consumers and by producers let in, until they run.
+        self._limit = self.maxsize
         self._getters: deque[asyncio.Future[T]] = deque()
         self._putters: deque[tuple[T, asyncio.Future[None]]] = deque()
         self._resumed: asyncio.Event | None = None
@@ -102,8 +110,10 @@ class BackpressureQueue(EventSource, Generic[T]):
 
     async def put(self, item: T, *, timeout: float | None = None) -> bool:
         """Offer ``item``: ``True`` if it was enqueued, ``False`` if it was dropped
-        (``drop_newest``). Raises :class:`QueueFull` when refused (``reject``, or ``block``
-        past ``timeout`` seconds)."""
+        (``drop_newest``; ``drop_oldest`` when every place is held by items already handed to
+        consumers that have not run yet). Raises :class:`QueueFull` when refused (``reject``,
+        or ``block`` past ``timeout`` seconds), :class:`QueueClosed` once closed. A put that
+        raises (``CancelledError`` included) has enqueued nothing."""
         if timeout is not None:
             timeout = non_negative_or_none("timeout", timeout)
         accepted = self._offer(item)
@@ -126,15 +136,15 @@ class BackpressureQueue(EventSource, Generic[T]):
         if self.closed:
             raise QueueClosed(f"{self.name} is closed")
         items = self._items
-        if len(items) < self.maxsize and not self._getters and not self._putters:
-            # The common case, inlined: room, and nobody waiting to hand the item to.
-            self._put += 1
-            self._unfinished += 1
-            items.append(item)
-            if self._high is not None and not self.paused and len(items) >= self._high:
-                self.paused = True
-            return True
-        if self._getters or (len(items) < self.maxsize and not self._putters):
+        if len(items) < self._limit and not self._putters:
+            if not self._getters:
+                # The common case, inlined: room, and nobody waiting to hand the item to.
+                self._put += 1
+                self._unfinished += 1
+                items.append(item)
+                if self._high is not None and not self.paused and len(items) >= self._high:
+                    self.paused = True
+                return True
             self._accept(item)
             return True
         policy = self.policy
@@ -146,6 +156,9 @@ class BackpressureQueue(EventSource, Generic[T]):
             raise QueueFull(f"{self.name}: full ({self.maxsize} items)", item=item)
         if policy == "drop_newest":
             self._drop(item, "drop_newest")
+            return False
+        if not items:  # every place is held by hand-offs: the new item is the only one to drop
+            self._drop(item, "drop_oldest")
             return False
         self._drop(items.popleft(), "drop_oldest")
         self._task_finished()  # the dropped item will never be taken
@@ -160,6 +173,7 @@ class BackpressureQueue(EventSource, Generic[T]):
             getter = getters.popleft()
             if not getter.done():
                 getter.set_result(item)  # straight to a waiting consumer
+                self._limit -= 1  # its place stays held until the consumer runs
                 return
         self._items.append(item)
         if self._high is not None and not self.paused and len(self._items) >= self._high:
@@ -179,16 +193,19 @@ class BackpressureQueue(EventSource, Generic[T]):
         future: asyncio.Future[None] = loop.create_future()
         entry = (item, future)
         self._putters.append(entry)
-        timer = None if timeout is None else loop.call_later(timeout, _expire, future)
+        timer = None if timeout is None else loop.call_later(timeout, self._expire, entry)
         try:
             await future
         except asyncio.CancelledError:
-            if not future.done() or future.cancelled() or future.exception() is not None:
-                self._remove_putter(entry)  # not let in: the caller keeps its item
-            # else its item was already let in: it will be delivered
+            if future.done() and not future.cancelled() and future.exception() is None:
+                # Let in, then cancelled before it ran: the item was never enqueued, and the
+                # place kept for it goes to the next producer.
+                self._limit += 1
+                self._let_producer_in()
+            else:
+                self._remove_putter(entry)
             raise
         except TimeoutError:
-            self._remove_putter(entry)
             self._rejected += 1
             raise QueueFull(
                 f"{self.name}: still full after {timeout:g}s (policy 'block')", item=item
@@ -196,11 +213,22 @@ class BackpressureQueue(EventSource, Generic[T]):
         finally:
             if timer is not None:
                 timer.cancel()
+        self._limit += 1  # the place kept for this producer: its item takes it now
+        if self.closed:  # closed after this producer was let in, before it ran
+            raise QueueClosed(f"{self.name} closed while waiting")
+        self._accept(item)
         return True
 
     def _remove_putter(self, entry: tuple[T, asyncio.Future[None]]) -> None:
         with contextlib.suppress(ValueError):
             self._putters.remove(entry)
+
+    def _expire(self, entry: tuple[T, asyncio.Future[None]]) -> None:
+        future = entry[1]
+        if not future.done():
+            # Out of the line at once: a producer behind it must not wait for its wake-up.
+            self._remove_putter(entry)
+            future.set_exception(TimeoutError())
 
     async def wait_writable(self) -> None:
         """Return once the queue is not paused (below the low watermark after crossing the
@@ -226,7 +254,11 @@ class BackpressureQueue(EventSource, Generic[T]):
         return await self._wait_for_item()
 
     def get_nowait(self) -> T:
+        """The oldest item; ``asyncio.QueueEmpty`` if there is none, :class:`QueueClosed` if
+        there is none and the queue is closed (as ``asyncio.Queue`` after ``shutdown()``)."""
         if not self._items:
+            if self.closed:
+                raise QueueClosed(f"{self.name} is closed and empty")
             raise asyncio.QueueEmpty
         return self._take()
 
@@ -237,16 +269,17 @@ class BackpressureQueue(EventSource, Generic[T]):
         return item
 
     def _let_producer_in(self) -> None:
+        """Wake the longest-waiting producers while there is room, keeping a place for each:
+        a producer enqueues its own item when it runs, so a cancelled one has enqueued
+        nothing."""
         putters = self._putters
-        while putters:
-            item, future = putters.popleft()
+        items = self._items
+        while putters and len(items) < self._limit:
+            _, future = putters.popleft()
             if not future.done():
                 future.set_result(None)
-                self._put += 1
-                self._unfinished += 1
-                self._items.append(item)
-                break
-        if self.paused and len(self._items) <= self._low:  # type: ignore[operator]
+                self._limit -= 1
+        if self.paused and len(items) <= self._low:  # type: ignore[operator]
             self._resume()
 
     def _resume(self) -> None:
@@ -262,13 +295,16 @@ class BackpressureQueue(EventSource, Generic[T]):
             item = await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled() and future.exception() is None:
-                # Handed an item, then cancelled before running: nothing lost.
+                # Handed an item, then cancelled before running: it goes back to the front,
+                # into the place it held.
+                self._limit += 1
                 self._items.appendleft(future.result())
                 self._hand_on()
             else:
                 with contextlib.suppress(ValueError):
                     self._getters.remove(future)
             raise
+        self._limit += 1  # the place the handed item held
         self._got += 1
         self._let_producer_in()
         return item
@@ -280,6 +316,7 @@ class BackpressureQueue(EventSource, Generic[T]):
             getter = getters.popleft()
             if not getter.done():
                 getter.set_result(self._items.popleft())
+                self._limit -= 1
 
     def task_done(self) -> None:
         """A consumer finished an item (for :meth:`join`)."""
@@ -324,8 +361,7 @@ class BackpressureQueue(EventSource, Generic[T]):
         items = list(self._items)
         self._items.clear()
         self._task_finished(len(items))
-        if self.paused:
-            self._resume()
+        self._let_producer_in()  # room for the producers still waiting; resumes if paused
         return items
 
     # -- inspection -------------------------------------------------------------------------
@@ -333,8 +369,14 @@ class BackpressureQueue(EventSource, Generic[T]):
     def qsize(self) -> int:
         return len(self._items)
 
+    # The seed guide's names (README, "from the guide"): the same methods.
+    push = put
+    pop = get
+    size = qsize
+
     def full(self) -> bool:
-        return len(self._items) >= self.maxsize
+        """No room for another item now (places held by hand-offs count, see the module)."""
+        return len(self._items) >= self._limit
 
     def empty(self) -> bool:
         return not self._items
@@ -366,19 +408,13 @@ def _watermarks(high: Any, low: Any, maxsize: int) -> tuple[int | None, int | No
     if high is None or low is None:
         raise ValueError("give both high_watermark and low_watermark, or neither")
     high = positive_int("high_watermark", high)
-    if not isinstance(low, int) or isinstance(low, bool) or low < 0:
-        raise ValueError(f"low_watermark must be an int >= 0, got {low!r}")
+    low = non_negative_int("low_watermark", low)
     if not low < high <= maxsize:
         raise ValueError(
             f"watermarks must satisfy 0 <= low_watermark < high_watermark <= maxsize, got "
             f"low_watermark={low!r}, high_watermark={high!r}, maxsize={maxsize!r}"
         )
     return high, low
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
 
 
 def _log_drop(item: object, reason: str) -> None:
@@ -414,15 +450,14 @@ class WorkerPool(Generic[T]):
     ) -> None:
         if not isinstance(queue, BackpressureQueue):
             raise TypeError(f"queue must be a BackpressureQueue, got {queue!r}")
-        if not callable(handler):
-            raise TypeError(f"handler must be an async callable, got {handler!r}")
-        if on_error is not None and not callable(on_error):
-            raise TypeError(f"on_error must be callable or None, got {on_error!r}")
-        self.name = name or "WorkerPool"
+        if not is_async_callable(handler):
+            # A sync handler would fail on every item, each failure counted and logged.
+            raise TypeError(f"handler must be a coroutine function (async def), got {handler!r}")
+        self.name = text("name", name, optional=True) or "WorkerPool"
         self.queue = queue
         self._handler = handler
-        self._on_error = on_error
-        self._workers = positive_int("workers", workers)
+        self._on_error = optional_sync_callable("on_error", on_error)
+        self._workers = positive_int("workers", workers, maximum=MAX_WORKERS)
         self._tasks: list[asyncio.Task[None]] = []
         self._current: dict[int, T] = {}
         self._processed = self._failed = 0

@@ -8,6 +8,14 @@ cannot take every thread.
 A released slot is handed straight to the longest waiter (no barging: a newcomer cannot take
 it first). A waiter cancelled while queued leaves the queue; one cancelled after it was handed a
 slot but before it resumed passes the slot on. Cancellation is never counted as a rejection.
+Releasing a slot that is not held raises ``ValueError``, like ``asyncio.BoundedSemaphore``.
+
+A refusal (:class:`BulkheadFull`) carries ``retry_after``: when a slot should free up for a new
+caller. While every slot is busy a slot frees up every ``hold / max_concurrent`` seconds on
+average (``hold``: the mean time a call holds its slot), so the hint is the mean interval
+between releases seen while the bulkhead was full (over the last ``_WINDOW`` or more of them),
+times ``queued + 1``. ``None`` until a slot has been released while the bulkhead was full. The
+clock is read only while the bulkhead is full: the uncontended path pays two comparisons.
 """
 
 from __future__ import annotations
@@ -20,17 +28,22 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from . import _clock
 from ._awaitable import DONE
 from ._errors import BulkheadFull
 from ._events import EventSource, Severity
 from ._predicates import decorate
-from ._validation import non_negative_or_none, positive_int
+from ._validation import non_negative_int, non_negative_or_none, positive_int, text
 
 __all__ = ["Bulkhead", "BulkheadStatistics", "PartitionedBulkhead"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
+
+# The estimate behind BulkheadFull.retry_after covers at least this many releases (older ones
+# are forgotten), so it follows the backend's current latency.
+_WINDOW = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +66,18 @@ class Bulkhead(EventSource):
         "_active",
         "_admitted",
         "_events",
+        "_full_releases",
+        "_full_since",
+        "_full_time",
+        "_interval",
+        "_mark",
         "_max",
         "_max_queue",
         "_max_wait",
         "_peak",
         "_rejected",
         "_thread_limiter",
+        "_threads",
         "_waiters",
         "name",
     )
@@ -71,18 +90,23 @@ class Bulkhead(EventSource):
         max_wait: float | None = None,
         name: str | None = None,
     ) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
-        self.name = name or "Bulkhead"
+        self.name = text("name", name, optional=True) or "Bulkhead"
         self._max = positive_int("max_concurrent", max_concurrent)
-        if not isinstance(max_queue, int) or isinstance(max_queue, bool) or max_queue < 0:
-            raise ValueError(f"max_queue must be an int >= 0, got {max_queue!r}")
-        self._max_queue = max_queue
+        self._max_queue = non_negative_int("max_queue", max_queue)
         self._max_wait = non_negative_or_none("max_wait", max_wait)
         self._active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._admitted = self._rejected = self._peak = 0
+        # For retry_after (module doc): the time spent full (up to `_full_since`, when the
+        # current full spell began), the releases made while full, where the current window
+        # of them began, and the last estimate of the interval between them.
+        self._full_time = self._full_since = 0.0
+        self._full_releases = 0
+        self._mark = (0.0, 0)
+        self._interval: float | None = None
         self._thread_limiter: Any = None
+        # The tasks that hold a slot for a worker thread (run_sync), until the thread returns.
+        self._threads: set[asyncio.Task[Any]] = set()
         self._events = None
 
     # -- slots ------------------------------------------------------------------------------
@@ -91,15 +115,9 @@ class Bulkhead(EventSource):
         """Take a slot if one is free and nobody is waiting; never waits. Pair with
         :meth:`release`."""
         if self._active < self._max and not self._waiters:
-            self._take()
+            self._enter()  # takes the free slot (and returns an awaitable nobody needs)
             return True
         return False
-
-    def _take(self) -> None:
-        self._active += 1
-        self._admitted += 1
-        if self._active > self._peak:
-            self._peak = self._active
 
     async def acquire(self) -> None:
         """Take a slot, waiting in the queue if allowed; raises :class:`BulkheadFull`.
@@ -109,17 +127,40 @@ class Bulkhead(EventSource):
     def _enter(self) -> Awaitable[None]:
         """Take a slot: an already finished awaitable when one is free (for ``async with``,
         which awaits it at once), else the wait; raises :class:`BulkheadFull`."""
-        if self._active < self._max and not self._waiters:
-            self._take()
+        active = self._active
+        if active < self._max and not self._waiters:
+            # Take the slot, inlined: this is the hot path.
+            self._active = active = active + 1
+            self._admitted += 1
+            if active > self._peak:
+                self._peak = active
+            if active == self._max:
+                self._full_since = _clock.now()  # a full spell begins
             return DONE
         if len(self._waiters) >= self._max_queue:
             self._rejected += 1
             self._emit("bulkhead_rejected", Severity.WARNING, active=self._active)
             raise BulkheadFull(
                 f"{self.name}: {self._active} of {self._max} slots busy and "
-                f"{len(self._waiters)} of {self._max_queue} queued"
+                f"{len(self._waiters)} of {self._max_queue} queued",
+                retry_after=self._retry_after(),
             )
         return self._wait()
+
+    def _retry_after(self) -> float | None:
+        """When a slot should free up for a new caller (see the module doc), or None."""
+        full_time = self._full_time
+        if self._active == self._max:  # the current full spell counts up to now
+            full_time += _clock.now() - self._full_since
+        time_mark, releases_mark = self._mark
+        releases = self._full_releases - releases_mark
+        if releases:
+            self._interval = (full_time - time_mark) / releases
+            if releases >= _WINDOW:
+                self._mark = (full_time, self._full_releases)
+        if self._interval is None:
+            return None
+        return self._interval * (len(self._waiters) + 1)
 
     async def _wait(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,18 +197,37 @@ class Bulkhead(EventSource):
         if not future.done():
             self._leave(future)
             future.set_exception(
-                BulkheadFull(f"{self.name}: no slot within max_wait={self._max_wait:g}s")
+                BulkheadFull(
+                    f"{self.name}: no slot within max_wait={self._max_wait:g}s",
+                    retry_after=self._retry_after(),
+                )
             )
 
     def release(self) -> None:
-        """Give a slot back: to the longest waiter if there is one."""
+        """Give a slot back: to the longest waiter if there is one. Raises ``ValueError`` if
+        no slot is held (as ``asyncio.BoundedSemaphore`` does)."""
+        active = self._active
+        waiters = self._waiters
+        if active == self._max:
+            self._full_releases += 1
+            if waiters and self._hand_over():
+                return  # still full
+            self._full_time += _clock.now() - self._full_since  # the full spell ends
+        elif not active:
+            raise ValueError(f"{self.name}: release() without a slot held")
+        elif waiters and self._hand_over():  # (waiters queue only behind a full bulkhead)
+            return
+        self._active = active - 1
+
+    def _hand_over(self) -> bool:
+        """Give the slot being released to the longest waiter still waiting, if any."""
         waiters = self._waiters
         while waiters:
             future = waiters.popleft()
             if not future.done():
                 future.set_result(None)  # the slot moves to this waiter
-                return
-        self._active -= 1
+                return True
+        return False
 
     # -- ways in ----------------------------------------------------------------------------
 
@@ -187,6 +247,9 @@ class Bulkhead(EventSource):
         finally:
             self.release()
 
+    # The seed guide's name (README, "from the guide"): the same method.
+    execute = call
+
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -195,9 +258,10 @@ class Bulkhead(EventSource):
     async def run_sync(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run blocking ``fn(*args)`` in a worker thread, holding a slot meanwhile.
 
-        At most ``max_concurrent`` threads run this bulkhead's functions. If the caller is
-        cancelled, the slot is held until the thread finishes (a thread cannot be stopped), so
-        the cap holds even then.
+        At most ``max_concurrent`` threads run this bulkhead's functions. A thread cannot be
+        stopped: if the caller is cancelled or times out, it gets its ``CancelledError`` at
+        once, but the slot (and the worker-thread token) stay held until the thread returns,
+        so the cap holds even then. (The thread's result or error then goes unread.)
         """
         try:
             import anyio.to_thread
@@ -207,11 +271,32 @@ class Bulkhead(EventSource):
             self._thread_limiter = anyio.CapacityLimiter(self._max)
         await self.acquire()
         try:
-            return await anyio.to_thread.run_sync(
-                functools.partial(fn, *args), limiter=self._thread_limiter
+            # The slot belongs to this task from here on: it waits for the thread whatever
+            # happens to the caller, and releases the slot when the thread has returned.
+            holder = asyncio.get_running_loop().create_task(
+                self._hold_for_thread(
+                    anyio.to_thread.run_sync(
+                        functools.partial(fn, *args), limiter=self._thread_limiter
+                    )
+                )
             )
+        except BaseException:
+            self.release()
+            raise
+        self._threads.add(holder)  # a strong reference until it is done
+        holder.add_done_callback(self._thread_done)
+        return await asyncio.shield(holder)
+
+    async def _hold_for_thread(self, run: Awaitable[T]) -> T:
+        try:
+            return await run
         finally:
             self.release()
+
+    def _thread_done(self, holder: asyncio.Task[Any]) -> None:
+        self._threads.discard(holder)
+        if not holder.cancelled():
+            holder.exception()  # read: its caller may have gone, an error is no one's to log
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -251,7 +336,7 @@ class PartitionedBulkhead(Generic[K]):
         max_partitions: int = 1000,
         name: str | None = None,
     ) -> None:
-        self.name = name or "PartitionedBulkhead"
+        self.name = text("name", name, optional=True) or "PartitionedBulkhead"
         # Validate once, up front, by building the template partition.
         Bulkhead(max_concurrent, max_queue=max_queue, max_wait=max_wait)
         self._max_queue = max_queue

@@ -13,7 +13,7 @@ import random as _random
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from ._errors import ResilienceError
+from ._errors import ChaosFault
 from ._events import EventSource, Severity
 from ._predicates import require_async
 from ._validation import finite_positive
@@ -22,10 +22,6 @@ __all__ = ["ChaosFault", "ChaosMonkey", "chaos_rate", "chaos_switch"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class ChaosFault(ResilienceError):
-    """The exception chaos injection raises by default."""
 
 
 def chaos_rate(name: str, value: Any) -> float:

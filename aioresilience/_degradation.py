@@ -8,11 +8,17 @@
   number.
 - :class:`GracefulDegradation`: tiers (full, basic, cached...) chosen by a signal's value.
 - :class:`LoadShedder`: refuse calls by :class:`Priority` when a signal crosses its threshold.
+
+A degradation or a shedder given an :class:`InFlight` or :class:`LatencyEWMA` feeds it with
+the calls it runs (a call counts from after the decision to its end), so the signal needs no
+``track()`` by hand. A ``track()`` by hand of the same signal in the same task, around or
+inside such a call, is not counted a second time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import functools
 import inspect
@@ -30,10 +36,13 @@ from ._predicates import (
     ExceptionFilter,
     decorate,
     exception_predicate,
+    is_async_callable,
     optional_callable,
+    optional_sync_callable,
     require_async,
+    sync_callable,
 )
-from ._validation import finite_positive
+from ._validation import divisor, finite_positive, number, text
 
 __all__ = [
     "EventLoopLag",
@@ -86,10 +95,11 @@ class Fallback(EventSource):
     ) -> None:
         if not handlers:
             raise TypeError("Fallback needs at least one handler (a value or a callable)")
-        self.name = name or "Fallback"
+        self.name = text("name", name, optional=True) or "Fallback"
         self._handlers = handlers
         self._on = exception_predicate("on", on)
-        self._on_result = optional_callable("on_result", on_result)
+        self._on_result = optional_sync_callable("on_result", on_result)
+        on_fallback = optional_callable("on_fallback", on_fallback)
         self._listeners = Listeners([on_fallback] if on_fallback is not None else [])
         self.used = 0
         self._events = None
@@ -153,27 +163,76 @@ def fallback(*handlers: Any, **options: Any) -> Fallback:
 
 # -- load signals -----------------------------------------------------------------------------
 
+# The signals being fed in the current task: (signal, task, fed by a guard rather than by hand).
+_feeding: contextvars.ContextVar[tuple[tuple[object, object, bool], ...]] = contextvars.ContextVar(
+    "aioresilience_feeding", default=()
+)
 
-class InFlight:
-    """The number of calls in progress (optionally as a fraction of ``capacity``)."""
 
-    def __init__(self, capacity: int | None = None) -> None:
-        self.capacity = None if capacity is None else finite_positive("capacity", capacity)
-        self.count = 0
+def _current_task() -> object:
+    loop = _clock.running_loop()
+    return None if loop is None else asyncio.current_task(loop)
+
+
+class _FedSignal:
+    """A signal fed around each call: by hand (``with signal.track():``) or by the guard it
+    was given to (:class:`LoadShedder`, :class:`GracefulDegradation`). A guard does not feed
+    it for a task already tracking it, and a ``track()`` inside a call the guard feeds is not
+    counted again: one call, one count. (Nested ``track()`` by hand count as before.)"""
+
+    def _open(self) -> Any:
+        raise NotImplementedError
+
+    def _close(self, opened: Any) -> None:
+        raise NotImplementedError
+
+    def _begin(self, by_guard: bool) -> Any:
+        """Start feeding for the current call: a token for :meth:`_end`, or None if this
+        call is already being fed."""
+        task = _current_task()
+        feeding = _feeding.get()
+        for signal, owner, guarded in feeding:
+            if signal is self and owner is task and (guarded or by_guard):
+                return None
+        return _feeding.set((*feeding, (self, task, by_guard))), self._open()
+
+    def _end(self, token: Any) -> None:
+        if token is not None:
+            _feeding.reset(token[0])
+            self._close(token[1])
 
     @contextmanager
     def track(self) -> Iterator[None]:
-        self.count += 1
+        """Feed the signal around the block (one call)."""
+        token = self._begin(by_guard=False)
         try:
             yield
         finally:
-            self.count -= 1
+            self._end(token)
+
+
+def _fed(signal: Any) -> _FedSignal | None:
+    return signal if isinstance(signal, _FedSignal) else None
+
+
+class InFlight(_FedSignal):
+    """The number of calls in progress (optionally as a fraction of ``capacity``)."""
+
+    def __init__(self, capacity: float | None = None) -> None:
+        self.capacity = None if capacity is None else divisor("capacity", capacity)
+        self.count = 0
+
+    def _open(self) -> None:
+        self.count += 1
+
+    def _close(self, opened: None) -> None:
+        self.count -= 1
 
     def __call__(self) -> float:
         return self.count if self.capacity is None else self.count / self.capacity
 
 
-class LatencyEWMA:
+class LatencyEWMA(_FedSignal):
     """An exponentially weighted moving average of call latencies, in seconds:
     ``avg += alpha * (sample - avg)``."""
 
@@ -191,13 +250,11 @@ class LatencyEWMA:
         else:
             self.value += self.alpha * (seconds - self.value)
 
-    @contextmanager
-    def track(self) -> Iterator[None]:
-        started = _clock.now()
-        try:
-            yield
-        finally:
-            self.observe(_clock.now() - started)
+    def _open(self) -> float:
+        return _clock.now()
+
+    def _close(self, opened: float) -> None:
+        self.observe(_clock.now() - opened)
 
     def __call__(self) -> float:
         return self.value
@@ -209,7 +266,8 @@ class EventLoopLag:
     (``async with lag:``, or ``start()``/``await stop()``)."""
 
     def __init__(self, interval: float = 0.25, alpha: float = 0.3) -> None:
-        self.interval = finite_positive("interval", interval)
+        # At least a millisecond: a sampler any faster would keep the loop busy by itself.
+        self.interval = finite_positive("interval", interval, minimum=0.001)
         self._average = LatencyEWMA(alpha)
         self._task: asyncio.Task[None] | None = None
 
@@ -253,12 +311,21 @@ def _read(signal: Callable[[], float]) -> float:
 
 @dataclass(frozen=True)
 class Tier(Generic[T]):
-    """One level of service: ``handler`` serves while the signal is at most ``up_to``
-    (``None``: without bound — the last tier)."""
+    """One level of service: ``handler`` (a coroutine function) serves while the signal is at
+    most ``up_to`` (a finite number; ``None``: without bound — the last tier)."""
 
     name: str
     handler: Callable[..., Awaitable[T]]
     up_to: float | None = None
+
+    def __post_init__(self) -> None:
+        text("name", self.name)
+        if not is_async_callable(self.handler):
+            raise TypeError(
+                f"tier {self.name!r} handler must be a coroutine function, got {self.handler!r}"
+            )
+        if self.up_to is not None and math.isinf(number("up_to", self.up_to)):
+            raise ValueError(f"up_to must be a finite number or None, got {self.up_to!r}")
 
 
 class GracefulDegradation(Generic[T]):
@@ -268,20 +335,31 @@ class GracefulDegradation(Generic[T]):
     up_to=0.9), Tier("cached", cached)])``: ``await degradation.call(*args)`` reads the signal
     and runs the first tier whose ``up_to`` is not exceeded. With ``fall_through=True`` (the
     default) a tier that raises hands the call to the next, cheaper tier.
+
+    ``signal=None``: the load is the last value given to :meth:`update_system_load` (the seed
+    guide's way; 0 until then).
     """
 
     def __init__(
         self,
-        signal: Callable[[], float],
+        signal: Callable[[], float] | None,
         tiers: Sequence[Tier[T]],
         *,
         fall_through: bool = True,
         name: str | None = None,
     ) -> None:
-        if not callable(signal):
-            raise TypeError(f"signal must be callable (returning a number), got {signal!r}")
+        self.name = text("name", name, optional=True) or "GracefulDegradation"
+        if signal is not None:
+            sync_callable("signal", signal)  # read on every call, never awaited
+        if not isinstance(tiers, Sequence) or isinstance(tiers, str):
+            raise TypeError(f"tiers must be a list of Tier, got {tiers!r}")
         if not tiers:
             raise ValueError("tiers must not be empty")
+        for tier in tiers:
+            if not isinstance(tier, Tier):
+                raise TypeError(f"tiers must be a list of Tier, got {tier!r} among them")
+        if not isinstance(fall_through, bool):
+            raise TypeError(f"fall_through must be a bool, got {fall_through!r}")
         bounds = [t.up_to for t in tiers]
         if any(b is None for b in bounds[:-1]):
             raise ValueError("only the last tier may have up_to=None")
@@ -290,14 +368,23 @@ class GracefulDegradation(Generic[T]):
             raise ValueError(f"tiers must have increasing up_to bounds, got {bounds!r}")
         if bounds[-1] is not None:
             raise ValueError("the last tier must have up_to=None, so every load has a tier")
-        for tier in tiers:
-            if not callable(tier.handler):
-                raise TypeError(f"tier {tier.name!r} handler must be callable")
-        self.name = name or "GracefulDegradation"
-        self._signal = signal
+        self._load = 0.0
+        self._pushed = signal is None
+        self._signal: Callable[[], float] = signal if signal is not None else self._pushed_load
+        self._fed = _fed(signal)
         self._tiers = tuple(tiers)
         self._fall_through = fall_through
         self.served: dict[str, int] = {t.name: 0 for t in tiers}
+
+    def _pushed_load(self) -> float:
+        return self._load
+
+    def update_system_load(self, load: float) -> None:
+        """The seed guide's push-style signal: the load the next calls are served at. Only
+        for a degradation built with ``signal=None`` (else the signal is read)."""
+        if not self._pushed:
+            raise TypeError(f"{self.name} reads its signal; build it with signal=None to push")
+        self._load = number("load", load)
 
     def tier(self) -> Tier[T]:
         """The tier the current load selects."""
@@ -309,6 +396,16 @@ class GracefulDegradation(Generic[T]):
 
     async def call(self, *args: Any, **kwargs: Any) -> T:
         chosen = self.tier()
+        fed = self._fed
+        if fed is None:
+            return await self._serve(chosen, args, kwargs)
+        token = fed._begin(by_guard=True)
+        try:
+            return await self._serve(chosen, args, kwargs)
+        finally:
+            fed._end(token)
+
+    async def _serve(self, chosen: Tier[T], args: Any, kwargs: Any) -> T:
         index = self._tiers.index(chosen)
         last_error: Exception | None = None
         for tier in self._tiers[index:]:
@@ -341,12 +438,23 @@ class Priority(enum.IntEnum):
     SHEDDABLE = 2
 
 
+def check_priority(priority: Any) -> Priority:
+    """``priority`` if it is a :class:`Priority`, else a TypeError (a str or an int would
+    never be shed: nothing matches it)."""
+    if priority.__class__ is not Priority:
+        raise TypeError(
+            "priority must be a Priority (Priority.CRITICAL, Priority.NORMAL or "
+            f"Priority.SHEDDABLE), got {priority!r}"
+        )
+    return priority
+
+
 class LoadShedder(EventSource):
     """Refuse work by priority while a load signal is high.
 
     ``thresholds`` maps each priority to the signal value above which it is shed (default:
-    SHEDDABLE above 0.7, NORMAL above 0.9, CRITICAL never). A shed call raises
-    :class:`LoadShed` with ``retry_after``.
+    SHEDDABLE above 0.7, NORMAL above 0.9, CRITICAL never; ``inf`` or a missing priority:
+    never). A shed call raises :class:`LoadShed` with ``retry_after``.
     """
 
     def __init__(
@@ -357,25 +465,29 @@ class LoadShedder(EventSource):
         retry_after: float = 1.0,
         name: str | None = None,
     ) -> None:
-        if not callable(signal):
-            raise TypeError(f"signal must be callable (returning a number), got {signal!r}")
+        self.name = text("name", name, optional=True) or "LoadShedder"
+        sync_callable("signal", signal)  # read on every check, never awaited
         limits = (
             {Priority.SHEDDABLE: 0.7, Priority.NORMAL: 0.9} if thresholds is None else thresholds
         )
+        if not isinstance(limits, Mapping):
+            raise TypeError(f"thresholds must be a mapping of Priority to number, got {limits!r}")
         for priority, value in limits.items():
             if not isinstance(priority, Priority):
                 raise TypeError(f"thresholds keys must be Priority members, got {priority!r}")
-            if not isinstance(value, int | float) or math.isnan(value):
-                raise ValueError(f"threshold for {priority.name} must be a number, got {value!r}")
+            number(f"threshold for {priority.name}", value)
         ordered = [limits[p] for p in sorted(limits, reverse=True)]  # SHEDDABLE first
         if ordered != sorted(ordered):
             raise ValueError(
                 "thresholds must not shed a higher priority before a lower one, got "
                 f"{ {p.name: v for p, v in limits.items()} }"
             )
-        self.name = name or "LoadShedder"
         self._signal = signal
-        self._thresholds = dict(limits)
+        self._fed = _fed(signal)
+        # Every priority has an entry (None: never shed), so a lookup is the whole check.
+        self._thresholds: dict[Priority, float | None] = {
+            p: (None if p not in limits else float(limits[p])) for p in Priority
+        }
         self.retry_after = finite_positive("retry_after", retry_after)
         self.shed: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._events = None
@@ -386,7 +498,7 @@ class LoadShedder(EventSource):
 
     def check(self, priority: Priority = Priority.NORMAL) -> None:
         """Raise :class:`LoadShed` if ``priority`` is shed at the current load."""
-        threshold = self._thresholds.get(priority)
+        threshold = self._thresholds[check_priority(priority)]
         if threshold is None:
             return
         load = _read(self._signal)
@@ -406,15 +518,28 @@ class LoadShedder(EventSource):
         **kwargs: P.kwargs,
     ) -> T:
         """Run ``fn`` at NORMAL priority (use :meth:`limit` for another)."""
-        self.check(Priority.NORMAL)
-        return await fn(*args, **kwargs)
+        token = self._admit(Priority.NORMAL)
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            self._finish(token)
+
+    def _admit(self, priority: Priority) -> Any:
+        """Check ``priority``, then start feeding the signal for this call: a token for
+        :meth:`_finish` (the pipeline's way in and out)."""
+        self.check(priority)
+        fed = self._fed
+        return None if fed is None else fed._begin(by_guard=True)
+
+    def _finish(self, token: Any, *exc_info: object) -> None:
+        if token is not None:
+            self._fed._end(token)  # type: ignore[union-attr]
 
     def limit(
         self, priority: Priority = Priority.NORMAL
     ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
         """Decorator: shed calls of this function at ``priority``."""
-        if not isinstance(priority, Priority):
-            raise TypeError(f"priority must be a Priority, got {priority!r}")
+        check_priority(priority)
 
         def decorate(
             fn: Callable[P, Coroutine[Any, Any, T]],
@@ -423,8 +548,11 @@ class LoadShedder(EventSource):
 
             @functools.wraps(fn)
             async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-                self.check(priority)
-                return await fn(*args, **kwargs)
+                token = self._admit(priority)
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    self._finish(token)
 
             return guarded
 

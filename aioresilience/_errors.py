@@ -14,6 +14,9 @@
           │    ├── LoadShed              shed by priority while the system is overloaded
           │    └── ConcurrencyLimited    an adaptive concurrency limit is reached
           ├── TimeoutExceeded            a deadline of ours expired (also a builtin TimeoutError)
+          ├── QueueClosed                a closed backpressure queue: no puts; no gets once
+          │                               empty (also asyncio.QueueShutDown on Python 3.13+)
+          ├── ChaosFault                 the fault chaos injection raises by default
           └── StoreError                 a shared store (Redis) failed in a way no policy covers
 
 Later patterns add their refusals under ``Rejected`` (circuit open, bulkhead full, queue full,
@@ -23,13 +26,17 @@ by the user's own code are never wrapped: they pass through unchanged.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Hashable
 
 __all__ = [
     "BulkheadFull",
+    "ChaosFault",
     "CircuitBreakerOpenError",
     "ConcurrencyLimited",
     "LoadShed",
+    "QueueClosed",
     "QueueFull",
     "RateLimited",
     "Rejected",
@@ -90,7 +97,8 @@ class Throttled(Rejected):
 
 class BulkheadFull(Rejected):
     """Every slot of the bulkhead is busy and its wait queue is full, or the wait for a slot
-    exceeded ``max_wait``."""
+    exceeded ``max_wait``. ``retry_after`` estimates when a slot frees up for a new caller,
+    from the slots' recent hold times; ``None`` before any call has finished."""
 
 
 class QueueFull(Rejected):
@@ -118,6 +126,22 @@ class TimeoutExceeded(ResilienceError, TimeoutError):
     def __init__(self, message: str, *, seconds: float) -> None:
         super().__init__(message)
         self.seconds = seconds
+
+
+if sys.version_info >= (3, 13):
+
+    class QueueClosed(ResilienceError, asyncio.QueueShutDown):
+        """The backpressure queue was closed: no more puts; gets fail once it is empty.
+        Also an ``asyncio.QueueShutDown``, the error of a shut-down ``asyncio.Queue``."""
+
+else:  # asyncio.QueueShutDown is new in Python 3.13
+
+    class QueueClosed(ResilienceError):
+        """The backpressure queue was closed: no more puts; gets fail once it is empty."""
+
+
+class ChaosFault(ResilienceError):
+    """The exception chaos injection raises by default."""
 
 
 class StoreError(ResilienceError):

@@ -33,7 +33,7 @@ from ._bulkhead import Bulkhead
 from ._chaos import ChaosFault, chaos_rate, chaos_switch
 from ._compose import Call, Direct, Runner, Strategy, compose, exit_all
 from ._context import ResilienceContext, context_var, current_context
-from ._degradation import Fallback, LoadShedder, Priority
+from ._degradation import Fallback, LoadShedder, Priority, check_priority
 from ._events import ResilienceEvent, Severity, emit
 from ._listeners import Listeners
 from ._predicates import require_async
@@ -224,30 +224,36 @@ class _LoadShed(Strategy):
 
     def __init__(self, shedder: LoadShedder, priority: Priority) -> None:
         super().__init__(shedder.name)
-        self.shedder, self.priority = shedder, priority
+        self.shedder, self.priority = shedder, check_priority(priority)
 
     async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        self.shedder.check(self.priority)
-        return await call()
+        token = self.shedder._admit(self.priority)
+        try:
+            return await call()
+        finally:
+            self.shedder._finish(token)
 
     def guard(self, context: ResilienceContext) -> Any:
-        return _Check(lambda: self.shedder.check(self.priority))
+        return _Entered(*self.direct())
 
     def direct(self) -> Direct:
-        return functools.partial(self.shedder.check, self.priority), None
+        # The shedder feeds the signal it owns (an InFlight...) between _admit and _finish.
+        leave = None if self.shedder._fed is None else self.shedder._finish
+        return functools.partial(self.shedder._admit, self.priority), leave
 
 
-class _Check:
-    """A guard that only checks on entry."""
+class _Entered:
+    """A guard made of a direct ``(enter, leave)`` pair whose enter never waits."""
 
-    def __init__(self, check: Callable[[], None]) -> None:
-        self._check = check
+    def __init__(self, enter: Callable[[], Any], leave: Callable[..., Any] | None) -> None:
+        self._enter, self._leave = enter, leave
 
     async def __aenter__(self) -> None:
-        self._check()
+        self._token = self._enter()
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._leave is not None:
+            self._leave(self._token, *exc_info)
 
 
 class _Chaos(Strategy):

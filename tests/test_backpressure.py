@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import sys
 from typing import Any
 
 import pytest
 
-from aioresilience import BackpressureQueue, QueueClosed, QueueFull, WorkerPool
+from aioresilience import BackpressureQueue, QueueClosed, QueueFull, ResilienceError, WorkerPool
 
 
 async def test_fifo_and_direct_hand_off() -> None:
@@ -177,6 +179,252 @@ async def test_shutdown_with_drain_finishes_queued_items() -> None:
         await queue.put(i)
     assert await pool.shutdown(drain=True) == []
     assert seen == [0, 1, 2, 3]
+
+
+async def test_a_put_cancelled_after_it_was_let_in_has_enqueued_nothing() -> None:
+    # The issue's scenario: "b" was let in by the get, then its put was cancelled.
+    queue: BackpressureQueue[str] = BackpressureQueue(1)
+    queue.put_nowait("a")
+    waiter = asyncio.create_task(queue.put("b"))
+    await asyncio.sleep(0)
+    assert queue.get_nowait() == "a"
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert queue.empty() and queue.statistics().put == 1
+    assert queue.put_nowait("b")  # retried: once, and the place it was kept is free again
+    assert queue.get_nowait() == "b" and queue.empty()
+
+
+async def test_the_place_of_a_cancelled_producer_passes_to_the_next_one() -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(1)
+    queue.put_nowait("a")
+    first = asyncio.create_task(queue.put("b"))
+    second = asyncio.create_task(queue.put("c"))
+    await asyncio.sleep(0)
+    assert queue.get_nowait() == "a"  # lets `first` in ...
+    with pytest.raises(QueueFull):
+        queue.put_nowait("x")  # ... whose place is kept: no barging
+    first.cancel()  # ... cancelled before it ran
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second
+    assert [queue.get_nowait()] == ["c"] and queue.empty()
+
+
+async def test_a_producer_cancelled_while_waiting_or_timing_out_enqueues_nothing() -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(1)
+    queue.put_nowait("a")
+    waiting = asyncio.create_task(queue.put("b"))
+    timing_out = asyncio.create_task(queue.put("c", timeout=1.0))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    # At 1 s, `timing_out`'s timer fires, and it is cancelled before it runs: cancellation wins.
+    asyncio.get_running_loop().call_later(1.0, timing_out.cancel)
+    for task in (waiting, timing_out):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert queue.get_nowait() == "a" and queue.empty()
+    assert queue.statistics().waiting_producers == 0
+
+
+async def test_a_producer_let_in_then_closed_out_enqueues_nothing() -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(1)
+    queue.put_nowait("a")
+    producer = asyncio.create_task(queue.put("b"))
+    await asyncio.sleep(0)
+    assert queue.get_nowait() == "a"  # let in ...
+    assert queue.close() == []  # ... closed before it ran
+    with pytest.raises(QueueClosed):
+        await producer
+    assert queue.empty()
+
+
+async def test_a_consumer_cancelled_after_hand_off_keeps_the_item_first_and_the_cap() -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(1)
+    consumer = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("first")  # handed to the consumer; its place is held until it runs
+    assert queue.full()
+    with pytest.raises(QueueFull):
+        queue.put_nowait("second")
+    producer = asyncio.create_task(queue.put("second"))  # waits for room
+    consumer.cancel()  # scheduled to resume with "first": cancelled instead
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    assert queue.qsize() == 1 and not producer.done()  # the cap of one held throughout
+    assert await queue.get() == "first"  # back at the front
+    assert await producer
+    assert await queue.get() == "second"
+
+
+async def test_a_consumer_cancelled_while_waiting_leaves_the_line() -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(2)
+    first = asyncio.create_task(queue.get())
+    second = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await queue.put("x")
+    assert await second == "x"
+    assert queue.statistics().waiting_consumers == 0
+
+
+async def test_drop_oldest_with_every_place_handed_off_drops_the_new_item() -> None:
+    dropped: list[tuple[str, str]] = []
+    queue: BackpressureQueue[str] = BackpressureQueue(
+        1, policy="drop_oldest", on_drop=lambda i, r: dropped.append((i, r))
+    )
+    consumer = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    assert await queue.put("handed")
+    assert not await queue.put("new")  # nothing queued to drop; the cap holds
+    assert dropped == [("new", "drop_oldest")]
+    assert await consumer == "handed"
+    assert await queue.put("later") and queue.get_nowait() == "later"
+
+
+@pytest.mark.parametrize("policy", ["block", "reject", "drop_newest", "drop_oldest"])
+async def test_random_cancellations_never_lose_duplicate_or_overfill(policy: Any) -> None:
+    # Producers retry a cancelled put; consumers are cancelled at random, before and after a
+    # hand-off. Every item enqueued arrives exactly once; the queue never exceeds maxsize.
+    rng = random.Random(f"queue-{policy}")
+    queue: BackpressureQueue[int] = BackpressureQueue(3, policy=policy, on_drop=lambda i, r: None)
+    received: list[int] = []
+    accepted: list[int] = []
+    peak = 0
+
+    async def produce(base: int) -> None:
+        for item in range(base, base + 30):
+            while True:
+                attempt = asyncio.create_task(queue.put(item))
+                for _ in range(rng.randrange(4)):
+                    await asyncio.sleep(0)
+                if rng.random() < 0.5:
+                    attempt.cancel()
+                try:
+                    if await attempt:
+                        accepted.append(item)
+                except asyncio.CancelledError:
+                    continue  # enqueued nothing: retry
+                except QueueFull:
+                    await asyncio.sleep(0.01)
+                    continue
+                break
+
+    async def consume() -> None:
+        nonlocal peak
+        while True:
+            getter = asyncio.create_task(queue.get())
+            for _ in range(rng.randrange(4)):
+                await asyncio.sleep(0)
+            peak = max(peak, queue.qsize())
+            if rng.random() < 0.3:
+                getter.cancel()
+            try:
+                received.append(await getter)
+            except asyncio.CancelledError:
+                continue
+            except QueueClosed:
+                return
+
+    consumers = [asyncio.create_task(consume()) for _ in range(3)]
+    await asyncio.gather(*(produce(base) for base in (0, 1000, 2000)))
+    queue.close()  # the consumers take what is left, then get QueueClosed
+    await asyncio.gather(*consumers)
+    dropped = queue.statistics().dropped
+    assert sorted(received) == sorted(set(received))  # no duplicate
+    assert len(received) == len(accepted) - (dropped if policy == "drop_oldest" else 0)
+    assert set(received) <= set(accepted)
+    assert peak <= 3
+    if policy == "block":
+        assert (
+            sorted(received)
+            == sorted(accepted)
+            == sorted(i for base in (0, 1000, 2000) for i in range(base, base + 30))
+        )
+
+
+async def test_a_closed_queue_refuses_gets_alike_once_empty() -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(2)
+    queue.put_nowait("left")
+    queue.close()
+    with pytest.raises(QueueClosed):
+        queue.put_nowait("x")
+    assert queue.get_nowait() == "left"  # what is left is still served
+    with pytest.raises(QueueClosed):
+        queue.get_nowait()
+    with pytest.raises(QueueClosed):
+        await queue.get()
+    assert issubclass(QueueClosed, ResilienceError)
+    if sys.version_info >= (3, 13):
+        assert issubclass(QueueClosed, asyncio.QueueShutDown)
+
+
+async def test_drain_lets_waiting_producers_in() -> None:
+    queue: BackpressureQueue[int] = BackpressureQueue(1)
+    queue.put_nowait(0)
+    producer = asyncio.create_task(queue.put(1))
+    await asyncio.sleep(0)
+    assert queue.drain() == [0]
+    assert await producer
+    assert queue.get_nowait() == 1
+
+
+async def test_the_seed_guides_push_pop_size() -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(2)
+    assert await queue.push("a") and await queue.push("b")
+    assert queue.size() == 2
+    assert await queue.pop() == "a"
+    assert queue.size() == 1
+
+
+async def test_worker_pool_validates_at_construction() -> None:
+    queue: BackpressureQueue[int] = BackpressureQueue(1)
+
+    async def handle(item: int) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="handler must be a coroutine function"):
+        WorkerPool(queue, print)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"workers must be <= 100000, got 1000"):
+        WorkerPool(queue, handle, workers=10**400)
+    with pytest.raises(TypeError, match="name must be a str or None, got 5"):
+        WorkerPool(queue, handle, name=5)  # type: ignore[arg-type]
+
+    async def on_error(item: int, exc: Exception) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="on_error must be a plain"):
+        WorkerPool(queue, handle, on_error=on_error)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"maxsize": 5, "name": 5}, TypeError, "name must be a str or None, got 5"),
+        ({"maxsize": True}, TypeError, "maxsize must be an int, got True"),
+        ({"maxsize": 5, "policy": 3}, TypeError, "policy must be one of"),
+        ({"maxsize": 5, "on_drop": 3}, TypeError, "on_drop must be callable"),
+        (
+            {"maxsize": 5, "high_watermark": 4, "low_watermark": 1.5},
+            TypeError,
+            "low_watermark must be an int, got 1.5",
+        ),
+    ],
+)
+def test_bad_queue_types(options: dict[str, Any], error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        BackpressureQueue(**options)
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -1, 10**400, True])
+async def test_bad_put_timeout(timeout: Any) -> None:
+    queue: BackpressureQueue[int] = BackpressureQueue(1)
+    with pytest.raises((TypeError, ValueError), match="timeout must be"):
+        await queue.put(1, timeout=timeout)
+    assert queue.empty()
 
 
 @pytest.mark.parametrize(

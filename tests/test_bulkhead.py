@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+from typing import Any
 
 import pytest
 
+import aioresilience as ar
 from aioresilience import Bulkhead, BulkheadFull, PartitionedBulkhead, Rejected
 
 
@@ -157,7 +160,14 @@ async def test_partitions_are_independent_and_bounded() -> None:
     ("build", "error", "message"),
     [
         (lambda: Bulkhead(0), ValueError, "max_concurrent must be >= 1, got 0"),
-        (lambda: Bulkhead(1, max_queue=-1), ValueError, "max_queue must be an int >= 0, got -1"),
+        (lambda: Bulkhead(1, max_queue=-1), ValueError, "max_queue must be >= 0, got -1"),
+        (lambda: Bulkhead(1, max_queue=True), TypeError, "max_queue must be an int, got True"),
+        (lambda: Bulkhead(4, max_wait=10**400), ValueError, "max_wait must be within float"),
+        (lambda: Bulkhead(4, max_wait=float("nan")), ValueError, "max_wait must be >= 0"),
+        (lambda: Bulkhead(4, max_wait=True), TypeError, "max_wait must be a number"),
+        (lambda: Bulkhead(4, name=5), TypeError, "name must be a str or None, got 5"),
+        (lambda: PartitionedBulkhead(4, name=5), TypeError, "name must be a str or None"),
+        (lambda: PartitionedBulkhead(4, max_wait=10**400), ValueError, "max_wait must be"),
         (lambda: Bulkhead(1, max_wait=-1), ValueError, "max_wait must be >= 0 or None, got -1"),
         (lambda: Bulkhead(1.5), TypeError, "max_concurrent must be an int"),  # type: ignore[arg-type]
         (lambda: PartitionedBulkhead(1, max_partitions=0), ValueError, "max_partitions must be"),
@@ -166,3 +176,139 @@ async def test_partitions_are_independent_and_bounded() -> None:
 def test_bad_input(build: object, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         build()  # type: ignore[operator]
+
+
+def test_release_without_a_held_slot_raises() -> None:
+    bulkhead = Bulkhead(1)
+    with pytest.raises(ValueError, match="release\\(\\) without a slot held"):
+        bulkhead.release()
+    assert bulkhead.try_acquire()
+    bulkhead.release()
+    with pytest.raises(ValueError):
+        bulkhead.release()  # once too often
+    assert bulkhead.statistics().active == 0
+    assert bulkhead.try_acquire() and not bulkhead.try_acquire()  # the cap of one holds
+    services = PartitionedBulkhead(1)
+    with pytest.raises(ValueError):
+        services["a"].release()
+    limiter = ar.AdaptiveLimiter(ar.AIMD(), initial_limit=1)
+    with pytest.raises(ValueError, match="without a call in flight"):
+        limiter.release(0.0)
+    assert limiter.in_flight == 0
+
+
+async def test_bulkhead_full_says_when_a_slot_should_free_up() -> None:
+    bulkhead = Bulkhead(1, max_queue=1)
+
+    async def hold(seconds: float) -> None:
+        async with bulkhead:
+            await asyncio.sleep(seconds)
+
+    first = asyncio.create_task(hold(2.0))
+    second = asyncio.create_task(hold(2.0))  # queued
+    await asyncio.sleep(0)
+    with pytest.raises(BulkheadFull) as caught:
+        await bulkhead.acquire()
+    assert caught.value.retry_after is None  # no slot has been released yet: unknown
+    await asyncio.gather(first, second)  # full from 0 to 4 s, two releases: one every 2 s
+    third = asyncio.create_task(hold(2.0))
+    fourth = asyncio.create_task(hold(2.0))
+    await asyncio.sleep(0)
+    with pytest.raises(BulkheadFull) as caught:
+        await bulkhead.acquire()  # one holding, one queued: two releases away
+    assert caught.value.retry_after == pytest.approx(4.0)
+    await asyncio.gather(third, fourth)
+    patient = Bulkhead(1, max_queue=1, max_wait=1.0)
+    await patient.acquire()
+    asyncio.get_running_loop().call_later(3.0, patient.release)
+    await asyncio.sleep(0)
+    with pytest.raises(BulkheadFull):  # t=0..1: the wait expires, no release seen yet
+        await patient.acquire()
+    await asyncio.sleep(3.0)
+    await patient.acquire()  # full again from 4 s; one release seen, after 3 s full
+    with pytest.raises(BulkheadFull, match="max_wait") as caught:
+        await patient.acquire()
+    assert caught.value.retry_after == pytest.approx(4.0 / 1)  # (3 + 1 s) full, 1 release
+
+
+async def test_the_seed_guides_execute() -> None:
+    bulkhead = Bulkhead(max_concurrent=1)
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    assert await bulkhead.execute(double, 21) == 42
+    assert bulkhead.idle
+
+
+@pytest.mark.real_time
+@pytest.mark.parametrize("end", ["timeout", "aioresilience.timeout", "cancel"])
+async def test_run_sync_holds_its_slot_until_the_thread_returns(end: str) -> None:
+    bulkhead = Bulkhead(1, max_queue=1)
+    go_on = threading.Event()
+    first_started = threading.Event()
+    lock = threading.Lock()
+    running = peak = 0
+    finished: list[str] = []
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+
+    def blocking(name: str) -> str:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        if name == "first":
+            first_started.set()
+            go_on.wait(10)
+        with lock:
+            running -= 1
+        finished.append(name)
+        if name == "first":
+            raise RuntimeError("nobody is waiting for this one any more")
+        return name
+
+    started = time.monotonic()
+    if end == "cancel":
+        caller = asyncio.create_task(bulkhead.run_sync(blocking, "first"))
+        await asyncio.to_thread(first_started.wait, 10)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+    else:
+        deadline = asyncio.timeout if end == "timeout" else ar.timeout
+        with pytest.raises(TimeoutError):
+            async with deadline(0.05):
+                await bulkhead.run_sync(blocking, "first")
+    assert time.monotonic() - started < 5  # the caller got its error at once ...
+    assert running == 1 and finished == []  # ... while the thread still runs ...
+    stats = bulkhead.statistics()
+    assert (stats.active, stats.queued) == (1, 0)  # ... holding its slot
+    assert not bulkhead.try_acquire()
+    second = asyncio.create_task(bulkhead.run_sync(blocking, "second"))
+    await asyncio.sleep(0.02)
+    assert bulkhead.statistics().queued == 1 and running == 1  # no second thread in a cap of 1
+    go_on.set()
+    assert await second == "second"
+    assert finished == ["first", "second"] and peak == 1
+    assert bulkhead.idle
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # no task left behind
+    gc.collect()
+    assert errors == []  # the first thread's error, unread, is not reported as lost
+
+
+@pytest.mark.real_time
+async def test_run_sync_cancelled_while_queued_takes_no_slot() -> None:
+    bulkhead = Bulkhead(1, max_queue=1)
+    go_on = threading.Event()
+    holder = asyncio.create_task(bulkhead.run_sync(go_on.wait, 10))
+    await asyncio.sleep(0.01)
+    queued = asyncio.create_task(bulkhead.run_sync(time.sleep, 0))
+    await asyncio.sleep(0.01)
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    assert bulkhead.statistics().queued == 0
+    go_on.set()
+    assert await holder is True
+    assert bulkhead.idle

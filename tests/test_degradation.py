@@ -16,6 +16,7 @@ from aioresilience import (
     LatencyEWMA,
     LoadShed,
     LoadShedder,
+    Pipeline,
     Priority,
     Rejected,
     Tier,
@@ -203,8 +204,165 @@ async def test_load_shedding_by_priority() -> None:
             "must not shed a higher priority",
         ),
         (lambda: LoadShedder(lambda: 0, retry_after=-1), ValueError, "retry_after must be"),
+        (lambda: LoadShedder(lambda: 0, retry_after=10**400), ValueError, "retry_after must be"),
+        (lambda: LoadShedder(lambda: 0, thresholds=5), TypeError, "thresholds must be a mapping"),
+        (
+            lambda: LoadShedder(lambda: 0, thresholds={Priority.NORMAL: float("nan")}),
+            ValueError,
+            "threshold for NORMAL must be a number",
+        ),
+        (
+            lambda: LoadShedder(lambda: 0, thresholds={Priority.NORMAL: 10**400}),
+            ValueError,
+            "threshold for NORMAL must be within float range",
+        ),
+        (
+            lambda: LoadShedder(lambda: 0, thresholds={Priority.NORMAL: True}),
+            TypeError,
+            "threshold for NORMAL must be a number",
+        ),
+        (lambda: LoadShedder(lambda: 0, name=5), TypeError, "name must be a str or None, got 5"),
+        (lambda: LoadShedder(sleep_a_second), TypeError, "signal must be a plain"),
+        (lambda: GracefulDegradation(sleep_a_second, [Tier("a", failing)]), TypeError, "signal"),
+        (lambda: GracefulDegradation(lambda: 0, 5), TypeError, "tiers must be a list of Tier"),
+        (
+            lambda: GracefulDegradation(lambda: 0, [("a", failing)]),
+            TypeError,
+            "tiers must be a list of Tier",
+        ),
+        (
+            lambda: GracefulDegradation(lambda: 0, [Tier("a", failing)], name=5),
+            TypeError,
+            "name must be a str or None",
+        ),
+        (
+            lambda: GracefulDegradation(lambda: 0, [Tier("a", failing)], fall_through=1),
+            TypeError,
+            "fall_through must be a bool",
+        ),
+        (lambda: Tier("a", failing, up_to=float("nan")), ValueError, "up_to must be a number"),
+        (lambda: Tier("a", failing, up_to="x"), TypeError, "up_to must be a number"),
+        (lambda: Tier("a", failing, up_to=float("inf")), ValueError, "up_to must be a finite"),
+        (lambda: Tier("a", failing, up_to=10**400), ValueError, "up_to must be within float"),
+        (lambda: Tier("a", lambda: "sync"), TypeError, "handler must be a coroutine function"),
+        (lambda: Tier(5, failing), TypeError, "name must be a str, got 5"),
+        (lambda: Fallback(1, on_fallback=5), TypeError, "on_fallback must be callable"),
+        (lambda: Fallback(1, name=5), TypeError, "name must be a str or None"),
+        (lambda: InFlight(capacity=5e-324), ValueError, "capacity must be >= 1e-12"),
+        (lambda: InFlight(capacity=True), TypeError, "capacity must be a number"),
+        (lambda: EventLoopLag(interval=5e-324), ValueError, "interval must be >= 0.001"),
     ],
 )
 def test_bad_input(build: Any, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         build()
+
+
+@pytest.mark.parametrize("priority", ["SHEDDABLE", 5, 1, True, None])
+def test_a_priority_that_is_not_a_priority_is_refused_everywhere(priority: Any) -> None:
+    shedder = LoadShedder(lambda: 1.0)
+    with pytest.raises(TypeError, match="priority must be a Priority"):
+        shedder.check(priority)
+    with pytest.raises(TypeError, match="priority must be a Priority"):
+        shedder.limit(priority)
+    with pytest.raises(TypeError, match="priority must be a Priority"):
+        Pipeline.builder("p").load_shed(shedder, priority)  # at build time
+
+
+async def sleep_a_second() -> str:
+    await asyncio.sleep(1)
+    return "done"
+
+
+@pytest.mark.parametrize("way", ["pipeline", "async with", "limit", "call"])
+async def test_a_shedder_feeds_the_in_flight_signal_it_was_given(way: str) -> None:
+    in_flight = InFlight(capacity=2)
+    shedder = LoadShedder(in_flight, thresholds={Priority.NORMAL: 0.5})
+    pipeline = Pipeline.builder("p").load_shed(shedder, Priority.NORMAL).build()
+    limited = shedder.limit(Priority.NORMAL)(sleep_a_second)
+
+    async def run() -> str:
+        if way == "pipeline":
+            return await pipeline.execute(sleep_a_second)
+        if way == "async with":
+            async with pipeline:
+                return await sleep_a_second()
+        if way == "limit":
+            return await limited()
+        return await shedder.call(sleep_a_second)
+
+    first = asyncio.create_task(run())
+    second = asyncio.create_task(run())
+    await asyncio.sleep(0)
+    assert in_flight.count == 2  # counted without any track() by hand
+    with pytest.raises(LoadShed):
+        await run()  # load 1.0 > 0.5: shed, and not counted
+    assert in_flight.count == 2
+    assert await first == await second == "done"
+    assert in_flight.count == 0
+    assert shedder.shed[Priority.NORMAL] == 1
+
+
+async def test_tracking_by_hand_too_does_not_count_a_call_twice() -> None:
+    in_flight = InFlight()
+    shedder = LoadShedder(in_flight, thresholds={Priority.NORMAL: 5})
+    pipeline = Pipeline.builder("p").load_shed(shedder).build()
+    seen: list[int] = []
+
+    async def work() -> None:
+        seen.append(in_flight.count)
+
+    async def tracking_work() -> None:
+        with in_flight.track():  # inside the call the shedder feeds
+            seen.append(in_flight.count)
+
+    with in_flight.track():  # around it
+        await pipeline.execute(work)
+        await shedder.call(work)
+    await pipeline.execute(tracking_work)
+    await shedder.call(tracking_work)
+    assert seen == [1, 1, 1, 1]
+    assert in_flight.count == 0
+    with in_flight.track(), in_flight.track():  # by hand only: as before, each one counts
+        assert in_flight.count == 2
+
+
+async def test_degradation_and_shedder_feed_latency_and_in_flight() -> None:
+    latency = LatencyEWMA(alpha=1.0)
+    shedder = LoadShedder(latency, thresholds={Priority.NORMAL: 0.5})
+    assert await shedder.call(sleep_a_second) == "done"
+    assert latency() == 1.0
+    with pytest.raises(LoadShed):
+        await shedder.call(sleep_a_second)
+
+    in_flight = InFlight()
+
+    async def full() -> str:
+        await asyncio.sleep(1)
+        return "full"
+
+    async def basic() -> str:
+        return "basic"
+
+    page = GracefulDegradation(in_flight, [Tier("full", full, up_to=1), Tier("basic", basic)])
+    results = await asyncio.gather(*(page.call() for _ in range(3)))
+    assert results == ["full", "full", "basic"]  # the third saw two in flight
+    assert in_flight.count == 0
+
+
+async def test_the_seed_guides_update_system_load() -> None:
+    async def full() -> str:
+        return "full"
+
+    async def cached() -> str:
+        return "cached"
+
+    page = GracefulDegradation(None, [Tier("full", full, up_to=0.8), Tier("cached", cached)])
+    assert await page.call() == "full"
+    page.update_system_load(0.95)
+    assert await page.call() == "cached"
+    with pytest.raises(ValueError, match="load must be a number"):
+        page.update_system_load(float("nan"))
+    reading = GracefulDegradation(lambda: 0.0, [Tier("full", full)])
+    with pytest.raises(TypeError, match="reads its signal"):
+        reading.update_system_load(0.5)
