@@ -1,14 +1,23 @@
-"""The virtual-time loop: sleeps jump, order is exact, asyncio's timeouts fire on time."""
+"""The virtual-time loop: sleeps jump, order is exact, asyncio's timeouts fire on time, and a
+deadlock is reported instead of waited out."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import os
+import signal
+import socket
+import subprocess
+import threading
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
-from aioresilience import _clock
-from aioresilience.testing import VirtualTimeLoop, run
+from aioresilience import ResilienceError, _clock
+from aioresilience.testing import DeadlockError, VirtualTimeLoop, run
 
 
 async def test_long_sleep_returns_at_once_with_exact_clock() -> None:
@@ -103,3 +112,142 @@ def test_virtual_loops_switch_the_library_clock_while_they_exist() -> None:
     assert _clock._own_clock_loops == before
     if before == 0:
         assert _clock.now is time.monotonic
+
+
+# A deadlock is reported, never waited out; real waits on threads, I/O and signals still work.
+
+
+def _raises_deadlock_fast(main: Coroutine[Any, Any, object]) -> DeadlockError:
+    started = time.perf_counter()
+    with pytest.raises(DeadlockError) as caught:
+        run(main)
+    assert time.perf_counter() - started < 2.0
+    return caught.value
+
+
+async def _wait_for(future: asyncio.Future[None]) -> None:
+    await future
+
+
+def test_a_deadlock_raises_naming_each_waiting_task_and_where_it_waits() -> None:
+    async def main() -> None:
+        nobody_sets = asyncio.get_running_loop().create_future()
+        helper = asyncio.create_task(_wait_for(nobody_sets), name="helper")
+        await asyncio.sleep(1.5)  # virtual time passes first: the clock is in the message
+        await asyncio.Event().wait()
+        await helper
+
+    error = _raises_deadlock_fast(main())
+    message = str(error)
+    assert "deadlock at virtual time 1.5" in message
+    assert "2 task(s) wait forever" in message
+    assert len(error.tasks) == 2 and "helper" in {task.get_name() for task in error.tasks}
+    lines = message.splitlines()
+    helper_line = next(line for line in lines if line.strip().startswith("helper:"))
+    assert "_wait_for (" in helper_line and helper_line.endswith(": await future")
+    main_line = next(line for line in lines if "main (" in line)
+    assert "-> Event.wait (" in main_line
+    assert isinstance(error, RuntimeError) and isinstance(error, ResilienceError)
+
+
+def test_running_a_loop_with_nothing_to_do_is_a_deadlock() -> None:
+    loop = VirtualTimeLoop()
+    try:
+        with pytest.raises(DeadlockError, match="No task is waiting"):
+            loop.run_forever()
+    finally:
+        loop.close()
+
+
+def test_a_thread_that_calls_back_is_waited_for_in_real_time() -> None:
+    async def main() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+
+        def answer_later() -> None:
+            time.sleep(0.1)
+            loop.call_soon_threadsafe(future.set_result, 7)
+
+        threading.Thread(target=answer_later).start()
+        return await future, loop.time()
+
+    assert run(main()) == (7, 0.0)  # virtual time stood still while the thread worked
+
+
+def test_executor_calls_are_waited_for_and_idle_workers_do_not_hide_a_deadlock() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert await asyncio.to_thread(lambda: (time.sleep(0.05), 1)[1]) == 1
+        assert await loop.run_in_executor(None, time.sleep, 0.05) is None
+        with concurrent.futures.ThreadPoolExecutor(1) as own:
+            assert await loop.run_in_executor(own, pow, 2, 5) == 32
+        # The default pool's threads are alive but idle: they can call nobody back.
+        await asyncio.Event().wait()
+
+    _raises_deadlock_fast(main())
+
+
+def test_a_thread_that_ends_without_calling_back_leaves_a_deadlock_reported() -> None:
+    async def main() -> None:
+        threading.Thread(target=time.sleep, args=(0.2,)).start()
+        await asyncio.Event().wait()
+
+    _raises_deadlock_fast(main())
+
+
+async def test_anyio_worker_threads_are_waited_for() -> None:
+    import anyio.to_thread
+
+    assert await anyio.to_thread.run_sync(lambda: (time.sleep(0.05), "done")[1]) == "done"
+
+
+def test_io_from_outside_is_waited_for() -> None:
+    # Another process writes later: only the descriptor the loop watches can wake it.
+    ours, theirs = socket.socketpair()
+    with ours, subprocess.Popen(["sh", "-c", "sleep 0.1; echo late"], stdout=theirs) as writer:
+        theirs.close()
+
+        async def main() -> bytes:
+            reader, transport = await asyncio.open_connection(sock=ours)
+            line = await reader.readline()
+            transport.close()
+            return line
+
+        assert run(main()) == b"late\n"
+    assert writer.returncode == 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs POSIX signals")
+def test_a_signal_handler_is_a_wake_source() -> None:
+    # Another process sends the signal once the handler is in place: no thread and no
+    # descriptor of the loop's is involved.
+    script = f"read go; sleep 0.1; kill -USR1 {os.getpid()}"
+    with subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE) as sender:
+        assert sender.stdin is not None
+        go = sender.stdin
+
+        async def main() -> str:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[str] = loop.create_future()
+            loop.add_signal_handler(signal.SIGUSR1, future.set_result, "signalled")
+            go.write(b"go\n")
+            go.close()
+            return await future
+
+        try:
+            assert run(main()) == "signalled"
+        finally:
+            # If the loop gave up early, the signal is still on its way: let it land harmlessly.
+            previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            sender.wait()
+            signal.signal(signal.SIGUSR1, previous)
+
+
+def test_after_shutdown_the_default_executor_refuses_work_as_asyncio_does() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.shutdown_default_executor()
+        with pytest.raises(RuntimeError, match="shutdown"):
+            await loop.run_in_executor(None, int)
+
+    run(main())
