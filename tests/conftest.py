@@ -12,6 +12,8 @@ from hypothesis import settings
 from aioresilience.testing import RedisServer
 from aioresilience.testing._redis_server import INSTALL_HINT
 
+pytest_plugins = ["pytester"]  # tests of the pytest plugin run pytest on test files of their own
+
 # CI runs the same examples every time (a failure there is reproducible from the log);
 # local runs explore new ones.
 settings.register_profile("ci", derandomize=True, print_blob=True)

@@ -251,3 +251,83 @@ def test_after_shutdown_the_default_executor_refuses_work_as_asyncio_does() -> N
             await loop.run_in_executor(None, int)
 
     run(main())
+
+
+# The pytest plugin: a deadlock fails its test at once; any other hang fails it on the watchdog.
+
+_PLUGIN_INI = """
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+addopts = -p aioresilience.testing.pytest_plugin -p no:cacheprovider
+{extra}
+"""
+
+_HANGING_TESTS = """
+import asyncio
+import time
+
+import pytest
+
+
+async def test_deadlocked() -> None:
+    await asyncio.get_running_loop().create_future()
+
+
+def test_blocked_in_a_call() -> None:
+    time.sleep(30)
+
+
+@pytest.mark.real_time
+async def test_hung_on_a_normal_loop() -> None:
+    await asyncio.Event().wait()
+
+
+@pytest.mark.wall_timeout(5)
+def test_the_marker_overrides_the_ini_option() -> None:
+    time.sleep(0.4)
+
+
+async def test_the_run_goes_on() -> None:
+    await asyncio.sleep(3600)
+"""
+
+
+def test_the_plugin_fails_deadlocked_and_hung_tests_and_the_run_goes_on(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(_PLUGIN_INI.format(extra="aioresilience_wall_timeout = 0.2"))
+    pytester.makepyfile(test_hangs=_HANGING_TESTS)
+    started = time.perf_counter()
+    result = pytester.runpytest_subprocess()
+    assert time.perf_counter() - started < 25  # each hang cost its 0.2 s, not 30 s or forever
+    result.assert_outcomes(passed=2, failed=3)
+    out = result.stdout.str()
+    assert "DeadlockError: VirtualTimeLoop deadlock at virtual time 0" in out
+    assert "test_deadlocked (" in out  # the waiting task is named, with its location
+    for name in ("test_blocked_in_a_call", "test_hung_on_a_normal_loop"):
+        assert f"call of test_hangs.py::{name} exceeded its wall-clock limit of 0.2 s" in out
+    assert "(aioresilience_wall_timeout)" in out
+    assert (
+        "Stacks of all threads" in out
+        and 'test_hangs.py", line 12 in test_blocked_in_a_call' in out
+    )
+    assert "Tasks of the running loop:" in out and "test_hung_on_a_normal_loop (" in out
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ("aioresilience_wall_timeout = soon", "aioresilience_wall_timeout must be a number"),
+        ("aioresilience_wall_timeout = -1", "got '-1'"),
+        ("aioresilience_wall_timeout = inf", "got 'inf'"),
+    ],
+)
+def test_a_bad_wall_timeout_is_a_usage_error(
+    pytester: pytest.Pytester, setting: str, error: str
+) -> None:
+    pytester.makeini(_PLUGIN_INI.format(extra=setting))
+    pytester.makepyfile(test_one="def test_one() -> None:\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert error in result.stderr.str()
