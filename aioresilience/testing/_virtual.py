@@ -237,11 +237,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._vt_default_executor_chosen = True
         self._vt_own_default_executor = False
 
-    async def shutdown_default_executor(self, *args: Any, **kwargs: Any) -> None:
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        """Like asyncio's, but waits for the threads to join with no timeout.
+
+        The timeout (``asyncio.Runner`` passes 300 s on 3.12+) is a bound in real time, while
+        a timer on this loop expires as soon as nothing else is ready, so it would give up at
+        once and warn. A thread that never ends is for the test's watchdog to report.
+        """
         # After a shutdown, run_in_executor(None, ...) must fail as asyncio's does, not install
         # a fresh pool of ours.
         self._vt_default_executor_chosen = True
-        await super().shutdown_default_executor(*args, **kwargs)
+        await super().shutdown_default_executor()
 
     def add_signal_handler(
         self, sig: int, callback: Callable[[Unpack[Ts]], object], *args: *Ts
