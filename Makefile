@@ -68,8 +68,8 @@ lint: $(call STAMP,$(MAIN))
 typecheck: $(call STAMP,$(MAIN))
 	$(PY) -m mypy
 
-# pytest in each venv, PYTEST_JOBS (default 2) at a time, then one line naming the versions it
-# passed and failed on (.ci/pytest-each). PYTEST_JOBS=1 streams each run's output as it comes.
+# pytest in each venv, one after the other (PYTEST_JOBS=2: two at a time, each run's output
+# printed when it ends), then one line naming the versions it passed and failed on.
 test: lint typecheck $(STAMPS)
 	@.ci/pytest-each $(VENVS)
 
