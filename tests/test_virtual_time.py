@@ -344,3 +344,17 @@ def test_a_bad_wall_timeout_is_a_usage_error(
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert error in result.stderr.str()
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="the watchdog's timer is SIGALRM")
+def test_an_in_process_run_gives_back_the_enclosing_watchdog(pytester: pytest.Pytester) -> None:
+    # This test runs under the plugin's own watchdog: a nested run must leave it armed.
+    ours = signal.getsignal(signal.SIGALRM)
+    before, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert before > 0
+    pytester.makeini(_PLUGIN_INI.format(extra="aioresilience_wall_timeout = 5"))
+    pytester.makepyfile(test_one="def test_one() -> None:\n    pass\n")
+    pytester.runpytest().assert_outcomes(passed=1)
+    after, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert 0 < after <= before
+    assert signal.getsignal(signal.SIGALRM) is ours
