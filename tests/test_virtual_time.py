@@ -19,6 +19,7 @@ import pytest
 
 from aioresilience import ResilienceError, _clock
 from aioresilience.testing import DeadlockError, VirtualTimeLoop, run
+from aioresilience.testing._virtual import describe_task
 
 
 async def test_long_sleep_returns_at_once_with_exact_clock() -> None:
@@ -149,6 +150,20 @@ def test_a_deadlock_raises_naming_each_waiting_task_and_where_it_waits() -> None
     main_line = next(line for line in lines if "main (" in line)
     assert "-> Event.wait (" in main_line
     assert isinstance(error, RuntimeError) and isinstance(error, ResilienceError)
+
+
+def test_a_task_that_never_started_is_named_as_such() -> None:
+    loop = VirtualTimeLoop()
+    try:
+        task = loop.create_task(asyncio.sleep(1), name="idle")
+        assert describe_task(task) == f"idle: sleep ({asyncio.sleep.__code__.co_filename}:" + (
+            f"{asyncio.sleep.__code__.co_firstlineno}): never started"
+        )
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(task)
+    finally:
+        loop.close()
 
 
 def test_running_a_loop_with_nothing_to_do_is_a_deadlock() -> None:

@@ -316,6 +316,12 @@ def describe_task(task: asyncio.Task[Any]) -> str:
         chain.append(f"{code.co_qualname} ({code.co_filename}:{frame.f_lineno})")
         line = linecache.getline(code.co_filename, frame.f_lineno).strip()
     where = " -> ".join(chain) if chain else repr(task.get_coro())
+    coro = task.get_coro()
+    if isinstance(coro, types.CoroutineType) and (
+        inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+    ):
+        # Scheduled but never run (e.g. refused by a loop already running another task).
+        return f"{task.get_name()}: {where}: never started"
     return f"{task.get_name()}: {where}" + (f": {line}" if line else "")
 
 
