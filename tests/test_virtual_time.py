@@ -327,7 +327,7 @@ def test_the_plugin_fails_deadlocked_and_hung_tests_and_the_run_goes_on(
     pytester.makeini(_PLUGIN_INI.format(extra="aioresilience_wall_timeout = 0.2"))
     pytester.makepyfile(test_hangs=_HANGING_TESTS)
     started = time.perf_counter()
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest()
     assert time.perf_counter() - started < 25  # each hang cost its 0.2 s, not 30 s or forever
     result.assert_outcomes(passed=2, failed=3)
     out = result.stdout.str()
