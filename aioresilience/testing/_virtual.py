@@ -10,8 +10,10 @@ When nothing is ready and no timer is scheduled, only something outside the loop
 I/O on a file descriptor it watches, a thread calling ``call_soon_threadsafe`` (which is how
 ``run_in_executor``/``to_thread`` deliver results), a signal handler. If there is none of
 these, nothing ever will, and the loop raises :class:`DeadlockError` naming the tasks still
-waiting and where, instead of hanging (trio's deadlock detection is the model). When there is
-one, it waits for it in real time, with the virtual clock standing still.
+waiting and where, instead of hanging. When there is one, it waits for it in real time, with
+the virtual clock standing still. The model is the global deadlock detector designed for trio
+(python-trio/trio#1085), and its rule: never a false positive, since that breaks a working
+program, while a missed deadlock only costs a diagnosis (here the pytest plugin's watchdog).
 
 Limits, by design:
 
