@@ -373,3 +373,31 @@ def test_an_in_process_run_gives_back_the_enclosing_watchdog(pytester: pytest.Py
     after, _ = signal.getitimer(signal.ITIMER_REAL)
     assert 0 < after <= before
     assert signal.getsignal(signal.SIGALRM) is ours
+
+
+def test_a_test_that_swallows_the_watchdog_ends_the_run_with_a_dump(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(_PLUGIN_INI.format(extra="aioresilience_wall_timeout = 0.2"))
+    pytester.makeconftest(
+        "import aioresilience.testing.pytest_plugin as plugin\nplugin.BACKSTOP_SECONDS = 0.3\n"
+    )
+    pytester.makepyfile(
+        test_stubborn="""
+import time
+
+
+def test_swallows_everything() -> None:
+    while True:
+        try:
+            time.sleep(30)
+        except BaseException:
+            pass
+"""
+    )
+    started = time.perf_counter()
+    result = pytester.runpytest_subprocess()
+    assert time.perf_counter() - started < 20
+    assert result.ret == 1  # faulthandler's exit, not a hang
+    err = result.stderr.str()
+    assert "Timeout (0:00:00.5" in err and "in test_swallows_everything" in err

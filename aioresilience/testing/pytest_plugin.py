@@ -15,7 +15,8 @@ says. When they are up, the test fails with the stacks of all threads and the ru
 tasks, and the run goes on. On POSIX the watchdog is ``SIGALRM`` in the main thread (a test that
 uses ``SIGALRM`` itself should say ``wall_timeout(0)``); should the test still not return
 ``BACKSTOP_SECONDS`` later, or where there is no ``SIGALRM``, ``faulthandler`` dumps the stacks
-and ends the process rather than let the run hang.
+and ends the process rather than let the run hang (unless pytest's own ``faulthandler_timeout``
+is set: faulthandler has room for one pending dump, and that one is left alone).
 """
 
 from __future__ import annotations
@@ -152,16 +153,21 @@ def _watchdog(item: pytest.Item, phase: str) -> Iterator[None]:
         yield
         return
     stderr = item.config.stash[_stderr_fd]
+    # faulthandler keeps one pending dump per process: with pytest's own faulthandler_timeout
+    # set, that one is left alone and serves as the backstop.
+    backstop = not float(item.config.getini("faulthandler_timeout") or 0)
     if (
         not hasattr(signal, "setitimer")
         or threading.current_thread() is not threading.main_thread()
     ):
         # No way to interrupt the test: at least never hang the run.
-        faulthandler.dump_traceback_later(seconds, exit=True, file=stderr)
+        if backstop:
+            faulthandler.dump_traceback_later(seconds, exit=True, file=stderr)
         try:
             yield
         finally:
-            faulthandler.cancel_dump_traceback_later()
+            if backstop:
+                faulthandler.cancel_dump_traceback_later()
         return
 
     def expired(signum: int, frame: FrameType | None) -> None:
@@ -175,13 +181,18 @@ def _watchdog(item: pytest.Item, phase: str) -> Iterator[None]:
     previous_handler = signal.signal(signal.SIGALRM, expired)
     # An enclosing run (pytester's in-process runs) may have a timer of its own: restore it.
     previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
-    faulthandler.dump_traceback_later(seconds + BACKSTOP_SECONDS, exit=True, file=stderr)
+    if backstop:
+        faulthandler.dump_traceback_later(seconds + BACKSTOP_SECONDS, exit=True, file=stderr)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        faulthandler.cancel_dump_traceback_later()
-        signal.signal(signal.SIGALRM, previous_handler)
+        if backstop:
+            faulthandler.cancel_dump_traceback_later()
+        # None: a handler not set from Python, which cannot be put back; the default then.
+        signal.signal(
+            signal.SIGALRM, signal.SIG_DFL if previous_handler is None else previous_handler
+        )
         if previous_delay:
             left = previous_delay - (time.monotonic() - started)
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3))
