@@ -3,6 +3,7 @@ plugin, enabled in pyproject's addopts)."""
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 
@@ -11,6 +12,8 @@ from hypothesis import settings
 
 from aioresilience.testing import RedisServer
 from aioresilience.testing._redis_server import INSTALL_HINT
+
+pytest_plugins = ["pytester"]  # tests of the pytest plugin run pytest on test files of their own
 
 # CI runs the same examples every time (a failure there is reproducible from the log);
 # local runs explore new ones.
@@ -28,3 +31,13 @@ def redis_server() -> Iterator[RedisServer]:
         pytest.skip(f"redis-server not found; {INSTALL_HINT}")
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _redis_garbage_stays_with_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A Redis test that fails midway leaves connections open; collected later, they warn
+    (ResourceWarning, an error here) inside whatever test the garbage collector happens to run
+    in. Collecting at the end of each Redis test keeps the report on the test at fault."""
+    yield
+    if "redis_server" in request.fixturenames:
+        gc.collect()

@@ -1,14 +1,25 @@
-"""The virtual-time loop: sleeps jump, order is exact, asyncio's timeouts fire on time."""
+"""The virtual-time loop: sleeps jump, order is exact, asyncio's timeouts fire on time, and a
+deadlock is reported instead of waited out."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import os
+import signal
+import socket
+import subprocess
+import threading
 import time
+import warnings
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
-from aioresilience import _clock
-from aioresilience.testing import VirtualTimeLoop, run
+from aioresilience import ResilienceError, _clock
+from aioresilience.testing import DeadlockError, VirtualTimeLoop, run
+from aioresilience.testing._virtual import describe_task
 
 
 async def test_long_sleep_returns_at_once_with_exact_clock() -> None:
@@ -103,3 +114,290 @@ def test_virtual_loops_switch_the_library_clock_while_they_exist() -> None:
     assert _clock._own_clock_loops == before
     if before == 0:
         assert _clock.now is time.monotonic
+
+
+# A deadlock is reported, never waited out; real waits on threads, I/O and signals still work.
+
+
+def _raises_deadlock_fast(main: Coroutine[Any, Any, object]) -> DeadlockError:
+    started = time.perf_counter()
+    with pytest.raises(DeadlockError) as caught:
+        run(main)
+    assert time.perf_counter() - started < 2.0
+    return caught.value
+
+
+async def _wait_for(future: asyncio.Future[None]) -> None:
+    await future
+
+
+def test_a_deadlock_raises_naming_each_waiting_task_and_where_it_waits() -> None:
+    async def main() -> None:
+        nobody_sets = asyncio.get_running_loop().create_future()
+        helper = asyncio.create_task(_wait_for(nobody_sets), name="helper")
+        await asyncio.sleep(1.5)  # virtual time passes first: the clock is in the message
+        await asyncio.Event().wait()
+        await helper
+
+    error = _raises_deadlock_fast(main())
+    message = str(error)
+    assert "deadlock at virtual time 1.5" in message
+    assert "2 task(s) wait forever" in message
+    assert len(error.tasks) == 2 and "helper" in {task.get_name() for task in error.tasks}
+    lines = message.splitlines()
+    helper_line = next(line for line in lines if line.strip().startswith("helper:"))
+    assert "_wait_for (" in helper_line and helper_line.endswith(": await future")
+    main_line = next(line for line in lines if "main (" in line)
+    assert "-> Event.wait (" in main_line
+    assert isinstance(error, RuntimeError) and isinstance(error, ResilienceError)
+
+
+def test_a_task_that_never_started_is_named_as_such() -> None:
+    loop = VirtualTimeLoop()
+    try:
+        task = loop.create_task(asyncio.sleep(1), name="idle")
+        assert describe_task(task) == f"idle: sleep ({asyncio.sleep.__code__.co_filename}:" + (
+            f"{asyncio.sleep.__code__.co_firstlineno}): never started"
+        )
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(task)
+    finally:
+        loop.close()
+
+
+def test_running_a_loop_with_nothing_to_do_is_a_deadlock() -> None:
+    loop = VirtualTimeLoop()
+    try:
+        with pytest.raises(DeadlockError, match="No task is waiting"):
+            loop.run_forever()
+    finally:
+        loop.close()
+
+
+def test_a_thread_that_calls_back_is_waited_for_in_real_time() -> None:
+    async def main() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+
+        def answer_later() -> None:
+            time.sleep(0.1)
+            loop.call_soon_threadsafe(future.set_result, 7)
+
+        threading.Thread(target=answer_later).start()
+        return await future, loop.time()
+
+    assert run(main()) == (7, 0.0)  # virtual time stood still while the thread worked
+
+
+def test_executor_calls_are_waited_for_and_idle_workers_do_not_hide_a_deadlock() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert await asyncio.to_thread(lambda: (time.sleep(0.05), 1)[1]) == 1
+        assert await loop.run_in_executor(None, time.sleep, 0.05) is None
+        with concurrent.futures.ThreadPoolExecutor(1) as own:
+            assert await loop.run_in_executor(own, pow, 2, 5) == 32
+        # The default pool's threads are alive but idle: they can call nobody back.
+        await asyncio.Event().wait()
+
+    _raises_deadlock_fast(main())
+
+
+def test_a_thread_that_ends_without_calling_back_leaves_a_deadlock_reported() -> None:
+    async def main() -> None:
+        threading.Thread(target=time.sleep, args=(0.2,)).start()
+        await asyncio.Event().wait()
+
+    _raises_deadlock_fast(main())
+
+
+async def test_anyio_worker_threads_are_waited_for() -> None:
+    import anyio.to_thread
+
+    assert await anyio.to_thread.run_sync(lambda: (time.sleep(0.05), "done")[1]) == "done"
+
+
+def test_io_from_outside_is_waited_for() -> None:
+    # Another process writes later: only the descriptor the loop watches can wake it.
+    ours, theirs = socket.socketpair()
+    with ours, subprocess.Popen(["sh", "-c", "sleep 0.1; echo late"], stdout=theirs) as writer:
+        theirs.close()
+
+        async def main() -> bytes:
+            reader, transport = await asyncio.open_connection(sock=ours)
+            line = await reader.readline()
+            transport.close()
+            return line
+
+        assert run(main()) == b"late\n"
+    assert writer.returncode == 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs POSIX signals")
+def test_a_signal_handler_is_a_wake_source() -> None:
+    # Another process sends the signal once the handler is in place: no thread and no
+    # descriptor of the loop's is involved.
+    script = f"read go; sleep 0.1; kill -USR1 {os.getpid()}"
+    with subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE) as sender:
+        assert sender.stdin is not None
+        go = sender.stdin
+
+        async def main() -> str:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[str] = loop.create_future()
+            loop.add_signal_handler(signal.SIGUSR1, future.set_result, "signalled")
+            go.write(b"go\n")
+            go.close()
+            return await future
+
+        try:
+            assert run(main()) == "signalled"
+        finally:
+            # If the loop gave up early, the signal is still on its way: let it land harmlessly.
+            previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            sender.wait()
+            signal.signal(signal.SIGUSR1, previous)
+
+
+def test_closing_waits_for_executor_threads_in_real_time() -> None:
+    # On 3.12+ asyncio.Runner gives the executor 300 s to join: a virtual timer, it used to
+    # expire at once and warn "did not finishing joining" (3.11 has no such timeout).
+    async def main() -> None:
+        # Left running: the thread still sleeps when the runner closes.
+        asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(main())
+
+
+def test_after_shutdown_the_default_executor_refuses_work_as_asyncio_does() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.shutdown_default_executor()
+        with pytest.raises(RuntimeError, match="shutdown"):
+            await loop.run_in_executor(None, int)
+
+    run(main())
+
+
+# The pytest plugin: a deadlock fails its test at once; any other hang fails it on the watchdog.
+
+_PLUGIN_INI = """
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+addopts = -p aioresilience.testing.pytest_plugin -p no:cacheprovider
+{extra}
+"""
+
+_HANGING_TESTS = """
+import asyncio
+import time
+
+import pytest
+
+
+async def test_deadlocked() -> None:
+    await asyncio.get_running_loop().create_future()
+
+
+def test_blocked_in_a_call() -> None:
+    time.sleep(30)
+
+
+@pytest.mark.real_time
+async def test_hung_on_a_normal_loop() -> None:
+    await asyncio.Event().wait()
+
+
+@pytest.mark.wall_timeout(5)
+def test_the_marker_overrides_the_ini_option() -> None:
+    time.sleep(0.4)
+
+
+async def test_the_run_goes_on() -> None:
+    await asyncio.sleep(3600)
+"""
+
+
+def test_the_plugin_fails_deadlocked_and_hung_tests_and_the_run_goes_on(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(_PLUGIN_INI.format(extra="aioresilience_wall_timeout = 0.2"))
+    pytester.makepyfile(test_hangs=_HANGING_TESTS)
+    started = time.perf_counter()
+    result = pytester.runpytest()
+    assert time.perf_counter() - started < 25  # each hang cost its 0.2 s, not 30 s or forever
+    result.assert_outcomes(passed=2, failed=3)
+    out = result.stdout.str()
+    assert "DeadlockError: VirtualTimeLoop deadlock at virtual time 0" in out
+    assert "test_deadlocked (" in out  # the waiting task is named, with its location
+    for name in ("test_blocked_in_a_call", "test_hung_on_a_normal_loop"):
+        assert f"call of test_hangs.py::{name} exceeded its wall-clock limit of 0.2 s" in out
+    assert "(aioresilience_wall_timeout)" in out
+    assert (
+        "Stacks of all threads" in out
+        and 'test_hangs.py", line 12 in test_blocked_in_a_call' in out
+    )
+    assert "Tasks of the running loop:" in out and "test_hung_on_a_normal_loop (" in out
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ("aioresilience_wall_timeout = soon", "aioresilience_wall_timeout must be a number"),
+        ("aioresilience_wall_timeout = -1", "got '-1'"),
+        ("aioresilience_wall_timeout = inf", "got 'inf'"),
+    ],
+)
+def test_a_bad_wall_timeout_is_a_usage_error(
+    pytester: pytest.Pytester, setting: str, error: str
+) -> None:
+    pytester.makeini(_PLUGIN_INI.format(extra=setting))
+    pytester.makepyfile(test_one="def test_one() -> None:\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert error in result.stderr.str()
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="the watchdog's timer is SIGALRM")
+def test_an_in_process_run_gives_back_the_enclosing_watchdog(pytester: pytest.Pytester) -> None:
+    # This test runs under the plugin's own watchdog: a nested run must leave it armed.
+    ours = signal.getsignal(signal.SIGALRM)
+    before, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert before > 0
+    pytester.makeini(_PLUGIN_INI.format(extra="aioresilience_wall_timeout = 5"))
+    pytester.makepyfile(test_one="def test_one() -> None:\n    pass\n")
+    pytester.runpytest().assert_outcomes(passed=1)
+    after, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert 0 < after <= before
+    assert signal.getsignal(signal.SIGALRM) is ours
+
+
+def test_a_test_that_swallows_the_watchdog_ends_the_run_with_a_dump(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(_PLUGIN_INI.format(extra="aioresilience_wall_timeout = 0.2"))
+    pytester.makeconftest(
+        "import aioresilience.testing.pytest_plugin as plugin\nplugin.BACKSTOP_SECONDS = 0.3\n"
+    )
+    pytester.makepyfile(
+        test_stubborn="""
+import time
+
+
+def test_swallows_everything() -> None:
+    while True:
+        try:
+            time.sleep(30)
+        except BaseException:
+            pass
+"""
+    )
+    started = time.perf_counter()
+    result = pytester.runpytest_subprocess()
+    assert time.perf_counter() - started < 20
+    assert result.ret == 1  # faulthandler's exit, not a hang
+    err = result.stderr.str()
+    assert "Timeout (0:00:00.5" in err and "in test_swallows_everything" in err

@@ -1,7 +1,8 @@
 """Tools for testing code that uses aioresilience (shipped in the wheel).
 
 - :class:`VirtualTimeLoop` and :func:`run`: an event loop whose clock jumps to the next timer
-  when nothing is ready, so time-based behaviour is tested without sleeping.
+  when nothing is ready, so time-based behaviour is tested without sleeping; when nothing can
+  ever wake it, it raises :class:`DeadlockError` naming the waiting tasks instead of hanging.
 - ``aioresilience.testing.pytest_plugin``: runs pytest-asyncio tests on that loop
   (``-p aioresilience.testing.pytest_plugin``, or ``pytest_plugins = [...]`` in a conftest).
 - :class:`RedisServer`: a throwaway ``redis-server`` on a free loopback port, with outages on
@@ -9,6 +10,6 @@
 """
 
 from ._redis_server import RedisServer
-from ._virtual import VirtualClockSelector, VirtualTimeLoop, run
+from ._virtual import DeadlockError, VirtualClockSelector, VirtualTimeLoop, run
 
-__all__ = ["RedisServer", "VirtualClockSelector", "VirtualTimeLoop", "run"]
+__all__ = ["DeadlockError", "RedisServer", "VirtualClockSelector", "VirtualTimeLoop", "run"]

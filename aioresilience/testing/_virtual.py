@@ -1,10 +1,19 @@
-"""An asyncio event loop whose clock jumps instead of waiting.
+"""An asyncio event loop whose clock jumps instead of waiting, and that never hangs.
 
 When nothing is ready to run, a normal loop blocks in ``select()`` until the next timer is due.
 This loop polls the selector without blocking and, if no I/O is ready, moves its clock forward
 to that timer instead (the approach of the ``looptime`` plugin and of trio's ``MockClock`` with
 autojump). So ``await asyncio.sleep(3600)`` returns at once with ``loop.time()`` exactly 3600
 later, wake-up order is exact, and ``asyncio.timeout``/``wait_for`` expire in virtual time.
+
+When nothing is ready and no timer is scheduled, only something outside the loop can wake it:
+I/O on a file descriptor it watches, a thread calling ``call_soon_threadsafe`` (which is how
+``run_in_executor``/``to_thread`` deliver results), a signal handler. If there is none of
+these, nothing ever will, and the loop raises :class:`DeadlockError` naming the tasks still
+waiting and where, instead of hanging. When there is one, it waits for it in real time, with
+the virtual clock standing still. The model is the global deadlock detector designed for trio
+(python-trio/trio#1085), and its rule: never a false positive, since that breaks a working
+program, while a missed deadlock only costs a diagnosis (here the pytest plugin's watchdog).
 
 Limits, by design:
 
@@ -13,6 +22,10 @@ Limits, by design:
 - The clock jumps whenever the loop has nothing to do, even if a thread or another process is
   about to answer; work that waits on them with a timeout can time out at once. Await such work
   without a timeout, or run it on a normal loop.
+- A thread the loop did not start (anyio's worker threads, a user's executor, any
+  ``threading.Thread``) may call back at any time, so while one is alive and not known idle the
+  loop keeps waiting (re-checking every ``THREAD_POLL_INTERVAL`` seconds of real time) rather
+  than report a deadlock. Threads that Python does not know (started by C code) are not seen.
 - uvloop keeps its clock inside libuv and cannot be made virtual; time-based tests run on this
   loop, and the same code then runs unchanged on uvloop in production.
 """
@@ -20,22 +33,57 @@ Limits, by design:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import inspect
+import linecache
 import selectors
-from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+import threading
+import types
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 from .. import _clock
+from .._errors import ResilienceError
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
 
-__all__ = ["VirtualClockSelector", "VirtualTimeLoop", "run"]
+__all__ = [
+    "THREAD_POLL_INTERVAL",
+    "DeadlockError",
+    "VirtualClockSelector",
+    "VirtualTimeLoop",
+    "run",
+]
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+#: Real seconds between two looks at the live threads while only threads can wake the loop.
+THREAD_POLL_INTERVAL = 0.05
+
+#: How many waiting tasks a :class:`DeadlockError` describes (the rest are counted).
+_MAX_TASKS_SHOWN = 20
+
+
+class DeadlockError(ResilienceError, RuntimeError):
+    """The virtual-time loop has nothing to run, no timer, and nothing that could ever wake it.
+
+    Raised out of ``run_until_complete``/``run_forever`` (so out of :func:`run`, ``asyncio.Runner``
+    and the pytest plugin's test call). ``tasks`` holds the tasks that were still waiting.
+    """
+
+    def __init__(self, message: str, tasks: frozenset[asyncio.Task[Any]]) -> None:
+        super().__init__(message)
+        self.tasks = tasks
 
 
 class VirtualClockSelector(selectors.BaseSelector):
-    """Wraps a real selector: never blocks while a timer is pending, advances the clock."""
+    """Wraps a real selector: never blocks while a timer is pending, advances the clock.
+
+    With no timer at all (``timeout=None``) it blocks for real only while something outside the
+    loop can still wake it, and otherwise raises :class:`DeadlockError`.
+    """
 
     def __init__(self, loop: VirtualTimeLoop, inner: selectors.BaseSelector) -> None:
         self._loop = loop
@@ -45,11 +93,18 @@ class VirtualClockSelector(selectors.BaseSelector):
         events = self._inner.select(0)
         if events or (timeout is not None and timeout <= 0):
             return events
-        if timeout is None:
-            # Nothing scheduled at all: only I/O (a thread finishing, a socket) can wake us.
-            return self._inner.select(None)
-        self._loop.advance(timeout)
-        return []
+        if timeout is not None:
+            self._loop.advance(timeout)
+            return []
+        wait = self._loop._vt_real_wait()
+        if wait is not None and wait < 0:
+            # Look once more: whatever was alive when the wake sources were counted has either
+            # written to the self-pipe by now or will never do so.
+            events = self._inner.select(0)
+            if events:
+                return events
+            raise self._loop._vt_deadlock()
+        return self._inner.select(wait)
 
     def register(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
@@ -74,12 +129,60 @@ class VirtualClockSelector(selectors.BaseSelector):
         return self._inner.get_map()
 
 
+# ``_vt_real_wait`` answers: None (block until woken), seconds to block, or this (raise).
+_NOTHING_CAN_WAKE = -1.0
+
+
+class _Workers:
+    """The threads of the loop's own default executor, and which of them run a call right now.
+
+    Registered by the executor's documented ``initializer`` hook, so no executor internals are
+    read. An idle worker of this pool calls nobody back; any other thread might.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._busy: set[threading.Thread] = set()
+
+    def started(self) -> None:
+        with self._lock:
+            self._threads.add(threading.current_thread())
+
+    def call(self, func: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
+        me = threading.current_thread()
+        with self._lock:
+            self._busy.add(me)
+        try:
+            return func(*args)
+        finally:
+            with self._lock:
+                self._busy.discard(me)
+
+    def idle(self) -> set[threading.Thread]:
+        with self._lock:
+            return self._threads - self._busy
+
+
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """A selector event loop on a virtual clock that starts at ``start`` seconds."""
 
+    # Attributes and helpers of this subclass are prefixed ``_vt_``: asyncio's own loops keep
+    # private attributes of their own (``_signal_handlers``, ``_selector``...) that must not be
+    # shadowed, today or in a later Python.
+
     def __init__(self, start: float = 0.0) -> None:
         self._virtual_now = float(start)
-        super().__init__(VirtualClockSelector(self, selectors.DefaultSelector()))
+        self._vt_executor_calls = 0  # run_in_executor futures not done yet
+        self._vt_signals: set[int] = set()
+        self._vt_workers = _Workers()
+        self._vt_default_executor_chosen = False
+        self._vt_own_default_executor = False
+        self._vt_selector = VirtualClockSelector(self, selectors.DefaultSelector())
+        super().__init__(self._vt_selector)
+        # What the loop registered for itself while being built is its self-pipe: the channel
+        # through which the sources counted below wake it, not a source of its own.
+        self._vt_own_fds = frozenset(key.fd for key in self._vt_selector.get_map().values())
         # Tell the front-ends to read clocks from loops while this one exists.
         _clock.register_loop_clock()
         self._clock_registered = True
@@ -98,6 +201,130 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if not seconds >= 0:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         self._virtual_now += seconds
+
+    # The wake sources outside the loop, counted by overriding documented methods.
+
+    def run_in_executor(
+        self,
+        executor: concurrent.futures.Executor | None,
+        func: Callable[[Unpack[Ts]], T],
+        *args: *Ts,
+    ) -> asyncio.Future[T]:
+        if executor is None and not self._vt_default_executor_chosen:
+            # Our own default pool, so that its idle threads are known to be idle.
+            self.set_default_executor(
+                concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix="asyncio", initializer=self._vt_workers.started
+                )
+            )
+            self._vt_own_default_executor = True
+        if executor is None and self._vt_own_default_executor:
+            if self.get_debug() and (
+                inspect.iscoroutine(func) or inspect.iscoroutinefunction(func)
+            ):
+                # asyncio's own debug-mode check, which the wrapper below would hide.
+                raise TypeError("coroutines cannot be used with run_in_executor()")
+            future = super().run_in_executor(None, self._vt_workers.call, func, *args)
+        else:
+            future = super().run_in_executor(executor, func, *args)
+        self._vt_executor_calls += 1
+        future.add_done_callback(self._vt_executor_call_done)
+        return future
+
+    def _vt_executor_call_done(self, _: asyncio.Future[Any]) -> None:
+        self._vt_executor_calls -= 1
+
+    def set_default_executor(self, executor: Any) -> None:
+        super().set_default_executor(executor)
+        self._vt_default_executor_chosen = True
+        self._vt_own_default_executor = False
+
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        """Like asyncio's, but waits for the threads to join with no timeout.
+
+        The timeout (``asyncio.Runner`` passes 300 s on 3.12+) is a bound in real time, while
+        a timer on this loop expires as soon as nothing else is ready, so it would give up at
+        once and warn. A thread that never ends is for the test's watchdog to report.
+        """
+        # After a shutdown, run_in_executor(None, ...) must fail as asyncio's does, not install
+        # a fresh pool of ours.
+        self._vt_default_executor_chosen = True
+        await super().shutdown_default_executor()
+
+    def add_signal_handler(
+        self, sig: int, callback: Callable[[Unpack[Ts]], object], *args: *Ts
+    ) -> None:
+        super().add_signal_handler(sig, callback, *args)
+        self._vt_signals.add(sig)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        self._vt_signals.discard(sig)
+        return super().remove_signal_handler(sig)
+
+    def _vt_real_wait(self) -> float | None:
+        """How long to block for real when no timer is due: None (until woken), seconds, or
+        ``_NOTHING_CAN_WAKE``."""
+        watched = any(
+            key.fd not in self._vt_own_fds for key in self._vt_selector.get_map().values()
+        )
+        if watched or self._vt_executor_calls or self._vt_signals:
+            # I/O, an executor's result or a signal comes through the selector: wait for it.
+            return None
+        me = threading.current_thread()
+        idle = self._vt_workers.idle()
+        if any(t is not me and t not in idle for t in threading.enumerate()):
+            # A thread might call back, or end without doing so: look again soon.
+            return THREAD_POLL_INTERVAL
+        return _NOTHING_CAN_WAKE
+
+    def _vt_deadlock(self) -> DeadlockError:
+        tasks = frozenset(t for t in asyncio.all_tasks(self) if not t.done())
+        lines = [
+            f"VirtualTimeLoop deadlock at virtual time {self.time():g}: no callback is ready, no "
+            "timer is scheduled, and nothing can wake the loop (no file descriptor watched, no "
+            "executor call or signal handler pending, no other thread alive)."
+        ]
+        if not tasks:
+            lines.append("No task is waiting: the loop was run with nothing to do.")
+        else:
+            lines.append(f"{len(tasks)} task(s) wait forever:")
+            shown = sorted(tasks, key=lambda t: t.get_name())[:_MAX_TASKS_SHOWN]
+            lines.extend(f"  {describe_task(task)}" for task in shown)
+            if len(tasks) > _MAX_TASKS_SHOWN:
+                lines.append(f"  ... and {len(tasks) - _MAX_TASKS_SHOWN} more")
+        return DeadlockError("\n".join(lines), tasks)
+
+
+def describe_task(task: asyncio.Task[Any]) -> str:
+    """One line: the task's name and the chain of awaits it is suspended in, outermost first,
+    ending with the source line it waits at.
+
+    Follows ``cr_await``/``gi_yieldfrom`` (documented in :mod:`inspect`) from the task's
+    coroutine down to the innermost frame.
+    """
+    chain: list[str] = []
+    line = ""
+    awaited: object = task.get_coro()
+    while True:
+        if isinstance(awaited, types.CoroutineType):
+            frame, awaited = awaited.cr_frame, awaited.cr_await
+        elif isinstance(awaited, types.GeneratorType):
+            frame, awaited = awaited.gi_frame, awaited.gi_yieldfrom
+        else:
+            break
+        if frame is None:  # finished, or not started yet
+            break
+        code = frame.f_code
+        chain.append(f"{code.co_qualname} ({code.co_filename}:{frame.f_lineno})")
+        line = linecache.getline(code.co_filename, frame.f_lineno).strip()
+    where = " -> ".join(chain) if chain else repr(task.get_coro())
+    coro = task.get_coro()
+    if isinstance(coro, types.CoroutineType) and (
+        inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+    ):
+        # Scheduled but never run (e.g. refused by a loop already running another task).
+        return f"{task.get_name()}: {where}: never started"
+    return f"{task.get_name()}: {where}" + (f": {line}" if line else "")
 
 
 def run(main: Coroutine[Any, Any, T], *, start: float = 0.0, debug: bool | None = None) -> T:
