@@ -113,8 +113,8 @@ def fraction(name: str, value: Any, *, zero: bool = True) -> float:
     """A probability: 0 (when ``zero``) or more, up to 1."""
     result = _float(name, value, "a number")
     if not (0 <= result <= 1) or (result == 0 and not zero):
-        bounds = "0 <= x <= 1" if zero else "0 < x <= 1"
-        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+        bounds = "[0, 1]" if zero else "(0, 1]"
+        raise ValueError(f"{name} must be in {bounds}, got {value!r}")
     return result
 
 
