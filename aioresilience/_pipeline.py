@@ -18,7 +18,6 @@ import asyncio
 import contextvars
 import copy
 import functools
-import math
 import operator
 import random
 import warnings
@@ -30,7 +29,7 @@ from . import _clock
 from ._adaptive import AdaptiveLimiter
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
-from ._chaos import ChaosFault, chaos_rate, chaos_switch
+from ._chaos import ChaosFault, chaos_latency_range, chaos_rate, chaos_switch
 from ._compose import Call, Direct, Runner, Strategy, compose, exit_all
 from ._context import ResilienceContext, context_var, current_context
 from ._degradation import Fallback, LoadShedder, Priority
@@ -40,7 +39,7 @@ from ._predicates import require_async
 from ._ratelimit import RateLimiter, TokenBucket
 from ._retry import Retry, RetryBudget
 from ._timeout import entered_timeout, timeout
-from ._validation import non_negative_or_none, positive_int
+from ._validation import non_negative_or_none, positive_int, text
 
 __all__ = [
     "Outcome",
@@ -794,10 +793,7 @@ class PipelineBuilder:
         enabled: bool | Callable[[], bool] = True,
     ) -> PipelineBuilder:
         """Sleep ``latency`` seconds (or a uniform draw from ``(low, high)``) before calling."""
-        low, high = latency if isinstance(latency, tuple) else (latency, latency)
-        if not (0 <= low <= high and 0 < high < math.inf):
-            raise ValueError(f"latency must be > 0 or a range 0 <= low <= high, got {latency!r}")
-        return self._chaos("chaos_latency", rate, enabled, (float(low), float(high)))
+        return self._chaos("chaos_latency", rate, enabled, chaos_latency_range("latency", latency))
 
     def chaos_outcome(
         self, rate: float, outcome: Any, *, enabled: bool | Callable[[], bool] = True
@@ -839,7 +835,9 @@ class PipelineRegistry:
         self._pipelines: dict[str, Pipeline] = {}
 
     def register(self, pipeline: Pipeline, *, name: str | None = None) -> Pipeline:
-        key = name or pipeline.name
+        if not isinstance(pipeline, Pipeline):
+            raise TypeError(f"pipeline must be a Pipeline, got {pipeline!r}")
+        key = text("name", name, optional=True) or pipeline.name
         if key in self._pipelines:
             raise ValueError(f"a pipeline named {key!r} is registered already")
         self._pipelines[key] = pipeline
