@@ -90,7 +90,8 @@ class Gradient2(_core.Gradient2):
             tolerance=finite_positive("tolerance", tolerance, minimum=1),
             smoothing=fraction("smoothing", smoothing, zero=False),
             queue_size=non_negative("queue_size", queue_size),
-            long_window=positive_int("long_window", long_window),
+            # Bounded: the EMA divides a float by it.
+            long_window=positive_int("long_window", long_window, maximum=10**9),
         )
 
 

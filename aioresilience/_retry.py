@@ -164,7 +164,7 @@ class Retry(EventSource):
         if deadline is not None:
             deadline = number("deadline", deadline, what="a loop time in seconds or None")
         self.deadline = deadline
-        if math.isinf(self.attempts) and self.max_elapsed is None and deadline is None:
+        if attempts is None and self.max_elapsed is None and deadline is None:
             raise ValueError("unbounded retry: set attempts, max_elapsed or deadline")
         self._retry_on = exception_predicate("retry_on", retry_on)
         self._judge = optional_sync_callable("retry_on_result", retry_on_result)

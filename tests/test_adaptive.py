@@ -162,3 +162,10 @@ async def test_adaptive_limiter_decorator_keeps_defaults() -> None:
     assert decorated.__defaults__ == (2,)
     assert decorated.__kwdefaults__ == {"c": 3}
     assert await decorated(1) == 6
+
+
+def test_gradient2_long_window_is_bounded() -> None:
+    """Found by the constructor fuzz: a long_window beyond float range failed on first use."""
+    with pytest.raises(ValueError, match="long_window must be <= 1000000000"):
+        Gradient2(long_window=10**400)
+    assert Gradient2(long_window=10**9).update(10.0, 0.1, 5, False) > 0

@@ -566,3 +566,9 @@ async def test_async_hooks_are_still_accepted() -> None:
     with pytest.raises(OSError):
         await policy.call(Flaky(failures=5))
     assert seen == [1, 2]
+
+
+def test_huge_attempt_counts_are_counts_not_overflows() -> None:
+    """Found by the constructor fuzz: 10**400 attempts raised OverflowError (a float test)."""
+    assert Retry(attempts=10**400).attempts == 10**400
+    assert ExponentialBackoff(max_retries=10**400).attempts == 10**400 + 1
