@@ -35,7 +35,7 @@ from ._context import ResilienceContext, context_var, current_context
 from ._degradation import Fallback, LoadShedder, Priority
 from ._events import ResilienceEvent, Severity, emit
 from ._listeners import Listeners
-from ._predicates import require_async
+from ._predicates import is_async_callable, optional_sync_callable, require_async
 from ._ratelimit import RateLimiter, TokenBucket
 from ._retry import Retry, RetryBudget
 from ._timeout import entered_timeout, timeout
@@ -648,9 +648,16 @@ def _given_or_built(
     """A builder method's primitive: the one ``given`` (shared with other code), or a new one
     built from ``options`` — not both."""
     if given is None:
-        return build(**options)
+        if options:
+            return build(**options)
+        try:
+            return build()
+        except TypeError as exc:  # the defaults alone build nothing: say which parameter
+            raise TypeError(f"give a {kind.__name__} as {name}= or options: {exc}") from None
     if options:
-        raise TypeError(f"give a {kind.__name__} or options, not both: {sorted(options)}")
+        raise TypeError(
+            f"give a {kind.__name__} or options, not both: {name}={given!r} and {sorted(options)}"
+        )
     if not isinstance(given, kind):
         raise TypeError(f"{name} must be a {kind.__name__}, got {given!r}")
     return given
@@ -689,6 +696,7 @@ class PipelineBuilder:
         limiter = _given_or_built("limiter", limiter, RateLimiter, TokenBucket, options)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the context, got {key!r}")
+        key = optional_sync_callable("key", key)
         if cost.__class__ is not int or cost != 1:
             limiter._check_cost(cost)
         return self._add(_RateLimit(limiter, key, cost))
@@ -757,8 +765,7 @@ class PipelineBuilder:
         wait = non_negative_or_none("delay", delay)
         if wait is None:
             raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
-        if acceptable is not None and not callable(acceptable):
-            raise TypeError(f"acceptable must be callable or None, got {acceptable!r}")
+        acceptable = optional_sync_callable("acceptable", acceptable)
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
         return self._add(_Hedge(size, wait, acceptable, budget))
@@ -779,8 +786,12 @@ class PipelineBuilder:
     ) -> PipelineBuilder:
         """Raise ``fault`` (default :class:`ChaosFault`) instead of calling, at ``rate``.
         ``fault`` is an exception (a fresh copy is raised each time) or a factory of them."""
-        if fault is not None and not (isinstance(fault, BaseException) or callable(fault)):
-            raise TypeError(f"fault must be an exception or a callable making one, got {fault!r}")
+        if fault is not None and not (
+            isinstance(fault, BaseException) or (callable(fault) and not is_async_callable(fault))
+        ):
+            raise TypeError(
+                f"fault must be an exception or a callable making one (not async), got {fault!r}"
+            )
         return self._chaos(
             "chaos_fault", rate, enabled, fault or (lambda: ChaosFault("chaos: injected fault"))
         )

@@ -281,3 +281,37 @@ async def test_chaos_decorator_keeps_defaults_and_kwdefaults() -> None:
     assert decorated.__defaults__ == (2,)
     assert decorated.__kwdefaults__ == {"c": 3}
     assert await decorated(1) == 6
+
+
+async def _async_fault() -> BaseException:
+    return OSError("never raised")
+
+
+async def _async_key(context: Any) -> str:
+    return "k"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: Pipeline.builder().hedge(idempotent=True, acceptable=_async_switch),
+            "acceptable must be a plain",
+        ),
+        (
+            lambda: Pipeline.builder().chaos_fault(0.5, fault=_async_fault),
+            r"fault must be an exception or a callable making one \(not async\)",
+        ),
+        (lambda: Pipeline.builder().rate_limit(rate="5/s", key=_async_key), "key must be a plain"),
+        (lambda: Pipeline.builder().rate_limit(), "give a RateLimiter as limiter= or options"),
+        (
+            lambda: Pipeline.builder().retry(ar.Retry(), attempts=2),
+            r"not both: policy=<Retry .*> and \['attempts'\]",
+        ),
+    ],
+)
+def test_builder_options_name_the_parameter(build: Any, message: str) -> None:
+    """Issue 11 item 18, found by the constructor fuzz: async callables where the builder
+    calls them without await, and errors that did not say which parameter."""
+    with pytest.raises(TypeError, match=message):
+        build()
