@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aioresilience as ar
+from aioresilience import _validation as v
 from aioresilience._core.token_bucket import TokenBucketAlgorithm
 from aioresilience._validation import MIN_DIVISOR
 from aioresilience.testing import run
@@ -628,3 +629,46 @@ def test_the_baseline_builds_and_works(case: Case) -> None:
         await case.use(case.call())
 
     run(main())
+
+
+# -- the helpers themselves -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("check", "error", "message"),
+    [
+        (lambda: v.finite_positive("rate", 10**400), ValueError, "rate must be within float"),
+        (lambda: v.finite_positive("rate", True), TypeError, "rate must be a number, got True"),
+        (lambda: v.finite_positive("rate", math.nan), ValueError, "rate must be a positive"),
+        (lambda: v.divisor("period", 5e-324), ValueError, "period must be >= 1e-12"),
+        (lambda: v.divisor("period", 1e-300), ValueError, "period must be >= 1e-12"),
+        (lambda: v.divisor("period", 1e13), ValueError, "period must be <= 1e\\+12"),
+        (lambda: v.non_negative("delay", -math.inf), ValueError, "delay must be a finite"),
+        (lambda: v.non_negative_or_none("w", 10**400), ValueError, "w must be within float"),
+        (lambda: v.number("d", math.nan), ValueError, "d must be a number, got nan"),
+        (lambda: v.positive_int("n", 10**400, maximum=10), ValueError, "n must be <= 10"),
+        (lambda: v.non_negative_int("n", 1.0), TypeError, "n must be an int, got 1.0"),
+        (lambda: v.fraction("p", 1.5), ValueError, r"p must be in \[0, 1\], got 1.5"),
+        (lambda: v.fraction("p", 0, zero=False), ValueError, r"p must be in \(0, 1\], got 0"),
+        (lambda: v.text("name", 5), TypeError, "name must be a str, got 5"),
+        (lambda: v.one_of("kind", "x", ("a", "b")), ValueError, "kind must be one of"),
+        (lambda: v.one_of("kind", 1, ("a",)), TypeError, "kind must be one of"),
+        (
+            lambda: v.positive_int("workers", -(10**400)),
+            ValueError,
+            r"workers must be >= 1, got -10000000000\.\.\. \(an int of 401 digits\)$",
+        ),
+    ],
+)
+def test_validation_helpers(check: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        check()
+
+
+def test_validation_helpers_return_floats_and_pass_good_values() -> None:
+    assert v.finite_positive("x", 3) == 3.0 and type(v.finite_positive("x", 3)) is float
+    assert v.divisor("x", 1e-12) == 1e-12
+    assert v.number("x", math.inf) == math.inf
+    assert v.non_negative_or_none("x", math.inf) is None
+    assert v.text("x", None, optional=True) is None
+    assert v.positive_int("x", 10**400) == 10**400  # a count may be huge unless bounded
