@@ -35,7 +35,7 @@ from ._context import ResilienceContext, context_var, current_context
 from ._degradation import Fallback, LoadShedder, Priority
 from ._events import ResilienceEvent, Severity, emit
 from ._listeners import Listeners
-from ._predicates import is_async_callable, optional_sync_callable, require_async
+from ._predicates import is_async_callable, optional_sync_callable, require_async, wraps
 from ._ratelimit import RateLimiter, TokenBucket
 from ._retry import Retry, RetryBudget
 from ._timeout import entered_timeout, timeout
@@ -586,7 +586,7 @@ class Pipeline:
         require_async(self.name, fn)
         execute = self.execute
 
-        @functools.wraps(fn)
+        @wraps(fn)
         async def resilient(*args: P.args, **kwargs: P.kwargs) -> T:
             return await execute(fn, *args, **kwargs)
 

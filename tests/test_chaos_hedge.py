@@ -315,3 +315,14 @@ def test_builder_options_name_the_parameter(build: Any, message: str) -> None:
     calls them without await, and errors that did not say which parameter."""
     with pytest.raises(TypeError, match=message):
         build()
+
+
+async def test_the_pipeline_decorator_keeps_defaults_and_kwdefaults() -> None:
+    """Issue 11 item 19, for @pipeline as for @Retry(...)."""
+
+    async def fetch(a: int, b: int = 2, *, c: int = 3) -> int:
+        return a + b + c
+
+    decorated = Pipeline.builder("p").hedge(idempotent=True).build()(fetch)
+    assert (decorated.__defaults__, decorated.__kwdefaults__) == ((2,), {"c": 3})
+    assert await decorated(1) == 6
