@@ -16,23 +16,83 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from . import _clock
 from ._awaitable import DONE
-from ._core.adaptive import AIMD, Gradient2, Vegas
+from ._core import adaptive as _core
 from ._errors import ConcurrencyLimited, Rejected
 from ._events import EventSource, Severity
 from ._listeners import logger
 from ._predicates import decorate
-from ._validation import non_negative_or_none, positive_int
+from ._validation import (
+    finite_positive,
+    fraction,
+    non_negative,
+    non_negative_or_none,
+    number,
+    positive_int,
+    text,
+)
 
 __all__ = ["AIMD", "AdaptiveLimiter", "AdaptiveStatistics", "Gradient2", "LimitAlgorithm", "Vegas"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_MAX_LIMIT = 1_000_000_000
 _DROPS = (TimeoutError, Rejected)  # outcomes that mean "overloaded": timeouts, refusals
 
 
 class LimitAlgorithm(Protocol):
     def update(self, limit: float, rtt: float, in_flight: int, dropped: bool) -> float: ...
+
+
+# The algorithms as exported: the pure ones of ``_core.adaptive``, their options checked.
+
+
+class AIMD(_core.AIMD):
+    """Additive increase, multiplicative decrease: ``limit * backoff`` on a drop or an rtt
+    over ``timeout``, ``limit + 1`` while the limit is in use."""
+
+    __slots__ = ()
+
+    def __init__(self, *, timeout: float = 5.0, backoff: float = 0.9) -> None:
+        factor = number("backoff", backoff)
+        if not 0 < factor < 1:
+            raise ValueError(f"backoff must be in (0, 1), got {backoff!r}")
+        super().__init__(timeout=finite_positive("timeout", timeout), backoff=factor)
+
+
+class Vegas(_core.Vegas):
+    """TCP Vegas applied to concurrency: grow while the queue estimated from the rtt over
+    the no-load rtt is short, shrink when it is long."""
+
+    __slots__ = ()
+
+    def __init__(self, *, probe_multiplier: int = 30) -> None:
+        # Bounded: it multiplies the (float) limit to count the updates between probes.
+        super().__init__(
+            probe_multiplier=positive_int("probe_multiplier", probe_multiplier, maximum=10**6)
+        )
+
+
+class Gradient2(_core.Gradient2):
+    """Netflix's Gradient2: the limit follows the ratio of the long-term to the current rtt."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        *,
+        tolerance: float = 1.5,
+        smoothing: float = 0.2,
+        queue_size: float = 4.0,
+        long_window: int = 600,
+    ) -> None:
+        super().__init__(
+            tolerance=finite_positive("tolerance", tolerance, minimum=1),
+            smoothing=fraction("smoothing", smoothing, zero=False),
+            queue_size=non_negative("queue_size", queue_size),
+            # Bounded: the EMA divides a float by it.
+            long_window=positive_int("long_window", long_window, maximum=10**9),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +120,15 @@ class AdaptiveLimiter(EventSource):
         min_samples: int = 10,
         name: str | None = None,
     ) -> None:
-        self.name = name or "AdaptiveLimiter"
+        self.name = text("name", name, optional=True) or "AdaptiveLimiter"
         self.algorithm = algorithm if algorithm is not None else Vegas()
         if not callable(getattr(self.algorithm, "update", None)):
             raise TypeError(
                 f"algorithm must have update(limit, rtt, in_flight, dropped), got {algorithm!r}"
             )
         self.min_limit = positive_int("min_limit", min_limit)
-        self.max_limit = positive_int("max_limit", max_limit)
+        # Bounded: the limit is learned as a float.
+        self.max_limit = positive_int("max_limit", max_limit, maximum=_MAX_LIMIT)
         initial = positive_int("initial_limit", initial_limit)
         if not self.min_limit <= initial <= self.max_limit:
             raise ValueError(

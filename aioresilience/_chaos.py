@@ -8,17 +8,16 @@ source, so a chaotic run can be replayed exactly.
 from __future__ import annotations
 
 import asyncio
-import functools
 import random as _random
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from ._errors import ChaosFault
 from ._events import EventSource, Severity
-from ._predicates import require_async
-from ._validation import finite_positive
+from ._predicates import require_async, sync_callable, wraps
+from ._validation import finite_positive, non_negative, number
 
-__all__ = ["ChaosFault", "ChaosMonkey", "chaos_rate", "chaos_switch"]
+__all__ = ["ChaosFault", "ChaosMonkey", "chaos_latency_range", "chaos_rate", "chaos_switch"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -26,9 +25,27 @@ T = TypeVar("T")
 
 def chaos_rate(name: str, value: Any) -> float:
     """A probability in [0, 1]."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+    rate = number(name, value, what="a probability in [0, 1]")
+    if not 0 <= rate <= 1:
         raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return float(value)
+    return rate
+
+
+def chaos_latency_range(name: str, value: Any) -> tuple[float, float]:
+    """Seconds of injected latency: a number > 0, or a ``(low, high)`` range with
+    ``0 <= low <= high``, ``high > 0``; finite."""
+    if isinstance(value, tuple | list):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be a number or a (low, high) pair, got {value!r}")
+        low = non_negative(f"{name} low", value[0])
+        high = finite_positive(f"{name} high", value[1])
+        if low > high:
+            raise ValueError(f"{name} range must satisfy 0 <= low <= high, got {value!r}")
+        return low, high
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number or a (low, high) pair, got {value!r}")
+    seconds = finite_positive(name, value)
+    return seconds, seconds
 
 
 def chaos_switch(enabled: Any) -> Callable[[], bool]:
@@ -36,16 +53,18 @@ def chaos_switch(enabled: Any) -> Callable[[], bool]:
     if isinstance(enabled, bool):
         return (lambda: True) if enabled else (lambda: False)
     if callable(enabled):
-        return enabled  # type: ignore[no-any-return]
+        return sync_callable("enabled", enabled)  # type: ignore[no-any-return]
     raise TypeError(f"enabled must be a bool or a callable returning one, got {enabled!r}")
 
 
 class ChaosMonkey(EventSource):
     """The seed guide's chaos monkey, seeded and switchable.
 
-    ``maybe_fail()`` raises :class:`ChaosFault` with probability ``failure_rate``;
-    ``await add_latency()`` sleeps ``latency`` seconds (a number, or a ``(low, high)`` range)
-    with probability ``latency_rate``; ``kill_connection()`` raises ``ConnectionResetError``
+    ``maybe_fail(error_message=None)`` raises :class:`ChaosFault` with probability
+    ``failure_rate``; ``await add_latency(min_seconds=None, max_seconds=None)`` sleeps
+    ``latency`` seconds (a number, or a ``(low, high)`` range; the seed's ``min_seconds`` and
+    ``max_seconds`` override its ends for that call) with probability ``latency_rate``;
+    ``kill_connection()`` raises ``ConnectionResetError``
     with probability ``kill_rate``. ``@monkey`` applies all three before each call.
     """
 
@@ -62,15 +81,7 @@ class ChaosMonkey(EventSource):
         self.failure_rate = chaos_rate("failure_rate", failure_rate)
         self.latency_rate = chaos_rate("latency_rate", latency_rate)
         self.kill_rate = chaos_rate("kill_rate", kill_rate)
-        if isinstance(latency, tuple):
-            low, high = latency
-            finite_positive("latency", high)
-            if not 0 <= low <= high:
-                raise ValueError(f"latency range must satisfy 0 <= low <= high, got {latency!r}")
-            self.latency = (float(low), float(high))
-        else:
-            value = finite_positive("latency", latency)
-            self.latency = (value, value)
+        self.latency = chaos_latency_range("latency", latency)
         self._enabled = chaos_switch(enabled)
         self._random = _random.Random(seed)
         self.injected = {"fault": 0, "latency": 0, "kill": 0}
@@ -84,17 +95,30 @@ class ChaosMonkey(EventSource):
     def _roll(self, rate: float) -> bool:
         return rate > 0 and self._enabled() and self._random.random() < rate
 
-    def maybe_fail(self) -> None:
+    def maybe_fail(self, error_message: str | None = None) -> None:
+        """Raise :class:`ChaosFault` (with ``error_message``, the seed's parameter, when
+        given) with probability ``failure_rate``."""
+        if error_message is not None and not isinstance(error_message, str):
+            raise TypeError(f"error_message must be a str or None, got {error_message!r}")
         if self._roll(self.failure_rate):
             self.injected["fault"] += 1
             self._emit("chaos_injected", Severity.INFO, injection="fault")
-            raise ChaosFault("chaos: injected failure")
+            raise ChaosFault(error_message or "chaos: injected failure")
 
-    async def add_latency(self) -> None:
+    async def add_latency(
+        self, min_seconds: float | None = None, max_seconds: float | None = None
+    ) -> None:
+        """Sleep a uniform draw from the latency range with probability ``latency_rate``;
+        ``min_seconds`` / ``max_seconds`` (the seed's parameters) replace its ends."""
+        low, high = self.latency
+        if min_seconds is not None or max_seconds is not None:
+            low = low if min_seconds is None else non_negative("min_seconds", min_seconds)
+            high = high if max_seconds is None else non_negative("max_seconds", max_seconds)
+            if low > high:
+                raise ValueError(f"need min_seconds <= max_seconds, got {low!r} and {high!r}")
         if self._roll(self.latency_rate):
             self.injected["latency"] += 1
             self._emit("chaos_injected", Severity.INFO, injection="latency")
-            low, high = self.latency
             await asyncio.sleep(self._random.uniform(low, high))
 
     def kill_connection(self) -> None:
@@ -108,7 +132,7 @@ class ChaosMonkey(EventSource):
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         require_async("ChaosMonkey", fn)
 
-        @functools.wraps(fn)
+        @wraps(fn)
         async def chaotic(*args: P.args, **kwargs: P.kwargs) -> T:
             await self.add_latency()
             self.kill_connection()

@@ -22,6 +22,28 @@ _LEVELS = {
 }
 
 
+def _levels(levels: object) -> dict[Severity, int]:
+    """``levels`` checked: Severity keys (or their int values), logging levels (ints)."""
+    if levels is None:
+        return {}
+    if not isinstance(levels, Mapping):
+        raise TypeError(f"levels must be a mapping of Severity to a logging level, got {levels!r}")
+    checked: dict[Severity, int] = {}
+    for key, level in levels.items():
+        try:
+            severity = Severity(key)
+        except ValueError:
+            raise ValueError(
+                f"levels keys must be Severity members, got {key!r} in {levels!r}"
+            ) from None
+        if not isinstance(level, int) or isinstance(level, bool) or level < 0:
+            raise TypeError(
+                f"levels values must be logging levels (ints >= 0), got {level!r} in {levels!r}"
+            )
+        checked[severity] = level
+    return checked
+
+
 class LoggingListener:
     """``pipeline.add_listener(LoggingListener())``: one log record per event, with the event
     in structured ``extra`` fields (``resilience_event``, ``strategy``, ``pipeline``,
@@ -33,8 +55,12 @@ class LoggingListener:
         *,
         levels: Mapping[Severity, int] | None = None,
     ) -> None:
-        self._logger = logger or logging.getLogger("aioresilience")
-        self._levels = {**_LEVELS, **(levels or {})}
+        if logger is None:
+            logger = logging.getLogger("aioresilience")
+        elif not isinstance(logger, logging.Logger | logging.LoggerAdapter):
+            raise TypeError(f"logger must be a logging.Logger or None, got {logger!r}")
+        self._logger = logger
+        self._levels = {**_LEVELS, **_levels(levels)}
         if self._levels == _LEVELS and type(self).accepts is LoggingListener.accepts:
             # Severities *are* the logging levels then: ask the logger directly (this runs
             # once per pipeline call, so a listener whose level is disabled costs one check).

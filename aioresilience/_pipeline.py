@@ -18,7 +18,6 @@ import asyncio
 import contextvars
 import copy
 import functools
-import math
 import operator
 import random
 import warnings
@@ -30,17 +29,17 @@ from . import _clock
 from ._adaptive import AdaptiveLimiter
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
-from ._chaos import ChaosFault, chaos_rate, chaos_switch
+from ._chaos import ChaosFault, chaos_latency_range, chaos_rate, chaos_switch
 from ._compose import Call, Direct, Runner, Strategy, compose, exit_all
 from ._context import ResilienceContext, context_var, current_context
 from ._degradation import Fallback, LoadShedder, Priority, check_priority
 from ._events import ResilienceEvent, Severity, emit
 from ._listeners import Listeners
-from ._predicates import require_async
+from ._predicates import is_async_callable, optional_sync_callable, require_async, wraps
 from ._ratelimit import RateLimiter, TokenBucket
 from ._retry import Retry, RetryBudget
 from ._timeout import entered_timeout, timeout
-from ._validation import non_negative_or_none, positive_int
+from ._validation import non_negative_or_none, positive_int, text
 
 __all__ = [
     "Outcome",
@@ -590,7 +589,7 @@ class Pipeline:
         require_async(self.name, fn)
         execute = self.execute
 
-        @functools.wraps(fn)
+        @wraps(fn)
         async def resilient(*args: P.args, **kwargs: P.kwargs) -> T:
             return await execute(fn, *args, **kwargs)
 
@@ -652,9 +651,16 @@ def _given_or_built(
     """A builder method's primitive: the one ``given`` (shared with other code), or a new one
     built from ``options`` — not both."""
     if given is None:
-        return build(**options)
+        if options:
+            return build(**options)
+        try:
+            return build()
+        except TypeError as exc:  # the defaults alone build nothing: say which parameter
+            raise TypeError(f"give a {kind.__name__} as {name}= or options: {exc}") from None
     if options:
-        raise TypeError(f"give a {kind.__name__} or options, not both: {sorted(options)}")
+        raise TypeError(
+            f"give a {kind.__name__} or options, not both: {name}={given!r} and {sorted(options)}"
+        )
     if not isinstance(given, kind):
         raise TypeError(f"{name} must be a {kind.__name__}, got {given!r}")
     return given
@@ -693,6 +699,7 @@ class PipelineBuilder:
         limiter = _given_or_built("limiter", limiter, RateLimiter, TokenBucket, options)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the context, got {key!r}")
+        key = optional_sync_callable("key", key)
         if cost.__class__ is not int or cost != 1:
             limiter._check_cost(cost)
         return self._add(_RateLimit(limiter, key, cost))
@@ -761,8 +768,7 @@ class PipelineBuilder:
         wait = non_negative_or_none("delay", delay)
         if wait is None:
             raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
-        if acceptable is not None and not callable(acceptable):
-            raise TypeError(f"acceptable must be callable or None, got {acceptable!r}")
+        acceptable = optional_sync_callable("acceptable", acceptable)
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
         return self._add(_Hedge(size, wait, acceptable, budget))
@@ -783,8 +789,12 @@ class PipelineBuilder:
     ) -> PipelineBuilder:
         """Raise ``fault`` (default :class:`ChaosFault`) instead of calling, at ``rate``.
         ``fault`` is an exception (a fresh copy is raised each time) or a factory of them."""
-        if fault is not None and not (isinstance(fault, BaseException) or callable(fault)):
-            raise TypeError(f"fault must be an exception or a callable making one, got {fault!r}")
+        if fault is not None and not (
+            isinstance(fault, BaseException) or (callable(fault) and not is_async_callable(fault))
+        ):
+            raise TypeError(
+                f"fault must be an exception or a callable making one (not async), got {fault!r}"
+            )
         return self._chaos(
             "chaos_fault", rate, enabled, fault or (lambda: ChaosFault("chaos: injected fault"))
         )
@@ -797,10 +807,7 @@ class PipelineBuilder:
         enabled: bool | Callable[[], bool] = True,
     ) -> PipelineBuilder:
         """Sleep ``latency`` seconds (or a uniform draw from ``(low, high)``) before calling."""
-        low, high = latency if isinstance(latency, tuple) else (latency, latency)
-        if not (0 <= low <= high and 0 < high < math.inf):
-            raise ValueError(f"latency must be > 0 or a range 0 <= low <= high, got {latency!r}")
-        return self._chaos("chaos_latency", rate, enabled, (float(low), float(high)))
+        return self._chaos("chaos_latency", rate, enabled, chaos_latency_range("latency", latency))
 
     def chaos_outcome(
         self, rate: float, outcome: Any, *, enabled: bool | Callable[[], bool] = True
@@ -842,7 +849,9 @@ class PipelineRegistry:
         self._pipelines: dict[str, Pipeline] = {}
 
     def register(self, pipeline: Pipeline, *, name: str | None = None) -> Pipeline:
-        key = name or pipeline.name
+        if not isinstance(pipeline, Pipeline):
+            raise TypeError(f"pipeline must be a Pipeline, got {pipeline!r}")
+        key = text("name", name, optional=True) or pipeline.name
         if key in self._pipelines:
             raise ValueError(f"a pipeline named {key!r} is registered already")
         self._pipelines[key] = pipeline

@@ -19,6 +19,7 @@ __all__ = [
     "optional_sync_callable",
     "require_async",
     "sync_callable",
+    "wraps",
 ]
 
 ExceptionFilter = (
@@ -89,6 +90,23 @@ def require_async(owner: str, fn: Any) -> None:
         raise TypeError(f"{owner} decorates coroutine functions, got {fn!r}")
 
 
+def wraps(fn: Callable[..., Any]) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """``functools.wraps``, plus what it leaves out: ``__defaults__`` and ``__kwdefaults__``
+    (code that reads a function's defaults, such as dependency injection or CLI builders,
+    sees the wrapped function's; harmless on a ``*args, **kwargs`` wrapper, which has no
+    parameter they could fill)."""
+
+    def apply(wrapper: Callable[P, T]) -> Callable[P, T]:
+        functools.update_wrapper(wrapper, fn)
+        for attribute in ("__defaults__", "__kwdefaults__"):
+            value = getattr(fn, attribute, None)
+            if value is not None:
+                setattr(wrapper, attribute, value)
+        return wrapper
+
+    return apply
+
+
 def decorate(
     owner: str,
     call: Callable[..., Coroutine[Any, Any, Any]],
@@ -98,7 +116,7 @@ def decorate(
     it: the same function, signature kept, every call going through ``call``."""
     require_async(owner, fn)
 
-    @functools.wraps(fn)
+    @wraps(fn)
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
         return await call(fn, *args, **kwargs)  # type: ignore[no-any-return]
 

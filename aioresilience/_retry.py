@@ -26,7 +26,6 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from . import _clock
-from ._core.backoff import Backoff
 from ._core.budget import ConcurrencyBudget, TokenBudget, throttle_probability
 from ._core.windows import TimeWindow
 from ._errors import Rejected, Throttled
@@ -37,9 +36,20 @@ from ._predicates import (
     decorate,
     exception_predicate,
     optional_callable,
+    optional_sync_callable,
 )
-from ._schedules import exponential
-from ._validation import finite_positive, non_negative_or_none, positive_int
+from ._schedules import Backoff, backoff_cap, exponential
+from ._validation import (
+    divisor,
+    finite_positive,
+    fraction,
+    non_negative,
+    non_negative_int,
+    non_negative_or_none,
+    number,
+    positive_int,
+    text,
+)
 
 __all__ = [
     "AdaptiveThrottle",
@@ -91,12 +101,10 @@ class RetryBudget:
 
     @classmethod
     def concurrency(cls, percent: float = 0.2, min_retries: int = 3) -> RetryBudget:
-        fraction = finite_positive("percent", percent)
-        if fraction > 1:
-            raise ValueError(f"percent must be a fraction in (0, 1], got {percent!r}")
-        if not isinstance(min_retries, int) or isinstance(min_retries, bool) or min_retries < 0:
-            raise ValueError(f"min_retries must be an int >= 0, got {min_retries!r}")
-        return cls(ConcurrencyBudget(fraction, min_retries), "concurrency")
+        share = fraction("percent", percent, zero=False)
+        return cls(
+            ConcurrencyBudget(share, non_negative_int("min_retries", min_retries)), "concurrency"
+        )
 
     @classmethod
     def tokens(cls, max_tokens: float = 10.0, token_ratio: float = 0.1) -> RetryBudget:
@@ -144,9 +152,7 @@ class Retry(EventSource):
         seed: int | None = None,
         name: str | None = None,
     ) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
-        self.name = name or "Retry"
+        self.name = text("name", name, optional=True) or "Retry"
         self.attempts = math.inf if attempts is None else positive_int("attempts", attempts)
         if backoff is not None and not isinstance(backoff, Backoff):
             raise TypeError(
@@ -155,21 +161,17 @@ class Retry(EventSource):
             )
         self.backoff = backoff if backoff is not None else exponential()
         self.max_elapsed = non_negative_or_none("max_elapsed", max_elapsed)
-        if deadline is not None and (
-            not isinstance(deadline, int | float) or isinstance(deadline, bool)
-        ):
-            raise TypeError(f"deadline must be a loop time in seconds or None, got {deadline!r}")
-        if deadline is not None and math.isnan(deadline):
-            raise ValueError(f"deadline must be a loop time in seconds, got {deadline!r}")
+        if deadline is not None:
+            deadline = number("deadline", deadline, what="a loop time in seconds or None")
         self.deadline = deadline
-        if math.isinf(self.attempts) and self.max_elapsed is None and deadline is None:
+        if attempts is None and self.max_elapsed is None and deadline is None:
             raise ValueError("unbounded retry: set attempts, max_elapsed or deadline")
         self._retry_on = exception_predicate("retry_on", retry_on)
-        self._judge = optional_callable("retry_on_result", retry_on_result)
+        self._judge = optional_sync_callable("retry_on_result", retry_on_result)
         if not isinstance(retry_rejections, bool):
             raise TypeError(f"retry_rejections must be a bool, got {retry_rejections!r}")
         self.retry_rejections = retry_rejections
-        self._hint_of = optional_callable("retry_after", retry_after)
+        self._hint_of = optional_sync_callable("retry_after", retry_after)
         self.max_retry_after = finite_positive("max_retry_after", max_retry_after)
         self._before_sleep = optional_callable("before_sleep", before_sleep)
         self._on_give_up = optional_callable("on_give_up", on_give_up)
@@ -189,7 +191,7 @@ class Retry(EventSource):
         if budget is not None:
             budget._core.start_request()
         try:
-            started = _clock.now() if self.max_elapsed is not None else 0.0
+            started = _clock.now()  # elapsed counts from the first attempt, always
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
@@ -280,7 +282,7 @@ class _Run:
 
     def __init__(self, policy: Retry, started: float) -> None:
         self.policy = policy
-        self.started = started if policy.max_elapsed is not None else _clock.now()
+        self.started = started  # when the first attempt began
         self.attempt = 1  # attempts made so far
         self.previous_delay: float | None = None
         self.history: list[str] = []
@@ -465,13 +467,17 @@ class ExponentialBackoff(Retry):
     def __init__(
         self, max_retries: int = 3, base_delay: float = 1.0, max_delay: float = 60.0, **options: Any
     ) -> None:
-        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        super().__init__(
-            attempts=max_retries + 1,
-            backoff=exponential(base_delay, cap=max_delay),
-            **options,
-        )
+        retries = non_negative_int("max_retries", max_retries)
+        # Checked under the seed's names, before exponential() would call them base and cap.
+        first = non_negative("base_delay", base_delay)
+        cap = backoff_cap("max_delay", max_delay)
+        super().__init__(attempts=retries + 1, backoff=exponential(first, cap=cap), **options)
+
+    async def execute(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """The seed guide's name for :meth:`call`."""
+        return await self.call(fn, *args, **kwargs)
 
 
 class AdaptiveThrottle(EventSource):
@@ -492,9 +498,9 @@ class AdaptiveThrottle(EventSource):
         seed: int | None = None,
         name: str | None = None,
     ) -> None:
-        self.name = name or "AdaptiveThrottle"
+        self.name = text("name", name, optional=True) or "AdaptiveThrottle"
         self.k = finite_positive("k", k)
-        self._window = TimeWindow(finite_positive("window", window))
+        self._window = TimeWindow(divisor("window", window))
         self._overload = exception_predicate("overload", overload)
         self._random = _random.Random(seed).random
         self.throttled = 0

@@ -48,17 +48,25 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _show(value: Any) -> str:
+    """``repr(value)``, but a huge int (``10**400``) as its first digits and its length."""
+    text = repr(value)
+    if isinstance(value, int) and len(text) > 40:
+        return f"{text[:12]}... (an int of {len(text.lstrip('-'))} digits)"
+    return text
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _float(name: str, value: Any, what: str) -> float:
     if not _is_number(value):
-        raise TypeError(f"{name} must be {what}, got {value!r} ({_kind(value)})")
+        raise TypeError(f"{name} must be {what}, got {_show(value)} ({_kind(value)})")
     try:
         return float(value)
     except OverflowError:
-        raise ValueError(f"{name} must be within float range, got {value!r}") from None
+        raise ValueError(f"{name} must be within float range, got {_show(value)}") from None
 
 
 def number(name: str, value: Any, *, what: str = "a number") -> float:
@@ -66,7 +74,7 @@ def number(name: str, value: Any, *, what: str = "a number") -> float:
     (``inf`` passes; the callers' bounds decide about it)."""
     result = _float(name, value, what)
     if math.isnan(result):
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+        raise ValueError(f"{name} must be {what}, got {_show(value)}")
     return result
 
 
@@ -76,11 +84,11 @@ def finite_positive(
     """A finite number > 0 (and within ``minimum``..``maximum`` when given), as float."""
     result = _float(name, value, "a number")
     if not 0 < result < math.inf:  # NaN fails this too
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        raise ValueError(f"{name} must be a positive finite number, got {_show(value)}")
     if minimum is not None and result < minimum:
-        raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
+        raise ValueError(f"{name} must be >= {minimum:g}, got {_show(value)}")
     if maximum is not None and result > maximum:
-        raise ValueError(f"{name} must be <= {maximum:g}, got {value!r}")
+        raise ValueError(f"{name} must be <= {maximum:g}, got {_show(value)}")
     return result
 
 
@@ -95,9 +103,9 @@ def non_negative(name: str, value: Any, *, maximum: float | None = None) -> floa
     """A finite number >= 0 (and <= ``maximum`` when given), as float."""
     result = _float(name, value, "a number")
     if not 0 <= result < math.inf:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {_show(value)}")
     if maximum is not None and result > maximum:
-        raise ValueError(f"{name} must be <= {maximum:g}, got {value!r}")
+        raise ValueError(f"{name} must be <= {maximum:g}, got {_show(value)}")
     return result
 
 
@@ -107,7 +115,7 @@ def non_negative_or_none(name: str, value: Any) -> float | None:
         return None
     result = _float(name, value, "a number or None")
     if not result >= 0:
-        raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
+        raise ValueError(f"{name} must be >= 0 or None, got {_show(value)}")
     return None if math.isinf(result) else result
 
 
@@ -115,8 +123,8 @@ def fraction(name: str, value: Any, *, zero: bool = True) -> float:
     """A probability: 0 (when ``zero``) or more, up to 1."""
     result = _float(name, value, "a number")
     if not (0 <= result <= 1) or (result == 0 and not zero):
-        bounds = "0 <= x <= 1" if zero else "0 < x <= 1"
-        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+        bounds = "[0, 1]" if zero else "(0, 1]"
+        raise ValueError(f"{name} must be in {bounds}, got {_show(value)}")
     return result
 
 
@@ -124,22 +132,22 @@ def positive_int(name: str, value: Any, *, maximum: int | None = None) -> int:
     """An ``int`` >= 1, at most ``maximum`` when given (bools are refused: ``True`` is not a
     count)."""
     if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r} ({_kind(value)})")
+        raise TypeError(f"{name} must be an int, got {_show(value)} ({_kind(value)})")
     if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
+        raise ValueError(f"{name} must be >= 1, got {_show(value)}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+        raise ValueError(f"{name} must be <= {maximum}, got {_show(value)}")
     return value
 
 
 def non_negative_int(name: str, value: Any, *, maximum: int | None = None) -> int:
     """An ``int`` >= 0, at most ``maximum`` when given (no bools)."""
     if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r} ({_kind(value)})")
+        raise TypeError(f"{name} must be an int, got {_show(value)} ({_kind(value)})")
     if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+        raise ValueError(f"{name} must be >= 0, got {_show(value)}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+        raise ValueError(f"{name} must be <= {maximum}, got {_show(value)}")
     return value
 
 
@@ -149,7 +157,7 @@ def text(name: str, value: Any, *, optional: bool = False) -> Any:
         return None
     if not isinstance(value, str):
         wanted = "a str or None" if optional else "a str"
-        raise TypeError(f"{name} must be {wanted}, got {value!r} ({_kind(value)})")
+        raise TypeError(f"{name} must be {wanted}, got {_show(value)} ({_kind(value)})")
     return value
 
 
@@ -157,9 +165,9 @@ def one_of(name: str, value: Any, choices: Iterable[str]) -> str:
     """One of ``choices`` (strings), as given."""
     options = tuple(choices)
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be one of {options!r}, got {value!r} ({_kind(value)})")
+        raise TypeError(f"{name} must be one of {options!r}, got {_show(value)} ({_kind(value)})")
     if value not in options:
-        raise ValueError(f"{name} must be one of {options!r}, got {value!r}")
+        raise ValueError(f"{name} must be one of {options!r}, got {_show(value)}")
     return value
 
 

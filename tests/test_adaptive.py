@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import pytest
 
@@ -113,3 +114,58 @@ def test_bad_input() -> None:
         AdaptiveLimiter(object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="min_limit must be >= 1"):
         AdaptiveLimiter(min_limit=0)
+
+
+# -- issue 11 --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: AIMD(timeout=True), TypeError, "timeout must be a number, got True"),
+        (lambda: AIMD(backoff=True), TypeError, "backoff must be a number, got True"),
+        (lambda: AIMD(backoff="x"), TypeError, "backoff must be a number, got 'x'"),  # type: ignore[arg-type]
+        (lambda: AIMD(timeout=10**400), ValueError, "timeout must be within float range"),
+        (lambda: Vegas(probe_multiplier=True), TypeError, "probe_multiplier must be an int"),
+        (
+            lambda: Vegas(probe_multiplier=10**400),
+            ValueError,
+            "probe_multiplier must be <= 1000000",
+        ),
+        (lambda: Gradient2(long_window=True), TypeError, "long_window must be an int, got True"),
+        (lambda: Gradient2(tolerance=True), TypeError, "tolerance must be a number, got True"),
+        (lambda: Gradient2(smoothing=True), TypeError, "smoothing must be a number, got True"),
+        (lambda: Gradient2(queue_size=float("nan")), ValueError, "queue_size must be a finite"),
+        (lambda: Gradient2(tolerance="2"), TypeError, "tolerance must be a number"),  # type: ignore[arg-type]
+        (lambda: AdaptiveLimiter(max_limit=10**400), ValueError, "max_limit must be <= 1000000000"),
+        (
+            lambda: AdaptiveLimiter(sample_window=10**400),
+            ValueError,
+            "sample_window must be within",
+        ),
+        (lambda: AdaptiveLimiter(name=5), TypeError, "name must be a str or None, got 5"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_values_found_by_issue_11(build: Any, error: type, message: str) -> None:
+    """Issue 11 item 18: bools are not numbers, huge values fail at construction."""
+    with pytest.raises(error, match=message):
+        build()
+
+
+async def test_adaptive_limiter_decorator_keeps_defaults() -> None:
+    """Issue 11 item 19."""
+
+    async def fetch(a: int, b: int = 2, *, c: int = 3) -> int:
+        return a + b + c
+
+    decorated = AdaptiveLimiter()(fetch)
+    assert decorated.__defaults__ == (2,)
+    assert decorated.__kwdefaults__ == {"c": 3}
+    assert await decorated(1) == 6
+
+
+def test_gradient2_long_window_is_bounded() -> None:
+    """Found by the constructor fuzz: a long_window beyond float range failed on first use."""
+    with pytest.raises(ValueError, match="long_window must be <= 1000000000"):
+        Gradient2(long_window=10**400)
+    assert Gradient2(long_window=10**9).update(10.0, 0.1, 5, False) > 0

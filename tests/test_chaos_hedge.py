@@ -179,9 +179,150 @@ def test_hedge_and_chaos_validation() -> None:
         Pipeline.builder().chaos_fault(1.5)
     with pytest.raises(TypeError, match="enabled must be a bool or a callable"):
         Pipeline.builder().chaos_fault(0.1, enabled="yes")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="latency must be > 0"):
+    with pytest.raises(
+        ValueError, match=r"latency range must satisfy 0 <= low <= high, got \(2.0, 1.0\)"
+    ):
         Pipeline.builder().chaos_latency(0.1, (2.0, 1.0))
     with pytest.raises(ValueError, match="failure_rate must be a probability"):
         ChaosMonkey(failure_rate=-0.1)
     with pytest.warns(ar.PipelineOrderWarning, match="put retry outside the hedge"):
         Pipeline.builder().hedge(idempotent=True).retry().build()
+
+
+# -- issue 11 --------------------------------------------------------------------------------
+
+
+async def _async_switch() -> bool:
+    return False
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (
+            lambda: ChaosMonkey(latency=(1, 2, 3)),
+            ValueError,
+            r"latency must be a number or a \(low, high\) pair, got \(1, 2, 3\)",
+        ),
+        (lambda: ChaosMonkey(latency=(1,)), ValueError, "latency must be a number or a"),
+        (lambda: ChaosMonkey(latency="1"), TypeError, "latency must be a number or a"),  # type: ignore[arg-type]
+        (lambda: ChaosMonkey(latency=True), TypeError, "latency must be a number or a"),
+        (lambda: ChaosMonkey(latency=(True, 2)), TypeError, "latency low must be a number"),
+        (lambda: ChaosMonkey(latency=(0, 10**400)), ValueError, "latency high must be within"),
+        (lambda: ChaosMonkey(failure_rate=True), TypeError, "failure_rate must be a probability"),
+        (
+            lambda: ChaosMonkey(kill_rate=float("nan")),
+            ValueError,
+            "kill_rate must be a probability",
+        ),
+        (lambda: ChaosMonkey(enabled=_async_switch), TypeError, "enabled must be a plain"),
+        (
+            lambda: Pipeline.builder().chaos_latency(0.5, True),
+            TypeError,
+            "latency must be a number",
+        ),
+        (
+            lambda: Pipeline.builder().chaos_latency(0.5, (0, True)),
+            TypeError,
+            "latency high must be a number",
+        ),
+        (
+            lambda: Pipeline.builder().chaos_fault(0.5, enabled=_async_switch),
+            TypeError,
+            "enabled must be a plain",
+        ),
+        (lambda: Pipeline.builder().chaos_fault(True), TypeError, "rate must be a probability"),
+    ],
+)
+def test_chaos_bad_values_found_by_issue_11(build: Any, error: type, message: str) -> None:
+    """Issue 11 item 18: ValueError/TypeError naming the parameter, never an unpacking
+    error, and no async switch taken as always on."""
+    with pytest.raises(error, match=message):
+        build()
+
+
+async def test_maybe_fail_takes_the_seed_error_message() -> None:
+    monkey = ChaosMonkey(failure_rate=1.0)
+    with pytest.raises(ChaosFault, match=r"^database on fire$"):
+        monkey.maybe_fail("database on fire")
+    with pytest.raises(ChaosFault, match=r"^chaos: injected failure$"):
+        monkey.maybe_fail()
+    with pytest.raises(TypeError, match="error_message must be a str or None, got 5"):
+        monkey.maybe_fail(5)  # type: ignore[arg-type]
+
+
+async def test_add_latency_takes_the_seed_range() -> None:
+    loop = asyncio.get_running_loop()
+    monkey = ChaosMonkey(latency_rate=1.0, latency=0.1, seed=3)
+    for low, high in ((2.0, 3.0), (0.0, 0.05)):
+        for _ in range(20):
+            start = loop.time()
+            await monkey.add_latency(min_seconds=low, max_seconds=high)
+            assert low <= loop.time() - start <= high
+    start = loop.time()
+    await monkey.add_latency(max_seconds=0.1)  # the configured low end (0.1) stays
+    assert loop.time() - start == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="need min_seconds <= max_seconds"):
+        await monkey.add_latency(min_seconds=2.0, max_seconds=1.0)
+    with pytest.raises(TypeError, match="min_seconds must be a number"):
+        await monkey.add_latency(min_seconds="1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_seconds must be a finite number >= 0, got inf"):
+        await monkey.add_latency(max_seconds=float("inf"))
+    assert monkey.injected["latency"] == 41
+
+
+async def test_chaos_decorator_keeps_defaults_and_kwdefaults() -> None:
+    """Issue 11 item 19."""
+
+    async def fetch(a: int, b: int = 2, *, c: int = 3) -> int:
+        return a + b + c
+
+    decorated = ChaosMonkey(failure_rate=0.0)(fetch)
+    assert decorated.__defaults__ == (2,)
+    assert decorated.__kwdefaults__ == {"c": 3}
+    assert await decorated(1) == 6
+
+
+async def _async_fault() -> BaseException:
+    return OSError("never raised")
+
+
+async def _async_key(context: Any) -> str:
+    return "k"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: Pipeline.builder().hedge(idempotent=True, acceptable=_async_switch),
+            "acceptable must be a plain",
+        ),
+        (
+            lambda: Pipeline.builder().chaos_fault(0.5, fault=_async_fault),
+            r"fault must be an exception or a callable making one \(not async\)",
+        ),
+        (lambda: Pipeline.builder().rate_limit(rate="5/s", key=_async_key), "key must be a plain"),
+        (lambda: Pipeline.builder().rate_limit(), "give a RateLimiter as limiter= or options"),
+        (
+            lambda: Pipeline.builder().retry(ar.Retry(), attempts=2),
+            r"not both: policy=<Retry .*> and \['attempts'\]",
+        ),
+    ],
+)
+def test_builder_options_name_the_parameter(build: Any, message: str) -> None:
+    """Issue 11 item 18, found by the constructor fuzz: async callables where the builder
+    calls them without await, and errors that did not say which parameter."""
+    with pytest.raises(TypeError, match=message):
+        build()
+
+
+async def test_the_pipeline_decorator_keeps_defaults_and_kwdefaults() -> None:
+    """Issue 11 item 19, for @pipeline as for @Retry(...)."""
+
+    async def fetch(a: int, b: int = 2, *, c: int = 3) -> int:
+        return a + b + c
+
+    decorated = Pipeline.builder("p").hedge(idempotent=True).build()(fetch)
+    assert (decorated.__defaults__, decorated.__kwdefaults__) == ((2,), {"c": 3})
+    assert await decorated(1) == 6

@@ -194,3 +194,52 @@ async def test_prometheus_listener_with_a_private_registry() -> None:
     )
     with pytest.raises(TypeError, match="registry must be a prometheus_client CollectorRegistry"):
         PrometheusListener(None)  # type: ignore[arg-type]
+
+
+# -- issue 11 --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: LoggingListener(5), TypeError, "logger must be a logging.Logger or None, got 5"),  # type: ignore[arg-type]
+        (
+            lambda: LoggingListener(levels={"x": 10}),
+            ValueError,
+            "levels keys must be Severity members, got 'x'",
+        ),  # type: ignore[dict-item]
+        (lambda: LoggingListener(levels={99: 10}), ValueError, "levels keys must be Severity"),  # type: ignore[dict-item]
+        (
+            lambda: LoggingListener(levels={Severity.INFO: "x"}),
+            TypeError,
+            "levels values must be logging levels",
+        ),  # type: ignore[dict-item]
+        (lambda: LoggingListener(levels={Severity.INFO: True}), TypeError, "levels values must be"),
+        (lambda: LoggingListener(levels=[1]), TypeError, "levels must be a mapping"),  # type: ignore[arg-type]
+        (
+            lambda: ar.PipelineRegistry().register(5),
+            TypeError,
+            "pipeline must be a Pipeline, got 5",
+        ),  # type: ignore[arg-type]
+        (
+            lambda: ar.PipelineRegistry().register(Pipeline.builder("p").build(), name=5),
+            TypeError,
+            "name must be a str or None, got 5",
+        ),  # type: ignore[arg-type]
+    ],
+)
+def test_listener_and_registry_bad_values(build: Any, error: type, message: str) -> None:
+    """Issue 11 item 18: no AttributeError, no accepted typo in the levels."""
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_logging_listener_takes_int_severities_and_adapters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    listener = LoggingListener(levels={20: logging.WARNING})
+    assert listener.levels[Severity.INFO] == logging.WARNING
+    adapter = logging.LoggerAdapter(logging.getLogger("aioresilience.test"), {})
+    with caplog.at_level(logging.INFO, logger="aioresilience.test"):
+        LoggingListener(adapter)(ResilienceEvent("e", "s", Severity.INFO, 0.0))  # type: ignore[arg-type]
+    assert [r.getMessage() for r in caplog.records] == ["e from s {}"]

@@ -177,7 +177,7 @@ def test_builder_validates_at_build_time() -> None:
         Pipeline.builder().chaos_fault(0.5, fault="oops")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="chaos_behavior decorates coroutine functions"):
         Pipeline.builder().chaos_behavior(0.5, lambda: None)  # type: ignore[arg-type,return-value]
-    with pytest.raises(ValueError, match="latency must be > 0"):
+    with pytest.raises(ValueError, match="latency must be a positive finite number, got inf"):
         Pipeline.builder().chaos_latency(0.5, float("inf"))
     with pytest.raises(TypeError, match="bulkhead\\(\\) needs a Bulkhead or max_concurrent"):
         Pipeline.builder().bulkhead()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import aioresilience as ar
 from aioresilience import (
     AdaptiveThrottle,
     CircuitBreaker,
@@ -406,12 +407,168 @@ def test_bad_retry_options(options: dict[str, Any], error: type, message: str) -
         (lambda: exponential(1, jitter="some"), "jitter must be one of"),
         (lambda: constant(float("inf")), "delay must be a finite number >= 0"),
         (lambda: linear(1, cap=0), "cap must be a positive finite number, got 0"),
-        (lambda: RetryBudget.concurrency(percent=2), "percent must be a fraction"),
+        (lambda: RetryBudget.concurrency(percent=2), r"percent must be in \(0, 1\], got 2"),
         (lambda: RetryBudget.tokens(max_tokens=0), "max_tokens must be a positive"),
         (lambda: AdaptiveThrottle(k=0), "k must be a positive"),
-        (lambda: ExponentialBackoff(max_retries=-1), "max_retries must be an int >= 0"),
+        (lambda: ExponentialBackoff(max_retries=-1), "max_retries must be >= 0, got -1"),
     ],
 )
 def test_bad_schedule_options(build: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build()
+
+
+# -- issue 11 --------------------------------------------------------------------------------
+
+
+async def test_elapsed_counts_from_the_first_attempt_without_max_elapsed() -> None:
+    """Issue 11 item 16: RetryState.elapsed and the give-up note measured from the first
+    attempt, whether or not max_elapsed is set."""
+    seen: list[RetryState] = []
+
+    async def slow_failure() -> None:
+        await asyncio.sleep(1.0)
+        raise OSError("down")
+
+    for max_elapsed in (None, 100.0):
+        seen.clear()
+        policy = Retry(
+            attempts=2,
+            backoff=constant(0.5),
+            max_elapsed=max_elapsed,
+            before_sleep=seen.append,
+            on_give_up=seen.append,
+        )
+        with pytest.raises(OSError) as caught:
+            await policy.call(slow_failure)
+        assert [s.elapsed for s in seen] == [1.0, 2.5], max_elapsed
+        assert "gave up after 2 attempt(s) in 2.500s" in caught.value.__notes__[0]
+
+
+async def test_elapsed_counts_from_the_first_attempt_in_the_async_for_form() -> None:
+    seen: list[RetryState] = []
+    policy = Retry(attempts=2, backoff=constant(0.5), on_give_up=seen.append)
+    with pytest.raises(OSError):
+        async for attempt in policy:
+            with attempt:
+                await asyncio.sleep(1.0)
+                raise OSError("down")
+    assert seen[0].elapsed == 2.5
+
+
+def _defaults_kept(decorated: Any, original: Any) -> None:
+    assert decorated.__defaults__ == original.__defaults__ == (2,)
+    assert decorated.__kwdefaults__ == original.__kwdefaults__ == {"c": 3}
+    assert decorated.__name__ == original.__name__
+    assert decorated.__doc__ == original.__doc__
+    assert decorated.__wrapped__ is original
+
+
+async def test_decorators_keep_defaults_and_kwdefaults() -> None:
+    """Issue 11 item 19: `Retry(...)(fn)` dropped __defaults__/__kwdefaults__."""
+
+    async def fetch(a: int, b: int = 2, *, c: int = 3) -> int:
+        """Docs."""
+        return a + b + c
+
+    for decorator in (Retry(), retry(attempts=2), AdaptiveThrottle(), ExponentialBackoff()):
+        decorated = decorator(fetch)
+        _defaults_kept(decorated, fetch)
+        assert await decorated(1) == 6
+
+
+async def test_exponential_backoff_seed_names_and_execute() -> None:
+    """The seed's ExponentialBackoff: max_retries retries after the first attempt (so
+    max_retries + 1 attempts), errors under the seed's parameter names, execute()."""
+    with pytest.raises(ValueError, match="base_delay must be a finite number >= 0, got nan"):
+        ExponentialBackoff(base_delay=float("nan"))
+    with pytest.raises(ValueError, match="max_delay must be a positive finite number, got 0"):
+        ExponentialBackoff(max_delay=0)
+    with pytest.raises(TypeError, match="max_delay must be a number, got 'x'"):
+        ExponentialBackoff(max_delay="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="max_retries must be an int, got True"):
+        ExponentialBackoff(max_retries=True)
+    flaky = Flaky(failures=5)
+    policy = ExponentialBackoff(max_retries=2, base_delay=1.0, max_delay=60.0)
+    with pytest.raises(OSError):
+        await policy.execute(flaky)
+    assert len(flaky.calls) == 3
+    assert await ExponentialBackoff(max_retries=0).execute(Flaky(failures=0)) == "ok"
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: ar.Backoff("constant", float("nan")), ValueError, "base must be a finite"),
+        (lambda: ar.Backoff("constant", float("inf")), ValueError, "base must be a finite"),
+        (lambda: ar.Backoff("bogus", 1), ValueError, "kind must be one of"),  # type: ignore[arg-type]
+        (lambda: ar.Backoff("constant", True), TypeError, "base must be a number, got True"),
+        (lambda: ar.Backoff("linear", 1, step=-1), ValueError, "step must be a finite"),
+        (lambda: ar.Backoff("exponential", 1, factor=0.5), ValueError, "factor must be >= 1"),
+        (lambda: ar.Backoff("exponential", 1, cap=float("nan")), ValueError, "cap must be"),
+        (lambda: ar.Backoff("constant", 1, jitter="most"), ValueError, "jitter must be one of"),  # type: ignore[arg-type]
+        (lambda: Retry(max_elapsed=10**400), ValueError, "max_elapsed must be within float"),
+        (lambda: Retry(deadline=10**400), ValueError, "deadline must be within float range"),
+        (lambda: Retry(deadline=True), TypeError, "deadline must be a loop time"),
+        (lambda: Retry(name=5), TypeError, "name must be a str or None, got 5"),  # type: ignore[arg-type]
+        (lambda: AdaptiveThrottle(window=5e-324), ValueError, "window must be >= 1e-12"),
+        (lambda: AdaptiveThrottle(window=10**400), ValueError, "window must be within float"),
+        (lambda: AdaptiveThrottle(name=5), TypeError, "name must be a str or None, got 5"),  # type: ignore[arg-type]
+        (lambda: RetryBudget.concurrency(percent=float("nan")), ValueError, "percent must be in"),
+        (
+            lambda: RetryBudget.concurrency(min_retries=True),
+            TypeError,
+            "min_retries must be an int",
+        ),
+    ],
+)
+def test_bad_values_found_by_issue_11(build: Any, error: type, message: str) -> None:
+    """Issue 11 item 18: each a ValueError/TypeError naming the parameter."""
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_backoff_repr_never_fails() -> None:
+    assert repr(ar.Backoff("constant", 1)) == "constant(1, jitter='none')"
+
+
+async def _is_retryable(exc: BaseException) -> bool:
+    return True
+
+
+async def _is_bad(result: Any) -> bool:
+    return True
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"retry_on": _is_retryable}, "retry_on"),
+        ({"retry_on_result": _is_bad}, "retry_on_result"),
+        ({"retry_after": _is_bad}, "retry_after"),
+    ],
+)
+def test_an_async_predicate_is_refused(options: dict[str, Any], name: str) -> None:
+    """An `async def` predicate returns a coroutine, which is always true: refused."""
+    with pytest.raises(TypeError, match=f"{name} must be a plain \\(sync\\) function"):
+        Retry(**options)
+    with pytest.raises(TypeError, match="overload must be a plain"):
+        AdaptiveThrottle(overload=_is_retryable)
+
+
+async def test_async_hooks_are_still_accepted() -> None:
+    seen: list[int] = []
+
+    async def hook(state: RetryState) -> None:
+        seen.append(state.attempt)
+
+    policy = Retry(attempts=2, backoff=constant(0), before_sleep=hook, on_give_up=hook)
+    with pytest.raises(OSError):
+        await policy.call(Flaky(failures=5))
+    assert seen == [1, 2]
+
+
+def test_huge_attempt_counts_are_counts_not_overflows() -> None:
+    """Found by the constructor fuzz: 10**400 attempts raised OverflowError (a float test)."""
+    assert Retry(attempts=10**400).attempts == 10**400
+    assert ExponentialBackoff(max_retries=10**400).attempts == 10**400 + 1
