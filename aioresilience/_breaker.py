@@ -40,8 +40,8 @@ from ._core.windows import CountWindow, TimeWindow
 from ._errors import CircuitBreakerOpenError, Rejected
 from ._events import EventSource, Severity
 from ._listeners import Listeners
-from ._predicates import ExceptionFilter, exception_predicate, require_async
-from ._validation import number_in, shared_store_binder, sync_callable
+from ._predicates import ExceptionFilter, exception_predicate, require_async, sync_callable
+from ._validation import number_in, shared_store_binder
 
 __all__ = [
     "CircuitBreaker",

@@ -15,8 +15,6 @@ OverflowError at first use instead). The bounds say the rest:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -185,20 +183,6 @@ def number_in(name: str, value: Any, low: float, high: float, *, integer: bool =
     if not low <= value <= high:  # NaN fails both comparisons
         raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
     return value if integer else float(value)
-
-
-def sync_callable(name: str, value: Any) -> Any:
-    """A callable called without ``await`` (a predicate, a hook): an ``async def`` (or a
-    partial of one, or an object with an ``async def __call__``) would return a coroutine,
-    which is always true and never awaited, so it is refused here."""
-    if not callable(value):
-        raise TypeError(f"{name} must be callable, got {value!r}")
-    target = value.func if isinstance(value, functools.partial) else value
-    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)  # noqa: B004 - an async __call__ method
-    ):
-        raise TypeError(f"{name} must be a plain (sync) callable, got the async {value!r}")
-    return value
 
 
 def shared_store_binder(store: Any, method: str, alone: str) -> Any:
