@@ -14,8 +14,11 @@ __all__ = [
     "ExceptionFilter",
     "decorate",
     "exception_predicate",
+    "is_async_callable",
     "optional_callable",
+    "optional_sync_callable",
     "require_async",
+    "sync_callable",
 ]
 
 ExceptionFilter = (
@@ -35,7 +38,7 @@ def exception_predicate(name: str, value: Any) -> Callable[[BaseException], bool
                 raise TypeError(f"{name} must hold exception classes, got {item!r} in {value!r}")
         types = value
     elif callable(value):
-        return value  # type: ignore[no-any-return]
+        return sync_callable(name, value)  # type: ignore[no-any-return]
     else:
         raise TypeError(
             f"{name} must be an exception class, a tuple of them or a predicate, got {value!r}"
@@ -49,15 +52,41 @@ def optional_callable(name: str, value: Any) -> Any:
     return value
 
 
+def is_async_callable(fn: Any) -> bool:
+    """A coroutine function: a plain one, a method, a partial of one, or an object with an
+    ``async def __call__``."""
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an async __call__ method
+    )
+
+
+def sync_callable(name: str, value: Any) -> Any:
+    """A plain (synchronous) callable. An ``async def`` where a predicate or a sync hook
+    belongs would return a coroutine, always true and never awaited: refused up front."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {value!r}")
+    if is_async_callable(value):
+        raise TypeError(
+            f"{name} must be a plain (sync) function, got a coroutine function {value!r}"
+        )
+    return value
+
+
+def optional_sync_callable(name: str, value: Any) -> Any:
+    """``None`` or a plain (synchronous) callable, see ``sync_callable``."""
+    if value is None:
+        return None
+    if not callable(value):
+        raise TypeError(f"{name} must be callable or None, got {value!r}")
+    return sync_callable(name, value)
+
+
 def require_async(owner: str, fn: Any) -> None:
     """Decorators take coroutine functions: plain ones, methods, partials of them, or
     objects with an ``async def __call__``. Anything else is refused when decorating."""
-    target = fn.func if isinstance(fn, functools.partial) else fn
-    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)  # noqa: B004 - an async __call__ method
-    ):
-        return
-    raise TypeError(f"{owner} decorates coroutine functions, got {fn!r}")
+    if not is_async_callable(fn):
+        raise TypeError(f"{owner} decorates coroutine functions, got {fn!r}")
 
 
 def decorate(

@@ -1,49 +1,164 @@
 """Construction-time checks: a bad value fails when the object is built (DESIGN rule 5).
 
-Every message names the parameter and the value it was given.
+Every message names the parameter and the value it was given. What every numeric helper
+refuses, whatever its bounds: ``bool`` (``True`` is not a number here), anything that is not
+an ``int`` or ``float``, NaN, and ints beyond float range (``10**400``: they would raise
+OverflowError at first use instead). The bounds say the rest:
+
+- ``finite_positive`` / ``non_negative`` / ``non_negative_or_none``: durations and ratios;
+- ``divisor``: a value the code divides by (a rate, a period, a window): it refuses what is
+  so small that its reciprocal, in nanoseconds, leaves float range (``5e-324``, ``1e-300``);
+- ``positive_int`` / ``non_negative_int``: counts, with an optional ``maximum`` for counts that
+  allocate (workers, slots);
+- ``text``: names; ``one_of``: a choice among strings; ``fraction``: a probability.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["finite_positive", "non_negative_or_none", "positive_int", "shared_store_binder"]
+__all__ = [
+    "MAX_DIVISOR",
+    "MIN_DIVISOR",
+    "divisor",
+    "finite_positive",
+    "fraction",
+    "non_negative",
+    "non_negative_int",
+    "non_negative_or_none",
+    "number",
+    "one_of",
+    "positive_int",
+    "shared_store_binder",
+    "text",
+]
+
+# A value divided by, then scaled to nanoseconds, must stay a finite float both ways: 1e-12
+# (a picosecond, or one event per 31,700 years as a rate) down to 1e12 up keeps
+# ``1e9 / value`` and ``value * 1e9`` far inside float range and above float's resolution.
+MIN_DIVISOR = 1e-12
+MAX_DIVISOR = 1e12
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def finite_positive(name: str, value: Any, *, minimum: float | None = None) -> float:
-    """A finite number > 0 (and >= ``minimum`` when given), returned as float."""
+def _float(name: str, value: Any, what: str) -> float:
     if not _is_number(value):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    if math.isnan(value) or math.isinf(value) or value <= 0:
+        raise TypeError(f"{name} must be {what}, got {value!r} ({_kind(value)})")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be within float range, got {value!r}") from None
+
+
+def number(name: str, value: Any, *, what: str = "a number") -> float:
+    """``value`` as a float: an int or float, not a bool, not NaN, within float range
+    (``inf`` passes; the callers' bounds decide about it)."""
+    result = _float(name, value, what)
+    if math.isnan(result):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return result
+
+
+def finite_positive(
+    name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    """A finite number > 0 (and within ``minimum``..``maximum`` when given), as float."""
+    result = _float(name, value, "a number")
+    if not 0 < result < math.inf:  # NaN fails this too
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    if minimum is not None and value < minimum:
+    if minimum is not None and result < minimum:
         raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
-    return float(value)
+    if maximum is not None and result > maximum:
+        raise ValueError(f"{name} must be <= {maximum:g}, got {value!r}")
+    return result
 
 
-def positive_int(name: str, value: Any) -> int:
-    """An ``int`` >= 1 (bools are refused: ``True`` is not a count)."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return value
+def divisor(name: str, value: Any) -> float:
+    """A finite positive number the code divides by (a rate, a period, a window length):
+    between ``MIN_DIVISOR`` and ``MAX_DIVISOR``, so neither it nor its reciprocal, in
+    seconds or in nanoseconds, overflows or rounds to zero."""
+    return finite_positive(name, value, minimum=MIN_DIVISOR, maximum=MAX_DIVISOR)
+
+
+def non_negative(name: str, value: Any, *, maximum: float | None = None) -> float:
+    """A finite number >= 0 (and <= ``maximum`` when given), as float."""
+    result = _float(name, value, "a number")
+    if not 0 <= result < math.inf:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if maximum is not None and result > maximum:
+        raise ValueError(f"{name} must be <= {maximum:g}, got {value!r}")
+    return result
 
 
 def non_negative_or_none(name: str, value: Any) -> float | None:
     """``None`` (no bound), or a number >= 0; ``inf`` means no bound as well."""
     if value is None:
         return None
-    if not _is_number(value):
-        raise TypeError(f"{name} must be a number or None, got {value!r} ({type(value).__name__})")
-    if math.isnan(value) or value < 0:
+    result = _float(name, value, "a number or None")
+    if not result >= 0:
         raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
-    return None if math.isinf(value) else float(value)
+    return None if math.isinf(result) else result
+
+
+def fraction(name: str, value: Any, *, zero: bool = True) -> float:
+    """A probability: 0 (when ``zero``) or more, up to 1."""
+    result = _float(name, value, "a number")
+    if not (0 <= result <= 1) or (result == 0 and not zero):
+        bounds = "0 <= x <= 1" if zero else "0 < x <= 1"
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    return result
+
+
+def positive_int(name: str, value: Any, *, maximum: int | None = None) -> int:
+    """An ``int`` >= 1, at most ``maximum`` when given (bools are refused: ``True`` is not a
+    count)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r} ({_kind(value)})")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    return value
+
+
+def non_negative_int(name: str, value: Any, *, maximum: int | None = None) -> int:
+    """An ``int`` >= 0, at most ``maximum`` when given (no bools)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r} ({_kind(value)})")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    return value
+
+
+def text(name: str, value: Any, *, optional: bool = False) -> Any:
+    """A ``str`` (or ``None`` when ``optional``): names, labels."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        wanted = "a str or None" if optional else "a str"
+        raise TypeError(f"{name} must be {wanted}, got {value!r} ({_kind(value)})")
+    return value
+
+
+def one_of(name: str, value: Any, choices: Iterable[str]) -> str:
+    """One of ``choices`` (strings), as given."""
+    options = tuple(choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {options!r}, got {value!r} ({_kind(value)})")
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options!r}, got {value!r}")
+    return value
 
 
 def shared_store_binder(store: Any, method: str, alone: str) -> Any:
