@@ -33,11 +33,15 @@ from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
 from ._errors import RateLimited
 from ._events import EventSource, Severity
-from ._predicates import require_async
+from ._predicates import optional_sync_callable, require_async
 from ._rates import parse_rate
 from ._validation import (
+    MAX_DIVISOR,
+    MIN_DIVISOR,
+    divisor,
     finite_positive,
     non_negative_or_none,
+    one_of,
     positive_int,
     shared_store_binder,
     text,
@@ -207,12 +211,15 @@ class RateLimiter(EventSource, Generic[S]):
         store: SharedStore | None = None,
     ) -> None:
         name = text("name", name, optional=True)
-        for attribute in ("reserve", "cancel", "inspect", "fresh_at"):
-            if not callable(getattr(algorithm, attribute, None)):
-                raise TypeError(
-                    "algorithm must be a rate-limit algorithm (with reserve, cancel, inspect "
-                    f"and fresh_at, as in aioresilience._core), got {algorithm!r}"
-                )
+        methods = ("reserve", "cancel", "inspect", "fresh_at")
+        max_cost = getattr(algorithm, "max_cost", None)
+        if not all(callable(getattr(algorithm, m, None)) for m in methods) or not (
+            isinstance(max_cost, int) and not isinstance(max_cost, bool) and max_cost >= 1
+        ):
+            raise TypeError(
+                "algorithm must be a rate-limit algorithm (max_cost, horizon, reserve, cancel, "
+                f"inspect and fresh_at, as in aioresilience._core), got {algorithm!r}"
+            )
         self.name = name or type(self).__name__
         self._algorithm = algorithm
         self._reserve = algorithm.reserve
@@ -227,7 +234,9 @@ class RateLimiter(EventSource, Generic[S]):
         self._queued = 0  # waiters not yet released
         self._store: MemoryStore[S] = MemoryStore(
             max_keys=positive_int("max_keys", max_keys, maximum=MAX_KEYS),
-            period=max(finite_positive("algorithm.horizon", algorithm.horizon), 1.0),
+            period=max(
+                finite_positive("algorithm.horizon", getattr(algorithm, "horizon", None)), 1.0
+            ),
         )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -652,8 +661,7 @@ class RateLimiter(EventSource, Generic[S]):
         timeout: float | _Unset | None = _UNSET,
     ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
         """Decorator factory: limit each call, per ``key(*args, **kwargs)`` when given."""
-        if key is not None and not callable(key):
-            raise TypeError(f"key must be a callable taking the call's arguments, got {key!r}")
+        optional_sync_callable("key", key)  # an async def would make every call its own key
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
         if not isinstance(timeout, _Unset):
@@ -770,13 +778,18 @@ def _decides_remotely(name: str) -> Callable[..., Any]:
     return refuse
 
 
+# Counts (capacities, bursts, limits) stay exact as floats, so horizons and estimates stay so.
+MAX_COUNT: Final = 2**53
+
+
+def _count(name: str, value: object) -> int:
+    return positive_int(name, value, maximum=MAX_COUNT)
+
+
 def _rate_per_second(name: str, value: object) -> float:
-    """A rate in units per second: positive, finite, at most one per nanosecond (the
-    resolution the GCRA family keeps time in)."""
-    rate = finite_positive(name, value)
-    if rate > 1e9:
-        raise ValueError(f"{name} must be at most 1e9 per second, got {value!r}")
-    return rate
+    """A rate in units per second: at most one per nanosecond (the resolution the GCRA family
+    keeps time in), at least ``MIN_DIVISOR`` (its interval must fit in nanoseconds)."""
+    return finite_positive(name, value, minimum=MIN_DIVISOR, maximum=min(1e9, MAX_DIVISOR))
 
 
 def _max_wait_of(name: str, value: object) -> float:
@@ -827,7 +840,7 @@ class TokenBucket(RateLimiter[int]):
         if isinstance(refill_rate, str):
             count, period = parse_rate("refill_rate", refill_rate)
             refill_rate = count / period
-        self.capacity = positive_int("capacity", capacity)
+        self.capacity = _count("capacity", capacity)
         self.refill_rate = _rate_per_second("refill_rate", refill_rate)
         super().__init__(
             TokenBucketAlgorithm(self.capacity, self.refill_rate),
@@ -874,16 +887,14 @@ class LeakyBucket(RateLimiter[int]):
         if isinstance(leak_rate, str):
             count, period = parse_rate("leak_rate", leak_rate)
             leak_rate = count / period
-        self.capacity = positive_int("capacity", capacity)
+        self.capacity = _count("capacity", capacity)
         self.leak_rate = _rate_per_second("leak_rate", leak_rate)
+        self.mode = one_of("mode", mode, ("meter", "shaper"))
         algorithm: GCRAAlgorithm
         if mode == "meter":
             algorithm = LeakyBucketMeter(self.capacity, self.leak_rate)
-        elif mode == "shaper":
-            algorithm = LeakyBucketShaper(self.capacity, self.leak_rate)
         else:
-            raise ValueError(f"mode must be 'meter' or 'shaper', got {mode!r}")
-        self.mode = mode
+            algorithm = LeakyBucketShaper(self.capacity, self.leak_rate)
         super().__init__(algorithm, name=name, max_wait=max_wait, max_keys=max_keys, store=store)
 
     def _parameters(self) -> str:
@@ -909,9 +920,9 @@ class GCRA(RateLimiter[int]):
         store: SharedStore | None = None,
     ) -> None:
         count, seconds = _rate_or(rate, limit, period, ("limit", "period"))
-        self.limit_ = positive_int("limit", count)
-        self.period = finite_positive("period", seconds)
-        self.burst = positive_int("burst", burst)
+        self.limit_ = _count("limit", count)
+        self.period = divisor("period", seconds)
+        self.burst = _count("burst", burst)
         _rate_per_second("limit / period", self.limit_ / self.period)
         super().__init__(
             GCRAAlgorithm(interval=self.period / self.limit_, burst=self.burst),
@@ -946,8 +957,8 @@ class _WindowLimiter(RateLimiter[S]):
         count, seconds = _rate_or(
             rate, max_requests, window_seconds, ("max_requests", "window_seconds")
         )
-        self.max_requests = positive_int("max_requests", count)
-        self.window_seconds = finite_positive("window_seconds", seconds)
+        self.max_requests = _count("max_requests", count)
+        self.window_seconds = divisor("window_seconds", seconds)
         super().__init__(
             type(self)._algorithm_type(self.max_requests, self.window_seconds),
             name=name,

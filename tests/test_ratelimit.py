@@ -504,3 +504,14 @@ async def test_a_key_not_yet_fresh_survives_idle_rotations() -> None:
     assert not limiter.try_acquire(key="a")
     await asyncio.sleep(10.0 - asyncio.get_running_loop().time())
     assert limiter.try_acquire(key="a")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_allow_request_is_the_seed_guides_try_acquire(kind: str) -> None:
+    """The seed guide's limiters answer ``allow_request()`` with a bool, never waiting."""
+    limiter = make(kind)
+    allowed = [limiter.allow_request() for _ in range(limiter._algorithm.max_cost + 1)]
+    assert allowed[-1] is False and all(allowed[:-1])
+    assert limiter.allow_request(key="other") is True  # per key, like try_acquire
+    stats = limiter.statistics()
+    assert (stats.admitted, stats.rejected, stats.waiting) == (len(allowed), 1, 0)
