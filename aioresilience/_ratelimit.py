@@ -7,7 +7,8 @@ statistics. The six public limiters only translate their parameters into an algo
 Waiting: ``acquire`` commits a reservation for a time ``at`` and sleeps until then. All waiters
 of a limiter share one loop timer and one heap ordered by ``(at, arrival)``, so wake-ups follow
 arrival order exactly (asyncio's own timers do not order equal deadlines) and a thousand waiters
-cost one timer, not a thousand.
+cost one timer, not a thousand. A key with waiters is held in a :class:`_KeyQueue` (outside the
+store) with every reservation since its first waiter, so a cancellation is replanned exactly.
 """
 
 from __future__ import annotations
