@@ -375,7 +375,7 @@ class RateLimiter(EventSource, Generic[S]):
         """Every decision that is not a hit of the store's young generation: a new, old or
         rotated key, or one with waiters. A reservation for later (``at > now``) is the last
         entry of the key's queue."""
-        queue = self._settled(key, now)
+        queue = self._settled(key, now) if key in self._queues else None
         if queue is not None:
             state, at, admitted = self._reserve(queue.state, now, cost, max_wait)
             if admitted:
