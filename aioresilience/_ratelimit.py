@@ -7,7 +7,8 @@ statistics. The six public limiters only translate their parameters into an algo
 Waiting: ``acquire`` commits a reservation for a time ``at`` and sleeps until then. All waiters
 of a limiter share one loop timer and one heap ordered by ``(at, arrival)``, so wake-ups follow
 arrival order exactly (asyncio's own timers do not order equal deadlines) and a thousand waiters
-cost one timer, not a thousand.
+cost one timer, not a thousand. A key with waiters is held in a :class:`_KeyQueue` (outside the
+store) with every reservation since its first waiter, so a cancellation is replanned exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from copy import copy
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import Any, Final, Generic, ParamSpec, Protocol, TypeVar
@@ -31,15 +34,20 @@ from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
 from ._errors import RateLimited
 from ._events import EventSource, Severity
-from ._predicates import require_async
+from ._predicates import optional_sync_callable, require_async
 from ._rates import parse_rate
 from ._validation import (
+    MAX_DIVISOR,
+    MIN_DIVISOR,
+    divisor,
     finite_positive,
     non_negative_or_none,
+    one_of,
     positive_int,
     shared_store_binder,
+    text,
 )
-from .stores.memory import MemoryStore
+from .stores.memory import MAX_KEYS, MemoryStore
 
 __all__ = [
     "GCRA",
@@ -101,20 +109,58 @@ class SharedStore(Protocol):
     def _bind(self, limiter: RateLimiter[Any]) -> RemoteLimit: ...
 
 
-class _Waiter:
-    """One caller waiting for its reservation to come due."""
+# What became of a reservation (see _KeyQueue).
+_QUEUED: Final = 0  # waiting for its time; may still be replanned
+_RELEASED: Final = 1  # its time came, its task has not resumed yet: may still be cancelled
+_DONE: Final = 2  # admitted for good
+_CANCELLED: Final = 3  # given back, not yet replanned
 
-    __slots__ = ("at", "cost", "future", "given_back", "key", "seq")
+
+class _Entry:
+    """One reservation of a key that has waiters: a waiter (with a future) or an admission at
+    once made meanwhile (``future`` is None)."""
+
+    __slots__ = ("at", "cost", "future", "queue", "seq", "status")
 
     def __init__(
-        self, at: float, seq: int, cost: int, key: Hashable, future: asyncio.Future[None]
+        self,
+        at: float,
+        seq: int,
+        cost: int,
+        queue: _KeyQueue,
+        future: asyncio.Future[None] | None,
+        status: int,
     ) -> None:
         self.at = at
         self.seq = seq
         self.cost = cost
-        self.key = key
+        self.queue = queue
         self.future = future
-        self.given_back = False  # its reservation was returned (it was cancelled)
+        self.status = status
+
+
+class _KeyQueue:
+    """The state of a key while it has waiters, held by the limiter instead of the store (so
+    no rotation can drop it, and no hit of the store's fast path can bypass the waiters).
+
+    ``entries`` are the reservations made since ``base`` in arrival order, so that
+    ``state == replay(base, entries)``: a cancelled one is removed by replaying the others
+    (:meth:`RateLimiter._replan`), never by subtracting its cost from ``state`` (which would
+    hand capacity back into the past when later reservations were already released on their
+    slots or admitted). Invariants: entries' times never decrease; all ``_QUEUED`` entries
+    come after every other one and have ``at > now`` whenever a decision is made on the key
+    (due ones are released first), so an admission at once never comes after a waiter.
+    """
+
+    __slots__ = ("base", "dirty", "entries", "key", "state", "waiting")
+
+    def __init__(self, key: Hashable, base: Any, state: Any) -> None:
+        self.key = key
+        self.base = base  # the state before the first entry
+        self.state = state  # the state after every entry
+        self.entries: deque[_Entry] = deque()
+        self.waiting = 0  # entries _QUEUED
+        self.dirty = False  # some entry _CANCELLED: replan before the next decision
 
 
 class RateLimiter(EventSource, Generic[S]):
@@ -136,16 +182,16 @@ class RateLimiter(EventSource, Generic[S]):
         "_admitted",
         "_algorithm",
         "_cancelled",
+        "_dirty",
         "_events",
+        "_flush_loop",
         "_heap",
         "_max_wait",
         "_queued",
         "_queues",
         "_rejected",
         "_remote",
-        "_replan_loop",
         "_reserve",
-        "_returned",
         "_seq",
         "_store",
         "_store_failures",
@@ -165,24 +211,33 @@ class RateLimiter(EventSource, Generic[S]):
         max_keys: int = 100_000,
         store: SharedStore | None = None,
     ) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
+        name = text("name", name, optional=True)
+        methods = ("reserve", "cancel", "inspect", "fresh_at")
+        max_cost = getattr(algorithm, "max_cost", None)
+        if not all(callable(getattr(algorithm, m, None)) for m in methods) or not (
+            isinstance(max_cost, int) and not isinstance(max_cost, bool) and max_cost >= 1
+        ):
+            raise TypeError(
+                "algorithm must be a rate-limit algorithm (max_cost, horizon, reserve, cancel, "
+                f"inspect and fresh_at, as in aioresilience._core), got {algorithm!r}"
+            )
         self.name = name or type(self).__name__
         self._algorithm = algorithm
         self._reserve = algorithm.reserve
         self._max_wait = _max_wait_of("max_wait", max_wait)
-        # Waiters: per key in arrival order (keys with waiters are pinned in the store), and
-        # all together in a heap by (due time, arrival) that drives the single timer.
-        self._queues: dict[Hashable, list[_Waiter]] = {}
-        self._heap: list[tuple[float, int, _Waiter]] = []
-        self._returned: dict[Hashable, list[_Waiter]] = {}  # cancelled, not yet replanned
-        self._replan_loop: asyncio.AbstractEventLoop | None = None
+        # Keys with waiters, their state held here (see _KeyQueue); and all waiters of all
+        # keys in a heap by (due time, arrival) that drives the single timer.
+        self._queues: dict[Hashable, _KeyQueue] = {}
+        self._heap: list[tuple[float, int, _Entry]] = []
+        self._dirty: list[_KeyQueue] = []  # keys with cancelled entries not yet replanned
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # a flush is scheduled there
         self._timer_loop: asyncio.AbstractEventLoop | None = None
-        self._queued = 0  # waiters not yet woken
+        self._queued = 0  # waiters not yet released
         self._store: MemoryStore[S] = MemoryStore(
-            max_keys=positive_int("max_keys", max_keys),
-            period=max(algorithm.horizon, 1.0),
-            pinned=self._queues,
+            max_keys=positive_int("max_keys", max_keys, maximum=MAX_KEYS),
+            period=max(
+                finite_positive("algorithm.horizon", getattr(algorithm, "horizon", None)), 1.0
+            ),
         )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -209,19 +264,17 @@ class RateLimiter(EventSource, Generic[S]):
         store = self._store
         young = store.young
         state = young.get(key)
-        hit = state is not None and now < store.rotate_at
-        if not hit:
-            state = store.get(key, now)
-        state, _at, admitted = self._reserve(state, now, cost, 0.0)
-        if admitted:
-            if hit:
+        if state is not None and now < store.rotate_at:
+            state, at, admitted = self._reserve(state, now, cost, 0.0)
+            if admitted:
                 young[key] = state
-            else:
-                store.put(key, state)
+        else:
+            at, admitted = self._reserve_slow(key, now, cost, 0.0)
+        if admitted:
             self._admitted += 1
             return True
         self._rejected += 1
-        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=_at - now)
+        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=at - now)
         return False
 
     def check(self, cost: int = 1, *, key: Hashable = None) -> Decision:
@@ -232,9 +285,15 @@ class RateLimiter(EventSource, Generic[S]):
         if self._remote is not None:
             self._reserve(None, 0.0, cost, 0.0)  # raises: this limiter decides remotely
         now = _clock.now()
-        store = self._store
-        state, decision = decide(self._algorithm, store.get(key, now), now, cost)
-        store.put(key, state)
+        queue = self._settled(key, now)
+        if queue is None:
+            store = self._store
+            state, decision = decide(self._algorithm, store.get(key, now), now, cost)
+            store.put(key, state, now)
+        else:
+            state, decision = decide(self._algorithm, queue.state, now, cost)
+            if decision.allowed:
+                self._record(queue, state, now, cost, None)
         if decision.allowed:
             self._admitted += 1
         else:
@@ -255,6 +314,10 @@ class RateLimiter(EventSource, Generic[S]):
         else:
             self._refused(key, cost, decision.retry_after)
         return decision
+
+    def allow_request(self, cost: int = 1, *, key: Hashable = None) -> bool:
+        """The seed guide's name for :meth:`try_acquire`: admit now or return ``False``."""
+        return self.try_acquire(cost, key=key)
 
     async def acquire(
         self,
@@ -288,21 +351,89 @@ class RateLimiter(EventSource, Generic[S]):
         store = self._store
         young = store.young
         state = young.get(key)
-        hit = state is not None and now < store.rotate_at
-        if not hit:
-            state = store.get(key, now)
-        state, at, admitted = self._reserve(state, now, cost, max_wait)
+        if state is not None and now < store.rotate_at:
+            state, at, admitted = self._reserve(state, now, cost, max_wait)
+            if admitted:
+                if at <= now:
+                    young[key] = state
+                    self._admitted += 1
+                    return DONE
+                self._open(key, state, now, cost, at)
+        else:
+            at, admitted = self._reserve_slow(key, now, cost, max_wait)
+            if admitted and at <= now:
+                self._admitted += 1
+                return DONE
         if not admitted:
             self._refused(key, cost, at - now)
             raise rate_limited(self.name, key, cost, at - now)
-        if hit:
-            young[key] = state
-        else:
-            store.put(key, state)
-        if at > now:
-            return self._wait(key, cost, at)
-        self._admitted += 1
-        return DONE
+        return self._wait(self._queues[key].entries[-1])
+
+    def _reserve_slow(
+        self, key: Hashable, now: float, cost: int, max_wait: float
+    ) -> tuple[float, bool]:
+        """Every decision that is not a hit of the store's young generation: a new, old or
+        rotated key, or one with waiters. A reservation for later (``at > now``) is the last
+        entry of the key's queue."""
+        queue = self._settled(key, now) if key in self._queues else None
+        if queue is not None:
+            state, at, admitted = self._reserve(queue.state, now, cost, max_wait)
+            if admitted:
+                self._record(queue, state, at, cost, None if at <= now else self._future())
+            return at, admitted
+        store = self._store
+        state, at, admitted = self._reserve(store.get(key, now), now, cost, max_wait)
+        if admitted:
+            if at <= now:
+                store.put(key, state, now)
+            else:
+                self._open(key, state, now, cost, at)
+        return at, admitted
+
+    @staticmethod
+    def _future() -> asyncio.Future[None]:
+        return asyncio.get_running_loop().create_future()
+
+    def _open(self, key: Hashable, state: Any, now: float, cost: int, at: float) -> None:
+        """The first waiter of ``key``: its state moves from the store into a queue."""
+        self._store.pop(key)
+        # The state before this reservation, without a copy made on every decision in case
+        # one waits: giving back the newest reservation is exact in every algorithm.
+        base = self._algorithm.cancel(copy(state), now, cost, at)
+        queue = self._queues[key] = _KeyQueue(key, base, state)
+        self._record(queue, state, at, cost, self._future())
+
+    def _record(
+        self,
+        queue: _KeyQueue,
+        state: Any,
+        at: float,
+        cost: int,
+        future: asyncio.Future[None] | None,
+    ) -> None:
+        """Append a reservation to a key's queue: a waiter (with ``future``) or an admission
+        at once (which only a key whose waiters all were released can get)."""
+        queue.state = state
+        self._seq += 1
+        entry = _Entry(at, self._seq, cost, queue, future, _DONE if future is None else _QUEUED)
+        queue.entries.append(entry)
+        if future is not None:
+            queue.waiting += 1
+            self._queued += 1
+            self._schedule(future.get_loop(), entry)
+
+    def _settled(self, key: Hashable, now: float) -> _KeyQueue | None:
+        """The queue of ``key`` ready for a decision at ``now`` (cancellations replanned, due
+        waiters released, in order), or None when the key has no queue (any longer)."""
+        queue = self._queues.get(key)
+        if queue is not None:
+            if queue.dirty:
+                self._replan(queue, now)
+                if queue.key not in self._queues:  # nothing left but admissions: dissolved
+                    return None
+            else:
+                self._release_due(queue, now)
+        return queue
 
     async def _admit_remotely(
         self, remote: RemoteLimit, key: Hashable, cost: int, max_wait: float
@@ -323,129 +454,180 @@ class RateLimiter(EventSource, Generic[S]):
         self._rejected += 1
         self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=retry_after)
 
-    async def _wait(self, key: Hashable, cost: int, at: float) -> None:
-        loop = asyncio.get_running_loop()
-        self._seq += 1
-        waiter = _Waiter(at, self._seq, cost, key, loop.create_future())
-        queue = self._queues.get(key)
-        if queue is None:
-            self._queues[key] = queue = []
-        queue.append(waiter)
-        self._queued += 1
-        self._schedule(loop, waiter)
+    async def _wait(self, entry: _Entry) -> None:
+        assert entry.future is not None
         try:
-            await waiter.future
+            await entry.future
         except asyncio.CancelledError:
-            # Even if the wake-up already fired, the caller will not run: give the capacity
-            # back rather than leak it, to the waiters behind first (DESIGN rule 2).
+            # Whether or not its time came already, the caller will not run: the reservation
+            # is given back to the waiters behind it (DESIGN rule 2) by a replan.
             self._cancelled += 1
-            self._give_back(loop, waiter)
+            self._withdraw(entry)
             raise
+        entry.status = _DONE
         self._waited += 1
         self._admitted += 1
+        self._fold(entry.queue, _clock.now())
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop, waiter: _Waiter) -> None:
-        heappush(self._heap, (waiter.at, waiter.seq, waiter))
-        if self._timer is None or self._timer_loop is not loop or waiter.at < self._timer_at:
+    def _withdraw(self, entry: _Entry) -> None:
+        queue = entry.queue
+        if entry.status == _QUEUED:
+            queue.waiting -= 1
+            self._queued -= 1
+        entry.status = _CANCELLED
+        if not queue.dirty:
+            queue.dirty = True
+            self._dirty.append(queue)
+        # Cancellations of one loop turn are replanned together (a shutdown that cancels a
+        # thousand waiters replans each key once), and before anything else is decided or
+        # released for their keys (_settled, _wake).
+        loop = asyncio.get_running_loop()
+        if self._flush_loop is not loop:
+            self._flush_loop = loop
+            loop.call_soon(self._flush, loop)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._flush_loop is loop:
+            self._flush_loop = None
+        dirty, self._dirty = self._dirty, []
+        now = loop.time()
+        for queue in dirty:
+            if queue.dirty:
+                self._replan(queue, now)
+        heap = self._heap
+        # Replanned and cancelled waiters leave stale heap entries behind; drop them once they
+        # outnumber the live ones, so the heap stays proportional to the waiters.
+        if len(heap) > 2 * self._queued + 16:
+            heap[:] = [e for e in heap if e[0] == e[2].at and e[2].status == _QUEUED]
+            heapify(heap)
+        if heap and (self._timer is None or heap[0][0] < self._timer_at):
+            self._arm(loop)
+
+    def _replan(self, queue: _KeyQueue, now: float) -> None:
+        """Remove the cancelled entries of a key by replaying the others on ``base``.
+
+        Entries before the first cancelled one are replayed as they were. After it, those
+        already released or admitted are fixed at their own times (they happened); waiters
+        still queued reserve again at ``now``, in arrival order. So the state is exactly
+        what it would be had the cancelled waiters never come, the bound holds for what was
+        really admitted, and the returned capacity goes to the next in line, never into the
+        past.
+        """
+        queue.dirty = False
+        reserve = self._algorithm.reserve
+        state = copy(queue.base)
+        kept: deque[_Entry] = deque()
+        replanning = False
+        for entry in queue.entries:
+            if entry.status == _CANCELLED:
+                replanning = True
+            elif replanning and entry.status == _QUEUED:
+                state, at, _ = reserve(state, now, entry.cost, math.inf)
+                kept.append(entry)
+                if at != entry.at:
+                    entry.at = at
+                    if at > now:
+                        assert entry.future is not None
+                        self._schedule(entry.future.get_loop(), entry)
+            else:
+                state = reserve(state, entry.at, entry.cost, math.inf)[0]
+                kept.append(entry)
+        queue.entries = kept
+        queue.state = state
+        self._release_due(queue, now)
+        self._fold(queue, now)
+
+    def _release_due(self, queue: _KeyQueue, now: float) -> None:
+        """Release the key's waiters whose time has come, in arrival order."""
+        if queue.waiting:
+            for entry in queue.entries:
+                if entry.status == _QUEUED:
+                    if entry.at > now:
+                        break
+                    self._release(entry)
+
+    def _release(self, entry: _Entry) -> None:
+        entry.status = _RELEASED
+        entry.queue.waiting -= 1
+        self._queued -= 1
+        future = entry.future
+        assert future is not None
+        if not future.done():  # else cancelled: its task is about to withdraw it
+            future.set_result(None)
+
+    def _fold(self, queue: _KeyQueue, now: float) -> None:
+        """Fold the admitted entries at the front of a queue into its base; a queue with no
+        entry left gives its state back to the store."""
+        if queue.dirty:
+            return  # the replan will
+        entries = queue.entries
+        if entries and entries[0].status == _DONE:
+            reserve = self._algorithm.reserve
+            base = queue.base
+            while entries and entries[0].status == _DONE:
+                entry = entries.popleft()
+                base = reserve(base, entry.at, entry.cost, math.inf)[0]
+            queue.base = base
+        if not entries:
+            del self._queues[queue.key]
+            self._store.put(queue.key, queue.state, now)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, entry: _Entry) -> None:
+        heappush(self._heap, (entry.at, entry.seq, entry))
+        if self._timer is None or self._timer_loop is not loop or entry.at < self._timer_at:
             self._arm(loop)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
             self._timer.cancel()
         if self._timer_loop is not loop:
-            self._forget_dead_waiters()
+            self._forget_dead_waiters(loop)
             self._timer_loop = loop
         heap = self._heap
+        while heap and (heap[0][0] != heap[0][2].at or heap[0][2].status != _QUEUED):
+            heappop(heap)  # stale
         if not heap:
             self._timer = None
             return
         self._timer_at = at = heap[0][0]
         self._timer = loop.call_at(at, self._wake, loop)
 
-    def _forget_dead_waiters(self) -> None:
+    def _forget_dead_waiters(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drop waiters of event loops that are closed: their tasks can never resume (a
         limiter kept across ``asyncio.run`` calls). Their reservations stay counted."""
-        dead = [e for e in self._heap if e[2].future.get_loop().is_closed()]
-        for _, _, waiter in dead:
-            if waiter in self._queues.get(waiter.key, ()):
-                self._dequeue(waiter)
-        if dead:
-            self._heap[:] = [e for e in self._heap if not e[2].future.get_loop().is_closed()]
-            heapify(self._heap)
+        now = loop.time()
+        for queue in list(self._queues.values()):
+            for entry in queue.entries:
+                future = entry.future
+                if (
+                    future is not None
+                    and entry.status in (_QUEUED, _RELEASED)
+                    and future.get_loop().is_closed()
+                ):
+                    if entry.status == _QUEUED:
+                        queue.waiting -= 1
+                        self._queued -= 1
+                    entry.status = _DONE
+            self._fold(queue, now)
+        self._heap[:] = [e for e in self._heap if e[2].status == _QUEUED]
+        heapify(self._heap)
 
     def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         # Timers may fire a hair before their time (within the clock's resolution) or late;
         # everything due by either bound is released, in (at, arrival) order.
         due = max(self._timer_at, loop.time())
+        if self._dirty:
+            # Cancellations first: a waiter behind a cancelled one is released on its new
+            # slot, never on the stale one.
+            self._flush(loop)
         heap = self._heap
         while heap and heap[0][0] <= due:
-            at, _, waiter = heappop(heap)
-            if at == waiter.at and not waiter.future.done():  # else stale or cancelled
-                self._dequeue(waiter)
-                waiter.future.set_result(None)
+            at, _, entry = heappop(heap)
+            if at == entry.at and entry.status == _QUEUED:  # else stale or cancelled
+                self._release(entry)
         if heap:
             self._arm(loop)
-
-    def _dequeue(self, waiter: _Waiter) -> None:
-        queue = self._queues[waiter.key]
-        queue.remove(waiter)  # near the front: waiters leave in order
-        self._queued -= 1
-        if not queue:
-            del self._queues[waiter.key]
-            self._store.touch(waiter.key)
-
-    def _give_back(self, loop: asyncio.AbstractEventLoop, waiter: _Waiter) -> None:
-        """Return a cancelled waiter's reservation, to the waiters behind it first.
-
-        Cancellations of one loop turn are collected and handled together (a shutdown that
-        cancels a thousand waiters replans each key once, not a thousand times).
-        """
-        if waiter.given_back:  # a replan already returned it
-            return
-        waiter.given_back = True
-        if waiter in self._queues.get(waiter.key, ()):  # not woken yet
-            self._dequeue(waiter)
-        if not self._returned or self._replan_loop is not loop:
-            self._replan_loop = loop
-            loop.call_soon(self._replan, loop)
-        self._returned.setdefault(waiter.key, []).append(waiter)
-
-    def _replan(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Unwind the reservations of each affected key newest first (restoring the state as
-        it was before them), then make the live waiters' reservations again in arrival order:
-        none gets a later time than before, and the returned capacity goes to the next in line
-        rather than to whoever calls next."""
-        returned, self._returned = self._returned, {}
-        algorithm, store, now = self._algorithm, self._store, loop.time()
-        for key, cancelled in returned.items():
-            first = min(w.seq for w in cancelled)
-            behind = [w for w in self._queues.get(key, ()) if w.seq > first]
-            # Waiters cancelled whose tasks have not run yet are returned now, with the rest.
-            for w in behind:
-                if w.future.done():
-                    w.given_back = True
-                    self._dequeue(w)
-                    cancelled.append(w)
-            live = [w for w in behind if not w.given_back]
-            state = store.get(key, now)
-            for w in sorted(live + cancelled, key=lambda w: w.seq, reverse=True):
-                state = algorithm.cancel(state, now, w.cost, w.at)
-            for w in live:
-                # Fewer units ahead than at its first reservation: never later, never refused.
-                state, w.at, _ = algorithm.reserve(state, now, w.cost, math.inf)
-                if w.at <= now:
-                    self._dequeue(w)
-                    w.future.set_result(None)
-                else:
-                    self._schedule(loop, w)
-            store.put(key, state)
-        # Replanned and cancelled waiters leave stale heap entries behind; drop them once they
-        # outnumber the live ones, so the heap stays proportional to the waiters.
-        heap = self._heap
-        if len(heap) > 2 * self._queued + 16:
-            heap[:] = [e for e in heap if e[0] == e[2].at and not e[2].future.done()]
-            heapify(heap)
 
     def _check_cost(self, cost: object) -> None:
         if not isinstance(cost, int) or isinstance(cost, bool):
@@ -480,8 +662,7 @@ class RateLimiter(EventSource, Generic[S]):
         timeout: float | _Unset | None = _UNSET,
     ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
         """Decorator factory: limit each call, per ``key(*args, **kwargs)`` when given."""
-        if key is not None and not callable(key):
-            raise TypeError(f"key must be a callable taking the call's arguments, got {key!r}")
+        optional_sync_callable("key", key)  # an async def would make every call its own key
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
         if not isinstance(timeout, _Unset):
@@ -520,7 +701,7 @@ class RateLimiter(EventSource, Generic[S]):
             waited=self._waited,
             cancelled=self._cancelled,
             waiting=self._queued if self._remote is None else self._remote.waiting(),
-            keys=len(self._store),
+            keys=len(self._store) + len(self._queues),
             store_failures=self._store_failures,
         )
 
@@ -529,7 +710,9 @@ class RateLimiter(EventSource, Generic[S]):
         if self._remote is not None:
             self._reserve(None, 0.0, 1, 0.0)  # raises: this limiter decides remotely
         now = _clock.now()
-        return self._algorithm.inspect(self._store.get(key, now), now)[0]
+        queue = self._settled(key, now)
+        state = self._store.get(key, now) if queue is None else queue.state
+        return self._algorithm.inspect(state, now)[0]
 
     @property
     def store(self) -> MemoryStore[S]:
@@ -542,7 +725,7 @@ class RateLimiter(EventSource, Generic[S]):
         where = f"remaining={self.remaining()}" if self._remote is None else f"store={self._remote}"
         return (
             f"<{type(self).__name__} {self.name!r} {self._parameters()} {where} "
-            f"keys={len(self._store)} waiting={self.statistics().waiting} "
+            f"keys={self.statistics().keys} waiting={self.statistics().waiting} "
             f"admitted={self._admitted} rejected={self._rejected}>"
         )
 
@@ -596,13 +779,18 @@ def _decides_remotely(name: str) -> Callable[..., Any]:
     return refuse
 
 
+# Counts (capacities, bursts, limits) stay exact as floats, so horizons and estimates stay so.
+MAX_COUNT: Final = 2**53
+
+
+def _count(name: str, value: object) -> int:
+    return positive_int(name, value, maximum=MAX_COUNT)
+
+
 def _rate_per_second(name: str, value: object) -> float:
-    """A rate in units per second: positive, finite, at most one per nanosecond (the
-    resolution the GCRA family keeps time in)."""
-    rate = finite_positive(name, value)
-    if rate > 1e9:
-        raise ValueError(f"{name} must be at most 1e9 per second, got {value!r}")
-    return rate
+    """A rate in units per second: at most one per nanosecond (the resolution the GCRA family
+    keeps time in), at least ``MIN_DIVISOR`` (its interval must fit in nanoseconds)."""
+    return finite_positive(name, value, minimum=MIN_DIVISOR, maximum=min(1e9, MAX_DIVISOR))
 
 
 def _max_wait_of(name: str, value: object) -> float:
@@ -653,7 +841,7 @@ class TokenBucket(RateLimiter[int]):
         if isinstance(refill_rate, str):
             count, period = parse_rate("refill_rate", refill_rate)
             refill_rate = count / period
-        self.capacity = positive_int("capacity", capacity)
+        self.capacity = _count("capacity", capacity)
         self.refill_rate = _rate_per_second("refill_rate", refill_rate)
         super().__init__(
             TokenBucketAlgorithm(self.capacity, self.refill_rate),
@@ -700,16 +888,14 @@ class LeakyBucket(RateLimiter[int]):
         if isinstance(leak_rate, str):
             count, period = parse_rate("leak_rate", leak_rate)
             leak_rate = count / period
-        self.capacity = positive_int("capacity", capacity)
+        self.capacity = _count("capacity", capacity)
         self.leak_rate = _rate_per_second("leak_rate", leak_rate)
+        self.mode = one_of("mode", mode, ("meter", "shaper"))
         algorithm: GCRAAlgorithm
         if mode == "meter":
             algorithm = LeakyBucketMeter(self.capacity, self.leak_rate)
-        elif mode == "shaper":
-            algorithm = LeakyBucketShaper(self.capacity, self.leak_rate)
         else:
-            raise ValueError(f"mode must be 'meter' or 'shaper', got {mode!r}")
-        self.mode = mode
+            algorithm = LeakyBucketShaper(self.capacity, self.leak_rate)
         super().__init__(algorithm, name=name, max_wait=max_wait, max_keys=max_keys, store=store)
 
     def _parameters(self) -> str:
@@ -735,9 +921,9 @@ class GCRA(RateLimiter[int]):
         store: SharedStore | None = None,
     ) -> None:
         count, seconds = _rate_or(rate, limit, period, ("limit", "period"))
-        self.limit_ = positive_int("limit", count)
-        self.period = finite_positive("period", seconds)
-        self.burst = positive_int("burst", burst)
+        self.limit_ = _count("limit", count)
+        self.period = divisor("period", seconds)
+        self.burst = _count("burst", burst)
         _rate_per_second("limit / period", self.limit_ / self.period)
         super().__init__(
             GCRAAlgorithm(interval=self.period / self.limit_, burst=self.burst),
@@ -772,8 +958,8 @@ class _WindowLimiter(RateLimiter[S]):
         count, seconds = _rate_or(
             rate, max_requests, window_seconds, ("max_requests", "window_seconds")
         )
-        self.max_requests = positive_int("max_requests", count)
-        self.window_seconds = finite_positive("window_seconds", seconds)
+        self.max_requests = _count("max_requests", count)
+        self.window_seconds = divisor("window_seconds", seconds)
         super().__init__(
             type(self)._algorithm_type(self.max_requests, self.window_seconds),
             name=name,

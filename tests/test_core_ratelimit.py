@@ -277,10 +277,10 @@ def test_sliding_counter_bounds(steps: Any, start: float) -> None:
 @given(events)
 def test_shaper_output_is_evenly_spaced(steps: Any) -> None:
     algorithm = LeakyBucketShaper(capacity=3, leak_rate=4.0)
-    # A request of cost c completes when its last unit leaves: its units leave at
-    # at - (c-1)T, ..., at. Every unit leaves at least one interval after the previous one.
+    # A request of cost c is admitted when its first unit leaves: its units leave at
+    # at, ..., at + (c-1)T. Every unit leaves at least one interval after the previous one.
     units = sorted(
-        at - k * 0.25 for at, cost in admitted_schedule(algorithm, steps) for k in range(cost)
+        at + k * 0.25 for at, cost in admitted_schedule(algorithm, steps) for k in range(cost)
     )
     for earlier, later in itertools.pairwise(units):
         assert later - earlier >= 0.25 - 1e-6

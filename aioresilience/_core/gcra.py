@@ -15,10 +15,21 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["GCRAAlgorithm"]
+__all__ = ["GCRAAlgorithm", "due"]
 
 NS = 1_000_000_000  # time unit of the state: integer nanoseconds
 _TO_NS = 1e9  # a float, so `now * _TO_NS` stays a float multiply (an int operand costs 3x)
+
+
+def due(now: float, now_ns: int, target_ns: int) -> float:
+    """The time, as a float, at which a decision is sure to see ``target_ns``: a caller that
+    waits ``due(...) - now`` from ``now`` (or a timer set for it) must find the clock at or past
+    ``target_ns`` once truncated to integer nanoseconds, else it is refused again, 1 ns short.
+    Rounding up by the few ulps needed is what makes ``Decision.retry_after`` safe to sleep."""
+    at = now + (target_ns - now_ns) / NS
+    while int(at * _TO_NS) < target_ns or int((now + (at - now)) * _TO_NS) < target_ns:
+        at = math.nextafter(at, math.inf)
+    return at
 
 
 class GCRAAlgorithm:
@@ -28,31 +39,25 @@ class GCRAAlgorithm:
     intervals on a clock reading like 1e6 or 1.7e9 (a host up for weeks, or an epoch clock)
     drifts by more than an interval, so a burst of exactly B would admit B+1 or B-1. Integer
     nanoseconds are exact. Rates above one unit per nanosecond are refused at construction.
-    ``max_delay`` (seconds) caps how far ahead a reservation may be scheduled (``inf``: only
-    the caller's ``max_wait`` bounds it).
     """
 
     __slots__ = (
         "_interval_ns",
-        "_max_delay_ns",
         "_tolerance_ns",
         "burst",
         "horizon",
         "interval",
         "max_cost",
-        "max_delay",
     )
 
-    def __init__(self, interval: float, burst: int, max_delay: float = math.inf) -> None:
+    def __init__(self, interval: float, burst: int) -> None:
         if interval * NS < 1:
             raise ValueError(f"the rate must be at most 1e9 per second, got 1/{interval!r}s")
         self.interval = interval
         self.burst = burst
-        self.max_delay = max_delay
         self.max_cost = burst
         self._interval_ns = round(interval * NS)
         self._tolerance_ns = self._interval_ns * burst
-        self._max_delay_ns = math.inf if math.isinf(max_delay) else round(max_delay * NS)
         self.horizon = self._tolerance_ns / NS
 
     def reserve(
@@ -63,11 +68,7 @@ class GCRAAlgorithm:
         new_tat = tat + cost * self._interval_ns
         if new_tat - now_ns <= self._tolerance_ns:
             return new_tat, now, True
-        wait_ns = new_tat - self._tolerance_ns - now_ns
-        if wait_ns > self._max_delay_ns:
-            # A bounded queue (the shaper) is full: room appears when the wait shrinks to it.
-            return tat, now + (wait_ns - self._max_delay_ns) / NS, False
-        at = now + wait_ns / NS
+        at = due(now, now_ns, new_tat - self._tolerance_ns)
         if at - now > max_wait:
             return tat, at, False
         return new_tat, at, True

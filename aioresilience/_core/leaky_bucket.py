@@ -5,14 +5,19 @@ of cost ``n`` is admitted when ``n`` more units fit, else refused. It is GCRA wi
 interval ``1/leak_rate`` and tolerance ``capacity/leak_rate``.
 
 *Shaper* (a queue): requests join a bounded queue of ``capacity`` units and leave it at exactly
-``leak_rate`` per second, so the output is smooth whatever the input. It is GCRA with no burst
-(tolerance of one interval: each unit leaves one interval after the previous one) where a
-reservation may be at most ``capacity`` intervals ahead: a longer wait means the queue is full.
+``leak_rate`` units per second, so the output is smooth whatever the input. A request of cost
+``n`` leaves when the units queued ahead of it have left, and then occupies the line for ``n``
+intervals: with ``T = 1/leak_rate`` and ``TAT`` the time the line is clear,
+``leave = max(TAT, now)``, ``TAT' = leave + n*T``. The queue is full when the units ahead of a
+request and its own, but the first of them already leaving, exceed ``capacity``:
+``leave - now + (n - 1)*T > capacity*T``. (An idle shaper admits any ``n <= capacity`` at
+once; the older form, which admitted a request once its *last* unit had left, could never
+admit ``n >= 2`` without waiting, and its retry-after was the same forever.)
 """
 
 from __future__ import annotations
 
-from .gcra import GCRAAlgorithm
+from .gcra import _TO_NS, NS, GCRAAlgorithm, due
 
 __all__ = ["LeakyBucketMeter", "LeakyBucketShaper"]
 
@@ -31,14 +36,32 @@ class LeakyBucketMeter(GCRAAlgorithm):
 class LeakyBucketShaper(GCRAAlgorithm):
     """Queue of ``capacity`` units emptied at a constant ``leak_rate``/s."""
 
-    __slots__ = ("capacity", "leak_rate")
+    __slots__ = ("_queue_ns", "capacity", "leak_rate")
 
     def __init__(self, capacity: int, leak_rate: float) -> None:
-        interval = 1.0 / leak_rate
-        # burst=1: the first unit of an idle queue leaves at once, each next one an interval
-        # later. The k-th queued unit waits k intervals, so "at most `capacity` queued" is
-        # "wait at most capacity * interval".
-        super().__init__(interval=interval, burst=1, max_delay=capacity * interval)
+        super().__init__(interval=1.0 / leak_rate, burst=1)
         self.max_cost = capacity
         self.capacity = capacity
         self.leak_rate = leak_rate
+        # Longest the line may be ahead of a request's last unit: `capacity` intervals.
+        self._queue_ns = capacity * self._interval_ns
+        # A state is fresh once its line is clear: at most `capacity` intervals after the
+        # admission of the request that made it.
+        self.horizon = self._queue_ns / NS
+
+    def reserve(
+        self, state: int | None, now: float, cost: int, max_wait: float
+    ) -> tuple[int, float, bool]:
+        now_ns = int(now * _TO_NS)
+        if state is None or state <= now_ns:
+            return now_ns + cost * self._interval_ns, now, True
+        at = due(now, now_ns, state)
+        # From `join_ns` on, the request's units fit in the queue (its last one leaves within
+        # `capacity` intervals).
+        join_ns = state + (cost - 1) * self._interval_ns - self._queue_ns
+        if join_ns > now_ns:
+            # Full: retry once it fits and its wait is within max_wait (at once: `at`).
+            return state, max(due(now, now_ns, join_ns), at - max_wait), False
+        if at - now > max_wait:
+            return state, at, False
+        return state + cost * self._interval_ns, at, True

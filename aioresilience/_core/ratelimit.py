@@ -7,7 +7,11 @@ so a store may drop any state whose :meth:`RateAlgorithm.fresh_at` has passed, l
 Waiting is done by *reservation*: a caller willing to wait up to ``max_wait`` seconds commits its
 cost now, against a time ``at`` in the future, and sleeps until then. Reservations are handed out
 in arrival order (``at`` never decreases across callers of one key), which is what makes waiters
-FIFO; a waiter that gives up returns its reservation with :meth:`RateAlgorithm.cancel`.
+FIFO. A waiter that gives up is removed by *replaying* the other reservations in order (each
+one is ``reserve`` at its own time, which admits it there again on a state that has less in
+it), never by subtracting its cost from a state that later reservations were computed on:
+that would hand capacity back into the past. :meth:`RateAlgorithm.cancel` is only asked to
+give back the newest reservation, which every algorithm does exactly.
 """
 
 from __future__ import annotations

@@ -1,57 +1,56 @@
 """Per-key state in process memory, bounded in time and in size (DESIGN rule 8).
 
-Two generations of plain dicts, ``young`` and ``old``. A key is looked up in ``young``, then in
-``old`` (and promoted to ``young`` when found there). Every ``period`` seconds the generations
-rotate: ``old`` is discarded, ``young`` becomes ``old``. A key untouched for two rotations is
-therefore forgotten, at least ``period`` after its last use; with ``period`` no shorter than the
-algorithm's horizon its state was fresh by then, so forgetting it loses nothing.
+Two generations of plain dicts, ``young`` and ``old``, each of at most ``max_keys`` keys. A key
+is looked up in ``young``, then in ``old`` (and promoted to ``young`` when found there). A
+*rotation* discards ``old`` and makes ``young`` the old generation. It happens when a key is
+about to enter a full ``young`` (size), or ``period`` seconds after the previous rotation of
+either kind (time).
 
-Size: when ``young`` reaches half of ``max_keys`` a rotation happens early, so at most
-``max_keys`` keys are ever live, and the keys forgotten first are those unused for longest
-(a two-segment approximation of LRU that costs nothing on the hit path: no linked list, no
-reordering). Keys the owner pins (those with a reservation pending) survive every rotation.
+What that guarantees, exactly:
 
-Why not an OrderedDict LRU: it doubles the bytes per key and costs a ``move_to_end`` per hit; the
-two-generation scheme keeps a hit at one dict lookup and a key at one dict entry.
+- **Recency.** A key keeps its state until more than ``max_keys`` *other* distinct keys have
+  been used since its last use: between that use and the rotation that drops it, a whole
+  ``young`` generation (``max_keys`` keys) filled and one more key arrived. So every key an
+  LRU cache of ``max_keys`` entries would still hold is held here.
+- **Idleness.** A time-based rotation only drops keys untouched since the rotation before it,
+  so at least ``period`` seconds ago; with ``period`` no shorter than the algorithm's horizon
+  their state was fresh by then, and forgetting it loses nothing. A time rotation can never
+  follow a size rotation closely and drop recent keys: every rotation restarts the period.
+- **Size.** At most ``2 * max_keys`` keys are held (the price of the recency guarantee without
+  an LRU list); keys with waiters are held by the limiter, outside the store.
+
+Why not an OrderedDict LRU: it costs a ``move_to_end`` on every hit and a linked-list node per
+key; here a hit is one dict lookup and a key is one dict entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable
+from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
 from .._validation import finite_positive, positive_int
 
 S = TypeVar("S")
 
-__all__ = ["MemoryStore"]
+__all__ = ["MAX_KEYS", "MemoryStore"]
+
+MAX_KEYS = 2**40  # beyond any memory; a larger int is a mistake (or 10**400)
 
 
 class MemoryStore(Generic[S]):
-    """Bounded per-key state for one limiter. ``max_keys`` caps live keys; idle keys are
-    reclaimed after ``period`` to ``2 * period`` seconds."""
+    """Bounded per-key state for one limiter: see the module docstring for what ``max_keys``
+    and ``period`` guarantee."""
 
-    __slots__ = ("_pinned", "_young_max", "max_keys", "old", "period", "rotate_at", "young")
+    __slots__ = ("max_keys", "old", "period", "rotate_at", "young")
 
-    def __init__(
-        self,
-        *,
-        max_keys: int = 100_000,
-        period: float = 60.0,
-        pinned: Collection[Hashable] | None = None,
-    ) -> None:
-        self.max_keys = positive_int("max_keys", max_keys)
+    def __init__(self, *, max_keys: int = 100_000, period: float = 60.0) -> None:
+        self.max_keys = positive_int("max_keys", max_keys, maximum=MAX_KEYS)
         self.period = finite_positive("period", period)
         self.young: dict[Hashable, S] = {}
         self.old: dict[Hashable, S] = {}
-        # Keys the owner still needs whatever their age (those with waiters): it passes a live
-        # container (a dict it maintains) so pinning costs the store nothing.
-        self._pinned: Collection[Hashable] = {} if pinned is None else pinned
         # Owners may read a key straight from `young` while `now < rotate_at` (a hit); any
         # other access goes through get() and put().
         self.rotate_at = -float("inf")
-        # A full young generation (half the cap) rotates before a key is added to it.
-        self._young_max = max(1, self.max_keys // 2)
 
     def __len__(self) -> int:
         return len(self.young) + len(self.old)
@@ -64,57 +63,43 @@ class MemoryStore(Generic[S]):
         if state is None:
             state = self.old.pop(key, None)
             if state is not None:
-                self._promote(key, state)
+                self._room(now)[key] = state
         return state
 
-    def put(self, key: Hashable, state: S | None) -> None:
+    def put(self, key: Hashable, state: S | None, now: float) -> None:
+        """Store the new state of ``key`` (``None``: forget it), used at ``now``."""
+        if now >= self.rotate_at:  # (a key given back after a long wait, say)
+            self._rotate(now)
         young = self.young
         if state is None:
             young.pop(key, None)
-            return
-        if key not in young:
-            young = self._make_room()
-        young[key] = state
+            self.old.pop(key, None)
+        elif key in young:
+            young[key] = state
+        else:
+            self.old.pop(key, None)
+            self._room(now)[key] = state
 
-    def _make_room(self) -> dict[Hashable, S]:
-        """Room in ``young`` for one more key within ``max_keys``; returns ``young``.
+    def pop(self, key: Hashable) -> S | None:
+        """Remove ``key`` and return its state (its owner keeps it elsewhere for a while)."""
+        state = self.young.pop(key, None)
+        old = self.old.pop(key, None)
+        return old if state is None else state
 
-        The key about to be added is the most recently used, so room is made *before* it
-        goes in: a full young generation becomes the old one (whose keys are then the first
-        to go), and for tiny caps single old keys are dropped as well.
-        """
-        if len(self.young) >= self._young_max:
-            self._rotate(None)
-        old = self.old
-        if len(self.young) + len(old) >= self.max_keys:  # only for a cap of 1, or many pins
-            pinned = self._pinned
-            for key in [k for k in old if k not in pinned]:
-                del old[key]
-                if len(self.young) + len(old) < self.max_keys:
-                    break
+    def _room(self, now: float) -> dict[Hashable, S]:
+        """``young``, with room for one more key: a full one rotates first (the key about to
+        enter is the most recently used, so it lands in the new generation)."""
+        if len(self.young) >= self.max_keys:
+            self._rotate(now)
         return self.young
-
-    def touch(self, key: Hashable) -> None:
-        """Count ``key``'s idle time from now (a reservation of it just came due)."""
-        state = self.old.pop(key, None)
-        if state is not None:
-            self._promote(key, state)
-
-    def _promote(self, key: Hashable, state: S) -> None:
-        self._make_room()[key] = state
 
     def clear(self) -> None:
         self.young.clear()
         self.old.clear()
 
-    def _rotate(self, now: float | None) -> None:
-        old, young = self.old, self.young
-        for key in self._pinned:
-            if key in old and key not in young:
-                young[key] = old[key]
-        self.old, self.young = young, {}
-        if now is not None:
-            self.rotate_at = now + self.period
+    def _rotate(self, now: float) -> None:
+        self.old, self.young = self.young, {}
+        self.rotate_at = now + self.period
 
     def snapshot(self) -> dict[Hashable, Any]:
         """A copy of every live state (for tests and debugging)."""
