@@ -83,6 +83,26 @@ def test_run_helper_and_start_time() -> None:
     assert run(main(), start=100.0) == 105.0
 
 
+@pytest.mark.wall_timeout(10)  # it hung before the fix
+@pytest.mark.parametrize("start", [2e7, 1e9, 1e12])
+def test_timers_run_at_clock_values_where_a_nanosecond_is_below_one_float_step(
+    start: float,
+) -> None:
+    """Beyond about 4.5e6 s, asyncio's `when < time() + 1 ns` test never held for a timer due
+    exactly now, and the loop spun forever (found fuzzing retry_after at large offsets)."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.1)
+        due_now = loop.create_future()
+        loop.call_at(loop.time(), due_now.set_result, None)
+        await due_now
+        return loop.time() - start
+
+    elapsed = run(main(), start=start)
+    assert 0.1 <= elapsed < 0.1 + 1e-3  # one float step late at most: 0.6 ms at 1e12
+
+
 def test_advance_rejects_negative() -> None:
     loop = VirtualTimeLoop()
     try:

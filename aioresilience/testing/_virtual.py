@@ -36,8 +36,10 @@ import asyncio
 import concurrent.futures
 import inspect
 import linecache
+import math
 import selectors
 import threading
+import time
 import types
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
@@ -58,6 +60,10 @@ __all__ = [
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+
+#: The resolution asyncio adds to the clock when it picks the due timers (its loops take it
+#: from the monotonic clock's documented clock info).
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 #: Real seconds between two looks at the live threads while only threads can wake the loop.
 THREAD_POLL_INTERVAL = 0.05
@@ -91,10 +97,12 @@ class VirtualClockSelector(selectors.BaseSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         events = self._inner.select(0)
-        if events or (timeout is not None and timeout <= 0):
+        if events:
             return events
         if timeout is not None:
-            self._loop.advance(timeout)
+            if timeout > 0:
+                self._loop.advance(timeout)
+            self._loop._vt_past_resolution()
             return []
         wait = self._loop._vt_real_wait()
         if wait is not None and wait < 0:
@@ -201,6 +209,18 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if not seconds >= 0:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         self._virtual_now += seconds
+
+    def _vt_past_resolution(self) -> None:
+        """Keep due timers runnable at huge clock values.
+
+        asyncio runs a timer once ``when < time() + clock_resolution``. Beyond about 4.5e6 s
+        adding the resolution (1 ns) to the clock no longer changes it, so a timer due exactly
+        now would never run and the loop would spin. Then the clock moves one float step,
+        the least move that makes it due; below that magnitude nothing changes.
+        """
+        now = self._virtual_now
+        if now + _CLOCK_RESOLUTION <= now:
+            self._virtual_now = math.nextafter(now, math.inf)
 
     # The wake sources outside the loop, counted by overriding documented methods.
 
