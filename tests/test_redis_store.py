@@ -435,6 +435,12 @@ def test_the_client_must_be_an_asyncio_client() -> None:
         RedisStore(42)  # type: ignore[arg-type]
 
 
+def test_connecting_is_never_held_to_less_than_a_decisions_timeout() -> None:
+    assert RedisStore(aioredis.Redis()).connect_timeout == 1.0
+    assert RedisStore(aioredis.Redis(), timeout=5.0).connect_timeout == 5.0
+    assert RedisStore(aioredis.Redis(), timeout=5.0, connect_timeout=0.5).connect_timeout == 0.5
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

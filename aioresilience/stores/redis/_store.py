@@ -83,12 +83,13 @@ class RedisStore:
     connections of its own with the same options (close them with :meth:`aclose`); a
     ``RedisCluster`` must be created with ``retry=Retry(NoBackoff(), 0)``.
 
-    ``connect_timeout`` bounds connecting: opening a connection, checking the server's version
-    and loading the scripts, done before the first round trip (or at :meth:`connect`) and
-    again after a round trip broke the connection. It is not a decision's round trip: the
-    first decisions of a fresh store wait for it instead of applying the failure policy
-    because connecting takes longer than ``timeout``. If connecting fails (refused, or not
-    done within ``connect_timeout``), the store's breaker opens at once.
+    ``connect_timeout`` (default: 1 s, or ``timeout`` if longer) bounds connecting: opening a
+    connection, checking the server's version and loading the scripts, done before the first
+    round trip (or at :meth:`connect`) and again after a round trip broke the connection. It
+    is not a decision's round trip: the first decisions of a fresh store wait for it instead
+    of applying the failure policy because connecting takes longer than ``timeout``. If
+    connecting fails (refused, or not done within ``connect_timeout``), the store's breaker
+    opens at once.
 
     ``timeout`` bounds each round trip (seconds); after ``failure_threshold`` consecutive
     failures the store stops calling Redis for a break (growing from ``break_duration`` up to
@@ -121,7 +122,7 @@ class RedisStore:
         *,
         prefix: str = "aioresilience",
         timeout: float = 0.1,
-        connect_timeout: float = 1.0,
+        connect_timeout: float | None = None,
         on_failure: FailurePolicy = "allow",
         local_share: float = 1.0,
         failure_threshold: int = 3,
@@ -149,7 +150,13 @@ class RedisStore:
         self._cluster = isinstance(self.client, RedisCluster)
         self.prefix = prefix
         self.timeout = finite_positive("timeout", timeout)
-        self.connect_timeout = finite_positive("connect_timeout", connect_timeout)
+        # Never stricter than a decision's timeout: a store given 5 s for slow round trips
+        # does not give up connecting after 1 s.
+        self.connect_timeout = (
+            max(1.0, self.timeout)
+            if connect_timeout is None
+            else finite_positive("connect_timeout", connect_timeout)
+        )
         self.policy, self.local_share = _policy(on_failure, local_share)
         self.max_key_length = positive_int("max_key_length", max_key_length)
         self.batch_size = positive_int("batch_size", batch_size)
