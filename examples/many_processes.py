@@ -12,8 +12,7 @@ import asyncio
 import multiprocessing
 import os
 import sys
-import time
-from typing import Any
+from multiprocessing.synchronize import Barrier
 
 import aioresilience as ar
 from aioresilience.stores.redis import RedisStore
@@ -22,24 +21,33 @@ from aioresilience.testing import RedisServer
 LIMIT = 50  # requests per minute, for all workers together
 
 
-def limiter(url: str, prefix: str, **store_options: Any) -> ar.GCRA:
-    store = RedisStore(url, prefix=prefix, **store_options)
+def limiter(store: RedisStore) -> ar.GCRA:
     return ar.GCRA(LIMIT, 60, burst=LIMIT, name="partner-api", store=store)
 
 
-async def worker(url: str, prefix: str, start: float) -> int:
-    shared = limiter(url, prefix)
-    await asyncio.sleep(max(0.0, start - time.time()))
+async def worker(url: str, prefix: str, everyone_ready: Barrier) -> int:
+    store = RedisStore(url, prefix=prefix)
+    shared = limiter(store)
+    # Optional: connect and load the scripts now rather than in the first decision.
+    await store.connect()
+    # All the workers ask at the same moment, however long each took to start.
+    await asyncio.to_thread(everyone_ready.wait, 30)
     decisions = await asyncio.gather(*(shared.decide(key="partner") for _ in range(40)))
+    await store.aclose()
     return sum(d.allowed for d in decisions)
 
 
-def run_worker(url: str, prefix: str, start: float, results: multiprocessing.Queue[int]) -> None:
-    results.put(asyncio.run(worker(url, prefix, start)))
+def run_worker(
+    url: str, prefix: str, everyone_ready: Barrier, results: multiprocessing.Queue[int]
+) -> None:
+    results.put(asyncio.run(worker(url, prefix, everyone_ready)))
 
 
 async def outage(server: RedisServer, prefix: str) -> None:
-    shared = limiter(server.url, prefix, on_failure="local", local_share=0.25, timeout=0.05)
+    store = RedisStore(
+        server.url, prefix=prefix, on_failure="local", local_share=0.25, timeout=0.05
+    )
+    shared = limiter(store)
     print(f"before the outage: {(await shared.decide(key='other')).remaining} remaining")
     server.kill()
     admitted = sum([(await shared.decide(key="other")).allowed for _ in range(20)])
@@ -56,15 +64,16 @@ async def outage(server: RedisServer, prefix: str) -> None:
             print(f"Redis back: decided by Redis again ({decision.remaining} remaining)")
             break
         await asyncio.sleep(0.01)
+    await store.aclose()
 
 
 def main() -> None:
     server = None if os.environ.get("REDIS_URL") else RedisServer().start()
     url = server.url if server is not None else os.environ["REDIS_URL"]
     results: multiprocessing.Queue[int] = multiprocessing.Queue()
-    prefix, start = f"example-{os.getpid()}", time.time() + 1.0
+    prefix, everyone_ready = f"example-{os.getpid()}", multiprocessing.Barrier(4)
     workers = [
-        multiprocessing.Process(target=run_worker, args=(url, prefix, start, results))
+        multiprocessing.Process(target=run_worker, args=(url, prefix, everyone_ready, results))
         for _ in range(4)
     ]
     for process in workers:

@@ -354,54 +354,104 @@ def test_a_shared_breaker_needs_a_name_and_a_time_window(redis_server: RedisServ
 
 
 PROBE_PROCESS = """
-import asyncio, sys, time
+import asyncio, sys
 from aioresilience import CircuitBreaker, CircuitBreakerOpenError
 from aioresilience.stores.redis import RedisStore
 
-async def main(url, prefix, start):
+async def main(url, prefix):
     store = RedisStore(url, prefix=prefix, timeout=5.0, breaker_staleness=0.0)
     breaker = CircuitBreaker(name="shared", failure_threshold=1, break_duration=60,
                              half_open_max_calls=3, store=store)
-    await asyncio.sleep(max(0.0, start - time.time()))
+    await store.connect()
+    lines = asyncio.Queue()  # the test's signals, one per line of stdin
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sys.stdin.fileno(), lambda: lines.put_nowait(sys.stdin.readline()))
 
-    async def slow():
-        await asyncio.sleep(0.5)
+    async def signal(word):  # tell the test, then wait for its word to go on
+        print(word, flush=True)
+        assert (await lines.get()).strip() == "go"
+
+    decided, all_decided, release = [], asyncio.Event(), asyncio.Event()
+
+    def note(outcome):
+        decided.append(outcome)
+        if len(decided) == 10:
+            all_decided.set()
+
+    async def probe():  # holds its lease until every call of every process was decided
+        note(1)
+        await release.wait()
 
     async def one():
         try:
-            await breaker.call(slow)
+            await breaker.call(probe)
             return 1
         except CircuitBreakerOpenError:
+            note(0)
             return 0
 
-    print(sum(await asyncio.gather(*(one() for _ in range(10)))))
+    await signal("ready")  # connected; every process asks at the same moment
+    calls = [asyncio.create_task(one()) for _ in range(10)]
+    await all_decided.wait()
+    await signal("decided")  # admitted (running) or refused, all ten
+    release.set()
+    print(sum(await asyncio.gather(*calls)), flush=True)
+    loop.remove_reader(sys.stdin.fileno())
     await store.aclose()
 
-asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
 async def test_four_processes_share_the_probes(redis_server: RedisServer) -> None:
-    import time
-
+    """Four processes ask for the half-open probes at the same moment, and every probe runs
+    until all forty calls were decided: three probes in all. (The processes say when they
+    are ready and when their calls are decided; nothing depends on how long they take.)"""
     prefix = f"probes-{uuid.uuid4().hex[:8]}"
     store = RedisStore(redis_server.url, prefix=prefix)
     breaker = CircuitBreaker(name="shared", failure_threshold=1, break_duration=60, store=store)
+    opened = asyncio.Event()
+
+    def on_change(change: Any) -> None:
+        if change.new is CircuitState.OPEN:
+            opened.set()
+
+    breaker.add_state_listener(on_change)
     with pytest.raises(Boom):
         await breaker.call(fail)
-    await settle()
+    async with asyncio.timeout(10):
+        await opened.wait()  # the failure is recorded in Redis (its reply says OPEN)
     # Make the break end for everyone: set the stored open-until to now.
     key = f"{prefix}:breaker:{{shared}}"
     await store.client.hset(key, "ou", "0")
-    start = time.time() + 1.5
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", PROBE_PROCESS, redis_server.url, prefix, str(start),
-            stdout=subprocess.PIPE,
+            sys.executable, "-c", PROBE_PROCESS, redis_server.url, prefix,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
         for _ in range(4)
     ]  # fmt: skip
-    outputs = [await p.communicate() for p in procs]
+
+    async def everyone_says(word: str) -> None:
+        async with asyncio.timeout(60):
+            for proc in procs:
+                assert proc.stdout is not None
+                assert (await proc.stdout.readline()).decode().strip() == word
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+
+    try:
+        await everyone_says("ready")
+        await everyone_says("decided")
+        outputs = [await p.communicate() for p in procs]
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert [p.returncode for p in procs] == [0] * 4
     assert sum(int(out) for out, _ in outputs) == 3  # 40 calls, 3 probes across 4 processes
     await store.aclose()
 

@@ -374,6 +374,57 @@ def test_four_processes_share_one_exact_limit_whatever_their_clocks(
     assert sum(admitted) == 200  # 400 asked at once by four processes, burst 200
 
 
+FRESH_PROCESS = """
+import asyncio, sys
+from aioresilience import GCRA
+from aioresilience.stores.redis import RedisStore
+
+async def main(url, prefix):
+    print("ready", flush=True)
+    sys.stdin.readline()  # the test's word: every process starts at once, from nothing
+    store = RedisStore(url, prefix=prefix)  # the defaults: timeout 0.1 s, on_failure="allow"
+    limiter = GCRA(1, 3600, burst=10, name="fresh", store=store)
+    decisions = await asyncio.gather(*(limiter.decide() for _ in range(20)))
+    print(sum(d.allowed for d in decisions), limiter.statistics().store_failures)
+    await store.aclose()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_fresh_processes_with_the_default_options_do_not_fail_open(
+    redis_server: RedisServer,
+) -> None:
+    """Three fresh processes (default timeout and policy) ask 20 each of a limit of 10 at the
+    same moment: each connects and loads the scripts before its first decision is timed, so
+    Redis decides them all (a connect counted against the 0.1 s timeout let a loaded machine
+    admit 50)."""
+    prefix = f"fresh-{_unique()}"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", FRESH_PROCESS, redis_server.url, prefix],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for process in processes:  # all started: imports done, nothing connected yet
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        results = [process.communicate(timeout=30)[0].split() for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    assert [int(failures) for _, failures in results] == [0, 0, 0]
+    assert sum(int(admitted) for admitted, _ in results) == 10
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 
@@ -384,12 +435,21 @@ def test_the_client_must_be_an_asyncio_client() -> None:
         RedisStore(42)  # type: ignore[arg-type]
 
 
+def test_connecting_is_never_held_to_less_than_a_decisions_timeout() -> None:
+    assert RedisStore(aioredis.Redis()).connect_timeout == 1.0
+    assert RedisStore(aioredis.Redis(), timeout=5.0).connect_timeout == 5.0
+    assert RedisStore(aioredis.Redis(), timeout=5.0, connect_timeout=0.5).connect_timeout == 0.5
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"prefix": ""}, "prefix must be a non-empty str"),
         ({"prefix": "a{b"}, "without braces"),
         ({"timeout": 0}, "timeout"),
+        ({"connect_timeout": 0}, "connect_timeout"),
+        ({"connect_timeout": float("nan")}, "connect_timeout"),
+        ({"connect_timeout": True}, "connect_timeout"),
         ({"on_failure": "ignore"}, "on_failure must be one of allow, deny, local; got 'ignore'"),
         ({"local_share": 1.5}, r"local_share must be in \(0, 1\], got 1.5"),
         ({"failure_threshold": 0}, "failure_threshold"),

@@ -7,7 +7,7 @@ on ``redis.asyncio``).
     per_user = TokenBucket(10, 5, name="api-per-user", store=store)
     async with per_user.for_key(user_id): ...
 
-Every decision is one Lua script run (EVALSHA, loaded on NOSCRIPT) that mirrors the ``_core``
+Every decision is one Lua script run (EVALSHA) that mirrors the ``_core``
 algorithm of the same name (``gcra.lua``, ``fixed_window.lua``, ``sliding_window_log.lua``,
 ``sliding_window_counter.lua``) and reads the time from the server (``TIME``), so the clocks of
 the clients never matter. One key per limit and key, ``<prefix>:<algorithm>:{<name>:<key>}``;
@@ -17,6 +17,11 @@ TTL; refusals write nothing.
 Coalescing: decisions asked for by one event loop in the same loop turn travel together, one
 script call per algorithm (and per Cluster slot) carrying every key, so throughput grows with
 concurrency instead of stopping at one round trip per decision.
+
+Connecting (before the first round trip, or ``await store.connect()``): a connection, the
+server's version and every script loaded (again on NOSCRIPT), within ``connect_timeout``;
+that is not a decision's round trip, and callers of a fresh store wait for it rather than
+apply their failure policy. A failed connection opens the store's breaker at once.
 
 Failure policy (:meth:`RedisStore.on_failure`): when Redis cannot answer within ``timeout``,
 or a small breaker around the store is open after repeated failures, the limiter applies its

@@ -1,10 +1,23 @@
 """Coalescing: the operations one event loop asks for in the same turn travel to Redis in one
 round trip, one script call per script (and Cluster slot) carrying every key.
 
+Before its first round trip (and again after a round trip broke the connection, or on a new
+event loop) the store *connects*: it opens a connection, checks the server's version and loads
+every script, bounded by ``connect_timeout``. That is no decision's round trip, and one attempt
+serves every caller that needs it. While the store's breaker is closed (a fresh store, or a
+connection lost once) callers wait for it rather than for ``timeout``, so a fresh process does
+not apply its failure policy merely because connecting takes longer than a decision. A
+connection that fails (refused, or not ready within ``connect_timeout``) opens the store's
+breaker at once, so an unreachable server costs that wait once, not once per caller. While
+the breaker is half-open after an outage, reconnecting is its probe and callers keep their
+``timeout``: those it does not serve in time get their policy, as during the outage, but the
+probe is judged by the connection's outcome, not by theirs.
+
 Two kinds of operation:
 
 - *requests* (decisions, probe admissions): a caller awaits the reply. It waits at most the
-  store's ``timeout``, counted from the start of its batch: then it gets an outage and leaves
+  store's ``timeout``, counted from the start of its batch (or from the moment the store is
+  connected, for a batch that waited for the connection): then it gets an outage and leaves
   (its policy decides), while the round trip goes on. A caller that left — cancelled or timed
   out — is not sent if its batch has not gone yet; if it had, and the late reply admitted it,
   the admission is given back.
@@ -18,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from redis.crc import key_slot
@@ -80,13 +93,14 @@ class _Batch:
     """The operations of one round trip (owed ones first, each kind in arrival order), and
     the timer that bounds its callers' wait."""
 
-    __slots__ = ("entries", "expired", "expiry", "owed", "sent")
+    __slots__ = ("counted", "entries", "expired", "expiry", "owed", "sent")
 
     def __init__(self, owed: list[_Entry] | None = None) -> None:
         self.entries: list[_Entry] = owed or []
         self.owed = len(self.entries)  # how many of the entries are owed (they come first)
         self.expiry: asyncio.TimerHandle | None = None
         self.expired = False  # its callers were told Redis was too slow
+        self.counted = False  # ... and that was a failure for the store's breaker
         self.sent = False  # its round trip began
 
 
@@ -105,18 +119,22 @@ class Batcher:
 
     __slots__ = (
         "_checked_version",
+        "_connected",
+        "_connecting",
         "_flusher",
         "_held",
         "_kick",
         "_kick_at",
         "_loop",
         "_pending",
+        "_scripts",
         "_version_error",
         "store",
     )
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: RedisStore, scripts: Iterable[_Script]) -> None:
         self.store = store
+        self._scripts = tuple(scripts)  # loaded on connecting
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending = _Batch()
         self._held: list[_Entry] = []  # owed operations Redis could not take yet
@@ -125,6 +143,9 @@ class Batcher:
         self._flusher: asyncio.Task[None] | None = None
         self._checked_version = False
         self._version_error: StoreError | None = None
+        # Connected, version checked and scripts loaded (on this loop): round trips may go.
+        self._connected = False
+        self._connecting: asyncio.Task[None] | None = None  # the one attempt under way
 
     # -- asking -----------------------------------------------------------------------------------
 
@@ -177,13 +198,20 @@ class Batcher:
             batch.owed += 1
         else:
             batch.entries.append(entry)
-            if batch.expiry is None:
-                batch.expiry = loop.call_at(loop.time() + self.store.timeout, self._expire, batch)
+            if self._connected or self.store._breaker.state is CircuitState.HALF_OPEN:
+                self._arm(loop, batch)
+            # else the timeout starts once the store is connected (see the module's notes)
         if self._flusher is None:
             # Runs after everything already ready in this loop turn has had its chance to add
             # an operation: they all go in the same round trip. A fresh context: the flusher
             # serves every caller and must not carry the first one's context variables.
             self._flusher = loop.create_task(self._flush(), context=contextvars.Context())
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, batch: _Batch) -> None:
+        """Start the ``timeout`` of a batch's callers (once; a batch of owed operations only
+        has none)."""
+        if batch.expiry is None and not batch.expired and any(_waiting(batch.entries)):
+            batch.expiry = loop.call_at(loop.time() + self.store.timeout, self._expire, batch)
 
     def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
         """A new event loop. The old one's callers are gone, but what is owed to Redis is
@@ -194,6 +222,8 @@ class Batcher:
             entry.future = None
         self._loop, self._pending, self._held, self._flusher = loop, _Batch(owed), [], None
         self._kick = None  # its timer belonged to the old loop
+        # Connections belong to a loop too: the new one connects (and loads) afresh.
+        self._connected, self._connecting = False, None
 
     def _expire(self, batch: _Batch) -> None:
         """``timeout`` after a batch began: its callers still waiting leave with an outage.
@@ -206,8 +236,12 @@ class Batcher:
             future.set_result(outage)
             waited = True
         breaker = self.store._breaker
-        if waited and (batch.sent or breaker.state is CircuitState.CLOSED):
+        connecting = self._connecting is not None and not self._connecting.done()
+        # (A batch waiting for the store to connect is not judged: the connection's own
+        # outcome, bounded by connect_timeout, is.)
+        if waited and not connecting and (batch.sent or breaker.state is CircuitState.CLOSED):
             # The breaker's own bookkeeping (same package): no call of ours spans this wait.
+            batch.counted = True
             breaker._on_failure(breaker._machine.generation, 0.0)
         if batch is self._pending:  # not sent yet: later callers start a batch of their own
             self._pending = _Batch(batch.entries[: batch.owed])
@@ -261,20 +295,40 @@ class Batcher:
         if not entries:
             return
         store = self.store
-        calls = self._calls(entries)
         breaker = store._breaker  # by hand (same package): a round trip can fail in part
+        loop = asyncio.get_running_loop()
+        if not self._connected:
+            try:
+                await asyncio.shield(self._connection(loop))
+            except CircuitBreakerOpenError as exc:  # a break, or another probe is out
+                self._fail(entries, exc, exc.retry_after or 0.0, unsent=True)
+                return
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._fail(entries, exc, breaker.retry_after, unsent=True)
+                return
+            except Exception as exc:  # not an outage (a server too old): every caller hears it
+                for future in _waiting(entries):
+                    future.set_exception(StoreError(str(exc)))
+                return
+            # Connected: the callers' timeout starts now, for this batch and the next.
+            self._arm(loop, batch)
+            self._arm(loop, self._pending)
+            entries = [entry for entry in entries if entry.wanted]
+            if not entries:
+                return
+        calls = self._calls(entries)
         try:
             generation, start = breaker._admit()
         except CircuitBreakerOpenError as exc:  # its probe is out: no second one
             self._fail(entries, exc, exc.retry_after or 0.0)
             return
-        loop = asyncio.get_running_loop()
         began = loop.time()
         batch.sent = True
         try:
             replies = await self._round_trip(calls)
         except (RedisError, OSError, TimeoutError) as exc:
-            if not batch.expired:
+            self._connected = False  # the next round trip connects (and loads) first
+            if not batch.counted:
                 breaker._on_failure(generation, start)
             if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError):
                 _logger.warning(
@@ -300,23 +354,31 @@ class Batcher:
             else:
                 self._deliver(call_entries, reply)
         late = loop.time() - began > store.timeout  # owed-only batches have no expiry timer
-        if batch.expired:
+        if batch.counted:
             pass  # counted already, when its callers were told
         elif failed or late:
             breaker._on_failure(generation, start)
         else:
             breaker._on_plain_success(generation, start)
 
-    def _fail(self, entries: list[_Entry], error: BaseException, retry_after: float) -> None:
+    def _fail(
+        self,
+        entries: list[_Entry],
+        error: BaseException,
+        retry_after: float,
+        *,
+        unsent: bool = False,
+    ) -> None:
         """Redis did not answer these: outages for the callers; owed operations are held if
-        they surely never arrived, and reported if that is unknown."""
+        they surely never arrived (``unsent``: they were not sent at all), and reported if
+        that is unknown."""
         outage = Outage(error, retry_after)
         for future in _waiting(entries):
             future.set_result(outage)
         owed = [entry for entry in entries if entry.owed]
         if not owed:
             return
-        if _surely_unsent(error):
+        if unsent or _surely_unsent(error):
             self._hold(owed, retry_after)
             return
         # Sent, but no reply: it may have been applied. Sending it again could apply it twice.
@@ -329,6 +391,83 @@ class Batcher:
         for entry in owed:
             if entry.future is not None and not entry.future.done():
                 entry.future.set_result(outage)
+
+    # -- connecting -------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect now (see :meth:`RedisStore.connect`)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._move_to(loop)
+        if not self._connected:
+            await asyncio.shield(self._connection(loop))
+
+    def _connection(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        """The attempt to connect under way, or a new one: one at a time, whoever needs it
+        (shielded by those who wait: a caller that leaves does not end it for the others)."""
+        task = self._connecting
+        if task is None or task.done():
+            # A fresh context, like the flusher's: it serves every caller.
+            task = loop.create_task(self._connect(), context=contextvars.Context())
+            task.add_done_callback(_retrieved)
+            self._connecting = task
+        return task
+
+    async def _connect(self) -> None:
+        """Connect, check the server's version and load every script, within
+        ``connect_timeout``; a call of the store's breaker (its probe, when half-open). If
+        it fails, Redis is unreachable: the breaker opens at once."""
+        store = self.store
+        breaker = store._breaker
+        generation, start = breaker._admit()  # raises while the breaker is open
+        try:
+            async with timeout(store.connect_timeout):
+                await self._load_scripts()
+        except TimeoutError as exc:
+            self._unreachable(generation, start)
+            raise TimeoutError(
+                f"could not connect to Redis and load the scripts within "
+                f"connect_timeout={store.connect_timeout:g}s"
+            ) from exc
+        except (RedisError, OSError):
+            self._unreachable(generation, start)
+            raise
+        except BaseException:  # not an outage (a server too old), or cancelled
+            breaker._machine.release(generation)
+            raise
+        self._connected = True
+        breaker._on_plain_success(generation, start)
+
+    def _unreachable(self, generation: int, start: float) -> None:
+        breaker = self.store._breaker
+        breaker._on_failure(generation, start)
+        if breaker.state is CircuitState.CLOSED:
+            breaker.trip()  # no connection at all: not worth another wait per caller
+
+    async def _load_scripts(self) -> None:
+        """INFO (the server's version), then every SCRIPT LOAD in one round trip."""
+        if self._version_error is not None:
+            raise self._version_error
+        client = self.store.client
+        self._check_version(await client.info("server"))
+        if self.store._cluster:  # SCRIPT LOAD goes to every primary
+            for script in self._scripts:
+                await client.script_load(script.source)
+            return
+        pipe = client.pipeline(transaction=False)
+        for script in self._scripts:
+            pipe.script_load(script.source)
+        await pipe.execute()
+
+    def _check_version(self, info: dict[str, Any]) -> None:
+        version = str(info.get("redis_version", "0"))
+        if tuple(int(p) for p in version.split(".")[:2]) < _MIN_VERSION:
+            self._version_error = StoreError(
+                f"aioresilience's Redis scripts need Redis >= 5.0 (TIME before writes in a "
+                f"script, ZADD NX, SET PX); the server is {version}"
+            )
+            raise self._version_error
+        self._checked_version = True
 
     def _calls(self, entries: list[_Entry]) -> Calls:
         """One script call per script and Cluster slot, in chunks of ``batch_size`` keys, in
@@ -405,19 +544,12 @@ class Batcher:
         return list(reply)
 
     async def _load(self, script: _Script) -> None:
+        """Load a script Redis lost since the store connected (SCRIPT FLUSH, a failover)."""
         if self._version_error is not None:
             raise self._version_error
         client = self.store.client
         if not self._checked_version:
-            info = await client.info("server")
-            version = str(info.get("redis_version", "0"))
-            if tuple(int(p) for p in version.split(".")[:2]) < _MIN_VERSION:
-                self._version_error = StoreError(
-                    f"aioresilience's Redis scripts need Redis >= 5.0 (TIME before writes in a "
-                    f"script, ZADD NX, SET PX); the server is {version}"
-                )
-                raise self._version_error
-            self._checked_version = True
+            self._check_version(await client.info("server"))
         await client.script_load(script.source)
 
     def _deliver(self, entries: list[_Entry], reply: Reply) -> None:
@@ -440,6 +572,13 @@ class Batcher:
                     self.refund(entry.script, entry.key, entry.args, values)
                 continue
             future.set_result(values)
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Retrieve a connection attempt's error, so asyncio does not report it as lost when no
+    one waits for it any more (its waiters hear it themselves)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _waiting(entries: list[_Entry]) -> Iterator[asyncio.Future[Reply | Outage]]:

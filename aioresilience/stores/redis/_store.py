@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..._breaker import CircuitBreaker
+from ..._errors import CircuitBreakerOpenError, StoreError
 from ..._schedules import exponential
 from ..._validation import finite_positive, non_negative_or_none, positive_int
 from ._batcher import Batcher
@@ -82,6 +83,14 @@ class RedisStore:
     connections of its own with the same options (close them with :meth:`aclose`); a
     ``RedisCluster`` must be created with ``retry=Retry(NoBackoff(), 0)``.
 
+    ``connect_timeout`` (default: 1 s, or ``timeout`` if longer) bounds connecting: opening a
+    connection, checking the server's version and loading the scripts, done before the first
+    round trip (or at :meth:`connect`) and again after a round trip broke the connection. It
+    is not a decision's round trip: the first decisions of a fresh store wait for it instead
+    of applying the failure policy because connecting takes longer than ``timeout``. If
+    connecting fails (refused, or not done within ``connect_timeout``), the store's breaker
+    opens at once.
+
     ``timeout`` bounds each round trip (seconds); after ``failure_threshold`` consecutive
     failures the store stops calling Redis for a break (growing from ``break_duration`` up to
     10x) and the limiters apply their failure policy at no cost. ``on_failure`` is the default
@@ -99,6 +108,7 @@ class RedisStore:
         "batch_size",
         "breaker_staleness",
         "client",
+        "connect_timeout",
         "local_share",
         "max_key_length",
         "policy",
@@ -112,6 +122,7 @@ class RedisStore:
         *,
         prefix: str = "aioresilience",
         timeout: float = 0.1,
+        connect_timeout: float | None = None,
         on_failure: FailurePolicy = "allow",
         local_share: float = 1.0,
         failure_threshold: int = 3,
@@ -139,6 +150,13 @@ class RedisStore:
         self._cluster = isinstance(self.client, RedisCluster)
         self.prefix = prefix
         self.timeout = finite_positive("timeout", timeout)
+        # Never stricter than a decision's timeout: a store given 5 s for slow round trips
+        # does not give up connecting after 1 s.
+        self.connect_timeout = (
+            max(1.0, self.timeout)
+            if connect_timeout is None
+            else finite_positive("connect_timeout", connect_timeout)
+        )
         self.policy, self.local_share = _policy(on_failure, local_share)
         self.max_key_length = positive_int("max_key_length", max_key_length)
         self.batch_size = positive_int("batch_size", batch_size)
@@ -156,7 +174,8 @@ class RedisStore:
             ),
             record=(RedisError, OSError, TimeoutError),
         )
-        self._batcher = Batcher(self)  # shared with the views made by on_failure()
+        # Shared with the views made by on_failure(); it loads every script on connecting.
+        self._batcher = Batcher(self, SCRIPTS.values())
 
     def on_failure(self, policy: FailurePolicy, *, local_share: float = 1.0) -> RedisStore:
         """This store with another failure policy (same client, batching and breaker), for
@@ -166,6 +185,21 @@ class RedisStore:
             setattr(view, name, getattr(self, name))
         view.policy, view.local_share = _policy(policy, local_share)
         return view
+
+    async def connect(self) -> None:
+        """Connect to Redis now, check its version and load the scripts (within
+        ``connect_timeout``), so that the first decision pays only its own round trip; for
+        a process that would rather pay it at start-up. Optional: without it, the first
+        round trip connects first. Does nothing if the store is connected (on this event
+        loop). Raises :class:`~aioresilience.StoreError` if Redis cannot be reached (the
+        store's breaker is then open, and limiters apply their failure policy until it
+        reaches Redis again) or the server is too old."""
+        try:
+            await self._batcher.connect()
+        except (RedisError, OSError, TimeoutError, CircuitBreakerOpenError) as exc:
+            raise StoreError(
+                f"cannot connect to Redis for the store {self.prefix!r}: {exc}"
+            ) from exc
 
     async def aclose(self) -> None:
         """Close the connections the store opened itself (a client given to it stays the
