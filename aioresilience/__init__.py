@@ -72,7 +72,7 @@ from ._retry import (
     retry,
 )
 from ._schedules import Backoff, constant, exponential, linear
-from ._timeout import timeout
+from ._timeout import timeout, timeout_at
 
 __all__ = [
     "AIMD",
@@ -148,6 +148,7 @@ __all__ = [
     "linear",
     "retry",
     "timeout",
+    "timeout_at",
 ]
 
 __version__ = "0.1.0"

@@ -12,28 +12,30 @@ decision. Every production loop (asyncio's own, uvloop) runs on ``CLOCK_MONOTONI
 time (the virtual-time loop) calls :func:`register_loop_clock` when created and
 :func:`unregister_loop_clock` when closed; meanwhile ``now`` asks the running loop. Front-ends
 must therefore call ``_clock.now()`` through the module, never keep a reference to it.
+
+Where the loop is at hand, read ``loop.time()`` instead (the timeout does): a deadline is then
+on the clock of the loop whose timer fires it (uvloop's ``time()`` counts whole milliseconds).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from asyncio import events
 from collections.abc import Callable
 
-__all__ = ["loop_now", "now", "register_loop_clock", "running_loop", "unregister_loop_clock"]
+__all__ = ["loop_now", "now", "register_loop_clock", "unregister_loop_clock"]
 
 _monotonic = time.monotonic
-
-# The running loop or None (the C helper behind asyncio.get_running_loop, which raises
-# instead of returning None).
-running_loop: Callable[[], asyncio.AbstractEventLoop | None] = events._get_running_loop
+_get_running_loop = asyncio.get_running_loop
 
 
 def loop_now() -> float:
     """The running loop's own ``time()``; ``time.monotonic()`` outside a loop."""
-    loop = running_loop()
-    return _monotonic() if loop is None else loop.time()
+    try:
+        loop = _get_running_loop()
+    except RuntimeError:  # no running loop: the documented answer of get_running_loop()
+        return _monotonic()
+    return loop.time()
 
 
 now: Callable[[], float] = _monotonic

@@ -38,7 +38,7 @@ from ._listeners import Listeners
 from ._predicates import is_async_callable, optional_sync_callable, require_async, wraps
 from ._ratelimit import RateLimiter, TokenBucket
 from ._retry import Retry, RetryBudget
-from ._timeout import entered_timeout, timeout
+from ._timeout import entered_timeout, leave_timeout, timeout
 from ._validation import non_negative_or_none, positive_int, text
 
 __all__ = [
@@ -105,8 +105,8 @@ class _Timeout(Strategy):
         return timeout(self.seconds)
 
     def direct(self) -> Direct:
-        # The token is the entered timeout object; leaving is its own __aexit__.
-        return functools.partial(entered_timeout, self.seconds), timeout.__aexit__
+        # The token is the entered timeout object; leave_timeout is its __aexit__, run directly.
+        return functools.partial(entered_timeout, self.seconds), leave_timeout
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "seconds": self.seconds}

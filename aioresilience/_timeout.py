@@ -1,10 +1,11 @@
-"""Cancellation-based timeouts, cheaper than one loop timer per call.
+"""Cancellation-based timeouts: a drop-in for ``asyncio.timeout``, cheaper than one timer per call.
 
-``async with timeout(2):`` cancels the enclosing task at the deadline and turns *that*
+``async with timeout(2) as t:`` cancels the enclosing task at the deadline and turns *that*
 cancellation into :class:`TimeoutExceeded` (a ``TimeoutError``), with the same bookkeeping as
 ``asyncio.timeout``: ``Task.cancelling()`` is recorded on entry and ``Task.uncancel()`` called
 on exit, so a cancellation from outside passes through unchanged and nested timeouts each
-report their own expiry.
+report their own expiry. ``t`` offers ``when()``, ``reschedule()`` and ``expired()`` as
+``asyncio.Timeout`` does, and :func:`timeout_at` takes an absolute deadline.
 
 Why it is cheaper: calls with the same duration have their deadlines in arrival order. So the
 deadlines of one duration on one loop form a *lane*: a FIFO queue with a single loop timer,
@@ -13,6 +14,10 @@ armed, which it usually is); leaving marks the entry done and drops finished ent
 front. When the timer fires it expires the entries whose deadline has passed, drops finished
 ones and re-arms for the next live deadline. ``asyncio.timeout`` instead creates, schedules and
 cancels a timer handle (a heap push and a later lazy pop) per call.
+
+A deadline that is not one duration after entry (an absolute one, a rescheduled one, one
+already past) has a timer handle of its own, as with ``asyncio.timeout``. Only documented
+asyncio APIs are used: the task is ``asyncio.current_task()``, the clock its loop's ``time()``.
 """
 
 from __future__ import annotations
@@ -21,55 +26,43 @@ import asyncio
 import functools
 import math
 import sys
-import threading
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from . import _clock
-from ._awaitable import DONE
 from ._errors import TimeoutExceeded
 from ._events import Severity, emit
 from ._predicates import require_async
-from ._validation import non_negative_or_none
+from ._validation import number_or_none
 
-__all__ = ["entered_timeout", "timeout"]
+__all__ = ["entered_timeout", "leave_timeout", "timeout", "timeout_at"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _INF = math.inf
+_MAX = sys.float_info.max
+_MIN = -_MAX
 _NUMBERS = (float, int)
-_get_ident = threading.get_ident
-_asyncgen_hooks = sys.get_asyncgen_hooks
-# asyncio's own table of the task each loop is running (C-accelerated, keyed by loop).
-_current_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = getattr(
-    asyncio.tasks, "_current_tasks", None
-)
-
-
-def _running_task() -> asyncio.Task[Any] | None:
-    """``asyncio.current_task()``, switching off the shortcuts of :meth:`timeout.__aenter__`
-    for good on a Python that keeps the current task elsewhere than in asyncio's table
-    (3.14 moved it to the thread state)."""
-    global _current_tasks
-    task = asyncio.current_task()
-    tasks = _current_tasks
-    if task is not None and tasks is not None and tasks.get(task.get_loop()) is not task:
-        _current_tasks = None
-    return task
-
+_current_task = asyncio.current_task
+_CancelledError = asyncio.CancelledError
+# From 3.13 on, asyncio.timeout also treats subclasses of CancelledError as its own expiry,
+# and puts a TimeoutError into the context chain of an error raised while its cancellation
+# unwinds (where older versions leave the bare CancelledError). We follow the running version.
+_NEW_EXIT = sys.version_info >= (3, 13)
 
 # Entry states
 _CREATED, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
+_STATE_NAMES = ("created", "entered", "expiring", "expired", "finished")
 
 
 class _Lane:
     """The live deadlines of one duration on one loop, in deadline order, with one timer.
 
     Entries leave from either end directly (the newest, usually, or the oldest); one that
-    finishes in between is only counted in ``finished`` and dropped when it reaches the front.
+    leaves in between is only counted in ``finished`` (its ``_lane`` no longer this lane) and
+    dropped when it reaches the front.
     """
 
     __slots__ = ("armed", "entries", "finished", "lanes", "loop", "seconds", "timer_at")
@@ -83,7 +76,7 @@ class _Lane:
         # from the value would keep every loop ever used alive.
         self.loop = weakref.proxy(loop)
         self.entries: deque[timeout] = deque()
-        self.finished = 0  # entries still queued whose block has exited
+        self.finished = 0  # entries still queued that have left the lane
         # The timer is never cancelled (an early firing just re-arms), so no handle is kept:
         # a handle references its loop, which would keep the loop alive through this lane.
         self.armed = False
@@ -96,23 +89,25 @@ class _Lane:
         self.timer_at = at
         self.loop.call_at(at, self.fire)
 
-    def done(self, entry: timeout) -> None:
-        """``entry``'s block exited before its deadline and it is not the newest entry (which
-        the caller pops itself)."""
+    def leave(self, entry: timeout) -> None:
+        """``entry`` leaves before its deadline (its block exited, or its deadline moved)."""
+        entry._lane = None
         entries = self.entries
-        if entries[0] is entry:
+        if entries[-1] is entry:
+            entries.pop()
+        elif entries[0] is entry:
             entries.popleft()
             self._drop_finished()
         else:
             self.finished += 1
             if self.finished > len(entries) // 2 + 32:
-                # Entries finishing out of order pile up behind a long-running one: compact.
-                self.entries = deque(e for e in entries if e.state < _EXPIRED and e is not entry)
+                # Entries leaving out of order pile up behind a long-running one: compact.
+                self.entries = deque(e for e in entries if e._lane is self)
                 self.finished = 0
 
     def _drop_finished(self) -> None:
         entries = self.entries
-        while self.finished and entries and entries[0].state >= _EXPIRED:
+        while self.finished and entries and entries[0]._lane is not self:
             entries.popleft()
             self.finished -= 1
 
@@ -123,167 +118,273 @@ class _Lane:
         self._drop_finished()
         while entries:
             head = entries[0]
-            if head.deadline > now:
-                self.arm(head.deadline)
+            when = head._when
+            if when is not None and when > now:  # (an entry in a lane always has a deadline)
+                self.arm(when)
                 return
             entries.popleft()
-            head.expire()
+            head._expire()
             self._drop_finished()
         if self.lanes.get(self.seconds) is self:
             # Empty: forget the lane, so one-off durations (deadline - now) do not pile up.
             del self.lanes[self.seconds]
 
 
-# Lanes per loop; the last loop's lanes are cached so the common case is one identity test.
+# Lanes per loop; the last loop and its lanes are cached (as one tuple, so a thread reading it
+# while another replaces it never pairs one loop with the other's lanes) so that the common
+# case is one identity test. (Any: None before the first entry.)
 _lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Lane]] = (
     weakref.WeakKeyDictionary()
 )
-# The last loop, its lanes, and whether it records the thread running it (asyncio's loops
-# do, in `_thread_id`), in one tuple: a thread reading it while another replaces it gets a
-# loop with that loop's lanes, never with the other's. (The loop is Any: None before the
-# first entry, and never used as a loop unless found running.)
-_last: tuple[Any, dict[float, _Lane], bool] = (None, {}, False)
+_last: tuple[Any, dict[float, _Lane]] = (None, {})
 
 
 def _lane(loop: asyncio.AbstractEventLoop, seconds: float) -> _Lane:
     global _last
-    last_loop, lanes, _ = _last
+    last_loop, lanes = _last
     if loop is not last_loop:
         lanes = _lanes.setdefault(loop, {})
-        _last = (loop, lanes, hasattr(loop, "_thread_id"))
+        _last = (loop, lanes)
     lane = lanes.get(seconds)
     if lane is None:
         lane = lanes[seconds] = _Lane(loop, lanes, seconds)
     return lane
 
 
-def entered_timeout(seconds: float | None) -> timeout:
-    """A timeout of ``seconds`` (already validated) entered now, for callers that run it
-    without ``async with`` (a pipeline's guards); leave it with its ``__aexit__``."""
-    limit = timeout.__new__(timeout)
-    limit.seconds = seconds
-    limit.state = _CREATED
-    limit.deadline = _INF
-    limit.__aenter__()  # returns DONE: entering never waits
-    return limit
-
-
 class timeout:
-    """Limit the enclosed work to ``seconds`` (``None``: no limit).
+    """Limit the enclosed work to ``seconds`` (``None`` or ``inf``: no limit; zero or
+    negative: expired at once, the block is cancelled at its first suspension).
 
-    ``async with timeout(2): ...`` raises :class:`TimeoutExceeded` if the block is still running
-    2 s after entry (its work is cancelled first). ``@timeout(2)`` applies the same to every
-    call of a coroutine function. A cancellation that did not come from this timeout passes
-    through as ``CancelledError``.
+    ``async with timeout(2) as t: ...`` raises :class:`TimeoutExceeded` if the block is still
+    running 2 s after entry (its work is cancelled first); ``t`` is the timeout itself, with
+    ``when()``, ``reschedule()`` and ``expired()`` as in ``asyncio.Timeout``. ``@timeout(2)``
+    applies the same to every call of a coroutine function. A cancellation that did not come
+    from this timeout passes through as ``CancelledError``.
     """
 
-    __slots__ = ("_cancelling", "_lane", "_task", "deadline", "seconds", "state")
+    __slots__ = (
+        "_cancelling",
+        "_handle",
+        "_lane",
+        "_start",
+        "_task",
+        "_when",
+        "seconds",
+        "state",
+    )
+    _cancelling: int
+    _handle: asyncio.Handle | None  # the timer of a deadline outside the lanes
+    _lane: _Lane | None  # the lane holding this entry, None once it left (or never was in one)
+    _start: float
+    _task: asyncio.Task[Any]
+    _when: float | None
 
     def __init__(self, seconds: float | None) -> None:
         # The common valid case checked inline (this runs once per call); the rest, and the
-        # error messages, in the shared validator.
-        if not (seconds.__class__ in _NUMBERS and 0 <= seconds < _INF):
-            seconds = non_negative_or_none("seconds", seconds)
+        # error messages, in the shared validator. inf means no limit.
+        if not (seconds.__class__ in _NUMBERS and _MIN <= seconds <= _MAX):
+            seconds = number_or_none("seconds", seconds)
+            if seconds == _INF:
+                seconds = None
         self.seconds = seconds
         self.state = _CREATED
-        self.deadline = math.inf
+        self._when = None
 
-    def __aenter__(self) -> Awaitable[None]:
+    async def __aenter__(self) -> timeout:
+        self._enter()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        # The common case inline (the newest entry of its lane leaves in time): this runs once
+        # per call. Everything else, this case included, is _exit's.
+        if self.state is _ENTERED:
+            lane = self._lane
+            if lane is not None:
+                entries = lane.entries
+                if entries[-1] is self:
+                    entries.pop()
+                    self.state = _EXITED
+                    return
+        self._exit(exc_type, exc)
+
+    def _enter(self) -> None:
         if self.state:  # not _CREATED
-            raise RuntimeError("a timeout object can be entered only once; create a new one")
-        # The current task, without asyncio.current_task(), whose search for the running
-        # loop makes a getpid() system call on CPython 3.11. asyncio keeps the task each loop
-        # is running in a table, so finding the running loop is enough. The common case: the
-        # loop of the previous entry records the thread running it (`_thread_id`, asyncio's
-        # loops, None when stopped), it is *this* thread, and no other loop is inside a task
-        # step (in another thread, or nested in this one by nest_asyncio-style hacks, where
-        # the outer loop still says this thread). Otherwise the running loop is found through
-        # the async-generator hooks, which every loop (uvloop too) installs for its own
-        # thread while it runs (and restores when it stops), as bound methods of itself.
-        # Anything else takes the regular path.
-        last_loop, lanes, records_thread = _last
-        tasks = _current_tasks
-        if (
-            records_thread
-            and tasks is not None
-            and len(tasks) == 1
-            and last_loop._thread_id == _get_ident()
-        ):
-            loop = last_loop
-        else:
-            loop = getattr(_asyncgen_hooks()[0], "__self__", None)
-        try:
-            task = None if tasks is None else tasks.get(loop)
-        except TypeError:  # hooks bound to something unhashable: not a loop
-            task = None
+            raise RuntimeError("this timeout has already been entered; create a new one")
+        task = _current_task()
         if task is None:
-            task = _running_task()
-            if task is None:
-                raise RuntimeError("timeout() must be used inside a task")
-            loop = task.get_loop()
+            raise RuntimeError("timeout() must be used inside a task")
+        loop = task.get_loop()
         self._task = task
         self._cancelling = task.cancelling()
         self.state = _ENTERED
+        self._start = now = loop.time()
         seconds = self.seconds
         if seconds is not None:
-            self.deadline = deadline = _clock.now() + seconds
-            lane = lanes.get(seconds) if loop is last_loop else None
-            if lane is None:
-                lane = _lane(loop, seconds)
-            self._lane = lane
-            lane.entries.append(self)  # here, not in a _Lane method: this runs once per call
-            if not lane.armed:
-                lane.arm(deadline)
-        return DONE
+            self._when = when = now + seconds
+            if when > now:  # the common case: in the lane of its duration
+                last_loop, lanes = _last
+                lane = lanes.get(seconds) if loop is last_loop else None
+                if lane is None:
+                    lane = _lane(loop, seconds)
+                self._lane = lane
+                lane.entries.append(self)  # here, not in a _Lane method: runs once per call
+                if not lane.armed:
+                    lane.arm(when)
+                return
+        self._lane = None
+        self._handle = None if self._when is None else self._timer(loop, self._when)
 
-    def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:
+    def _exit(self, exc_type: Any, exc: BaseException | None) -> None:
         state = self.state
-        if state is _ENTERED and self.seconds is not None:  # still queued in its lane
-            entries = self._lane.entries
-            if entries[-1] is self:  # the newest: the common case
-                entries.pop()
-            else:
-                self._lane.done(self)
-        if state is _EXPIRING:
-            self.state = _EXPIRED
-            if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
-                # No other cancellation is pending: this one was ours.
-                emit(None, "timeout", "timeout", Severity.WARNING, seconds=self.seconds)
-                raise TimeoutExceeded(
-                    f"timed out after {self.seconds:g}s", seconds=self.seconds or 0.0
-                ) from exc
-        else:
+        if state is _ENTERED:
+            lane = self._lane
+            if lane is not None:  # still queued in its lane
+                entries = lane.entries
+                if entries[-1] is self:  # the newest: the common case
+                    entries.pop()
+                else:
+                    lane.leave(self)
+            elif self._handle is not None:
+                self._handle.cancel()
             self.state = _EXITED
-        return DONE
+        elif state is _EXPIRING:
+            self.state = _EXPIRED
+            if self._task.uncancel() <= self._cancelling and exc_type is not None:
+                # No other cancellation is pending: this one was ours.
+                if exc_type is _CancelledError or (
+                    _NEW_EXIT and issubclass(exc_type, _CancelledError)
+                ):
+                    emit(None, "timeout", "timeout", Severity.WARNING, seconds=self._exceeded())
+                    raise self._error() from exc
+                if _NEW_EXIT and exc is not None:
+                    # An error raised while our cancellation unwound: 3.13's asyncio records
+                    # the timeout in its context chain.
+                    self._insert_timeout(exc)
+                    if isinstance(exc, BaseExceptionGroup):
+                        for inner in exc.exceptions:
+                            self._insert_timeout(inner)
+        else:
+            raise RuntimeError(f"this timeout cannot be left: it is {_STATE_NAMES[state]}")
 
-    def expire(self) -> None:
+    def _timer(self, loop: asyncio.AbstractEventLoop, when: float) -> asyncio.Handle | None:
+        """A timer handle of this entry's own, for a deadline outside the lanes (``inf``: none).
+        A deadline already past fires at the next turn of the loop, before the block goes on
+        from its first suspension, as asyncio's does."""
+        if when == _INF:
+            return None
+        if when <= loop.time():
+            return loop.call_soon(self._fire)
+        return loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._expire()
+
+    def _expire(self) -> None:
         """The deadline passed with the block still running: cancel its task."""
         self.state = _EXPIRING
         self._task.cancel()
 
-    @property
+    def _exceeded(self) -> float:
+        """The duration from entry to the deadline that passed (0 for one already past)."""
+        seconds, when = self.seconds, self._when
+        if seconds is not None and when == self._start + seconds:
+            return max(0.0, seconds)  # as given (the difference below may round)
+        return 0.0 if when is None else max(0.0, when - self._start)
+
+    def _error(self) -> TimeoutExceeded:
+        seconds = self._exceeded()
+        return TimeoutExceeded(f"timed out after {seconds:g}s", seconds=seconds)
+
+    def _insert_timeout(self, exc: BaseException) -> None:
+        """Put a TimeoutExceeded between ``exc``'s chain and our CancelledError in it (what
+        3.13's ``asyncio.Timeout`` does with a TimeoutError)."""
+        while exc.__context__ is not None:
+            context = exc.__context__
+            if isinstance(context, _CancelledError):
+                error = self._error()
+                error.__context__ = error.__cause__ = context
+                exc.__context__ = error
+                return
+            exc = context
+
+    def when(self) -> float | None:
+        """The deadline, in the loop's time (``loop.time()``); None without one (and, for a
+        duration, before entry)."""
+        return self._when
+
+    def reschedule(self, when: float | None) -> None:
+        """Move the deadline to ``when`` (the loop's time; None: no deadline; one already past
+        expires at the next turn of the loop). Only while the block runs, as asyncio's."""
+        if self.state is not _ENTERED:
+            if self.state is _CREATED:
+                raise RuntimeError("this timeout has not been entered")
+            raise RuntimeError(f"cannot reschedule a timeout that is {_STATE_NAMES[self.state]}")
+        when = number_or_none("when", when)
+        if when == self._when:
+            return
+        lane = self._lane
+        if lane is not None:
+            # A lane keeps its deadlines in order: a moved one takes a timer of its own.
+            lane.leave(self)
+        elif self._handle is not None:
+            self._handle.cancel()
+        self._when = when
+        self._handle = None if when is None else self._timer(self._task.get_loop(), when)
+
     def expired(self) -> bool:
         """Whether this timeout fired (the block was cancelled by it)."""
         return self.state in (_EXPIRING, _EXPIRED)
 
     def remaining(self) -> float:
-        """Seconds left before the deadline (``inf`` without one)."""
-        return self.deadline - _clock.now()
+        """Seconds left before the deadline (``inf`` without one; the full duration before
+        entry)."""
+        when = self._when
+        if when is None:
+            return _INF if self.seconds is None else self.seconds
+        loop = self._task.get_loop() if self.state else asyncio.get_running_loop()
+        return when - loop.time()
 
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """``@timeout(seconds)``: each call of ``fn`` runs under its own timeout."""
         require_async("timeout", fn)
-        seconds = self.seconds
+        seconds, when = self.seconds, self._when
 
         @functools.wraps(fn)
         async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
-            async with timeout(seconds):
+            async with timeout_at(when) if when is not None else timeout(seconds):
                 return await fn(*args, **kwargs)
 
         return limited
 
     def __repr__(self) -> str:
-        states = ["created", "entered", "expiring", "expired", "exited"]
-        return f"<timeout seconds={self.seconds} state={states[self.state]}>"
+        return (
+            f"<timeout seconds={self.seconds} when={self._when} state={_STATE_NAMES[self.state]}>"
+        )
+
+
+def timeout_at(when: float | None) -> timeout:
+    """A timeout with an absolute deadline ``when``, in the loop's time (``loop.time()``), like
+    ``asyncio.timeout_at``; None: no deadline; one already past expires at once."""
+    limit = timeout(None)
+    limit._when = number_or_none("when", when)
+    return limit
+
+
+def entered_timeout(seconds: float | None) -> timeout:
+    """A timeout of ``seconds`` (already validated) entered now, for callers that run it
+    without ``async with`` (a pipeline's guards); leave it with :func:`leave_timeout`."""
+    limit = timeout.__new__(timeout)
+    limit.seconds = seconds
+    limit.state = _CREATED
+    limit._when = None
+    limit._enter()
+    return limit
+
+
+def leave_timeout(limit: timeout, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+    """Leave ``limit`` (from :func:`entered_timeout`) as ``__aexit__`` would: it raises
+    :class:`TimeoutExceeded` in place of the cancellation of its own expiry."""
+    limit._exit(exc_type, exc)
