@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
-import functools
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
@@ -41,6 +40,7 @@ from ._predicates import (
     optional_sync_callable,
     require_async,
     sync_callable,
+    wraps,
 )
 from ._validation import divisor, finite_positive, number, text
 
@@ -170,8 +170,10 @@ _feeding: contextvars.ContextVar[tuple[tuple[object, object, bool], ...]] = cont
 
 
 def _current_task() -> object:
-    loop = _clock.running_loop()
-    return None if loop is None else asyncio.current_task(loop)
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop: nothing is being fed
+        return None
 
 
 class _FedSignal:
@@ -546,7 +548,7 @@ class LoadShedder(EventSource):
         ) -> Callable[P, Coroutine[Any, Any, T]]:
             require_async(self.name, fn)
 
-            @functools.wraps(fn)
+            @wraps(fn)
             async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
                 token = self._admit(priority)
                 try:
