@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import math
 import random as _random
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -40,7 +39,13 @@ from ._core.windows import CountWindow, TimeWindow
 from ._errors import CircuitBreakerOpenError, Rejected
 from ._events import EventSource, Severity
 from ._listeners import Listeners
-from ._predicates import ExceptionFilter, exception_predicate, require_async, sync_callable
+from ._predicates import (
+    ExceptionFilter,
+    exception_predicate,
+    require_async,
+    sync_callable,
+    wraps,
+)
 from ._validation import number_in, shared_store_binder
 
 __all__ = [
@@ -522,7 +527,7 @@ class CircuitBreaker(EventSource):
         if self._shared is not None:
             call = self.call
 
-            @functools.wraps(fn)
+            @wraps(fn)
             async def shared_guarded(*args: P.args, **kwargs: P.kwargs) -> T:
                 return await call(fn, *args, **kwargs)
 
@@ -536,7 +541,7 @@ class CircuitBreaker(EventSource):
         quick = fast and judge is None  # a success is then only the streak's reset
         breaker = self
 
-        @functools.wraps(fn)
+        @wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
             if inside.get()[0]:
                 return await fn(*args, **kwargs)  # inside an entry of this breaker

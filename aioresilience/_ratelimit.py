@@ -14,7 +14,6 @@ store) with every reservation since its first waiter, so a cancellation is repla
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
@@ -34,7 +33,7 @@ from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
 from ._errors import RateLimited
 from ._events import EventSource, Severity
-from ._predicates import optional_sync_callable, require_async
+from ._predicates import optional_sync_callable, require_async, wraps
 from ._rates import parse_rate
 from ._validation import (
     MAX_DIVISOR,
@@ -674,7 +673,7 @@ class RateLimiter(EventSource, Generic[S]):
         ) -> Callable[P, Coroutine[Any, Any, T]]:
             require_async(self.name, fn)
 
-            @functools.wraps(fn)
+            @wraps(fn)
             async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
                 await acquire(
                     cost, key=None if key is None else key(*args, **kwargs), timeout=timeout

@@ -23,7 +23,6 @@ asyncio APIs are used: the task is ``asyncio.current_task()``, the clock its loo
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import sys
 import weakref
@@ -33,7 +32,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ._errors import TimeoutExceeded
 from ._events import Severity, emit
-from ._predicates import require_async
+from ._predicates import require_async, wraps
 from ._validation import number_or_none
 
 __all__ = ["entered_timeout", "leave_timeout", "timeout", "timeout_at"]
@@ -352,7 +351,7 @@ class timeout:
         require_async("timeout", fn)
         seconds, when = self.seconds, self._when
 
-        @functools.wraps(fn)
+        @wraps(fn)
         async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
             async with timeout_at(when) if when is not None else timeout(seconds):
                 return await fn(*args, **kwargs)

@@ -200,14 +200,4 @@ def shared_store_binder(store: Any, method: str, alone: str) -> Any:
 def number_or_none(name: str, value: Any) -> float | None:
     """``None``, or a number of either sign as a float (``inf`` and ``-inf`` pass; the caller
     decides what they mean); NaN, bools and integers beyond float range are refused."""
-    if value is None:
-        return None
-    if not _is_number(value):
-        raise TypeError(f"{name} must be a number or None, got {value!r} ({type(value).__name__})")
-    try:
-        result = float(value)
-    except OverflowError:
-        raise ValueError(f"{name} must be within float range, got {value!r}") from None
-    if math.isnan(result):
-        raise ValueError(f"{name} must be a number or None, got {value!r}")
-    return result
+    return None if value is None else number(name, value, what="a number or None")

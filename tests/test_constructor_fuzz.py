@@ -39,9 +39,7 @@ from aioresilience.testing import run
 
 # (constructor, parameter) cases that fail here until another engineer's branch is merged:
 # the lead removes these marks after merging (strict: they must fail until then).
-KNOWN_FAILING: dict[tuple[str, str], str] = {
-    ("timeout", "seconds"): "i11-timeout",
-}
+KNOWN_FAILING: dict[tuple[str, str], str] = {}
 
 
 class FuzzCallableCalled(Exception):
@@ -426,6 +424,7 @@ CASES = [
         limiter=Fresh(lambda: ar.TokenBucket(5, 1.0)),
     ),
     Case("timeout", ar.timeout, use_timeout, seconds=1.0),
+    Case("timeout_at", ar.timeout_at, use_timeout, when=1.0),
 ]
 for case in CASES:  # `self` of an unbound method is not a parameter anyone passes
     if "self" in case.parameters:

@@ -6,8 +6,10 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aioresilience
+import aioresilience as ar
 import aioresilience.testing
 
 PACKAGE = Path(aioresilience.__file__).parent
@@ -82,3 +84,33 @@ def test_core_is_pure() -> None:
 
 def test_py_typed_is_shipped() -> None:
     assert (PACKAGE / "py.typed").exists()
+
+
+async def test_every_decorator_keeps_the_wrapped_functions_metadata() -> None:
+    """Issue 11 item 19: decorating must not lose `__defaults__`/`__kwdefaults__` (code that
+    reads a function's defaults, dependency injection or CLI builders, must see the same)."""
+
+    async def fetch(a: int, b: int = 2, *, c: int = 3) -> int:
+        """Docs."""
+        return a + b + c
+
+    shedder = ar.LoadShedder(lambda: 0.0)
+    decorators: list[Any] = [
+        ar.TokenBucket(10, 10),
+        ar.GCRA(10, 1).limit(key=lambda *args, **kwargs: "k"),
+        ar.CircuitBreaker(),
+        ar.Bulkhead(2),
+        ar.timeout(5),
+        ar.Retry(),
+        ar.Fallback(0),
+        ar.AdaptiveThrottle(),
+        ar.ChaosMonkey(failure_rate=0),
+        shedder.limit(ar.Priority.CRITICAL),
+        ar.Pipeline.builder("p").build(),
+    ]
+    for decorator in decorators:
+        decorated = decorator(fetch)
+        assert decorated.__defaults__ == (2,), decorator
+        assert decorated.__kwdefaults__ == {"c": 3}, decorator
+        assert (decorated.__name__, decorated.__doc__) == ("fetch", "Docs."), decorator
+        assert await decorated(1) == 6, decorator
