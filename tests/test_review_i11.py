@@ -7,7 +7,9 @@ import asyncio
 import itertools
 import threading
 
-from aioresilience import GCRA, Bulkhead
+import pytest
+
+from aioresilience import GCRA, Bulkhead, LeakyBucket, RateLimited
 
 EPS = 1e-6
 
@@ -41,6 +43,25 @@ async def test_a_late_loop_does_not_release_the_waiters_backlog_at_once() -> Non
     gaps = [b - a for a, b in itertools.pairwise(admitted)]
     assert all(gap >= 0.1 - EPS for gap in gaps), times
     assert not limiter.try_acquire()
+
+
+# -- items 13/14: a bounded wait on the shaper announces a retry_after that is refused again -----
+
+
+async def test_shaper_bounded_wait_sleeping_retry_after_is_enough() -> None:
+    """LeakyBucket(2, 2.0, mode="shaper") with its line clear at 1.0: acquire(2, timeout=0.3)
+    at 0 is refused (the line is full) with retry_after=0.7, "once its wait is within
+    max_wait". After sleeping exactly 0.7 the same acquire is refused again, with
+    retry_after=0.30000000000000004: the announced time (at - max_wait, a float difference)
+    and the test made there (due(...) - now > max_wait, floats again) disagree by an ulp."""
+    shaper = LeakyBucket(2, 2.0, mode="shaper")
+    assert shaper.try_acquire(2)
+    with pytest.raises(RateLimited) as refused:
+        await shaper.acquire(2, timeout=0.3)
+    retry_after = refused.value.retry_after
+    assert retry_after is not None
+    await asyncio.sleep(retry_after)
+    await shaper.acquire(2, timeout=0.3)  # raised RateLimited(retry_after=0.30000000000000004)
 
 
 # -- item 4: run_sync's slot is held by a task anyone can cancel ------------------------------
