@@ -20,10 +20,12 @@ EPS = 1e-6
 async def test_a_late_loop_does_not_release_the_waiters_backlog_at_once() -> None:
     """The issue's GCRA(10, 1.0) scenario without the cancellation: A admitted, W, X, B
     reserved for +0.1/+0.2/+0.3, and the loop is busy from +0.05 to +0.35. The limit says
-    >= 100 ms between admissions, yet W, X and B all resume at +0.35, 0 ms apart, and a
-    newcomer is admitted at once on top of them. (With W cancelled after its wake-up, the
-    merged test of the same scenario passes only because its cancellation replans X and B
-    at `now`; without one, the slots in the past are handed out together.)"""
+    >= 100 ms between admissions, yet W, X and B all resume at +0.35, 0 ms apart: one late
+    wake-up releases every waiter whose slot is in the past, on that stale slot. (The merged
+    test of the same scenario, with W cancelled after its wake-up, passes only because the
+    cancellation replans X and B at `now`; cancel W a moment later, once the late wake-up
+    released X and B too, and they resume 0 ms apart again, as the merged
+    test_woken_waiter_cancelled_after_the_ones_behind_it_were_released accepts.)"""
     loop = asyncio.get_running_loop()
     limiter = GCRA(10, 1.0)
     assert limiter.try_acquire()
