@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
@@ -44,6 +45,38 @@ K = TypeVar("K", bound=Hashable)
 # The estimate behind BulkheadFull.retry_after covers at least this many releases (older ones
 # are forgotten), so it follows the backend's current latency.
 _WINDOW = 100
+
+
+class _ThreadSlot:
+    """The bulkhead slot of one ``run_sync`` thread: released exactly once, by the thread when
+    ``fn`` returns (through the loop), or by the holder task if the thread never started it."""
+
+    __slots__ = ("_bulkhead", "_lock", "_loop", "_state")
+
+    def __init__(self, bulkhead: Bulkhead, loop: asyncio.AbstractEventLoop) -> None:
+        self._bulkhead = bulkhead
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._state = "waiting"  # -> "running" (in the thread) or "abandoned" (holder ended)
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if self._state != "waiting":  # the holder already gave the slot back
+                raise asyncio.CancelledError
+            self._state = "running"
+        try:
+            return fn(*args)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to free
+                self._loop.call_soon_threadsafe(self._bulkhead.release)
+
+    def abandon(self, holder: object = None) -> None:
+        """The holder task ended (the thread returned, or the holder was cancelled)."""
+        with self._lock:
+            if self._state != "waiting":
+                return  # the thread ran fn: it releases the slot itself
+            self._state = "abandoned"
+        self._bulkhead.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,13 +304,14 @@ class Bulkhead(EventSource):
             self._thread_limiter = anyio.CapacityLimiter(self._max)
         await self.acquire()
         try:
-            # The slot belongs to this task from here on: it waits for the thread whatever
-            # happens to the caller, and releases the slot when the thread has returned.
+            # The slot belongs to the thread from here on: the thread itself gives it back when
+            # fn returns (a task, even this module's holder, can be cancelled by anyone, and its
+            # `finally` would free the slot while the thread still runs). The holder gives it
+            # back only if the thread never started fn.
+            thread = _ThreadSlot(self, asyncio.get_running_loop())
             holder = asyncio.get_running_loop().create_task(
-                self._hold_for_thread(
-                    anyio.to_thread.run_sync(
-                        functools.partial(fn, *args), limiter=self._thread_limiter
-                    )
+                anyio.to_thread.run_sync(
+                    functools.partial(thread.run, fn, *args), limiter=self._thread_limiter
                 )
             )
         except BaseException:
@@ -285,13 +319,10 @@ class Bulkhead(EventSource):
             raise
         self._threads.add(holder)  # a strong reference until it is done
         holder.add_done_callback(self._thread_done)
+        # (A callback, not a `finally` in the holder: it runs even if the holder is cancelled
+        # before its first step.)
+        holder.add_done_callback(thread.abandon)
         return await asyncio.shield(holder)
-
-    async def _hold_for_thread(self, run: Awaitable[T]) -> T:
-        try:
-            return await run
-        finally:
-            self.release()
 
     def _thread_done(self, holder: asyncio.Task[Any]) -> None:
         self._threads.discard(holder)

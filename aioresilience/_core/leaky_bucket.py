@@ -17,6 +17,8 @@ admit ``n >= 2`` without waiting, and its retry-after was the same forever.)
 
 from __future__ import annotations
 
+import math
+
 from .gcra import _TO_NS, NS, GCRAAlgorithm, due
 
 __all__ = ["LeakyBucketMeter", "LeakyBucketShaper"]
@@ -59,9 +61,15 @@ class LeakyBucketShaper(GCRAAlgorithm):
         # From `join_ns` on, the request's units fit in the queue (its last one leaves within
         # `capacity` intervals).
         join_ns = state + (cost - 1) * self._interval_ns - self._queue_ns
+        # The wait is judged in integer nanoseconds, as the state is: a caller that sleeps the
+        # announced retry-after meets the same test exactly (in floats, `at - max_wait` and
+        # a later `at - now > max_wait` disagreed by an ulp, and it was refused again).
         if join_ns > now_ns:
             # Full: retry once it fits and its wait is within max_wait (at once: `at`).
-            return state, max(due(now, now_ns, join_ns), at - max_wait), False
-        if at - now > max_wait:
+            if max_wait == math.inf:
+                return state, due(now, now_ns, join_ns), False
+            target = max(join_ns, state - math.floor(max_wait * _TO_NS))
+            return state, due(now, now_ns, target), False
+        if state - now_ns > max_wait * _TO_NS:
             return state, at, False
         return state + cost * self._interval_ns, at, True
