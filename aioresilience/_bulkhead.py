@@ -293,8 +293,10 @@ class Bulkhead(EventSource):
 
         At most ``max_concurrent`` threads run this bulkhead's functions. A thread cannot be
         stopped: if the caller is cancelled or times out, it gets its ``CancelledError`` at
-        once, but the slot (and the worker-thread token) stay held until the thread returns,
-        so the cap holds even then. (The thread's result or error then goes unread.)
+        once, but the slot stays held until the thread returns (the thread itself gives it
+        back), so the cap holds even then, whoever cancels what. (anyio's worker-thread token
+        may come back earlier if the internal holder task is cancelled; the slot is what keeps
+        the cap. The thread's result or error then goes unread.)
         """
         try:
             import anyio.to_thread
