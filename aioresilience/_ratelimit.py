@@ -108,6 +108,13 @@ class SharedStore(Protocol):
     def _bind(self, limiter: RateLimiter[Any]) -> RemoteLimit: ...
 
 
+#: How late a waiter may be released and still go on its own slot. Timer waits are rounded
+#: to whole milliseconds and tasks resume a little after their wake-up, so a release this late
+#: is the loop's normal jitter. A later one means the loop was busy past the slot: then the
+#: waiter goes now and those behind it are replanned from now (_replan), so a backlog that a
+#: busy loop let build up is never let through at once.
+_LATE = 0.002
+
 # What became of a reservation (see _KeyQueue).
 _QUEUED: Final = 0  # waiting for its time; may still be replanned
 _RELEASED: Final = 1  # its time came, its task has not resumed yet: may still be cancelled
@@ -502,7 +509,7 @@ class RateLimiter(EventSource, Generic[S]):
         if heap and (self._timer is None or heap[0][0] < self._timer_at):
             self._arm(loop)
 
-    def _replan(self, queue: _KeyQueue, now: float) -> None:
+    def _replan(self, queue: _KeyQueue, now: float, late: _Entry | None = None) -> None:
         """Remove the cancelled entries of a key by replaying the others on ``base``.
 
         Entries before the first cancelled one are replayed as they were. After it, those
@@ -510,7 +517,9 @@ class RateLimiter(EventSource, Generic[S]):
         still queued reserve again at ``now``, in arrival order. So the state is exactly
         what it would be had the cancelled waiters never come, the bound holds for what was
         really admitted, and the returned capacity goes to the next in line, never into the
-        past.
+        past. A ``late`` waiter (due more than ``_LATE`` ago, the loop was busy) and those
+        behind it reserve again at ``now`` the same way: they are admitted as they really
+        go, so the bound holds on when they run, not only on their slots.
         """
         queue.dirty = False
         reserve = self._algorithm.reserve
@@ -518,6 +527,8 @@ class RateLimiter(EventSource, Generic[S]):
         kept: deque[_Entry] = deque()
         replanning = False
         for entry in queue.entries:
+            if entry is late:
+                replanning = True
             if entry.status == _CANCELLED:
                 replanning = True
             elif replanning and entry.status == _QUEUED:
@@ -543,6 +554,9 @@ class RateLimiter(EventSource, Generic[S]):
                 if entry.status == _QUEUED:
                     if entry.at > now:
                         break
+                    if entry.at < now - _LATE:
+                        self._replan(queue, now, entry)  # releases what is due then
+                        return
                     self._release(entry)
 
     def _release(self, entry: _Entry) -> None:
@@ -621,10 +635,14 @@ class RateLimiter(EventSource, Generic[S]):
             # slot, never on the stale one.
             self._flush(loop)
         heap = self._heap
+        late = loop.time() - _LATE
         while heap and heap[0][0] <= due:
             at, _, entry = heappop(heap)
             if at == entry.at and entry.status == _QUEUED:  # else stale or cancelled
-                self._release(entry)
+                if at < late:
+                    self._replan(entry.queue, late + _LATE, entry)  # the loop was busy
+                else:
+                    self._release(entry)
         if heap:
             self._arm(loop)
 

@@ -1,6 +1,5 @@
 """Fresh-eyes review of the merged issue-11 fixes: each test showed a defect on the merged
-main (i11-review's base); the ones fixed pass, the one left open is a strict xfail that says
-why."""
+main (i11-review's base)."""
 
 from __future__ import annotations
 
@@ -18,12 +17,6 @@ EPS = 1e-6
 # -- item 1: a late loop releases a backlog at once (no cancellation at all) ------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: waiters are admitted at their reserved slot times, so a loop that was busy "
-    "past several slots releases them late, together, never early; pacing their resumption "
-    "would re-plan every overdue waiter from now (see the issue 11 note)",
-)
 async def test_a_late_loop_does_not_release_the_waiters_backlog_at_once() -> None:
     """The issue's GCRA(10, 1.0) scenario without the cancellation: A admitted, W, X, B
     reserved for +0.1/+0.2/+0.3, and the loop is busy from +0.05 to +0.35. The limit says
