@@ -129,21 +129,19 @@ def fraction(name: str, value: Any, *, zero: bool = True) -> float:
 def positive_int(name: str, value: Any, *, maximum: int | None = None) -> int:
     """An ``int`` >= 1, at most ``maximum`` when given (bools are refused: ``True`` is not a
     count)."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {_show(value)} ({_kind(value)})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {_show(value)}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {_show(value)}")
-    return value
+    return _int_at_least(name, value, 1, maximum)
 
 
 def non_negative_int(name: str, value: Any, *, maximum: int | None = None) -> int:
     """An ``int`` >= 0, at most ``maximum`` when given (no bools)."""
+    return _int_at_least(name, value, 0, maximum)
+
+
+def _int_at_least(name: str, value: Any, low: int, maximum: int | None) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {_show(value)} ({_kind(value)})")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {_show(value)}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {_show(value)}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {_show(value)}")
     return value
