@@ -14,7 +14,6 @@ from ._backpressure import (
 from ._breaker import CircuitBreaker, CircuitBreakerStatistics, CircuitState, CircuitStateChange
 from ._bulkhead import Bulkhead, BulkheadStatistics, PartitionedBulkhead
 from ._chaos import ChaosFault, ChaosMonkey
-from ._context import ResilienceContext, current_context
 from ._core.ratelimit import Decision
 from ._degradation import (
     EventLoopLag,
@@ -28,21 +27,6 @@ from ._degradation import (
     Tier,
     fallback,
 )
-from ._errors import (
-    BulkheadFull,
-    CircuitBreakerOpenError,
-    ConcurrencyLimited,
-    LoadShed,
-    QueueFull,
-    RateLimited,
-    Rejected,
-    ResilienceError,
-    StoreError,
-    Throttled,
-    TimeoutExceeded,
-)
-from ._events import ResilienceEvent, Severity
-from ._logging import LoggingListener
 from ._pipeline import (
     Outcome,
     Pipeline,
@@ -71,7 +55,23 @@ from ._retry import (
     RetryState,
     retry,
 )
-from ._schedules import Backoff, constant, exponential, linear
+from ._support.context import ResilienceContext, current_context
+from ._support.errors import (
+    BulkheadFull,
+    CircuitBreakerOpenError,
+    ConcurrencyLimited,
+    LoadShed,
+    QueueFull,
+    RateLimited,
+    Rejected,
+    ResilienceError,
+    StoreError,
+    Throttled,
+    TimeoutExceeded,
+)
+from ._support.events import ResilienceEvent, Severity
+from ._support.logging import LoggingListener
+from ._support.schedules import Backoff, constant, exponential, linear
 from ._timeout import timeout, timeout_at
 
 __all__ = [

@@ -12,10 +12,10 @@ import random as _random
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from ._errors import ChaosFault
-from ._events import EventSource, Severity
-from ._predicates import require_async, sync_callable, wraps
-from ._validation import finite_positive, non_negative, number
+from ._support.errors import ChaosFault
+from ._support.events import EventSource, Severity
+from ._support.predicates import require_async, sync_callable, wraps
+from ._support.validation import finite_positive, non_negative, number
 
 __all__ = ["ChaosFault", "ChaosMonkey", "chaos_latency_range", "chaos_rate", "chaos_switch"]
 

@@ -27,11 +27,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from . import _clock
-from ._errors import LoadShed
-from ._events import EventSource, Severity
-from ._listeners import Listeners, logger
-from ._predicates import (
+from ._support import clock as _clock
+from ._support.errors import LoadShed
+from ._support.events import EventSource, Severity
+from ._support.listeners import Listeners, logger
+from ._support.predicates import (
     ExceptionFilter,
     decorate,
     exception_predicate,
@@ -42,7 +42,7 @@ from ._predicates import (
     sync_callable,
     wraps,
 )
-from ._validation import divisor, finite_positive, number, text
+from ._support.validation import divisor, finite_positive, number, text
 
 __all__ = [
     "EventLoopLag",

@@ -25,21 +25,21 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from . import _clock
 from ._adaptive import AdaptiveLimiter
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
 from ._chaos import ChaosFault, chaos_latency_range, chaos_rate, chaos_switch
-from ._compose import Call, Direct, Runner, Strategy, compose, exit_all
-from ._context import ResilienceContext, context_var, current_context
 from ._degradation import Fallback, LoadShedder, Priority, check_priority
-from ._events import ResilienceEvent, Severity, emit
-from ._listeners import Listeners
-from ._predicates import is_async_callable, optional_sync_callable, require_async, wraps
 from ._ratelimit import RateLimiter, TokenBucket
 from ._retry import Retry, RetryBudget
+from ._support import clock as _clock
+from ._support.compose import Call, Direct, Runner, Strategy, compose, exit_all
+from ._support.context import ResilienceContext, context_var, current_context
+from ._support.events import ResilienceEvent, Severity, emit
+from ._support.listeners import Listeners
+from ._support.predicates import is_async_callable, optional_sync_callable, require_async, wraps
+from ._support.validation import non_negative_or_none, positive_int, text
 from ._timeout import entered_timeout, leave_timeout, timeout
-from ._validation import non_negative_or_none, positive_int, text
 
 __all__ = [
     "Outcome",

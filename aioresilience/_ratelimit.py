@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import Any, Final, Generic, ParamSpec, Protocol, TypeVar
 
-from . import _clock
-from ._awaitable import DONE
 from ._core.fixed_window import FixedWindowAlgorithm
 from ._core.gcra import GCRAAlgorithm
 from ._core.leaky_bucket import LeakyBucketMeter, LeakyBucketShaper
@@ -31,11 +29,13 @@ from ._core.ratelimit import Decision, RateAlgorithm, decide
 from ._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
-from ._errors import RateLimited
-from ._events import EventSource, Severity
-from ._predicates import optional_sync_callable, require_async, wraps
-from ._rates import parse_rate
-from ._validation import (
+from ._support import clock as _clock
+from ._support.awaitable import DONE
+from ._support.errors import RateLimited
+from ._support.events import EventSource, Severity
+from ._support.predicates import optional_sync_callable, require_async, wraps
+from ._support.rates import parse_rate
+from ._support.validation import (
     MAX_DIVISOR,
     MIN_DIVISOR,
     divisor,

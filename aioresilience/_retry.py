@@ -25,21 +25,21 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from . import _clock
 from ._core.budget import ConcurrencyBudget, TokenBudget, throttle_probability
 from ._core.windows import TimeWindow
-from ._errors import Rejected, Throttled
-from ._events import EventSource, Severity
-from ._listeners import logger
-from ._predicates import (
+from ._support import clock as _clock
+from ._support.errors import Rejected, Throttled
+from ._support.events import EventSource, Severity
+from ._support.listeners import logger
+from ._support.predicates import (
     ExceptionFilter,
     decorate,
     exception_predicate,
     optional_callable,
     optional_sync_callable,
 )
-from ._schedules import Backoff, backoff_cap, exponential
-from ._validation import (
+from ._support.schedules import Backoff, backoff_cap, exponential
+from ._support.validation import (
     divisor,
     finite_positive,
     fraction,

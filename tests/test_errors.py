@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import aioresilience as ar
-from aioresilience import _errors
+from aioresilience._support import errors as _errors
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
-from .._validation import finite_positive, positive_int
+from .._support.validation import finite_positive, positive_int
 
 S = TypeVar("S")
 

@@ -39,7 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from ..._core.breaker import CircuitState
-from ..._errors import CircuitBreakerOpenError, StoreError
+from ..._support.errors import CircuitBreakerOpenError, StoreError
 from ..._timeout import timeout
 
 if TYPE_CHECKING:

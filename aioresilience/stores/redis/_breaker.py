@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ... import _clock
 from ..._core.breaker import CircuitState
 from ..._core.windows import CountWindow
-from ..._errors import CircuitBreakerOpenError
-from ..._events import Severity
+from ..._support import clock as _clock
+from ..._support.errors import CircuitBreakerOpenError
+from ..._support.events import Severity
 from ._batcher import BREAKER_OPEN, Outage
 from ._store import SCRIPTS, Args, RedisStore, shared_name
 

@@ -15,9 +15,9 @@ from ..._core.leaky_bucket import LeakyBucketShaper
 from ..._core.ratelimit import Decision
 from ..._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
-from ..._errors import RateLimited
-from ..._events import Severity
 from ..._ratelimit import RateLimiter, rate_limited
+from ..._support.errors import RateLimited
+from ..._support.events import Severity
 from ._batcher import Outage
 from ._store import SCRIPTS, FailurePolicy, RedisStore, _Script, shared_name
 

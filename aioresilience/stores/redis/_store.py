@@ -16,9 +16,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..._breaker import CircuitBreaker
-from ..._errors import CircuitBreakerOpenError, StoreError
-from ..._schedules import exponential
-from ..._validation import finite_positive, non_negative_or_none, positive_int
+from ..._support.errors import CircuitBreakerOpenError, StoreError
+from ..._support.schedules import exponential
+from ..._support.validation import finite_positive, non_negative_or_none, positive_int
 from ._batcher import Batcher
 
 if TYPE_CHECKING:
