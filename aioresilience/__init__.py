@@ -15,18 +15,8 @@ from ._breaker import CircuitBreaker, CircuitBreakerStatistics, CircuitState, Ci
 from ._bulkhead import Bulkhead, BulkheadStatistics, PartitionedBulkhead
 from ._chaos import ChaosFault, ChaosMonkey
 from ._core.ratelimit import Decision
-from ._degradation import (
-    EventLoopLag,
-    Fallback,
-    FallbackOutcome,
-    GracefulDegradation,
-    InFlight,
-    LatencyEWMA,
-    LoadShedder,
-    Priority,
-    Tier,
-    fallback,
-)
+from ._degradation import GracefulDegradation, Tier
+from ._fallback import Fallback, FallbackOutcome, fallback
 from ._pipeline import (
     Outcome,
     Pipeline,
@@ -47,7 +37,6 @@ from ._ratelimit import (
     TokenBucket,
 )
 from ._retry import (
-    AdaptiveThrottle,
     Attempt,
     ExponentialBackoff,
     Retry,
@@ -55,6 +44,8 @@ from ._retry import (
     RetryState,
     retry,
 )
+from ._shedding import LoadShedder, Priority
+from ._signals import EventLoopLag, InFlight, LatencyEWMA
 from ._support.context import ResilienceContext, current_context
 from ._support.errors import (
     BulkheadFull,
@@ -72,6 +63,7 @@ from ._support.errors import (
 from ._support.events import ResilienceEvent, Severity
 from ._support.logging import LoggingListener
 from ._support.schedules import Backoff, constant, exponential, linear
+from ._throttle import AdaptiveThrottle
 from ._timeout import timeout, timeout_at
 
 __all__ = [
