@@ -52,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "aioresilience.stores.redis needs the redis client: pip install aioresilience[redis]"
     ) from exc
 
-from ._store import FailurePolicy, RedisStore
+from ._protocol import FailurePolicy
+from ._store import RedisStore
 
 __all__ = ["FailurePolicy", "RedisStore"]
