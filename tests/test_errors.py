@@ -1,5 +1,5 @@
 """The one error tree: every exception aioresilience exports is a ResilienceError, defined in
-_errors.py and drawn in the README."""
+_support/errors.py and drawn in the README."""
 
 from __future__ import annotations
 
