@@ -14,35 +14,9 @@ from ._backpressure import (
 from ._breaker import CircuitBreaker, CircuitBreakerStatistics, CircuitState, CircuitStateChange
 from ._bulkhead import Bulkhead, BulkheadStatistics, PartitionedBulkhead
 from ._chaos import ChaosFault, ChaosMonkey
-from ._context import ResilienceContext, current_context
 from ._core.ratelimit import Decision
-from ._degradation import (
-    EventLoopLag,
-    Fallback,
-    FallbackOutcome,
-    GracefulDegradation,
-    InFlight,
-    LatencyEWMA,
-    LoadShedder,
-    Priority,
-    Tier,
-    fallback,
-)
-from ._errors import (
-    BulkheadFull,
-    CircuitBreakerOpenError,
-    ConcurrencyLimited,
-    LoadShed,
-    QueueFull,
-    RateLimited,
-    Rejected,
-    ResilienceError,
-    StoreError,
-    Throttled,
-    TimeoutExceeded,
-)
-from ._events import ResilienceEvent, Severity
-from ._logging import LoggingListener
+from ._degradation import GracefulDegradation, Tier
+from ._fallback import Fallback, FallbackOutcome, fallback
 from ._pipeline import (
     Outcome,
     Pipeline,
@@ -63,7 +37,6 @@ from ._ratelimit import (
     TokenBucket,
 )
 from ._retry import (
-    AdaptiveThrottle,
     Attempt,
     ExponentialBackoff,
     Retry,
@@ -71,7 +44,26 @@ from ._retry import (
     RetryState,
     retry,
 )
-from ._schedules import Backoff, constant, exponential, linear
+from ._shedding import LoadShedder, Priority
+from ._signals import EventLoopLag, InFlight, LatencyEWMA
+from ._support.context import ResilienceContext, current_context
+from ._support.errors import (
+    BulkheadFull,
+    CircuitBreakerOpenError,
+    ConcurrencyLimited,
+    LoadShed,
+    QueueFull,
+    RateLimited,
+    Rejected,
+    ResilienceError,
+    StoreError,
+    Throttled,
+    TimeoutExceeded,
+)
+from ._support.events import ResilienceEvent, Severity
+from ._support.logging import LoggingListener
+from ._support.schedules import Backoff, constant, exponential, linear
+from ._throttle import AdaptiveThrottle
 from ._timeout import timeout, timeout_at
 
 __all__ = [

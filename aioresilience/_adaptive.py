@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from . import _clock
-from ._awaitable import DONE
 from ._core import adaptive as _core
-from ._errors import ConcurrencyLimited, Rejected
-from ._events import EventSource, Severity
-from ._listeners import logger
-from ._predicates import decorate
-from ._validation import (
+from ._support import clock as _clock
+from ._support.awaitable import DONE
+from ._support.errors import ConcurrencyLimited, Rejected
+from ._support.events import EventSource, Severity
+from ._support.listeners import logger
+from ._support.predicates import decorate
+from ._support.validation import (
     finite_positive,
     fraction,
     non_negative,

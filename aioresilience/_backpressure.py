@@ -40,11 +40,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from ._errors import QueueClosed, QueueFull
-from ._events import EventSource, Severity
-from ._listeners import logger
-from ._predicates import is_async_callable, optional_sync_callable
-from ._validation import non_negative_int, non_negative_or_none, one_of, positive_int, text
+from ._support.errors import QueueClosed, QueueFull
+from ._support.events import EventSource, Severity
+from ._support.listeners import logger
+from ._support.predicates import is_async_callable, optional_sync_callable
+from ._support.validation import non_negative_int, non_negative_or_none, one_of, positive_int, text
 
 __all__ = ["BackpressureQueue", "QueueClosed", "QueueStatistics", "WorkerPool", "WorkerStatistics"]
 

@@ -31,22 +31,22 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
-from . import _clock
-from ._awaitable import DONE
 from ._core.backoff import Backoff
 from ._core.breaker import BreakerMachine, CircuitState
 from ._core.windows import CountWindow, TimeWindow
-from ._errors import CircuitBreakerOpenError, Rejected
-from ._events import EventSource, Severity
-from ._listeners import Listeners
-from ._predicates import (
+from ._support import clock as _clock
+from ._support.awaitable import DONE
+from ._support.errors import CircuitBreakerOpenError, Rejected
+from ._support.events import EventSource, Severity
+from ._support.listeners import Listeners
+from ._support.predicates import (
     ExceptionFilter,
     exception_predicate,
     require_async,
     sync_callable,
     wraps,
 )
-from ._validation import number_in, shared_store_binder
+from ._support.validation import number_in, shared_store_binder
 
 __all__ = [
     "CircuitBreaker",

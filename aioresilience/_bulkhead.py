@@ -29,12 +29,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from . import _clock
-from ._awaitable import DONE
-from ._errors import BulkheadFull
-from ._events import EventSource, Severity
-from ._predicates import decorate
-from ._validation import non_negative_int, non_negative_or_none, positive_int, text
+from ._support import clock as _clock
+from ._support.awaitable import DONE
+from ._support.errors import BulkheadFull
+from ._support.events import EventSource, Severity
+from ._support.predicates import decorate
+from ._support.validation import non_negative_int, non_negative_or_none, positive_int, text
 
 __all__ = ["Bulkhead", "BulkheadStatistics", "PartitionedBulkhead"]
 

@@ -3,19 +3,26 @@
 Every injection has a ``rate`` (probability per call), an ``enabled`` switch (a bool, or a
 callable read on every call — per request, per environment variable...) and a seeded random
 source, so a chaotic run can be replayed exactly.
+
+Two forms: :class:`ChaosMonkey` (the seed guide's, for a decorator or explicit calls), and the
+pipeline's chaos strategy (``_Chaos``, built by ``PipelineBuilder.chaos_fault`` /
+``chaos_latency`` / ``chaos_outcome`` / ``chaos_behavior``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import random as _random
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from ._errors import ChaosFault
-from ._events import EventSource, Severity
-from ._predicates import require_async, sync_callable, wraps
-from ._validation import finite_positive, non_negative, number
+from ._support.compose import Call, Strategy
+from ._support.context import ResilienceContext
+from ._support.errors import ChaosFault
+from ._support.events import EventSource, Severity, emit
+from ._support.predicates import require_async, sync_callable, wraps
+from ._support.validation import finite_positive, non_negative, number
 
 __all__ = ["ChaosFault", "ChaosMonkey", "chaos_latency_range", "chaos_rate", "chaos_switch"]
 
@@ -147,3 +154,78 @@ class ChaosMonkey(EventSource):
             f"latency_rate={self.latency_rate:g} kill_rate={self.kill_rate:g} "
             f"injected={self.injected}>"
         )
+
+
+# -- the pipeline's chaos strategy -------------------------------------------------------------
+
+
+class _Chaos(Strategy):
+    """Inject, with probability ``rate`` while enabled: a fault (raise), latency (sleep),
+    an outcome (return it instead of calling) or a behaviour (run it, then call)."""
+
+    def __init__(
+        self,
+        kind: str,
+        rate: float,
+        enabled: bool | Callable[[], bool],
+        rng: _random.Random,
+        action: Any,
+    ) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.is_guard = kind != "chaos_outcome"  # the others only act before the call
+        self.rate = chaos_rate("rate", rate)
+        self._enabled = chaos_switch(enabled)
+        self._random = rng
+        self._action = action
+        self.injected = 0
+
+    def _roll(self) -> bool:
+        return self.rate > 0 and self._enabled() and self._random.random() < self.rate
+
+    async def _before(self) -> Any:
+        """Apply the injection; returns _CALL to go on with the call."""
+        if not self._roll():
+            return _CALL
+        self.injected += 1
+        emit(None, self.name, "chaos_injected", Severity.INFO, injection=self.kind)
+        action = self._action
+        if self.kind == "chaos_fault":
+            if isinstance(action, BaseException):
+                # A fresh copy each time: re-raising one instance grows its traceback forever.
+                raise copy.copy(action).with_traceback(None)
+            raise action()
+        if self.kind == "chaos_latency":
+            low, high = action
+            await asyncio.sleep(self._random.uniform(low, high))
+            return _CALL
+        if self.kind == "chaos_behavior":
+            await action()
+            return _CALL
+        return action() if callable(action) else action  # chaos_outcome
+
+    async def execute(self, call: Call, context: ResilienceContext) -> Any:
+        injected = await self._before()
+        return await call() if injected is _CALL else injected
+
+    def guard(self, context: ResilienceContext) -> Any:
+        return _Before(self._before) if self.is_guard else None
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "rate": self.rate, "injected": self.injected}
+
+
+_CALL: Any = object()
+
+
+class _Before:
+    """A guard running an async check on entry."""
+
+    def __init__(self, before: Callable[[], Awaitable[Any]]) -> None:
+        self._before = before
+
+    async def __aenter__(self) -> None:
+        await self._before()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None

@@ -14,9 +14,7 @@ from callbacks through :func:`current_context`.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import copy
 import functools
 import operator
 import random
@@ -25,21 +23,23 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from . import _clock
 from ._adaptive import AdaptiveLimiter
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
-from ._chaos import ChaosFault, chaos_latency_range, chaos_rate, chaos_switch
-from ._compose import Call, Direct, Runner, Strategy, compose, exit_all
-from ._context import ResilienceContext, context_var, current_context
-from ._degradation import Fallback, LoadShedder, Priority, check_priority
-from ._events import ResilienceEvent, Severity, emit
-from ._listeners import Listeners
-from ._predicates import is_async_callable, optional_sync_callable, require_async, wraps
+from ._chaos import ChaosFault, _Chaos, chaos_latency_range
+from ._fallback import Fallback
+from ._hedging import _Hedge
 from ._ratelimit import RateLimiter, TokenBucket
 from ._retry import Retry, RetryBudget
+from ._shedding import LoadShedder, Priority, check_priority
+from ._support import clock as _clock
+from ._support.compose import Call, Direct, Runner, Strategy, compose, exit_all
+from ._support.context import ResilienceContext, context_var, current_context
+from ._support.events import ResilienceEvent, Severity, emit
+from ._support.listeners import Listeners
+from ._support.predicates import is_async_callable, optional_sync_callable, require_async, wraps
+from ._support.validation import non_negative_or_none, positive_int, text
 from ._timeout import entered_timeout, leave_timeout, timeout
-from ._validation import non_negative_or_none, positive_int, text
 
 __all__ = [
     "Outcome",
@@ -255,78 +255,6 @@ class _Entered:
             self._leave(self._token, *exc_info)
 
 
-class _Chaos(Strategy):
-    """Inject, with probability ``rate`` while enabled: a fault (raise), latency (sleep),
-    an outcome (return it instead of calling) or a behaviour (run it, then call)."""
-
-    def __init__(
-        self,
-        kind: str,
-        rate: float,
-        enabled: bool | Callable[[], bool],
-        rng: random.Random,
-        action: Any,
-    ) -> None:
-        super().__init__(kind)
-        self.kind = kind
-        self.is_guard = kind != "chaos_outcome"  # the others only act before the call
-        self.rate = chaos_rate("rate", rate)
-        self._enabled = chaos_switch(enabled)
-        self._random = rng
-        self._action = action
-        self.injected = 0
-
-    def _roll(self) -> bool:
-        return self.rate > 0 and self._enabled() and self._random.random() < self.rate
-
-    async def _before(self) -> Any:
-        """Apply the injection; returns _CALL to go on with the call."""
-        if not self._roll():
-            return _CALL
-        self.injected += 1
-        emit(None, self.name, "chaos_injected", Severity.INFO, injection=self.kind)
-        action = self._action
-        if self.kind == "chaos_fault":
-            if isinstance(action, BaseException):
-                # A fresh copy each time: re-raising one instance grows its traceback forever.
-                raise copy.copy(action).with_traceback(None)
-            raise action()
-        if self.kind == "chaos_latency":
-            low, high = action
-            await asyncio.sleep(self._random.uniform(low, high))
-            return _CALL
-        if self.kind == "chaos_behavior":
-            await action()
-            return _CALL
-        return action() if callable(action) else action  # chaos_outcome
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        injected = await self._before()
-        return await call() if injected is _CALL else injected
-
-    def guard(self, context: ResilienceContext) -> Any:
-        return _Before(self._before) if self.is_guard else None
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "rate": self.rate, "injected": self.injected}
-
-
-_CALL: Any = object()
-
-
-class _Before:
-    """A guard running an async check on entry."""
-
-    def __init__(self, before: Callable[[], Awaitable[Any]]) -> None:
-        self._before = before
-
-    async def __aenter__(self) -> None:
-        await self._before()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-
 async def _timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -> T:
     """Await ``work`` and emit ``event`` (DEBUG) with its duration and outcome: success,
     failure, or cancelled."""
@@ -341,110 +269,6 @@ async def _timed(work: Awaitable[T], strategy: str, event: str, **details: Any) 
     finally:
         duration = _clock.now() - started
         emit(None, strategy, event, Severity.DEBUG, duration=duration, outcome=outcome, **details)
-
-
-async def _cancel_and_await(tasks: set[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until every one has finished, even if the waiting itself is
-    cancelled again (then re-raise that cancellation afterwards): no task is left behind."""
-    for task in tasks:
-        task.cancel()
-    cancelled = False
-    while tasks:
-        try:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        except asyncio.CancelledError:
-            cancelled = True
-        tasks = {t for t in tasks if not t.done()}
-    if cancelled:
-        raise asyncio.CancelledError
-
-
-class _Hedge(Strategy):
-    """Start another attempt every ``delay`` seconds without an acceptable result (up to
-    ``max_hedged`` more); a failed attempt starts the next at once; the first acceptable
-    result wins and the others are cancelled *and awaited*."""
-
-    kind = "hedge"
-
-    def __init__(
-        self,
-        max_hedged: int,
-        delay: float,
-        acceptable: Callable[[Any], bool] | None,
-        budget: RetryBudget | None,
-    ) -> None:
-        super().__init__(f"hedge(+{max_hedged}, {delay:g}s)")
-        self.max_hedged = max_hedged
-        self.delay = delay
-        self.acceptable = acceptable
-        self.budget = budget
-        self.started = 0
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        loop = asyncio.get_running_loop()
-        core = None if self.budget is None else self.budget._core
-        running: set[asyncio.Task[Any]] = set()
-        extra = 0
-        may_hedge = True
-        last: asyncio.Task[Any] | None = None
-
-        def start(hedged: bool) -> None:
-            context.attempt += 1
-            self.started += 1
-            task = asyncio.ensure_future(call(), loop=loop)
-            if hedged:
-                emit(None, self.name, "hedge_started", Severity.INFO, hedge=extra)
-                if core is not None:  # the retry slot is held while the hedge runs
-                    task.add_done_callback(lambda _: core.end_retry())
-            running.add(task)
-
-        if core is not None:
-            core.start_request()
-        start(hedged=False)
-        try:
-            while True:
-                can_hedge = may_hedge and extra < self.max_hedged
-                done, _ = await asyncio.wait(
-                    running,
-                    timeout=self.delay if can_hedge else None,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                failed_now = False
-                for task in done:
-                    running.discard(task)
-                    last = task
-                    won = task.exception() is None and (
-                        self.acceptable is None or self.acceptable(task.result())
-                    )
-                    if core is not None:
-                        core.record(won)
-                    if won:
-                        return task.result()
-                    failed_now = True
-                if can_hedge and (failed_now or not done):
-                    if self._budget_allows(core):
-                        extra += 1
-                        start(hedged=True)
-                    else:
-                        may_hedge = False  # spent: no more hedges for this call
-                if not running:
-                    assert last is not None
-                    return last.result()  # raises the last attempt's exception
-        finally:
-            if core is not None:
-                core.end_request()
-            await _cancel_and_await(running)
-
-    def _budget_allows(self, core: Any) -> bool:
-        if core is None or core.try_retry():
-            return True
-        assert self.budget is not None
-        self.budget.exhausted += 1
-        emit(None, self.name, "budget_exhausted", Severity.WARNING, budget=self.budget.kind)
-        return False
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "max_hedged": self.max_hedged, "delay": self.delay}
 
 
 # -- order advice -----------------------------------------------------------------------------

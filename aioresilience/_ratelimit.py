@@ -22,20 +22,21 @@ from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import Any, Final, Generic, ParamSpec, Protocol, TypeVar
 
-from . import _clock
-from ._awaitable import DONE
 from ._core.fixed_window import FixedWindowAlgorithm
 from ._core.gcra import GCRAAlgorithm
+from ._core.keystore import MAX_KEYS, KeyStore
 from ._core.leaky_bucket import LeakyBucketMeter, LeakyBucketShaper
 from ._core.ratelimit import Decision, RateAlgorithm, decide
 from ._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
-from ._errors import RateLimited
-from ._events import EventSource, Severity
-from ._predicates import optional_sync_callable, require_async, wraps
-from ._rates import parse_rate
-from ._validation import (
+from ._support import clock as _clock
+from ._support.awaitable import DONE
+from ._support.errors import RateLimited
+from ._support.events import EventSource, Severity
+from ._support.predicates import optional_sync_callable, require_async, wraps
+from ._support.rates import parse_rate
+from ._support.validation import (
     MAX_DIVISOR,
     MIN_DIVISOR,
     divisor,
@@ -46,7 +47,6 @@ from ._validation import (
     shared_store_binder,
     text,
 )
-from .stores.memory import MAX_KEYS, MemoryStore
 
 __all__ = [
     "GCRA",
@@ -239,7 +239,7 @@ class RateLimiter(EventSource, Generic[S]):
         self._flush_loop: asyncio.AbstractEventLoop | None = None  # a flush is scheduled there
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._queued = 0  # waiters not yet released
-        self._store: MemoryStore[S] = MemoryStore(
+        self._store: KeyStore[S] = KeyStore(
             max_keys=positive_int("max_keys", max_keys, maximum=MAX_KEYS),
             period=max(
                 finite_positive("algorithm.horizon", getattr(algorithm, "horizon", None)), 1.0
@@ -732,7 +732,7 @@ class RateLimiter(EventSource, Generic[S]):
         return self._algorithm.inspect(state, now)[0]
 
     @property
-    def store(self) -> MemoryStore[S]:
+    def store(self) -> KeyStore[S]:
         return self._store
 
     def _parameters(self) -> str:

@@ -25,22 +25,20 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from . import _clock
-from ._core.budget import ConcurrencyBudget, TokenBudget, throttle_probability
-from ._core.windows import TimeWindow
-from ._errors import Rejected, Throttled
-from ._events import EventSource, Severity
-from ._listeners import logger
-from ._predicates import (
+from ._core.budget import ConcurrencyBudget, TokenBudget
+from ._support import clock as _clock
+from ._support.errors import Rejected
+from ._support.events import EventSource, Severity
+from ._support.listeners import logger
+from ._support.predicates import (
     ExceptionFilter,
     decorate,
     exception_predicate,
     optional_callable,
     optional_sync_callable,
 )
-from ._schedules import Backoff, backoff_cap, exponential
-from ._validation import (
-    divisor,
+from ._support.schedules import Backoff, backoff_cap, exponential
+from ._support.validation import (
     finite_positive,
     fraction,
     non_negative,
@@ -52,7 +50,6 @@ from ._validation import (
 )
 
 __all__ = [
-    "AdaptiveThrottle",
     "Attempt",
     "ExponentialBackoff",
     "Retry",
@@ -478,66 +475,3 @@ class ExponentialBackoff(Retry):
     ) -> T:
         """The seed guide's name for :meth:`call`."""
         return await self.call(fn, *args, **kwargs)
-
-
-class AdaptiveThrottle(EventSource):
-    """Client-side adaptive throttling (Google SRE book, "Handling Overload").
-
-    Over the last ``window`` seconds, count requests R and those the backend accepted A; refuse
-    a call locally, with :class:`Throttled`, with probability ``max(0, (R - k*A) / (R + 1))``.
-    Local refusals count in R. A call that raises an exception matching ``overload`` was not
-    accepted; cancellations count neither way.
-    """
-
-    def __init__(
-        self,
-        *,
-        k: float = 2.0,
-        window: float = 120.0,
-        overload: ExceptionFilter = Exception,
-        seed: int | None = None,
-        name: str | None = None,
-    ) -> None:
-        self.name = text("name", name, optional=True) or "AdaptiveThrottle"
-        self.k = finite_positive("k", k)
-        self._window = TimeWindow(divisor("window", window))
-        self._overload = exception_predicate("overload", overload)
-        self._random = _random.Random(seed).random
-        self.throttled = 0
-        self._events = None
-
-    def probability(self) -> float:
-        """The current chance that a call is refused locally."""
-        requests, rejected, _ = self._window.totals(_clock.now())
-        return throttle_probability(requests, requests - rejected, self.k)
-
-    def _admit(self) -> float:
-        now = _clock.now()
-        window = self._window
-        requests, rejected, _ = window.totals(now)
-        if self._random() < throttle_probability(requests, requests - rejected, self.k):
-            window.record(now, True, False)
-            self.throttled += 1
-            self._emit("throttled", Severity.WARNING)
-            raise Throttled(f"{self.name}: throttled locally", retry_after=None)
-        return now
-
-    async def call(
-        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        self._admit()
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
-            self._window.record(_clock.now(), self._overload(exc), False)
-            raise
-        self._window.record(_clock.now(), False, False)
-        return result
-
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        return decorate(self.name, self.call, fn)
-
-    def __repr__(self) -> str:
-        return f"<AdaptiveThrottle {self.name!r} k={self.k:g} p={self.probability():.3f}>"

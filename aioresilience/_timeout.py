@@ -30,10 +30,10 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from ._errors import TimeoutExceeded
-from ._events import Severity, emit
-from ._predicates import require_async, wraps
-from ._validation import number_or_none
+from ._support.errors import TimeoutExceeded
+from ._support.events import Severity, emit
+from ._support.predicates import require_async, wraps
+from ._support.validation import number_or_none
 
 __all__ = ["entered_timeout", "leave_timeout", "timeout", "timeout_at"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from aioresilience import GCRA, FixedWindowCounter
 from aioresilience.stores.redis import RedisStore
-from aioresilience.stores.redis._store import SCRIPTS
+from aioresilience.stores.redis._protocol import SCRIPTS
 from aioresilience.testing import RedisServer
 
 Decide = Callable[[str], Awaitable[Any]]

@@ -32,9 +32,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aioresilience as ar
-from aioresilience import _validation as v
 from aioresilience._core.token_bucket import TokenBucketAlgorithm
-from aioresilience._validation import MIN_DIVISOR
+from aioresilience._support import validation as v
+from aioresilience._support.validation import MIN_DIVISOR
 from aioresilience.testing import run
 
 # (constructor, parameter) cases that fail here until another engineer's branch is merged:

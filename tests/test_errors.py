@@ -1,5 +1,5 @@
 """The one error tree: every exception aioresilience exports is a ResilienceError, defined in
-_errors.py and drawn in the README."""
+_support/errors.py and drawn in the README."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import aioresilience as ar
-from aioresilience import _errors
+from aioresilience._support import errors as _errors
 
 README = Path(__file__).parent.parent / "README.md"
 

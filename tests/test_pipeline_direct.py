@@ -257,7 +257,7 @@ async def test_subclasses_that_change_async_with_are_entered_through_it() -> Non
 async def test_blocks_compile_once_per_layout_and_show_in_tracebacks() -> None:
     import traceback
 
-    from aioresilience import _compose
+    from aioresilience._support import compose as _compose
 
     def build() -> Pipeline:
         return Pipeline.builder().timeout(5).retry(attempts=1).bulkhead(2).timeout(1).build()

@@ -1,6 +1,6 @@
 """The memory store's promise (issue 11, item 2): a key in use keeps its state.
 
-Stated exactly (README, ``aioresilience/stores/memory.py``): a key keeps its state until more
+Stated exactly (README, ``aioresilience/_core/keystore.py``): a key keeps its state until more
 than ``max_keys`` other distinct keys have been used since its last use, and a time-based
 rotation only forgets keys idle for at least ``period`` (the limiter's horizon or more, when
 their state is fresh anyway). The flood tests below failed before: a key was forgotten after

@@ -597,7 +597,7 @@ def test_the_timeout_and_clock_use_no_private_asyncio_or_cpython_attribute() -> 
     import ast
     import inspect
 
-    from aioresilience import _clock
+    from aioresilience._support import clock as _clock
 
     shortcuts = {
         "_current_tasks",

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from aioresilience import ResilienceError, _clock
+from aioresilience import ResilienceError
+from aioresilience._support import clock as _clock
 from aioresilience.testing import DeadlockError, VirtualTimeLoop, run
 from aioresilience.testing._virtual import describe_task
 

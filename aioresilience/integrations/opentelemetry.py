@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._events import ResilienceEvent
+from .._support.events import ResilienceEvent
 
 try:
     from opentelemetry import metrics

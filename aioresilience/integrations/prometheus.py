@@ -10,7 +10,7 @@ implicitly):
 
 from __future__ import annotations
 
-from .._events import ResilienceEvent
+from .._support.events import ResilienceEvent
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Histogram

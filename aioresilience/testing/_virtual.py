@@ -44,8 +44,8 @@ import types
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
-from .. import _clock
-from .._errors import ResilienceError
+from .._support import clock as _clock
+from .._support.errors import ResilienceError
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike

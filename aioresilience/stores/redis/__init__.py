@@ -38,9 +38,10 @@ reservation, so a wait is bounded by the caller's timeout rather than promised u
 A shared circuit breaker (``CircuitBreaker(name=..., store=store)``) keeps its state machine
 in one Redis hash (``breaker.lua``); see :mod:`._breaker`.
 
-Layout: ``_store.py`` (the store, its client and scripts), ``_batcher.py`` (coalescing and
-round trips), ``_limits.py`` (a limiter's remote state), ``_breaker.py`` (a breaker's), and
-one ``.lua`` file per algorithm.
+Layout, imports pointing one way: ``_store.py`` (the store and its client) imports
+``_limits.py`` (a limiter's remote state) and ``_breaker.py`` (a breaker's), which import
+``_batcher.py`` (coalescing and round trips), which imports ``_protocol.py`` (the scripts,
+their arguments, failure policies and names); and one ``.lua`` file per algorithm.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "aioresilience.stores.redis needs the redis client: pip install aioresilience[redis]"
     ) from exc
 
-from ._store import FailurePolicy, RedisStore
+from ._protocol import FailurePolicy
+from ._store import RedisStore
 
 __all__ = ["FailurePolicy", "RedisStore"]

@@ -32,20 +32,24 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from ..._core.breaker import CircuitState
-from ..._errors import CircuitBreakerOpenError, StoreError
+from ..._support.errors import CircuitBreakerOpenError, StoreError
 from ..._timeout import timeout
+from ._protocol import Args, FailurePolicy, _Script
 
 if TYPE_CHECKING:
-    from ._store import Args, RedisStore, _Script
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
 
-__all__ = ["BREAKER_OPEN", "Batcher", "Outage"]
+    from ..._breaker import CircuitBreaker
+
+__all__ = ["BREAKER_OPEN", "Batcher", "Outage", "StoreView"]
 
 _logger = logging.getLogger("aioresilience.stores.redis")
 BREAKER_OPEN: Final = StoreError("the store's breaker is open after repeated failures")
@@ -54,6 +58,26 @@ _RESEND_AT_MOST: Final = 5.0  # seconds between attempts to send held operations
 
 Reply = list[Any]
 Calls = list[tuple["_Script", list["_Entry"]]]
+
+
+class StoreView(Protocol):
+    """What the batcher and the views bound to a store (``_limits``, ``_breaker``) read of
+    their :class:`~aioresilience.stores.redis.RedisStore`: a protocol, so that they need not
+    import the store's module, which imports them. The private members are the store's own
+    (same package); reading them directly keeps the hot path free of property calls."""
+
+    client: aioredis.Redis | RedisCluster
+    prefix: str
+    timeout: float
+    connect_timeout: float
+    policy: FailurePolicy
+    local_share: float
+    max_key_length: int
+    batch_size: int
+    breaker_staleness: float
+    _cluster: bool
+    _breaker: CircuitBreaker
+    _batcher: Batcher
 
 
 class Outage:
@@ -132,7 +156,7 @@ class Batcher:
         "store",
     )
 
-    def __init__(self, store: RedisStore, scripts: Iterable[_Script]) -> None:
+    def __init__(self, store: StoreView, scripts: Iterable[_Script]) -> None:
         self.store = store
         self._scripts = tuple(scripts)  # loaded on connecting
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -19,13 +19,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ... import _clock
 from ..._core.breaker import CircuitState
 from ..._core.windows import CountWindow
-from ..._errors import CircuitBreakerOpenError
-from ..._events import Severity
-from ._batcher import BREAKER_OPEN, Outage
-from ._store import SCRIPTS, Args, RedisStore, shared_name
+from ..._support import clock as _clock
+from ..._support.errors import CircuitBreakerOpenError
+from ..._support.events import Severity
+from ._batcher import BREAKER_OPEN, Outage, StoreView
+from ._protocol import SCRIPTS, Args, shared_name
 
 if TYPE_CHECKING:
     from ..._breaker import CircuitBreaker
@@ -76,7 +76,7 @@ class RedisBreaker:
         "synced_at",
     )
 
-    def __init__(self, store: RedisStore, breaker: CircuitBreaker) -> None:
+    def __init__(self, store: StoreView, breaker: CircuitBreaker) -> None:
         shared_name(breaker, default="CircuitBreaker")
         machine = breaker._machine
         window = machine.window

@@ -15,11 +15,11 @@ from ..._core.leaky_bucket import LeakyBucketShaper
 from ..._core.ratelimit import Decision
 from ..._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
-from ..._errors import RateLimited
-from ..._events import Severity
 from ..._ratelimit import RateLimiter, rate_limited
-from ._batcher import Outage
-from ._store import SCRIPTS, FailurePolicy, RedisStore, _Script, shared_name
+from ..._support.errors import RateLimited
+from ..._support.events import Severity
+from ._batcher import Outage, StoreView
+from ._protocol import SCRIPTS, FailurePolicy, _Script, shared_name
 
 __all__ = ["RedisLimit"]
 
@@ -81,7 +81,7 @@ class RedisLimit:
 
     __slots__ = ("_fallback", "_lines", "limiter", "p1", "p2", "script", "store", "tag")
 
-    def __init__(self, store: RedisStore, limiter: RateLimiter[Any]) -> None:
+    def __init__(self, store: StoreView, limiter: RateLimiter[Any]) -> None:
         shared_name(limiter, default=type(limiter).__name__)
         self.store = store
         self.limiter = limiter

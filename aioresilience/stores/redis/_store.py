@@ -1,13 +1,11 @@
-"""The Redis store itself: its options, client, scripts and the breaker around Redis.
-Round trips are made by :mod:`._batcher`; limits (:mod:`._limits`) and breakers
-(:mod:`._breaker`) bind to the store."""
+"""The Redis store itself: its options, client and the breaker around Redis. Round trips are
+made by :mod:`._batcher`; limits (:mod:`._limits`) and breakers (:mod:`._breaker`) bind to the
+store; the scripts are in :mod:`._protocol`. Imports point one way: this module imports the
+others, which know the store only as the :class:`._batcher.StoreView` it offers them."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -16,62 +14,20 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..._breaker import CircuitBreaker
-from ..._errors import CircuitBreakerOpenError, StoreError
-from ..._schedules import exponential
-from ..._validation import finite_positive, non_negative_or_none, positive_int
+from ..._support.errors import CircuitBreakerOpenError, StoreError
+from ..._support.schedules import exponential
+from ..._support.validation import finite_positive, non_negative_or_none, positive_int
 from ._batcher import Batcher
+from ._breaker import RedisBreaker
+from ._limits import RedisLimit
+from ._protocol import SCRIPTS, FailurePolicy
 
 if TYPE_CHECKING:
-    from ..._breaker import CircuitBreaker as Breaker
     from ..._ratelimit import RateLimiter
-    from ._breaker import RedisBreaker
-    from ._limits import RedisLimit
 
-__all__ = ["SCRIPTS", "FailurePolicy", "RedisStore"]
+__all__ = ["RedisStore"]
 
-FailurePolicy = Literal["allow", "deny", "local"]
-Args = tuple[str, int, float | str, float | str, float]  # five script arguments per key
 _POLICIES: Final = ("allow", "deny", "local")
-
-
-class _Script:
-    """One Lua script and how to read it: ``width`` reply values per key, and ``refund``,
-    which turns a decision's arguments and reply into the operation that gives it back."""
-
-    __slots__ = ("name", "refund", "sha", "source", "width")
-
-    def __init__(
-        self,
-        name: str,
-        files: tuple[str, ...],
-        refund: Callable[[Args, list[Any]], Args],
-        width: int = 5,
-    ) -> None:
-        def read(file: str) -> str:
-            return resources.files(__package__).joinpath(file).read_text(encoding="utf-8")
-
-        self.name = name
-        self.source = "\n".join(read(file) for file in files)
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-        self.refund = refund
-        self.width = width
-
-
-def _limiter_refund(args: Args, values: list[Any]) -> Args:
-    # ("r", cost, p1, p2, the server time of the admission being given back)
-    return ("r", args[1], args[2], args[3], values[-1])
-
-
-def _breaker_refund(args: Args, values: list[Any]) -> Args:
-    # ("r", -, the generation the probe lease was granted in, config, -)
-    return ("r", 0, values[2], args[3], 0)
-
-
-SCRIPTS: Final = {
-    name: _Script(name, ("_common.lua", f"{name}.lua", "_driver.lua"), _limiter_refund)
-    for name in ("gcra", "fixed_window", "sliding_window_log", "sliding_window_counter")
-}
-SCRIPTS["breaker"] = _Script("breaker", ("_common.lua", "breaker.lua"), _breaker_refund, width=6)
 
 
 class RedisStore:
@@ -213,34 +169,15 @@ class RedisStore:
         return self._breaker
 
     def _bind(self, limiter: RateLimiter[Any]) -> RedisLimit:
-        from ._limits import RedisLimit
-
         return RedisLimit(self, limiter)
 
-    def _bind_breaker(self, breaker: Breaker) -> RedisBreaker:
-        from ._breaker import RedisBreaker
-
+    def _bind_breaker(self, breaker: CircuitBreaker) -> RedisBreaker:
         return RedisBreaker(self, breaker)
 
     def __repr__(self) -> str:
         return (
             f"<RedisStore prefix={self.prefix!r} on_failure={self.policy!r} "
             f"timeout={self.timeout:g}s breaker={self._breaker.state.name}>"
-        )
-
-
-def shared_name(owner: Any, *, default: str) -> None:
-    """Check the name of a limiter or breaker about to live in Redis, where it is the
-    identity every process shares: given, and free of the characters keys are built with."""
-    kind, name = type(owner).__name__, owner.name
-    if name == default:
-        raise TypeError(
-            f"a {kind} on a RedisStore needs name=...: the name is its identity in Redis, "
-            "shared by every process that uses it"
-        )
-    if any(char in name for char in "{}:"):
-        raise ValueError(
-            f"a {kind} name on a RedisStore must not contain {{, }} or :, got {name!r}"
         )
 
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _clock
-from ._context import context_var
-from ._listeners import Listeners
+from . import clock as _clock
+from .context import context_var
+from .listeners import Listeners
 
 __all__ = ["EventSource", "ResilienceEvent", "Severity", "emit"]
 

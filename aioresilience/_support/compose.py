@@ -21,7 +21,7 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._context import ResilienceContext, context_var
+from .context import ResilienceContext, context_var
 
 __all__ = ["Call", "Direct", "Runner", "Strategy", "compose", "exit_all"]
 

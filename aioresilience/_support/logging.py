@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from ._events import ResilienceEvent, Severity
+from .events import ResilienceEvent, Severity
 
 __all__ = ["LoggingListener"]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from ._core import backoff as _core
-from ._core.backoff import JITTERS, Jitter
-from ._validation import finite_positive, non_negative, number, one_of
+from .._core import backoff as _core
+from .._core.backoff import JITTERS, Jitter
+from .validation import finite_positive, non_negative, number, one_of
 
 __all__ = ["Backoff", "backoff_cap", "constant", "exponential", "linear"]
 

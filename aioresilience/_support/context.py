@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._listeners import Listeners
+    from .listeners import Listeners
 
 __all__ = ["ResilienceContext", "context_var", "current_context"]
 

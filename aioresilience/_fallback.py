@@ -1,0 +1,123 @@
+"""Fallback: on handled exceptions or results, answer with a value or a handler (a chain of
+them, tried in order). The handler sees the original outcome (:class:`FallbackOutcome`).
+Cancellation is never turned into a fallback."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from ._support.events import EventSource, Severity
+from ._support.listeners import Listeners
+from ._support.predicates import (
+    ExceptionFilter,
+    decorate,
+    exception_predicate,
+    optional_callable,
+    optional_sync_callable,
+)
+from ._support.validation import text
+
+__all__ = ["Fallback", "FallbackOutcome", "fallback"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackOutcome:
+    """What a fallback handler receives: the original exception (or the result judged a
+    failure) and the call's arguments."""
+
+    exception: BaseException | None
+    result: Any
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+
+
+class Fallback(EventSource):
+    """Answer a failed call with something else.
+
+    ``handlers`` are tried in order: a handler is a plain value (returned as is) or a callable
+    ``handler(outcome)`` returning a value or an awaitable. A handler that raises passes the
+    turn to the next one; if all fail, the *original* exception is raised, with a note per
+    failed handler. ``on`` selects the exceptions handled (default: any ``Exception``);
+    ``on_result`` marks results that should be replaced too.
+    """
+
+    def __init__(
+        self,
+        *handlers: Any,
+        on: ExceptionFilter = Exception,
+        on_result: Callable[[Any], bool] | None = None,
+        on_fallback: Callable[[FallbackOutcome], Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not handlers:
+            raise TypeError("Fallback needs at least one handler (a value or a callable)")
+        self.name = text("name", name, optional=True) or "Fallback"
+        self._handlers = handlers
+        self._on = exception_predicate("on", on)
+        self._on_result = optional_sync_callable("on_result", on_result)
+        on_fallback = optional_callable("on_fallback", on_fallback)
+        self._listeners = Listeners([on_fallback] if on_fallback is not None else [])
+        self.used = 0
+        self._events = None
+
+    async def call(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            if not self._on(exc):
+                raise
+            return await self._fall_back(FallbackOutcome(exc, None, args, kwargs))  # type: ignore[no-any-return]
+        judge = self._on_result
+        if judge is not None and judge(result):
+            return await self._fall_back(FallbackOutcome(None, result, args, kwargs))  # type: ignore[no-any-return]
+        return result
+
+    async def _fall_back(self, outcome: FallbackOutcome) -> Any:
+        self.used += 1
+        self._emit(
+            "fallback_used",
+            Severity.WARNING,
+            outcome="result" if outcome.exception is None else type(outcome.exception).__name__,
+        )
+        if self._listeners:
+            self._listeners.emit(outcome)
+        failures: list[Exception] = []
+        for handler in self._handlers:
+            if not callable(handler):
+                return handler
+            try:
+                value = handler(outcome)
+                if inspect.isawaitable(value):
+                    value = await value
+                return value
+            except Exception as exc:
+                failures.append(exc)
+        original = outcome.exception
+        if original is None:
+            raise failures[-1]
+        for failure in failures:
+            original.add_note(
+                f"{self.name}: fallback failed too: {type(failure).__name__}: {failure}"
+            )
+        raise original
+
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        return decorate(self.name, self.call, fn)
+
+    def __repr__(self) -> str:
+        return f"<Fallback {self.name!r} handlers={len(self._handlers)} used={self.used}>"
+
+
+def fallback(*handlers: Any, **options: Any) -> Fallback:
+    """``@fallback(default_value)`` or ``@fallback(from_cache, on=(ConnectionError,))``."""
+    return Fallback(*handlers, **options)

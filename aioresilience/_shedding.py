@@ -1,0 +1,148 @@
+"""Load shedding: :class:`LoadShedder` refuses calls by :class:`Priority` while a load signal
+(:mod:`._signals`) is above the priority's threshold."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, ParamSpec, TypeVar
+
+from ._signals import _fed, _read
+from ._support.errors import LoadShed
+from ._support.events import EventSource, Severity
+from ._support.predicates import require_async, sync_callable, wraps
+from ._support.validation import finite_positive, number, text
+
+__all__ = ["LoadShedder", "Priority"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Priority(enum.IntEnum):
+    """Shed order: SHEDDABLE first, then NORMAL; CRITICAL only past its own threshold."""
+
+    CRITICAL = 0
+    NORMAL = 1
+    SHEDDABLE = 2
+
+
+def check_priority(priority: Any) -> Priority:
+    """``priority`` if it is a :class:`Priority`, else a TypeError (a str or an int would
+    never be shed: nothing matches it)."""
+    if priority.__class__ is not Priority:
+        raise TypeError(
+            "priority must be a Priority (Priority.CRITICAL, Priority.NORMAL or "
+            f"Priority.SHEDDABLE), got {priority!r}"
+        )
+    return priority
+
+
+class LoadShedder(EventSource):
+    """Refuse work by priority while a load signal is high.
+
+    ``thresholds`` maps each priority to the signal value above which it is shed (default:
+    SHEDDABLE above 0.7, NORMAL above 0.9, CRITICAL never; ``inf`` or a missing priority:
+    never). A shed call raises :class:`LoadShed` with ``retry_after``.
+    """
+
+    def __init__(
+        self,
+        signal: Callable[[], float],
+        *,
+        thresholds: Mapping[Priority, float] | None = None,
+        retry_after: float = 1.0,
+        name: str | None = None,
+    ) -> None:
+        self.name = text("name", name, optional=True) or "LoadShedder"
+        sync_callable("signal", signal)  # read on every check, never awaited
+        limits = (
+            {Priority.SHEDDABLE: 0.7, Priority.NORMAL: 0.9} if thresholds is None else thresholds
+        )
+        if not isinstance(limits, Mapping):
+            raise TypeError(f"thresholds must be a mapping of Priority to number, got {limits!r}")
+        for priority, value in limits.items():
+            if not isinstance(priority, Priority):
+                raise TypeError(f"thresholds keys must be Priority members, got {priority!r}")
+            number(f"threshold for {priority.name}", value)
+        ordered = [limits[p] for p in sorted(limits, reverse=True)]  # SHEDDABLE first
+        if ordered != sorted(ordered):
+            raise ValueError(
+                "thresholds must not shed a higher priority before a lower one, got "
+                f"{ {p.name: v for p, v in limits.items()} }"
+            )
+        self._signal = signal
+        self._fed = _fed(signal)
+        # Every priority has an entry (None: never shed), so a lookup is the whole check.
+        self._thresholds: dict[Priority, float | None] = {
+            p: (None if p not in limits else float(limits[p])) for p in Priority
+        }
+        self.retry_after = finite_positive("retry_after", retry_after)
+        self.shed: dict[Priority, int] = dict.fromkeys(Priority, 0)
+        self._events = None
+
+    def __repr__(self) -> str:
+        shed = {p.name: n for p, n in self.shed.items()}
+        return f"<LoadShedder {self.name!r} load={_read(self._signal):.3g} shed={shed}>"
+
+    def check(self, priority: Priority = Priority.NORMAL) -> None:
+        """Raise :class:`LoadShed` if ``priority`` is shed at the current load."""
+        threshold = self._thresholds[check_priority(priority)]
+        if threshold is None:
+            return
+        load = _read(self._signal)
+        if load > threshold:
+            self.shed[priority] += 1
+            self._emit("shed", Severity.WARNING, priority=priority.name, load=load)
+            raise LoadShed(
+                f"{self.name}: shedding {priority.name} work (load {load:.3g} > {threshold:g})",
+                retry_after=self.retry_after,
+            )
+
+    async def call(
+        self,
+        fn: Callable[P, Coroutine[Any, Any, T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn`` at NORMAL priority (use :meth:`limit` for another)."""
+        token = self._admit(Priority.NORMAL)
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            self._finish(token)
+
+    def _admit(self, priority: Priority) -> Any:
+        """Check ``priority``, then start feeding the signal for this call: a token for
+        :meth:`_finish` (the pipeline's way in and out)."""
+        self.check(priority)
+        fed = self._fed
+        return None if fed is None else fed._begin(by_guard=True)
+
+    def _finish(self, token: Any, *exc_info: object) -> None:
+        if token is not None:
+            self._fed._end(token)  # type: ignore[union-attr]
+
+    def limit(
+        self, priority: Priority = Priority.NORMAL
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
+        """Decorator: shed calls of this function at ``priority``."""
+        check_priority(priority)
+
+        def decorate(
+            fn: Callable[P, Coroutine[Any, Any, T]],
+        ) -> Callable[P, Coroutine[Any, Any, T]]:
+            require_async(self.name, fn)
+
+            @wraps(fn)
+            async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+                token = self._admit(priority)
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    self._finish(token)
+
+            return guarded
+
+        return decorate

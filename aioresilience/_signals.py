@@ -1,0 +1,169 @@
+"""Load signals: :class:`InFlight` (calls in progress), :class:`LatencyEWMA` (smoothed call
+latency), :class:`EventLoopLag` (how late the loop runs timers), or any callable returning a
+number; read by :class:`~aioresilience.GracefulDegradation` and
+:class:`~aioresilience.LoadShedder`.
+
+A degradation or a shedder given an :class:`InFlight` or :class:`LatencyEWMA` feeds it with
+the calls it runs (a call counts from after the decision to its end), so the signal needs no
+``track()`` by hand. A ``track()`` by hand of the same signal in the same task, around or
+inside such a call, is not counted a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ._support import clock as _clock
+from ._support.validation import divisor, finite_positive
+
+__all__ = ["EventLoopLag", "InFlight", "LatencyEWMA"]
+
+
+# The signals being fed in the current task: (signal, task, fed by a guard rather than by hand).
+_feeding: contextvars.ContextVar[tuple[tuple[object, object, bool], ...]] = contextvars.ContextVar(
+    "aioresilience_feeding", default=()
+)
+
+
+def _current_task() -> object:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop: nothing is being fed
+        return None
+
+
+class _FedSignal:
+    """A signal fed around each call: by hand (``with signal.track():``) or by the guard it
+    was given to (:class:`LoadShedder`, :class:`GracefulDegradation`). A guard does not feed
+    it for a task already tracking it, and a ``track()`` inside a call the guard feeds is not
+    counted again: one call, one count. (Nested ``track()`` by hand count as before.)"""
+
+    def _open(self) -> Any:
+        raise NotImplementedError
+
+    def _close(self, opened: Any) -> None:
+        raise NotImplementedError
+
+    def _begin(self, by_guard: bool) -> Any:
+        """Start feeding for the current call: a token for :meth:`_end`, or None if this
+        call is already being fed."""
+        task = _current_task()
+        feeding = _feeding.get()
+        for signal, owner, guarded in feeding:
+            if signal is self and owner is task and (guarded or by_guard):
+                return None
+        return _feeding.set((*feeding, (self, task, by_guard))), self._open()
+
+    def _end(self, token: Any) -> None:
+        if token is not None:
+            _feeding.reset(token[0])
+            self._close(token[1])
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        """Feed the signal around the block (one call)."""
+        token = self._begin(by_guard=False)
+        try:
+            yield
+        finally:
+            self._end(token)
+
+
+def _fed(signal: Any) -> _FedSignal | None:
+    return signal if isinstance(signal, _FedSignal) else None
+
+
+class InFlight(_FedSignal):
+    """The number of calls in progress (optionally as a fraction of ``capacity``)."""
+
+    def __init__(self, capacity: float | None = None) -> None:
+        self.capacity = None if capacity is None else divisor("capacity", capacity)
+        self.count = 0
+
+    def _open(self) -> None:
+        self.count += 1
+
+    def _close(self, opened: None) -> None:
+        self.count -= 1
+
+    def __call__(self) -> float:
+        return self.count if self.capacity is None else self.count / self.capacity
+
+
+class LatencyEWMA(_FedSignal):
+    """An exponentially weighted moving average of call latencies, in seconds:
+    ``avg += alpha * (sample - avg)``."""
+
+    def __init__(self, alpha: float = 0.2) -> None:
+        value = finite_positive("alpha", alpha)
+        if value > 1:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+        self.alpha = value
+        self.value = 0.0
+        self._seeded = False
+
+    def observe(self, seconds: float) -> None:
+        if not self._seeded:
+            self.value, self._seeded = seconds, True
+        else:
+            self.value += self.alpha * (seconds - self.value)
+
+    def _open(self) -> float:
+        return _clock.now()
+
+    def _close(self, opened: float) -> None:
+        self.observe(_clock.now() - opened)
+
+    def __call__(self) -> float:
+        return self.value
+
+
+class EventLoopLag:
+    """How late the event loop runs a timer (seconds, smoothed): a direct measure of an
+    overloaded loop. A background task samples every ``interval`` seconds while started
+    (``async with lag:``, or ``start()``/``await stop()``)."""
+
+    def __init__(self, interval: float = 0.25, alpha: float = 0.3) -> None:
+        # At least a millisecond: a sampler any faster would keep the loop busy by itself.
+        self.interval = finite_positive("interval", interval, minimum=0.001)
+        self._average = LatencyEWMA(alpha)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._sample())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def __aenter__(self) -> EventLoopLag:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self._average.observe(max(0.0, loop.time() - due))
+
+    def __call__(self) -> float:
+        return self._average.value
+
+
+def _read(signal: Callable[[], float]) -> float:
+    value = signal()
+    if not isinstance(value, int | float) or math.isnan(value):
+        raise TypeError(f"a load signal must return a number, got {value!r} from {signal!r}")
+    return float(value)
