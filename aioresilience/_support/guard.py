@@ -1,0 +1,114 @@
+"""A guard's one core, and every way in built from it once (DESIGN: the running seam).
+
+A *guard* acts around a call without re-running it (timeout, rate limit, circuit breaker,
+bulkhead, adaptive limit, load shedding). Its core is two methods:
+
+- ``_enter()`` admits the call (or raises the guard's refusal) and returns a *ticket*: whatever
+  ``_exit`` needs to account for the call. When admission has to wait it returns a native
+  coroutine instead, whose result is the ticket. So a guard that admits at once costs a plain
+  method call, with no coroutine, future or task (DESIGN rule 7).
+- ``_exit(ticket, exc, result)`` accounts for the outcome: ``exc`` the exception the call ended
+  with (None on success), ``result`` its value, or :data:`NO_RESULT` where it is not known (the
+  end of an ``async with`` block). It may raise to replace the exception (a timeout turns its
+  own cancellation into ``TimeoutExceeded``); it never suppresses one.
+
+:class:`GuardForms` builds ``async with``, ``@guard`` and ``await guard.call(fn, ...)`` from
+that core; a pipeline's fold (``_support/compose.py``) calls the same two methods. A subclass
+changes a guard's behaviour in every form at once by overriding the core.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import types
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from .predicates import require_async, wraps
+
+__all__ = ["NO_RESULT", "GuardForms", "ticket_stack"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_Coroutine = types.CoroutineType
+
+
+class _NoResult:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_RESULT"
+
+
+NO_RESULT: Any = _NoResult()
+"""``_exit``'s ``result`` when the block's value is unknown (``async with``)."""
+
+
+class GuardForms:
+    """``async with``, decorator and ``call`` from ``_enter``/``_exit``.
+
+    A guard whose ticket carries nothing between entry and exit (``_enter`` returns None on
+    every path) keeps nothing for ``async with``; one whose ticket matters sets
+    ``_keeps_ticket = True`` and the ticket is kept per task (a ContextVar stack), so one
+    instance can be entered by many tasks at once, and nested.
+    """
+
+    __slots__ = ()
+    name: str
+    _keeps_ticket = False
+    _tickets: contextvars.ContextVar[tuple[Any, Any]]  # (ticket, the entry below)
+
+    def _enter(self) -> Any:
+        raise NotImplementedError
+
+    def _exit(self, ticket: Any, exc: BaseException | None, result: Any) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> None:
+        ticket = self._enter()
+        if ticket.__class__ is _Coroutine:
+            ticket = await ticket
+        if self._keeps_ticket:
+            tickets = self._tickets
+            tickets.set((ticket, tickets.get(None)))
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        ticket = None
+        if self._keeps_ticket:
+            tickets = self._tickets
+            ticket, below = tickets.get()
+            tickets.set(below)
+        self._exit(ticket, exc, NO_RESULT)
+
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``await fn(*args, **kwargs)`` through this guard."""
+        ticket = self._enter()
+        if ticket.__class__ is _Coroutine:
+            ticket = await ticket
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._exit(ticket, exc, NO_RESULT)
+            raise
+        self._exit(ticket, None, result)
+        return result
+
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        """Decorate a coroutine function: each call goes through this guard (signature kept)."""
+        require_async(self.name, fn)
+        call = self.call
+
+        @wraps(fn)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await call(fn, *args, **kwargs)
+
+        return guarded
+
+
+def ticket_stack(name: str) -> contextvars.ContextVar[tuple[Any, Any]]:
+    """The per-task ticket stack of a guard with ``_keeps_ticket = True`` (one per instance,
+    made in its ``__init__``)."""
+    return contextvars.ContextVar(f"aioresilience.tickets.{name}")
