@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import random as _random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from ._support.compose import Call, Strategy
+from ._support.compose import Call, Core, Strategy
 from ._support.context import ResilienceContext
 from ._support.errors import ChaosFault
 from ._support.events import EventSource, Severity, emit
@@ -173,7 +173,7 @@ class _Chaos(Strategy):
     ) -> None:
         super().__init__(kind)
         self.kind = kind
-        self.is_guard = kind != "chaos_outcome"  # the others only act before the call
+        self._acts_before = kind != "chaos_outcome"  # a guard: it only acts before the call
         self.rate = chaos_rate("rate", rate)
         self._enabled = chaos_switch(enabled)
         self._random = rng
@@ -208,24 +208,12 @@ class _Chaos(Strategy):
         injected = await self._before()
         return await call() if injected is _CALL else injected
 
-    def guard(self, context: ResilienceContext) -> Any:
-        return _Before(self._before) if self.is_guard else None
+    def core(self) -> Core | None:
+        # enter: the coroutine of the injection (its result, _CALL, a ticket nobody reads).
+        return (self._before, None) if self._acts_before else None
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "rate": self.rate, "injected": self.injected}
 
 
 _CALL: Any = object()
-
-
-class _Before:
-    """A guard running an async check on entry."""
-
-    def __init__(self, before: Callable[[], Awaitable[Any]]) -> None:
-        self._before = before
-
-    async def __aenter__(self) -> None:
-        await self._before()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None

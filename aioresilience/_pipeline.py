@@ -18,6 +18,7 @@ import contextvars
 import functools
 import operator
 import random
+import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
@@ -31,15 +32,24 @@ from ._fallback import Fallback
 from ._hedging import _Hedge
 from ._ratelimit import RateLimiter, TokenBucket
 from ._retry import Retry, RetryBudget
-from ._shedding import LoadShedder, Priority, check_priority
+from ._shedding import LoadShedder, LoadShedStrategy, Priority
 from ._support import clock as _clock
-from ._support.compose import Call, Direct, Runner, Strategy, compose, exit_all
+from ._support.compose import (
+    Call,
+    Core,
+    GuardStrategy,
+    Strategy,
+    _async_with_core,
+    _overrides,
+    compose,
+    leave_all,
+)
 from ._support.context import ResilienceContext, context_var, current_context
 from ._support.events import ResilienceEvent, Severity, emit
 from ._support.listeners import Listeners
 from ._support.predicates import is_async_callable, optional_sync_callable, require_async, wraps
 from ._support.validation import non_negative_or_none, positive_int, text
-from ._timeout import entered_timeout, leave_timeout, timeout
+from ._timeout import TimeoutStrategy
 
 __all__ = [
     "Outcome",
@@ -55,6 +65,7 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_Coroutine = types.CoroutineType
 _DEBUG = Severity.DEBUG  # an enum member read from the class costs more than the check itself
 
 
@@ -82,39 +93,12 @@ class PipelineOrderWarning(UserWarning):
 # -- strategies -------------------------------------------------------------------------------
 
 
-def _overrides(primitive: Any, base: type, *names: str) -> bool:
-    """Whether ``primitive``'s class replaces any of ``base``'s ``names``: a subclass that
-    changes its ``async with`` is entered through it, never around it."""
-    cls = type(primitive)
-    return any(getattr(cls, name) is not getattr(base, name) for name in names)
+# Strategies of primitives not yet guards of the one core (``_support/guard.py``): their
+# pattern modules convert them and bring their own Strategy classes.
 
 
-class _Timeout(Strategy):
-    kind = "timeout"
-    is_guard = True
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = non_negative_or_none("seconds", seconds)
-        super().__init__("no limit" if self.seconds is None else f"{self.seconds:g}s")
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        async with timeout(self.seconds):
-            return await call()
-
-    def guard(self, context: ResilienceContext) -> Any:
-        return timeout(self.seconds)
-
-    def direct(self) -> Direct:
-        # The token is the entered timeout object; leave_timeout is its __aexit__, run directly.
-        return functools.partial(entered_timeout, self.seconds), leave_timeout
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "seconds": self.seconds}
-
-
-class _RateLimit(Strategy):
+class _RateLimit(Strategy):  # transitional: until the limiter is a GuardForms guard (SL)
     kind = "rate_limit"
-    is_guard = True
 
     def __init__(
         self,
@@ -125,21 +109,21 @@ class _RateLimit(Strategy):
         super().__init__(limiter.name)
         self.limiter, self.key, self.cost = limiter, key, cost
 
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        key = None if self.key is None else self.key(context)
-        await self.limiter.acquire(self.cost, key=key)
-        return await call()
-
-    def guard(self, context: ResilienceContext) -> Any:
-        if self.key is None and self.cost == 1:
-            return self.limiter  # its own `async with` takes one unit of the unkeyed limit
-        return self.limiter.for_key(None if self.key is None else self.key(context), cost=self.cost)
-
-    def direct(self) -> Direct | None:
+    def core(self) -> Core:
         limiter, key_of, cost = self.limiter, self.key, self.cost
-        if _overrides(limiter, RateLimiter, "__aenter__", "__aexit__", "for_key"):
-            return None
-        # _admit returns DONE (a token nobody reads) or the coroutine of the wait.
+        if _overrides(type(limiter), RateLimiter, "__aenter__", "__aexit__", "for_key"):
+            if key_of is None and cost == 1:
+                return _async_with_core(limiter)
+
+            async def enter_keyed() -> Any:
+                context: Any = context_var.get()  # (set while a pipeline runs)
+                guard = limiter.for_key(None if key_of is None else key_of(context), cost=cost)
+                await guard.__aenter__()
+                return guard
+
+            return enter_keyed, _exit_keyed
+        # _admit returns a finished awaitable (a ticket nobody reads) or the coroutine of
+        # the wait.
         admit, max_wait = limiter._admit, limiter._max_wait
         if key_of is None:
             return functools.partial(admit, None, cost, max_wait), None
@@ -150,109 +134,70 @@ class _RateLimit(Strategy):
         return enter, None
 
 
-class _Retry(Strategy):
+def _exit_keyed(guard: Any, exc: BaseException | None, result: Any) -> Any:  # transitional
+    if exc is None:
+        return guard.__aexit__(None, None, None)
+    return guard.__aexit__(type(exc), exc, exc.__traceback__)
+
+
+class _Breaker(Strategy):  # transitional: until the breaker is a GuardForms guard (SB)
+    kind = "circuit_breaker"
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        super().__init__(breaker.name)
+        self.primitive = breaker
+
+    def core(self) -> Core | None:
+        breaker = self.primitive
+        if breaker._failure_result is not None:
+            # Its predicate must see the call's result, which its old way out does not
+            # get: run through its call() (execute) then.
+            return None
+        if _overrides(type(breaker), CircuitBreaker, "__aenter__", "__aexit__"):
+            return _async_with_core(breaker)
+        enter, leave = breaker._direct()
+
+        def exit(ticket: Any, exc: BaseException | None, result: Any) -> None:
+            if exc is None:
+                leave(ticket, None, None, None)
+            else:
+                leave(ticket, type(exc), exc, exc.__traceback__)
+
+        return enter, exit
+
+    def execute(self, call: Call, context: ResilienceContext) -> Awaitable[Any]:
+        if self.core() is not None:
+            return super().execute(call, context)
+        return self.primitive.call(call)
+
+
+class _Retry(Strategy):  # transitional: until retry brings its own Strategy (R)
     kind = "retry"
 
     def __init__(self, policy: Retry) -> None:
         super().__init__(policy.name)
         self.policy = policy
+        self.execute = functools.partial(policy.call, self._attempt)  # type: ignore[method-assign,call-arg]
 
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        return await self.wrap(lambda call, context: call())(call, context)
-
-    def wrap(self, inner: Runner) -> Runner:
-        name = self.name
-
-        async def attempt(call: Call, context: ResilienceContext) -> Any:
-            context.attempt += 1
-            if not context._timed:
-                return await inner(call, context)
-            return await _timed(inner(call, context), name, "attempt", attempt=context.attempt)
-
-        # policy.call(attempt, call, context): the policy awaits attempt(call, context) and
-        # retries it; no closure per call.
-        return functools.partial(self.policy.call, attempt)  # type: ignore[call-arg]
+    async def _attempt(self, call: Call, context: ResilienceContext) -> Any:
+        context.attempt += 1
+        if not context._timed:
+            return await call()
+        return await _timed(call(), self.name, "attempt", attempt=context.attempt)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "attempts": self.policy.attempts}
 
 
-class _Wrapping(Strategy):
-    """A primitive with ``call(fn)`` and, when ``is_guard``, ``async with``."""
+class _Fallback(Strategy):  # transitional: until fallback brings its own Strategy (R)
+    kind = "fallback"
 
-    def __init__(self, kind: str, primitive: Any, is_guard: bool) -> None:
-        super().__init__(primitive.name)
-        self.kind = kind
-        self.primitive = primitive
-        self.is_guard = is_guard
+    def __init__(self, fallback: Fallback) -> None:
+        super().__init__(fallback.name)
+        self.primitive = fallback
 
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        return await self.primitive.call(call)
-
-    def guard(self, context: ResilienceContext) -> Any:
-        return self.primitive if self.is_guard else None
-
-
-class _Breaker(_Wrapping):
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        # With a failure_result predicate the breaker must see the call's result, which an
-        # `async with` exit does not get: run it as a wrapper then.
-        super().__init__("circuit_breaker", breaker, is_guard=breaker._failure_result is None)
-
-    def direct(self) -> Direct | None:
-        breaker: CircuitBreaker = self.primitive
-        if _overrides(breaker, CircuitBreaker, "__aenter__", "__aexit__"):
-            return None
-        return breaker._direct()
-
-
-class _Bulkhead(_Wrapping):
-    def __init__(self, bulkhead: Bulkhead) -> None:
-        super().__init__("bulkhead", bulkhead, is_guard=True)
-
-    def direct(self) -> Direct | None:
-        if _overrides(self.primitive, Bulkhead, "__aenter__", "__aexit__"):
-            return None
-        # _enter returns DONE or the coroutine of the wait; __aexit__ ignores its arguments.
-        return self.primitive._enter, self.primitive.__aexit__
-
-
-class _LoadShed(Strategy):
-    kind = "load_shed"
-    is_guard = True
-
-    def __init__(self, shedder: LoadShedder, priority: Priority) -> None:
-        super().__init__(shedder.name)
-        self.shedder, self.priority = shedder, check_priority(priority)
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        token = self.shedder._admit(self.priority)
-        try:
-            return await call()
-        finally:
-            self.shedder._finish(token)
-
-    def guard(self, context: ResilienceContext) -> Any:
-        return _Entered(*self.direct())
-
-    def direct(self) -> Direct:
-        # The shedder feeds the signal it owns (an InFlight...) between _admit and _finish.
-        leave = None if self.shedder._fed is None else self.shedder._finish
-        return functools.partial(self.shedder._admit, self.priority), leave
-
-
-class _Entered:
-    """A guard made of a direct ``(enter, leave)`` pair whose enter never waits."""
-
-    def __init__(self, enter: Callable[[], Any], leave: Callable[..., Any] | None) -> None:
-        self._enter, self._leave = enter, leave
-
-    async def __aenter__(self) -> None:
-        self._token = self._enter()
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        if self._leave is not None:
-            self._leave(self._token, *exc_info)
+    def execute(self, call: Call, context: ResilienceContext) -> Awaitable[Any]:
+        return self.primitive.call(call)  # type: ignore[arg-type]  # (any awaitable will do)
 
 
 async def _timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -> T:
@@ -337,7 +282,8 @@ class Pipeline:
         self.strategies = strategies
         self._run = compose(strategies)  # sets the call's context, runs the strategies
         self._listeners = Listeners()
-        self._guards_only = all(s.is_guard for s in strategies)
+        # `async with pipeline` enters the guards' cores (the same the fold runs).
+        self._cores = [s.core() for s in strategies]
         self._stacks: contextvars.ContextVar[list[tuple[list[Any], Any]] | None]
         self._stacks = contextvars.ContextVar(f"aioresilience.pipeline.{name}", default=None)
         if not strategies:
@@ -420,8 +366,10 @@ class Pipeline:
         return resilient
 
     async def __aenter__(self) -> None:
-        if not self._guards_only:
-            kinds = [s.kind for s in self.strategies if not s.is_guard]
+        if None in self._cores:
+            kinds = [
+                s.kind for s, core in zip(self.strategies, self._cores, strict=True) if core is None
+            ]
             raise TypeError(
                 f"{self.name}: `async with` cannot re-run its body, and {', '.join(kinds)} "
                 "would need to; use pipeline.execute(fn, ...) or @pipeline instead"
@@ -430,12 +378,13 @@ class Pipeline:
         token = context_var.set(context)
         entered: list[Any] = []
         try:
-            for strategy in self.strategies:
-                guard = strategy.guard(context)
-                await guard.__aenter__()
-                entered.append(guard)
+            for enter, exit in self._cores:  # type: ignore[misc]  # (no None: checked above)
+                ticket = enter()
+                if ticket.__class__ is _Coroutine:
+                    ticket = await ticket
+                entered.append((exit, ticket))
         except BaseException as exc:
-            final = await exit_all(entered, exc)
+            final = await leave_all(entered, exc)
             context_var.reset(token)
             if final is None or final is exc:
                 raise
@@ -448,12 +397,10 @@ class Pipeline:
         entered, token = stacks[-1]
         self._stacks.set(stacks[:-1])
         try:
-            final = await exit_all(entered, exc)
+            final = await leave_all(entered, exc)
         finally:
             context_var.reset(token)
-        if final is None:
-            return exc is not None  # suppressed by a guard (or nothing to raise)
-        if final is exc:
+        if final is None or final is exc:
             return False  # Python re-raises it, with its own traceback
         raise final from None
 
@@ -508,7 +455,7 @@ class PipelineBuilder:
         return self
 
     def timeout(self, seconds: float | None) -> PipelineBuilder:
-        return self._add(_Timeout(seconds))
+        return self._add(TimeoutStrategy(seconds))
 
     def rate_limit(
         self,
@@ -550,27 +497,27 @@ class PipelineBuilder:
             bulkhead = Bulkhead(size, **options)
         elif options:
             raise TypeError(f"give a Bulkhead or options, not both: {sorted(options)}")
-        return self._add(_Bulkhead(bulkhead))
+        return self._add(GuardStrategy("bulkhead", bulkhead))
 
     def fallback(self, *handlers: Any, **options: Any) -> PipelineBuilder:
         if len(handlers) == 1 and isinstance(handlers[0], Fallback) and not options:
             fallback = handlers[0]
         else:
             fallback = Fallback(*handlers, **options)
-        return self._add(_Wrapping("fallback", fallback, is_guard=False))
+        return self._add(_Fallback(fallback))
 
     def adaptive_limit(
         self, limiter: AdaptiveLimiter | None = None, **options: Any
     ) -> PipelineBuilder:
         limiter = _given_or_built("limiter", limiter, AdaptiveLimiter, AdaptiveLimiter, options)
-        return self._add(_Wrapping("adaptive_limit", limiter, is_guard=True))
+        return self._add(GuardStrategy("adaptive_limit", limiter))
 
     def load_shed(
         self, shedder: LoadShedder, priority: Priority = Priority.NORMAL
     ) -> PipelineBuilder:
         if not isinstance(shedder, LoadShedder):
             raise TypeError(f"shedder must be a LoadShedder, got {shedder!r}")
-        return self._add(_LoadShed(shedder, priority))
+        return self._add(LoadShedStrategy(shedder, priority))
 
     def hedge(
         self,
