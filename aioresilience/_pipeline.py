@@ -36,6 +36,7 @@ from ._support import clock as _clock
 from ._support.compose import Call, Direct, Runner, Strategy, compose, exit_all
 from ._support.context import ResilienceContext, context_var, current_context
 from ._support.events import ResilienceEvent, Severity, emit
+from ._support.guard import NO_RESULT
 from ._support.listeners import Listeners
 from ._support.predicates import is_async_callable, optional_sync_callable, require_async, wraps
 from ._support.validation import non_negative_or_none, positive_int, text
@@ -203,7 +204,8 @@ class _Breaker(_Wrapping):
         breaker: CircuitBreaker = self.primitive
         if _overrides(breaker, CircuitBreaker, "__aenter__", "__aexit__"):
             return None
-        return breaker._direct()
+        # transitional: the fold's (enter, leave) over the breaker's core, until G's core().
+        return breaker._enter, lambda ticket, _t, exc, _tb: breaker._exit(ticket, exc, NO_RESULT)
 
 
 class _Bulkhead(_Wrapping):

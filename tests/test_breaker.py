@@ -437,7 +437,8 @@ class BreakerMachineTest(RuleBasedStateMachine):
             half_open_max_duration=10.0,
             on_state_change=[self.changes.append],
         )
-        self.machine = self.breaker._machine
+        self.machine = self.breaker._state  # the in-memory state (BreakerMachine)
+        assert isinstance(self.machine, BreakerMachine)
         self.in_flight: list[tuple[int, float, bool]] = []  # generation, start, is_probe
 
     def teardown(self) -> None:
