@@ -346,7 +346,12 @@ class CircuitBreaker(GuardForms, EventSource):
         if inside.get()[0]:
             return None
         state = self._state
-        now = 0.0 if self._untimed_admit and state.state is CLOSED else _clock.now()
+        if self._untimed_admit and state.state is CLOSED:
+            # closed_is_local: the answer is a ticket, at once, whatever the time.
+            flag = [True]
+            inside.set(flag)
+            return state.try_admit(0.0), 0.0, flag
+        now = _clock.now()
         admitted = state.try_admit(now)
         if admitted.__class__ is _Coroutine:
             return self._admitted(admitted)
