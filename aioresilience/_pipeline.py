@@ -140,37 +140,6 @@ def _exit_keyed(guard: Any, exc: BaseException | None, result: Any) -> Any:  # t
     return guard.__aexit__(type(exc), exc, exc.__traceback__)
 
 
-class _Breaker(Strategy):  # transitional: until the breaker is a GuardForms guard (SB)
-    kind = "circuit_breaker"
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        super().__init__(breaker.name)
-        self.primitive = breaker
-
-    def core(self) -> Core | None:
-        breaker = self.primitive
-        if breaker._failure_result is not None:
-            # Its predicate must see the call's result, which its old way out does not
-            # get: run through its call() (execute) then.
-            return None
-        if _overrides(type(breaker), CircuitBreaker, "__aenter__", "__aexit__"):
-            return _async_with_core(breaker)
-        enter, leave = breaker._direct()
-
-        def exit(ticket: Any, exc: BaseException | None, result: Any) -> None:
-            if exc is None:
-                leave(ticket, None, None, None)
-            else:
-                leave(ticket, type(exc), exc, exc.__traceback__)
-
-        return enter, exit
-
-    def execute(self, call: Call, context: ResilienceContext) -> Awaitable[Any]:
-        if self.core() is not None:
-            return super().execute(call, context)
-        return self.primitive.call(call)
-
-
 class _Retry(Strategy):  # transitional: until retry brings its own Strategy (R)
     kind = "retry"
 
@@ -487,7 +456,7 @@ class PipelineBuilder:
         if breaker is None:
             options.setdefault("seed", self.seed)
         breaker = _given_or_built("breaker", breaker, CircuitBreaker, CircuitBreaker, options)
-        return self._add(_Breaker(breaker))
+        return self._add(GuardStrategy("circuit_breaker", breaker))
 
     def bulkhead(self, bulkhead: Bulkhead | int | None = None, **options: Any) -> PipelineBuilder:
         if not isinstance(bulkhead, Bulkhead):

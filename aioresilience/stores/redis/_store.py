@@ -24,6 +24,7 @@ from ._protocol import SCRIPTS, FailurePolicy
 
 if TYPE_CHECKING:
     from ..._ratelimit import RateLimiter
+    from ...abc import BreakerOptions, BreakerReport
 
 __all__ = ["RedisStore"]
 
@@ -171,8 +172,10 @@ class RedisStore:
     def _bind(self, limiter: RateLimiter[Any]) -> RedisLimit:
         return RedisLimit(self, limiter)
 
-    def _bind_breaker(self, breaker: CircuitBreaker) -> RedisBreaker:
-        return RedisBreaker(self, breaker)
+    def bind_breaker(self, options: BreakerOptions, report: BreakerReport) -> RedisBreaker:
+        """The shared state of the breaker with ``options`` (:class:`~aioresilience.abc.
+        BreakerStore`): ``CircuitBreaker(name=..., store=store)`` calls it."""
+        return RedisBreaker(self, options, report)
 
     def __repr__(self) -> str:
         return (
