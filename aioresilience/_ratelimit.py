@@ -14,13 +14,15 @@ store) with every reservation since its first waiter, so a cancellation is repla
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from copy import copy
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
-from typing import Any, Final, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Final, Generic, ParamSpec, TypeVar
 
 from ._core.fixed_window import FixedWindowAlgorithm
 from ._core.gcra import GCRAAlgorithm
@@ -31,9 +33,11 @@ from ._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
 from ._support import clock as _clock
-from ._support.awaitable import DONE
+from ._support.compose import Call, Direct, Strategy
+from ._support.context import ResilienceContext, context_var
 from ._support.errors import RateLimited
 from ._support.events import EventSource, Severity
+from ._support.guard import NO_RESULT, GuardForms
 from ._support.predicates import optional_sync_callable, require_async, wraps
 from ._support.rates import parse_rate
 from ._support.validation import (
@@ -47,12 +51,14 @@ from ._support.validation import (
     shared_store_binder,
     text,
 )
+from .abc import LimiterOptions, LimiterState, LimiterStore
 
 __all__ = [
     "GCRA",
     "FixedWindowCounter",
     "KeyedLimit",
     "LeakyBucket",
+    "RateLimitStrategy",
     "RateLimiter",
     "RateLimiterStatistics",
     "SlidingWindowCounter",
@@ -88,24 +94,6 @@ class RateLimiterStatistics:
     waiting: int
     keys: int
     store_failures: int = 0
-
-
-class RemoteLimit(Protocol):
-    """One limiter's state in a shared store (such as a ``RedisStore``)."""
-
-    async def admit(self, key: Hashable, cost: int, max_wait: float) -> bool:
-        """Admit within ``max_wait`` (``True``: after waiting) or raise RateLimited."""
-        ...
-
-    async def decide(self, key: Hashable, cost: int) -> Decision: ...
-
-    def waiting(self) -> int: ...
-
-
-class SharedStore(Protocol):
-    """What a limiter needs of a store shared by many processes."""
-
-    def _bind(self, limiter: RateLimiter[Any]) -> RemoteLimit: ...
 
 
 #: How late a waiter may be released and still go on its own slot. Timer waits are rounded
@@ -169,7 +157,7 @@ class _KeyQueue:
         self.dirty = False  # some entry _CANCELLED: replan before the next decision
 
 
-class RateLimiter(EventSource, Generic[S]):
+class RateLimiter(GuardForms, EventSource, Generic[S]):
     """Guard calls with a rate-limit algorithm, for one key or many.
 
     - ``try_acquire(cost, key=)``: admit at once or refuse (``False``); never waits.
@@ -177,7 +165,9 @@ class RateLimiter(EventSource, Generic[S]):
     - ``await acquire(cost, key=, timeout=)``: wait up to ``timeout`` seconds (default: the
       limiter's ``max_wait``; ``None`` waits as long as the schedule needs) or raise
       :class:`RateLimited` at once, having consumed nothing, if the wait would be longer.
-    - ``async with limiter:``, ``@limiter``, ``@limiter.limit(key=...)``, ``limiter.for_key(k)``.
+    - ``async with limiter:``, ``@limiter``, ``await limiter.call(fn, ...)`` (a cost of 1, no
+      key: all built by :class:`GuardForms` from ``_enter``/``_exit``),
+      ``@limiter.limit(key=...)``, ``limiter.for_key(k)``.
 
     Waiters of a key are served in arrival order; a non-waiting attempt never jumps ahead of
     them. A cancelled waiter returns its reservation. Per-key state is created lazily, forgotten
@@ -215,7 +205,7 @@ class RateLimiter(EventSource, Generic[S]):
         name: str | None = None,
         max_wait: float | None = None,
         max_keys: int = 100_000,
-        store: SharedStore | None = None,
+        store: LimiterStore | None = None,
     ) -> None:
         name = text("name", name, optional=True)
         methods = ("reserve", "cancel", "inspect", "fresh_at")
@@ -251,9 +241,18 @@ class RateLimiter(EventSource, Generic[S]):
         self._admitted = self._rejected = self._waited = self._cancelled = 0
         self._store_failures = 0
         self._events = None
-        self._remote: RemoteLimit | None = None
+        self._remote: LimiterState | None = None
         if store is not None:
-            self._remote = shared_store_binder(store, "_bind", "this process's memory")(self)
+            bind = shared_store_binder(store, "bind_limiter", "this process's memory")
+            # The store is told the options, never handed the limiter (DESIGN: state seam).
+            self._remote = bind(
+                LimiterOptions(
+                    name=name,
+                    kind=type(self).__name__,
+                    algorithm=algorithm,
+                    on_store_failure=self._store_failed,
+                )
+            )
             # The non-waiting sync paths run the algorithm in process: point them at an error.
             self._reserve = _decides_remotely(self.name)
 
@@ -314,7 +313,9 @@ class RateLimiter(EventSource, Generic[S]):
         remote = self._remote
         if remote is None:
             return self.check(cost, key=key)
-        decision = await remote.decide(key, cost)
+        decision = remote.decide(key, cost)
+        if not isinstance(decision, Decision):
+            decision = await decision
         if decision.allowed:
             self._admitted += 1
         else:
@@ -340,12 +341,14 @@ class RateLimiter(EventSource, Generic[S]):
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
         max_wait = self._max_wait if timeout is _UNSET else _max_wait_of("timeout", timeout)
-        await self._admit(key, cost, max_wait)
+        wait = self._admit(key, cost, max_wait)
+        if wait is not None:  # the coroutine of a wait (None: admitted at once)
+            await wait
 
-    def _admit(self, key: Hashable, cost: int, max_wait: float) -> Awaitable[None]:
-        """Claim ``cost`` now: an awaitable that is already done when admitted at once, or
-        that waits for the reservation (if it is due within ``max_wait``); raises
-        :class:`RateLimited` when refused.
+    def _admit(self, key: Hashable, cost: int, max_wait: float) -> Any:
+        """Claim ``cost`` now: ``None`` when admitted at once, else a native coroutine that
+        waits for the reservation (if it is due within ``max_wait``); raises
+        :class:`RateLimited` when refused. The shape of a guard's ``_enter`` (GuardForms).
 
         The hot path of every waiting way in (``acquire``, ``async with``, decorators,
         pipelines): the memory store's hit (a key in its young generation, no rotation due)
@@ -363,13 +366,13 @@ class RateLimiter(EventSource, Generic[S]):
                 if at <= now:
                     young[key] = state
                     self._admitted += 1
-                    return DONE
+                    return None
                 self._open(key, state, now, cost, at)
         else:
             at, admitted = self._reserve_slow(key, now, cost, max_wait)
             if admitted and at <= now:
                 self._admitted += 1
-                return DONE
+                return None
         if not admitted:
             self._refused(key, cost, at - now)
             raise rate_limited(self.name, key, cost, at - now)
@@ -442,10 +445,12 @@ class RateLimiter(EventSource, Generic[S]):
         return queue
 
     async def _admit_remotely(
-        self, remote: RemoteLimit, key: Hashable, cost: int, max_wait: float
+        self, remote: LimiterState, key: Hashable, cost: int, max_wait: float
     ) -> None:
         try:
-            waited = await remote.admit(key, cost, max_wait)
+            waited = remote.acquire(key, cost, max_wait)
+            if waited is not True and waited is not False:
+                waited = await waited
         except RateLimited as exc:
             self._refused(key, cost, exc.retry_after)
             raise
@@ -455,6 +460,11 @@ class RateLimiter(EventSource, Generic[S]):
         self._admitted += 1
         if waited:
             self._waited += 1
+
+    def _store_failed(self, policy: str, error: BaseException) -> None:
+        """A shared store could not decide; its failure policy did (LimiterOptions)."""
+        self._store_failures += 1
+        self._emit("store_failure", Severity.ERROR, policy=policy, error=repr(error))
 
     def _refused(self, key: Hashable, cost: int, retry_after: float | None) -> None:
         self._rejected += 1
@@ -659,17 +669,12 @@ class RateLimiter(EventSource, Generic[S]):
 
     # -- ways in ----------------------------------------------------------------------------
 
-    def __aenter__(self) -> Awaitable[None]:
+    def _enter(self) -> Any:
+        """The guard's core (GuardForms): a cost of 1 for no key, waiting up to max_wait."""
         return self._admit(None, 1, self._max_wait)
 
-    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
-        return DONE
-
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        """Decorate a coroutine function: each call first acquires a cost of 1."""
-        return self.limit()(fn)
+    def _exit(self, ticket: Any, exc: BaseException | None, result: Any) -> None:
+        """Nothing to account for: an admission is spent whatever the call does."""
 
     def limit(
         self,
@@ -718,7 +723,9 @@ class RateLimiter(EventSource, Generic[S]):
             waited=self._waited,
             cancelled=self._cancelled,
             waiting=self._queued if self._remote is None else self._remote.waiting(),
-            keys=len(self._store) + len(self._queues),
+            keys=len(self._store)
+            + len(self._queues)
+            + (0 if self._remote is None else self._remote.keys()),
             store_failures=self._store_failures,
         )
 
@@ -747,8 +754,9 @@ class RateLimiter(EventSource, Generic[S]):
         )
 
 
-class KeyedLimit:
-    """One key of a limiter, as a guard: ``async with``, ``acquire``, ``try_acquire``."""
+class KeyedLimit(GuardForms):
+    """One key of a limiter, as a guard: ``async with``, ``@handle``, ``await handle.call(fn)``
+    (from GuardForms), ``acquire``, ``try_acquire``."""
 
     __slots__ = ("cost", "key", "limiter")
 
@@ -763,12 +771,16 @@ class KeyedLimit:
     async def acquire(self, *, timeout: float | _Unset | None = _UNSET) -> None:
         await self.limiter.acquire(self.cost, key=self.key, timeout=timeout)
 
-    def __aenter__(self) -> Awaitable[None]:
+    @property
+    def name(self) -> str:  # type: ignore[override]  # GuardForms' name, read-only here
+        return self.limiter.name
+
+    def _enter(self) -> Any:
         limiter = self.limiter
         return limiter._admit(self.key, self.cost, limiter._max_wait)
 
-    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
-        return DONE
+    def _exit(self, ticket: Any, exc: BaseException | None, result: Any) -> None:
+        """Nothing to account for (as the limiter's own ``_exit``)."""
 
     def __repr__(self) -> str:
         return f"<KeyedLimit {self.limiter.name!r} key={self.key!r} cost={self.cost}>"
@@ -846,7 +858,7 @@ class TokenBucket(RateLimiter[int]):
         name: str | None = None,
         max_wait: float | None = None,
         max_keys: int = 100_000,
-        store: SharedStore | None = None,
+        store: LimiterStore | None = None,
     ) -> None:
         if rate is not None and capacity is None and refill_rate is None:
             count, period = parse_rate("rate", rate)
@@ -893,7 +905,7 @@ class LeakyBucket(RateLimiter[int]):
         name: str | None = None,
         max_wait: float | None = None,
         max_keys: int = 100_000,
-        store: SharedStore | None = None,
+        store: LimiterStore | None = None,
     ) -> None:
         if rate is not None and capacity is None and leak_rate is None:
             count, period = parse_rate("rate", rate)
@@ -935,7 +947,7 @@ class GCRA(RateLimiter[int]):
         name: str | None = None,
         max_wait: float | None = None,
         max_keys: int = 100_000,
-        store: SharedStore | None = None,
+        store: LimiterStore | None = None,
     ) -> None:
         count, seconds = _rate_or(rate, limit, period, ("limit", "period"))
         self.limit_ = _count("limit", count)
@@ -970,7 +982,7 @@ class _WindowLimiter(RateLimiter[S]):
         name: str | None = None,
         max_wait: float | None = None,
         max_keys: int = 100_000,
-        store: SharedStore | None = None,
+        store: LimiterStore | None = None,
     ) -> None:
         count, seconds = _rate_or(
             rate, max_requests, window_seconds, ("max_requests", "window_seconds")
@@ -1011,3 +1023,106 @@ class SlidingWindowCounter(_WindowLimiter[tuple[int, ...]]):
 
     __slots__ = ()
     _algorithm_type = SlidingWindowCounterAlgorithm
+
+
+class RateLimitStrategy(Strategy):
+    """A limiter in a pipeline, with the pipeline's own ``key=`` (of the call's
+    :class:`ResilienceContext`) and ``cost=``.
+
+    Its one core is :meth:`core`: ``enter()`` claims the cost for the key of the context
+    current while it runs (``None`` when admitted at once, else the coroutine of the wait),
+    ``exit`` has nothing to account for. A limiter whose class changes its guard core
+    (``_enter``/``_exit``/``for_key``) is entered through a per-call :meth:`RateLimiter.for_key`
+    handle's core instead, so the subclass's behaviour holds in a pipeline too.
+    """
+
+    kind = "rate_limit"
+    is_guard = True
+
+    def __init__(
+        self,
+        limiter: RateLimiter[Any],
+        key: Callable[[ResilienceContext], Hashable] | None = None,
+        cost: int = 1,
+    ) -> None:
+        optional_sync_callable("key", key)
+        if cost.__class__ is not int or cost != 1:
+            limiter._check_cost(cost)
+        super().__init__(limiter.name)
+        self.limiter, self.key, self.cost = limiter, key, cost
+
+    def core(self) -> tuple[Callable[[], Any], Callable[[Any, BaseException | None, Any], None]]:
+        limiter, key_of, cost = self.limiter, self.key, self.cost
+        if _changes_core(limiter):
+
+            def enter_handle() -> Any:
+                key = None if key_of is None else key_of(context_var.get())  # type: ignore[arg-type]
+                handle = limiter.for_key(key, cost=cost)
+                ticket = handle._enter()
+                if inspect.iscoroutine(ticket):
+                    return _after(ticket, handle)
+                return handle, ticket
+
+            def exit_handle(ticket: Any, exc: BaseException | None, result: Any) -> None:
+                handle, inner = ticket
+                handle._exit(inner, exc, result)
+
+            return enter_handle, exit_handle
+        admit, max_wait = limiter._admit, limiter._max_wait
+        if key_of is None:
+            return functools.partial(admit, None, cost, max_wait), _no_exit
+
+        def enter() -> Any:
+            # The pipeline's fold makes the call's context current while enter() runs.
+            return admit(key_of(context_var.get()), cost, max_wait)  # type: ignore[arg-type]
+
+        return enter, _no_exit
+
+    # transitional: the fold of _support/compose.py before the running seam lands (G) asks
+    # for execute()/guard()/direct(); all three come from core().
+    async def execute(self, call: Call, context: ResilienceContext) -> Any:
+        enter, leave = self.core()
+        token = context_var.set(context)
+        try:
+            ticket = enter()
+        finally:
+            context_var.reset(token)
+        if inspect.iscoroutine(ticket):
+            ticket = await ticket
+        try:
+            result = await call()
+        except BaseException as exc:
+            leave(ticket, exc, NO_RESULT)
+            raise
+        leave(ticket, None, result)
+        return result
+
+    def guard(self, context: ResilienceContext) -> Any:
+        if self.key is None and self.cost == 1:
+            return self.limiter
+        return self.limiter.for_key(None if self.key is None else self.key(context), cost=self.cost)
+
+    def direct(self) -> Direct | None:
+        if (
+            _changes_core(self.limiter)
+            or type(self.limiter).__aenter__ is not GuardForms.__aenter__
+        ):
+            return None
+        return self.core()[0], None
+
+
+def _changes_core(limiter: RateLimiter[Any]) -> bool:
+    """Whether ``limiter``'s class replaces any part of the guard core the closure inlines."""
+    cls = type(limiter)
+    return any(
+        getattr(cls, name) is not getattr(RateLimiter, name)
+        for name in ("_enter", "_exit", "for_key")
+    )
+
+
+async def _after(wait: Coroutine[Any, Any, Any], handle: KeyedLimit) -> tuple[KeyedLimit, Any]:
+    return handle, await wait
+
+
+def _no_exit(ticket: Any, exc: BaseException | None, result: Any) -> None:
+    """A limiter's exit: an admission is spent whatever the call does."""

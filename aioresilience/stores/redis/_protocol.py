@@ -59,10 +59,11 @@ SCRIPTS: Final = {
 SCRIPTS["breaker"] = _Script("breaker", ("_common.lua", "breaker.lua"), _breaker_refund, width=6)
 
 
-def shared_name(owner: Any, *, default: str) -> None:
+def shared_name(owner: Any, *, default: str | None) -> None:
     """Check the name of a limiter or breaker about to live in Redis, where it is the
     identity every process shares: given, and free of the characters keys are built with."""
-    kind, name = type(owner).__name__, owner.name
+    # A limiter's LimiterOptions names its kind, and has no name when none was given.
+    kind, name = getattr(owner, "kind", type(owner).__name__), owner.name
     if name == default:
         raise TypeError(
             f"a {kind} on a RedisStore needs name=...: the name is its identity in Redis, "
