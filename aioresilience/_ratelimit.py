@@ -139,7 +139,7 @@ class _KeyQueue:
 
     ``entries`` are the reservations made since ``base`` in arrival order, so that
     ``state == replay(base, entries)``: a cancelled one is removed by replaying the others
-    (:meth:`RateLimiter._replan`), never by subtracting its cost from ``state`` (which would
+    (:meth:`LocalLimit._replan`), never by subtracting its cost from ``state`` (which would
     hand capacity back into the past when later reservations were already released on their
     slots or admitted). Invariants: entries' times never decrease; all ``_QUEUED`` entries
     come after every other one and have ``at > now`` whenever a decision is made on the key
@@ -157,70 +157,37 @@ class _KeyQueue:
         self.dirty = False  # some entry _CANCELLED: replan before the next decision
 
 
-class RateLimiter(GuardForms, EventSource, Generic[S]):
-    """Guard calls with a rate-limit algorithm, for one key or many.
-
-    - ``try_acquire(cost, key=)``: admit at once or refuse (``False``); never waits.
-    - ``check(cost, key=)``: the same, returning a :class:`Decision` with remaining and reset.
-    - ``await acquire(cost, key=, timeout=)``: wait up to ``timeout`` seconds (default: the
-      limiter's ``max_wait``; ``None`` waits as long as the schedule needs) or raise
-      :class:`RateLimited` at once, having consumed nothing, if the wait would be longer.
-    - ``async with limiter:``, ``@limiter``, ``await limiter.call(fn, ...)`` (a cost of 1, no
-      key: all built by :class:`GuardForms` from ``_enter``/``_exit``),
-      ``@limiter.limit(key=...)``, ``limiter.for_key(k)``.
-
-    Waiters of a key are served in arrival order; a non-waiting attempt never jumps ahead of
-    them. A cancelled waiter returns its reservation. Per-key state is created lazily, forgotten
-    once idle and capped at ``max_keys`` live keys.
+class LocalLimit(Generic[S]):
+    """One limiter's state in this process: an :class:`~aioresilience.abc.LimiterState` over
+    the pure algorithm and :class:`KeyStore` of ``_core``, with the waiting machinery around
+    them (see the module docstring). It decides and waits; counting and events are the
+    front-end's (:class:`RateLimiter`). Built from the limiter's options, as a store's state
+    is; ``max_keys`` and the algorithm are checked by the front-end.
     """
 
     __slots__ = (
-        "_admitted",
         "_algorithm",
-        "_cancelled",
         "_dirty",
-        "_events",
         "_flush_loop",
         "_heap",
-        "_max_wait",
         "_queued",
         "_queues",
-        "_rejected",
-        "_remote",
         "_reserve",
         "_seq",
-        "_store",
-        "_store_failures",
         "_timer",
         "_timer_at",
         "_timer_loop",
-        "_waited",
+        "limit",
         "name",
+        "store",
     )
 
-    def __init__(
-        self,
-        algorithm: RateAlgorithm[S],
-        *,
-        name: str | None = None,
-        max_wait: float | None = None,
-        max_keys: int = 100_000,
-        store: LimiterStore | None = None,
-    ) -> None:
-        name = text("name", name, optional=True)
-        methods = ("reserve", "cancel", "inspect", "fresh_at")
-        max_cost = getattr(algorithm, "max_cost", None)
-        if not all(callable(getattr(algorithm, m, None)) for m in methods) or not (
-            isinstance(max_cost, int) and not isinstance(max_cost, bool) and max_cost >= 1
-        ):
-            raise TypeError(
-                "algorithm must be a rate-limit algorithm (max_cost, horizon, reserve, cancel, "
-                f"inspect and fresh_at, as in aioresilience._core), got {algorithm!r}"
-            )
-        self.name = name or type(self).__name__
+    def __init__(self, options: LimiterOptions, *, max_keys: int) -> None:
+        algorithm: RateAlgorithm[S] = options.algorithm
+        self.name = options.label
+        self.limit = algorithm.max_cost
         self._algorithm = algorithm
         self._reserve = algorithm.reserve
-        self._max_wait = _max_wait_of("max_wait", max_wait)
         # Keys with waiters, their state held here (see _KeyQueue); and all waiters of all
         # keys in a heap by (due time, arrival) that drives the single timer.
         self._queues: dict[Hashable, _KeyQueue] = {}
@@ -229,135 +196,36 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         self._flush_loop: asyncio.AbstractEventLoop | None = None  # a flush is scheduled there
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._queued = 0  # waiters not yet released
-        self._store: KeyStore[S] = KeyStore(
-            max_keys=positive_int("max_keys", max_keys, maximum=MAX_KEYS),
-            period=max(
-                finite_positive("algorithm.horizon", getattr(algorithm, "horizon", None)), 1.0
-            ),
-        )
+        self.store: KeyStore[S] = KeyStore(max_keys=max_keys, period=max(algorithm.horizon, 1.0))
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._seq = 0
-        self._admitted = self._rejected = self._waited = self._cancelled = 0
-        self._store_failures = 0
-        self._events = None
-        self._remote: LimiterState | None = None
-        if store is not None:
-            bind = shared_store_binder(store, "bind_limiter", "this process's memory")
-            # The store is told the options, never handed the limiter (DESIGN: state seam).
-            self._remote = bind(
-                LimiterOptions(
-                    name=name,
-                    kind=type(self).__name__,
-                    algorithm=algorithm,
-                    on_store_failure=self._store_failed,
-                )
-            )
-            # The non-waiting sync paths run the algorithm in process: point them at an error.
-            self._reserve = _decides_remotely(self.name)
 
-    # -- deciding ---------------------------------------------------------------------------
+    # -- the LimiterState protocol ----------------------------------------------------------
 
-    def try_acquire(self, cost: int = 1, *, key: Hashable = None) -> bool:
-        """Admit ``cost`` for ``key`` now, or return ``False``. Never waits, never raises for
-        lack of capacity."""
-        # The claim of _admit with max_wait=0, inlined: this is the hot path the benchmarks
-        # measure, and a Python call plus a tuple cost as much as the algorithm itself.
-        if cost.__class__ is not int or cost != 1:
-            self._check_cost(cost)
-        now = _clock.now()
-        store = self._store
-        young = store.young
-        state = young.get(key)
-        if state is not None and now < store.rotate_at:
-            state, at, admitted = self._reserve(state, now, cost, 0.0)
-            if admitted:
-                young[key] = state
-        else:
-            at, admitted = self._reserve_slow(key, now, cost, 0.0)
-        if admitted:
-            self._admitted += 1
-            return True
-        self._rejected += 1
-        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=at - now)
-        return False
-
-    def check(self, cost: int = 1, *, key: Hashable = None) -> Decision:
-        """Like :meth:`try_acquire`, returning the whole :class:`Decision` (truthy if allowed):
-        remaining capacity, retry-after and reset time, as rate-limit headers need."""
-        if cost.__class__ is not int or cost != 1:
-            self._check_cost(cost)
-        if self._remote is not None:
-            self._reserve(None, 0.0, cost, 0.0)  # raises: this limiter decides remotely
+    def decide(self, key: Hashable, cost: int) -> Decision:
         now = _clock.now()
         queue = self._settled(key, now)
         if queue is None:
-            store = self._store
+            store = self.store
             state, decision = decide(self._algorithm, store.get(key, now), now, cost)
             store.put(key, state, now)
         else:
             state, decision = decide(self._algorithm, queue.state, now, cost)
             if decision.allowed:
                 self._record(queue, state, now, cost, None)
-        if decision.allowed:
-            self._admitted += 1
-        else:
-            self._rejected += 1
         return decision
 
-    async def decide(self, cost: int = 1, *, key: Hashable = None) -> Decision:
-        """Decide at once, without waiting, on any store: the awaitable form of :meth:`check`
-        (the one to use with a :class:`~aioresilience.stores.redis.RedisStore`)."""
-        if cost.__class__ is not int or cost != 1:
-            self._check_cost(cost)
-        remote = self._remote
-        if remote is None:
-            return self.check(cost, key=key)
-        decision = remote.decide(key, cost)
-        if not isinstance(decision, Decision):
-            decision = await decision
-        if decision.allowed:
-            self._admitted += 1
-        else:
-            self._refused(key, cost, decision.retry_after)
-        return decision
-
-    def allow_request(self, cost: int = 1, *, key: Hashable = None) -> bool:
-        """The seed guide's name for :meth:`try_acquire`: admit now or return ``False``."""
-        return self.try_acquire(cost, key=key)
-
-    async def acquire(
-        self,
-        cost: int = 1,
-        *,
-        key: Hashable = None,
-        timeout: float | _Unset | None = _UNSET,
-    ) -> None:
-        """Admit ``cost`` for ``key``, waiting (FIFO) up to ``timeout`` seconds.
-
-        Raises :class:`RateLimited` at once, without consuming anything, if admission would
-        take longer than ``timeout``; ``ValueError`` if ``cost`` can never be admitted.
-        """
-        if cost.__class__ is not int or cost != 1:
-            self._check_cost(cost)
-        max_wait = self._max_wait if timeout is _UNSET else _max_wait_of("timeout", timeout)
-        wait = self._admit(key, cost, max_wait)
-        if wait is not None:  # the coroutine of a wait (None: admitted at once)
-            await wait
-
-    def _admit(self, key: Hashable, cost: int, max_wait: float) -> Any:
-        """Claim ``cost`` now: ``None`` when admitted at once, else a native coroutine that
-        waits for the reservation (if it is due within ``max_wait``); raises
-        :class:`RateLimited` when refused. The shape of a guard's ``_enter`` (GuardForms).
+    def acquire(self, key: Hashable, cost: int, max_wait: float) -> Any:
+        """``False`` when admitted at once, else the native coroutine of the wait for the
+        reservation (its result ``True``); raises :class:`RateLimited` when refused.
 
         The hot path of every waiting way in (``acquire``, ``async with``, decorators,
-        pipelines): the memory store's hit (a key in its young generation, no rotation due)
-        is inlined (as in :meth:`try_acquire`), everything else goes through its methods.
+        pipelines): the store's hit (a key in its young generation, no rotation due) is
+        inlined (as in :meth:`try_now`), everything else goes through its methods.
         """
-        if self._remote is not None:
-            return self._admit_remotely(self._remote, key, cost, max_wait)
         now = _clock.now()
-        store = self._store
+        store = self.store
         young = store.young
         state = young.get(key)
         if state is not None and now < store.rotate_at:
@@ -365,18 +233,51 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             if admitted:
                 if at <= now:
                     young[key] = state
-                    self._admitted += 1
-                    return None
+                    return False
                 self._open(key, state, now, cost, at)
         else:
             at, admitted = self._reserve_slow(key, now, cost, max_wait)
             if admitted and at <= now:
-                self._admitted += 1
-                return None
+                return False
         if not admitted:
-            self._refused(key, cost, at - now)
             raise rate_limited(self.name, key, cost, at - now)
         return self._wait(self._queues[key].entries[-1])
+
+    def waiting(self) -> int:
+        return self._queued
+
+    def keys(self) -> int:
+        return len(self.store) + len(self._queues)
+
+    # -- what only the in-process state offers ----------------------------------------------
+
+    def try_now(self, key: Hashable, cost: int) -> float | None:
+        """Admit ``cost`` now (``None``) or refuse, returning the retry-after; never waits.
+        The claim of :meth:`acquire` with ``max_wait=0``, inlined: this is the hot path the
+        benchmarks measure, and a Python call plus a tuple cost as much as the algorithm."""
+        now = _clock.now()
+        store = self.store
+        young = store.young
+        state = young.get(key)
+        if state is not None and now < store.rotate_at:
+            state, at, admitted = self._reserve(state, now, cost, 0.0)
+            if admitted:
+                young[key] = state
+                return None
+        else:
+            at, admitted = self._reserve_slow(key, now, cost, 0.0)
+            if admitted:
+                return None
+        return at - now
+
+    def remaining(self, key: Hashable) -> int:
+        """Cost admissible for ``key`` right now, consuming nothing."""
+        now = _clock.now()
+        queue = self._settled(key, now)
+        state = self.store.get(key, now) if queue is None else queue.state
+        return self._algorithm.inspect(state, now)[0]
+
+    # -- waiting ----------------------------------------------------------------------------
 
     def _reserve_slow(
         self, key: Hashable, now: float, cost: int, max_wait: float
@@ -390,7 +291,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             if admitted:
                 self._record(queue, state, at, cost, None if at <= now else self._future())
             return at, admitted
-        store = self._store
+        store = self.store
         state, at, admitted = self._reserve(store.get(key, now), now, cost, max_wait)
         if admitted:
             if at <= now:
@@ -405,7 +306,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
 
     def _open(self, key: Hashable, state: Any, now: float, cost: int, at: float) -> None:
         """The first waiter of ``key``: its state moves from the store into a queue."""
-        self._store.pop(key)
+        self.store.pop(key)
         # The state before this reservation, without a copy made on every decision in case
         # one waits: giving back the newest reservation is exact in every algorithm.
         base = self._algorithm.cancel(copy(state), now, cost, at)
@@ -444,46 +345,18 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
                 self._release_due(queue, now)
         return queue
 
-    async def _admit_remotely(
-        self, remote: LimiterState, key: Hashable, cost: int, max_wait: float
-    ) -> None:
-        try:
-            waited = remote.acquire(key, cost, max_wait)
-            if waited is not True and waited is not False:
-                waited = await waited
-        except RateLimited as exc:
-            self._refused(key, cost, exc.retry_after)
-            raise
-        except asyncio.CancelledError:
-            self._cancelled += 1
-            raise
-        self._admitted += 1
-        if waited:
-            self._waited += 1
-
-    def _store_failed(self, policy: str, error: BaseException) -> None:
-        """A shared store could not decide; its failure policy did (LimiterOptions)."""
-        self._store_failures += 1
-        self._emit("store_failure", Severity.ERROR, policy=policy, error=repr(error))
-
-    def _refused(self, key: Hashable, cost: int, retry_after: float | None) -> None:
-        self._rejected += 1
-        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=retry_after)
-
-    async def _wait(self, entry: _Entry) -> None:
+    async def _wait(self, entry: _Entry) -> bool:
         assert entry.future is not None
         try:
             await entry.future
         except asyncio.CancelledError:
             # Whether or not its time came already, the caller will not run: the reservation
             # is given back to the waiters behind it (DESIGN rule 2) by a replan.
-            self._cancelled += 1
             self._withdraw(entry)
             raise
         entry.status = _DONE
-        self._waited += 1
-        self._admitted += 1
         self._fold(entry.queue, _clock.now())
+        return True
 
     def _withdraw(self, entry: _Entry) -> None:
         queue = entry.queue
@@ -593,7 +466,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             queue.base = base
         if not entries:
             del self._queues[queue.key]
-            self._store.put(queue.key, queue.state, now)
+            self.store.put(queue.key, queue.state, now)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop, entry: _Entry) -> None:
         heappush(self._heap, (entry.at, entry.seq, entry))
@@ -656,6 +529,201 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         if heap:
             self._arm(loop)
 
+
+class RateLimiter(GuardForms, EventSource, Generic[S]):
+    """Guard calls with a rate-limit algorithm, for one key or many.
+
+    - ``try_acquire(cost, key=)``: admit at once or refuse (``False``); never waits.
+    - ``check(cost, key=)``: the same, returning a :class:`Decision` with remaining and reset.
+    - ``await acquire(cost, key=, timeout=)``: wait up to ``timeout`` seconds (default: the
+      limiter's ``max_wait``; ``None`` waits as long as the schedule needs) or raise
+      :class:`RateLimited` at once, having consumed nothing, if the wait would be longer.
+    - ``async with limiter:``, ``@limiter``, ``await limiter.call(fn, ...)`` (a cost of 1, no
+      key: all built by :class:`GuardForms` from ``_enter``/``_exit``),
+      ``@limiter.limit(key=...)``, ``limiter.for_key(k)``.
+
+    Waiters of a key are served in arrival order; a non-waiting attempt never jumps ahead of
+    them. A cancelled waiter returns its reservation. Per-key state is created lazily, forgotten
+    once idle and capped at ``max_keys`` live keys.
+
+    The limiter is a front-end (checking costs, the ways in, statistics, events) over its
+    *state* (:class:`~aioresilience.abc.LimiterState`), which decides: a :class:`LocalLimit`
+    in this process, or the state a shared ``store`` binds from the limiter's options.
+    """
+
+    __slots__ = (
+        "_acquire",
+        "_admitted",
+        "_algorithm",
+        "_cancelled",
+        "_events",
+        "_local",
+        "_max_wait",
+        "_rejected",
+        "_remote",
+        "_state",
+        "_store_failures",
+        "_try_now",
+        "_waited",
+        "name",
+    )
+
+    def __init__(
+        self,
+        algorithm: RateAlgorithm[S],
+        *,
+        name: str | None = None,
+        max_wait: float | None = None,
+        max_keys: int = 100_000,
+        store: LimiterStore | None = None,
+    ) -> None:
+        name = text("name", name, optional=True)
+        methods = ("reserve", "cancel", "inspect", "fresh_at")
+        max_cost = getattr(algorithm, "max_cost", None)
+        if not all(callable(getattr(algorithm, m, None)) for m in methods) or not (
+            isinstance(max_cost, int) and not isinstance(max_cost, bool) and max_cost >= 1
+        ):
+            raise TypeError(
+                "algorithm must be a rate-limit algorithm (max_cost, horizon, reserve, cancel, "
+                f"inspect and fresh_at, as in aioresilience._core), got {algorithm!r}"
+            )
+        self.name = name or type(self).__name__
+        self._algorithm = algorithm
+        self._max_wait = _max_wait_of("max_wait", max_wait)
+        max_keys = positive_int("max_keys", max_keys, maximum=MAX_KEYS)
+        finite_positive("algorithm.horizon", getattr(algorithm, "horizon", None))
+        self._admitted = self._rejected = self._waited = self._cancelled = 0
+        self._store_failures = 0
+        self._events = None
+        # A state is told the options, never handed the limiter (DESIGN: the state seam).
+        options = LimiterOptions(
+            name=name,
+            kind=type(self).__name__,
+            algorithm=algorithm,
+            on_store_failure=self._store_failed,
+        )
+        self._local: LocalLimit[S] | None = None
+        self._remote: LimiterState | None = None
+        self._state: LimiterState
+        if store is None:
+            self._state = self._local = LocalLimit(options, max_keys=max_keys)
+            self._try_now: Callable[[Hashable, int], float | None] = self._local.try_now
+        else:
+            bind = shared_store_binder(store, "bind_limiter", "this process's memory")
+            self._state = self._remote = bind(options)
+            # The non-waiting sync paths run the algorithm in process: point them at an error.
+            self._try_now = _decides_remotely(self.name)
+        self._acquire = self._state.acquire
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def try_acquire(self, cost: int = 1, *, key: Hashable = None) -> bool:
+        """Admit ``cost`` for ``key`` now, or return ``False``. Never waits, never raises for
+        lack of capacity."""
+        if cost.__class__ is not int or cost != 1:
+            self._check_cost(cost)
+        retry_after = self._try_now(key, cost)
+        if retry_after is None:
+            self._admitted += 1
+            return True
+        self._rejected += 1
+        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=retry_after)
+        return False
+
+    def check(self, cost: int = 1, *, key: Hashable = None) -> Decision:
+        """Like :meth:`try_acquire`, returning the whole :class:`Decision` (truthy if allowed):
+        remaining capacity, retry-after and reset time, as rate-limit headers need."""
+        if cost.__class__ is not int or cost != 1:
+            self._check_cost(cost)
+        local = self._local
+        if local is None:
+            self._try_now(key, cost)  # raises: this limiter decides remotely
+            raise AssertionError  # pragma: no cover
+        decision = local.decide(key, cost)
+        if decision.allowed:
+            self._admitted += 1
+        else:
+            self._rejected += 1
+        return decision
+
+    async def decide(self, cost: int = 1, *, key: Hashable = None) -> Decision:
+        """Decide at once, without waiting, on any store: the awaitable form of :meth:`check`
+        (the one to use with a :class:`~aioresilience.stores.redis.RedisStore`)."""
+        if cost.__class__ is not int or cost != 1:
+            self._check_cost(cost)
+        remote = self._remote
+        if remote is None:
+            return self.check(cost, key=key)
+        decision = remote.decide(key, cost)
+        if not isinstance(decision, Decision):
+            decision = await decision
+        if decision.allowed:
+            self._admitted += 1
+        else:
+            self._refused(key, cost, decision.retry_after)
+        return decision
+
+    def allow_request(self, cost: int = 1, *, key: Hashable = None) -> bool:
+        """The seed guide's name for :meth:`try_acquire`: admit now or return ``False``."""
+        return self.try_acquire(cost, key=key)
+
+    async def acquire(
+        self,
+        cost: int = 1,
+        *,
+        key: Hashable = None,
+        timeout: float | _Unset | None = _UNSET,
+    ) -> None:
+        """Admit ``cost`` for ``key``, waiting (FIFO) up to ``timeout`` seconds.
+
+        Raises :class:`RateLimited` at once, without consuming anything, if admission would
+        take longer than ``timeout``; ``ValueError`` if ``cost`` can never be admitted.
+        """
+        if cost.__class__ is not int or cost != 1:
+            self._check_cost(cost)
+        max_wait = self._max_wait if timeout is _UNSET else _max_wait_of("timeout", timeout)
+        wait = self._admit(key, cost, max_wait)
+        if wait is not None:  # the coroutine of a wait (None: admitted at once)
+            await wait
+
+    def _admit(self, key: Hashable, cost: int, max_wait: float) -> Any:
+        """Claim ``cost`` now: ``None`` when admitted at once, else a native coroutine that
+        waits (if admission is due within ``max_wait``); raises :class:`RateLimited` when
+        refused. The shape of a guard's ``_enter`` (GuardForms), and the hot path of every
+        waiting way in."""
+        try:
+            wait = self._acquire(key, cost, max_wait)
+        except RateLimited as exc:
+            self._refused(key, cost, exc.retry_after)
+            raise
+        if wait is False:
+            self._admitted += 1
+            return None
+        return self._waiting(wait, key, cost)
+
+    async def _waiting(self, wait: Any, key: Hashable, cost: int) -> None:
+        """Count the outcome of a state's awaitable ``acquire`` (or of a sync ``True``)."""
+        try:
+            waited = wait if wait is True else await wait
+        except RateLimited as exc:
+            self._refused(key, cost, exc.retry_after)
+            raise
+        except asyncio.CancelledError:
+            self._cancelled += 1
+            raise
+        self._admitted += 1
+        if waited:
+            self._waited += 1
+
+    def _store_failed(self, policy: str, error: BaseException) -> None:
+        """A shared store could not decide; its failure policy did (LimiterOptions)."""
+        self._store_failures += 1
+        self._emit("store_failure", Severity.ERROR, policy=policy, error=repr(error))
+
+    def _refused(self, key: Hashable, cost: int, retry_after: float | None) -> None:
+        self._rejected += 1
+        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=retry_after)
+
     def _check_cost(self, cost: object) -> None:
         if not isinstance(cost, int) or isinstance(cost, bool):
             raise TypeError(f"cost must be an int, got {cost!r} ({type(cost).__name__})")
@@ -716,31 +784,31 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
     # -- inspection -------------------------------------------------------------------------
 
     def statistics(self) -> RateLimiterStatistics:
+        state = self._state
         return RateLimiterStatistics(
             name=self.name,
             admitted=self._admitted,
             rejected=self._rejected,
             waited=self._waited,
             cancelled=self._cancelled,
-            waiting=self._queued if self._remote is None else self._remote.waiting(),
-            keys=len(self._store)
-            + len(self._queues)
-            + (0 if self._remote is None else self._remote.keys()),
+            waiting=state.waiting(),
+            keys=state.keys(),
             store_failures=self._store_failures,
         )
 
     def remaining(self, key: Hashable = None) -> int:
         """Cost admissible for ``key`` right now, consuming nothing (in-memory limiters)."""
-        if self._remote is not None:
-            self._reserve(None, 0.0, 1, 0.0)  # raises: this limiter decides remotely
-        now = _clock.now()
-        queue = self._settled(key, now)
-        state = self._store.get(key, now) if queue is None else queue.state
-        return self._algorithm.inspect(state, now)[0]
+        local = self._local
+        if local is None:
+            self._try_now(key, 1)  # raises: this limiter decides remotely
+            raise AssertionError  # pragma: no cover
+        return local.remaining(key)
 
     @property
     def store(self) -> KeyStore[S]:
-        return self._store
+        """The in-process per-key store (empty for a limiter whose state is in a shared
+        store)."""
+        return KeyStore() if self._local is None else self._local.store
 
     def _parameters(self) -> str:
         return ""
