@@ -1,8 +1,14 @@
-"""Rate limiters: the async front-end over the pure algorithms of ``_core``.
+"""Rate limiters: the async front-end over a state that decides (the state seam).
 
-One class, :class:`RateLimiter`, does the guarding for every algorithm: non-waiting attempts,
-waiting acquisition by reservation with FIFO wake-ups, cancellation give-back, per-key state,
-statistics. The six public limiters only translate their parameters into an algorithm.
+One class, :class:`RateLimiter`, is the front-end for every algorithm: it checks costs,
+offers the ways in (one guard core, ``_enter``/``_exit``, from which :class:`GuardForms`
+builds ``async with``, the decorator and ``call``; :class:`RateLimitStrategy` for pipelines),
+and owns statistics and events. Admission is its *state*'s, an
+:class:`aioresilience.abc.LimiterState`: :class:`LocalLimit` in this process (the pure
+algorithm and key store of ``_core``, with the waiting machinery below: reservation, FIFO
+wake-ups, cancellation give-back), or whatever a shared store binds from the limiter's
+:class:`~aioresilience.abc.LimiterOptions`. The six public limiters only translate their
+parameters into an algorithm.
 
 Waiting: ``acquire`` commits a reservation for a time ``at`` and sleeps until then. All waiters
 of a limiter share one loop timer and one heap ordered by ``(at, arrival)``, so wake-ups follow
@@ -557,10 +563,12 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         "_algorithm",
         "_cancelled",
         "_events",
+        "_keys",
         "_local",
         "_max_wait",
         "_rejected",
         "_remote",
+        "_reserve",
         "_state",
         "_store_failures",
         "_try_now",
@@ -605,14 +613,17 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         self._local: LocalLimit[S] | None = None
         self._remote: LimiterState | None = None
         self._state: LimiterState
+        self._reserve = algorithm.reserve
         if store is None:
             self._state = self._local = LocalLimit(options, max_keys=max_keys)
             self._try_now: Callable[[Hashable, int], float | None] = self._local.try_now
+            self._keys: KeyStore[S] = self._local.store
         else:
             bind = shared_store_binder(store, "bind_limiter", "this process's memory")
             self._state = self._remote = bind(options)
             # The non-waiting sync paths run the algorithm in process: point them at an error.
             self._try_now = _decides_remotely(self.name)
+            self._keys = KeyStore()
         self._acquire = self._state.acquire
 
     # -- deciding ---------------------------------------------------------------------------
@@ -622,10 +633,25 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         lack of capacity."""
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
-        retry_after = self._try_now(key, cost)
-        if retry_after is None:
-            self._admitted += 1
-            return True
+        # The in-process state's hit (a key in its store's young generation, no rotation due)
+        # inlined: the call into LocalLimit.try_now costs 8-10 % of this path (measured on
+        # 3.11-3.13), the benchmarks' row against aiolimiter. Everything else goes to the state.
+        now = _clock.now()
+        store = self._keys  # a shared store's limiter: an empty one, never a hit
+        young = store.young
+        state = young.get(key)
+        if state is not None and now < store.rotate_at:
+            state, at, admitted = self._reserve(state, now, cost, 0.0)
+            if admitted:
+                young[key] = state
+                self._admitted += 1
+                return True
+            retry_after: float | None = at - now
+        else:
+            retry_after = self._try_now(key, cost)
+            if retry_after is None:
+                self._admitted += 1
+                return True
         self._rejected += 1
         self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=retry_after)
         return False
