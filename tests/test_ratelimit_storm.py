@@ -186,7 +186,9 @@ def verify(s: Storm) -> None:
     assert stats.cancelled == s.waiter_cancellations
     assert stats.waiting == 0
     # Nothing left behind: no queue, no live heap entry, no timer.
-    assert not limiter._local._queues and not limiter._local._dirty and limiter._local._timer is None
+    assert (
+        not limiter._local._queues and not limiter._local._dirty and limiter._local._timer is None
+    )
 
 
 async def full_again(s: Storm) -> None:
