@@ -30,17 +30,14 @@ from ._bulkhead import Bulkhead
 from ._chaos import ChaosFault, _Chaos, chaos_latency_range
 from ._fallback import Fallback
 from ._hedging import _Hedge
-from ._ratelimit import RateLimiter, TokenBucket
+from ._ratelimit import RateLimiter, RateLimitStrategy, TokenBucket
 from ._retry import Retry, RetryBudget
 from ._shedding import LoadShedder, LoadShedStrategy, Priority
 from ._support import clock as _clock
 from ._support.compose import (
     Call,
-    Core,
     GuardStrategy,
     Strategy,
-    _async_with_core,
-    _overrides,
     compose,
     leave_all,
 )
@@ -95,49 +92,6 @@ class PipelineOrderWarning(UserWarning):
 
 # Strategies of primitives not yet guards of the one core (``_support/guard.py``): their
 # pattern modules convert them and bring their own Strategy classes.
-
-
-class _RateLimit(Strategy):  # transitional: until the limiter is a GuardForms guard (SL)
-    kind = "rate_limit"
-
-    def __init__(
-        self,
-        limiter: RateLimiter[Any],
-        key: Callable[[ResilienceContext], Hashable] | None,
-        cost: int,
-    ) -> None:
-        super().__init__(limiter.name)
-        self.limiter, self.key, self.cost = limiter, key, cost
-
-    def core(self) -> Core:
-        limiter, key_of, cost = self.limiter, self.key, self.cost
-        if _overrides(type(limiter), RateLimiter, "__aenter__", "__aexit__", "for_key"):
-            if key_of is None and cost == 1:
-                return _async_with_core(limiter)
-
-            async def enter_keyed() -> Any:
-                context: Any = context_var.get()  # (set while a pipeline runs)
-                guard = limiter.for_key(None if key_of is None else key_of(context), cost=cost)
-                await guard.__aenter__()
-                return guard
-
-            return enter_keyed, _exit_keyed
-        # _admit returns a finished awaitable (a ticket nobody reads) or the coroutine of
-        # the wait.
-        admit, max_wait = limiter._admit, limiter._max_wait
-        if key_of is None:
-            return functools.partial(admit, None, cost, max_wait), None
-
-        def enter() -> Any:
-            return admit(key_of(context_var.get()), cost, max_wait)  # type: ignore[arg-type]
-
-        return enter, None
-
-
-def _exit_keyed(guard: Any, exc: BaseException | None, result: Any) -> Any:  # transitional
-    if exc is None:
-        return guard.__aexit__(None, None, None)
-    return guard.__aexit__(type(exc), exc, exc.__traceback__)
 
 
 class _Retry(Strategy):  # transitional: until retry brings its own Strategy (R)
@@ -439,10 +393,7 @@ class PipelineBuilder:
         limiter = _given_or_built("limiter", limiter, RateLimiter, TokenBucket, options)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the context, got {key!r}")
-        key = optional_sync_callable("key", key)
-        if cost.__class__ is not int or cost != 1:
-            limiter._check_cost(cost)
-        return self._add(_RateLimit(limiter, key, cost))
+        return self._add(RateLimitStrategy(limiter, key, cost))
 
     def retry(self, policy: Retry | None = None, **options: Any) -> PipelineBuilder:
         if policy is None:

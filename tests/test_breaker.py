@@ -1006,8 +1006,3 @@ def _private_accesses(kind: str) -> list[str]:
 
 def test_stores_touch_no_private_member_of_a_breaker() -> None:
     assert _private_accesses("breaker") == []
-
-
-@pytest.mark.xfail(reason="the limiter's seam is helper SL's (branch i12-limiter)", strict=False)
-def test_stores_touch_no_private_member_of_a_limiter() -> None:
-    assert _private_accesses("limiter") == []
