@@ -60,13 +60,9 @@ class ExecuteForms:
     ) -> T:
         raise NotImplementedError
 
-    def call(
-        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> Coroutine[Any, Any, T]:
-        """Run ``await fn(*args, **kwargs)`` through this strategy (a coroutine: await it, or
-        make it a task)."""
-        # The core's coroutine itself, not one of ours around it: one frame less per call.
-        return self._core(_partial(fn, *args, **kwargs) if args or kwargs else fn, None)
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``await fn(*args, **kwargs)`` through this strategy."""
+        return await self._core(_partial(fn, *args, **kwargs) if args or kwargs else fn, None)  # type: ignore[no-any-return]
 
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
