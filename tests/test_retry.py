@@ -673,3 +673,15 @@ async def test_adaptive_throttle_forms_and_cancellation_counts_neither_way() -> 
         await task
     requests, rejected, _ = throttle._window.totals(asyncio.get_running_loop().time())
     assert (requests, rejected) == (3, 1)  # the cancelled call is not counted
+
+
+async def test_the_pipeline_form_times_each_attempt_for_a_listener() -> None:
+    from aioresilience._retry import RetryStrategy
+
+    events: list[ar.ResilienceEvent] = []
+    strategy = RetryStrategy(Retry(attempts=2, backoff=constant(1)))
+    pipeline = Pipeline.builder("p").add(strategy).build()
+    pipeline.add_listener(events.append)
+    assert await pipeline.execute(Flaky(1)) == "ok"
+    attempts = [(e.details["attempt"], e.details["outcome"]) for e in events if e.name == "attempt"]
+    assert attempts == [(1, "failure"), (2, "success")]

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from . import clock as _clock
-from .compose import Strategy
+from .compose import Call, Runner, Strategy
 from .context import ResilienceContext
 from .events import Severity, emit
 from .predicates import require_async, wraps
@@ -101,6 +101,17 @@ class RerunStrategy(Strategy):
         self.primitive = primitive
         # An instance attribute: the pipeline's fold calls the core itself, no frame between.
         self.execute = primitive._core  # type: ignore[method-assign]
+
+    def wrap(self, inner: Runner) -> Runner:
+        """# transitional: today's compose folds re-running strategies with ``wrap``; this
+        runner is a plain function handing back the core's coroutine (no frame of its own)
+        until the fold calls ``execute(call, context)`` itself."""
+        execute = self.execute
+
+        def run(call: Call, context: ResilienceContext) -> Awaitable[Any]:
+            return execute(_partial(inner, call, context), context)
+
+        return run
 
 
 async def timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -> T:
