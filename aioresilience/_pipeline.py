@@ -27,13 +27,12 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from ._adaptive import AdaptiveLimiter
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
-from ._chaos import ChaosFault, _Chaos, chaos_latency_range
-from ._fallback import Fallback
-from ._hedging import _Hedge
+from ._chaos import ChaosFault, chaos_latency_range, chaos_strategy
+from ._fallback import Fallback, FallbackStrategy
+from ._hedging import Hedge, HedgeStrategy
 from ._ratelimit import RateLimiter, RateLimitStrategy, TokenBucket
-from ._retry import Retry, RetryBudget
+from ._retry import Retry, RetryBudget, RetryStrategy
 from ._shedding import LoadShedder, LoadShedStrategy, Priority
-from ._support import clock as _clock
 from ._support.compose import (
     Call,
     GuardStrategy,
@@ -42,10 +41,11 @@ from ._support.compose import (
     leave_all,
 )
 from ._support.context import ResilienceContext, context_var, current_context
-from ._support.events import ResilienceEvent, Severity, emit
+from ._support.events import ResilienceEvent, Severity
 from ._support.listeners import Listeners
-from ._support.predicates import is_async_callable, optional_sync_callable, require_async, wraps
-from ._support.validation import non_negative_or_none, positive_int, text
+from ._support.predicates import is_async_callable, require_async, wraps
+from ._support.rerun import timed
+from ._support.validation import text
 from ._timeout import TimeoutStrategy
 
 __all__ = [
@@ -88,55 +88,6 @@ class PipelineOrderWarning(UserWarning):
 
 
 # -- strategies -------------------------------------------------------------------------------
-
-
-# Strategies of primitives not yet guards of the one core (``_support/guard.py``): their
-# pattern modules convert them and bring their own Strategy classes.
-
-
-class _Retry(Strategy):  # transitional: until retry brings its own Strategy (R)
-    kind = "retry"
-
-    def __init__(self, policy: Retry) -> None:
-        super().__init__(policy.name)
-        self.policy = policy
-        self.execute = functools.partial(policy.call, self._attempt)  # type: ignore[method-assign,call-arg]
-
-    async def _attempt(self, call: Call, context: ResilienceContext) -> Any:
-        context.attempt += 1
-        if not context._timed:
-            return await call()
-        return await _timed(call(), self.name, "attempt", attempt=context.attempt)
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "attempts": self.policy.attempts}
-
-
-class _Fallback(Strategy):  # transitional: until fallback brings its own Strategy (R)
-    kind = "fallback"
-
-    def __init__(self, fallback: Fallback) -> None:
-        super().__init__(fallback.name)
-        self.primitive = fallback
-
-    def execute(self, call: Call, context: ResilienceContext) -> Awaitable[Any]:
-        return self.primitive.call(call)  # type: ignore[arg-type]  # (any awaitable will do)
-
-
-async def _timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -> T:
-    """Await ``work`` and emit ``event`` (DEBUG) with its duration and outcome: success,
-    failure, or cancelled."""
-    started, outcome = _clock.now(), "cancelled"
-    try:
-        result = await work
-        outcome = "success"
-        return result
-    except Exception:
-        outcome = "failure"
-        raise
-    finally:
-        duration = _clock.now() - started
-        emit(None, strategy, event, Severity.DEBUG, duration=duration, outcome=outcome, **details)
 
 
 # -- order advice -----------------------------------------------------------------------------
@@ -257,7 +208,7 @@ class Pipeline:
         context._timed = True
         token = context_var.set(context)  # the pipeline_executed event finds the listeners
         try:
-            return await _timed(self._run(call, context), self.name, "pipeline_executed")
+            return await timed(self._run(call, context), self.name, "pipeline_executed")
         finally:
             context_var.reset(token)
 
@@ -399,7 +350,7 @@ class PipelineBuilder:
         if policy is None:
             options.setdefault("seed", self.seed)
         policy = _given_or_built("policy", policy, Retry, Retry, options)
-        return self._add(_Retry(policy))
+        return self._add(RetryStrategy(policy))
 
     def circuit_breaker(
         self, breaker: CircuitBreaker | None = None, **options: Any
@@ -424,7 +375,7 @@ class PipelineBuilder:
             fallback = handlers[0]
         else:
             fallback = Fallback(*handlers, **options)
-        return self._add(_Fallback(fallback))
+        return self._add(FallbackStrategy(fallback))
 
     def adaptive_limit(
         self, limiter: AdaptiveLimiter | None = None, **options: Any
@@ -448,28 +399,23 @@ class PipelineBuilder:
         acceptable: Callable[[Any], bool] | None = None,
         budget: RetryBudget | None = None,
     ) -> PipelineBuilder:
-        """Hedged requests (see :class:`_Hedge`). Only for calls that are safe to repeat:
+        """Hedged requests (see :class:`Hedge`). Only for calls that are safe to repeat:
         say so with ``idempotent=True``. ``delay=0`` starts all attempts at once."""
-        if idempotent is not True:
-            raise ValueError(
-                "hedging runs the call several times at once: pass idempotent=True to confirm "
-                "the call is safe to repeat"
-            )
-        size = positive_int("max_hedged", max_hedged)
-        wait = non_negative_or_none("delay", delay)
-        if wait is None:
-            raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
-        acceptable = optional_sync_callable("acceptable", acceptable)
-        if budget is not None and not isinstance(budget, RetryBudget):
-            raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
-        return self._add(_Hedge(size, wait, acceptable, budget))
+        hedge = Hedge(
+            max_hedged=max_hedged,
+            delay=delay,
+            idempotent=idempotent,
+            acceptable=acceptable,
+            budget=budget,
+        )
+        return self._add(HedgeStrategy(hedge))
 
     def _chaos(self, kind: str, rate: float, enabled: Any, action: Any) -> PipelineBuilder:
         # Each chaos strategy draws from its own stream, derived from the builder's seed, so
         # adding one does not shift the others' sequences.
         # (A str seed is hashed with SHA-512 by random.Random: stable across processes.)
         seed = None if self.seed is None else f"{self.seed}:{len(self._strategies)}:{kind}"
-        return self._add(_Chaos(kind, rate, enabled, random.Random(seed), action))
+        return self._add(chaos_strategy(kind, rate, enabled, random.Random(seed), action))
 
     def chaos_fault(
         self,
