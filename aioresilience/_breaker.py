@@ -34,8 +34,8 @@ from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 from ._core.backoff import Backoff
 from ._core.breaker import BreakerMachine, CircuitState
 from ._core.windows import CountWindow, TimeWindow
-from ._support import clock as _clock
 from ._support.awaitable import DONE
+from ._support.clock import Clock, clock_option
 from ._support.errors import CircuitBreakerOpenError, Rejected
 from ._support.events import EventSource, Severity
 from ._support.listeners import Listeners
@@ -217,12 +217,15 @@ class CircuitBreaker(EventSource):
         seed: int | None = None,
         store: SharedBreakerStore | None = None,
         recovery_timeout: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, got {name!r}")
         if name == "":
             raise ValueError("name must not be empty (None gives 'CircuitBreaker')")
         self.name = name or "CircuitBreaker"
+        # One clock for every reading of this breaker: open-until, slow calls, windows.
+        self._clock = clock_option("clock", clock)
         if failure_threshold is not None:
             number_in("failure_threshold", failure_threshold, *_COUNT, integer=True)
         rate = _fraction("failure_rate_threshold", failure_rate_threshold)
@@ -295,10 +298,15 @@ class CircuitBreaker(EventSource):
 
     # -- state --------------------------------------------------------------------------------
 
+    @property
+    def clock(self) -> Clock:
+        """The clock this breaker reads (``clock=``; by default the running loop's)."""
+        return self._clock
+
     def _now(self) -> float:
         """The time, with the half-open watchdog applied (and announced) as of it: read-outs
         then say what the next call meets."""
-        now = _clock.now()
+        now = self._clock.time()
         machine = self._machine
         if machine.state is CircuitState.HALF_OPEN:
             machine.expire(now)
@@ -349,7 +357,7 @@ class CircuitBreaker(EventSource):
     def _admit(self) -> tuple[int, float]:
         """Admit a call or raise; ``(generation, start time)``."""
         machine = self._machine
-        now = _clock.now() if (machine.state is not CLOSED or self._slow_after) else 0.0
+        now = self._clock.time() if (machine.state is not CLOSED or self._slow_after) else 0.0
         if machine.state is not CLOSED:
             before = machine.state
             retry_after = machine.admit(now)
@@ -446,7 +454,7 @@ class CircuitBreaker(EventSource):
         if not self._counting(generation):
             return
         self._successes += 1
-        now = _clock.now()
+        now = self._clock.time()
         slow_after = self._slow_after
         slow = slow_after is not None and now - start >= slow_after
         before = machine.state
@@ -470,7 +478,7 @@ class CircuitBreaker(EventSource):
             return
         self._failures += 1
         machine = self._machine
-        now = _clock.now()
+        now = self._clock.time()
         slow = self._slow_after is not None and now - start >= self._slow_after
         before = machine.state
         machine.record(now, generation, True, slow)
@@ -624,7 +632,7 @@ class CircuitBreaker(EventSource):
 
     def trip(self) -> None:
         """Open the circuit now, for a normal break."""
-        self._manual("trip", lambda: self._machine.force_open(_clock.now()))
+        self._manual("trip", lambda: self._machine.force_open(self._clock.time()))
 
     def _manual(self, name: str, action: Callable[[], None]) -> None:
         if self._shared is not None:  # every process's breaker, through the store
@@ -633,7 +641,7 @@ class CircuitBreaker(EventSource):
             return
         before = self._machine.state
         action()
-        self._transition(before, _clock.now())
+        self._transition(before, self._clock.time())
 
     def add_state_listener(self, callback: Callable[[CircuitStateChange], Any]) -> None:
         """Like ``on_state_change=``: hear every :class:`CircuitStateChange`."""

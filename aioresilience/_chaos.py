@@ -11,12 +11,12 @@ pipeline's chaos strategy (``_Chaos``, built by ``PipelineBuilder.chaos_fault`` 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import random as _random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
+from ._support.clock import Clock, clock_option
 from ._support.compose import Call, Strategy
 from ._support.context import ResilienceContext
 from ._support.errors import ChaosFault
@@ -84,8 +84,10 @@ class ChaosMonkey(EventSource):
         kill_rate: float = 0.0,
         enabled: bool | Callable[[], bool] = True,
         seed: int | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.failure_rate = chaos_rate("failure_rate", failure_rate)
+        self._clock = clock_option("clock", clock)  # the injected latency sleeps on it
         self.latency_rate = chaos_rate("latency_rate", latency_rate)
         self.kill_rate = chaos_rate("kill_rate", kill_rate)
         self.latency = chaos_latency_range("latency", latency)
@@ -126,7 +128,7 @@ class ChaosMonkey(EventSource):
         if self._roll(self.latency_rate):
             self.injected["latency"] += 1
             self._emit("chaos_injected", Severity.INFO, injection="latency")
-            await asyncio.sleep(self._random.uniform(low, high))
+            await self._clock.sleep(self._random.uniform(low, high))
 
     def kill_connection(self) -> None:
         if self._roll(self.kill_rate):
@@ -170,8 +172,10 @@ class _Chaos(Strategy):
         enabled: bool | Callable[[], bool],
         rng: _random.Random,
         action: Any,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(kind)
+        self._clock = clock_option("clock", clock)  # the injected latency sleeps on it
         self.kind = kind
         self.is_guard = kind != "chaos_outcome"  # the others only act before the call
         self.rate = chaos_rate("rate", rate)
@@ -197,7 +201,7 @@ class _Chaos(Strategy):
             raise action()
         if self.kind == "chaos_latency":
             low, high = action
-            await asyncio.sleep(self._random.uniform(low, high))
+            await self._clock.sleep(self._random.uniform(low, high))
             return _CALL
         if self.kind == "chaos_behavior":
             await action()

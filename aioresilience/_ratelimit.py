@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from copy import copy
 from dataclasses import dataclass
+from functools import partial
 from heapq import heapify, heappop, heappush
 from typing import Any, Final, Generic, ParamSpec, Protocol, TypeVar
 
@@ -30,8 +31,8 @@ from ._core.ratelimit import Decision, RateAlgorithm, decide
 from ._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
-from ._support import clock as _clock
 from ._support.awaitable import DONE
+from ._support.clock import Clock, Timer, clock_option
 from ._support.errors import RateLimited
 from ._support.events import EventSource, Severity
 from ._support.predicates import optional_sync_callable, require_async, wraps
@@ -188,6 +189,7 @@ class RateLimiter(EventSource, Generic[S]):
         "_admitted",
         "_algorithm",
         "_cancelled",
+        "_clock",
         "_dirty",
         "_events",
         "_flush_loop",
@@ -216,6 +218,7 @@ class RateLimiter(EventSource, Generic[S]):
         max_wait: float | None = None,
         max_keys: int = 100_000,
         store: SharedStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         name = text("name", name, optional=True)
         methods = ("reserve", "cancel", "inspect", "fresh_at")
@@ -231,6 +234,8 @@ class RateLimiter(EventSource, Generic[S]):
         self._algorithm = algorithm
         self._reserve = algorithm.reserve
         self._max_wait = _max_wait_of("max_wait", max_wait)
+        # One clock for every reading, deadline and timer of this limiter (DESIGN: time seam).
+        self._clock = clock_option("clock", clock)
         # Keys with waiters, their state held here (see _KeyQueue); and all waiters of all
         # keys in a heap by (due time, arrival) that drives the single timer.
         self._queues: dict[Hashable, _KeyQueue] = {}
@@ -245,7 +250,7 @@ class RateLimiter(EventSource, Generic[S]):
                 finite_positive("algorithm.horizon", getattr(algorithm, "horizon", None)), 1.0
             ),
         )
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._timer_at = 0.0
         self._seq = 0
         self._admitted = self._rejected = self._waited = self._cancelled = 0
@@ -266,7 +271,7 @@ class RateLimiter(EventSource, Generic[S]):
         # measure, and a Python call plus a tuple cost as much as the algorithm itself.
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
-        now = _clock.now()
+        now = self._clock.time()
         store = self._store
         young = store.young
         state = young.get(key)
@@ -290,7 +295,7 @@ class RateLimiter(EventSource, Generic[S]):
             self._check_cost(cost)
         if self._remote is not None:
             self._reserve(None, 0.0, cost, 0.0)  # raises: this limiter decides remotely
-        now = _clock.now()
+        now = self._clock.time()
         queue = self._settled(key, now)
         if queue is None:
             store = self._store
@@ -353,7 +358,7 @@ class RateLimiter(EventSource, Generic[S]):
         """
         if self._remote is not None:
             return self._admit_remotely(self._remote, key, cost, max_wait)
-        now = _clock.now()
+        now = self._clock.time()
         store = self._store
         young = store.young
         state = young.get(key)
@@ -473,7 +478,7 @@ class RateLimiter(EventSource, Generic[S]):
         entry.status = _DONE
         self._waited += 1
         self._admitted += 1
-        self._fold(entry.queue, _clock.now())
+        self._fold(entry.queue, self._clock.time())
 
     def _withdraw(self, entry: _Entry) -> None:
         queue = entry.queue
@@ -496,7 +501,7 @@ class RateLimiter(EventSource, Generic[S]):
         if self._flush_loop is loop:
             self._flush_loop = None
         dirty, self._dirty = self._dirty, []
-        now = loop.time()
+        now = self._clock.time()
         for queue in dirty:
             if queue.dirty:
                 self._replan(queue, now)
@@ -603,12 +608,12 @@ class RateLimiter(EventSource, Generic[S]):
             self._timer = None
             return
         self._timer_at = at = heap[0][0]
-        self._timer = loop.call_at(at, self._wake, loop)
+        self._timer = self._clock.call_at(at, partial(self._wake, loop))
 
     def _forget_dead_waiters(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drop waiters of event loops that are closed: their tasks can never resume (a
         limiter kept across ``asyncio.run`` calls). Their reservations stay counted."""
-        now = loop.time()
+        now = self._clock.time()
         for queue in list(self._queues.values()):
             for entry in queue.entries:
                 future = entry.future
@@ -629,13 +634,13 @@ class RateLimiter(EventSource, Generic[S]):
         self._timer = None
         # Timers may fire a hair before their time (within the clock's resolution) or late;
         # everything due by either bound is released, in (at, arrival) order.
-        due = max(self._timer_at, loop.time())
+        due = max(self._timer_at, self._clock.time())
         if self._dirty:
             # Cancellations first: a waiter behind a cancelled one is released on its new
             # slot, never on the stale one.
             self._flush(loop)
         heap = self._heap
-        late = loop.time() - _LATE
+        late = self._clock.time() - _LATE
         while heap and heap[0][0] <= due:
             at, _, entry = heappop(heap)
             if at == entry.at and entry.status == _QUEUED:  # else stale or cancelled
@@ -726,7 +731,7 @@ class RateLimiter(EventSource, Generic[S]):
         """Cost admissible for ``key`` right now, consuming nothing (in-memory limiters)."""
         if self._remote is not None:
             self._reserve(None, 0.0, 1, 0.0)  # raises: this limiter decides remotely
-        now = _clock.now()
+        now = self._clock.time()
         queue = self._settled(key, now)
         state = self._store.get(key, now) if queue is None else queue.state
         return self._algorithm.inspect(state, now)[0]
@@ -734,6 +739,11 @@ class RateLimiter(EventSource, Generic[S]):
     @property
     def store(self) -> KeyStore[S]:
         return self._store
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this limiter reads and waits on (``clock=``; by default the loop's)."""
+        return self._clock
 
     def _parameters(self) -> str:
         return ""
@@ -847,6 +857,7 @@ class TokenBucket(RateLimiter[int]):
         max_wait: float | None = None,
         max_keys: int = 100_000,
         store: SharedStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if rate is not None and capacity is None and refill_rate is None:
             count, period = parse_rate("rate", rate)
@@ -866,6 +877,7 @@ class TokenBucket(RateLimiter[int]):
             max_wait=max_wait,
             max_keys=max_keys,
             store=store,
+            clock=clock,
         )
 
     def _parameters(self) -> str:
@@ -894,6 +906,7 @@ class LeakyBucket(RateLimiter[int]):
         max_wait: float | None = None,
         max_keys: int = 100_000,
         store: SharedStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if rate is not None and capacity is None and leak_rate is None:
             count, period = parse_rate("rate", rate)
@@ -913,7 +926,9 @@ class LeakyBucket(RateLimiter[int]):
             algorithm = LeakyBucketMeter(self.capacity, self.leak_rate)
         else:
             algorithm = LeakyBucketShaper(self.capacity, self.leak_rate)
-        super().__init__(algorithm, name=name, max_wait=max_wait, max_keys=max_keys, store=store)
+        super().__init__(
+            algorithm, name=name, max_wait=max_wait, max_keys=max_keys, store=store, clock=clock
+        )
 
     def _parameters(self) -> str:
         return f"mode={self.mode} capacity={self.capacity} leak_rate={self.leak_rate:g}/s"
@@ -936,6 +951,7 @@ class GCRA(RateLimiter[int]):
         max_wait: float | None = None,
         max_keys: int = 100_000,
         store: SharedStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         count, seconds = _rate_or(rate, limit, period, ("limit", "period"))
         self.limit_ = _count("limit", count)
@@ -948,6 +964,7 @@ class GCRA(RateLimiter[int]):
             max_wait=max_wait,
             max_keys=max_keys,
             store=store,
+            clock=clock,
         )
 
     def _parameters(self) -> str:
@@ -971,6 +988,7 @@ class _WindowLimiter(RateLimiter[S]):
         max_wait: float | None = None,
         max_keys: int = 100_000,
         store: SharedStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         count, seconds = _rate_or(
             rate, max_requests, window_seconds, ("max_requests", "window_seconds")
@@ -983,6 +1001,7 @@ class _WindowLimiter(RateLimiter[S]):
             max_wait=max_wait,
             max_keys=max_keys,
             store=store,
+            clock=clock,
         )
 
     def _parameters(self) -> str:

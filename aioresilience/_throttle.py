@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ._core.budget import throttle_probability
 from ._core.windows import TimeWindow
-from ._support import clock as _clock
+from ._support.clock import Clock, clock_option
 from ._support.errors import Throttled
 from ._support.events import EventSource, Severity
 from ._support.predicates import ExceptionFilter, decorate, exception_predicate
@@ -38,8 +38,10 @@ class AdaptiveThrottle(EventSource):
         overload: ExceptionFilter = Exception,
         seed: int | None = None,
         name: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "AdaptiveThrottle"
+        self._clock = clock_option("clock", clock)  # the window's time
         self.k = finite_positive("k", k)
         self._window = TimeWindow(divisor("window", window))
         self._overload = exception_predicate("overload", overload)
@@ -49,11 +51,11 @@ class AdaptiveThrottle(EventSource):
 
     def probability(self) -> float:
         """The current chance that a call is refused locally."""
-        requests, rejected, _ = self._window.totals(_clock.now())
+        requests, rejected, _ = self._window.totals(self._clock.time())
         return throttle_probability(requests, requests - rejected, self.k)
 
     def _admit(self) -> float:
-        now = _clock.now()
+        now = self._clock.time()
         window = self._window
         requests, rejected, _ = window.totals(now)
         if self._random() < throttle_probability(requests, requests - rejected, self.k):
@@ -70,9 +72,9 @@ class AdaptiveThrottle(EventSource):
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            self._window.record(_clock.now(), self._overload(exc), False)
+            self._window.record(self._clock.time(), self._overload(exc), False)
             raise
-        self._window.record(_clock.now(), False, False)
+        self._window.record(self._clock.time(), False, False)
         return result
 
     def __call__(

@@ -44,7 +44,6 @@ import types
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
-from .._support import clock as _clock
 from .._support.errors import ResilienceError
 
 if TYPE_CHECKING:
@@ -191,15 +190,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # What the loop registered for itself while being built is its self-pipe: the channel
         # through which the sources counted below wake it, not a source of its own.
         self._vt_own_fds = frozenset(key.fd for key in self._vt_selector.get_map().values())
-        # Tell the front-ends to read clocks from loops while this one exists.
-        _clock.register_loop_clock()
-        self._clock_registered = True
-
-    def close(self) -> None:
-        super().close()
-        if self._clock_registered:
-            self._clock_registered = False
-            _clock.unregister_loop_clock()
+        # Nothing to register: every primitive's default clock is the running loop's time().
 
     def time(self) -> float:
         return self._virtual_now

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..._core.breaker import CircuitState
 from ..._core.windows import CountWindow
-from ..._support import clock as _clock
 from ..._support.errors import CircuitBreakerOpenError
 from ..._support.events import Severity
 from ._batcher import BREAKER_OPEN, Outage, StoreView
@@ -65,6 +64,7 @@ class RedisBreaker:
         "_config",
         "_epoch",
         "_last_break",
+        "_now",
         "_refresh_at",
         "breaker",
         "generation",
@@ -106,6 +106,7 @@ class RedisBreaker:
             )
         )
         self.key = f"{store.prefix}:breaker:{{{breaker.name}}}"
+        self._now = breaker.clock.time  # the breaker's own clock: one clock per deadline
         self.state = CircuitState.CLOSED
         self.generation = self.opens = 0
         self.open_until = 0.0
@@ -118,7 +119,7 @@ class RedisBreaker:
     # -- the view -------------------------------------------------------------------------------
 
     def current_state(self) -> CircuitState:
-        if self.state is CircuitState.OPEN and _clock.now() >= self.open_until:
+        if self.state is CircuitState.OPEN and self._now() >= self.open_until:
             return CircuitState.HALF_OPEN
         return self.state
 
@@ -126,7 +127,7 @@ class RedisBreaker:
         if self.state is CircuitState.ISOLATED:
             return math.inf
         if self.state is CircuitState.OPEN:
-            return max(0.0, self.open_until - _clock.now())
+            return max(0.0, self.open_until - self._now())
         return 0.0
 
     def _break_us(self) -> float:
@@ -157,7 +158,7 @@ class RedisBreaker:
         if error is not None or isinstance(values, Outage):
             self._note_outage(error if values is None else values.error)  # type: ignore[union-attr]
         elif values is not None and epoch == self._epoch:  # else sent before a manual action
-            self._sync(values, _clock.now())
+            self._sync(values, self._now())
 
     def _note_outage(self, error: BaseException | None) -> None:
         breaker = self.breaker
@@ -180,7 +181,7 @@ class RedisBreaker:
 
     async def admit(self) -> Ticket:
         """Admit a call, or raise :class:`CircuitBreakerOpenError`."""
-        now = _clock.now()
+        now = self._now()
         state = self.state
         if state is CircuitState.OPEN and now < self.open_until:
             # The break is known: refused here, with no round trip. A view older than the
@@ -202,7 +203,7 @@ class RedisBreaker:
             self._note_outage(reply.error)
             generation, start = self.breaker._admit()  # the local fallback decides
             return Ticket(generation, start, shared=False)
-        now = _clock.now()
+        now = self._now()
         if epoch == self._epoch:
             self._sync(reply, now)
         if reply[0] == 1:
@@ -256,7 +257,7 @@ class RedisBreaker:
         else:
             breaker._successes += 1
         slow_after = breaker._slow_after
-        slow = slow_after is not None and _clock.now() - ticket.start >= slow_after
+        slow = slow_after is not None and self._now() - ticket.start >= slow_after
         self._send("o", int(failed) + 2 * int(slow), ticket.generation)
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
@@ -283,7 +284,7 @@ class RedisBreaker:
         break_us = self._break_us()
         self._epoch += 1
         self._send("m", _MANUAL[action], self.generation, break_us)
-        now = _clock.now()
+        now = self._now()
         if action == "trip":
             self.open_until = now + break_us / _PER_S
         self.state = {
