@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -67,28 +68,40 @@ class LoopClock:
     Outside a running loop (a synchronous ``try_acquire()`` at start-up, say) ``time()`` is
     ``time.monotonic()``, the clock asyncio's own loops run on.
 
-    Why each instance remembers a loop: on CPython 3.11 ``asyncio.get_running_loop()`` makes a
-    ``getpid()`` system call each time, which costs more than a whole rate-limit decision. So
-    ``time()`` keeps the loop it last found (with the thread it found it in) and asks again only
-    when that loop is no longer running in the calling thread: a thread runs at most one loop at
-    a time, so "this thread's remembered loop is running" means "it is this thread's running
-    loop" (``AbstractEventLoop.is_running`` and ``threading.get_ident`` are both documented).
-    Each primitive gets its own instance (:func:`clock_option`), so two primitives on two
-    threads' loops never evict each other's loop.
+    How ``time()`` finds the loop depends on the interpreter, by measurement (a primitive's
+    hot path reads the clock once per call). From CPython 3.12 ``asyncio.get_running_loop()`` is
+    a cheap C call and is asked every time. On 3.11 it makes a ``getpid()`` system call each
+    time, so there ``time()`` remembers the loop it last found (with the thread it found it in)
+    and asks again only when that loop is no longer running in the calling thread: a thread runs
+    at most one loop at a time, so "this thread's remembered loop is running" means "it is this
+    thread's running loop" (``AbstractEventLoop.is_running`` and ``threading.get_ident`` are
+    both documented). Each primitive gets its own instance (:func:`clock_option`), so primitives
+    on two threads' loops never evict each other's loop.
     """
 
     __slots__ = ("_bound",)
 
     def __init__(self) -> None:
         # (thread id, loop.is_running, loop.time), replaced as one tuple: a reader in another
-        # thread sees the old triple or the new one, never half of each.
+        # thread sees the old triple or the new one, never half of each. (Used on 3.11 only.)
         self._bound: tuple[int, Callable[[], bool], Callable[[], float]] = (0, _unbound, _monotonic)
 
-    def time(self) -> float:
-        thread, running, now = self._bound
-        if thread == _get_ident() and running():
-            return now()
-        return self._bind()
+    if sys.version_info >= (3, 12):
+
+        def time(self) -> float:
+            try:
+                loop = _running_loop()
+            except RuntimeError:  # no running loop: the documented answer of get_running_loop()
+                return _monotonic()
+            return loop.time()
+
+    else:
+
+        def time(self) -> float:
+            thread, running, now = self._bound
+            if thread == _get_ident() and running():
+                return now()
+            return self._bind()
 
     def _bind(self) -> float:
         try:
