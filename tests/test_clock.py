@@ -336,3 +336,14 @@ async def test_no_deadline_is_computed_on_one_clock_and_fired_on_another() -> No
         await queue.put(2, timeout=3.0)
     assert loop.time() - began == pytest.approx(3.0)
     assert clock.timers == 3  # every timer went through the primitive's clock
+
+
+async def test_the_readme_manual_clock_example_runs() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "ManualClock(" in b]
+    namespace: dict[str, Any] = {"ar": ar, "asyncio": asyncio}
+    exec(compile(block, "README.md", "exec"), namespace)
+    await namespace["manual"]()

@@ -18,7 +18,7 @@ program, while a missed deadlock only costs a diagnosis (here the pytest plugin'
 Limits, by design:
 
 - Only the *loop's* clock is virtual. Code that reads ``time.monotonic()`` or ``time.time()``
-  itself sees real time; aioresilience reads the loop's clock everywhere.
+  itself sees real time; aioresilience reads the loop's clock (or the ``clock=`` it was given).
 - The clock jumps whenever the loop has nothing to do, even if a thread or another process is
   about to answer; work that waits on them with a timeout can time out at once. Await such work
   without a timeout, or run it on a normal loop.
