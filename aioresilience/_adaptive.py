@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._core import adaptive as _core
-from ._support import clock as _clock
+from ._support.clock import Clock, clock_option
 from ._support.errors import ConcurrencyLimited, Rejected
 from ._support.events import EventSource, Severity
 from ._support.guard import GuardForms, ticket_stack
@@ -116,8 +116,10 @@ class AdaptiveLimiter(GuardForms, EventSource):
         sample_window: float = 0.1,
         min_samples: int = 10,
         name: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "AdaptiveLimiter"
+        self._clock = clock_option("clock", clock)  # round-trip times and sample windows
         self.algorithm = algorithm if algorithm is not None else Vegas()
         if not callable(getattr(self.algorithm, "update", None)):
             raise TypeError(
@@ -138,7 +140,7 @@ class AdaptiveLimiter(GuardForms, EventSource):
         # throughput chases that noise.
         self.sample_window = non_negative_or_none("sample_window", sample_window) or 0.0
         self.min_samples = positive_int("min_samples", min_samples)
-        self._window_start = _clock.now()
+        self._window_start = self._clock.time()
         self._rtt_sum = 0.0
         self._samples = 0
         self._peak_in_flight = 0
@@ -148,7 +150,9 @@ class AdaptiveLimiter(GuardForms, EventSource):
         self.limit = initial
         self.in_flight = 0
         self._admitted = self._rejected = self._dropped = 0
-        self._history: deque[tuple[float, int]] = deque([(_clock.now(), initial)], maxlen=1000)
+        self._history: deque[tuple[float, int]] = deque(
+            [(self._clock.time(), initial)], maxlen=1000
+        )
         # Start times of `async with` entries, per task (a stack, for nesting).
         self._tickets = ticket_stack(f"adaptive.{self.name}")
 
@@ -163,7 +167,7 @@ class AdaptiveLimiter(GuardForms, EventSource):
             )
         self.in_flight += 1
         self._admitted += 1
-        return _clock.now()
+        return self._clock.time()
 
     def release(self, started: float, exc: BaseException | None = None) -> None:
         """End a call: feed the algorithm unless it was cancelled. Raises ``ValueError`` if
@@ -178,7 +182,7 @@ class AdaptiveLimiter(GuardForms, EventSource):
             if isinstance(exc, _DROPS):
                 self._dropped += 1
                 self._window_dropped = True
-        now = _clock.now()
+        now = self._clock.time()
         self._rtt_sum += now - started
         samples = self._samples = self._samples + 1
         if in_flight > self._peak_in_flight:

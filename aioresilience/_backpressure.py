@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from ._support.clock import Clock, clock_option
 from ._support.errors import QueueClosed, QueueFull
 from ._support.events import EventSource, Severity
 from ._support.listeners import logger
@@ -82,8 +84,10 @@ class BackpressureQueue(EventSource, Generic[T]):
         high_watermark: int | None = None,
         low_watermark: int | None = None,
         name: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "BackpressureQueue"
+        self._clock = clock_option("clock", clock)  # a blocked put's timeout runs on it
         self.maxsize = positive_int("maxsize", maxsize)
         self.policy: Policy = one_of("policy", policy, _POLICIES)  # type: ignore[assignment]
         on_drop = optional_sync_callable("on_drop", on_drop)
@@ -193,7 +197,11 @@ class BackpressureQueue(EventSource, Generic[T]):
         future: asyncio.Future[None] = loop.create_future()
         entry = (item, future)
         self._putters.append(entry)
-        timer = None if timeout is None else loop.call_later(timeout, self._expire, entry)
+        if timeout is None:
+            timer = None
+        else:
+            clock = self._clock
+            timer = clock.call_at(clock.time() + timeout, functools.partial(self._expire, entry))
         try:
             await future
         except asyncio.CancelledError:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._core.backoff import Backoff
 from ._core.breaker import BreakerMachine, BreakerOptions, CircuitState, Refused
-from ._support import clock as _clock
+from ._support.clock import Clock, clock_option
 from ._support.errors import CircuitBreakerOpenError, Rejected
 from ._support.events import EventSource, Severity
 from ._support.guard import NO_RESULT, GuardForms, ticket_stack
@@ -227,12 +227,15 @@ class CircuitBreaker(GuardForms, EventSource):
         seed: int | None = None,
         store: BreakerStore | None = None,
         recovery_timeout: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, got {name!r}")
         if name == "":
             raise ValueError("name must not be empty (None gives 'CircuitBreaker')")
         self.name = name or "CircuitBreaker"
+        # One clock for every reading of this breaker: open-until, slow calls, windows.
+        self._clock = clock_option("clock", clock)
         if failure_threshold is not None:
             number_in("failure_threshold", failure_threshold, *_COUNT, integer=True)
         rate = _fraction("failure_rate_threshold", failure_rate_threshold)
@@ -268,6 +271,7 @@ class CircuitBreaker(GuardForms, EventSource):
             number_in("seed", seed, -math.inf, math.inf, integer=True)
         self.options = BreakerOptions(
             name=self.name,
+            clock=self._clock,
             failure_threshold=failure_threshold,
             failure_rate_threshold=rate,
             slow_call_rate_threshold=slow_rate,
@@ -311,18 +315,23 @@ class CircuitBreaker(GuardForms, EventSource):
     # -- state --------------------------------------------------------------------------------
 
     @property
+    def clock(self) -> Clock:
+        """The clock this breaker reads (``clock=``; by default the running loop's)."""
+        return self._clock
+
+    @property
     def state(self) -> CircuitState:
         """The current state; an OPEN breaker whose break has ended reads HALF_OPEN, a
         HALF_OPEN one whose probes outlived ``half_open_max_duration`` reads OPEN. (Shared:
         this process's latest view of the state in the store.)"""
-        return self._state.read_state(_clock.now())
+        return self._state.read_state(self._clock.time())
 
     @property
     def retry_after(self) -> float:
         """Seconds after which the next call can be admitted (0: now; ``inf`` while
         isolated): the time left open, or while the probes run, a short hint that follows
         them (see the README)."""
-        return self._state.retry_after(_clock.now())
+        return self._state.retry_after(self._clock.time())
 
     def _announce(
         self, before: CircuitState, after: CircuitState, now: float, retry_after: float
@@ -351,7 +360,7 @@ class CircuitBreaker(GuardForms, EventSource):
             flag = [True]
             inside.set(flag)
             return state.try_admit(0.0), 0.0, flag
-        now = _clock.now()
+        now = self._clock.time()
         admitted = state.try_admit(now)
         if admitted.__class__ is _Coroutine:
             return self._admitted(admitted)
@@ -367,7 +376,7 @@ class CircuitBreaker(GuardForms, EventSource):
             raise self._refusal(admitted)
         flag = [True]
         self._inside.set(flag)  # awaited in the caller's own context: marks its entry
-        return admitted, _clock.now(), flag
+        return admitted, self._clock.time(), flag
 
     def _refusal(self, refused: Refused) -> CircuitBreakerOpenError:
         self._rejected += 1
@@ -412,7 +421,7 @@ class CircuitBreaker(GuardForms, EventSource):
                 self._ignored += 1
 
     def _record(self, admitted: Any, start: float, failed: bool) -> None:
-        now = _clock.now()
+        now = self._clock.time()
         slow_after = self._slow_after
         slow = slow_after is not None and now - start >= slow_after
         if self._state.on_outcome(admitted, now, failed, slow):
@@ -425,20 +434,20 @@ class CircuitBreaker(GuardForms, EventSource):
 
     def isolate(self) -> None:
         """Force the circuit open until :meth:`reset` (calls refused, ``retry_after=inf``)."""
-        self._state.manual("isolate", _clock.now())
+        self._state.manual("isolate", self._clock.time())
 
     def disable(self) -> None:
         """Force the circuit closed until :meth:`reset`: everything admitted, nothing counted
         (nor are calls admitted while disabled, whenever they end)."""
-        self._state.manual("disable", _clock.now())
+        self._state.manual("disable", self._clock.time())
 
     def reset(self) -> None:
         """Back to CLOSED with empty statistics windows."""
-        self._state.manual("reset", _clock.now())
+        self._state.manual("reset", self._clock.time())
 
     def trip(self) -> None:
         """Open the circuit now, for a normal break."""
-        self._state.manual("trip", _clock.now())
+        self._state.manual("trip", self._clock.time())
 
     def add_state_listener(self, callback: Callable[[CircuitStateChange], Any]) -> None:
         """Like ``on_state_change=``: hear every :class:`CircuitStateChange`."""
@@ -448,7 +457,7 @@ class CircuitBreaker(GuardForms, EventSource):
 
     def statistics(self) -> CircuitBreakerStatistics:
         state = self._state
-        now = _clock.now()
+        now = self._clock.time()
         calls, failures, slow = state.window_totals(now)
         return CircuitBreakerStatistics(
             name=self.name,

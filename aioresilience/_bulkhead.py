@@ -29,7 +29,7 @@ from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ._support import clock as _clock
+from ._support.clock import Clock, clock_option
 from ._support.errors import BulkheadFull
 from ._support.events import EventSource, Severity
 from ._support.guard import GuardForms
@@ -96,6 +96,7 @@ class Bulkhead(GuardForms, EventSource):
     __slots__ = (
         "_active",
         "_admitted",
+        "_clock",
         "_events",
         "_full_releases",
         "_full_since",
@@ -120,11 +121,14 @@ class Bulkhead(GuardForms, EventSource):
         max_queue: int = 0,
         max_wait: float | None = None,
         name: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "Bulkhead"
         self._max = positive_int("max_concurrent", max_concurrent)
         self._max_queue = non_negative_int("max_queue", max_queue)
         self._max_wait = non_negative_or_none("max_wait", max_wait)
+        # One clock for max_wait's deadline and the full spells behind retry_after.
+        self._clock = clock_option("clock", clock)
         self._active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._admitted = self._rejected = self._peak = 0
@@ -170,7 +174,7 @@ class Bulkhead(GuardForms, EventSource):
             if active > self._peak:
                 self._peak = active
             if active == self._max:
-                self._full_since = _clock.now()  # a full spell begins
+                self._full_since = self._clock.time()  # a full spell begins
             return None
         if len(self._waiters) >= self._max_queue:
             self._rejected += 1
@@ -186,7 +190,7 @@ class Bulkhead(GuardForms, EventSource):
         """When a slot should free up for a new caller (see the module doc), or None."""
         full_time = self._full_time
         if self._active == self._max:  # the current full spell counts up to now
-            full_time += _clock.now() - self._full_since
+            full_time += self._clock.time() - self._full_since
         time_mark, releases_mark = self._mark
         releases = self._full_releases - releases_mark
         if releases:
@@ -201,11 +205,13 @@ class Bulkhead(GuardForms, EventSource):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._waiters.append(future)
-        timer = (
-            None
-            if self._max_wait is None
-            else loop.call_later(self._max_wait, self._expire, future)
-        )
+        if self._max_wait is None:
+            timer = None
+        else:
+            clock = self._clock
+            timer = clock.call_at(
+                clock.time() + self._max_wait, functools.partial(self._expire, future)
+            )
         try:
             await future
         except asyncio.CancelledError:
@@ -247,7 +253,7 @@ class Bulkhead(GuardForms, EventSource):
             self._full_releases += 1
             if waiters and self._hand_over():
                 return  # still full
-            self._full_time += _clock.now() - self._full_since  # the full spell ends
+            self._full_time += self._clock.time() - self._full_since  # the full spell ends
         elif not active:
             raise ValueError(f"{self.name}: release() without a slot held")
         elif waiters and self._hand_over():  # (waiters queue only behind a full bulkhead)
@@ -352,10 +358,12 @@ class PartitionedBulkhead(Generic[K]):
         max_wait: float | None = None,
         max_partitions: int = 1000,
         name: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "PartitionedBulkhead"
         # Validate once, up front, by building the template partition.
-        Bulkhead(max_concurrent, max_queue=max_queue, max_wait=max_wait)
+        Bulkhead(max_concurrent, max_queue=max_queue, max_wait=max_wait, clock=clock)
+        self._clock = clock  # None: each partition reads the running loop's clock
         self._max_queue = max_queue
         self._max_wait = max_wait
         self._max_concurrent = max_concurrent
@@ -384,6 +392,7 @@ class PartitionedBulkhead(Generic[K]):
             max_queue=self._max_queue,
             max_wait=self._max_wait,
             name=f"{self.name}[{key!r}]",
+            clock=self._clock,
         )
         partitions[key] = bulkhead
         return bulkhead

@@ -12,12 +12,12 @@ pipeline's chaos strategies, built by ``PipelineBuilder.chaos_fault`` / ``chaos_
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import random as _random
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
+from ._support.clock import Clock, clock_option
 from ._support.compose import Call, Core, Strategy
 from ._support.context import ResilienceContext
 from ._support.errors import ChaosFault
@@ -94,8 +94,10 @@ class ChaosMonkey(EventSource):
         kill_rate: float = 0.0,
         enabled: bool | Callable[[], bool] = True,
         seed: int | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.failure_rate = chaos_rate("failure_rate", failure_rate)
+        self._clock = clock_option("clock", clock)  # the injected latency sleeps on it
         self.latency_rate = chaos_rate("latency_rate", latency_rate)
         self.kill_rate = chaos_rate("kill_rate", kill_rate)
         self.latency = chaos_latency_range("latency", latency)
@@ -136,7 +138,7 @@ class ChaosMonkey(EventSource):
         if self._roll(self.latency_rate):
             self.injected["latency"] += 1
             self._emit("chaos_injected", Severity.INFO, injection="latency")
-            await asyncio.sleep(self._random.uniform(low, high))
+            await self._clock.sleep(self._random.uniform(low, high))
 
     def kill_connection(self) -> None:
         if self._roll(self.kill_rate):
@@ -180,8 +182,10 @@ class _ChaosStrategy(Strategy):
         enabled: bool | Callable[[], bool],
         rng: _random.Random,
         action: Any,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(kind)
+        self._clock = clock_option("clock", clock)  # the injected latency sleeps on it
         self.kind = kind
         self.rate = chaos_rate("rate", rate)
         self._enabled = chaos_switch(enabled)
@@ -220,7 +224,7 @@ class ChaosGuard(_ChaosStrategy):
             raise action()
         if self.kind == "chaos_latency":
             low, high = action
-            return asyncio.sleep(self._random.uniform(low, high))
+            return self._clock.sleep(self._random.uniform(low, high))
         return action()  # chaos_behavior: a coroutine function, checked by the builder
 
 
@@ -236,12 +240,17 @@ class ChaosOutcome(_ChaosStrategy):
 
 
 def chaos_strategy(
-    kind: str, rate: float, enabled: bool | Callable[[], bool], rng: _random.Random, action: Any
+    kind: str,
+    rate: float,
+    enabled: bool | Callable[[], bool],
+    rng: _random.Random,
+    action: Any,
+    clock: Clock | None = None,
 ) -> ChaosGuard | ChaosOutcome:
     """The pipeline strategy of chaos ``kind`` (``chaos_fault``, ``chaos_latency``,
-    ``chaos_behavior`` or ``chaos_outcome``)."""
+    ``chaos_behavior`` or ``chaos_outcome``); injected latency sleeps on ``clock``."""
     if kind == "chaos_outcome":
-        return ChaosOutcome(kind, rate, enabled, rng, action)
+        return ChaosOutcome(kind, rate, enabled, rng, action, clock)
     if kind in ("chaos_fault", "chaos_latency", "chaos_behavior"):
-        return ChaosGuard(kind, rate, enabled, rng, action)
+        return ChaosGuard(kind, rate, enabled, rng, action, clock)
     raise ValueError(f"kind must be a chaos strategy's kind, got {kind!r}")

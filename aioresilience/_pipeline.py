@@ -33,6 +33,7 @@ from ._hedging import Hedge, HedgeStrategy
 from ._ratelimit import RateLimiter, RateLimitStrategy, TokenBucket
 from ._retry import Retry, RetryBudget, RetryStrategy
 from ._shedding import LoadShedder, LoadShedStrategy, Priority
+from ._support.clock import Clock, clock_option
 from ._support.compose import (
     Call,
     GuardStrategy,
@@ -166,10 +167,14 @@ class Pipeline:
             self.execute = operator.call  # type: ignore[method-assign]
 
     @staticmethod
-    def builder(name: str = "pipeline", *, seed: int | None = None) -> PipelineBuilder:
+    def builder(
+        name: str = "pipeline", *, seed: int | None = None, clock: Clock | None = None
+    ) -> PipelineBuilder:
         """A :class:`PipelineBuilder`; ``seed`` makes every random choice of the strategies
-        built from options (jitter, chaos) reproducible."""
-        return PipelineBuilder(name, seed=seed)
+        built from options (jitter, chaos) reproducible; ``clock`` is handed to every strategy
+        built from options (primitives given ready-made keep their own clock; timeouts run on
+        the loop's clock, see :func:`aioresilience.timeout`)."""
+        return PipelineBuilder(name, seed=seed, clock=clock)
 
     def execute(
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
@@ -314,13 +319,23 @@ def _given_or_built(
 class PipelineBuilder:
     """Add strategies outermost first, then :meth:`build`."""
 
-    def __init__(self, name: str = "pipeline", *, seed: int | None = None) -> None:
+    def __init__(
+        self, name: str = "pipeline", *, seed: int | None = None, clock: Clock | None = None
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         self.name = name
         self.seed = seed
+        # Handed to the strategies built from options; None: each reads the loop's clock.
+        self.clock = None if clock is None else clock_option("clock", clock)
         self._strategies: list[Strategy] = []
         self._built = False
+
+    def _clock_into(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` with the builder's clock as ``clock=``, unless they name one."""
+        if self.clock is not None:
+            options.setdefault("clock", self.clock)
+        return options
 
     def _add(self, strategy: Strategy) -> PipelineBuilder:
         if self._built:
@@ -341,6 +356,8 @@ class PipelineBuilder:
     ) -> PipelineBuilder:
         """An existing limiter, or ``rate="100/s"`` (and TokenBucket options) for a new one.
         ``key(context)`` picks the key per call."""
+        if limiter is None and options:
+            self._clock_into(options)
         limiter = _given_or_built("limiter", limiter, RateLimiter, TokenBucket, options)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the context, got {key!r}")
@@ -349,6 +366,7 @@ class PipelineBuilder:
     def retry(self, policy: Retry | None = None, **options: Any) -> PipelineBuilder:
         if policy is None:
             options.setdefault("seed", self.seed)
+            self._clock_into(options)
         policy = _given_or_built("policy", policy, Retry, Retry, options)
         return self._add(RetryStrategy(policy))
 
@@ -357,6 +375,7 @@ class PipelineBuilder:
     ) -> PipelineBuilder:
         if breaker is None:
             options.setdefault("seed", self.seed)
+            self._clock_into(options)
         breaker = _given_or_built("breaker", breaker, CircuitBreaker, CircuitBreaker, options)
         return self._add(GuardStrategy("circuit_breaker", breaker))
 
@@ -365,7 +384,7 @@ class PipelineBuilder:
             size = bulkhead if bulkhead is not None else options.pop("max_concurrent", None)
             if size is None:
                 raise TypeError("bulkhead() needs a Bulkhead or max_concurrent")
-            bulkhead = Bulkhead(size, **options)
+            bulkhead = Bulkhead(size, **self._clock_into(options))
         elif options:
             raise TypeError(f"give a Bulkhead or options, not both: {sorted(options)}")
         return self._add(GuardStrategy("bulkhead", bulkhead))
@@ -380,6 +399,8 @@ class PipelineBuilder:
     def adaptive_limit(
         self, limiter: AdaptiveLimiter | None = None, **options: Any
     ) -> PipelineBuilder:
+        if limiter is None:
+            self._clock_into(options)
         limiter = _given_or_built("limiter", limiter, AdaptiveLimiter, AdaptiveLimiter, options)
         return self._add(GuardStrategy("adaptive_limit", limiter))
 
@@ -415,7 +436,9 @@ class PipelineBuilder:
         # adding one does not shift the others' sequences.
         # (A str seed is hashed with SHA-512 by random.Random: stable across processes.)
         seed = None if self.seed is None else f"{self.seed}:{len(self._strategies)}:{kind}"
-        return self._add(chaos_strategy(kind, rate, enabled, random.Random(seed), action))
+        return self._add(
+            chaos_strategy(kind, rate, enabled, random.Random(seed), action, self.clock)
+        )
 
     def chaos_fault(
         self,

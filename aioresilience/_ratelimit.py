@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Hashable
 from copy import copy
 from dataclasses import dataclass
+from functools import partial
 from heapq import heapify, heappop, heappush
 from typing import Any, Final, Generic, ParamSpec, TypeVar
 
@@ -38,7 +39,7 @@ from ._core.ratelimit import Decision, RateAlgorithm, decide
 from ._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
-from ._support import clock as _clock
+from ._support.clock import Clock, Timer, clock_option
 from ._support.compose import Core, Strategy, _async_with_core, _overrides
 from ._support.context import ResilienceContext, context_var
 from ._support.errors import RateLimited
@@ -173,6 +174,7 @@ class LocalLimit(Generic[S]):
 
     __slots__ = (
         "_algorithm",
+        "_clock",
         "_dirty",
         "_flush_loop",
         "_heap",
@@ -194,6 +196,8 @@ class LocalLimit(Generic[S]):
         self.limit = algorithm.max_cost
         self._algorithm = algorithm
         self._reserve = algorithm.reserve
+        # The limiter's clock: every reading, deadline and timer of this state (time seam).
+        self._clock = options.clock
         # Keys with waiters, their state held here (see _KeyQueue); and all waiters of all
         # keys in a heap by (due time, arrival) that drives the single timer.
         self._queues: dict[Hashable, _KeyQueue] = {}
@@ -203,14 +207,14 @@ class LocalLimit(Generic[S]):
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._queued = 0  # waiters not yet released
         self.store: KeyStore[S] = KeyStore(max_keys=max_keys, period=max(algorithm.horizon, 1.0))
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._timer_at = 0.0
         self._seq = 0
 
     # -- the LimiterState protocol ----------------------------------------------------------
 
     def decide(self, key: Hashable, cost: int) -> Decision:
-        now = _clock.now()
+        now = self._clock.time()
         queue = self._settled(key, now)
         if queue is None:
             store = self.store
@@ -230,7 +234,7 @@ class LocalLimit(Generic[S]):
         pipelines): the store's hit (a key in its young generation, no rotation due) is
         inlined (as in :meth:`try_now`), everything else goes through its methods.
         """
-        now = _clock.now()
+        now = self._clock.time()
         store = self.store
         young = store.young
         state = young.get(key)
@@ -261,7 +265,7 @@ class LocalLimit(Generic[S]):
         """Admit ``cost`` now (``None``) or refuse, returning the retry-after; never waits.
         The claim of :meth:`acquire` with ``max_wait=0``, inlined: this is the hot path the
         benchmarks measure, and a Python call plus a tuple cost as much as the algorithm."""
-        now = _clock.now()
+        now = self._clock.time()
         store = self.store
         young = store.young
         state = young.get(key)
@@ -278,7 +282,7 @@ class LocalLimit(Generic[S]):
 
     def remaining(self, key: Hashable) -> int:
         """Cost admissible for ``key`` right now, consuming nothing."""
-        now = _clock.now()
+        now = self._clock.time()
         queue = self._settled(key, now)
         state = self.store.get(key, now) if queue is None else queue.state
         return self._algorithm.inspect(state, now)[0]
@@ -361,7 +365,7 @@ class LocalLimit(Generic[S]):
             self._withdraw(entry)
             raise
         entry.status = _DONE
-        self._fold(entry.queue, _clock.now())
+        self._fold(entry.queue, self._clock.time())
         return True
 
     def _withdraw(self, entry: _Entry) -> None:
@@ -385,7 +389,7 @@ class LocalLimit(Generic[S]):
         if self._flush_loop is loop:
             self._flush_loop = None
         dirty, self._dirty = self._dirty, []
-        now = loop.time()
+        now = self._clock.time()
         for queue in dirty:
             if queue.dirty:
                 self._replan(queue, now)
@@ -492,12 +496,12 @@ class LocalLimit(Generic[S]):
             self._timer = None
             return
         self._timer_at = at = heap[0][0]
-        self._timer = loop.call_at(at, self._wake, loop)
+        self._timer = self._clock.call_at(at, partial(self._wake, loop))
 
     def _forget_dead_waiters(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drop waiters of event loops that are closed: their tasks can never resume (a
         limiter kept across ``asyncio.run`` calls). Their reservations stay counted."""
-        now = loop.time()
+        now = self._clock.time()
         for queue in list(self._queues.values()):
             for entry in queue.entries:
                 future = entry.future
@@ -518,13 +522,13 @@ class LocalLimit(Generic[S]):
         self._timer = None
         # Timers may fire a hair before their time (within the clock's resolution) or late;
         # everything due by either bound is released, in (at, arrival) order.
-        due = max(self._timer_at, loop.time())
+        due = max(self._timer_at, self._clock.time())
         if self._dirty:
             # Cancellations first: a waiter behind a cancelled one is released on its new
             # slot, never on the stale one.
             self._flush(loop)
         heap = self._heap
-        late = loop.time() - _LATE
+        late = self._clock.time() - _LATE
         while heap and heap[0][0] <= due:
             at, _, entry = heappop(heap)
             if at == entry.at and entry.status == _QUEUED:  # else stale or cancelled
@@ -562,6 +566,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         "_admitted",
         "_algorithm",
         "_cancelled",
+        "_clock",
         "_events",
         "_keys",
         "_local",
@@ -584,6 +589,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         max_wait: float | None = None,
         max_keys: int = 100_000,
         store: LimiterStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         name = text("name", name, optional=True)
         methods = ("reserve", "cancel", "inspect", "fresh_at")
@@ -598,6 +604,8 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         self.name = name or type(self).__name__
         self._algorithm = algorithm
         self._max_wait = _max_wait_of("max_wait", max_wait)
+        # One clock for every reading, deadline and timer of this limiter (DESIGN: time seam).
+        self._clock = clock_option("clock", clock)
         max_keys = positive_int("max_keys", max_keys, maximum=MAX_KEYS)
         finite_positive("algorithm.horizon", getattr(algorithm, "horizon", None))
         self._admitted = self._rejected = self._waited = self._cancelled = 0
@@ -609,6 +617,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             kind=type(self).__name__,
             algorithm=algorithm,
             on_store_failure=self._store_failed,
+            clock=self._clock,
         )
         self._local: LocalLimit[S] | None = None
         self._remote: LimiterState | None = None
@@ -636,7 +645,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         # The in-process state's hit (a key in its store's young generation, no rotation due)
         # inlined: the call into LocalLimit.try_now costs 8-10 % of this path (measured on
         # 3.11-3.13), the benchmarks' row against aiolimiter. Everything else goes to the state.
-        now = _clock.now()
+        now = self._clock.time()
         store = self._keys  # a shared store's limiter: an empty one, never a hit
         young = store.young
         state = young.get(key)
@@ -836,6 +845,11 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         store)."""
         return KeyStore() if self._local is None else self._local.store
 
+    @property
+    def clock(self) -> Clock:
+        """The clock this limiter reads and waits on (``clock=``; by default the loop's)."""
+        return self._clock
+
     def _parameters(self) -> str:
         return ""
 
@@ -953,6 +967,7 @@ class TokenBucket(RateLimiter[int]):
         max_wait: float | None = None,
         max_keys: int = 100_000,
         store: LimiterStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if rate is not None and capacity is None and refill_rate is None:
             count, period = parse_rate("rate", rate)
@@ -972,6 +987,7 @@ class TokenBucket(RateLimiter[int]):
             max_wait=max_wait,
             max_keys=max_keys,
             store=store,
+            clock=clock,
         )
 
     def _parameters(self) -> str:
@@ -1000,6 +1016,7 @@ class LeakyBucket(RateLimiter[int]):
         max_wait: float | None = None,
         max_keys: int = 100_000,
         store: LimiterStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if rate is not None and capacity is None and leak_rate is None:
             count, period = parse_rate("rate", rate)
@@ -1019,7 +1036,9 @@ class LeakyBucket(RateLimiter[int]):
             algorithm = LeakyBucketMeter(self.capacity, self.leak_rate)
         else:
             algorithm = LeakyBucketShaper(self.capacity, self.leak_rate)
-        super().__init__(algorithm, name=name, max_wait=max_wait, max_keys=max_keys, store=store)
+        super().__init__(
+            algorithm, name=name, max_wait=max_wait, max_keys=max_keys, store=store, clock=clock
+        )
 
     def _parameters(self) -> str:
         return f"mode={self.mode} capacity={self.capacity} leak_rate={self.leak_rate:g}/s"
@@ -1042,6 +1061,7 @@ class GCRA(RateLimiter[int]):
         max_wait: float | None = None,
         max_keys: int = 100_000,
         store: LimiterStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         count, seconds = _rate_or(rate, limit, period, ("limit", "period"))
         self.limit_ = _count("limit", count)
@@ -1054,6 +1074,7 @@ class GCRA(RateLimiter[int]):
             max_wait=max_wait,
             max_keys=max_keys,
             store=store,
+            clock=clock,
         )
 
     def _parameters(self) -> str:
@@ -1077,6 +1098,7 @@ class _WindowLimiter(RateLimiter[S]):
         max_wait: float | None = None,
         max_keys: int = 100_000,
         store: LimiterStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         count, seconds = _rate_or(
             rate, max_requests, window_seconds, ("max_requests", "window_seconds")
@@ -1089,6 +1111,7 @@ class _WindowLimiter(RateLimiter[S]):
             max_wait=max_wait,
             max_keys=max_keys,
             store=store,
+            clock=clock,
         )
 
     def _parameters(self) -> str:

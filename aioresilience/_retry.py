@@ -16,7 +16,6 @@ delay would cross it, the last outcome is given back at once.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import math
 import random as _random
@@ -26,7 +25,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from ._core.budget import ConcurrencyBudget, TokenBudget
-from ._support import clock as _clock
+from ._support.clock import Clock, clock_option
 from ._support.context import ResilienceContext
 from ._support.errors import Rejected
 from ._support.events import EventSource, Severity
@@ -150,8 +149,11 @@ class Retry(ExecuteForms, EventSource):
         budget: RetryBudget | None = None,
         seed: int | None = None,
         name: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "Retry"
+        # One clock for elapsed time, ``deadline`` and the sleeps between attempts.
+        self._clock = clock_option("clock", clock)
         self.attempts = math.inf if attempts is None else positive_int("attempts", attempts)
         if backoff is not None and not isinstance(backoff, Backoff):
             raise TypeError(
@@ -161,7 +163,11 @@ class Retry(ExecuteForms, EventSource):
         self.backoff = backoff if backoff is not None else exponential()
         self.max_elapsed = non_negative_or_none("max_elapsed", max_elapsed)
         if deadline is not None:
-            deadline = number("deadline", deadline, what="a loop time in seconds or None")
+            deadline = number(
+                "deadline",
+                deadline,
+                what="a loop time (the clock's, given clock=) in seconds or None",
+            )
         self.deadline = deadline
         if attempts is None and self.max_elapsed is None and deadline is None:
             raise ValueError("unbounded retry: set attempts, max_elapsed or deadline")
@@ -192,7 +198,7 @@ class Retry(ExecuteForms, EventSource):
         if budget is not None:
             budget._core.start_request()
         try:
-            started = _clock.now()  # elapsed counts from the first attempt, always
+            started = self._clock.time()  # elapsed counts from the first attempt, always
             try:
                 result = await (call() if context is None else self._attempt(call, context))
             except Exception as exc:
@@ -303,7 +309,7 @@ class _Run:
             if exc is not None
             else f"#{self.attempt} result {result!r}"
         )
-        now = _clock.now()
+        now = policy._clock.time()
         elapsed = now - self.started
         if exc is not None and not policy.retryable(exc):
             return await self._give_up(exc, result, elapsed, "not_retryable")
@@ -338,12 +344,12 @@ class _Run:
                     RetryState(policy.name, self.attempt, elapsed, delay, exc, result, "retrying"),
                 )
                 # A slow async hook must not carry the sleep past a deadline either.
-                now = _clock.now()
+                now = policy._clock.time()
                 bound = self._bound_crossed(now, delay)
                 if bound is not None:
                     self.attempt_done()
                     return await self._give_up(exc, result, now - self.started, bound)
-            await asyncio.sleep(delay)
+            await policy._clock.sleep(delay)
         except BaseException:
             self.attempt_done()  # the budget slot is released on every path
             raise
@@ -435,7 +441,7 @@ class _Attempts:
         self._policy = policy
         self._current: Attempt | None = None
         self._run: _Run | None = None
-        self._started = _clock.now()
+        self._started = policy._clock.time()
 
     def __aiter__(self) -> _Attempts:
         return self

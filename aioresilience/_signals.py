@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._support import clock as _clock
+from ._support.clock import Clock, clock_option
 from ._support.validation import divisor, finite_positive
 
 __all__ = ["EventLoopLag", "InFlight", "LatencyEWMA"]
@@ -99,8 +99,9 @@ class LatencyEWMA(_FedSignal):
     """An exponentially weighted moving average of call latencies, in seconds:
     ``avg += alpha * (sample - avg)``."""
 
-    def __init__(self, alpha: float = 0.2) -> None:
+    def __init__(self, alpha: float = 0.2, *, clock: Clock | None = None) -> None:
         value = finite_positive("alpha", alpha)
+        self._clock = clock_option("clock", clock)  # times the calls it is fed by
         if value > 1:
             raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
         self.alpha = value
@@ -114,10 +115,10 @@ class LatencyEWMA(_FedSignal):
             self.value += self.alpha * (seconds - self.value)
 
     def _open(self) -> float:
-        return _clock.now()
+        return self._clock.time()
 
     def _close(self, opened: float) -> None:
-        self.observe(_clock.now() - opened)
+        self.observe(self._clock.time() - opened)
 
     def __call__(self) -> float:
         return self.value
@@ -126,7 +127,8 @@ class LatencyEWMA(_FedSignal):
 class EventLoopLag:
     """How late the event loop runs a timer (seconds, smoothed): a direct measure of an
     overloaded loop. A background task samples every ``interval`` seconds while started
-    (``async with lag:``, or ``start()``/``await stop()``)."""
+    (``async with lag:``, or ``start()``/``await stop()``). It takes no ``clock=``: what it
+    measures is the running loop's own timer, read on the loop's own clock."""
 
     def __init__(self, interval: float = 0.25, alpha: float = 0.3) -> None:
         # At least a millisecond: a sampler any faster would keep the loop busy by itself.

@@ -8,7 +8,7 @@ from typing import Any
 
 from ._core.budget import throttle_probability
 from ._core.windows import TimeWindow
-from ._support import clock as _clock
+from ._support.clock import Clock, clock_option
 from ._support.errors import Throttled
 from ._support.events import EventSource, Severity
 from ._support.guard import GuardForms
@@ -36,8 +36,10 @@ class AdaptiveThrottle(GuardForms, EventSource):
         overload: ExceptionFilter = Exception,
         seed: int | None = None,
         name: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "AdaptiveThrottle"
+        self._clock = clock_option("clock", clock)  # the window's time
         self.k = finite_positive("k", k)
         self._window = TimeWindow(divisor("window", window))
         self._overload = exception_predicate("overload", overload)
@@ -47,13 +49,13 @@ class AdaptiveThrottle(GuardForms, EventSource):
 
     def probability(self) -> float:
         """The current chance that a call is refused locally."""
-        requests, rejected, _ = self._window.totals(_clock.now())
+        requests, rejected, _ = self._window.totals(self._clock.time())
         return throttle_probability(requests, requests - rejected, self.k)
 
     # -- the guard's core (GuardForms builds call, @throttle and async with from it) ---------
 
     def _enter(self) -> None:
-        now = _clock.now()
+        now = self._clock.time()
         window = self._window
         requests, rejected, _ = window.totals(now)
         if self._random() < throttle_probability(requests, requests - rejected, self.k):
@@ -64,9 +66,9 @@ class AdaptiveThrottle(GuardForms, EventSource):
 
     def _exit(self, ticket: None, exc: BaseException | None, result: Any) -> None:
         if exc is None:
-            self._window.record(_clock.now(), False, False)
+            self._window.record(self._clock.time(), False, False)
         elif isinstance(exc, Exception):  # a cancellation counts neither way
-            self._window.record(_clock.now(), self._overload(exc), False)
+            self._window.record(self._clock.time(), self._overload(exc), False)
 
     def __repr__(self) -> str:
         return f"<AdaptiveThrottle {self.name!r} k={self.k:g} p={self.probability():.3f}>"

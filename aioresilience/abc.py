@@ -37,6 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._core.breaker import BreakerOptions, CircuitState, ManualAction, Refused
 from ._core.ratelimit import Decision, RateAlgorithm
+from ._support.clock import LOOP_CLOCK, Clock
 
 __all__ = [
     "BreakerOptions",
@@ -142,6 +143,8 @@ class LimiterOptions:
     kind: str
     algorithm: RateAlgorithm[Any]
     on_store_failure: Callable[[str, BaseException], None]
+    # The limiter's Clock: a state reads every time, deadline and timer on it.
+    clock: Clock = LOOP_CLOCK
 
     @property
     def label(self) -> str:

@@ -118,23 +118,24 @@ async def test_real_time_marker_uses_a_normal_loop() -> None:
     assert not isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
 
 
-def test_virtual_loops_switch_the_library_clock_while_they_exist() -> None:
-    before = _clock._own_clock_loops
-    loop = VirtualTimeLoop(start=50.0)
-    try:
-        assert _clock._own_clock_loops == before + 1
-        assert _clock.now is _clock.loop_now
+def test_a_virtual_loop_registers_nothing_and_the_default_clock_reads_its_time() -> None:
+    """Issue 12: no module-global clock switch; the default clock is the running loop's."""
+    assert not hasattr(_clock, "register_loop_clock") and not hasattr(_clock, "now")
+    clock = _clock.LoopClock()
+    for start in (50.0, 7.0):  # a second loop: the clock finds the new one, not the closed one
+        loop = VirtualTimeLoop(start=start)
+        try:
 
-        async def read() -> float:
-            return _clock.now()
+            async def read() -> tuple[float, float]:
+                first = clock.time()
+                await asyncio.sleep(2.5)
+                return first, clock.time()
 
-        assert loop.run_until_complete(read()) == 50.0
-    finally:
-        loop.close()
-        loop.close()  # closing twice unregisters once
-    assert _clock._own_clock_loops == before
-    if before == 0:
-        assert _clock.now is time.monotonic
+            assert loop.run_until_complete(read()) == (start, start + 2.5)
+        finally:
+            loop.close()
+    before = time.monotonic()
+    assert before <= clock.time() <= time.monotonic()  # outside a loop: the monotonic clock
 
 
 # A deadlock is reported, never waited out; real waits on threads, I/O and signals still work.

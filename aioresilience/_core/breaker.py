@@ -87,6 +87,9 @@ class BreakerOptions:
     half_open_max_duration: float
     seed: int | None = None
     buckets: int = 10  # a time window's buckets
+    # The breaker's Clock (``time()``): a state that reads the time itself, after a round
+    # trip, reads it here, so every deadline of one breaker is on one clock.
+    clock: Any = None
 
     @property
     def windowed(self) -> bool:

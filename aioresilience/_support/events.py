@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import clock as _clock
+from .clock import LOOP_CLOCK
 from .context import context_var
 from .listeners import Listeners
 
@@ -59,7 +59,7 @@ def emit(
         name,
         strategy,
         severity,
-        _clock.now(),
+        LOOP_CLOCK.time(),  # (a timestamp only: no deadline is computed from it)
         None if context is None else context.pipeline,
         details,
     )

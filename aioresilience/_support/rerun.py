@@ -24,7 +24,7 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from . import clock as _clock
+from .clock import LOOP_CLOCK
 from .compose import Strategy
 from .context import ResilienceContext
 from .events import Severity, emit
@@ -106,7 +106,7 @@ class RerunStrategy(Strategy):
 async def timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -> T:
     """Await ``work`` and emit ``event`` (DEBUG) with its duration and outcome: success,
     failure, or cancelled (a listener of the pipeline wants them: ``context._timed``)."""
-    started, outcome = _clock.now(), "cancelled"
+    started, outcome = LOOP_CLOCK.time(), "cancelled"
     try:
         result = await work
         outcome = "success"
@@ -115,5 +115,5 @@ async def timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -
         outcome = "failure"
         raise
     finally:
-        duration = _clock.now() - started
+        duration = LOOP_CLOCK.time() - started
         emit(None, strategy, event, Severity.DEBUG, duration=duration, outcome=outcome, **details)

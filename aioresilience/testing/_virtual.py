@@ -18,7 +18,7 @@ program, while a missed deadlock only costs a diagnosis (here the pytest plugin'
 Limits, by design:
 
 - Only the *loop's* clock is virtual. Code that reads ``time.monotonic()`` or ``time.time()``
-  itself sees real time; aioresilience reads the loop's clock everywhere.
+  itself sees real time; aioresilience reads the loop's clock (or the ``clock=`` it was given).
 - The clock jumps whenever the loop has nothing to do, even if a thread or another process is
   about to answer; work that waits on them with a timeout can time out at once. Await such work
   without a timeout, or run it on a normal loop.
@@ -44,7 +44,6 @@ import types
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
-from .._support import clock as _clock
 from .._support.errors import ResilienceError
 
 if TYPE_CHECKING:
@@ -191,15 +190,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # What the loop registered for itself while being built is its self-pipe: the channel
         # through which the sources counted below wake it, not a source of its own.
         self._vt_own_fds = frozenset(key.fd for key in self._vt_selector.get_map().values())
-        # Tell the front-ends to read clocks from loops while this one exists.
-        _clock.register_loop_clock()
-        self._clock_registered = True
-
-    def close(self) -> None:
-        super().close()
-        if self._clock_registered:
-            self._clock_registered = False
-            _clock.unregister_loop_clock()
+        # Nothing to register: every primitive's default clock is the running loop's time().
 
     def time(self) -> float:
         return self._virtual_now

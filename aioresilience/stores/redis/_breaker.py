@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from ..._core.breaker import BreakerMachine, BreakerOptions, CircuitState, ManualAction, Refused
-from ..._support import clock as _clock
 from ._batcher import BREAKER_OPEN, Outage, StoreView
 from ._protocol import SCRIPTS, Args, shared_name
 
@@ -70,6 +69,7 @@ class RedisBreaker:
         "_epoch",
         "_last_break",
         "_local",
+        "_now",
         "_random",
         "_refresh_at",
         "_report",
@@ -120,6 +120,7 @@ class RedisBreaker:
             )
         )
         self.key = f"{store.prefix}:breaker:{{{options.name}}}"
+        self._now = options.clock.time  # the breaker's own clock: one clock per deadline
         self.state = CircuitState.CLOSED
         self.generation = self.opens = 0
         self.open_until = 0.0
@@ -177,7 +178,7 @@ class RedisBreaker:
         if error is not None or isinstance(values, Outage):
             self._report.store_failure(error if values is None else values.error)  # type: ignore[union-attr]
         elif values is not None and epoch == self._epoch:  # else sent before a manual action
-            self._sync(values, _clock.now())
+            self._sync(values, self._now())
 
     def _send(self, op: str, flags: int, generation: int, break_us: float | None = None) -> None:
         """An operation nobody waits for. Outcomes and reads are dropped while Redis is known
@@ -216,7 +217,7 @@ class RedisBreaker:
         epoch = self._epoch
         args: Args = ("a", 0, 0, self._config, self._break_us())
         reply = await self.store._batcher.request(_SCRIPT, self.key, args)
-        now = _clock.now()
+        now = self._now()  # after the round trip
         if isinstance(reply, Outage):
             self._report.store_failure(reply.error)
             local = self._local.try_admit(now)  # the local fallback decides

@@ -1,0 +1,120 @@
+"""A clock that moves only when a test moves it (trio's ``MockClock`` without autojump).
+
+Hand it to any primitive (``RateLimiter(..., clock=clock)``, ``Pipeline.builder(clock=clock)``)
+and that primitive's time, deadlines and waits follow :meth:`ManualClock.advance` /
+:meth:`ManualClock.jump_to`, on whatever loop runs it (asyncio's, uvloop, the virtual-time
+loop): the loop's own clock is not involved. Timers fire inside ``advance``, in deadline order,
+each with the clock standing at its deadline; tasks woken by them run when the test next yields
+to the loop (``await asyncio.sleep(0)``, or ``await clock.settle()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+from collections.abc import Callable
+
+__all__ = ["ManualClock"]
+
+
+class _ManualTimer:
+    """One scheduled callback; ``cancel()`` calls it off (a no-op once it ran)."""
+
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], object]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __repr__(self) -> str:
+        state = " cancelled" if self.cancelled else ""
+        return f"<ManualClock timer at {self.when:g}{state}>"
+
+
+class ManualClock:
+    """A :class:`~aioresilience.abc.Clock` whose time is moved by hand, starting at ``start``.
+
+    ``time()`` reads it; ``call_at(when, callback)`` and ``sleep(seconds)`` wait on it; nothing
+    happens until :meth:`advance` or :meth:`jump_to` moves it. Call those from the thread of the
+    loop the waiting tasks run on (a test's own coroutine, typically): due callbacks run
+    synchronously inside them, and an exception a callback raises propagates out of ``advance``
+    (the clock then stands at that callback's deadline).
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        if not (
+            isinstance(start, int | float) and not isinstance(start, bool)
+        ) or not math.isfinite(start):
+            raise TypeError(f"start must be a finite number of seconds, got {start!r}")
+        self._now = float(start)
+        self._timers: list[tuple[float, int, _ManualTimer]] = []
+        self._order = itertools.count()  # equal deadlines fire in the order they were set
+
+    def time(self) -> float:
+        return self._now
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> _ManualTimer:
+        timer = _ManualTimer(float(when), callback)
+        heapq.heappush(self._timers, (timer.when, next(self._order), timer))
+        return timer
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until the clock has moved ``seconds`` on (at once for ``seconds <= 0``, after
+        one turn of the loop, like ``asyncio.sleep(0)``)."""
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        waiter = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = self.call_at(self._now + seconds, wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()  # cancelled while sleeping: the timer must not outlive the sleep
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` (>= 0) forward, firing every timer due on the way."""
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        self.jump_to(self._now + seconds)
+
+    def jump_to(self, when: float) -> None:
+        """Move the clock to ``when`` (not before now), firing every timer due on the way, in
+        deadline order; a timer a callback sets that is due by ``when`` fires too."""
+        if not when >= self._now:
+            raise ValueError(f"when must be >= the clock's time {self._now!r}, got {when!r}")
+        timers = self._timers
+        while timers and timers[0][0] <= when:
+            due, _, timer = heapq.heappop(timers)
+            if timer.cancelled:
+                continue
+            timer.cancelled = True  # ran: a late cancel() is a no-op
+            self._now = max(self._now, due)
+            timer.callback()
+        self._now = when
+
+    @property
+    def next_deadline(self) -> float | None:
+        """The earliest pending timer's deadline, or None when no timer is pending."""
+        timers = self._timers
+        while timers and timers[0][2].cancelled:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    async def settle(self, turns: int = 10) -> None:
+        """Let the running loop run ``turns`` turns, so tasks woken by ``advance`` proceed."""
+        for _ in range(turns):
+            await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"ManualClock(time={self._now:g}, timers={len(self._timers)})"
