@@ -12,13 +12,13 @@ import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar
 
 from ._core import adaptive as _core
 from ._support import clock as _clock
 from ._support.awaitable import DONE
 from ._support.errors import ConcurrencyLimited, Rejected
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource, ResilienceEvent, Severity
 from ._support.listeners import logger
 from ._support.predicates import decorate
 from ._support.validation import (
@@ -31,7 +31,16 @@ from ._support.validation import (
     text,
 )
 
-__all__ = ["AIMD", "AdaptiveLimiter", "AdaptiveStatistics", "Gradient2", "LimitAlgorithm", "Vegas"]
+__all__ = [
+    "AIMD",
+    "AdaptiveLimiter",
+    "AdaptiveStatistics",
+    "ConcurrencyRejected",
+    "Gradient2",
+    "LimitAlgorithm",
+    "LimitChanged",
+    "Vegas",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -106,6 +115,26 @@ class AdaptiveStatistics:
     history: tuple[tuple[float, int], ...]  # (time, limit) at each change, the latest 1000
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConcurrencyRejected(CallRejected):
+    """A call was refused: ``limit`` calls already run."""
+
+    name: ClassVar[str] = "concurrency_limited"
+
+    limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitChanged(ResilienceEvent):
+    """The adaptive limit moved from ``old`` to ``new``."""
+
+    name: ClassVar[str] = "limit_changed"
+    severity: ClassVar[Severity] = Severity.DEBUG
+
+    old: int
+    new: int
+
+
 class AdaptiveLimiter(EventSource):
     """Concurrency limit that adapts to the dependency (AIMD, Vegas or Gradient2)."""
 
@@ -162,7 +191,7 @@ class AdaptiveLimiter(EventSource):
         pass to :meth:`release`."""
         if self.in_flight >= self.limit:
             self._rejected += 1
-            self._emit("concurrency_limited", Severity.WARNING, limit=self.limit)
+            self._emit(ConcurrencyRejected, limit=self.limit)
             raise ConcurrencyLimited(
                 f"{self.name}: {self.in_flight} in flight at limit {self.limit}"
             )
@@ -211,7 +240,7 @@ class AdaptiveLimiter(EventSource):
         self._limit = min(float(self.max_limit), max(float(self.min_limit), new))
         limit = int(self._limit)
         if limit != self.limit:
-            self._emit("limit_changed", Severity.DEBUG, old=self.limit, new=limit)
+            self._emit(LimitChanged, old=self.limit, new=limit)
             self.limit = limit
             self._history.append((now, limit))
 

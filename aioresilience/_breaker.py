@@ -29,7 +29,7 @@ import math
 import random as _random
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, ParamSpec, Protocol, TypeVar
 
 from ._core.backoff import Backoff
 from ._core.breaker import BreakerMachine, CircuitState
@@ -37,7 +37,7 @@ from ._core.windows import CountWindow, TimeWindow
 from ._support import clock as _clock
 from ._support.awaitable import DONE
 from ._support.errors import CircuitBreakerOpenError, Rejected
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource, ResilienceEvent, Severity
 from ._support.listeners import Listeners
 from ._support.predicates import (
     ExceptionFilter,
@@ -51,8 +51,15 @@ from ._support.validation import number_in, shared_store_binder
 __all__ = [
     "CircuitBreaker",
     "CircuitBreakerStatistics",
+    "CircuitClosed",
+    "CircuitDisabled",
+    "CircuitHalfOpened",
+    "CircuitIsolated",
+    "CircuitOpened",
+    "CircuitRejected",
     "CircuitState",
     "CircuitStateChange",
+    "CircuitStateChanged",
 ]
 
 P = ParamSpec("P")
@@ -60,7 +67,6 @@ T = TypeVar("T")
 
 CLOSED = CircuitState.CLOSED
 DISABLED = CircuitState.DISABLED
-_TRIPPED = (CircuitState.OPEN, CircuitState.ISOLATED)
 
 # Bounds of the options. Durations: 1 µs (the shared store's resolution) to about 31 years
 # (isolate() is the way to "forever"); counts up to 10**9; a count window keeps one int per
@@ -93,15 +99,70 @@ class SharedBreakerStore(Protocol):
     def _bind_breaker(self, breaker: CircuitBreaker) -> SharedBreaker: ...
 
 
-@dataclass(frozen=True, slots=True)
-class CircuitStateChange:
-    """Handed to ``on_state_change`` listeners when the breaker changes state."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitStateChanged(ResilienceEvent):
+    """The breaker went from ``old`` to ``new`` (at ``at``); ``retry_after``: seconds until it
+    half-opens (0 unless OPEN). ``on_state_change`` callbacks and listeners get the same
+    object, of the subclass named after the new state (``CircuitOpened``...)."""
 
-    breaker: str
     old: CircuitState
     new: CircuitState
-    at: float
-    retry_after: float  # seconds until the breaker half-opens (0 unless OPEN)
+    retry_after: float
+
+    @property
+    def breaker(self) -> str:
+        """The breaker's name (``strategy``)."""
+        return self.strategy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitOpened(CircuitStateChanged):
+    name: ClassVar[str] = "circuit_open"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitHalfOpened(CircuitStateChanged):
+    name: ClassVar[str] = "circuit_half_open"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitClosed(CircuitStateChanged):
+    name: ClassVar[str] = "circuit_closed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitIsolated(CircuitStateChanged):
+    name: ClassVar[str] = "circuit_isolated"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitDisabled(CircuitStateChanged):
+    name: ClassVar[str] = "circuit_disabled"
+
+
+# The public name of issue 11 and before: the same class.
+CircuitStateChange = CircuitStateChanged
+
+_CHANGED: dict[CircuitState, type[CircuitStateChanged]] = {
+    CircuitState.OPEN: CircuitOpened,
+    CircuitState.HALF_OPEN: CircuitHalfOpened,
+    CircuitState.CLOSED: CircuitClosed,
+    CircuitState.ISOLATED: CircuitIsolated,
+    CircuitState.DISABLED: CircuitDisabled,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitRejected(CallRejected):
+    """A call was refused: the circuit is not closed; ``retry_after`` seconds until it may
+    pass."""
+
+    name: ClassVar[str] = "circuit_rejected"
+    severity: ClassVar[Severity] = Severity.DEBUG
+
+    retry_after: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,10 +400,13 @@ class CircuitBreaker(EventSource):
         """Tell events and listeners of a state change (here, or seen in a shared store)."""
         if after is CircuitState.OPEN:
             self._opened += 1
-        severity = Severity.WARNING if after in _TRIPPED else Severity.INFO
-        self._emit(f"circuit_{after.value}", severity, old=before.value)
-        if self._listeners:
-            self._listeners.emit(CircuitStateChange(self.name, before, after, now, retry_after))
+        kind = _CHANGED[after]
+        if self._listeners:  # on_state_change callbacks: they get the listeners' object
+            self._listeners.emit(
+                self._event(kind, at=now, old=before, new=after, retry_after=retry_after)
+            )
+        else:
+            self._emit(kind, at=now, old=before, new=after, retry_after=retry_after)
 
     # -- admission and outcome ------------------------------------------------------------------
 
@@ -356,7 +420,7 @@ class CircuitBreaker(EventSource):
             self._transition(before, now)
             if retry_after:
                 self._rejected += 1
-                self._emit("circuit_rejected", Severity.DEBUG, retry_after=retry_after)
+                self._emit(CircuitRejected, retry_after=retry_after)
                 raise CircuitBreakerOpenError(
                     f"{self.name}: circuit {machine.state.value}; retry after {retry_after:.3f}s",
                     retry_after=retry_after,

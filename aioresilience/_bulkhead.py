@@ -27,16 +27,16 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
 
 from ._support import clock as _clock
 from ._support.awaitable import DONE
 from ._support.errors import BulkheadFull
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource
 from ._support.predicates import decorate
 from ._support.validation import non_negative_int, non_negative_or_none, positive_int, text
 
-__all__ = ["Bulkhead", "BulkheadStatistics", "PartitionedBulkhead"]
+__all__ = ["Bulkhead", "BulkheadRejected", "BulkheadStatistics", "PartitionedBulkhead"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -88,6 +88,17 @@ class BulkheadStatistics:
     admitted: int
     rejected: int
     peak: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BulkheadRejected(CallRejected):
+    """A call was refused: ``reason`` is ``"full"`` (no slot, and the queue is full) or
+    ``"max_wait"`` (no slot in time); ``active`` calls held slots then."""
+
+    name: ClassVar[str] = "bulkhead_rejected"
+
+    reason: str
+    active: int
 
 
 class Bulkhead(EventSource):
@@ -172,7 +183,7 @@ class Bulkhead(EventSource):
             return DONE
         if len(self._waiters) >= self._max_queue:
             self._rejected += 1
-            self._emit("bulkhead_rejected", Severity.WARNING, active=self._active)
+            self._emit(BulkheadRejected, reason="full", active=self._active)
             raise BulkheadFull(
                 f"{self.name}: {self._active} of {self._max} slots busy and "
                 f"{len(self._waiters)} of {self._max_queue} queued",
@@ -214,7 +225,7 @@ class Bulkhead(EventSource):
             raise
         except BulkheadFull:
             self._rejected += 1
-            self._emit("bulkhead_rejected", Severity.WARNING, reason="max_wait")
+            self._emit(BulkheadRejected, reason="max_wait", active=self._active)
             raise
         finally:
             if timer is not None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from types import MappingProxyType
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
-from ._support.events import EventSource, Severity
+from ._support.events import EventSource, ResilienceEvent, Severity
 from ._support.listeners import Listeners
 from ._support.predicates import (
     ExceptionFilter,
@@ -20,21 +21,36 @@ from ._support.predicates import (
 )
 from ._support.validation import text
 
-__all__ = ["Fallback", "FallbackOutcome", "fallback"]
+__all__ = ["Fallback", "FallbackOutcome", "FallbackUsed", "fallback"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class FallbackOutcome:
-    """What a fallback handler receives: the original exception (or the result judged a
-    failure) and the call's arguments."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FallbackUsed(ResilienceEvent):
+    """A call is answered by the fallback: the original ``exception`` (or the ``result``
+    judged a failure) and the call's arguments. The handlers, ``on_fallback`` and the
+    listeners get this same object."""
+
+    name: ClassVar[str] = "fallback_used"
+    severity: ClassVar[Severity] = Severity.WARNING
 
     exception: BaseException | None
     result: Any
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
+
+    @property
+    def details(self) -> Mapping[str, Any]:
+        """For log records: the outcome's kind, never the call's arguments (they may hold
+        anything a log should not)."""
+        outcome = "result" if self.exception is None else type(self.exception).__name__
+        return MappingProxyType({"outcome": outcome})
+
+
+# The public name of issue 11 and before: the same class.
+FallbackOutcome = FallbackUsed
 
 
 class Fallback(EventSource):
@@ -74,19 +90,21 @@ class Fallback(EventSource):
         except Exception as exc:
             if not self._on(exc):
                 raise
-            return await self._fall_back(FallbackOutcome(exc, None, args, kwargs))  # type: ignore[no-any-return]
+            return await self._fall_back(exc, None, args, kwargs)  # type: ignore[no-any-return]
         judge = self._on_result
         if judge is not None and judge(result):
-            return await self._fall_back(FallbackOutcome(None, result, args, kwargs))  # type: ignore[no-any-return]
+            return await self._fall_back(None, result, args, kwargs)  # type: ignore[no-any-return]
         return result
 
-    async def _fall_back(self, outcome: FallbackOutcome) -> Any:
+    async def _fall_back(
+        self,
+        exc: BaseException | None,
+        result: Any,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+    ) -> Any:
         self.used += 1
-        self._emit(
-            "fallback_used",
-            Severity.WARNING,
-            outcome="result" if outcome.exception is None else type(outcome.exception).__name__,
-        )
+        outcome = self._event(FallbackUsed, exception=exc, result=result, args=args, kwargs=kwargs)
         if self._listeners:
             self._listeners.emit(outcome)
         failures: list[Exception] = []

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from ._retry import RetryBudget
+from ._retry import BudgetExhausted, RetryBudget
 from ._support.compose import Call, Strategy
 from ._support.context import ResilienceContext
-from ._support.events import Severity, emit
+from ._support.events import ResilienceEvent, Severity, emit
 
 
 async def _cancel_and_await(tasks: set[asyncio.Task[Any]]) -> None:
@@ -27,6 +28,16 @@ async def _cancel_and_await(tasks: set[asyncio.Task[Any]]) -> None:
         tasks = {t for t in tasks if not t.done()}
     if cancelled:
         raise asyncio.CancelledError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HedgeStarted(ResilienceEvent):
+    """Another attempt was started (``hedge``: 1 for the first extra one)."""
+
+    name: ClassVar[str] = "hedge_started"
+    severity: ClassVar[Severity] = Severity.INFO
+
+    hedge: int
 
 
 class _Hedge(Strategy):
@@ -63,7 +74,7 @@ class _Hedge(Strategy):
             self.started += 1
             task = asyncio.ensure_future(call(), loop=loop)
             if hedged:
-                emit(None, self.name, "hedge_started", Severity.INFO, hedge=extra)
+                emit(None, self.name, HedgeStarted, hedge=extra)
                 if core is not None:  # the retry slot is held while the hedge runs
                     task.add_done_callback(lambda _: core.end_retry())
             running.add(task)
@@ -110,7 +121,7 @@ class _Hedge(Strategy):
             return True
         assert self.budget is not None
         self.budget.exhausted += 1
-        emit(None, self.name, "budget_exhausted", Severity.WARNING, budget=self.budget.kind)
+        emit(None, self.name, BudgetExhausted, budget=self.budget.kind)
         return False
 
     def describe(self) -> dict[str, Any]:

@@ -35,7 +35,13 @@ from ._shedding import LoadShedder, Priority, check_priority
 from ._support import clock as _clock
 from ._support.compose import Call, Direct, Runner, Strategy, compose, exit_all
 from ._support.context import ResilienceContext, context_var, current_context
-from ._support.events import ResilienceEvent, Severity, emit
+from ._support.events import (
+    AttemptCompleted,
+    PipelineExecuted,
+    ResilienceEvent,
+    Severity,
+    emit,
+)
 from ._support.listeners import Listeners
 from ._support.predicates import is_async_callable, optional_sync_callable, require_async, wraps
 from ._support.validation import non_negative_or_none, positive_int, text
@@ -167,7 +173,9 @@ class _Retry(Strategy):
             context.attempt += 1
             if not context._timed:
                 return await inner(call, context)
-            return await _timed(inner(call, context), name, "attempt", attempt=context.attempt)
+            return await _timed(
+                inner(call, context), name, AttemptCompleted, attempt=context.attempt
+            )
 
         # policy.call(attempt, call, context): the policy awaits attempt(call, context) and
         # retries it; no closure per call.
@@ -255,9 +263,14 @@ class _Entered:
             self._leave(self._token, *exc_info)
 
 
-async def _timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -> T:
-    """Await ``work`` and emit ``event`` (DEBUG) with its duration and outcome: success,
-    failure, or cancelled."""
+async def _timed(
+    work: Awaitable[T],
+    strategy: str,
+    kind: type[AttemptCompleted | PipelineExecuted],
+    **fields: Any,
+) -> T:
+    """Await ``work`` and emit a ``kind`` event (DEBUG) with its duration and outcome:
+    success, failure, or cancelled."""
     started, outcome = _clock.now(), "cancelled"
     try:
         result = await work
@@ -268,7 +281,7 @@ async def _timed(work: Awaitable[T], strategy: str, event: str, **details: Any) 
         raise
     finally:
         duration = _clock.now() - started
-        emit(None, strategy, event, Severity.DEBUG, duration=duration, outcome=outcome, **details)
+        emit(None, strategy, kind, duration=duration, outcome=outcome, **fields)
 
 
 # -- order advice -----------------------------------------------------------------------------
@@ -388,7 +401,7 @@ class Pipeline:
         context._timed = True
         token = context_var.set(context)  # the pipeline_executed event finds the listeners
         try:
-            return await _timed(self._run(call, context), self.name, "pipeline_executed")
+            return await _timed(self._run(call, context), self.name, PipelineExecuted)
         finally:
             context_var.reset(token)
 

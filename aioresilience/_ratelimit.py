@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from copy import copy
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
-from typing import Any, Final, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Generic, ParamSpec, Protocol, TypeVar
 
 from ._core.fixed_window import FixedWindowAlgorithm
 from ._core.gcra import GCRAAlgorithm
@@ -33,7 +33,7 @@ from ._core.token_bucket import TokenBucketAlgorithm
 from ._support import clock as _clock
 from ._support.awaitable import DONE
 from ._support.errors import RateLimited
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource
 from ._support.predicates import optional_sync_callable, require_async, wraps
 from ._support.rates import parse_rate
 from ._support.validation import (
@@ -53,6 +53,7 @@ __all__ = [
     "FixedWindowCounter",
     "KeyedLimit",
     "LeakyBucket",
+    "RateLimitExceeded",
     "RateLimiter",
     "RateLimiterStatistics",
     "SlidingWindowCounter",
@@ -169,6 +170,18 @@ class _KeyQueue:
         self.dirty = False  # some entry _CANCELLED: replan before the next decision
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitExceeded(CallRejected):
+    """A request of ``cost`` for ``key`` was refused; ``retry_after``: seconds until it could
+    pass (None: unknown)."""
+
+    name: ClassVar[str] = "rate_limited"
+
+    key: Hashable
+    cost: int
+    retry_after: float | None
+
+
 class RateLimiter(EventSource, Generic[S]):
     """Guard calls with a rate-limit algorithm, for one key or many.
 
@@ -280,7 +293,7 @@ class RateLimiter(EventSource, Generic[S]):
             self._admitted += 1
             return True
         self._rejected += 1
-        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=at - now)
+        self._emit(RateLimitExceeded, key=key, cost=cost, retry_after=at - now)
         return False
 
     def check(self, cost: int = 1, *, key: Hashable = None) -> Decision:
@@ -458,7 +471,7 @@ class RateLimiter(EventSource, Generic[S]):
 
     def _refused(self, key: Hashable, cost: int, retry_after: float | None) -> None:
         self._rejected += 1
-        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=retry_after)
+        self._emit(RateLimitExceeded, key=key, cost=cost, retry_after=retry_after)
 
     async def _wait(self, entry: _Entry) -> None:
         assert entry.future is not None

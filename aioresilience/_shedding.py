@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._signals import _fed, _read
 from ._support.errors import LoadShed
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource
 from ._support.predicates import require_async, sync_callable, wraps
 from ._support.validation import finite_positive, number, text
 
-__all__ = ["LoadShedder", "Priority"]
+__all__ = ["CallShed", "LoadShedder", "Priority"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -36,6 +37,16 @@ def check_priority(priority: Any) -> Priority:
             f"Priority.SHEDDABLE), got {priority!r}"
         )
     return priority
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallShed(CallRejected):
+    """A call of ``priority`` (its name) was shed at ``load``."""
+
+    name: ClassVar[str] = "shed"
+
+    priority: str
+    load: float
 
 
 class LoadShedder(EventSource):
@@ -93,7 +104,7 @@ class LoadShedder(EventSource):
         load = _read(self._signal)
         if load > threshold:
             self.shed[priority] += 1
-            self._emit("shed", Severity.WARNING, priority=priority.name, load=load)
+            self._emit(CallShed, priority=priority.name, load=load)
             raise LoadShed(
                 f"{self.name}: shedding {priority.name} work (load {load:.3g} > {threshold:g})",
                 retry_after=self.retry_after,

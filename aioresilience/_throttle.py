@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import random as _random
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._core.budget import throttle_probability
 from ._core.windows import TimeWindow
 from ._support import clock as _clock
 from ._support.errors import Throttled
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource
 from ._support.predicates import ExceptionFilter, decorate, exception_predicate
 from ._support.validation import divisor, finite_positive, text
 
-__all__ = ["AdaptiveThrottle"]
+__all__ = ["AdaptiveThrottle", "ThrottleRejected"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThrottleRejected(CallRejected):
+    """The adaptive throttle refused a call locally (the backend was seen overloaded)."""
+
+    name: ClassVar[str] = "throttled"
 
 
 class AdaptiveThrottle(EventSource):
@@ -59,7 +67,7 @@ class AdaptiveThrottle(EventSource):
         if self._random() < throttle_probability(requests, requests - rejected, self.k):
             window.record(now, True, False)
             self.throttled += 1
-            self._emit("throttled", Severity.WARNING)
+            self._emit(ThrottleRejected)
             raise Throttled(f"{self.name}: throttled locally", retry_after=None)
         return now
 

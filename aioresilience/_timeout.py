@@ -28,14 +28,15 @@ import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._support.errors import TimeoutExceeded
-from ._support.events import Severity, emit
+from ._support.events import ResilienceEvent, Severity, emit
 from ._support.predicates import require_async, wraps
 from ._support.validation import number_or_none
 
-__all__ = ["entered_timeout", "leave_timeout", "timeout", "timeout_at"]
+__all__ = ["TimedOut", "entered_timeout", "leave_timeout", "timeout", "timeout_at"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -54,6 +55,16 @@ _NEW_EXIT = sys.version_info >= (3, 13)
 # Entry states
 _CREATED, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
 _STATE_NAMES = ("created", "entered", "expiring", "expired", "finished")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimedOut(ResilienceEvent):
+    """A timeout fired: the call ran out of its ``seconds``."""
+
+    name: ClassVar[str] = "timeout"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+    seconds: float
 
 
 class _Lane:
@@ -253,7 +264,7 @@ class timeout:
                 if exc_type is _CancelledError or (
                     _NEW_EXIT and issubclass(exc_type, _CancelledError)
                 ):
-                    emit(None, "timeout", "timeout", Severity.WARNING, seconds=self._exceeded())
+                    emit(None, "timeout", TimedOut, seconds=self._exceeded())
                     raise self._error() from exc
                 if _NEW_EXIT and exc is not None:
                     # An error raised while our cancellation unwound: 3.13's asyncio records

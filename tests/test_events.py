@@ -51,8 +51,8 @@ async def test_every_primitive_reports_its_occurrences_once() -> None:
         ("fallback_used", "Fallback", Severity.WARNING),
         ("shed", "LoadShedder", Severity.WARNING),
     ]
-    with pytest.raises(AttributeError):
-        seen[0].name = "x"  # type: ignore[misc]
+    with pytest.raises(AttributeError):  # frozen: the fields cannot change
+        seen[0].strategy = "x"  # type: ignore[misc]
 
 
 async def test_pipeline_listeners_hear_every_strategy_with_the_pipeline_name() -> None:
@@ -241,5 +241,5 @@ def test_logging_listener_takes_int_severities_and_adapters(
     assert listener.levels[Severity.INFO] == logging.WARNING
     adapter = logging.LoggerAdapter(logging.getLogger("aioresilience.test"), {})
     with caplog.at_level(logging.INFO, logger="aioresilience.test"):
-        LoggingListener(adapter)(ResilienceEvent("e", "s", Severity.INFO, 0.0))  # type: ignore[arg-type]
-    assert [r.getMessage() for r in caplog.records] == ["e from s {}"]
+        LoggingListener(adapter)(ResilienceEvent(strategy="s", at=0.0))  # type: ignore[arg-type]
+    assert [r.getMessage() for r in caplog.records] == ["event from s {}"]

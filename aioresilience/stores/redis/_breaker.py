@@ -19,11 +19,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from ..._breaker import CircuitRejected
 from ..._core.breaker import CircuitState
 from ..._core.windows import CountWindow
 from ..._support import clock as _clock
 from ..._support.errors import CircuitBreakerOpenError
-from ..._support.events import Severity
+from ..._support.events import StoreFailed
 from ._batcher import BREAKER_OPEN, Outage, StoreView
 from ._protocol import SCRIPTS, Args, shared_name
 
@@ -162,7 +163,7 @@ class RedisBreaker:
     def _note_outage(self, error: BaseException | None) -> None:
         breaker = self.breaker
         breaker._store_failures += 1
-        breaker._emit("store_failure", Severity.ERROR, policy="local", error=repr(error))
+        breaker._emit(StoreFailed, policy="local", error=error)
 
     def _send(self, op: str, flags: int, generation: int, break_us: float | None = None) -> None:
         """An operation nobody waits for. Outcomes and reads are dropped while Redis is known
@@ -213,7 +214,7 @@ class RedisBreaker:
     def _rejection(self, retry_after: float) -> CircuitBreakerOpenError:
         breaker = self.breaker
         breaker._rejected += 1
-        breaker._emit("circuit_rejected", Severity.DEBUG, retry_after=retry_after)
+        breaker._emit(CircuitRejected, retry_after=retry_after)
         state = self.current_state().value
         return CircuitBreakerOpenError(
             f"{breaker.name}: circuit {state} (shared); retry after {retry_after:.3f}s",

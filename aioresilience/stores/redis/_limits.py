@@ -17,7 +17,7 @@ from ..._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ..._ratelimit import RateLimiter, rate_limited
 from ..._support.errors import RateLimited
-from ..._support.events import Severity
+from ..._support.events import StoreFailed
 from ._batcher import Outage, StoreView
 from ._protocol import SCRIPTS, FailurePolicy, _Script, shared_name
 
@@ -169,12 +169,7 @@ class RedisLimit:
     def _note_outage(self, outage: Outage) -> FailurePolicy:
         limiter = self.limiter
         limiter._store_failures += 1
-        limiter._emit(
-            "store_failure",
-            Severity.ERROR,
-            policy=self.store.policy,
-            error=repr(outage.error),
-        )
+        limiter._emit(StoreFailed, policy=self.store.policy, error=outage.error)
         return self.store.policy
 
     async def admit(self, key: Hashable, cost: int, max_wait: float) -> bool:
