@@ -360,7 +360,7 @@ class _Run:
             "elapsed": elapsed,
             "delay": delay,
             "exception": exc,
-            "result": result,
+            "result": None if exc is not None else result,  # not the "no result" marker
             "reason": "retrying",
         }
         try:
@@ -413,7 +413,7 @@ class _Run:
             "elapsed": elapsed,
             "delay": 0.0,
             "exception": exc,
-            "result": result,
+            "result": None if exc is not None else result,  # not the "no result" marker
             "reason": reason,
         }
         # A first attempt failing with an error that is not retried is no retry giving up:
