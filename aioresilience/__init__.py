@@ -3,20 +3,43 @@
 This module only re-exports; the code lives in the private modules.
 """
 
-from ._adaptive import AIMD, AdaptiveLimiter, AdaptiveStatistics, Gradient2, Vegas
+from ._adaptive import (
+    AIMD,
+    AdaptiveLimiter,
+    AdaptiveStatistics,
+    ConcurrencyRejected,
+    Gradient2,
+    LimitChanged,
+    Vegas,
+)
 from ._backpressure import (
     BackpressureQueue,
     QueueClosed,
+    QueueDropped,
+    QueueRejected,
     QueueStatistics,
     WorkerPool,
     WorkerStatistics,
 )
-from ._breaker import CircuitBreaker, CircuitBreakerStatistics, CircuitState, CircuitStateChange
-from ._bulkhead import Bulkhead, BulkheadStatistics, PartitionedBulkhead
-from ._chaos import ChaosFault, ChaosMonkey
+from ._breaker import (
+    CircuitBreaker,
+    CircuitBreakerStatistics,
+    CircuitClosed,
+    CircuitDisabled,
+    CircuitHalfOpened,
+    CircuitIsolated,
+    CircuitOpened,
+    CircuitRejected,
+    CircuitState,
+    CircuitStateChange,
+    CircuitStateChanged,
+)
+from ._bulkhead import Bulkhead, BulkheadRejected, BulkheadStatistics, PartitionedBulkhead
+from ._chaos import ChaosFault, ChaosInjected, ChaosMonkey
 from ._core.ratelimit import Decision
 from ._degradation import GracefulDegradation, Tier
-from ._fallback import Fallback, FallbackOutcome, fallback
+from ._fallback import Fallback, FallbackOutcome, FallbackUsed, fallback
+from ._hedging import HedgeStarted
 from ._pipeline import (
     Outcome,
     Pipeline,
@@ -32,19 +55,23 @@ from ._ratelimit import (
     LeakyBucket,
     RateLimiter,
     RateLimiterStatistics,
+    RateLimitExceeded,
     SlidingWindowCounter,
     SlidingWindowLog,
     TokenBucket,
 )
 from ._retry import (
     Attempt,
+    BudgetExhausted,
     ExponentialBackoff,
     Retry,
     RetryBudget,
+    RetryGaveUp,
+    RetryScheduled,
     RetryState,
     retry,
 )
-from ._shedding import LoadShedder, Priority
+from ._shedding import CallShed, LoadShedder, Priority
 from ._signals import EventLoopLag, InFlight, LatencyEWMA
 from ._support.context import ResilienceContext, current_context
 from ._support.errors import (
@@ -60,11 +87,18 @@ from ._support.errors import (
     Throttled,
     TimeoutExceeded,
 )
-from ._support.events import ResilienceEvent, Severity
+from ._support.events import (
+    AttemptCompleted,
+    CallRejected,
+    PipelineExecuted,
+    ResilienceEvent,
+    Severity,
+    StoreFailed,
+)
 from ._support.logging import LoggingListener
 from ._support.schedules import Backoff, constant, exponential, linear
-from ._throttle import AdaptiveThrottle
-from ._timeout import timeout, timeout_at
+from ._throttle import AdaptiveThrottle, ThrottleRejected
+from ._timeout import TimedOut, timeout, timeout_at
 
 __all__ = [
     "AIMD",
@@ -73,31 +107,48 @@ __all__ = [
     "AdaptiveStatistics",
     "AdaptiveThrottle",
     "Attempt",
+    "AttemptCompleted",
     "Backoff",
     "BackpressureQueue",
+    "BudgetExhausted",
     "Bulkhead",
     "BulkheadFull",
+    "BulkheadRejected",
     "BulkheadStatistics",
+    "CallRejected",
+    "CallShed",
     "ChaosFault",
+    "ChaosInjected",
     "ChaosMonkey",
     "CircuitBreaker",
     "CircuitBreakerOpenError",
     "CircuitBreakerStatistics",
+    "CircuitClosed",
+    "CircuitDisabled",
+    "CircuitHalfOpened",
+    "CircuitIsolated",
+    "CircuitOpened",
+    "CircuitRejected",
     "CircuitState",
     "CircuitStateChange",
+    "CircuitStateChanged",
     "ConcurrencyLimited",
+    "ConcurrencyRejected",
     "Decision",
     "EventLoopLag",
     "ExponentialBackoff",
     "Fallback",
     "FallbackOutcome",
+    "FallbackUsed",
     "FixedWindowCounter",
     "GracefulDegradation",
     "Gradient2",
+    "HedgeStarted",
     "InFlight",
     "KeyedLimit",
     "LatencyEWMA",
     "LeakyBucket",
+    "LimitChanged",
     "LoadShed",
     "LoadShedder",
     "LoggingListener",
@@ -105,12 +156,16 @@ __all__ = [
     "PartitionedBulkhead",
     "Pipeline",
     "PipelineBuilder",
+    "PipelineExecuted",
     "PipelineOrderWarning",
     "PipelineRegistry",
     "Priority",
     "QueueClosed",
+    "QueueDropped",
     "QueueFull",
+    "QueueRejected",
     "QueueStatistics",
+    "RateLimitExceeded",
     "RateLimited",
     "RateLimiter",
     "RateLimiterStatistics",
@@ -120,14 +175,19 @@ __all__ = [
     "ResilienceEvent",
     "Retry",
     "RetryBudget",
+    "RetryGaveUp",
+    "RetryScheduled",
     "RetryState",
     "Severity",
     "SlidingWindowCounter",
     "SlidingWindowLog",
     "StoreError",
+    "StoreFailed",
     "Strategy",
+    "ThrottleRejected",
     "Throttled",
     "Tier",
+    "TimedOut",
     "TimeoutExceeded",
     "TokenBucket",
     "Vegas",

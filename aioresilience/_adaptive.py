@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ._core import adaptive as _core
 from ._support.clock import Clock, clock_option
 from ._support.errors import ConcurrencyLimited, Rejected
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource, ResilienceEvent, Severity
 from ._support.guard import GuardForms, ticket_stack
 from ._support.listeners import logger
 from ._support.validation import (
@@ -28,7 +28,16 @@ from ._support.validation import (
     text,
 )
 
-__all__ = ["AIMD", "AdaptiveLimiter", "AdaptiveStatistics", "Gradient2", "LimitAlgorithm", "Vegas"]
+__all__ = [
+    "AIMD",
+    "AdaptiveLimiter",
+    "AdaptiveStatistics",
+    "ConcurrencyRejected",
+    "Gradient2",
+    "LimitAlgorithm",
+    "LimitChanged",
+    "Vegas",
+]
 
 
 _MAX_LIMIT = 1_000_000_000
@@ -101,6 +110,26 @@ class AdaptiveStatistics:
     history: tuple[tuple[float, int], ...]  # (time, limit) at each change, the latest 1000
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConcurrencyRejected(CallRejected):
+    """A call was refused: ``limit`` calls already run."""
+
+    name: ClassVar[str] = "concurrency_limited"
+
+    limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitChanged(ResilienceEvent):
+    """The adaptive limit moved from ``old`` to ``new``."""
+
+    name: ClassVar[str] = "limit_changed"
+    severity: ClassVar[Severity] = Severity.DEBUG
+
+    old: int
+    new: int
+
+
 class AdaptiveLimiter(GuardForms, EventSource):
     """Concurrency limit that adapts to the dependency (AIMD, Vegas or Gradient2)."""
 
@@ -161,7 +190,7 @@ class AdaptiveLimiter(GuardForms, EventSource):
         pass to :meth:`release`."""
         if self.in_flight >= self.limit:
             self._rejected += 1
-            self._emit("concurrency_limited", Severity.WARNING, limit=self.limit)
+            self._emit(ConcurrencyRejected, limit=self.limit)
             raise ConcurrencyLimited(
                 f"{self.name}: {self.in_flight} in flight at limit {self.limit}"
             )
@@ -210,7 +239,7 @@ class AdaptiveLimiter(GuardForms, EventSource):
         self._limit = min(float(self.max_limit), max(float(self.min_limit), new))
         limit = int(self._limit)
         if limit != self.limit:
-            self._emit("limit_changed", Severity.DEBUG, old=self.limit, new=limit)
+            self._emit(LimitChanged, old=self.limit, new=limit)
             self.limit = limit
             self._history.append((now, limit))
 

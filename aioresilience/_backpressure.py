@@ -39,16 +39,24 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from ._support.clock import Clock, clock_option
 from ._support.errors import QueueClosed, QueueFull
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource, ResilienceEvent, Severity
 from ._support.listeners import logger
 from ._support.predicates import is_async_callable, optional_sync_callable
 from ._support.validation import non_negative_int, non_negative_or_none, one_of, positive_int, text
 
-__all__ = ["BackpressureQueue", "QueueClosed", "QueueStatistics", "WorkerPool", "WorkerStatistics"]
+__all__ = [
+    "BackpressureQueue",
+    "QueueClosed",
+    "QueueDropped",
+    "QueueRejected",
+    "QueueStatistics",
+    "WorkerPool",
+    "WorkerStatistics",
+]
 
 T = TypeVar("T")
 Policy = Literal["block", "reject", "drop_newest", "drop_oldest"]
@@ -70,6 +78,25 @@ class QueueStatistics:
     paused: bool
     waiting_producers: int
     waiting_consumers: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueRejected(CallRejected):
+    """A put was refused: the queue is full and its ``policy`` rejects."""
+
+    name: ClassVar[str] = "queue_rejected"
+
+    policy: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueDropped(ResilienceEvent):
+    """An item was dropped, for ``reason``."""
+
+    name: ClassVar[str] = "queue_dropped"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+    reason: str
 
 
 class BackpressureQueue(EventSource, Generic[T]):
@@ -131,7 +158,7 @@ class BackpressureQueue(EventSource, Generic[T]):
         accepted = self._offer(item)
         if accepted is None:
             self._rejected += 1
-            self._emit("queue_rejected", Severity.WARNING, policy=self.policy)
+            self._emit(QueueRejected, policy=self.policy)
             raise QueueFull(f"{self.name}: full ({self.maxsize} items)", item=item)
         return accepted
 
@@ -156,7 +183,7 @@ class BackpressureQueue(EventSource, Generic[T]):
             return None
         if policy == "reject":
             self._rejected += 1
-            self._emit("queue_rejected", Severity.WARNING, policy=self.policy)
+            self._emit(QueueRejected, policy=self.policy)
             raise QueueFull(f"{self.name}: full ({self.maxsize} items)", item=item)
         if policy == "drop_newest":
             self._drop(item, "drop_newest")
@@ -185,7 +212,7 @@ class BackpressureQueue(EventSource, Generic[T]):
 
     def _drop(self, item: T, reason: str) -> None:
         self._dropped += 1
-        self._emit("queue_dropped", Severity.WARNING, reason=reason)
+        self._emit(QueueDropped, reason=reason)
         try:
             if self._on_drop is not None:
                 self._on_drop(item, reason)

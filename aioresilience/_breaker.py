@@ -39,13 +39,13 @@ import random as _random
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ._core.backoff import Backoff
 from ._core.breaker import BreakerMachine, BreakerOptions, CircuitState, Refused
 from ._support.clock import Clock, clock_option
 from ._support.errors import CircuitBreakerOpenError, Rejected
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource, ResilienceEvent, Severity, StoreFailed
 from ._support.guard import NO_RESULT, GuardForms, ticket_stack
 from ._support.listeners import Listeners
 from ._support.predicates import (
@@ -61,13 +61,21 @@ if TYPE_CHECKING:
 __all__ = [
     "CircuitBreaker",
     "CircuitBreakerStatistics",
+    "CircuitClosed",
+    "CircuitDisabled",
+    "CircuitHalfOpened",
+    "CircuitIsolated",
+    "CircuitOpened",
+    "CircuitRejected",
     "CircuitState",
     "CircuitStateChange",
+    "CircuitStateChanged",
 ]
 
 
 CLOSED = CircuitState.CLOSED
 _TRIPPED = (CircuitState.OPEN, CircuitState.ISOLATED)
+DISABLED = CircuitState.DISABLED
 
 # Bounds of the options. Durations: 1 µs (the shared store's resolution) to about 31 years
 # (isolate() is the way to "forever"); counts up to 10**9; a count window keeps one int per
@@ -81,15 +89,70 @@ _OUTSIDE = [False]  # the entry flag of a context no entry ever ran in (never se
 _Coroutine = types.CoroutineType
 
 
-@dataclass(frozen=True, slots=True)
-class CircuitStateChange:
-    """Handed to ``on_state_change`` listeners when the breaker changes state."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitStateChanged(ResilienceEvent):
+    """The breaker went from ``old`` to ``new`` (at ``at``); ``retry_after``: seconds until it
+    half-opens (0 unless OPEN). ``on_state_change`` callbacks and listeners get the same
+    object, of the subclass named after the new state (``CircuitOpened``...)."""
 
-    breaker: str
     old: CircuitState
     new: CircuitState
-    at: float
-    retry_after: float  # seconds until the breaker half-opens (0 unless OPEN)
+    retry_after: float
+
+    @property
+    def breaker(self) -> str:
+        """The breaker's name (``strategy``)."""
+        return self.strategy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitOpened(CircuitStateChanged):
+    name: ClassVar[str] = "circuit_open"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitHalfOpened(CircuitStateChanged):
+    name: ClassVar[str] = "circuit_half_open"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitClosed(CircuitStateChanged):
+    name: ClassVar[str] = "circuit_closed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitIsolated(CircuitStateChanged):
+    name: ClassVar[str] = "circuit_isolated"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitDisabled(CircuitStateChanged):
+    name: ClassVar[str] = "circuit_disabled"
+
+
+# The public name of issue 11 and before: the same class.
+CircuitStateChange = CircuitStateChanged
+
+_CHANGED: dict[CircuitState, type[CircuitStateChanged]] = {
+    CircuitState.OPEN: CircuitOpened,
+    CircuitState.HALF_OPEN: CircuitHalfOpened,
+    CircuitState.CLOSED: CircuitClosed,
+    CircuitState.ISOLATED: CircuitIsolated,
+    CircuitState.DISABLED: CircuitDisabled,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitRejected(CallRejected):
+    """A call was refused: the circuit is not closed; ``retry_after`` seconds until it may
+    pass."""
+
+    name: ClassVar[str] = "circuit_rejected"
+    severity: ClassVar[Severity] = Severity.DEBUG
+
+    retry_after: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +250,7 @@ class _Reporter:
     def store_failure(self, error: BaseException | None) -> None:
         breaker = self._breaker
         breaker._store_failures += 1
-        breaker._emit("store_failure", Severity.ERROR, policy="local", error=repr(error))
+        breaker._emit(StoreFailed, policy="local", error=error)
 
 
 class CircuitBreaker(GuardForms, EventSource):
@@ -339,10 +402,13 @@ class CircuitBreaker(GuardForms, EventSource):
         """Tell events and listeners of a state change (here, or seen in a shared store)."""
         if after is CircuitState.OPEN:
             self._opened += 1
-        severity = Severity.WARNING if after in _TRIPPED else Severity.INFO
-        self._emit(f"circuit_{after.value}", severity, old=before.value)
-        if self._listeners:
-            self._listeners.emit(CircuitStateChange(self.name, before, after, now, retry_after))
+        kind = _CHANGED[after]
+        if self._listeners:  # on_state_change callbacks: they get the listeners' object
+            self._listeners.emit(
+                self._event(kind, at=now, old=before, new=after, retry_after=retry_after)
+            )
+        else:
+            self._emit(kind, at=now, old=before, new=after, retry_after=retry_after)
 
     # -- the one core (GuardForms builds call, @decorator and async with from it) ------------
 
@@ -381,7 +447,7 @@ class CircuitBreaker(GuardForms, EventSource):
     def _refusal(self, refused: Refused) -> CircuitBreakerOpenError:
         self._rejected += 1
         retry_after = refused.retry_after
-        self._emit("circuit_rejected", Severity.DEBUG, retry_after=retry_after)
+        self._emit(CircuitRejected, retry_after=retry_after)
         state = refused.state.value
         where = " (shared)" if refused.shared else ""
         return CircuitBreakerOpenError(

@@ -27,15 +27,15 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from ._support.clock import Clock, clock_option
 from ._support.errors import BulkheadFull
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource
 from ._support.guard import GuardForms
 from ._support.validation import non_negative_int, non_negative_or_none, positive_int, text
 
-__all__ = ["Bulkhead", "BulkheadStatistics", "PartitionedBulkhead"]
+__all__ = ["Bulkhead", "BulkheadRejected", "BulkheadStatistics", "PartitionedBulkhead"]
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -86,6 +86,17 @@ class BulkheadStatistics:
     admitted: int
     rejected: int
     peak: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BulkheadRejected(CallRejected):
+    """A call was refused: ``reason`` is ``"full"`` (no slot, and the queue is full) or
+    ``"max_wait"`` (no slot in time); ``active`` calls held slots then."""
+
+    name: ClassVar[str] = "bulkhead_rejected"
+
+    reason: str
+    active: int
 
 
 class Bulkhead(GuardForms, EventSource):
@@ -178,7 +189,7 @@ class Bulkhead(GuardForms, EventSource):
             return None
         if len(self._waiters) >= self._max_queue:
             self._rejected += 1
-            self._emit("bulkhead_rejected", Severity.WARNING, active=self._active)
+            self._emit(BulkheadRejected, reason="full", active=self._active)
             raise BulkheadFull(
                 f"{self.name}: {self._active} of {self._max} slots busy and "
                 f"{len(self._waiters)} of {self._max_queue} queued",
@@ -222,7 +233,7 @@ class Bulkhead(GuardForms, EventSource):
             raise
         except BulkheadFull:
             self._rejected += 1
-            self._emit("bulkhead_rejected", Severity.WARNING, reason="max_wait")
+            self._emit(BulkheadRejected, reason="max_wait", active=self._active)
             raise
         finally:
             if timer is not None:

@@ -15,19 +15,21 @@ from __future__ import annotations
 import copy
 import random as _random
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._support.clock import Clock, clock_option
 from ._support.compose import Call, Core, Strategy
 from ._support.context import ResilienceContext
 from ._support.errors import ChaosFault
-from ._support.events import EventSource, Severity, emit
+from ._support.events import EventSource, ResilienceEvent, Severity, emit
 from ._support.predicates import require_async, sync_callable, wraps
 from ._support.validation import finite_positive, non_negative, number
 
 __all__ = [
     "ChaosFault",
     "ChaosGuard",
+    "ChaosInjected",
     "ChaosMonkey",
     "ChaosOutcome",
     "chaos_latency_range",
@@ -72,6 +74,17 @@ def chaos_switch(enabled: Any) -> Callable[[], bool]:
     if callable(enabled):
         return sync_callable("enabled", enabled)  # type: ignore[no-any-return]
     raise TypeError(f"enabled must be a bool or a callable returning one, got {enabled!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChaosInjected(ResilienceEvent):
+    """Chaos was injected: ``injection`` names what (``fault``, ``latency``, ``kill``, or the
+    pipeline chaos strategy's kind)."""
+
+    name: ClassVar[str] = "chaos_injected"
+    severity: ClassVar[Severity] = Severity.INFO
+
+    injection: str
 
 
 class ChaosMonkey(EventSource):
@@ -121,7 +134,7 @@ class ChaosMonkey(EventSource):
             raise TypeError(f"error_message must be a str or None, got {error_message!r}")
         if self._roll(self.failure_rate):
             self.injected["fault"] += 1
-            self._emit("chaos_injected", Severity.INFO, injection="fault")
+            self._emit(ChaosInjected, injection="fault")
             raise ChaosFault(error_message or "chaos: injected failure")
 
     async def add_latency(
@@ -137,13 +150,13 @@ class ChaosMonkey(EventSource):
                 raise ValueError(f"need min_seconds <= max_seconds, got {low!r} and {high!r}")
         if self._roll(self.latency_rate):
             self.injected["latency"] += 1
-            self._emit("chaos_injected", Severity.INFO, injection="latency")
+            self._emit(ChaosInjected, injection="latency")
             await self._clock.sleep(self._random.uniform(low, high))
 
     def kill_connection(self) -> None:
         if self._roll(self.kill_rate):
             self.injected["kill"] += 1
-            self._emit("chaos_injected", Severity.INFO, injection="kill")
+            self._emit(ChaosInjected, injection="kill")
             raise ConnectionResetError("chaos: connection killed")
 
     def __call__(
@@ -197,7 +210,7 @@ class _ChaosStrategy(Strategy):
         """Whether to inject this time (counted and announced when it does)."""
         if self.rate > 0 and self._enabled() and self._random.random() < self.rate:
             self.injected += 1
-            emit(None, self.name, "chaos_injected", Severity.INFO, injection=self.kind)
+            emit(None, self.name, ChaosInjected, injection=self.kind)
             return True
         return False
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 
 from ._support.context import ResilienceContext
-from ._support.events import EventSource, Severity
+from ._support.events import EventSource, ResilienceEvent, Severity
 from ._support.listeners import Listeners
 from ._support.predicates import (
     ExceptionFilter,
@@ -21,20 +22,35 @@ from ._support.predicates import (
 from ._support.rerun import ExecuteForms, RerunStrategy, arguments_of
 from ._support.validation import text
 
-__all__ = ["Fallback", "FallbackOutcome", "FallbackStrategy", "fallback"]
+__all__ = ["Fallback", "FallbackOutcome", "FallbackStrategy", "FallbackUsed", "fallback"]
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class FallbackOutcome:
-    """What a fallback handler receives: the original exception (or the result judged a
-    failure) and the call's arguments."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FallbackUsed(ResilienceEvent):
+    """A call is answered by the fallback: the original ``exception`` (or the ``result``
+    judged a failure) and the call's arguments. The handlers, ``on_fallback`` and the
+    listeners get this same object."""
+
+    name: ClassVar[str] = "fallback_used"
+    severity: ClassVar[Severity] = Severity.WARNING
 
     exception: BaseException | None
     result: Any
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
+
+    @property
+    def details(self) -> Mapping[str, Any]:
+        """For log records: the outcome's kind, never the call's arguments (they may hold
+        anything a log should not)."""
+        outcome = "result" if self.exception is None else type(self.exception).__name__
+        return MappingProxyType({"outcome": outcome})
+
+
+# The public name of issue 11 and before: the same class.
+FallbackOutcome = FallbackUsed
 
 
 class Fallback(ExecuteForms, EventSource):
@@ -87,16 +103,19 @@ class Fallback(ExecuteForms, EventSource):
         # Handled outside the `except` block: a handler's exception is not chained to the
         # original, which is re-raised unchanged if every handler fails.
         args, kwargs = arguments_of(call) if context is None else ((), {})
-        outcome = FallbackOutcome(failure, result if failure is None else None, args, kwargs)
-        return await self._fall_back(outcome)  # type: ignore[no-any-return]
-
-    async def _fall_back(self, outcome: FallbackOutcome) -> Any:
-        self.used += 1
-        self._emit(
-            "fallback_used",
-            Severity.WARNING,
-            outcome="result" if outcome.exception is None else type(outcome.exception).__name__,
+        return await self._fall_back(  # type: ignore[no-any-return]
+            failure, result if failure is None else None, args, kwargs
         )
+
+    async def _fall_back(
+        self,
+        exc: BaseException | None,
+        result: Any,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+    ) -> Any:
+        self.used += 1
+        outcome = self._event(FallbackUsed, exception=exc, result=result, args=args, kwargs=kwargs)
         if self._listeners:
             self._listeners.emit(outcome)
         failures: list[Exception] = []

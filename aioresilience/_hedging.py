@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
-from ._retry import RetryBudget
+from ._retry import BudgetExhausted, RetryBudget
 from ._support.context import ResilienceContext
-from ._support.events import Severity, emit
+from ._support.events import ResilienceEvent, Severity, emit
 from ._support.predicates import optional_sync_callable
 from ._support.rerun import ExecuteForms, RerunStrategy
 from ._support.validation import non_negative_or_none, positive_int, text
@@ -36,6 +37,16 @@ async def _cancel_and_await(tasks: set[asyncio.Task[Any]]) -> None:
         tasks = {t for t in tasks if not t.done()}
     if cancelled:
         raise asyncio.CancelledError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HedgeStarted(ResilienceEvent):
+    """Another attempt was started (``hedge``: 1 for the first extra one)."""
+
+    name: ClassVar[str] = "hedge_started"
+    severity: ClassVar[Severity] = Severity.INFO
+
+    hedge: int
 
 
 class Hedge(ExecuteForms):
@@ -90,7 +101,7 @@ class Hedge(ExecuteForms):
             self.started += 1
             task = asyncio.ensure_future(call(), loop=loop)
             if hedged:
-                emit(None, self.name, "hedge_started", Severity.INFO, hedge=extra)
+                emit(None, self.name, HedgeStarted, hedge=extra)
                 if core is not None:  # the retry slot is held while the hedge runs
                     task.add_done_callback(lambda _: core.end_retry())
             running.add(task)
@@ -137,7 +148,7 @@ class Hedge(ExecuteForms):
             return True
         assert self.budget is not None
         self.budget.exhausted += 1
-        emit(None, self.name, "budget_exhausted", Severity.WARNING, budget=self.budget.kind)
+        emit(None, self.name, BudgetExhausted, budget=self.budget.kind)
         return False
 
     def __repr__(self) -> str:

@@ -42,7 +42,11 @@ from ._support.compose import (
     leave_all,
 )
 from ._support.context import ResilienceContext, context_var, current_context
-from ._support.events import ResilienceEvent, Severity
+from ._support.events import (
+    PipelineExecuted,
+    ResilienceEvent,
+    Severity,
+)
 from ._support.listeners import Listeners
 from ._support.predicates import is_async_callable, require_async, wraps
 from ._support.rerun import timed
@@ -213,7 +217,7 @@ class Pipeline:
         context._timed = True
         token = context_var.set(context)  # the pipeline_executed event finds the listeners
         try:
-            return await timed(self._run(call, context), self.name, "pipeline_executed")
+            return await timed(self._run(call, context), self.name, PipelineExecuted)
         finally:
             context_var.reset(token)
 

@@ -29,7 +29,7 @@ from copy import copy
 from dataclasses import dataclass
 from functools import partial
 from heapq import heapify, heappop, heappush
-from typing import Any, Final, Generic, ParamSpec, TypeVar
+from typing import Any, ClassVar, Final, Generic, ParamSpec, TypeVar
 
 from ._core.fixed_window import FixedWindowAlgorithm
 from ._core.gcra import GCRAAlgorithm
@@ -43,7 +43,7 @@ from ._support.clock import Clock, Timer, clock_option
 from ._support.compose import Core, Strategy, _async_with_core, _overrides
 from ._support.context import ResilienceContext, context_var
 from ._support.errors import RateLimited
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource, StoreFailed
 from ._support.guard import GuardForms
 from ._support.predicates import optional_sync_callable, require_async, wraps
 from ._support.rates import parse_rate
@@ -65,6 +65,7 @@ __all__ = [
     "FixedWindowCounter",
     "KeyedLimit",
     "LeakyBucket",
+    "RateLimitExceeded",
     "RateLimitStrategy",
     "RateLimiter",
     "RateLimiterStatistics",
@@ -162,6 +163,18 @@ class _KeyQueue:
         self.entries: deque[_Entry] = deque()
         self.waiting = 0  # entries _QUEUED
         self.dirty = False  # some entry _CANCELLED: replan before the next decision
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitExceeded(CallRejected):
+    """A request of ``cost`` for ``key`` was refused; ``retry_after``: seconds until it could
+    pass (None: unknown)."""
+
+    name: ClassVar[str] = "rate_limited"
+
+    key: Hashable
+    cost: int
+    retry_after: float | None
 
 
 class LocalLimit(Generic[S]):
@@ -662,7 +675,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
                 self._admitted += 1
                 return True
         self._rejected += 1
-        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=retry_after)
+        self._emit(RateLimitExceeded, key=key, cost=cost, retry_after=retry_after)
         return False
 
     def check(self, cost: int = 1, *, key: Hashable = None) -> Decision:
@@ -753,11 +766,11 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
     def _store_failed(self, policy: str, error: BaseException) -> None:
         """A shared store could not decide; its failure policy did (LimiterOptions)."""
         self._store_failures += 1
-        self._emit("store_failure", Severity.ERROR, policy=policy, error=repr(error))
+        self._emit(StoreFailed, policy=policy, error=error)
 
     def _refused(self, key: Hashable, cost: int, retry_after: float | None) -> None:
         self._rejected += 1
-        self._emit("rate_limited", Severity.WARNING, key=key, cost=cost, retry_after=retry_after)
+        self._emit(RateLimitExceeded, key=key, cost=cost, retry_after=retry_after)
 
     def _check_cost(self, cost: object) -> None:
         if not isinstance(cost, int) or isinstance(cost, bool):

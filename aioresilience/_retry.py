@@ -16,20 +16,19 @@ delay would cross it, the last outcome is given back at once.
 
 from __future__ import annotations
 
-import inspect
 import math
 import random as _random
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._core.budget import ConcurrencyBudget, TokenBudget
 from ._support.clock import Clock, clock_option
 from ._support.context import ResilienceContext
 from ._support.errors import Rejected
-from ._support.events import EventSource, Severity
-from ._support.listeners import logger
+from ._support.events import AttemptCompleted, EventSource, ResilienceEvent, Severity, build
+from ._support.listeners import run_hook
 from ._support.predicates import (
     ExceptionFilter,
     exception_predicate,
@@ -51,9 +50,12 @@ from ._support.validation import (
 
 __all__ = [
     "Attempt",
+    "BudgetExhausted",
     "ExponentialBackoff",
     "Retry",
     "RetryBudget",
+    "RetryGaveUp",
+    "RetryScheduled",
     "RetryState",
     "RetryStrategy",
     "retry",
@@ -65,12 +67,13 @@ T = TypeVar("T")
 _NO_RESULT: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
-class RetryState:
-    """What hooks receive: the attempt that just failed (1-based), its outcome, the delay
-    before the next one (``before_sleep``) or why retrying stops (``on_give_up``)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryState(ResilienceEvent):
+    """What a retry's hooks and listeners receive (base of :class:`RetryScheduled` and
+    :class:`RetryGaveUp`): the attempt that just failed (1-based), its outcome
+    (``exception``, or the ``result`` judged a failure), the time since the first attempt, the
+    delay before the next one (``before_sleep``) or why retrying stops (``on_give_up``)."""
 
-    policy: str
     attempt: int
     elapsed: float
     delay: float
@@ -78,6 +81,39 @@ class RetryState:
     result: Any
     reason: str  # "retrying", or why it gave up: attempts, deadline, max_elapsed, retry_after,
     # budget, not_retryable
+
+    @property
+    def policy(self) -> str:
+        """The retry policy's name (``strategy``)."""
+        return self.strategy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryScheduled(RetryState):
+    """A failed attempt will be retried after ``delay`` seconds (``before_sleep`` gets it)."""
+
+    name: ClassVar[str] = "retry_scheduled"
+    severity: ClassVar[Severity] = Severity.INFO
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryGaveUp(RetryState):
+    """Retrying stops, for ``reason``; the last outcome is the call's (``on_give_up`` gets
+    it)."""
+
+    name: ClassVar[str] = "retry_gave_up"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetExhausted(ResilienceEvent):
+    """A retry (or hedge) was not made: the shared :class:`RetryBudget` (of ``budget`` kind,
+    ``"concurrency"`` or ``"tokens"``) is spent."""
+
+    name: ClassVar[str] = "budget_exhausted"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+    budget: str
 
 
 class RetryBudget:
@@ -225,7 +261,7 @@ class Retry(ExecuteForms, EventSource):
         """One attempt inside a pipeline: counted in the context, timed if a listener wants."""
         context.attempt += 1
         if context._timed:
-            return timed(call(), self.name, "attempt", attempt=context.attempt)
+            return timed(call(), self.name, AttemptCompleted, attempt=context.attempt)
         return call()
 
     def __aiter__(self) -> AsyncIterator[Attempt]:
@@ -327,22 +363,23 @@ class _Run:
         if budget is not None:
             if not budget._core.try_retry():
                 budget.exhausted += 1
-                policy._emit("budget_exhausted", Severity.WARNING, budget=budget.kind)
+                policy._emit(BudgetExhausted, budget=budget.kind)
                 return await self._give_up(exc, result, elapsed, "budget")
             self.holds_retry = True
-        policy._emit(
-            "retry_scheduled",
-            Severity.INFO,
-            attempt=self.attempt,
-            delay=delay,
-            outcome=type(exc).__name__ if exc is not None else "result",
-        )
+        fields = {
+            "at": now,
+            "attempt": self.attempt,
+            "elapsed": elapsed,
+            "delay": delay,
+            "exception": exc,
+            "result": None if exc is not None else result,  # not the "no result" marker
+            "reason": "retrying",
+        }
         try:
-            if policy._before_sleep is not None:
-                await _hook(
-                    policy._before_sleep,
-                    RetryState(policy.name, self.attempt, elapsed, delay, exc, result, "retrying"),
-                )
+            if policy._before_sleep is None:
+                policy._emit(RetryScheduled, **fields)
+            else:
+                await run_hook(policy._before_sleep, policy._event(RetryScheduled, **fields))
                 # A slow async hook must not carry the sleep past a deadline either.
                 now = policy._clock.time()
                 bound = self._bound_crossed(now, delay)
@@ -383,29 +420,34 @@ class _Run:
         self, exc: BaseException | None, result: Any, elapsed: float, reason: str
     ) -> bool:
         policy = self.policy
-        if reason != "not_retryable" or self.attempt > 1:
-            policy._emit("retry_gave_up", Severity.WARNING, attempts=self.attempt, reason=reason)
-        if exc is not None and (self.attempt > 1 or reason != "not_retryable"):
+        fields = {
+            "attempt": self.attempt,
+            "elapsed": elapsed,
+            "delay": 0.0,
+            "exception": exc,
+            "result": None if exc is not None else result,  # not the "no result" marker
+            "reason": reason,
+        }
+        # A first attempt failing with an error that is not retried is no retry giving up:
+        # no note, and listeners hear nothing then; the hook still gets its call.
+        heard = reason != "not_retryable" or self.attempt > 1
+        if exc is not None and heard:
             exc.add_note(
                 f"{policy.name}: gave up after {self.attempt} attempt(s) in {elapsed:.3f}s "
                 f"({reason}): " + "; ".join(self.history)
             )
-        if policy._on_give_up is not None:
-            await _hook(
-                policy._on_give_up,
-                RetryState(policy.name, self.attempt, elapsed, 0.0, exc, result, reason),
+        hook = policy._on_give_up
+        if hook is None:
+            if heard:
+                policy._emit(RetryGaveUp, **fields)
+        else:
+            event = (
+                policy._event(RetryGaveUp, **fields)
+                if heard
+                else build(policy.name, RetryGaveUp, **fields)
             )
+            await run_hook(hook, event)
         return False
-
-
-async def _hook(hook: Callable[[RetryState], Any], state: RetryState) -> None:
-    """Run a user hook; a failing hook is logged, never allowed to break the call."""
-    try:
-        outcome = hook(state)
-        if inspect.isawaitable(outcome):
-            await outcome
-    except Exception:
-        logger.exception("retry hook %r failed on %r", hook, state)
 
 
 class Attempt:

@@ -6,17 +6,24 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._signals import _fed, _read
 from ._support.compose import Core, Strategy
 from ._support.errors import LoadShed
-from ._support.events import EventSource, Severity
+from ._support.events import EventSource
 from ._support.guard import GuardForms, ticket_stack
 from ._support.predicates import sync_callable
 from ._support.validation import finite_positive, number, text
 
 __all__ = ["LoadShedStrategy", "LoadShedder", "Priority"]
+from ._support.events import CallRejected
+
+__all__ = ["CallShed", "LoadShedder", "Priority"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Priority(enum.IntEnum):
@@ -36,6 +43,16 @@ def check_priority(priority: Any) -> Priority:
             f"Priority.SHEDDABLE), got {priority!r}"
         )
     return priority
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallShed(CallRejected):
+    """A call of ``priority`` (its name) was shed at ``load``."""
+
+    name: ClassVar[str] = "shed"
+
+    priority: str
+    load: float
 
 
 class LoadShedder(GuardForms, EventSource):
@@ -99,7 +116,7 @@ class LoadShedder(GuardForms, EventSource):
         load = _read(self._signal)
         if load > threshold:
             self.shed[priority] += 1
-            self._emit("shed", Severity.WARNING, priority=priority.name, load=load)
+            self._emit(CallShed, priority=priority.name, load=load)
             raise LoadShed(
                 f"{self.name}: shedding {priority.name} work (load {load:.3g} > {threshold:g})",
                 retry_after=self.retry_after,

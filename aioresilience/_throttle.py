@@ -4,18 +4,26 @@ locally, with a probability that grows as the backend accepts fewer of them."""
 from __future__ import annotations
 
 import random as _random
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ._core.budget import throttle_probability
 from ._core.windows import TimeWindow
 from ._support.clock import Clock, clock_option
 from ._support.errors import Throttled
-from ._support.events import EventSource, Severity
+from ._support.events import CallRejected, EventSource
 from ._support.guard import GuardForms
 from ._support.predicates import ExceptionFilter, exception_predicate
 from ._support.validation import divisor, finite_positive, text
 
-__all__ = ["AdaptiveThrottle"]
+__all__ = ["AdaptiveThrottle", "ThrottleRejected"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThrottleRejected(CallRejected):
+    """The adaptive throttle refused a call locally (the backend was seen overloaded)."""
+
+    name: ClassVar[str] = "throttled"
 
 
 class AdaptiveThrottle(GuardForms, EventSource):
@@ -61,7 +69,7 @@ class AdaptiveThrottle(GuardForms, EventSource):
         if self._random() < throttle_probability(requests, requests - rejected, self.k):
             window.record(now, True, False)
             self.throttled += 1
-            self._emit("throttled", Severity.WARNING)
+            self._emit(ThrottleRejected)
             raise Throttled(f"{self.name}: throttled locally", retry_after=None)
 
     def _exit(self, ticket: None, exc: BaseException | None, result: Any) -> None:

@@ -35,7 +35,8 @@ import math
 import sys
 import weakref
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._support.compose import Core, Strategy
 from ._support.errors import TimeoutExceeded
@@ -44,6 +45,12 @@ from ._support.guard import NO_RESULT, GuardForms
 from ._support.validation import non_negative_or_none, number_or_none
 
 __all__ = ["TimeoutStrategy", "timeout", "timeout_at"]
+from ._support.events import ResilienceEvent
+
+__all__ = ["TimedOut", "TimeoutStrategy", "timeout", "timeout_at"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _INF = math.inf
 _MAX = sys.float_info.max
@@ -59,6 +66,16 @@ _NEW_EXIT = sys.version_info >= (3, 13)
 # Entry states
 _CREATED, _ENTERED, _EXPIRING, _EXPIRED, _EXITED = range(5)
 _STATE_NAMES = ("created", "entered", "expiring", "expired", "finished")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimedOut(ResilienceEvent):
+    """A timeout fired: the call ran out of its ``seconds``."""
+
+    name: ClassVar[str] = "timeout"
+    severity: ClassVar[Severity] = Severity.WARNING
+
+    seconds: float
 
 
 class _Lane:
@@ -277,7 +294,7 @@ class timeout(GuardForms):
                 if exc_type is _CancelledError or (
                     _NEW_EXIT and issubclass(exc_type, _CancelledError)
                 ):
-                    emit(None, "timeout", "timeout", Severity.WARNING, seconds=self._exceeded())
+                    emit(None, "timeout", TimedOut, seconds=self._exceeded())
                     raise self._error() from exc
                 if _NEW_EXIT:
                     # An error raised while our cancellation unwound: 3.13's asyncio records

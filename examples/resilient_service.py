@@ -30,9 +30,11 @@ class ResilientService:
             .build()
         )
         self.pipeline.add_listener(lambda event: self.events.update([event.name]))
-        self.monkey.add_listener(
-            lambda event: self.events.update(["chaos_" + event.details["injection"]])
-        )
+        self.monkey.add_listener(self._chaos_seen)
+
+    def _chaos_seen(self, event: ar.ResilienceEvent) -> None:
+        if isinstance(event, ar.ChaosInjected):  # a typed event: its fields, no string keys
+            self.events.update(["chaos_" + event.injection])
 
     async def fetch(self, item: int) -> str:
         await self.monkey.add_latency()

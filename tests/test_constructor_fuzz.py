@@ -228,7 +228,7 @@ async def use_tier(tier: Any) -> None:
 
 
 async def use_listener(listener: Any) -> None:
-    listener(ar.ResilienceEvent("e", "s", ar.Severity.INFO, 0.0))
+    listener(ar.ResilienceEvent(strategy="s", at=0.0))
     listener.accepts(ar.Severity.INFO)
 
 
@@ -466,6 +466,8 @@ def test_every_export_is_fuzzed_or_excused() -> None:
         exported = getattr(ar, name)
         if isinstance(exported, type) and issubclass(exported, BaseException):
             continue  # the error tree has its own tests
+        if isinstance(exported, type) and issubclass(exported, ar.ResilienceEvent):
+            continue  # event records the library builds (test_events checks their shape)
         if isinstance(exported, type | Callable):  # type: ignore[arg-type]
             assert name in covered or name in NOT_CONSTRUCTORS, f"{name} is not fuzzed"
     assert set(KNOWN_FAILING) <= {(c.name, p) for c in CASES for p in c.parameters}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import sys
+import warnings
 from typing import Any
 
 import pytest
@@ -51,8 +54,8 @@ async def test_every_primitive_reports_its_occurrences_once() -> None:
         ("fallback_used", "Fallback", Severity.WARNING),
         ("shed", "LoadShedder", Severity.WARNING),
     ]
-    with pytest.raises(AttributeError):
-        seen[0].name = "x"  # type: ignore[misc]
+    with pytest.raises(AttributeError):  # frozen: the fields cannot change
+        seen[0].strategy = "x"  # type: ignore[misc]
 
 
 async def test_pipeline_listeners_hear_every_strategy_with_the_pipeline_name() -> None:
@@ -241,5 +244,228 @@ def test_logging_listener_takes_int_severities_and_adapters(
     assert listener.levels[Severity.INFO] == logging.WARNING
     adapter = logging.LoggerAdapter(logging.getLogger("aioresilience.test"), {})
     with caplog.at_level(logging.INFO, logger="aioresilience.test"):
-        LoggingListener(adapter)(ResilienceEvent("e", "s", Severity.INFO, 0.0))  # type: ignore[arg-type]
-    assert [r.getMessage() for r in caplog.records] == ["e from s {}"]
+        LoggingListener(adapter)(ResilienceEvent(strategy="s", at=0.0))  # type: ignore[arg-type]
+    assert [r.getMessage() for r in caplog.records] == ["event from s {}"]
+
+
+# -- issue 12: one event shape -----------------------------------------------------------------
+
+
+def _event_classes() -> list[type[ResilienceEvent]]:
+    """Every event class the package defines (the public hub exports them all)."""
+    found: list[type[ResilienceEvent]] = []
+    pending: list[type[ResilienceEvent]] = [ResilienceEvent]
+    while pending:
+        kind = pending.pop()
+        found.append(kind)
+        pending.extend(kind.__subclasses__())
+    # (slots=True makes each dataclass anew: the first class lingers among the subclasses
+    # until collected; the module's name is the real one.)
+    return [
+        k
+        for k in found
+        if k.__module__.startswith("aioresilience")
+        and vars(sys.modules[k.__module__]).get(k.__name__) is k
+    ]
+
+
+def test_every_event_class_is_frozen_slotted_typed_and_exported() -> None:
+    classes = _event_classes()
+    assert len(classes) > 20
+    for kind in classes:
+        assert getattr(ar, kind.__name__) is kind, kind  # exported from the hub
+        assert "__slots__" in vars(kind) and "__dict__" not in dir(kind), kind
+        params = kind.__dataclass_params__
+        assert params.frozen, kind
+        assert isinstance(kind.name, str) and isinstance(kind.severity, Severity), kind
+        for field in dataclasses.fields(kind):  # typed fields, no string-keyed bag
+            assert field.name != "details", kind
+            mapping = "Mapping" in str(field.type) or "dict" in str(field.type)
+            assert not mapping or field.name == "kwargs", (kind, field)  # the call's own
+    # The names of issue 11 and before stay importable: aliases, or the common base.
+    assert ar.CircuitStateChange is ar.CircuitStateChanged
+    assert ar.FallbackOutcome is ar.FallbackUsed
+    assert issubclass(ar.RetryScheduled, ar.RetryState)
+    assert issubclass(ar.RetryGaveUp, ar.RetryState)
+    refusals = {k.__name__ for k in classes if issubclass(k, ar.CallRejected)}
+    assert {"RateLimitExceeded", "CircuitRejected", "BulkheadRejected", "QueueRejected"} <= (
+        refusals
+    )
+
+
+def test_details_derive_from_the_fields_and_are_read_only() -> None:
+    event = ar.RateLimitExceeded(strategy="api", at=1.0, key="k", cost=2, retry_after=0.5)
+    assert event.details == {"key": "k", "cost": 2, "retry_after": 0.5}
+    with pytest.raises(TypeError):
+        event.details["cost"] = 3  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        event.cost = 3  # type: ignore[misc]
+
+
+async def test_retry_hooks_get_the_object_the_listeners_hear() -> None:
+    heard: list[ResilienceEvent] = []
+    hooked: list[ar.RetryState] = []
+    policy = ar.Retry(
+        attempts=2,
+        backoff=ar.constant(0.5),
+        before_sleep=hooked.append,
+        on_give_up=hooked.append,
+        name="fetch",
+    )
+    policy.add_listener(heard.append)
+    with pytest.raises(OSError):
+        await policy.call(fail)
+    scheduled, gave_up = hooked
+    assert [e for e in heard if isinstance(e, ar.RetryState)] == hooked
+    assert heard[0] is scheduled and heard[1] is gave_up  # the same objects, not copies
+    assert isinstance(scheduled, ar.RetryScheduled) and isinstance(gave_up, ar.RetryGaveUp)
+    assert (scheduled.attempt, scheduled.delay, scheduled.reason) == (1, 0.5, "retrying")
+    assert isinstance(scheduled.exception, OSError) and scheduled.policy == "fetch"
+    assert (gave_up.attempt, gave_up.reason, gave_up.at) == (2, "attempts", 0.5)
+
+
+async def test_a_not_retryable_first_failure_reaches_the_hook_not_the_listeners() -> None:
+    heard: list[ResilienceEvent] = []
+    hooked: list[ar.RetryState] = []
+    policy = ar.Retry(attempts=3, retry_on=KeyError, on_give_up=hooked.append)
+    policy.add_listener(heard.append)
+    with pytest.raises(OSError):
+        await policy.call(fail)
+    assert heard == [] and [s.reason for s in hooked] == ["not_retryable"]
+
+
+async def test_breaker_state_listeners_get_the_object_the_listeners_hear() -> None:
+    heard: list[ResilienceEvent] = []
+    changes: list[ar.CircuitStateChange] = []
+    breaker = ar.CircuitBreaker(
+        failure_threshold=1, break_duration=2.0, on_state_change=[changes.append], name="db"
+    )
+    breaker.add_listener(heard.append)
+    with pytest.raises(OSError):
+        await breaker.call(fail)
+    with pytest.raises(ar.CircuitBreakerOpenError):
+        await breaker.call(ok)
+    opened, rejected = heard
+    assert changes == [opened] and changes[0] is opened
+    assert isinstance(opened, ar.CircuitOpened) and opened.name == "circuit_open"
+    assert (opened.old, opened.new, opened.retry_after, opened.breaker) == (
+        ar.CircuitState.CLOSED,
+        ar.CircuitState.OPEN,
+        2.0,
+        "db",
+    )
+    assert isinstance(rejected, ar.CircuitRejected) and rejected.retry_after == 2.0
+
+
+async def test_fallback_handler_callback_and_listeners_share_one_object() -> None:
+    heard: list[ResilienceEvent] = []
+    notified: list[ar.FallbackUsed] = []
+    handled: list[ar.FallbackOutcome] = []
+
+    def handler(outcome: ar.FallbackOutcome) -> str:
+        handled.append(outcome)
+        return "cached"
+
+    fallback = ar.Fallback(handler, on_fallback=notified.append)
+    fallback.add_listener(heard.append)
+    assert await fallback.call(fail) == "cached"
+    [event] = heard
+    assert notified == [event] and handled == [event] and handled[0] is event
+    assert isinstance(event.exception, OSError) and event.args == ()
+    assert event.details == {"outcome": "OSError"}  # never the call's arguments in a log
+
+
+async def test_typed_fields_of_the_guards_events() -> None:
+    heard: list[ResilienceEvent] = []
+    limiter = ar.TokenBucket(1, 1.0)
+    bulkhead = ar.Bulkhead(1, max_queue=0)
+    for primitive in (limiter, bulkhead):
+        primitive.add_listener(heard.append)
+    limiter.try_acquire(key=None)
+    limiter.try_acquire(key=None)
+    await bulkhead.acquire()
+    with pytest.raises(ar.BulkheadFull):
+        await bulkhead.acquire()
+    limited, full = heard
+    assert isinstance(limited, ar.RateLimitExceeded) and limited.cost == 1
+    assert limited.retry_after == pytest.approx(1.0)
+    assert isinstance(full, ar.BulkheadRejected) and (full.reason, full.active) == ("full", 1)
+
+
+async def test_pipeline_timing_events_are_typed() -> None:
+    events: list[ResilienceEvent] = []
+    pipeline = Pipeline.builder("p").retry(attempts=2, backoff=ar.constant(0)).build()
+    pipeline.add_listener(events.append)
+    with pytest.raises(OSError):
+        await pipeline.execute(fail)
+    attempts = [e for e in events if isinstance(e, ar.AttemptCompleted)]
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "failure"), (2, "failure")]
+    [executed] = [e for e in events if isinstance(e, ar.PipelineExecuted)]
+    assert (executed.outcome, executed.duration, executed.pipeline) == ("failure", 0.0, "p")
+
+
+async def test_one_rule_for_async_callbacks(caplog: pytest.LogCaptureFixture) -> None:
+    """Hooks are awaited before the retry goes on; notifications run on as tasks."""
+    order: list[str] = []
+
+    async def hook(state: ar.RetryState) -> None:
+        await asyncio.sleep(0.25)
+        order.append(f"hook {state.attempt}")
+
+    async def notification(event: ResilienceEvent) -> None:
+        await asyncio.sleep(1.0)  # longer than the hook: the retry does not wait for it
+        order.append(f"listener {event.name}")
+
+    async def failing(event: ResilienceEvent) -> None:
+        raise RuntimeError("async listener bug")
+
+    attempts = 0
+
+    async def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        order.append(f"attempt {attempts}")
+        if attempts == 1:
+            raise OSError("once")
+        return "ok"
+
+    policy = ar.Retry(attempts=2, backoff=ar.constant(0), before_sleep=hook)
+    policy.add_listener(notification)
+    policy.add_listener(failing)
+    with caplog.at_level(logging.ERROR, logger="aioresilience"):
+        assert await policy.call(flaky) == "ok"
+        assert order == ["attempt 1", "hook 1", "attempt 2"]  # the listener still sleeps
+        await asyncio.sleep(2)
+    assert order[-1] == "listener retry_scheduled"
+    assert "async listener bug" in caplog.text
+
+
+def test_an_async_notification_outside_a_loop_is_dropped_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def listener(event: ResilienceEvent) -> None:
+        raise AssertionError("never runs")
+
+    limiter = ar.TokenBucket(1, 1.0)
+    limiter.add_listener(listener)
+    with caplog.at_level(logging.ERROR, logger="aioresilience"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine was never awaited"
+        limiter.try_acquire()
+        assert not limiter.try_acquire()  # the call's own answer, untouched
+    assert "outside a running loop" in caplog.text
+
+
+async def test_nothing_is_built_when_nobody_would_act(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aioresilience._support import events
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("an event was built")
+
+    monkeypatch.setattr(events, "build", refuse)
+    logger = logging.getLogger("aioresilience.test.quiet")
+    logger.setLevel(logging.CRITICAL)
+    limiter = ar.TokenBucket(1, 1.0)
+    limiter.try_acquire()
+    assert not limiter.try_acquire()  # no listener
+    limiter.add_listener(LoggingListener(logger))
+    assert not limiter.try_acquire()  # a listener whose level is disabled

@@ -114,3 +114,20 @@ async def test_every_decorator_keeps_the_wrapped_functions_metadata() -> None:
         assert decorated.__kwdefaults__ == {"c": 3}, decorator
         assert (decorated.__name__, decorated.__doc__) == ("fetch", "Docs."), decorator
         assert await decorated(1) == 6, decorator
+
+
+def test_every_event_class_is_exported() -> None:
+    """Issue 12: each kind of occurrence is a public class (isinstance is how telemetry and
+    callbacks tell them apart)."""
+    exported = {name for name in aioresilience.__all__}
+    for module in list(sys.modules.values()):
+        if not getattr(module, "__name__", "").startswith("aioresilience."):
+            continue
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, ar.ResilienceEvent)
+                and value.__module__ == module.__name__
+                and not name.startswith("_")
+            ):
+                assert name in exported, f"{module.__name__}.{name} is not exported"

@@ -1,26 +1,50 @@
 """Events: what the strategies report, and who hears it.
 
-Every primitive emits frozen :class:`ResilienceEvent` objects at the moments worth knowing
-(retry scheduled, gave up, circuit opened/half-opened/closed, rate limited, bulkhead rejected,
-queue dropped, timeout, fallback used, shed, chaos injected, hedge started, budget exhausted).
+Every occurrence worth knowing has its own frozen, slotted arguments class (Polly's
+``OnRetryArguments`` and ``TelemetryEventArguments`` are the model), all subclasses of
+:class:`ResilienceEvent`: ``RetryScheduled``, ``RetryGaveUp``, ``CircuitOpened``,
+``RateLimitExceeded``, ``TimedOut``, ``FallbackUsed``... Each class names its occurrence
+(``name``) and its ``severity`` (class attributes: the kind decides them), and every instance
+carries the common fields: the ``strategy`` (primitive name) it came from, when it happened
+(``at``, read where the primitive reads its time) and the ``pipeline`` it ran in, if any. The
+rest are the kind's own typed fields; :attr:`ResilienceEvent.details` is a read-only mapping
+derived from them, for log records.
+
+ONE object per occurrence: the user's callback for it (``before_sleep``, ``on_state_change``,
+``on_fallback``...) receives the very object the listeners and the telemetry hear.
+
 Listeners attach to a primitive (``primitive.add_listener(cb)``) or to a pipeline (they then
-hear the events of every strategy that runs inside its calls). Listeners may be sync or async;
-one that raises is logged and never breaks the call. With no listener attached, emitting costs
-one truth test: the event object is not even built.
+hear the events of every strategy that runs inside its calls). How callbacks are called (sync
+or async, failing) is one rule, in :mod:`.listeners`. With no listener attached (or only ones
+whose ``accepts`` refuses the kind's severity), emitting costs a context lookup and two truth
+tests: the event object is not even built.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 
 from .clock import LOOP_CLOCK
 from .context import context_var
 from .listeners import Listeners
 
-__all__ = ["EventSource", "ResilienceEvent", "Severity", "emit"]
+__all__ = [
+    "AttemptCompleted",
+    "CallRejected",
+    "EventSource",
+    "PipelineExecuted",
+    "ResilienceEvent",
+    "Severity",
+    "StoreFailed",
+    "announce",
+    "build",
+    "emit",
+]
 
 
 class Severity(enum.IntEnum):
@@ -30,48 +54,138 @@ class Severity(enum.IntEnum):
     ERROR = 40
 
 
-@dataclass(frozen=True, slots=True)
-class ResilienceEvent:
-    """One occurrence: ``name`` (e.g. ``"retry_scheduled"``), the ``strategy`` (primitive name)
-    and ``pipeline`` (if it ran inside one) it came from, its ``severity``, when it happened on
-    the loop clock, and event-specific ``details``."""
+# The common fields: every event has them; ``details`` lists the others.
+_COMMON = frozenset({"strategy", "at", "pipeline"})
 
-    name: str
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResilienceEvent:
+    """One occurrence. ``name`` (e.g. ``"retry_scheduled"``) and ``severity`` are the kind's
+    (class attributes); ``strategy`` (the primitive's name), ``at`` (when, on the time the
+    primitive reads) and ``pipeline`` (if it ran inside one) are every event's; subclasses add
+    their typed fields."""
+
+    name: ClassVar[str] = "event"
+    severity: ClassVar[Severity] = Severity.INFO
+
     strategy: str
-    severity: Severity
     at: float
     pipeline: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def details(self) -> Mapping[str, Any]:
+        """The kind's own fields by name (read-only), for log records: read the typed fields
+        in code."""
+        return MappingProxyType(
+            {
+                f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self)
+                if f.name not in _COMMON
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRejected(ResilienceEvent):
+    """Base of the events of a guard refusing a call (rate limited, circuit open, bulkhead or
+    queue full, shed, throttled...): ``isinstance(event, CallRejected)`` counts refusals."""
+
+    severity: ClassVar[Severity] = Severity.WARNING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreFailed(ResilienceEvent):
+    """A shared store (Redis) did not answer; ``policy`` says what the primitive did instead
+    (``"allow"``, ``"deny"``, ``"local"``)."""
+
+    name: ClassVar[str] = "store_failure"
+    severity: ClassVar[Severity] = Severity.ERROR
+
+    policy: str
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptCompleted(ResilienceEvent):
+    """One attempt inside a pipeline ended (only while some listener hears DEBUG): its number,
+    ``duration`` in seconds and ``outcome``: ``"success"``, ``"failure"`` or
+    ``"cancelled"``."""
+
+    name: ClassVar[str] = "attempt"
+    severity: ClassVar[Severity] = Severity.DEBUG
+
+    attempt: int
+    duration: float
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PipelineExecuted(ResilienceEvent):
+    """One pipeline call ended (only while some listener hears DEBUG): ``duration`` in
+    seconds and ``outcome`` as for :class:`AttemptCompleted`."""
+
+    name: ClassVar[str] = "pipeline_executed"
+    severity: ClassVar[Severity] = Severity.DEBUG
+
+    duration: float
+    outcome: str
+
+
+E = TypeVar("E", bound=ResilienceEvent)
+
+
+def build(strategy: str, kind: type[E], /, **fields: Any) -> E:
+    """The event of ``kind`` from ``strategy``, in the pipeline running this call (if any),
+    at ``fields["at"]`` or now."""
+    if "at" not in fields:
+        fields["at"] = LOOP_CLOCK.time()
+    context = context_var.get()
+    return kind(strategy=strategy, pipeline=None if context is None else context.pipeline, **fields)
 
 
 def emit(
-    own: Listeners | None, strategy: str, name: str, severity: Severity, **details: Any
+    own: Listeners | None, strategy: str, kind: type[ResilienceEvent], /, **fields: Any
 ) -> None:
-    """Deliver an event to ``own`` listeners and to those of the pipeline running this call.
-    Returns at once, building nothing, when nobody listens."""
+    """Deliver an event of ``kind`` to ``own`` listeners and to those of the pipeline running
+    this call. Returns at once, building nothing, when nobody would act on it."""
     context = context_var.get()
     scoped = None if context is None else context.listeners
     if not own and not scoped:
         return
-    if not (own and own.wants(severity)) and not (scoped and scoped.wants(severity)):
+    severity = kind.severity
+    own_wants = own is not None and bool(own) and own.wants(severity)
+    scoped_wants = scoped is not None and bool(scoped) and scoped.wants(severity)
+    if not own_wants and not scoped_wants:
         return  # e.g. only a logging listener whose level is disabled: build nothing
-    event = ResilienceEvent(
-        name,
-        strategy,
-        severity,
-        LOOP_CLOCK.time(),  # (a timestamp only: no deadline is computed from it)
-        None if context is None else context.pipeline,
-        details,
-    )
-    if own:
+    event = build(strategy, kind, **fields)
+    if own_wants:
+        own.emit(event)  # type: ignore[union-attr]  # own_wants: not None
+    if scoped_wants:
+        scoped.emit(event)  # type: ignore[union-attr]
+
+
+def announce(own: Listeners | None, strategy: str, kind: type[E], /, **fields: Any) -> E:
+    """Build the event (a user callback receives it whoever listens) and deliver it to the
+    listeners that would act on it, as :func:`emit` does."""
+    event = build(strategy, kind, **fields)
+    deliver(own, event)
+    return event
+
+
+def deliver(own: Listeners | None, event: ResilienceEvent) -> None:
+    """Hand a built event to ``own`` listeners and the pipeline's, where they want it."""
+    context = context_var.get()
+    scoped = None if context is None else context.listeners
+    severity = event.severity
+    if own and own.wants(severity):
         own.emit(event)
-    if scoped:
+    if scoped and scoped.wants(severity):
         scoped.emit(event)
 
 
 class EventSource:
-    """Mixin for primitives: ``add_listener`` and ``_emit`` (slotted classes add ``_events``
-    to their slots)."""
+    """Mixin for primitives: ``add_listener``, ``_emit`` and ``_event`` (slotted classes
+    add ``_events`` to their slots)."""
 
     __slots__ = ()
     _events: Listeners | None
@@ -82,5 +196,10 @@ class EventSource:
             self._events = Listeners()  # type: ignore[misc]  # a slot of the subclass
         self._events.add(callback)
 
-    def _emit(self, name: str, severity: Severity, **details: Any) -> None:
-        emit(self._events, getattr(self, "name", type(self).__name__), name, severity, **details)
+    def _emit(self, kind: type[ResilienceEvent], /, **fields: Any) -> None:
+        emit(self._events, getattr(self, "name", type(self).__name__), kind, **fields)
+
+    def _event(self, kind: type[E], /, **fields: Any) -> E:
+        """Build the event (a user callback needs it), deliver it to whoever listens, return
+        it."""
+        return announce(self._events, getattr(self, "name", type(self).__name__), kind, **fields)

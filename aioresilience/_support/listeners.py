@@ -1,7 +1,23 @@
-"""Calling user listeners: sync or async, and never allowed to break the protected call.
+"""Calling user callbacks: sync or async, and never allowed to break the protected call.
 
-A listener that raises is logged (logger ``aioresilience``) and otherwise ignored; an async
-listener runs as a task that is kept referenced until it finishes.
+One rule, applied by :func:`_invoke` for every callback the package calls with an event:
+
+- the callback is called inline with the event; if it raises, the error is logged (logger
+  ``aioresilience``) and ignored — the protected call's own outcome is never replaced;
+- if it returns an awaitable (an ``async def`` callback), what happens next depends on what
+  the callback *is*, never on the call site:
+
+  * a **hook** the primitive waits for before it goes on (``before_sleep``, ``on_give_up`` of
+    a retry: a hook may pace or log the retries, and a deadline is checked after it) is
+    awaited: :func:`run_hook`. Only coroutines call hooks, so they can always wait;
+  * a **notification** (``add_listener`` listeners, ``on_state_change``, ``on_fallback``) is
+    fire-and-forget: :meth:`Listeners.emit` runs it as a task, kept referenced until it ends
+    (asyncio holds tasks weakly), because notifications are sent from synchronous code too
+    (a breaker changes state inside ``try_acquire``-like sync paths) and a slow listener must
+    not hold the call up. Outside a running loop an async notification is dropped, logged.
+
+Either way a failure of the awaitable is logged like a failure of the call; cancellation is
+not a failure: a hook's cancellation propagates (the caller's task was cancelled).
 """
 
 from __future__ import annotations
@@ -9,22 +25,69 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-__all__ = ["Listeners", "logger"]
+__all__ = ["Listeners", "logger", "run_hook"]
 
 logger = logging.getLogger("aioresilience")
 
+# Tasks of async notifications still running: the loop only holds tasks weakly.
+_pending: set[asyncio.Task[None]] = set()
+
+
+def _invoke(callback: Callable[[Any], Any], event: object) -> Awaitable[Any] | None:
+    """Call ``callback(event)``: its awaitable if it returned one, else None (also when it
+    raised: logged)."""
+    try:
+        result = callback(event)
+    except Exception:
+        logger.exception("callback %r failed on %r", callback, event)
+        return None
+    return result if inspect.isawaitable(result) else None
+
+
+async def _settle(awaitable: Awaitable[Any], callback: Callable[[Any], Any], event: object) -> None:
+    try:
+        await awaitable
+    except Exception:
+        logger.exception("callback %r failed on %r", callback, event)
+
+
+async def run_hook(callback: Callable[[Any], Any], event: object) -> None:
+    """Call a hook and wait for it if it is async (see the module docstring)."""
+    awaitable = _invoke(callback, event)
+    if awaitable is not None:
+        await _settle(awaitable, callback, event)
+
+
+def _notify(callback: Callable[[Any], Any], event: object) -> None:
+    """Call a notification; an async one runs on as a task (see the module docstring)."""
+    awaitable = _invoke(callback, event)
+    if awaitable is None:
+        return
+    settle = _settle(awaitable, callback, event)
+    try:
+        task = asyncio.get_running_loop().create_task(settle)
+    except RuntimeError:  # no running loop: nobody could run it
+        settle.close()
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        logger.error("async callback %r called outside a running loop on %r", callback, event)
+        return
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
 
 class Listeners:
-    __slots__ = ("_accepts", "_callbacks", "_tasks")
+    """The notification callbacks of one primitive (or pipeline), with their ``accepts``."""
+
+    __slots__ = ("_accepts", "_callbacks")
 
     def __init__(self, callbacks: Iterable[Callable[[Any], Any]] = ()) -> None:
         self._callbacks: list[Callable[[Any], Any]] = []
         # Each listener's ``accepts`` method, looked up once (None: it hears everything).
         self._accepts: list[Callable[[int], bool] | None] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
         for callback in callbacks:
             self.add(callback)
 
@@ -53,19 +116,6 @@ class Listeners:
         return False
 
     def emit(self, event: object) -> None:
+        """Notify every listener (the rule of the module docstring)."""
         for callback in self._callbacks:
-            try:
-                result = callback(event)
-                if inspect.isawaitable(result):
-                    task = asyncio.ensure_future(self._guard(result, callback, event))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-            except Exception:
-                logger.exception("listener %r failed on %r", callback, event)
-
-    @staticmethod
-    async def _guard(result: Any, callback: Callable[[Any], Any], event: object) -> None:
-        try:
-            await result
-        except Exception:
-            logger.exception("listener %r failed on %r", callback, event)
+            _notify(callback, event)

@@ -47,7 +47,7 @@ def _levels(levels: object) -> dict[Severity, int]:
 class LoggingListener:
     """``pipeline.add_listener(LoggingListener())``: one log record per event, with the event
     in structured ``extra`` fields (``resilience_event``, ``strategy``, ``pipeline``,
-    ``details``)."""
+    ``details``: the event's own fields by name, and ``event``: the typed event object)."""
 
     def __init__(
         self,
@@ -85,17 +85,19 @@ class LoggingListener:
         if not self._logger.isEnabledFor(level):
             return
         where = f" in pipeline {event.pipeline!r}" if event.pipeline else ""
+        details = dict(event.details)  # the kind's own fields, derived once, for the record
         self._logger.log(
             level,
             "%s from %s%s %s",
             event.name,
             event.strategy,
             where,
-            dict(event.details),
+            details,
             extra={
                 "resilience_event": event.name,
                 "strategy": event.strategy,
                 "pipeline": event.pipeline,
-                "details": dict(event.details),
+                "details": details,
+                "event": event,  # the typed event itself, for handlers that know the kinds
             },
         )

@@ -27,7 +27,7 @@ from typing import Any, ParamSpec, TypeVar
 from .clock import LOOP_CLOCK
 from .compose import Strategy
 from .context import ResilienceContext
-from .events import Severity, emit
+from .events import AttemptCompleted, PipelineExecuted, emit
 from .predicates import require_async, wraps
 
 __all__ = ["ExecuteForms", "RerunStrategy", "arguments_of", "timed"]
@@ -103,9 +103,14 @@ class RerunStrategy(Strategy):
         self.execute = primitive._core  # type: ignore[method-assign]
 
 
-async def timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -> T:
-    """Await ``work`` and emit ``event`` (DEBUG) with its duration and outcome: success,
-    failure, or cancelled (a listener of the pipeline wants them: ``context._timed``)."""
+async def timed(
+    work: Awaitable[T],
+    strategy: str,
+    kind: type[AttemptCompleted | PipelineExecuted],
+    **fields: Any,
+) -> T:
+    """Await ``work`` and emit a ``kind`` event (DEBUG) with its duration and outcome:
+    success, failure, or cancelled (a listener of the pipeline wants them: ``context._timed``)."""
     started, outcome = LOOP_CLOCK.time(), "cancelled"
     try:
         result = await work
@@ -116,4 +121,4 @@ async def timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -
         raise
     finally:
         duration = LOOP_CLOCK.time() - started
-        emit(None, strategy, event, Severity.DEBUG, duration=duration, outcome=outcome, **details)
+        emit(None, strategy, kind, duration=duration, outcome=outcome, **fields)

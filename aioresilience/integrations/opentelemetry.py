@@ -5,9 +5,9 @@
 - ``aioresilience.events`` (counter): one per event, attributes ``event``, ``strategy``,
   ``pipeline``, ``severity`` — all low-cardinality (never a rate-limit key);
 - ``aioresilience.attempt.duration`` (histogram, seconds): each attempt inside a pipeline
-  (from ``attempt`` events), attributes ``pipeline``, ``strategy``, ``outcome``;
-- ``aioresilience.pipeline.duration`` (histogram, seconds): each pipeline call, attributes
-  ``pipeline``, ``outcome``.
+  (from :class:`AttemptCompleted` events), attributes ``pipeline``, ``strategy``, ``outcome``;
+- ``aioresilience.pipeline.duration`` (histogram, seconds): each pipeline call (from
+  :class:`PipelineExecuted` events), attributes ``pipeline``, ``outcome``.
 
 Only the API package is needed; the application installs and configures the SDK.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._support.events import ResilienceEvent
+from .._support.events import AttemptCompleted, PipelineExecuted, ResilienceEvent
 
 try:
     from opentelemetry import metrics
@@ -43,20 +43,13 @@ class OpenTelemetryListener:
 
     def __call__(self, event: ResilienceEvent) -> None:
         pipeline = event.pipeline or ""
-        if event.name == "attempt":
+        if isinstance(event, AttemptCompleted):
             self._attempts.record(
-                event.details["duration"],
-                {
-                    "pipeline": pipeline,
-                    "strategy": event.strategy,
-                    "outcome": event.details["outcome"],
-                },
+                event.duration,
+                {"pipeline": pipeline, "strategy": event.strategy, "outcome": event.outcome},
             )
-        elif event.name == "pipeline_executed":
-            self._calls.record(
-                event.details["duration"],
-                {"pipeline": pipeline, "outcome": event.details["outcome"]},
-            )
+        elif isinstance(event, PipelineExecuted):
+            self._calls.record(event.duration, {"pipeline": pipeline, "outcome": event.outcome})
         self._events.add(
             1,
             {

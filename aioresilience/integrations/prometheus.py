@@ -10,7 +10,7 @@ implicitly):
 
 from __future__ import annotations
 
-from .._support.events import ResilienceEvent
+from .._support.events import AttemptCompleted, PipelineExecuted, ResilienceEvent
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -52,12 +52,8 @@ class PrometheusListener:
 
     def __call__(self, event: ResilienceEvent) -> None:
         pipeline = event.pipeline or ""
-        if event.name == "attempt":
-            self._attempts.labels(pipeline, event.strategy, event.details["outcome"]).observe(
-                event.details["duration"]
-            )
-        elif event.name == "pipeline_executed":
-            self._calls.labels(pipeline, event.details["outcome"]).observe(
-                event.details["duration"]
-            )
+        if isinstance(event, AttemptCompleted):
+            self._attempts.labels(pipeline, event.strategy, event.outcome).observe(event.duration)
+        elif isinstance(event, PipelineExecuted):
+            self._calls.labels(pipeline, event.outcome).observe(event.duration)
         self._events.labels(event.name, event.strategy, pipeline, event.severity.name.lower()).inc()
