@@ -142,7 +142,11 @@ def loops() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     return factories
 
 
-def table(title: str, results: list[Result]) -> str:
-    lines = [f"### {title}", "", "| case | ns/op (median) | x bare await |", "|---|---:|---:|"]
-    lines += [f"| {r.name} | {r.ns_per_op:,.0f} | {r.ratio:.2f} |" for r in results]
-    return "\n".join(lines) + "\n"
+def cases(title: str, loop: str, results: list[Result]) -> dict[str, Any]:
+    """A ``cases`` section (tables.py) of ``measure``'s results."""
+    return {
+        "kind": "cases",
+        "title": title,
+        "loop": loop,
+        "rows": [{"case": r.name, "ns": r.ns_per_op, "ratio": r.ratio} for r in results],
+    }
