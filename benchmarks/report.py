@@ -66,6 +66,8 @@ class Target:
             "—" if v is None else f"{v:.{digits}f}" + NOISY * self.noisy(data, loop)
             for loop, v in zip(LOOPS, values, strict=True)
         )
+        if self.quick(data):
+            text += " (--quick)"
         version = data["version"]
         if self.bound is None:
             return text
@@ -81,6 +83,14 @@ class Target:
         if not met:
             return f"{text} **not met**"
         return f"{text} **met on {met[0]} only**"
+
+    def quick(self, data: dict[str, Any]) -> bool:
+        """Whether a row comes from a smoke run (too few repeats to judge)."""
+        return any(
+            data["runs"][s["run"]].get("quick")
+            for s in data["sections"]
+            if s["part"] == self.part and s["kind"] == "cases"
+        )
 
     def noisy(self, data: dict[str, Any], loop: str) -> bool:
         return any(
@@ -252,7 +262,7 @@ def targets_table(sets: dict[str, dict[str, Any]]) -> str:
         lines += [
             "",
             f"{NOISY} ours or the peer was noisy on that loop in that run: the interquartile "
-            f"range of its 9 repeats is more than {NOISE:.0%} of their median.",
+            f"range of its repeats (9; 3 with --quick) is more than {NOISE:.0%} of their median.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -365,9 +375,8 @@ def generated(results: Path) -> str:
     base = load(results / BASELINE / f"{BASELINE_VERSION}.json")
     if not latest:
         return "No results yet: run `make bench`.\n"
-    same = before and all(
-        v in latest and package_of(latest[v]) == package_of(before[v]) for v in before
-    )
+    # The same runs (not merely the same package): a later run at c878770 is a later run.
+    same = before and all(v in latest and latest[v]["runs"] == before[v]["runs"] for v in before)
     title = "Before issue 12" if same else "Latest run"
     title += f" (results/{'X.Y'}.json{f', kept in results/{BEFORE}/' if same else ''})"
     out = [
@@ -408,9 +417,8 @@ def generated(results: Path) -> str:
     out.append("## Full output\n")
     for data in latest.values():
         out.append(full_output(data, f"Python {data['python']}, package at {package_of(data)}"))
-    if before and not same:
-        for data in before.values():
-            out.append(full_output(data, f"Before issue 12: Python {data['python']}"))
+    # The before-issue-12 set's full output is its JSON (and this file's history at the commit
+    # that froze it): printed here too it would double the file.
     if base:
         out.append(full_output(base, f"Baseline: Python {base['python']}, package at {BASELINE}"))
     return "\n".join(out)
