@@ -73,9 +73,34 @@ typecheck: $(call STAMP,$(MAIN))
 test: lint typecheck $(STAMPS)
 	@.ci/pytest-each $(VENVS)
 
-bench: $(call STAMP,$(MAIN))
-	$(PY) -m pip install --quiet -e . --group bench
-	$(PY) benchmarks/run.py
+# The benchmarks under every interpreter, as make test finds them, one after the other (two at
+# once would measure each other), each in its venv with the bench group; each run merges its
+# numbers into benchmarks/results/X.Y.json, then benchmarks/report.py renders RESULTS.md's
+# tables from those files. A failed run does not stop the others; the last line names it.
+#   BENCH=guards            only that group (ratelimit, guards, keyed, redis), or parts of one:
+#                           BENCH=breaker,timeout (benchmarks/run.py --help lists them)
+#   BENCH_ARGS='--loop asyncio --quick'   more options for benchmarks/run.py
+#   BENCH_AT=f0f61c0        the package as it was at that commit (these benchmark scripts),
+#                           into benchmarks/results/f0f61c0/X.Y.json
+BENCH ?=
+BENCH_AT ?=
+BENCH_ARGS ?=
+BENCH_STAMP = $(call venv,$(1))/.bench-$(PYPROJECT_SUM)
+define bench_rules
+$(call BENCH_STAMP,$(1)): pyproject.toml $(call venv,$(1))/.python-$(1)
+	$(call venv,$(1))/bin/python -m pip install --quiet -e . --group bench
+	rm -f $(call venv,$(1))/.bench-* && touch $$@
+endef
+$(foreach v,$(VERSIONS),$(eval $(call bench_rules,$(v))))
+
+bench: $(foreach v,$(VERSIONS),$(call BENCH_STAMP,$(v)))
+	@failed=""; $(foreach v,$(VERSIONS),echo "make bench: Python $(v) ($(call venv,$(v)))"; \
+	    $(call venv,$(v))/bin/python benchmarks/run.py $(if $(BENCH),--only $(BENCH)) \
+	        $(if $(BENCH_AT),--at $(BENCH_AT)) \
+	        --json benchmarks/results/$(if $(BENCH_AT),$(BENCH_AT)/)$(v).json $(BENCH_ARGS) \
+	        || failed="$$failed $(v)";) \
+	$(PY) benchmarks/report.py && \
+	if [ -n "$$failed" ]; then echo "make bench: FAILED on Python$$failed"; exit 1; fi
 
 clean:
 	rm -rf .venv .venv-* .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -21,7 +21,8 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from harness import RunN, acquire_then_call, measure, table, trivial, with_guard
+from harness import RunN, acquire_then_call, cases, measure, trivial, with_guard
+from tables import Section
 
 import aioresilience as ar
 from aioresilience.testing import VirtualTimeLoop
@@ -315,54 +316,60 @@ async def reclaim(keys: int) -> dict[str, float]:
 # -- entry ----------------------------------------------------------------------------------
 
 
-def run(loop_factory: Callable[[], asyncio.AbstractEventLoop], loop_name: str, quick: bool) -> str:
+def run(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    loop_name: str,
+    quick: bool,
+    parts: set[str] = frozenset({"admit", "accuracy"}),  # type: ignore[assignment]
+) -> dict[str, Section]:
+    """The parts asked for: ``admit`` (ns/op), ``accuracy`` (3 s of real time per limiter)."""
     n, repeats = (5_000, 3) if quick else (50_000, 9)
-    parts = []
+    seconds = 0.5 if quick else 3.0
+    out: dict[str, Section] = {}
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        results = runner.run(measure(admit_cases(), n, repeats))
-        parts.append(table(f"Rate limit, non-waiting admit ({loop_name})", results))
-        parts.append(f"#### Accuracy at 1,000/s, 200 tasks, 3 s ({loop_name})\n")
-        parts.append(
-            "| limiter | admitted | ideal | error % | busiest 100 ms after 1 s | "
-            "late p50 ms | late p99 ms |\n|---|---:|---:|---:|---:|---:|---:|"
-        )
-        for name, make in accuracy_cases().items():
-            seconds = 0.5 if quick else 3.0
-            r = runner.run(accuracy(make, seconds=seconds))
-            parts.append(
-                f"| {name} | {r['admitted']:,.0f} | {r['ideal']:,.0f} | {r['error_pct']:+.2f} "
-                f"| {r['busiest_100ms']:.0f} | {r['late_p50_ms']:.2f} | {r['late_p99_ms']:.2f} |"
-            )
-        parts.append("")
-    return "\n".join(parts)
+        if "admit" in parts:
+            results = runner.run(measure(admit_cases(), n, repeats))
+            out["admit"] = cases("Rate limit, non-waiting admit", loop_name, results)
+        if "accuracy" in parts:
+            out["accuracy"] = {
+                "kind": "accuracy",
+                "title": f"Accuracy at 1,000/s, 200 tasks, {seconds:g} s",
+                "loop": loop_name,
+                "rows": [
+                    {"limiter": name, **runner.run(accuracy(make, seconds=seconds))}
+                    for name, make in accuracy_cases().items()
+                ],
+            }
+    return out
 
 
-def run_once(quick: bool) -> str:
+def run_once(quick: bool) -> list[Section]:
     keys = 20_000 if quick else 1_000_000
-    parts = []
     virtual = VirtualTimeLoop()
     try:
         counts = virtual.run_until_complete(burst_after_idle())
-        parts.append("### Token buckets of capacity 10: admitted in one instant after 100 s idle\n")
-        parts.append("| limiter | admitted (bound: 10) |\n|---|---:|")
-        parts += [f"| {name} | {count} |" for name, count in counts.items()]
-        parts.append("")
-        rec = virtual.run_until_complete(reclaim(keys))
+        try:
+            rec: dict[str, Any] = virtual.run_until_complete(reclaim(keys))
+        except (AttributeError, TypeError) as exc:
+            # reclaim() counts live keys through the limiter's store (len(), .period): a
+            # refactor of the store's seam may change that; the timings below do not need it.
+            rec = {"skipped": f"{type(exc).__name__}: {exc}"}
     finally:
         virtual.close()
     with asyncio.Runner() as runner:
         results = runner.run(keyed(keys))
-    parts.append(f"### Keyed: {keys:,} distinct keys (asyncio)\n")
-    parts.append(
-        "| limiter | ns first hit | ns repeat hit (median of 3 passes) | bytes per live key |\n"
-        "|---|---:|---:|---:|"
-    )
-    for name, r in results.items():
-        parts.append(
-            f"| {name} | {r['first_ns']:,.0f} | {r['repeat_ns']:,.0f} | {r['bytes_per_key']:,.0f} |"
-        )
-    parts.append(
-        f"\nIdle keys reclaimed (virtual time): {rec['live_before']:,.0f} live keys, "
-        f"{rec['live_after_idle']:,.0f} after two idle periods of {rec['period_s']:g} s.\n"
-    )
-    return "\n".join(parts)
+    return [
+        {
+            "kind": "burst",
+            "title": "Token buckets of capacity 10: admitted in one instant after 100 s idle",
+            "rows": [{"limiter": name, "admitted": count} for name, count in counts.items()],
+        },
+        {
+            "kind": "keyed",
+            "title": f"Keyed: {keys:,} distinct keys",
+            "loop": "asyncio",
+            "keys": keys,
+            "rows": [{"limiter": name, **r} for name, r in results.items()],
+            "reclaim": rec,
+        },
+    ]

@@ -15,6 +15,7 @@ exactly the limit was admitted.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import statistics
 import subprocess
@@ -22,11 +23,13 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
+
+from tables import Section
 
 from aioresilience import GCRA, FixedWindowCounter
 from aioresilience.stores.redis import RedisStore
-from aioresilience.stores.redis._protocol import SCRIPTS
 from aioresilience.testing import RedisServer
 
 Decide = Callable[[str], Awaitable[Any]]
@@ -34,16 +37,38 @@ Factory = Callable[[str], Awaitable[tuple[Decide, Callable[[], Awaitable[None]]]
 HUGE = 10**9  # limits no benchmark exhausts
 
 
+def gcra_source() -> str:
+    """The store's own GCRA script, as the store sends it. It is not public API, so two ways:
+    the store module's ``SCRIPTS`` where it has been, else the Lua files it is built from
+    (package data: ``_common.lua``, ``gcra.lua``, ``_driver.lua``, joined by newlines), which
+    survive the store's modules being moved."""
+    try:
+        store = importlib.import_module("aioresilience.stores.redis._store")
+        return str(store.SCRIPTS["gcra"].source)
+    except (ImportError, AttributeError, KeyError):
+        pass
+    files = resources.files("aioresilience.stores.redis")
+    try:
+        return "\n".join(
+            files.joinpath(name).read_text(encoding="utf-8")
+            for name in ("_common.lua", "gcra.lua", "_driver.lua")
+        )
+    except FileNotFoundError as exc:
+        raise RuntimeError(
+            "bench_redis: the store's GCRA script is neither in SCRIPTS of a known module nor "
+            f"in its Lua files ({exc}); update bench_redis.gcra_source()"
+        ) from exc
+
+
 async def raw_evalsha(url: str) -> tuple[Decide, Callable[[], Awaitable[None]]]:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(url)
-    script = SCRIPTS["gcra"]
-    await client.script_load(script.source)
+    sha = await client.script_load(gcra_source())
     prefix = uuid.uuid4().hex[:8]
 
     async def decide(key: str) -> Any:
-        return await client.evalsha(script.sha, 1, f"{prefix}{{{key}}}", "t", 1, 1.0, HUGE, 0)
+        return await client.evalsha(sha, 1, f"{prefix}{{{key}}}", "t", 1, 1.0, HUGE, 0)
 
     return decide, client.aclose
 
@@ -179,9 +204,11 @@ def shared_limit(url: str, per_task: int) -> dict[str, Any]:
     }
 
 
-def run(loop_factories: dict[str, Callable[[], asyncio.AbstractEventLoop]], quick: bool) -> str:
+def run(
+    loop_factories: dict[str, Callable[[], asyncio.AbstractEventLoop]], quick: bool
+) -> list[Section]:
     calls, rounds, seconds = (200, 3, 0.3) if quick else (1000, 7, 1.0)
-    out = []
+    out: list[Section] = []
     with RedisServer() as server:
         for loop_name, factory in loop_factories.items():
             with asyncio.Runner(loop_factory=factory) as runner:
@@ -189,28 +216,33 @@ def run(loop_factories: dict[str, Callable[[], asyncio.AbstractEventLoop]], quic
                 rate = runner.run(throughput(server.url, 64, seconds, rounds))
             raw = p50["raw EVALSHA (redis-py, one call)"]
             best_limits = max(v for k, v in rate.items() if k.startswith("limits"))
-            out.append(f"### Redis, one task and 64 tasks on one loop ({loop_name})\n")
             out.append(
-                "| case | p50 µs, 1 task | x raw EVALSHA | decisions/s, 64 tasks | "
-                "x best limits |\n|---|---:|---:|---:|---:|"
+                {
+                    "kind": "redis",
+                    "title": "Redis, one task and 64 tasks on one loop",
+                    "loop": loop_name,
+                    "rows": [
+                        {
+                            "case": name,
+                            "p50_us": p50[name],
+                            "x_raw": p50[name] / raw,
+                            "per_second": rate[name],
+                            "x_limits": rate[name] / best_limits,
+                        }
+                        for name in CASES
+                    ],
+                }
             )
-            out += [
-                f"| {name} | {p50[name]:,.0f} | {p50[name] / raw:.2f} | {rate[name]:,.0f} | "
-                f"{rate[name] / best_limits:.2f} |"
-                for name in CASES
-            ]
-            out.append("")
         shared = shared_limit(server.url, 200 if quick else 1000)
-    out.append("### Redis, 4 processes x 64 tasks sharing one GCRA limit (asyncio)\n")
     out.append(
-        "| asked | limit | admitted | exact | aggregate decisions/s |\n|---:|---:|---:|---|---:|"
+        {
+            "kind": "redis_shared",
+            "title": "Redis, 4 processes x 64 tasks sharing one GCRA limit",
+            "loop": "asyncio",
+            "rows": [shared],
+        }
     )
-    out.append(
-        f"| {shared['asked']:,} | {shared['limit']:,} | {shared['admitted']:,} | "
-        f"{'yes' if shared['admitted'] == shared['limit'] else 'NO'} | "
-        f"{shared['per_second']:,.0f} |\n"
-    )
-    return "\n".join(out)
+    return out
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == WORKER:

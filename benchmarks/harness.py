@@ -75,6 +75,7 @@ class Result:
     name: str
     ns_per_op: float
     ratio: float
+    spread: float  # interquartile range of the repeats over their median: how noisy it was
 
 
 async def measure(cases: dict[str, Callable[[], RunN]], n: int, repeats: int) -> list[Result]:
@@ -96,9 +97,16 @@ async def measure(cases: dict[str, Callable[[], RunN]], n: int, repeats: int) ->
         gc.enable()
     bare = statistics.median(samples["bare await f()"])
     return [
-        Result(name, statistics.median(values), statistics.median(values) / bare)
+        Result(name, statistics.median(values), statistics.median(values) / bare, spread(values))
         for name, values in samples.items()
     ]
+
+
+def spread(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
+    return (high - low) / statistics.median(values)
 
 
 async def paired_overhead(
@@ -142,7 +150,14 @@ def loops() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     return factories
 
 
-def table(title: str, results: list[Result]) -> str:
-    lines = [f"### {title}", "", "| case | ns/op (median) | x bare await |", "|---|---:|---:|"]
-    lines += [f"| {r.name} | {r.ns_per_op:,.0f} | {r.ratio:.2f} |" for r in results]
-    return "\n".join(lines) + "\n"
+def cases(title: str, loop: str, results: list[Result]) -> dict[str, Any]:
+    """A ``cases`` section (tables.py) of ``measure``'s results."""
+    return {
+        "kind": "cases",
+        "title": title,
+        "loop": loop,
+        "rows": [
+            {"case": r.name, "ns": r.ns_per_op, "ratio": r.ratio, "spread": r.spread}
+            for r in results
+        ],
+    }
