@@ -14,7 +14,7 @@ from ._backpressure import (
 from ._breaker import CircuitBreaker, CircuitBreakerStatistics, CircuitState, CircuitStateChange
 from ._bulkhead import Bulkhead, BulkheadStatistics, PartitionedBulkhead
 from ._chaos import ChaosFault, ChaosMonkey
-from ._core.ratelimit import Decision
+from ._core.ratelimit import Decision, RatePolicy
 from ._degradation import GracefulDegradation, Tier
 from ._fallback import Fallback, FallbackOutcome, fallback
 from ._pipeline import (
@@ -114,6 +114,7 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "RateLimiterStatistics",
+    "RatePolicy",
     "Rejected",
     "ResilienceContext",
     "ResilienceError",
