@@ -268,7 +268,7 @@ def _xff(value: str) -> list[str]:
 class ClientAddress:
     """The key of :func:`client_address` (see the module docstring)."""
 
-    __slots__ = ("_header", "_ipv6_prefix", "_keys", "_networks", "_split", "_trusted")
+    __slots__ = ("_header", "_hosts", "_ipv6_prefix", "_networks", "_split")
 
     def __init__(
         self,
@@ -292,61 +292,68 @@ class ClientAddress:
         if ipv6_prefix.__class__ is not int or not 1 <= ipv6_prefix <= 128:
             raise ValueError(f"ipv6_prefix must be an int in 1..128, got {ipv6_prefix!r}")
         self._ipv6_prefix = ipv6_prefix
-        self._trusted: dict[str, bool] = {}  # host -> in trusted_proxies (bounded cache)
-        self._keys: dict[str, str] = {}  # IPv6 host -> its network's key (bounded cache)
+        self._hosts: dict[str, tuple[bool, str] | None] = {}  # see _classify
+
+    def _classify(self, host: str) -> tuple[bool, str] | None:
+        """``(trusted, key)`` of an address as text, or ``None`` if it is not one. Parsing an
+        address costs a microsecond or more; the few hosts seen over and over (the proxies,
+        active clients) are looked up in a bounded cache instead."""
+        try:
+            return self._hosts[host]
+        except KeyError:
+            pass
+        address = _parse_ip(host.strip())
+        if address is None:
+            found = None
+        else:
+            trusted = any(address in net for net in self._networks)
+            if address.version == 4:
+                key = str(address)
+            elif address.ipv4_mapped is not None:  # ::ffff:1.2.3.4 is the IPv4 client
+                key = str(address.ipv4_mapped)
+            elif self._ipv6_prefix == 128:
+                key = str(address)
+            else:  # one host usually owns a whole /64: key on the network
+                key = str(ipaddress.ip_network(f"{address}/{self._ipv6_prefix}", strict=False))
+            found = (trusted, key)
+        if len(self._hosts) >= _CACHE_MAX:
+            self._hosts.clear()
+        self._hosts[host] = found
+        return found
 
     def is_trusted(self, host: str) -> bool:
         """Whether ``host`` (an address as text) is in ``trusted_proxies``."""
-        trusted = self._trusted.get(host)
-        if trusted is None:
-            address = _parse_ip(host)
-            trusted = address is not None and any(address in net for net in self._networks)
-            if len(self._trusted) >= _CACHE_MAX:
-                self._trusted.clear()
-            self._trusted[host] = trusted
-        return trusted
-
-    def _key_of(self, host: str) -> str:
-        if ":" not in host or self._ipv6_prefix == 128:
-            return host
-        key = self._keys.get(host)
-        if key is None:
-            address = _parse_ip(host)
-            if address is None or address.version != 6:
-                key = host
-            elif address.ipv4_mapped is not None:  # ::ffff:1.2.3.4 is the IPv4 client
-                key = str(address.ipv4_mapped)
-            else:
-                key = str(ipaddress.ip_network(f"{address}/{self._ipv6_prefix}", strict=False))
-            if len(self._keys) >= _CACHE_MAX:
-                self._keys.clear()
-            self._keys[host] = key
-        return key
+        found = self._classify(host)
+        return found is not None and found[0]
 
     def __call__(self, request: RequestInfo) -> str:
         client = request.client
         if not client:
             return UNKNOWN_CLIENT
         host: str = client[0]
-        if not self._networks or not self.is_trusted(host):
-            return self._key_of(host)
+        if not self._networks and ":" not in host:
+            return host  # the common case: no proxies, an IPv4 peer, nothing to parse
+        found = self._classify(host)
+        if found is None:
+            return host  # a peer that is not an address (a test client's name)
+        if not found[0]:
+            return found[1]
         # The peer is a trusted proxy: walk its forwarding header from the right.
         header = self._header
         values = [v for k, v in request.headers if k == header]
         if not values:
-            return self._key_of(host)
+            return found[1]
         hops = self._split(b",".join(values).decode("latin-1"))
         for hop in reversed(hops):
-            address = _parse_ip(hop)
-            if address is None:
+            found = self._classify(hop)
+            if found is None:
                 # Not an address ("unknown", an obfuscated node, garbage) written by a
                 # trusted hop: it names the client as well as anything; stop here.
                 return hop or UNKNOWN_CLIENT
-            text = str(address)
-            if not self.is_trusted(text):
-                return self._key_of(text)
+            if not found[0]:
+                return found[1]
         # Every hop is trusted: the left-most is the nearest we know to the client.
-        return self._key_of(str(_parse_ip(hops[0])))
+        return found[1]
 
     def __repr__(self) -> str:
         nets = [str(n) for n in self._networks]
@@ -493,10 +500,12 @@ def _seconds_up(seconds: float) -> int:
 class _PolicyBytes:
     """A limiter's header pieces, prepared once."""
 
-    __slots__ = ("limit", "name", "policy_item")
+    __slots__ = ("limit", "name", "policy_item", "refusal_body")
 
     def __init__(self, limiter: RateLimiter[Any]) -> None:
         policy: RatePolicy | None = limiter.policy
+        # The 429 body names the policy and nothing of the request: the same every time.
+        self.refusal_body = _quota_exceeded([limiter.name if policy is None else policy.name])
         if policy is None:  # an algorithm that does not describe itself: name only
             self.name = _sf_string(limiter.name)
             self.policy_item = b""
@@ -606,18 +615,21 @@ def _with_retry_after(response: HttpResponse, retry_after: float | None) -> Http
     return response
 
 
+def _quota_exceeded(policies: list[str]) -> bytes:
+    """The body of a 429: the draft's ``quota-exceeded`` problem naming the policies."""
+    return problem(
+        429,
+        "Request cannot be satisfied as assigned quota has been exceeded",
+        type=QUOTA_EXCEEDED,
+        **{"violated-policies": policies},
+    ).body
+
+
 def _rate_limited(exc: BaseException) -> HttpResponse:
     limiter = getattr(exc, "limiter", None)
     policies = [limiter] if isinstance(limiter, str) else []
-    return _with_retry_after(
-        problem(
-            429,
-            "Request cannot be satisfied as assigned quota has been exceeded",
-            type=QUOTA_EXCEEDED,
-            **{"violated-policies": policies},
-        ),
-        getattr(exc, "retry_after", None),
-    )
+    response = HttpResponse(429, [_PROBLEM_JSON], _quota_exceeded(policies))
+    return _with_retry_after(response, getattr(exc, "retry_after", None))
 
 
 def _reduced_capacity(exc: BaseException) -> HttpResponse:
@@ -981,14 +993,8 @@ class Protection:
         decision: Decision,
         decisions: Sequence[tuple[RateLimiter[Any], Decision]],
     ) -> HttpResponse:
-        name = decision.policy.name if decision.policy is not None else limiter.name
-        response = problem(
-            429,
-            "Request cannot be satisfied as assigned quota has been exceeded",
-            type=QUOTA_EXCEEDED,
-            **{"violated-policies": [name]},
-        )
-        response.headers.extend(self.renderer.render(decisions))
+        body = self.renderer.prepare(limiter).refusal_body
+        response = HttpResponse(429, [_PROBLEM_JSON, *self.renderer.render(decisions)], body)
         return _with_retry_after(response, decision.retry_after)
 
     def error_response(self, exc: BaseException) -> HttpResponse | None:
