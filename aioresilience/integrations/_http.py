@@ -494,28 +494,33 @@ def _sf_string(text: str) -> bytes:
 def _seconds_up(seconds: float) -> int:
     """Whole seconds, rounded up, forgiving the float noise of a computed window (6.000001 s
     from 10 x 0.6 s is 6)."""
-    return max(0, math.ceil(round(seconds, 6)))
+    whole = int(seconds)
+    return whole + 1 if seconds - whole > 1e-6 else max(0, whole)
 
 
 class _PolicyBytes:
     """A limiter's header pieces, prepared once."""
 
-    __slots__ = ("limit", "name", "policy_item", "refusal_body")
+    __slots__ = ("limit", "name", "policy_header", "policy_item", "r_prefix", "refusal_body")
 
     def __init__(self, limiter: RateLimiter[Any]) -> None:
         policy: RatePolicy | None = limiter.policy
         # The 429 body names the policy and nothing of the request: the same every time.
         self.refusal_body = _quota_exceeded([limiter.name if policy is None else policy.name])
+        self.policy_header: tuple[bytes, bytes] | None = None
         if policy is None:  # an algorithm that does not describe itself: name only
             self.name = _sf_string(limiter.name)
+            self.r_prefix = self.name + b";r="
             self.policy_item = b""
             self.limit = b""
             return
         self.name = _sf_string(policy.name)
+        self.r_prefix = self.name + b";r="
         item = b"%s;q=%d;w=%d" % (self.name, policy.quota, max(1, _seconds_up(policy.window)))
         if policy.unit != "requests":
             item += b';qu="' + policy.unit.encode() + b'"'
         self.policy_item = item
+        self.policy_header = (b"ratelimit-policy", item)
         self.limit = b"%d" % policy.quota
 
 
@@ -541,15 +546,14 @@ class HeaderRenderer:
         self._ietf = style in ("ietf", "both")
         self._legacy = style in ("legacy", "both")
         # Keyed on the limiter object: its policy never changes, so its bytes never do.
-        self._cache: dict[int, tuple[RateLimiter[Any], _PolicyBytes]] = {}
+        self._cache: dict[RateLimiter[Any], _PolicyBytes] = {}
 
     def prepare(self, limiter: RateLimiter[Any]) -> _PolicyBytes:
         """The limiter's header pieces (built on first use, then cached)."""
-        entry = self._cache.get(id(limiter))
-        if entry is None or entry[0] is not limiter:
-            entry = (limiter, _PolicyBytes(limiter))
-            self._cache[id(limiter)] = entry
-        return entry[1]
+        pb = self._cache.get(limiter)
+        if pb is None:
+            pb = self._cache[limiter] = _PolicyBytes(limiter)
+        return pb
 
     def render(self, decisions: Sequence[tuple[RateLimiter[Any], Decision]]) -> RawHeaders:
         """The rate-limit headers for these decisions (``[]`` for none or style ``none``)."""
@@ -559,15 +563,14 @@ class HeaderRenderer:
         if self._ietf:
             if len(decisions) == 1:  # the common case, without the joins
                 limiter, d = decisions[0]
-                pb = self.prepare(limiter)
-                if pb.policy_item:
-                    out.append((b"ratelimit-policy", pb.policy_item))
-                out.append(
-                    (
-                        b"ratelimit",
-                        b"%s;r=%d;t=%d" % (pb.name, d.remaining, _seconds_up(d.reset_after)),
-                    )
-                )
+                pb = self._cache.get(limiter) or self.prepare(limiter)
+                if pb.policy_header is not None:
+                    out.append(pb.policy_header)
+                x = d.reset_after  # whole seconds, up (as _seconds_up, inlined: hot path)
+                t = int(x)
+                if x - t > 1e-6:
+                    t += 1
+                out.append((b"ratelimit", b"%s%d;t=%d" % (pb.r_prefix, d.remaining, t)))
             else:
                 pbs = [self.prepare(limiter) for limiter, _ in decisions]
                 items = [pb.policy_item for pb in pbs if pb.policy_item]
@@ -577,7 +580,7 @@ class HeaderRenderer:
                     (
                         b"ratelimit",
                         b", ".join(
-                            b"%s;r=%d;t=%d" % (pb.name, d.remaining, _seconds_up(d.reset_after))
+                            b"%s%d;t=%d" % (pb.r_prefix, d.remaining, _seconds_up(d.reset_after))
                             for pb, (_, d) in zip(pbs, decisions, strict=True)
                         ),
                     )
@@ -585,7 +588,10 @@ class HeaderRenderer:
         if self._legacy:
             # One trio can describe one limit: the most restrictive (fewest remaining, then
             # the longest until reset).
-            _, d = min(decisions, key=lambda ld: (ld[1].remaining, -ld[1].reset_after))
+            if len(decisions) == 1:
+                d = decisions[0][1]
+            else:
+                d = min(decisions, key=lambda ld: (ld[1].remaining, -ld[1].reset_after))[1]
             out.append((b"x-ratelimit-limit", b"%d" % d.limit))
             out.append((b"x-ratelimit-remaining", b"%d" % d.remaining))
             out.append((b"x-ratelimit-reset", b"%d" % _seconds_up(d.reset_after)))
