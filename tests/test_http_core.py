@@ -5,12 +5,16 @@ problem+json bodies, rule matching and construction errors. Async tests run in v
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import math
 from typing import Any
 
 import pytest
+from http_sfv import Item as SfItem
 from http_sfv import List as SfList
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aioresilience import (
     GCRA,
@@ -312,6 +316,11 @@ def test_legacy_and_both_styles() -> None:
         b"x-ratelimit-reset",
     }
     assert HeaderRenderer("none").render([(limiter, limiter.check())]) == []
+    # Every field is valid structured-field syntax too: the legacy trio as Integers.
+    for name in (b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset"):
+        item = SfItem()
+        item.parse(both[name])
+        assert isinstance(item.value, int) and item.value >= 0
 
 
 def test_legacy_reports_the_most_restrictive_limit() -> None:
@@ -340,6 +349,9 @@ def test_policy_names_must_be_printable_ascii() -> None:
 )
 def test_retry_after_rounds_up(seconds: float, expected: bytes) -> None:
     assert retry_after_header(seconds) == (b"retry-after", expected)
+    item = SfItem()
+    item.parse(expected)  # delay-seconds is also a valid sf-integer
+    assert item.value == int(expected)
 
 
 @pytest.mark.parametrize("seconds", [None, math.inf, math.nan, -1.0])
@@ -538,3 +550,29 @@ def test_rule_needs_something_to_apply() -> None:
         Rule(["not a limiter"])  # type: ignore[list-item]
     with pytest.raises(TypeError, match=r"rules\[0\]"):
         Protection(["rule"])  # type: ignore[list-item]
+
+
+@given(
+    hops=st.lists(st.ip_addresses().map(str), min_size=1, max_size=6),
+    untrusted_peer=st.booleans(),
+)
+def test_forwarding_headers_never_choose_the_key_of_an_untrusted_peer(
+    hops: list[str], untrusted_peer: bool
+) -> None:
+    """Whatever the client writes: from an untrusted peer the key is the peer; through a
+    trusted proxy it is the right-most hop outside the trusted networks (or the left-most)."""
+    trusted = "10.0.0.0/8"
+    key = client_address(trusted_proxies=[trusted], ipv6_prefix=128)
+    peer = ("203.0.113.5", 1) if untrusted_peer else ("10.9.9.9", 1)
+    headers = [(b"x-forwarded-for", ", ".join(hops).encode())]
+    got = key(req(headers=headers, client=peer))
+    if untrusted_peer:
+        assert got == "203.0.113.5"
+        return
+    network = ipaddress.ip_network(trusted)
+    normal = [ipaddress.ip_address(h) for h in hops]
+    outside = [a for a in normal if a not in network]
+    expected = outside[-1] if outside else normal[0]
+    if expected.version == 6 and expected.ipv4_mapped is not None:
+        expected = expected.ipv4_mapped
+    assert got == str(expected)
