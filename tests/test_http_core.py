@@ -576,3 +576,36 @@ def test_forwarding_headers_never_choose_the_key_of_an_untrusted_peer(
     if expected.version == 6 and expected.ipv4_mapped is not None:
         expected = expected.ipv4_mapped
     assert got == str(expected)
+
+
+def test_bad_policy_names_fail_at_start_up() -> None:
+    with pytest.raises(ValueError, match="printable ASCII"):
+        Protection(Rule(TokenBucket(capacity=1, refill_rate=1.0, name="débit")))
+    twins = [TokenBucket(capacity=1, refill_rate=1.0) for _ in range(2)]
+    with pytest.raises(ValueError, match="both named 'TokenBucket'"):
+        Protection([Rule(twins[0]), Rule(twins[1], paths="/api/{p:path}")])
+    # One limiter in two rules is one policy, not a clash.
+    Protection([Rule(twins[0], paths="/a"), Rule(twins[0], paths="/b")])
+
+
+async def test_a_refusal_by_the_second_limiter_reports_both() -> None:
+    per_ip = FixedWindowCounter(max_requests=100, window_seconds=60.0, name="per-ip")
+    per_key = FixedWindowCounter(max_requests=1, window_seconds=60.0, name="per-key")
+    protection = Protection(
+        [Rule(per_ip), Rule(per_key, key=header_key("x-api-key"))], headers="both"
+    )
+    info = req("/x", headers=[(b"x-api-key", b"k")])
+    rules = protection.select("GET", "/x")
+    assert (await protection.admit(info, rules)).response is None
+    refused = (await protection.admit(info, rules)).response
+    assert refused is not None
+    fields = dict(refused.headers)
+    assert [n for n, _ in sf_list(fields[b"ratelimit-policy"])] == ["per-ip", "per-key"]
+    assert sf_list(fields[b"ratelimit"]) == [
+        ("per-ip", {"r": 98, "t": sf_list(fields[b"ratelimit"])[0][1]["t"]}),
+        ("per-key", {"r": 0, "t": sf_list(fields[b"ratelimit"])[1][1]["t"]}),
+    ]
+    assert fields[b"x-ratelimit-remaining"] == b"0"  # the most restrictive
+    assert json.loads(refused.body)["violated-policies"] == ["per-key"]
+    assert 1 <= int(fields[b"retry-after"]) <= 60
+    assert [n for n, _ in refused.headers].count(b"ratelimit") == 1  # merged, not repeated

@@ -966,9 +966,17 @@ class Protection:
             if not isinstance(rule, Rule):
                 raise TypeError(f"rules[{i}] must be a Rule, got {rule!r}")
         self.renderer = HeaderRenderer(headers)
+        names: dict[bytes, RateLimiter[Any]] = {}
         for rule in self.rules:  # every policy's bytes now, not on the first request
             for limiter in rule.limiters:
-                self.renderer.prepare(limiter)
+                name = self.renderer.prepare(limiter).name
+                other = names.setdefault(name, limiter)
+                if other is not limiter and headers != "none":
+                    # Two items of one RateLimit field with one name cannot be told apart.
+                    raise ValueError(
+                        f"two limiters are both named {limiter.name!r}: give each a distinct "
+                        "name= (it is the policy name in the RateLimit headers)"
+                    )
         self._exempt = _PathSet("exempt_paths", exempt_paths)
         self._exempt_methods = _methods("exempt_methods", exempt_methods) or frozenset()
         self.errors = errors if isinstance(errors, ErrorMapper) else ErrorMapper(errors)
