@@ -609,3 +609,66 @@ async def test_a_refusal_by_the_second_limiter_reports_both() -> None:
     assert json.loads(refused.body)["violated-policies"] == ["per-key"]
     assert 1 <= int(fields[b"retry-after"]) <= 60
     assert [n for n, _ in refused.headers].count(b"ratelimit") == 1  # merged, not repeated
+
+
+async def test_the_api_is_enough_for_a_pure_asgi_adapter() -> None:
+    """The flow the module docstring gives the adapters, as a dozen lines of bare ASGI: the
+    headers land on a success, a refusal is sent whole, an error of ours is mapped."""
+    limiter = FixedWindowCounter(max_requests=1, window_seconds=60.0, name="per-ip")
+    protection = Protection(Rule(limiter), exempt_paths=HEALTH_PATHS)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/boom":
+            raise LoadShed("shed")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        rules = protection.select(scope["method"], scope["path"])
+        if not rules:
+            return await app(scope, receive, send)
+        info = RequestInfo(scope["method"], scope["path"], scope["headers"], scope["client"])
+        admission = await protection.admit(info, rules)
+        if admission.response is not None:
+            return await send_whole(send, admission.response)
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], *admission.headers]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_headers)
+        except Exception as error:
+            response = protection.error_response(error)
+            if response is None:
+                raise
+            await send_whole(send, response)
+
+    async def send_whole(send: Any, response: HttpResponse) -> None:
+        start = {"type": "http.response.start", "status": response.status}
+        await send({**start, "headers": response.headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def call(path: str, client: str = "192.0.2.1") -> tuple[int, dict[bytes, bytes]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "headers": [],
+            "client": (client, 1),
+        }
+        await middleware(scope, None, send)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    status, headers = await call("/")
+    assert status == 200 and b"ratelimit" in headers and b"retry-after" not in headers
+    status, headers = await call("/")
+    assert status == 429 and 1 <= int(headers[b"retry-after"]) <= 60
+    assert (await call("/metrics"))[0] == 200  # exempt
+    assert (await call("/boom", client="192.0.2.2"))[0] == 503
