@@ -8,19 +8,16 @@ further down: any :class:`Rejected`) to the algorithm; cancellations feed nothin
 
 from __future__ import annotations
 
-import contextvars
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol
 
 from ._core import adaptive as _core
 from ._support import clock as _clock
-from ._support.awaitable import DONE
 from ._support.errors import ConcurrencyLimited, Rejected
 from ._support.events import EventSource, Severity
+from ._support.guard import GuardForms, ticket_stack
 from ._support.listeners import logger
-from ._support.predicates import decorate
 from ._support.validation import (
     finite_positive,
     fraction,
@@ -33,8 +30,6 @@ from ._support.validation import (
 
 __all__ = ["AIMD", "AdaptiveLimiter", "AdaptiveStatistics", "Gradient2", "LimitAlgorithm", "Vegas"]
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
 _MAX_LIMIT = 1_000_000_000
 _DROPS = (TimeoutError, Rejected)  # outcomes that mean "overloaded": timeouts, refusals
@@ -106,8 +101,10 @@ class AdaptiveStatistics:
     history: tuple[tuple[float, int], ...]  # (time, limit) at each change, the latest 1000
 
 
-class AdaptiveLimiter(EventSource):
+class AdaptiveLimiter(GuardForms, EventSource):
     """Concurrency limit that adapts to the dependency (AIMD, Vegas or Gradient2)."""
+
+    _keeps_ticket = True  # the ticket is the call's start time, for its rtt
 
     def __init__(
         self,
@@ -153,9 +150,7 @@ class AdaptiveLimiter(EventSource):
         self._admitted = self._rejected = self._dropped = 0
         self._history: deque[tuple[float, int]] = deque([(_clock.now(), initial)], maxlen=1000)
         # Start times of `async with` entries, per task (a stack, for nesting).
-        self._entries: contextvars.ContextVar[tuple[float, Any]] = contextvars.ContextVar(
-            f"aioresilience.adaptive.{self.name}"
-        )
+        self._tickets = ticket_stack(f"adaptive.{self.name}")
 
     def acquire(self) -> float:
         """Admit one call or raise :class:`ConcurrencyLimited`; returns its start time, to
@@ -215,34 +210,13 @@ class AdaptiveLimiter(EventSource):
             self.limit = limit
             self._history.append((now, limit))
 
-    def __aenter__(self) -> Awaitable[None]:
-        entries = self._entries
-        entries.set((self.acquire(), entries.get(None)))
-        return DONE
+    # The guard's core (``async with``, ``@limiter``, ``call`` and pipelines): the ticket is
+    # the start time.
+    def _enter(self) -> float:
+        return self.acquire()
 
-    def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:
-        entries = self._entries
-        started, outer = entries.get()
-        entries.set(outer)
-        self.release(started, exc)
-        return DONE
-
-    async def call(
-        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        started = self.acquire()
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            self.release(started, exc)
-            raise
-        self.release(started)
-        return result
-
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        return decorate(self.name, self.call, fn)
+    def _exit(self, ticket: float, exc: BaseException | None, result: Any) -> None:
+        self.release(ticket, exc)
 
     def statistics(self) -> AdaptiveStatistics:
         return AdaptiveStatistics(

@@ -1,8 +1,10 @@
 """Circuit breaker: the async front-end over :class:`aioresilience._core.breaker.BreakerMachine`.
 
 Three ways in, one accounting: ``await breaker.call(fn, *args)``, ``@breaker`` and
-``async with breaker:``. A call is refused with :class:`CircuitBreakerOpenError` (carrying
-``retry_after``) while the circuit is open; otherwise it runs and its outcome is recorded:
+``async with breaker:``, all built by :class:`~aioresilience._support.guard.GuardForms` from
+the breaker's one core, ``_enter``/``_exit``. A call is refused with
+:class:`CircuitBreakerOpenError` (carrying ``retry_after``) while the circuit is open;
+otherwise it runs and its outcome is recorded:
 
 - an exception matching ``record`` and not ``ignore`` is a failure;
 - a result for which ``failure_result(result)`` is true is a failure (the result is still
@@ -19,6 +21,13 @@ started inside that entry, while it runs) passes through: the outermost entry al
 admitted and counted, so a call through ``breaker.call`` of a function decorated with the same
 breaker counts once and can be the half-open probe. This is tracked in a
 :class:`contextvars.ContextVar` per breaker (tasks copy their context when created).
+
+The front-end owns classification (which exception or result is a failure, which call is
+slow), statistics and events; the *state* (:class:`aioresilience.abc.BreakerState`: the
+in-memory :class:`~aioresilience._core.breaker.BreakerMachine`, or a shared store's) owns
+admission and the state changes, and tells each change back (Polly's CircuitStateController /
+CircuitBehavior split). A store binds to the breaker's :class:`BreakerOptions`, never to the
+front-end.
 """
 
 from __future__ import annotations
@@ -27,26 +36,27 @@ import asyncio
 import contextvars
 import math
 import random as _random
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+import types
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._core.backoff import Backoff
-from ._core.breaker import BreakerMachine, CircuitState
-from ._core.windows import CountWindow, TimeWindow
+from ._core.breaker import BreakerMachine, BreakerOptions, CircuitState, Refused
 from ._support import clock as _clock
-from ._support.awaitable import DONE
 from ._support.errors import CircuitBreakerOpenError, Rejected
 from ._support.events import EventSource, Severity
+from ._support.guard import NO_RESULT, GuardForms, ticket_stack
 from ._support.listeners import Listeners
 from ._support.predicates import (
     ExceptionFilter,
     exception_predicate,
-    require_async,
     sync_callable,
-    wraps,
 )
 from ._support.validation import number_in, shared_store_binder
+
+if TYPE_CHECKING:
+    from .abc import BreakerState, BreakerStore
 
 __all__ = [
     "CircuitBreaker",
@@ -55,11 +65,8 @@ __all__ = [
     "CircuitStateChange",
 ]
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
 CLOSED = CircuitState.CLOSED
-DISABLED = CircuitState.DISABLED
 _TRIPPED = (CircuitState.OPEN, CircuitState.ISOLATED)
 
 # Bounds of the options. Durations: 1 µs (the shared store's resolution) to about 31 years
@@ -71,26 +78,7 @@ _WINDOW_CALLS = (1, 10**6)
 _RATE = (1e-6, 1.0)
 _DEFAULT_BREAK = 30.0
 _OUTSIDE = [False]  # the entry flag of a context no entry ever ran in (never set to True)
-
-
-class SharedBreaker(Protocol):
-    """A breaker's state kept by a shared store (such as a ``RedisStore``)."""
-
-    def current_state(self) -> CircuitState: ...
-
-    def retry_after(self) -> float: ...
-
-    async def admit(self) -> Any: ...
-
-    def finish(self, ticket: Any, exc: BaseException | None, result: Any = None) -> None: ...
-
-    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T: ...
-
-    def manual(self, action: str) -> None: ...
-
-
-class SharedBreakerStore(Protocol):
-    def _bind_breaker(self, breaker: CircuitBreaker) -> SharedBreaker: ...
+_Coroutine = types.CoroutineType
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +171,26 @@ def _break_schedule(break_duration: Any, recovery_timeout: Any) -> Backoff:
     return Backoff("constant", number_in("break_duration", break_duration, *_SECONDS))
 
 
-class CircuitBreaker(EventSource):
+class _Reporter:
+    """What a bound state tells its front-end (:class:`aioresilience.abc.BreakerReport`)."""
+
+    __slots__ = ("_breaker",)
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+
+    def transition(
+        self, old: CircuitState, new: CircuitState, at: float, retry_after: float
+    ) -> None:
+        self._breaker._announce(old, new, at, retry_after)
+
+    def store_failure(self, error: BaseException | None) -> None:
+        breaker = self._breaker
+        breaker._store_failures += 1
+        breaker._emit("store_failure", Severity.ERROR, policy="local", error=repr(error))
+
+
+class CircuitBreaker(GuardForms, EventSource):
     """Stop calling a dependency that keeps failing; try it again after a break.
 
     Defaults: open after 5 consecutive failures, stay open 30 s, then admit 1 probe; its
@@ -193,8 +200,11 @@ class CircuitBreaker(EventSource):
     once it holds ``minimum_calls`` (for a count window, at most ``window_size``, as in
     resilience4j). ``break_duration`` (``recovery_timeout``, the seed guide's name, is the
     same option) may be a backoff schedule (:func:`aioresilience.exponential`) so repeated
-    openings wait longer.
+    openings wait longer. ``store``: where the state lives (any
+    :class:`aioresilience.abc.BreakerStore`, such as a ``RedisStore``; None: this process).
     """
+
+    _keeps_ticket = True
 
     def __init__(
         self,
@@ -215,7 +225,7 @@ class CircuitBreaker(EventSource):
         failure_result: Callable[[Any], bool] | None = None,
         on_state_change: Iterable[Callable[[CircuitStateChange], Any]] = (),
         seed: int | None = None,
-        store: SharedBreakerStore | None = None,
+        store: BreakerStore | None = None,
         recovery_timeout: float | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
@@ -240,15 +250,12 @@ class CircuitBreaker(EventSource):
                 "slow_call_rate_threshold"
             )
         minimum = number_in("minimum_calls", minimum_calls, *_COUNT, integer=True)
-        windowed = rate is not None or slow_rate is not None
-        rolling: CountWindow | TimeWindow | None
+        size: float
         if window == "count":
             size = number_in("window_size", window_size, *_WINDOW_CALLS, integer=True)
-            rolling = CountWindow(size) if windowed else None
-            minimum = min(minimum, size)  # a window of N calls never holds more than N
+            minimum = min(minimum, int(size))  # a window of N calls never holds more than N
         elif window == "time":
-            seconds = number_in("window_size", window_size, *_SECONDS)
-            rolling = TimeWindow(seconds) if windowed else None
+            size = number_in("window_size", window_size, *_SECONDS)
         else:
             raise ValueError(f"window must be 'count' or 'time', got {window!r}")
         schedule = _break_schedule(break_duration, recovery_timeout)
@@ -259,79 +266,63 @@ class CircuitBreaker(EventSource):
         self._listeners = _state_listeners(on_state_change)
         if seed is not None:
             number_in("seed", seed, -math.inf, math.inf, integer=True)
-        self._machine = BreakerMachine(
+        self.options = BreakerOptions(
+            name=self.name,
             failure_threshold=failure_threshold,
             failure_rate_threshold=rate,
             slow_call_rate_threshold=slow_rate,
+            slow_call_duration=self._slow_after,
+            window=window,
+            window_size=size,
             minimum_calls=minimum,
-            window=rolling,
             break_duration=schedule,
-            probes=number_in("half_open_max_calls", half_open_max_calls, *_COUNT, integer=True),
-            half_open_timeout=number_in(
+            half_open_max_calls=number_in(
+                "half_open_max_calls", half_open_max_calls, *_COUNT, integer=True
+            ),
+            half_open_max_duration=number_in(
                 "half_open_max_duration", half_open_max_duration, *_SECONDS
             ),
-            random=_random.Random(seed).random,
+            seed=seed,
         )
-        # Whether a success only resets the failure streak (no windows, no slow calls).
-        self._streak_only = self._slow_after is None and rolling is None
         # The live flag (a one-item list, shared with tasks started inside) of the entry
         # running in this context: entries inside it pass through (see the module doc).
         self._inside: contextvars.ContextVar[list[bool]] = contextvars.ContextVar(
             f"aioresilience.breaker.{self.name}.inside", default=_OUTSIDE
         )
-        # Each `async with` entry, per context, as a stack: (generation, start, flag, below),
-        # generation None for an entry that passed through.
-        self._entries: contextvars.ContextVar[tuple[Any, Any, Any, Any]] = contextvars.ContextVar(
-            f"aioresilience.breaker.{self.name}"
-        )
+        self._tickets = ticket_stack(f"breaker.{self.name}")
         self._successes = self._failures = self._ignored = self._rejected = self._opened = 0
         self._cancelled = self._store_failures = 0
-        # Calls admitted in this generation were admitted while disabled: never counted.
-        self._uncounted = -1
         self._events = None
-        self._shared: SharedBreaker | None = None
-        if store is not None:
-            self._shared = shared_store_binder(store, "_bind_breaker", "this process alone")(self)
+        self._state: BreakerState
+        if store is None:
+            self._state = BreakerMachine.from_options(
+                self.options, self._announce, _random.Random(seed).random
+            )
+        else:
+            bind = shared_store_binder(store, "bind_breaker", "this process alone")
+            self._state = bind(self.options, _Reporter(self))
+        # While the state is CLOSED and answers locally, admitting needs no clock read
+        # (nothing is timed), and a success with nothing but a streak to keep needs none
+        # either: the hot path reads no time at all.
+        local = bool(getattr(self._state, "closed_is_local", False))
+        self._untimed_admit = local and self._slow_after is None
+        self._quick = self._untimed_admit and not self.options.windowed
 
     # -- state --------------------------------------------------------------------------------
-
-    def _now(self) -> float:
-        """The time, with the half-open watchdog applied (and announced) as of it: read-outs
-        then say what the next call meets."""
-        now = _clock.now()
-        machine = self._machine
-        if machine.state is CircuitState.HALF_OPEN:
-            machine.expire(now)
-            self._transition(CircuitState.HALF_OPEN, now)
-        return now
 
     @property
     def state(self) -> CircuitState:
         """The current state; an OPEN breaker whose break has ended reads HALF_OPEN, a
         HALF_OPEN one whose probes outlived ``half_open_max_duration`` reads OPEN. (Shared:
         this process's latest view of the state in the store.)"""
-        if self._shared is not None:
-            return self._shared.current_state()
-        now = self._now()
-        machine = self._machine
-        if machine.state is CircuitState.OPEN and now >= machine.open_until:
-            return CircuitState.HALF_OPEN
-        return machine.state
+        return self._state.read_state(_clock.now())
 
     @property
     def retry_after(self) -> float:
         """Seconds after which the next call can be admitted (0: now; ``inf`` while
         isolated): the time left open, or while the probes run, a short hint that follows
         them (see the README)."""
-        if self._shared is not None:
-            return self._shared.retry_after()
-        return self._machine.wait(self._now())
-
-    def _transition(self, before: CircuitState, now: float) -> None:
-        after = self._machine.state
-        if after is not before:
-            retry = max(0.0, self._machine.open_until - now) if after is CircuitState.OPEN else 0.0
-            self._announce(before, after, now, retry)
+        return self._state.retry_after(_clock.now())
 
     def _announce(
         self, before: CircuitState, after: CircuitState, now: float, retry_after: float
@@ -344,296 +335,110 @@ class CircuitBreaker(EventSource):
         if self._listeners:
             self._listeners.emit(CircuitStateChange(self.name, before, after, now, retry_after))
 
-    # -- admission and outcome ------------------------------------------------------------------
+    # -- the one core (GuardForms builds call, @decorator and async with from it) ------------
 
-    def _admit(self) -> tuple[int, float]:
-        """Admit a call or raise; ``(generation, start time)``."""
-        machine = self._machine
-        now = _clock.now() if (machine.state is not CLOSED or self._slow_after) else 0.0
-        if machine.state is not CLOSED:
-            before = machine.state
-            retry_after = machine.admit(now)
-            self._transition(before, now)
-            if retry_after:
-                self._rejected += 1
-                self._emit("circuit_rejected", Severity.DEBUG, retry_after=retry_after)
-                raise CircuitBreakerOpenError(
-                    f"{self.name}: circuit {machine.state.value}; retry after {retry_after:.3f}s",
-                    retry_after=retry_after,
-                    breaker=self.name,
-                    state=machine.state.value,
-                )
-        return machine.generation, now
-
-    def _enter(self) -> tuple[int, float, list[bool]] | None:
-        """The pipeline's way in (``direct()``): ``None`` when an entry of this breaker is
-        already running here (the call passes through), else what :meth:`_leave` needs."""
-        if self._inside.get()[0]:
+    def _enter(self) -> Any:
+        """Admit a call (or raise :class:`CircuitBreakerOpenError`): the ticket ``(the
+        state's ticket, start time, live flag)``, a coroutine of it when the state must
+        ask a store, or None when an entry of this breaker already runs here (the call
+        passes through, uncounted)."""
+        inside = self._inside
+        if inside.get()[0]:
             return None
-        machine = self._machine
-        if machine.state is CLOSED and self._streak_only:  # as in call(): no _admit call
-            generation, start = machine.generation, 0.0
-        else:
-            generation, start = self._admit()
+        state = self._state
+        if self._untimed_admit and state.state is CLOSED:
+            # closed_is_local: the answer is a ticket, at once, whatever the time.
+            flag = [True]
+            inside.set(flag)
+            return state.try_admit(0.0), 0.0, flag
+        now = _clock.now()
+        admitted = state.try_admit(now)
+        if admitted.__class__ is _Coroutine:
+            return self._admitted(admitted)
+        if admitted.__class__ is Refused:
+            raise self._refusal(admitted)
         flag = [True]
-        self._inside.set(flag)
-        return generation, start, flag
+        inside.set(flag)
+        return admitted, now, flag
 
-    def _leave(
-        self,
-        entered: tuple[int, float, list[bool]] | None,
-        exc_type: Any,
-        exc: BaseException | None,
-        tb: Any,
-    ) -> None:
-        """The outcome of a call :meth:`_enter` let in, in the shape of ``__aexit__``."""
-        if entered is None:
-            return
-        generation, start, flag = entered
+    async def _admitted(self, pending: Any) -> tuple[Any, float, list[bool]]:
+        admitted = await pending
+        if admitted.__class__ is Refused:
+            raise self._refusal(admitted)
+        flag = [True]
+        self._inside.set(flag)  # awaited in the caller's own context: marks its entry
+        return admitted, _clock.now(), flag
+
+    def _refusal(self, refused: Refused) -> CircuitBreakerOpenError:
+        self._rejected += 1
+        retry_after = refused.retry_after
+        self._emit("circuit_rejected", Severity.DEBUG, retry_after=retry_after)
+        state = refused.state.value
+        where = " (shared)" if refused.shared else ""
+        return CircuitBreakerOpenError(
+            f"{self.name}: circuit {state}{where}; retry after {retry_after:.3f}s",
+            retry_after=retry_after,
+            breaker=self.name,
+            state=state,
+        )
+
+    def _exit(self, ticket: Any, exc: BaseException | None, result: Any) -> None:
+        """Classify how an admitted call ended and tell the state: an exception matching
+        ``record``/``ignore``, or a result ``failure_result`` condemns, is a failure; any
+        other exception (cancellation, ignored, a refusal inside) only releases the call."""
+        if ticket is None:
+            return  # passed through: the outer entry counts
+        admitted, start, flag = ticket
         flag[0] = False
         if exc is None:
-            self._on_plain_success(generation, start)
-        else:
-            self._on_exception(exc, generation, start)
-
-    def _direct(self) -> tuple[Callable[[], Any], Callable[[Any, Any, Any, Any], None]]:
-        """``(enter, leave)`` for a pipeline's compiled guards (``Strategy.direct``)."""
-        if self._shared is None:
-            return self._enter, self._leave
-        return self._enter_shared_direct, self._leave_shared_direct
-
-    def _enter_shared_direct(self) -> Any:
-        if self._inside.get()[0]:
-            return None
-        return self._admit_shared(self._shared)  # type: ignore[arg-type]  # the coroutine
-
-    async def _admit_shared(self, shared: SharedBreaker) -> tuple[Any, list[bool]]:
-        ticket = await shared.admit()
-        flag = [True]
-        self._inside.set(flag)
-        return ticket, flag
-
-    def _leave_shared_direct(
-        self, entered: tuple[Any, list[bool]] | None, exc_type: Any, exc: Any, tb: Any
-    ) -> None:
-        if entered is None:
-            return
-        ticket, flag = entered
-        flag[0] = False
-        self._shared.finish(ticket, exc)  # type: ignore[union-attr]
-
-    def _counting(self, generation: int) -> bool:
-        """Whether an outcome counts at all: not while disabled, nor for a call admitted
-        while disabled ("nothing recorded")."""
-        return generation != self._uncounted and self._machine.state is not DISABLED
-
-    def _on_success(self, result: Any, generation: int, start: float) -> None:
-        judge = self._failure_result
-        if judge is not None and judge(result):
-            self._on_failure(generation, start)
-            return
-        self._on_plain_success(generation, start)
-
-    def _on_plain_success(self, generation: int, start: float) -> None:
-        """A success with no result to judge (the end of an ``async with`` block, or any
-        call when there is no ``failure_result``)."""
-        machine = self._machine
-        if generation == machine.generation and machine.state is CLOSED and self._streak_only:
-            # The hot path: a success while closed changes nothing but the streak.
-            self._successes += 1
-            machine.consecutive_failures = 0
-            return
-        if not self._counting(generation):
-            return
-        self._successes += 1
-        now = _clock.now()
-        slow_after = self._slow_after
-        slow = slow_after is not None and now - start >= slow_after
-        before = machine.state
-        machine.record(now, generation, False, slow)
-        self._transition(before, now)
-
-    def _on_exception(self, exc: BaseException, generation: int, start: float) -> None:
-        if self._is_failure(exc):
-            self._on_failure(generation, start)
-            return
-        # Cancellation, ignored exceptions, refusals inside: not an outcome of the dependency.
-        if self._counting(generation):
+            judge = self._failure_result
+            if judge is None or result is NO_RESULT or not judge(result):
+                state = self._state
+                if self._quick and state.state is CLOSED:
+                    # The hot path: a success while closed only resets the streak.
+                    if state.on_outcome(admitted, 0.0, False, False):
+                        self._successes += 1
+                    return
+                self._record(admitted, start, False)
+                return
+            self._record(admitted, start, True)
+        elif self._is_failure(exc):
+            self._record(admitted, start, True)
+        elif self._state.on_release(admitted):
+            # Not an outcome of the dependency: counted apart, never as a failure.
             if isinstance(exc, asyncio.CancelledError):
                 self._cancelled += 1
             else:
                 self._ignored += 1
-        self._machine.release(generation)
 
-    def _on_failure(self, generation: int, start: float) -> None:
-        if not self._counting(generation):
-            return
-        self._failures += 1
-        machine = self._machine
+    def _record(self, admitted: Any, start: float, failed: bool) -> None:
         now = _clock.now()
-        slow = self._slow_after is not None and now - start >= self._slow_after
-        before = machine.state
-        machine.record(now, generation, True, slow)
-        self._transition(before, now)
-
-    # -- ways in --------------------------------------------------------------------------------
-
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``await fn(*args, **kwargs)`` through the breaker."""
-        inside = self._inside
-        if inside.get()[0]:
-            return await fn(*args, **kwargs)  # inside an entry of this breaker: it counts
-        if self._shared is not None:
-            return await self._call_shared(self._shared, fn, *args, **kwargs)
-        machine = self._machine
-        # The closed path, inlined (as in the decorator): no call to _admit, no clock.
-        if machine.state is CLOSED and self._streak_only:
-            generation, start = machine.generation, 0.0
-        else:
-            generation, start = self._admit()
-        flag = [True]
-        inside.set(flag)
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            flag[0] = False
-            self._on_exception(exc, generation, start)
-            raise
-        flag[0] = False
-        if self._failure_result is not None:
-            self._on_success(result, generation, start)
-        elif self._streak_only and generation == machine.generation and machine.state is CLOSED:
-            self._successes += 1  # _on_plain_success's hot path, inlined
-            machine.consecutive_failures = 0
-        else:
-            self._on_plain_success(generation, start)
-        return result
-
-    async def _call_shared(
-        self, shared: SharedBreaker, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
-    ) -> T:
-        flag = [True]
-        self._inside.set(flag)
-        try:
-            return await shared.call(fn, *args, **kwargs)
-        finally:
-            flag[0] = False
-
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        """Decorate a coroutine function so each call goes through the breaker."""
-        require_async(self.name, fn)
-        if self._shared is not None:
-            call = self.call
-
-            @wraps(fn)
-            async def shared_guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-                return await call(fn, *args, **kwargs)
-
-            return shared_guarded
-        admit, on_exception = self._admit, self._on_exception
-        on_success, on_plain_success = self._on_success, self._on_plain_success
-        judge = self._failure_result
-        inside, machine = self._inside, self._machine
-        # The closed path with nothing but a streak to keep, inlined: no method call at all.
-        fast = self._streak_only
-        quick = fast and judge is None  # a success is then only the streak's reset
-        breaker = self
-
-        @wraps(fn)
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            if inside.get()[0]:
-                return await fn(*args, **kwargs)  # inside an entry of this breaker
-            if fast and machine.state is CLOSED:
-                generation, start = machine.generation, 0.0
+        slow_after = self._slow_after
+        slow = slow_after is not None and now - start >= slow_after
+        if self._state.on_outcome(admitted, now, failed, slow):
+            if failed:
+                self._failures += 1
             else:
-                generation, start = admit()
-            flag = [True]
-            inside.set(flag)
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                flag[0] = False
-                on_exception(exc, generation, start)
-                raise
-            flag[0] = False
-            if quick and generation == machine.generation and machine.state is CLOSED:
-                breaker._successes += 1
-                machine.consecutive_failures = 0
-            elif judge is not None:
-                on_success(result, generation, start)
-            else:
-                on_plain_success(generation, start)
-            return result
-
-        return guarded
-
-    def __aenter__(self) -> Awaitable[None]:
-        entries = self._entries
-        if self._inside.get()[0]:
-            entries.set((None, 0.0, None, entries.get(None)))  # passes through
-            return DONE
-        if self._shared is not None:
-            return self._enter_shared(self._shared)
-        generation, start = self._admit()
-        flag = [True]
-        self._inside.set(flag)
-        entries.set((generation, start, flag, entries.get(None)))
-        return DONE
-
-    async def _enter_shared(self, shared: SharedBreaker) -> None:
-        ticket, flag = await self._admit_shared(shared)
-        entries = self._entries
-        entries.set((ticket, 0.0, flag, entries.get(None)))
-
-    def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Awaitable[None]:
-        entries = self._entries
-        generation, start, flag, below = entries.get()
-        entries.set(below)
-        if generation is None:
-            return DONE  # an entry inside another: the outer one counts
-        flag[0] = False
-        if self._shared is not None:
-            self._shared.finish(generation, exc)  # the shared path keeps its ticket there
-            return DONE
-        if exc is None:
-            self._on_plain_success(generation, start)
-        else:
-            self._on_exception(exc, generation, start)
-        return DONE
+                self._successes += 1
 
     # -- manual control -------------------------------------------------------------------------
 
     def isolate(self) -> None:
         """Force the circuit open until :meth:`reset` (calls refused, ``retry_after=inf``)."""
-        self._manual("isolate", self._machine.isolate)
+        self._state.manual("isolate", _clock.now())
 
     def disable(self) -> None:
         """Force the circuit closed until :meth:`reset`: everything admitted, nothing counted
         (nor are calls admitted while disabled, whenever they end)."""
-        self._manual("disable", self._disable)
-
-    def _disable(self) -> None:
-        self._machine.disable()
-        self._uncounted = self._machine.generation
+        self._state.manual("disable", _clock.now())
 
     def reset(self) -> None:
         """Back to CLOSED with empty statistics windows."""
-        self._manual("reset", self._machine.reset)
+        self._state.manual("reset", _clock.now())
 
     def trip(self) -> None:
         """Open the circuit now, for a normal break."""
-        self._manual("trip", lambda: self._machine.force_open(_clock.now()))
-
-    def _manual(self, name: str, action: Callable[[], None]) -> None:
-        if self._shared is not None:  # every process's breaker, through the store
-            self._shared.manual(name)
-            action()  # the local machine too: it decides while the store is unreachable
-            return
-        before = self._machine.state
-        action()
-        self._transition(before, _clock.now())
+        self._state.manual("trip", _clock.now())
 
     def add_state_listener(self, callback: Callable[[CircuitStateChange], Any]) -> None:
         """Like ``on_state_change=``: hear every :class:`CircuitStateChange`."""
@@ -642,18 +447,16 @@ class CircuitBreaker(EventSource):
     # -- inspection -----------------------------------------------------------------------------
 
     def statistics(self) -> CircuitBreakerStatistics:
-        machine = self._machine
-        now = self._now()
-        calls, failures, slow = (
-            machine.window.totals(now) if machine.window is not None else (0, 0, 0)
-        )
+        state = self._state
+        now = _clock.now()
+        calls, failures, slow = state.window_totals(now)
         return CircuitBreakerStatistics(
             name=self.name,
             state=self.state,
             window_calls=calls,
             window_failures=failures,
             window_slow_calls=slow,
-            consecutive_failures=machine.consecutive_failures,
+            consecutive_failures=state.consecutive_failures,
             successes=self._successes,
             failures=self._failures,
             ignored=self._ignored,

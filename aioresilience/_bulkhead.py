@@ -25,20 +25,18 @@ import contextlib
 import functools
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._support import clock as _clock
-from ._support.awaitable import DONE
 from ._support.errors import BulkheadFull
 from ._support.events import EventSource, Severity
-from ._support.predicates import decorate
+from ._support.guard import GuardForms
 from ._support.validation import non_negative_int, non_negative_or_none, positive_int, text
 
 __all__ = ["Bulkhead", "BulkheadStatistics", "PartitionedBulkhead"]
 
-P = ParamSpec("P")
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
@@ -90,7 +88,7 @@ class BulkheadStatistics:
     peak: int
 
 
-class Bulkhead(EventSource):
+class Bulkhead(GuardForms, EventSource):
     """At most ``max_concurrent`` calls at once; up to ``max_queue`` more wait (FIFO), each at
     most ``max_wait`` seconds (``None``: as long as it takes). Beyond that: :class:`BulkheadFull`.
     """
@@ -148,18 +146,22 @@ class Bulkhead(EventSource):
         """Take a slot if one is free and nobody is waiting; never waits. Pair with
         :meth:`release`."""
         if self._active < self._max and not self._waiters:
-            self._enter()  # takes the free slot (and returns an awaitable nobody needs)
+            self._enter()  # takes the free slot
             return True
         return False
 
     async def acquire(self) -> None:
         """Take a slot, waiting in the queue if allowed; raises :class:`BulkheadFull`.
         Pair with :meth:`release`."""
-        await self._enter()
+        wait = self._enter()
+        if wait is not None:
+            await wait
 
-    def _enter(self) -> Awaitable[None]:
-        """Take a slot: an already finished awaitable when one is free (for ``async with``,
-        which awaits it at once), else the wait; raises :class:`BulkheadFull`."""
+    # -- the guard's core (``async with``, ``@bulkhead``, ``call`` and pipelines) -----------
+
+    def _enter(self) -> Coroutine[Any, Any, None] | None:
+        """Take a slot: None when one is free, else the coroutine of the wait; raises
+        :class:`BulkheadFull`."""
         active = self._active
         if active < self._max and not self._waiters:
             # Take the slot, inlined: this is the hot path.
@@ -169,7 +171,7 @@ class Bulkhead(EventSource):
                 self._peak = active
             if active == self._max:
                 self._full_since = _clock.now()  # a full spell begins
-            return DONE
+            return None
         if len(self._waiters) >= self._max_queue:
             self._rejected += 1
             self._emit("bulkhead_rejected", Severity.WARNING, active=self._active)
@@ -262,31 +264,13 @@ class Bulkhead(EventSource):
                 return True
         return False
 
+    def _exit(self, ticket: None, exc: BaseException | None, result: Any) -> None:
+        self.release()
+
     # -- ways in ----------------------------------------------------------------------------
 
-    def __aenter__(self) -> Awaitable[None]:
-        return self._enter()
-
-    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
-        self.release()
-        return DONE
-
-    async def call(
-        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        await self.acquire()
-        try:
-            return await fn(*args, **kwargs)
-        finally:
-            self.release()
-
-    # The seed guide's name (README, "from the guide"): the same method.
-    execute = call
-
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        return decorate(self.name, self.call, fn)
+    # The seed guide's name (README, "from the guide"): the same method as ``call``.
+    execute = GuardForms.call
 
     async def run_sync(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run blocking ``fn(*args)`` in a worker thread, holding a slot meanwhile.

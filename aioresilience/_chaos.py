@@ -5,8 +5,9 @@ callable read on every call — per request, per environment variable...) and a 
 source, so a chaotic run can be replayed exactly.
 
 Two forms: :class:`ChaosMonkey` (the seed guide's, for a decorator or explicit calls), and the
-pipeline's chaos strategy (``_Chaos``, built by ``PipelineBuilder.chaos_fault`` /
-``chaos_latency`` / ``chaos_outcome`` / ``chaos_behavior``).
+pipeline's chaos strategies, built by ``PipelineBuilder.chaos_fault`` / ``chaos_latency`` /
+``chaos_behavior`` (:class:`ChaosGuard`: they act before the call only) and ``chaos_outcome``
+(:class:`ChaosOutcome`: it replaces the call).
 """
 
 from __future__ import annotations
@@ -14,17 +15,26 @@ from __future__ import annotations
 import asyncio
 import copy
 import random as _random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from ._support.compose import Call, Strategy
+from ._support.compose import Call, Core, Strategy
 from ._support.context import ResilienceContext
 from ._support.errors import ChaosFault
 from ._support.events import EventSource, Severity, emit
 from ._support.predicates import require_async, sync_callable, wraps
 from ._support.validation import finite_positive, non_negative, number
 
-__all__ = ["ChaosFault", "ChaosMonkey", "chaos_latency_range", "chaos_rate", "chaos_switch"]
+__all__ = [
+    "ChaosFault",
+    "ChaosGuard",
+    "ChaosMonkey",
+    "ChaosOutcome",
+    "chaos_latency_range",
+    "chaos_rate",
+    "chaos_strategy",
+    "chaos_switch",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -156,12 +166,12 @@ class ChaosMonkey(EventSource):
         )
 
 
-# -- the pipeline's chaos strategy -------------------------------------------------------------
+# -- the pipeline's chaos strategies ----------------------------------------------------------
 
 
-class _Chaos(Strategy):
-    """Inject, with probability ``rate`` while enabled: a fault (raise), latency (sleep),
-    an outcome (return it instead of calling) or a behaviour (run it, then call)."""
+class _ChaosStrategy(Strategy):
+    """What the pipeline's chaos strategies share: ``rate``, the ``enabled`` switch and a
+    seeded random source (one per strategy, from the builder's seed)."""
 
     def __init__(
         self,
@@ -173,7 +183,6 @@ class _Chaos(Strategy):
     ) -> None:
         super().__init__(kind)
         self.kind = kind
-        self.is_guard = kind != "chaos_outcome"  # the others only act before the call
         self.rate = chaos_rate("rate", rate)
         self._enabled = chaos_switch(enabled)
         self._random = rng
@@ -181,14 +190,28 @@ class _Chaos(Strategy):
         self.injected = 0
 
     def _roll(self) -> bool:
-        return self.rate > 0 and self._enabled() and self._random.random() < self.rate
+        """Whether to inject this time (counted and announced when it does)."""
+        if self.rate > 0 and self._enabled() and self._random.random() < self.rate:
+            self.injected += 1
+            emit(None, self.name, "chaos_injected", Severity.INFO, injection=self.kind)
+            return True
+        return False
 
-    async def _before(self) -> Any:
-        """Apply the injection; returns _CALL to go on with the call."""
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "rate": self.rate, "injected": self.injected}
+
+
+class ChaosGuard(_ChaosStrategy):
+    """``chaos_fault`` (raise), ``chaos_latency`` (sleep) or ``chaos_behavior`` (run it), then
+    the call: they act only before the call, so each is a guard whose ``enter`` returns a
+    coroutine only when it sleeps or runs the behaviour."""
+
+    def core(self) -> Core:
+        return self._enter, None  # nothing to undo after the call
+
+    def _enter(self) -> Any:
         if not self._roll():
-            return _CALL
-        self.injected += 1
-        emit(None, self.name, "chaos_injected", Severity.INFO, injection=self.kind)
+            return None
         action = self._action
         if self.kind == "chaos_fault":
             if isinstance(action, BaseException):
@@ -197,35 +220,28 @@ class _Chaos(Strategy):
             raise action()
         if self.kind == "chaos_latency":
             low, high = action
-            await asyncio.sleep(self._random.uniform(low, high))
-            return _CALL
-        if self.kind == "chaos_behavior":
-            await action()
-            return _CALL
-        return action() if callable(action) else action  # chaos_outcome
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        injected = await self._before()
-        return await call() if injected is _CALL else injected
-
-    def guard(self, context: ResilienceContext) -> Any:
-        return _Before(self._before) if self.is_guard else None
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "rate": self.rate, "injected": self.injected}
+            return asyncio.sleep(self._random.uniform(low, high))
+        return action()  # chaos_behavior: a coroutine function, checked by the builder
 
 
-_CALL: Any = object()
+class ChaosOutcome(_ChaosStrategy):
+    """``chaos_outcome``: return ``outcome`` (or ``outcome()`` when callable) instead of
+    calling; it replaces the call, so it is a strategy around it, not a guard."""
+
+    async def execute(self, call: Call, context: ResilienceContext | None) -> Any:
+        if not self._roll():
+            return await call()
+        action = self._action
+        return action() if callable(action) else action
 
 
-class _Before:
-    """A guard running an async check on entry."""
-
-    def __init__(self, before: Callable[[], Awaitable[Any]]) -> None:
-        self._before = before
-
-    async def __aenter__(self) -> None:
-        await self._before()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
+def chaos_strategy(
+    kind: str, rate: float, enabled: bool | Callable[[], bool], rng: _random.Random, action: Any
+) -> ChaosGuard | ChaosOutcome:
+    """The pipeline strategy of chaos ``kind`` (``chaos_fault``, ``chaos_latency``,
+    ``chaos_behavior`` or ``chaos_outcome``)."""
+    if kind == "chaos_outcome":
+        return ChaosOutcome(kind, rate, enabled, rng, action)
+    if kind in ("chaos_fault", "chaos_latency", "chaos_behavior"):
+        return ChaosGuard(kind, rate, enabled, rng, action)
+    raise ValueError(f"kind must be a chaos strategy's kind, got {kind!r}")

@@ -5,24 +5,24 @@ Cancellation is never turned into a fallback."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
+from ._support.context import ResilienceContext
 from ._support.events import EventSource, Severity
 from ._support.listeners import Listeners
 from ._support.predicates import (
     ExceptionFilter,
-    decorate,
     exception_predicate,
     optional_callable,
     optional_sync_callable,
 )
+from ._support.rerun import ExecuteForms, RerunStrategy, arguments_of
 from ._support.validation import text
 
-__all__ = ["Fallback", "FallbackOutcome", "fallback"]
+__all__ = ["Fallback", "FallbackOutcome", "FallbackStrategy", "fallback"]
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -37,7 +37,7 @@ class FallbackOutcome:
     kwargs: Mapping[str, Any]
 
 
-class Fallback(EventSource):
+class Fallback(ExecuteForms, EventSource):
     """Answer a failed call with something else.
 
     ``handlers`` are tried in order: a handler is a plain value (returned as is) or a callable
@@ -66,19 +66,29 @@ class Fallback(EventSource):
         self.used = 0
         self._events = None
 
-    async def call(
-        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    async def execute(
+        self, call: Callable[[], Awaitable[T]], context: ResilienceContext | None
     ) -> T:
+        """The core: ``await call()``, answered by the handlers when it fails. Outside a
+        pipeline the handlers see the call's arguments (``call`` and ``@fallback`` pass them
+        as a ``functools.partial``); in one, the call is the pipeline's inner chain and they
+        see none."""
         try:
-            result = await fn(*args, **kwargs)
+            result = await call()
         except Exception as exc:
             if not self._on(exc):
                 raise
-            return await self._fall_back(FallbackOutcome(exc, None, args, kwargs))  # type: ignore[no-any-return]
-        judge = self._on_result
-        if judge is not None and judge(result):
-            return await self._fall_back(FallbackOutcome(None, result, args, kwargs))  # type: ignore[no-any-return]
-        return result
+            failure: Exception | None = exc
+        else:
+            judge = self._on_result
+            if judge is None or not judge(result):
+                return result
+            failure = None
+        # Handled outside the `except` block: a handler's exception is not chained to the
+        # original, which is re-raised unchanged if every handler fails.
+        args, kwargs = arguments_of(call) if context is None else ((), {})
+        outcome = FallbackOutcome(failure, result if failure is None else None, args, kwargs)
+        return await self._fall_back(outcome)  # type: ignore[no-any-return]
 
     async def _fall_back(self, outcome: FallbackOutcome) -> Any:
         self.used += 1
@@ -109,11 +119,6 @@ class Fallback(EventSource):
             )
         raise original
 
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        return decorate(self.name, self.call, fn)
-
     def __repr__(self) -> str:
         return f"<Fallback {self.name!r} handlers={len(self._handlers)} used={self.used}>"
 
@@ -121,3 +126,11 @@ class Fallback(EventSource):
 def fallback(*handlers: Any, **options: Any) -> Fallback:
     """``@fallback(default_value)`` or ``@fallback(from_cache, on=(ConnectionError,))``."""
     return Fallback(*handlers, **options)
+
+
+class FallbackStrategy(RerunStrategy):
+    """A fallback in a pipeline: ``execute(call, context)`` is the fallback's core."""
+
+    def __init__(self, fallback: Fallback) -> None:
+        super().__init__("fallback", fallback)
+        self.fallback = fallback

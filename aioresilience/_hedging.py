@@ -1,16 +1,25 @@
-"""Hedged requests (``PipelineBuilder.hedge``): start another attempt when the first is slow
-or failed, take the first acceptable result, and cancel *and await* the others."""
+"""Hedged requests: start another attempt when the first is slow or failed, take the first
+acceptable result, and cancel *and await* the others.
+
+:class:`Hedge` is the strategy (``await hedge.call(fn, ...)``, ``@hedge``); in a pipeline it
+runs as :class:`HedgeStrategy` (``PipelineBuilder.hedge``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from ._retry import RetryBudget
-from ._support.compose import Call, Strategy
 from ._support.context import ResilienceContext
 from ._support.events import Severity, emit
+from ._support.predicates import optional_sync_callable
+from ._support.rerun import ExecuteForms, RerunStrategy
+from ._support.validation import non_negative_or_none, positive_int, text
+
+__all__ = ["Hedge", "HedgeStrategy"]
+
+T = TypeVar("T")
 
 
 async def _cancel_and_await(tasks: set[asyncio.Task[Any]]) -> None:
@@ -29,28 +38,45 @@ async def _cancel_and_await(tasks: set[asyncio.Task[Any]]) -> None:
         raise asyncio.CancelledError
 
 
-class _Hedge(Strategy):
+class Hedge(ExecuteForms):
     """Start another attempt every ``delay`` seconds without an acceptable result (up to
     ``max_hedged`` more); a failed attempt starts the next at once; the first acceptable
-    result wins and the others are cancelled *and awaited*."""
-
-    kind = "hedge"
+    result wins and the others are cancelled *and awaited*. Only for calls that are safe to
+    repeat: say so with ``idempotent=True``. ``delay=0`` starts all attempts at once; a
+    ``budget`` counts hedges in flight as retries in flight."""
 
     def __init__(
         self,
-        max_hedged: int,
-        delay: float,
-        acceptable: Callable[[Any], bool] | None,
-        budget: RetryBudget | None,
+        *,
+        max_hedged: int = 1,
+        delay: float = 0.1,
+        idempotent: bool = False,
+        acceptable: Callable[[Any], bool] | None = None,
+        budget: RetryBudget | None = None,
+        name: str | None = None,
     ) -> None:
-        super().__init__(f"hedge(+{max_hedged}, {delay:g}s)")
-        self.max_hedged = max_hedged
-        self.delay = delay
-        self.acceptable = acceptable
+        if idempotent is not True:
+            raise ValueError(
+                "hedging runs the call several times at once: pass idempotent=True to confirm "
+                "the call is safe to repeat"
+            )
+        self.max_hedged = positive_int("max_hedged", max_hedged)
+        wait = non_negative_or_none("delay", delay)
+        if wait is None:
+            raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
+        self.delay = wait
+        self.acceptable = optional_sync_callable("acceptable", acceptable)
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
         self.budget = budget
-        self.started = 0
+        self.name = text("name", name, optional=True) or f"hedge(+{self.max_hedged}, {wait:g}s)"
+        self.started = 0  # attempts started, hedges included
 
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
+    async def execute(
+        self, call: Callable[[], Awaitable[T]], context: ResilienceContext | None
+    ) -> T:
+        """The core: run ``call()`` as described above. In a pipeline every attempt started
+        counts in ``context.attempt``."""
         loop = asyncio.get_running_loop()
         core = None if self.budget is None else self.budget._core
         running: set[asyncio.Task[Any]] = set()
@@ -59,7 +85,8 @@ class _Hedge(Strategy):
         last: asyncio.Task[Any] | None = None
 
         def start(hedged: bool) -> None:
-            context.attempt += 1
+            if context is not None:
+                context.attempt += 1
             self.started += 1
             task = asyncio.ensure_future(call(), loop=loop)
             if hedged:
@@ -89,7 +116,7 @@ class _Hedge(Strategy):
                     if core is not None:
                         core.record(won)
                     if won:
-                        return task.result()
+                        return task.result()  # type: ignore[no-any-return]
                     failed_now = True
                 if can_hedge and (failed_now or not done):
                     if self._budget_allows(core):
@@ -99,7 +126,7 @@ class _Hedge(Strategy):
                         may_hedge = False  # spent: no more hedges for this call
                 if not running:
                     assert last is not None
-                    return last.result()  # raises the last attempt's exception
+                    return last.result()  # type: ignore[no-any-return]  # raises its exception
         finally:
             if core is not None:
                 core.end_request()
@@ -113,5 +140,17 @@ class _Hedge(Strategy):
         emit(None, self.name, "budget_exhausted", Severity.WARNING, budget=self.budget.kind)
         return False
 
+    def __repr__(self) -> str:
+        return f"<Hedge {self.name!r} started={self.started}>"
+
+
+class HedgeStrategy(RerunStrategy):
+    """Hedging in a pipeline: ``execute(call, context)`` is the hedge's core."""
+
+    def __init__(self, hedge: Hedge) -> None:
+        super().__init__("hedge", hedge)
+        self.hedge = hedge
+
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "max_hedged": self.max_hedged, "delay": self.delay}
+        hedge = self.hedge
+        return {**super().describe(), "max_hedged": hedge.max_hedged, "delay": hedge.delay}

@@ -18,6 +18,7 @@ import contextvars
 import functools
 import operator
 import random
+import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
@@ -26,20 +27,26 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from ._adaptive import AdaptiveLimiter
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
-from ._chaos import ChaosFault, _Chaos, chaos_latency_range
-from ._fallback import Fallback
-from ._hedging import _Hedge
-from ._ratelimit import RateLimiter, TokenBucket
-from ._retry import Retry, RetryBudget
-from ._shedding import LoadShedder, Priority, check_priority
-from ._support import clock as _clock
-from ._support.compose import Call, Direct, Runner, Strategy, compose, exit_all
+from ._chaos import ChaosFault, chaos_latency_range, chaos_strategy
+from ._fallback import Fallback, FallbackStrategy
+from ._hedging import Hedge, HedgeStrategy
+from ._ratelimit import RateLimiter, RateLimitStrategy, TokenBucket
+from ._retry import Retry, RetryBudget, RetryStrategy
+from ._shedding import LoadShedder, LoadShedStrategy, Priority
+from ._support.compose import (
+    Call,
+    GuardStrategy,
+    Strategy,
+    compose,
+    leave_all,
+)
 from ._support.context import ResilienceContext, context_var, current_context
-from ._support.events import ResilienceEvent, Severity, emit
+from ._support.events import ResilienceEvent, Severity
 from ._support.listeners import Listeners
-from ._support.predicates import is_async_callable, optional_sync_callable, require_async, wraps
-from ._support.validation import non_negative_or_none, positive_int, text
-from ._timeout import entered_timeout, leave_timeout, timeout
+from ._support.predicates import is_async_callable, require_async, wraps
+from ._support.rerun import timed
+from ._support.validation import text
+from ._timeout import TimeoutStrategy
 
 __all__ = [
     "Outcome",
@@ -55,6 +62,7 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_Coroutine = types.CoroutineType
 _DEBUG = Severity.DEBUG  # an enum member read from the class costs more than the check itself
 
 
@@ -80,195 +88,6 @@ class PipelineOrderWarning(UserWarning):
 
 
 # -- strategies -------------------------------------------------------------------------------
-
-
-def _overrides(primitive: Any, base: type, *names: str) -> bool:
-    """Whether ``primitive``'s class replaces any of ``base``'s ``names``: a subclass that
-    changes its ``async with`` is entered through it, never around it."""
-    cls = type(primitive)
-    return any(getattr(cls, name) is not getattr(base, name) for name in names)
-
-
-class _Timeout(Strategy):
-    kind = "timeout"
-    is_guard = True
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = non_negative_or_none("seconds", seconds)
-        super().__init__("no limit" if self.seconds is None else f"{self.seconds:g}s")
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        async with timeout(self.seconds):
-            return await call()
-
-    def guard(self, context: ResilienceContext) -> Any:
-        return timeout(self.seconds)
-
-    def direct(self) -> Direct:
-        # The token is the entered timeout object; leave_timeout is its __aexit__, run directly.
-        return functools.partial(entered_timeout, self.seconds), leave_timeout
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "seconds": self.seconds}
-
-
-class _RateLimit(Strategy):
-    kind = "rate_limit"
-    is_guard = True
-
-    def __init__(
-        self,
-        limiter: RateLimiter[Any],
-        key: Callable[[ResilienceContext], Hashable] | None,
-        cost: int,
-    ) -> None:
-        super().__init__(limiter.name)
-        self.limiter, self.key, self.cost = limiter, key, cost
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        key = None if self.key is None else self.key(context)
-        await self.limiter.acquire(self.cost, key=key)
-        return await call()
-
-    def guard(self, context: ResilienceContext) -> Any:
-        if self.key is None and self.cost == 1:
-            return self.limiter  # its own `async with` takes one unit of the unkeyed limit
-        return self.limiter.for_key(None if self.key is None else self.key(context), cost=self.cost)
-
-    def direct(self) -> Direct | None:
-        limiter, key_of, cost = self.limiter, self.key, self.cost
-        if _overrides(limiter, RateLimiter, "__aenter__", "__aexit__", "for_key"):
-            return None
-        # _admit returns DONE (a token nobody reads) or the coroutine of the wait.
-        admit, max_wait = limiter._admit, limiter._max_wait
-        if key_of is None:
-            return functools.partial(admit, None, cost, max_wait), None
-
-        def enter() -> Any:
-            return admit(key_of(context_var.get()), cost, max_wait)  # type: ignore[arg-type]
-
-        return enter, None
-
-
-class _Retry(Strategy):
-    kind = "retry"
-
-    def __init__(self, policy: Retry) -> None:
-        super().__init__(policy.name)
-        self.policy = policy
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        return await self.wrap(lambda call, context: call())(call, context)
-
-    def wrap(self, inner: Runner) -> Runner:
-        name = self.name
-
-        async def attempt(call: Call, context: ResilienceContext) -> Any:
-            context.attempt += 1
-            if not context._timed:
-                return await inner(call, context)
-            return await _timed(inner(call, context), name, "attempt", attempt=context.attempt)
-
-        # policy.call(attempt, call, context): the policy awaits attempt(call, context) and
-        # retries it; no closure per call.
-        return functools.partial(self.policy.call, attempt)  # type: ignore[call-arg]
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "attempts": self.policy.attempts}
-
-
-class _Wrapping(Strategy):
-    """A primitive with ``call(fn)`` and, when ``is_guard``, ``async with``."""
-
-    def __init__(self, kind: str, primitive: Any, is_guard: bool) -> None:
-        super().__init__(primitive.name)
-        self.kind = kind
-        self.primitive = primitive
-        self.is_guard = is_guard
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        return await self.primitive.call(call)
-
-    def guard(self, context: ResilienceContext) -> Any:
-        return self.primitive if self.is_guard else None
-
-
-class _Breaker(_Wrapping):
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        # With a failure_result predicate the breaker must see the call's result, which an
-        # `async with` exit does not get: run it as a wrapper then.
-        super().__init__("circuit_breaker", breaker, is_guard=breaker._failure_result is None)
-
-    def direct(self) -> Direct | None:
-        breaker: CircuitBreaker = self.primitive
-        if _overrides(breaker, CircuitBreaker, "__aenter__", "__aexit__"):
-            return None
-        return breaker._direct()
-
-
-class _Bulkhead(_Wrapping):
-    def __init__(self, bulkhead: Bulkhead) -> None:
-        super().__init__("bulkhead", bulkhead, is_guard=True)
-
-    def direct(self) -> Direct | None:
-        if _overrides(self.primitive, Bulkhead, "__aenter__", "__aexit__"):
-            return None
-        # _enter returns DONE or the coroutine of the wait; __aexit__ ignores its arguments.
-        return self.primitive._enter, self.primitive.__aexit__
-
-
-class _LoadShed(Strategy):
-    kind = "load_shed"
-    is_guard = True
-
-    def __init__(self, shedder: LoadShedder, priority: Priority) -> None:
-        super().__init__(shedder.name)
-        self.shedder, self.priority = shedder, check_priority(priority)
-
-    async def execute(self, call: Call, context: ResilienceContext) -> Any:
-        token = self.shedder._admit(self.priority)
-        try:
-            return await call()
-        finally:
-            self.shedder._finish(token)
-
-    def guard(self, context: ResilienceContext) -> Any:
-        return _Entered(*self.direct())
-
-    def direct(self) -> Direct:
-        # The shedder feeds the signal it owns (an InFlight...) between _admit and _finish.
-        leave = None if self.shedder._fed is None else self.shedder._finish
-        return functools.partial(self.shedder._admit, self.priority), leave
-
-
-class _Entered:
-    """A guard made of a direct ``(enter, leave)`` pair whose enter never waits."""
-
-    def __init__(self, enter: Callable[[], Any], leave: Callable[..., Any] | None) -> None:
-        self._enter, self._leave = enter, leave
-
-    async def __aenter__(self) -> None:
-        self._token = self._enter()
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        if self._leave is not None:
-            self._leave(self._token, *exc_info)
-
-
-async def _timed(work: Awaitable[T], strategy: str, event: str, **details: Any) -> T:
-    """Await ``work`` and emit ``event`` (DEBUG) with its duration and outcome: success,
-    failure, or cancelled."""
-    started, outcome = _clock.now(), "cancelled"
-    try:
-        result = await work
-        outcome = "success"
-        return result
-    except Exception:
-        outcome = "failure"
-        raise
-    finally:
-        duration = _clock.now() - started
-        emit(None, strategy, event, Severity.DEBUG, duration=duration, outcome=outcome, **details)
 
 
 # -- order advice -----------------------------------------------------------------------------
@@ -337,7 +156,8 @@ class Pipeline:
         self.strategies = strategies
         self._run = compose(strategies)  # sets the call's context, runs the strategies
         self._listeners = Listeners()
-        self._guards_only = all(s.is_guard for s in strategies)
+        # `async with pipeline` enters the guards' cores (the same the fold runs).
+        self._cores = [s.core() for s in strategies]
         self._stacks: contextvars.ContextVar[list[tuple[list[Any], Any]] | None]
         self._stacks = contextvars.ContextVar(f"aioresilience.pipeline.{name}", default=None)
         if not strategies:
@@ -388,7 +208,7 @@ class Pipeline:
         context._timed = True
         token = context_var.set(context)  # the pipeline_executed event finds the listeners
         try:
-            return await _timed(self._run(call, context), self.name, "pipeline_executed")
+            return await timed(self._run(call, context), self.name, "pipeline_executed")
         finally:
             context_var.reset(token)
 
@@ -420,8 +240,10 @@ class Pipeline:
         return resilient
 
     async def __aenter__(self) -> None:
-        if not self._guards_only:
-            kinds = [s.kind for s in self.strategies if not s.is_guard]
+        if None in self._cores:
+            kinds = [
+                s.kind for s, core in zip(self.strategies, self._cores, strict=True) if core is None
+            ]
             raise TypeError(
                 f"{self.name}: `async with` cannot re-run its body, and {', '.join(kinds)} "
                 "would need to; use pipeline.execute(fn, ...) or @pipeline instead"
@@ -430,12 +252,13 @@ class Pipeline:
         token = context_var.set(context)
         entered: list[Any] = []
         try:
-            for strategy in self.strategies:
-                guard = strategy.guard(context)
-                await guard.__aenter__()
-                entered.append(guard)
+            for enter, exit in self._cores:  # type: ignore[misc]  # (no None: checked above)
+                ticket = enter()
+                if ticket.__class__ is _Coroutine:
+                    ticket = await ticket
+                entered.append((exit, ticket))
         except BaseException as exc:
-            final = await exit_all(entered, exc)
+            final = await leave_all(entered, exc)
             context_var.reset(token)
             if final is None or final is exc:
                 raise
@@ -448,12 +271,10 @@ class Pipeline:
         entered, token = stacks[-1]
         self._stacks.set(stacks[:-1])
         try:
-            final = await exit_all(entered, exc)
+            final = await leave_all(entered, exc)
         finally:
             context_var.reset(token)
-        if final is None:
-            return exc is not None  # suppressed by a guard (or nothing to raise)
-        if final is exc:
+        if final is None or final is exc:
             return False  # Python re-raises it, with its own traceback
         raise final from None
 
@@ -508,7 +329,7 @@ class PipelineBuilder:
         return self
 
     def timeout(self, seconds: float | None) -> PipelineBuilder:
-        return self._add(_Timeout(seconds))
+        return self._add(TimeoutStrategy(seconds))
 
     def rate_limit(
         self,
@@ -523,16 +344,13 @@ class PipelineBuilder:
         limiter = _given_or_built("limiter", limiter, RateLimiter, TokenBucket, options)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the context, got {key!r}")
-        key = optional_sync_callable("key", key)
-        if cost.__class__ is not int or cost != 1:
-            limiter._check_cost(cost)
-        return self._add(_RateLimit(limiter, key, cost))
+        return self._add(RateLimitStrategy(limiter, key, cost))
 
     def retry(self, policy: Retry | None = None, **options: Any) -> PipelineBuilder:
         if policy is None:
             options.setdefault("seed", self.seed)
         policy = _given_or_built("policy", policy, Retry, Retry, options)
-        return self._add(_Retry(policy))
+        return self._add(RetryStrategy(policy))
 
     def circuit_breaker(
         self, breaker: CircuitBreaker | None = None, **options: Any
@@ -540,7 +358,7 @@ class PipelineBuilder:
         if breaker is None:
             options.setdefault("seed", self.seed)
         breaker = _given_or_built("breaker", breaker, CircuitBreaker, CircuitBreaker, options)
-        return self._add(_Breaker(breaker))
+        return self._add(GuardStrategy("circuit_breaker", breaker))
 
     def bulkhead(self, bulkhead: Bulkhead | int | None = None, **options: Any) -> PipelineBuilder:
         if not isinstance(bulkhead, Bulkhead):
@@ -550,27 +368,27 @@ class PipelineBuilder:
             bulkhead = Bulkhead(size, **options)
         elif options:
             raise TypeError(f"give a Bulkhead or options, not both: {sorted(options)}")
-        return self._add(_Bulkhead(bulkhead))
+        return self._add(GuardStrategy("bulkhead", bulkhead))
 
     def fallback(self, *handlers: Any, **options: Any) -> PipelineBuilder:
         if len(handlers) == 1 and isinstance(handlers[0], Fallback) and not options:
             fallback = handlers[0]
         else:
             fallback = Fallback(*handlers, **options)
-        return self._add(_Wrapping("fallback", fallback, is_guard=False))
+        return self._add(FallbackStrategy(fallback))
 
     def adaptive_limit(
         self, limiter: AdaptiveLimiter | None = None, **options: Any
     ) -> PipelineBuilder:
         limiter = _given_or_built("limiter", limiter, AdaptiveLimiter, AdaptiveLimiter, options)
-        return self._add(_Wrapping("adaptive_limit", limiter, is_guard=True))
+        return self._add(GuardStrategy("adaptive_limit", limiter))
 
     def load_shed(
         self, shedder: LoadShedder, priority: Priority = Priority.NORMAL
     ) -> PipelineBuilder:
         if not isinstance(shedder, LoadShedder):
             raise TypeError(f"shedder must be a LoadShedder, got {shedder!r}")
-        return self._add(_LoadShed(shedder, priority))
+        return self._add(LoadShedStrategy(shedder, priority))
 
     def hedge(
         self,
@@ -581,28 +399,23 @@ class PipelineBuilder:
         acceptable: Callable[[Any], bool] | None = None,
         budget: RetryBudget | None = None,
     ) -> PipelineBuilder:
-        """Hedged requests (see :class:`_Hedge`). Only for calls that are safe to repeat:
+        """Hedged requests (see :class:`Hedge`). Only for calls that are safe to repeat:
         say so with ``idempotent=True``. ``delay=0`` starts all attempts at once."""
-        if idempotent is not True:
-            raise ValueError(
-                "hedging runs the call several times at once: pass idempotent=True to confirm "
-                "the call is safe to repeat"
-            )
-        size = positive_int("max_hedged", max_hedged)
-        wait = non_negative_or_none("delay", delay)
-        if wait is None:
-            raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
-        acceptable = optional_sync_callable("acceptable", acceptable)
-        if budget is not None and not isinstance(budget, RetryBudget):
-            raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
-        return self._add(_Hedge(size, wait, acceptable, budget))
+        hedge = Hedge(
+            max_hedged=max_hedged,
+            delay=delay,
+            idempotent=idempotent,
+            acceptable=acceptable,
+            budget=budget,
+        )
+        return self._add(HedgeStrategy(hedge))
 
     def _chaos(self, kind: str, rate: float, enabled: Any, action: Any) -> PipelineBuilder:
         # Each chaos strategy draws from its own stream, derived from the builder's seed, so
         # adding one does not shift the others' sequences.
         # (A str seed is hashed with SHA-512 by random.Random: stable across processes.)
         seed = None if self.seed is None else f"{self.seed}:{len(self._strategies)}:{kind}"
-        return self._add(_Chaos(kind, rate, enabled, random.Random(seed), action))
+        return self._add(chaos_strategy(kind, rate, enabled, random.Random(seed), action))
 
     def chaos_fault(
         self,

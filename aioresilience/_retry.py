@@ -20,23 +20,24 @@ import asyncio
 import inspect
 import math
 import random as _random
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from ._core.budget import ConcurrencyBudget, TokenBudget
 from ._support import clock as _clock
+from ._support.context import ResilienceContext
 from ._support.errors import Rejected
 from ._support.events import EventSource, Severity
 from ._support.listeners import logger
 from ._support.predicates import (
     ExceptionFilter,
-    decorate,
     exception_predicate,
     optional_callable,
     optional_sync_callable,
 )
+from ._support.rerun import ExecuteForms, RerunStrategy, timed
 from ._support.schedules import Backoff, backoff_cap, exponential
 from ._support.validation import (
     finite_positive,
@@ -55,6 +56,7 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "RetryState",
+    "RetryStrategy",
     "retry",
 ]
 
@@ -122,9 +124,9 @@ class RetryBudget:
         return f"<RetryBudget {self.kind} {state} exhausted={self.exhausted}>"
 
 
-class Retry(EventSource):
-    """A retry policy: usable as ``@policy``, ``await policy.call(fn, ...)`` and
-    ``async for attempt in policy``.
+class Retry(ExecuteForms, EventSource):
+    """A retry policy: usable as ``@policy``, ``await policy.call(fn, ...)``,
+    ``async for attempt in policy`` and in a pipeline (:class:`RetryStrategy`).
 
     Defaults: 3 attempts, exponential backoff from 0.1 s doubling to at most 30 s with full
     jitter, retry on any ``Exception`` except the library's own refusals, honour
@@ -178,19 +180,21 @@ class Retry(EventSource):
         self._random = _random.Random(seed).random
         self._events = None
 
-    # -- ways in --------------------------------------------------------------------------------
+    # -- the core -------------------------------------------------------------------------------
+    # `call`, `@policy` and the pipeline's RetryStrategy all run execute (ExecuteForms).
 
-    async def call(
-        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    async def execute(
+        self, call: Callable[[], Awaitable[T]], context: ResilienceContext | None
     ) -> T:
-        """``await fn(*args, **kwargs)``, retried by this policy."""
+        """``await call()``, retried by this policy. In a pipeline every attempt counts in
+        ``context.attempt`` (and is timed when a listener wants it)."""
         budget = self.budget
         if budget is not None:
             budget._core.start_request()
         try:
             started = _clock.now()  # elapsed counts from the first attempt, always
             try:
-                result = await fn(*args, **kwargs)
+                result = await (call() if context is None else self._attempt(call, context))
             except Exception as exc:
                 failure: Exception | None = exc
             else:
@@ -203,17 +207,20 @@ class Retry(EventSource):
             # Retried outside the `except` block, so later attempts' exceptions do not carry
             # the first one as their __context__.
             return await self._retry(
-                fn, args, kwargs, failure, result if failure is None else _NO_RESULT, started
+                call, context, failure, result if failure is None else _NO_RESULT, started
             )
         finally:
             if budget is not None:
                 budget._core.end_request()
 
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        """Decorate a coroutine function: every call is retried by this policy."""
-        return decorate(self.name, self.call, fn)
+    def _attempt(
+        self, call: Callable[[], Awaitable[T]], context: ResilienceContext
+    ) -> Awaitable[T]:
+        """One attempt inside a pipeline: counted in the context, timed if a listener wants."""
+        context.attempt += 1
+        if context._timed:
+            return timed(call(), self.name, "attempt", attempt=context.attempt)
+        return call()
 
     def __aiter__(self) -> AsyncIterator[Attempt]:
         return _Attempts(self)
@@ -222,9 +229,8 @@ class Retry(EventSource):
 
     async def _retry(
         self,
-        fn: Callable[..., Coroutine[Any, Any, T]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        call: Callable[[], Awaitable[T]],
+        context: ResilienceContext | None,
         exc: Exception | None,
         result: Any,
         started: float,
@@ -236,7 +242,7 @@ class Retry(EventSource):
                     raise exc
                 return result  # type: ignore[no-any-return]
             try:
-                result = await fn(*args, **kwargs)
+                result = await (call() if context is None else self._attempt(call, context))
                 exc = None
             except Exception as error:
                 exc, result = error, _NO_RESULT
@@ -470,8 +476,23 @@ class ExponentialBackoff(Retry):
         cap = backoff_cap("max_delay", max_delay)
         super().__init__(attempts=retries + 1, backoff=exponential(first, cap=cap), **options)
 
-    async def execute(
+    # `execute` is the seed guide's name for `call` here; every form (call, @policy, the
+    # pipeline) runs Retry's core.
+    _core = Retry.execute
+
+    async def execute(  # type: ignore[override]
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """The seed guide's name for :meth:`call`."""
         return await self.call(fn, *args, **kwargs)
+
+
+class RetryStrategy(RerunStrategy):
+    """A retry policy in a pipeline: ``execute(call, context)`` is the policy's core."""
+
+    def __init__(self, policy: Retry) -> None:
+        super().__init__("retry", policy)
+        self.policy = policy
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "attempts": self.policy.attempts}

@@ -4,19 +4,19 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, ParamSpec, TypeVar
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ._signals import _fed, _read
+from ._support.compose import Core, Strategy
 from ._support.errors import LoadShed
 from ._support.events import EventSource, Severity
-from ._support.predicates import require_async, sync_callable, wraps
+from ._support.guard import GuardForms, ticket_stack
+from ._support.predicates import sync_callable
 from ._support.validation import finite_positive, number, text
 
-__all__ = ["LoadShedder", "Priority"]
-
-P = ParamSpec("P")
-T = TypeVar("T")
+__all__ = ["LoadShedStrategy", "LoadShedder", "Priority"]
 
 
 class Priority(enum.IntEnum):
@@ -38,12 +38,15 @@ def check_priority(priority: Any) -> Priority:
     return priority
 
 
-class LoadShedder(EventSource):
+class LoadShedder(GuardForms, EventSource):
     """Refuse work by priority while a load signal is high.
 
     ``thresholds`` maps each priority to the signal value above which it is shed (default:
     SHEDDABLE above 0.7, NORMAL above 0.9, CRITICAL never; ``inf`` or a missing priority:
     never). A shed call raises :class:`LoadShed` with ``retry_after``.
+
+    ``async with shedder:``, ``@shedder`` and ``await shedder.call(fn, ...)`` run at NORMAL
+    priority; ``shedder.limit(priority)`` is the same guard at another priority.
     """
 
     def __init__(
@@ -73,6 +76,9 @@ class LoadShedder(EventSource):
             )
         self._signal = signal
         self._fed = _fed(signal)
+        # The ticket is the fed signal's token (an InFlight... the shedder feeds itself).
+        self._keeps_ticket = self._fed is not None
+        self._tickets = ticket_stack(f"shedder.{self.name}")
         # Every priority has an entry (None: never shed), so a lookup is the whole check.
         self._thresholds: dict[Priority, float | None] = {
             p: (None if p not in limits else float(limits[p])) for p in Priority
@@ -99,50 +105,52 @@ class LoadShedder(EventSource):
                 retry_after=self.retry_after,
             )
 
-    async def call(
-        self,
-        fn: Callable[P, Coroutine[Any, Any, T]],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """Run ``fn`` at NORMAL priority (use :meth:`limit` for another)."""
-        token = self._admit(Priority.NORMAL)
-        try:
-            return await fn(*args, **kwargs)
-        finally:
-            self._finish(token)
+    # -- the guard's core ---------------------------------------------------------------------
+
+    def _enter(self) -> Any:
+        return self._admit(Priority.NORMAL)
 
     def _admit(self, priority: Priority) -> Any:
-        """Check ``priority``, then start feeding the signal for this call: a token for
-        :meth:`_finish` (the pipeline's way in and out)."""
+        """Check ``priority``, then start feeding the signal for this call: the ticket."""
         self.check(priority)
         fed = self._fed
         return None if fed is None else fed._begin(by_guard=True)
 
-    def _finish(self, token: Any, *exc_info: object) -> None:
-        if token is not None:
-            self._fed._end(token)  # type: ignore[union-attr]
+    def _exit(self, ticket: Any, exc: BaseException | None, result: Any) -> None:
+        if ticket is not None:
+            self._fed._end(ticket)  # type: ignore[union-attr]
 
-    def limit(
-        self, priority: Priority = Priority.NORMAL
-    ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
-        """Decorator: shed calls of this function at ``priority``."""
-        check_priority(priority)
+    def limit(self, priority: Priority = Priority.NORMAL) -> GuardForms:
+        """This shedder at ``priority``: a decorator (``@shedder.limit(Priority.CRITICAL)``),
+        ``async with`` and ``call`` like the shedder itself."""
+        return _AtPriority(self, check_priority(priority))
 
-        def decorate(
-            fn: Callable[P, Coroutine[Any, Any, T]],
-        ) -> Callable[P, Coroutine[Any, Any, T]]:
-            require_async(self.name, fn)
 
-            @wraps(fn)
-            async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-                token = self._admit(priority)
-                try:
-                    return await fn(*args, **kwargs)
-                finally:
-                    self._finish(token)
+class _AtPriority(GuardForms):
+    """A shedder's guard at one priority (:meth:`LoadShedder.limit`)."""
 
-            return guarded
+    def __init__(self, shedder: LoadShedder, priority: Priority) -> None:
+        self.name = shedder.name
+        self._shedder, self._priority = shedder, priority
+        self._keeps_ticket = shedder._keeps_ticket
+        self._tickets = ticket_stack(f"shedder.{shedder.name}.{priority.name}")
+        self._exit = shedder._exit  # type: ignore[method-assign]
 
-        return decorate
+    def _enter(self) -> Any:
+        return self._shedder._admit(self._priority)
+
+
+class LoadShedStrategy(Strategy):
+    """A pipeline's load shedding (``PipelineBuilder.load_shed``) at one priority."""
+
+    kind = "load_shed"
+
+    def __init__(self, shedder: LoadShedder, priority: Priority) -> None:
+        super().__init__(shedder.name)
+        self.shedder, self.priority = shedder, check_priority(priority)
+
+    def core(self) -> Core:
+        shedder = self.shedder
+        # The shedder feeds the signal it owns (an InFlight...) between enter and exit.
+        exit = None if shedder._fed is None else shedder._exit
+        return functools.partial(shedder._admit, self.priority), exit

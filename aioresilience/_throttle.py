@@ -4,30 +4,28 @@ locally, with a probability that grows as the backend accepts fewer of them."""
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from ._core.budget import throttle_probability
 from ._core.windows import TimeWindow
 from ._support import clock as _clock
 from ._support.errors import Throttled
 from ._support.events import EventSource, Severity
-from ._support.predicates import ExceptionFilter, decorate, exception_predicate
+from ._support.guard import GuardForms
+from ._support.predicates import ExceptionFilter, exception_predicate
 from ._support.validation import divisor, finite_positive, text
 
 __all__ = ["AdaptiveThrottle"]
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
-
-class AdaptiveThrottle(EventSource):
+class AdaptiveThrottle(GuardForms, EventSource):
     """Client-side adaptive throttling (Google SRE book, "Handling Overload").
 
     Over the last ``window`` seconds, count requests R and those the backend accepted A; refuse
     a call locally, with :class:`Throttled`, with probability ``max(0, (R - k*A) / (R + 1))``.
     Local refusals count in R. A call that raises an exception matching ``overload`` was not
-    accepted; cancellations count neither way.
+    accepted; cancellations count neither way. ``await throttle.call(fn, ...)``, ``@throttle``
+    or ``async with throttle:``.
     """
 
     def __init__(
@@ -52,7 +50,9 @@ class AdaptiveThrottle(EventSource):
         requests, rejected, _ = self._window.totals(_clock.now())
         return throttle_probability(requests, requests - rejected, self.k)
 
-    def _admit(self) -> float:
+    # -- the guard's core (GuardForms builds call, @throttle and async with from it) ---------
+
+    def _enter(self) -> None:
         now = _clock.now()
         window = self._window
         requests, rejected, _ = window.totals(now)
@@ -61,24 +61,12 @@ class AdaptiveThrottle(EventSource):
             self.throttled += 1
             self._emit("throttled", Severity.WARNING)
             raise Throttled(f"{self.name}: throttled locally", retry_after=None)
-        return now
 
-    async def call(
-        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        self._admit()
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
+    def _exit(self, ticket: None, exc: BaseException | None, result: Any) -> None:
+        if exc is None:
+            self._window.record(_clock.now(), False, False)
+        elif isinstance(exc, Exception):  # a cancellation counts neither way
             self._window.record(_clock.now(), self._overload(exc), False)
-            raise
-        self._window.record(_clock.now(), False, False)
-        return result
-
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        return decorate(self.name, self.call, fn)
 
     def __repr__(self) -> str:
         return f"<AdaptiveThrottle {self.name!r} k={self.k:g} p={self.probability():.3f}>"

@@ -18,6 +18,14 @@ cancels a timer handle (a heap push and a later lazy pop) per call.
 A deadline that is not one duration after entry (an absolute one, a rescheduled one, one
 already past) has a timer handle of its own, as with ``asyncio.timeout``. Only documented
 asyncio APIs are used: the task is ``asyncio.current_task()``, the clock its loop's ``time()``.
+
+A timeout is a guard (``_support/guard.py``): its core ``_enter()`` enters a fresh timeout of
+the same duration (or deadline) and returns it as the ticket, ``_exit`` leaves that one; the
+decorator, ``call`` and the pipeline's :class:`TimeoutStrategy` are built from that core, so
+one ``timeout(2)`` serves any number of calls that way. ``async with timeout(2) as t`` is the
+exception, as in asyncio: the object entered is the entry itself (single use, its ``when()``
+and ``reschedule()`` are the block's), so its ``__aenter__``/``__aexit__`` enter and leave
+``self`` with the same two steps.
 """
 
 from __future__ import annotations
@@ -27,18 +35,15 @@ import math
 import sys
 import weakref
 from collections import deque
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
+from ._support.compose import Core, Strategy
 from ._support.errors import TimeoutExceeded
 from ._support.events import Severity, emit
-from ._support.predicates import require_async, wraps
-from ._support.validation import number_or_none
+from ._support.guard import NO_RESULT, GuardForms
+from ._support.validation import non_negative_or_none, number_or_none
 
-__all__ = ["entered_timeout", "leave_timeout", "timeout", "timeout_at"]
-
-P = ParamSpec("P")
-T = TypeVar("T")
+__all__ = ["TimeoutStrategy", "timeout", "timeout_at"]
 
 _INF = math.inf
 _MAX = sys.float_info.max
@@ -150,7 +155,7 @@ def _lane(loop: asyncio.AbstractEventLoop, seconds: float) -> _Lane:
     return lane
 
 
-class timeout:
+class timeout(GuardForms):
     """Limit the enclosed work to ``seconds`` (``None`` or ``inf``: no limit; zero or
     negative: expired at once, the block is cancelled at its first suspension).
 
@@ -177,6 +182,7 @@ class timeout:
     _start: float
     _task: asyncio.Task[Any]
     _when: float | None
+    name = "timeout"
 
     def __init__(self, seconds: float | None) -> None:
         # The common valid case checked inline (this runs once per call); the rest, and the
@@ -189,24 +195,41 @@ class timeout:
         self.state = _CREATED
         self._when = None
 
-    async def __aenter__(self) -> timeout:
-        self._enter()
+    async def __aenter__(self) -> timeout:  # type: ignore[override]
+        self._begin()
         return self
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._exit(self, exc, NO_RESULT)
+
+    # -- the guard's core -----------------------------------------------------------------------
+
+    def _enter(self) -> timeout:
+        """A fresh timeout like this one, entered now: the ticket ``_exit`` leaves."""
+        entry = timeout.__new__(timeout)
+        entry.seconds = self.seconds
+        entry.state = _CREATED
+        # An absolute deadline (timeout_at) is every entry's; a duration starts at each entry.
+        entry._when = self._when if self.seconds is None else None
+        entry._begin()
+        return entry
+
+    def _exit(self, ticket: timeout, exc: BaseException | None, result: Any) -> None:
         # The common case inline (the newest entry of its lane leaves in time): this runs once
-        # per call. Everything else, this case included, is _exit's.
-        if self.state is _ENTERED:
-            lane = self._lane
+        # per call. Everything else, this case included, is _leave's.
+        if ticket.state is _ENTERED:
+            lane = ticket._lane
             if lane is not None:
                 entries = lane.entries
-                if entries[-1] is self:
+                if entries[-1] is ticket:
                     entries.pop()
-                    self.state = _EXITED
+                    ticket.state = _EXITED
                     return
-        self._exit(exc_type, exc)
+        ticket._leave(exc)
 
-    def _enter(self) -> None:
+    # -- one entry --------------------------------------------------------------------------
+
+    def _begin(self) -> None:
         if self.state:  # not _CREATED
             raise RuntimeError("this timeout has already been entered; create a new one")
         task = _current_task()
@@ -233,7 +256,7 @@ class timeout:
         self._lane = None
         self._handle = None if self._when is None else self._timer(loop, self._when)
 
-    def _exit(self, exc_type: Any, exc: BaseException | None) -> None:
+    def _leave(self, exc: BaseException | None) -> None:
         state = self.state
         if state is _ENTERED:
             lane = self._lane
@@ -248,14 +271,15 @@ class timeout:
             self.state = _EXITED
         elif state is _EXPIRING:
             self.state = _EXPIRED
-            if self._task.uncancel() <= self._cancelling and exc_type is not None:
+            if self._task.uncancel() <= self._cancelling and exc is not None:
                 # No other cancellation is pending: this one was ours.
+                exc_type = exc.__class__
                 if exc_type is _CancelledError or (
                     _NEW_EXIT and issubclass(exc_type, _CancelledError)
                 ):
                     emit(None, "timeout", "timeout", Severity.WARNING, seconds=self._exceeded())
                     raise self._error() from exc
-                if _NEW_EXIT and exc is not None:
+                if _NEW_EXIT:
                     # An error raised while our cancellation unwound: 3.13's asyncio records
                     # the timeout in its context chain.
                     self._insert_timeout(exc)
@@ -344,20 +368,6 @@ class timeout:
         loop = self._task.get_loop() if self.state else asyncio.get_running_loop()
         return when - loop.time()
 
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        """``@timeout(seconds)``: each call of ``fn`` runs under its own timeout."""
-        require_async("timeout", fn)
-        seconds, when = self.seconds, self._when
-
-        @wraps(fn)
-        async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
-            async with timeout_at(when) if when is not None else timeout(seconds):
-                return await fn(*args, **kwargs)
-
-        return limited
-
     def __repr__(self) -> str:
         return (
             f"<timeout seconds={self.seconds} when={self._when} state={_STATE_NAMES[self.state]}>"
@@ -372,18 +382,18 @@ def timeout_at(when: float | None) -> timeout:
     return limit
 
 
-def entered_timeout(seconds: float | None) -> timeout:
-    """A timeout of ``seconds`` (already validated) entered now, for callers that run it
-    without ``async with`` (a pipeline's guards); leave it with :func:`leave_timeout`."""
-    limit = timeout.__new__(timeout)
-    limit.seconds = seconds
-    limit.state = _CREATED
-    limit._when = None
-    limit._enter()
-    return limit
+class TimeoutStrategy(Strategy):
+    """A pipeline's timeout (``PipelineBuilder.timeout``): the core of one ``timeout``."""
 
+    kind = "timeout"
 
-def leave_timeout(limit: timeout, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-    """Leave ``limit`` (from :func:`entered_timeout`) as ``__aexit__`` would: it raises
-    :class:`TimeoutExceeded` in place of the cancellation of its own expiry."""
-    limit._exit(exc_type, exc)
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = non_negative_or_none("seconds", seconds)
+        super().__init__("no limit" if self.seconds is None else f"{self.seconds:g}s")
+        self._timeout = timeout(self.seconds)
+
+    def core(self) -> Core:
+        return self._timeout._enter, self._timeout._exit
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "seconds": self.seconds}

@@ -437,7 +437,8 @@ class BreakerMachineTest(RuleBasedStateMachine):
             half_open_max_duration=10.0,
             on_state_change=[self.changes.append],
         )
-        self.machine = self.breaker._machine
+        self.machine = self.breaker._state  # the in-memory state (BreakerMachine)
+        assert isinstance(self.machine, BreakerMachine)
         self.in_flight: list[tuple[int, float, bool]] = []  # generation, start, is_probe
 
     def teardown(self) -> None:
@@ -966,3 +967,42 @@ async def test_a_cancelled_nested_call_is_one_cancellation_and_frees_the_probe(w
     assert (stats.cancelled, stats.failures, stats.state) == (1, 1, CircuitState.HALF_OPEN)
     await failures(breaker, 1)  # the entry is over: this call is the probe, and counts
     assert breaker.state is CircuitState.OPEN
+
+
+# -- the state seam: stores touch no private member of a front-end ----------------------------
+
+# A store may drive a guard through the running seam's core (_enter/_exit: the store's own
+# breaker guarding its round trips, as a pipeline's fold does); nothing else private.
+_GUARD_CORE = frozenset({"_enter", "_exit"})
+
+
+def _private_accesses(kind: str) -> list[str]:
+    """``<...kind...>._name`` attribute reads in aioresilience/stores (AST): the object read
+    from is a name or attribute whose own name contains ``kind`` (breaker, self.limiter,
+    store._breaker...), the attribute read is private and not the guard core."""
+    import ast
+    from pathlib import Path
+
+    import aioresilience
+
+    found = []
+    stores = Path(aioresilience.__file__).parent / "stores"
+    for path in sorted(stores.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+                continue
+            owner = node.value
+            owner_name = (
+                owner.id
+                if isinstance(owner, ast.Name)
+                else owner.attr
+                if isinstance(owner, ast.Attribute)
+                else ""
+            )
+            if kind in owner_name.lower() and node.attr not in _GUARD_CORE:
+                found.append(f"{path.relative_to(stores)}:{node.lineno}: {owner_name}.{node.attr}")
+    return found
+
+
+def test_stores_touch_no_private_member_of_a_breaker() -> None:
+    assert _private_accesses("breaker") == []

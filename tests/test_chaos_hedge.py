@@ -326,3 +326,113 @@ async def test_the_pipeline_decorator_keeps_defaults_and_kwdefaults() -> None:
     decorated = Pipeline.builder("p").hedge(idempotent=True).build()(fetch)
     assert (decorated.__defaults__, decorated.__kwdefaults__) == ((2,), {"c": 3})
     assert await decorated(1) == 6
+
+
+# -- issue 12: the strategies in their modules, each with one core --------------------------
+
+
+def _no_task_left() -> bool:
+    return not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+async def test_hedge_on_its_own_call_and_decorator_cancel_and_await_the_losers() -> None:
+    from aioresilience._hedging import Hedge
+
+    loop = asyncio.get_running_loop()
+    ends: list[str] = []
+
+    async def replica(latency: float, *, tag: str) -> str:
+        try:
+            await asyncio.sleep(latency)
+        except asyncio.CancelledError:
+            ends.append(f"{tag} cancelled@{loop.time()}")
+            raise
+        return tag
+
+    latencies = iter([10.0, 0.5])
+
+    async def call(tag: str) -> str:
+        return await replica(next(latencies), tag=tag)
+
+    hedge = Hedge(max_hedged=1, delay=1.0, idempotent=True)
+    assert await hedge.call(call, "a") == "a"
+    assert ends == ["a cancelled@1.5"] and _no_task_left()
+    assert hedge.started == 2
+
+    decorated = hedge(replica)
+    task = asyncio.create_task(decorated(100.0, tag="b"))
+    await asyncio.sleep(5)
+    task.cancel()  # the caller's cancellation reaches every attempt, none is left
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ends[1:] == ["b cancelled@6.5", "b cancelled@6.5"] and _no_task_left()
+
+
+async def test_hedge_strategy_counts_attempts_and_describes_itself() -> None:
+    from aioresilience._hedging import Hedge, HedgeStrategy
+
+    seen: list[int] = []
+
+    async def call() -> str:
+        context = ar.current_context()
+        assert context is not None
+        seen.append(context.attempt)
+        await asyncio.sleep(10 if len(seen) == 1 else 0.1)
+        return "ok"
+
+    strategy = HedgeStrategy(Hedge(max_hedged=2, delay=1.0, idempotent=True))
+    assert strategy.describe() == {
+        "kind": "hedge",
+        "name": "hedge(+2, 1s)",
+        "max_hedged": 2,
+        "delay": 1.0,
+    }
+    assert await Pipeline.builder().add(strategy).build().execute(call) == "ok"
+    assert seen == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({}, ValueError, "pass idempotent=True"),
+        ({"idempotent": True, "max_hedged": 0}, ValueError, "max_hedged must be >= 1, got 0"),
+        ({"idempotent": True, "delay": None}, ValueError, "delay must be a finite number >= 0"),
+        ({"idempotent": True, "acceptable": _async_switch}, TypeError, "acceptable must be a"),
+        ({"idempotent": True, "budget": 3}, TypeError, "budget must be a RetryBudget or None"),
+        ({"idempotent": True, "name": 5}, TypeError, "name must be a str or None, got 5"),
+    ],
+)
+def test_hedge_construction_errors_name_the_parameter(
+    options: dict[str, Any], error: type, message: str
+) -> None:
+    from aioresilience._hedging import Hedge
+
+    with pytest.raises(error, match=message):
+        Hedge(**options)
+
+
+async def test_chaos_guards_enter_without_a_coroutine_unless_they_wait() -> None:
+    import random
+    import types
+
+    from aioresilience._chaos import ChaosGuard, ChaosOutcome, chaos_strategy
+
+    never = chaos_strategy("chaos_latency", 0.0, True, random.Random(1), (1.0, 1.0))
+    always = chaos_strategy("chaos_latency", 1.0, True, random.Random(1), (1.0, 1.0))
+    assert isinstance(never, ChaosGuard) and isinstance(always, ChaosGuard)
+    enter, exit_ = never.core()
+    assert enter() is None  # nothing injected: a plain call, no coroutine
+    enter, exit_ = always.core()
+    sleep = enter()
+    assert sleep.__class__ is types.CoroutineType
+    await sleep
+    assert asyncio.get_running_loop().time() == 1.0 and always.injected == 1
+    assert exit_ is None  # nothing to undo: the fold skips the way out
+    fault = chaos_strategy("chaos_fault", 1.0, True, random.Random(1), OSError("boom"))
+    with pytest.raises(OSError, match="boom"):
+        fault.core()[0]()  # type: ignore[union-attr]
+    outcome = chaos_strategy("chaos_outcome", 1.0, True, random.Random(1), "canned")
+    assert isinstance(outcome, ChaosOutcome) and not outcome.is_guard
+    assert await outcome.execute(ok, None) == "canned"
+    with pytest.raises(ValueError, match="kind must be a chaos strategy's kind, got 'chaos'"):
+        chaos_strategy("chaos", 1.0, True, random.Random(1), None)

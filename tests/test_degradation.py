@@ -78,6 +78,38 @@ async def test_cancellation_never_becomes_a_fallback() -> None:
         await task
 
 
+async def test_fallback_forms_run_its_one_core() -> None:
+    """Issue 12: call, @fallback and the pipeline form (FallbackStrategy) are one core,
+    ``execute(call, context)``; outside a pipeline the handlers see the call's arguments."""
+    from aioresilience._fallback import FallbackStrategy
+
+    seen: list[tuple[Any, ...]] = []
+
+    def handler(outcome: FallbackOutcome) -> str:
+        seen.append((outcome.args, dict(outcome.kwargs)))
+        return "spare"
+
+    spare = Fallback(handler)
+    assert await spare.call(failing, 1) == "spare"
+    assert await spare(failing)(product_id=2) == "spare"
+    strategy = FallbackStrategy(spare)
+    assert strategy.describe() == {"kind": "fallback", "name": "Fallback"}
+    assert await Pipeline.builder().add(strategy).build().execute(failing, 3) == "spare"
+    assert seen == [((1,), {}), ((), {"product_id": 2}), ((), {})]
+    assert spare.used == 3
+
+    async def slow() -> str:
+        await asyncio.sleep(10)
+        return "real"
+
+    task = asyncio.create_task(Pipeline.builder().add(strategy).build().execute(slow))
+    await asyncio.sleep(1)
+    task.cancel()  # never turned into a fallback, in the pipeline form either
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert spare.used == 3
+
+
 async def test_degradation_tiers_follow_the_signal() -> None:
     load = {"value": 0.1}
 

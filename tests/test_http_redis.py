@@ -27,6 +27,7 @@ async def test_a_shared_limiter_is_decided_remotely_with_the_same_headers(
             max_requests=2, window_seconds=3600.0, name="shared", store=store
         )
         assert limiter.shared is True
+        assert (await limiter.decide(key="probe")).policy == limiter.policy  # as in process
         # A tuple key (composed) becomes a str for Redis.
         protection = Protection(Rule(limiter, key=compose(route_key(), route_key())))
         info = RequestInfo("GET", "/x", [], ("192.0.2.1", 1))

@@ -1,4 +1,4 @@
-"""Guards a pipeline enters directly (``Strategy.direct``, compiled into straight-line code)
+"""Guards a pipeline runs from their cores (``Strategy.core``, compiled into straight-line code)
 behave exactly like the same guards in nested ``async with`` blocks (virtual time)."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 
 import aioresilience as ar
 from aioresilience import Pipeline, Strategy
+from aioresilience._support.compose import GuardStrategy
+from aioresilience._support.guard import GuardForms
 
 
 class Replacing(Strategy):
-    """A guard whose way out raises ``error`` (chained to what it replaces), entered directly
-    or, with ``direct=False``, through ``async with``."""
-
-    is_guard = True
+    """A guard whose way out raises ``error`` (chained to what it replaces), run from its core
+    or, with ``direct=False``, through the overridden ``async with`` of a guard primitive."""
 
     def __init__(self, error: Exception, log: list[str], direct: bool = True) -> None:
         super().__init__(str(error))
@@ -26,24 +26,25 @@ class Replacing(Strategy):
         self.log.append(f"enter {self.name}")
         return self.name
 
-    def leave(self, token: str, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+    def leave(self, token: str, exc: BaseException | None, result: Any) -> None:
         self.log.append(f"leave {token} with {type(exc).__name__}")
         raise self.error
 
-    def direct(self) -> Any:
-        return (self.enter, self.leave) if self.offers_direct else None
-
-    def guard(self, context: ar.ResilienceContext) -> Any:
+    def core(self) -> Any:
+        if self.offers_direct:
+            return self.enter, self.leave
         strategy = self
 
-        class Guard:
+        class Guard(GuardForms):
+            name = strategy.name
+
             async def __aenter__(self) -> None:
                 self.token = strategy.enter()
 
-            async def __aexit__(self, *exc_info: Any) -> None:
-                strategy.leave(self.token, *exc_info)
+            async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+                strategy.leave(self.token, exc, None)
 
-        return Guard()
+        return GuardStrategy("custom", Guard()).core()
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "async with"])
@@ -208,13 +209,11 @@ async def test_long_runs_of_guards_build_and_keep_their_order() -> None:
 
 
 class Recording(Strategy):
-    is_guard = True
-
     def __init__(self, name: str, log: list[str]) -> None:
         super().__init__(name)
         self.log = log
 
-    def direct(self) -> Any:
+    def core(self) -> Any:
         def leave(token: None, *exc_info: object) -> None:
             self.log.append(f"leave {self.name}")
 

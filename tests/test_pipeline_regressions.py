@@ -18,20 +18,15 @@ class Response:
     status: int
 
 
-class RaisesOnExit:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        raise ValueError("exit failed")
+def raise_on_exit(ticket: None, exc: BaseException | None, result: Any) -> None:
+    raise ValueError("exit failed")
 
 
 class ExitRaisingGuard(ar.Strategy):
     kind = "custom"
-    is_guard = True
 
-    def guard(self, context: ResilienceContext) -> Any:
-        return RaisesOnExit()
+    def core(self) -> Any:
+        return (lambda: None), raise_on_exit
 
 
 async def ok() -> str:

@@ -100,7 +100,7 @@ async def test_cancelled_waiter_gives_its_reservation_back(kind: str) -> None:
     waiter = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0)  # waiter now holds a reservation and sleeps
     assert limiter.statistics().waiting == 1
-    due = limiter._heap[0][0]
+    due = limiter._local._heap[0][0]
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
@@ -119,10 +119,10 @@ async def test_cancelled_after_wakeup_before_running_gives_back(kind: str, virtu
         limiter.try_acquire()
     waiter = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0)
-    due, _, entry = limiter._heap[0]
+    due, _, entry = limiter._local._heap[0]
     virtual_clock.advance(due - virtual_clock.time())
     remaining_at_due = limiter.remaining()
-    limiter._wake(virtual_clock)  # the wake-up fires ...
+    limiter._local._wake(virtual_clock)  # the wake-up fires ...
     assert entry.future.done()
     waiter.cancel()  # ... and the task is cancelled before it resumes
     with pytest.raises(asyncio.CancelledError):
@@ -163,7 +163,7 @@ async def test_thousand_concurrent_waiters_fifo_and_exact_rate() -> None:
     assert [i for i, _ in finished] == list(range(1000))
     for i, t in finished:
         assert t == pytest.approx(i * 0.01, abs=1e-9)
-    assert limiter._timer is None and not limiter._heap and not limiter._queues
+    assert limiter._local._timer is None and not limiter._local._heap and not limiter._local._queues
 
 
 async def test_try_acquire_never_jumps_the_queue() -> None:
@@ -389,8 +389,8 @@ async def test_mass_cancellation_is_replanned_once_and_leaks_nothing() -> None:
     assert (stats.admitted, stats.cancelled, stats.waiting) == (410, 590, 0)
     # 410 admitted at 10 per second: the cancelled ones' slots were all reused.
     assert loop.time() == pytest.approx(40.0)
-    assert not limiter._queues and not limiter._dirty
-    assert len(limiter._heap) <= 16  # stale entries were compacted away
+    assert not limiter._local._queues and not limiter._local._dirty
+    assert len(limiter._local._heap) <= 16  # stale entries were compacted away
 
 
 # -- regressions found in review -----------------------------------------------------------
@@ -420,7 +420,7 @@ async def test_a_cancelled_waiters_slot_goes_to_the_next_in_line(kind: str) -> N
     first = asyncio.create_task(limiter.acquire(5))
     second = asyncio.create_task(limiter.acquire(1))
     await asyncio.sleep(0)
-    first_due = max(entry[0] for entry in limiter._heap if entry[2].cost == 5)
+    first_due = max(entry[0] for entry in limiter._local._heap if entry[2].cost == 5)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first

@@ -145,7 +145,7 @@ async def storm(kind: str, seed: int, waiters: int) -> Storm:
     def snipe(task: asyncio.Task[None], key: Hashable) -> None:
         """Runs right after the task's first step: cancel it right after its wake-up fires,
         before it runs (white-box: its reservation is the newest entry of its key)."""
-        queue = limiter._queues.get(key)
+        queue = limiter._local._queues.get(key)
         if queue is not None and not task.done():
             at = queue.entries[-1].at
             # Just after the limiter's timer for `at`, in the same turn of the loop.
@@ -186,7 +186,9 @@ def verify(s: Storm) -> None:
     assert stats.cancelled == s.waiter_cancellations
     assert stats.waiting == 0
     # Nothing left behind: no queue, no live heap entry, no timer.
-    assert not limiter._queues and not limiter._dirty and limiter._timer is None
+    assert (
+        not limiter._local._queues and not limiter._local._dirty and limiter._local._timer is None
+    )
 
 
 async def full_again(s: Storm) -> None:
@@ -268,7 +270,7 @@ async def test_a_busy_loop_paces_the_backlog_from_when_it_really_goes(kind: str)
 
     tasks = [asyncio.create_task(caller()) for _ in range(3)]
     await asyncio.sleep(0)
-    slots = sorted(e.at for q in limiter._queues.values() for e in q.entries)
+    slots = sorted(e.at for q in limiter._local._queues.values() for e in q.entries)
     busy_until = slots[-1] + 0.05
     loop.call_at(slots[0] / 2, loop.advance, busy_until - slots[0] / 2)  # busy
     loop.call_at(math.nextafter(slots[0], math.inf), tasks[0].cancel)  # after the wake-up

@@ -74,7 +74,7 @@ async def processes(
 
 
 async def end_break(breaker: CircuitBreaker) -> None:
-    store = breaker._shared.store  # type: ignore[union-attr]
+    store = breaker._state.store  # type: ignore[attr-defined]  # the RedisBreaker state
     await store.client.hset(f"{store.prefix}:breaker:{{{breaker.name}}}", "ou", "0")
 
 
@@ -190,7 +190,7 @@ async def test_the_state_is_one_hash_with_a_ttl(
     with pytest.raises(Boom):
         await a.call(fail)
     await settle()
-    store = a._shared.store  # type: ignore[union-attr]
+    store = a._state.store  # type: ignore[attr-defined]  # the RedisBreaker state
     key = f"{store.prefix}:breaker:{{payments}}"
     fields = await store.client.hgetall(key)
     assert fields[b"st"] == b"1" and int(fields[b"opens"]) == 1
@@ -232,7 +232,7 @@ async def test_an_isolated_breaker_outlives_the_ordinary_ttl(
     (breaker,) = processes(1)
     breaker.isolate()
     await settle()
-    store = breaker._shared.store  # type: ignore[union-attr]
+    store = breaker._state.store  # type: ignore[attr-defined]  # the RedisBreaker state
     ttl = await store.client.pttl(f"{store.prefix}:breaker:{{payments}}")
     assert ttl > 3_600_000  # a day: an operator's decision is not forgotten in a minute
 
@@ -314,7 +314,7 @@ async def test_owed_operations_keep_their_order(
     breaker.isolate()
     breaker.reset()  # same loop turn, same round trip: applied in this order
     await settle()
-    store = breaker._shared.store  # type: ignore[union-attr]
+    store = breaker._state.store  # type: ignore[attr-defined]  # the RedisBreaker state
     assert await store.client.hget(f"{store.prefix}:breaker:{{payments}}", "st") == b"0"
     assert await breaker.call(succeed) == "ok"
 
@@ -486,14 +486,14 @@ SURE = 5.0  # a store timeout no round trip reaches, even on a loaded machine
 
 
 async def stored_state(breaker: CircuitBreaker) -> bytes:
-    store = breaker._shared.store  # type: ignore[union-attr]
+    store = breaker._state.store  # type: ignore[attr-defined]  # the RedisBreaker state
     value: bytes = await store.client.hget(f"{store.prefix}:breaker:{{{breaker.name}}}", "st")
     return value
 
 
 async def recorded_calls(breaker: CircuitBreaker) -> int:
     """How many outcomes the shared window holds (per bucket: epoch, calls, failures, slow)."""
-    store = breaker._shared.store  # type: ignore[union-attr]
+    store = breaker._state.store  # type: ignore[attr-defined]  # the RedisBreaker state
     packed = await store.client.hget(f"{store.prefix}:breaker:{{{breaker.name}}}", "w")
     if packed is None:
         return 0
@@ -601,7 +601,7 @@ async def test_a_shared_breaker_entered_inside_itself_counts_once(
         with pytest.raises(BulkheadFull):
             await pipeline.execute(inner)
     await settle()
-    store = a._shared.store  # type: ignore[union-attr]
+    store = a._state.store  # type: ignore[attr-defined]  # the RedisBreaker state
     key = f"{store.prefix}:breaker:{{payments}}"
     assert await store.client.hmget(key, "st", "cf") == [b"0", b"1"]  # one failure, not two
     outcome["value"] = "fail"

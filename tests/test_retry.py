@@ -16,6 +16,7 @@ from aioresilience import (
     CircuitBreaker,
     CircuitBreakerOpenError,
     ExponentialBackoff,
+    Pipeline,
     RateLimited,
     Retry,
     RetryBudget,
@@ -572,3 +573,115 @@ def test_huge_attempt_counts_are_counts_not_overflows() -> None:
     """Found by the constructor fuzz: 10**400 attempts raised OverflowError (a float test)."""
     assert Retry(attempts=10**400).attempts == 10**400
     assert ExponentialBackoff(max_retries=10**400).attempts == 10**400 + 1
+
+
+# -- issue 12: one core, execute(call, context), and every form from it ----------------------
+
+
+async def test_every_form_runs_the_one_core_and_a_subclass_changes_them_all() -> None:
+    from aioresilience._retry import RetryStrategy
+
+    runs: list[str] = []
+
+    class Counted(Retry):
+        async def execute(self, call: Any, context: Any) -> Any:
+            runs.append("core")
+            return await super().execute(call, context)
+
+    policy = Counted(attempts=2, backoff=constant(0))
+
+    async def add(a: int, b: int = 2, *, c: int = 3) -> int:
+        return a + b + c
+
+    assert await policy.call(add, 1, c=4) == 7
+    assert await policy(add)(1) == 6
+    pipeline = Pipeline.builder().add(RetryStrategy(policy)).build()
+    assert await pipeline.execute(add, 2) == 7
+    assert runs == ["core"] * 3
+    task = asyncio.create_task(policy.call(add, 0))  # the call form is a coroutine
+    assert await task == 5
+
+
+async def test_the_pipeline_form_counts_attempts_in_the_context() -> None:
+    from aioresilience._retry import RetryStrategy
+
+    seen: list[int] = []
+    flaky = Flaky(2)
+
+    async def call() -> Any:
+        context = ar.current_context()
+        assert context is not None
+        seen.append(context.attempt)
+        return await flaky()
+
+    strategy = RetryStrategy(Retry(attempts=3, backoff=constant(1)))
+    assert strategy.describe() == {"kind": "retry", "name": "Retry", "attempts": 3}
+    assert await Pipeline.builder().add(strategy).build().execute(call) == "ok"
+    assert seen == [1, 2, 3]
+
+
+async def test_the_pipeline_form_never_retries_a_cancellation() -> None:
+    from aioresilience._retry import RetryStrategy
+
+    budget = RetryBudget.concurrency(percent=0.5, min_retries=1)
+    calls = 0
+
+    async def slow() -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(10)
+
+    policy = Retry(attempts=5, backoff=constant(1), budget=budget)
+    pipeline = Pipeline.builder().add(RetryStrategy(policy)).build()
+    task = asyncio.create_task(pipeline.execute(slow))
+    await asyncio.sleep(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls == 1
+    assert (budget._core.requests, budget._core.retries) == (0, 0)  # per call, released
+
+
+async def test_exponential_backoff_forms_run_retrys_core() -> None:
+    from aioresilience._retry import RetryStrategy
+
+    policy = ExponentialBackoff(max_retries=1, base_delay=0.0)
+    assert await policy.execute(Flaky(1)) == "ok"  # the seed's execute(fn, *args)
+    assert await policy.call(Flaky(1)) == "ok"
+    assert await policy(Flaky(1))() == "ok"
+    pipeline = Pipeline.builder().add(RetryStrategy(policy)).build()
+    assert await pipeline.execute(Flaky(1)) == "ok"
+    with pytest.raises(OSError):
+        await pipeline.execute(Flaky(2))
+
+
+async def test_adaptive_throttle_forms_and_cancellation_counts_neither_way() -> None:
+    throttle = AdaptiveThrottle(seed=1)
+    async with throttle:
+        pass
+    assert await throttle(Flaky(0))() == "ok"
+    with pytest.raises(OSError):
+        await throttle.call(Flaky(1))
+
+    async def slow() -> None:
+        await asyncio.sleep(10)
+
+    task = asyncio.create_task(throttle.call(slow))
+    await asyncio.sleep(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    requests, rejected, _ = throttle._window.totals(asyncio.get_running_loop().time())
+    assert (requests, rejected) == (3, 1)  # the cancelled call is not counted
+
+
+async def test_the_pipeline_form_times_each_attempt_for_a_listener() -> None:
+    from aioresilience._retry import RetryStrategy
+
+    events: list[ar.ResilienceEvent] = []
+    strategy = RetryStrategy(Retry(attempts=2, backoff=constant(1)))
+    pipeline = Pipeline.builder("p").add(strategy).build()
+    pipeline.add_listener(events.append)
+    assert await pipeline.execute(Flaky(1)) == "ok"
+    attempts = [(e.details["attempt"], e.details["outcome"]) for e in events if e.name == "attempt"]
+    assert attempts == [(1, "failure"), (2, "success")]

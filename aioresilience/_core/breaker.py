@@ -22,17 +22,31 @@ A caller refused while the probes run is told to come back after as long as the 
 run so far (at least 1 ms, never past the watchdog): callers polling on the hint come back at
 most the probe's own duration after its outcome, and a caller hammering on it is refused
 O(log(probe duration / 1 ms)) times, each refusal a local check.
+
+:class:`BreakerMachine` is also the in-memory implementation of the public state seam
+(:class:`aioresilience.abc.BreakerState`): ``try_admit``/``on_outcome``/``on_release``/
+``manual`` and the read-outs, with every state change told to ``report`` (the front-end's
+events and statistics). :class:`BreakerOptions` is what a state binds to.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from .backoff import Backoff
 from .windows import CountWindow, TimeWindow
 
-__all__ = ["BreakerMachine", "CircuitState"]
+__all__ = [
+    "BreakerMachine",
+    "BreakerOptions",
+    "CircuitState",
+    "ManualAction",
+    "Refused",
+    "Transition",
+]
 
 
 class CircuitState(enum.Enum):
@@ -48,6 +62,46 @@ OPEN = CircuitState.OPEN
 HALF_OPEN = CircuitState.HALF_OPEN
 ISOLATED = CircuitState.ISOLATED
 DISABLED = CircuitState.DISABLED
+
+ManualAction = Literal["isolate", "disable", "reset", "trip"]
+# A state change as told to the front-end: (old, new, at, retry_after: 0 unless OPEN).
+Transition = Callable[[CircuitState, CircuitState, float, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerOptions:
+    """A breaker's policy, checked by the front-end (``CircuitBreaker``): what a state
+    (in memory, or a shared store's) binds to. ``minimum_calls`` is already capped at a count
+    window's size; ``window`` matters only when a rate rule is set (:attr:`windowed`)."""
+
+    name: str
+    failure_threshold: int | None
+    failure_rate_threshold: float | None
+    slow_call_rate_threshold: float | None
+    slow_call_duration: float | None
+    window: Literal["count", "time"]
+    window_size: float
+    minimum_calls: int
+    break_duration: Backoff
+    half_open_max_calls: int
+    half_open_max_duration: float
+    seed: int | None = None
+    buckets: int = 10  # a time window's buckets
+
+    @property
+    def windowed(self) -> bool:
+        """Whether a rate rule needs a window of outcomes."""
+        return self.failure_rate_threshold is not None or self.slow_call_rate_threshold is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """``try_admit``'s answer when a call may not run: when to come back (seconds, ``inf``
+    while isolated), the state that refused it, and whether that state is shared."""
+
+    retry_after: float
+    state: CircuitState
+    shared: bool = False
 
 
 class BreakerMachine:
@@ -73,8 +127,10 @@ class BreakerMachine:
         "probes_admitted",
         "probes_done",
         "random",
+        "report",
         "slow_call_rate_threshold",
         "state",
+        "uncounted",
         "window",
     )
 
@@ -90,6 +146,7 @@ class BreakerMachine:
         probes: int,
         half_open_timeout: float,
         random: Callable[[], float],
+        report: Transition | None = None,
     ) -> None:
         self.failure_threshold = failure_threshold
         self.failure_rate_threshold = failure_rate_threshold
@@ -100,12 +157,99 @@ class BreakerMachine:
         self.probes = probes
         self.half_open_timeout = half_open_timeout
         self.random = random
+        self.report = report
+        # Calls admitted in this generation were admitted while disabled: never counted.
+        self.uncounted = -1
         self.state = CLOSED
         self.generation = 0
         self.consecutive_failures = 0
         self.opens = 0  # consecutive openings without a close: grows the break duration
         self.opened_at = self.open_until = self.half_open_since = 0.0
         self.probes_admitted = self.probes_done = self.probe_failures = self.probe_slow = 0
+
+    @classmethod
+    def from_options(
+        cls, options: BreakerOptions, report: Transition | None, random: Callable[[], float]
+    ) -> BreakerMachine:
+        """The in-memory state of a breaker with these options (``random``: the jitter's
+        source, seeded from ``options.seed`` by the caller)."""
+        window: CountWindow | TimeWindow | None = None
+        if options.windowed:
+            window = (
+                CountWindow(int(options.window_size))
+                if options.window == "count"
+                else TimeWindow(options.window_size, options.buckets)
+            )
+        return cls(
+            failure_threshold=options.failure_threshold,
+            failure_rate_threshold=options.failure_rate_threshold,
+            slow_call_rate_threshold=options.slow_call_rate_threshold,
+            minimum_calls=options.minimum_calls,
+            window=window,
+            break_duration=options.break_duration,
+            probes=options.half_open_max_calls,
+            half_open_timeout=options.half_open_max_duration,
+            random=random,
+            report=report,
+        )
+
+    # -- the state seam (aioresilience.abc.BreakerState) ------------------------------------
+
+    # While CLOSED, try_admit answers without reading ``now``: the front-end skips the clock.
+    closed_is_local = True
+
+    def try_admit(self, now: float) -> int | Refused:
+        """The ticket (the generation) of an admitted call, or :class:`Refused`."""
+        if self.state is CLOSED:
+            return self.generation
+        wait = self.admit(now)
+        if wait:
+            return Refused(wait, self.state)
+        return self.generation
+
+    def on_outcome(self, ticket: Any, now: float, failed: bool, slow: bool) -> bool:
+        """Record an admitted call's outcome; whether it counts at all (not while disabled,
+        nor for a call admitted while disabled)."""
+        if not failed and ticket == self.generation and self.state is CLOSED:
+            if self.window is None:  # the hot path: a success only resets the streak
+                self.consecutive_failures = 0
+                return True
+        elif ticket == self.uncounted or self.state is DISABLED:
+            return False
+        self.record(now, ticket, failed, slow)
+        return True
+
+    def on_release(self, ticket: Any) -> bool:
+        """An admitted call ended with no outcome (cancelled, ignored): its half-open probe
+        slot goes back; whether the call counts in statistics."""
+        counted = ticket != self.uncounted and self.state is not DISABLED
+        self.release(ticket)
+        return counted
+
+    def read_state(self, now: float) -> CircuitState:
+        """The state the next call meets: OPEN past its break reads HALF_OPEN."""
+        self.expire(now)
+        if self.state is OPEN and now >= self.open_until:
+            return HALF_OPEN
+        return self.state
+
+    def retry_after(self, now: float) -> float:
+        self.expire(now)
+        return self.wait(now)
+
+    def window_totals(self, now: float) -> tuple[int, int, int]:
+        """(calls, failures, slow calls) in the window (zeros without one)."""
+        return (0, 0, 0) if self.window is None else self.window.totals(now)
+
+    def manual(self, action: ManualAction, now: float) -> None:
+        if action == "isolate":
+            self.isolate(now)
+        elif action == "disable":
+            self.disable(now)
+        elif action == "reset":
+            self.reset(now)
+        else:
+            self.force_open(now)
 
     # -- admission ------------------------------------------------------------------------
 
@@ -129,7 +273,7 @@ class BreakerMachine:
         if self.state is HALF_OPEN:
             deadline = self.half_open_since + self.half_open_timeout
             if now >= deadline:
-                self._open(deadline)
+                self._open(deadline, told_at=now)
 
     def wait(self, now: float) -> float:
         """What :meth:`admit` would answer at ``now`` (after :meth:`expire`), taking nothing."""
@@ -173,7 +317,7 @@ class BreakerMachine:
                 if self._probes_failed(final=True):
                     self._open(now)
                 else:
-                    self._close()
+                    self._close(now)
 
     def release(self, generation: int) -> None:
         """A call admitted in ``generation`` ended without an outcome that counts: in
@@ -211,40 +355,46 @@ class BreakerMachine:
 
     # -- transitions ------------------------------------------------------------------------
 
-    def _enter(self, state: CircuitState) -> None:
+    def _enter(self, state: CircuitState, now: float) -> None:
+        old = self.state
         self.state = state
         self.generation += 1
+        if self.report is not None and state is not old:
+            retry = max(0.0, self.open_until - now) if state is OPEN else 0.0
+            self.report(old, state, now, retry)
 
-    def _open(self, now: float) -> None:
+    def _open(self, at: float, told_at: float | None = None) -> None:
+        """Open as of ``at`` (the watchdog's deadline, told at ``told_at``: when seen)."""
         previous = self.open_until - self.opened_at if self.opens else None
         duration = self.break_duration.delay(self.opens, previous, self.random)
         self.opens += 1
-        self.opened_at = now
-        self.open_until = now + duration
-        self._enter(OPEN)
+        self.opened_at = at
+        self.open_until = at + duration
+        self._enter(OPEN, at if told_at is None else told_at)
 
     def _half_open(self, now: float) -> None:
         self.half_open_since = now
         self.probes_admitted = self.probes_done = self.probe_failures = self.probe_slow = 0
-        self._enter(HALF_OPEN)
+        self._enter(HALF_OPEN, now)
 
-    def _close(self) -> None:
+    def _close(self, now: float) -> None:
         self.opens = 0
         self.consecutive_failures = 0
         if self.window is not None:
             self.window.reset()
-        self._enter(CLOSED)
+        self._enter(CLOSED, now)
 
-    # -- manual control ---------------------------------------------------------------------
+    # -- manual control (``now``: when the change is told) ------------------------------------
 
-    def isolate(self) -> None:
-        self._enter(ISOLATED)
+    def isolate(self, now: float = 0.0) -> None:
+        self._enter(ISOLATED, now)
 
-    def disable(self) -> None:
-        self._enter(DISABLED)
+    def disable(self, now: float = 0.0) -> None:
+        self._enter(DISABLED, now)
+        self.uncounted = self.generation
 
-    def reset(self) -> None:
-        self._close()
+    def reset(self, now: float = 0.0) -> None:
+        self._close(now)
 
     def force_open(self, now: float) -> None:
         self._open(now)

@@ -40,6 +40,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from ..._core.breaker import CircuitState
 from ..._support.errors import CircuitBreakerOpenError, StoreError
+from ..._support.guard import NO_RESULT
 from ..._timeout import timeout
 from ._protocol import Args, FailurePolicy, _Script
 
@@ -55,6 +56,9 @@ _logger = logging.getLogger("aioresilience.stores.redis")
 BREAKER_OPEN: Final = StoreError("the store's breaker is open after repeated failures")
 _MIN_VERSION: Final = (5, 0)
 _RESEND_AT_MOST: Final = 5.0  # seconds between attempts to send held operations
+# How a round trip that got replies but failed in part, or came too late, ends for the store's
+# breaker (one of the exceptions it records).
+_FAILED_ROUND_TRIP: Final = TimeoutError("a Redis round trip failed in part or came too late")
 
 Reply = list[Any]
 Calls = list[tuple["_Script", list["_Entry"]]]
@@ -117,7 +121,7 @@ class _Batch:
     """The operations of one round trip (owed ones first, each kind in arrival order), and
     the timer that bounds its callers' wait."""
 
-    __slots__ = ("counted", "entries", "expired", "expiry", "owed", "sent")
+    __slots__ = ("counted", "entries", "expired", "expiry", "owed", "sent", "ticket")
 
     def __init__(self, owed: list[_Entry] | None = None) -> None:
         self.entries: list[_Entry] = owed or []
@@ -126,6 +130,7 @@ class _Batch:
         self.expired = False  # its callers were told Redis was too slow
         self.counted = False  # ... and that was a failure for the store's breaker
         self.sent = False  # its round trip began
+        self.ticket: Any = None  # ... admitted by the store's breaker with this ticket
 
 
 def _surely_unsent(error: BaseException) -> bool:
@@ -264,9 +269,11 @@ class Batcher:
         # (A batch waiting for the store to connect is not judged: the connection's own
         # outcome, bounded by connect_timeout, is.)
         if waited and not connecting and (batch.sent or breaker.state is CircuitState.CLOSED):
-            # The breaker's own bookkeeping (same package): no call of ours spans this wait.
+            # Counted once for the batch, through the breaker's core: against the round
+            # trip's own admission if it began, else as a call of the closed breaker.
             batch.counted = True
-            breaker._on_failure(breaker._machine.generation, 0.0)
+            ticket = batch.ticket if batch.sent else breaker._enter()
+            breaker._exit(ticket, outage.error, NO_RESULT)
         if batch is self._pending:  # not sent yet: later callers start a batch of their own
             self._pending = _Batch(batch.entries[: batch.owed])
 
@@ -319,7 +326,9 @@ class Batcher:
         if not entries:
             return
         store = self.store
-        breaker = store._breaker  # by hand (same package): a round trip can fail in part
+        # The store's breaker guards the round trip through its core (_enter/_exit), by hand:
+        # a round trip can fail in part, or be judged by its expiry timer first.
+        breaker = store._breaker
         loop = asyncio.get_running_loop()
         if not self._connected:
             try:
@@ -342,18 +351,18 @@ class Batcher:
                 return
         calls = self._calls(entries)
         try:
-            generation, start = breaker._admit()
+            ticket = breaker._enter()
         except CircuitBreakerOpenError as exc:  # its probe is out: no second one
             self._fail(entries, exc, exc.retry_after or 0.0)
             return
         began = loop.time()
-        batch.sent = True
+        batch.sent, batch.ticket = True, ticket
         try:
             replies = await self._round_trip(calls)
         except (RedisError, OSError, TimeoutError) as exc:
             self._connected = False  # the next round trip connects (and loads) first
             if not batch.counted:
-                breaker._on_failure(generation, start)
+                breaker._exit(ticket, exc, NO_RESULT)
             if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError):
                 _logger.warning(
                     "a Redis round trip got no reply within %.3gs and was abandoned; what it "
@@ -363,7 +372,8 @@ class Batcher:
             self._fail(entries, exc, 0.0)
             return
         except Exception as exc:  # not an outage (a server too old): every caller hears it
-            breaker._machine.release(generation)
+            if not batch.counted:
+                breaker._exit(ticket, exc, NO_RESULT)  # not recorded: released
             for future in _waiting(entries):
                 future.set_exception(StoreError(str(exc)))
             return
@@ -381,9 +391,9 @@ class Batcher:
         if batch.counted:
             pass  # counted already, when its callers were told
         elif failed or late:
-            breaker._on_failure(generation, start)
+            breaker._exit(ticket, _FAILED_ROUND_TRIP, NO_RESULT)
         else:
-            breaker._on_plain_success(generation, start)
+            breaker._exit(ticket, None, NO_RESULT)
 
     def _fail(
         self,
@@ -443,28 +453,28 @@ class Batcher:
         it fails, Redis is unreachable: the breaker opens at once."""
         store = self.store
         breaker = store._breaker
-        generation, start = breaker._admit()  # raises while the breaker is open
+        ticket = breaker._enter()  # raises while the breaker is open
         try:
             async with timeout(store.connect_timeout):
                 await self._load_scripts()
         except TimeoutError as exc:
-            self._unreachable(generation, start)
+            self._unreachable(ticket, exc)
             raise TimeoutError(
                 f"could not connect to Redis and load the scripts within "
                 f"connect_timeout={store.connect_timeout:g}s"
             ) from exc
-        except (RedisError, OSError):
-            self._unreachable(generation, start)
+        except (RedisError, OSError) as exc:
+            self._unreachable(ticket, exc)
             raise
-        except BaseException:  # not an outage (a server too old), or cancelled
-            breaker._machine.release(generation)
+        except BaseException as exc:  # not an outage (a server too old), or cancelled
+            breaker._exit(ticket, exc, NO_RESULT)  # not recorded: released
             raise
         self._connected = True
-        breaker._on_plain_success(generation, start)
+        breaker._exit(ticket, None, NO_RESULT)
 
-    def _unreachable(self, generation: int, start: float) -> None:
+    def _unreachable(self, ticket: Any, error: BaseException) -> None:
         breaker = self.store._breaker
-        breaker._on_failure(generation, start)
+        breaker._exit(ticket, error, NO_RESULT)
         if breaker.state is CircuitState.CLOSED:
             breaker.trip()  # no connection at all: not worth another wait per caller
 

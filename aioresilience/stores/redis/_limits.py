@@ -1,4 +1,6 @@
-"""A rate limiter's state on Redis: its script, keys, FIFO lines and failure policy."""
+"""A rate limiter's state on Redis (a :class:`~aioresilience.abc.LimiterState`): its script,
+keys, FIFO lines and failure policy, bound from the limiter's public
+:class:`~aioresilience.abc.LimiterOptions` alone (never the limiter object)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ from typing import Any, Final
 from ..._core.fixed_window import FixedWindowAlgorithm
 from ..._core.gcra import GCRAAlgorithm
 from ..._core.leaky_bucket import LeakyBucketShaper
-from ..._core.ratelimit import Decision
+from ..._core.ratelimit import Decision, RatePolicy
 from ..._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ..._ratelimit import RateLimiter, rate_limited
 from ..._support.errors import RateLimited
-from ..._support.events import Severity
+from ...abc import LimiterOptions
 from ._batcher import Outage, StoreView
 from ._protocol import SCRIPTS, FailurePolicy, _Script, shared_name
 
@@ -77,30 +79,48 @@ class _Line:
 
 
 class RedisLimit:
-    """One limiter's view of the store: its script, parameters, keys and waiting lines."""
+    """One limiter's state in the store: its script, parameters, keys and waiting lines."""
 
-    __slots__ = ("_fallback", "_lines", "limiter", "p1", "p2", "script", "store", "tag")
+    __slots__ = (
+        "_fallback",
+        "_fallback_cost",
+        "_lines",
+        "limit",
+        "name",
+        "options",
+        "p1",
+        "p2",
+        "policy",
+        "script",
+        "store",
+        "tag",
+    )
 
-    def __init__(self, store: StoreView, limiter: RateLimiter[Any]) -> None:
-        shared_name(limiter, default=type(limiter).__name__)
+    def __init__(self, store: StoreView, options: LimiterOptions) -> None:
+        shared_name(options, default=None)
         self.store = store
-        self.limiter = limiter
-        self.script, self.p1, self.p2 = _script_for(limiter._algorithm)
-        self.tag = f"{store.prefix}:{self.script.name}:{{{limiter.name}"
+        self.options = options
+        self.name: str = options.label
+        self.limit: int = options.algorithm.max_cost
+        # Every decision describes the limit as in process does (RateLimit-Policy needs it).
+        self.policy: RatePolicy | None = getattr(options.algorithm, "policy", None)
+        self.script, self.p1, self.p2 = _script_for(options.algorithm)
+        self.tag = f"{store.prefix}:{self.script.name}:{{{self.name}"
         self._lines: dict[str, _Line] = {}
         self._fallback: RateLimiter[Any] | None = None
+        self._fallback_cost = 0  # the most the fallback admits at once
         if store.policy == "local":
-            self._fallback = self._local_limiter()
-
-    def _local_limiter(self) -> RateLimiter[Any]:
-        return RateLimiter(
-            _scaled(self.limiter._algorithm, self.store.local_share),
-            name=f"{self.limiter.name} (local fallback)",
-        )
+            local = _scaled(options.algorithm, store.local_share)
+            self._fallback = RateLimiter(local, name=f"{self.name} (local fallback)")
+            self._fallback_cost = local.max_cost
 
     def waiting(self) -> int:
         """Callers of this process waiting: the first of each line and those behind it."""
         return sum(len(line.waiting) + 1 for line in self._lines.values())
+
+    def keys(self) -> int:
+        """Keys held in this process: none, they live on Redis."""
+        return 0
 
     def __repr__(self) -> str:
         return f"redis:{self.store.prefix}:{self.store.policy}"
@@ -113,16 +133,16 @@ class RedisLimit:
         elif isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)):
             text = str(key)
             if not text.strip():
-                raise ValueError(f"{self.limiter.name}: a key must not be empty, got {key!r}")
+                raise ValueError(f"{self.name}: a key must not be empty, got {key!r}")
             name = f"{self.tag}:{text}}}"
         else:
             raise TypeError(
-                f"{self.limiter.name}: keys of a limiter on Redis must be str or int, "
+                f"{self.name}: keys of a limiter on Redis must be str or int, "
                 f"got {key!r} ({type(key).__name__})"
             )
         if len(name.encode()) > self.store.max_key_length:
             raise ValueError(
-                f"{self.limiter.name}: the Redis key for {key!r} is {len(name.encode())} bytes, "
+                f"{self.name}: the Redis key for {key!r} is {len(name.encode())} bytes, "
                 f"more than max_key_length={self.store.max_key_length}"
             )
         return name
@@ -139,11 +159,11 @@ class RedisLimit:
 
     async def decide(self, key: Hashable, cost: int) -> Decision:
         name = self.redis_key(key)
-        limit = self.limiter._algorithm.max_cost
+        limit = self.limit
         line = self._lines.get(name)
         if line is not None:  # callers of this process already wait for this key: they go first
             now = asyncio.get_running_loop().time()
-            return Decision(False, limit, 0, max(0.0, line.retry_at - now), 0.0)
+            return Decision(False, limit, 0, max(0.0, line.retry_at - now), 0.0, self.policy)
         verdict = await self._ask(name, cost)
         if isinstance(verdict, Outage):
             return self._decide_by_policy(key, cost, verdict)
@@ -153,31 +173,25 @@ class RedisLimit:
             verdict.remaining,
             verdict.retry_after,
             verdict.reset_after,
+            self.policy,
         )
 
     def _decide_by_policy(self, key: Hashable, cost: int, outage: Outage) -> Decision:
         policy = self._note_outage(outage)
-        limit = self.limiter._algorithm.max_cost
+        limit = self.limit
         if policy == "allow":
-            return Decision(True, limit, limit, 0.0, 0.0)
+            return Decision(True, limit, limit, 0.0, 0.0, self.policy)
         if policy == "deny" or self._fallback is None:
-            return Decision(False, limit, 0, outage.retry_after, 0.0)
-        if cost > self._fallback._algorithm.max_cost:
-            return Decision(False, limit, 0, outage.retry_after, 0.0)
+            return Decision(False, limit, 0, outage.retry_after, 0.0, self.policy)
+        if cost > self._fallback_cost:
+            return Decision(False, limit, 0, outage.retry_after, 0.0, self.policy)
         return self._fallback.check(cost, key=key)
 
     def _note_outage(self, outage: Outage) -> FailurePolicy:
-        limiter = self.limiter
-        limiter._store_failures += 1
-        limiter._emit(
-            "store_failure",
-            Severity.ERROR,
-            policy=self.store.policy,
-            error=repr(outage.error),
-        )
+        self.options.on_store_failure(self.store.policy, outage.error)  # counted, emitted
         return self.store.policy
 
-    async def admit(self, key: Hashable, cost: int, max_wait: float) -> bool:
+    async def acquire(self, key: Hashable, cost: int, max_wait: float) -> bool:
         """Admit ``cost`` for ``key`` within ``max_wait`` seconds; ``True`` if it waited.
         Raises :class:`RateLimited` when it cannot."""
         name = self.redis_key(key)
@@ -282,12 +296,12 @@ class RedisLimit:
         if policy == "allow":
             return
         fallback = self._fallback
-        if policy == "deny" or fallback is None or cost > fallback._algorithm.max_cost:
+        if policy == "deny" or fallback is None or cost > self._fallback_cost:
             raise self._rejection(key, cost, outage.retry_after)
         try:
-            await fallback._admit(key, cost, max(0.0, deadline - loop.time()))
+            await fallback.acquire(cost, key=key, timeout=max(0.0, deadline - loop.time()))
         except RateLimited as exc:
             raise self._rejection(key, cost, exc.retry_after or 0.0) from None
 
     def _rejection(self, key: Hashable, cost: int, retry_after: float) -> RateLimited:
-        return rate_limited(self.limiter.name, key, cost, retry_after)
+        return rate_limited(self.name, key, cost, retry_after)

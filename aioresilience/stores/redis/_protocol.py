@@ -59,10 +59,12 @@ SCRIPTS: Final = {
 SCRIPTS["breaker"] = _Script("breaker", ("_common.lua", "breaker.lua"), _breaker_refund, width=6)
 
 
-def shared_name(owner: Any, *, default: str) -> None:
-    """Check the name of a limiter or breaker about to live in Redis, where it is the
-    identity every process shares: given, and free of the characters keys are built with."""
-    kind, name = type(owner).__name__, owner.name
+def shared_name(owner: Any, *, default: str | None, kind: str | None = None) -> None:
+    """Check the name of a limiter or breaker (or of its options: a LimiterOptions names its
+    kind, a breaker's is given as ``kind``) about to live in Redis, where it is the identity
+    every process shares: given, and free of the characters keys are built with."""
+    kind = kind or getattr(owner, "kind", type(owner).__name__)
+    name = owner.name
     if name == default:
         raise TypeError(
             f"a {kind} on a RedisStore needs name=...: the name is its identity in Redis, "

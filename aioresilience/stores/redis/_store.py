@@ -5,7 +5,7 @@ others, which know the store only as the :class:`._batcher.StoreView` it offers 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -23,7 +23,7 @@ from ._limits import RedisLimit
 from ._protocol import SCRIPTS, FailurePolicy
 
 if TYPE_CHECKING:
-    from ..._ratelimit import RateLimiter
+    from ...abc import BreakerOptions, BreakerReport, LimiterOptions
 
 __all__ = ["RedisStore"]
 
@@ -168,11 +168,14 @@ class RedisStore:
         """The breaker guarding round trips to Redis (for inspection and listeners)."""
         return self._breaker
 
-    def _bind(self, limiter: RateLimiter[Any]) -> RedisLimit:
-        return RedisLimit(self, limiter)
+    def bind_limiter(self, options: LimiterOptions) -> RedisLimit:
+        """A limiter's state in this store (:class:`~aioresilience.abc.LimiterStore`)."""
+        return RedisLimit(self, options)
 
-    def _bind_breaker(self, breaker: CircuitBreaker) -> RedisBreaker:
-        return RedisBreaker(self, breaker)
+    def bind_breaker(self, options: BreakerOptions, report: BreakerReport) -> RedisBreaker:
+        """The shared state of the breaker with ``options`` (:class:`~aioresilience.abc.
+        BreakerStore`): ``CircuitBreaker(name=..., store=store)`` calls it."""
+        return RedisBreaker(self, options, report)
 
     def __repr__(self) -> str:
         return (
