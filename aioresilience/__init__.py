@@ -36,7 +36,7 @@ from ._breaker import (
 )
 from ._bulkhead import Bulkhead, BulkheadRejected, BulkheadStatistics, PartitionedBulkhead
 from ._chaos import ChaosFault, ChaosInjected, ChaosMonkey
-from ._core.ratelimit import Decision
+from ._core.ratelimit import Decision, RatePolicy
 from ._degradation import GracefulDegradation, Tier
 from ._fallback import Fallback, FallbackOutcome, FallbackUsed, fallback
 from ._hedging import HedgeStarted
@@ -169,6 +169,7 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "RateLimiterStatistics",
+    "RatePolicy",
     "Rejected",
     "ResilienceContext",
     "ResilienceError",

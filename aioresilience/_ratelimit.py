@@ -35,7 +35,7 @@ from ._core.fixed_window import FixedWindowAlgorithm
 from ._core.gcra import GCRAAlgorithm
 from ._core.keystore import MAX_KEYS, KeyStore
 from ._core.leaky_bucket import LeakyBucketMeter, LeakyBucketShaper
-from ._core.ratelimit import Decision, RateAlgorithm, decide
+from ._core.ratelimit import Decision, RateAlgorithm, decide, with_policy_name
 from ._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
@@ -615,7 +615,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
                 f"inspect and fresh_at, as in aioresilience._core), got {algorithm!r}"
             )
         self.name = name or type(self).__name__
-        self._algorithm = algorithm
+        self._algorithm = algorithm = with_policy_name(algorithm, self.name)
         self._max_wait = _max_wait_of("max_wait", max_wait)
         # One clock for every reading, deadline and timer of this limiter (DESIGN: time seam).
         self._clock = clock_option("clock", clock)
@@ -830,6 +830,9 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         return KeyedLimit(self, key, cost)
 
     # -- inspection -------------------------------------------------------------------------
+
+    shared = property(lambda self: self._remote is not None, doc="State in a shared store?")
+    policy = property(lambda self: getattr(self._algorithm, "policy", None), doc="RatePolicy")
 
     def statistics(self) -> RateLimiterStatistics:
         state = self._state

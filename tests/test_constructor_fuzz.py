@@ -443,6 +443,7 @@ NOT_CONSTRUCTORS = {
     "RetryState": "a hook argument the library builds",
     "FallbackOutcome": "a hook argument the library builds",
     "Decision": "a rate-limit decision the library builds",
+    "RatePolicy": "a rate-limit policy description the library builds",
     "Outcome": "a strategy's outcome record",
     "ResilienceContext": "built by the pipeline for each call",
     "current_context": "takes no parameter",

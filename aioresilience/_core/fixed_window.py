@@ -12,6 +12,7 @@ never pile up.
 
 from __future__ import annotations
 
+from .ratelimit import RatePolicy
 from .windowing import time_in
 
 __all__ = ["FixedWindowAlgorithm"]
@@ -22,12 +23,13 @@ FixedWindowState = tuple[int, ...]
 class FixedWindowAlgorithm:
     """Fixed window of ``window`` seconds admitting ``limit`` units each."""
 
-    __slots__ = ("horizon", "limit", "max_cost", "window")
+    __slots__ = ("horizon", "limit", "max_cost", "policy", "window")
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
         self.max_cost = limit
+        self.policy = RatePolicy("fixed-window", limit, window)
         self.horizon = window
 
     def _current(self, state: FixedWindowState | None, now: float) -> tuple[int, FixedWindowState]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+from .ratelimit import RatePolicy
+
 __all__ = ["GCRAAlgorithm", "due"]
 
 NS = 1_000_000_000  # time unit of the state: integer nanoseconds
@@ -48,6 +50,7 @@ class GCRAAlgorithm:
         "horizon",
         "interval",
         "max_cost",
+        "policy",
     )
 
     def __init__(self, interval: float, burst: int) -> None:
@@ -59,6 +62,8 @@ class GCRAAlgorithm:
         self._interval_ns = round(interval * NS)
         self._tolerance_ns = self._interval_ns * burst
         self.horizon = self._tolerance_ns / NS
+        # The burst over the time it takes to refill (see _core.ratelimit): B per B*T.
+        self.policy = RatePolicy("gcra", burst, burst * interval)
 
     def reserve(
         self, state: int | None, now: float, cost: int, max_wait: float

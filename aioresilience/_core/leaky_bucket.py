@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from .gcra import _TO_NS, NS, GCRAAlgorithm, due
+from .ratelimit import RatePolicy
 
 __all__ = ["LeakyBucketMeter", "LeakyBucketShaper"]
 
@@ -33,6 +34,8 @@ class LeakyBucketMeter(GCRAAlgorithm):
         super().__init__(interval=1.0 / leak_rate, burst=capacity)
         self.capacity = capacity
         self.leak_rate = leak_rate
+        # The bucket over the time it takes to drain (see _core.ratelimit).
+        self.policy = RatePolicy("leaky-bucket", capacity, capacity / leak_rate)
 
 
 class LeakyBucketShaper(GCRAAlgorithm):
@@ -50,6 +53,8 @@ class LeakyBucketShaper(GCRAAlgorithm):
         # A state is fresh once its line is clear: at most `capacity` intervals after the
         # admission of the request that made it.
         self.horizon = self._queue_ns / NS
+        # The queue over the time it takes to empty: `capacity` units per `capacity` intervals.
+        self.policy = RatePolicy("leaky-bucket-shaper", capacity, capacity / leak_rate)
 
     def reserve(
         self, state: int | None, now: float, cost: int, max_wait: float

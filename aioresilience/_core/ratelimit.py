@@ -12,16 +12,55 @@ one is ``reserve`` at its own time, which admits it there again on a state that 
 it), never by subtracting its cost from a state that later reservations were computed on:
 that would hand capacity back into the past. :meth:`RateAlgorithm.cancel` is only asked to
 give back the newest reservation, which every algorithm does exactly.
+
+Every algorithm here also describes itself as a :class:`RatePolicy` (``algorithm.policy``):
+a quota ``q`` over a window ``w``, what the IETF ``RateLimit-Policy`` field advertises. A
+window algorithm has the obvious pair (``limit`` per ``window``). The bucket family (token
+bucket, leaky-bucket meter and shaper, GCRA) is a rate plus a burst; it advertises **the burst
+as** ``q`` **over the time an empty bucket takes to refill it as** ``w`` (GCRA at 100 per 60 s
+with burst 10: ``q=10, w=6``), so a client that spends ``q`` every ``w`` is always admitted
+and one reading ``q`` learns the most it may send at once. (The alternative, the long-run rate
+as ``q`` over a long ``w``, would invite bursts the bucket refuses.) The policy's name is the
+algorithm's kind until a limiter front-end renames it with :func:`with_policy_name`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+import copy
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol, TypeVar
 
 S = TypeVar("S")
+A = TypeVar("A")
 
-__all__ = ["Decision", "RateAlgorithm", "decide"]
+__all__ = ["Decision", "QuotaUnit", "RateAlgorithm", "RatePolicy", "decide", "with_policy_name"]
+
+QuotaUnit = Literal["requests", "content-bytes", "concurrent-requests"]
+
+
+@dataclass(frozen=True, slots=True)
+class RatePolicy:
+    """What a limiter promises, as the IETF ``RateLimit-Policy`` field says it: ``quota``
+    units (``q``, an int) per ``window`` seconds (``w``, a float here; the header renders it
+    rounded up to whole seconds), counted in ``unit`` (``qu``; ``"requests"`` unless a cost
+    measures something else). ``name`` is the policy's name in the fields (the limiter's)."""
+
+    name: str
+    quota: int
+    window: float
+    unit: QuotaUnit = "requests"
+
+
+def with_policy_name(algorithm: A, name: str) -> A:
+    """``algorithm`` with its :class:`RatePolicy` renamed ``name`` (a shallow copy: the
+    algorithm given may be shared, and is left as it was). An algorithm with no ``policy``
+    attribute (a custom one) is returned as it is."""
+    policy = getattr(algorithm, "policy", None)
+    if not isinstance(policy, RatePolicy) or policy.name == name:
+        return algorithm
+    renamed = copy.copy(algorithm)
+    renamed.policy = replace(policy, name=name)  # type: ignore[attr-defined]
+    return renamed
 
 
 class RateAlgorithm(Protocol[S]):
@@ -71,7 +110,9 @@ class Decision:
 
     ``limit`` is the most cost admissible at once (a token bucket's capacity, GCRA's burst, a
     window's ``max_requests``) and ``remaining`` counts against it; ``retry_after`` is 0 when
-    allowed; ``reset_after`` is the time until the full limit is available again.
+    allowed; ``reset_after`` is the time until the full limit is available again. ``policy``
+    describes the limit (quota, window, name) for the ``RateLimit-Policy`` header; ``None``
+    for an algorithm that does not describe itself, or a decision built without one.
     """
 
     allowed: bool
@@ -79,6 +120,7 @@ class Decision:
     remaining: int
     retry_after: float
     reset_after: float
+    policy: RatePolicy | None = None
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -96,4 +138,5 @@ def decide(
         remaining=remaining,
         retry_after=0.0 if allowed else at - now,
         reset_after=reset_after,
+        policy=getattr(algorithm, "policy", None),
     )

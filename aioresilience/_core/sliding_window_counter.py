@@ -17,6 +17,7 @@ passed solves ``prev * (1 - f) <= limit - curr - n``.
 
 from __future__ import annotations
 
+from .ratelimit import RatePolicy
 from .windowing import time_in
 
 __all__ = ["SlidingWindowCounterAlgorithm"]
@@ -27,12 +28,13 @@ CounterState = tuple[int, ...]
 class SlidingWindowCounterAlgorithm:
     """Approximate sliding window admitting ``limit`` units per ``window`` seconds."""
 
-    __slots__ = ("horizon", "limit", "max_cost", "window")
+    __slots__ = ("horizon", "limit", "max_cost", "policy", "window")
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
         self.max_cost = limit
+        self.policy = RatePolicy("sliding-window-counter", limit, window)
         self.horizon = 2 * window
 
     def _trim(self, state: CounterState | None, now: float) -> tuple[int, CounterState]:

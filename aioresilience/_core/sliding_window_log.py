@@ -14,18 +14,21 @@ from __future__ import annotations
 from collections import deque
 from itertools import repeat
 
+from .ratelimit import RatePolicy
+
 __all__ = ["SlidingWindowLogAlgorithm"]
 
 
 class SlidingWindowLogAlgorithm:
     """Exact sliding window admitting ``limit`` units per ``window`` seconds."""
 
-    __slots__ = ("horizon", "limit", "max_cost", "window")
+    __slots__ = ("horizon", "limit", "max_cost", "policy", "window")
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
         self.max_cost = limit
+        self.policy = RatePolicy("sliding-window-log", limit, window)
         self.horizon = window
 
     def _evict(self, log: deque[float], now: float) -> None:

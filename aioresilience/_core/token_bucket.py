@@ -13,6 +13,7 @@ and the reservation is due when the debt is repaid, ``(n - tokens) / r`` later.
 from __future__ import annotations
 
 from .gcra import GCRAAlgorithm
+from .ratelimit import RatePolicy
 
 __all__ = ["TokenBucketAlgorithm"]
 
@@ -26,3 +27,5 @@ class TokenBucketAlgorithm(GCRAAlgorithm):
         super().__init__(interval=1.0 / refill_rate, burst=capacity)
         self.capacity = capacity
         self.refill_rate = refill_rate
+        # A full bucket over the time an empty one takes to refill (see _core.ratelimit).
+        self.policy = RatePolicy("token-bucket", capacity, capacity / refill_rate)

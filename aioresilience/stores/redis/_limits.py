@@ -14,7 +14,7 @@ from typing import Any, Final
 from ..._core.fixed_window import FixedWindowAlgorithm
 from ..._core.gcra import GCRAAlgorithm
 from ..._core.leaky_bucket import LeakyBucketShaper
-from ..._core.ratelimit import Decision
+from ..._core.ratelimit import Decision, RatePolicy
 from ..._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ..._ratelimit import RateLimiter, rate_limited
@@ -90,6 +90,7 @@ class RedisLimit:
         "options",
         "p1",
         "p2",
+        "policy",
         "script",
         "store",
         "tag",
@@ -101,6 +102,8 @@ class RedisLimit:
         self.options = options
         self.name: str = options.label
         self.limit: int = options.algorithm.max_cost
+        # Every decision describes the limit as in process does (RateLimit-Policy needs it).
+        self.policy: RatePolicy | None = getattr(options.algorithm, "policy", None)
         self.script, self.p1, self.p2 = _script_for(options.algorithm)
         self.tag = f"{store.prefix}:{self.script.name}:{{{self.name}"
         self._lines: dict[str, _Line] = {}
@@ -160,7 +163,7 @@ class RedisLimit:
         line = self._lines.get(name)
         if line is not None:  # callers of this process already wait for this key: they go first
             now = asyncio.get_running_loop().time()
-            return Decision(False, limit, 0, max(0.0, line.retry_at - now), 0.0)
+            return Decision(False, limit, 0, max(0.0, line.retry_at - now), 0.0, self.policy)
         verdict = await self._ask(name, cost)
         if isinstance(verdict, Outage):
             return self._decide_by_policy(key, cost, verdict)
@@ -170,17 +173,18 @@ class RedisLimit:
             verdict.remaining,
             verdict.retry_after,
             verdict.reset_after,
+            self.policy,
         )
 
     def _decide_by_policy(self, key: Hashable, cost: int, outage: Outage) -> Decision:
         policy = self._note_outage(outage)
         limit = self.limit
         if policy == "allow":
-            return Decision(True, limit, limit, 0.0, 0.0)
+            return Decision(True, limit, limit, 0.0, 0.0, self.policy)
         if policy == "deny" or self._fallback is None:
-            return Decision(False, limit, 0, outage.retry_after, 0.0)
+            return Decision(False, limit, 0, outage.retry_after, 0.0, self.policy)
         if cost > self._fallback_cost:
-            return Decision(False, limit, 0, outage.retry_after, 0.0)
+            return Decision(False, limit, 0, outage.retry_after, 0.0, self.policy)
         return self._fallback.check(cost, key=key)
 
     def _note_outage(self, outage: Outage) -> FailurePolicy:

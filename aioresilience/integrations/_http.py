@@ -1,0 +1,1040 @@
+"""The framework-neutral HTTP core of the web integrations (ASGI, FastAPI, aiohttp).
+
+No framework is imported here: the adapters (``integrations.asgi``, ``.fastapi``,
+``.aiohttp``) fill a :class:`RequestInfo` from their own request object and turn the
+``(status, headers, body)`` triples below into their own responses. Headers are always the
+ASGI raw form, ``list[tuple[bytes, bytes]]`` with lowercased names.
+
+API (what the adapters code against)
+------------------------------------
+
+**Request view**
+
+``RequestInfo(method, path, headers, client, route=None, user=None)``
+    ``method`` upper-case str; ``path`` the decoded path (``scope["path"]``); ``headers`` the
+    ASGI list of ``(name, value)`` bytes pairs, names lowercased (``scope["headers"]``; aiohttp:
+    ``request.raw_headers`` with names lowered); ``client`` ``(host, port)`` of the TCP peer or
+    ``None`` (``scope["client"]``; aiohttp: ``request.transport.get_extra_info("peername")``);
+    ``route`` the route template (``"/items/{id}"``) when the framework knows it, else ``None``;
+    ``user`` the authenticated user or ``None``. ``info.header(b"x-api-key") -> bytes | None``
+    gives the first value of a header. Websocket handshakes: pass ``method="WEBSOCKET"``,
+    so a rule can pick them (``methods=["WEBSOCKET"]``) or leave them out
+    (``exclude_methods=``); a rule with ``methods=None`` covers them too.
+
+**Keys** (a key is any callable ``(RequestInfo) -> Hashable``, sync or ``async def``)
+
+``client_address(*, trusted_proxies=(), forwarded="x-forwarded-for", ipv6_prefix=64)``
+    The client's address from the connection. Forwarding headers are read only when the TCP
+    peer is in ``trusted_proxies`` (CIDRs or addresses; a malformed one raises ``ValueError``
+    naming it), and then walked from the right, skipping trusted hops: the key is the
+    right-most untrusted hop (never the left-most, which the client writes). ``forwarded``
+    picks the ONE header your proxy sets, ``"x-forwarded-for"`` or ``"forwarded"`` (RFC 7239
+    ``for=``): reading the other would let clients write it. IPv6 clients are keyed by their
+    ``/ipv6_prefix`` network (one host usually owns a whole /64; 128 keys each address).
+    No client (a unix socket, a test transport): the key ``"unknown"``.
+    *uvicorn*: with ``--proxy-headers`` (its default) uvicorn itself rewrites
+    ``scope["client"]`` from ``X-Forwarded-For`` when the peer is in
+    ``--forwarded-allow-ips`` (default ``127.0.0.1``), so behind a local proxy the peer we
+    see is already the client, and anything that connects from 127.0.0.1 can choose its
+    address. Either leave ``trusted_proxies`` empty and let uvicorn's list decide, or start
+    uvicorn with ``--no-proxy-headers`` (or ``--forwarded-allow-ips=''``) and configure
+    ``trusted_proxies`` here; doing both walks the header twice, so keep one.
+``header_key(name, *, fallback=client_address())``
+    The value of header ``name`` (an API key) as str; ``fallback`` keys requests without it.
+``user_key(*, fallback=client_address())``
+    The authenticated user: ``user.identity`` (Starlette's ``BaseUser``), else ``user.id``,
+    else ``str(user)``; unauthenticated (``None`` or ``is_authenticated`` false): ``fallback``.
+``route_key()``
+    ``"METHOD route"`` (the route template when known, else the path).
+``compose(*keys)``
+    A tuple of several keys (async if any part is). A limiter on a shared store gets
+    ``repr()`` of a tuple key, since Redis keys must be str.
+
+**Headers**
+
+``HeaderRenderer(style="ietf")``, ``style`` one of ``"ietf" | "legacy" | "both" | "none"``
+(anything else raises ``ValueError``). ``render(decisions) -> list[(bytes, bytes)]`` for a
+sequence of ``(limiter, Decision)``:
+
+- ``ietf``: ``ratelimit-policy: "name";q=Q;w=W, ...`` (one item per limiter, prepared once per
+  limiter and cached on it) and ``ratelimit: "name";r=R;t=T, ...`` (per request), both
+  structured-field lists, ``w`` and ``t`` in whole seconds rounded up, the policy name the
+  limiter's name as an sf-string; ``qu`` only when the unit is not ``"requests"``.
+- ``legacy``: ``x-ratelimit-limit``, ``-remaining`` and ``-reset``, of the most restrictive
+  decision (fewest remaining); **Reset is delta seconds** (until the full limit is back),
+  not an epoch time.
+- ``both``: the two; ``none``: nothing.
+
+Never ``Retry-After``: that is :func:`retry_after_header`'s, on refusals only.
+``retry_after_header(seconds) -> tuple[bytes, bytes] | None``: integer seconds rounded up;
+``None`` (omit) when unknown, infinite, NaN or negative.
+
+**Errors**
+
+``ErrorMapper(overrides=None)``; ``mapper(exc) -> HttpResponse | None``:
+``RateLimited`` -> 429 (``quota-exceeded`` problem with ``violated-policies``);
+``CircuitBreakerOpenError``, ``BulkheadFull``, ``LoadShed``, ``Throttled``,
+``ConcurrencyLimited`` and any other ``Rejected`` -> 503 (``temporary-reduced-capacity``);
+``TimeoutExceeded`` -> 504. ``Retry-After`` from ``exc.retry_after`` where known. Bodies are
+``application/problem+json`` (RFC 9457). ``None``: not an error of ours, let it propagate.
+``overrides`` maps an exception type to a status int or a factory
+``(exc) -> HttpResponse``; the most specific class in the exception's MRO wins (an override
+of ``Rejected`` does not hide the built-in ``RateLimited`` entry, one of ``RateLimited``
+does). ``HttpResponse`` is the named tuple ``(status, headers, body)``.
+
+**Rules**
+
+``Rule(limiters=(), *, paths="/{path:path}", methods=None, exclude_paths=(),
+exclude_methods=(), key=client_address(), cost=1, priority=None, priority_header=None,
+guards=())``
+    Which limiters guard which requests. ``paths`` are Starlette-style templates: literal
+    segments, ``{name}`` one segment, ``{name:path}`` the rest of the path (so
+    ``"/{path:path}"`` is everything and ``"/api/{rest:path}"`` a prefix); a request matches
+    when its path (or its route template, when known) fits one. ``methods`` ``None``: all.
+    ``cost`` an int or a callable ``(RequestInfo) -> int``. ``priority`` a
+    :class:`~aioresilience.Priority` or its name (``"critical"``, ``"normal"``,
+    ``"sheddable"``); ``priority_header`` reads a priority name from that header, the rule's
+    own ``priority`` when absent or unknown (read only when configured). ``guards``: other
+    protections (a pipeline, bulkhead, LoadShedder, adaptive limiter) the adapter runs the
+    handler in, in order. Construction validates everything, naming what is wrong: an empty
+    ``paths`` or ``methods`` (a rule matching nothing), a malformed template, an unknown
+    priority, a non-RateLimiter in ``limiters``, a key that is not callable.
+``Protection(rules, *, headers="ietf", exempt_paths=(), exempt_methods=(), errors=None)``
+    The compiled set. ``exempt_paths`` (templates as above; :data:`HEALTH_PATHS` is the usual
+    set) and ``exempt_methods`` skip every rule. Per request:
+
+    - ``protection.select(method, path, route=None) -> tuple[Rule, ...]``: the rules that
+      apply (``()``: exempt or unguarded: pass the request straight through). Cached per
+      ``(method, path, route)``, bounded.
+    - ``await protection.admit(info, rules) -> Admission``: decides every limiter of every
+      selected rule in order (``check()`` in process, ``await decide()`` on a shared store),
+      stopping at the first refusal. ``Admission.response`` is ``None`` when admitted, else
+      the 429 ``HttpResponse`` to send (rate-limit headers, ``Retry-After``, problem body);
+      ``Admission.headers`` the rate-limit headers to add to a success;
+      ``Admission.guards`` the guards to run the handler in; ``Admission.priority`` the
+      request's priority (the first rule's that sets one, else ``None``).
+    - ``protection.error_response(exc) -> HttpResponse | None``: the error mapping.
+
+    ``Admission`` and ``HttpResponse`` are named tuples: ``Admission(response, headers,
+    guards, priority)``, ``HttpResponse(status, headers, body)``. ``problem(status, title, *,
+    type="about:blank", **members)`` builds a problem+json ``HttpResponse`` for an override.
+    The problem type URIs are :data:`QUOTA_EXCEEDED` and :data:`TEMPORARY_REDUCED_CAPACITY`.
+
+**Cost** (``benchmarks/bench_http.py``, CPython 3.12): ``select`` of an exempt path with its
+``RequestInfo`` about 0.4 us; ``select`` + ``admit`` with one limiter and full IETF headers
+about 1.8 us over the limiter's own ``check()`` (about 2.3 us, most of it the decision's
+frozen dataclass); a trusted-proxy walk adds about 1 us (hosts are classified once, cached).
+
+**Adapters, in short**: at start-up build one ``Protection``; per request ``rules =
+protection.select(...)``; if ``rules`` is empty call the app untouched; else
+``admission = await protection.admit(info, rules)``; send ``admission.response`` if it is
+set; else run the handler inside ``admission.guards`` (with ``admission.priority`` for a
+``LoadShedder``), append ``admission.headers`` to the response start, and turn an error of
+ours raised there into ``protection.error_response(exc)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
+
+from .. import (
+    Decision,
+    Priority,
+    RateLimited,
+    RateLimiter,
+    RatePolicy,
+    Rejected,
+    TimeoutExceeded,
+)
+
+__all__ = [
+    "HEALTH_PATHS",
+    "QUOTA_EXCEEDED",
+    "TEMPORARY_REDUCED_CAPACITY",
+    "Admission",
+    "ErrorMapper",
+    "HeaderRenderer",
+    "HeaderStyle",
+    "HttpResponse",
+    "Protection",
+    "RequestInfo",
+    "Rule",
+    "client_address",
+    "compose",
+    "header_key",
+    "problem",
+    "retry_after_header",
+    "route_key",
+    "user_key",
+]
+
+RawHeaders = list[tuple[bytes, bytes]]
+HeaderStyle = Literal["ietf", "legacy", "both", "none"]
+HEADER_STYLES: tuple[str, ...] = ("ietf", "legacy", "both", "none")
+#: Paths commonly exempted from protection: probes and the metrics scrape.
+HEALTH_PATHS: tuple[str, ...] = ("/health", "/healthz", "/livez", "/readyz", "/metrics")
+UNKNOWN_CLIENT = "unknown"
+_CACHE_MAX = 4096  # entries of each per-request cache before it is cleared (bounded memory)
+
+
+class HttpResponse(NamedTuple):
+    """A response for the adapter to send: status, raw headers, body bytes."""
+
+    status: int
+    headers: RawHeaders
+    body: bytes
+
+
+# -- the request view -------------------------------------------------------------------------
+
+
+class RequestInfo:
+    """What the core reads of a request (see the module docstring); adapters fill it."""
+
+    __slots__ = ("client", "headers", "method", "path", "route", "user")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        client: tuple[str, int] | Sequence[Any] | None,
+        route: str | None = None,
+        user: object = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.client = client
+        self.route = route
+        self.user = user
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lowercase bytes), or ``None``."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        return f"<RequestInfo {self.method} {self.path!r} route={self.route!r} {self.client!r}>"
+
+
+KeyFunc = Callable[[RequestInfo], Any]
+
+
+def _is_async(fn: object) -> bool:
+    """Whether calling ``fn`` returns an awaitable (decided once, at construction)."""
+    if getattr(fn, "is_async", None) is True:
+        return True
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004  # an instance with an async __call__
+    )
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+def _network(where: str, value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(value, str):
+        raise TypeError(f"{where}: expected a CIDR string such as '10.0.0.0/8', got {value!r}")
+    try:
+        return ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as error:
+        try:
+            loose = ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{where}: {value!r} is not an IP address or CIDR network "
+                f"(such as '10.0.0.0/8' or '::1'): {error}"
+            ) from None
+        raise ValueError(
+            f"{where}: {value!r} has host bits set; did you mean {str(loose)!r}?"
+        ) from None
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _forwarded_for(value: str) -> list[str]:
+    """The ``for=`` nodes of an RFC 7239 ``Forwarded`` value, in order, with quotes, the
+    brackets of an IPv6 address and any port removed (an element without ``for=`` gives
+    ``""``, which is never trusted)."""
+    nodes = []
+    for element in value.split(","):
+        node = ""
+        for pair in element.split(";"):
+            name, sep, raw = pair.partition("=")
+            if sep and name.strip().lower() == "for":
+                node = raw.strip().strip('"')
+                if node.startswith("["):  # "[2001:db8::1]:4711"
+                    node = node[1 : node.find("]")] if "]" in node else node[1:]
+                elif node.count(":") == 1:  # "192.0.2.1:8080"
+                    node = node.partition(":")[0]
+        nodes.append(node)
+    return nodes
+
+
+def _xff(value: str) -> list[str]:
+    return [hop.strip() for hop in value.split(",")]
+
+
+class ClientAddress:
+    """The key of :func:`client_address` (see the module docstring)."""
+
+    __slots__ = ("_header", "_hosts", "_ipv6_prefix", "_networks", "_split")
+
+    def __init__(
+        self,
+        trusted_proxies: Iterable[str] | str = (),
+        forwarded: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for",
+        ipv6_prefix: int = 64,
+    ) -> None:
+        if isinstance(trusted_proxies, str):
+            trusted_proxies = (trusted_proxies,)
+        self._networks = tuple(
+            _network(f"trusted_proxies[{i}]", cidr) for i, cidr in enumerate(trusted_proxies)
+        )
+        if forwarded not in ("x-forwarded-for", "forwarded"):
+            raise ValueError(
+                f"forwarded must be 'x-forwarded-for' or 'forwarded' (RFC 7239), got {forwarded!r}"
+            )
+        self._header = forwarded.encode()
+        self._split: Callable[[str], list[str]] = (
+            _xff if forwarded == "x-forwarded-for" else _forwarded_for
+        )
+        if ipv6_prefix.__class__ is not int or not 1 <= ipv6_prefix <= 128:
+            raise ValueError(f"ipv6_prefix must be an int in 1..128, got {ipv6_prefix!r}")
+        self._ipv6_prefix = ipv6_prefix
+        self._hosts: dict[str, tuple[bool, str] | None] = {}  # see _classify
+
+    def _classify(self, host: str) -> tuple[bool, str] | None:
+        """``(trusted, key)`` of an address as text, or ``None`` if it is not one. Parsing an
+        address costs a microsecond or more; the few hosts seen over and over (the proxies,
+        active clients) are looked up in a bounded cache instead."""
+        try:
+            return self._hosts[host]
+        except KeyError:
+            pass
+        address = _parse_ip(host.strip())
+        if address is None:
+            found = None
+        else:
+            trusted = any(address in net for net in self._networks)
+            if address.version == 4:
+                key = str(address)
+            elif address.ipv4_mapped is not None:  # ::ffff:1.2.3.4 is the IPv4 client
+                key = str(address.ipv4_mapped)
+            elif self._ipv6_prefix == 128:
+                key = str(address)
+            else:  # one host usually owns a whole /64: key on the network
+                key = str(ipaddress.ip_network(f"{address}/{self._ipv6_prefix}", strict=False))
+            found = (trusted, key)
+        if len(self._hosts) >= _CACHE_MAX:
+            self._hosts.clear()
+        self._hosts[host] = found
+        return found
+
+    def is_trusted(self, host: str) -> bool:
+        """Whether ``host`` (an address as text) is in ``trusted_proxies``."""
+        found = self._classify(host)
+        return found is not None and found[0]
+
+    def __call__(self, request: RequestInfo) -> str:
+        client = request.client
+        if not client:
+            return UNKNOWN_CLIENT
+        host: str = client[0]
+        if not self._networks and ":" not in host:
+            return host  # the common case: no proxies, an IPv4 peer, nothing to parse
+        found = self._classify(host)
+        if found is None:
+            return host  # a peer that is not an address (a test client's name)
+        if not found[0]:
+            return found[1]
+        # The peer is a trusted proxy: walk its forwarding header from the right.
+        header = self._header
+        values = [v for k, v in request.headers if k == header]
+        if not values:
+            return found[1]
+        hops = self._split(b",".join(values).decode("latin-1"))
+        for hop in reversed(hops):
+            found = self._classify(hop)
+            if found is None:
+                # Not an address ("unknown", an obfuscated node, garbage) written by a
+                # trusted hop: it names the client as well as anything; stop here.
+                return hop or UNKNOWN_CLIENT
+            if not found[0]:
+                return found[1]
+        # Every hop is trusted: the left-most is the nearest we know to the client.
+        return found[1]
+
+    def __repr__(self) -> str:
+        nets = [str(n) for n in self._networks]
+        return f"client_address(trusted_proxies={nets}, forwarded={self._header.decode()!r})"
+
+
+def client_address(
+    *,
+    trusted_proxies: Iterable[str] | str = (),
+    forwarded: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for",
+    ipv6_prefix: int = 64,
+) -> ClientAddress:
+    """Key on the client's address (see the module docstring for the proxy rules)."""
+    return ClientAddress(trusted_proxies, forwarded, ipv6_prefix)
+
+
+def _sync_key(where: str, key: object) -> KeyFunc:
+    if not callable(key):
+        raise TypeError(f"{where} must be a callable (RequestInfo) -> key, got {key!r}")
+    if _is_async(key):
+        raise TypeError(f"{where} must be a sync callable here, got the async {key!r}")
+    return key
+
+
+class HeaderKey:
+    """The key of :func:`header_key`."""
+
+    __slots__ = ("_fallback", "name")
+
+    def __init__(self, name: str, fallback: KeyFunc) -> None:
+        if not isinstance(name, str) or not name or name != name.strip():
+            raise ValueError(f"header_key: name must be a header name, got {name!r}")
+        self.name = name.lower().encode("latin-1")
+        self._fallback = _sync_key("header_key(fallback=)", fallback)
+
+    def __call__(self, request: RequestInfo) -> Hashable:
+        value = request.header(self.name)
+        if value:
+            return value.decode("latin-1")
+        fallback: Hashable = self._fallback(request)
+        return fallback
+
+
+def header_key(name: str, *, fallback: KeyFunc | None = None) -> HeaderKey:
+    """Key on header ``name`` (an API key); requests without it on ``fallback`` (default:
+    the client address)."""
+    return HeaderKey(name, client_address() if fallback is None else fallback)
+
+
+class UserKey:
+    """The key of :func:`user_key`."""
+
+    __slots__ = ("_fallback",)
+
+    def __init__(self, fallback: KeyFunc) -> None:
+        self._fallback = _sync_key("user_key(fallback=)", fallback)
+
+    def __call__(self, request: RequestInfo) -> Hashable:
+        user = request.user
+        if user is None or not getattr(user, "is_authenticated", True):
+            fallback: Hashable = self._fallback(request)
+            return fallback
+        for attribute in ("identity", "id"):
+            value = getattr(user, attribute, None)
+            if value is not None and not callable(value):
+                return str(value)
+        return str(user)
+
+
+def user_key(*, fallback: KeyFunc | None = None) -> UserKey:
+    """Key on the authenticated user; anonymous requests on ``fallback`` (default: the
+    client address)."""
+    return UserKey(client_address() if fallback is None else fallback)
+
+
+def _route_key(request: RequestInfo) -> str:
+    return f"{request.method} {request.route or request.path}"
+
+
+def route_key() -> KeyFunc:
+    """Key on ``"METHOD route"`` (the route template when known, else the path)."""
+    return _route_key
+
+
+class _Composite:
+    __slots__ = ("parts",)
+    is_async = False
+
+    def __init__(self, parts: tuple[KeyFunc, ...]) -> None:
+        self.parts = parts
+
+    def __call__(self, request: RequestInfo) -> tuple[Hashable, ...]:
+        return tuple(part(request) for part in self.parts)
+
+
+class _AsyncComposite(_Composite):
+    __slots__ = ("_async",)
+    is_async = True
+
+    def __init__(self, parts: tuple[KeyFunc, ...]) -> None:
+        super().__init__(parts)
+        self._async = tuple(_is_async(p) for p in parts)
+
+    async def __call__(self, request: RequestInfo) -> tuple[Hashable, ...]:  # type: ignore[override]
+        values = []
+        for part, is_async in zip(self.parts, self._async, strict=True):
+            value = part(request)
+            values.append(await value if is_async else value)
+        return tuple(values)
+
+
+def compose(*keys: KeyFunc) -> KeyFunc:
+    """One key made of several: the tuple of their values (async if any part is)."""
+    if len(keys) < 2:
+        raise TypeError(f"compose() needs at least two keys, got {len(keys)}")
+    for i, key in enumerate(keys):
+        if not callable(key):
+            raise TypeError(f"compose(): key {i} must be a callable, got {key!r}")
+    if any(_is_async(k) for k in keys):
+        return _AsyncComposite(keys)
+    return _Composite(keys)
+
+
+# -- headers ----------------------------------------------------------------------------------
+
+
+def _sf_string(text: str) -> bytes:
+    """``text`` as a structured-field String (RFC 9651 §3.3.3): printable ASCII only, with
+    ``"`` and ``\\`` escaped."""
+    if not all(" " <= c <= "~" for c in text):
+        raise ValueError(
+            f"a rate-limit policy name must be printable ASCII for the RateLimit headers, "
+            f"got {text!r} (rename the limiter)"
+        )
+    return b'"' + text.replace("\\", "\\\\").replace('"', '\\"').encode("ascii") + b'"'
+
+
+def _seconds_up(seconds: float) -> int:
+    """Whole seconds, rounded up, forgiving the float noise of a computed window (6.000001 s
+    from 10 x 0.6 s is 6)."""
+    whole = int(seconds)
+    return whole + 1 if seconds - whole > 1e-6 else max(0, whole)
+
+
+class _PolicyBytes:
+    """A limiter's header pieces, prepared once."""
+
+    __slots__ = ("limit", "name", "policy_header", "policy_item", "r_prefix", "refusal_body")
+
+    def __init__(self, limiter: RateLimiter[Any]) -> None:
+        policy: RatePolicy | None = limiter.policy
+        # The 429 body names the policy and nothing of the request: the same every time.
+        self.refusal_body = _quota_exceeded([limiter.name if policy is None else policy.name])
+        self.policy_header: tuple[bytes, bytes] | None = None
+        if policy is None:  # an algorithm that does not describe itself: name only
+            self.name = _sf_string(limiter.name)
+            self.r_prefix = self.name + b";r="
+            self.policy_item = b""
+            self.limit = b""
+            return
+        self.name = _sf_string(policy.name)
+        self.r_prefix = self.name + b";r="
+        item = b"%s;q=%d;w=%d" % (self.name, policy.quota, max(1, _seconds_up(policy.window)))
+        if policy.unit != "requests":
+            item += b';qu="' + policy.unit.encode() + b'"'
+        self.policy_item = item
+        self.policy_header = (b"ratelimit-policy", item)
+        self.limit = b"%d" % policy.quota
+
+
+def retry_after_header(seconds: float | None) -> tuple[bytes, bytes] | None:
+    """``(b"retry-after", b"<int>")``, the wait rounded up, or ``None`` when the wait is
+    unknown (``None``), infinite, NaN or negative (then send no Retry-After)."""
+    if seconds is None or not 0.0 <= seconds < math.inf:
+        return None
+    return (b"retry-after", b"%d" % math.ceil(seconds))
+
+
+class HeaderRenderer:
+    """Rate-limit headers in one of the styles (see the module docstring)."""
+
+    __slots__ = ("_cache", "_ietf", "_legacy", "style")
+
+    def __init__(self, style: str = "ietf") -> None:
+        if style not in HEADER_STYLES:
+            raise ValueError(
+                f"headers must be one of {', '.join(map(repr, HEADER_STYLES))}, got {style!r}"
+            )
+        self.style = style
+        self._ietf = style in ("ietf", "both")
+        self._legacy = style in ("legacy", "both")
+        # Keyed on the limiter object: its policy never changes, so its bytes never do.
+        self._cache: dict[RateLimiter[Any], _PolicyBytes] = {}
+
+    def prepare(self, limiter: RateLimiter[Any]) -> _PolicyBytes:
+        """The limiter's header pieces (built on first use, then cached)."""
+        pb = self._cache.get(limiter)
+        if pb is None:
+            pb = self._cache[limiter] = _PolicyBytes(limiter)
+        return pb
+
+    def render(self, decisions: Sequence[tuple[RateLimiter[Any], Decision]]) -> RawHeaders:
+        """The rate-limit headers for these decisions (``[]`` for none or style ``none``)."""
+        if not decisions:
+            return []
+        out: RawHeaders = []
+        if self._ietf:
+            if len(decisions) == 1:  # the common case, without the joins
+                limiter, d = decisions[0]
+                pb = self._cache.get(limiter) or self.prepare(limiter)
+                if pb.policy_header is not None:
+                    out.append(pb.policy_header)
+                x = d.reset_after  # whole seconds, up (as _seconds_up, inlined: hot path)
+                t = int(x)
+                if x - t > 1e-6:
+                    t += 1
+                out.append((b"ratelimit", b"%s%d;t=%d" % (pb.r_prefix, d.remaining, t)))
+            else:
+                pbs = [self.prepare(limiter) for limiter, _ in decisions]
+                items = [pb.policy_item for pb in pbs if pb.policy_item]
+                if items:
+                    out.append((b"ratelimit-policy", b", ".join(items)))
+                out.append(
+                    (
+                        b"ratelimit",
+                        b", ".join(
+                            b"%s%d;t=%d" % (pb.r_prefix, d.remaining, _seconds_up(d.reset_after))
+                            for pb, (_, d) in zip(pbs, decisions, strict=True)
+                        ),
+                    )
+                )
+        if self._legacy:
+            # One trio can describe one limit: the most restrictive (fewest remaining, then
+            # the longest until reset).
+            if len(decisions) == 1:
+                d = decisions[0][1]
+            else:
+                d = min(decisions, key=lambda ld: (ld[1].remaining, -ld[1].reset_after))[1]
+            out.append((b"x-ratelimit-limit", b"%d" % d.limit))
+            out.append((b"x-ratelimit-remaining", b"%d" % d.remaining))
+            out.append((b"x-ratelimit-reset", b"%d" % _seconds_up(d.reset_after)))
+        return out
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types"
+QUOTA_EXCEEDED = f"{PROBLEM_TYPES}#quota-exceeded"
+TEMPORARY_REDUCED_CAPACITY = f"{PROBLEM_TYPES}#temporary-reduced-capacity"
+_PROBLEM_JSON = (b"content-type", b"application/problem+json")
+
+ResponseFactory = Callable[[BaseException], HttpResponse]
+
+
+def problem(status: int, title: str, *, type: str = "about:blank", **members: Any) -> HttpResponse:
+    """An RFC 9457 ``application/problem+json`` response (no Retry-After: callers add it)."""
+    body = {"type": type, "title": title, "status": status, **members}
+    return HttpResponse(status, [_PROBLEM_JSON], json.dumps(body, separators=(",", ":")).encode())
+
+
+def _with_retry_after(response: HttpResponse, retry_after: float | None) -> HttpResponse:
+    header = retry_after_header(retry_after)
+    if header is not None:
+        response.headers.append(header)
+    return response
+
+
+def _quota_exceeded(policies: list[str]) -> bytes:
+    """The body of a 429: the draft's ``quota-exceeded`` problem naming the policies."""
+    return problem(
+        429,
+        "Request cannot be satisfied as assigned quota has been exceeded",
+        type=QUOTA_EXCEEDED,
+        **{"violated-policies": policies},
+    ).body
+
+
+def _rate_limited(exc: BaseException) -> HttpResponse:
+    limiter = getattr(exc, "limiter", None)
+    policies = [limiter] if isinstance(limiter, str) else []
+    response = HttpResponse(429, [_PROBLEM_JSON], _quota_exceeded(policies))
+    return _with_retry_after(response, getattr(exc, "retry_after", None))
+
+
+def _reduced_capacity(exc: BaseException) -> HttpResponse:
+    # The detail names the kind of refusal, never the guard's message (it can carry keys).
+    return _with_retry_after(
+        problem(
+            503,
+            "Temporary reduced capacity",
+            type=TEMPORARY_REDUCED_CAPACITY,
+            detail=type(exc).__name__,
+        ),
+        getattr(exc, "retry_after", None),
+    )
+
+
+def _timed_out(exc: BaseException) -> HttpResponse:
+    return problem(504, "Gateway Timeout", detail="a downstream call timed out")
+
+
+def _status_factory(status: int) -> ResponseFactory:
+    titles = {429: "Too Many Requests", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+    def respond(exc: BaseException) -> HttpResponse:
+        response = problem(status, titles.get(status, "Error"))
+        if status in (413, 429, 503):
+            _with_retry_after(response, getattr(exc, "retry_after", None))
+        return response
+
+    return respond
+
+
+_DEFAULTS: dict[type[BaseException], ResponseFactory] = {
+    RateLimited: _rate_limited,
+    Rejected: _reduced_capacity,  # breaker open, bulkhead full, shed, throttled, limited
+    TimeoutExceeded: _timed_out,
+}
+
+
+class ErrorMapper:
+    """The one mapping of the error tree to responses (see the module docstring)."""
+
+    __slots__ = ("_by_type", "_table")
+
+    def __init__(
+        self, overrides: Mapping[type[BaseException], int | ResponseFactory] | None = None
+    ) -> None:
+        table = dict(_DEFAULTS)
+        for exc_type, target in (overrides or {}).items():
+            if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+                raise TypeError(f"errors: keys must be exception types, got {exc_type!r}")
+            if isinstance(target, int) and not isinstance(target, bool):
+                if not 400 <= target <= 599:
+                    raise ValueError(
+                        f"errors[{exc_type.__name__}]: a status must be 400..599, got {target}"
+                    )
+                table[exc_type] = _status_factory(target)
+            elif callable(target):
+                table[exc_type] = target
+            else:
+                raise TypeError(
+                    f"errors[{exc_type.__name__}] must be a status int or a callable "
+                    f"(exc) -> HttpResponse, got {target!r}"
+                )
+        self._table = table
+        self._by_type: dict[type[BaseException], ResponseFactory | None] = {}
+
+    def factory(self, exc_type: type[BaseException]) -> ResponseFactory | None:
+        """The factory for ``exc_type``: its most specific class in the table, or ``None``."""
+        try:
+            return self._by_type[exc_type]
+        except KeyError:
+            found = next((self._table[c] for c in exc_type.__mro__ if c in self._table), None)
+            self._by_type[exc_type] = found
+            return found
+
+    def handles(self, exc: BaseException) -> bool:
+        return self.factory(type(exc)) is not None
+
+    def __call__(self, exc: BaseException) -> HttpResponse | None:
+        factory = self.factory(type(exc))
+        return None if factory is None else factory(exc)
+
+
+# -- rules ------------------------------------------------------------------------------------
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}")
+
+
+def _compile_template(where: str, template: object) -> re.Pattern[str] | str:
+    """A path template as a regex, or as the str itself when it has no parameter."""
+    if not isinstance(template, str) or not template.startswith("/"):
+        raise ValueError(
+            f"{where}: a path template must be a str starting with '/', got {template!r}"
+        )
+    if "{" not in template and "}" not in template:
+        return template
+    # A brace outside a well-formed {name} or {name:converter} is a typo, not a pattern.
+    literal = _PARAM.sub("", template)
+    if "{" in literal or "}" in literal:
+        raise ValueError(f"{where}: malformed parameter in {template!r} (use {{name}})")
+    pattern, end = [], 0
+    for match in _PARAM.finditer(template):
+        pattern.append(re.escape(template[end : match.start()]))
+        converter = match.group(2)
+        if converter in (None, "str", "int", "float", "uuid"):
+            pattern.append("[^/]+")
+        elif converter == "path":
+            pattern.append(".*")
+        else:
+            raise ValueError(
+                f"{where}: unknown converter {converter!r} in {template!r} "
+                "(use {name}, {name:path}, or str/int/float/uuid)"
+            )
+        end = match.end()
+    pattern.append(re.escape(template[end:]))
+    return re.compile("".join(pattern))
+
+
+class _PathSet:
+    """Templates compiled once: literal paths in a set, patterns as one alternation."""
+
+    __slots__ = ("_literals", "_pattern", "templates")
+
+    def __init__(self, where: str, templates: str | Iterable[str]) -> None:
+        if isinstance(templates, str):
+            templates = (templates,)
+        self.templates = tuple(templates)
+        literals, patterns = set(), []
+        for i, template in enumerate(self.templates):
+            compiled = _compile_template(f"{where}[{i}]", template)
+            if isinstance(compiled, str):
+                literals.add(compiled)
+            else:
+                patterns.append(compiled.pattern)
+                literals.add(template)  # the route template itself matches too
+        self._literals = frozenset(literals)
+        self._pattern = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+    def __bool__(self) -> bool:
+        return bool(self.templates)
+
+    def matches(self, path: str, route: str | None) -> bool:
+        if path in self._literals or (route is not None and route in self._literals):
+            return True
+        pattern = self._pattern
+        return pattern is not None and pattern.fullmatch(path) is not None
+
+
+def _methods(where: str, methods: str | Iterable[str] | None) -> frozenset[str] | None:
+    if methods is None:
+        return None
+    if isinstance(methods, str):
+        methods = (methods,)
+    result = set()
+    for method in methods:
+        if not isinstance(method, str) or not method.isalpha():
+            raise ValueError(f"{where}: {method!r} is not an HTTP method name")
+        result.add(method.upper())
+    return frozenset(result)
+
+
+def _priority(where: str, value: object) -> Priority:
+    if isinstance(value, Priority):
+        return value
+    if isinstance(value, str) and value.upper() in Priority.__members__:
+        return Priority[value.upper()]
+    names = ", ".join(repr(p.name.lower()) for p in Priority)
+    raise ValueError(f"{where}: no priority {value!r}; the priorities are {names}")
+
+
+class Rule:
+    """Which limiters and guards protect which requests (see the module docstring)."""
+
+    __slots__ = (
+        "_cost_fn",
+        "_exclude",
+        "_exclude_methods",
+        "_key_async",
+        "_methods",
+        "_paths",
+        "_priority_header",
+        "cost",
+        "guards",
+        "key",
+        "limiters",
+        "priority",
+    )
+
+    def __init__(
+        self,
+        limiters: RateLimiter[Any] | Sequence[RateLimiter[Any]] = (),
+        *,
+        paths: str | Iterable[str] = "/{path:path}",
+        methods: str | Iterable[str] | None = None,
+        exclude_paths: str | Iterable[str] = (),
+        exclude_methods: str | Iterable[str] = (),
+        key: KeyFunc | None = None,
+        cost: int | Callable[[RequestInfo], int] = 1,
+        priority: Priority | str | None = None,
+        priority_header: str | None = None,
+        guards: Sequence[object] = (),
+    ) -> None:
+        if isinstance(limiters, RateLimiter):
+            limiters = (limiters,)
+        self.limiters: tuple[RateLimiter[Any], ...] = tuple(limiters)
+        for i, limiter in enumerate(self.limiters):
+            if not isinstance(limiter, RateLimiter):
+                raise TypeError(f"Rule limiters[{i}] must be a RateLimiter, got {limiter!r}")
+        self.guards = tuple(guards)
+        if not self.limiters and not self.guards:
+            raise ValueError("Rule: give limiters or guards, or it protects nothing")
+        self._paths = _PathSet("Rule paths", paths)
+        if not self._paths:
+            raise ValueError("Rule paths is empty: the rule would match no request")
+        self._methods = _methods("Rule methods", methods)
+        if self._methods is not None and not self._methods:
+            raise ValueError("Rule methods is empty: the rule would match no request")
+        self._exclude = _PathSet("Rule exclude_paths", exclude_paths)
+        self._exclude_methods = _methods("Rule exclude_methods", exclude_methods) or frozenset()
+        if self._methods is not None and self._methods <= self._exclude_methods:
+            raise ValueError(
+                f"Rule methods {sorted(self._methods)} are all in exclude_methods: "
+                "the rule would match no request"
+            )
+        self.key: KeyFunc = client_address() if key is None else key
+        if not callable(self.key):
+            raise TypeError(f"Rule key must be a callable (RequestInfo) -> key, got {key!r}")
+        self._key_async = _is_async(self.key)
+        if callable(cost):
+            self._cost_fn: Callable[[RequestInfo], int] | None = cost
+            self.cost = 1
+        elif cost.__class__ is int and cost >= 1:
+            self._cost_fn = None
+            self.cost = cost
+        else:
+            raise ValueError(f"Rule cost must be an int >= 1 or a callable, got {cost!r}")
+        self.priority = None if priority is None else _priority("Rule priority", priority)
+        if priority_header is not None and (
+            not isinstance(priority_header, str) or not priority_header.strip()
+        ):
+            raise ValueError(f"Rule priority_header must be a header name, got {priority_header!r}")
+        self._priority_header = (
+            None if priority_header is None else priority_header.lower().encode("latin-1")
+        )
+
+    def matches(self, method: str, path: str, route: str | None = None) -> bool:
+        if self._methods is not None and method not in self._methods:
+            return False
+        if method in self._exclude_methods:
+            return False
+        if self._exclude and self._exclude.matches(path, route):
+            return False
+        return self._paths.matches(path, route)
+
+    async def key_of(self, request: RequestInfo) -> Hashable:
+        value = self.key(request)
+        return await value if self._key_async else value  # type: ignore[no-any-return]
+
+    def cost_of(self, request: RequestInfo) -> int:
+        return self.cost if self._cost_fn is None else self._cost_fn(request)
+
+    def priority_of(self, request: RequestInfo) -> Priority | None:
+        if self._priority_header is not None:
+            value = request.header(self._priority_header)
+            if value is not None:
+                name = value.decode("latin-1").strip().upper()
+                if name in Priority.__members__:
+                    return Priority[name]
+        return self.priority
+
+    def __repr__(self) -> str:
+        names = [limiter.name for limiter in self.limiters]
+        return f"<Rule {names} paths={list(self._paths.templates)} methods={self._methods}>"
+
+
+class Admission(NamedTuple):
+    """The outcome of :meth:`Protection.admit` (see the module docstring)."""
+
+    response: HttpResponse | None
+    headers: RawHeaders
+    guards: tuple[object, ...]
+    priority: Priority | None
+
+
+_NOTHING: tuple[Rule, ...] = ()
+
+
+class Protection:
+    """Rules compiled for one app (see the module docstring)."""
+
+    __slots__ = ("_exempt", "_exempt_methods", "_select", "errors", "renderer", "rules")
+
+    def __init__(
+        self,
+        rules: Rule | Sequence[Rule],
+        *,
+        headers: str = "ietf",
+        exempt_paths: str | Iterable[str] = (),
+        exempt_methods: str | Iterable[str] = (),
+        errors: ErrorMapper | Mapping[type[BaseException], int | ResponseFactory] | None = None,
+    ) -> None:
+        self.rules: tuple[Rule, ...] = (rules,) if isinstance(rules, Rule) else tuple(rules)
+        for i, rule in enumerate(self.rules):
+            if not isinstance(rule, Rule):
+                raise TypeError(f"rules[{i}] must be a Rule, got {rule!r}")
+        self.renderer = HeaderRenderer(headers)
+        names: dict[bytes, RateLimiter[Any]] = {}
+        for rule in self.rules:  # every policy's bytes now, not on the first request
+            for limiter in rule.limiters:
+                name = self.renderer.prepare(limiter).name
+                other = names.setdefault(name, limiter)
+                if other is not limiter and headers != "none":
+                    # Two items of one RateLimit field with one name cannot be told apart.
+                    raise ValueError(
+                        f"two limiters are both named {limiter.name!r}: give each a distinct "
+                        "name= (it is the policy name in the RateLimit headers)"
+                    )
+        self._exempt = _PathSet("exempt_paths", exempt_paths)
+        self._exempt_methods = _methods("exempt_methods", exempt_methods) or frozenset()
+        self.errors = errors if isinstance(errors, ErrorMapper) else ErrorMapper(errors)
+        self._select: dict[tuple[str, str, str | None], tuple[Rule, ...]] = {}
+
+    def select(self, method: str, path: str, route: str | None = None) -> tuple[Rule, ...]:
+        """The rules guarding this request, in order; ``()`` to pass it through."""
+        cache_key = (method, path, route)
+        rules = self._select.get(cache_key)
+        if rules is None:
+            if method in self._exempt_methods or (
+                self._exempt and self._exempt.matches(path, route)
+            ):
+                rules = _NOTHING
+            else:
+                rules = tuple(r for r in self.rules if r.matches(method, path, route))
+            if len(self._select) >= _CACHE_MAX:  # raw paths are unbounded: keep it bounded
+                self._select.clear()
+            self._select[cache_key] = rules
+        return rules
+
+    async def admit(self, request: RequestInfo, rules: Sequence[Rule]) -> Admission:
+        """Decide the limiters of ``rules`` for ``request`` (see the module docstring)."""
+        decisions: list[tuple[RateLimiter[Any], Decision]] = []
+        guards: tuple[object, ...] = ()
+        priority = None
+        for rule in rules:
+            if rule.limiters:
+                key = rule.key(request)
+                if rule._key_async:
+                    key = await key
+                cost = rule.cost if rule._cost_fn is None else rule._cost_fn(request)
+                for limiter in rule.limiters:
+                    if limiter.shared:
+                        if key.__class__ is not str and key.__class__ is not int:
+                            key = repr(key)  # Redis keys are str
+                        decision = await limiter.decide(cost, key=key)
+                    else:
+                        decision = limiter.check(cost, key=key)
+                    decisions.append((limiter, decision))
+                    if not decision.allowed:
+                        return Admission(self._refusal(limiter, decision, decisions), [], (), None)
+            if rule.guards:
+                guards += rule.guards
+            if priority is None:
+                priority = rule.priority_of(request)
+        return Admission(None, self.renderer.render(decisions), guards, priority)
+
+    def _refusal(
+        self,
+        limiter: RateLimiter[Any],
+        decision: Decision,
+        decisions: Sequence[tuple[RateLimiter[Any], Decision]],
+    ) -> HttpResponse:
+        body = self.renderer.prepare(limiter).refusal_body
+        response = HttpResponse(429, [_PROBLEM_JSON, *self.renderer.render(decisions)], body)
+        return _with_retry_after(response, decision.retry_after)
+
+    def error_response(self, exc: BaseException) -> HttpResponse | None:
+        """The response for an error raised by a guard or handler (``None``: not ours)."""
+        return self.errors(exc)

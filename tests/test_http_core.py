@@ -1,0 +1,674 @@
+"""The framework-neutral HTTP core (integrations/_http.py): every algorithm's policy, keys and
+the trusted-proxy walk, header fields parsed with http-sfv, Retry-After, the error mapping and
+problem+json bodies, rule matching and construction errors. Async tests run in virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import math
+from typing import Any
+
+import pytest
+from http_sfv import Item as SfItem
+from http_sfv import List as SfList
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aioresilience import (
+    GCRA,
+    BulkheadFull,
+    CircuitBreakerOpenError,
+    ConcurrencyLimited,
+    Decision,
+    FixedWindowCounter,
+    LeakyBucket,
+    LoadShed,
+    Priority,
+    RateLimited,
+    RateLimiter,
+    RatePolicy,
+    SlidingWindowCounter,
+    SlidingWindowLog,
+    Throttled,
+    TimeoutExceeded,
+    TokenBucket,
+)
+from aioresilience._core.fixed_window import FixedWindowAlgorithm
+from aioresilience._core.gcra import GCRAAlgorithm
+from aioresilience._core.leaky_bucket import LeakyBucketMeter, LeakyBucketShaper
+from aioresilience._core.ratelimit import decide, with_policy_name
+from aioresilience._core.sliding_window_counter import SlidingWindowCounterAlgorithm
+from aioresilience._core.sliding_window_log import SlidingWindowLogAlgorithm
+from aioresilience._core.token_bucket import TokenBucketAlgorithm
+from aioresilience.integrations._http import (
+    HEALTH_PATHS,
+    QUOTA_EXCEEDED,
+    TEMPORARY_REDUCED_CAPACITY,
+    ErrorMapper,
+    HeaderRenderer,
+    HttpResponse,
+    Protection,
+    RequestInfo,
+    Rule,
+    client_address,
+    compose,
+    header_key,
+    retry_after_header,
+    route_key,
+    user_key,
+)
+
+
+def req(
+    path: str = "/",
+    *,
+    method: str = "GET",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    client: tuple[str, int] | None = ("203.0.113.7", 5000),
+    route: str | None = None,
+    user: object = None,
+) -> RequestInfo:
+    return RequestInfo(method, path, headers or [], client, route=route, user=user)
+
+
+def sf_list(value: bytes) -> list[tuple[Any, dict[str, Any]]]:
+    """Parse a structured-field List (raises on anything invalid)."""
+    parsed = SfList()
+    parsed.parse(value)
+    return [(item.value, dict(item.params)) for item in parsed]
+
+
+# -- policies ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "quota", "window"),
+    [
+        (TokenBucketAlgorithm(capacity=10, refill_rate=2.0), 10, 5.0),
+        (LeakyBucketMeter(capacity=8, leak_rate=4.0), 8, 2.0),
+        (LeakyBucketShaper(capacity=6, leak_rate=3.0), 6, 2.0),
+        (GCRAAlgorithm(interval=60 / 100, burst=10), 10, 6.0),  # web.md's example
+        (FixedWindowAlgorithm(limit=100, window=60.0), 100, 60.0),
+        (SlidingWindowLogAlgorithm(limit=5, window=1.0), 5, 1.0),
+        (SlidingWindowCounterAlgorithm(limit=50, window=10.0), 50, 10.0),
+    ],
+)
+def test_every_algorithm_describes_its_policy(algorithm: Any, quota: int, window: float) -> None:
+    policy = algorithm.policy
+    assert isinstance(policy, RatePolicy)
+    assert (policy.quota, policy.unit) == (quota, "requests")
+    assert policy.window == pytest.approx(window)
+    # decide() carries it, and a renamed copy leaves the original as it was.
+    _, decision = decide(algorithm, None, 0.0, 1)
+    assert decision.policy is policy
+    renamed = with_policy_name(algorithm, "mine")
+    assert renamed.policy.name == "mine" and algorithm.policy.name != "mine"
+    assert renamed.reserve(None, 0.0, 1, 0.0)[2]
+
+
+@pytest.mark.parametrize(
+    ("make", "quota", "window"),
+    [
+        (lambda: TokenBucket(capacity=10, refill_rate=2.0, name="tb"), 10, 5.0),
+        (lambda: LeakyBucket(capacity=4, leak_rate=2.0, name="tb"), 4, 2.0),
+        (lambda: GCRA(rate="100/60s", burst=10, name="tb"), 10, 6.0),
+        (lambda: FixedWindowCounter(max_requests=3, window_seconds=60.0, name="tb"), 3, 60.0),
+        (lambda: SlidingWindowLog(max_requests=3, window_seconds=60.0, name="tb"), 3, 60.0),
+        (lambda: SlidingWindowCounter(max_requests=3, window_seconds=60.0, name="tb"), 3, 60.0),
+    ],
+)
+def test_the_limiter_name_is_the_policy_name(make: Any, quota: int, window: float) -> None:
+    limiter = make()
+    assert limiter.policy == RatePolicy("tb", quota, pytest.approx(window))  # type: ignore[arg-type]
+    assert limiter.check().policy is limiter.policy
+    assert limiter.shared is False
+
+
+def test_a_decision_built_without_a_policy_still_works() -> None:
+    assert Decision(True, 1, 0, 0.0, 0.0).policy is None
+
+
+def test_a_custom_algorithm_without_a_policy_renders_its_name_only() -> None:
+    class Plain:
+        max_cost = 5
+        horizon = 1.0
+
+        def reserve(self, state: Any, now: float, cost: int, max_wait: float) -> Any:
+            return state, now, True
+
+        def cancel(self, state: Any, now: float, cost: int, at: float) -> Any:
+            return state
+
+        def inspect(self, state: Any, now: float) -> tuple[int, float]:
+            return 5, 0.0
+
+        def fresh_at(self, state: Any) -> float:
+            return 0.0
+
+    limiter: RateLimiter[Any] = RateLimiter(Plain(), name="plain")
+    assert limiter.policy is None
+    headers = dict(HeaderRenderer("ietf").render([(limiter, limiter.check())]))
+    assert b"ratelimit-policy" not in headers
+    assert sf_list(headers[b"ratelimit"]) == [("plain", {"r": 5, "t": 0})]
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+def test_client_address_without_proxies_ignores_forwarding_headers() -> None:
+    key = client_address()
+    spoofed = [(b"x-forwarded-for", b"1.1.1.1"), (b"forwarded", b"for=2.2.2.2")]
+    assert key(req(headers=spoofed)) == "203.0.113.7"
+    assert key(req(client=None)) == "unknown"
+
+
+def test_rotating_xff_from_an_untrusted_peer_is_no_bypass() -> None:
+    key = client_address(trusted_proxies=["10.0.0.0/8"])
+    keys = {key(req(headers=[(b"x-forwarded-for", f"198.51.100.{i}".encode())])) for i in range(50)}
+    assert keys == {"203.0.113.7"}
+    limiter = TokenBucket(capacity=3, refill_rate=0.001)
+    allowed = [
+        limiter.try_acquire(key=key(req(headers=[(b"x-forwarded-for", f"9.9.9.{i}".encode())])))
+        for i in range(10)
+    ]
+    assert allowed.count(True) == 3
+
+
+def test_trusted_chain_gives_the_right_most_untrusted_hop() -> None:
+    key = client_address(trusted_proxies=["10.0.0.0/8", "192.168.1.1"])
+    # The client wrote "6.6.6.6, 7.7.7.7"; our proxies appended the real peer and themselves.
+    headers = [(b"x-forwarded-for", b"6.6.6.6, 7.7.7.7, 198.51.100.9, 10.1.2.3")]
+    assert key(req(headers=headers, client=("192.168.1.1", 80))) == "198.51.100.9"
+    # Several header lines read as one list, in order.
+    lines = [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"198.51.100.9, 10.0.0.2")]
+    assert key(req(headers=lines, client=("10.0.0.1", 80))) == "198.51.100.9"
+    # No header from a trusted peer: the peer itself; all hops trusted: the left-most.
+    assert key(req(client=("10.0.0.1", 80))) == "10.0.0.1"
+    everyone = [(b"x-forwarded-for", b"10.0.0.5, 10.0.0.6")]
+    assert key(req(headers=everyone, client=("10.0.0.1", 80))) == "10.0.0.5"
+
+
+def test_forwarded_rfc7239() -> None:
+    key = client_address(trusted_proxies="127.0.0.1/32", forwarded="forwarded")
+    value = b'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, for=127.0.0.1'
+    got = key(req(headers=[(b"forwarded", value)], client=("127.0.0.1", 1)))
+    assert got == "2001:db8:cafe::/64"  # IPv6 keyed by its /64
+    v4 = [(b"forwarded", b'for="198.51.100.1:8080";by=127.0.0.1')]
+    assert key(req(headers=v4, client=("127.0.0.1", 1))) == "198.51.100.1"
+    # This key reads Forwarded only: an X-Forwarded-For from the client is ignored.
+    xff = [(b"x-forwarded-for", b"1.1.1.1")]
+    assert key(req(headers=xff, client=("127.0.0.1", 1))) == "127.0.0.1"
+    # An obfuscated identifier set by the trusted proxy names the client.
+    hidden = [(b"forwarded", b"for=_hidden")]
+    assert key(req(headers=hidden, client=("127.0.0.1", 1))) == "_hidden"
+
+
+def test_ipv6_prefix() -> None:
+    assert client_address()(req(client=("2001:db8:1:2:3:4:5:6", 1))) == "2001:db8:1:2::/64"
+    exact = client_address(ipv6_prefix=128)
+    assert exact(req(client=("2001:db8::1", 1))) == "2001:db8::1"
+    assert client_address()(req(client=("::ffff:192.0.2.1", 1))) == "192.0.2.1"
+
+
+@pytest.mark.parametrize(
+    ("cidr", "message"),
+    [
+        ("10.0.0.0/33", "'10.0.0.0/33' is not an IP address or CIDR"),
+        ("not-an-ip", "'not-an-ip' is not an IP address"),
+        ("10.0.0.1/8", "did you mean '10.0.0.0/8'"),
+    ],
+)
+def test_a_malformed_cidr_names_itself(cidr: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        client_address(trusted_proxies=["127.0.0.1", cidr])
+    with pytest.raises(ValueError, match=r"trusted_proxies\[1\]"):
+        client_address(trusted_proxies=["127.0.0.1", cidr])
+
+
+def test_key_construction_errors() -> None:
+    with pytest.raises(ValueError, match="forwarded must be"):
+        client_address(forwarded="x-real-ip")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ipv6_prefix"):
+        client_address(ipv6_prefix=0)
+    with pytest.raises(TypeError, match="CIDR string"):
+        client_address(trusted_proxies=[10])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="header name"):
+        header_key("")
+    with pytest.raises(TypeError, match="at least two"):
+        compose(route_key())
+
+
+def test_header_user_route_and_composed_keys() -> None:
+    api = header_key("X-API-Key")
+    assert api(req(headers=[(b"x-api-key", b"k-1")])) == "k-1"
+    assert api(req()) == "203.0.113.7"  # the fallback
+
+    class User:
+        is_authenticated = True
+        identity = "alice"
+
+    class Anonymous:
+        is_authenticated = False
+
+    users = user_key()
+    assert users(req(user=User())) == "alice"
+    assert users(req(user=Anonymous())) == "203.0.113.7"
+    assert route_key()(req("/items/7", method="POST", route="/items/{id}")) == "POST /items/{id}"
+    both = compose(client_address(), route_key())
+    assert both(req("/a")) == ("203.0.113.7", "GET /a")
+
+
+async def test_async_keys_compose_and_are_awaited() -> None:
+    async def tenant(request: RequestInfo) -> str:
+        await asyncio.sleep(0)
+        return "t-1"
+
+    key = compose(tenant, client_address())
+    assert await key(req()) == ("t-1", "203.0.113.7")
+    limiter = TokenBucket(capacity=1, refill_rate=0.001)
+    protection = Protection(Rule(limiter, key=key))
+    first = await protection.admit(req(), protection.select("GET", "/"))
+    second = await protection.admit(req(), protection.select("GET", "/"))
+    assert first.response is None and second.response is not None
+    assert limiter.remaining(("t-1", "203.0.113.7")) == 0
+
+
+# -- headers ----------------------------------------------------------------------------------
+
+
+def test_ietf_fields_are_valid_structured_field_lists() -> None:
+    per_ip = TokenBucket(capacity=10, refill_rate=2.0, name="per-ip")
+    daily = FixedWindowCounter(max_requests=1000, window_seconds=86400.0, name='da"ily\\')
+    renderer = HeaderRenderer("ietf")
+    decisions = [(per_ip, per_ip.check()), (daily, daily.check(cost=3))]
+    headers = renderer.render(decisions)
+    names = [name for name, _ in headers]
+    assert names == [b"ratelimit-policy", b"ratelimit"]  # one field each, merged
+    fields = dict(headers)
+    assert sf_list(fields[b"ratelimit-policy"]) == [
+        ("per-ip", {"q": 10, "w": 5}),
+        ('da"ily\\', {"q": 1000, "w": 86400}),
+    ]
+    ratelimit = sf_list(fields[b"ratelimit"])
+    assert [name for name, _ in ratelimit] == ["per-ip", 'da"ily\\']
+    assert ratelimit[0][1] == {"r": 9, "t": 1}
+    assert ratelimit[1][1]["r"] == 997 and 0 < ratelimit[1][1]["t"] <= 86400
+    # The policy bytes are built once per limiter.
+    assert renderer.prepare(per_ip) is renderer.prepare(per_ip)
+
+
+def test_legacy_and_both_styles() -> None:
+    limiter = SlidingWindowLog(max_requests=5, window_seconds=30.0, name="w")
+    legacy = dict(HeaderRenderer("legacy").render([(limiter, limiter.check(cost=2))]))
+    assert legacy == {
+        b"x-ratelimit-limit": b"5",
+        b"x-ratelimit-remaining": b"3",
+        b"x-ratelimit-reset": b"30",  # delta seconds, not an epoch
+    }
+    both = dict(HeaderRenderer("both").render([(limiter, limiter.check())]))
+    assert set(both) == {
+        b"ratelimit-policy",
+        b"ratelimit",
+        b"x-ratelimit-limit",
+        b"x-ratelimit-remaining",
+        b"x-ratelimit-reset",
+    }
+    assert HeaderRenderer("none").render([(limiter, limiter.check())]) == []
+    # Every field is valid structured-field syntax too: the legacy trio as Integers.
+    for name in (b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset"):
+        item = SfItem()
+        item.parse(both[name])
+        assert isinstance(item.value, int) and item.value >= 0
+
+
+def test_legacy_reports_the_most_restrictive_limit() -> None:
+    wide = FixedWindowCounter(max_requests=100, window_seconds=60.0, name="wide")
+    narrow = FixedWindowCounter(max_requests=2, window_seconds=1.0, name="narrow")
+    fields = dict(HeaderRenderer("legacy").render([(wide, wide.check()), (narrow, narrow.check())]))
+    assert fields[b"x-ratelimit-limit"] == b"2" and fields[b"x-ratelimit-remaining"] == b"1"
+
+
+def test_unknown_header_style_fails_naming_it() -> None:
+    with pytest.raises(ValueError, match="'IETF'"):
+        HeaderRenderer("IETF")
+    with pytest.raises(ValueError, match="'rfc'"):
+        Protection(Rule(TokenBucket(capacity=1, refill_rate=1.0)), headers="rfc")
+
+
+def test_policy_names_must_be_printable_ascii() -> None:
+    limiter = TokenBucket(capacity=1, refill_rate=1.0, name="débit")
+    with pytest.raises(ValueError, match="printable ASCII"):
+        HeaderRenderer().prepare(limiter)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(0.2, b"1"), (1.0, b"1"), (1.000001, b"2"), (59.5, b"60"), (0.0, b"0")],
+)
+def test_retry_after_rounds_up(seconds: float, expected: bytes) -> None:
+    assert retry_after_header(seconds) == (b"retry-after", expected)
+    item = SfItem()
+    item.parse(expected)  # delay-seconds is also a valid sf-integer
+    assert item.value == int(expected)
+
+
+@pytest.mark.parametrize("seconds", [None, math.inf, math.nan, -1.0])
+def test_retry_after_is_omitted_when_unknown_or_infinite(seconds: float | None) -> None:
+    assert retry_after_header(seconds) is None
+
+
+# -- admission --------------------------------------------------------------------------------
+
+
+async def test_admission_headers_on_success_and_refusal() -> None:
+    limiter = TokenBucket(capacity=2, refill_rate=0.5, name="per-ip")
+    protection = Protection(Rule(limiter), headers="ietf")
+    rules = protection.select("GET", "/x")
+    for remaining in (1, 0):
+        admitted = await protection.admit(req("/x"), rules)
+        assert admitted.response is None
+        fields = dict(admitted.headers)
+        assert b"retry-after" not in fields  # never on a success
+        assert sf_list(fields[b"ratelimit"])[0][1]["r"] == remaining
+    refused = await protection.admit(req("/x"), rules)
+    assert refused.response is not None
+    status, headers, body = refused.response
+    fields = dict(headers)
+    assert status == 429
+    assert fields[b"content-type"] == b"application/problem+json"
+    assert fields[b"retry-after"] == b"2"  # 1 token at 0.5/s
+    assert sf_list(fields[b"ratelimit-policy"]) == [("per-ip", {"q": 2, "w": 4})]
+    assert sf_list(fields[b"ratelimit"]) == [("per-ip", {"r": 0, "t": 4})]
+    problem = json.loads(body)
+    assert problem["type"] == QUOTA_EXCEEDED and problem["status"] == 429
+    assert problem["violated-policies"] == ["per-ip"]
+    await asyncio.sleep(2.0)  # virtual time: the retry-after was honest
+    assert (await protection.admit(req("/x"), rules)).response is None
+
+
+async def test_one_limit_per_client_across_routes_by_default() -> None:
+    limiter = FixedWindowCounter(max_requests=2, window_seconds=60.0)
+    protection = Protection(Rule(limiter))
+    outcomes = []
+    for path in ("/a", "/b", "/c"):
+        admission = await protection.admit(req(path), protection.select("GET", path))
+        outcomes.append(admission.response is None)
+    assert outcomes == [True, True, False]
+    other = req("/a", client=("198.51.100.1", 1))
+    assert (await protection.admit(other, protection.select("GET", "/a"))).response is None
+
+
+async def test_cost_priority_and_guards_of_the_rules() -> None:
+    limiter = FixedWindowCounter(max_requests=20, window_seconds=60.0)
+    marker = object()
+    protection = Protection(
+        [
+            Rule(limiter, paths="/upload", cost=lambda r: 4),
+            Rule(guards=[marker], paths="/{p:path}", priority="sheddable", priority_header="X-P"),
+        ]
+    )
+    rules = protection.select("POST", "/upload")
+    admission = await protection.admit(req("/upload", method="POST"), rules)
+    assert limiter.remaining("203.0.113.7") == 16
+    assert admission.guards == (marker,)
+    assert admission.priority is Priority.SHEDDABLE
+    critical = req("/upload", method="POST", headers=[(b"x-p", b"critical")])
+    assert (await protection.admit(critical, rules)).priority is Priority.CRITICAL
+    bogus = req("/upload", method="POST", headers=[(b"x-p", b"urgent")])
+    assert (await protection.admit(bogus, rules)).priority is Priority.SHEDDABLE
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def _fields(response: HttpResponse | None) -> tuple[int, dict[bytes, bytes], dict[str, Any]]:
+    assert response is not None
+    return response.status, dict(response.headers), json.loads(response.body)
+
+
+def test_rate_limited_maps_to_429_quota_exceeded() -> None:
+    error = RateLimited("x", retry_after=2.5, limiter="per-ip", key="k")
+    status, headers, body = _fields(ErrorMapper()(error))
+    assert status == 429 and headers[b"retry-after"] == b"3"
+    assert headers[b"content-type"] == b"application/problem+json"
+    assert body["type"] == QUOTA_EXCEEDED and body["violated-policies"] == ["per-ip"]
+    assert "k" not in json.dumps(body)  # the key is never echoed
+
+
+@pytest.mark.parametrize(
+    ("error", "retry_after"),
+    [
+        (CircuitBreakerOpenError("o", retry_after=4.2, breaker="b", state="open"), b"5"),
+        (CircuitBreakerOpenError("o", retry_after=math.inf, breaker="b", state="open"), None),
+        (BulkheadFull("f", retry_after=None), None),
+        (BulkheadFull("f", retry_after=0.3), b"1"),
+        (LoadShed("s"), None),
+        (Throttled("t", retry_after=1.0), b"1"),
+        (ConcurrencyLimited("c"), None),
+    ],
+)
+def test_capacity_refusals_map_to_503(error: Exception, retry_after: bytes | None) -> None:
+    status, headers, body = _fields(ErrorMapper()(error))
+    assert status == 503 and headers.get(b"retry-after") == retry_after
+    assert body["type"] == TEMPORARY_REDUCED_CAPACITY and body["status"] == 503
+
+
+def test_timeout_maps_to_504_and_other_errors_are_not_ours() -> None:
+    status, headers, body = _fields(ErrorMapper()(TimeoutExceeded("t", seconds=1.0)))
+    assert status == 504 and b"retry-after" not in headers and body["status"] == 504
+    assert ErrorMapper()(ValueError("boom")) is None
+    assert ErrorMapper()(TimeoutError()) is None  # not one of ours
+
+
+def test_overrides_most_specific_class_wins() -> None:
+    def teapot(exc: BaseException) -> HttpResponse:
+        return HttpResponse(418, [], b"short and stout")
+
+    mapper = ErrorMapper({LoadShed: teapot, CircuitBreakerOpenError: 502, ValueError: 400})
+    assert mapper(LoadShed("s")) == HttpResponse(418, [], b"short and stout")
+    status, headers, _ = _fields(
+        mapper(CircuitBreakerOpenError("o", retry_after=1.0, breaker="b", state="open"))
+    )
+    assert status == 502 and b"retry-after" not in headers
+    assert _fields(mapper(ValueError()))[0] == 400
+    assert _fields(mapper(BulkheadFull("f")))[0] == 503  # untouched defaults stay
+    assert _fields(mapper(RateLimited("x", retry_after=1, limiter="l")))[0] == 429
+
+
+def test_error_mapper_construction_errors() -> None:
+    with pytest.raises(TypeError, match="exception types"):
+        ErrorMapper({"RateLimited": 429})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match=r"errors\[LoadShed\].*400..599"):
+        ErrorMapper({LoadShed: 200})
+    with pytest.raises(TypeError, match=r"errors\[LoadShed\]"):
+        ErrorMapper({LoadShed: "503"})  # type: ignore[dict-item]
+
+
+# -- rules ------------------------------------------------------------------------------------
+
+
+def test_rule_matching() -> None:
+    limiter = TokenBucket(capacity=1, refill_rate=1.0)
+    rule = Rule(
+        limiter,
+        paths=["/items/{id}", "/api/{rest:path}", "/exact"],
+        methods=["get", "POST"],
+        exclude_paths="/api/internal/{rest:path}",
+        exclude_methods="POST",
+    )
+    assert rule.matches("GET", "/items/7")
+    assert not rule.matches("GET", "/items/7/parts")  # {id} is one segment
+    assert rule.matches("GET", "/api/v1/x/y")
+    assert rule.matches("GET", "/exact") and not rule.matches("GET", "/exactly")
+    assert not rule.matches("POST", "/exact")  # excluded method
+    assert not rule.matches("DELETE", "/exact")  # not in methods
+    assert not rule.matches("GET", "/api/internal/z")
+    # The route template, when the framework knows it, matches as itself.
+    assert rule.matches("GET", "/items/%7B", route="/items/{id}")
+
+
+def test_exempt_paths_and_methods() -> None:
+    limiter = TokenBucket(capacity=1, refill_rate=1.0)
+    protection = Protection(Rule(limiter), exempt_paths=HEALTH_PATHS, exempt_methods=["OPTIONS"])
+    assert protection.select("GET", "/metrics") == ()
+    assert protection.select("GET", "/healthz") == ()
+    assert protection.select("OPTIONS", "/x") == ()
+    assert len(protection.select("GET", "/x")) == 1
+    assert protection.select("GET", "/x") is protection.select("GET", "/x")  # cached
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"methods": []}, ValueError, "methods is empty"),
+        ({"paths": []}, ValueError, "paths is empty"),
+        ({"methods": ["GET"], "exclude_methods": ["GET"]}, ValueError, "all in exclude"),
+        ({"paths": "items"}, ValueError, "starting with '/'"),
+        ({"paths": "/items/{id"}, ValueError, "malformed parameter in '/items/{id'"),
+        ({"paths": "/items/{id:slug}"}, ValueError, "unknown converter 'slug'"),
+        ({"methods": ["GE T"]}, ValueError, "'GE T' is not an HTTP method"),
+        ({"priority": "urgent"}, ValueError, "no priority 'urgent'"),
+        ({"priority": 3}, ValueError, "no priority 3"),
+        ({"key": "client"}, TypeError, "key must be a callable"),
+        ({"cost": 0}, ValueError, "cost must be"),
+        ({"priority_header": ""}, ValueError, "priority_header"),
+    ],
+)
+def test_rule_construction_errors_name_the_problem(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        Rule(TokenBucket(capacity=1, refill_rate=1.0), **options)
+
+
+def test_rule_needs_something_to_apply() -> None:
+    with pytest.raises(ValueError, match="protects nothing"):
+        Rule()
+    with pytest.raises(TypeError, match=r"limiters\[0\]"):
+        Rule(["not a limiter"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"rules\[0\]"):
+        Protection(["rule"])  # type: ignore[list-item]
+
+
+@given(
+    hops=st.lists(st.ip_addresses().map(str), min_size=1, max_size=6),
+    untrusted_peer=st.booleans(),
+)
+def test_forwarding_headers_never_choose_the_key_of_an_untrusted_peer(
+    hops: list[str], untrusted_peer: bool
+) -> None:
+    """Whatever the client writes: from an untrusted peer the key is the peer; through a
+    trusted proxy it is the right-most hop outside the trusted networks (or the left-most)."""
+    trusted = "10.0.0.0/8"
+    key = client_address(trusted_proxies=[trusted], ipv6_prefix=128)
+    peer = ("203.0.113.5", 1) if untrusted_peer else ("10.9.9.9", 1)
+    headers = [(b"x-forwarded-for", ", ".join(hops).encode())]
+    got = key(req(headers=headers, client=peer))
+    if untrusted_peer:
+        assert got == "203.0.113.5"
+        return
+    network = ipaddress.ip_network(trusted)
+    normal = [ipaddress.ip_address(h) for h in hops]
+    outside = [a for a in normal if a not in network]
+    expected = outside[-1] if outside else normal[0]
+    if expected.version == 6 and expected.ipv4_mapped is not None:
+        expected = expected.ipv4_mapped
+    assert got == str(expected)
+
+
+def test_bad_policy_names_fail_at_start_up() -> None:
+    with pytest.raises(ValueError, match="printable ASCII"):
+        Protection(Rule(TokenBucket(capacity=1, refill_rate=1.0, name="débit")))
+    twins = [TokenBucket(capacity=1, refill_rate=1.0) for _ in range(2)]
+    with pytest.raises(ValueError, match="both named 'TokenBucket'"):
+        Protection([Rule(twins[0]), Rule(twins[1], paths="/api/{p:path}")])
+    # One limiter in two rules is one policy, not a clash.
+    Protection([Rule(twins[0], paths="/a"), Rule(twins[0], paths="/b")])
+
+
+async def test_a_refusal_by_the_second_limiter_reports_both() -> None:
+    per_ip = FixedWindowCounter(max_requests=100, window_seconds=60.0, name="per-ip")
+    per_key = FixedWindowCounter(max_requests=1, window_seconds=60.0, name="per-key")
+    protection = Protection(
+        [Rule(per_ip), Rule(per_key, key=header_key("x-api-key"))], headers="both"
+    )
+    info = req("/x", headers=[(b"x-api-key", b"k")])
+    rules = protection.select("GET", "/x")
+    assert (await protection.admit(info, rules)).response is None
+    refused = (await protection.admit(info, rules)).response
+    assert refused is not None
+    fields = dict(refused.headers)
+    assert [n for n, _ in sf_list(fields[b"ratelimit-policy"])] == ["per-ip", "per-key"]
+    assert sf_list(fields[b"ratelimit"]) == [
+        ("per-ip", {"r": 98, "t": sf_list(fields[b"ratelimit"])[0][1]["t"]}),
+        ("per-key", {"r": 0, "t": sf_list(fields[b"ratelimit"])[1][1]["t"]}),
+    ]
+    assert fields[b"x-ratelimit-remaining"] == b"0"  # the most restrictive
+    assert json.loads(refused.body)["violated-policies"] == ["per-key"]
+    assert 1 <= int(fields[b"retry-after"]) <= 60
+    assert [n for n, _ in refused.headers].count(b"ratelimit") == 1  # merged, not repeated
+
+
+async def test_the_api_is_enough_for_a_pure_asgi_adapter() -> None:
+    """The flow the module docstring gives the adapters, as a dozen lines of bare ASGI: the
+    headers land on a success, a refusal is sent whole, an error of ours is mapped."""
+    limiter = FixedWindowCounter(max_requests=1, window_seconds=60.0, name="per-ip")
+    protection = Protection(Rule(limiter), exempt_paths=HEALTH_PATHS)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/boom":
+            raise LoadShed("shed")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        rules = protection.select(scope["method"], scope["path"])
+        if not rules:
+            return await app(scope, receive, send)
+        info = RequestInfo(scope["method"], scope["path"], scope["headers"], scope["client"])
+        admission = await protection.admit(info, rules)
+        if admission.response is not None:
+            return await send_whole(send, admission.response)
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], *admission.headers]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_headers)
+        except Exception as error:
+            response = protection.error_response(error)
+            if response is None:
+                raise
+            await send_whole(send, response)
+
+    async def send_whole(send: Any, response: HttpResponse) -> None:
+        start = {"type": "http.response.start", "status": response.status}
+        await send({**start, "headers": response.headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def call(path: str, client: str = "192.0.2.1") -> tuple[int, dict[bytes, bytes]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "headers": [],
+            "client": (client, 1),
+        }
+        await middleware(scope, None, send)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    status, headers = await call("/")
+    assert status == 200 and b"ratelimit" in headers and b"retry-after" not in headers
+    status, headers = await call("/")
+    assert status == 429 and 1 <= int(headers[b"retry-after"]) <= 60
+    assert (await call("/metrics"))[0] == 200  # exempt
+    assert (await call("/boom", client="192.0.2.2"))[0] == 503

@@ -1,0 +1,45 @@
+"""The HTTP core over a limiter on Redis: the same admission, through ``await decide()``, with
+the same headers (the policy comes from the limiter, not from the store's decisions). Real time
+(the server's clock decides), long windows so time does not matter."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from http_sfv import List as SfList
+
+from aioresilience import FixedWindowCounter
+from aioresilience.integrations._http import Protection, RequestInfo, Rule, compose, route_key
+from aioresilience.stores.redis import RedisStore
+from aioresilience.testing import RedisServer
+
+
+@pytest.mark.real_time
+async def test_a_shared_limiter_is_decided_remotely_with_the_same_headers(
+    redis_server: RedisServer,
+) -> None:
+    store = RedisStore(
+        redis_server.url, prefix=f"http-{uuid.uuid4().hex}", timeout=2.0, on_failure="deny"
+    )
+    try:
+        limiter = FixedWindowCounter(
+            max_requests=2, window_seconds=3600.0, name="shared", store=store
+        )
+        assert limiter.shared is True
+        assert (await limiter.decide(key="probe")).policy == limiter.policy  # as in process
+        # A tuple key (composed) becomes a str for Redis.
+        protection = Protection(Rule(limiter, key=compose(route_key(), route_key())))
+        info = RequestInfo("GET", "/x", [], ("192.0.2.1", 1))
+        rules = protection.select("GET", "/x")
+        outcomes = [await protection.admit(info, rules) for _ in range(3)]
+        assert [a.response is None for a in outcomes] == [True, True, False]
+        fields = dict(outcomes[0].headers)
+        policy = SfList()
+        policy.parse(fields[b"ratelimit-policy"])
+        assert [(i.value, dict(i.params)) for i in policy] == [("shared", {"q": 2, "w": 3600})]
+        refusal = outcomes[2].response
+        assert refusal is not None and refusal.status == 429
+        assert int(dict(refusal.headers)[b"retry-after"]) >= 1
+    finally:
+        await store.aclose()
