@@ -15,21 +15,21 @@ from callbacks through :func:`current_context`.
 from __future__ import annotations
 
 import contextvars
+import difflib
 import functools
 import operator
 import random
 import types
 import warnings
-import difflib
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack
 
 from ._adaptive import AdaptiveLimiter, LimitAlgorithm
 from ._breaker import CircuitBreaker, CircuitStateChanged
-from ._core.backoff import Backoff as BreakBackoff
 from ._bulkhead import Bulkhead
 from ._chaos import ChaosFault, chaos_latency_range, chaos_strategy
+from ._core.backoff import Backoff as BreakBackoff
 from ._fallback import Fallback, FallbackStrategy, FallbackUsed
 from ._hedging import Hedge, HedgeStrategy
 from ._ratelimit import RateLimiter, RateLimitStrategy, TokenBucket
