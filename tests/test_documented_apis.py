@@ -16,15 +16,15 @@ The package's source is read as ASTs (never imported for this), every ``.py`` un
 - a private attribute of an object obtained from asyncio: a loop, task, future or handle
   (``get_running_loop()._x``, ``task._x``, ``x.get_loop()._x``, ``loop._thread_id``;
   ``self._x`` in a subclass of an asyncio class, or such a subclass overriding a private
-  method), read, written or named in
-  ``getattr``/``setattr``/``hasattr``/``delattr`` with a literal string. "Obtained from
+  method), read, written or named in ``getattr``/``setattr``/``hasattr``/``delattr`` with a
+  literal string. "Obtained from
   asyncio": what asyncio's functions and a loop's factory methods return, a name bound to
   that, and a variable or attribute named like one (``loop``, ``task``, ``future``, ``fut``,
-  ``waiter``, ``handle``), unless the function binds it to something else. The private names
-  of asyncio itself (its source and its classes' attributes) are always findings on such an
-  object; another private name is one unless the package defines it itself (a subclass's
-  own state: the virtual-time loop's ``_vt_*``);
-- ``asyncio.Future(loop=...)`` with a ``loop`` that is not a loop (a stand-in object).
+  ``waiter``, ``handle``, or ending in ``_loop``, ``_task``...), unless the function binds it
+  to something else. The private names of asyncio itself (its source and its classes'
+  attributes) are always findings on such an object; another private name is one unless the
+  package defines it itself (a subclass's own state: the virtual-time loop's ``_vt_*``);
+- ``asyncio.Future(loop=...)`` with a ``loop`` that is not a loop (a stand-in object);
 - loading ``_asyncio`` or a private asyncio module by name (``importlib.import_module``,
   ``__import__``, ``sys.modules[...]``).
 
@@ -88,9 +88,7 @@ LOOP_METHODS_MAKING = frozenset(
 )
 # A variable or attribute named like this holds a loop, task, future or handle (unless the
 # function binds it to something else).
-ASYNCIO_LIKE_NAME = re.compile(
-    r"^_*(event_loop|running_loop|loop|task|current_task|future|fut|waiter|handle|timer_handle)$"
-)
+ASYNCIO_LIKE_NAME = re.compile(r"^(\w*_)?(loop|task|future|fut|waiter|handle)$")
 ATTRIBUTE_FUNCTIONS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
 
 
@@ -483,6 +481,7 @@ CAUGHT = {
         "from asyncio import current_task\ndef f():\n    t = current_task()\n    t._coro\n"
     ),
     "loop._thread_id": "def f(loop):\n    return loop._thread_id\n",
+    "last_loop._thread_id": "def f(last_loop):\n    return last_loop._thread_id\n",
     "task._x": "def f(task):\n    return task._fut_waiter\n",
     "get_loop()._x": "def f(x):\n    return x.get_loop()._scheduled\n",
     "self._loop._x": ("class A:\n    def f(self):\n        return self._loop._selector\n"),
