@@ -15,23 +15,25 @@ from callbacks through :func:`current_context`.
 from __future__ import annotations
 
 import contextvars
+import difflib
 import functools
 import operator
 import random
 import types
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack
 
-from ._adaptive import AdaptiveLimiter
-from ._breaker import CircuitBreaker
+from ._adaptive import AdaptiveLimiter, LimitAlgorithm
+from ._breaker import CircuitBreaker, CircuitStateChanged
 from ._bulkhead import Bulkhead
 from ._chaos import ChaosFault, chaos_latency_range, chaos_strategy
-from ._fallback import Fallback, FallbackStrategy
+from ._core.backoff import Backoff as BreakBackoff
+from ._fallback import Fallback, FallbackStrategy, FallbackUsed
 from ._hedging import Hedge, HedgeStrategy
 from ._ratelimit import RateLimiter, RateLimitStrategy, TokenBucket
-from ._retry import Retry, RetryBudget, RetryStrategy
+from ._retry import Retry, RetryBudget, RetryState, RetryStrategy
 from ._shedding import LoadShedder, LoadShedStrategy, Priority
 from ._support.clock import Clock, clock_option
 from ._support.compose import (
@@ -48,10 +50,12 @@ from ._support.events import (
     Severity,
 )
 from ._support.listeners import Listeners
-from ._support.predicates import is_async_callable, require_async, wraps
+from ._support.predicates import ExceptionFilter, is_async_callable, require_async, wraps
 from ._support.rerun import timed
+from ._support.schedules import Backoff
 from ._support.validation import text
 from ._timeout import TimeoutStrategy
+from .abc import BreakerStore, LimiterStore
 
 __all__ = [
     "Outcome",
@@ -298,9 +302,117 @@ class Pipeline:
 
 # -- the builder ------------------------------------------------------------------------------
 
+# The options each builder method passes on to a primitive's constructor, as TypedDicts for
+# ``**options: Unpack[...]`` (PEP 692): a misspelt or mistyped option is a type-checking error
+# (``.retry(atempts=3)``), and the defaults stay in one place, the constructor. Each lists
+# exactly the constructor's keyword parameters (tests/test_pipeline_options.py checks that).
+
+
+class TokenBucketOptions(TypedDict, total=False):
+    """``.rate_limit(**options)``: a new :class:`TokenBucket`."""
+
+    capacity: int | None
+    refill_rate: float | str | None
+    rate: str | None
+    name: str | None
+    max_wait: float | None
+    max_keys: int
+    store: LimiterStore | None
+    clock: Clock | None
+
+
+class RetryOptions(TypedDict, total=False):
+    """``.retry(**options)``: a new :class:`Retry`."""
+
+    attempts: int | None
+    backoff: Backoff | None
+    max_elapsed: float | None
+    deadline: float | None
+    retry_on: ExceptionFilter
+    retry_on_result: Callable[[Any], bool] | None
+    retry_rejections: bool
+    retry_after: Callable[[Any], float | None] | None
+    max_retry_after: float
+    before_sleep: Callable[[RetryState], Any] | None
+    on_give_up: Callable[[RetryState], Any] | None
+    budget: RetryBudget | None
+    seed: int | None
+    name: str | None
+    clock: Clock | None
+
+
+class CircuitBreakerOptions(TypedDict, total=False):
+    """``.circuit_breaker(**options)``: a new :class:`CircuitBreaker`."""
+
+    name: str | None
+    failure_threshold: int | None
+    failure_rate_threshold: float | None
+    slow_call_rate_threshold: float | None
+    slow_call_duration: float | None
+    window: Literal["count", "time"]
+    window_size: float
+    minimum_calls: int
+    break_duration: float | BreakBackoff | None
+    half_open_max_calls: int
+    half_open_max_duration: float
+    record: ExceptionFilter
+    ignore: ExceptionFilter
+    failure_result: Callable[[Any], bool] | None
+    on_state_change: Iterable[Callable[[CircuitStateChanged], Any]]
+    seed: int | None
+    store: BreakerStore | None
+    recovery_timeout: float | None
+    clock: Clock | None
+
+
+class BulkheadOptions(TypedDict, total=False):
+    """``.bulkhead(**options)``: a new :class:`Bulkhead`."""
+
+    max_concurrent: int
+    max_queue: int
+    max_wait: float | None
+    name: str | None
+    clock: Clock | None
+
+
+class FallbackOptions(TypedDict, total=False):
+    """``.fallback(*handlers, **options)``: a new :class:`Fallback`."""
+
+    on: ExceptionFilter
+    on_result: Callable[[Any], bool] | None
+    on_fallback: Callable[[FallbackUsed], Any] | None
+    name: str | None
+
+
+class AdaptiveLimiterOptions(TypedDict, total=False):
+    """``.adaptive_limit(**options)``: a new :class:`AdaptiveLimiter`."""
+
+    algorithm: LimitAlgorithm | None
+    initial_limit: int
+    min_limit: int
+    max_limit: int
+    sample_window: float
+    min_samples: int
+    name: str | None
+    clock: Clock | None
+
+
+def _known_options(method: str, options: Mapping[str, Any], kind: type[Any]) -> None:
+    """At run time (no type checker at hand), a misspelt option fails here, naming the method,
+    the option, the closest valid one and all of them, before any primitive is built."""
+    known: frozenset[str] = kind.__optional_keys__
+    for option in options:
+        if option not in known:
+            close = difflib.get_close_matches(option, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(
+                f"{method}() got an unexpected keyword argument {option!r}{hint}; "
+                f"its options: {', '.join(sorted(known))}"
+            )
+
 
 def _given_or_built(
-    name: str, given: Any, kind: type[T], build: Callable[..., T], options: dict[str, Any]
+    name: str, given: Any, kind: type[T], build: Callable[..., T], options: Mapping[str, Any]
 ) -> T:
     """A builder method's primitive: the one ``given`` (shared with other code), or a new one
     built from ``options`` — not both."""
@@ -335,11 +447,15 @@ class PipelineBuilder:
         self._strategies: list[Strategy] = []
         self._built = False
 
-    def _clock_into(self, options: dict[str, Any]) -> dict[str, Any]:
-        """``options`` with the builder's clock as ``clock=``, unless they name one."""
+    def _defaults(self, options: Mapping[str, Any], *, seed: bool = False) -> dict[str, Any]:
+        """``options`` with the builder's clock as ``clock=`` (and its seed as ``seed=``),
+        unless they name one."""
+        built = dict(options)
         if self.clock is not None:
-            options.setdefault("clock", self.clock)
-        return options
+            built.setdefault("clock", self.clock)
+        if seed:
+            built.setdefault("seed", self.seed)
+        return built
 
     def _add(self, strategy: Strategy) -> PipelineBuilder:
         if self._built:
@@ -356,44 +472,55 @@ class PipelineBuilder:
         *,
         key: Callable[[ResilienceContext], Hashable] | None = None,
         cost: int = 1,
-        **options: Any,
+        **options: Unpack[TokenBucketOptions],
     ) -> PipelineBuilder:
         """An existing limiter, or ``rate="100/s"`` (and TokenBucket options) for a new one.
         ``key(context)`` picks the key per call."""
-        if limiter is None and options:
-            self._clock_into(options)
-        limiter = _given_or_built("limiter", limiter, RateLimiter, TokenBucket, options)
+        _known_options("rate_limit", options, TokenBucketOptions)
+        built = self._defaults(options) if limiter is None and options else options
+        limiter = _given_or_built("limiter", limiter, RateLimiter, TokenBucket, built)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the context, got {key!r}")
         return self._add(RateLimitStrategy(limiter, key, cost))
 
-    def retry(self, policy: Retry | None = None, **options: Any) -> PipelineBuilder:
-        if policy is None:
-            options.setdefault("seed", self.seed)
-            self._clock_into(options)
-        policy = _given_or_built("policy", policy, Retry, Retry, options)
+    def retry(
+        self, policy: Retry | None = None, **options: Unpack[RetryOptions]
+    ) -> PipelineBuilder:
+        """An existing :class:`Retry`, or :class:`Retry` options for a new one (the
+        builder's seed and clock unless given)."""
+        _known_options("retry", options, RetryOptions)
+        built = self._defaults(options, seed=True) if policy is None else options
+        policy = _given_or_built("policy", policy, Retry, Retry, built)
         return self._add(RetryStrategy(policy))
 
     def circuit_breaker(
-        self, breaker: CircuitBreaker | None = None, **options: Any
+        self, breaker: CircuitBreaker | None = None, **options: Unpack[CircuitBreakerOptions]
     ) -> PipelineBuilder:
-        if breaker is None:
-            options.setdefault("seed", self.seed)
-            self._clock_into(options)
-        breaker = _given_or_built("breaker", breaker, CircuitBreaker, CircuitBreaker, options)
+        """An existing :class:`CircuitBreaker` (shared), or options for a new one (the
+        builder's seed and clock unless given)."""
+        _known_options("circuit_breaker", options, CircuitBreakerOptions)
+        built = self._defaults(options, seed=True) if breaker is None else options
+        breaker = _given_or_built("breaker", breaker, CircuitBreaker, CircuitBreaker, built)
         return self._add(GuardStrategy("circuit_breaker", breaker))
 
-    def bulkhead(self, bulkhead: Bulkhead | int | None = None, **options: Any) -> PipelineBuilder:
+    def bulkhead(
+        self, bulkhead: Bulkhead | int | None = None, **options: Unpack[BulkheadOptions]
+    ) -> PipelineBuilder:
+        """An existing :class:`Bulkhead`, or its size (or ``max_concurrent=``) and options."""
+        _known_options("bulkhead", options, BulkheadOptions)
         if not isinstance(bulkhead, Bulkhead):
-            size = bulkhead if bulkhead is not None else options.pop("max_concurrent", None)
+            built = self._defaults(options)
+            size = bulkhead if bulkhead is not None else built.pop("max_concurrent", None)
             if size is None:
                 raise TypeError("bulkhead() needs a Bulkhead or max_concurrent")
-            bulkhead = Bulkhead(size, **self._clock_into(options))
+            bulkhead = Bulkhead(size, **built)
         elif options:
             raise TypeError(f"give a Bulkhead or options, not both: {sorted(options)}")
         return self._add(GuardStrategy("bulkhead", bulkhead))
 
-    def fallback(self, *handlers: Any, **options: Any) -> PipelineBuilder:
+    def fallback(self, *handlers: Any, **options: Unpack[FallbackOptions]) -> PipelineBuilder:
+        """An existing :class:`Fallback`, or handlers and options for a new one."""
+        _known_options("fallback", options, FallbackOptions)
         if len(handlers) == 1 and isinstance(handlers[0], Fallback) and not options:
             fallback = handlers[0]
         else:
@@ -401,11 +528,12 @@ class PipelineBuilder:
         return self._add(FallbackStrategy(fallback))
 
     def adaptive_limit(
-        self, limiter: AdaptiveLimiter | None = None, **options: Any
+        self, limiter: AdaptiveLimiter | None = None, **options: Unpack[AdaptiveLimiterOptions]
     ) -> PipelineBuilder:
-        if limiter is None:
-            self._clock_into(options)
-        limiter = _given_or_built("limiter", limiter, AdaptiveLimiter, AdaptiveLimiter, options)
+        """An existing :class:`AdaptiveLimiter`, or options for a new one."""
+        _known_options("adaptive_limit", options, AdaptiveLimiterOptions)
+        built = self._defaults(options) if limiter is None else options
+        limiter = _given_or_built("limiter", limiter, AdaptiveLimiter, AdaptiveLimiter, built)
         return self._add(GuardStrategy("adaptive_limit", limiter))
 
     def load_shed(

@@ -1,8 +1,26 @@
-"""The public seams, as protocols: what a store (or any other implementation) is written against.
+"""The public seams: what a strategy, a clock or a store (or any other implementation) is
+written against.
 
 A protocol here names only public members, so anybody can implement it: the in-memory states
 (under ``aioresilience._core`` and the limiter's own), the Redis store, and a test's
-dict-backed store all do.
+dict-backed store all do. The one exception is :class:`GuardForms`, a base class rather than a
+protocol, whose core is the pair ``_enter``/``_exit`` (underscored so that they stay off the
+built-in guards' own public surface; a subclass implements them).
+
+Running (DESIGN: the running seam): a pipeline layer is a :class:`Strategy`. A *guard* (never
+re-runs the call) returns its :data:`Core` from ``core()``: ``enter()`` admits the call and
+returns a ticket (or a native coroutine whose result is the ticket, when admission waits);
+``exit(ticket, exc, result)`` accounts for the outcome (``result`` is :data:`NO_RESULT` when
+unknown) and may raise to replace ``exc``, never suppresses it. A strategy that re-runs the
+call implements ``execute(call, context)`` over a :data:`Call` (a zero-argument callable
+returning an awaitable). :class:`GuardForms` builds ``async with``, ``@guard`` and
+``guard.call(fn, ...)`` from ``_enter``/``_exit``; :class:`GuardStrategy` puts such a
+primitive in a pipeline (``builder.add(GuardStrategy("my_guard", primitive))``).
+
+Time (DESIGN: the time seam): a :class:`Clock` reads the time (``time()``), schedules a
+callback (``call_at(when, callback)``, returning a :class:`Timer`) and sleeps (``async
+sleep(seconds)``); every primitive takes ``clock=``. :data:`LOOP_CLOCK` is the default, the
+running loop's own clock.
 
 Circuit breaker (Polly's CircuitStateController / CircuitBehavior split): the front-end,
 :class:`aioresilience.CircuitBreaker`, owns *classification* (which exception or result is a
@@ -37,21 +55,32 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._core.breaker import BreakerOptions, CircuitState, ManualAction, Refused
 from ._core.ratelimit import Decision, RateAlgorithm
-from ._support.clock import LOOP_CLOCK, Clock
+from ._support.clock import LOOP_CLOCK, Clock, Timer
+from ._support.compose import Call, Core, GuardStrategy, Strategy
+from ._support.guard import NO_RESULT, GuardForms
 
 __all__ = [
+    "LOOP_CLOCK",
+    "NO_RESULT",
     "BreakerOptions",
     "BreakerReport",
     "BreakerState",
     "BreakerStore",
+    "Call",
     "CircuitState",
+    "Clock",
+    "Core",
     "Decision",
+    "GuardForms",
+    "GuardStrategy",
     "LimiterOptions",
     "LimiterState",
     "LimiterStore",
     "ManualAction",
     "RateAlgorithm",
     "Refused",
+    "Strategy",
+    "Timer",
 ]
 
 

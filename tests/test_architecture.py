@@ -4,6 +4,9 @@
 - ``_core`` (pure algorithms) imports nothing outside ``_core``, and no asyncio;
 - ``_support`` (the plumbing) imports only ``_support`` and ``_core``: no pattern module,
   store, integration or ``testing``, and not the package's ``__init__`` (which imports them);
+- ``abc`` (the public seams) sits right above the plumbing: it imports only ``_support`` and
+  ``_core`` (it re-exports their seam types), so every pattern, store and integration can
+  import it without a cycle;
 - only ``stores``, ``integrations`` and ``testing`` import ``stores``, ``integrations`` and
   ``testing`` (the front-ends know nothing of them).
 
@@ -154,6 +157,17 @@ def test_support_sits_below_the_patterns() -> None:
     for name in (n for n in GRAPH if within(n, "_support")):
         above = {t for t in GRAPH[name] if not within(t, "_support", "_core")}
         assert not above, f"{name} imports {sorted(above)}"
+
+
+def test_abc_sits_above_the_plumbing_only() -> None:
+    """The public seams import the plumbing and the pure core, nothing above them; and the
+    plumbing does not import them back (an edge either way would close a cycle)."""
+    seams = f"{ROOT}.abc"
+    assert GRAPH[seams], "abc imports nothing: the graph lost it"
+    above = {t for t in GRAPH[seams] if not within(t, "_support", "_core")}
+    assert not above, f"{seams} imports {sorted(above)}"
+    below = {n for n in GRAPH if within(n, "_support", "_core") and seams in GRAPH[n]}
+    assert not below, f"{sorted(below)} import {seams}"
 
 
 def test_only_the_outer_layers_import_stores_integrations_and_testing() -> None:

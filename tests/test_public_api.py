@@ -32,6 +32,23 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(aioresilience, name)
 
 
+def test_abc_all_is_sorted_and_names_the_seams() -> None:
+    """aioresilience.abc: the public seams, each name defined there, the running and time seams
+    included, and the same objects as the top-level names where both exist."""
+    import aioresilience.abc as seams
+
+    assert seams.__all__ == sorted(seams.__all__, key=isort_style)
+    for name in seams.__all__:
+        assert hasattr(seams, name), name
+    assert {"Strategy", "GuardStrategy", "GuardForms", "NO_RESULT", "Call", "Core"} <= set(
+        seams.__all__
+    )
+    assert {"Clock", "Timer", "LOOP_CLOCK", "BreakerState", "LimiterState"} <= set(seams.__all__)
+    assert seams.Strategy is ar.Strategy
+    assert seams.CircuitState is ar.CircuitState and seams.Decision is ar.Decision
+    assert isinstance(seams.LOOP_CLOCK, seams.Clock)
+
+
 def test_testing_all_is_sorted() -> None:
     assert aioresilience.testing.__all__ == sorted(aioresilience.testing.__all__, key=isort_style)
 

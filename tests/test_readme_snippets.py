@@ -86,3 +86,29 @@ async def test_a_rate_limit_answers_429_with_retry_after_in_whole_seconds() -> N
         await pay("o1")
     assert refused.value.status_code == 429
     assert refused.value.headers == {"Retry-After": "3"}  # 2.5 s rounded up
+
+
+async def test_the_custom_strategies_run_as_described() -> None:
+    """README "Compose": a custom guard counts every attempt and its failures, a custom
+    re-running strategy runs the call again after an OSError."""
+    namespace: dict[str, Any] = {"ar": ar}
+    exec(python_block_containing("class CountCalls(Strategy):"), namespace)
+    results = iter([OSError("reset"), "ok"])
+
+    async def call() -> str:
+        outcome = next(results)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    counter, flaky = namespace["counter"], namespace["flaky"]
+    assert await flaky.execute(call) == "ok"
+    assert (counter.calls, counter.failures) == (2, 1)
+    assert [s["kind"] for s in flaky.describe()] == ["again_on_oserror", "count_calls"]
+    with pytest.raises(ValueError, match="not an OSError"):
+        await flaky.execute(lambda: _raise(ValueError("not an OSError")))
+    assert (counter.calls, counter.failures) == (3, 2)  # not re-run
+
+
+async def _raise(error: Exception) -> None:
+    raise error
