@@ -275,7 +275,7 @@ class Pipeline:
             context_var.reset(token)
             if final is None or final is exc:
                 raise
-            raise final from None
+            raise final  # its own cause and context kept (a timeout: from its cancellation)
         stack = self._stacks.get()
         self._stacks.set([*(stack or ()), (entered, token)])
 
@@ -289,7 +289,7 @@ class Pipeline:
             context_var.reset(token)
         if final is None or final is exc:
             return False  # Python re-raises it, with its own traceback
-        raise final from None
+        raise final  # its own cause and context kept (a timeout: from its cancellation)
 
     def describe(self) -> list[dict[str, Any]]:
         """The strategies, outermost first, as plain data (for tests and diagnostics)."""

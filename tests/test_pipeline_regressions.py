@@ -180,3 +180,12 @@ def test_builder_validates_at_build_time() -> None:
         Pipeline.builder().hedge(delay=float("inf"), idempotent=True)
     with pytest.warns(ar.PipelineOrderWarning, match="circuit_breaker outside retry"):
         Pipeline.builder().retry().circuit_breaker().retry().build()
+
+
+async def test_a_timeout_in_the_pipelines_async_with_keeps_its_cause() -> None:
+    # As pipeline.execute does: TimeoutExceeded is raised from the cancellation it replaces.
+    pipeline = ar.Pipeline.builder().timeout(1.0).build()
+    with pytest.raises(ar.TimeoutExceeded) as caught:
+        async with pipeline:
+            await asyncio.sleep(5)
+    assert isinstance(caught.value.__cause__, asyncio.CancelledError)
