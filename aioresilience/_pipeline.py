@@ -275,7 +275,7 @@ class Pipeline:
             context_var.reset(token)
             if final is None or final is exc:
                 raise
-            raise final  # its own cause and context kept (a timeout: from its cancellation)
+            raise final from final.__cause__  # its own cause kept (a timeout: its cancellation)
         stack = self._stacks.get()
         self._stacks.set([*(stack or ()), (entered, token)])
 
