@@ -177,13 +177,14 @@ class ResilienceMiddleware:
         extra = admission.headers
         started = False
 
-        async def send_with_headers(message: Message) -> None:
+        # A plain function returning the server's awaitable: no coroutine of ours per message.
+        def send_with_headers(message: Message) -> Awaitable[None]:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
                 if extra:
                     message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
+            return send(message)
 
         try:
             if admission.guards:
@@ -236,13 +237,13 @@ class ResilienceMiddleware:
         accepted = False
         closed_by_us = False
 
-        async def ws_send(message: Message) -> None:
+        def ws_send(message: Message) -> Awaitable[None]:
             nonlocal accepted
             if message["type"] == "websocket.accept":
                 accepted = True
                 if extra:
                     message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
+            return send(message)
 
         ws_receive = receive
         messages = self._messages
