@@ -325,6 +325,13 @@ def install(
         raise TypeError(f"install(app): app must be a Starlette or FastAPI app, got {app!r}")
     mapper = errors if isinstance(errors, ErrorMapper) else ErrorMapper(errors)
 
+    from .fastapi import Refused  # (needs Starlette, as install itself does)
+
+    async def refused(request: Any, exc: Exception) -> Any:
+        return http_response(Response, exc.response)  # type: ignore[attr-defined]
+
+    app.add_exception_handler(Refused, refused)
+
     async def handle(request: Any, exc: Exception) -> Any:
         mapped = mapper(exc)
         if mapped is None:  # pragma: no cover - registered only for types the mapper maps
