@@ -49,9 +49,27 @@ from ._http import (
     RequestInfo,
     ResponseFactory,
     Rule,
+    client_address,
+    compose,
+    header_key,
+    route_key,
+    user_key,
 )
 
-__all__ = ["HEALTH_PATHS", "ResilienceMiddleware", "Rule", "install"]
+# The core's rules and keys, re-exported: what an app configures the middleware with.
+__all__ = [
+    "HEALTH_PATHS",
+    "ErrorMapper",
+    "Protection",
+    "ResilienceMiddleware",
+    "Rule",
+    "client_address",
+    "compose",
+    "header_key",
+    "install",
+    "route_key",
+    "user_key",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
