@@ -37,9 +37,9 @@ import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
-from .. import LoadShedder, Pipeline, Priority, RateLimiter
+from .. import RateLimiter
 from .._support.compose import leave_all
-from .._support.guard import GuardForms
+from ._guards import Core, core_of
 from ._http import (
     HEALTH_PATHS,
     Admission,
@@ -78,43 +78,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _Coroutine = types.CoroutineType
-# (enter(priority) -> ticket | coroutine of one, exit(ticket, exc, result) -> None | awaitable)
-_Core = tuple[Callable[[Priority | None], Any], Callable[[Any, BaseException | None, Any], Any]]
 _WS_EXTENSION = "websocket.http.response"
 _CLOSE_POLICY = 1008  # the client broke a policy: its quota
 _CLOSE_TRY_LATER = 1013  # our capacity: try again later
-
-
-def _core_of(where: str, guard: object) -> _Core:
-    """How the middleware enters and leaves a guard, decided once at start-up."""
-    if isinstance(guard, LoadShedder):
-        # The request's priority (the rule's, or its header's) picks the threshold.
-        def enter_shedder(priority: Priority | None) -> Any:
-            return guard._admit(Priority.NORMAL if priority is None else priority)
-
-        return enter_shedder, guard._exit
-    if isinstance(guard, GuardForms):
-        enter = guard._enter
-        return (lambda priority: enter()), guard._exit
-    if isinstance(guard, Pipeline):
-        redo = [s.kind for s in guard.strategies if s.core() is None]
-        if redo:
-            # A request cannot be re-run: its body is read and its response may be sent.
-            raise TypeError(
-                f"{where}: pipeline {guard.name!r} has {', '.join(redo)}, which would re-run "
-                "the request; use it inside the handler (pipeline.execute) instead"
-            )
-    if callable(getattr(guard, "__aenter__", None)) and callable(getattr(guard, "__aexit__", None)):
-        manager: Any = guard
-
-        def exit_manager(ticket: Any, exc: BaseException | None, result: Any) -> Any:
-            return manager.__aexit__(None if exc is None else type(exc), exc, None)
-
-        return (lambda priority: manager.__aenter__()), exit_manager
-    raise TypeError(
-        f"{where} must be a guard (Bulkhead, AdaptiveLimiter, LoadShedder, CircuitBreaker, a "
-        f"pipeline without retries, or an async context manager), got {guard!r}"
-    )
 
 
 async def send_response(send: Send, response: HttpResponse) -> None:
@@ -165,10 +131,10 @@ class ResilienceMiddleware:
         self.app = app
         self.protection = protection
         self._select = protection.select
-        self._cores: dict[int, _Core] = {}
+        self._cores: dict[int, Core] = {}
         for i, rule in enumerate(protection.rules):
             for j, guard in enumerate(rule.guards):
-                self._cores[id(guard)] = _core_of(f"rules[{i}].guards[{j}]", guard)
+                self._cores[id(guard)] = core_of(f"rules[{i}].guards[{j}]", guard)
         if websocket_messages is not None and not isinstance(websocket_messages, RateLimiter):
             raise TypeError(f"websocket_messages must be a RateLimiter, got {websocket_messages!r}")
         self._messages = websocket_messages

@@ -46,6 +46,7 @@ except ImportError as error:  # pragma: no cover - the extra is installed in tes
 
 from .. import Priority, RateLimited, RateLimiter
 from .._support.compose import leave_all
+from ._guards import core_of
 from ._http import (
     ErrorMapper,
     HttpResponse,
@@ -59,7 +60,6 @@ from ._http import (
     compose,
     route_key,
 )
-from .asgi import _core_of
 
 __all__ = ["Refused", "limit", "protect"]
 
@@ -112,7 +112,7 @@ class _Protector:
         self.rules = (self.rule,)
         self.limiters = self.rule.limiters
         self.protection = Protection(self.rule, headers=headers, errors=errors)
-        self.cores = [_core_of(f"{where} guard {i}", g) for i, g in enumerate(guards)]
+        self.cores = [core_of(f"{where} guard {i}", g) for i, g in enumerate(guards)]
         self.wait = wait
 
     def info(self, request: Request) -> RequestInfo:
