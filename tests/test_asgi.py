@@ -382,14 +382,21 @@ async def test_websocket_messages_are_limited_per_connection() -> None:
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
-@pytest.mark.parametrize(("extensions", "expected"), [({}, "close"), (None, "close")])
-async def test_websocket_denial_without_the_extension_closes_with_1008(
-    extensions: Any, expected: str
+@pytest.mark.parametrize("extensions", [{}, None])
+async def test_websocket_denial_without_the_extension_closes_1008_or_1013(
+    extensions: dict[str, Any] | None,
 ) -> None:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        raise AssertionError("refused before the app")
+    """A server without the websocket.http.response extension: accept, then close with
+    1008 for the client's quota and 1013 (try again later) for our capacity."""
+    passed: list[str] = []
 
-    middleware = ResilienceMiddleware(app, rules=[Rule(per_ip(0 + 1))])
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        passed.append(scope["path"])
+
+    full = Bulkhead(1)
+    assert full.try_acquire()  # held: the next handshake is refused for capacity
+    rules = [Rule(per_ip(1), paths="/quota"), Rule(guards=[full], paths="/busy")]
+    middleware = ResilienceMiddleware(app, rules=rules)
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -398,20 +405,21 @@ async def test_websocket_denial_without_the_extension_closes_with_1008(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "websocket", "path": "/ws", "headers": [], "client": ("1.2.3.4", 1)}
-    if extensions is not None:
-        scope["extensions"] = extensions
-    passed: list[bool] = []
+    def scope(path: str) -> dict[str, Any]:
+        found = {"type": "websocket", "path": path, "headers": [], "client": ("1.2.3.4", 1)}
+        return found if extensions is None else {**found, "extensions": extensions}
 
-    async def accepting(scope: Any, receive: Any, send: Any) -> None:
-        passed.append(True)
-
-    middleware.app = accepting
-    await middleware(scope, receive, send)
-    assert passed == [True]
-    await middleware(scope, receive, send)
-    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
-    assert sent[1]["code"] == 1008
+    await middleware(scope("/quota"), receive, send)
+    assert passed == ["/quota"] and sent == []
+    await middleware(scope("/quota"), receive, send)
+    await middleware(scope("/busy"), receive, send)
+    assert passed == ["/quota"]
+    assert [(m["type"], m.get("code")) for m in sent] == [
+        ("websocket.accept", None),
+        ("websocket.close", 1008),
+        ("websocket.accept", None),
+        ("websocket.close", 1013),
+    ]
 
 
 # -- start-up, lifespan, configuration ----------------------------------------------------------

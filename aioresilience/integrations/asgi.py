@@ -208,6 +208,8 @@ class ResilienceMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         rules = self._select("WEBSOCKET", path)
+        if not rules and self._messages is None:
+            return await self.app(scope, receive, send)
         if rules:
             info = RequestInfo(
                 "WEBSOCKET", path, scope["headers"], scope.get("client"), None, scope.get("user")
@@ -249,8 +251,6 @@ class ResilienceMiddleware:
                     return {"type": "websocket.disconnect", "code": _CLOSE_POLICY}
                 return message
 
-        if admission is None and messages is None:
-            return await self.app(scope, receive, send)
         try:
             if admission is not None and admission.guards:
                 await self._guarded(admission, scope, ws_receive, ws_send)
