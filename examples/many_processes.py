@@ -26,7 +26,9 @@ def limiter(store: RedisStore) -> ar.GCRA:
 
 
 async def worker(url: str, prefix: str, everyone_ready: Barrier) -> int:
-    store = RedisStore(url, prefix=prefix)
+    # A generous round-trip timeout: on a busy host the default 0.1 s can expire, and the
+    # default failure policy ("allow") then admits locally, which this demo is not about.
+    store = RedisStore(url, prefix=prefix, timeout=2.0)
     shared = limiter(store)
     # Optional: connect and load the scripts now rather than in the first decision.
     await store.connect()
