@@ -109,12 +109,27 @@ def _str(value: bytes) -> str:
 
 
 def _add_headers(response: web.StreamResponse, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    """Add the rate-limit fields to a response, merged with those already there (a handler
+    decorated with :func:`limit` behind the middleware): one ``RateLimit`` field listing
+    every policy, and the legacy trio of the most restrictive limit."""
     out = response.headers
+    legacy = []
     for name, value in headers:
-        if name == b"ratelimit":
-            out.add("ratelimit", value.decode("latin-1"))  # per request: not cached
-        else:
-            out.add(_str(name), _str(value))
+        if name[0] == 120:  # b"x": x-ratelimit-*, one trio for one limit
+            legacy.append((name, value))
+            continue
+        text = value.decode("latin-1") if name == b"ratelimit" else _str(value)  # per request
+        field = _str(name)
+        existing = out.get(field)
+        # Two structured-field lists joined by ", " are one list: merged, not repeated.
+        out[field] = text if existing is None else f"{existing}, {text}"
+    if legacy:
+        existing = out.get("x-ratelimit-remaining")
+        # The trio comes as limit, remaining, reset (HeaderRenderer).
+        if existing is not None and int(existing) <= int(legacy[1][1]):
+            return  # the inner limit already there is the more restrictive
+        for name, value in legacy:
+            out[_str(name)] = value.decode("latin-1")
 
 
 def _response(response: HttpResponse) -> web.Response:
