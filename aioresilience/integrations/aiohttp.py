@@ -51,7 +51,14 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 from .. import LoadShedder, Pipeline, Priority, RateLimiter
@@ -154,20 +161,38 @@ def _already_sent(request: web.BaseRequest) -> bool:
     return writer is not None and writer.output_size > 0
 
 
-def _info(request: web.Request, method: str) -> RequestInfo:
-    transport = request.transport
-    peer = None if transport is None else transport.get_extra_info("peername")
-    # A unix socket's peername is a str (or ""): no address, the key "unknown".
-    client = peer if peer.__class__ is tuple else None
+def _route(request: web.Request) -> str | None:
+    """The route template (``"/items/{id}"``), or None (no route matched: a 404, 405)."""
     resource = request.match_info.route.resource
-    return RequestInfo(
-        method,
-        request.path,
-        # The core reads lowercased raw names; aiohttp keeps the client's spelling.
-        [(name.lower(), value) for name, value in request.raw_headers],
-        client,
-        route=None if resource is None else resource.canonical,
-    )
+    return None if resource is None else resource.canonical
+
+
+class _Info(RequestInfo):
+    """The core's view of an aiohttp request; its headers are made only when a key or a
+    priority header reads them (most requests are keyed on the peer alone)."""
+
+    __slots__ = ("_lowered", "_raw")
+
+    def __init__(self, request: web.Request, method: str, route: str | None) -> None:
+        # The other slots are set here, not by RequestInfo.__init__: ``headers`` is lazy.
+        self.method = method
+        self.path = request.path
+        transport = request.transport
+        peer = None if transport is None else transport.get_extra_info("peername")
+        # A unix socket's peername is a str (or ""): no address, the key "unknown".
+        self.client = peer if peer.__class__ is tuple else None
+        self.route = route
+        self.user = None
+        self._raw = request.raw_headers
+        self._lowered: list[tuple[bytes, bytes]] | None = None
+
+    @property
+    def headers(self) -> Sequence[tuple[bytes, bytes]]:  # type: ignore[override]
+        # The core reads lowercased names; aiohttp keeps the client's spelling.
+        lowered = self._lowered
+        if lowered is None:
+            lowered = self._lowered = [(name.lower(), value) for name, value in self._raw]
+        return lowered
 
 
 def _is_websocket(request: web.Request) -> bool:
@@ -251,33 +276,49 @@ class _Server:
         return found
 
     async def run(
-        self, request: web.Request, handler: Handler, rules: tuple[Rule, ...], method: str
+        self,
+        request: web.Request,
+        handler: Handler,
+        rules: tuple[Rule, ...],
+        method: str,
+        route: str | None,
     ) -> web.StreamResponse:
         protection = self.protection
-        admission = await protection.admit(_info(request, method), rules)
+        admission = await protection.admit(_Info(request, method, route), rules)
         if admission.response is not None:
             return _response(admission.response)
         guards = admission.guards
-        feeds = self.feeds(guards) if self._fed else ()
-        tokens = [signal._begin(True) for signal in feeds]
         try:
-            if guards:
-                response = await _through(
-                    self.runners(guards, admission.priority), 0, handler, request
-                )
-            else:
+            if guards or self._fed:
+                response = await self._guarded(request, handler, guards, admission.priority)
+            else:  # the common case: a rate limit alone
                 response = await handler(request)
         except Exception as exc:
             mapped = protection.error_response(exc)
             if mapped is None or _already_sent(request):
                 raise
             return _response(mapped)
-        finally:
-            for signal, token in zip(feeds, tokens, strict=True):
-                signal._end(token)
         if admission.headers and not response.prepared:
             _add_headers(response, admission.headers)
         return response
+
+    async def _guarded(
+        self,
+        request: web.Request,
+        handler: Handler,
+        guards: tuple[object, ...],
+        priority: Priority | None,
+    ) -> web.StreamResponse:
+        """The handler inside ``guards``, the shedders' signals fed around it."""
+        feeds = self.feeds(guards) if self._fed else ()
+        tokens = [signal._begin(True) for signal in feeds]
+        try:
+            if guards:
+                return await _through(self.runners(guards, priority), 0, handler, request)
+            return await handler(request)
+        finally:
+            for signal, token in zip(feeds, tokens, strict=True):
+                signal._end(token)
 
 
 def _protection(
@@ -321,10 +362,10 @@ def resilience_middleware(
         method = request.method
         if method == "GET" and _is_websocket(request):
             method = _WEBSOCKET
-        resource = request.match_info.route.resource
-        rules = select(method, request.path, None if resource is None else resource.canonical)
+        route = _route(request)
+        rules = select(method, request.path, route)
         if rules:
-            return await run(request, handler, rules, method)
+            return await run(request, handler, rules, method, route)
         try:
             return await handler(request)
         except Exception as exc:  # an exempt route's own pipeline: still one mapping
@@ -394,7 +435,7 @@ def limit(
             method = request.method
             if method == "GET" and _is_websocket(request):
                 method = _WEBSOCKET
-            return await run(request, handler, rules, method)
+            return await run(request, handler, rules, method, _route(request))
 
         return limited
 
