@@ -297,7 +297,7 @@ class _Server:
             mapped = protection.error_response(exc)
             if mapped is None or _already_sent(request):
                 raise
-            return _response(mapped)
+            response = _response(mapped)  # a 503 or 504 still says what the limits are
         if admission.headers and not response.prepared:
             _add_headers(response, admission.headers)
         return response
