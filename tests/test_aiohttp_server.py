@@ -7,8 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -480,3 +484,46 @@ def test_bad_configuration_fails_at_start_up_naming_it(
         (ValueError, TypeError), match=message.replace("[", r"\[").replace("]", r"\]")
     ):
         make()
+
+
+def test_without_aiohttp_the_import_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['aiohttp'] = None  # as if the extra were not installed\n"
+        "try:\n"
+        "    import aioresilience.integrations.aiohttp\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "pip install aioresilience[aiohttp]" in result.stdout, result.stderr
+
+
+async def test_a_decorated_handler_behind_the_middleware_reports_the_tighter_legacy_limit() -> None:
+    outer = FixedWindowCounter(max_requests=10, window_seconds=60.0, name="outer")
+    inner = FixedWindowCounter(max_requests=3, window_seconds=60.0, name="inner")
+
+    @limit(inner, headers="both")
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    middleware = resilience_middleware(rules=[Rule(outer)], headers="both")
+    async with serve(app_with(middleware, routes={"/": handler})) as client:
+        _, headers, _ = await client.get("/")
+    assert headers["X-RateLimit-Limit"] == "3" and headers["X-RateLimit-Remaining"] == "2"
+    assert [name for name, _ in sf_list(headers["RateLimit"])] == ["inner", "outer"]
+
+
+async def test_the_readme_snippet_runs_as_written() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL) if "setup(" in b
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    app: web.Application = namespace["app"]
+    assert isinstance(app[PROTECTION], Protection)
+    async with serve(app) as client:
+        statuses = await client.statuses("/search", 21)
+        assert statuses == [200] * 20 + [429]  # 20 per client, bursts of 20
+        assert (await client.get("/health"))[0] == 404  # exempt: no route here, no limit
