@@ -5,7 +5,9 @@ A protocol here names only public members, so anybody can implement it: the in-m
 (under ``aioresilience._core`` and the limiter's own), the Redis store, and a test's
 dict-backed store all do. The one exception is :class:`GuardForms`, a base class rather than a
 protocol, whose core is the pair ``_enter``/``_exit`` (underscored so that they stay off the
-built-in guards' own public surface; a subclass implements them).
+built-in guards' own public surface; a subclass implements them). Code that drives a guard by
+hand, outside ``async with`` (the Redis store's own breaker guarding its round trips), gets
+that pair through the public ``GuardStrategy(kind, guard).core()``, never by name.
 
 Running (DESIGN: the running seam): a pipeline layer is a :class:`Strategy`. A *guard* (never
 re-runs the call) returns its :data:`Core` from ``core()``: ``enter()`` admits the call and
