@@ -5,7 +5,9 @@ A protocol here names only public members, so anybody can implement it: the in-m
 (under ``aioresilience._core`` and the limiter's own), the Redis store, and a test's
 dict-backed store all do. The one exception is :class:`GuardForms`, a base class rather than a
 protocol, whose core is the pair ``_enter``/``_exit`` (underscored so that they stay off the
-built-in guards' own public surface; a subclass implements them).
+built-in guards' own public surface; a subclass implements them). Code that drives a guard by
+hand, outside ``async with`` (the Redis store's own breaker guarding its round trips), gets
+that pair through the public ``GuardStrategy(kind, guard).core()``, never by name.
 
 Running (DESIGN: the running seam): a pipeline layer is a :class:`Strategy`. A *guard* (never
 re-runs the call) returns its :data:`Core` from ``core()``: ``enter()`` admits the call and
@@ -28,6 +30,8 @@ failure, which call is slow), *statistics* and *events*; a :class:`BreakerState`
 *admission* and the *state changes*, and tells every change back through the
 :class:`BreakerReport` it was bound with. A :class:`BreakerStore` binds a state to a breaker's
 :class:`BreakerOptions` (a frozen value), never to the front-end object.
+:func:`memory_breaker_state` makes the in-memory state the breaker itself uses, for a store
+that needs one (a local fallback while it cannot reach its backend, say).
 
 Sync or awaitable: ``try_admit`` may return an awaitable (a native coroutine) when it needs a
 round trip; every other method answers at once (a remote store sends outcomes, releases and
@@ -49,11 +53,12 @@ a store across the network needs a round trip. The front-end awaits whatever is 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ._core.breaker import BreakerOptions, CircuitState, ManualAction, Refused
+from ._core.breaker import BreakerMachine, BreakerOptions, CircuitState, ManualAction, Refused
 from ._core.ratelimit import Decision, RateAlgorithm
 from ._support.clock import LOOP_CLOCK, Clock, Timer
 from ._support.compose import Call, Core, GuardStrategy, Strategy
@@ -81,6 +86,7 @@ __all__ = [
     "Refused",
     "Strategy",
     "Timer",
+    "memory_breaker_state",
 ]
 
 
@@ -153,6 +159,18 @@ class BreakerStore(Protocol):
 
     def bind_breaker(self, options: BreakerOptions, report: BreakerReport) -> BreakerState:
         """The state of the breaker with ``options``, telling its changes to ``report``."""
+
+
+def memory_breaker_state(
+    options: BreakerOptions, report: BreakerReport | None = None
+) -> BreakerState:
+    """A new in-memory :class:`BreakerState` for a breaker with ``options``: the state a
+    :class:`~aioresilience.CircuitBreaker` without a store keeps, for a store to decide with
+    when it cannot ask its own backend. It tells its state changes to ``report.transition``
+    (``None``: to nobody); it never fails, so it never calls ``report.store_failure``. Its
+    break jitter is drawn from ``random.Random(options.seed)``."""
+    transition = None if report is None else report.transition
+    return BreakerMachine.from_options(options, transition, random.Random(options.seed).random)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,20 +2,45 @@
 its state lives in a dict shared by every breaker bound with the same name (as processes
 share a Redis hash), and it can be told to fail (:class:`StoreError` on the nth operation) or
 to make admission wait (``delay``: admission then returns a coroutine, as a round trip
-does). While an operation fails, a local machine of the same options decides, and the failure
-is reported (the Redis store's policy for breakers). Nothing here reads a private member of
-the front-end: the proof that the seam is real.
+does). While an operation fails, a local state of the same options decides, and the failure
+is reported (the Redis store's policy for breakers). Both the shared and the local state are
+the public in-memory one (``abc.memory_breaker_state``). Nothing here imports a private
+module or reads a private member of the front-end: the proof that the seam is real.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 from aioresilience import StoreError
-from aioresilience._core.breaker import BreakerMachine
-from aioresilience.abc import BreakerOptions, BreakerReport, CircuitState, ManualAction, Refused
+from aioresilience.abc import (
+    BreakerOptions,
+    BreakerReport,
+    BreakerState,
+    CircuitState,
+    ManualAction,
+    Refused,
+    memory_breaker_state,
+)
+
+
+class Relay:
+    """A :class:`BreakerReport` telling each state change to ``reports`` (every breaker bound
+    to one name shares one state), unless ``muted``."""
+
+    def __init__(self, reports: list[BreakerReport]) -> None:
+        self.reports = reports
+        self.muted = False
+
+    def transition(self, old: CircuitState, new: CircuitState, at: float, retry: float) -> None:
+        if not self.muted:
+            for report in self.reports:
+                report.transition(old, new, at, retry)
+
+    def store_failure(self, error: BaseException | None) -> None:
+        for report in self.reports:
+            report.store_failure(error)
 
 
 class DictBreakerStore:
@@ -24,7 +49,7 @@ class DictBreakerStore:
     waits (``asyncio.sleep``; 0: no coroutine at all)."""
 
     def __init__(self, *, fail_on: set[int] | None = None, delay: float = 0.0) -> None:
-        self.data: dict[str, BreakerMachine] = {}
+        self.data: dict[str, BreakerState] = {}
         self.reports: dict[str, list[BreakerReport]] = {}
         self.fail_on = set(fail_on or ())
         self.delay = delay
@@ -34,13 +59,7 @@ class DictBreakerStore:
         reports = self.reports.setdefault(options.name, [])
         reports.append(report)
         if options.name not in self.data:
-
-            def tell(old: CircuitState, new: CircuitState, at: float, retry: float) -> None:
-                for each in reports:
-                    each.transition(old, new, at, retry)
-
-            draw = random.Random(options.seed).random
-            self.data[options.name] = BreakerMachine.from_options(options, tell, draw)
+            self.data[options.name] = memory_breaker_state(options, Relay(reports))
         return DictBreaker(self, options, report)
 
     def op(self) -> None:
@@ -57,12 +76,11 @@ class DictBreaker:
 
     def __init__(self, store: DictBreakerStore, options: BreakerOptions, report: Any) -> None:
         self.store, self.options, self.report = store, options, report
-        self.local = BreakerMachine.from_options(
-            options, report.transition, random.Random(options.seed).random
-        )
+        self.local_report = Relay([report])
+        self.local = memory_breaker_state(options, self.local_report)
 
     @property
-    def shared(self) -> BreakerMachine:
+    def shared(self) -> BreakerState:
         return self.store.data[self.options.name]
 
     @property
@@ -92,7 +110,7 @@ class DictBreaker:
         await asyncio.sleep(self.store.delay)
         return self._answer(now + self.store.delay)
 
-    def _machine(self, ticket: tuple[str, int]) -> BreakerMachine:
+    def _machine(self, ticket: tuple[str, int]) -> BreakerState:
         return self.local if ticket[0] == "local" else self.shared
 
     def on_outcome(self, ticket: tuple[str, int], now: float, failed: bool, slow: bool) -> bool:
@@ -119,8 +137,8 @@ class DictBreaker:
 
     def manual(self, action: ManualAction, now: float) -> None:
         self.shared.manual(action, now)
-        local, self.local.report = self.local.report, None  # told once, by the shared one
+        self.local_report.muted = True  # told once, by the shared one
         try:
             self.local.manual(action, now)
         finally:
-            self.local.report = local
+            self.local_report.muted = False

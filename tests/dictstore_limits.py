@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from collections.abc import Hashable
 from typing import Any, Literal
 
 from aioresilience import RateLimited
-from aioresilience.abc import Decision, LimiterOptions
+from aioresilience.abc import Clock, Decision, LimiterOptions
 
 __all__ = ["DictLimit", "DictLimiterStore", "StoreDown"]
 
@@ -70,25 +71,77 @@ class DictLimiterStore:
         return None
 
 
+class _Line:
+    """The callers of one key in this process that wait, first come first served: the one
+    holding the turn polls the store, the others wait for it in ``queue`` (a future each,
+    set True when the turn is handed to it, False when its deadline passed first).
+    ``asyncio.Lock`` would do but for the deadline, which must be the limiter's clock's."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.queue: deque[asyncio.Future[bool]] = deque()
+        self.held = False
+        self.count = 0  # callers in the line, the one holding the turn included
+
+    async def take(self, deadline: float) -> bool:
+        """Take the turn by ``deadline`` (True), or not (False). Cancelled, it leaves no turn
+        behind: one handed to it just then goes on to the next caller."""
+        if not self.held:
+            self.held = True
+            return True
+        turn: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.queue.append(turn)
+
+        def expire() -> None:
+            if not turn.done():
+                turn.set_result(False)
+
+        timer = None if math.isinf(deadline) else self.clock.call_at(deadline, expire)
+        try:
+            handed = await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled() and turn.result():
+                self.release()  # handed over just as the caller left: on to the next
+            elif turn in self.queue:
+                self.queue.remove(turn)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if not handed and turn in self.queue:
+            self.queue.remove(turn)
+        return handed
+
+    def release(self) -> None:
+        while self.queue:
+            turn = self.queue.popleft()
+            if not turn.done():  # (one that left or timed out is skipped)
+                turn.set_result(True)
+                return
+        self.held = False
+
+
 class DictLimit:
     """One limiter's state in a :class:`DictLimiterStore` (an ``aioresilience.abc.LimiterState``).
 
+    Every time, deadline, sleep and timer is read on the limiter's clock (``options.clock``).
     Waiting polls, as on Redis: a refused caller sleeps until the store's retry-after and asks
-    again. Callers of one key in this process wait in line (an ``asyncio.Lock`` is FIFO):
-    only the first of them polls; a key has a line only while someone waits, so callers with
-    capacity never wait for each other.
+    again. Callers of one key in this process wait in line (FIFO): only the first of them
+    polls; a key has a line only while someone waits, so callers with capacity never wait for
+    each other.
     """
 
     def __init__(self, store: DictLimiterStore, options: LimiterOptions) -> None:
         self.store = store
         self.options = options
+        self.clock = options.clock
         self.name: str = options.label
         self.algorithm = options.algorithm
         self.limit: int = options.algorithm.max_cost
-        self._lines: dict[Hashable, tuple[asyncio.Lock, list[int]]] = {}  # (FIFO, [count])
+        self._lines: dict[Hashable, _Line] = {}
 
     def waiting(self) -> int:
-        return sum(count[0] for _, count in self._lines.values())
+        return sum(line.count for line in self._lines.values())
 
     def keys(self) -> int:
         return 0  # they live in the store, not in this process's limiter
@@ -99,7 +152,7 @@ class DictLimit:
         fault = await self.store.round_trip()
         if fault is not None:
             return fault
-        now = asyncio.get_running_loop().time()
+        now = self.clock.time()
         slot = (self.name, key)
         state, at, admitted = self.algorithm.reserve(self.store.data.get(slot), now, cost, 0.0)
         if admitted:
@@ -125,39 +178,36 @@ class DictLimit:
             )
         admitted, retry_after = outcome
         remaining, reset_after = self.algorithm.inspect(
-            self.store.data.get((self.name, key)), asyncio.get_running_loop().time()
+            self.store.data.get((self.name, key)), self.clock.time()
         )
         return Decision(admitted, self.limit, remaining, retry_after, reset_after)
 
     async def acquire(self, key: Hashable, cost: int, max_wait: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_wait
-        if key not in self._lines and await self._try(loop, key, cost, deadline) is None:
+        clock = self.clock
+        deadline = clock.time() + max_wait
+        if key not in self._lines and await self._try(key, cost, deadline) is None:
             return False
-        line, count = self._lines.setdefault(key, (asyncio.Lock(), [0]))
-        count[0] += 1
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = _Line(clock)
+        line.count += 1
         try:
-            try:
-                async with asyncio.timeout_at(None if math.isinf(deadline) else deadline):
-                    await line.acquire()
-            except TimeoutError:
-                raise self._refusal(key, cost, self.store.retry_after) from None
+            if not await line.take(deadline):
+                raise self._refusal(key, cost, self.store.retry_after)
             try:
                 while True:  # first in line: ask, sleep the retry-after, ask again
-                    retry_after = await self._try(loop, key, cost, deadline)
+                    retry_after = await self._try(key, cost, deadline)
                     if retry_after is None:
                         return True
-                    await asyncio.sleep(retry_after)
+                    await clock.sleep(retry_after)
             finally:
                 line.release()
         finally:
-            count[0] -= 1
-            if not count[0]:  # nobody waits for this key any more: no line
+            line.count -= 1
+            if not line.count:  # nobody waits for this key any more: no line
                 del self._lines[key]
 
-    async def _try(
-        self, loop: asyncio.AbstractEventLoop, key: Hashable, cost: int, deadline: float
-    ) -> float | None:
+    async def _try(self, key: Hashable, cost: int, deadline: float) -> float | None:
         """``None`` when admitted (by the store or its policy), else the retry-after; a
         refusal when that is beyond ``deadline``."""
         outcome = await self._reserve(key, cost)
@@ -168,7 +218,7 @@ class DictLimit:
         admitted, retry_after = outcome
         if admitted:
             return None
-        if loop.time() + retry_after > deadline:
+        if self.clock.time() + retry_after > deadline:
             raise self._refusal(key, cost, retry_after)
         return retry_after
 

@@ -8,6 +8,7 @@ reservation, and the failure policy of a store that cannot decide.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -26,7 +27,7 @@ from aioresilience import (
 )
 from aioresilience.abc import LimiterStore
 from aioresilience.stores.redis import RedisStore
-from aioresilience.testing import RedisServer
+from aioresilience.testing import ManualClock, RedisServer
 
 # name -> (factory, largest retry_after a refusal of the burst may report)
 LIMITERS: dict[str, tuple[Callable[..., RateLimiter[Any]], float]] = {
@@ -137,6 +138,40 @@ class LimiterBehaviour:
             await limiter.acquire(key="k", timeout=0.5)
         assert 9.0 < caught.value.retry_after <= 10.0
         assert loop.time() - start < 0.5
+
+    async def test_a_waiter_wakes_on_the_limiters_clock(self, store: LimiterStore | None) -> None:
+        """Every wait is timed on ``clock=``, never on the loop's clock: on a clock that
+        stands still, a refused caller waits however long the loop's time runs on."""
+        clock = ManualClock()
+        limiter = GCRA(1, 0.05, name=f"clocked-{_unique()}", store=store, clock=clock)
+        await limiter.acquire(key="k")
+        waiter = asyncio.create_task(limiter.acquire(key="k", timeout=10))
+        await asyncio.sleep(0.2)  # four intervals on the loop's clock (and the server's)
+        assert not waiter.done()
+        assert limiter.statistics().waiting == 1
+        clock.advance(0.05)  # one interval on the limiter's clock: now it is due
+        await asyncio.wait_for(waiter, 5)
+        assert limiter.statistics().waited == 1
+
+    async def test_a_waiter_in_line_gives_up_on_the_limiters_clock(
+        self, store: LimiterStore | None
+    ) -> None:
+        """A caller behind another one gives up when ``timeout`` has passed on ``clock=``:
+        its deadline is on the limiter's clock, and so is the timer that ends its wait."""
+        clock = ManualClock()
+        limiter = GCRA(1, 100, name=f"deadline-{_unique()}", store=store, clock=clock)
+        await limiter.acquire(key="k")
+        polling = asyncio.create_task(limiter.acquire(key="k", timeout=1000))
+        await asyncio.sleep(0.01)
+        behind = asyncio.create_task(limiter.acquire(key="k", timeout=150))
+        await asyncio.sleep(0.01)
+        clock.advance(151)  # (a store whose server keeps its own time still refuses the first)
+        with pytest.raises(RateLimited):
+            await asyncio.wait_for(behind, 5)
+        polling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await polling
+        assert limiter.statistics().waiting == 0
 
     @pytest.mark.parametrize("turns", range(12))
     async def test_cancellation_at_any_point_never_leaks_capacity(

@@ -244,3 +244,57 @@ async def test_an_admission_that_waits_for_its_store() -> None:
     with pytest.raises(CircuitBreakerOpenError):
         await breaker.call(succeed)
     assert store.ops == 7  # 4 admissions (one refused) and 3 outcomes
+
+
+def test_the_dict_stores_import_only_public_names() -> None:
+    """The third store is written as an outside author would: every aioresilience module it
+    imports is public (no ``_`` segment), and so is every name it imports from one."""
+    import ast
+    from pathlib import Path
+
+    private = []
+    for path in sorted(Path(__file__).parent.glob("dictstore*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                modules, names = [node.module or ""], [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                modules, names = [alias.name for alias in node.names], []
+            else:
+                continue
+            for module in modules:
+                if module.split(".")[0] != "aioresilience":
+                    continue
+                if any(part.startswith("_") for part in module.split(".")):
+                    private.append(f"{path.name}:{node.lineno}: {module}")
+                private += [
+                    f"{path.name}:{node.lineno}: {module}.{name}"
+                    for name in names
+                    if name.startswith("_")
+                ]
+    assert private == []
+
+
+def test_the_public_in_memory_state() -> None:
+    """abc.memory_breaker_state: the in-memory BreakerState a store can fall back on, its
+    state changes told to the report it is given."""
+    from aioresilience.abc import BreakerState, memory_breaker_state
+
+    told: list[tuple[CircuitState, CircuitState]] = []
+
+    class Report:
+        def transition(self, old: CircuitState, new: CircuitState, at: float, r: float) -> None:
+            told.append((old, new))
+
+        def store_failure(self, error: BaseException | None) -> None:
+            raise AssertionError("the in-memory state never fails")
+
+    options = CircuitBreaker(name="p", failure_threshold=1, break_duration=5.0).options
+    state = memory_breaker_state(options, Report())
+    assert isinstance(state, BreakerState)
+    ticket = state.try_admit(0.0)
+    state.on_outcome(ticket, 0.0, True, False)
+    assert state.state is CircuitState.OPEN
+    assert told == [(CircuitState.CLOSED, CircuitState.OPEN)]
+    assert state.retry_after(1.0) == pytest.approx(4.0)
+    assert state.read_state(6.0) is CircuitState.HALF_OPEN
+    assert memory_breaker_state(options).state is CircuitState.CLOSED  # a new state each call

@@ -20,7 +20,7 @@ from helpers import slow_redis
 
 from aioresilience import GCRA, CircuitState, RateLimited, ResilienceEvent, StoreError
 from aioresilience.stores.redis import FailurePolicy, RedisStore
-from aioresilience.testing import RedisServer
+from aioresilience.testing import ManualClock, RedisServer
 
 pytestmark = pytest.mark.real_time
 
@@ -205,6 +205,22 @@ async def test_the_local_fallback_waits_in_process(server: RedisServer) -> None:
     fast = GCRA(100, 1, burst=1, name="fast", store=store)  # local: 50/s
     await asyncio.gather(*(fast.acquire(key="k") for _ in range(3)))
     assert loop.time() - start >= 0.035  # two local intervals of 20 ms
+    await store.aclose()
+
+
+async def test_the_local_fallback_waits_on_the_limiters_clock(server: RedisServer) -> None:
+    """The fallback limiter the local policy builds runs on the limiter's own clock."""
+    store, _ = _limiter(server, "local")
+    server.kill()
+    clock = ManualClock()
+    limiter = GCRA(100, 1, burst=1, name="clocked", store=store, clock=clock)  # local: 50/s
+    await limiter.acquire(key="k", timeout=0)
+    waiter = asyncio.create_task(limiter.acquire(key="k", timeout=1.0))
+    await asyncio.sleep(0.1)  # five local intervals of the loop's clock
+    assert not waiter.done()
+    clock.advance(0.02)  # one of the limiter's
+    await asyncio.wait_for(waiter, 5)
+    assert limiter.statistics().store_failures >= 2
     await store.aclose()
 
 

@@ -42,6 +42,7 @@ from ..._core.breaker import CircuitState
 from ..._support.errors import CircuitBreakerOpenError, StoreError
 from ..._support.guard import NO_RESULT
 from ..._timeout import timeout
+from ...abc import GuardStrategy
 from ._protocol import Args, FailurePolicy, _Script
 
 if TYPE_CHECKING:
@@ -147,6 +148,8 @@ class Batcher:
     """The coalescing state of one store (shared by its ``on_failure`` views)."""
 
     __slots__ = (
+        "_breaker_enter",
+        "_breaker_exit",
         "_checked_version",
         "_connected",
         "_connecting",
@@ -175,6 +178,14 @@ class Batcher:
         # Connected, version checked and scripts loaded (on this loop): round trips may go.
         self._connected = False
         self._connecting: asyncio.Task[None] | None = None  # the one attempt under way
+        # The store's breaker guards each round trip and each connection by hand, not with
+        # `async with`: a round trip can fail in part, or be judged by its expiry timer
+        # before it ends. So the batcher holds the breaker's guard core, ``enter() ->
+        # ticket`` and ``exit(ticket, exc, result)``, got through the public running seam
+        # (the same two bound methods a pipeline's fold calls: no cost over calling them).
+        enter, exit_ = GuardStrategy("store", store._breaker).core()
+        assert exit_ is not None  # a GuardStrategy's core always has an exit
+        self._breaker_enter, self._breaker_exit = enter, exit_
 
     # -- asking -----------------------------------------------------------------------------------
 
@@ -272,8 +283,8 @@ class Batcher:
             # Counted once for the batch, through the breaker's core: against the round
             # trip's own admission if it began, else as a call of the closed breaker.
             batch.counted = True
-            ticket = batch.ticket if batch.sent else breaker._enter()
-            breaker._exit(ticket, outage.error, NO_RESULT)
+            ticket = batch.ticket if batch.sent else self._breaker_enter()
+            self._breaker_exit(ticket, outage.error, NO_RESULT)
         if batch is self._pending:  # not sent yet: later callers start a batch of their own
             self._pending = _Batch(batch.entries[: batch.owed])
 
@@ -326,8 +337,7 @@ class Batcher:
         if not entries:
             return
         store = self.store
-        # The store's breaker guards the round trip through its core (_enter/_exit), by hand:
-        # a round trip can fail in part, or be judged by its expiry timer first.
+        # The store's breaker guards the round trip through its core, by hand (see __init__).
         breaker = store._breaker
         loop = asyncio.get_running_loop()
         if not self._connected:
@@ -351,7 +361,7 @@ class Batcher:
                 return
         calls = self._calls(entries)
         try:
-            ticket = breaker._enter()
+            ticket = self._breaker_enter()
         except CircuitBreakerOpenError as exc:  # its probe is out: no second one
             self._fail(entries, exc, exc.retry_after or 0.0)
             return
@@ -362,7 +372,7 @@ class Batcher:
         except (RedisError, OSError, TimeoutError) as exc:
             self._connected = False  # the next round trip connects (and loads) first
             if not batch.counted:
-                breaker._exit(ticket, exc, NO_RESULT)
+                self._breaker_exit(ticket, exc, NO_RESULT)
             if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError):
                 _logger.warning(
                     "a Redis round trip got no reply within %.3gs and was abandoned; what it "
@@ -373,7 +383,7 @@ class Batcher:
             return
         except Exception as exc:  # not an outage (a server too old): every caller hears it
             if not batch.counted:
-                breaker._exit(ticket, exc, NO_RESULT)  # not recorded: released
+                self._breaker_exit(ticket, exc, NO_RESULT)  # not recorded: released
             for future in _waiting(entries):
                 future.set_exception(StoreError(str(exc)))
             return
@@ -391,9 +401,9 @@ class Batcher:
         if batch.counted:
             pass  # counted already, when its callers were told
         elif failed or late:
-            breaker._exit(ticket, _FAILED_ROUND_TRIP, NO_RESULT)
+            self._breaker_exit(ticket, _FAILED_ROUND_TRIP, NO_RESULT)
         else:
-            breaker._exit(ticket, None, NO_RESULT)
+            self._breaker_exit(ticket, None, NO_RESULT)
 
     def _fail(
         self,
@@ -452,8 +462,7 @@ class Batcher:
         ``connect_timeout``; a call of the store's breaker (its probe, when half-open). If
         it fails, Redis is unreachable: the breaker opens at once."""
         store = self.store
-        breaker = store._breaker
-        ticket = breaker._enter()  # raises while the breaker is open
+        ticket = self._breaker_enter()  # raises while the breaker is open
         try:
             async with timeout(store.connect_timeout):
                 await self._load_scripts()
@@ -467,14 +476,14 @@ class Batcher:
             self._unreachable(ticket, exc)
             raise
         except BaseException as exc:  # not an outage (a server too old), or cancelled
-            breaker._exit(ticket, exc, NO_RESULT)  # not recorded: released
+            self._breaker_exit(ticket, exc, NO_RESULT)  # not recorded: released
             raise
         self._connected = True
-        breaker._exit(ticket, None, NO_RESULT)
+        self._breaker_exit(ticket, None, NO_RESULT)
 
     def _unreachable(self, ticket: Any, error: BaseException) -> None:
         breaker = self.store._breaker
-        breaker._exit(ticket, error, NO_RESULT)
+        self._breaker_exit(ticket, error, NO_RESULT)
         if breaker.state is CircuitState.CLOSED:
             breaker.trip()  # no connection at all: not worth another wait per caller
 

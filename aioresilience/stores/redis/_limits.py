@@ -68,14 +68,15 @@ class _Verdict:
 
 class _Line:
     """The callers of one key in this process that were refused and wait, in arrival order:
-    the first one sleeps until ``retry_at`` and asks again, the others wait for their turn.
+    the first one sleeps until ``retry_at`` and asks again, the others wait for their turn
+    (a future each: True when the turn is handed to it, False when its deadline passed first).
     A key has a line only while someone waits; otherwise callers go straight to Redis."""
 
     __slots__ = ("retry_at", "waiting")
 
     def __init__(self) -> None:
-        self.waiting: deque[asyncio.Future[None]] = deque()
-        self.retry_at = 0.0  # when the polling waiter asks next (loop time)
+        self.waiting: deque[asyncio.Future[bool]] = deque()
+        self.retry_at = 0.0  # when the polling waiter asks next (the limiter's clock)
 
 
 class RedisLimit:
@@ -85,6 +86,7 @@ class RedisLimit:
         "_fallback",
         "_fallback_cost",
         "_lines",
+        "clock",
         "limit",
         "name",
         "options",
@@ -100,6 +102,9 @@ class RedisLimit:
         shared_name(options, default=None)
         self.store = store
         self.options = options
+        # The limiter's clock: every time, deadline, sleep and timer here is read on it (the
+        # server's clock decides admission; this one decides how long a caller waits).
+        self.clock = options.clock
         self.name: str = options.label
         self.limit: int = options.algorithm.max_cost
         # Every decision describes the limit as in process does (RateLimit-Policy needs it).
@@ -111,7 +116,9 @@ class RedisLimit:
         self._fallback_cost = 0  # the most the fallback admits at once
         if store.policy == "local":
             local = _scaled(options.algorithm, store.local_share)
-            self._fallback = RateLimiter(local, name=f"{self.name} (local fallback)")
+            self._fallback = RateLimiter(
+                local, name=f"{self.name} (local fallback)", clock=options.clock
+            )
             self._fallback_cost = local.max_cost
 
     def waiting(self) -> int:
@@ -162,7 +169,7 @@ class RedisLimit:
         limit = self.limit
         line = self._lines.get(name)
         if line is not None:  # callers of this process already wait for this key: they go first
-            now = asyncio.get_running_loop().time()
+            now = self.clock.time()
             return Decision(False, limit, 0, max(0.0, line.retry_at - now), 0.0, self.policy)
         verdict = await self._ask(name, cost)
         if isinstance(verdict, Outage):
@@ -195,102 +202,92 @@ class RedisLimit:
         """Admit ``cost`` for ``key`` within ``max_wait`` seconds; ``True`` if it waited.
         Raises :class:`RateLimited` when it cannot."""
         name = self.redis_key(key)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_wait
+        clock = self.clock
+        deadline = clock.time() + max_wait
         line = self._lines.get(name)
         if line is None:
             # Nobody in this process waits for this key: straight to Redis, coalesced with
             # every other decision of this loop turn.
-            retry_after = await self._try(loop, name, key, cost, deadline)
+            retry_after = await self._try(name, key, cost, deadline)
             if retry_after is None:
                 return False
             line = self._lines.get(name)  # another caller may have started one meanwhile
             if line is None:
                 self._lines[name] = line = _Line()
-                line.retry_at = loop.time() + retry_after
+                line.retry_at = clock.time() + retry_after
             else:
-                await self._wait_turn(loop, line, key, cost, deadline)
+                await self._wait_turn(line, key, cost, deadline)
         else:
-            await self._wait_turn(loop, line, key, cost, deadline)
+            await self._wait_turn(line, key, cost, deadline)
         try:
             while True:  # first in line: sleep until the server said, ask again
-                delay = line.retry_at - loop.time()
+                delay = line.retry_at - clock.time()
                 if delay > 0:
-                    await asyncio.sleep(delay)
-                retry_after = await self._try(loop, name, key, cost, deadline)
+                    await clock.sleep(delay)
+                retry_after = await self._try(name, key, cost, deadline)
                 if retry_after is None:
                     return True
-                line.retry_at = loop.time() + retry_after
+                line.retry_at = clock.time() + retry_after
         finally:
             self._pass_turn(name, line)
 
-    async def _try(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        name: str,
-        key: Hashable,
-        cost: int,
-        deadline: float,
-    ) -> float | None:
+    async def _try(self, name: str, key: Hashable, cost: int, deadline: float) -> float | None:
         """Ask once: ``None`` when admitted (by Redis, or by the policy if Redis cannot
         answer), else the retry-after Redis reported; :class:`RateLimited` when that is
         beyond ``deadline``."""
         verdict = await self._ask(name, cost)
         if isinstance(verdict, Outage):
-            await self._admit_by_policy(loop, key, cost, deadline, verdict)
+            await self._admit_by_policy(key, cost, deadline, verdict)
             return None
         if verdict.admitted:
             return None
-        if loop.time() + verdict.retry_after > deadline:
+        if self.clock.time() + verdict.retry_after > deadline:
             raise self._rejection(key, cost, verdict.retry_after)
         return verdict.retry_after
 
-    async def _wait_turn(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        line: _Line,
-        key: Hashable,
-        cost: int,
-        deadline: float,
-    ) -> None:
-        """Wait behind the callers already in ``line`` until it is this one's turn."""
+    async def _wait_turn(self, line: _Line, key: Hashable, cost: int, deadline: float) -> None:
+        """Wait behind the callers already in ``line`` until it is this one's turn, at most
+        until ``deadline`` (on the limiter's clock, whose timer ends the wait)."""
+        clock = self.clock
         if line.retry_at > deadline:  # the first in line will not even ask before then
-            raise self._rejection(key, cost, line.retry_at - loop.time())
-        turn: asyncio.Future[None] = loop.create_future()
+            raise self._rejection(key, cost, line.retry_at - clock.time())
+        turn: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         line.waiting.append(turn)
+
+        def expire() -> None:  # the deadline passed before the turn came
+            if not turn.done():
+                turn.set_result(False)
+
+        timer = None if math.isinf(deadline) else clock.call_at(deadline, expire)
         try:
-            if math.isinf(deadline):
-                await turn
-            else:
-                async with asyncio.timeout_at(deadline):
-                    await turn
-        except BaseException as exc:
+            handed = await turn
+        except BaseException:  # cancelled: leave no turn behind
             if turn in line.waiting:
                 line.waiting.remove(turn)
-            elif turn.done() and not turn.cancelled():
+            elif turn.done() and not turn.cancelled() and turn.result():
                 # The turn was handed over just as this waiter left: hand it on.
                 self._pass_turn(self.redis_key(key), line)
-            if isinstance(exc, TimeoutError):
-                raise self._rejection(key, cost, max(0.0, line.retry_at - loop.time())) from None
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if not handed:
+            if turn in line.waiting:  # (a turn passed on meanwhile skipped it already)
+                line.waiting.remove(turn)
+            raise self._rejection(key, cost, max(0.0, line.retry_at - clock.time()))
 
     def _pass_turn(self, name: str, line: _Line) -> None:
         waiting = line.waiting
         while waiting:
             turn = waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)
+            if not turn.done():  # (a waiter that left or timed out is skipped)
+                turn.set_result(True)
                 return
         if self._lines.get(name) is line:
             del self._lines[name]
 
     async def _admit_by_policy(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        key: Hashable,
-        cost: int,
-        deadline: float,
-        outage: Outage,
+        self, key: Hashable, cost: int, deadline: float, outage: Outage
     ) -> None:
         policy = self._note_outage(outage)
         if policy == "allow":
@@ -299,7 +296,7 @@ class RedisLimit:
         if policy == "deny" or fallback is None or cost > self._fallback_cost:
             raise self._rejection(key, cost, outage.retry_after)
         try:
-            await fallback.acquire(cost, key=key, timeout=max(0.0, deadline - loop.time()))
+            await fallback.acquire(cost, key=key, timeout=max(0.0, deadline - self.clock.time()))
         except RateLimited as exc:
             raise self._rejection(key, cost, exc.retry_after or 0.0) from None
 
