@@ -10,10 +10,10 @@ exempt_methods=(), errors=None, protection=None, websocket_messages=None)``
   rules' ``guards`` (a bulkhead, an adaptive limiter, a LoadShedder at the rule's priority,
   a pipeline without retries), which see its whole duration; a shedder's ``InFlight`` or
   ``LatencyEWMA`` signal is fed by the middleware itself, with every request a rule selects
-  (the guard runner of ``integrations._guards``, shared with the other adapters). The rate-limit fields are added to
-  the response start. An error of ours raised before the response started (a guard's
-  refusal, ``RateLimited`` or ``TimeoutExceeded`` from the handler) becomes its mapped
-  response (503, 429, 504).
+  (the guard runner of ``integrations._guards``, shared with the other adapters). The
+  rate-limit fields are added to the response start. An error of ours raised before the
+  response started (a guard's refusal, ``RateLimited`` or ``TimeoutExceeded`` from the
+  handler) becomes its mapped response (503, 429, 504).
 - ``websocket``: the handshake is a request with method ``"WEBSOCKET"``. A refusal before
   accept is an HTTP response where the server offers the ``websocket.http.response``
   extension (uvicorn with ``websockets`` does), else the connection is accepted and closed
