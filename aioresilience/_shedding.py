@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
-from ._signals import _fed, _read
+from ._signals import InFlight, LatencyEWMA, _fed, _read
 from ._support.compose import Core, Strategy
 from ._support.errors import LoadShed
 from ._support.events import EventSource
@@ -107,6 +107,15 @@ class LoadShedder(GuardForms, EventSource):
     def __repr__(self) -> str:
         shed = {p.name: n for p, n in self.shed.items()}
         return f"<LoadShedder {self.name!r} load={_read(self._signal):.3g} shed={shed}>"
+
+    @property
+    def feeds(self) -> InFlight | LatencyEWMA | None:
+        """The signal this shedder feeds with the calls it admits (from after its check to
+        their end): the :class:`~aioresilience.InFlight` or
+        :class:`~aioresilience.LatencyEWMA` it was given, else None (a signal that measures
+        itself). Code running calls this shedder does not see can feed the same signal
+        with them through its :meth:`~aioresilience.InFlight.core`."""
+        return self._fed  # type: ignore[return-value]
 
     def check(self, priority: Priority = Priority.NORMAL) -> None:
         """Raise :class:`LoadShed` if ``priority`` is shed at the current load."""

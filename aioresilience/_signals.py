@@ -64,6 +64,22 @@ class _FedSignal:
             _feeding.reset(token[0])
             self._close(token[1])
 
+    def core(self) -> tuple[Callable[[], Any], Callable[[Any, BaseException | None, Any], None]]:
+        """The feeding a guard given this signal does around each call it admits, as a
+        guard's ``(enter, exit)`` core (:data:`aioresilience.abc.Core`): ``enter()`` starts
+        counting the current task's call and returns a token (None when this call is counted
+        already, by such a guard or a ``track()`` around it); ``exit(token, exc, result)``
+        ends it. For code that runs calls no guard fed with this signal sees, and feeds it
+        with them the way that guard would (the web middleware: every request a rule
+        selects)."""
+        return self._begin_fed, self._end_fed
+
+    def _begin_fed(self) -> Any:
+        return self._begin(by_guard=True)
+
+    def _end_fed(self, token: Any, exc: BaseException | None, result: Any) -> None:
+        self._end(token)
+
     @contextmanager
     def track(self) -> Iterator[None]:
         """Feed the signal around the block (one call)."""

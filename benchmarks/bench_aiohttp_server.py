@@ -122,6 +122,12 @@ async def main() -> None:
         rules=[Rule(ar.FixedWindowCounter(max_requests=1, window_seconds=3600.0, name="tiny"))]
     )
     decorated = limit(big("per-ip"))(handler)
+    bulkhead = resilience_middleware(rules=[Rule(big("per-ip"), guards=[ar.Bulkhead(10**6)])])
+    # A shedder never reached (InFlight of a huge capacity) that the middleware feeds.
+    shedder = ar.LoadShedder(ar.InFlight(capacity=1e9))
+    shedding = resilience_middleware(
+        rules=[Rule(big("per-ip"), guards=[shedder], priority="sheddable")]
+    )
 
     async def direct(request: web.Request, inner: Any) -> web.StreamResponse:
         return await decorated(request)
@@ -148,6 +154,8 @@ async def main() -> None:
             f"{label}: middleware, IETF headers": case(ietf, i),
             f"{label}: middleware, headers=both": case(both, i),
             f"{label}: @limit decorator, IETF": case(direct, i),
+            f"{label}: middleware + bulkhead": case(bulkhead, i),
+            f"{label}: middleware + InFlight shedder": case(shedding, i),
             f"{label}: refusal (429)": case(refusing, i),
         }
     cases["core select+admit (no adapter)"] = core

@@ -66,12 +66,18 @@ def cases() -> dict[str, Callable[[int], Awaitable[None]]]:
     guarded = ResilienceMiddleware(
         fake_app, rules=[Rule(big("per-ip"), guards=[ar.Bulkhead(1_000_000)])]
     )
+    # A shedder never reached (InFlight of a huge capacity) that the middleware feeds.
+    shedder = ar.LoadShedder(ar.InFlight(capacity=1e9))
+    shedding = ResilienceMiddleware(
+        fake_app, rules=[Rule(big("per-ip"), guards=[shedder], priority="sheddable")]
+    )
     return {
         "bare app (baseline)": case(fake_app, "/items/1"),
         "exempt path (/metrics)": case(ietf, "/metrics"),
         "1 limiter, ietf headers": case(ietf, "/items/1"),
         "1 limiter, headers=both": case(both, "/items/1"),
         "1 limiter + bulkhead, ietf": case(guarded, "/items/1"),
+        "1 limiter + InFlight shedder, ietf": case(shedding, "/items/1"),
     }
 
 

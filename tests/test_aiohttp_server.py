@@ -472,6 +472,12 @@ async def test_setup_stores_the_protection_under_a_typed_key() -> None:
         (lambda: Rule(TokenBucket(5, 1.0), priority="urgent"), "urgent"),
         (lambda: resilience_middleware(rules=[Rule(guards=[object()])]), "guards[0]"),
         (lambda: limit(object()), "guards[0]"),
+        (  # a request cannot be re-run (its body read, its response maybe sent)
+            lambda: resilience_middleware(
+                rules=[Rule(guards=[Pipeline.builder("p").retry(attempts=2).build()])]
+            ),
+            "re-run",
+        ),
         (lambda: limit(), "at least one"),
         (lambda: limit(TokenBucket(5, 1.0), headers="x"), "'x'"),
         (lambda: resilience_middleware(protection="p"), "protection"),  # type: ignore[arg-type]

@@ -269,6 +269,42 @@ async def test_a_load_shedder_is_fed_by_the_middleware_at_the_rules_priority() -
     assert in_flight.count == 0
 
 
+async def test_every_selected_request_feeds_the_shedder_of_another_rule() -> None:
+    """Requests on a cheap route count toward the in-flight load that sheds an expensive
+    one (in process, virtual time); nobody calls track()."""
+    in_flight = InFlight(capacity=4)
+    shedder = LoadShedder(in_flight, thresholds={Priority.SHEDDABLE: 0.5})
+    gate = asyncio.Event()
+    started = asyncio.Semaphore(0)
+
+    async def cheap(request: Request) -> Response:
+        started.release()
+        await gate.wait()
+        return PlainTextResponse("cheap")
+
+    app = starlette_app(Route("/cheap", cheap), Route("/expensive", hello))
+    app.add_middleware(
+        ResilienceMiddleware,
+        rules=[
+            Rule(per_ip(1000)),
+            Rule(guards=[shedder], paths="/expensive", priority="sheddable"),
+        ],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/expensive")).status_code == 200
+        held = [asyncio.ensure_future(client.get("/cheap")) for _ in range(3)]
+        for _ in held:
+            await started.acquire()
+        assert in_flight() == 0.75
+        assert (await client.get("/expensive")).status_code == 503
+        gate.set()
+        assert [r.status_code for r in await asyncio.gather(*held)] == [200] * 3
+        assert in_flight.count == 0
+        assert (await client.get("/expensive")).status_code == 200
+    assert shedder.shed[Priority.SHEDDABLE] == 1
+
+
 # -- a client that leaves ---------------------------------------------------------------------
 
 

@@ -53,7 +53,6 @@ import functools
 import itertools
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
     Mapping,
@@ -61,8 +60,8 @@ from collections.abc import (
 )
 from typing import Any
 
-from .. import LoadShedder, Pipeline, Priority, RateLimiter
-from .._support.guard import GuardForms
+from .. import Priority, RateLimiter
+from ._guards import GuardRunner
 from ._http import (
     HEALTH_PATHS,
     ErrorMapper,
@@ -200,80 +199,19 @@ def _is_websocket(request: web.Request) -> bool:
     return upgrade is not None and upgrade.lower() == "websocket"
 
 
-# -- the guards around the handler (server) ---------------------------------------------------
-
-Runner = Callable[..., Awaitable[Any]]
-
-
-def _check_guards(rules: Sequence[Rule]) -> None:
-    for i, rule in enumerate(rules):
-        for j, guard in enumerate(rule.guards):
-            if not isinstance(guard, GuardForms | Pipeline):
-                raise TypeError(
-                    f"rules[{i}].guards[{j}] must be a guard (Bulkhead, AdaptiveLimiter, "
-                    f"LoadShedder, CircuitBreaker, timeout...) or a Pipeline, got {guard!r}"
-                )
-
-
-async def _through(
-    runners: tuple[Runner, ...], i: int, handler: Handler, request: web.Request
-) -> web.StreamResponse:
-    """The handler inside ``runners[i:]``, outermost first."""
-    if i == len(runners):
-        return await handler(request)
-    result: web.StreamResponse = await runners[i](_through, runners, i + 1, handler, request)
-    return result
+# -- the server: the Protection, and the guards around the handler -----------------------------
 
 
 class _Server:
-    """What the middleware and the decorator share: the Protection, each guard's runner per
-    priority, and the load signals the server feeds."""
+    """What the middleware and the decorator share: the Protection and its guard runner
+    (``integrations._guards``: the guards around the handler, the shedders' signals fed)."""
 
-    __slots__ = ("_fed", "_feeds", "_runners", "_sheds", "protection")
+    __slots__ = ("guards", "protection")
 
     def __init__(self, protection: Protection) -> None:
         self.protection = protection
-        _check_guards(protection.rules)
-        # A shedder at another priority is its own guard object: made once, not per request.
-        self._sheds: dict[tuple[LoadShedder, Priority], GuardForms] = {}
-        fed: list[Any] = []
-        for rule in protection.rules:
-            for guard in rule.guards:
-                signal = guard._fed if isinstance(guard, LoadShedder) else None
-                if signal is not None and all(signal is not f for f in fed):
-                    fed.append(signal)
-        self._fed = tuple(fed)
-        self._runners: dict[tuple[tuple[object, ...], Priority | None], tuple[Runner, ...]] = {}
-        self._feeds: dict[tuple[object, ...], tuple[Any, ...]] = {}
-
-    def runners(self, guards: tuple[object, ...], priority: Priority | None) -> tuple[Runner, ...]:
-        found = self._runners.get((guards, priority))
-        if found is not None:
-            return found
-        runners: list[Runner] = []
-        for guard in guards:
-            if isinstance(guard, Pipeline):
-                runners.append(guard.execute)
-            elif isinstance(guard, LoadShedder) and priority is not None:
-                at = self._sheds.get((guard, priority))
-                if at is None:
-                    at = self._sheds[(guard, priority)] = guard.limit(priority)
-                runners.append(at.call)
-            else:
-                runners.append(guard.call)  # type: ignore[attr-defined]
-        found = self._runners[(guards, priority)] = tuple(runners)
-        return found
-
-    def feeds(self, guards: tuple[object, ...]) -> tuple[Any, ...]:
-        """The signals this server feeds for a request run in ``guards``: every shedder's,
-        except those a shedder among ``guards`` feeds itself (from after its own check)."""
-        found = self._feeds.get(guards)
-        if found is None:
-            own = [g._fed for g in guards if isinstance(g, LoadShedder)]
-            found = self._feeds[guards] = tuple(
-                f for f in self._fed if all(f is not o for o in own)
-            )
-        return found
+        runner = GuardRunner(protection.rules)
+        self.guards = runner if runner.active else None  # None: no rule has a guard
 
     async def run(
         self,
@@ -287,10 +225,11 @@ class _Server:
         admission = await protection.admit(_Info(request, method, route), rules)
         if admission.response is not None:
             return _response(admission.response)
-        guards = admission.guards
+        runner = self.guards
+        response: web.StreamResponse
         try:
-            if guards or self._fed:
-                response = await self._guarded(request, handler, guards, admission.priority)
+            if runner is not None and (plan := runner.plan(admission.guards, admission.priority)):
+                response = await runner.run(plan, handler, request)
             else:  # the common case: a rate limit alone
                 response = await handler(request)
         except Exception as exc:
@@ -301,24 +240,6 @@ class _Server:
         if admission.headers and not response.prepared:
             _add_headers(response, admission.headers)
         return response
-
-    async def _guarded(
-        self,
-        request: web.Request,
-        handler: Handler,
-        guards: tuple[object, ...],
-        priority: Priority | None,
-    ) -> web.StreamResponse:
-        """The handler inside ``guards``, the shedders' signals fed around it."""
-        feeds = self.feeds(guards) if self._fed else ()
-        tokens = [signal._begin(True) for signal in feeds]
-        try:
-            if guards:
-                return await _through(self.runners(guards, priority), 0, handler, request)
-            return await handler(request)
-        finally:
-            for signal, token in zip(feeds, tokens, strict=True):
-                signal._end(token)
 
 
 def _protection(

@@ -8,11 +8,12 @@ exempt_methods=(), errors=None, protection=None, websocket_messages=None)``
   across all routes with ``Rule(limiter)``); a refusal is answered at once (429,
   problem+json, ``Retry-After``, the rate-limit fields); an admitted request runs inside the
   rules' ``guards`` (a bulkhead, an adaptive limiter, a LoadShedder at the rule's priority,
-  a pipeline without retries), which see its whole duration, so a shedder's ``InFlight`` or
-  ``LatencyEWMA`` signal is fed by the middleware itself. The rate-limit fields are added to
-  the response start. An error of ours raised before the response started (a guard's
-  refusal, ``RateLimited`` or ``TimeoutExceeded`` from the handler) becomes its mapped
-  response (503, 429, 504).
+  a pipeline without retries), which see its whole duration; a shedder's ``InFlight`` or
+  ``LatencyEWMA`` signal is fed by the middleware itself, with every request a rule selects
+  (the guard runner of ``integrations._guards``, shared with the other adapters). The
+  rate-limit fields are added to the response start. An error of ours raised before the
+  response started (a guard's refusal, ``RateLimited`` or ``TimeoutExceeded`` from the
+  handler) becomes its mapped response (503, 429, 504).
 - ``websocket``: the handshake is a request with method ``"WEBSOCKET"``. A refusal before
   accept is an HTTP response where the server offers the ``websocket.http.response``
   extension (uvicorn with ``websockets`` does), else the connection is accepted and closed
@@ -33,13 +34,11 @@ Client addresses: see ``client_address`` in ``integrations._http`` for how the
 from __future__ import annotations
 
 import itertools
-import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from .. import RateLimiter
-from .._support.compose import leave_all
-from ._guards import Core, core_of
+from ._guards import GuardRunner
 from ._http import (
     HEALTH_PATHS,
     Admission,
@@ -77,7 +76,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_Coroutine = types.CoroutineType
 _WS_EXTENSION = "websocket.http.response"
 _CLOSE_POLICY = 1008  # the client broke a policy: its quota
 _CLOSE_TRY_LATER = 1013  # our capacity: try again later
@@ -94,7 +92,7 @@ async def send_response(send: Send, response: HttpResponse) -> None:
 class ResilienceMiddleware:
     """Protect an ASGI app with rules of limiters and guards (see the module docstring)."""
 
-    __slots__ = ("_cores", "_message_ids", "_messages", "_select", "app", "protection")
+    __slots__ = ("_guards", "_message_ids", "_messages", "_select", "app", "protection")
 
     def __init__(
         self,
@@ -131,10 +129,8 @@ class ResilienceMiddleware:
         self.app = app
         self.protection = protection
         self._select = protection.select
-        self._cores: dict[int, Core] = {}
-        for i, rule in enumerate(protection.rules):
-            for j, guard in enumerate(rule.guards):
-                self._cores[id(guard)] = core_of(f"rules[{i}].guards[{j}]", guard)
+        runner = GuardRunner(protection.rules)
+        self._guards = runner if runner.active else None  # None: no rule has a guard
         if websocket_messages is not None and not isinstance(websocket_messages, RateLimiter):
             raise TypeError(f"websocket_messages must be a RateLimiter, got {websocket_messages!r}")
         self._messages = websocket_messages
@@ -171,37 +167,24 @@ class ResilienceMiddleware:
             return send(message)
 
         try:
-            if admission.guards:
-                await self._guarded(admission, scope, receive, send_with_headers)
-            else:
-                await self.app(scope, receive, send_with_headers)
+            await self._run(admission, scope, receive, send_with_headers)
         except Exception as error:
             response = None if started else self.protection.error_response(error)
             if response is None:
                 raise
             await send_response(send, response._replace(headers=[*response.headers, *extra]))
 
-    async def _guarded(
-        self, admission: Admission, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """Run the app inside the admission's guards, outermost first."""
-        cores = self._cores
-        priority = admission.priority
-        entered: list[tuple[Any, Any]] = []
-        failure: BaseException | None = None
-        try:
-            for guard in admission.guards:
-                enter, exit = cores[id(guard)]
-                ticket = enter(priority)
-                if ticket.__class__ is _Coroutine:
-                    ticket = await ticket
-                entered.append((exit, ticket))
-            await self.app(scope, receive, send)
-        except BaseException as error:  # cancellation included: every guard is left
-            failure = error
-        final = await leave_all(entered, failure)
-        if final is not None:
-            raise final
+    def _run(
+        self, admission: Admission | None, scope: Scope, receive: Receive, send: Send
+    ) -> Awaitable[None]:
+        """The app, inside the admission's guards (and feeding the shedders' signals) if
+        there are any: the one guard runner (``integrations._guards``)."""
+        runner = self._guards
+        if runner is not None and admission is not None:
+            plan = runner.plan(admission.guards, admission.priority)
+            if plan:
+                return runner.run(plan, self.app, scope, receive, send)
+        return self.app(scope, receive, send)
 
     # -- websockets -------------------------------------------------------------------------
 
@@ -252,10 +235,7 @@ class ResilienceMiddleware:
                 return message
 
         try:
-            if admission is not None and admission.guards:
-                await self._guarded(admission, scope, ws_receive, ws_send)
-            else:
-                await self.app(scope, ws_receive, ws_send)
+            await self._run(admission, scope, ws_receive, ws_send)
         except Exception as error:
             response = None if accepted else self.protection.error_response(error)
             if response is None:

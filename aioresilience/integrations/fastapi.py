@@ -30,7 +30,6 @@ status and headers with its own body. Errors of ours raised by the handler (a do
 
 import functools
 import inspect
-import types
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping
 from typing import Any, TypeVar
 
@@ -45,8 +44,7 @@ except ImportError as error:  # pragma: no cover - the extra is installed in tes
     ) from error
 
 from .. import Priority, RateLimited, RateLimiter
-from .._support.compose import leave_all
-from ._guards import core_of
+from ._guards import Entered, GuardRunner, enter, leave
 from ._http import (
     ErrorMapper,
     HttpResponse,
@@ -66,7 +64,6 @@ __all__ = ["Refused", "limit", "protect"]
 T = TypeVar("T")
 _REQUEST = "_aioresilience_request"
 _RESPONSE = "_aioresilience_response"
-_Coroutine = types.CoroutineType
 
 
 class Refused(HTTPException):
@@ -85,7 +82,7 @@ class Refused(HTTPException):
 class _Protector:
     """One protection of :func:`protect` / :func:`limit`, built at import time."""
 
-    __slots__ = ("cores", "limiters", "protection", "rule", "rules", "wait")
+    __slots__ = ("guards", "limiters", "plan", "protection", "rule", "rules", "wait")
 
     def __init__(
         self,
@@ -112,7 +109,9 @@ class _Protector:
         self.rules = (self.rule,)
         self.limiters = self.rule.limiters
         self.protection = Protection(self.rule, headers=headers, errors=errors)
-        self.cores = [core_of(f"{where} guard {i}", g) for i, g in enumerate(guards)]
+        self.guards = GuardRunner(self.rules, lambda i, j: f"{where} guard {j}")
+        # The guards at the rule's own priority; a priority header picks another plan.
+        self.plan = self.guards.plan(self.rule.guards, self.rule.priority)
         self.wait = wait
 
     def info(self, request: Request) -> RequestInfo:
@@ -123,7 +122,7 @@ class _Protector:
             method, scope["path"], scope["headers"], scope.get("client"), route, scope.get("user")
         )
 
-    async def admit(self, request: Request) -> tuple[RawHeaders, list[tuple[Any, Any]]]:
+    async def admit(self, request: Request) -> tuple[RawHeaders, Entered]:
         """Decide the limiters and enter the guards; raises :class:`Refused`."""
         info = self.info(request)
         if self.wait:
@@ -142,18 +141,17 @@ class _Protector:
             if admission.response is not None:
                 raise Refused(admission.response)
             headers = admission.headers
-        entered: list[tuple[Any, Any]] = []
-        if self.cores:
+        entered: Entered = []
+        if self.plan:
+            plan = self.plan
             priority = self.rule.priority_of(info)
+            if priority is not self.rule.priority:
+                plan = self.guards.plan(self.rule.guards, priority)
             try:
-                for enter, exit in self.cores:
-                    ticket = enter(priority)
-                    if ticket.__class__ is _Coroutine:
-                        ticket = await ticket
-                    entered.append((exit, ticket))
+                now = enter(plan)
+                entered = now if isinstance(now, list) else await now  # awaited: a guard waits
             except Exception as exc:
-                final = await leave_all(entered, exc)
-                mapped = None if final is None else self.protection.error_response(final)
+                mapped = self.protection.error_response(exc)
                 if mapped is None:
                     raise
                 raise Refused(mapped) from None
@@ -163,12 +161,6 @@ class _Protector:
         mapped = self.protection.error_response(exc)
         assert mapped is not None  # RateLimited always has an entry
         return mapped
-
-
-async def _leave(entered: list[tuple[Any, Any]], failure: BaseException | None) -> None:
-    final = await leave_all(entered, failure)
-    if final is not None:
-        raise final
 
 
 def protect(
@@ -185,7 +177,7 @@ def protect(
     protector = _Protector(
         "protect()", limiters_or_guards, key, cost, per_route, wait, headers, priority, errors
     )
-    if not protector.cores:
+    if not protector.plan:
 
         async def dependency(request: Request, response: Response) -> None:
             headers, _ = await protector.admit(request)
@@ -201,9 +193,11 @@ def protect(
         try:
             yield
         except BaseException as failure:  # cancellation included: every guard is left
-            await _leave(entered, failure)
+            await leave(entered, failure)
             raise
-        await _leave(entered, None)
+        pending = leave(entered, None)
+        if pending is not None:
+            await pending
 
     return guarded
 
@@ -257,9 +251,11 @@ def limit(
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as failure:
-                await _leave(entered, failure)
+                await leave(entered, failure)
                 raise
-            await _leave(entered, None)
+            pending = leave(entered, None, result)
+            if pending is not None:
+                await pending
             if headers:
                 if isinstance(result, Response):
                     result.raw_headers.extend(headers)
