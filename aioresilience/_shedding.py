@@ -12,15 +12,13 @@ from typing import Any, ClassVar, ParamSpec, TypeVar
 from ._signals import InFlight, LatencyEWMA, _fed, _read
 from ._support.compose import Core, Strategy
 from ._support.errors import LoadShed
-from ._support.events import EventSource
+from ._support.events import CallRejected, EventSource
 from ._support.guard import GuardForms, ticket_stack
 from ._support.predicates import sync_callable
 from ._support.validation import finite_positive, number, text
 
-__all__ = ["LoadShedStrategy", "LoadShedder", "Priority"]
-from ._support.events import CallRejected
+__all__ = ["CallShed", "LoadShedStrategy", "LoadShedder", "Priority"]
 
-__all__ = ["CallShed", "LoadShedder", "Priority"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
