@@ -55,9 +55,9 @@ def fastapi_app(case: str) -> Any:
     needs_request = False
 
     if case == "ours":
+        from aioresilience.integrations.asgi import ResilienceMiddleware, Rule
+
         import aioresilience as ar
-        from aioresilience.integrations.asgi import ResilienceMiddleware
-        from aioresilience.integrations.fastapi import Rule
 
         limiter = ar.TokenBucket(capacity=QUOTA, refill_rate=QUOTA, name="per-ip")
         app.add_middleware(ResilienceMiddleware, rules=[Rule(limiter)], headers="ietf")
@@ -128,8 +128,9 @@ def aiohttp_app(case: str) -> Any:
     middlewares: list[Any] = []
     decorate: Callable[[Any], Any] = lambda f: f  # noqa: E731
     if case == "ours":
-        import aioresilience as ar
         from aioresilience.integrations.aiohttp import Rule, resilience_middleware
+
+        import aioresilience as ar
 
         limiter = ar.TokenBucket(capacity=QUOTA, refill_rate=QUOTA, name="per-ip")
         middlewares.append(resilience_middleware(rules=[Rule(limiter)], headers="ietf"))
@@ -284,7 +285,7 @@ def run(quick: bool = False, seed: int = 13) -> dict[str, Any]:
         samples: dict[str, list[float]] = {label: [] for label, *_ in runnable}
         rng = random.Random(seed)
         with asyncio.Runner() as runner:
-            for label, server, path, _ in runnable:
+            for _label, server, path, _ in runnable:
                 runner.run(closed_loop(server.port, path, warmup, concurrency=concurrency))
             for _ in range(rounds):
                 order = runnable[:]

@@ -17,6 +17,7 @@ response is an error, not silently misread).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -54,10 +55,8 @@ class Connection:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(OSError):  # the server may have dropped it first
             await self.writer.wait_closed()
-        except OSError:
-            pass  # the server may have dropped it first; closed either way
 
 
 async def closed_loop(
