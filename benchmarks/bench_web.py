@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from httpload import closed_loop  # noqa: E402
+from tables import render  # noqa: E402
 
 QUOTA = 1_000_000  # per second: never reached
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -327,29 +328,6 @@ def server_versions() -> dict[str, str | None]:
     return out
 
 
-def render(section: dict[str, Any]) -> str:
-    lines = [
-        f"### {section['title']}",
-        "",
-        f"{section['requests']} requests per case per round, {section['rounds']} interleaved "
-        f"rounds, {section['concurrency']} keep-alive connections; medians.",
-        "",
-        "| case | server CPU us/request | overhead us (min..max over rounds) |",
-        "| --- | ---: | ---: |",
-    ]
-    for row in section["rows"]:
-        over = ""
-        if "overhead_us" in row:
-            low, high = row["overhead_spread"]
-            over = f"{row['overhead_us']:+.1f} ({low:+.1f}..{high:+.1f})"
-        lines.append(f"| {row['case']} | {row['us_per_request']:.1f} | {over} |")
-    for label, why in section["missing"].items():
-        lines.append(f"| {label} | not measured: {why} | |")
-    versions = ", ".join(f"{k} {v}" for k, v in section["servers"].items() if v)
-    lines += ["", f"Servers: {versions}.", ""]
-    return "\n".join(lines)
-
-
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "serve":
         serve(sys.argv[2], sys.argv[3])
@@ -357,7 +335,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    print(render(run(args.quick)))
+    print(render(run(args.quick)))  # tables.render, as run.py prints every section
 
 
 if __name__ == "__main__":

@@ -159,11 +159,38 @@ def render(section: Section) -> str:
                 ]
             ],
         )
+    elif kind == "web":
+        lines = _web(section)
     elif kind == "note":
         lines = [section["text"]]
     else:
         raise ValueError(f"unknown section kind {kind!r} in {section.get('title')!r}")
     return "\n".join(lines) + "\n"
+
+
+def _web(section: Section) -> list[str]:
+    """bench_web's table: server CPU per request, the overhead over the unprotected server."""
+    rows = []
+    for r in section["rows"]:
+        over = ""
+        if "overhead_us" in r:
+            low, high = r["overhead_spread"]
+            over = f"{r['overhead_us']:+.1f} ({low:+.1f} .. {high:+.1f})"
+        rows.append([r["case"], f"{r['us_per_request']:.1f}", over])
+    rows += [[label, f"not measured: {why}", ""] for label, why in section["missing"].items()]
+    versions = ", ".join(f"{k} {v}" for k, v in section["servers"].items() if v)
+    return [
+        *_table(
+            f"### {section['title']} ({section['requests']:,} requests per case per round, "
+            f"{section['rounds']} interleaved rounds, {section['concurrency']} keep-alive "
+            "connections; medians)",
+            ["case", "server CPU us/request", "overhead us (min .. max over rounds)"],
+            ["---", "---:", "---:"],
+            rows,
+        ),
+        "",
+        f"Servers: {versions}.",
+    ]
 
 
 def find(sections: list[Section], title: str, loop: str | None = None) -> Section | None:
