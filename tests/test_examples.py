@@ -66,3 +66,12 @@ def test_many_processes_share_one_limit_and_survive_an_outage(redis_server: obje
     assert "4 processes asked 160 at once of a shared limit of 50: admitted 50" in out
     assert "20 asked, 12 admitted by the local fallback" in out
     assert "Redis back: decided by Redis again" in out
+
+
+def test_fastapi_app_limits_sheds_and_maps_the_downstream_timeout() -> None:
+    out = run_example("fastapi_app.py")
+    assert "per-ip: 25 requests at once -> 20 ok, 5 refused (429)" in out
+    assert "per-key: key a x4, key b x1 -> [200, 200, 200, 429, 200]" in out
+    assert "shedding: 4 concurrent reports -> [200, 200, 200, 503]" in out
+    assert "downstream: a hanging call -> 504 Gateway Timeout" in out
+    assert "health: 50 probes -> {200} (exempt)" in out

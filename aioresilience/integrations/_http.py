@@ -71,7 +71,8 @@ Never ``Retry-After``: that is :func:`retry_after_header`'s, on refusals only.
 
 **Errors**
 
-``ErrorMapper(overrides=None)``; ``mapper(exc) -> HttpResponse | None``:
+``ErrorMapper(overrides=None)``; ``mapper(exc) -> HttpResponse | None``; ``mapper.types`` the
+exception types it has an entry for (what exception handlers are registered for):
 ``RateLimited`` -> 429 (``quota-exceeded`` problem with ``violated-policies``);
 ``CircuitBreakerOpenError``, ``BulkheadFull``, ``LoadShed``, ``Throttled``,
 ``ConcurrencyLimited`` and any other ``Rejected`` -> 503 (``temporary-reduced-capacity``);
@@ -734,6 +735,12 @@ class ErrorMapper:
             found = next((self._table[c] for c in exc_type.__mro__ if c in self._table), None)
             self._by_type[exc_type] = found
             return found
+
+    @property
+    def types(self) -> tuple[type[BaseException], ...]:
+        """The exception types with an entry (the defaults and the overrides): what a
+        framework's exception handlers are registered for."""
+        return tuple(self._table)
 
     def handles(self, exc: BaseException) -> bool:
         return self.factory(type(exc)) is not None

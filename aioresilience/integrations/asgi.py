@@ -1,0 +1,368 @@
+"""A pure ASGI middleware over the HTTP core (``integrations._http``), for any ASGI app:
+Starlette, FastAPI, Litestar or a bare ASGI callable. It imports no framework.
+
+``ResilienceMiddleware(app, *, rules=(Rule(...),), headers="ietf", exempt_paths=HEALTH_PATHS,
+exempt_methods=(), errors=None, protection=None, websocket_messages=None)``
+
+- ``http``: the rules that match the request decide its limiters (one limit per client
+  across all routes with ``Rule(limiter)``); a refusal is answered at once (429,
+  problem+json, ``Retry-After``, the rate-limit fields); an admitted request runs inside the
+  rules' ``guards`` (a bulkhead, an adaptive limiter, a LoadShedder at the rule's priority,
+  a pipeline without retries), which see its whole duration, so a shedder's ``InFlight`` or
+  ``LatencyEWMA`` signal is fed by the middleware itself. The rate-limit fields are added to
+  the response start. An error of ours raised before the response started (a guard's
+  refusal, ``RateLimited`` or ``TimeoutExceeded`` from the handler) becomes its mapped
+  response (503, 429, 504).
+- ``websocket``: the handshake is a request with method ``"WEBSOCKET"``. A refusal before
+  accept is an HTTP response where the server offers the ``websocket.http.response``
+  extension (uvicorn with ``websockets`` does), else the connection is accepted and closed
+  at once with code 1008 (policy: the client's quota) or 1013 (try again later: our
+  capacity). ``websocket_messages``: a limiter checked for every message the client sends,
+  keyed per connection; over it, the connection is closed with 1008 and the app receives
+  ``websocket.disconnect``.
+- ``lifespan`` and anything else: passed through.
+
+On Starlette/FastAPI: ``app.add_middleware(ResilienceMiddleware, rules=[...])``;
+:func:`install` adds exception handlers for the same error mapping, for errors raised where
+the middleware cannot see them (inside Starlette's own exception middleware).
+
+Client addresses: see ``client_address`` in ``integrations._http`` for how the
+``trusted_proxies`` of a key and uvicorn's ``--forwarded-allow-ips`` combine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from typing import Any
+
+from .. import LoadShedder, Pipeline, Priority, RateLimiter
+from .._support.compose import leave_all
+from .._support.guard import GuardForms
+from ._http import (
+    HEALTH_PATHS,
+    Admission,
+    ErrorMapper,
+    HttpResponse,
+    Protection,
+    RequestInfo,
+    ResponseFactory,
+    Rule,
+    client_address,
+    compose,
+    header_key,
+    route_key,
+    user_key,
+)
+
+# The core's rules and keys, re-exported: what an app configures the middleware with.
+__all__ = [
+    "HEALTH_PATHS",
+    "ErrorMapper",
+    "Protection",
+    "ResilienceMiddleware",
+    "Rule",
+    "client_address",
+    "compose",
+    "header_key",
+    "install",
+    "route_key",
+    "user_key",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_Coroutine = types.CoroutineType
+# (enter(priority) -> ticket | coroutine of one, exit(ticket, exc, result) -> None | awaitable)
+_Core = tuple[Callable[[Priority | None], Any], Callable[[Any, BaseException | None, Any], Any]]
+_WS_EXTENSION = "websocket.http.response"
+_CLOSE_POLICY = 1008  # the client broke a policy: its quota
+_CLOSE_TRY_LATER = 1013  # our capacity: try again later
+
+
+def _core_of(where: str, guard: object) -> _Core:
+    """How the middleware enters and leaves a guard, decided once at start-up."""
+    if isinstance(guard, LoadShedder):
+        # The request's priority (the rule's, or its header's) picks the threshold.
+        def enter_shedder(priority: Priority | None) -> Any:
+            return guard._admit(Priority.NORMAL if priority is None else priority)
+
+        return enter_shedder, guard._exit
+    if isinstance(guard, GuardForms):
+        enter = guard._enter
+        return (lambda priority: enter()), guard._exit
+    if isinstance(guard, Pipeline):
+        redo = [s.kind for s in guard.strategies if s.core() is None]
+        if redo:
+            # A request cannot be re-run: its body is read and its response may be sent.
+            raise TypeError(
+                f"{where}: pipeline {guard.name!r} has {', '.join(redo)}, which would re-run "
+                "the request; use it inside the handler (pipeline.execute) instead"
+            )
+    if callable(getattr(guard, "__aenter__", None)) and callable(getattr(guard, "__aexit__", None)):
+        manager: Any = guard
+
+        def exit_manager(ticket: Any, exc: BaseException | None, result: Any) -> Any:
+            return manager.__aexit__(None if exc is None else type(exc), exc, None)
+
+        return (lambda priority: manager.__aenter__()), exit_manager
+    raise TypeError(
+        f"{where} must be a guard (Bulkhead, AdaptiveLimiter, LoadShedder, CircuitBreaker, a "
+        f"pipeline without retries, or an async context manager), got {guard!r}"
+    )
+
+
+async def send_response(send: Send, response: HttpResponse) -> None:
+    """Send a whole ``HttpResponse`` on an ``http`` scope."""
+    await send(
+        {"type": "http.response.start", "status": response.status, "headers": response.headers}
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class ResilienceMiddleware:
+    """Protect an ASGI app with rules of limiters and guards (see the module docstring)."""
+
+    __slots__ = ("_cores", "_message_ids", "_messages", "_select", "app", "protection")
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        rules: Rule | Sequence[Rule] = (),
+        headers: str = "ietf",
+        exempt_paths: str | Iterable[str] = HEALTH_PATHS,
+        exempt_methods: str | Iterable[str] = (),
+        errors: ErrorMapper | Mapping[type[BaseException], int | ResponseFactory] | None = None,
+        protection: Protection | None = None,
+        websocket_messages: RateLimiter[Any] | None = None,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"ResilienceMiddleware: app must be an ASGI callable, got {app!r}")
+        if protection is not None:
+            if not isinstance(protection, Protection):
+                raise TypeError(f"protection must be a Protection, got {protection!r}")
+            if rules or errors is not None:
+                raise TypeError("give rules= (and errors=) or a ready protection=, not both")
+        else:
+            if not rules:
+                raise ValueError(
+                    "ResilienceMiddleware: rules is empty: give at least one Rule "
+                    "(Rule(limiter) limits each client across all routes)"
+                )
+            protection = Protection(
+                rules,
+                headers=headers,
+                exempt_paths=exempt_paths,
+                exempt_methods=exempt_methods,
+                errors=errors,
+            )
+        self.app = app
+        self.protection = protection
+        self._select = protection.select
+        self._cores: dict[int, _Core] = {}
+        for i, rule in enumerate(protection.rules):
+            for j, guard in enumerate(rule.guards):
+                self._cores[id(guard)] = _core_of(f"rules[{i}].guards[{j}]", guard)
+        if websocket_messages is not None and not isinstance(websocket_messages, RateLimiter):
+            raise TypeError(f"websocket_messages must be a RateLimiter, got {websocket_messages!r}")
+        self._messages = websocket_messages
+        self._message_ids = itertools.count()  # a key per connection for the message limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            method = scope["method"]
+            path = scope["path"]
+            rules = self._select(method, path)
+            if not rules:
+                return await self.app(scope, receive, send)
+        elif kind == "websocket":
+            return await self._websocket(scope, receive, send)
+        else:  # lifespan, and scopes this middleware knows nothing of
+            return await self.app(scope, receive, send)
+        info = RequestInfo(
+            method, path, scope["headers"], scope.get("client"), None, scope.get("user")
+        )
+        admission = await self.protection.admit(info, rules)
+        if admission.response is not None:
+            return await send_response(send, admission.response)
+        extra = admission.headers
+        started = False
+
+        # A plain function returning the server's awaitable: no coroutine of ours per message.
+        def send_with_headers(message: Message) -> Awaitable[None]:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if extra:
+                    message["headers"] = [*message.get("headers", ()), *extra]
+            return send(message)
+
+        try:
+            if admission.guards:
+                await self._guarded(admission, scope, receive, send_with_headers)
+            else:
+                await self.app(scope, receive, send_with_headers)
+        except Exception as error:
+            response = None if started else self.protection.error_response(error)
+            if response is None:
+                raise
+            await send_response(send, response._replace(headers=[*response.headers, *extra]))
+
+    async def _guarded(
+        self, admission: Admission, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Run the app inside the admission's guards, outermost first."""
+        cores = self._cores
+        priority = admission.priority
+        entered: list[tuple[Any, Any]] = []
+        failure: BaseException | None = None
+        try:
+            for guard in admission.guards:
+                enter, exit = cores[id(guard)]
+                ticket = enter(priority)
+                if ticket.__class__ is _Coroutine:
+                    ticket = await ticket
+                entered.append((exit, ticket))
+            await self.app(scope, receive, send)
+        except BaseException as error:  # cancellation included: every guard is left
+            failure = error
+        final = await leave_all(entered, failure)
+        if final is not None:
+            raise final
+
+    # -- websockets -------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        rules = self._select("WEBSOCKET", path)
+        if rules:
+            info = RequestInfo(
+                "WEBSOCKET", path, scope["headers"], scope.get("client"), None, scope.get("user")
+            )
+            admission = await self.protection.admit(info, rules)
+            if admission.response is not None:
+                return await self._deny(scope, receive, send, admission.response)
+            extra = admission.headers
+        else:
+            admission, extra = None, []
+        accepted = False
+        closed_by_us = False
+
+        def ws_send(message: Message) -> Awaitable[None]:
+            nonlocal accepted
+            if message["type"] == "websocket.accept":
+                accepted = True
+                if extra:
+                    message["headers"] = [*message.get("headers", ()), *extra]
+            return send(message)
+
+        ws_receive = receive
+        messages = self._messages
+        if messages is not None:
+            connection = next(self._message_ids)
+
+            async def ws_receive() -> Message:
+                nonlocal closed_by_us
+                if closed_by_us:
+                    return {"type": "websocket.disconnect", "code": _CLOSE_POLICY}
+                message = await receive()
+                if message["type"] == "websocket.receive" and not messages.try_acquire(
+                    key=connection
+                ):
+                    closed_by_us = True
+                    await send(
+                        {"type": "websocket.close", "code": _CLOSE_POLICY, "reason": "rate limited"}
+                    )
+                    return {"type": "websocket.disconnect", "code": _CLOSE_POLICY}
+                return message
+
+        if admission is None and messages is None:
+            return await self.app(scope, receive, send)
+        try:
+            if admission is not None and admission.guards:
+                await self._guarded(admission, scope, ws_receive, ws_send)
+            else:
+                await self.app(scope, ws_receive, ws_send)
+        except Exception as error:
+            response = None if accepted else self.protection.error_response(error)
+            if response is None:
+                raise
+            await self._deny(scope, None, send, response)
+
+    async def _deny(
+        self, scope: Scope, receive: Receive | None, send: Send, response: HttpResponse
+    ) -> None:
+        """Refuse a handshake: an HTTP response if the server can send one, else a close."""
+        if receive is not None:
+            await receive()  # websocket.connect: the handshake the refusal answers
+        if _WS_EXTENSION in (scope.get("extensions") or {}):
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": response.status,
+                    "headers": response.headers,
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": response.body})
+            return
+        code = _CLOSE_POLICY if response.status == 429 else _CLOSE_TRY_LATER
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": code, "reason": _reason(response)})
+
+
+def _reason(response: HttpResponse) -> str:
+    return {429: "rate limited", 504: "timed out"}.get(response.status, "try again later")
+
+
+# -- Starlette / FastAPI exception handlers ------------------------------------------------------
+
+
+def install(
+    app: Any,
+    *,
+    errors: ErrorMapper | Mapping[type[BaseException], int | ResponseFactory] | None = None,
+) -> ErrorMapper:
+    """Add Starlette/FastAPI exception handlers mapping the error tree: ``RateLimited`` 429,
+    refusals of capacity 503, ``TimeoutExceeded`` 504, with ``Retry-After`` where known and
+    problem+json bodies; ``errors`` overrides per type. Returns the mapper."""
+    try:
+        from starlette.responses import Response
+    except ImportError as error:  # pragma: no cover - the extra is installed in tests
+        raise ImportError(
+            "aioresilience.integrations.asgi.install needs Starlette: "
+            "pip install 'aioresilience[starlette]'"
+        ) from error
+    if not callable(getattr(app, "add_exception_handler", None)):
+        raise TypeError(f"install(app): app must be a Starlette or FastAPI app, got {app!r}")
+    mapper = errors if isinstance(errors, ErrorMapper) else ErrorMapper(errors)
+
+    from .fastapi import Refused  # (needs Starlette, as install itself does)
+
+    async def refused(request: Any, exc: Exception) -> Any:
+        return http_response(Response, exc.response)  # type: ignore[attr-defined]
+
+    app.add_exception_handler(Refused, refused)
+
+    async def handle(request: Any, exc: Exception) -> Any:
+        mapped = mapper(exc)
+        if mapped is None:  # pragma: no cover - registered only for types the mapper maps
+            raise exc
+        return http_response(Response, mapped)
+
+    for exc_type in mapper.types:
+        app.add_exception_handler(exc_type, handle)
+    return mapper
+
+
+def http_response(response_class: Any, mapped: HttpResponse) -> Any:
+    """A Starlette response carrying ``mapped`` exactly (status, raw headers, body)."""
+    response = response_class(mapped.body, status_code=mapped.status)
+    response.raw_headers.extend(mapped.headers)
+    return response

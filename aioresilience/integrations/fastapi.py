@@ -1,0 +1,273 @@
+"""Per-route protection for FastAPI and Starlette: a dependency and a route decorator, over
+the HTTP core (``integrations._http``). Needs Starlette (``aioresilience[fastapi]`` or
+``[starlette]``).
+
+``protect(*limiters_or_guards, key=None, cost=1, per_route=False, wait=False,
+headers="ietf", priority=None, errors=None)``
+    A dependency: ``dependencies=[Depends(protect(limiter))]`` on a route, a router or the
+    app. Rate limiters are decided for the request's key (default: the client address, see
+    ``client_address`` for proxies); other arguments are guards (a bulkhead, an adaptive
+    limiter, a LoadShedder at ``priority``, a pipeline without retries) the handler runs in.
+    ``per_route=True`` keys on ``"METHOD /route/{template}"`` plus the key (one limit per
+    route, per client; the template, never the raw path). A refusal is immediate (429, or
+    503 from a guard) unless ``wait=True`` (then the limiters wait their turn, up to their
+    own ``max_wait``, and send no rate-limit fields: nothing is left to describe). The
+    rate-limit fields go on a success through FastAPI's ``Response`` dependency, which
+    FastAPI merges into the response a handler's *return value* becomes; a handler that
+    returns a ``Response`` object itself gets them from :func:`limit` or the middleware.
+``@limit(...)`` (same arguments)
+    The same as a decorator, under ``@app.get(...)``: for a FastAPI handler (no ``request``
+    parameter needed: the decorator asks FastAPI for one under a hidden name, and works with
+    ``from __future__ import annotations``) or a Starlette endpoint ``(request)``. The fields
+    are added to the response whatever the handler returns.
+
+Refusals raise :class:`Refused`, an ``HTTPException`` carrying the exact response: with
+``aioresilience.integrations.asgi.install(app)`` it is sent as built (problem+json body,
+``Retry-After``, the fields); without, the framework's own HTTPException handler sends its
+status and headers with its own body. Errors of ours raised by the handler (a downstream
+``TimeoutExceeded``) are mapped by ``install(app)`` too.
+"""
+
+import functools
+import inspect
+import types
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping
+from typing import Any, TypeVar
+
+try:
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import Response
+except ImportError as error:  # pragma: no cover - the extra is installed in tests
+    raise ImportError(
+        "aioresilience.integrations.fastapi needs Starlette: "
+        "pip install 'aioresilience[fastapi]' (or 'aioresilience[starlette]')"
+    ) from error
+
+from .. import Priority, RateLimited, RateLimiter
+from .._support.compose import leave_all
+from ._http import (
+    ErrorMapper,
+    HttpResponse,
+    KeyFunc,
+    Protection,
+    RawHeaders,
+    RequestInfo,
+    ResponseFactory,
+    Rule,
+    client_address,
+    compose,
+    route_key,
+)
+from .asgi import _core_of
+
+__all__ = ["Refused", "limit", "protect"]
+
+T = TypeVar("T")
+_REQUEST = "_aioresilience_request"
+_RESPONSE = "_aioresilience_response"
+_Coroutine = types.CoroutineType
+
+
+class Refused(HTTPException):
+    """A refusal by :func:`protect` or :func:`limit`: ``response`` is the one to send."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in response.headers
+            if name != b"content-type"  # the body the framework's handler writes is its own
+        }
+        super().__init__(response.status, headers=headers)
+        self.response = response
+
+
+class _Protector:
+    """One protection of :func:`protect` / :func:`limit`, built at import time."""
+
+    __slots__ = ("cores", "limiters", "protection", "rule", "rules", "wait")
+
+    def __init__(
+        self,
+        where: str,
+        items: tuple[object, ...],
+        key: KeyFunc | None,
+        cost: Any,
+        per_route: bool,
+        wait: bool,
+        headers: str,
+        priority: Priority | str | None,
+        errors: ErrorMapper | Mapping[type[BaseException], int | ResponseFactory] | None,
+    ) -> None:
+        if not items:
+            raise ValueError(f"{where}: give at least one rate limiter or guard")
+        if not isinstance(per_route, bool) or not isinstance(wait, bool):
+            raise TypeError(f"{where}: per_route and wait must be bools")
+        limiters = [item for item in items if isinstance(item, RateLimiter)]
+        guards = [item for item in items if not isinstance(item, RateLimiter)]
+        base = client_address() if key is None else key
+        if per_route:
+            base = compose(route_key(), base)
+        self.rule = Rule(limiters, key=base, cost=cost, priority=priority, guards=guards)
+        self.rules = (self.rule,)
+        self.limiters = self.rule.limiters
+        self.protection = Protection(self.rule, headers=headers, errors=errors)
+        self.cores = [_core_of(f"{where} guard {i}", g) for i, g in enumerate(guards)]
+        self.wait = wait
+
+    def info(self, request: Request) -> RequestInfo:
+        scope = request.scope
+        route = getattr(scope.get("route"), "path", None)  # the template, set by the router
+        method = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
+        return RequestInfo(
+            method, scope["path"], scope["headers"], scope.get("client"), route, scope.get("user")
+        )
+
+    async def admit(self, request: Request) -> tuple[RawHeaders, list[tuple[Any, Any]]]:
+        """Decide the limiters and enter the guards; raises :class:`Refused`."""
+        info = self.info(request)
+        if self.wait:
+            headers: RawHeaders = []
+            key: Hashable = await self.rule.key_of(info)
+            cost = self.rule.cost_of(info)
+            for limiter in self.limiters:
+                if limiter.shared and key.__class__ is not str and key.__class__ is not int:
+                    key = repr(key)  # Redis keys are str
+                try:
+                    await limiter.acquire(cost, key=key)
+                except RateLimited as exc:
+                    raise Refused(self._mapped(exc)) from None
+        else:
+            admission = await self.protection.admit(info, self.rules)
+            if admission.response is not None:
+                raise Refused(admission.response)
+            headers = admission.headers
+        entered: list[tuple[Any, Any]] = []
+        if self.cores:
+            priority = self.rule.priority_of(info)
+            try:
+                for enter, exit in self.cores:
+                    ticket = enter(priority)
+                    if ticket.__class__ is _Coroutine:
+                        ticket = await ticket
+                    entered.append((exit, ticket))
+            except Exception as exc:
+                final = await leave_all(entered, exc)
+                mapped = None if final is None else self.protection.error_response(final)
+                if mapped is None:
+                    raise
+                raise Refused(mapped) from None
+        return headers, entered
+
+    def _mapped(self, exc: BaseException) -> HttpResponse:
+        mapped = self.protection.error_response(exc)
+        assert mapped is not None  # RateLimited always has an entry
+        return mapped
+
+
+async def _leave(entered: list[tuple[Any, Any]], failure: BaseException | None) -> None:
+    final = await leave_all(entered, failure)
+    if final is not None:
+        raise final
+
+
+def protect(
+    *limiters_or_guards: object,
+    key: KeyFunc | None = None,
+    cost: int | Callable[[RequestInfo], int] = 1,
+    per_route: bool = False,
+    wait: bool = False,
+    headers: str = "ietf",
+    priority: Priority | str | None = None,
+    errors: ErrorMapper | Mapping[type[BaseException], int | ResponseFactory] | None = None,
+) -> Callable[..., Any]:
+    """A FastAPI dependency protecting the routes it is given to (module docstring)."""
+    protector = _Protector(
+        "protect()", limiters_or_guards, key, cost, per_route, wait, headers, priority, errors
+    )
+    if not protector.cores:
+
+        async def dependency(request: Request, response: Response) -> None:
+            headers, _ = await protector.admit(request)
+            if headers:
+                response.raw_headers.extend(headers)
+
+        return dependency
+
+    async def guarded(request: Request, response: Response) -> AsyncIterator[None]:
+        headers, entered = await protector.admit(request)
+        if headers:
+            response.raw_headers.extend(headers)
+        try:
+            yield
+        except BaseException as failure:  # cancellation included: every guard is left
+            await _leave(entered, failure)
+            raise
+        await _leave(entered, None)
+
+    return guarded
+
+
+def limit(
+    *limiters_or_guards: object,
+    key: KeyFunc | None = None,
+    cost: int | Callable[[RequestInfo], int] = 1,
+    per_route: bool = False,
+    wait: bool = False,
+    headers: str = "ietf",
+    priority: Priority | str | None = None,
+    errors: ErrorMapper | Mapping[type[BaseException], int | ResponseFactory] | None = None,
+) -> Callable[[Callable[..., Coroutine[Any, Any, T]]], Callable[..., Coroutine[Any, Any, T]]]:
+    """A route decorator for FastAPI handlers and Starlette endpoints (module docstring)."""
+    protector = _Protector(
+        "limit()", limiters_or_guards, key, cost, per_route, wait, headers, priority, errors
+    )
+
+    def decorate(
+        fn: Callable[..., Coroutine[Any, Any, T]],
+    ) -> Callable[..., Coroutine[Any, Any, T]]:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"@limit decorates an async def handler, got {fn!r}")
+        # Not evaluated: FastAPI resolves string annotations (from __future__ import
+        # annotations) in the handler's own globals, which it finds through __wrapped__.
+        signature = inspect.signature(fn)
+        params = list(signature.parameters.values())
+        hidden = [
+            inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+            inspect.Parameter(_RESPONSE, inspect.Parameter.KEYWORD_ONLY, annotation=Response),
+        ]
+        at = next(
+            (i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD),
+            len(params),
+        )
+        params[at:at] = hidden
+
+        @functools.wraps(fn)
+        async def protected(*args: Any, **kwargs: Any) -> T:
+            request = kwargs.pop(_REQUEST, None)
+            sub_response = kwargs.pop(_RESPONSE, None)
+            if request is None:  # a Starlette endpoint: called with the request
+                request = next((a for a in args if isinstance(a, Request)), None)
+                if request is None:
+                    raise TypeError(
+                        f"@limit on {fn.__qualname__}: no request (use it on a FastAPI route "
+                        "or a Starlette endpoint taking the request)"
+                    )
+            headers, entered = await protector.admit(request)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as failure:
+                await _leave(entered, failure)
+                raise
+            await _leave(entered, None)
+            if headers:
+                if isinstance(result, Response):
+                    result.raw_headers.extend(headers)
+                elif sub_response is not None:
+                    sub_response.raw_headers.extend(headers)
+            return result
+
+        protected.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        return protected
+
+    return decorate

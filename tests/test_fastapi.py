@@ -1,0 +1,226 @@
+"""integrations.fastapi: protect() as a dependency and @limit as a decorator, under a real
+uvicorn driven by httpx; in-process over httpx.ASGITransport in virtual time for waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from asgi_server import serve
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import PlainTextResponse
+from http_sfv import List as SfList
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
+
+from aioresilience import Bulkhead, FixedWindowCounter, TimeoutExceeded, TokenBucket
+from aioresilience.integrations._http import QUOTA_EXCEEDED, TEMPORARY_REDUCED_CAPACITY
+from aioresilience.integrations.asgi import install
+from aioresilience.integrations.fastapi import Refused, limit, protect
+
+real_time = pytest.mark.real_time
+
+
+def sf_list(value: str) -> list[tuple[Any, dict[str, Any]]]:
+    parsed = SfList()
+    parsed.parse(value.encode())
+    return [(item.value, dict(item.params)) for item in parsed]
+
+
+def window(n: int, name: str) -> FixedWindowCounter:
+    return FixedWindowCounter(max_requests=n, window_seconds=60.0, name=name)
+
+
+@real_time
+async def test_a_dependency_limits_a_route_with_headers_on_success_and_refusal() -> None:
+    limiter = window(2, "per-ip")
+    app = FastAPI()
+    install(app)
+
+    @app.get("/items/{item_id}", dependencies=[Depends(protect(limiter))])
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        responses = [await client.get(f"/items/{i}") for i in range(3)]
+    ok, _, refused = responses
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert ok.json() == {"id": 0} and "retry-after" not in ok.headers
+    assert sf_list(ok.headers["ratelimit-policy"]) == [("per-ip", {"q": 2, "w": 60})]
+    assert sf_list(ok.headers["ratelimit"])[0][1]["r"] == 1
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == QUOTA_EXCEEDED
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert sf_list(refused.headers["ratelimit"])[0][1]["r"] == 0
+
+
+@real_time
+async def test_without_install_the_refusal_keeps_its_status_and_headers() -> None:
+    app = FastAPI(dependencies=[Depends(protect(window(1, "global")))])  # the whole app
+
+    @app.get("/")
+    async def root() -> str:
+        return "hi"
+
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        await client.get("/")
+        refused = await client.get("/")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert "ratelimit" in refused.headers and "detail" in refused.json()
+
+
+@real_time
+async def test_per_route_keys_on_the_template_and_routers_share_a_limit() -> None:
+    per_route = window(2, "per-route")
+    shared = window(3, "router")
+    app = FastAPI()
+    install(app)
+    router = APIRouter(dependencies=[Depends(protect(shared))])
+
+    @app.get("/a/{x}", dependencies=[Depends(protect(per_route, per_route=True))])
+    async def a(x: str) -> str:
+        return x
+
+    @app.get("/b/{x}", dependencies=[Depends(protect(per_route, per_route=True))])
+    async def b(x: str) -> str:
+        return x
+
+    @router.get("/r1")
+    async def r1() -> str:
+        return "r1"
+
+    @router.get("/r2")
+    async def r2() -> str:
+        return "r2"
+
+    app.include_router(router)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        # Raw paths differ, the template is one: two admitted on /a/{x}, then refused.
+        a_codes = [(await client.get(f"/a/{i}")).status_code for i in range(3)]
+        b_codes = [(await client.get(f"/b/{i}")).status_code for i in range(3)]
+        router_codes = [(await client.get(p)).status_code for p in ("/r1", "/r2", "/r1", "/r2")]
+    assert a_codes == [200, 200, 429] and b_codes == [200, 200, 429]
+    assert router_codes == [200, 200, 200, 429]  # one limit over the router's routes
+
+
+@real_time
+async def test_limit_decorates_handlers_without_a_request_parameter() -> None:
+    limiter = window(1, "decorated")
+    app = FastAPI()
+    install(app)
+
+    @app.get("/json/{n}")
+    @limit(limiter, per_route=True)
+    async def json_handler(n: int, q: str = "x") -> dict[str, Any]:
+        return {"n": n, "q": q}
+
+    @app.get("/text")
+    @limit(limiter, per_route=True)
+    async def text_handler() -> PlainTextResponse:
+        return PlainTextResponse("plain")
+
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.get("/json/5", params={"q": "y"})
+        second = await client.get("/json/6")
+        text = await client.get("/text")
+        openapi = (await client.get("/openapi.json")).json()
+    assert first.json() == {"n": 5, "q": "y"} and "ratelimit" in first.headers
+    assert second.status_code == 429 and second.json()["violated-policies"] == ["decorated"]
+    assert text.text == "plain" and "ratelimit-policy" in text.headers  # a returned Response
+    params = [p["name"] for p in openapi["paths"]["/json/{n}"]["get"]["parameters"]]
+    assert params == ["n", "q"]  # the hidden request and response are no query parameters
+
+
+@real_time
+async def test_limit_on_a_starlette_endpoint() -> None:
+    @limit(window(1, "endpoint"))
+    async def endpoint(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/", endpoint)])
+    install(app)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        ok = await client.get("/")
+        refused = await client.get("/")
+    assert ok.status_code == 200 and "ratelimit" in ok.headers
+    assert refused.status_code == 429 and refused.json()["status"] == 429
+
+
+@real_time
+async def test_guards_in_a_dependency_refuse_with_503_and_errors_map_to_504() -> None:
+    gate = asyncio.Event()
+    inside = asyncio.Event()
+    bulkhead = Bulkhead(1, name="one")
+    app = FastAPI()
+    install(app)
+
+    @app.get("/wait", dependencies=[Depends(protect(bulkhead))])
+    async def wait() -> str:
+        inside.set()
+        await gate.wait()
+        return "done"
+
+    @app.get("/slow")
+    @limit(Bulkhead(5))
+    async def slow() -> str:
+        raise TimeoutExceeded("downstream", seconds=1.0)
+
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        holder = asyncio.ensure_future(client.get("/wait"))
+        await inside.wait()
+        full = await client.get("/wait")
+        gate.set()
+        done = await holder
+        timed_out = await client.get("/slow")
+    assert done.status_code == 200
+    assert full.status_code == 503 and full.json()["type"] == TEMPORARY_REDUCED_CAPACITY
+    assert timed_out.status_code == 504
+    assert bulkhead.statistics().active == 0
+
+
+@real_time
+async def test_an_app_module_with_future_annotations() -> None:
+    import fastapi_future_app as module
+
+    async with serve(module.app) as url, httpx.AsyncClient(base_url=url) as client:
+        created = [
+            await client.post(f"/items/{i}", json={"name": "n", "price": 1.5}) for i in range(3)
+        ]
+        read = [await client.get("/things/7", params={"q": "z"}) for _ in range(3)]
+    assert [r.status_code for r in created] == [200, 200, 429]
+    assert created[0].json() == {"id": 0, "name": "n"}
+    assert [r.status_code for r in read] == [200, 200, 429]
+    assert read[0].json() == {"id": 7, "q": "z"} and "ratelimit" in read[0].headers
+
+
+async def test_wait_true_waits_its_turn_in_virtual_time() -> None:
+    limiter = TokenBucket(capacity=1, refill_rate=1.0, name="waiting", max_wait=10.0)
+    app = FastAPI(dependencies=[Depends(protect(limiter, wait=True))])
+
+    @app.get("/")
+    async def root() -> str:
+        return "ok"
+
+    loop = asyncio.get_running_loop()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        start = loop.time()
+        codes = [(await client.get("/")).status_code for _ in range(4)]
+        elapsed = loop.time() - start
+    assert codes == [200] * 4
+    assert elapsed == pytest.approx(3.0, abs=0.01)  # one token a second, waited for
+
+
+def test_construction_errors_name_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        protect()
+    with pytest.raises(ValueError, match="headers"):
+        limit(window(1, "x"), headers="fancy")
+    with pytest.raises(TypeError, match="guard 0"):
+        protect(object())
+    with pytest.raises(TypeError, match="async def"):
+        limit(window(1, "y"))(lambda: None)  # type: ignore[arg-type]
+    assert issubclass(Refused, Exception)
