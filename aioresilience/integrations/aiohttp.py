@@ -1,0 +1,447 @@
+"""aiohttp integration (extra ``aiohttp``). Server side: the middleware, a handler decorator,
+the error middleware and websocket limits, all on the framework-neutral core of
+:mod:`aioresilience.integrations._http` (rules, keys, headers and the error mapping are
+documented there). (A later part adds the client middleware to this module; the server code
+lives in the ``server`` functions and classes below.)
+
+Server API
+----------
+
+``resilience_middleware(*, rules=(), headers="ietf", exempt_paths=HEALTH_PATHS,
+exempt_methods=(), errors=None, protection=None)``
+    An ``@web.middleware`` for ``web.Application(middlewares=[...])``: every request the rules
+    select is decided by their limiters (by default, a ``Rule(limiter)`` is one limit per
+    client across all routes, keyed on ``request.transport.get_extra_info("peername")``;
+    ``X-Forwarded-For`` only from ``trusted_proxies=``). A refusal is a whole 429 response
+    (``RateLimit`` fields, ``Retry-After``, an ``application/problem+json`` body); an admitted
+    request runs inside the rules' ``guards`` (bulkhead, adaptive limiter, LoadShedder,
+    pipeline, breaker... outermost first) and gets the rate-limit headers on its response,
+    on a success too, unless the handler already prepared it (a stream or a websocket: its
+    headers are on the wire). Errors of ours raised by a guard or the handler become their
+    429/503/504 response (:class:`~aioresilience.integrations._http.ErrorMapper`,
+    ``errors=`` overrides). A :class:`~aioresilience.LoadShedder` among the guards whose
+    signal is an :class:`~aioresilience.InFlight` or :class:`~aioresilience.LatencyEWMA` is
+    fed by the middleware with every request a rule selects (nobody tracks calls by hand),
+    and it sheds at the rule's priority (``priority=``, or ``priority_header=`` when
+    configured). ``middleware.protection`` is the compiled
+    :class:`~aioresilience.integrations._http.Protection`. Everything is checked when the
+    middleware is built: bad configuration fails at start-up, naming it.
+``setup(app, **options) -> Protection``
+    The same middleware appended to ``app.middlewares``, and its ``Protection`` stored in the
+    app under the typed key :data:`PROTECTION` (``app[PROTECTION]``).
+``limit(*limiters_or_guards, key=client_address(), cost=1, per_route=False, headers="ietf",
+errors=None, priority=None)``
+    The same for one handler, as a decorator
+    (``@limit(per_key_limiter, key=header_key("X-API-Key"))`` under ``@routes.get(...)``,
+    or around a handler given to ``add_get``);
+    ``per_route=True`` keys on the route template too (``"GET /items/{id}"``, not the raw path).
+    Refusals are immediate.
+``error_middleware(errors=None)``
+    Only the error mapping, for apps that guard calls themselves (a pipeline in a handler).
+``limited_messages(ws, limiter, *, cost=1, close_code=WSCloseCode.POLICY_VIOLATION)``
+    Websockets: iterate a prepared ``WebSocketResponse``'s messages under a per-connection
+    limit; a message over it closes the socket with ``close_code``.
+
+Websockets: a handshake (a GET with ``Upgrade: websocket``) is seen by the rules with the
+method ``"WEBSOCKET"``; it is refused with a real HTTP 429 before the handler's
+``WebSocketResponse.prepare`` (the middleware runs first), so the client sees the status.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .. import LoadShedder, Pipeline, Priority, RateLimiter
+from .._support.guard import GuardForms
+from ._http import (
+    HEALTH_PATHS,
+    ErrorMapper,
+    HttpResponse,
+    Protection,
+    RequestInfo,
+    ResponseFactory,
+    Rule,
+    client_address,
+    compose,
+    route_key,
+)
+
+try:
+    from aiohttp import WSCloseCode, WSMessage, hdrs, web
+    from aiohttp.typedefs import Handler, Middleware
+except ImportError as error:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "aioresilience.integrations.aiohttp needs aiohttp: pip install aioresilience[aiohttp]"
+    ) from error
+
+__all__ = [
+    "PROTECTION",
+    "error_middleware",
+    "limit",
+    "limited_messages",
+    "resilience_middleware",
+    "setup",
+]
+
+Errors = ErrorMapper | Mapping[type[BaseException], int | ResponseFactory] | None
+
+#: Where :func:`setup` keeps the app's :class:`~aioresilience.integrations._http.Protection`.
+PROTECTION: web.AppKey[Protection] = web.AppKey("aioresilience.protection", Protection)
+
+_WEBSOCKET = "WEBSOCKET"
+
+# aiohttp's headers are str: the names (a fixed set) and the policy values (stable per limiter)
+# are decoded once and kept; only the per-request ``ratelimit`` values are decoded each time.
+_text: dict[bytes, str] = {}
+
+
+def _str(value: bytes) -> str:
+    try:
+        return _text[value]
+    except KeyError:
+        text = value.decode("latin-1")
+        if len(_text) < 1024:
+            _text[value] = text
+        return text
+
+
+def _add_headers(response: web.StreamResponse, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    """Add the rate-limit fields to a response, merged with those already there (a handler
+    decorated with :func:`limit` behind the middleware): one ``RateLimit`` field listing
+    every policy, and the legacy trio of the most restrictive limit."""
+    out = response.headers
+    legacy = []
+    for name, value in headers:
+        if name[0] == 120:  # b"x": x-ratelimit-*, one trio for one limit
+            legacy.append((name, value))
+            continue
+        text = value.decode("latin-1") if name == b"ratelimit" else _str(value)  # per request
+        field = _str(name)
+        existing = out.get(field)
+        # Two structured-field lists joined by ", " are one list: merged, not repeated.
+        out[field] = text if existing is None else f"{existing}, {text}"
+    if legacy:
+        existing = out.get("x-ratelimit-remaining")
+        # The trio comes as limit, remaining, reset (HeaderRenderer).
+        if existing is not None and int(existing) <= int(legacy[1][1]):
+            return  # the inner limit already there is the more restrictive
+        for name, value in legacy:
+            out[_str(name)] = value.decode("latin-1")
+
+
+def _response(response: HttpResponse) -> web.Response:
+    headers = {}
+    content_type = None
+    for name, value in response.headers:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+        else:
+            headers[_str(name)] = value.decode("latin-1")
+    result = web.Response(status=response.status, body=response.body, headers=headers)
+    if content_type is not None:
+        result.headers[hdrs.CONTENT_TYPE] = content_type
+    return result
+
+
+def _already_sent(request: web.BaseRequest) -> bool:
+    """Whether the response's head is on the wire (a handler prepared a stream or a
+    websocket, then failed): no other response can be sent then. aiohttp's own error
+    handling asks the same question the same way."""
+    writer = request.writer
+    return writer is not None and writer.output_size > 0
+
+
+def _info(request: web.Request, method: str) -> RequestInfo:
+    transport = request.transport
+    peer = None if transport is None else transport.get_extra_info("peername")
+    # A unix socket's peername is a str (or ""): no address, the key "unknown".
+    client = peer if peer.__class__ is tuple else None
+    resource = request.match_info.route.resource
+    return RequestInfo(
+        method,
+        request.path,
+        # The core reads lowercased raw names; aiohttp keeps the client's spelling.
+        [(name.lower(), value) for name, value in request.raw_headers],
+        client,
+        route=None if resource is None else resource.canonical,
+    )
+
+
+def _is_websocket(request: web.Request) -> bool:
+    upgrade = request.headers.get(hdrs.UPGRADE)
+    return upgrade is not None and upgrade.lower() == "websocket"
+
+
+# -- the guards around the handler (server) ---------------------------------------------------
+
+Runner = Callable[..., Awaitable[Any]]
+
+
+def _check_guards(rules: Sequence[Rule]) -> None:
+    for i, rule in enumerate(rules):
+        for j, guard in enumerate(rule.guards):
+            if not isinstance(guard, GuardForms | Pipeline):
+                raise TypeError(
+                    f"rules[{i}].guards[{j}] must be a guard (Bulkhead, AdaptiveLimiter, "
+                    f"LoadShedder, CircuitBreaker, timeout...) or a Pipeline, got {guard!r}"
+                )
+
+
+async def _through(
+    runners: tuple[Runner, ...], i: int, handler: Handler, request: web.Request
+) -> web.StreamResponse:
+    """The handler inside ``runners[i:]``, outermost first."""
+    if i == len(runners):
+        return await handler(request)
+    result: web.StreamResponse = await runners[i](_through, runners, i + 1, handler, request)
+    return result
+
+
+class _Server:
+    """What the middleware and the decorator share: the Protection, each guard's runner per
+    priority, and the load signals the server feeds."""
+
+    __slots__ = ("_fed", "_feeds", "_runners", "_sheds", "protection")
+
+    def __init__(self, protection: Protection) -> None:
+        self.protection = protection
+        _check_guards(protection.rules)
+        # A shedder at another priority is its own guard object: made once, not per request.
+        self._sheds: dict[tuple[LoadShedder, Priority], GuardForms] = {}
+        fed: list[Any] = []
+        for rule in protection.rules:
+            for guard in rule.guards:
+                signal = guard._fed if isinstance(guard, LoadShedder) else None
+                if signal is not None and all(signal is not f for f in fed):
+                    fed.append(signal)
+        self._fed = tuple(fed)
+        self._runners: dict[tuple[tuple[object, ...], Priority | None], tuple[Runner, ...]] = {}
+        self._feeds: dict[tuple[object, ...], tuple[Any, ...]] = {}
+
+    def runners(self, guards: tuple[object, ...], priority: Priority | None) -> tuple[Runner, ...]:
+        found = self._runners.get((guards, priority))
+        if found is not None:
+            return found
+        runners: list[Runner] = []
+        for guard in guards:
+            if isinstance(guard, Pipeline):
+                runners.append(guard.execute)
+            elif isinstance(guard, LoadShedder) and priority is not None:
+                at = self._sheds.get((guard, priority))
+                if at is None:
+                    at = self._sheds[(guard, priority)] = guard.limit(priority)
+                runners.append(at.call)
+            else:
+                runners.append(guard.call)  # type: ignore[attr-defined]
+        found = self._runners[(guards, priority)] = tuple(runners)
+        return found
+
+    def feeds(self, guards: tuple[object, ...]) -> tuple[Any, ...]:
+        """The signals this server feeds for a request run in ``guards``: every shedder's,
+        except those a shedder among ``guards`` feeds itself (from after its own check)."""
+        found = self._feeds.get(guards)
+        if found is None:
+            own = [g._fed for g in guards if isinstance(g, LoadShedder)]
+            found = self._feeds[guards] = tuple(
+                f for f in self._fed if all(f is not o for o in own)
+            )
+        return found
+
+    async def run(
+        self, request: web.Request, handler: Handler, rules: tuple[Rule, ...], method: str
+    ) -> web.StreamResponse:
+        protection = self.protection
+        admission = await protection.admit(_info(request, method), rules)
+        if admission.response is not None:
+            return _response(admission.response)
+        guards = admission.guards
+        feeds = self.feeds(guards) if self._fed else ()
+        tokens = [signal._begin(True) for signal in feeds]
+        try:
+            if guards:
+                response = await _through(
+                    self.runners(guards, admission.priority), 0, handler, request
+                )
+            else:
+                response = await handler(request)
+        except Exception as exc:
+            mapped = protection.error_response(exc)
+            if mapped is None or _already_sent(request):
+                raise
+            return _response(mapped)
+        finally:
+            for signal, token in zip(feeds, tokens, strict=True):
+                signal._end(token)
+        if admission.headers and not response.prepared:
+            _add_headers(response, admission.headers)
+        return response
+
+
+def _protection(
+    rules: Rule | Sequence[Rule],
+    headers: str,
+    exempt_paths: str | Iterable[str],
+    exempt_methods: str | Iterable[str],
+    errors: Errors,
+    protection: Protection | None,
+) -> Protection:
+    if protection is not None:
+        if not isinstance(protection, Protection):
+            raise TypeError(f"protection must be a Protection, got {protection!r}")
+        return protection
+    return Protection(
+        rules,
+        headers=headers,
+        exempt_paths=exempt_paths,
+        exempt_methods=exempt_methods,
+        errors=errors,
+    )
+
+
+def resilience_middleware(
+    *,
+    rules: Rule | Sequence[Rule] = (),
+    headers: str = "ietf",
+    exempt_paths: str | Iterable[str] = HEALTH_PATHS,
+    exempt_methods: str | Iterable[str] = (),
+    errors: Errors = None,
+    protection: Protection | None = None,
+) -> Middleware:
+    """The server middleware (see the module docstring)."""
+    server = _Server(_protection(rules, headers, exempt_paths, exempt_methods, errors, protection))
+    select = server.protection.select
+    error_response = server.protection.error_response
+    run = server.run
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        method = request.method
+        if method == "GET" and _is_websocket(request):
+            method = _WEBSOCKET
+        resource = request.match_info.route.resource
+        rules = select(method, request.path, None if resource is None else resource.canonical)
+        if rules:
+            return await run(request, handler, rules, method)
+        try:
+            return await handler(request)
+        except Exception as exc:  # an exempt route's own pipeline: still one mapping
+            mapped = error_response(exc)
+            if mapped is None or _already_sent(request):
+                raise
+            return _response(mapped)
+
+    middleware.protection = server.protection  # type: ignore[attr-defined]
+    return middleware
+
+
+def setup(
+    app: web.Application,
+    *,
+    rules: Rule | Sequence[Rule] = (),
+    headers: str = "ietf",
+    exempt_paths: str | Iterable[str] = HEALTH_PATHS,
+    exempt_methods: str | Iterable[str] = (),
+    errors: Errors = None,
+    protection: Protection | None = None,
+) -> Protection:
+    """Append :func:`resilience_middleware` to ``app`` and store its Protection under
+    :data:`PROTECTION`."""
+    middleware = resilience_middleware(
+        rules=rules,
+        headers=headers,
+        exempt_paths=exempt_paths,
+        exempt_methods=exempt_methods,
+        errors=errors,
+        protection=protection,
+    )
+    compiled: Protection = middleware.protection  # type: ignore[attr-defined]
+    app[PROTECTION] = compiled
+    app.middlewares.append(middleware)
+    return compiled
+
+
+def limit(
+    *protections: object,
+    key: Callable[[RequestInfo], Any] | None = None,
+    cost: int | Callable[[RequestInfo], int] = 1,
+    per_route: bool = False,
+    headers: str = "ietf",
+    errors: Errors = None,
+    priority: Priority | str | None = None,
+) -> Callable[[Handler], Handler]:
+    """A handler decorator with the middleware's behaviour for one handler (see the module
+    docstring): rate limiters are decided, other guards run around the handler."""
+    if not protections:
+        raise TypeError("limit() needs at least one limiter or guard")
+    limiters = [p for p in protections if isinstance(p, RateLimiter)]
+    guards = [p for p in protections if not isinstance(p, RateLimiter)]
+    if per_route.__class__ is not bool:
+        raise TypeError(f"per_route must be a bool, got {per_route!r}")
+    rule_key = client_address() if key is None else key
+    if per_route:
+        rule_key = compose(route_key(), rule_key)
+    rule = Rule(limiters, key=rule_key, cost=cost, priority=priority, guards=guards)
+    server = _Server(Protection(rule, headers=headers, errors=errors))
+    rules = (rule,)
+    run = server.run
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def limited(request: web.Request) -> web.StreamResponse:
+            method = request.method
+            if method == "GET" and _is_websocket(request):
+                method = _WEBSOCKET
+            return await run(request, handler, rules, method)
+
+        return limited
+
+    return decorate
+
+
+def error_middleware(errors: Errors = None) -> Middleware:
+    """Map the error tree (429/503/504, Retry-After, problem+json) for every handler."""
+    mapper = errors if isinstance(errors, ErrorMapper) else ErrorMapper(errors)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            mapped = mapper(exc)
+            if mapped is None or _already_sent(request):
+                raise
+            return _response(mapped)
+
+    return middleware
+
+
+_connections = itertools.count()
+
+
+async def limited_messages(
+    ws: web.WebSocketResponse,
+    limiter: RateLimiter[Any],
+    *,
+    cost: int = 1,
+    close_code: int = WSCloseCode.POLICY_VIOLATION,
+) -> AsyncIterator[WSMessage]:
+    """The messages of a prepared websocket, each decided by ``limiter`` under a key of its
+    own for this connection; the first one refused closes the socket with ``close_code``
+    (1008 policy violation by default; 1013 try-again-later is the other usual choice)."""
+    if not isinstance(limiter, RateLimiter):
+        raise TypeError(f"limiter must be a RateLimiter, got {limiter!r}")
+    if cost.__class__ is not int or cost < 1:
+        raise ValueError(f"cost must be an int >= 1, got {cost!r}")
+    key = f"ws-connection-{next(_connections)}"
+    async for message in ws:
+        if limiter.shared:
+            decision = await limiter.decide(cost, key=key)
+        else:
+            decision = limiter.check(cost, key=key)
+        if not decision.allowed:
+            await ws.close(code=close_code, message=b"message rate limit exceeded")
+            return
+        yield message

@@ -1,0 +1,482 @@
+"""aioresilience.integrations.aiohttp, server side: a real aiohttp server on a loopback port
+(aiohttp.test_utils.TestServer) driven by aiohttp.ClientSession. Tests assert counts, never
+timings; whatever has to wait for the server waits on an event the handler sets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import BaseTestServer, TestServer
+from http_sfv import Item as SfItem
+from http_sfv import List as SfList
+
+from aioresilience import (
+    AdaptiveLimiter,
+    Bulkhead,
+    BulkheadFull,
+    CircuitBreakerOpenError,
+    FixedWindowCounter,
+    InFlight,
+    LoadShed,
+    LoadShedder,
+    Pipeline,
+    Priority,
+    RateLimited,
+    TimeoutExceeded,
+    TokenBucket,
+)
+from aioresilience.integrations._http import (
+    QUOTA_EXCEEDED,
+    TEMPORARY_REDUCED_CAPACITY,
+    Protection,
+    Rule,
+    client_address,
+    header_key,
+)
+from aioresilience.integrations.aiohttp import (
+    PROTECTION,
+    error_middleware,
+    limit,
+    limited_messages,
+    resilience_middleware,
+    setup,
+)
+
+pytestmark = pytest.mark.real_time
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def app_with(*middlewares: Any, routes: dict[str, Handler] | None = None) -> web.Application:
+    app = web.Application(middlewares=list(middlewares))
+    for path, handler in (routes or {"/": ok, "/a": ok, "/b": ok, "/health": ok}).items():
+        app.router.add_get(path, handler)
+    return app
+
+
+@asynccontextmanager
+async def serve(app: web.Application, **kwargs: Any) -> AsyncIterator[Client]:
+    async with TestServer(app, **kwargs) as server, aiohttp.ClientSession() as session:
+        yield Client(server, session)
+
+
+class Client:
+    def __init__(self, server: BaseTestServer, session: aiohttp.ClientSession) -> None:
+        self.server, self.session = server, session
+
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+        async with self.session.get(self.server.make_url(path), headers=headers) as response:
+            return response.status, response.headers, await response.read()
+
+    async def statuses(self, path: str, n: int, headers: dict[str, str] | None = None) -> list[int]:
+        return [(await self.get(path, headers))[0] for _ in range(n)]
+
+
+def sf_list(value: str) -> list[tuple[Any, dict[str, Any]]]:
+    parsed = SfList()
+    parsed.parse(value.encode())
+    return [(item.value, dict(item.params)) for item in parsed]
+
+
+def sf_integer(value: str) -> int:
+    item = SfItem()
+    item.parse(value.encode())
+    assert isinstance(item.value, int)
+    return item.value
+
+
+# -- limits, keys, headers ---------------------------------------------------------------------
+
+
+async def test_one_limit_per_client_headers_on_success_and_refusal() -> None:
+    limiter = TokenBucket(capacity=2, refill_rate=0.5, name="per-ip")
+    async with serve(app_with(resilience_middleware(rules=[Rule(limiter)]))) as client:
+        for remaining, path in ((1, "/a"), (0, "/b")):  # one limit across routes
+            status, headers, _ = await client.get(path)
+            assert status == 200
+            assert "Retry-After" not in headers  # never on a success
+            assert sf_list(headers["RateLimit-Policy"]) == [("per-ip", {"q": 2, "w": 4})]
+            [(name, params)] = sf_list(headers["RateLimit"])
+            assert name == "per-ip" and params["r"] == remaining and params["t"] >= 1
+        status, headers, body = await client.get("/")
+        assert status == 429
+        assert headers["Content-Type"] == "application/problem+json"
+        assert 1 <= sf_integer(headers["Retry-After"]) <= 2
+        assert sf_list(headers["RateLimit"])[0][1]["r"] == 0
+        problem = json.loads(body)
+        assert problem["type"] == QUOTA_EXCEEDED and problem["violated-policies"] == ["per-ip"]
+
+
+@pytest.mark.parametrize(
+    ("style", "present", "absent"),
+    [
+        ("ietf", {"RateLimit", "RateLimit-Policy"}, {"X-RateLimit-Limit"}),
+        (
+            "legacy",
+            {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"},
+            {"RateLimit"},
+        ),
+        ("both", {"RateLimit", "RateLimit-Policy", "X-RateLimit-Limit"}, set()),
+        ("none", set(), {"RateLimit", "RateLimit-Policy", "X-RateLimit-Limit"}),
+    ],
+)
+async def test_header_styles(style: str, present: set[str], absent: set[str]) -> None:
+    limiter = FixedWindowCounter(max_requests=5, window_seconds=60.0, name="per-ip")
+    middleware = resilience_middleware(rules=[Rule(limiter)], headers=style)
+    async with serve(app_with(middleware)) as client:
+        status, headers, _ = await client.get("/")
+    assert status == 200
+    names = {name.lower() for name in headers}  # field names are case-insensitive
+    assert {n.lower() for n in present} <= names and not {n.lower() for n in absent} & names
+    for name in present:  # every emitted field is a valid structured field
+        if name.startswith("X-"):
+            sf_integer(headers[name])
+        else:
+            sf_list(headers[name])
+    if "X-RateLimit-Remaining" in present:
+        assert headers["X-RateLimit-Limit"] == "5" and headers["X-RateLimit-Remaining"] == "4"
+
+
+async def test_rotating_x_forwarded_for_from_an_untrusted_peer_is_no_bypass() -> None:
+    limiter = FixedWindowCounter(max_requests=3, window_seconds=60.0)
+    async with serve(app_with(resilience_middleware(rules=[Rule(limiter)]))) as client:
+        statuses = [
+            (
+                await client.get(
+                    "/", {"X-Forwarded-For": f"10.0.{i}.1", "Forwarded": f"for=10.1.{i}.1"}
+                )
+            )[0]
+            for i in range(6)
+        ]
+    assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+async def test_a_trusted_proxy_gives_the_right_most_untrusted_hop() -> None:
+    # The test client connects from 127.0.0.1: here that is the trusted proxy.
+    key = client_address(trusted_proxies=["127.0.0.1/32"])
+    limiter = FixedWindowCounter(max_requests=2, window_seconds=60.0)
+    async with serve(app_with(resilience_middleware(rules=[Rule(limiter, key=key)]))) as client:
+        # The client writes the left-most entries; the proxy appends the address it saw.
+        spoofed = [
+            (await client.get("/", {"X-Forwarded-For": f"6.6.6.{i}, 203.0.113.9"}))[0]
+            for i in range(4)
+        ]
+        other = await client.statuses("/", 1, {"X-Forwarded-For": "198.51.100.4"})
+    assert spoofed == [200, 200, 429, 429]
+    assert other == [200]  # another client behind the proxy has its own limit
+
+
+async def test_exempt_paths_and_methods() -> None:
+    limiter = FixedWindowCounter(max_requests=1, window_seconds=60.0)
+    middleware = resilience_middleware(rules=[Rule(limiter)], exempt_methods=["OPTIONS"])
+    app = app_with(middleware)
+    app.router.add_route("OPTIONS", "/", ok)
+    async with serve(app) as client:
+        assert await client.statuses("/health", 5) == [200] * 5  # HEALTH_PATHS by default
+        _status, headers, _ = await client.get("/health")
+        assert "RateLimit" not in headers
+        for _ in range(3):
+            async with client.session.options(client.server.make_url("/")) as response:
+                assert response.status == 200
+        assert await client.statuses("/", 2) == [200, 429]
+
+
+async def test_per_route_and_global_limits() -> None:
+    per_ip = FixedWindowCounter(max_requests=10, window_seconds=60.0, name="per-ip")
+    per_key = FixedWindowCounter(max_requests=2, window_seconds=60.0, name="per-key")
+    per_item = FixedWindowCounter(max_requests=2, window_seconds=60.0, name="per-item")
+
+    @limit(per_key, key=header_key("X-API-Key"))
+    async def keyed(request: web.Request) -> web.Response:
+        return web.Response(text="keyed")
+
+    @limit(per_item, per_route=True)
+    async def item(request: web.Request) -> web.Response:
+        return web.Response(text=request.match_info["id"])
+
+    middleware = resilience_middleware(rules=[Rule(per_ip)])
+    app = app_with(middleware, routes={"/keyed": keyed, "/items/{id}": item, "/": ok})
+    async with serve(app) as client:
+        assert await client.statuses("/keyed", 3, {"X-API-Key": "alice"}) == [200, 200, 429]
+        assert await client.statuses("/keyed", 1, {"X-API-Key": "bob"}) == [200]
+        # The route template is the key, not the raw path: /items/1 and /items/2 share it.
+        assert [(await client.get(f"/items/{i}"))[0] for i in range(3)] == [200, 200, 429]
+        _status, headers, _ = await client.get("/keyed", {"X-API-Key": "carol"})
+        # Both policies on one response, merged into one field each.
+        assert len(headers.getall("RateLimit")) == len(headers.getall("RateLimit-Policy")) == 1
+        assert {name for name, _ in sf_list(headers["RateLimit"])} == {"per-ip", "per-key"}
+        assert {name for name, _ in sf_list(headers["RateLimit-Policy"])} == {"per-ip", "per-key"}
+        # 3 + 1 + 3 + 1 requests so far through the global per-IP limit of 10.
+        assert await client.statuses("/", 3) == [200, 200, 429]
+
+
+# -- the error mapping -------------------------------------------------------------------------
+
+
+def raising(error: BaseException) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        raise error
+
+    return handler
+
+
+ERRORS = {
+    "/rate": (RateLimited("slow down", retry_after=2.5, limiter="per-ip"), 429, "3"),
+    "/open": (
+        CircuitBreakerOpenError("o", retry_after=math.inf, breaker="b", state="open"),
+        503,
+        None,
+    ),
+    "/full": (BulkheadFull("full", retry_after=1.0), 503, "1"),
+    "/shed": (LoadShed("shed", retry_after=4.0), 503, "4"),
+    "/slow": (TimeoutExceeded("slow", seconds=1.0), 504, None),
+}
+
+
+@pytest.mark.parametrize("middleware", ["error", "resilience"])
+async def test_errors_map_to_429_503_504_problem_json(middleware: str) -> None:
+    mw = (
+        error_middleware()
+        if middleware == "error"
+        else resilience_middleware(rules=[Rule(FixedWindowCounter(100, 60.0))])
+    )
+    routes = {path: raising(error) for path, (error, _, _) in ERRORS.items()}
+    routes["/bug"] = raising(KeyError("not ours"))
+    async with serve(app_with(mw, routes=routes)) as client:
+        for path, (_, expected, retry_after) in ERRORS.items():
+            status, headers, body = await client.get(path)
+            assert status == expected, path
+            assert headers["Content-Type"] == "application/problem+json"
+            assert headers.get("Retry-After") == retry_after, path
+            problem = json.loads(body)
+            assert problem["status"] == expected
+            if expected == 503:
+                assert problem["type"] == TEMPORARY_REDUCED_CAPACITY
+        assert (await client.get("/bug"))[0] == 500  # not ours: aiohttp's own handling
+
+
+async def test_error_overrides() -> None:
+    async with serve(
+        app_with(error_middleware({LoadShed: 429}), routes={"/shed": raising(LoadShed("x"))})
+    ) as client:
+        assert (await client.get("/shed"))[0] == 429
+
+
+# -- guards around the handler -----------------------------------------------------------------
+
+
+async def test_a_full_bulkhead_is_a_503_and_a_pipeline_timeout_a_504() -> None:
+    bulkhead = Bulkhead(max_concurrent=1, name="edge")
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        entered.set()
+        await release.wait()
+        return web.Response(text="done")
+
+    pipeline = Pipeline.builder().timeout(0.01).build()  # a downstream call that times out
+
+    async def hangs(request: web.Request) -> web.Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    middleware = resilience_middleware(
+        rules=[
+            Rule(guards=[bulkhead], paths="/slow"),
+            Rule(guards=[pipeline], paths="/downstream"),
+        ]
+    )
+    async with serve(app_with(middleware, routes={"/slow": slow, "/downstream": hangs})) as client:
+        first = asyncio.ensure_future(client.get("/slow"))
+        await entered.wait()
+        status, _headers, body = await client.get("/slow")
+        assert status == 503 and json.loads(body)["detail"] == "BulkheadFull"
+        release.set()
+        assert (await first)[0] == 200
+        assert bulkhead.statistics().active == 0
+        assert (await client.get("/downstream"))[0] == 504
+
+
+async def test_the_shedder_is_fed_by_the_middleware() -> None:
+    """Requests on the cheap route count toward the in-flight load that sheds the expensive
+    one; nobody calls track()."""
+    in_flight = InFlight(capacity=4)
+    shedder = LoadShedder(in_flight, thresholds={Priority.SHEDDABLE: 0.5})
+    started, release = asyncio.Semaphore(0), asyncio.Event()
+
+    async def cheap(request: web.Request) -> web.Response:
+        started.release()
+        await release.wait()
+        return web.Response(text="cheap")
+
+    middleware = resilience_middleware(
+        rules=[
+            Rule(FixedWindowCounter(1000, 60.0)),
+            Rule(guards=[shedder], paths="/expensive", priority="sheddable"),
+        ]
+    )
+    app = app_with(middleware, routes={"/cheap": cheap, "/expensive": ok})
+    async with serve(app) as client:
+        assert (await client.get("/expensive"))[0] == 200
+        held = [asyncio.ensure_future(client.get("/cheap")) for _ in range(3)]
+        for _ in held:
+            await started.acquire()
+        assert in_flight() == 0.75
+        status, headers, _ = await client.get("/expensive")
+        assert status == 503 and headers["Retry-After"] == "1"
+        release.set()
+        assert [r[0] for r in await asyncio.gather(*held)] == [200, 200, 200]
+        assert in_flight() == 0.0
+        assert (await client.get("/expensive"))[0] == 200
+    assert shedder.shed[Priority.SHEDDABLE] == 1
+
+
+async def test_a_streamed_response_is_left_alone() -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"chunk")
+        return response
+
+    async def stream_then_fail(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"partial")
+        raise LoadShed("mid-stream")
+
+    middleware = resilience_middleware(rules=[Rule(FixedWindowCounter(100, 60.0))])
+    app = app_with(middleware, routes={"/stream": stream, "/broken": stream_then_fail})
+    async with serve(app) as client:
+        status, headers, body = await client.get("/stream")
+        assert status == 200 and body == b"chunk" and "RateLimit" not in headers
+        # Its head is on the wire: no second response is written into the body.
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await client.get("/broken")
+        assert (await client.get("/stream"))[0] == 200
+
+
+# -- client disconnect -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cancel", [True, False])
+async def test_a_client_disconnect_leaks_no_permit(cancel: bool) -> None:
+    bulkhead = Bulkhead(max_concurrent=1)
+    adaptive = AdaptiveLimiter(initial_limit=5, min_limit=1)
+    entered, finished, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        entered.set()
+        try:
+            await release.wait()
+            return web.Response(text="late")
+        finally:
+            finished.set()
+
+    middleware = resilience_middleware(rules=[Rule(guards=[bulkhead, adaptive])])
+    app = app_with(middleware, routes={"/slow": slow, "/": ok})
+    async with serve(app, handler_cancellation=cancel) as client:
+        request = asyncio.ensure_future(client.get("/slow"))
+        await entered.wait()
+        request.cancel()  # the client goes away mid-request
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        if not cancel:  # aiohttp's default: the handler runs to its end
+            release.set()
+        await finished.wait()
+        for _ in range(100):  # the guards' exits run right after the handler's finally
+            if bulkhead.statistics().active == 0 and adaptive.in_flight == 0:
+                break
+            await asyncio.sleep(0)
+        assert bulkhead.statistics().active == 0
+        assert adaptive.in_flight == 0
+        assert (await client.get("/"))[0] == 200
+
+
+# -- websockets --------------------------------------------------------------------------------
+
+
+async def test_websocket_handshakes_are_limited_with_a_real_429() -> None:
+    prepared = 0
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        nonlocal prepared
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        prepared += 1
+        async for message in limited_messages(ws, FixedWindowCounter(3, 60.0)):
+            await ws.send_str(f"echo {message.data}")
+        return ws
+
+    handshakes = FixedWindowCounter(max_requests=2, window_seconds=60.0, name="ws")
+    middleware = resilience_middleware(rules=[Rule(handshakes, methods=["WEBSOCKET"])])
+    app = app_with(middleware, routes={"/ws": socket, "/": ok})
+    async with serve(app) as client:
+        url = client.server.make_url("/ws")
+        async with client.session.ws_connect(url) as ws:
+            for i in range(3):
+                await ws.send_str(str(i))
+                assert (await ws.receive()).data == f"echo {i}"
+            await ws.send_str("one too many")
+            closing = await ws.receive()
+            assert closing.type is aiohttp.WSMsgType.CLOSE
+            assert closing.data == aiohttp.WSCloseCode.POLICY_VIOLATION
+        async with client.session.ws_connect(url):
+            pass
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.session.ws_connect(url)
+        assert refused.value.status == 429
+        assert refused.value.headers is not None
+        assert int(refused.value.headers["Retry-After"]) >= 1
+        assert prepared == 2  # refused before WebSocketResponse.prepare
+        assert await client.statuses("/", 3) == [200] * 3  # plain HTTP is not that rule's
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+async def test_setup_stores_the_protection_under_a_typed_key() -> None:
+    app = web.Application()
+    app.router.add_get("/", ok)
+    protection = setup(app, rules=[Rule(FixedWindowCounter(1, 60.0))])
+    assert isinstance(protection, Protection) and app[PROTECTION] is protection
+    async with serve(app) as client:
+        assert await client.statuses("/", 2) == [200, 429]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: resilience_middleware(rules=[Rule(TokenBucket(5, 1.0))], headers="fancy"),
+            "fancy",
+        ),
+        (lambda: client_address(trusted_proxies=["10.0.0.300/8"]), "10.0.0.300/8"),
+        (lambda: Rule(TokenBucket(5, 1.0), paths=[]), "paths is empty"),
+        (lambda: Rule(TokenBucket(5, 1.0), methods=["GET"], exclude_methods=["GET"]), "no request"),
+        (lambda: Rule(TokenBucket(5, 1.0), priority="urgent"), "urgent"),
+        (lambda: resilience_middleware(rules=[Rule(guards=[object()])]), "guards[0]"),
+        (lambda: limit(object()), "guards[0]"),
+        (lambda: limit(), "at least one"),
+        (lambda: limit(TokenBucket(5, 1.0), headers="x"), "'x'"),
+        (lambda: resilience_middleware(protection="p"), "protection"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_configuration_fails_at_start_up_naming_it(
+    make: Callable[[], Any], message: str
+) -> None:
+    with pytest.raises(
+        (ValueError, TypeError), match=message.replace("[", r"\[").replace("]", r"\]")
+    ):
+        make()
