@@ -157,7 +157,9 @@ def aiohttp_app(case: str) -> Any:
 
 def serve(framework: str, case: str) -> None:
     """Child process: bind a free loopback port, print it, serve until killed."""
-    sock = socket.socket()
+    # proto given: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (accepted ones
+    # inherit it), and without it keep-alive responses wait 40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)  # before the port is printed: the driver connects as soon as it reads it

@@ -3,8 +3,8 @@
 Cheap on purpose: the measurements are of the *server* (its CPU time from /proc, or the
 latency its queue adds), so the client must cost as little as possible on machines whose two
 cores it shares with the server. Keep-alive connections, plain ``GET``, responses read by
-``Content-Length`` (uvicorn and aiohttp send one for the small bodies measured here; a chunked
-response is an error, not silently misread).
+``Content-Length`` or chunked (without trailers); a response with neither is an error, not
+silently misread.
 
 - :class:`Connection`: one keep-alive connection, ``await conn.get(path) -> (status, headers)``.
 - :func:`closed_loop`: ``n`` requests over ``concurrency`` connections, each sending the next
@@ -48,9 +48,14 @@ class Connection:
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             fields[name.strip().lower()] = value.strip()
-        if b"content-length" not in fields:
-            raise ValueError(f"response to {path} has no Content-Length: {head!r}")
-        await self.reader.readexactly(int(fields[b"content-length"]))
+        if b"content-length" in fields:
+            await self.reader.readexactly(int(fields[b"content-length"]))
+        elif fields.get(b"transfer-encoding") == b"chunked":
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                await self.reader.readexactly(size + 2)  # the chunk and its CRLF
+            await self.reader.readuntil(b"\r\n")  # no trailers: the last CRLF
+        else:
+            raise ValueError(f"response to {path} has no length: {head!r}")
         return status, fields
 
     async def close(self) -> None:
@@ -123,7 +128,7 @@ async def open_loop(
     rng = random.Random(seed)
     idle: list[Connection] = []
     result = OpenLoopResult()
-    pending: set[asyncio.Task[None]] = set()
+    tasks: list[asyncio.Task[None]] = []  # all kept: a failed request fails the loop
     start = time.perf_counter()
 
     async def one(sent: float) -> None:
@@ -141,13 +146,11 @@ async def open_loop(
         delay = start + at - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        task = asyncio.create_task(one(at))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
+        tasks.append(asyncio.create_task(one(at)))
         at += rng.expovariate(rate)
     result.duration = duration
     try:
-        await asyncio.gather(*pending)
+        await asyncio.gather(*tasks)
     finally:
         await asyncio.gather(*(c.close() for c in idle))
     return result
