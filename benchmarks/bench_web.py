@@ -56,9 +56,8 @@ def fastapi_app(case: str) -> Any:
     needs_request = False
 
     if case == "ours":
-        from aioresilience.integrations.asgi import ResilienceMiddleware, Rule
-
         import aioresilience as ar
+        from aioresilience.integrations.asgi import ResilienceMiddleware, Rule
 
         limiter = ar.TokenBucket(capacity=QUOTA, refill_rate=QUOTA, name="per-ip")
         app.add_middleware(ResilienceMiddleware, rules=[Rule(limiter)], headers="ietf")
@@ -129,9 +128,9 @@ def aiohttp_app(case: str) -> Any:
     middlewares: list[Any] = []
     decorate: Callable[[Any], Any] = lambda f: f  # noqa: E731
     if case == "ours":
-        from aioresilience.integrations.aiohttp import Rule, resilience_middleware
-
         import aioresilience as ar
+        from aioresilience.integrations._http import Rule  # aiohttp does not re-export it
+        from aioresilience.integrations.aiohttp import resilience_middleware
 
         limiter = ar.TokenBucket(capacity=QUOTA, refill_rate=QUOTA, name="per-ip")
         middlewares.append(resilience_middleware(rules=[Rule(limiter)], headers="ietf"))
