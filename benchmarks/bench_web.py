@@ -37,7 +37,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from httpload import closed_loop  # noqa: E402
+from httpload import OpenLoopResult, closed_loop, open_loop, percentile  # noqa: E402
 from tables import render  # noqa: E402
 
 QUOTA = 1_000_000  # per second: never reached
@@ -47,9 +47,41 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # -- the servers (run in the child process) ---------------------------------------------------
 
 
+# The overload apps (tests/test_web_overload.py, issue 13 item 6): a fixed service capacity,
+# OVERLOAD_CAPACITY requests at once (a semaphore), each OVERLOAD_SERVICE seconds.
+OVERLOAD_CAPACITY = 16
+OVERLOAD_SERVICE = 0.1
+
+
+def overload_app(case: str) -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    capacity = asyncio.Semaphore(OVERLOAD_CAPACITY)
+
+    @app.get("/work")
+    async def work() -> dict[str, bool]:
+        async with capacity:
+            await asyncio.sleep(OVERLOAD_SERVICE)
+        return {"ok": True}
+
+    if case == "overload-adaptive":
+        import aioresilience as ar
+        from aioresilience.integrations.asgi import ResilienceMiddleware, Rule
+
+        # The default algorithm (Vegas), from a low start: it has to find the limit itself.
+        limiter = ar.AdaptiveLimiter(initial_limit=4, name="edge")
+        app.add_middleware(ResilienceMiddleware, rules=[Rule(guards=[limiter])])
+    elif case != "overload-none":
+        raise SystemExit(f"bench_web: unknown overload case {case!r}")
+    return app
+
+
 def fastapi_app(case: str) -> Any:
     from fastapi import Depends, FastAPI, Request, Response
 
+    if case.startswith("overload-"):
+        return overload_app(case)
     app = FastAPI()
     deps: list[Any] = []
     decorate: Callable[[Any], Any] = lambda f: f  # noqa: E731
@@ -237,6 +269,8 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
 
 
 def available(framework: str, case: str, peer: str | None) -> str | None:
@@ -317,6 +351,97 @@ def run(quick: bool = False, seed: int = 13) -> dict[str, Any]:
     }
 
 
+# -- overload: the adaptive limiter at the edge under 2x load (issue 13, item 6) ---------------
+
+OVERLOAD_SECONDS = 3.0  # of 2x load
+OVERLOAD_WARMUP = 1.0  # seconds the limiter has to learn before its admitted requests count
+
+
+def overload_stats(result: OpenLoopResult, after: float) -> dict[str, float]:
+    """Latency percentiles (s) of the 200s and 503s sent from ``after`` on, and goodput (200s
+    per second of the window they were sent in)."""
+    ok, refused = result.latencies(200, after=after), result.latencies(503, after=after)
+    return {
+        "p50": percentile(ok, 0.5),
+        "p99": percentile(ok, 0.99),
+        "goodput": len(ok) / (result.duration - after),
+        "served": len(ok),
+        "refused": len(refused),
+        "refused_p50": percentile(refused, 0.5),
+        "refused_p99": percentile(refused, 0.99),
+        "other": sum(1 for o in result.outcomes if o.status not in (200, 503) and o.sent >= after),
+    }
+
+
+def overload(seed: int = 2) -> dict[str, Any]:
+    """The unloaded service (half the capacity, unprotected), then 2x the capacity for
+    OVERLOAD_SECONDS unprotected and behind the adaptive limiter (``overload_app``)."""
+    capacity = OVERLOAD_CAPACITY / OVERLOAD_SERVICE
+    servers = [Server("fastapi", "overload-none"), Server("fastapi", "overload-adaptive")]
+    try:
+        unprotected, protected = servers
+
+        async def run() -> tuple[OpenLoopResult, ...]:
+            drive = open_loop
+            unloaded = await drive(unprotected.port, "/work", rate=capacity / 2, duration=1.5)
+            plain = await drive(
+                unprotected.port, "/work", rate=2 * capacity, duration=OVERLOAD_SECONDS, seed=seed
+            )
+            guarded = await drive(
+                protected.port, "/work", rate=2 * capacity, duration=OVERLOAD_SECONDS, seed=seed
+            )
+            return unloaded, plain, guarded
+
+        unloaded, plain, guarded = asyncio.run(run())
+    finally:
+        for server in servers:
+            server.stop()
+    quarter = OVERLOAD_SECONDS / 4
+    return {
+        "capacity": capacity,
+        "unloaded": overload_stats(unloaded, 0.0),
+        "unprotected": overload_stats(plain, 0.0),
+        # The queue's growth: the latencies of the first and of the last quarter's arrivals.
+        "unprotected_first_max": max(o.latency for o in plain.outcomes if o.sent < quarter),
+        "unprotected_last_min": min(
+            o.latency for o in plain.outcomes if o.sent >= OVERLOAD_SECONDS - quarter
+        ),
+        "adaptive": overload_stats(guarded, OVERLOAD_WARMUP),
+    }
+
+
+def overload_section(quick: bool) -> dict[str, Any]:
+    """``overload()`` over a few seeds, as a results section: each run's numbers and the
+    targets' verdicts (admitted p99 <= 2x the unloaded p99, goodput >= 90 % of capacity)."""
+    rows = []
+    for seed in (2,) if quick else (2, 3, 4):
+        m = overload(seed)
+        base, guarded = m["unloaded"]["p99"], m["adaptive"]
+        rows.append(
+            {
+                "case": f"seed {seed}",
+                "unloaded_p99": base,
+                "unprotected_p99": m["unprotected"]["p99"],
+                "adaptive_p50": guarded["p50"],
+                "adaptive_p99": guarded["p99"],
+                "p99_ratio": guarded["p99"] / base,
+                "goodput_ratio": guarded["goodput"] / m["capacity"],
+                "refused": guarded["refused"],
+                "refused_p50": guarded["refused_p50"],
+                "refused_p99": guarded["refused_p99"],
+            }
+        )
+    return {
+        "kind": "overload",
+        "title": (
+            f"Adaptive limiter at the edge, 2x overload (FastAPI on uvicorn; capacity "
+            f"{OVERLOAD_CAPACITY} x {OVERLOAD_SERVICE * 1000:.0f} ms = "
+            f"{OVERLOAD_CAPACITY / OVERLOAD_SERVICE:.0f} req/s; {OVERLOAD_SECONDS:.0f} s at 2x)"
+        ),
+        "rows": rows,
+    }
+
+
 def server_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in ("fastapi", "starlette", "uvicorn", "httptools", "uvloop", "aiohttp",
@@ -335,8 +460,11 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--overload", action="store_true", help="the overload part only")
     args = parser.parse_args()
-    print(render(run(args.quick)))  # tables.render, as run.py prints every section
+    if not args.overload:
+        print(render(run(args.quick)))
+    print(render(overload_section(args.quick)))  # tables.render, as run.py prints every section
 
 
 if __name__ == "__main__":

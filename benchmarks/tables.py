@@ -161,6 +161,25 @@ def render(section: Section) -> str:
         )
     elif kind == "web":
         lines = _web(section)
+    elif kind == "overload":
+        lines = _table(
+            f"### {section['title']}",
+            ["run", "unloaded p99 ms", "unprotected p99 ms", "adaptive p50 / p99 ms",
+             "p99 / unloaded (<= 2)", "goodput / capacity (>= 0.9)", "503s, p50 / p99 ms"],
+            ["---", "---:", "---:", "---:", "---:", "---:", "---:"],
+            [
+                [
+                    r["case"],
+                    f"{r['unloaded_p99'] * 1e3:.0f}",
+                    f"{r['unprotected_p99'] * 1e3:.0f}",
+                    f"{r['adaptive_p50'] * 1e3:.0f} / {r['adaptive_p99'] * 1e3:.0f}",
+                    f"{r['p99_ratio']:.2f}",
+                    f"{r['goodput_ratio']:.2f}",
+                    f"{r['refused']}, {r['refused_p50'] * 1e3:.1f} / {r['refused_p99'] * 1e3:.1f}",
+                ]
+                for r in rows
+            ],
+        )  # fmt: skip
     elif kind == "note":
         lines = [section["text"]]
     else:
