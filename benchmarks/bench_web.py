@@ -77,6 +77,31 @@ def overload_app(case: str) -> Any:
     return app
 
 
+# What the server itself spends on the two fields we add, whoever computes them: fixed values
+# of the size ours sends, added by the thinnest middleware (a diagnostic row, not a peer).
+STATIC_HEADERS = [
+    (b"ratelimit-policy", b'"per-ip";q=1000000;w=1'),
+    (b"ratelimit", b'"per-ip";r=999999;t=1'),
+]
+
+
+class StaticHeaders:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], *STATIC_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with)
+
+
 def fastapi_app(case: str) -> Any:
     from fastapi import Depends, FastAPI, Request, Response
 
@@ -131,6 +156,8 @@ def fastapi_app(case: str) -> Any:
                 raise HTTPException(429)
 
         deps.append(Depends(throttled_dep))
+    elif case == "static-headers":
+        app.add_middleware(StaticHeaders)
     elif case != "none":
         raise SystemExit(f"bench_web: unknown FastAPI case {case!r}")
 
@@ -170,6 +197,16 @@ def aiohttp_app(case: str) -> Any:
         from aiohttplimiter import Limiter, default_keyfunc
 
         decorate = Limiter(keyfunc=default_keyfunc).limit(f"{QUOTA}/second")
+    elif case == "static-headers":
+
+        @web.middleware
+        async def static_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+            response = await handler(request)
+            for name, value in STATIC_HEADERS:
+                response.headers[name.decode()] = value.decode()
+            return response
+
+        middlewares.append(static_headers)
     elif case != "none":
         raise SystemExit(f"bench_web: unknown aiohttp case {case!r}")
 
@@ -226,6 +263,7 @@ CASES: list[tuple[str, str, str, str | None, str]] = [
     ("fastapi", "none", "/health", None, ""),
     ("fastapi", "ours", "/", "aioresilience", "fastapi none /"),
     ("fastapi", "ours", "/health", "aioresilience", "fastapi none /health"),
+    ("fastapi", "static-headers", "/", None, "fastapi none /"),
     ("fastapi", "slowapi-middleware", "/", "slowapi", "fastapi none /"),
     ("fastapi", "slowapi-decorator", "/", "slowapi", "fastapi none /"),
     ("fastapi", "fastapi-limiter", "/", "fastapi-limiter", "fastapi none /"),
@@ -234,6 +272,7 @@ CASES: list[tuple[str, str, str, str | None, str]] = [
     ("aiohttp", "none", "/health", None, ""),
     ("aiohttp", "ours", "/", "aioresilience", "aiohttp none /"),
     ("aiohttp", "ours", "/health", "aioresilience", "aiohttp none /health"),
+    ("aiohttp", "static-headers", "/", None, "aiohttp none /"),
     ("aiohttp", "aiohttp-ratelimiter", "/", "aiohttp-ratelimiter", "aiohttp none /"),
 ]
 # Which peers limit each client separately (the 0.15x target is against the cheapest of them):
