@@ -379,6 +379,7 @@ def run(quick: bool = False, seed: int = 13) -> dict[str, Any]:
             row["overhead_spread"] = [min(diffs), max(diffs)]
         rows.append(row)
     return {
+        "targets": targets(rows),
         "kind": "web",
         "title": "Web servers: server CPU per request (us), hello world, loopback",
         "requests": n,
@@ -479,6 +480,32 @@ def overload_section(quick: bool) -> dict[str, Any]:
         ),
         "rows": rows,
     }
+
+
+def targets(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets per framework: ours <= 8 us with full IETF headers and <= 0.15x the
+    cheapest peer that limits each client separately; <= 3 us for an exempt path."""
+    over = {r["case"]: r["overhead_us"] for r in rows if "overhead_us" in r}
+    out = []
+    for framework in ("fastapi", "aiohttp"):
+        ours, exempt = over.get(f"{framework} ours /"), over.get(f"{framework} ours /health")
+        peers = {
+            case: us
+            for case, us in over.items()
+            if case.startswith(framework) and case.split()[1] in PER_CLIENT
+        }
+        if ours is None:
+            continue
+        line = f"{framework}: ours {ours:+.1f} us ({'met' if ours <= 8 else 'NOT met'}: <= 8)"
+        if peers:
+            cheapest = min(peers, key=peers.__getitem__)
+            ratio = ours / peers[cheapest] if peers[cheapest] > 0 else float("inf")
+            verdict = "met" if ratio <= 0.15 else "NOT met"
+            line += f", {ratio:.2f}x the cheapest per-client peer, {cheapest} ({verdict}: <= 0.15)"
+        if exempt is not None:
+            line += f"; exempt path {exempt:+.1f} us ({'met' if exempt <= 3 else 'NOT met'}: <= 3)"
+        out.append(line)
+    return out
 
 
 def server_versions() -> dict[str, str | None]:

@@ -92,7 +92,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "guards": tuple(GUARDS),
     "keyed": ("keyed",),
     "redis": ("redis",),
-    "web": ("web",),
+    "web": ("web", "overload"),
 }
 PER_LOOP = ("ratelimit", "guards")
 
@@ -235,10 +235,12 @@ def run_all(chosen: dict[str, set[str]], loop_names: list[str], quick: bool) -> 
             }
             emit(note, "redis", "redis")
             out.append(note)
-    if "web" in chosen:  # its own servers, each on uvicorn's or aiohttp's default loop
-        section = bench_web.run(quick)
-        emit(section, "web", "web")
-        out.append(section)
+    # The web group: its own servers, each on uvicorn's or aiohttp's default loop.
+    for part, measure_part in (("web", bench_web.run), ("overload", bench_web.overload_section)):
+        if part in chosen.get("web", ()):
+            section = measure_part(quick)
+            emit(section, "web", part)
+            out.append(section)
     return out
 
 
@@ -324,8 +326,9 @@ def main() -> None:
         "--only",
         help="comma-separated groups or parts of them: ratelimit (admit, accuracy), guards "
         "(breaker, retry, timeout, bulkhead, queue, adaptive, pipeline), keyed (and burst after "
-        "idle), redis (a redis-server the bench starts), web (server CPU per request of "
-        "FastAPI/uvicorn and aiohttp servers, ours and the peers)",
+        "idle), redis (a redis-server the bench starts), web (web: server CPU per request "
+        "of FastAPI/uvicorn and aiohttp servers, ours and the peers; overload: the adaptive "
+        "limiter at the edge under 2x load)",
     )
     parser.add_argument(
         "--loop", action="append", choices=list(loops()), help="only this event loop (repeatable)"

@@ -208,6 +208,8 @@ def _web(section: Section) -> list[str]:
             rows,
         ),
         "",
+        *(f"- {line}" for line in section.get("targets", [])),
+        "",
         f"Servers: {versions}.",
     ]
 
