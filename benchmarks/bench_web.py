@@ -112,12 +112,13 @@ def fastapi_app(case: str) -> Any:
     decorate: Callable[[Any], Any] = lambda f: f  # noqa: E731
     needs_request = False
 
-    if case == "ours":
+    if case in ("ours", "ours-no-headers"):
         import aioresilience as ar
         from aioresilience.integrations.asgi import ResilienceMiddleware, Rule
 
         limiter = ar.TokenBucket(capacity=QUOTA, refill_rate=QUOTA, name="per-ip")
-        app.add_middleware(ResilienceMiddleware, rules=[Rule(limiter)], headers="ietf")
+        headers = "ietf" if case == "ours" else "none"  # the decision alone, no fields
+        app.add_middleware(ResilienceMiddleware, rules=[Rule(limiter)], headers=headers)
     elif case in ("slowapi-middleware", "slowapi-decorator"):
         from slowapi import Limiter, _rate_limit_exceeded_handler
         from slowapi.errors import RateLimitExceeded
@@ -186,13 +187,14 @@ def aiohttp_app(case: str) -> Any:
 
     middlewares: list[Any] = []
     decorate: Callable[[Any], Any] = lambda f: f  # noqa: E731
-    if case == "ours":
+    if case in ("ours", "ours-no-headers"):
         import aioresilience as ar
         from aioresilience.integrations._http import Rule  # aiohttp does not re-export it
         from aioresilience.integrations.aiohttp import resilience_middleware
 
         limiter = ar.TokenBucket(capacity=QUOTA, refill_rate=QUOTA, name="per-ip")
-        middlewares.append(resilience_middleware(rules=[Rule(limiter)], headers="ietf"))
+        headers = "ietf" if case == "ours" else "none"  # the decision alone, no fields
+        middlewares.append(resilience_middleware(rules=[Rule(limiter)], headers=headers))
     elif case == "aiohttp-ratelimiter":
         from aiohttplimiter import Limiter, default_keyfunc
 
@@ -263,6 +265,7 @@ CASES: list[tuple[str, str, str, str | None, str]] = [
     ("fastapi", "none", "/health", None, ""),
     ("fastapi", "ours", "/", "aioresilience", "fastapi none /"),
     ("fastapi", "ours", "/health", "aioresilience", "fastapi none /health"),
+    ("fastapi", "ours-no-headers", "/", "aioresilience", "fastapi none /"),
     ("fastapi", "static-headers", "/", None, "fastapi none /"),
     ("fastapi", "slowapi-middleware", "/", "slowapi", "fastapi none /"),
     ("fastapi", "slowapi-decorator", "/", "slowapi", "fastapi none /"),
@@ -272,6 +275,7 @@ CASES: list[tuple[str, str, str, str | None, str]] = [
     ("aiohttp", "none", "/health", None, ""),
     ("aiohttp", "ours", "/", "aioresilience", "aiohttp none /"),
     ("aiohttp", "ours", "/health", "aioresilience", "aiohttp none /health"),
+    ("aiohttp", "ours-no-headers", "/", "aioresilience", "aiohttp none /"),
     ("aiohttp", "static-headers", "/", None, "aiohttp none /"),
     ("aiohttp", "aiohttp-ratelimiter", "/", "aiohttp-ratelimiter", "aiohttp none /"),
 ]
