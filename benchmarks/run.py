@@ -5,7 +5,7 @@
 those files. By hand:
 
     python benchmarks/run.py                      # everything, printed
-    python benchmarks/run.py --only guards        # one group: ratelimit, guards, keyed, redis
+    python benchmarks/run.py --only guards        # one group: ratelimit, guards, keyed, redis, web
     python benchmarks/run.py --only breaker,timeout --loop asyncio   # parts of a group, one loop
     python benchmarks/run.py --quick              # few iterations: a smoke run
     python benchmarks/run.py --at f0f61c0 --json benchmarks/results/f0f61c0/3.11.json
@@ -43,6 +43,7 @@ sys.path.insert(0, str(HERE))
 import bench_guards  # noqa: E402
 import bench_ratelimit  # noqa: E402
 import bench_redis  # noqa: E402
+import bench_web  # noqa: E402
 from harness import cases, loops, measure, paired_overhead  # noqa: E402
 from tables import Section, render  # noqa: E402
 
@@ -62,6 +63,14 @@ PEERS = [
     "anyio",
     "uvloop",
     "redis",
+    # the web group's servers and peers (bench_web records their versions itself)
+    "fastapi",
+    "uvicorn",
+    "aiohttp",
+    "slowapi",
+    "fastapi-limiter",
+    "throttled-py",
+    "aiohttp-ratelimiter",
 ]
 
 # Groups and their parts, in the order they run and are printed. ratelimit and guards run once
@@ -83,6 +92,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "guards": tuple(GUARDS),
     "keyed": ("keyed",),
     "redis": ("redis",),
+    "web": ("web", "overload"),
 }
 PER_LOOP = ("ratelimit", "guards")
 
@@ -225,6 +235,12 @@ def run_all(chosen: dict[str, set[str]], loop_names: list[str], quick: bool) -> 
             }
             emit(note, "redis", "redis")
             out.append(note)
+    # The web group: its own servers, each on uvicorn's or aiohttp's default loop.
+    for part, measure_part in (("web", bench_web.run), ("overload", bench_web.overload_section)):
+        if part in chosen.get("web", ()):
+            section = measure_part(quick)
+            emit(section, "web", part)
+            out.append(section)
     return out
 
 
@@ -310,7 +326,9 @@ def main() -> None:
         "--only",
         help="comma-separated groups or parts of them: ratelimit (admit, accuracy), guards "
         "(breaker, retry, timeout, bulkhead, queue, adaptive, pipeline), keyed (and burst after "
-        "idle), redis (a redis-server the bench starts)",
+        "idle), redis (a redis-server the bench starts), web (web: server CPU per request "
+        "of FastAPI/uvicorn and aiohttp servers, ours and the peers; overload: the adaptive "
+        "limiter at the edge under 2x load)",
     )
     parser.add_argument(
         "--loop", action="append", choices=list(loops()), help="only this event loop (repeatable)"

@@ -159,11 +159,59 @@ def render(section: Section) -> str:
                 ]
             ],
         )
+    elif kind == "web":
+        lines = _web(section)
+    elif kind == "overload":
+        lines = _table(
+            f"### {section['title']}",
+            ["run", "unloaded p99 ms", "unprotected p99 ms", "adaptive p50 / p99 ms",
+             "p99 / unloaded (<= 2)", "goodput / capacity (>= 0.9)", "503s, p50 / p99 ms"],
+            ["---", "---:", "---:", "---:", "---:", "---:", "---:"],
+            [
+                [
+                    r["case"],
+                    f"{r['unloaded_p99'] * 1e3:.0f}",
+                    f"{r['unprotected_p99'] * 1e3:.0f}",
+                    f"{r['adaptive_p50'] * 1e3:.0f} / {r['adaptive_p99'] * 1e3:.0f}",
+                    f"{r['p99_ratio']:.2f}",
+                    f"{r['goodput_ratio']:.2f}",
+                    f"{r['refused']}, {r['refused_p50'] * 1e3:.1f} / {r['refused_p99'] * 1e3:.1f}",
+                ]
+                for r in rows
+            ],
+        )  # fmt: skip
     elif kind == "note":
         lines = [section["text"]]
     else:
         raise ValueError(f"unknown section kind {kind!r} in {section.get('title')!r}")
     return "\n".join(lines) + "\n"
+
+
+def _web(section: Section) -> list[str]:
+    """bench_web's table: server CPU per request, the overhead over the unprotected server."""
+    rows = []
+    for r in section["rows"]:
+        over = ""
+        if "overhead_us" in r:
+            low, high = r["overhead_spread"]
+            over = f"{r['overhead_us']:+.1f} ({low:+.1f} .. {high:+.1f})"
+        rows.append([r["case"], f"{r['us_per_request']:.1f}", over])
+    rows += [[label, f"not measured: {why}", ""] for label, why in section["missing"].items()]
+    versions = ", ".join(f"{k} {v}" for k, v in section["servers"].items() if v)
+    return [
+        *_table(
+            f"### {section['title']} ({section['requests']:,} requests per case per round, "
+            f"{section['rounds']} interleaved rounds, {section['concurrency']} keep-alive "
+            "connections; medians)",
+            ["case", "server CPU us/request", "overhead us (min .. max over rounds)"],
+            ["---", "---:", "---:"],
+            rows,
+        ),
+        "",
+        *(f"- {line}" for line in section.get("targets", [])),
+        "",
+        f"Servers: {versions}.",
+    ]
 
 
 def find(sections: list[Section], title: str, loop: str | None = None) -> Section | None:
