@@ -15,7 +15,9 @@ import uvicorn
 @contextlib.asynccontextmanager
 async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn (``config``: uvicorn.Config options); yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on TCP sockets (protocol 0 left Nagle on, and
+    # every keep-alive response after the first waited ~44 ms for the client's delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
