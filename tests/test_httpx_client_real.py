@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import subprocess
+import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -250,3 +253,17 @@ async def test_cancellation_mid_request_leaks_nothing(upstream: Upstream) -> Non
         assert host.bulkhead.statistics().active == 0
         assert host.breaker.statistics().failures == 0
         assert host._pacing.in_flight == 0
+
+
+def test_the_example_runs() -> None:
+    example = Path(__file__).parent.parent / "examples" / "http_clients.py"
+    result = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "flaky host: 20 calls, 20 succeeded" in out
+    assert "dead host: 10 calls, 3 requests sent, 9 answered by the open breaker" in out
+    assert "flaky host after the dead one: 200" in out
+    assert "POST without Idempotency-Key: 503 after 1 request" in out
+    assert "POST with Idempotency-Key: 201" in out

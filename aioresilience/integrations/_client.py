@@ -776,7 +776,9 @@ class ClientPolicy(EventSource, Generic[R]):
                     await io.close(response)
                 number += 1
                 try:
-                    response = await self._attempt(request, policy, send, io, number)
+                    response = await self._attempt(
+                        request, policy, send, io, number, may_retry and after_send
+                    )
                 except Exception as exc:
                     if not may_retry or retry is None or not retry.retryable(exc):
                         raise
@@ -821,6 +823,7 @@ class ClientPolicy(EventSource, Generic[R]):
         send: Callable[[], Awaitable[R]],
         io: ResponseIO[R],
         number: int,
+        retries_statuses: bool,
     ) -> R:
         """One attempt: pacing, breaker, limiter, bulkhead, attempt timeout, then the send."""
         clock = self._clock
@@ -843,7 +846,7 @@ class ClientPolicy(EventSource, Generic[R]):
             status = io.status(response)
             outcome = (
                 "retryable"
-                if status in policy._settings.retry_statuses and policy.retry is not None
+                if retries_statuses and status in policy._settings.retry_statuses
                 else "success"
             )
             return response
