@@ -16,12 +16,15 @@ import httpx
 import pytest
 
 from aioresilience import (
+    GCRA,
     CircuitBreaker,
     CircuitBreakerOpenError,
     CircuitState,
+    FixedWindowCounter,
     ResilienceEvent,
     Retry,
     RetryBudget,
+    SlidingWindowCounter,
     TimeoutExceeded,
     TokenBucket,
     constant,
@@ -378,6 +381,9 @@ def test_parse_rate_limit_fields() -> None:
     assert parse_rate_limit(_reader(legacy), now=1700000000.0) == (0, 60.0)
     delta = {"X-RateLimit-Remaining": "4", "X-RateLimit-Reset": "12"}
     assert parse_rate_limit(_reader(delta)) == (4, 12.0)
+    # the policy's window bounds the wait (a sliding window restores quota within it)
+    capped = {"RateLimit": '"sw";r=0;t=20', "RateLimit-Policy": '"sw";q=20;w=10'}
+    assert parse_rate_limit(_reader(capped)) == (0, 10.0)
     assert parse_rate_limit(_reader({})) is None
     assert parse_rate_limit(_reader({"RateLimit": "garbage"})) is None
 
@@ -608,3 +614,67 @@ def test_primitives_are_taken_whole() -> None:
     assert (
         policy.host(Origin("http", "a", 80)).retry is not policy.host(Origin("http", "b", 80)).retry
     )
+
+
+# -- against this library's server core as the peer ------------------------------------------
+
+
+def protected_upstream(limiter: Any) -> tuple[Callable[[httpx.Request], Any], dict[str, int]]:
+    """A mock upstream guarded by the server integration's core (integrations._http):
+    its 429s and RateLimit fields are the ones a server of this library sends."""
+    from aioresilience.integrations._http import Protection, RequestInfo, Rule
+
+    protection = Protection(Rule([limiter], key=lambda request: "one client"))
+    counts = {"served": 0, "refused": 0}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        info = RequestInfo(
+            request.method,
+            request.url.path,
+            [(k.lower(), v) for k, v in request.headers.raw],
+            ("127.0.0.1", 5000),
+        )
+        admission = await protection.admit(info, protection.select(request.method, "/"))
+        if admission.response is not None:
+            counts["refused"] += 1
+            status, headers, body = admission.response
+            return httpx.Response(status, headers=headers, content=body)
+        counts["served"] += 1
+        return httpx.Response(200, headers=admission.headers)
+
+    return handler, counts
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FixedWindowCounter(20, 10, name="fw"),
+        pytest.param(
+            lambda: SlidingWindowCounter(20, 10, name="sw"),
+            marks=pytest.mark.xfail(
+                reason="measured 63 % of the quota, no 429: in steady state this server "
+                "admits every 0.5 s while its headers say r=0 (the fraction left is rounded "
+                "down) and t up to 2 windows (until the whole quota is back); the client "
+                "waits for the reset it is told. Needs the server to state when r reaches 1.",
+                strict=True,
+            ),
+        ),
+        lambda: TokenBucket(capacity=20, refill_rate=2.0, name="tb"),
+        lambda: GCRA(20, 10, burst=20, name="gcra"),
+    ],
+    ids=["fixed_window", "sliding_window", "token_bucket", "gcra"],
+)
+async def test_twice_the_quota_against_our_own_server(virtual_clock: Any, make: Any) -> None:
+    handler, counts = protected_upstream(make())
+    async with client(handler, retry=None) as http:
+
+        async def caller() -> None:
+            while virtual_clock.time() < 300:
+                await http.get("http://api.test/")
+                await asyncio.sleep(0.5)  # 2 callers x 2/s = twice the quota of 2/s
+
+        await asyncio.gather(caller(), caller())
+    warmup = 20  # the first window: the client has heard nothing yet
+    assert counts["refused"] <= 2, counts
+    used = (counts["served"] - warmup) / (2.0 * (virtual_clock.time() - 10))
+    assert used >= 0.95, (counts, virtual_clock.time())

@@ -265,9 +265,9 @@ _SF_PARAM = re.compile(r"\s*;\s*([a-z*][a-z0-9_.*-]*)(?:=(" + _SF_BARE + r"))?")
 _SF_ITEM = re.compile(r"\s*(" + _SF_BARE + r")")
 
 
-def _sf_items(value: str) -> list[dict[str, str]]:
-    """The parameters of each item of a structured-field list, as raw strings."""
-    items: list[dict[str, str]] = []
+def _sf_items(value: str) -> list[tuple[str, dict[str, str]]]:
+    """Each item of a structured-field list: its bare item and its parameters, raw."""
+    items: list[tuple[str, dict[str, str]]] = []
     pos, end = 0, len(value)
     while pos < end:
         match = _SF_ITEM.match(value, pos)
@@ -278,7 +278,7 @@ def _sf_items(value: str) -> list[dict[str, str]]:
         while (param := _SF_PARAM.match(value, pos)) is not None:
             params[param.group(1)] = param.group(2) or "?1"
             pos = param.end()
-        items.append(params)
+        items.append((match.group(1), params))
         comma = value.find(",", pos)
         if comma < 0:
             break
@@ -305,19 +305,32 @@ def parse_rate_limit(
     """``(remaining, seconds until reset)`` of the most restrictive quota the response states,
     or ``None`` when it states none. ``header(name)`` reads a header (case-insensitive).
 
-    Read in order, the first found wins: ``RateLimit`` (IETF draft: items ``r`` and ``t``;
-    several policies: the fewest remaining, and among the spent ones the latest reset),
+    Read in order, the first found wins: ``RateLimit`` (IETF draft: items ``r`` and ``t``,
+    ``t`` at most the window ``w`` of the same policy in ``RateLimit-Policy``; several
+    policies: the fewest remaining, and among the spent ones the latest reset),
     ``RateLimit-Remaining``/``-Reset`` (drafts <= -06, delta seconds) and
     ``X-RateLimit-Remaining``/``-Reset`` (epoch seconds above 10^9, else a delta; ``now`` is
     the wall clock, ``time.time()`` by default)."""
     value = header("ratelimit")
     if value is not None:
+        # A policy's window bounds the wait for its quota: a sliding window restores part of
+        # it within a window, even when its ``t`` counts until the whole quota is back.
+        windows: dict[str, int] = {}
+        policies = header("ratelimit-policy")
+        if policies is not None:
+            for name, params in _sf_items(policies):
+                window = _int(params.get("w"))
+                if window is not None:
+                    windows[name] = window
         best: tuple[int, float] | None = None
-        for params in _sf_items(value):
+        for name, params in _sf_items(value):
             remaining = _int(params.get("r"))
             if remaining is None:
                 continue
             reset = float(_int(params.get("t")) or 0)
+            window = windows.get(name)
+            if window is not None:
+                reset = min(reset, window)
             if best is None or remaining < best[0] or (remaining == best[0] and reset > best[1]):
                 best = (remaining, reset)
         if best is not None:
