@@ -85,8 +85,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from .. import (
     Bulkhead,
@@ -99,9 +98,10 @@ from .. import (
     TokenBucket,
     timeout,
 )
+from .._http_events import HttpAttempt, HttpPaused
 from .._retry import _NO_RESULT, _Run
 from .._support.clock import Clock, clock_option
-from .._support.events import CallRejected, EventSource, ResilienceEvent, Severity
+from .._support.events import EventSource
 from .._support.validation import finite_positive, non_negative_or_none, positive_int, text
 
 __all__ = [
@@ -203,36 +203,6 @@ class HostPaused(Rejected):
     def __init__(self, message: str, *, retry_after: float, host: str) -> None:
         super().__init__(message, retry_after=retry_after)
         self.host = host
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpAttempt(ResilienceEvent):
-    """One attempt of an HTTP call ended: ``host`` (never the URL), ``method``, ``status``
-    (``None`` when no response came), ``attempt`` (1-based), ``duration`` in seconds,
-    ``outcome`` (``"success"``, ``"retryable"``: a failure the policy may retry,
-    ``"failure"``, ``"rejected"``: a guard refused it, ``"cancelled"``) and ``error``
-    (the exception's type name, or ``None``)."""
-
-    name: ClassVar[str] = "http_attempt"
-    severity: ClassVar[Severity] = Severity.DEBUG
-
-    host: str
-    method: str
-    status: int | None
-    attempt: int
-    duration: float
-    outcome: str
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpPaused(CallRejected):
-    """A call was refused because its host is paused longer than ``max_pause``."""
-
-    name: ClassVar[str] = "http_paused"
-
-    host: str
-    retry_after: float
 
 
 # -- header parsing --------------------------------------------------------------------------
