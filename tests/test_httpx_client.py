@@ -36,7 +36,7 @@ from aioresilience.integrations._client import (
     parse_rate_limit,
     parse_retry_after,
 )
-from aioresilience.integrations.httpx import ResilientTransport
+from aioresilience.integrations.httpx import RETRY_EXTENSION, ResilientTransport
 
 Handler = Callable[[httpx.Request], Any]
 
@@ -678,3 +678,31 @@ async def test_twice_the_quota_against_our_own_server(virtual_clock: Any, make: 
     assert counts["refused"] <= 2, counts
     used = (counts["served"] - warmup) / (2.0 * (virtual_clock.time() - 10))
     assert used >= 0.95, (counts, virtual_clock.time())
+
+
+async def test_one_request_opts_in_or_out() -> None:
+    script = Script(READ, 503, then=200)
+    async with client(script) as http:
+        opted = await http.post("http://a.test/", content=b"x", extensions={RETRY_EXTENSION: True})
+        assert opted.status_code == 200 and script.count == 3
+        script.steps = [503]
+        out = await http.get("http://a.test/", extensions={RETRY_EXTENSION: False})
+        assert out.status_code == 503 and script.count == 4
+        with pytest.raises(TypeError, match=r"aioresilience\.retry"):
+            await http.get("http://a.test/", extensions={RETRY_EXTENSION: "yes"})
+
+
+async def test_usable_in_mounts() -> None:
+    flaky = Script(503, then=200)
+    plain = Script(503, then=200)
+    async with httpx.AsyncClient(
+        mounts={
+            "http://flaky.test": ResilientTransport(
+                httpx.MockTransport(flaky), retry={"backoff": constant(0.1)}
+            ),
+            "all://": httpx.MockTransport(plain),
+        }
+    ) as http:
+        assert (await http.get("http://flaky.test/")).status_code == 200
+        assert (await http.get("http://other.test/")).status_code == 503
+    assert (flaky.count, plain.count) == (2, 1)

@@ -51,15 +51,15 @@ built once, for the defaults and for each override).
 
 **Which requests are retried** (RFC 9110 §9.2.2): methods in ``retry_methods`` (default the
 idempotent ones: GET HEAD OPTIONS TRACE PUT DELETE) on any retryable failure; other methods
-(POST, PATCH) only with an ``Idempotency-Key`` header, with ``retry_non_idempotent=True``, or
-when the failure provably came before the request was sent (``"connect"`` failures:
-connection refused, DNS, pool timeout). A request whose body cannot be replayed (a stream) is
-never retried. Retryable failures: statuses in ``retry_statuses`` (default 429 502 503 504),
-transport errors, attempt timeouts. ``Retry-After`` (delay-seconds or an HTTP-date) is the
-least wait before the next attempt; one above ``max_retry_after`` ends the retries (the server
-asks for more than the caller will wait) and the response is returned. A response that will
-not be returned is closed before the next attempt is sent; when the attempts run out the last
-response is returned.
+(POST, PATCH) only with an ``Idempotency-Key`` header, with ``retry_non_idempotent=True`` (or
+the request's own opt-in, ``ClientRequest.retry``), or when the failure provably came before
+the request was sent (``"connect"`` failures: connection refused, DNS, pool timeout). A request
+whose body cannot be replayed (a stream) is never retried. Retryable failures: statuses in
+``retry_statuses`` (default 429 502 503 504), transport errors, attempt timeouts. ``Retry-
+After`` (delay-seconds or an HTTP-date) is the least wait before the next attempt; one above
+``max_retry_after`` ends the retries (the server asks for more than the caller will wait) and
+the response is returned. A response that will not be returned is closed before the next
+attempt is sent; when the attempts run out the last response is returned.
 
 **Server-guided pacing**: every response's ``RateLimit`` (IETF draft, a structured-field list
 of ``"policy";r=R;t=T`` items), the older drafts' ``RateLimit-Remaining``/``-Reset`` and
@@ -158,12 +158,15 @@ class Origin(NamedTuple):
 
 class ClientRequest(NamedTuple):
     """What the core needs to know of a request: its method (upper-case), origin, whether it
-    carries an ``Idempotency-Key`` header and whether its body can be sent again."""
+    carries an ``Idempotency-Key`` header, whether its body can be sent again, and whether
+    the caller opted in to retrying it whatever its method (``retry=True`` for this request;
+    ``False``: never retry it; ``None``: the policy decides)."""
 
     method: str
     origin: Origin
     idempotency_key: bool = False
     replayable: bool = True
+    retry: bool | None = None
 
 
 class ResponseIO(Protocol[R_contra]):
@@ -717,12 +720,13 @@ class ClientPolicy(EventSource, Generic[R]):
 
     def retries(self, request: ClientRequest, policy: HostPolicy) -> tuple[bool, bool]:
         """``(may retry at all, may retry failures after sending)`` for this request."""
-        if policy.retry is None or not request.replayable:
+        if policy.retry is None or not request.replayable or request.retry is False:
             return False, False
         settings = policy._settings
         return True, (
             request.method in settings.retry_methods
             or request.idempotency_key
+            or request.retry is True
             or settings.retry_non_idempotent
         )
 

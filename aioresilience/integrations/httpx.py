@@ -22,10 +22,11 @@ An open breaker raises :class:`~aioresilience.CircuitBreakerOpenError` at once, 
 httpx exceptions, sorted: ``ConnectError``, ``ConnectTimeout`` and ``PoolTimeout`` never
 reached the server (``"connect"``: any method may be retried); every other transport error
 (``ReadError``, ``ReadTimeout``, ``RemoteProtocolError``, ``WriteError``...) may have
-(idempotent requests only); ``UnsupportedProtocol`` and ``LocalProtocolError`` are the
-caller's (never retried, never a breaker failure). A request body is replayable when httpx
-holds it in memory (``content=``, ``data=``, ``json=``); a streamed body (an async iterator,
-files) is sent once.
+(idempotent requests only); ``UnsupportedProtocol`` and ``LocalProtocolError`` are the caller's
+(never retried, never a breaker failure). One request opts in to retries whatever its method
+with ``extensions={RETRY_EXTENSION: True}`` (or out, ``False``). A request body is replayable
+when httpx holds it in memory (``content=``, ``data=``, ``json=``); a streamed body (an async
+iterator, files) is sent once.
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._client import ClientPolicy, ClientRequest, FailureKind, Origin
 
-__all__ = ["ResilientTransport"]
+__all__ = ["RETRY_EXTENSION", "ResilientTransport"]
+
+#: The request extension by which a caller opts one request in to retries (``True``: retry
+#: it whatever its method, as with an ``Idempotency-Key``) or out (``False``):
+#: ``client.post(url, extensions={RETRY_EXTENSION: True})``.
+RETRY_EXTENSION = "aioresilience.retry"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -109,12 +115,16 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         url = request.url
         scheme = url.scheme
         port = url.port or _DEFAULT_PORTS.get(scheme, 0)
+        opt_in = request.extensions.get(RETRY_EXTENSION)
+        if opt_in is not None and not isinstance(opt_in, bool):
+            raise TypeError(f"extensions[{RETRY_EXTENSION!r}] must be a bool, got {opt_in!r}")
         call = ClientRequest(
             request.method,
             Origin(scheme, url.host, port),
             "idempotency-key" in request.headers,
             # Only a body httpx holds in memory can be sent again.
             isinstance(request.stream, httpx.ByteStream),
+            opt_in,
         )
         inner = self.inner
 
