@@ -55,8 +55,8 @@ idempotent ones: GET HEAD OPTIONS TRACE PUT DELETE) on any retryable failure; ot
 the request's own opt-in, ``ClientRequest.retry``), or when the failure provably came before
 the request was sent (``"connect"`` failures: connection refused, DNS, pool timeout). A request
 whose body cannot be replayed (a stream) is never retried. Retryable failures: statuses in
-``retry_statuses`` (default 429 502 503 504), transport errors, attempt timeouts. ``Retry-
-After`` (delay-seconds or an HTTP-date) is the least wait before the next attempt; one above
+``retry_statuses`` (default 429 502 503 504), transport errors, attempt timeouts.
+``Retry-After`` (delay-seconds or an HTTP-date) is the least wait before the next attempt; one above
 ``max_retry_after`` ends the retries (the server asks for more than the caller will wait) and
 the response is returned. A response that will not be returned is closed before the next
 attempt is sent; when the attempts run out the last response is returned.
