@@ -706,3 +706,23 @@ async def test_usable_in_mounts() -> None:
         assert (await http.get("http://flaky.test/")).status_code == 200
         assert (await http.get("http://other.test/")).status_code == 503
     assert (flaky.count, plain.count) == (2, 1)
+
+
+async def test_the_readme_snippet_runs() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = next(
+        b
+        for b in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+        if "ResilientTransport(" in b
+    )
+    namespace: dict[str, Any] = {}
+    exec(block, namespace)
+    transport = namespace["transport"]
+    script = Script(503, then=200)
+    transport.inner = httpx.MockTransport(script)
+    assert await namespace["main"]("http://api.test/") == 200
+    assert script.count == 2
+    assert transport.policy.host(Origin("http", "db.internal", 80)).retry is None
