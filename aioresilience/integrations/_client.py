@@ -101,11 +101,13 @@ from .. import (
 from .._http_events import HttpAttempt, HttpPaused
 from .._retry import _NO_RESULT, _Run
 from .._support.clock import Clock, clock_option
+from .._support.context import context_var
 from .._support.events import EventSource
 from .._support.validation import finite_positive, non_negative_or_none, positive_int, text
 
 __all__ = [
     "IDEMPOTENT_METHODS",
+    "PACING_FIELDS",
     "RETRY_STATUSES",
     "ClientPolicy",
     "ClientRequest",
@@ -130,6 +132,18 @@ IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "TRACE
 RETRY_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
 #: Statuses after which ``Retry-After`` also pauses the host (RFC 9110 §10.2.3, RFC 6585).
 _PAUSING_STATUSES = frozenset({429, 503})
+#: The headers pacing reads (see parse_rate_limit), and Retry-After.
+PACING_FIELDS: frozenset[str] = frozenset(
+    {
+        "ratelimit",
+        "ratelimit-policy",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "retry-after",
+    }
+)
 _EPOCH_THRESHOLD = 1e9  # X-RateLimit-Reset above this is epoch seconds (year 2001 onwards)
 _DEFAULT = object()  # "the option was not given" (budget: None is a value there)
 
@@ -176,6 +190,11 @@ class ResponseIO(Protocol[R_contra]):
 
     def header(self, response: R_contra, name: str) -> str | None:
         """The header's value (several lines joined with ``", "``), name case-insensitive."""
+        ...
+
+    def fields(self, response: R_contra, names: frozenset[str]) -> dict[str, str]:
+        """The values of the headers in ``names`` (lower-case) that the response has, by
+        lower-case name (several lines joined with ``", "``): one pass over the headers."""
         ...
 
     async def close(self, response: R_contra) -> None:
@@ -519,6 +538,7 @@ class HostPolicy:
         "attempt_timeout",
         "breaker",
         "bulkhead",
+        "label",
         "limiter",
         "origin",
         "retry",
@@ -533,9 +553,10 @@ class HostPolicy:
         is_failure: Callable[[BaseException], bool],
     ) -> None:
         self.origin = origin
+        self.label = origin.label  # what events and limiter keys call the host
         self._settings = settings
         self._clock = clock
-        label = origin.label
+        label = self.label
         retry = settings.retry
         if isinstance(retry, dict):
             budget = settings.budget
@@ -637,7 +658,7 @@ class ClientPolicy(EventSource, Generic[R]):
         clock: Clock | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "http"
-        for method in ("status", "header", "close", "failure_kind"):
+        for method in ("status", "header", "fields", "close", "failure_kind"):
             if not callable(getattr(io, method, None)):
                 raise TypeError(f"io must be a ResponseIO (with {method}()), got {io!r}")
         self.io = io
@@ -756,7 +777,7 @@ class ClientPolicy(EventSource, Generic[R]):
         pending: R | None = None  # a response that will not be returned, to close
         number = 0
         try:
-            started = self._clock.time()
+            started = self._clock.time() if may_retry else 0.0  # only a retry reads it
             while True:
                 if pending is not None:
                     response, pending = pending, None
@@ -791,7 +812,7 @@ class ClientPolicy(EventSource, Generic[R]):
                 if run is None:
                     run = _Run(retry, started)
                 hint = parse_retry_after(io.header(response, "retry-after"))
-                outcome = _Outcome(request.origin.label, request.method, status, hint)
+                outcome = _Outcome(policy.label, request.method, status, hint)
                 if not await run.after_failure(None, outcome):
                     pending = None
                     return response
@@ -814,12 +835,14 @@ class ClientPolicy(EventSource, Generic[R]):
     ) -> R:
         """One attempt: pacing, breaker, limiter, bulkhead, attempt timeout, then the send."""
         clock = self._clock
-        begun = clock.time()
+        # Events cost a clock read or two and an object: only when someone listens.
+        listening = self._events is not None or context_var.get() is not None
+        pacing = policy._pacing
+        begun = clock.time() if listening or (pacing is not None and pacing.paused_until) else 0.0
         status: int | None = None
         outcome = "failure"
         error: BaseException | None = None
         try:
-            pacing = policy._pacing
             if pacing is not None and pacing.paused_until > begun:
                 await self._wait_pause(request, policy, pacing, begun)
             breaker = policy.breaker
@@ -847,16 +870,17 @@ class ClientPolicy(EventSource, Generic[R]):
             outcome, error = "cancelled", exc
             raise
         finally:
-            self._emit(
-                HttpAttempt,
-                host=request.origin.label,
-                method=request.method,
-                status=status,
-                attempt=number,
-                duration=clock.time() - begun,
-                outcome=outcome,
-                error=None if error is None else type(error).__name__,
-            )
+            if listening:
+                self._emit(
+                    HttpAttempt,
+                    host=policy.label,
+                    method=request.method,
+                    status=status,
+                    attempt=number,
+                    duration=clock.time() - begun,
+                    outcome=outcome,
+                    error=None if error is None else type(error).__name__,
+                )
 
     async def _wait_pause(
         self, request: ClientRequest, policy: HostPolicy, pacing: _Pacing, now: float
@@ -864,7 +888,7 @@ class ClientPolicy(EventSource, Generic[R]):
         wait = pacing.paused_until - now
         max_pause = policy._settings.max_pause
         if wait > max_pause:
-            host = request.origin.label
+            host = policy.label
             self._emit(HttpPaused, host=host, retry_after=wait)
             raise HostPaused(
                 f"{self.name}: {host} asked for a pause of {wait:.3f}s (max_pause {max_pause:g}s)",
@@ -896,7 +920,7 @@ class ClientPolicy(EventSource, Generic[R]):
     ) -> R:
         limiter = policy.limiter
         if limiter is not None:
-            await limiter.acquire(key=request.origin.label)
+            await limiter.acquire(key=policy.label)
         bulkhead = policy.bulkhead
         if bulkhead is None:
             return await self._sent(policy, send, io)
@@ -923,7 +947,7 @@ class ClientPolicy(EventSource, Generic[R]):
             pacing.abandoned()
             raise
         pacing.observe(
-            io.status(response), lambda name: io.header(response, name), self._clock.time()
+            io.status(response), io.fields(response, PACING_FIELDS).get, self._clock.time()
         )
         return response
 
