@@ -103,6 +103,7 @@ from .._retry import _NO_RESULT, _Run
 from .._support.clock import Clock, clock_option
 from .._support.context import context_var
 from .._support.events import EventSource
+from .._support.guard import NO_RESULT, _Coroutine
 from .._support.validation import finite_positive, non_negative_or_none, positive_int, text
 
 __all__ = [
@@ -847,13 +848,24 @@ class ClientPolicy(EventSource, Generic[R]):
                 await self._wait_pause(request, policy, pacing, begun)
             breaker = policy.breaker
             if breaker is None:
-                response = await self._guarded(request, policy, send, io)
+                response = await self._sent(policy, send, io)
+                status = io.status(response)
             else:
+                # The breaker's own guard core (what its call() runs), so that a failing
+                # status counts as a failure without raising through the stack.
+                ticket = breaker._enter()
+                if ticket.__class__ is _Coroutine:
+                    ticket = await ticket
                 try:
-                    response = await breaker.call(self._judged, request, policy, send, io)
-                except StatusFailure as failure:
-                    response = failure.response
-            status = io.status(response)
+                    response = await self._sent(policy, send, io)
+                except BaseException as exc:
+                    breaker._exit(ticket, exc, NO_RESULT)
+                    raise
+                status = io.status(response)
+                if status in policy._settings.breaker_statuses:
+                    breaker._exit(ticket, StatusFailure(response, status), NO_RESULT)
+                else:
+                    breaker._exit(ticket, None, response)
             outcome = (
                 "retryable"
                 if retries_statuses and status in policy._settings.retry_statuses
@@ -897,37 +909,21 @@ class ClientPolicy(EventSource, Generic[R]):
             )
         await self._clock.sleep(wait)
 
-    async def _judged(
-        self,
-        request: ClientRequest,
-        policy: HostPolicy,
-        send: Callable[[], Awaitable[R]],
-        io: ResponseIO[R],
+    async def _sent(
+        self, policy: HostPolicy, send: Callable[[], Awaitable[R]], io: ResponseIO[R]
     ) -> R:
-        """Inside the breaker: a failing status is raised so that the breaker counts it."""
-        response = await self._guarded(request, policy, send, io)
-        status = io.status(response)
-        if status in policy._settings.breaker_statuses:
-            raise StatusFailure(response, status)
-        return response
-
-    async def _guarded(
-        self,
-        request: ClientRequest,
-        policy: HostPolicy,
-        send: Callable[[], Awaitable[R]],
-        io: ResponseIO[R],
-    ) -> R:
+        """Inside the breaker: the limiter, the bulkhead, then the send (under the attempt's
+        timeout), with what pacing learns of it."""
         limiter = policy.limiter
         if limiter is not None:
             await limiter.acquire(key=policy.label)
         bulkhead = policy.bulkhead
         if bulkhead is None:
-            return await self._sent(policy, send, io)
+            return await self._timed(policy, send, io)
         async with bulkhead:
-            return await self._sent(policy, send, io)
+            return await self._timed(policy, send, io)
 
-    async def _sent(
+    async def _timed(
         self, policy: HostPolicy, send: Callable[[], Awaitable[R]], io: ResponseIO[R]
     ) -> R:
         pacing = policy._pacing
@@ -946,9 +942,11 @@ class ClientPolicy(EventSource, Generic[R]):
         except BaseException:
             pacing.abandoned()
             raise
-        pacing.observe(
-            io.status(response), io.fields(response, PACING_FIELDS).get, self._clock.time()
-        )
+        fields = io.fields(response, PACING_FIELDS)
+        if fields:
+            pacing.observe(io.status(response), fields.get, self._clock.time())
+        else:
+            pacing.in_flight -= 1  # nothing said of the quota: nothing to learn
         return response
 
     def __repr__(self) -> str:
