@@ -726,3 +726,17 @@ async def test_the_readme_snippet_runs() -> None:
     assert await namespace["main"]("http://api.test/") == 200
     assert script.count == 2
     assert transport.policy.host(Origin("http", "db.internal", 80)).retry is None
+
+
+async def test_a_breaker_given_whole_judges_with_its_own_record() -> None:
+    # Only transport errors count for this one: a 503 is no failure to it.
+    breaker = CircuitBreaker(failure_threshold=2, record=httpx.TransportError)
+    script = Script(503, 503, READ, READ, then=200)
+    async with client(script, retry=None, breaker=breaker) as http:
+        for _ in range(2):
+            assert (await http.get("http://a.test/")).status_code == 503
+        assert breaker.state is CircuitState.CLOSED
+        for _ in range(2):
+            with pytest.raises(httpx.ReadError):
+                await http.get("http://a.test/")
+        assert breaker.state is CircuitState.OPEN

@@ -209,9 +209,9 @@ class ResponseIO(Protocol[R_contra]):
 
 
 class StatusFailure(Exception):
-    """A response whose status counts as a failure of the host (``breaker_statuses``), raised
-    inside the breaker so that it counts, and caught again at once: it never reaches the
-    caller. Name it in a ``CircuitBreaker(record=...)`` given whole."""
+    """A response whose status counts as a failure of the host (``breaker_statuses``), as
+    the breaker is told of it (the outcome its ``record`` judges); never raised to the
+    caller. Name it in the ``record=`` of a ``CircuitBreaker`` given whole."""
 
     def __init__(self, response: Any, status: int) -> None:
         super().__init__(f"HTTP {status}")
