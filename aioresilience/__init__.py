@@ -40,6 +40,7 @@ from ._core.ratelimit import Decision, RatePolicy
 from ._degradation import GracefulDegradation, Tier
 from ._fallback import Fallback, FallbackOutcome, FallbackUsed, fallback
 from ._hedging import HedgeStarted
+from ._http_events import HttpAttempt, HttpPaused
 from ._pipeline import (
     Outcome,
     Pipeline,
@@ -144,6 +145,8 @@ __all__ = [
     "GracefulDegradation",
     "Gradient2",
     "HedgeStarted",
+    "HttpAttempt",
+    "HttpPaused",
     "InFlight",
     "KeyedLimit",
     "LatencyEWMA",

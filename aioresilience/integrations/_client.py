@@ -1,0 +1,953 @@
+"""The framework-neutral HTTP client core: one resilience policy per origin (issue 14).
+
+No HTTP library is imported here: ``integrations.httpx`` (and later the aiohttp client
+middleware) describe a request as a :class:`ClientRequest`, hand :meth:`ClientPolicy.execute`
+a coroutine function that sends it once, and a :class:`ResponseIO` that reads their response
+type and sorts their exceptions. Everything HTTP-specific that does not depend on the library
+lives here once.
+
+**Per origin** ``(scheme, host, port)``: a :class:`HostPolicy` is made on a host's first
+request and kept in an LRU map of at most ``max_hosts`` (a client that wanders over many hosts
+keeps bounded memory; an evicted host starts afresh). Each component is optional and given as
+options (a mapping: one instance per host, built from them) or as a primitive (that one
+instance serves every host the configuration covers; a shared ``RateLimiter`` is keyed by
+host, so it still limits each host apart):
+
+``retry``      a mapping of :class:`~aioresilience.Retry` options (default ``{}``: 3 attempts,
+               exponential backoff with full jitter, ``Retry-After`` honoured up to
+               ``max_retry_after``, 60 s), a ``Retry``, or ``None``. Of a ``Retry`` these are
+               used: attempts, backoff, max_elapsed, deadline, max_retry_after, hooks,
+               budget, ``retry_on`` (which exceptions may be retried at all); which responses
+               are retried is ``retry_statuses``'s.
+``budget``     a :class:`~aioresilience.RetryBudget` options mapping (``{"percent": ...,
+               "min_retries": ...}`` Envoy's form, ``{"max_tokens": ..., "token_ratio": ...}``
+               gRPC's; default ``{}``, gRPC's defaults), a ``RetryBudget`` (shared by the
+               hosts it covers), or ``None``. A budget per host (the default) keeps one dead
+               host from spending every other host's retries. A ``Retry`` given whole brings
+               its own budget: giving ``budget`` too is an error.
+``breaker``    :class:`~aioresilience.CircuitBreaker` options (default ``{}``: open after 5
+               consecutive failures, for 30 s), a ``CircuitBreaker``, or ``None``. Failures:
+               statuses in ``breaker_statuses`` (default 500-599), connection errors and
+               timeouts; 429 and every other 4xx are answers, not failures. An open breaker
+               answers at once with :class:`~aioresilience.CircuitBreakerOpenError` (its
+               ``retry_after``), nothing is sent.
+``limiter``    :class:`~aioresilience.TokenBucket` options, a ``RateLimiter`` (keyed by host),
+               or ``None`` (default).
+``bulkhead``   :class:`~aioresilience.Bulkhead` options, a ``Bulkhead``, or ``None`` (default).
+``attempt_timeout``, ``timeout``   seconds per attempt and for the whole call, retries and
+               their sleeps included (``None``: none); their expiry raises
+               :class:`~aioresilience.TimeoutExceeded` (a ``TimeoutError``); an expired
+               attempt counts as a failure of the host.
+``pacing``     follow the server's rate-limit fields (default ``True``), see below;
+               ``max_pause`` (default 60 s): a host paused longer than this answers at once
+               with :class:`HostPaused` rather than hold the call.
+``hosts``      per-host overrides: ``{pattern: {option: value, ...}}``; patterns are
+               ``fnmatch`` globs matched against ``"host"`` and ``"host:port"``
+               (``"*.internal"``, ``"api.example.com:8443"``); the first match wins and its
+               options replace the defaults one by one.
+
+Bad configuration fails at construction, naming the parameter (every mapping of options is
+built once, for the defaults and for each override).
+
+**Which requests are retried** (RFC 9110 §9.2.2): methods in ``retry_methods`` (default the
+idempotent ones: GET HEAD OPTIONS TRACE PUT DELETE) on any retryable failure; other methods
+(POST, PATCH) only with an ``Idempotency-Key`` header, with ``retry_non_idempotent=True`` (or
+the request's own opt-in, ``ClientRequest.retry``), or when the failure provably came before
+the request was sent (``"connect"`` failures: connection refused, DNS, pool timeout). A request
+whose body cannot be replayed (a stream) is never retried. Retryable failures: statuses in
+``retry_statuses`` (default 429 502 503 504), transport errors, attempt timeouts.
+``Retry-After`` (delay-seconds or an HTTP-date) is the least wait before the next attempt; one above
+``max_retry_after`` ends the retries (the server asks for more than the caller will wait) and
+the response is returned. A response that will not be returned is closed before the next
+attempt is sent; when the attempts run out the last response is returned.
+
+**Server-guided pacing**: every response's ``RateLimit`` (IETF draft, a structured-field list
+of ``"policy";r=R;t=T`` items), the older drafts' ``RateLimit-Remaining``/``-Reset`` and
+``X-RateLimit-Remaining``/``-Reset`` tell the host's remaining quota and when it resets;
+``Retry-After`` on 429 and 503 tells when to come back. The host keeps an estimate of its
+remaining quota (the server's figure, less the requests still in flight, less each request
+sent since): when it reaches 0, the host's requests wait until the window resets instead of
+being refused. ``X-RateLimit-Reset`` is read as epoch seconds when it is above 10^9 (GitHub's
+form) and as a delta otherwise.
+
+**Events**: :class:`HttpAttempt` (DEBUG) per attempt, with host (``"host"`` or
+``"host:port"``, never the URL: low cardinality), method, status, attempt number, duration
+and outcome; :class:`HostPaused` refusals; the components' own events (their names carry the
+host). ``policy.add_listener(callback)``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import fnmatch
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
+
+from .. import (
+    Bulkhead,
+    CircuitBreaker,
+    RateLimiter,
+    Rejected,
+    Retry,
+    RetryBudget,
+    TimeoutExceeded,
+    TokenBucket,
+    timeout,
+)
+from .._http_events import HttpAttempt, HttpPaused
+from .._retry import _NO_RESULT, _Run
+from .._support.clock import Clock, clock_option
+from .._support.context import context_var
+from .._support.events import EventSource
+from .._support.guard import NO_RESULT, _Coroutine
+from .._support.validation import finite_positive, non_negative_or_none, positive_int, text
+
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "PACING_FIELDS",
+    "RETRY_STATUSES",
+    "ClientPolicy",
+    "ClientRequest",
+    "FailureKind",
+    "HostPaused",
+    "HostPolicy",
+    "HttpAttempt",
+    "HttpPaused",
+    "Origin",
+    "ResponseIO",
+    "StatusFailure",
+    "parse_rate_limit",
+    "parse_retry_after",
+]
+
+R = TypeVar("R")
+R_contra = TypeVar("R_contra", contravariant=True)
+
+#: RFC 9110 §9.2.2: the methods a client may repeat.
+IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+#: Statuses retried by default: "you are over quota" and the gateway's "not now" family.
+RETRY_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
+#: Statuses after which ``Retry-After`` also pauses the host (RFC 9110 §10.2.3, RFC 6585).
+_PAUSING_STATUSES = frozenset({429, 503})
+#: The headers pacing reads (see parse_rate_limit), and Retry-After.
+PACING_FIELDS: frozenset[str] = frozenset(
+    {
+        "ratelimit",
+        "ratelimit-policy",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "retry-after",
+    }
+)
+_EPOCH_THRESHOLD = 1e9  # X-RateLimit-Reset above this is epoch seconds (year 2001 onwards)
+_DEFAULT = object()  # "the option was not given" (budget: None is a value there)
+
+#: How an exception of the HTTP library relates to the request: ``"connect"``, it provably
+#: never left (refused, DNS, pool timeout: any method may be retried); ``"transport"``, it may
+#: have been sent (reset, read error, read timeout: idempotent requests only); ``None``, not a
+#: failure of the host (a bug, an invalid URL): never retried, never a breaker failure.
+FailureKind = Literal["connect", "transport"] | None
+
+
+class Origin(NamedTuple):
+    """Where a request goes: scheme, host (lower-case) and port (the scheme's default filled
+    in)."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def label(self) -> str:
+        """``"host"`` for the scheme's default port, else ``"host:port"``: the low-cardinality
+        name events carry."""
+        default = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(self.scheme)
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+
+class ClientRequest(NamedTuple):
+    """What the core needs to know of a request: its method (upper-case), origin, whether it
+    carries an ``Idempotency-Key`` header, whether its body can be sent again, and whether
+    the caller opted in to retrying it whatever its method (``retry=True`` for this request;
+    ``False``: never retry it; ``None``: the policy decides)."""
+
+    method: str
+    origin: Origin
+    idempotency_key: bool = False
+    replayable: bool = True
+    retry: bool | None = None
+
+
+class ResponseIO(Protocol[R_contra]):
+    """The adapter's view of its library's responses and exceptions."""
+
+    def status(self, response: R_contra) -> int: ...
+
+    def header(self, response: R_contra, name: str) -> str | None:
+        """The header's value (several lines joined with ``", "``), name case-insensitive."""
+        ...
+
+    def fields(self, response: R_contra, names: frozenset[str]) -> dict[str, str]:
+        """The values of the headers in ``names`` (lower-case) that the response has, by
+        lower-case name (several lines joined with ``", "``): one pass over the headers."""
+        ...
+
+    async def close(self, response: R_contra) -> None:
+        """Release the response (its connection goes back to the pool)."""
+        ...
+
+    def failure_kind(self, exc: BaseException) -> FailureKind: ...
+
+
+# -- errors and events -----------------------------------------------------------------------
+
+
+class StatusFailure(Exception):
+    """A response whose status counts as a failure of the host (``breaker_statuses``), as
+    the breaker is told of it (the outcome its ``record`` judges); never raised to the
+    caller. Name it in the ``record=`` of a ``CircuitBreaker`` given whole."""
+
+    def __init__(self, response: Any, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.response = response
+        self.status = status
+
+
+class HostPaused(Rejected):
+    """The host asked us (``Retry-After``, or a spent rate-limit quota) to wait longer than
+    ``max_pause``: the call is refused at once, nothing sent. ``retry_after``: seconds left."""
+
+    def __init__(self, message: str, *, retry_after: float, host: str) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.host = host
+
+
+# -- header parsing --------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds: delay-seconds (digits), or an HTTP-date less ``now`` (wall
+    clock, ``time.time()`` by default; a date in the past is 0). ``None`` when absent or
+    malformed (a malformed hint is ignored, not an error: the backoff still applies)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; an obsolete form may parse naive
+        return None
+    wall = time.time() if now is None else now
+    return max(0.0, when.timestamp() - wall)
+
+
+# One structured-field item with its parameters (RFC 9651 §3.1): the bare item (a string,
+# token, number or byte sequence) and then ``;key=value`` pairs. Only what the RateLimit
+# fields use is interpreted; anything else is skipped over, never an error.
+_SF_BARE = r'"(?:[^"\\]|\\.)*"|:[A-Za-z0-9+/=]*:|[^;,\s]+'
+_SF_PARAM = re.compile(r"\s*;\s*([a-z*][a-z0-9_.*-]*)(?:=(" + _SF_BARE + r"))?")
+_SF_ITEM = re.compile(r"\s*(" + _SF_BARE + r")")
+
+
+def _sf_items(value: str) -> list[tuple[str, dict[str, str]]]:
+    """Each item of a structured-field list: its bare item and its parameters, raw."""
+    items: list[tuple[str, dict[str, str]]] = []
+    pos, end = 0, len(value)
+    while pos < end:
+        match = _SF_ITEM.match(value, pos)
+        if match is None:
+            break
+        params: dict[str, str] = {}
+        pos = match.end()
+        while (param := _SF_PARAM.match(value, pos)) is not None:
+            params[param.group(1)] = param.group(2) or "?1"
+            pos = param.end()
+        items.append((match.group(1), params))
+        comma = value.find(",", pos)
+        if comma < 0:
+            break
+        pos = comma + 1
+    return items
+
+
+def _int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        number = float(text) if "." in text else int(text)
+    except ValueError:
+        return None
+    if not math.isfinite(number) or number < 0:
+        return None
+    return math.floor(number)
+
+
+def parse_rate_limit(
+    header: Callable[[str], str | None], *, now: float | None = None
+) -> tuple[int, float] | None:
+    """``(remaining, seconds until reset)`` of the most restrictive quota the response states,
+    or ``None`` when it states none. ``header(name)`` reads a header (case-insensitive).
+
+    Read in order, the first found wins: ``RateLimit`` (IETF draft: items ``r`` and ``t``,
+    ``t`` at most the window ``w`` of the same policy in ``RateLimit-Policy``; several
+    policies: the fewest remaining, and among the spent ones the latest reset),
+    ``RateLimit-Remaining``/``-Reset`` (drafts <= -06, delta seconds) and
+    ``X-RateLimit-Remaining``/``-Reset`` (epoch seconds above 10^9, else a delta; ``now`` is
+    the wall clock, ``time.time()`` by default)."""
+    value = header("ratelimit")
+    if value is not None:
+        # A policy's window bounds the wait for its quota: a sliding window restores part of
+        # it within a window, even when its ``t`` counts until the whole quota is back.
+        windows: dict[str, int] = {}
+        policies = header("ratelimit-policy")
+        if policies is not None:
+            for name, params in _sf_items(policies):
+                window = _int(params.get("w"))
+                if window is not None:
+                    windows[name] = window
+        best: tuple[int, float] | None = None
+        for name, params in _sf_items(value):
+            remaining = _int(params.get("r"))
+            if remaining is None:
+                continue
+            reset = float(_int(params.get("t")) or 0)
+            window = windows.get(name)
+            if window is not None:
+                reset = min(reset, window)
+            if best is None or remaining < best[0] or (remaining == best[0] and reset > best[1]):
+                best = (remaining, reset)
+        if best is not None:
+            return best
+    for prefix, epoch in (("ratelimit-", False), ("x-ratelimit-", True)):
+        remaining = _int(header(prefix + "remaining"))
+        if remaining is None:
+            continue
+        reset = float(_int(header(prefix + "reset")) or 0)
+        if epoch and reset > _EPOCH_THRESHOLD:
+            reset = max(0.0, reset - (time.time() if now is None else now))
+        return remaining, reset
+    return None
+
+
+# -- options ---------------------------------------------------------------------------------
+
+_OPTIONS = (
+    "retry",
+    "budget",
+    "breaker",
+    "limiter",
+    "bulkhead",
+    "attempt_timeout",
+    "timeout",
+    "retry_statuses",
+    "breaker_statuses",
+    "retry_methods",
+    "retry_non_idempotent",
+    "pacing",
+    "max_pause",
+)
+
+
+def _statuses(name: str, value: Any) -> frozenset[int]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be an iterable of HTTP status codes, got {value!r}")
+    codes = frozenset(value)
+    for code in codes:
+        if code.__class__ is not int or not 100 <= code <= 599:
+            raise ValueError(f"{name} must hold status codes in 100..599, got {code!r}")
+    return codes
+
+
+def _methods(name: str, value: Any) -> frozenset[str]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be an iterable of method names, got {value!r}")
+    methods = frozenset(value)
+    for method in methods:
+        if not isinstance(method, str) or not method.isalpha():
+            raise ValueError(f"{name} must hold method names such as 'GET', got {method!r}")
+    return frozenset(method.upper() for method in methods)
+
+
+def _options(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of options, got {value!r}")
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError(f"{name} must have option names (str) as keys, got {key!r}")
+    return dict(value)
+
+
+def _build(name: str, factory: Callable[..., Any], options: Mapping[str, Any]) -> Any:
+    """``factory(**options)``, its errors prefixed with the option they came from."""
+    try:
+        return factory(**options)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+
+
+def _budget_of(options: Mapping[str, Any]) -> RetryBudget:
+    form = (
+        RetryBudget.concurrency
+        if "percent" in options or "min_retries" in options
+        else RetryBudget.tokens
+    )
+    budget: RetryBudget = _build("budget", form, options)
+    return budget
+
+
+class _Settings:
+    """One validated configuration (the defaults, or the defaults with an override): what
+    :class:`HostPolicy` is built from, per host."""
+
+    __slots__ = (
+        "attempt_timeout",
+        "breaker",
+        "breaker_statuses",
+        "budget",
+        "bulkhead",
+        "limiter",
+        "max_pause",
+        "pacing",
+        "retry",
+        "retry_methods",
+        "retry_non_idempotent",
+        "retry_statuses",
+        "timeout",
+    )
+
+    def __init__(self, options: Mapping[str, Any], where: str) -> None:
+        def named(option: str) -> str:
+            return option if not where else f"hosts[{where!r}].{option}"
+
+        retry = options["retry"]
+        budget = options["budget"]
+        if retry is not None and not isinstance(retry, Retry):
+            retry = _options(named("retry"), retry)
+            for forbidden in ("budget", "retry_on_result", "retry_after"):
+                if forbidden in retry:
+                    raise TypeError(
+                        f"{named('retry')} must not set {forbidden!r}: "
+                        + (
+                            "give budget= beside it"
+                            if forbidden == "budget"
+                            else "which responses are retried is retry_statuses', and "
+                            "Retry-After is read from the response"
+                        )
+                    )
+        if isinstance(retry, Retry) and budget is not _DEFAULT and budget is not None:
+            raise TypeError(
+                f"{named('budget')}: a Retry given whole brings its own budget "
+                f"(Retry(budget=...)); got budget={budget!r} beside retry={retry!r}"
+            )
+        if budget is _DEFAULT:
+            budget = None if isinstance(retry, Retry) or retry is None else {}
+        if budget is not None and not isinstance(budget, RetryBudget):
+            budget = _options(named("budget"), budget)
+        self.retry: Retry | dict[str, Any] | None = retry
+        self.budget: RetryBudget | dict[str, Any] | None = budget
+        self.breaker = self._component(named("breaker"), options["breaker"], CircuitBreaker)
+        self.limiter = self._component(named("limiter"), options["limiter"], RateLimiter)
+        self.bulkhead = self._component(named("bulkhead"), options["bulkhead"], Bulkhead)
+        self.attempt_timeout = non_negative_or_none(
+            named("attempt_timeout"), options["attempt_timeout"]
+        )
+        self.timeout = non_negative_or_none(named("timeout"), options["timeout"])
+        self.retry_statuses = _statuses(named("retry_statuses"), options["retry_statuses"])
+        self.breaker_statuses = _statuses(named("breaker_statuses"), options["breaker_statuses"])
+        self.retry_methods = _methods(named("retry_methods"), options["retry_methods"])
+        for flag in ("retry_non_idempotent", "pacing"):
+            if not isinstance(options[flag], bool):
+                raise TypeError(f"{named(flag)} must be a bool, got {options[flag]!r}")
+        self.retry_non_idempotent: bool = options["retry_non_idempotent"]
+        self.pacing: bool = options["pacing"]
+        self.max_pause = finite_positive(named("max_pause"), options["max_pause"])
+
+    @staticmethod
+    def _component(name: str, value: Any, kind: type) -> Any:
+        if value is None or isinstance(value, kind):
+            return value
+        return _options(name, value)
+
+
+# -- one host --------------------------------------------------------------------------------
+
+
+class _Pacing:
+    """What the server told of this host's quota (see the module doc)."""
+
+    __slots__ = ("in_flight", "paused_until", "remaining", "reset_at")
+
+    def __init__(self) -> None:
+        self.paused_until = 0.0  # loop time before which nothing is sent
+        self.remaining: int | None = None  # estimated quota left in this window
+        self.reset_at = 0.0  # loop time the window resets
+        self.in_flight = 0
+
+    def sent(self, now: float) -> None:
+        self.in_flight += 1
+        remaining = self.remaining
+        if remaining is not None:
+            if now >= self.reset_at:
+                self.remaining = None  # the window the figure was about has ended
+            else:
+                remaining -= 1
+                self.remaining = remaining
+                if remaining <= 0:
+                    self.paused_until = max(self.paused_until, self.reset_at)
+
+    def observe(self, status: int, header: Callable[[str], str | None], now: float) -> None:
+        """A response came: read its quota fields and hints."""
+        self.in_flight -= 1
+        state = parse_rate_limit(header)
+        if state is not None:
+            remaining, reset = state
+            # Requests still in flight may have been counted after this answer was written:
+            # assume they were not (the estimate errs towards waiting, never towards a 429).
+            remaining -= self.in_flight
+            self.remaining = remaining
+            self.reset_at = now + reset
+            if remaining <= 0:
+                self.paused_until = max(self.paused_until, self.reset_at)
+        if status in _PAUSING_STATUSES:
+            hint = parse_retry_after(header("retry-after"))
+            if hint is not None:
+                self.paused_until = max(self.paused_until, now + hint)
+
+    def abandoned(self) -> None:
+        """A request ended without a response."""
+        self.in_flight -= 1
+
+
+class HostPolicy:
+    """The policy of one origin (built by :class:`ClientPolicy`): its components, read-only
+    for inspection (``retry``, ``breaker``, ``limiter``, ``bulkhead``: ``None`` when off)."""
+
+    __slots__ = (
+        "_clock",
+        "_pacing",
+        "_settings",
+        "attempt_timeout",
+        "breaker",
+        "bulkhead",
+        "label",
+        "limiter",
+        "origin",
+        "retry",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        origin: Origin,
+        settings: _Settings,
+        clock: Clock,
+        is_failure: Callable[[BaseException], bool],
+    ) -> None:
+        self.origin = origin
+        self.label = origin.label  # what events and limiter keys call the host
+        self._settings = settings
+        self._clock = clock
+        label = self.label
+        retry = settings.retry
+        if isinstance(retry, dict):
+            budget = settings.budget
+            if isinstance(budget, dict):
+                budget = _budget_of(budget)
+            retry = _build(
+                "retry",
+                Retry,
+                {"name": f"retry {label}", "clock": clock, **retry, "budget": budget},
+            )
+        self.retry: Retry | None = retry
+        breaker = settings.breaker
+        if isinstance(breaker, dict):
+            breaker = {"record": is_failure, **breaker}
+        self.breaker: CircuitBreaker | None = self._make(
+            breaker, CircuitBreaker, f"breaker {label}", "breaker"
+        )
+        self.limiter: RateLimiter[Any] | None = self._make(
+            settings.limiter, TokenBucket, f"limiter {label}", "limiter"
+        )
+        self.bulkhead: Bulkhead | None = self._make(
+            settings.bulkhead, Bulkhead, f"bulkhead {label}", "bulkhead"
+        )
+        self.attempt_timeout = settings.attempt_timeout
+        self.timeout = settings.timeout
+        self._pacing = _Pacing() if settings.pacing else None
+
+    def _make(self, value: Any, factory: Callable[..., Any], name: str, option: str) -> Any:
+        if isinstance(value, dict):
+            return _build(option, factory, {"name": name, "clock": self._clock, **value})
+        return value
+
+    @property
+    def paused_until(self) -> float:
+        """Loop time before which this host is sent nothing (0: not paused)."""
+        return 0.0 if self._pacing is None else self._pacing.paused_until
+
+    def __repr__(self) -> str:
+        return (
+            f"<HostPolicy {self.origin.label} retry={self.retry!r} breaker={self.breaker!r} "
+            f"limiter={self.limiter!r} bulkhead={self.bulkhead!r}>"
+        )
+
+
+# -- the policy ------------------------------------------------------------------------------
+
+
+class _Outcome:
+    """A failed attempt as the retry loop sees it: ``retry_after`` is the server's hint
+    (:meth:`Retry.hint` reads it)."""
+
+    __slots__ = ("host", "method", "retry_after", "status")
+
+    def __init__(self, host: str, method: str, status: int, retry_after: float | None) -> None:
+        self.host = host
+        self.method = method
+        self.status = status
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"<HTTP {self.status} {self.method} {self.host}>"
+
+
+class ClientPolicy(EventSource, Generic[R]):
+    """Resilience for outgoing HTTP calls, one :class:`HostPolicy` per origin (see the module
+    docstring for every option)."""
+
+    __slots__ = (
+        "_clock",
+        "_events",
+        "_hosts",
+        "_overrides",
+        "_settings",
+        "io",
+        "max_hosts",
+        "name",
+    )
+
+    def __init__(
+        self,
+        io: ResponseIO[R],
+        *,
+        retry: Retry | Mapping[str, Any] | None = _DEFAULT,  # type: ignore[assignment]
+        budget: RetryBudget | Mapping[str, Any] | None = _DEFAULT,  # type: ignore[assignment]
+        breaker: CircuitBreaker | Mapping[str, Any] | None = _DEFAULT,  # type: ignore[assignment]
+        limiter: RateLimiter[Any] | Mapping[str, Any] | None = None,
+        bulkhead: Bulkhead | Mapping[str, Any] | None = None,
+        attempt_timeout: float | None = None,
+        timeout: float | None = None,
+        retry_statuses: Iterable[int] = RETRY_STATUSES,
+        breaker_statuses: Iterable[int] = range(500, 600),
+        retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+        retry_non_idempotent: bool = False,
+        pacing: bool = True,
+        max_pause: float = 60.0,
+        hosts: Mapping[str, Mapping[str, Any]] | None = None,
+        max_hosts: int = 1024,
+        name: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = text("name", name, optional=True) or "http"
+        for method in ("status", "header", "fields", "close", "failure_kind"):
+            if not callable(getattr(io, method, None)):
+                raise TypeError(f"io must be a ResponseIO (with {method}()), got {io!r}")
+        self.io = io
+        self._clock = clock_option("clock", clock)
+        self.max_hosts = positive_int("max_hosts", max_hosts)
+        # Not given: a retry (with its budget) and a breaker per host. None: off.
+        defaults = {
+            "retry": {} if retry is _DEFAULT else retry,
+            "budget": budget,
+            "breaker": {} if breaker is _DEFAULT else breaker,
+            "limiter": limiter,
+            "bulkhead": bulkhead,
+            "attempt_timeout": attempt_timeout,
+            "timeout": timeout,
+            "retry_statuses": retry_statuses,
+            "breaker_statuses": breaker_statuses,
+            "retry_methods": retry_methods,
+            "retry_non_idempotent": retry_non_idempotent,
+            "pacing": pacing,
+            "max_pause": max_pause,
+        }
+        self._settings = _Settings(defaults, "")
+        self._overrides: list[tuple[str, _Settings]] = []
+        if hosts is not None:
+            for pattern, override in _options("hosts", hosts).items():
+                where = f"hosts[{pattern!r}]"
+                override = _options(where, override)
+                unknown = sorted(set(override) - set(_OPTIONS))
+                if unknown:
+                    raise TypeError(
+                        f"{where}: unknown option(s) {', '.join(unknown)}; "
+                        f"known: {', '.join(_OPTIONS)}"
+                    )
+                merged = {**defaults, **override}
+                if "retry" in override and "budget" not in override:
+                    merged["budget"] = _DEFAULT  # a new retry: the budget default follows it
+                self._overrides.append((pattern.lower(), _Settings(merged, pattern)))
+        # Built once now, so that bad options fail here and not at the first request.
+        for _, settings in [("", self._settings), *self._overrides]:
+            probe = Origin("http", "validation.invalid", 80)
+            HostPolicy(probe, settings, self._clock, self._is_failure)
+        self._hosts: OrderedDict[Origin, HostPolicy] = OrderedDict()
+        self._events = None
+
+    def host(self, origin: Origin) -> HostPolicy:
+        """The policy of ``origin``, made on first use (least recently used ones beyond
+        ``max_hosts`` are dropped)."""
+        hosts = self._hosts
+        policy = hosts.get(origin)
+        if policy is not None:
+            hosts.move_to_end(origin)
+            return policy
+        policy = HostPolicy(origin, self._settings_for(origin), self._clock, self._is_failure)
+        hosts[origin] = policy
+        if len(hosts) > self.max_hosts:
+            hosts.popitem(last=False)
+        return policy
+
+    def _is_failure(self, exc: BaseException) -> bool:
+        """A breaker's ``record`` by default: a failing status, a failure of the transport,
+        an attempt's timeout; not a bug of the caller nor a refusal of ours."""
+        return (
+            isinstance(exc, StatusFailure | TimeoutExceeded)
+            or self.io.failure_kind(exc) is not None
+        )
+
+    def _settings_for(self, origin: Origin) -> _Settings:
+        if self._overrides:
+            names = (origin.host, f"{origin.host}:{origin.port}")
+            for pattern, settings in self._overrides:
+                if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                    return settings
+        return self._settings
+
+    def hosts(self) -> dict[Origin, HostPolicy]:
+        """The hosts kept now, least recently used first (a copy)."""
+        return dict(self._hosts)
+
+    # -- the call -------------------------------------------------------------------------------
+
+    def retries(self, request: ClientRequest, policy: HostPolicy) -> tuple[bool, bool]:
+        """``(may retry at all, may retry failures after sending)`` for this request."""
+        if policy.retry is None or not request.replayable or request.retry is False:
+            return False, False
+        settings = policy._settings
+        return True, (
+            request.method in settings.retry_methods
+            or request.idempotency_key
+            or request.retry is True
+            or settings.retry_non_idempotent
+        )
+
+    async def execute(self, request: ClientRequest, send: Callable[[], Awaitable[R]]) -> R:
+        """Send ``request`` (``await send()`` per attempt) under its origin's policy; returns
+        the response to give the caller (the last one if the attempts run out)."""
+        policy = self.host(request.origin)
+        if policy.timeout is None:
+            return await self._calls(request, policy, send, self.io)
+        async with timeout(policy.timeout):
+            return await self._calls(request, policy, send, self.io)
+
+    async def _calls(
+        self,
+        request: ClientRequest,
+        policy: HostPolicy,
+        send: Callable[[], Awaitable[R]],
+        io: ResponseIO[R],
+    ) -> R:
+        retry = policy.retry
+        may_retry, after_send = self.retries(request, policy)
+        retry_statuses = policy._settings.retry_statuses
+        budget = retry.budget if retry is not None and may_retry else None
+        if budget is not None:
+            budget._core.start_request()
+        run: _Run | None = None
+        pending: R | None = None  # a response that will not be returned, to close
+        number = 0
+        try:
+            started = self._clock.time() if may_retry else 0.0  # only a retry reads it
+            while True:
+                if pending is not None:
+                    response, pending = pending, None
+                    await io.close(response)
+                number += 1
+                try:
+                    response = await self._attempt(
+                        request, policy, send, io, number, may_retry and after_send
+                    )
+                except Exception as exc:
+                    if not may_retry or retry is None or not retry.retryable(exc):
+                        raise
+                    kind = io.failure_kind(exc)
+                    if isinstance(exc, TimeoutExceeded):
+                        kind = "transport"  # ours, per attempt: it may have been sent
+                    if kind is None or (kind == "transport" and not after_send):
+                        raise
+                    if run is None:
+                        run = _Run(retry, started)
+                    if not await run.after_failure(exc, _NO_RESULT):
+                        raise
+                    continue
+                status = io.status(response)
+                if not (may_retry and after_send and status in retry_statuses):
+                    if run is not None:
+                        run.succeeded()
+                    elif budget is not None:
+                        budget._core.record(True)
+                    return response
+                assert retry is not None  # may_retry
+                pending = response
+                if run is None:
+                    run = _Run(retry, started)
+                hint = parse_retry_after(io.header(response, "retry-after"))
+                outcome = _Outcome(policy.label, request.method, status, hint)
+                if not await run.after_failure(None, outcome):
+                    pending = None
+                    return response
+        finally:
+            if run is not None:
+                run.attempt_done()
+            if budget is not None:
+                budget._core.end_request()
+            if pending is not None:  # cancelled during the sleep, or the hook raised
+                await io.close(pending)
+
+    async def _attempt(
+        self,
+        request: ClientRequest,
+        policy: HostPolicy,
+        send: Callable[[], Awaitable[R]],
+        io: ResponseIO[R],
+        number: int,
+        retries_statuses: bool,
+    ) -> R:
+        """One attempt: pacing, breaker, limiter, bulkhead, attempt timeout, then the send."""
+        clock = self._clock
+        # Events cost a clock read or two and an object: only when someone listens.
+        listening = self._events is not None or context_var.get() is not None
+        pacing = policy._pacing
+        begun = clock.time() if listening or (pacing is not None and pacing.paused_until) else 0.0
+        status: int | None = None
+        outcome = "failure"
+        error: BaseException | None = None
+        try:
+            if pacing is not None and pacing.paused_until > begun:
+                await self._wait_pause(request, policy, pacing, begun)
+            breaker = policy.breaker
+            if breaker is None:
+                response = await self._sent(policy, send, io)
+                status = io.status(response)
+            else:
+                # The breaker's own guard core (what its call() runs), so that a failing
+                # status counts as a failure without raising through the stack.
+                ticket = breaker._enter()
+                if ticket.__class__ is _Coroutine:
+                    ticket = await ticket
+                try:
+                    response = await self._sent(policy, send, io)
+                except BaseException as exc:
+                    breaker._exit(ticket, exc, NO_RESULT)
+                    raise
+                status = io.status(response)
+                if status in policy._settings.breaker_statuses:
+                    breaker._exit(ticket, StatusFailure(response, status), NO_RESULT)
+                else:
+                    breaker._exit(ticket, None, response)
+            outcome = (
+                "retryable"
+                if retries_statuses and status in policy._settings.retry_statuses
+                else "success"
+            )
+            return response
+        except Rejected as exc:
+            outcome, error = "rejected", exc
+            raise
+        except Exception as exc:
+            error = exc
+            raise
+        except BaseException as exc:
+            outcome, error = "cancelled", exc
+            raise
+        finally:
+            if listening:
+                self._emit(
+                    HttpAttempt,
+                    host=policy.label,
+                    method=request.method,
+                    status=status,
+                    attempt=number,
+                    duration=clock.time() - begun,
+                    outcome=outcome,
+                    error=None if error is None else type(error).__name__,
+                )
+
+    async def _wait_pause(
+        self, request: ClientRequest, policy: HostPolicy, pacing: _Pacing, now: float
+    ) -> None:
+        wait = pacing.paused_until - now
+        max_pause = policy._settings.max_pause
+        if wait > max_pause:
+            host = policy.label
+            self._emit(HttpPaused, host=host, retry_after=wait)
+            raise HostPaused(
+                f"{self.name}: {host} asked for a pause of {wait:.3f}s (max_pause {max_pause:g}s)",
+                retry_after=wait,
+                host=host,
+            )
+        await self._clock.sleep(wait)
+
+    async def _sent(
+        self, policy: HostPolicy, send: Callable[[], Awaitable[R]], io: ResponseIO[R]
+    ) -> R:
+        """Inside the breaker: the limiter, the bulkhead, then the send (under the attempt's
+        timeout), with what pacing learns of it."""
+        limiter = policy.limiter
+        if limiter is not None:
+            await limiter.acquire(key=policy.label)
+        bulkhead = policy.bulkhead
+        if bulkhead is None:
+            return await self._timed(policy, send, io)
+        async with bulkhead:
+            return await self._timed(policy, send, io)
+
+    async def _timed(
+        self, policy: HostPolicy, send: Callable[[], Awaitable[R]], io: ResponseIO[R]
+    ) -> R:
+        pacing = policy._pacing
+        if pacing is None:
+            if policy.attempt_timeout is None:
+                return await send()
+            async with timeout(policy.attempt_timeout):
+                return await send()
+        pacing.sent(self._clock.time())
+        try:
+            if policy.attempt_timeout is None:
+                response = await send()
+            else:
+                async with timeout(policy.attempt_timeout):
+                    response = await send()
+        except BaseException:
+            pacing.abandoned()
+            raise
+        fields = io.fields(response, PACING_FIELDS)
+        if fields:
+            pacing.observe(io.status(response), fields.get, self._clock.time())
+        else:
+            pacing.in_flight -= 1  # nothing said of the quota: nothing to learn
+        return response
+
+    def __repr__(self) -> str:
+        return f"<ClientPolicy {self.name!r} hosts={len(self._hosts)}/{self.max_hosts}>"

@@ -1,0 +1,742 @@
+"""ResilientTransport over httpx.MockTransport, in virtual time: the retry decision (the
+idempotency matrix), Retry-After in both forms, closing, breaker and budget per host, pacing
+from IETF and legacy fields, events, cancellation, construction errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from aioresilience import (
+    GCRA,
+    CircuitBreaker,
+    CircuitBreakerOpenError,
+    CircuitState,
+    FixedWindowCounter,
+    ResilienceEvent,
+    Retry,
+    RetryBudget,
+    SlidingWindowCounter,
+    TimeoutExceeded,
+    TokenBucket,
+    constant,
+)
+from aioresilience.integrations._client import (
+    HostPaused,
+    HttpAttempt,
+    Origin,
+    parse_rate_limit,
+    parse_retry_after,
+)
+from aioresilience.integrations.httpx import RETRY_EXTENSION, ResilientTransport
+
+Handler = Callable[[httpx.Request], Any]
+
+
+class ClosingStream(httpx.AsyncByteStream):
+    """A response body that records whether it was closed."""
+
+    def __init__(self, log: list[str], label: str, body: bytes = b"body") -> None:
+        self.log, self.label, self.body = log, label, body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.body
+
+    async def aclose(self) -> None:
+        self.log.append(f"closed {self.label}")
+
+
+class Script:
+    """A mock upstream answering from a list of steps: a status (int), a (status, headers)
+    pair, an exception instance to raise, or a callable of the request."""
+
+    def __init__(self, *steps: Any, then: Any = 200) -> None:
+        self.steps = list(steps)
+        self.then = then
+        self.requests: list[httpx.Request] = []
+        self.log: list[str] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        step = self.steps.pop(0) if self.steps else self.then
+        if callable(step):
+            step = step(request)
+            if asyncio.iscoroutine(step):
+                step = await step
+        if isinstance(step, BaseException):
+            raise step
+        status, headers = step if isinstance(step, tuple) else (step, {})
+        number = len(self.requests)
+        self.log.append(f"sent {number}")
+        return httpx.Response(
+            status, headers=headers, stream=ClosingStream(self.log, str(number), b"x")
+        )
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+
+def client(script: Script | Handler, **options: Any) -> httpx.AsyncClient:
+    options.setdefault("retry", {"attempts": 3, "backoff": constant(0.5)})
+    return httpx.AsyncClient(transport=ResilientTransport(httpx.MockTransport(script), **options))
+
+
+# -- the retry decision ----------------------------------------------------------------------
+
+
+async def test_retryable_statuses_are_retried_and_the_last_response_returned() -> None:
+    script = Script(503, 502, then=504)
+    async with client(script) as http:
+        response = await http.get("http://a.test/x")
+    assert response.status_code == 504 and script.count == 3
+    # every response not returned was closed before the next request went out
+    assert script.log[:5] == ["sent 1", "closed 1", "sent 2", "closed 2", "sent 3"]
+
+
+async def test_other_statuses_are_returned_at_once() -> None:
+    for status in (200, 404, 500, 501):
+        script = Script(status)
+        async with client(script) as http:
+            assert (await http.get("http://a.test/")).status_code == status
+        assert script.count == 1
+
+
+async def test_retry_statuses_are_configurable() -> None:
+    script = Script(500, then=200)
+    async with client(script, retry_statuses={500}) as http:
+        assert (await http.get("http://a.test/")).status_code == 200
+    assert script.count == 2
+
+
+CONNECT = httpx.ConnectError("refused")
+READ = httpx.ReadError("reset by peer")
+MATRIX = [
+    # method, failure, Idempotency-Key, retried?
+    ("GET", 503, False, True),
+    ("GET", READ, False, True),
+    ("GET", CONNECT, False, True),
+    ("PUT", READ, False, True),
+    ("DELETE", 503, False, True),
+    ("HEAD", READ, False, True),
+    ("OPTIONS", 503, False, True),
+    ("POST", 503, False, False),
+    ("POST", READ, False, False),
+    ("POST", CONNECT, False, True),  # provably never sent
+    ("POST", 503, True, True),
+    ("POST", READ, True, True),
+    ("PATCH", READ, False, False),
+    ("PATCH", httpx.PoolTimeout("pool"), False, True),
+    ("PATCH", httpx.ConnectTimeout("slow dns"), False, True),
+    ("PATCH", httpx.ReadTimeout("stalled"), False, False),
+    ("PATCH", httpx.ReadTimeout("stalled"), True, True),
+]
+
+
+@pytest.mark.parametrize(("method", "failure", "keyed", "retried"), MATRIX)
+async def test_the_idempotency_matrix(
+    method: str, failure: Any, keyed: bool, retried: bool
+) -> None:
+    script = Script(failure, then=200)
+    headers = {"Idempotency-Key": "k-1"} if keyed else {}
+    async with client(script) as http:
+        if isinstance(failure, Exception) and not retried:
+            with pytest.raises(type(failure)) as caught:
+                await http.request(method, "http://a.test/", headers=headers, content=b"{}")
+            assert caught.value is failure
+        else:
+            response = await http.request(method, "http://a.test/", headers=headers, content=b"{}")
+            assert response.status_code == (200 if retried else failure)
+    assert script.count == (2 if retried else 1)
+
+
+async def test_non_idempotent_methods_are_retried_on_opt_in() -> None:
+    script = Script(READ, then=201)
+    async with client(script, retry_non_idempotent=True) as http:
+        assert (await http.post("http://a.test/", content=b"x")).status_code == 201
+    assert script.count == 2
+
+
+async def test_a_streamed_body_is_never_retried() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"chunk"
+
+    script = Script(503, then=200)
+    async with client(script) as http:
+        response = await http.put("http://a.test/", content=body())
+    assert response.status_code == 503 and script.count == 1
+
+
+async def test_a_bug_is_not_retried() -> None:
+    script = Script(ValueError("bug"), then=200)
+    async with client(script) as http:
+        with pytest.raises(ValueError, match="bug"):
+            await http.get("http://a.test/")
+    assert script.count == 1
+
+
+async def test_retry_may_be_off() -> None:
+    script = Script(503, then=200)
+    async with client(script, retry=None) as http:
+        assert (await http.get("http://a.test/")).status_code == 503
+    assert script.count == 1
+
+
+async def test_a_retry_given_whole_narrows_the_exceptions() -> None:
+    policy = Retry(attempts=3, backoff=constant(0.1), retry_on=httpx.ConnectError)
+    script = Script(READ, then=200)
+    async with client(script, retry=policy, breaker=None) as http:
+        with pytest.raises(httpx.ReadError):
+            await http.get("http://a.test/")
+    assert script.count == 1
+
+
+async def test_the_transport_errors_after_the_attempts_are_raised() -> None:
+    script = Script(READ, READ, READ)
+    async with client(script) as http:
+        with pytest.raises(httpx.ReadError) as caught:
+            await http.get("http://a.test/")
+    assert script.count == 3
+    assert any("gave up after 3 attempt(s)" in note for note in caught.value.__notes__)
+
+
+async def test_raise_for_status_raises_the_last_response(virtual_clock: Any) -> None:
+    script = Script(503, 503, 503)
+    async with client(script, raise_for_status=True) as http:
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            await http.get("http://a.test/")
+    assert caught.value.response.status_code == 503 and caught.value.response.content == b"x"
+    assert script.count == 3
+
+
+# -- Retry-After -----------------------------------------------------------------------------
+
+
+async def test_retry_after_seconds_is_the_least_wait(virtual_clock: Any) -> None:
+    script = Script((503, {"Retry-After": "7"}), then=200)
+    start = virtual_clock.time()
+    async with client(script, pacing=False) as http:
+        assert (await http.get("http://a.test/")).status_code == 200
+    assert virtual_clock.time() - start == pytest.approx(7.0)
+
+
+async def test_retry_after_http_date(virtual_clock: Any) -> None:
+    when = email.utils.formatdate(time.time() + 5, usegmt=True)
+    script = Script((429, {"Retry-After": when}), then=200)
+    start = virtual_clock.time()
+    async with client(script, pacing=False) as http:
+        assert (await http.get("http://a.test/")).status_code == 200
+    # the date has a resolution of one second
+    assert 3.5 <= virtual_clock.time() - start <= 5.5
+
+
+async def test_retry_after_above_the_cap_returns_the_response(virtual_clock: Any) -> None:
+    script = Script((503, {"Retry-After": "3600"}), then=200)
+    async with client(script, retry={"max_retry_after": 30}) as http:
+        response = await http.get("http://a.test/")
+    assert response.status_code == 503 and script.count == 1
+    assert virtual_clock.time() == pytest.approx(0.0)
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(" 0 ") == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("-5") is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("1.5") is None  # delay-seconds is an integer
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 60) == 60.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 + 60) == 0.0
+
+
+# -- the breaker -----------------------------------------------------------------------------
+
+
+async def test_the_breaker_counts_5xx_and_transport_errors_not_4xx() -> None:
+    transport = ResilientTransport(
+        httpx.MockTransport(Script(500, READ, 429, 404, then=200)),
+        retry=None,
+        breaker={"failure_threshold": 10},
+    )
+    async with httpx.AsyncClient(transport=transport) as http:
+        for _ in range(5):
+            with contextlib.suppress(httpx.ReadError):
+                await http.get("http://a.test/")
+    stats = transport.policy.host(Origin("http", "a.test", 80)).breaker.statistics()  # type: ignore[union-attr]
+    assert stats.failures == 2 and stats.successes == 3
+
+
+async def test_an_open_breaker_answers_at_once_without_sending() -> None:
+    script = Script(then=503)
+    async with client(script, retry=None, breaker={"failure_threshold": 3}) as http:
+        for _ in range(3):
+            assert (await http.get("http://dead.test/")).status_code == 503
+        with pytest.raises(CircuitBreakerOpenError) as caught:
+            await http.get("http://dead.test/")
+    assert script.count == 3 and caught.value.retry_after == pytest.approx(30.0)
+
+
+async def test_ten_calls_to_a_dead_host_send_few_requests() -> None:
+    script = Script(then=CONNECT)
+    async with client(script, breaker={"failure_threshold": 5}) as http:
+        for _ in range(10):
+            with pytest.raises((httpx.ConnectError, CircuitBreakerOpenError)):
+                await http.get("http://dead.test/")
+    assert script.count == 5  # the breaker stops the retries too
+
+
+async def test_breakers_and_budgets_are_per_host() -> None:
+    def route(request: httpx.Request) -> Any:
+        return CONNECT if request.url.host == "dead.test" else 200
+
+    script = Script(then=route)
+    async with client(
+        script, retry={"attempts": 3, "backoff": constant(0.1)}, budget={"max_tokens": 4}
+    ) as http:
+        for _ in range(10):
+            with pytest.raises((httpx.ConnectError, CircuitBreakerOpenError)):
+                await http.get("http://dead.test/")
+        alive = Script(CONNECT, then=200)
+        http._transport.inner = httpx.MockTransport(alive)  # type: ignore[attr-defined]
+        # the dead host spent its own budget and opened its own breaker: not the live one's
+        assert (await http.get("http://alive.test/")).status_code == 200
+    assert alive.count == 2
+
+
+async def test_a_shared_budget_is_shared() -> None:
+    budget = RetryBudget.tokens(max_tokens=2, token_ratio=0.1)
+    script = Script(then=CONNECT)
+    async with client(
+        script, retry={"attempts": 3, "backoff": constant(0.1)}, budget=budget, breaker=None
+    ) as http:
+        for host in ("a.test", "b.test"):
+            with pytest.raises(httpx.ConnectError):
+                await http.get(f"http://{host}/")
+    assert budget.exhausted >= 1
+
+
+async def test_the_breaker_recovers_after_its_break(virtual_clock: Any) -> None:
+    script = Script(503, 503, then=200)
+    async with client(
+        script, retry=None, breaker={"failure_threshold": 2, "break_duration": 5}
+    ) as http:
+        for _ in range(2):
+            await http.get("http://a.test/")
+        with pytest.raises(CircuitBreakerOpenError):
+            await http.get("http://a.test/")
+        await asyncio.sleep(5)
+        assert (await http.get("http://a.test/")).status_code == 200
+        breaker = http._transport.policy.host(Origin("http", "a.test", 80)).breaker  # type: ignore[attr-defined]
+        assert breaker.state is CircuitState.CLOSED
+
+
+async def test_an_attempt_timeout_is_a_retried_failure(virtual_clock: Any) -> None:
+    async def stall(request: httpx.Request) -> int:
+        await asyncio.sleep(10)
+        return 200
+
+    script = Script(stall, then=200)
+    async with client(script, attempt_timeout=1.0) as http:
+        assert (await http.get("http://a.test/")).status_code == 200
+    assert script.count == 2 and virtual_clock.time() == pytest.approx(1.5)
+
+
+async def test_the_overall_timeout_bounds_the_retries(virtual_clock: Any) -> None:
+    script = Script(then=503)
+    async with client(script, retry={"attempts": 10, "backoff": constant(1)}, timeout=2.5) as http:
+        with pytest.raises(TimeoutExceeded):
+            await http.get("http://a.test/")
+    assert script.count == 3 and virtual_clock.time() == pytest.approx(2.5)
+    assert script.log.count("closed 3") == 1  # the response held during the sleep is closed
+
+
+# -- pacing ----------------------------------------------------------------------------------
+
+
+def _reader(headers: dict[str, str]) -> Callable[[str], str | None]:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return lowered.get
+
+
+def test_parse_rate_limit_fields() -> None:
+    assert parse_rate_limit(_reader({"RateLimit": '"burst";r=5;t=30'})) == (5, 30.0)
+    both = '"burst";r=50;t=30, "daily";r=0;t=86400'
+    assert parse_rate_limit(_reader({"RateLimit": both})) == (0, 86400.0)
+    assert parse_rate_limit(_reader({"RateLimit": 'a;r=0;t=3, "b";r=0;t=9'})) == (0, 9.0)
+    odd = '"a, b";x="1;2";r=2;t=4;pk=:cHsx:'
+    assert parse_rate_limit(_reader({"RateLimit": odd})) == (2, 4.0)
+    assert parse_rate_limit(_reader({"RateLimit-Remaining": "3", "RateLimit-Reset": "7"})) == (
+        3,
+        7.0,
+    )
+    legacy = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1700000060"}
+    assert parse_rate_limit(_reader(legacy), now=1700000000.0) == (0, 60.0)
+    delta = {"X-RateLimit-Remaining": "4", "X-RateLimit-Reset": "12"}
+    assert parse_rate_limit(_reader(delta)) == (4, 12.0)
+    # the policy's window bounds the wait (a sliding window restores quota within it)
+    capped = {"RateLimit": '"sw";r=0;t=20', "RateLimit-Policy": '"sw";q=20;w=10'}
+    assert parse_rate_limit(_reader(capped)) == (0, 10.0)
+    assert parse_rate_limit(_reader({})) is None
+    assert parse_rate_limit(_reader({"RateLimit": "garbage"})) is None
+
+
+class FixedWindowServer:
+    """A mock upstream with a fixed window quota (q per w seconds) that states it in
+    ``style`` fields."""
+
+    def __init__(self, quota: int, window: float, style: str) -> None:
+        self.quota, self.window, self.style = quota, window, style
+        self.refused = self.served = 0
+        self.start = 0.0
+        self.used = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        now = asyncio.get_running_loop().time()
+        if now >= self.start + self.window:
+            self.start = now - (now % self.window)
+            self.used = 0
+        reset = max(1, math.ceil(self.start + self.window - now))  # rounded up, as served
+        if self.used >= self.quota:
+            self.refused += 1
+            return httpx.Response(429, headers={"Retry-After": str(reset)})
+        self.used += 1
+        self.served += 1
+        left = self.quota - self.used
+        if self.style == "ietf":
+            headers = {
+                "RateLimit-Policy": f'"q";q={self.quota};w={self.window:g}',
+                "RateLimit": f'"q";r={left};t={reset}',
+            }
+        else:
+            headers = {"X-RateLimit-Remaining": str(left), "X-RateLimit-Reset": str(reset)}
+        return httpx.Response(200, headers=headers)
+
+
+@pytest.mark.parametrize("style", ["ietf", "legacy"])
+async def test_pacing_follows_the_quota_without_refusals(virtual_clock: Any, style: str) -> None:
+    server = FixedWindowServer(quota=10, window=10, style=style)
+    async with client(server) as http:
+
+        async def caller() -> None:
+            for _ in range(25):
+                await http.get("http://a.test/")
+                await asyncio.sleep(0.2)  # twice the quota, were it not paced
+
+        await asyncio.gather(caller(), caller())
+    assert server.refused == 0
+    # 50 calls at 1/s of quota: the whole quota of each window is used
+    elapsed = virtual_clock.time()
+    assert server.served == 50 and elapsed <= 50 / (10 / 10) + 10
+
+
+async def test_retry_after_on_429_pauses_the_host(virtual_clock: Any) -> None:
+    script = Script((429, {"Retry-After": "4"}), then=200)
+    async with client(script, retry=None) as http:
+        assert (await http.get("http://a.test/")).status_code == 429
+        assert (await http.get("http://a.test/")).status_code == 200  # waited for the pause
+        assert virtual_clock.time() == pytest.approx(4.0)
+        assert (await http.get("http://b.test/")).status_code == 200  # another host: no pause
+        assert virtual_clock.time() == pytest.approx(4.0)
+
+
+async def test_a_pause_longer_than_max_pause_is_refused_at_once(virtual_clock: Any) -> None:
+    script = Script((503, {"Retry-After": "600"}), then=200)
+    async with client(script, retry=None, max_pause=30) as http:
+        assert (await http.get("http://a.test/")).status_code == 503
+        with pytest.raises(HostPaused) as caught:
+            await http.get("http://a.test/")
+    assert caught.value.retry_after == pytest.approx(600.0) and script.count == 1
+
+
+# -- limits, bulkheads, hosts ----------------------------------------------------------------
+
+
+async def test_a_shared_limiter_limits_each_host_apart(virtual_clock: Any) -> None:
+    limiter = TokenBucket(capacity=1, refill_rate=1.0)
+    script = Script(then=200)
+    async with client(script, limiter=limiter) as http:
+        await asyncio.gather(*(http.get(f"http://{h}.test/") for h in "abc"))
+        assert virtual_clock.time() == pytest.approx(0.0)
+        await asyncio.gather(http.get("http://a.test/"), http.get("http://a.test/"))
+        assert virtual_clock.time() == pytest.approx(2.0)
+
+
+async def test_per_host_overrides_by_pattern() -> None:
+    script = Script(then=503)
+    transport = ResilientTransport(
+        httpx.MockTransport(script),
+        retry={"attempts": 2, "backoff": constant(0.1)},
+        hosts={"*.internal": {"retry": None}, "api.test:8443": {"retry_statuses": [500]}},
+    )
+    async with httpx.AsyncClient(transport=transport) as http:
+        await http.get("http://db.internal/")
+        assert script.count == 1
+        await http.get("https://api.test:8443/")
+        assert script.count == 2
+        await http.get("http://api.test/")
+        assert script.count == 4
+    policy = transport.policy.host(Origin("http", "db.internal", 80))
+    assert policy.retry is None and policy.breaker is not None
+
+
+async def test_hosts_are_bounded_lru() -> None:
+    transport = ResilientTransport(httpx.MockTransport(Script(then=200)), max_hosts=2)
+    async with httpx.AsyncClient(transport=transport) as http:
+        for host in ("a", "b", "a", "c"):
+            await http.get(f"http://{host}.test/")
+    assert [o.host for o in transport.policy.hosts()] == ["a.test", "c.test"]
+
+
+async def test_a_bulkhead_per_host(virtual_clock: Any) -> None:
+    async def slow(request: httpx.Request) -> int:
+        await asyncio.sleep(1)
+        return 200
+
+    script = Script(then=slow)
+    async with client(script, bulkhead={"max_concurrent": 1, "max_queue": 10}) as http:
+        await asyncio.gather(*(http.get("http://a.test/") for _ in range(3)))
+        assert virtual_clock.time() == pytest.approx(3.0)
+        await asyncio.gather(http.get("http://a.test/"), http.get("http://b.test/"))
+        assert virtual_clock.time() == pytest.approx(4.0)
+
+
+# -- events, cancellation --------------------------------------------------------------------
+
+
+async def test_attempt_events_carry_host_method_status_never_the_url() -> None:
+    events: list[ResilienceEvent] = []
+    transport = ResilientTransport(
+        httpx.MockTransport(Script(503, then=200)), retry={"backoff": constant(0.1)}
+    )
+    transport.policy.add_listener(events.append)
+    async with httpx.AsyncClient(transport=transport) as http:
+        await http.get("http://a.test:8080/secret/path?token=1")
+    attempts = [e for e in events if isinstance(e, HttpAttempt)]
+    assert [(e.host, e.method, e.status, e.attempt, e.outcome) for e in attempts] == [
+        ("a.test:8080", "GET", 503, 1, "retryable"),
+        ("a.test:8080", "GET", 200, 2, "success"),
+    ]
+    assert all("secret" not in repr(e) for e in events)
+
+
+async def test_cancellation_mid_request_leaks_nothing(virtual_clock: Any) -> None:
+    async def stall(request: httpx.Request) -> int:
+        await asyncio.sleep(100)
+        return 200
+
+    script = Script(503, stall, then=200)
+    transport = ResilientTransport(
+        httpx.MockTransport(script),
+        retry={"attempts": 3, "backoff": constant(1)},
+        budget=RetryBudget.concurrency(percent=0.5, min_retries=1),
+        bulkhead={"max_concurrent": 1},
+    )
+    async with httpx.AsyncClient(transport=transport) as http:
+        task = asyncio.create_task(http.get("http://a.test/"))
+        await asyncio.sleep(2)  # in the second attempt, stalled
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        policy = transport.policy.host(Origin("http", "a.test", 80))
+        assert policy.bulkhead.statistics().active == 0  # type: ignore[union-attr]
+        breaker = policy.breaker.statistics()  # type: ignore[union-attr]
+        assert (breaker.failures, breaker.cancelled) == (1, 1)  # the 503; the cancellation apart
+        assert policy._pacing.in_flight == 0  # type: ignore[union-attr]
+        assert script.log.count("closed 1") == 1
+        # the budget's retry slot came back: the next call may retry at once
+        script.steps = [503]
+        assert (await http.get("http://a.test/")).status_code == 200
+
+
+async def test_cancelled_during_the_sleep_closes_the_held_response(virtual_clock: Any) -> None:
+    script = Script(503, then=200)
+    async with client(script, retry={"backoff": constant(5)}) as http:
+        task = asyncio.create_task(http.get("http://a.test/"))
+        await asyncio.sleep(1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert script.log == ["sent 1", "closed 1"]
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "named"),
+    [
+        ({"retry": {"attempts": 0}}, ValueError, "attempts"),
+        ({"retry": {"budget": RetryBudget.tokens()}}, TypeError, "retry"),
+        ({"retry": 3}, TypeError, "retry"),
+        ({"retry": Retry(), "budget": {}}, TypeError, "budget"),
+        ({"budget": {"percent": 2}}, ValueError, "percent"),
+        ({"breaker": {"failure_threshold": -1}}, ValueError, "failure_threshold"),
+        ({"breaker": {"nonsense": 1}}, TypeError, "nonsense"),
+        ({"limiter": {"capacity": 0, "refill_rate": 1}}, ValueError, "capacity"),
+        ({"bulkhead": {"max_concurrent": 0}}, ValueError, "max_concurrent"),
+        ({"attempt_timeout": -1}, ValueError, "attempt_timeout"),
+        ({"timeout": "soon"}, TypeError, "timeout"),
+        ({"retry_statuses": [700]}, ValueError, "retry_statuses"),
+        ({"retry_statuses": "503"}, TypeError, "retry_statuses"),
+        ({"retry_methods": ["GET", 1]}, ValueError, "retry_methods"),
+        ({"retry_non_idempotent": "yes"}, TypeError, "retry_non_idempotent"),
+        ({"max_pause": 0}, ValueError, "max_pause"),
+        ({"max_hosts": 0}, ValueError, "max_hosts"),
+        ({"hosts": {"*.x": {"colour": 1}}}, TypeError, "colour"),
+        ({"hosts": {"*.x": {"breaker": {"window": "x"}}}}, ValueError, "window"),
+        ({"hosts": {"*.x": {"max_pause": -1}}}, ValueError, "hosts['*.x'].max_pause"),
+        ({"inner": "transport"}, TypeError, "inner"),
+        ({"raise_for_status": 1}, TypeError, "raise_for_status"),
+        ({"unknown": 1}, TypeError, "unknown"),
+    ],
+)
+def test_bad_configuration_fails_at_construction(
+    options: dict[str, Any], error: type[Exception], named: str
+) -> None:
+    with pytest.raises(error, match=named.replace("[", r"\[").replace("*", r"\*")):
+        ResilientTransport(**options)
+
+
+def test_primitives_are_taken_whole() -> None:
+    breaker = CircuitBreaker(failure_threshold=2)
+    transport = ResilientTransport(httpx.MockTransport(Script()), breaker=breaker)
+    policy = transport.policy
+    assert policy.host(Origin("http", "a", 80)).breaker is breaker
+    assert policy.host(Origin("http", "b", 80)).breaker is breaker
+    assert (
+        policy.host(Origin("http", "a", 80)).retry is not policy.host(Origin("http", "b", 80)).retry
+    )
+
+
+# -- against this library's server core as the peer ------------------------------------------
+
+
+def protected_upstream(limiter: Any) -> tuple[Callable[[httpx.Request], Any], dict[str, int]]:
+    """A mock upstream guarded by the server integration's core (integrations._http):
+    its 429s and RateLimit fields are the ones a server of this library sends."""
+    from aioresilience.integrations._http import Protection, RequestInfo, Rule
+
+    protection = Protection(Rule([limiter], key=lambda request: "one client"))
+    counts = {"served": 0, "refused": 0}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        info = RequestInfo(
+            request.method,
+            request.url.path,
+            [(k.lower(), v) for k, v in request.headers.raw],
+            ("127.0.0.1", 5000),
+        )
+        admission = await protection.admit(info, protection.select(request.method, "/"))
+        if admission.response is not None:
+            counts["refused"] += 1
+            status, headers, body = admission.response
+            return httpx.Response(status, headers=headers, content=body)
+        counts["served"] += 1
+        return httpx.Response(200, headers=admission.headers)
+
+    return handler, counts
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FixedWindowCounter(20, 10, name="fw"),
+        pytest.param(
+            lambda: SlidingWindowCounter(20, 10, name="sw"),
+            marks=pytest.mark.xfail(
+                reason="measured 63 % of the quota, no 429: in steady state this server "
+                "admits every 0.5 s while its headers say r=0 (the fraction left is rounded "
+                "down) and t up to 2 windows (until the whole quota is back); the client "
+                "waits for the reset it is told. Needs the server to state when r reaches 1.",
+                strict=True,
+            ),
+        ),
+        lambda: TokenBucket(capacity=20, refill_rate=2.0, name="tb"),
+        lambda: GCRA(20, 10, burst=20, name="gcra"),
+    ],
+    ids=["fixed_window", "sliding_window", "token_bucket", "gcra"],
+)
+async def test_twice_the_quota_against_our_own_server(virtual_clock: Any, make: Any) -> None:
+    handler, counts = protected_upstream(make())
+    async with client(handler, retry=None) as http:
+
+        async def caller() -> None:
+            while virtual_clock.time() < 300:
+                await http.get("http://api.test/")
+                await asyncio.sleep(0.5)  # 2 callers x 2/s = twice the quota of 2/s
+
+        await asyncio.gather(caller(), caller())
+    warmup = 20  # the first window: the client has heard nothing yet
+    assert counts["refused"] <= 2, counts
+    used = (counts["served"] - warmup) / (2.0 * (virtual_clock.time() - 10))
+    assert used >= 0.95, (counts, virtual_clock.time())
+
+
+async def test_one_request_opts_in_or_out() -> None:
+    script = Script(READ, 503, then=200)
+    async with client(script) as http:
+        opted = await http.post("http://a.test/", content=b"x", extensions={RETRY_EXTENSION: True})
+        assert opted.status_code == 200 and script.count == 3
+        script.steps = [503]
+        out = await http.get("http://a.test/", extensions={RETRY_EXTENSION: False})
+        assert out.status_code == 503 and script.count == 4
+        with pytest.raises(TypeError, match=r"aioresilience\.retry"):
+            await http.get("http://a.test/", extensions={RETRY_EXTENSION: "yes"})
+
+
+async def test_usable_in_mounts() -> None:
+    flaky = Script(503, then=200)
+    plain = Script(503, then=200)
+    async with httpx.AsyncClient(
+        mounts={
+            "http://flaky.test": ResilientTransport(
+                httpx.MockTransport(flaky), retry={"backoff": constant(0.1)}
+            ),
+            "all://": httpx.MockTransport(plain),
+        }
+    ) as http:
+        assert (await http.get("http://flaky.test/")).status_code == 200
+        assert (await http.get("http://other.test/")).status_code == 503
+    assert (flaky.count, plain.count) == (2, 1)
+
+
+async def test_the_readme_snippet_runs() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = next(
+        b
+        for b in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+        if "ResilientTransport(" in b
+    )
+    namespace: dict[str, Any] = {}
+    exec(block, namespace)
+    transport = namespace["transport"]
+    script = Script(503, then=200)
+    transport.inner = httpx.MockTransport(script)
+    assert await namespace["main"]("http://api.test/") == 200
+    assert script.count == 2
+    assert transport.policy.host(Origin("http", "db.internal", 80)).retry is None
+
+
+async def test_a_breaker_given_whole_judges_with_its_own_record() -> None:
+    # Only transport errors count for this one: a 503 is no failure to it.
+    breaker = CircuitBreaker(failure_threshold=2, record=httpx.TransportError)
+    script = Script(503, 503, READ, READ, then=200)
+    async with client(script, retry=None, breaker=breaker) as http:
+        for _ in range(2):
+            assert (await http.get("http://a.test/")).status_code == 503
+        assert breaker.state is CircuitState.CLOSED
+        for _ in range(2):
+            with pytest.raises(httpx.ReadError):
+                await http.get("http://a.test/")
+        assert breaker.state is CircuitState.OPEN
