@@ -94,6 +94,7 @@ class LoadShedder(GuardForms, EventSource):
         # The ticket is the fed signal's token (an InFlight... the shedder feeds itself).
         self._keeps_ticket = self._fed is not None
         self._tickets = ticket_stack(f"shedder.{self.name}")
+        self._at_priority: dict[Priority, _AtPriority] = {}  # limit(priority), made once
         # Every priority has an entry (None: never shed), so a lookup is the whole check.
         self._thresholds: dict[Priority, float | None] = {
             p: (None if p not in limits else float(limits[p])) for p in Priority
@@ -147,7 +148,13 @@ class LoadShedder(GuardForms, EventSource):
     def limit(self, priority: Priority = Priority.NORMAL) -> GuardForms:
         """This shedder at ``priority``: a decorator (``@shedder.limit(Priority.CRITICAL)``),
         ``async with`` and ``call`` like the shedder itself."""
-        return _AtPriority(self, check_priority(priority))
+        priority = check_priority(priority)
+        # One guard per priority, made once: each has its own ticket stack (a ContextVar),
+        # and a new one per call would be a new variable in every task that enters it.
+        at = self._at_priority.get(priority)
+        if at is None:
+            at = self._at_priority[priority] = _AtPriority(self, priority)
+        return at
 
 
 class _AtPriority(GuardForms):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import aioresilience as ar
 from aioresilience import (
     AIMD,
     AdaptiveLimiter,
@@ -313,3 +314,28 @@ def test_a_logging_listener_copies_and_pickles() -> None:
         assert clone.logger is listener.logger
         assert clone.levels == listener.levels
         assert clone.accepts(Severity.ERROR) == listener.accepts(Severity.ERROR)
+
+
+async def test_guards_leave_no_variable_in_a_long_lived_tasks_context() -> None:
+    # A worker task entering guards for ever must not grow its context: a ticket stack is
+    # reset on the way out, and shedder.limit(p) is one guard per priority, not one per call.
+    import contextvars
+
+    breaker = ar.CircuitBreaker()
+    shedder = ar.LoadShedder(ar.InFlight(capacity=10))
+    before = len(contextvars.copy_context())
+    for _ in range(200):
+        async with breaker:
+            pass
+        async with shedder.limit(ar.Priority.NORMAL):
+            pass
+    grown = len(contextvars.copy_context()) - before
+    assert grown <= 4, grown  # the breaker's pass-through flag and nothing per entry
+    assert shedder.limit(ar.Priority.NORMAL) is shedder.limit(ar.Priority.NORMAL)
+
+
+async def test_leaving_a_guard_entered_in_another_task_says_so() -> None:
+    breaker = ar.CircuitBreaker()
+    await asyncio.create_task(breaker.__aenter__())  # entered in another task's context
+    with pytest.raises(RuntimeError, match="same task"):
+        await breaker.__aexit__(None, None, None)

@@ -42,6 +42,7 @@ class _NoResult:
 
 
 NO_RESULT: Any = _NoResult()
+_PENDING: Any = object()  # a ticket stack's value between its two sets in __aenter__
 """``_exit``'s ``result`` when the block's value is unknown (``async with``)."""
 
 
@@ -70,15 +71,25 @@ class GuardForms:
         if ticket.__class__ is _Coroutine:
             ticket = await ticket
         if self._keeps_ticket:
+            # (ticket, the token that undoes this entry): leaving resets the variable, so a
+            # long-lived task's context keeps nothing once the block is left (a set to None
+            # would keep the variable there for good, one per guard ever entered).
             tickets = self._tickets
-            tickets.set((ticket, tickets.get(None)))
+            tickets.set((ticket, tickets.set(_PENDING)))
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         ticket = None
         if self._keeps_ticket:
             tickets = self._tickets
-            ticket, below = tickets.get()
-            tickets.set(below)
+            entry = tickets.get(None)
+            if entry is None or entry is _PENDING:
+                raise RuntimeError(
+                    f"{self.name}: __aexit__ without an __aenter__ in this context (an "
+                    "`async with` entered in another task, e.g. through wait_for or gather "
+                    "on 3.11?): enter and leave a guard in the same task"
+                )
+            ticket, token = entry
+            tickets.reset(token)
         self._exit(ticket, exc, NO_RESULT)
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
