@@ -78,6 +78,11 @@ class LoopClock:
     thread's running loop" (``AbstractEventLoop.is_running`` and ``threading.get_ident`` are
     both documented). Each primitive gets its own instance (:func:`clock_option`), so primitives
     on two threads' loops never evict each other's loop.
+
+    On every version, a loop whose class keeps asyncio's ``BaseEventLoop.time`` (asyncio's own
+    loops: a Python-level method returning ``time.monotonic()``) is read by calling
+    ``time.monotonic`` itself, one Python frame less per reading; any other loop (uvloop, a
+    virtual-time loop, a subclass with a clock of its own) by its ``time()``.
     """
 
     __slots__ = ("_bound",)
@@ -94,6 +99,8 @@ class LoopClock:
                 loop = _running_loop()
             except RuntimeError:  # no running loop: the documented answer of get_running_loop()
                 return _monotonic()
+            if loop.__class__.time is _BASE_LOOP_TIME:
+                return _monotonic()  # asyncio's own loop: its time() without its frame
             return loop.time()
 
     else:
