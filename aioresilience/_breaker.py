@@ -376,7 +376,11 @@ class CircuitBreaker(GuardForms, EventSource):
         # either: the hot path reads no time at all.
         local = bool(getattr(self._state, "closed_is_local", False))
         self._untimed_admit = local and self._slow_after is None
-        self._quick = self._untimed_admit and not self.options.windowed
+        # ...and with no failure_result to judge, a success while CLOSED is one call into the
+        # state (the streak's reset) and nothing else: the quick exit.
+        self._quick = (
+            self._untimed_admit and not self.options.windowed and self._failure_result is None
+        )
 
     # -- state --------------------------------------------------------------------------------
 
@@ -469,14 +473,14 @@ class CircuitBreaker(GuardForms, EventSource):
         ticket[0] = False  # no longer live: tasks started inside count from now on
         admitted = ticket[1]
         if exc is None:
+            state = self._state
+            if self._quick and state.state is CLOSED:
+                # The hot path: a success while closed only resets the streak.
+                if state.on_outcome(admitted, 0.0, False, False):
+                    self._successes += 1
+                return
             judge = self._failure_result
             if judge is None or result is NO_RESULT or not judge(result):
-                state = self._state
-                if self._quick and state.state is CLOSED:
-                    # The hot path: a success while closed only resets the streak.
-                    if state.on_outcome(admitted, 0.0, False, False):
-                        self._successes += 1
-                    return
                 self._record(admitted, ticket[2], False)
                 return
             self._record(admitted, ticket[2], True)

@@ -789,7 +789,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
 
     # The guard's core (GuardForms): a cost of 1 for no key, waiting up to max_wait. The claim
     # itself, not a method calling it: one Python frame less for async with, @limiter and
-    # call (3.11: TokenBucket async with 1.38x -> see benchmarks/RESULTS.md).
+    # call (the rows "TokenBucket async with" in benchmarks/RESULTS.md).
     _enter = _admit
 
     def _exit(self, ticket: Any, exc: BaseException | None, result: Any) -> None:
