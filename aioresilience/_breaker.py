@@ -85,7 +85,8 @@ _COUNT = (1, 10**9)
 _WINDOW_CALLS = (1, 10**6)
 _RATE = (1e-6, 1.0)
 _DEFAULT_BREAK = 30.0
-_OUTSIDE = [False]  # the entry flag of a context no entry ever ran in (never set to True)
+# The entry record of a context no entry ever ran in (its live flag never set to True).
+_OUTSIDE: list[Any] = [False, None, 0.0]
 _Coroutine = types.CoroutineType
 
 
@@ -351,9 +352,11 @@ class CircuitBreaker(GuardForms, EventSource):
             ),
             seed=seed,
         )
-        # The live flag (a one-item list, shared with tasks started inside) of the entry
-        # running in this context: entries inside it pass through (see the module doc).
-        self._inside: contextvars.ContextVar[list[bool]] = contextvars.ContextVar(
+        # The record of the entry running in this context, [live, the state's ticket, start]
+        # (shared with tasks started inside, which read only the live flag): entries inside a
+        # live one pass through (see the module doc). The record is also the entry's ticket:
+        # one list per call, no tuple around it.
+        self._inside: contextvars.ContextVar[list[Any]] = contextvars.ContextVar(
             f"aioresilience.breaker.{self.name}.inside", default=_OUTSIDE
         )
         self._tickets = ticket_stack(f"breaker.{self.name}")
@@ -373,7 +376,11 @@ class CircuitBreaker(GuardForms, EventSource):
         # either: the hot path reads no time at all.
         local = bool(getattr(self._state, "closed_is_local", False))
         self._untimed_admit = local and self._slow_after is None
-        self._quick = self._untimed_admit and not self.options.windowed
+        # ...and with no failure_result to judge, a success while CLOSED is one call into the
+        # state (the streak's reset) and nothing else: the quick exit.
+        self._quick = (
+            self._untimed_admit and not self.options.windowed and self._failure_result is None
+        )
 
     # -- state --------------------------------------------------------------------------------
 
@@ -413,9 +420,9 @@ class CircuitBreaker(GuardForms, EventSource):
     # -- the one core (GuardForms builds call, @decorator and async with from it) ------------
 
     def _enter(self) -> Any:
-        """Admit a call (or raise :class:`CircuitBreakerOpenError`): the ticket ``(the
-        state's ticket, start time, live flag)``, a coroutine of it when the state must
-        ask a store, or None when an entry of this breaker already runs here (the call
+        """Admit a call (or raise :class:`CircuitBreakerOpenError`): the ticket, the entry's
+        record ``[live, the state's ticket, start time]``, a coroutine of it when the state
+        must ask a store, or None when an entry of this breaker already runs here (the call
         passes through, uncounted)."""
         inside = self._inside
         if inside.get()[0]:
@@ -423,26 +430,26 @@ class CircuitBreaker(GuardForms, EventSource):
         state = self._state
         if self._untimed_admit and state.state is CLOSED:
             # closed_is_local: the answer is a ticket, at once, whatever the time.
-            flag = [True]
-            inside.set(flag)
-            return state.try_admit(0.0), 0.0, flag
+            entry = [True, state.try_admit(0.0), 0.0]
+            inside.set(entry)
+            return entry
         now = self._clock.time()
         admitted = state.try_admit(now)
         if admitted.__class__ is _Coroutine:
             return self._admitted(admitted)
         if admitted.__class__ is Refused:
             raise self._refusal(admitted)
-        flag = [True]
-        inside.set(flag)
-        return admitted, now, flag
+        entry = [True, admitted, now]
+        inside.set(entry)
+        return entry
 
-    async def _admitted(self, pending: Any) -> tuple[Any, float, list[bool]]:
+    async def _admitted(self, pending: Any) -> list[Any]:
         admitted = await pending
         if admitted.__class__ is Refused:
             raise self._refusal(admitted)
-        flag = [True]
-        self._inside.set(flag)  # awaited in the caller's own context: marks its entry
-        return admitted, self._clock.time(), flag
+        entry = [True, admitted, self._clock.time()]
+        self._inside.set(entry)  # awaited in the caller's own context: marks its entry
+        return entry
 
     def _refusal(self, refused: Refused) -> CircuitBreakerOpenError:
         self._rejected += 1
@@ -463,22 +470,22 @@ class CircuitBreaker(GuardForms, EventSource):
         other exception (cancellation, ignored, a refusal inside) only releases the call."""
         if ticket is None:
             return  # passed through: the outer entry counts
-        admitted, start, flag = ticket
-        flag[0] = False
+        ticket[0] = False  # no longer live: tasks started inside count from now on
+        admitted = ticket[1]
         if exc is None:
+            state = self._state
+            if self._quick and state.state is CLOSED:
+                # The hot path: a success while closed only resets the streak.
+                if state.on_outcome(admitted, 0.0, False, False):
+                    self._successes += 1
+                return
             judge = self._failure_result
             if judge is None or result is NO_RESULT or not judge(result):
-                state = self._state
-                if self._quick and state.state is CLOSED:
-                    # The hot path: a success while closed only resets the streak.
-                    if state.on_outcome(admitted, 0.0, False, False):
-                        self._successes += 1
-                    return
-                self._record(admitted, start, False)
+                self._record(admitted, ticket[2], False)
                 return
-            self._record(admitted, start, True)
+            self._record(admitted, ticket[2], True)
         elif self._is_failure(exc):
-            self._record(admitted, start, True)
+            self._record(admitted, ticket[2], True)
         elif self._state.on_release(admitted):
             # Not an outcome of the dependency: counted apart, never as a failure.
             if isinstance(exc, asyncio.CancelledError):

@@ -734,11 +734,13 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         if wait is not None:  # the coroutine of a wait (None: admitted at once)
             await wait
 
-    def _admit(self, key: Hashable, cost: int, max_wait: float) -> Any:
+    def _admit(self, key: Hashable = None, cost: int = 1, max_wait: Any = _UNSET) -> Any:
         """Claim ``cost`` now: ``None`` when admitted at once, else a native coroutine that
-        waits (if admission is due within ``max_wait``); raises :class:`RateLimited` when
-        refused. The shape of a guard's ``_enter`` (GuardForms), and the hot path of every
-        waiting way in."""
+        waits (if admission is due within ``max_wait``, by default the limiter's); raises
+        :class:`RateLimited` when refused. The hot path of every waiting way in, and with
+        its defaults the guard's core ``_enter`` itself (below)."""
+        if max_wait is _UNSET:
+            max_wait = self._max_wait
         try:
             wait = self._acquire(key, cost, max_wait)
         except RateLimited as exc:
@@ -785,9 +787,10 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
 
     # -- ways in ----------------------------------------------------------------------------
 
-    def _enter(self) -> Any:
-        """The guard's core (GuardForms): a cost of 1 for no key, waiting up to max_wait."""
-        return self._admit(None, 1, self._max_wait)
+    # The guard's core (GuardForms): a cost of 1 for no key, waiting up to max_wait. The claim
+    # itself, not a method calling it: one Python frame less for async with, @limiter and
+    # call (the rows "TokenBucket async with" in benchmarks/RESULTS.md).
+    _enter = _admit
 
     def _exit(self, ticket: Any, exc: BaseException | None, result: Any) -> None:
         """Nothing to account for: an admission is spent whatever the call does."""

