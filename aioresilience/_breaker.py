@@ -381,6 +381,15 @@ class CircuitBreaker(GuardForms, EventSource):
         self._quick = (
             self._untimed_admit and not self.options.windowed and self._failure_result is None
         )
+        # The in-memory state's own answers on those two paths, read here rather than called:
+        # a CLOSED BreakerMachine admits with its generation as the ticket, and a success of
+        # that generation resets its streak (try_admit's and on_outcome's first lines; their
+        # public attributes). Two Python calls less per call: 9,695 -> ~8,500 instructions
+        # of the @breaker call (callgrind, 3.12), hyx's being 12,430. Only for exactly that
+        # class: any other state (a store's, a subclass) is asked through its methods.
+        machine = self._state if type(self._state) is BreakerMachine else None
+        self._closed_machine = machine if self._untimed_admit else None
+        self._quick_machine = machine if self._quick else None
 
     # -- state --------------------------------------------------------------------------------
 
@@ -427,6 +436,11 @@ class CircuitBreaker(GuardForms, EventSource):
         inside = self._inside
         if inside.get()[0]:
             return None
+        machine = self._closed_machine
+        if machine is not None and machine.state is CLOSED:
+            entry: list[Any] = [True, machine.generation, 0.0]  # try_admit, inlined
+            inside.set(entry)
+            return entry
         state = self._state
         if self._untimed_admit and state.state is CLOSED:
             # closed_is_local: the answer is a ticket, at once, whatever the time.
@@ -473,6 +487,11 @@ class CircuitBreaker(GuardForms, EventSource):
         ticket[0] = False  # no longer live: tasks started inside count from now on
         admitted = ticket[1]
         if exc is None:
+            machine = self._quick_machine
+            if machine is not None and machine.state is CLOSED and admitted == machine.generation:
+                machine.consecutive_failures = 0  # BreakerMachine.on_outcome, inlined
+                self._successes += 1
+                return
             state = self._state
             if self._quick and state.state is CLOSED:
                 # The hot path: a success while closed only resets the streak.

@@ -210,7 +210,7 @@ class _ChaosStrategy(Strategy):
         """Whether to inject this time (counted and announced when it does)."""
         if self.rate > 0 and self._enabled() and self._random.random() < self.rate:
             self.injected += 1
-            emit(None, self.name, ChaosInjected, injection=self.kind)
+            emit(None, self.name, ChaosInjected, self._clock, injection=self.kind)
             return True
         return False
 

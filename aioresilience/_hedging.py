@@ -7,11 +7,12 @@ runs as :class:`HedgeStrategy` (``PipelineBuilder.hedge``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from ._retry import BudgetExhausted, RetryBudget
+from ._support.clock import Clock, clock_option
 from ._support.context import ResilienceContext
 from ._support.events import ResilienceEvent, Severity, emit
 from ._support.predicates import optional_sync_callable
@@ -39,6 +40,36 @@ async def _cancel_and_await(tasks: set[asyncio.Task[Any]]) -> None:
         raise asyncio.CancelledError
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def _first_done(
+    running: Collection[asyncio.Task[Any]], clock: Clock, delay: float | None
+) -> set[asyncio.Task[Any]]:
+    """The attempts of ``running`` done once one of them is, or once ``delay`` seconds have
+    passed on ``clock`` (None: no limit): ``asyncio.wait(running, timeout=delay,
+    return_when=FIRST_COMPLETED)`` on the hedge's clock rather than the loop's."""
+    if delay is None:
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        return done
+    loop = asyncio.get_running_loop()
+    pause: asyncio.Future[None] = loop.create_future()
+    # delay 0: one turn of the loop, as asyncio.wait(timeout=0) (a clock's call_at for a time
+    # already reached may wait for the clock to move: a ManualClock's does).
+    timer = (
+        clock.call_at(clock.time() + delay, lambda: _wake(pause))
+        if delay > 0
+        else loop.call_soon(_wake, pause)
+    )
+    try:
+        waited = await asyncio.wait({*running, pause}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()  # cancelled or woken by an attempt: the timer must not outlive the wait
+    return {task for task in running if task in waited[0]}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HedgeStarted(ResilienceEvent):
     """Another attempt was started (``hedge``: 1 for the first extra one)."""
@@ -54,7 +85,8 @@ class Hedge(ExecuteForms):
     ``max_hedged`` more); a failed attempt starts the next at once; the first acceptable
     result wins and the others are cancelled *and awaited*. Only for calls that are safe to
     repeat: say so with ``idempotent=True``. ``delay=0`` starts all attempts at once; a
-    ``budget`` counts hedges in flight as retries in flight."""
+    ``budget`` counts hedges in flight as retries in flight. ``delay`` runs on ``clock``
+    (default: the running loop's), which also stamps the hedge's events."""
 
     def __init__(
         self,
@@ -65,6 +97,7 @@ class Hedge(ExecuteForms):
         acceptable: Callable[[Any], bool] | None = None,
         budget: RetryBudget | None = None,
         name: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if idempotent is not True:
             raise ValueError(
@@ -80,6 +113,7 @@ class Hedge(ExecuteForms):
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
         self.budget = budget
+        self._clock = clock_option("clock", clock)  # the delay between hedges runs on it
         self.name = text("name", name, optional=True) or f"hedge(+{self.max_hedged}, {wait:g}s)"
         self.started = 0  # attempts started, hedges included
 
@@ -89,6 +123,7 @@ class Hedge(ExecuteForms):
         """The core: run ``call()`` as described above. In a pipeline every attempt started
         counts in ``context.attempt``."""
         loop = asyncio.get_running_loop()
+        clock = self._clock
         core = None if self.budget is None else self.budget._core
         running: set[asyncio.Task[Any]] = set()
         extra = 0
@@ -101,7 +136,7 @@ class Hedge(ExecuteForms):
             self.started += 1
             task = asyncio.ensure_future(call(), loop=loop)
             if hedged:
-                emit(None, self.name, HedgeStarted, hedge=extra)
+                emit(None, self.name, HedgeStarted, clock, hedge=extra)
                 if core is not None:  # the retry slot is held while the hedge runs
                     task.add_done_callback(lambda _: core.end_retry())
             running.add(task)
@@ -112,11 +147,7 @@ class Hedge(ExecuteForms):
         try:
             while True:
                 can_hedge = may_hedge and extra < self.max_hedged
-                done, _ = await asyncio.wait(
-                    running,
-                    timeout=self.delay if can_hedge else None,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                done = await _first_done(running, clock, self.delay if can_hedge else None)
                 failed_now = False
                 for task in done:
                     running.discard(task)
@@ -148,8 +179,13 @@ class Hedge(ExecuteForms):
             return True
         assert self.budget is not None
         self.budget.exhausted += 1
-        emit(None, self.name, BudgetExhausted, budget=self.budget.kind)
+        emit(None, self.name, BudgetExhausted, self._clock, budget=self.budget.kind)
         return False
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the delay between hedges runs on (``clock=``; by default the loop's)."""
+        return self._clock
 
     def __repr__(self) -> str:
         return f"<Hedge {self.name!r} started={self.started}>"

@@ -35,7 +35,7 @@ from ._hedging import Hedge, HedgeStrategy
 from ._ratelimit import RateLimiter, RateLimitStrategy, TokenBucket
 from ._retry import Retry, RetryBudget, RetryState, RetryStrategy
 from ._shedding import LoadShedder, LoadShedStrategy, Priority
-from ._support.clock import Clock, clock_option
+from ._support.clock import LOOP_CLOCK, Clock, clock_option
 from ._support.compose import (
     Call,
     GuardStrategy,
@@ -160,8 +160,12 @@ def _order_warnings(kinds: list[str]) -> list[str]:
 class Pipeline:
     """Strategies composed outermost first. Build with :meth:`builder`."""
 
-    def __init__(self, strategies: tuple[Strategy, ...], name: str) -> None:
+    def __init__(
+        self, strategies: tuple[Strategy, ...], name: str, clock: Clock | None = None
+    ) -> None:
         self.name = name
+        # The pipeline's own events (its calls' durations) are read on it: the builder's.
+        self.clock: Clock = LOOP_CLOCK if clock is None else clock
         self.strategies = strategies
         self._run = compose(strategies)  # sets the call's context, runs the strategies
         self._listeners = Listeners()
@@ -221,7 +225,9 @@ class Pipeline:
         context._timed = True
         token = context_var.set(context)  # the pipeline_executed event finds the listeners
         try:
-            return await timed(self._run(call, context), self.name, PipelineExecuted)
+            return await timed(
+                self._run(call, context), self.name, PipelineExecuted, clock=self.clock
+            )
         finally:
             context_var.reset(token)
 
@@ -551,15 +557,18 @@ class PipelineBuilder:
         idempotent: bool = False,
         acceptable: Callable[[Any], bool] | None = None,
         budget: RetryBudget | None = None,
+        clock: Clock | None = None,
     ) -> PipelineBuilder:
         """Hedged requests (see :class:`Hedge`). Only for calls that are safe to repeat:
-        say so with ``idempotent=True``. ``delay=0`` starts all attempts at once."""
+        say so with ``idempotent=True``. ``delay=0`` starts all attempts at once. The delay
+        runs on ``clock``, by default the builder's."""
         hedge = Hedge(
             max_hedged=max_hedged,
             delay=delay,
             idempotent=idempotent,
             acceptable=acceptable,
             budget=budget,
+            clock=self.clock if clock is None else clock,
         )
         return self._add(HedgeStrategy(hedge))
 
@@ -631,7 +640,7 @@ class PipelineBuilder:
         self._built = True
         for message in _order_warnings([s.kind for s in self._strategies]):
             warnings.warn(f"{self.name}: {message}", PipelineOrderWarning, stacklevel=2)
-        return Pipeline(tuple(self._strategies), self.name)
+        return Pipeline(tuple(self._strategies), self.name, self.clock)
 
 
 class PipelineRegistry:

@@ -20,7 +20,6 @@ store) with every reservation since its first waiter, so a cancellation is repla
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import math
 from collections import deque
@@ -44,8 +43,8 @@ from ._support.compose import Core, Strategy, _async_with_core, _overrides
 from ._support.context import ResilienceContext, context_var
 from ._support.errors import RateLimited
 from ._support.events import CallRejected, EventSource, StoreFailed
-from ._support.guard import GuardForms
-from ._support.predicates import optional_sync_callable, require_async, wraps
+from ._support.guard import GuardForms, guarded
+from ._support.predicates import optional_sync_callable
 from ._support.rates import parse_rate
 from ._support.validation import (
     MAX_DIVISOR,
@@ -802,29 +801,51 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         cost: int = 1,
         timeout: float | _Unset | None = _UNSET,
     ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
-        """Decorator factory: limit each call, per ``key(*args, **kwargs)`` when given."""
+        """Decorator factory: limit each call, per ``key(*args, **kwargs)`` when given, waiting
+        up to ``timeout`` (default: the limiter's ``max_wait``). The guard's core for that
+        cost (:meth:`_per_key`), under the one decorator every guard has."""
         optional_sync_callable("key", key)  # an async def would make every call its own key
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
-        if not isinstance(timeout, _Unset):
-            _max_wait_of("timeout", timeout)
-        acquire = self.acquire
+        max_wait = self._max_wait if timeout is _UNSET else _max_wait_of("timeout", timeout)
+        enter, exit = self._per_key(cost, max_wait)
+        if key is None:
+            enter = partial(enter, None)
+        name = self.name
 
         def decorate(
             fn: Callable[P, Coroutine[Any, Any, T]],
         ) -> Callable[P, Coroutine[Any, Any, T]]:
-            require_async(self.name, fn)
-
-            @wraps(fn)
-            async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
-                await acquire(
-                    cost, key=None if key is None else key(*args, **kwargs), timeout=timeout
-                )
-                return await fn(*args, **kwargs)
-
-            return limited
+            return guarded(name, fn, enter, exit, key)
 
         return decorate
+
+    def _per_key(
+        self, cost: int, max_wait: float
+    ) -> tuple[Callable[[Hashable], Any], Callable[[Any, BaseException | None, Any], None]]:
+        """The guard's core for ``cost``, entered per key: ``enter(key)`` claims ``cost`` for
+        ``key`` waiting up to ``max_wait`` (a ticket, or the native coroutine of the wait;
+        raises :class:`RateLimited`), ``exit(ticket, exc, result)`` accounts for the call.
+        For this class that is :meth:`_admit` and the empty ``_exit``; a subclass that
+        changes the core (``_enter``, ``_exit`` or ``for_key``) is entered through a
+        :meth:`for_key` handle per call (waiting as that handle's core does), so its
+        behaviour holds in every form: ``limit()`` and a pipeline's keyed rate limit."""
+        if not _changes_core(self):
+            # A C partial: entering adds no Python frame to _admit's.
+            return partial(self._admit, cost=cost, max_wait=max_wait), self._exit
+
+        def enter_handle(key: Hashable) -> Any:
+            handle = self.for_key(key, cost=cost)
+            ticket = handle._enter()
+            if inspect.iscoroutine(ticket):
+                return _after(ticket, handle)
+            return handle, ticket
+
+        def exit_handle(ticket: Any, exc: BaseException | None, result: Any) -> None:
+            handle, inner = ticket
+            handle._exit(inner, exc, result)
+
+        return enter_handle, exit_handle
 
     def for_key(self, key: Hashable, *, cost: int = 1) -> KeyedLimit:
         """A guard for one key: ``async with limiter.for_key(user_id):``."""
@@ -1191,30 +1212,24 @@ class RateLimitStrategy(Strategy):
         limiter, key_of, cost = self.limiter, self.key, self.cost
         if key_of is None and cost == 1 and _overrides(type(limiter), GuardForms, *_ASYNC_WITH):
             return _async_with_core(limiter)  # a subclass is entered through its override
-        if _changes_core(limiter):
+        if not _changes_core(limiter):
+            # The limiter's own core, with nothing to do on the way out (exit None: the fold
+            # skips it); no key: bound to None in a C partial, no frame of ours per call.
+            admit, max_wait = limiter._admit, limiter._max_wait
+            if key_of is None:
+                return partial(admit, None, cost, max_wait), None
 
-            def enter_handle() -> Any:
-                key = None if key_of is None else key_of(context_var.get())  # type: ignore[arg-type]
-                handle = limiter.for_key(key, cost=cost)
-                ticket = handle._enter()
-                if inspect.iscoroutine(ticket):
-                    return _after(ticket, handle)
-                return handle, ticket
+            def enter() -> Any:
+                # The pipeline's fold makes the call's context current while enter() runs.
+                return admit(key_of(context_var.get()), cost, max_wait)  # type: ignore[arg-type]
 
-            def exit_handle(ticket: Any, exc: BaseException | None, result: Any) -> None:
-                handle, inner = ticket
-                handle._exit(inner, exc, result)
+            return enter, None
+        enter_for, exit = limiter._per_key(cost, limiter._max_wait)
 
-            return enter_handle, exit_handle
-        admit, max_wait = limiter._admit, limiter._max_wait
-        if key_of is None:
-            return functools.partial(admit, None, cost, max_wait), None
+        def enter_handle() -> Any:
+            return enter_for(None if key_of is None else key_of(context_var.get()))  # type: ignore[arg-type]
 
-        def enter() -> Any:
-            # The pipeline's fold makes the call's context current while enter() runs.
-            return admit(key_of(context_var.get()), cost, max_wait)  # type: ignore[arg-type]
-
-        return enter, None
+        return enter_handle, exit
 
 
 _ASYNC_WITH = ("__aenter__", "__aexit__")

@@ -11,6 +11,7 @@ other side: the timers a primitive sets must come back through that clock's ``ca
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from aioresilience import (
     TokenBucket,
     constant,
 )
+from aioresilience._hedging import Hedge
 from aioresilience._support.clock import LOOP_CLOCK, Clock, LoopClock, clock_option
 from aioresilience.testing import ManualClock
 
@@ -150,6 +152,8 @@ CONSTRUCTORS: dict[str, Callable[[Any], object]] = {
     "AdaptiveThrottle": lambda clock: ar.AdaptiveThrottle(clock=clock),
     "LatencyEWMA": lambda clock: ar.LatencyEWMA(clock=clock),
     "ChaosMonkey": lambda clock: ar.ChaosMonkey(clock=clock),
+    "Hedge": lambda clock: Hedge(idempotent=True, clock=clock),
+    "builder.hedge": lambda clock: Pipeline.builder().hedge(idempotent=True, clock=clock),
     "Pipeline.builder": lambda clock: Pipeline.builder(clock=clock),
 }
 
@@ -288,6 +292,120 @@ async def test_a_pipeline_hands_its_clock_to_the_strategies_it_builds() -> None:
         primitive = primitive or getattr(strategy, "limiter", None)
         if hasattr(primitive, "clock"):
             assert primitive.clock is clock
+
+
+async def test_a_hedges_delay_runs_on_its_clock_and_the_builders_clock_reaches_it() -> None:
+    clock = ManualClock(START)
+    started: list[float] = []
+    heard: list[ar.ResilienceEvent] = []
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        started.append(clock.time())
+        await release.wait()
+        return "ok"
+
+    pipeline = Pipeline.builder(clock=clock).hedge(max_hedged=1, delay=2.0, idempotent=True)
+    built = pipeline.build()
+    built.add_listener(heard.append)
+    hedge = built.strategies[0].primitive  # type: ignore[attr-defined]
+    assert hedge.clock is clock
+    run = asyncio.ensure_future(built.execute(slow))
+    await loop_hours_pass()
+    assert started == [START]  # an hour of the loop's time started no hedge
+    clock.advance(1.5)
+    await clock.settle()
+    assert started == [START]
+    clock.advance(0.5)
+    await clock.settle()
+    assert started == [START, START + 2.0]
+    [event] = [e for e in heard if isinstance(e, ar.HedgeStarted)]
+    assert event.at == START + 2.0 and event.pipeline == built.name  # stamped on its clock
+    release.set()
+    assert await run == "ok"
+    assert clock.next_deadline is None  # the pause's timer went with the wait
+
+
+async def test_a_hedge_cancelled_while_it_waits_on_its_clock_leaves_no_timer_nor_task() -> None:
+    clock = ManualClock(START)
+    hedge = Hedge(max_hedged=2, delay=5.0, idempotent=True, clock=clock)
+
+    async def forever() -> None:
+        await asyncio.sleep(math.inf)
+
+    run = asyncio.ensure_future(hedge.call(forever))
+    await clock.settle()
+    assert clock.next_deadline == START + 5.0  # waiting on the manual clock, not the loop's
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert clock.next_deadline is None
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_hedge_without_delay_on_a_manual_clock_starts_every_attempt_at_once() -> None:
+    clock = ManualClock(START)
+    hedge = Hedge(max_hedged=2, delay=0, idempotent=True, clock=clock)
+    started: list[float] = []
+
+    async def fails() -> None:
+        started.append(clock.time())
+        await asyncio.sleep(1)
+        raise OSError("down")
+
+    with pytest.raises(OSError):
+        await hedge.call(fails)  # the clock never moves: a zero delay must not wait for it
+    assert started == [START] * 3
+
+
+async def test_every_event_is_stamped_on_the_clock_of_the_primitive_that_emitted_it() -> None:
+    clock = ManualClock(START)
+    clock.advance(7.25)  # now START + 7.25 on the manual clock; the loop's virtual time is 0
+    now = START + 7.25
+    heard: list[ar.ResilienceEvent] = []
+    await loop_hours_pass()  # ... and the loop's an hour further
+
+    limiter = TokenBucket(1, 1.0, clock=clock)
+    limiter.add_listener(heard.append)
+    limiter.try_acquire()
+    limiter.try_acquire()  # refused: RateLimitExceeded
+
+    bulkhead = Bulkhead(1, max_queue=0, clock=clock)
+    bulkhead.add_listener(heard.append)
+    async with bulkhead:
+        with pytest.raises(BulkheadFull):
+            async with bulkhead:
+                pass
+
+    adaptive = ar.AdaptiveLimiter(initial_limit=1, min_limit=1, max_limit=1, clock=clock)
+    adaptive.add_listener(heard.append)
+    async with adaptive:
+        with pytest.raises(ar.ConcurrencyLimited):
+            async with adaptive:
+                pass
+
+    monkey = ar.ChaosMonkey(failure_rate=1.0, clock=clock)
+    monkey.add_listener(heard.append)
+    with pytest.raises(ar.ChaosFault):
+        monkey.maybe_fail()
+
+    async def call() -> str:
+        return "ok"
+
+    pipeline = Pipeline.builder("timed", clock=clock, seed=1).chaos_outcome(1.0, "x").build()
+    pipeline.add_listener(heard.append)  # a pipeline listener hears DEBUG: its calls are timed
+    assert await pipeline.execute(call) == "x"
+
+    kinds = {type(event).__name__: event.at for event in heard}
+    assert kinds == {
+        "RateLimitExceeded": now,
+        "BulkheadRejected": now,
+        "ConcurrencyRejected": now,
+        "ChaosInjected": now,
+        "PipelineExecuted": now,
+    }
+    [executed] = [e for e in heard if isinstance(e, ar.PipelineExecuted)]
+    assert executed.duration == 0.0  # measured on the pipeline's (manual) clock too
 
 
 # -- one clock per deadline -------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from helpers import burst
 
+import aioresilience as ar
 from aioresilience import (
     GCRA,
     FixedWindowCounter,
@@ -284,6 +285,73 @@ async def test_async_with_decorator_and_for_key() -> None:
     assert not guard.try_acquire()
     with pytest.raises(TypeError, match="coroutine functions"):
         limiter(lambda: None)  # type: ignore[arg-type,return-value]
+
+
+async def test_limit_is_the_guards_core_per_key_as_the_pipelines_rate_limit_is() -> None:
+    # One way to run under a limiter: a subclass that changes the guard core (here for_key,
+    # whose handle records its entries and exits) changes @limit(key=...) exactly as it changes
+    # the pipeline's keyed rate limit.
+    seen: list[tuple[str, object]] = []
+
+    class Recording(ar.KeyedLimit):
+        def _enter(self) -> Any:
+            seen.append(("enter", self.key))
+            return super()._enter()
+
+        def _exit(self, ticket: Any, exc: BaseException | None, result: Any) -> None:
+            seen.append(("exit", result if exc is None else type(exc).__name__))
+
+    class Audited(TokenBucket):
+        def for_key(self, key: Any, *, cost: int = 1) -> ar.KeyedLimit:
+            return Recording(self, key, cost)
+
+    limiter = Audited(5, 1.0)
+
+    @limiter.limit(key=lambda user: user, cost=2)
+    async def fetch(user: str) -> str:
+        if user == "bad":
+            raise OSError(user)
+        return user.upper()
+
+    assert await fetch("a") == "A"
+    with pytest.raises(OSError):
+        await fetch("bad")
+    via_limit = list(seen)
+    seen.clear()
+    pipeline = ar.Pipeline.builder().rate_limit(limiter, key=lambda ctx: "a", cost=2).build()
+    assert await pipeline.execute(fetch.__wrapped__, "a") == "A"  # type: ignore[attr-defined]
+    assert via_limit == [("enter", "a"), ("exit", "A"), ("enter", "bad"), ("exit", "OSError")]
+    assert seen == [("enter", "a"), ("exit", "A")]
+    assert limiter.remaining("a") == 1  # 5 - 2 (limit) - 2 (pipeline); "bad" paid its own
+
+
+async def test_limit_waits_up_to_its_timeout_and_a_cancelled_wait_returns_its_reservation() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = TokenBucket(1, 1.0, max_wait=0)
+
+    @limiter.limit(key=lambda user: user, timeout=5)
+    async def fetch(user: str) -> float:
+        return loop.time()
+
+    assert await fetch("a") == 0.0
+    assert await fetch("a") == 1.0  # waited the refill, not refused (timeout=5, max_wait=0)
+    waiter = asyncio.ensure_future(fetch("a"))
+    await asyncio.sleep(0.5)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    stats = limiter.statistics()
+    assert (stats.cancelled, stats.waiting) == (1, 0)
+    await asyncio.sleep(0.5)
+    assert limiter.try_acquire(key="a")  # the cancelled waiter's token was given back
+
+    @limiter.limit(cost=1)  # no key: the limiter's own key, its own max_wait (0: refused)
+    async def ping() -> str:
+        return "pong"
+
+    assert await ping() == "pong"
+    with pytest.raises(RateLimited):
+        await ping()
 
 
 async def test_check_returns_header_data() -> None:

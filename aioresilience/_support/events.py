@@ -6,7 +6,9 @@ Every occurrence worth knowing has its own frozen, slotted arguments class (Poll
 ``RateLimitExceeded``, ``TimedOut``, ``FallbackUsed``... Each class names its occurrence
 (``name``) and its ``severity`` (class attributes: the kind decides them), and every instance
 carries the common fields: the ``strategy`` (primitive name) it came from, when it happened
-(``at``, read where the primitive reads its time) and the ``pipeline`` it ran in, if any. The
+(``at``, on the clock of the primitive that emitted it: its ``clock=``, so an event of a
+primitive on a ``ManualClock`` is stamped with that clock's time) and the ``pipeline`` it ran
+in, if any. The
 rest are the kind's own typed fields; :attr:`ResilienceEvent.details` is a read-only mapping
 derived from them, for log records.
 
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
-from .clock import LOOP_CLOCK
+from .clock import LOOP_CLOCK, Clock
 from .context import context_var
 from .listeners import Listeners
 
@@ -134,20 +136,27 @@ class PipelineExecuted(ResilienceEvent):
 E = TypeVar("E", bound=ResilienceEvent)
 
 
-def build(strategy: str, kind: type[E], /, **fields: Any) -> E:
+def build(strategy: str, kind: type[E], clock: Clock = LOOP_CLOCK, /, **fields: Any) -> E:
     """The event of ``kind`` from ``strategy``, in the pipeline running this call (if any),
-    at ``fields["at"]`` or now."""
+    at ``fields["at"]`` or now on ``clock`` (the emitting primitive's clock; the default, the
+    running loop's, is for code that has none: a timeout, which runs on its loop's clock)."""
     if "at" not in fields:
-        fields["at"] = LOOP_CLOCK.time()
+        fields["at"] = clock.time()
     context = context_var.get()
     return kind(strategy=strategy, pipeline=None if context is None else context.pipeline, **fields)
 
 
 def emit(
-    own: Listeners | None, strategy: str, kind: type[ResilienceEvent], /, **fields: Any
+    own: Listeners | None,
+    strategy: str,
+    kind: type[ResilienceEvent],
+    clock: Clock = LOOP_CLOCK,
+    /,
+    **fields: Any,
 ) -> None:
-    """Deliver an event of ``kind`` to ``own`` listeners and to those of the pipeline running
-    this call. Returns at once, building nothing, when nobody would act on it."""
+    """Deliver an event of ``kind`` (stamped on ``clock``, as :func:`build`) to ``own``
+    listeners and to those of the pipeline running this call. Returns at once, building
+    nothing (not even reading the clock), when nobody would act on it."""
     context = context_var.get()
     scoped = None if context is None else context.listeners
     if not own and not scoped:
@@ -157,17 +166,24 @@ def emit(
     scoped_wants = scoped is not None and bool(scoped) and scoped.wants(severity)
     if not own_wants and not scoped_wants:
         return  # e.g. only a logging listener whose level is disabled: build nothing
-    event = build(strategy, kind, **fields)
+    event = build(strategy, kind, clock, **fields)
     if own_wants:
         own.emit(event)  # type: ignore[union-attr]  # own_wants: not None
     if scoped_wants:
         scoped.emit(event)  # type: ignore[union-attr]
 
 
-def announce(own: Listeners | None, strategy: str, kind: type[E], /, **fields: Any) -> E:
+def announce(
+    own: Listeners | None,
+    strategy: str,
+    kind: type[E],
+    clock: Clock = LOOP_CLOCK,
+    /,
+    **fields: Any,
+) -> E:
     """Build the event (a user callback receives it whoever listens) and deliver it to the
     listeners that would act on it, as :func:`emit` does."""
-    event = build(strategy, kind, **fields)
+    event = build(strategy, kind, clock, **fields)
     deliver(own, event)
     return event
 
@@ -185,10 +201,13 @@ def deliver(own: Listeners | None, event: ResilienceEvent) -> None:
 
 class EventSource:
     """Mixin for primitives: ``add_listener``, ``_emit`` and ``_event`` (slotted classes
-    add ``_events`` to their slots)."""
+    add ``_events`` to their slots). Events are stamped on the primitive's ``_clock`` (its
+    ``clock=``); a primitive without a clock of its own (a fallback, a load shedder) inherits
+    the running loop's."""
 
     __slots__ = ()
     _events: Listeners | None
+    _clock: Clock = LOOP_CLOCK  # a primitive with clock= sets its own (a slot or attribute)
 
     def add_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:
         """Hear every :class:`ResilienceEvent` this primitive emits."""
@@ -197,9 +216,21 @@ class EventSource:
         self._events.add(callback)
 
     def _emit(self, kind: type[ResilienceEvent], /, **fields: Any) -> None:
-        emit(self._events, getattr(self, "name", type(self).__name__), kind, **fields)
+        emit(
+            self._events,
+            getattr(self, "name", type(self).__name__),
+            kind,
+            self._clock,
+            **fields,
+        )
 
     def _event(self, kind: type[E], /, **fields: Any) -> E:
         """Build the event (a user callback needs it), deliver it to whoever listens, return
         it."""
-        return announce(self._events, getattr(self, "name", type(self).__name__), kind, **fields)
+        return announce(
+            self._events,
+            getattr(self, "name", type(self).__name__),
+            kind,
+            self._clock,
+            **fields,
+        )

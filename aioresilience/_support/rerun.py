@@ -24,7 +24,7 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from .clock import LOOP_CLOCK
+from .clock import LOOP_CLOCK, Clock
 from .compose import Strategy
 from .context import ResilienceContext
 from .events import AttemptCompleted, PipelineExecuted, emit
@@ -107,11 +107,14 @@ async def timed(
     work: Awaitable[T],
     strategy: str,
     kind: type[AttemptCompleted | PipelineExecuted],
+    *,
+    clock: Clock = LOOP_CLOCK,
     **fields: Any,
 ) -> T:
-    """Await ``work`` and emit a ``kind`` event (DEBUG) with its duration and outcome:
-    success, failure, or cancelled (a listener of the pipeline wants them: ``context._timed``)."""
-    started, outcome = LOOP_CLOCK.time(), "cancelled"
+    """Await ``work`` and emit a ``kind`` event (DEBUG) with its duration on ``clock`` (the
+    timing strategy's or pipeline's) and outcome: success, failure, or cancelled (a listener
+    of the pipeline wants them: ``context._timed``)."""
+    started, outcome = clock.time(), "cancelled"
     try:
         result = await work
         outcome = "success"
@@ -120,5 +123,14 @@ async def timed(
         outcome = "failure"
         raise
     finally:
-        duration = LOOP_CLOCK.time() - started
-        emit(None, strategy, kind, duration=duration, outcome=outcome, **fields)
+        ended = clock.time()
+        emit(
+            None,
+            strategy,
+            kind,
+            clock,
+            at=ended,
+            duration=ended - started,
+            outcome=outcome,
+            **fields,
+        )
