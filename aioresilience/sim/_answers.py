@@ -15,7 +15,7 @@ from typing import Any
 from ._config import Scenario
 from ._metrics import round_sig
 
-__all__ = ["answer", "recovery_time", "window_sum"]
+__all__ = ["answer", "recovery_time", "window", "window_sum"]
 
 Variants = Mapping[str, Mapping[str, Any]]
 
@@ -51,25 +51,22 @@ def recovery_time(
     return None
 
 
-def _worst(variant: Mapping[str, Any], key: str, start: float, end: float) -> float | None:
-    series = variant["series"]
-    values = [
-        v for t, v in zip(series["t"], series[key], strict=True) if start <= t < end and v
-    ]
-    return max(values) if values else None
-
-
-def _success_pct(variant: Mapping[str, Any], start: float, end: float) -> float | None:
-    offered = window_sum(variant, "offered", start, end)
-    if not offered:
-        return None
-    return round_sig(100.0 * window_sum(variant, "succeeded", start, end) / offered, 3)
+def window(variant: Mapping[str, Any], label: str) -> Mapping[str, Any]:
+    """The variant's window ``label`` (``"outage 1"``, ``"spike 1"``, ``"burst 1"``)."""
+    for found in variant["windows"]:
+        if found["label"] == label:
+            return found  # type: ignore[no-any-return]
+    raise KeyError(f"{variant['name']!r} has no window {label!r}")
 
 
 def _s(seconds: float | None) -> str:
     if seconds is None:
         return "n/a"
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
 
 
 def _recovered(seconds: float | None) -> str:
@@ -79,16 +76,16 @@ def _recovered(seconds: float | None) -> str:
 def _outage(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
     base, cand = variants[roles["baseline"]], variants[roles["candidate"]]
     outage = scenario.dependency.outages[0]
-    base_calls = window_sum(base, "dependency_calls", outage.start, outage.end)
-    cand_calls = window_sum(cand, "dependency_calls", outage.start, outage.end)
+    base_calls = window(base, "outage 1")["dependency_calls"]
+    cand_calls = window(cand, "outage 1")["dependency_calls"]
     base_rec = recovery_time(base, outage.end)
     cand_rec = recovery_time(cand, outage.end)
     share = round_sig(cand_calls / base_calls, 3) if base_calls else None
     sentence = (
         f"During the outage, {cand['name']!r} sent {cand_calls} calls to the dead dependency, "
-        f"{100 * (share or 0):.0f}% of the {base_calls} that {base['name']!r} sent; after it "
-        f"came back, {cand['name']!r} served calls again {_recovered(cand_rec)} and "
-        f"{base['name']!r} {_recovered(base_rec)}."
+        f"{_pct(None if share is None else 100 * share)} of the {base_calls} that "
+        f"{base['name']!r} sent; after it came back, {cand['name']!r} served calls again "
+        f"{_recovered(cand_rec)} and {base['name']!r} {_recovered(base_rec)}."
     )
     findings = {
         "outage_dependency_calls": {base["name"]: base_calls, cand["name"]: cand_calls},
@@ -99,36 +96,36 @@ def _outage(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) ->
 
 
 def _latency_spike(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
-    spike = scenario.dependency.spikes[0]
     names = [roles[r] for r in ("baseline", "timeout", "hedge") if r in roles]
-    worst = {n: _worst(variants[n], "p99_s", spike.start, spike.end) for n in names}
-    ok = {n: _success_pct(variants[n], spike.start, spike.end) for n in names}
+    spikes = {n: window(variants[n], "spike 1") for n in names}
+    p99 = {n: spikes[n]["latency_s"]["p99"] for n in names}
+    served = {n: spikes[n]["success_pct"] for n in names}
     calls = {n: variants[n]["summary"]["amplification"] for n in names}
     parts = [
-        f"{n!r} {_s(worst[n])} ({ok[n]}% served, {calls[n]} dependency calls per request)"
+        f"{n!r} {_s(p99[n])} ({_pct(served[n])} served, {calls[n]:.3g} calls per request)"
         for n in names
     ]
-    best = min(names, key=lambda n: (worst[n] is None, worst[n] or 0.0))
+    best = min(names, key=lambda n: (p99[n] is None, p99[n] or 0.0))
     sentence = (
-        f"During the latency spike the worst p99 of the calls served was "
-        f"{'; '.join(parts)}: {best!r} kept the tail shortest."
+        f"For the calls made during the latency spike, p99 latency was {'; '.join(parts)}: "
+        f"{best!r} kept the tail shortest."
     )
-    return sentence, {"spike_worst_p99_s": worst, "spike_success_pct": ok, "best": best}
+    return sentence, {"spike_p99_s": p99, "spike_success_pct": served, "best": best}
 
 
 def _overload(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
     names = list(roles.values())
-    bursts = scenario.arrivals.bursts
-    start, end = (bursts[0].start, bursts[0].end) if bursts else (0.0, scenario.duration)
-    span = end - start
-    goodput = {
-        n: round_sig(window_sum(variants[n], "succeeded", start, end) / span, 4) for n in names
-    }
-    p99 = {n: _worst(variants[n], "p99_s", start, end) for n in names}
+    bursts = {n: window(variants[n], "burst 1") for n in names}
+    span = bursts[names[0]]["end_s"] - bursts[names[0]]["start_s"]
+    goodput = {n: round_sig(bursts[n]["succeeded"] / span, 4) for n in names}
+    p99 = {n: bursts[n]["latency_s"]["p99"] for n in names}
     best = max(names, key=lambda n: goodput[n])
-    parts = [f"{n!r} {goodput[n]:g}/s (worst p99 {_s(p99[n])})" for n in names]
-    sentence = f"Under overload the goodput was {'; '.join(parts)}: {best!r} served the most."
-    return sentence, {"overload_goodput_per_s": goodput, "overload_worst_p99_s": p99, "best": best}
+    parts = [f"{n!r} {goodput[n]:g}/s (p99 {_s(p99[n])})" for n in names]
+    sentence = (
+        f"While traffic was past capacity, the calls served per second were {'; '.join(parts)}: "
+        f"{best!r} served the most."
+    )
+    return sentence, {"overload_goodput_per_s": goodput, "overload_p99_s": p99, "best": best}
 
 
 def _quota(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
@@ -149,32 +146,48 @@ def _quota(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> 
     b, c = figures[base["name"]], figures[cand["name"]]
     sentence = (
         f"{cand['name']!r} got {c['429s']} answers of 429 against {b['429s']} for "
-        f"{base['name']!r}, for a goodput of {c['goodput_per_s']:g}/s against "
-        f"{b['goodput_per_s']:g}/s, with {c['amplification']} dependency calls per request "
-        f"against {b['amplification']} (p99 {_s(c['p99_s'])} against {_s(b['p99_s'])})."
+        f"{base['name']!r}, serving {c['goodput_per_s']:.4g} calls/s against "
+        f"{b['goodput_per_s']:.4g}/s with {c['amplification']:.3g} dependency calls per "
+        f"request against {b['amplification']:.3g}, and a p99 of {_s(c['p99_s'])} against "
+        f"{_s(b['p99_s'])}."
     )
     return sentence, {"quota": figures}
+
+
+def _refusing_until(variant: Mapping[str, Any], since: float) -> float | None:
+    """Seconds from ``since`` to the end of the last interval in which the dependency
+    refused or failed a call (None: it never did after ``since``)."""
+    series = variant["series"]
+    step = series["t"][1] - series["t"][0] if len(series["t"]) > 1 else 0.0
+    last = None
+    for t, errors in zip(series["t"], series["dependency_errors"], strict=True):
+        if t + step > since and errors:
+            last = t + step
+    return None if last is None else round_sig(last - since)
 
 
 def _herd(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
     base, cand = variants[roles["baseline"]], variants[roles["candidate"]]
     outage = scenario.dependency.outages[0]
-    end = scenario.duration
+    names = (cand["name"], base["name"])
+    held = {v["name"]: window(v, "outage 1")["success_pct"] for v in (base, cand)}
     refused = {
-        v["name"]: window_sum(v, "dependency_errors", outage.end, end) for v in (base, cand)
+        v["name"]: window_sum(v, "dependency_errors", outage.end, scenario.duration)
+        for v in (base, cand)
     }
-    peak = {v["name"]: _worst(v, "dependency_calls", outage.end, end) for v in (base, cand)}
-    recovery = {v["name"]: recovery_time(v, outage.end) for v in (base, cand)}
-    sentence = (
-        f"After the restart, {cand['name']!r} had the dependency refuse {refused[cand['name']]} "
-        f"calls (peak {peak[cand['name']]} calls in an interval) and served again "
-        f"{_recovered(recovery[cand['name']])}; {base['name']!r} had {refused[base['name']]} "
-        f"refused (peak {peak[base['name']]}) and {_recovered(recovery[base['name']])}."
-    )
+    until = {v["name"]: _refusing_until(v, outage.end) for v in (base, cand)}
+
+    def part(n: str) -> str:
+        return (
+            f"{n!r} served {_pct(held[n])} of the requests the restart failed, the dependency "
+            f"refusing {refused[n]} calls over the {_s(until[n])} after it"
+        )
+
+    sentence = f"After the restart, {part(names[0])}; {part(names[1])}."
     return sentence, {
+        "held_calls_served_pct": held,
         "refused_after_restart": refused,
-        "peak_calls_per_interval": peak,
-        "recovery_s": recovery,
+        "refusing_for_s": until,
     }
 
 

@@ -357,9 +357,15 @@ def _dependency(r: _Reader) -> DependencySpec:
         )
 
     def spike(s: _Reader) -> Spike:
-        s.known(("start", "end", "factor", "extra"))
+        s.known(("start", "end", "factor", "extra", "share"))
         start, end = _window(s)
-        return Spike(start, end, s.get("factor", _float, 1.0), s.get("extra", parse_duration, 0.0))
+        return Spike(
+            start,
+            end,
+            s.get("factor", _float, 1.0),
+            s.get("extra", parse_duration, 0.0),
+            s.get("share", _fraction, 1.0),
+        )
 
     def quota(name: str, value: Any) -> QuotaSpec:
         q = _Reader(value, r.at(name), name)

@@ -32,7 +32,7 @@ import aioresilience as ar
 from aioresilience.testing import run as run_virtual
 
 from ._config import BuiltPipeline, Environment, Scenario, Substituted, Variant
-from ._metrics import SERIES_KEYS, Metrics, round_sig
+from ._metrics import SERIES_KEYS, Metrics, Window, round_sig
 from ._models import Dependency, PoissonArrivals
 
 __all__ = ["IntervalCallback", "refusal_name", "run_variant", "stream"]
@@ -105,6 +105,23 @@ class _BreakerClock:
             self._open.clear()
 
 
+def _windows(scenario: Scenario) -> tuple[Window, ...]:
+    """The scenario's events, each a window its calls are also counted in."""
+    dependency = scenario.dependency
+    events = [
+        *(("outage", o.start, o.end) for o in dependency.outages),
+        *(("spike", s.start, s.end) for s in dependency.spikes),
+        *(("burst", b.start, b.end) for b in scenario.arrivals.bursts),
+    ]
+    seen: dict[str, int] = {}
+    windows = []
+    for label, start, end in events:
+        if start < scenario.duration:
+            seen[label] = seen.get(label, 0) + 1
+            windows.append(Window(f"{label} {seen[label]}", start, min(end, scenario.duration)))
+    return tuple(windows)
+
+
 def _admitted(built: BuiltPipeline) -> int:
     return sum(limiter.statistics().admitted for limiter in built.limiters)
 
@@ -120,6 +137,11 @@ async def _run(
     scenario: Scenario, variant: Variant, on_interval: IntervalCallback | None
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
+    eager = getattr(asyncio, "eager_task_factory", None)  # Python 3.12+
+    if eager is not None:
+        # A request runs up to its first wait as soon as it arrives, not one loop turn later:
+        # the same order of events, one turn of the loop fewer per request.
+        loop.set_task_factory(eager)
     seed = scenario.seed
     env = Environment()
     built = variant.build(stream_seed(seed, variant.name, "pipeline"), env)
@@ -127,7 +149,7 @@ async def _run(
     for breaker in built.breakers:
         breaker.add_state_listener(breakers.changed)
     dependency = Dependency(scenario.dependency, stream(seed, variant.name, "dependency"))
-    metrics = Metrics(scenario.interval)
+    metrics = Metrics(scenario.interval, _windows(scenario))
     duration = scenario.duration
     interval = scenario.interval
     intervals = max(1, round(duration / interval))
@@ -142,29 +164,31 @@ async def _run(
     async def dependency_call() -> str:
         now = time()
         answer_at, _, error = call_at_dependency(now)
-        count_dependency_call(in_flight_at_dependency(now), error)
+        count_dependency_call(now, in_flight_at_dependency(now), error)
         await sleep(answer_at - now)
         if error is not None:
             raise error
         return OK
 
     success = metrics.success
+    window_of = metrics.window_of if metrics.windows else lambda _: None
 
     async def request() -> None:
         started = time()
-        metrics.offered()
+        window = window_of(started)
+        metrics.offered(window)
         env.in_flight += 1
         try:
             result = await execute(dependency_call)
         except ar.Rejected as exc:
-            metrics.refusal(refusal_name(exc))
+            metrics.refusal(refusal_name(exc), window)
         except Exception as exc:
-            metrics.failure(type(exc).__name__)
+            metrics.failure(type(exc).__name__, window)
         else:
             if result.__class__ is Substituted:
                 metrics.substituted()
             else:
-                success(time() - started)
+                success(time() - started, window)
         finally:
             env.in_flight -= 1
 
@@ -249,5 +273,6 @@ async def _run(
         "pipeline": variant.describe(),
         "warnings": built.warnings,
         "summary": summary,
+        "windows": [window.to_json() for window in metrics.windows],
         "series": {key: metrics.series[key] for key in SERIES_KEYS},
     }

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["IntervalRow", "LatencyHistogram", "Metrics", "round_sig"]
+__all__ = ["SERIES_KEYS", "IntervalRow", "LatencyHistogram", "Metrics", "Window", "round_sig"]
 
 #: The smallest latency told apart (1 µs); anything faster lands in the first bucket.
 _MIN_LATENCY = 1e-6
@@ -127,6 +127,51 @@ SERIES_KEYS = (
 )
 
 
+class Window:
+    """The calls that arrive within ``[start, end)`` of a named event (an outage, a spike, a
+    burst): counted by arrival, whenever they end, with their own latency histogram."""
+
+    __slots__ = (
+        "dependency_calls",
+        "end",
+        "failed",
+        "label",
+        "latency",
+        "offered",
+        "refused",
+        "start",
+        "succeeded",
+    )
+
+    def __init__(self, label: str, start: float, end: float) -> None:
+        self.label = label
+        self.start = start
+        self.end = end
+        self.offered = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.refused = 0
+        self.dependency_calls = 0  # made during the window, by whichever request
+        self.latency = LatencyHistogram()
+
+    def to_json(self) -> dict[str, Any]:
+        p50, p95, p99 = self.latency.quantiles(0.5, 0.95, 0.99)
+        return {
+            "label": self.label,
+            "start_s": round_sig(self.start),
+            "end_s": round_sig(self.end),
+            "offered": self.offered,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "refused": self.refused,
+            "success_pct": (
+                round_sig(100.0 * self.succeeded / self.offered) if self.offered else None
+            ),
+            "latency_s": {"p50": p50, "p95": p95, "p99": p99, "mean": self.latency.mean()},
+            "dependency_calls": self.dependency_calls,
+        }
+
+
 class Metrics:
     """Everything one variant's run counts: the open interval, the closed series, the totals.
 
@@ -135,8 +180,9 @@ class Metrics:
     interval into one value of every series and returns them as a row.
     """
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, windows: tuple[Window, ...] = ()) -> None:
         self.interval_s = interval_s
+        self.windows = windows
         self.row = IntervalRow()
         self.series: dict[str, list[Any]] = {key: [] for key in SERIES_KEYS}
         self.latency = LatencyHistogram()
@@ -152,34 +198,55 @@ class Metrics:
         self.dependency_answers: dict[str, int] = {}  # "ok" or the error's kind -> calls
         self.closed = False  # after the run's last interval, outcomes count in totals only
 
-    def offered(self) -> None:
+    def window_of(self, started: float) -> Window | None:
+        """The window a request that arrived at ``started`` counts in (the first that holds
+        it), if any."""
+        for window in self.windows:
+            if window.start <= started < window.end:
+                return window
+        return None
+
+    def offered(self, window: Window | None) -> None:
         self.requests += 1
         self.row.offered += 1
+        if window is not None:
+            window.offered += 1
 
-    def success(self, latency: float) -> None:
+    def success(self, latency: float, window: Window | None) -> None:
         self.succeeded += 1
         self.latency.add(latency)
         if not self.closed:
             row = self.row
             row.succeeded += 1
             row.latency.add(latency)
+        if window is not None:
+            window.succeeded += 1
+            window.latency.add(latency)
 
     def substituted(self) -> None:
         self.substituted_count += 1
 
-    def failure(self, kind: str) -> None:
+    def failure(self, kind: str, window: Window | None) -> None:
         self.failed += 1
         self.failures[kind] = self.failures.get(kind, 0) + 1
         if not self.closed:
             self.row.failed += 1
+        if window is not None:
+            window.failed += 1
 
-    def refusal(self, kind: str) -> None:
+    def refusal(self, kind: str, window: Window | None) -> None:
         self.refused += 1
         self.refusals[kind] = self.refusals.get(kind, 0) + 1
         if not self.closed:
             self.row.refused += 1
+        if window is not None:
+            window.refused += 1
 
-    def dependency_call(self, in_flight: int, error: BaseException | None) -> None:
+    def dependency_call(self, now: float, in_flight: int, error: BaseException | None) -> None:
+        if self.windows:
+            window = self.window_of(now)
+            if window is not None:
+                window.dependency_calls += 1
         self.dependency_calls += 1
         row = self.row
         row.dependency_calls += 1

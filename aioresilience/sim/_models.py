@@ -190,13 +190,15 @@ class Outage:
 
 @dataclass(frozen=True)
 class Spike:
-    """Between ``start`` and ``end`` every service time is multiplied by ``factor`` and gets
-    ``extra`` seconds added."""
+    """Between ``start`` and ``end`` the service time of a ``share`` of the calls (each call
+    drawn at random; 1: all of them) is multiplied by ``factor`` and gets ``extra`` seconds
+    added: a slow disk, a GC pause, a noisy neighbour."""
 
     start: float
     end: float
     factor: float = 1.0
     extra: float = 0.0
+    share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -400,7 +402,9 @@ class Dependency:
         if spec.recovery and spec.cold_factor != 1.0:
             service *= self._cold(now)
         for spike in spec.spikes:
-            if spike.start <= now < spike.end:
+            if spike.start <= now < spike.end and (
+                spike.share >= 1.0 or self._random.random() < spike.share
+            ):
                 service = service * spike.factor + spike.extra
         return service
 
