@@ -223,8 +223,6 @@ def test_a_cycle_hidden_in_a_function_or_type_checking_is_found(tmp_path: Path) 
 def test_only_the_simulator_imports_the_simulator() -> None:
     """``import aioresilience`` (and every other layer) never reaches the simulator: it is the
     outermost layer, and its extra (``sim``) stays optional."""
-    importers = {
-        name for name, targets in GRAPH.items() if any(within(t, "sim") for t in targets)
-    }
+    importers = {name for name, targets in GRAPH.items() if any(within(t, "sim") for t in targets)}
     assert importers <= {n for n in GRAPH if within(n, "sim", "__main__")}, sorted(importers)
     assert f"{ROOT}.sim.cli" in GRAPH[f"{ROOT}.__main__"]  # the graph sees the simulator

@@ -73,7 +73,9 @@ def _recovered(seconds: float | None) -> str:
     return "had not recovered by the end" if seconds is None else f"within {_s(seconds)}"
 
 
-def _outage(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
+def _outage(
+    scenario: Scenario, variants: Variants, roles: Mapping[str, str]
+) -> tuple[str, dict[str, Any]]:
     base, cand = variants[roles["baseline"]], variants[roles["candidate"]]
     outage = scenario.dependency.outages[0]
     base_calls = window(base, "outage 1")["dependency_calls"]
@@ -95,7 +97,9 @@ def _outage(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) ->
     return sentence, findings
 
 
-def _latency_spike(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
+def _latency_spike(
+    scenario: Scenario, variants: Variants, roles: Mapping[str, str]
+) -> tuple[str, dict[str, Any]]:
     names = [roles[r] for r in ("baseline", "timeout", "hedge") if r in roles]
     spikes = {n: window(variants[n], "spike 1") for n in names}
     p99 = {n: spikes[n]["latency_s"]["p99"] for n in names}
@@ -113,7 +117,9 @@ def _latency_spike(scenario: Scenario, variants: Variants, roles: Mapping[str, s
     return sentence, {"spike_p99_s": p99, "spike_success_pct": served, "best": best}
 
 
-def _overload(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
+def _overload(
+    scenario: Scenario, variants: Variants, roles: Mapping[str, str]
+) -> tuple[str, dict[str, Any]]:
     names = list(roles.values())
     bursts = {n: window(variants[n], "burst 1") for n in names}
     span = bursts[names[0]]["end_s"] - bursts[names[0]]["start_s"]
@@ -128,7 +134,9 @@ def _overload(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) 
     return sentence, {"overload_goodput_per_s": goodput, "overload_p99_s": p99, "best": best}
 
 
-def _quota(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
+def _quota(
+    scenario: Scenario, variants: Variants, roles: Mapping[str, str]
+) -> tuple[str, dict[str, Any]]:
     base, cand = variants[roles["baseline"]], variants[roles["candidate"]]
 
     def quota_429s(v: Mapping[str, Any]) -> int:
@@ -166,7 +174,9 @@ def _refusing_until(variant: Mapping[str, Any], since: float) -> float | None:
     return None if last is None else round_sig(last - since)
 
 
-def _herd(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
+def _herd(
+    scenario: Scenario, variants: Variants, roles: Mapping[str, str]
+) -> tuple[str, dict[str, Any]]:
     base, cand = variants[roles["baseline"]], variants[roles["candidate"]]
     outage = scenario.dependency.outages[0]
     names = (cand["name"], base["name"])
@@ -191,7 +201,9 @@ def _herd(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> A
     }
 
 
-def _compare(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -> Any:
+def _compare(
+    scenario: Scenario, variants: Variants, roles: Mapping[str, str]
+) -> tuple[str, dict[str, Any]]:
     names: Sequence[str] = list(variants)
     best = max(names, key=lambda n: variants[n]["summary"]["goodput_per_s"])
     parts = [
@@ -202,7 +214,9 @@ def _compare(scenario: Scenario, variants: Variants, roles: Mapping[str, str]) -
     return f"Goodput: {'; '.join(parts)}: {best!r} served the most.", {"best": best}
 
 
-_KINDS: dict[str, Callable[[Scenario, Variants, Mapping[str, str]], Any]] = {
+Measure = Callable[[Scenario, Variants, Mapping[str, str]], tuple[str, dict[str, Any]]]
+
+_KINDS: dict[str, Measure] = {
     "outage": _outage,
     "latency-spike": _latency_spike,
     "overload": _overload,
@@ -212,7 +226,7 @@ _KINDS: dict[str, Callable[[Scenario, Variants, Mapping[str, str]], Any]] = {
 }
 
 
-def answer(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) -> tuple[str, Any]:
+def answer(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
     """The sentence and the figures answering ``scenario``'s question."""
     by_name = {v["name"]: v for v in variants}
     kind = scenario.answer.kind

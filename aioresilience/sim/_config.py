@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import tomllib
@@ -261,14 +262,10 @@ def _duration_or_none(name: str, value: Any) -> float | None:
     return parse_duration(name, value)
 
 
-def _tables(
-    name: str, value: Any, path: Path_, read: Callable[[_Reader], Any]
-) -> tuple[Any, ...]:
+def _tables(name: str, value: Any, path: Path_, read: Callable[[_Reader], Any]) -> tuple[Any, ...]:
     if not isinstance(value, list):
         raise _Invalid(path, f"{name} must be an array of tables, got {value!r}")
-    return tuple(
-        read(_Reader(item, (*path, i), f"{name}[{i}]")) for i, item in enumerate(value)
-    )
+    return tuple(read(_Reader(item, (*path, i), f"{name}[{i}]")) for i, item in enumerate(value))
 
 
 def _window(r: _Reader) -> tuple[float, float]:
@@ -305,9 +302,7 @@ def _arrivals(r: _Reader) -> ArrivalSpec:
     spec = ArrivalSpec(
         kind=kind,
         rate=r.get("rate", parse_rate_per_s, 100.0),
-        bursts=tuple(
-            r.get("bursts", lambda n, v: _tables(n, v, r.at(n), burst), ())
-        ),
+        bursts=tuple(r.get("bursts", lambda n, v: _tables(n, v, r.at(n), burst), ())),
         diurnal=r.get("diurnal", diurnal),
         users=r.get("users", _int, 0),
         think=r.get("think", parse_duration, 1.0),
@@ -352,7 +347,9 @@ def _dependency(r: _Reader) -> DependencySpec:
         o.known(("start", "end", "mode", "hang"))
         start, end = _window(o)
         return Outage(
-            start, end, o.get("mode", _choice("error", "hang", "reset"), "error"),
+            start,
+            end,
+            o.get("mode", _choice("error", "hang", "reset"), "error"),
             o.get("hang", parse_duration, 30.0),
         )
 
@@ -680,36 +677,7 @@ class _Step:
 def _step(r: _Reader) -> _Step:
     strategy = r.require("strategy", _choice(*STRATEGIES))
     r.known(("strategy", *STRATEGIES[strategy]))
-    options: dict[str, Any] = {}
-    for key, value in r.data.items():
-        if key == "strategy":
-            continue
-        path = r.at(key)
-        if key == "backoff" or (strategy == "circuit_breaker" and key == "break_duration"):
-            if key == "break_duration" and not isinstance(value, dict):
-                options[key] = r.get(key, _positive_duration)
-            else:
-                options[key] = _wrap(path, lambda: _backoff(key, value, path))
-        elif key == "budget":
-            options[key] = _wrap(path, lambda: _budget(key, value, path))
-        elif key == "algorithm" and strategy == "adaptive_limit":
-            options[key] = _wrap(path, lambda: _algorithm(key, value, path))
-        elif key == "algorithm":
-            options[key] = r.get(key, _choice(*_LIMITERS))
-        elif key == "rate" and strategy.startswith("chaos_"):
-            options[key] = r.get(key, _fraction)
-        elif key == "latency":
-            options[key] = r.get(key, _latency_range)
-        elif key == "thresholds":
-            options[key] = r.get(key, _thresholds)
-        elif key == "priority":
-            options[key] = r.get(key, _priority)
-        elif key == "signal":
-            options[key] = r.get(key, _choice("in_flight"))
-        elif key == "capacity" and strategy == "load_shed":
-            options[key] = r.get(key, _positive_int)
-        else:
-            options[key] = r.get(key, _VALUE_READERS[key])
+    options = {key: _option(r, strategy, key) for key in r.data if key != "strategy"}
     apply = _APPLY[strategy]
     try:
         # Build it once now, so the library's own checks fail at load time, with a line.
@@ -719,6 +687,33 @@ def _step(r: _Reader) -> _Step:
     except (TypeError, ValueError) as exc:
         raise _Invalid(r.path, f"{strategy}: {exc}") from None
     return _Step(strategy, options, lambda b, env, built, _: apply(b, env, built, options))
+
+
+def _option(r: _Reader, strategy: str, key: str) -> Any:
+    """The value of option ``key`` of a ``strategy`` table, read and checked."""
+    value = r.data[key]
+    path = r.at(key)
+    if key == "break_duration" and not isinstance(value, dict):
+        return r.get(key, _positive_duration)
+    if key in ("backoff", "break_duration"):
+        return _wrap(path, lambda: _backoff(key, value, path))
+    if key == "budget":
+        return _wrap(path, lambda: _budget(key, value, path))
+    if key == "algorithm" and strategy == "adaptive_limit":
+        return _wrap(path, lambda: _algorithm(key, value, path))
+    if key == "algorithm":
+        return r.get(key, _choice(*_LIMITERS))
+    if key == "rate" and strategy.startswith("chaos_"):
+        return r.get(key, _fraction)
+    if key == "capacity" and strategy == "load_shed":
+        return r.get(key, _positive_int)
+    special: dict[str, Callable[[str, Any], Any]] = {
+        "latency": _latency_range,
+        "thresholds": _thresholds,
+        "priority": _priority,
+        "signal": _choice("in_flight"),
+    }
+    return r.get(key, special.get(key) or _VALUE_READERS[key])
 
 
 def _wrap(path: Path_, read: Callable[[], Any]) -> Any:
@@ -1009,7 +1004,7 @@ def _scenario(data: dict[str, Any], source: str, default_name: str) -> Scenario:
         name = v.require("name", _str)
         if any(existing.name == name for existing in variants):
             raise _Invalid(v.at("name"), f"two variants are named {name!r}")
-        steps = v.get("pipeline", lambda n, x: _tables(n, x, v.at(n), _step), ())
+        steps = v.get("pipeline", functools.partial(_steps, v), ())
         variants.append(Variant(name, v.get("description", _str, ""), steps))
     names = [variant.name for variant in variants]
     answer_data = data.get("answer", {"kind": "compare"})
@@ -1038,6 +1033,10 @@ def _scenario(data: dict[str, Any], source: str, default_name: str) -> Scenario:
         source=source,
         raw=data,
     )
+
+
+def _steps(variant: _Reader, name: str, value: Any) -> tuple[_Step, ...]:
+    return _tables(name, value, variant.at(name), _step)
 
 
 def _parse(text: str, where: str, source: str, default_name: str) -> Scenario:

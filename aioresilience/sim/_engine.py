@@ -179,7 +179,7 @@ async def _run(
         metrics.offered(window)
         env.in_flight += 1
         try:
-            result = await execute(dependency_call)
+            result: object = await execute(dependency_call)
         except ar.Rejected as exc:
             metrics.refusal(refusal_name(exc), window)
         except Exception as exc:

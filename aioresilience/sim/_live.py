@@ -85,9 +85,7 @@ class LiveView:
                 s["breaker_open_s"],
             )
             print(
-                "  ".join(
-                    _cell(c).rjust(w) for c, (_, w) in zip(cells, _COLUMNS, strict=True)
-                ),
+                "  ".join(_cell(c).rjust(w) for c, (_, w) in zip(cells, _COLUMNS, strict=True)),
                 file=out,
             )
         print(result["answer"], file=out)

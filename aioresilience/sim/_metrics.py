@@ -6,8 +6,8 @@ more histogram for its summary percentiles.
 
 The histogram is the log-bucketed kind of HdrHistogram and DDSketch (Masson, Rim and Lee,
 "DDSketch: a fast and fully-mergeable quantile sketch with relative-error guarantees", VLDB
-2019): bucket ``i`` holds the values in ``(m·γ^(i-1), m·γ^i]``, reported as the bucket's
-geometric middle, so every quantile is within a relative error of ``(γ-1)/2`` (0.5 % here)
+2019): bucket ``i`` holds the values in ``(m*g^(i-1), m*g^i]``, reported as the bucket's
+geometric middle, so every quantile is within a relative error of ``(g-1)/2`` (0.5 % here)
 and the buckets needed grow with the log of the range, not with the count.
 """
 
@@ -303,9 +303,7 @@ class Metrics:
             "goodput_per_s": round_sig(self.succeeded / duration_s),
             "latency_s": {"p50": p50, "p95": p95, "p99": p99, "mean": self.latency.mean()},
             "dependency_calls": self.dependency_calls,
-            "amplification": (
-                round_sig(self.dependency_calls / requests) if requests else None
-            ),
+            "amplification": (round_sig(self.dependency_calls / requests) if requests else None),
             "dependency_answers": dict(sorted(self.dependency_answers.items())),
             "refusals": dict(sorted(self.refusals.items())),
             "failures": dict(sorted(self.failures.items())),

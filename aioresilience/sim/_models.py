@@ -14,6 +14,7 @@ import functools
 import heapq
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -253,7 +254,8 @@ class DependencySpec:
         return not any(o.start < end and start < o.end for o in self.outages)
 
     def to_json(self) -> dict[str, Any]:
-        return _json_of(self)
+        data: dict[str, Any] = _json_of(self)
+        return data
 
 
 def _json_of(value: Any) -> Any:
@@ -311,6 +313,7 @@ class Dependency:
         # Anything beyond a plain draw of the service time?
         self._shaped = bool(spec.slowdown or spec.spikes or (spec.recovery and spec.outages))
         latency = spec.latency
+        self._draw: Callable[[], float]
         if latency.distribution == "exponential":
             rate = 1.0 / latency.mean
             expovariate = rng.expovariate

@@ -81,7 +81,9 @@ def _list() -> None:
 
 def _scenario(args: argparse.Namespace) -> Scenario:
     if args.scenario is None:
-        raise _UsageError("simulate needs a scenario (a built-in's name or a .toml file), or --list")
+        raise _UsageError(
+            "simulate needs a scenario (a built-in's name or a .toml file), or --list"
+        )
     scenario = load_scenario(args.scenario)
     changes: dict[str, Any] = {}
     if args.seed is not None:
@@ -125,9 +127,7 @@ def _simulate(args: argparse.Namespace) -> None:
             f"the live view needs {exc.name!r}: pip install 'aioresilience[sim]'"
         ) from None
     with LiveView(scenario.to_json(), args.quiet) as view:
-        result = run_scenario(
-            scenario, on_interval=view.interval, on_variant=view.variant_done
-        )
+        result = run_scenario(scenario, on_interval=view.interval, on_variant=view.variant_done)
         view.summary(result.data)
     if args.json is not None:
         Path(args.json).write_text(result.to_json(), encoding="utf-8")
