@@ -938,7 +938,7 @@ class Scenario:
     def replace(self, **changes: Any) -> Scenario:
         """A copy with ``changes`` (``seed``, ``duration``, ``arrivals``...), checked again."""
         changed = dataclasses.replace(self, **changes)
-        if "duration" in changes and "interval" not in changes:
+        if "duration" in changes and "interval" not in changes and "interval" not in self.raw:
             changed = dataclasses.replace(changed, interval=_default_interval(changed.duration))
         if changed.duration <= 0:
             raise ScenarioError(f"duration must be > 0, got {changed.duration:g}s")
