@@ -154,7 +154,11 @@ async def _run(
     interval = scenario.interval
     intervals = max(1, round(duration / interval))
     execute = built.pipeline.execute
-    tasks: set[asyncio.Task[None]] = set()
+    # The tasks of the requests (and users) still running: strong references, as asyncio asks
+    # of its callers, dropped by each task as it ends (a done callback would cost every
+    # request one more turn of the loop).
+    tasks: set[asyncio.Task[Any]] = set()
+    current_task = asyncio.current_task
     sleep = asyncio.sleep
     time = loop.time
     call_at_dependency = dependency.call
@@ -191,13 +195,15 @@ async def _run(
                 success(time() - started, window)
         finally:
             env.in_flight -= 1
+            tasks.discard(current_task())  # type: ignore[arg-type]
 
     def start_request() -> None:
         task = loop.create_task(request())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        if not task.done():  # an eager task may have ended already (a refusal at once)
+            tasks.add(task)
 
     arrivals = scenario.arrivals
+    users: list[asyncio.Task[None]] = []
     if arrivals.kind == "poisson":
         times = PoissonArrivals(arrivals, stream(seed, "arrivals"))
 
@@ -216,14 +222,12 @@ async def _run(
         async def user(first: float) -> None:
             await sleep(first)
             while time() < duration:
-                await request()
+                await request()  # (in this task: it leaves the task set in its finally)
                 await sleep(think.expovariate(1.0 / arrivals.think))
 
         for _ in range(arrivals.users):
             start = think.uniform(0.0, arrivals.think)
-            task = loop.create_task(user(start))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            users.append(loop.create_task(user(start)))
 
     admitted_before = 0
     finished = asyncio.Event()
@@ -259,8 +263,9 @@ async def _run(
     loop.call_at(min(duration, interval), close_interval, 0)
     await finished.wait()
     # Arrivals have stopped; the calls in flight get `drain` seconds to end.
-    if tasks:
-        _, pending = await asyncio.wait(set(tasks), timeout=scenario.drain)
+    running = tasks | {u for u in users if not u.done()}
+    if running:
+        _, pending = await asyncio.wait(running, timeout=scenario.drain)
         for task in pending:
             task.cancel()
         metrics.unfinished = len(pending)
