@@ -6,8 +6,8 @@
    in automatic telephone exchanges", 1917; in the form of Kleinrock, "Queueing Systems",
    vol. 1, 1975, eq. 3.40 and 3.42):
 
-       A = λ/μ = cρ,   C(c, A) = (A^c/c! · 1/(1-ρ)) / (Σ_{k<c} A^k/k! + A^c/c! · 1/(1-ρ)),
-       Wq = C(c, A) / (cμ - λ).
+       A = lam/mu = crho,   C(c, A) = (A^c/c! · 1/(1-rho)) / (Σ_{k<c} A^k/k! + A^c/c! · 1/(1-rho)),
+       Wq = C(c, A) / (cmu - lam).
 
    The model is driven directly (no event loop, no pipeline: the queue is what is checked),
    seeded. The run length is justified by batch means (Law and Kelton, "Simulation Modeling
@@ -40,7 +40,7 @@ from aioresilience.sim._models import Dependency, DependencySpec, LatencySpec
 
 
 def erlang_c(servers: int, load: float) -> float:
-    """C(c, A): the probability that an arriving call waits, for offered load A = c·ρ."""
+    """C(c, A): the probability that an arriving call waits, for offered load A = c·rho."""
     a = servers * load
     tail = a**servers / math.factorial(servers) / (1.0 - load)
     return tail / (sum(a**k / math.factorial(k) for k in range(servers)) + tail)
@@ -69,7 +69,9 @@ def controlled_mean(ys: list[float], controls: list[list[float]]) -> tuple[float
                 m[j] = [a - f * b for a, b in zip(m[j], m[i], strict=True)]
                 inverse[j] = [a - f * b for a, b in zip(inverse[j], inverse[i], strict=True)]
     beta = [row[-1] for row in m]
-    residuals = [y - sum(b * x for b, x in zip(beta, r, strict=True)) for y, r in zip(ys, rows, strict=True)]
+    residuals = [
+        y - sum(b * x for b, x in zip(beta, r, strict=True)) for y, r in zip(ys, rows, strict=True)
+    ]
     variance = sum(e * e for e in residuals) / (n - k - 1)
     return beta[0], math.sqrt(variance * inverse[0][0])
 
@@ -124,7 +126,7 @@ def test_dependency_matches_erlang_c(load: float, calls: int, tolerance: float) 
     servers = 2
     waited, waits, controls = simulate_mmc(servers, load, calls, seed=15)
     p_wait = erlang_c(servers, load)
-    mean_wait = p_wait / (servers - load * servers)  # Wq = C / (cμ - λ), μ = 1
+    mean_wait = p_wait / (servers - load * servers)  # Wq = C / (cmu - lam), mu = 1
     for name, batches, exact in (("P(wait)", waited, p_wait), ("mean wait", waits, mean_wait)):
         estimate, error = controlled_mean(batches, controls)
         assert error <= tolerance * exact / 2, (
@@ -141,8 +143,8 @@ def test_dependency_matches_erlang_c(load: float, calls: int, tolerance: float) 
 
 
 def test_erlang_c_formula_matches_known_values() -> None:
-    """The formula itself, against values worked by hand: M/M/1 waits with probability ρ;
-    for c = 2, C = 2ρ²/(1+ρ)."""
+    """The formula itself, against values worked by hand: M/M/1 waits with probability rho;
+    for c = 2, C = 2rho²/(1+rho)."""
     assert erlang_c(1, 0.7) == pytest.approx(0.7)
     assert erlang_c(2, 0.5) == pytest.approx(2 * 0.25 / 1.5)
     assert erlang_c(10, 0.5) == pytest.approx(0.036, abs=5e-4)  # the usual table's value
@@ -202,9 +204,7 @@ def _last_arrival(scenario) -> float:  # type: ignore[no-untyped-def]
 
 
 @given(
-    st.lists(
-        st.floats(min_value=1e-5, max_value=1e3, allow_nan=False), min_size=1, max_size=300
-    ),
+    st.lists(st.floats(min_value=1e-5, max_value=1e3, allow_nan=False), min_size=1, max_size=300),
     st.sampled_from([0.5, 0.9, 0.95, 0.99, 1.0]),
 )
 def test_histogram_quantiles_within_their_relative_error(values: list[float], q: float) -> None:
@@ -214,7 +214,7 @@ def test_histogram_quantiles_within_their_relative_error(values: list[float], q:
     exact = sorted(values)[max(1, math.ceil(q * len(values))) - 1]  # nearest rank
     (estimate,) = histogram.quantiles(q)
     assert estimate is not None
-    assert abs(estimate / exact - 1) <= 0.0051  # (γ - 1) / 2 with γ = 1.01, and rounding
+    assert abs(estimate / exact - 1) <= 0.0051  # (g - 1) / 2 with g = 1.01, and rounding
     assert histogram.mean() == pytest.approx(statistics.fmean(values), rel=1e-5)
 
 

@@ -577,7 +577,9 @@ _VALUE_READERS: dict[str, Callable[[str, Any], Any]] = {
     # numbers, choices, flags, names
     "failure_rate_threshold": _float,
     "slow_call_rate_threshold": _float,
-    "window_size": lambda n, v: v if isinstance(v, int) and not isinstance(v, bool) else _float(n, v),
+    "window_size": lambda n, v: (
+        v if isinstance(v, int) and not isinstance(v, bool) else _float(n, v)
+    ),
     "window": _choice("count", "time"),
     "mode": _choice("meter", "queue"),
     "retry_rejections": _bool,

@@ -195,7 +195,7 @@ async def _run(
                 success(time() - started, window)
         finally:
             env.in_flight -= 1
-            tasks.discard(current_task())  # type: ignore[arg-type]
+            tasks.discard(current_task())
 
     def start_request() -> None:
         task = loop.create_task(request())
