@@ -163,3 +163,19 @@ def test_replace_checks_and_rescales_the_interval() -> None:
     assert scenario.replace(duration=3600.0).interval == 10.0  # at most 600 intervals
     with pytest.raises(ScenarioError, match="duration must be > 0"):
         scenario.replace(duration=0.0)
+
+
+def test_an_answer_names_the_variants_it_compares(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[answer]\nkind = "outage"\nbaseline = "plain"\n'
+    message = error_of(tmp_path, text)
+    assert ":22: answer: an answer of kind 'outage' needs candidate = <a variant's name>" in message
+    message = error_of(tmp_path, text + 'candidate = "fancy"\n')
+    assert ":25: answer.candidate: candidate must name a variant (plain), got 'fancy'" in message
+
+
+def test_an_answer_whose_event_is_cut_off_compares_goodput() -> None:
+    """--duration 50s ends the outage scenario before its outage (at 60 s) begins."""
+    result = run_scenario(load_scenario("outage").replace(duration=50.0))
+    assert result.answer.startswith("Goodput: 'naive retry' ")
+    assert "the same served by 'naive retry', 'budget + breaker'" in result.answer
+    assert result.data["variants"][0]["windows"] == []

@@ -205,13 +205,18 @@ def _compare(
     scenario: Scenario, variants: Variants, roles: Mapping[str, str]
 ) -> tuple[str, dict[str, Any]]:
     names: Sequence[str] = list(variants)
-    best = max(names, key=lambda n: variants[n]["summary"]["goodput_per_s"])
+    goodput = {n: variants[n]["summary"]["goodput_per_s"] for n in names}
     parts = [
-        f"{n!r} {variants[n]['summary']['goodput_per_s']:g}/s"
-        f" ({variants[n]['summary']['success_pct']}% served)"
-        for n in names
+        f"{n!r} {goodput[n]:g}/s ({variants[n]['summary']['success_pct']}% served)" for n in names
     ]
-    return f"Goodput: {'; '.join(parts)}: {best!r} served the most.", {"best": best}
+    top = max(goodput.values())
+    best = [n for n in names if goodput[n] == top]
+    verdict = (
+        f"{best[0]!r} served the most"
+        if len(best) == 1
+        else "the same served by " + ", ".join(map(repr, best))
+    )
+    return f"Goodput: {'; '.join(parts)}: {verdict}.", {"best": best[0] if len(best) == 1 else None}
 
 
 Measure = Callable[[Scenario, Variants, Mapping[str, str]], tuple[str, dict[str, Any]]]
@@ -226,17 +231,25 @@ _KINDS: dict[str, Measure] = {
 }
 
 
+#: The event window each kind of answer reads.
+_WINDOWS = {
+    "outage": "outage 1",
+    "thundering-herd": "outage 1",
+    "latency-spike": "spike 1",
+    "overload": "burst 1",
+}
+
+
 def answer(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """The sentence and the figures answering ``scenario``'s question."""
+    """The sentence and the figures answering ``scenario``'s question. When what the kind of
+    answer compares is not in this run (its event starts after a shortened ``--duration``,
+    or a variant it names did not run), the variants' goodput is compared instead."""
     by_name = {v["name"]: v for v in variants}
     kind = scenario.answer.kind
     roles = scenario.answer.variants
-    needs_window = {"outage": "outages", "thundering-herd": "outages", "latency-spike": "spikes"}
-    if kind in needs_window and not getattr(scenario.dependency, needs_window[kind]):
+    wanted = _WINDOWS.get(kind)
+    if not set(roles.values()) <= set(by_name) or (
+        wanted is not None and not any(w["label"] == wanted for w in variants[0]["windows"])
+    ):
         return _compare(scenario, by_name, roles)
-    if not set(roles.values()) <= set(by_name):  # a variant left out (--only): compare
-        return _compare(scenario, by_name, roles)
-    try:
-        return _KINDS[kind](scenario, by_name, roles)
-    except KeyError:  # a role the kind needs is not named
-        return _compare(scenario, by_name, roles)
+    return _KINDS[kind](scenario, by_name, roles)

@@ -67,7 +67,7 @@ __all__ = [
     "parse_duration",
 ]
 
-Path_ = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]
 
 
 class ScenarioError(ValueError):
@@ -77,7 +77,7 @@ class ScenarioError(ValueError):
 class _Invalid(Exception):
     """Raised inside the loader with the key path; turned into a ScenarioError with a line."""
 
-    def __init__(self, path: Path_, message: str) -> None:
+    def __init__(self, path: KeyPath, message: str) -> None:
         super().__init__(message)
         self.path = path
         self.message = message
@@ -93,7 +93,7 @@ def _key_parts(text: str) -> list[str]:
     return [part.strip().strip("\"'") for part in text.split(".")]
 
 
-def locate(source: str, path: Path_) -> int | None:
+def locate(source: str, path: KeyPath) -> int | None:
     """The 1-based line where ``path`` (keys and array indices, as tomllib's data nests them)
     is written in ``source``, or the line of its longest written prefix; None if not found.
 
@@ -102,17 +102,17 @@ def locate(source: str, path: Path_) -> int | None:
     the line of the key that holds it.
     """
     target = tuple(path)
-    counts: dict[Path_, int] = {}
-    table: Path_ = ()
+    counts: dict[KeyPath, int] = {}
+    table: KeyPath = ()
     best: tuple[int, int] | None = None  # (prefix length, line)
 
-    def consider(found: Path_, line: int) -> None:
+    def consider(found: KeyPath, line: int) -> None:
         nonlocal best
         n = len(found)
         if target[:n] == found and (best is None or n > best[0]):
             best = (n, line)
 
-    def resolve(parts: list[str]) -> Path_:
+    def resolve(parts: list[str]) -> KeyPath:
         """A header's dotted name with each array of tables at its current entry."""
         resolved: list[str | int] = []
         for part in parts:
@@ -175,7 +175,7 @@ def parse_rate_per_s(name: str, value: object) -> float:
 class _Reader:
     """Typed reads of one TOML table, each failure raised with its key path."""
 
-    def __init__(self, data: object, path: Path_, what: str) -> None:
+    def __init__(self, data: object, path: KeyPath, what: str) -> None:
         if not isinstance(data, dict):
             raise _Invalid(path, f"{what} must be a table, got {data!r}")
         self.data: dict[str, Any] = data
@@ -191,7 +191,7 @@ class _Reader:
                     f"unknown key {key!r}{hint}; known here: {', '.join(sorted(keys))}",
                 )
 
-    def at(self, key: str) -> Path_:
+    def at(self, key: str) -> KeyPath:
         return (*self.path, key)
 
     def get(self, key: str, convert: Callable[[str, Any], Any], default: Any = None) -> Any:
@@ -262,7 +262,9 @@ def _duration_or_none(name: str, value: Any) -> float | None:
     return parse_duration(name, value)
 
 
-def _tables(name: str, value: Any, path: Path_, read: Callable[[_Reader], Any]) -> tuple[Any, ...]:
+def _tables(
+    name: str, value: Any, path: KeyPath, read: Callable[[_Reader], Any]
+) -> tuple[Any, ...]:
     if not isinstance(value, list):
         raise _Invalid(path, f"{name} must be an array of tables, got {value!r}")
     return tuple(read(_Reader(item, (*path, i), f"{name}[{i}]")) for i, item in enumerate(value))
@@ -436,7 +438,7 @@ def _exceptions(name: str, value: Any) -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _backoff(name: str, value: Any, path: Path_) -> ar.Backoff:
+def _backoff(name: str, value: Any, path: KeyPath) -> ar.Backoff:
     """``{kind = "exponential", base = "100ms", factor = 2, cap = "2s", jitter = "full"}``,
     ``{kind = "linear", start = ..., step = ...}`` or ``{kind = "constant", delay = ...}``;
     a bare duration is a constant delay."""
@@ -466,7 +468,7 @@ def _backoff(name: str, value: Any, path: Path_) -> ar.Backoff:
     return ar.constant(b.require("delay", parse_duration), **extra)
 
 
-def _budget(name: str, value: Any, path: Path_) -> Callable[[], ar.RetryBudget]:
+def _budget(name: str, value: Any, path: KeyPath) -> Callable[[], ar.RetryBudget]:
     """``{kind = "tokens", max_tokens = 10, token_ratio = 0.1}`` or
     ``{kind = "concurrency", percent = 0.2, min_retries = 3}``: a factory, since every run
     needs a budget of its own."""
@@ -489,7 +491,7 @@ def _budget(name: str, value: Any, path: Path_) -> Callable[[], ar.RetryBudget]:
     return lambda: ar.RetryBudget.concurrency(**concurrency)
 
 
-def _algorithm(name: str, value: Any, path: Path_) -> Callable[[], Any]:
+def _algorithm(name: str, value: Any, path: KeyPath) -> Callable[[], Any]:
     """An adaptive limit's algorithm: ``{kind = "aimd", timeout = "1s", backoff = 0.9}``,
     ``{kind = "gradient2", ...}`` or ``{kind = "vegas", ...}`` (or just the kind's name)."""
     data = {"kind": value} if isinstance(value, str) else value
@@ -669,26 +671,28 @@ class BuiltPipeline:
 
 @dataclass(frozen=True)
 class _Step:
-    """One validated builder call: ``apply(builder, env, seed, on_breaker)``."""
+    """One validated builder call: a builder method and its options."""
 
     strategy: str
     options: Mapping[str, Any]
-    apply: Callable[[ar.PipelineBuilder, Environment, BuiltPipeline, Any], None]
+
+    def apply(self, builder: ar.PipelineBuilder, env: Environment, built: BuiltPipeline) -> None:
+        """Add this strategy, built afresh (primitives, budgets), to ``builder``."""
+        _APPLY[self.strategy](builder, env, built, self.options)
 
 
 def _step(r: _Reader) -> _Step:
     strategy = r.require("strategy", _choice(*STRATEGIES))
     r.known(("strategy", *STRATEGIES[strategy]))
-    options = {key: _option(r, strategy, key) for key in r.data if key != "strategy"}
-    apply = _APPLY[strategy]
+    step = _Step(strategy, {key: _option(r, strategy, key) for key in r.data if key != "strategy"})
     try:
         # Build it once now, so the library's own checks fail at load time, with a line.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            apply(ar.Pipeline.builder("check"), Environment(), _empty_built(), options)
+            step.apply(ar.Pipeline.builder("check"), Environment(), _empty_built())
     except (TypeError, ValueError) as exc:
         raise _Invalid(r.path, f"{strategy}: {exc}") from None
-    return _Step(strategy, options, lambda b, env, built, _: apply(b, env, built, options))
+    return step
 
 
 def _option(r: _Reader, strategy: str, key: str) -> Any:
@@ -718,7 +722,7 @@ def _option(r: _Reader, strategy: str, key: str) -> Any:
     return r.get(key, special.get(key) or _VALUE_READERS[key])
 
 
-def _wrap(path: Path_, read: Callable[[], Any]) -> Any:
+def _wrap(path: KeyPath, read: Callable[[], Any]) -> Any:
     try:
         return read()
     except _Invalid:
@@ -880,10 +884,10 @@ class Variant:
 
     def build(self, seed: int, env: Environment) -> BuiltPipeline:
         """A fresh pipeline (fresh breakers, limiters, budgets) seeded with ``seed``."""
-        builder = ar.Pipeline.builder(_safe_name(self.name), seed=seed)
+        builder = ar.Pipeline.builder(self.name, seed=seed)
         built = _empty_built()
         for step in self.steps:
-            step.apply(builder, env, built, None)
+            step.apply(builder, env, built)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ar.PipelineOrderWarning)
             built.pipeline = builder.build()
@@ -893,10 +897,6 @@ class Variant:
     def describe(self) -> list[dict[str, Any]]:
         """The pipeline as JSON-safe data: ``pipeline.describe()`` of a fresh build."""
         return [_json_safe(d) for d in self.build(0, Environment()).pipeline.describe()]
-
-
-def _safe_name(name: str) -> str:
-    return name or "variant"
 
 
 def _json_safe(value: Any) -> Any:
@@ -948,8 +948,6 @@ class Scenario:
 
     def to_json(self) -> dict[str, Any]:
         """The ``scenario`` object of the result."""
-        from ._models import arrivals_json
-
         return {
             "name": self.name,
             "question": self.question,
@@ -957,7 +955,7 @@ class Scenario:
             "duration_s": self.duration,
             "interval_s": self.interval,
             "source": self.source,
-            "arrivals": _json_safe(arrivals_json(self.arrivals)),
+            "arrivals": _json_safe(self.arrivals.to_json()),
             "dependency": _json_safe(self.dependency.to_json()),
         }
 
@@ -971,7 +969,16 @@ def _default_interval(duration: float) -> float:
     return duration / 600
 
 
-_ANSWER_KINDS = ("outage", "latency-spike", "overload", "quota", "thundering-herd", "compare")
+#: Each kind of answer (aioresilience.sim._answers) and the variant roles it needs (the
+#: latency-spike also reads ``timeout`` and ``hedge``, the overload every role, if named).
+ANSWER_ROLES: dict[str, tuple[str, ...]] = {
+    "outage": ("baseline", "candidate"),
+    "latency-spike": ("baseline",),
+    "overload": ("baseline",),
+    "quota": ("baseline", "candidate"),
+    "thundering-herd": ("baseline", "candidate"),
+    "compare": (),
+}
 
 
 def _scenario(data: dict[str, Any], source: str, default_name: str) -> Scenario:
@@ -1011,7 +1018,10 @@ def _scenario(data: dict[str, Any], source: str, default_name: str) -> Scenario:
     names = [variant.name for variant in variants]
     answer_data = data.get("answer", {"kind": "compare"})
     a = _Reader(answer_data, ("answer",), "[answer]")
-    kind = a.get("kind", _choice(*_ANSWER_KINDS), "compare")
+    kind = a.get("kind", _choice(*ANSWER_ROLES), "compare")
+    for role in ANSWER_ROLES[kind]:
+        if role not in a.data:
+            raise _Invalid(a.path, f"an answer of kind {kind!r} needs {role} = <a variant's name>")
     roles = {}
     for key, value in a.data.items():
         if key == "kind":

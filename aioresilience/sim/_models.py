@@ -117,6 +117,10 @@ class ArrivalSpec:
             rate *= max(1.0, burst.factor)  # overlapping bursts multiply
         return rate
 
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = _json_of(self)
+        return data
+
     def with_rate(self, rate: float) -> ArrivalSpec:
         """The same shape at base ``rate`` per second."""
         return dataclasses.replace(self, rate=rate)
@@ -265,11 +269,6 @@ def _json_of(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_json_of(v) for v in value]
     return value
-
-
-def arrivals_json(spec: ArrivalSpec) -> dict[str, Any]:
-    data: dict[str, Any] = _json_of(spec)
-    return data
 
 
 class Dependency:
