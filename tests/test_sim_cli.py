@@ -121,3 +121,22 @@ def test_rate_override_reaches_the_arrivals(tmp_path: Path) -> None:
 def test_the_console_script_is_declared() -> None:
     scripts = metadata.entry_points(group="console_scripts")
     assert scripts["aioresilience"].value == "aioresilience.sim.cli:main"
+
+
+def test_a_missing_extra_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aioresilience.sim import cli
+
+    def without_rich() -> None:
+        raise ModuleNotFoundError("No module named 'rich'", name="rich")
+
+    monkeypatch.setattr(cli, "_import_live", without_rich)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["simulate", "quota", "--quiet"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "aioresilience: error: the live view needs rich, which the extra 'sim' installs: "
+        "pip install 'aioresilience[sim]'\n"
+    )

@@ -113,6 +113,29 @@ def _writable(option: str, path: str | None) -> None:
         raise _UsageError(f"{option}: no such directory for {path!r}")
 
 
+#: The modules the ``sim`` extra brings (the live view and the report use them).
+SIM_EXTRA = frozenset({"rich"})
+
+
+def _import_live() -> Any:
+    from . import _live
+
+    return _live
+
+
+def _live_view() -> Any:
+    """The live view's class; a missing ``sim`` extra is a usage error naming the extra."""
+    try:
+        return _import_live().LiveView
+    except ModuleNotFoundError as exc:
+        if exc.name not in SIM_EXTRA:
+            raise
+        raise _UsageError(
+            f"the live view needs {exc.name}, which the extra 'sim' installs: "
+            "pip install 'aioresilience[sim]'"
+        ) from None
+
+
 def _simulate(args: argparse.Namespace) -> None:
     if args.list:
         _list()
@@ -120,12 +143,7 @@ def _simulate(args: argparse.Namespace) -> None:
     scenario = _scenario(args)
     _writable("--report", args.report)
     _writable("--json", args.json)
-    try:
-        from ._live import LiveView
-    except ModuleNotFoundError as exc:
-        raise _UsageError(
-            f"the live view needs {exc.name!r}: pip install 'aioresilience[sim]'"
-        ) from None
+    LiveView = _live_view()
     with LiveView(scenario.to_json(), args.quiet) as view:
         result = run_scenario(scenario, on_interval=view.interval, on_variant=view.variant_done)
         view.summary(result.data)
