@@ -14,6 +14,7 @@ import pytest
 
 from aioresilience.sim import SimulationResult, builtin_names, load_scenario, run_scenario
 from aioresilience.sim._answers import recovery_time, window
+from aioresilience.sim._engine import interval_count
 
 BUILTINS = ("latency-spike", "outage", "overload", "quota", "thundering-herd")
 
@@ -165,7 +166,7 @@ def test_result_keeps_the_contract(name: str) -> None:
     assert {"arrivals", "dependency"} <= set(data["scenario"])
     assert data["answer"].endswith(".")
     scenario = load_scenario(name)
-    intervals = round(scenario.duration / scenario.interval)
+    intervals = interval_count(scenario.duration, scenario.interval)
     for variant in data["variants"]:
         assert {"name", "description", "pipeline", "summary", "series"} <= set(variant)
         s = variant["summary"]
@@ -222,3 +223,11 @@ def test_interval_rows_reach_the_live_view_in_order() -> None:
     first = result.variant("retry on 429")["series"]
     assert [r["offered"] for r in rows[:20]] == first["offered"]
     assert set(rows[0]) == {"variant", "index", "progress", *first}
+
+
+def test_a_duration_that_is_not_a_whole_number_of_intervals() -> None:
+    """The last interval is shorter; every arrival is still counted in one."""
+    variant = run_scenario(load_scenario("quota").replace(duration=20.5)).variant("retry on 429")
+    series, summary = variant["series"], variant["summary"]
+    assert len(series["t"]) == 21 and series["t"][-1] == 20.0
+    assert sum(series["offered"]) == summary["requests"] > 1500

@@ -960,6 +960,10 @@ class Scenario:
         }
 
 
+#: The series keep one value per interval: a bound on their length keeps memory bounded.
+_MAX_INTERVALS = 100_000
+
+
 def _default_interval(duration: float) -> float:
     """One interval per second, coarser for long runs: at most 600 intervals, so the series
     (and the memory they take) stay the same size however long the run."""
@@ -1001,6 +1005,12 @@ def _scenario(data: dict[str, Any], source: str, default_name: str) -> Scenario:
     interval = r.get("interval", _positive_duration, _default_interval(duration))
     if interval > duration:
         raise _Invalid(("interval",), f"interval must not exceed duration ({duration:g}s)")
+    if duration / interval > _MAX_INTERVALS:
+        raise _Invalid(
+            ("interval",),
+            f"at most {_MAX_INTERVALS:,} intervals: {duration:g}s in intervals of {interval:g}s "
+            "is more",
+        )
     arrivals = _arrivals(_Reader(data.get("arrivals", {}), ("arrivals",), "[arrivals]"))
     dependency = _dependency(_Reader(data.get("dependency", {}), ("dependency",), "[dependency]"))
     raw_variants = data.get("variants")

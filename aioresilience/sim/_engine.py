@@ -17,13 +17,15 @@ Randomness: one ``random.Random`` per stream, seeded from the scenario's seed an
 stream's name (a string seed is hashed with SHA-512, stable across processes and Python
 versions). Arrivals do not depend on the variant, so every variant sees the same traffic;
 the dependency's and the pipeline's streams are per variant, so adding a variant shifts no
-other variant's draws.
+other variant's draws. The result is the same, byte for byte, for the same scenario and seed
+(checked on CPython 3.11, 3.12 and 3.13, with and without 3.12's eager tasks).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +37,7 @@ from ._config import BuiltPipeline, Environment, Scenario, Substituted, Variant
 from ._metrics import SERIES_KEYS, Metrics, Window, round_sig
 from ._models import Dependency, PoissonArrivals
 
-__all__ = ["IntervalCallback", "refusal_name", "run_variant", "stream"]
+__all__ = ["IntervalCallback", "interval_count", "refusal_name", "run_variant", "stream"]
 
 IntervalCallback = Callable[[dict[str, Any]], None]
 
@@ -49,6 +51,11 @@ _REFUSAL_NAMES = {"CircuitBreakerOpenError": "CircuitOpen"}
 def refusal_name(exc: BaseException) -> str:
     name = type(exc).__name__
     return _REFUSAL_NAMES.get(name, name)
+
+
+def interval_count(duration: float, interval: float) -> int:
+    """How many intervals the series have: the last may be shorter than the others."""
+    return max(1, math.ceil(duration / interval - 1e-9))
 
 
 def stream(seed: int, *names: str) -> random.Random:
@@ -140,7 +147,7 @@ async def _run(
     eager = getattr(asyncio, "eager_task_factory", None)  # Python 3.12+
     if eager is not None:
         # A request runs up to its first wait as soon as it arrives, not one loop turn later:
-        # the same order of events, one turn of the loop fewer per request.
+        # one turn of the loop fewer per request, and the same events in the same order.
         loop.set_task_factory(eager)
     seed = scenario.seed
     env = Environment()
@@ -152,7 +159,7 @@ async def _run(
     metrics = Metrics(scenario.interval, _windows(scenario))
     duration = scenario.duration
     interval = scenario.interval
-    intervals = max(1, round(duration / interval))
+    intervals = interval_count(duration, interval)
     execute = built.pipeline.execute
     # The tasks of the requests (and users) still running: strong references, as asyncio asks
     # of its callers, dropped by each task as it ends (a done callback would cost every
