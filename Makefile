@@ -57,9 +57,11 @@ $(call STAMP,$(1)): pyproject.toml $(call venv,$(1))/.python-$(1)
 endef
 $(foreach v,$(VERSIONS),$(eval $(call venv_rules,$(v))))
 
+# The simulator's outage scenario (both variants, seeded): the summary table, and the report.
+DEMO_REPORT ?= outage-report.html
 demo: $(VENV)/.python-$(MAIN)
-	$(PY) -m pip install --quiet -e .
-	$(PY) examples/demo.py
+	$(PY) -m pip install --quiet -e '.[sim]'
+	$(PY) -m aioresilience simulate outage --seed 1 --report $(DEMO_REPORT)
 
 lint: $(call STAMP,$(MAIN))
 	$(PY) -m ruff check .

@@ -43,6 +43,7 @@ sys.path.insert(0, str(HERE))
 import bench_guards  # noqa: E402
 import bench_ratelimit  # noqa: E402
 import bench_redis  # noqa: E402
+import bench_sim  # noqa: E402
 import bench_web  # noqa: E402
 from harness import cases, loops, measure, paired_overhead  # noqa: E402
 from tables import Section, render  # noqa: E402
@@ -93,6 +94,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "keyed": ("keyed",),
     "redis": ("redis",),
     "web": ("web", "overload"),
+    "sim": ("sim", "sim_memory"),
 }
 PER_LOOP = ("ratelimit", "guards")
 
@@ -235,6 +237,10 @@ def run_all(chosen: dict[str, set[str]], loop_names: list[str], quick: bool) -> 
             }
             emit(note, "redis", "redis")
             out.append(note)
+    # The simulator: its own virtual-time loops.
+    for part, section in bench_sim.run(quick, chosen.get("sim", set())):
+        emit(section, "sim", part)
+        out.append(section)
     # The web group: its own servers, each on uvicorn's or aiohttp's default loop.
     for part, measure_part in (("web", bench_web.run), ("overload", bench_web.overload_section)):
         if part in chosen.get("web", ()):
@@ -328,7 +334,8 @@ def main() -> None:
         "(breaker, retry, timeout, bulkhead, queue, adaptive, pipeline), keyed (and burst after "
         "idle), redis (a redis-server the bench starts), web (web: server CPU per request "
         "of FastAPI/uvicorn and aiohttp servers, ours and the peers; overload: the adaptive "
-        "limiter at the edge under 2x load)",
+        "limiter at the edge under 2x load), sim (sim: simulated requests/s of wall time through "
+        "a five-strategy pipeline; sim_memory: tracemalloc peak at 10 vs 60 simulated minutes)",
     )
     parser.add_argument(
         "--loop", action="append", choices=list(loops()), help="only this event loop (repeatable)"

@@ -19,6 +19,9 @@ Kinds and their rows:
   ``reclaim`` (``{"live_before", "live_after_idle", "period_s"}`` or a ``"skipped"`` reason);
 - ``redis``: ``{"case", "p50_us", "x_raw", "per_second", "x_limits"}``;
 - ``redis_shared``: one row ``{"asked", "limit", "admitted", "per_second"}``;
+- ``sim``: ``{"case", "requests", "median_s", "per_second", "x_engine"}``: one simulator
+  variant's wall time (median of ``repeats``), and its ratio to the engine alone;
+- ``sim_memory``: ``{"minutes", "requests", "peak_kib"}``;
 - ``note``: a ``text`` printed as it is.
 """
 
@@ -180,6 +183,30 @@ def render(section: Section) -> str:
                 for r in rows
             ],
         )  # fmt: skip
+    elif kind == "sim":
+        lines = _table(
+            _heading(section),
+            ["variant", "requests", "wall s (median)", "simulated requests/s", "x engine alone"],
+            ["---", "---:", "---:", "---:", "---:"],
+            [
+                [
+                    r["case"],
+                    f"{r['requests']:,}",
+                    f"{r['median_s']:.2f}",
+                    f"{r['per_second']:,.0f}",
+                    f"{r['x_engine']:.2f}",
+                ]
+                for r in rows
+            ],
+        )
+        lines += ["", f"Medians of {section['repeats']} alternating runs each."]
+    elif kind == "sim_memory":
+        lines = _table(
+            _heading(section),
+            ["simulated minutes", "requests", "tracemalloc peak KiB"],
+            ["---:", "---:", "---:"],
+            [[str(r["minutes"]), f"{r['requests']:,}", f"{r['peak_kib']:,.0f}"] for r in rows],
+        )
     elif kind == "note":
         lines = [section["text"]]
     else:

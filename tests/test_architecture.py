@@ -7,8 +7,9 @@
 - ``abc`` (the public seams) sits right above the plumbing: it imports only ``_support`` and
   ``_core`` (it re-exports their seam types), so every pattern, store and integration can
   import it without a cycle;
-- only ``stores``, ``integrations`` and ``testing`` import ``stores``, ``integrations`` and
-  ``testing`` (the front-ends know nothing of them).
+- only the outer layers (``stores``, ``integrations``, ``testing``, and the simulator:
+  ``sim`` and ``__main__``) import the outer layers (the front-ends know nothing of them);
+  the simulator sits outermost, since it runs pipelines on ``testing``'s virtual-time loop.
 
 The graph is read from the source (the AST), never by importing it, so modules whose extras
 are not installed (Redis, OpenTelemetry, Prometheus) are checked too. Every import counts
@@ -171,7 +172,7 @@ def test_abc_sits_above_the_plumbing_only() -> None:
 
 
 def test_only_the_outer_layers_import_stores_integrations_and_testing() -> None:
-    outer = ("stores", "integrations", "testing")
+    outer = ("stores", "integrations", "testing", "sim", "__main__")
     upward = {
         (name, target)
         for name, targets in GRAPH.items()
@@ -217,3 +218,11 @@ def test_a_cycle_hidden_in_a_function_or_type_checking_is_found(tmp_path: Path) 
     assert graph["pkg.sub.b"] == {"pkg.a"}
     assert graph["pkg.c"] == {"pkg"}
     assert find_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.a"]
+
+
+def test_only_the_simulator_imports_the_simulator() -> None:
+    """``import aioresilience`` (and every other layer) never reaches the simulator: it is the
+    outermost layer, and its extra (``sim``) stays optional."""
+    importers = {name for name, targets in GRAPH.items() if any(within(t, "sim") for t in targets)}
+    assert importers <= {n for n in GRAPH if within(n, "sim", "__main__")}, sorted(importers)
+    assert f"{ROOT}.sim.cli" in GRAPH[f"{ROOT}.__main__"]  # the graph sees the simulator

@@ -1,0 +1,181 @@
+"""Scenario files: every builder method from TOML, and errors that name file, line and key."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from aioresilience.sim import ScenarioError, load_scenario, run_scenario
+from aioresilience.sim._config import STRATEGIES, locate, parse_duration, parse_rate_per_s
+
+HERE = Path(__file__).parent / "sim"
+
+MINIMAL = """\
+name = "minimal"
+question = "Is this valid?"
+duration = "10s"
+
+[arrivals]
+rate = "20/s"
+
+[dependency]
+servers = 2
+
+[[variants]]
+name = "plain"
+
+[[variants.pipeline]]
+strategy = "retry"
+attempts = 3
+
+[[variants.pipeline]]
+strategy = "timeout"
+seconds = "1s"
+"""
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "s.toml"
+    path.write_text(textwrap.dedent(text))
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    return str(raised.value)
+
+
+def test_every_strategy_of_the_format_runs(tmp_path: Path) -> None:
+    """tests/sim/everything.toml holds each builder method at least once, with its options;
+    both variants run, and each strategy appears in the pipeline's description."""
+    scenario = load_scenario(HERE / "everything.toml")
+    kinds = {step.strategy for variant in scenario.variants for step in variant.steps}
+    assert kinds == set(STRATEGIES)
+    result = run_scenario(scenario)
+    first = result.variant("all of them")
+    described = [d["kind"] for d in first["pipeline"]]
+    assert described[:3] == ["fallback", "timeout", "load_shed"]
+    assert "hedge" in described and "chaos_outcome" in described
+    s = first["summary"]
+    # The fallback answered the failures it handles; chaos faults are not among them.
+    assert s["substituted"] > 0 and set(s["failures"]) == {"ChaosFault"}
+    limiters = result.variant("limiters")["summary"]
+    assert limiters["refusals"]["RateLimited"] > 0
+    assert json.loads(result.to_json())["variants"][0]["warnings"] == []
+
+
+def test_closed_loop_users_follow_littles_law() -> None:
+    """N users with think time Z and response time R make X = N / (R + Z) calls per second
+    (Little's law over the whole cycle)."""
+    scenario = load_scenario(HERE / "closed.toml")
+    s = run_scenario(scenario).data["variants"][0]["summary"]
+    users, think = scenario.arrivals.users, scenario.arrivals.think
+    throughput = s["requests"] / scenario.duration
+    assert throughput * (s["latency_s"]["mean"] + think) == pytest.approx(users, rel=0.03)
+
+
+def test_a_misspelt_key_is_named_with_its_line_and_a_suggestion(tmp_path: Path) -> None:
+    message = error_of(tmp_path, MINIMAL.replace("attempts = 3", "atempts = 3"))
+    assert message.startswith(f"{tmp_path / 's.toml'}:16: variants[0].pipeline[0].atempts: ")
+    assert "unknown key 'atempts' (did you mean 'attempts'?)" in message
+
+
+def test_a_value_the_library_refuses_is_named_with_its_line(tmp_path: Path) -> None:
+    message = error_of(tmp_path, MINIMAL.replace("attempts = 3", "attempts = 0"))
+    assert ":16: variants[0].pipeline[0].attempts: attempts must be >= 1, got 0" in message
+    message = error_of(tmp_path, MINIMAL.replace('seconds = "1s"', 'seconds = "fast"'))
+    assert ":20: variants[0].pipeline[1].seconds: seconds must be a duration" in message
+    message = error_of(tmp_path, MINIMAL.replace('rate = "20/s"', 'rate = "20 a second"'))
+    assert ":6: arrivals.rate: rate must look like '100/minute'" in message
+
+
+def test_errors_inside_inline_tables_and_unknown_sections(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "attempts = 3", 'attempts = 3\nbackoff = { kind = "exponential", bse = "1s" }'
+    )
+    message = error_of(tmp_path, text)
+    assert ":17: variants[0].pipeline[0].backoff.bse: unknown key 'bse'" in message
+    message = error_of(tmp_path, MINIMAL + "\n[dependancy]\nservers = 3\n")
+    assert ":22: dependancy: unknown key 'dependancy' (did you mean 'dependency'?)" in message
+    message = error_of(tmp_path, MINIMAL.replace('strategy = "retry"', 'strategy = "retyr"'))
+    assert ":15: variants[0].pipeline[0].strategy: strategy must be one of" in message
+    message = error_of(tmp_path, MINIMAL.replace("attempts = 3", 'retry_on = "KeyErorr"'))
+    assert "unknown exception 'KeyErorr'" in message
+
+
+def test_not_toml_and_missing_files_and_unknown_scenarios(tmp_path: Path) -> None:
+    assert "not valid TOML" in error_of(tmp_path, "name = \n")
+    with pytest.raises(ScenarioError, match=r"no such file"):
+        load_scenario(tmp_path / "missing.toml")
+    with pytest.raises(ScenarioError, match=r"unknown scenario 'outgae' \(did you mean 'outage'"):
+        load_scenario("outgae")
+
+
+def test_locate_follows_tables_arrays_and_inline_tables() -> None:
+    source = textwrap.dedent(
+        """\
+        top = 1
+        [a]
+        x = 1
+        inner = { y = 2 }
+        [[list]]
+        k = 1
+        [[list]]
+        k = 2
+        [[list.sub]]
+        j = 3
+        """
+    )
+    assert locate(source, ("top",)) == 1
+    assert locate(source, ("a", "x")) == 3
+    assert locate(source, ("a", "inner", "y")) == 4  # the line of the inline table
+    assert locate(source, ("list", 0, "k")) == 6
+    assert locate(source, ("list", 1, "k")) == 8
+    assert locate(source, ("list", 1, "sub", 0, "j")) == 10
+    assert locate(source, ("list", 1, "nothing")) == 7  # its table's header
+    assert locate(source, ("elsewhere",)) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("200ms", 0.2), ("2s", 2.0), ("10m", 600.0), ("1h", 3600.0), ("1.5s", 1.5), (3, 3.0)],
+)
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration("d", text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["10 minutes", "-1s", "s", True, "1e999s", [1]])
+def test_bad_durations_name_the_key(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"^--duration must be"):
+        parse_duration("--duration", bad)
+
+
+def test_rates() -> None:
+    assert parse_rate_per_s("r", "200/s") == 200.0
+    assert parse_rate_per_s("r", "5 per 2 seconds") == 2.5
+    assert parse_rate_per_s("r", 12) == 12.0
+    with pytest.raises(ValueError, match=r"^--rate must look like"):
+        parse_rate_per_s("--rate", "fast")
+
+
+def test_replace_checks_and_rescales_the_interval() -> None:
+    scenario = load_scenario("outage")
+    assert scenario.replace(duration=3600.0).interval == 10.0  # at most 600 intervals
+    with pytest.raises(ScenarioError, match="duration must be > 0"):
+        scenario.replace(duration=0.0)
+
+
+def test_an_answer_names_the_variants_it_compares(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[answer]\nkind = "outage"\nbaseline = "plain"\n'
+    message = error_of(tmp_path, text)
+    assert ":22: answer: an answer of kind 'outage' needs candidate = <a variant's name>" in message
+    message = error_of(tmp_path, text + 'candidate = "fancy"\n')
+    assert ":25: answer.candidate: candidate must name a variant (plain), got 'fancy'" in message
+
+
+def test_an_answer_whose_event_is_cut_off_compares_goodput() -> None:
+    """--duration 50s ends the outage scenario before its outage (at 60 s) begins."""
+    result = run_scenario(load_scenario("outage").replace(duration=50.0))
+    assert result.answer.startswith("Goodput: 'naive retry' ")
+    assert "the same served by 'naive retry', 'budget + breaker'" in result.answer
+    assert result.data["variants"][0]["windows"] == []
