@@ -104,8 +104,9 @@ def _latency(which: str) -> Callable[[Mapping[str, Any]], str]:
 
 
 def _amplification(summary: Mapping[str, Any]) -> str:
-    text = format_number(summary.get("amplification"), 2)
-    return text if text == MISSING else f"{text}\u00d7"  # the multiplication sign
+    ratio = summary.get("amplification")
+    text = format_number(ratio, 2)
+    return f"{text}\u00d7" if _finite(ratio) is not None else text  # the multiplication sign
 
 
 SUMMARY_COLUMNS: tuple[Column, ...] = (
