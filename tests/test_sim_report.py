@@ -151,7 +151,7 @@ def test_the_summary_table_has_a_row_per_variant_in_the_agreed_columns() -> None
         "1.90 s",
         "53,249",
         "2.22\u00d7",
-        "CircuitOpenError 900, RateLimited 12",
+        "CircuitOpenError 900; RateLimited 12",
         "\u2013",
         "2.5 min",
     ]
@@ -166,7 +166,7 @@ def test_number_formats() -> None:
         "12.50 s",
     ]
     assert format_seconds(None) == format_seconds(math.nan) == "\u2013"
-    assert format_kinds({"b": 3, "a": 3, "c": 7}) == "c 7, a 3, b 3"
+    assert format_kinds({"b": 3, "a": 3, "c": 7}) == "c 7; a 3; b 3"
 
 
 @pytest.mark.parametrize(

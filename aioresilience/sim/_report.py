@@ -77,13 +77,16 @@ def format_duration(value: Any) -> str:
     return f"{number:.1f} s" if number < 120 else f"{number / 60:.1f} min"
 
 
+KINDS_SEPARATOR = "; "  # not a comma: the counts have thousands separators
+
+
 def format_kinds(counts: Any) -> str:
-    """``{"RateLimited": 12, "CircuitOpen": 3}`` as ``RateLimited 12, CircuitOpen 3``: the most
+    """``{"RateLimited": 12, "CircuitOpen": 3}`` as ``RateLimited 12; CircuitOpen 3``: the most
     frequent first, ties by name (a stable order whatever the input's)."""
     if not isinstance(counts, Mapping) or not counts:
         return MISSING
     items = sorted(counts.items(), key=lambda kv: (-(_finite(kv[1]) or 0), str(kv[0])))
-    return ", ".join(f"{kind} {format_count(n)}" for kind, n in items)
+    return KINDS_SEPARATOR.join(f"{kind} {format_count(n)}" for kind, n in items)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,11 @@ class Column:
     header: str
     cell: Callable[[Mapping[str, Any]], str]
     numeric: bool = True
+    short: str = ""  # the header in a terminal: a 100-column one fits the table in two lines
+
+    @property
+    def terminal_header(self) -> str:
+        return self.short or self.header
 
 
 def _latency(which: str) -> Callable[[Mapping[str, Any]], str]:
@@ -115,11 +123,15 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("p50", _latency("p50")),
     Column("p95", _latency("p95")),
     Column("p99", _latency("p99")),
-    Column("dependency calls", lambda s: format_count(s.get("dependency_calls"))),
-    Column("amplification", _amplification),
+    Column(
+        "dependency calls", lambda s: format_count(s.get("dependency_calls")), short="dep\ncalls"
+    ),
+    Column("amplification", _amplification, short="amplif."),
     Column("refusals", lambda s: format_kinds(s.get("refusals")), numeric=False),
     Column("failures", lambda s: format_kinds(s.get("failures")), numeric=False),
-    Column("breaker open", lambda s: format_duration(s.get("breaker_open_s"))),
+    Column(
+        "breaker open", lambda s: format_duration(s.get("breaker_open_s")), short="breaker\nopen"
+    ),
 )
 
 
