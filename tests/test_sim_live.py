@@ -73,12 +73,20 @@ def drive(view: LiveView, result: dict[str, Any]) -> None:
 
 
 def test_redraws_are_paced_by_wall_time_not_by_intervals() -> None:
-    """240 intervals, 0.01 s of wall time each, a redraw at most every 0.25 s: about one redraw
-    per 25 intervals (plus the first draw and one per finished variant), not 240."""
+    """240 intervals, each 0.01 s of wall time on the clock, and a redraw that the clock sees
+    cost 0.01 s too (one more reading). With max_share=1 only refresh_s paces: a redraw per
+    0.25 s, about one per 24 intervals, not 240. With the default share (2 %), a redraw that
+    costs 0.01 s waits 0.5 s for the next: half as many. Each count adds the first draw; a
+    finished variant is drawn only when a redraw is due (paced like an interval)."""
     result = sample_result(variants=2)
-    view = LiveView(result["scenario"], quiet=False, console=terminal()[0], clock=FakeClock(0.01))
-    drive(view, result)
-    assert 240 / 25 <= view.redraws <= 240 / 25 + 1 + 2 + 1
+    paced = LiveView(
+        result["scenario"], False, console=terminal()[0], max_share=1, clock=FakeClock(0.01)
+    )
+    drive(paced, result)
+    assert 1 + 9 <= paced.redraws <= 1 + 10
+    shared = LiveView(result["scenario"], False, console=terminal()[0], clock=FakeClock(0.01))
+    drive(shared, result)
+    assert 1 + 4 <= shared.redraws <= 1 + 5
     short = sample_result(variants=2, intervals=15)
     fast = LiveView(
         short["scenario"], quiet=False, console=terminal()[0], refresh_s=0, clock=FakeClock(0)
@@ -205,6 +213,8 @@ def test_names_are_text_never_markup() -> None:
 def test_bad_options_fail_at_construction_naming_them() -> None:
     with pytest.raises(ValueError, match=r"refresh_s must be >= 0 seconds, got -1"):
         LiveView({}, quiet=False, refresh_s=-1)
+    with pytest.raises(ValueError, match=r"max_share must be in \(0, 1\], got 0"):
+        LiveView({}, quiet=False, max_share=0)
     with pytest.raises(ValueError, match=r"recent must be an int >= 1, got 0"):
         LiveView({}, quiet=False, recent=0)
 
