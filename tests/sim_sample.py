@@ -49,7 +49,7 @@ def sample_variant(index: int, intervals: int, interval_s: float, name: str) -> 
             "succeeded": succeeded,
             "failed": failed,
             "refused": refused,
-            "throughput_per_s": (succeeded + failed) / interval_s,
+            "throughput_per_s": succeeded / interval_s,
             "p50_s": None if empty else p50,
             "p95_s": None if empty else p50 * 3,
             "p99_s": None if empty else p50 * 6,

@@ -197,10 +197,10 @@ class Chart:
 CHARTS: tuple[Chart, ...] = (
     Chart(
         "throughput",
-        "Throughput",
+        "Throughput: calls that succeeded, and the load offered",
         "requests/s",
         (
-            Line("throughput_per_s", "completed"),
+            Line("throughput_per_s", "succeeded"),
             Line("offered", "offered", "dashed", per_second=True),
         ),
     ),
