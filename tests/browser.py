@@ -9,7 +9,7 @@ JavaScript and takes PNG screenshots of the whole page.
 
 The README's picture of the simulator's report is made with it, from a real report::
 
-    python -m tests.browser screenshot report.html docs/simulator-report.png [--width 1100]
+    python -m tests.browser screenshot report.html docs/simulator-report.png [--width 1200]
 
 Tests call :func:`require_chromium`: without Chromium they skip with the install hint, except
 under CI (``CI`` set), where its absence fails, as redis-server's does.
@@ -81,7 +81,7 @@ class Browser:
         self,
         executable: str | None = None,
         *,
-        width: int = 1100,
+        width: int = 1200,
         height: int = 900,
         timeout: float = 20.0,
     ) -> None:
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     shot = commands.add_parser("screenshot", help="a PNG of a page (a report) opened offline")
     shot.add_argument("page", help="an HTML file, e.g. the simulator's report.html")
     shot.add_argument("png", help="where to write the PNG, e.g. docs/simulator-report.png")
-    shot.add_argument("--width", type=int, default=1100, help="window width in CSS pixels")
+    shot.add_argument("--width", type=int, default=1200, help="window width in CSS pixels")
     args = parser.parse_args(argv)
     with Browser(width=args.width) as browser:
         page = browser.open(Path(args.page).resolve().as_uri())

@@ -126,7 +126,9 @@ def test_the_summary_table_has_a_row_per_variant_in_the_agreed_columns() -> None
         "failures": {},
         "breaker_open_s": 150,
     }
-    table = Elements(render_report(result))
+    page = render_report(result)
+    assert '<td class="kinds">CircuitOpenError 900<br>RateLimited 12</td>' in page
+    table = Elements(page)
     headers = [text for _, text in table.select("th")]
     assert headers == ["variant", *(c.header for c in SUMMARY_COLUMNS)]
     assert headers[1:] == [
@@ -143,7 +145,7 @@ def test_the_summary_table_has_a_row_per_variant_in_the_agreed_columns() -> None
     ]
     cells = [text for _, text in table.select("td")]
     assert cells == [
-        "naive retryvariant 0: naive retry",
+        "naive retry",
         "99.5",
         "1,234.6",
         "21.3 ms",
@@ -151,9 +153,19 @@ def test_the_summary_table_has_a_row_per_variant_in_the_agreed_columns() -> None
         "1.90 s",
         "53,249",
         "2.22\u00d7",
-        "CircuitOpenError 900; RateLimited 12",
+        "CircuitOpenError 900RateLimited 12",  # a kind per line (<br> between)
         "\u2013",
         "2.5 min",
+    ]
+
+
+def test_each_variant_is_described_with_its_pipeline_outermost_first() -> None:
+    items = [text for _, text in Elements(render_report(sample_result())).select("li")]
+    assert items == [
+        "naive retry: variant 0: naive retry"
+        "timeout(name=attempt, seconds=2) → retry(name=retry, attempts=4)",
+        "budget + breaker: variant 1: budget + breaker"
+        "timeout(name=attempt, seconds=2) → retry(name=retry, attempts=4)",
     ]
 
 
@@ -243,6 +255,16 @@ def test_any_variant_count_renders(variants: int) -> None:
     }
     assert len(swatches) == variants  # one colour each
     assert len(series_paths(chart(page, "throughput"))) == 2 * variants
+
+
+def test_a_chart_of_zeros_says_what_that_means() -> None:
+    result = sample_result()
+    assert "no variant admits" not in chart(render_report(result), "limiter")
+    for variant in result["variants"]:
+        variant["series"]["limiter_admitted"] = [0] * 120
+    limiter = chart(render_report(result), "limiter")
+    assert "no variant admits calls through a rate limiter" in limiter
+    assert len(series_paths(limiter)) == 2  # the zeros are still drawn
 
 
 def test_missing_series_and_extra_keys_are_tolerated() -> None:

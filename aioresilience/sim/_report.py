@@ -192,6 +192,7 @@ class Chart:
     seconds: bool = False  # values in seconds: drawn in ms when the top is under 2 s
     fixed_top: float | None = None
     percent: bool = False  # a 0..1 fraction drawn as 0..100 %
+    all_zero: str = ""  # what a chart whose every value is 0 means (no variant has a limiter)
 
 
 CHARTS: tuple[Chart, ...] = (
@@ -245,6 +246,7 @@ CHARTS: tuple[Chart, ...] = (
         "Rate limiter admissions",
         "admitted/s",
         (Line("limiter_admitted", "admitted", per_second=True),),
+        all_zero="no variant admits calls through a rate limiter",
     ),
 )
 
@@ -430,10 +432,11 @@ def _chart_svg(chart: Chart, result: Mapping[str, Any], axis: TimeAxis, shade: s
         f'text-anchor="middle">{html.escape(unit)}</text></g>'
     )
     parts.append(axis.svg())
-    if not plotted:
+    note = "not recorded in this run" if not plotted else chart.all_zero if peak == 0 else ""
+    if note:
         parts.append(
             f'<text class="no-data" x="{LEFT + PLOT_W / 2:.1f}" y="{TOP + PLOT_H / 2:.1f}" '
-            'text-anchor="middle">not recorded in this run</text>'
+            f'text-anchor="middle">{html.escape(note)}</text>'
         )
     for index, line, points in plotted:
         d = _path([(x, None if y is None else y_of(y)) for x, y in points])
@@ -495,17 +498,19 @@ def _legend(chart: Chart, result: Mapping[str, Any]) -> str:
 
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
-color:#1b1f24;background:#fff;margin:0 auto;max-width:1000px;padding:24px}
+color:#1b1f24;background:#fff;margin:0 auto;max-width:1120px;padding:24px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}
 .question{color:#57606a;margin:0 0 12px}
 .answer{font-size:18px;border-left:5px solid #0072b2;background:#f1f7fb;padding:10px 14px;
 margin:0 0 14px}
 .facts{color:#57606a;font-size:13px}
 table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{padding:5px 8px;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top}
+th,td{padding:5px 6px;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .swatch{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px;vertical-align:-1px}
-.description{color:#57606a;font-size:12px}
+td.variant{white-space:nowrap}td.kinds{font-size:12px;white-space:nowrap}
+.wide{overflow-x:auto}
+ul.variants{list-style:none;padding:0;font-size:13px}ul.variants li{margin:6px 0}
 figure{margin:18px 0}figcaption{font-weight:600}
 .legend{font-size:12px;color:#444;margin:4px 0}.key{margin-right:14px;white-space:nowrap}
 .key svg{vertical-align:middle;margin-right:4px}
@@ -526,37 +531,40 @@ def _summary_table(result: Mapping[str, Any]) -> str:
         summary = variant.get("summary")
         summary = summary if isinstance(summary, Mapping) else {}
         cells = "".join(
-            f'<td class="{"num" if c.numeric else "kinds"}">{html.escape(c.cell(summary))}</td>'
+            f'<td class="num">{html.escape(c.cell(summary))}</td>'
+            if c.numeric
+            else '<td class="kinds">'  # a kind per line: the names are long, the table is not
+            + "<br>".join(html.escape(k) for k in c.cell(summary).split(KINDS_SEPARATOR))
+            + "</td>"
             for c in SUMMARY_COLUMNS
         )
-        description = variant.get("description")
         rows.append(
-            f'<tr><td><span class="swatch" style="background:{PALETTE[index % len(PALETTE)]}">'
-            f"</span><strong>{html.escape(str(variant.get('name', index)))}</strong>"
-            + (
-                f'<div class="description">{html.escape(str(description))}</div>'
-                if description
-                else ""
-            )
-            + f"</td>{cells}</tr>"
+            f'<tr><td class="variant"><span class="swatch" '
+            f'style="background:{PALETTE[index % len(PALETTE)]}"></span>'
+            f"<strong>{html.escape(str(variant.get('name', index)))}</strong></td>{cells}</tr>"
         )
     return (
-        f'<table id="summary"><thead><tr><th>variant</th>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<div class="wide"><table id="summary"><thead><tr><th>variant</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
-def _pipelines(result: Mapping[str, Any]) -> str:
-    parts = []
+def _variant_list(result: Mapping[str, Any]) -> str:
+    """Each variant's description and pipeline, outermost strategy first (under the table:
+    in it, a paragraph of description would squeeze the numbers)."""
+    items = []
     for index, variant in enumerate(_variants(result)):
         pipeline = variant.get("pipeline")
         steps = pipeline if isinstance(pipeline, list) else []
         chain = " → ".join(html.escape(describe(step)) for step in steps) or "no strategies"
-        parts.append(
-            f"<details><summary>{html.escape(str(variant.get('name', index)))}: pipeline"
-            f"</summary><code>{chain}</code></details>"
+        description = variant.get("description")
+        items.append(
+            f'<li><span class="swatch" style="background:{PALETTE[index % len(PALETTE)]}">'
+            f"</span><strong>{html.escape(str(variant.get('name', index)))}</strong>"
+            + (f": {html.escape(str(description))}" if description else "")
+            + f'<br><code class="pipeline">{chain}</code></li>'
         )
-    return "".join(parts)
+    return f'<ul class="variants">{"".join(items)}</ul>'
 
 
 def _facts(scenario: Mapping[str, Any]) -> str:
@@ -627,7 +635,7 @@ def render_report(result: Mapping[str, Any]) -> str:
             _facts(scenario),
             "</header><main><h2>Summary</h2>",
             _summary_table(result),
-            _pipelines(result),
+            _variant_list(result),
             "<h2>Over time</h2>",
             *figures,
             '</main><footer class="facts">Made by <code>python -m aioresilience simulate'
