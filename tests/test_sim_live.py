@@ -222,8 +222,9 @@ def test_bad_options_fail_at_construction_naming_them() -> None:
 def test_without_rich_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [m for m in sys.modules if m == "rich" or m.startswith("rich.")]:
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(ImportError, match=r"install aioresilience\[sim\]"):
+    with pytest.raises(ImportError, match=r"install aioresilience\[sim\]") as missing:
         LiveView({}, quiet=True)
+    assert missing.value.name == "rich"
 
 
 # -- in a real pseudo-terminal ------------------------------------------------------------------

@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import browser as browser_module
 import pytest
 from browser import Browser, main, require_chromium
 from sim_sample import OUTAGE, sample_result
@@ -335,6 +336,16 @@ def test_every_input_string_is_escaped() -> None:
 
 
 # -- in a real browser --------------------------------------------------------------------------
+
+
+def test_without_chromium_a_local_run_skips_and_ci_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(browser_module.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium not found; install Debian's"):
+        require_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the browser tests"):
+        require_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,7 @@ class LiveView:
         try:
             from rich.console import Console
         except ImportError as missing:
-            raise ImportError(EXTRA_HINT) from missing
+            raise ImportError(EXTRA_HINT, name="rich") from missing
         if not refresh_s >= 0:
             raise ValueError(f"refresh_s must be >= 0 seconds, got {refresh_s!r}")
         if not 0 < max_share <= 1:
@@ -227,7 +227,9 @@ class LiveView:
                 self._breaker(_value(last, "breaker_open_fraction")),
                 format_count(variant.refused),
             )
-        return Group(self._title(), table)
+        title = self._title()
+        title.no_wrap, title.overflow = True, "ellipsis"  # one line: the live area stays small
+        return Group(title, table)
 
     @staticmethod
     def _health(healthy: float | None) -> RenderableType:
