@@ -278,6 +278,14 @@ def test_missing_series_and_extra_keys_are_tolerated() -> None:
     assert not series_paths(chart(page, "limiter"))
 
 
+def test_a_result_with_nothing_in_it_still_renders() -> None:
+    """No scenario, no variants, or a variant without series: a page that says so, no error."""
+    for result in ({}, {"variants": [{"name": "x", "series": None, "summary": None}]}):
+        page = render_report(result)
+        assert page.count('<svg class="chart"') == 1 + len(CHARTS)
+        assert "not recorded in this run" in chart(page, "throughput")
+
+
 # -- same bytes, no network, escaped ------------------------------------------------------------
 
 

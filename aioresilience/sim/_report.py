@@ -304,7 +304,7 @@ def _interval(result: Mapping[str, Any]) -> float:
     if interval and interval > 0:
         return interval
     for variant in _variants(result):  # no interval given: the spacing of the samples
-        t = _numbers(variant.get("series", {}), "t") or []
+        t = _numbers(_series(variant), "t") or []
         known = [v for v in t if v is not None]
         if len(known) > 1 and known[1] > known[0]:
             return known[1] - known[0]
@@ -316,12 +316,17 @@ def _variants(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [v for v in variants if isinstance(v, Mapping)] if isinstance(variants, list) else []
 
 
+def _series(variant: Mapping[str, Any]) -> Mapping[str, Any]:
+    series = variant.get("series")
+    return series if isinstance(series, Mapping) else {}
+
+
 def _time_axis(result: Mapping[str, Any]) -> TimeAxis:
     interval = _interval(result)
     times = [
         t
         for variant in _variants(result)
-        for t in (_numbers(variant.get("series", {}), "t") or [])
+        for t in (_numbers(_series(variant), "t") or [])
         if t is not None
     ]
     start = min(times, default=0.0)
@@ -343,7 +348,7 @@ def _unhealthy_spans(result: Mapping[str, Any], interval: float) -> list[tuple[f
 
 
 def _spans(variant: Mapping[str, Any], interval: float) -> Iterator[tuple[float, float]]:
-    series = variant.get("series", {})
+    series = _series(variant)
     t = _numbers(series, "t") or []
     healthy = _numbers(series, "dependency_healthy") or []
     span: tuple[float, float] | None = None  # the unhealthy span being extended
@@ -386,7 +391,7 @@ def _chart_svg(chart: Chart, result: Mapping[str, Any], axis: TimeAxis, shade: s
     # Per variant and line: the plotted values, in the chart's unit.
     plotted: list[tuple[int, Line, list[tuple[float, float | None]]]] = []
     for index, variant in enumerate(variants):
-        series = variant.get("series", {})
+        series = _series(variant)
         t = _numbers(series, "t")
         if t is None:
             continue
