@@ -195,6 +195,21 @@ def test_not_a_terminal_no_redraws_a_plain_line_per_variant_then_the_table() -> 
     assert any("success %" in line for line in lines[2:])
 
 
+def test_an_interrupted_run_gives_the_terminal_back() -> None:
+    """A run stopped by an error (or Ctrl-C) leaves the with block: the live display stops and
+    shows the cursor again (rich hides it while drawing)."""
+    result = sample_result(variants=1, intervals=10)
+    console, out = terminal()
+    view = LiveView(result["scenario"], quiet=False, console=console, refresh_s=0)
+    with pytest.raises(KeyboardInterrupt), view:
+        for _, row in rows(result):
+            view.interval(row)
+        raise KeyboardInterrupt
+    assert not view.live
+    drawn = out.getvalue()
+    assert drawn.rindex("\x1b[?25h") > drawn.rindex("\x1b[?25l")  # the cursor shown again
+
+
 def test_names_are_text_never_markup() -> None:
     result = sample_result(
         variants=2, intervals=10, names=["[bold red]x[/bold red]", "[link=http://e]y[/]"]
@@ -215,6 +230,8 @@ def test_bad_options_fail_at_construction_naming_them() -> None:
         LiveView({}, quiet=False, refresh_s=-1)
     with pytest.raises(ValueError, match=r"max_share must be in \(0, 1\], got 0"):
         LiveView({}, quiet=False, max_share=0)
+    with pytest.raises(ValueError, match=r"refresh_s must be >= 0 seconds, got '1s'"):
+        LiveView({}, quiet=False, refresh_s="1s")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"recent must be an int >= 1, got 0"):
         LiveView({}, quiet=False, recent=0)
 

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ._report import MISSING, SUMMARY_COLUMNS, format_count, format_number, format_seconds
 
@@ -48,9 +48,13 @@ class _Variant:
     summary: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _value(row: Mapping[str, Any], key: str) -> float | None:
     value = row.get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return float(value) if _is_number(value) else None
 
 
 def _mean(values: list[float]) -> float | None:
@@ -82,9 +86,9 @@ class LiveView:
             from rich.console import Console
         except ImportError as missing:
             raise ImportError(EXTRA_HINT, name="rich") from missing
-        if not refresh_s >= 0:
+        if not _is_number(refresh_s) or not refresh_s >= 0:
             raise ValueError(f"refresh_s must be >= 0 seconds, got {refresh_s!r}")
-        if not 0 < max_share <= 1:
+        if not _is_number(max_share) or not 0 < max_share <= 1:
             raise ValueError(f"max_share must be in (0, 1], got {max_share!r}")
         if isinstance(recent, bool) or not isinstance(recent, int) or recent < 1:
             raise ValueError(f"recent must be an int >= 1, got {recent!r}")
