@@ -24,6 +24,7 @@ import json
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -123,8 +124,13 @@ class Browser:
         )
         with contextlib.ExitStack() as stack:
             stack.callback(self._stop)
+            url, port = self._page_socket()
+            # Our own socket to the loopback port: a proxy from the environment (http_proxy)
+            # never stands between the test and its browser.
+            sock = socket.create_connection(("127.0.0.1", port), timeout=self.timeout)
+            stack.callback(sock.close)
             self._ws = stack.enter_context(
-                connect(self._page_socket(), max_size=None, open_timeout=self.timeout)
+                connect(url, sock=sock, max_size=None, open_timeout=self.timeout)
             )
             self._exit = stack.pop_all()  # started: closed (socket, then process) on exit
         return self
@@ -148,7 +154,7 @@ class Browser:
             self._process.stderr.close()
         self._profile.cleanup()
 
-    def _page_socket(self) -> str:
+    def _page_socket(self) -> tuple[str, int]:
         """The DevTools WebSocket of the tab Chromium opened: its stderr names the browser's
         endpoint (and so the port) once it listens; /json/list on that port lists the tabs."""
         lines: queue.Queue[str | None] = queue.Queue()
@@ -173,11 +179,12 @@ class Browser:
             if line.startswith("DevTools listening on ws://"):
                 port = line.split("ws://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
                 break
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as answer:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(f"http://127.0.0.1:{port}/json/list", timeout=5) as answer:
             targets = json.load(answer)
         for target in targets:
             if target.get("type") == "page":
-                return str(target["webSocketDebuggerUrl"])
+                return str(target["webSocketDebuggerUrl"]), int(port)
         raise BrowserError(f"chromium lists no page: {targets}")
 
     # -- the protocol ---------------------------------------------------------------------------
