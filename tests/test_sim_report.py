@@ -82,7 +82,7 @@ def chart(page: str, chart_id: str) -> str:
 
 
 def series_paths(svg: str) -> list[str]:
-    return [d for attributes, _ in Elements(svg).select("path") for d in [attributes["d"]]]
+    return [attributes["d"] for attributes, _ in Elements(svg).select("path", class_="series")]
 
 
 def points(d: str) -> list[list[tuple[float, float]]]:
