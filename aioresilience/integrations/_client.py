@@ -122,6 +122,7 @@ __all__ = [
     "StatusFailure",
     "parse_rate_limit",
     "parse_retry_after",
+    "raw_fields",
 ]
 
 R = TypeVar("R")
@@ -226,6 +227,19 @@ class HostPaused(Rejected):
     def __init__(self, message: str, *, retry_after: float, host: str) -> None:
         super().__init__(message, retry_after=retry_after)
         self.host = host
+
+
+def raw_fields(pairs: Iterable[tuple[bytes, bytes]], names: frozenset[str]) -> dict[str, str]:
+    """:meth:`ResponseIO.fields` over a library's raw header pairs: one pass, and only the
+    names asked for are decoded (cheaper than a header lookup per name, each of which walks
+    every header anyway)."""
+    found: dict[str, str] = {}
+    for key, value in pairs:
+        name = key.decode("latin-1").lower()
+        if name in names:
+            text = value.decode("latin-1")
+            found[name] = f"{found[name]}, {text}" if name in found else text
+    return found
 
 
 # -- header parsing --------------------------------------------------------------------------
