@@ -48,7 +48,7 @@ try:
     from aiohttp import payload
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "aioresilience.integrations.aiohttp needs aiohttp: pip install 'aioresilience[aiohttp]'"
+        "aioresilience.integrations.aiohttp needs aiohttp: pip install aioresilience[aiohttp]"
     ) from exc
 
 from ._client import ClientPolicy, ClientRequest, FailureKind, Origin, raw_fields
@@ -120,7 +120,7 @@ class ResilientMiddleware:
         if installed < MIN_AIOHTTP:
             raise RuntimeError(
                 f"ResilientMiddleware needs aiohttp >= 3.12 (client middlewares), installed "
-                f"{aiohttp.__version__}: pip install 'aioresilience[aiohttp]'"
+                f"{aiohttp.__version__}: pip install aioresilience[aiohttp]"
             )
         if retry_request is not None and not isinstance(retry_request, bool):
             raise TypeError(f"retry_request must be a bool or None, got {retry_request!r}")
