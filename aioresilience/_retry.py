@@ -28,6 +28,7 @@ from ._support.clock import Clock, clock_option
 from ._support.context import ResilienceContext
 from ._support.errors import Rejected
 from ._support.events import AttemptCompleted, EventSource, ResilienceEvent, Severity, build
+from ._support.guard import NO_RESULT
 from ._support.listeners import run_hook
 from ._support.predicates import (
     ExceptionFilter,
@@ -55,6 +56,7 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "RetryGaveUp",
+    "RetryRun",
     "RetryScheduled",
     "RetryState",
     "RetryStrategy",
@@ -63,8 +65,6 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-_NO_RESULT: Any = object()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,30 +230,70 @@ class Retry(ExecuteForms, EventSource):
     ) -> T:
         """``await call()``, retried by this policy. In a pipeline every attempt counts in
         ``context.attempt`` (and is timed when a listener wants it)."""
-        budget = self.budget
-        if budget is not None:
-            budget._core.start_request()
+        if self.budget is not None:  # the call counts in the budget from its first attempt
+            return await self._until_done(self.start(), call, context)
+        # No budget: a run has nothing to account before the first failure, so the hot path
+        # (a first attempt that succeeds) makes none.
+        started = self._clock.time()  # elapsed counts from the first attempt, always
         try:
-            started = self._clock.time()  # elapsed counts from the first attempt, always
-            try:
-                result = await (call() if context is None else self._attempt(call, context))
-            except Exception as exc:
-                failure: Exception | None = exc
-            else:
-                judge = self._judge
-                if judge is None or not judge(result):
-                    if budget is not None:
-                        budget._core.record(True)
-                    return result
-                failure = None
-            # Retried outside the `except` block, so later attempts' exceptions do not carry
-            # the first one as their __context__.
-            return await self._retry(
-                call, context, failure, result if failure is None else _NO_RESULT, started
-            )
+            result = await (call() if context is None else self._attempt(call, context))
+        except Exception as exc:
+            failure: Exception | None = exc
+            result = NO_RESULT
+        else:
+            judge = self._judge
+            if judge is None or not judge(result):
+                return result
+            failure = None
+        # Retried outside the `except` block, so later attempts' exceptions do not carry the
+        # first one as their __context__.
+        return await self._until_done(
+            RetryRun(self, started=started), call, context, failure, result
+        )
+
+    async def _until_done(
+        self,
+        run: RetryRun,
+        call: Callable[[], Awaitable[T]],
+        context: ResilienceContext | None,
+        failure: Exception | None = None,
+        result: Any = NO_RESULT,
+    ) -> T:
+        """The retry loop, over ``run`` (its first attempt's ``failure`` or ``result`` given
+        when it was made already, else it is made here)."""
+        judge = self._judge
+        try:
+            if failure is None and result is NO_RESULT:
+                # Not made yet: the first attempt (a success or a judged result returns).
+                failure, result = await self._once(call, context)
+                if failure is None and (judge is None or not judge(result)):
+                    run.succeeded()
+                    return result  # type: ignore[no-any-return]
+            while await run.failed(failure, result):
+                failure, result = await self._once(call, context)
+                if failure is None and (judge is None or not judge(result)):
+                    run.succeeded()
+                    return result  # type: ignore[no-any-return]
+            if failure is not None:
+                raise failure
+            return result  # type: ignore[no-any-return]
         finally:
-            if budget is not None:
-                budget._core.end_request()
+            run.close()
+
+    async def _once(
+        self, call: Callable[[], Awaitable[T]], context: ResilienceContext | None
+    ) -> tuple[Exception | None, Any]:
+        """One attempt: ``(None, result)`` or ``(exception, NO_RESULT)``."""
+        try:
+            return None, await (call() if context is None else self._attempt(call, context))
+        except Exception as exc:
+            return exc, NO_RESULT
+
+    def start(self) -> RetryRun:
+        """Drive one retried call by hand (the seam ``execute``, ``async for`` and the HTTP
+        clients are built on): a :class:`RetryRun` whose clock of elapsed time starts now
+        and whose call counts in this policy's budget until :meth:`RetryRun.close`."""
+        return RetryRun(self)
 
     def _attempt(
         self, call: Callable[[], Awaitable[T]], context: ResilienceContext
@@ -266,34 +306,6 @@ class Retry(ExecuteForms, EventSource):
 
     def __aiter__(self) -> AsyncIterator[Attempt]:
         return _Attempts(self)
-
-    # -- the retry loop -------------------------------------------------------------------------
-
-    async def _retry(
-        self,
-        call: Callable[[], Awaitable[T]],
-        context: ResilienceContext | None,
-        exc: Exception | None,
-        result: Any,
-        started: float,
-    ) -> T:
-        run = _Run(self, started)
-        while True:
-            if not await run.after_failure(exc, result):
-                if exc is not None:
-                    raise exc
-                return result  # type: ignore[no-any-return]
-            try:
-                result = await (call() if context is None else self._attempt(call, context))
-                exc = None
-            except Exception as error:
-                exc, result = error, _NO_RESULT
-            finally:
-                run.attempt_done()
-            judge = self._judge
-            if exc is None and (judge is None or not judge(result)):
-                run.succeeded()
-                return result  # type: ignore[no-any-return]
 
     def retryable(self, exc: BaseException) -> bool:
         """Whether this policy retries ``exc`` (never a cancellation)."""
@@ -320,27 +332,87 @@ class Retry(ExecuteForms, EventSource):
         )
 
 
-class _Run:
-    """The state of one retried call after its first failure."""
+class RetryRun:
+    """One retried call, driven by hand (``policy.start()``): what ``execute``, the
+    ``async for`` form and the HTTP clients are built on, so that the backoff, the stop rules,
+    the hooks, the events and the budget's accounting live in one place.
 
-    __slots__ = ("attempt", "history", "holds_retry", "policy", "previous_delay", "started")
+    Per attempt, report its outcome: ``run.succeeded()``, or ``await run.failed(exc,
+    result)`` (``exc`` the exception, or ``None`` with the ``result`` judged a failure), which
+    returns True after sleeping until the next attempt is due, or False when retrying stops
+    (the outcome is then the call's: re-raise ``exc`` or return ``result``). ``run.close()``
+    ends the call on every path (``with policy.start() as run:``); a cancellation (any
+    ``BaseException`` that is not an ``Exception``) is never retried nor counted: pass it to
+    nobody, let it through and close. ``attempt`` is the number of the attempt under way
+    (1-based); ``started`` the clock's time when the run started.
 
-    def __init__(self, policy: Retry, started: float) -> None:
+    The budget (``Retry(budget=...)``): the call counts as a request in flight from
+    ``start()`` to ``close()``, each outcome is recorded, and a retry holds its slot from the
+    decision to retry until its own outcome is reported (or the run is closed).
+    """
+
+    __slots__ = (
+        "_budget",
+        "_history",
+        "_holds_retry",
+        "_previous_delay",
+        "attempt",
+        "closed",
+        "policy",
+        "started",
+    )
+
+    def __init__(self, policy: Retry, *, started: float | None = None) -> None:
         self.policy = policy
-        self.started = started  # when the first attempt began
-        self.attempt = 1  # attempts made so far
-        self.previous_delay: float | None = None
-        self.history: list[str] = []
-        self.holds_retry = False
+        # Elapsed time counts from the first attempt: now, or when it began (``started``,
+        # the policy's clock) for a run made after it.
+        self.started = policy._clock.time() if started is None else started
+        self.attempt = 1
+        self.closed = False
+        self._previous_delay: float | None = None
+        self._history: list[str] | None = None  # made on the first failure only
+        self._holds_retry = False
+        budget = self._budget = policy.budget
+        if budget is not None:
+            budget._core.start_request()
 
-    async def after_failure(self, exc: BaseException | None, result: Any) -> bool:
-        """A failed attempt: sleep and return True to try again, or False to give up."""
+    def __enter__(self) -> RetryRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def succeeded(self) -> None:
+        """The attempt under way succeeded (the call's outcome)."""
+        self._attempt_done()
+        budget = self._budget
+        if budget is not None:
+            budget._core.record(True)
+
+    def close(self) -> None:
+        """The call is over (any path; again is a no-op): its budget slots are given back."""
+        self._attempt_done()
+        budget = self._budget
+        if budget is not None:
+            self._budget = None
+            budget._core.end_request()
+        self.closed = True
+
+    async def failed(self, exc: BaseException | None = None, result: Any = NO_RESULT) -> bool:
+        """The attempt under way failed: sleep and return True to try again, or False to give
+        up (listeners hear why; an exception gets a note listing the attempts)."""
+        self._attempt_done()  # the retry that failed holds its budget slot no longer
+        if exc is not None and not isinstance(exc, Exception):
+            return False  # a cancellation: never retried, never counted
         policy = self.policy
-        budget = policy.budget
+        budget = self._budget
         if budget is not None:
             budget._core.record(False)
         outcome: Any = exc if exc is not None else result
-        self.history.append(
+        history = self._history
+        if history is None:
+            history = self._history = []
+        history.append(
             f"#{self.attempt} {type(exc).__name__}: {exc}"
             if exc is not None
             else f"#{self.attempt} result {result!r}"
@@ -351,7 +423,7 @@ class _Run:
             return await self._give_up(exc, result, elapsed, "not_retryable")
         if self.attempt >= policy.attempts:
             return await self._give_up(exc, result, elapsed, "attempts")
-        delay = policy.backoff.delay(self.attempt - 1, self.previous_delay, policy._random)
+        delay = policy.backoff.delay(self.attempt - 1, self._previous_delay, policy._random)
         hint = policy.hint(outcome)
         if hint is not None:
             if hint > policy.max_retry_after:
@@ -365,7 +437,7 @@ class _Run:
                 budget.exhausted += 1
                 policy._emit(BudgetExhausted, budget=budget.kind)
                 return await self._give_up(exc, result, elapsed, "budget")
-            self.holds_retry = True
+            self._holds_retry = True
         fields = {
             "at": now,
             "attempt": self.attempt,
@@ -384,13 +456,13 @@ class _Run:
                 now = policy._clock.time()
                 bound = self._bound_crossed(now, delay)
                 if bound is not None:
-                    self.attempt_done()
+                    self._attempt_done()
                     return await self._give_up(exc, result, now - self.started, bound)
             await policy._clock.sleep(delay)
         except BaseException:
-            self.attempt_done()  # the budget slot is released on every path
+            self._attempt_done()  # the budget slot is released on every path
             raise
-        self.previous_delay = delay
+        self._previous_delay = delay
         self.attempt += 1
         return True
 
@@ -403,18 +475,13 @@ class _Run:
             return "max_elapsed"
         return None
 
-    def attempt_done(self) -> None:
+    def _attempt_done(self) -> None:
         """A retry attempt finished (or was abandoned): its budget slot is free again."""
-        if self.holds_retry:
-            self.holds_retry = False
-            budget = self.policy.budget
+        if self._holds_retry:
+            self._holds_retry = False
+            budget = self._budget
             if budget is not None:
                 budget._core.end_retry()
-
-    def succeeded(self) -> None:
-        budget = self.policy.budget
-        if budget is not None:
-            budget._core.record(True)
 
     async def _give_up(
         self, exc: BaseException | None, result: Any, elapsed: float, reason: str
@@ -434,7 +501,7 @@ class _Run:
         if exc is not None and heard:
             exc.add_note(
                 f"{policy.name}: gave up after {self.attempt} attempt(s) in {elapsed:.3f}s "
-                f"({reason}): " + "; ".join(self.history)
+                f"({reason}): " + "; ".join(self._history or ())
             )
         hook = policy._on_give_up
         if hook is None:
@@ -449,14 +516,23 @@ class _Run:
             await run_hook(hook, event)
         return False
 
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"attempt {self.attempt}"
+        return f"<RetryRun {self.policy.name!r} {state}>"
+
 
 class Attempt:
-    """One attempt of an ``async for attempt in policy`` loop; use it as ``with attempt:``."""
+    """One attempt of an ``async for attempt in policy`` loop; use it as ``with attempt:``.
+
+    Leaving the ``with`` block ends the attempt: a success (or a cancellation) ends the
+    call there, so ``break`` after it is fine; an ``Exception`` is kept for the loop to judge
+    at its next step. (Leaving the loop between a failed ``with`` block and that step
+    leaves the call open in the policy's budget: let the loop go on.)"""
 
     __slots__ = ("_run", "exception", "number")
 
-    def __init__(self, number: int, run: _Run | None = None) -> None:
-        self.number = number
+    def __init__(self, run: RetryRun) -> None:
+        self.number = run.attempt
         self.exception: BaseException | None = None
         self._run = run
 
@@ -470,39 +546,50 @@ class Attempt:
         tb: TracebackType | None,
     ) -> bool:
         self.exception = exc
-        if self._run is not None:
-            self._run.attempt_done()  # even if the loop is left (break, cancellation) now
-        # Exceptions are kept for the loop to judge; cancellations and the like pass through.
+        run = self._run
+        if exc is None:
+            run.succeeded()
+            run.close()
+        elif not isinstance(exc, Exception):
+            run.close()  # cancellations and the like pass through, and end the call
         return isinstance(exc, Exception)
 
 
 class _Attempts:
-    __slots__ = ("_current", "_policy", "_run", "_started")
+    """The ``async for`` form: the same :class:`RetryRun` as every other form."""
+
+    __slots__ = ("_current", "_policy", "_run")
 
     def __init__(self, policy: Retry) -> None:
         self._policy = policy
         self._current: Attempt | None = None
-        self._run: _Run | None = None
-        self._started = policy._clock.time()
+        self._run: RetryRun | None = None
 
     def __aiter__(self) -> _Attempts:
         return self
 
     async def __anext__(self) -> Attempt:
+        run = self._run
         current = self._current
-        if current is None:
-            self._current = Attempt(1)
+        if run is None or current is None:
+            run = self._run = self._policy.start()
+            self._current = Attempt(run)
             return self._current
         exc = current.exception
-        if exc is None:
-            if self._run is not None:
-                self._run.succeeded()
+        if exc is None:  # a success (closed by the attempt), or an attempt used without `with`
+            if not run.closed:
+                run.succeeded()
+                run.close()
             raise StopAsyncIteration
-        if self._run is None:
-            self._run = _Run(self._policy, self._started)
-        if not await self._run.after_failure(exc, _NO_RESULT):
+        try:
+            again = await run.failed(exc)
+        except BaseException:
+            run.close()
+            raise
+        if not again:
+            run.close()
             raise exc
-        self._current = Attempt(self._run.attempt, self._run)
+        self._current = Attempt(run)
         return self._current
 
 

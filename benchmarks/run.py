@@ -5,7 +5,7 @@
 those files. By hand:
 
     python benchmarks/run.py                      # everything, printed
-    python benchmarks/run.py --only guards        # one group: ratelimit, guards, keyed, redis, web
+    python benchmarks/run.py --only guards        # one group (ratelimit, guards, ... client)
     python benchmarks/run.py --only breaker,timeout --loop asyncio   # parts of a group, one loop
     python benchmarks/run.py --quick              # few iterations: a smoke run
     python benchmarks/run.py --at f0f61c0 --json benchmarks/results/f0f61c0/3.11.json
@@ -40,6 +40,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_client  # noqa: E402
 import bench_guards  # noqa: E402
 import bench_ratelimit  # noqa: E402
 import bench_redis  # noqa: E402
@@ -72,6 +73,10 @@ PEERS = [
     "fastapi-limiter",
     "throttled-py",
     "aiohttp-ratelimiter",
+    # the client group's peers (bench_client records its versions itself)
+    "httpx",
+    "httpx-retries",
+    "aiohttp-retry",
 ]
 
 # Groups and their parts, in the order they run and are printed. ratelimit and guards run once
@@ -95,6 +100,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "redis": ("redis",),
     "web": ("web", "overload"),
     "sim": ("sim", "sim_memory"),
+    "client": ("client", "client_fault"),
 }
 PER_LOOP = ("ratelimit", "guards")
 
@@ -246,6 +252,12 @@ def run_all(chosen: dict[str, set[str]], loop_names: list[str], quick: bool) -> 
         if part in chosen.get("web", ()):
             section = measure_part(quick)
             emit(section, "web", part)
+            out.append(section)
+    # The client group: a server process of its own, the clients on asyncio's default loop.
+    for part, measure_part in (("client", bench_client.cpu), ("client_fault", bench_client.fault)):
+        if part in chosen.get("client", ()):
+            section = measure_part(quick)
+            emit(section, "client", part)
             out.append(section)
     return out
 

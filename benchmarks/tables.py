@@ -22,6 +22,11 @@ Kinds and their rows:
 - ``sim``: ``{"case", "requests", "median_s", "per_second", "x_engine"}``: one simulator
   variant's wall time (median of ``repeats``), and its ratio to the engine alone;
 - ``sim_memory``: ``{"minutes", "requests", "peak_kib"}``;
+- ``client``: ``{"case", "us_per_request", "overhead_us", "overhead_spread"}`` (bench_client:
+  client CPU per request, the overhead over the same library's bare client), with
+  ``requests``, ``rounds``, ``versions``, ``missing`` and ``targets``;
+- ``client_fault``: ``{"case", "requests_per_call", "first_success_s", "failed_calls"}``
+  (bench_client's dead host), with ``calls``, ``spacing_s``, ``break_s`` and ``targets``;
 - ``note``: a ``text`` printed as it is.
 """
 
@@ -164,6 +169,10 @@ def render(section: Section) -> str:
         )
     elif kind == "web":
         lines = _web(section)
+    elif kind == "client":
+        lines = _client(section)
+    elif kind == "client_fault":
+        lines = _client_fault(section)
     elif kind == "overload":
         lines = _table(
             f"### {section['title']}",
@@ -239,6 +248,58 @@ def _web(section: Section) -> list[str]:
         "",
         f"Servers: {versions}.",
     ]
+
+
+def _client(section: Section) -> list[str]:
+    """bench_client's CPU table: client CPU per request, the overhead over the bare client."""
+    rows = []
+    for r in section["rows"]:
+        over = ""
+        if "overhead_us" in r:
+            low, high = r["overhead_spread"]
+            over = f"{r['overhead_us']:+.1f} ({low:+.1f} .. {high:+.1f})"
+        rows.append([r["case"], f"{r['us_per_request']:.1f}", over])
+    rows += [[label, f"not measured: {why}", ""] for label, why in section["missing"].items()]
+    versions = ", ".join(f"{k} {v}" for k, v in section["versions"].items() if v)
+    return [
+        *_table(
+            f"### {section['title']} ({section['requests']:,} requests per case per round "
+            f"on loopback, {section['local_requests']:,} with no network, "
+            f"{section['rounds']} interleaved rounds; medians)",
+            ["case", "client CPU us/request", "overhead us (min .. max over rounds)"],
+            ["---", "---:", "---:"],
+            rows,
+        ),
+        "",
+        *(f"- {line}" for line in section.get("targets", [])),
+        "",
+        f"Clients and peers: {versions}.",
+    ]
+
+
+def _client_fault(section: Section) -> list[str]:
+    """bench_client's dead host: amplification, recovery, failed calls."""
+    rows = [
+        [
+            r["case"],
+            f"{r['requests_per_call']:.2f}",
+            "never" if r["first_success_s"] is None else f"{r['first_success_s']:.3f}",
+            str(r["failed_calls"]),
+        ]
+        for r in section["rows"]
+    ]
+    return [
+        *_table(
+            f"### {section['title']} ({section['calls']} calls, one every "
+            f"{section['spacing_s'] * 1000:.0f} ms; ours: a {section['break_s']} s break)",
+            ["case", "requests per call to the dead host", "first success after recovery s",
+             "calls failed"],
+            ["---", "---:", "---:", "---:"],
+            rows,
+        ),
+        "",
+        *(f"- {line}" for line in section.get("targets", [])),
+    ]  # fmt: skip
 
 
 def find(sections: list[Section], title: str, loop: str | None = None) -> Section | None:

@@ -432,6 +432,7 @@ for case in CASES:  # `self` of an unbound method is not a parameter anyone pass
 
 # Exported names that are not constructors users call with options, and why.
 NOT_CONSTRUCTORS = {
+    "RetryRun": "made by Retry.start(), from a Retry already validated",
     "AdaptiveStatistics": "a statistics record the library builds",
     "BulkheadStatistics": "a statistics record the library builds",
     "CircuitBreakerStatistics": "a statistics record the library builds",

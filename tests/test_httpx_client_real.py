@@ -10,14 +10,13 @@ import email.utils
 import subprocess
 import sys
 import time
-from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
+from upstream import BIG, Upstream, serve
 
 from aioresilience import CircuitBreakerOpenError, TimeoutExceeded, constant
 from aioresilience.integrations._client import Origin
@@ -25,74 +24,11 @@ from aioresilience.integrations.httpx import ResilientTransport
 
 pytestmark = pytest.mark.real_time
 
-BIG = b"e" * (4 * 1024 * 1024)
-
-
-class Upstream:
-    """An aiohttp.web app whose answers per path come from a script of steps:
-    ``("status", code, headers)``, ``("big", code)`` (a 4 MB body), ``("reset",)`` (the
-    connection dropped, no response), ``("stall", seconds)``, ``("slow", chunks, pause)``;
-    a path with no steps left answers 200 (bodies are the status's digits)."""
-
-    def __init__(self) -> None:
-        self.steps: dict[str, deque[tuple[Any, ...]]] = defaultdict(deque)
-        self.hits: dict[str, int] = defaultdict(int)
-        self.url = ""
-        self.in_flight = 0
-        self.arrived = asyncio.Event()  # set by every request
-
-    def script(self, path: str, *steps: tuple[Any, ...]) -> None:
-        self.steps[path].extend(steps)
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        self.hits[path] += 1
-        self.arrived.set()
-        await request.read()
-        queue = self.steps[path]
-        step = queue.popleft() if queue else ("status", 200, {})
-        kind = step[0]
-        self.in_flight += 1
-        try:
-            if kind == "status":
-                return web.Response(status=step[1], headers=step[2], text=f"{step[1]}")
-            if kind == "big":
-                return web.Response(status=step[1], body=BIG)
-            if kind == "reset":
-                assert request.transport is not None
-                request.transport.abort()
-                return web.Response(status=500)  # never reaches the client
-            if kind == "stall":
-                await asyncio.sleep(step[1])
-                return web.Response(text="late")
-            if kind == "slow":
-                response = web.StreamResponse()
-                await response.prepare(request)
-                for _ in range(step[1]):
-                    await response.write(b"chunk")
-                    await asyncio.sleep(step[2])
-                await response.write_eof()
-                return response
-            raise AssertionError(f"unknown step {step!r}")
-        finally:
-            self.in_flight -= 1
-
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
-    server = Upstream()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.url = f"http://{host}:{port}"
-    try:
+    async with serve() as server:
         yield server
-    finally:
-        await runner.cleanup()
 
 
 def make_client(upstream: Upstream, **options: Any) -> httpx.AsyncClient:

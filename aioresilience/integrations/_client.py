@@ -83,6 +83,7 @@ import fnmatch
 import math
 import re
 import time
+import types
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
@@ -99,12 +100,11 @@ from .. import (
     timeout,
 )
 from .._http_events import HttpAttempt, HttpPaused
-from .._retry import _NO_RESULT, _Run
 from .._support.clock import Clock, clock_option
 from .._support.context import context_var
 from .._support.events import EventSource
-from .._support.guard import NO_RESULT, _Coroutine
 from .._support.validation import finite_positive, non_negative_or_none, positive_int, text
+from ..abc import NO_RESULT, GuardStrategy
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -122,6 +122,7 @@ __all__ = [
     "StatusFailure",
     "parse_rate_limit",
     "parse_retry_after",
+    "raw_fields",
 ]
 
 R = TypeVar("R")
@@ -226,6 +227,19 @@ class HostPaused(Rejected):
     def __init__(self, message: str, *, retry_after: float, host: str) -> None:
         super().__init__(message, retry_after=retry_after)
         self.host = host
+
+
+def raw_fields(pairs: Iterable[tuple[bytes, bytes]], names: frozenset[str]) -> dict[str, str]:
+    """:meth:`ResponseIO.fields` over a library's raw header pairs: one pass, and only the
+    names asked for are decoded (cheaper than a header lookup per name, each of which walks
+    every header anyway)."""
+    found: dict[str, str] = {}
+    for key, value in pairs:
+        name = key.decode("latin-1").lower()
+        if name in names:
+            text = value.decode("latin-1")
+            found[name] = f"{found[name]}, {text}" if name in found else text
+    return found
 
 
 # -- header parsing --------------------------------------------------------------------------
@@ -533,6 +547,7 @@ class HostPolicy:
     for inspection (``retry``, ``breaker``, ``limiter``, ``bulkhead``: ``None`` when off)."""
 
     __slots__ = (
+        "_breaker_core",
         "_clock",
         "_pacing",
         "_settings",
@@ -575,6 +590,11 @@ class HostPolicy:
         self.breaker: CircuitBreaker | None = self._make(
             breaker, CircuitBreaker, f"breaker {label}", "breaker"
         )
+        self._breaker_core: tuple[Callable[[], Any], Callable[..., Any]] | None = None
+        if self.breaker is not None:
+            enter, leave = GuardStrategy("circuit_breaker", self.breaker).core()
+            assert leave is not None  # a breaker always accounts for the outcome
+            self._breaker_core = (enter, leave)
         self.limiter: RateLimiter[Any] | None = self._make(
             settings.limiter, TokenBucket, f"limiter {label}", "limiter"
         )
@@ -771,14 +791,11 @@ class ClientPolicy(EventSource, Generic[R]):
         retry = policy.retry
         may_retry, after_send = self.retries(request, policy)
         retry_statuses = policy._settings.retry_statuses
-        budget = retry.budget if retry is not None and may_retry else None
-        if budget is not None:
-            budget._core.start_request()
-        run: _Run | None = None
+        # Retry's own seam: backoff, stop rules, hooks and the budget's accounting are its.
+        run = retry.start() if retry is not None and may_retry else None
         pending: R | None = None  # a response that will not be returned, to close
         number = 0
         try:
-            started = self._clock.time() if may_retry else 0.0  # only a retry reads it
             while True:
                 if pending is not None:
                     response, pending = pending, None
@@ -786,42 +803,32 @@ class ClientPolicy(EventSource, Generic[R]):
                 number += 1
                 try:
                     response = await self._attempt(
-                        request, policy, send, io, number, may_retry and after_send
+                        request, policy, send, io, number, run is not None and after_send
                     )
                 except Exception as exc:
-                    if not may_retry or retry is None or not retry.retryable(exc):
+                    if run is None or not run.policy.retryable(exc):
                         raise
                     kind = io.failure_kind(exc)
                     if isinstance(exc, TimeoutExceeded):
                         kind = "transport"  # ours, per attempt: it may have been sent
                     if kind is None or (kind == "transport" and not after_send):
                         raise
-                    if run is None:
-                        run = _Run(retry, started)
-                    if not await run.after_failure(exc, _NO_RESULT):
+                    if not await run.failed(exc):
                         raise
                     continue
                 status = io.status(response)
-                if not (may_retry and after_send and status in retry_statuses):
+                if run is None or not after_send or status not in retry_statuses:
                     if run is not None:
                         run.succeeded()
-                    elif budget is not None:
-                        budget._core.record(True)
                     return response
-                assert retry is not None  # may_retry
                 pending = response
-                if run is None:
-                    run = _Run(retry, started)
                 hint = parse_retry_after(io.header(response, "retry-after"))
-                outcome = _Outcome(policy.label, request.method, status, hint)
-                if not await run.after_failure(None, outcome):
+                if not await run.failed(None, _Outcome(policy.label, request.method, status, hint)):
                     pending = None
                     return response
         finally:
             if run is not None:
-                run.attempt_done()
-            if budget is not None:
-                budget._core.end_request()
+                run.close()
             if pending is not None:  # cancelled during the sleep, or the hook raised
                 await io.close(pending)
 
@@ -846,26 +853,27 @@ class ClientPolicy(EventSource, Generic[R]):
         try:
             if pacing is not None and pacing.paused_until > begun:
                 await self._wait_pause(request, policy, pacing, begun)
-            breaker = policy.breaker
-            if breaker is None:
+            guard = policy._breaker_core
+            if guard is None:
                 response = await self._sent(policy, send, io)
                 status = io.status(response)
             else:
-                # The breaker's own guard core (what its call() runs), so that a failing
-                # status counts as a failure without raising through the stack.
-                ticket = breaker._enter()
-                if ticket.__class__ is _Coroutine:
+                # The breaker's guard core (what its call() and a pipeline run), so that a
+                # failing status counts as a failure without raising through the stack.
+                enter, leave = guard
+                ticket = enter()
+                if ticket.__class__ is types.CoroutineType:
                     ticket = await ticket
                 try:
                     response = await self._sent(policy, send, io)
                 except BaseException as exc:
-                    breaker._exit(ticket, exc, NO_RESULT)
+                    leave(ticket, exc, NO_RESULT)
                     raise
                 status = io.status(response)
                 if status in policy._settings.breaker_statuses:
-                    breaker._exit(ticket, StatusFailure(response, status), NO_RESULT)
+                    leave(ticket, StatusFailure(response, status), NO_RESULT)
                 else:
-                    breaker._exit(ticket, None, response)
+                    leave(ticket, None, response)
             outcome = (
                 "retryable"
                 if retries_statuses and status in policy._settings.retry_statuses

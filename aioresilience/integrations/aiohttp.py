@@ -61,6 +61,7 @@ from collections.abc import (
 from typing import Any
 
 from .. import Priority, RateLimiter
+from ._aiohttp_client import ResilientMiddleware
 from ._guards import GuardRunner
 from ._http import (
     HEALTH_PATHS,
@@ -85,6 +86,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
 
 __all__ = [
     "PROTECTION",
+    "ResilientMiddleware",
     "error_middleware",
     "limit",
     "limited_messages",

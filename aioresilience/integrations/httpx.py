@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aioresilience.integrations.httpx needs httpx: pip install 'aioresilience[httpx]'"
     ) from exc
 
-from ._client import ClientPolicy, ClientRequest, FailureKind, Origin
+from ._client import ClientPolicy, ClientRequest, FailureKind, Origin, raw_fields
 
 __all__ = ["RETRY_EXTENSION", "ResilientTransport"]
 
@@ -65,15 +65,7 @@ class _HttpxIO:
         return value
 
     def fields(self, response: httpx.Response, names: frozenset[str]) -> dict[str, str]:
-        # One pass over the raw pairs: cheaper than a Headers lookup per name (each one
-        # walks every header anyway), and only the names asked for are decoded.
-        found: dict[str, str] = {}
-        for key, value in response.headers.raw:
-            name = key.decode("latin-1").lower()
-            if name in names:
-                text = value.decode("latin-1")
-                found[name] = f"{found[name]}, {text}" if name in found else text
-        return found
+        return raw_fields(response.headers.raw, names)
 
     async def close(self, response: httpx.Response) -> None:
         await response.aclose()
