@@ -511,7 +511,7 @@ class RetryRun:
             event = (
                 policy._event(RetryGaveUp, **fields)
                 if heard
-                else build(policy.name, RetryGaveUp, **fields)
+                else build(policy.name, RetryGaveUp, policy._clock, **fields)
             )
             await run_hook(hook, event)
         return False

@@ -396,8 +396,22 @@ async def test_every_event_is_stamped_on_the_clock_of_the_primitive_that_emitted
     pipeline.add_listener(heard.append)  # a pipeline listener hears DEBUG: its calls are timed
     assert await pipeline.execute(call) == "x"
 
+    # A retry's give-up hook hears even a first failure that is not retried (listeners don't):
+    # that event is built apart from the others, and is stamped on the retry's clock too.
+    def give_up(event: ar.RetryGaveUp) -> None:
+        heard.append(event)
+
+    retry = ar.Retry(attempts=3, retry_on=OSError, on_give_up=give_up, clock=clock)
+
+    async def not_retried() -> None:
+        raise ValueError("not an OSError")
+
+    with pytest.raises(ValueError):
+        await retry.call(not_retried)
+
     kinds = {type(event).__name__: event.at for event in heard}
     assert kinds == {
+        "RetryGaveUp": now,
         "RateLimitExceeded": now,
         "BulkheadRejected": now,
         "ConcurrencyRejected": now,
