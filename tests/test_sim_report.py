@@ -434,3 +434,41 @@ def test_the_screenshot_command_makes_the_readme_picture(
     assert main(["screenshot", str(report), str(picture), "--width", "900"]) == 0
     assert f"wrote {picture}" in capsys.readouterr().out
     assert png_facts(picture.read_bytes())[0] == 900
+
+
+def test_the_simulators_own_report_opens_in_chromium_with_its_charts_drawn(
+    browser: Browser, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end: the real simulator (a short outage run, seeded) writes the report that the
+    browser opens; every chart has a size and a line per variant, and the page says its answer."""
+    from aioresilience.sim import cli
+
+    report = tmp_path / "outage.html"
+    cli.main(
+        [
+            "simulate",
+            "outage",
+            "--seed",
+            "1",
+            "--duration",
+            "2m",
+            "--quiet",
+            "--report",
+            str(report),
+        ]
+    )
+    assert str(report) in capsys.readouterr().out
+    page = browser.open(report.as_uri())
+    charts = browser.evaluate(CHART_SIZES)
+    assert len(charts) == 1 + len(CHARTS)
+    for drawn in charts:
+        assert drawn["width"] > 0 and drawn["height"] > 0, drawn
+    throughput = next(c for c in charts if c["id"] == "chart-throughput")
+    assert throughput["paths"] >= 2, throughput  # both variants plotted
+    embedded = browser.evaluate(
+        "JSON.parse(document.getElementById('simulation-data').textContent)"
+    )
+    assert [v["name"] for v in embedded["variants"]] == ["naive retry", "budget + breaker"]
+    assert browser.evaluate(f"document.body.innerText.includes({json.dumps(embedded['answer'])})")
+    assert page.errors == []
+    assert page.requests == [report.as_uri()]
