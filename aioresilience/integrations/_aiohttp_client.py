@@ -124,16 +124,8 @@ class ResilientMiddleware:
             )
         if retry_request is not None and not isinstance(retry_request, bool):
             raise TypeError(f"retry_request must be a bool or None, got {retry_request!r}")
-        if policy is not None:
-            if options:
-                raise TypeError(
-                    f"give policy= or the policy's options, not both: got policy={policy!r} "
-                    f"and {', '.join(sorted(options))}"
-                )
-            if not isinstance(policy, ClientPolicy):
-                raise TypeError(f"policy must be a ClientPolicy, got {policy!r}")
-        self.policy: ClientPolicy[aiohttp.ClientResponse] = (
-            policy if policy is not None else ClientPolicy(_IO, **options)
+        self.policy: ClientPolicy[aiohttp.ClientResponse] = ClientPolicy.given_or_built(
+            _IO, policy, options
         )
         #: This middleware's opt-in (True), opt-out (False) for every request it sends, or
         #: None: the policy decides by method and ``Idempotency-Key``.

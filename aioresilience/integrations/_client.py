@@ -959,3 +959,20 @@ class ClientPolicy(EventSource, Generic[R]):
 
     def __repr__(self) -> str:
         return f"<ClientPolicy {self.name!r} hosts={len(self._hosts)}/{self.max_hosts}>"
+
+    @classmethod
+    def given_or_built(
+        cls, io: ResponseIO[R], policy: ClientPolicy[R] | None, options: Mapping[str, Any]
+    ) -> ClientPolicy[R]:
+        """``policy`` (one already built, shared), or a new one from ``options``: what each
+        client adapter's ``policy=`` / ``**options`` pair means, checked once here."""
+        if policy is None:
+            return cls(io, **options)
+        if options:
+            raise TypeError(
+                f"give policy= or the policy's options, not both: got policy={policy!r} "
+                f"and {', '.join(sorted(options))}"
+            )
+        if not isinstance(policy, ClientPolicy):
+            raise TypeError(f"policy must be a ClientPolicy, got {policy!r}")
+        return policy

@@ -100,16 +100,8 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             raise TypeError(f"inner must be an httpx.AsyncBaseTransport or None, got {inner!r}")
         if not isinstance(raise_for_status, bool):
             raise TypeError(f"raise_for_status must be a bool, got {raise_for_status!r}")
-        if policy is not None:
-            if options:
-                raise TypeError(
-                    f"give policy= or the policy's options, not both: got policy={policy!r} "
-                    f"and {', '.join(sorted(options))}"
-                )
-            if not isinstance(policy, ClientPolicy):
-                raise TypeError(f"policy must be a ClientPolicy, got {policy!r}")
-        self.policy: ClientPolicy[httpx.Response] = (
-            policy if policy is not None else ClientPolicy(_IO, **options)
+        self.policy: ClientPolicy[httpx.Response] = ClientPolicy.given_or_built(
+            _IO, policy, options
         )
         self.inner = inner if inner is not None else httpx.AsyncHTTPTransport()
         self.raise_for_status = raise_for_status
