@@ -45,6 +45,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from harness import installed_versions  # noqa: E402
 from tables import render  # noqa: E402
 
 STATUSES = {429, 502, 503, 504}
@@ -299,7 +300,7 @@ def cpu(quick: bool = False, seed: int = 14) -> dict[str, Any]:
         "rounds": rounds,
         "rows": rows,
         "missing": {c: why for cs in CASES.values() for c in cs if (why := missing(c))},
-        "versions": versions(),
+        "versions": installed_versions(PEERS),
         "targets": targets,
     }
 
@@ -398,16 +399,6 @@ def fault(quick: bool = False) -> dict[str, Any]:
         "rows": rows,
         "targets": targets,
     }
-
-
-def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in PEERS:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from harness import installed_versions  # noqa: E402
 from httpload import OpenLoopResult, closed_loop, open_loop, percentile  # noqa: E402
 from tables import render  # noqa: E402
 
@@ -389,7 +390,7 @@ def run(quick: bool = False, seed: int = 13) -> dict[str, Any]:
         "requests": n,
         "rounds": rounds,
         "concurrency": concurrency,
-        "servers": server_versions(),
+        "servers": installed_versions(SERVER_PACKAGES),
         "rows": rows,
         "missing": missing,
     }
@@ -512,16 +513,9 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def server_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in ("fastapi", "starlette", "uvicorn", "httptools", "uvloop", "aiohttp",
+SERVER_PACKAGES = ("fastapi", "starlette", "uvicorn", "httptools", "uvloop", "aiohttp",
                  "slowapi", "limits", "fastapi-limiter", "pyrate-limiter", "throttled-py",
-                 "aiohttp-ratelimiter"):  # fmt: skip
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+                 "aiohttp-ratelimiter")  # fmt: skip
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 RunN = Callable[[int], Awaitable[None]]
@@ -161,3 +162,15 @@ def cases(title: str, loop: str, results: list[Result]) -> dict[str, Any]:
             for r in results
         ],
     }
+
+
+def installed_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    """Each distribution's installed version, None where it is missing (the runs table says
+    which peers a run measured)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
