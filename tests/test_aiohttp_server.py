@@ -53,8 +53,16 @@ from aioresilience.integrations.aiohttp import (
     resilience_middleware,
     setup,
 )
+from aioresilience.testing import ManualClock
 
 pytestmark = pytest.mark.real_time
+
+
+def window(n: int, name: str | None = None) -> FixedWindowCounter:
+    # A frozen clock: these servers run in real time, and a window boundary falling inside a
+    # test (once a minute on the loop's clock) would admit a request the test expects refused.
+    return FixedWindowCounter(max_requests=n, window_seconds=60.0, name=name, clock=ManualClock())
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -137,7 +145,7 @@ async def test_one_limit_per_client_headers_on_success_and_refusal() -> None:
     ],
 )
 async def test_header_styles(style: str, present: set[str], absent: set[str]) -> None:
-    limiter = FixedWindowCounter(max_requests=5, window_seconds=60.0, name="per-ip")
+    limiter = window(5, name="per-ip")
     middleware = resilience_middleware(rules=[Rule(limiter)], headers=style)
     async with serve(app_with(middleware)) as client:
         status, headers, _ = await client.get("/")
@@ -154,7 +162,7 @@ async def test_header_styles(style: str, present: set[str], absent: set[str]) ->
 
 
 async def test_rotating_x_forwarded_for_from_an_untrusted_peer_is_no_bypass() -> None:
-    limiter = FixedWindowCounter(max_requests=3, window_seconds=60.0)
+    limiter = window(3)
     async with serve(app_with(resilience_middleware(rules=[Rule(limiter)]))) as client:
         statuses = [
             (
@@ -170,7 +178,7 @@ async def test_rotating_x_forwarded_for_from_an_untrusted_peer_is_no_bypass() ->
 async def test_a_trusted_proxy_gives_the_right_most_untrusted_hop() -> None:
     # The test client connects from 127.0.0.1: here that is the trusted proxy.
     key = client_address(trusted_proxies=["127.0.0.1/32"])
-    limiter = FixedWindowCounter(max_requests=2, window_seconds=60.0)
+    limiter = window(2)
     async with serve(app_with(resilience_middleware(rules=[Rule(limiter, key=key)]))) as client:
         # The client writes the left-most entries; the proxy appends the address it saw.
         spoofed = [
@@ -183,7 +191,7 @@ async def test_a_trusted_proxy_gives_the_right_most_untrusted_hop() -> None:
 
 
 async def test_exempt_paths_and_methods() -> None:
-    limiter = FixedWindowCounter(max_requests=1, window_seconds=60.0)
+    limiter = window(1)
     middleware = resilience_middleware(rules=[Rule(limiter)], exempt_methods=["OPTIONS"])
     app = app_with(middleware)
     app.router.add_route("OPTIONS", "/", ok)
@@ -198,9 +206,9 @@ async def test_exempt_paths_and_methods() -> None:
 
 
 async def test_per_route_and_global_limits() -> None:
-    per_ip = FixedWindowCounter(max_requests=10, window_seconds=60.0, name="per-ip")
-    per_key = FixedWindowCounter(max_requests=2, window_seconds=60.0, name="per-key")
-    per_item = FixedWindowCounter(max_requests=2, window_seconds=60.0, name="per-item")
+    per_ip = window(10, name="per-ip")
+    per_key = window(2, name="per-key")
+    per_item = window(2, name="per-item")
 
     @limit(per_key, key=header_key("X-API-Key"))
     async def keyed(request: web.Request) -> web.Response:
@@ -254,7 +262,7 @@ async def test_errors_map_to_429_503_504_problem_json(middleware: str) -> None:
     mw = (
         error_middleware()
         if middleware == "error"
-        else resilience_middleware(rules=[Rule(FixedWindowCounter(100, 60.0))])
+        else resilience_middleware(rules=[Rule(window(100))])
     )
     routes = {path: raising(error) for path, (error, _, _) in ERRORS.items()}
     routes["/bug"] = raising(KeyError("not ours"))
@@ -327,7 +335,7 @@ async def test_the_shedder_is_fed_by_the_middleware() -> None:
 
     middleware = resilience_middleware(
         rules=[
-            Rule(FixedWindowCounter(1000, 60.0)),
+            Rule(window(1000)),
             Rule(guards=[shedder], paths="/expensive", priority="sheddable"),
         ]
     )
@@ -360,7 +368,7 @@ async def test_a_streamed_response_is_left_alone() -> None:
         await response.write(b"partial")
         raise LoadShed("mid-stream")
 
-    middleware = resilience_middleware(rules=[Rule(FixedWindowCounter(100, 60.0))])
+    middleware = resilience_middleware(rules=[Rule(window(100))])
     app = app_with(middleware, routes={"/stream": stream, "/broken": stream_then_fail})
     async with serve(app) as client:
         status, headers, body = await client.get("/stream")
@@ -419,11 +427,11 @@ async def test_websocket_handshakes_are_limited_with_a_real_429() -> None:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         prepared += 1
-        async for message in limited_messages(ws, FixedWindowCounter(3, 60.0)):
+        async for message in limited_messages(ws, window(3)):
             await ws.send_str(f"echo {message.data}")
         return ws
 
-    handshakes = FixedWindowCounter(max_requests=2, window_seconds=60.0, name="ws")
+    handshakes = window(2, name="ws")
     middleware = resilience_middleware(rules=[Rule(handshakes, methods=["WEBSOCKET"])])
     app = app_with(middleware, routes={"/ws": socket, "/": ok})
     async with serve(app) as client:
@@ -453,7 +461,7 @@ async def test_websocket_handshakes_are_limited_with_a_real_429() -> None:
 async def test_setup_stores_the_protection_under_a_typed_key() -> None:
     app = web.Application()
     app.router.add_get("/", ok)
-    protection = setup(app, rules=[Rule(FixedWindowCounter(1, 60.0))])
+    protection = setup(app, rules=[Rule(window(1))])
     assert isinstance(protection, Protection) and app[PROTECTION] is protection
     async with serve(app) as client:
         assert await client.statuses("/", 2) == [200, 429]
@@ -506,8 +514,8 @@ def test_without_aiohttp_the_import_names_the_extra() -> None:
 
 
 async def test_a_decorated_handler_behind_the_middleware_reports_the_tighter_legacy_limit() -> None:
-    outer = FixedWindowCounter(max_requests=10, window_seconds=60.0, name="outer")
-    inner = FixedWindowCounter(max_requests=3, window_seconds=60.0, name="inner")
+    outer = window(10, name="outer")
+    inner = window(3, name="inner")
 
     @limit(inner, headers="both")
     async def handler(request: web.Request) -> web.Response:

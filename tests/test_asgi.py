@@ -36,6 +36,7 @@ from aioresilience.integrations._http import (
     client_address,
 )
 from aioresilience.integrations.asgi import ResilienceMiddleware, Rule, install
+from aioresilience.testing import ManualClock
 
 real_time = pytest.mark.real_time
 
@@ -47,7 +48,9 @@ def sf_list(value: str) -> list[tuple[Any, dict[str, Any]]]:
 
 
 def per_ip(n: int = 3, name: str = "per-ip") -> FixedWindowCounter:
-    return FixedWindowCounter(max_requests=n, window_seconds=60.0, name=name)
+    # A frozen clock: these servers run in real time, and a window boundary falling inside a
+    # test (once a minute on the loop's clock) would admit a request the test expects refused.
+    return FixedWindowCounter(max_requests=n, window_seconds=60.0, name=name, clock=ManualClock())
 
 
 async def hello(request: Request) -> Response:

@@ -20,6 +20,7 @@ from aioresilience import Bulkhead, FixedWindowCounter, TimeoutExceeded, TokenBu
 from aioresilience.integrations._http import QUOTA_EXCEEDED, TEMPORARY_REDUCED_CAPACITY
 from aioresilience.integrations.asgi import install
 from aioresilience.integrations.fastapi import Refused, limit, protect
+from aioresilience.testing import ManualClock
 
 real_time = pytest.mark.real_time
 
@@ -31,7 +32,9 @@ def sf_list(value: str) -> list[tuple[Any, dict[str, Any]]]:
 
 
 def window(n: int, name: str) -> FixedWindowCounter:
-    return FixedWindowCounter(max_requests=n, window_seconds=60.0, name=name)
+    # A frozen clock: the server runs in real time, and a window boundary falling inside a test
+    # would admit a request the test expects refused.
+    return FixedWindowCounter(max_requests=n, window_seconds=60.0, name=name, clock=ManualClock())
 
 
 @real_time

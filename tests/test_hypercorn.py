@@ -28,6 +28,7 @@ from aioresilience import Bulkhead, FixedWindowCounter
 from aioresilience.integrations._http import QUOTA_EXCEEDED, TEMPORARY_REDUCED_CAPACITY
 from aioresilience.integrations.asgi import ResilienceMiddleware, Rule, install
 from aioresilience.integrations.fastapi import protect
+from aioresilience.testing import ManualClock
 
 hypercorn_asyncio = pytest.importorskip("hypercorn.asyncio")
 hypercorn_config = pytest.importorskip("hypercorn.config")
@@ -77,7 +78,9 @@ def sf_list(value: str) -> list[tuple[Any, dict[str, Any]]]:
 
 
 def window(n: int, name: str) -> FixedWindowCounter:
-    return FixedWindowCounter(max_requests=n, window_seconds=60.0, name=name)
+    # A frozen clock: the server runs in real time, and a window boundary falling inside a test
+    # would admit a request the test expects refused.
+    return FixedWindowCounter(max_requests=n, window_seconds=60.0, name=name, clock=ManualClock())
 
 
 async def hello(request: Request) -> Response:
