@@ -4,17 +4,18 @@ Every injection has a ``rate`` (probability per call), an ``enabled`` switch (a 
 callable read on every call — per request, per environment variable...) and a seeded random
 source, so a chaotic run can be replayed exactly.
 
-Two forms: :class:`ChaosMonkey` (the seed guide's, for a decorator or explicit calls), and the
-pipeline's chaos strategies, built by ``PipelineBuilder.chaos_fault`` / ``chaos_latency`` /
-``chaos_behavior`` (:class:`ChaosGuard`: they act before the call only) and ``chaos_outcome``
-(:class:`ChaosOutcome`: it replaces the call).
+Two forms: :class:`ChaosMonkey` (the seed guide's: explicit calls, or a guard for a decorator,
+``async with`` and ``call``), and the pipeline's chaos strategies, built by
+``PipelineBuilder.chaos_fault`` / ``chaos_latency`` / ``chaos_behavior`` (:class:`ChaosGuard`:
+they act before the call only) and ``chaos_outcome`` (:class:`ChaosOutcome`: it replaces the
+call).
 """
 
 from __future__ import annotations
 
 import copy
 import random as _random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
@@ -23,7 +24,8 @@ from ._support.compose import Call, Core, Strategy
 from ._support.context import ResilienceContext
 from ._support.errors import ChaosFault
 from ._support.events import EventSource, ResilienceEvent, Severity, emit
-from ._support.predicates import require_async, sync_callable, wraps
+from ._support.guard import GuardForms
+from ._support.predicates import sync_callable
 from ._support.validation import finite_positive, non_negative, number
 
 __all__ = [
@@ -87,7 +89,7 @@ class ChaosInjected(ResilienceEvent):
     injection: str
 
 
-class ChaosMonkey(EventSource):
+class ChaosMonkey(GuardForms, EventSource):
     """The seed guide's chaos monkey, seeded and switchable.
 
     ``maybe_fail(error_message=None)`` raises :class:`ChaosFault` with probability
@@ -95,7 +97,8 @@ class ChaosMonkey(EventSource):
     ``latency`` seconds (a number, or a ``(low, high)`` range; the seed's ``min_seconds`` and
     ``max_seconds`` override its ends for that call) with probability ``latency_rate``;
     ``kill_connection()`` raises ``ConnectionResetError``
-    with probability ``kill_rate``. ``@monkey`` applies all three before each call.
+    with probability ``kill_rate``. ``@monkey``, ``async with monkey:``, and ``await
+    monkey.call(fn, ...)`` apply all three before the call (latency first), from one core.
     """
 
     def __init__(
@@ -159,19 +162,29 @@ class ChaosMonkey(EventSource):
             self._emit(ChaosInjected, injection="kill")
             raise ConnectionResetError("chaos: connection killed")
 
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        require_async("ChaosMonkey", fn)
+    # -- the guard's core (GuardForms): `@monkey`, `async with monkey`, `monkey.call(fn)` and
+    # a pipeline's `.guard(monkey)` all inject the same way: latency, then a killed
+    # connection, then a fault, before the call; nothing after it.
 
-        @wraps(fn)
-        async def chaotic(*args: P.args, **kwargs: P.kwargs) -> T:
-            await self.add_latency()
-            self.kill_connection()
-            self.maybe_fail()
-            return await fn(*args, **kwargs)
+    def _enter(self) -> Any:
+        if self._roll(self.latency_rate):
+            return self._delayed_strike()
+        self._strike()
+        return None
 
-        return chaotic
+    async def _delayed_strike(self) -> None:
+        self.injected["latency"] += 1
+        self._emit(ChaosInjected, injection="latency")
+        low, high = self.latency
+        await self._clock.sleep(self._random.uniform(low, high))
+        self._strike()
+
+    def _strike(self) -> None:
+        self.kill_connection()
+        self.maybe_fail()
+
+    def _exit(self, ticket: Any, exc: BaseException | None, result: Any) -> None:
+        pass  # chaos acts before the call only
 
     def __repr__(self) -> str:
         return (

@@ -56,6 +56,58 @@ async def test_chaos_monkey_latency_kill_and_switch() -> None:
     assert monkey.injected["latency"] == 1
 
 
+async def test_chaos_monkey_forms_inject_alike_from_one_core() -> None:
+    """The decorator, ``async with`` and ``call`` draw the same injections in the same order
+    (latency first, then a kill, then a fault) from the same seed."""
+    loop = asyncio.get_running_loop()
+
+    def monkey() -> ChaosMonkey:
+        return ChaosMonkey(
+            failure_rate=0.3, latency_rate=0.5, latency=(1.0, 2.0), kill_rate=0.2, seed=11
+        )
+
+    async def through_decorator(m: ChaosMonkey) -> str:
+        return await m(ok)()
+
+    async def through_async_with(m: ChaosMonkey) -> str:
+        async with m:
+            return await ok()
+
+    async def through_call(m: ChaosMonkey) -> str:
+        return await m.call(ok)
+
+    traces = []
+    for form in (through_decorator, through_async_with, through_call):
+        m, trace = monkey(), []
+        for _ in range(200):
+            started = loop.time()
+            try:
+                trace.append(await form(m))
+            except (ChaosFault, ConnectionResetError) as exc:
+                trace.append(type(exc).__name__)
+            trace.append(round(loop.time() - started, 9))
+        traces.append((trace, dict(m.injected)))
+    assert traces[0] == traces[1] == traces[2]
+    injected = traces[0][1]
+    assert injected["latency"] > 50 and injected["kill"] > 10 and injected["fault"] > 10
+
+
+async def test_chaos_monkey_cancelled_in_its_latency_never_calls() -> None:
+    calls = []
+
+    async def tracked() -> None:
+        calls.append(1)
+
+    monkey = ChaosMonkey(failure_rate=1.0, latency_rate=1.0, latency=10.0)
+    task = asyncio.create_task(monkey.call(tracked))
+    await asyncio.sleep(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Cancelled during the injected latency: no fault drawn or counted, no call made.
+    assert calls == [] and monkey.injected == {"fault": 0, "latency": 1, "kill": 0}
+
+
 async def test_resilient_service_absorbs_injected_faults() -> None:
     pipeline = (
         Pipeline.builder("service", seed=3)
