@@ -43,6 +43,8 @@ def test_unknown_scenario() -> None:
 def test_a_key_that_does_not_exist(tmp_path: Path) -> None:
     path = tmp_path / "typo.toml"
     path.write_text(EVERYTHING.read_text().replace("half_open_max_calls", "half_open_max_cals"))
+    hooks = EVERYTHING.with_name("sim_hooks.py")  # the callables it names sit beside it
+    (tmp_path / hooks.name).write_text(hooks.read_text())
     line = next(
         n
         for n, text in enumerate(path.read_text().splitlines(), start=1)

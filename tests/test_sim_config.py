@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -51,7 +52,16 @@ def test_every_strategy_of_the_format_runs(tmp_path: Path) -> None:
     scenario = load_scenario(HERE / "everything.toml")
     kinds = {step.strategy for variant in scenario.variants for step in variant.steps}
     assert kinds == set(STRATEGIES)
+    hooks = sys.modules["sim_hooks"]  # imported from beside the file, by the import paths
+    assert str(HERE) not in sys.path  # (only while the file was read)
+    hooks.CALLS.clear()
     result = run_scenario(scenario)
+    # Every callable named by an import path was called by the real primitives.
+    assert set(hooks.CALLS) == {
+        "never", "no_hint", "before_sleep", "on_give_up", "state_changed", "fallback_used",
+        "acceptable", "one_key", "behave", "counting", "counting_built",
+    }  # fmt: skip
+    assert hooks.CALLS["counting_built"] == 2  # a fresh custom strategy per build: run, describe
     first = result.variant("all of them")
     described = [d["kind"] for d in first["pipeline"]]
     assert described[:3] == ["fallback", "timeout", "load_shed"]
@@ -78,6 +88,39 @@ def test_a_misspelt_key_is_named_with_its_line_and_a_suggestion(tmp_path: Path) 
     message = error_of(tmp_path, MINIMAL.replace("attempts = 3", "atempts = 3"))
     assert message.startswith(f"{tmp_path / 's.toml'}:16: variants[0].pipeline[0].atempts: ")
     assert "unknown key 'atempts' (did you mean 'attempts'?)" in message
+
+
+def test_a_callable_by_import_path_that_does_not_resolve_is_named(tmp_path: Path) -> None:
+    (tmp_path / "my_hooks.py").write_text(
+        "def sync(x):\n    return False\nasync def co(x):\n    pass\n"
+    )
+    base = """
+        name = "x"
+        [[variants]]
+        name = "v"
+        [[variants.pipeline]]
+        strategy = "retry"
+        """
+    assert error_of(tmp_path, base + 'retry_on_result = "my_hooks:missing"').endswith(
+        "s.toml:7: variants[0].pipeline[0].retry_on_result: retry_on_result: "
+        "'my_hooks' has no 'missing'"
+    )
+    assert "cannot import 'no_such_module_here'" in error_of(
+        tmp_path, base + 'retry_on_result = "no_such_module_here:f"'
+    )
+    assert 'must be an import path like "package.module:name", got 3' in error_of(
+        tmp_path, base + "retry_on_result = 3"
+    )
+    assert "got 'my_hooks'" in error_of(tmp_path, base + 'retry_on_result = "my_hooks"')
+    # An async function where a plain one belongs: the library's own check, with the line.
+    assert "s.toml:5: variants[0].pipeline[0]: retry: retry_on_result must be a plain" in error_of(
+        tmp_path, base + 'retry_on_result = "my_hooks:co"'
+    )
+    load_scenario_ok = tmp_path / "ok.toml"
+    load_scenario_ok.write_text(textwrap.dedent(base + 'retry_on_result = "my_hooks:sync"'))
+    assert (
+        load_scenario(load_scenario_ok).variants[0].steps[0].options["retry_on_result"](1) is False
+    )
 
 
 def test_a_value_the_library_refuses_is_named_with_its_line(tmp_path: Path) -> None:

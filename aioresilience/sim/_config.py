@@ -16,8 +16,10 @@ Durations are ``"200ms"``, ``"2s"``, ``"10m"``, ``"1h"`` (or a number of seconds
 wrong kind or one the library's constructor refuses is a :class:`ScenarioError` naming the
 file, the line and the key (tomllib reports no positions, so the key is found in the source
 text by :func:`locate`). Options that take Python callables (``retry_on_result``,
-``before_sleep``, ...) have no TOML form; exception filters take the names in
-:data:`EXCEPTIONS`.
+``before_sleep``, a limiter's ``key``, ``chaos_behavior``'s ``behavior``, a custom strategy's
+``factory`` for ``strategy = "add"``...) take an import path, ``"package.module:name"`` (a
+module beside the scenario file is found too), resolved when the file is loaded; exception
+filters take the names in :data:`EXCEPTIONS`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib
 import math
 import re
+import sys
 import tomllib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -254,6 +258,31 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
         return str(value)
 
     return convert
+
+
+def _python(name: str, value: Any) -> Any:
+    """The object an import path ``"package.module:name"`` (``name`` may be dotted) names."""
+    if not isinstance(value, str) or value.count(":") != 1:
+        raise TypeError(f'{name} must be an import path like "package.module:name", got {value!r}')
+    module_name, _, attribute = value.partition(":")
+    if not module_name or not attribute:
+        raise TypeError(f'{name} must be an import path like "package.module:name", got {value!r}')
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"{name}: cannot import {module_name!r}: {exc}") from None
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise ValueError(f"{name}: {module_name!r} has no {attribute!r}") from None
+    return found
+
+
+def _pythons(name: str, value: Any) -> tuple[Any, ...]:
+    """One import path or an array of them."""
+    paths = value if isinstance(value, list) else [value]
+    return tuple(_python(name, path) for path in paths)
 
 
 def _duration_or_none(name: str, value: Any) -> float | None:
@@ -589,6 +618,18 @@ _VALUE_READERS: dict[str, Callable[[str, Any], Any]] = {
     "enabled": _bool,
     "name": _str,
     "value": _str,
+    # Python callables, by import path
+    "retry_on_result": _python,
+    "before_sleep": _python,
+    "on_give_up": _python,
+    "failure_result": _python,
+    "on_state_change": _pythons,
+    "on_result": _python,
+    "on_fallback": _python,
+    "acceptable": _python,
+    "key": _python,
+    "behavior": _python,
+    "factory": _python,
     # exception filters
     "retry_on": _exceptions,
     "record": _exceptions,
@@ -606,6 +647,7 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
         "max_wait",
         "max_keys",
         "cost",
+        "key",
         *sorted({o for _, opts in _LIMITERS.values() for o in opts}),
     ),
     "retry": (
@@ -613,8 +655,12 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
         "backoff",
         "max_elapsed",
         "retry_on",
+        "retry_on_result",
         "retry_rejections",
+        "retry_after",
         "max_retry_after",
+        "before_sleep",
+        "on_give_up",
         "budget",
         "name",
     ),
@@ -632,9 +678,11 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
         "half_open_max_duration",
         "record",
         "ignore",
+        "failure_result",
+        "on_state_change",
     ),
     "bulkhead": ("max_concurrent", "max_queue", "max_wait", "name"),
-    "fallback": ("value", "on", "name"),
+    "fallback": ("value", "on", "on_result", "on_fallback", "name"),
     "adaptive_limit": (
         "algorithm",
         "initial_limit",
@@ -645,10 +693,13 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
         "name",
     ),
     "load_shed": ("signal", "capacity", "thresholds", "priority", "retry_after", "name"),
-    "hedge": ("max_hedged", "delay", "idempotent", "budget"),
+    "hedge": ("max_hedged", "delay", "idempotent", "acceptable", "budget"),
     "chaos_fault": ("rate", "enabled"),
     "chaos_latency": ("rate", "latency", "enabled"),
     "chaos_outcome": ("rate", "value", "enabled"),
+    "chaos_behavior": ("rate", "behavior", "enabled"),
+    # A custom Strategy: ``factory`` is called for each run's fresh pipeline.
+    "add": ("factory",),
 }
 
 
@@ -713,6 +764,8 @@ def _option(r: _Reader, strategy: str, key: str) -> Any:
         return r.get(key, _fraction)
     if key == "capacity" and strategy == "load_shed":
         return r.get(key, _positive_int)
+    if key == "retry_after" and strategy == "retry":  # (load_shed's is a duration)
+        return r.get(key, _python)
     special: dict[str, Callable[[str, Any], Any]] = {
         "latency": _latency_range,
         "thresholds": _thresholds,
@@ -764,12 +817,13 @@ def _apply_rate_limit(
     options = dict(o)
     cost = options.pop("cost", 1)
     kind, names = _LIMITERS[options.pop("algorithm", "token_bucket")]
-    for key in options:
-        if key not in (*names, "rate", "name", "max_wait", "max_keys"):
-            raise ValueError(f"{key!r} is not an option of {kind.__name__}")
+    key = options.pop("key", None)
+    for key_name in options:
+        if key_name not in (*names, "rate", "name", "max_wait", "max_keys"):
+            raise ValueError(f"{key_name!r} is not an option of {kind.__name__}")
     limiter = kind(**options)
     built.limiters.append(limiter)
-    b.rate_limit(limiter, cost=cost)
+    b.rate_limit(limiter, key=key, cost=cost)
 
 
 def _apply_retry(
@@ -858,6 +912,26 @@ def _apply_chaos_outcome(
     b.chaos_outcome(o.get("rate", 0.0), value, enabled=o.get("enabled", True))
 
 
+def _apply_chaos_behavior(
+    b: ar.PipelineBuilder, env: Environment, built: BuiltPipeline, o: Mapping[str, Any]
+) -> None:
+    if "behavior" not in o:
+        raise ValueError("chaos_behavior needs behavior, an import path of a coroutine function")
+    b.chaos_behavior(o.get("rate", 0.0), o["behavior"], enabled=o.get("enabled", True))
+
+
+def _apply_add(
+    b: ar.PipelineBuilder, env: Environment, built: BuiltPipeline, o: Mapping[str, Any]
+) -> None:
+    factory = o.get("factory")
+    if factory is None or not callable(factory):
+        raise ValueError(
+            "add needs factory, an import path of a callable returning a Strategy "
+            f"(called once per run), got {factory!r}"
+        )
+    b.add(factory())
+
+
 _APPLY: dict[str, Callable[[ar.PipelineBuilder, Environment, BuiltPipeline, Any], None]] = {
     "timeout": _apply_timeout,
     "rate_limit": _apply_rate_limit,
@@ -871,6 +945,8 @@ _APPLY: dict[str, Callable[[ar.PipelineBuilder, Environment, BuiltPipeline, Any]
     "chaos_fault": _apply_chaos_fault,
     "chaos_latency": _apply_chaos_latency,
     "chaos_outcome": _apply_chaos_outcome,
+    "chaos_behavior": _apply_chaos_behavior,
+    "add": _apply_add,
 }
 
 
@@ -1110,4 +1186,11 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: no such file") from None
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read it: {exc.strerror}") from None
-    return _parse(text, str(path), str(path), path.stem)
+    # A callable's import path may name a module beside the file (as `python file.py` finds
+    # its neighbours): the folder comes first on sys.path while the file is read.
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    try:
+        return _parse(text, str(path), str(path), path.stem)
+    finally:
+        sys.path.remove(folder)
