@@ -112,6 +112,12 @@ class _BreakerClock:
             self._open.clear()
 
 
+def _wake(future: asyncio.Future[None]) -> None:
+    """End a modelled wait, unless its caller cancelled it meanwhile."""
+    if not future.done():
+        future.set_result(None)
+
+
 def _windows(scenario: Scenario) -> tuple[Window, ...]:
     """The scenario's events, each a window its calls are also counted in."""
     dependency = scenario.dependency
@@ -166,28 +172,47 @@ async def _run(
     # request one more turn of the loop).
     tasks: set[asyncio.Task[Any]] = set()
     current_task = asyncio.current_task
+    discard_task = tasks.discard
     sleep = asyncio.sleep
     time = loop.time
     call_at_dependency = dependency.call
     in_flight_at_dependency = dependency.in_flight
     count_dependency_call = metrics.dependency_call
 
+    create_future = loop.create_future
+    call_at = loop.call_at
+
     async def dependency_call() -> str:
         now = time()
         answer_at, _, error = call_at_dependency(now)
         count_dependency_call(now, in_flight_at_dependency(now), error)
-        await sleep(answer_at - now)
+        delay = answer_at - now
+        if delay <= 0:
+            await sleep(0)  # as asyncio.sleep(delay) does: one turn of the loop
+        else:
+            # asyncio.sleep(delay) without its per-call lookups: a future and one timer at
+            # the instant asyncio.sleep would pick (call_later adds the delay to the clock's
+            # now, so the same float, so the same order of timers and the same result).
+            future = create_future()
+            handle = call_at(now + delay, _wake, future)
+            try:
+                await future
+            except BaseException:
+                handle.cancel()  # the caller gave up (a timeout): no timer left behind
+                raise
         if error is not None:
             raise error
         return OK
 
     success = metrics.success
-    window_of = metrics.window_of if metrics.windows else lambda _: None
+    offered = metrics.offered
+    windowed = bool(metrics.windows)
+    window_of = metrics.window_of
 
     async def request() -> None:
         started = time()
-        window = window_of(started)
-        metrics.offered(window)
+        window = window_of(started) if windowed else None
+        offered(window)
         env.in_flight += 1
         try:
             result: object = await execute(dependency_call)
@@ -202,23 +227,25 @@ async def _run(
                 success(time() - started, window)
         finally:
             env.in_flight -= 1
-            tasks.discard(current_task())
+            discard_task(current_task())
 
-    def start_request() -> None:
-        task = loop.create_task(request())
-        if not task.done():  # an eager task may have ended already (a refusal at once)
-            tasks.add(task)
+    create_task = loop.create_task
+    add_task = tasks.add
 
     arrivals = scenario.arrivals
     users: list[asyncio.Task[None]] = []
     if arrivals.kind == "poisson":
         times = PoissonArrivals(arrivals, stream(seed, "arrivals"))
 
+        next_arrival = times.next
+
         def arrive() -> None:
-            start_request()
-            next_at = times.next()
+            task = create_task(request())
+            if not task.done():  # an eager task may have ended already (a refusal at once)
+                add_task(task)
+            next_at = next_arrival()
             if next_at < duration:
-                loop.call_at(next_at, arrive)
+                call_at(next_at, arrive)
 
         first = times.next()
         if first < duration:

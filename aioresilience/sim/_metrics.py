@@ -32,6 +32,13 @@ def round_sig(value: float, digits: int = 6) -> float:
     return float(f"{value:.{digits}g}")
 
 
+def bucket_of(seconds: float) -> int:
+    """The index of the histogram bucket that holds ``seconds``."""
+    if seconds > _MIN_LATENCY:
+        return math.ceil(math.log(seconds / _MIN_LATENCY) / _LOG_GAMMA)
+    return 0
+
+
 class LatencyHistogram:
     """Counts of latencies in log-spaced buckets (see the module's docstring)."""
 
@@ -43,11 +50,11 @@ class LatencyHistogram:
         self.total = 0.0
 
     def add(self, seconds: float) -> None:
-        index = (
-            math.ceil(math.log(seconds / _MIN_LATENCY) / _LOG_GAMMA)
-            if seconds > _MIN_LATENCY
-            else 0
-        )
+        self.add_in(bucket_of(seconds), seconds)
+
+    def add_in(self, index: int, seconds: float) -> None:
+        """Add ``seconds``, whose bucket is ``index`` (``bucket_of(seconds)``): a latency
+        counted in several histograms is bucketed once."""
         buckets = self.buckets
         buckets[index] = buckets.get(index, 0) + 1
         self.count += 1
@@ -195,7 +202,8 @@ class Metrics:
         self.dependency_calls = 0
         self.refusals: dict[str, int] = {}
         self.failures: dict[str, int] = {}
-        self.dependency_answers: dict[str, int] = {}  # "ok" or the error's kind -> calls
+        # The error's kind -> calls; the calls answered "ok" are the rest (see summary()).
+        self.dependency_error_kinds: dict[str, int] = {}
         self.closed = False  # after the run's last interval, outcomes count in totals only
 
     def window_of(self, started: float) -> Window | None:
@@ -214,14 +222,15 @@ class Metrics:
 
     def success(self, latency: float, window: Window | None) -> None:
         self.succeeded += 1
-        self.latency.add(latency)
+        index = bucket_of(latency)  # once for the two or three histograms it counts in
+        self.latency.add_in(index, latency)
         if not self.closed:
             row = self.row
             row.succeeded += 1
-            row.latency.add(latency)
+            row.latency.add_in(index, latency)
         if window is not None:
             window.succeeded += 1
-            window.latency.add(latency)
+            window.latency.add_in(index, latency)
 
     def substituted(self) -> None:
         self.substituted_count += 1
@@ -252,13 +261,11 @@ class Metrics:
         row.dependency_calls += 1
         if in_flight > row.in_flight_max:
             row.in_flight_max = in_flight
-        answers = self.dependency_answers
-        if error is None:
-            answers["ok"] = answers.get("ok", 0) + 1
-        else:
+        if error is not None:
             row.dependency_errors += 1
+            errors = self.dependency_error_kinds
             kind = type(error).__name__
-            answers[kind] = answers.get(kind, 0) + 1
+            errors[kind] = errors.get(kind, 0) + 1
 
     def close_interval(
         self, start: float, healthy: bool, breaker_open_fraction: float, limiter_admitted: int
@@ -289,6 +296,14 @@ class Metrics:
         self.row = IntervalRow()
         return values
 
+    def dependency_answers(self) -> dict[str, int]:
+        """Calls by answer: ``"ok"`` or the error's kind (only the answers given at least once)."""
+        answers = dict(self.dependency_error_kinds)
+        ok = self.dependency_calls - sum(answers.values())
+        if ok:
+            answers["ok"] = ok
+        return answers
+
     def summary(self, duration_s: float, breaker_open_s: float) -> dict[str, Any]:
         p50, p95, p99 = self.latency.quantiles(0.5, 0.95, 0.99)
         requests = self.requests
@@ -304,7 +319,7 @@ class Metrics:
             "latency_s": {"p50": p50, "p95": p95, "p99": p99, "mean": self.latency.mean()},
             "dependency_calls": self.dependency_calls,
             "amplification": (round_sig(self.dependency_calls / requests) if requests else None),
-            "dependency_answers": dict(sorted(self.dependency_answers.items())),
+            "dependency_answers": dict(sorted(self.dependency_answers().items())),
             "refusals": dict(sorted(self.refusals.items())),
             "failures": dict(sorted(self.failures.items())),
             "breaker_open_s": round_sig(breaker_open_s),

@@ -313,10 +313,17 @@ class Dependency:
         self._shaped = bool(spec.slowdown or spec.spikes or (spec.recovery and spec.outages))
         latency = spec.latency
         self._draw: Callable[[], float]
+        # LatencySpec.draw with its branch and constants taken once (the same floats): the
+        # draw is on every call's path.
         if latency.distribution == "exponential":
             rate = 1.0 / latency.mean
             expovariate = rng.expovariate
             self._draw = lambda: expovariate(rate)
+        elif latency.distribution == "lognormal":
+            mu = math.log(latency.mean) - latency.sigma**2 / 2.0
+            sigma = latency.sigma
+            lognormvariate = rng.lognormvariate
+            self._draw = lambda: lognormvariate(mu, sigma)
         else:
             self._draw = functools.partial(latency.draw, rng)
 

@@ -93,16 +93,51 @@ class VirtualClockSelector(selectors.BaseSelector):
     def __init__(self, loop: VirtualTimeLoop, inner: selectors.BaseSelector) -> None:
         self._loop = loop
         self._inner = inner
+        # The descriptors the loop registered for itself (its self-pipe), once it is built.
+        self._own_fds: frozenset[int] | None = None
+        # Only the self-pipe is registered: see select().
+        self._only_own = False
+
+    def own(self, fds: frozenset[int]) -> None:
+        """Tell the selector which descriptors are the loop's own (its self-pipe)."""
+        self._own_fds = fds
+        self._recount()
+
+    def _recount(self) -> None:
+        own = self._own_fds
+        self._only_own = own is not None and all(
+            key.fd in own for key in self._inner.get_map().values()
+        )
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        loop = self._loop
+        if timeout is not None:
+            # Nothing to block for. With only the self-pipe registered and no signal handler
+            # nor executor call of the loop's own pending, the poll below can only find a byte
+            # that a thread wrote after call_soon_threadsafe had already put its callback in
+            # the ready queue: the byte only wakes a *blocked* select, and a full self-pipe is
+            # harmless (asyncio's _write_to_self ignores the error). So the syscall is skipped,
+            # once per turn of the loop (the simulator's hot path); the pipe is drained by the
+            # next poll or blocking wait.
+            if not (self._only_own and not loop._vt_signals and not loop._vt_executor_calls):
+                events = self._inner.select(0)
+                if events:
+                    return events
+            if timeout > 0:
+                # advance() inlined: this runs on every turn of the loop.
+                loop._virtual_now += timeout
+            # Keep due timers runnable at huge clock values: asyncio runs a timer once
+            # ``when < time() + clock_resolution``. Beyond about 4.5e6 s adding the resolution
+            # (1 ns) to the clock no longer changes it, so a timer due exactly now would never
+            # run and the loop would spin. Then the clock moves one float step, the least move
+            # that makes it due; below that magnitude nothing changes.
+            now = loop._virtual_now
+            if now + _CLOCK_RESOLUTION <= now:
+                loop._virtual_now = math.nextafter(now, math.inf)
+            return []
         events = self._inner.select(0)
         if events:
             return events
-        if timeout is not None:
-            if timeout > 0:
-                self._loop.advance(timeout)
-            self._loop._vt_past_resolution()
-            return []
         wait = self._loop._vt_real_wait()
         if wait is not None and wait < 0:
             # Look once more: whatever was alive when the wake sources were counted has either
@@ -116,15 +151,24 @@ class VirtualClockSelector(selectors.BaseSelector):
     def register(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
     ) -> selectors.SelectorKey:
-        return self._inner.register(fileobj, events, data)
+        try:
+            return self._inner.register(fileobj, events, data)
+        finally:
+            self._recount()
 
     def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
-        return self._inner.unregister(fileobj)
+        try:
+            return self._inner.unregister(fileobj)
+        finally:
+            self._recount()
 
     def modify(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
     ) -> selectors.SelectorKey:
-        return self._inner.modify(fileobj, events, data)
+        try:
+            return self._inner.modify(fileobj, events, data)
+        finally:
+            self._recount()
 
     def close(self) -> None:
         self._inner.close()
@@ -190,6 +234,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # What the loop registered for itself while being built is its self-pipe: the channel
         # through which the sources counted below wake it, not a source of its own.
         self._vt_own_fds = frozenset(key.fd for key in self._vt_selector.get_map().values())
+        self._vt_selector.own(self._vt_own_fds)
         # Nothing to register: every primitive's default clock is the running loop's time().
 
     def time(self) -> float:
@@ -200,18 +245,6 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if not seconds >= 0:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         self._virtual_now += seconds
-
-    def _vt_past_resolution(self) -> None:
-        """Keep due timers runnable at huge clock values.
-
-        asyncio runs a timer once ``when < time() + clock_resolution``. Beyond about 4.5e6 s
-        adding the resolution (1 ns) to the clock no longer changes it, so a timer due exactly
-        now would never run and the loop would spin. Then the clock moves one float step,
-        the least move that makes it due; below that magnitude nothing changes.
-        """
-        now = self._virtual_now
-        if now + _CLOCK_RESOLUTION <= now:
-            self._virtual_now = math.nextafter(now, math.inf)
 
     # The wake sources outside the loop, counted by overriding documented methods.
 
