@@ -115,6 +115,13 @@ guards=())``
       ``Admission.guards`` the guards to run the handler in; ``Admission.priority`` the
       request's priority (the first rule's that sets one, else ``None``).
     - ``protection.error_response(exc) -> HttpResponse | None``: the error mapping.
+    - ``protection.plan(method, path, route=None) -> Plan | None``: what ``select`` finds,
+      compiled once per set of rules (``None``: pass through; ``plan.rules`` is ``select``'s
+      tuple). When ``plan.sync`` (sync keys, limiters in process), ``plan.now(info)``
+      decides at once, as ``admit`` would: a list of headers when admitted, else the 429
+      ``HttpResponse``; ``plan.by_peer`` (the default client-address key, no trusted
+      proxy, a fixed priority): ``plan.now_peer(info.client)``, no ``RequestInfo`` needed.
+      ``plan.guards`` and ``plan.priority_of(info)`` stand for ``Admission``'s.
 
     ``Admission`` and ``HttpResponse`` are named tuples: ``Admission(response, headers,
     guards, priority)``, ``HttpResponse(status, headers, body)``. ``problem(status, title, *,
@@ -128,7 +135,8 @@ frozen dataclass); a trusted-proxy walk adds about 1 us (hosts are classified on
 
 **Adapters, in short**: at start-up build one ``Protection``; per request ``rules =
 protection.select(...)``; if ``rules`` is empty call the app untouched; else
-``admission = await protection.admit(info, rules)``; send ``admission.response`` if it is
+``admission = await protection.admit(info, rules)`` (the built-in adapters take the
+``plan`` fast path above when the plan is ``sync``); send ``admission.response`` if it is
 set; else run the handler inside ``admission.guards`` (with ``admission.priority`` for a
 ``LoadShedder``), append ``admission.headers`` to the response start, and turn an error of
 ours raised there into ``protection.error_response(exc)``.
