@@ -672,3 +672,49 @@ async def test_the_api_is_enough_for_a_pure_asgi_adapter() -> None:
     assert status == 429 and 1 <= int(headers[b"retry-after"]) <= 60
     assert (await call("/metrics"))[0] == 200  # exempt
     assert (await call("/boom", client="192.0.2.2"))[0] == 503
+
+
+# -- the adapters' fast path (Protection.plan) agrees with admit() ------------------------------
+
+
+@pytest.mark.parametrize("style", ["ietf", "legacy", "both", "none"])
+@pytest.mark.parametrize(
+    "shape",
+    ["one", "two-limiters", "two-rules", "cost-fn", "header-key", "ipv6", "no-client"],
+)
+async def test_plan_now_decides_as_admit_does(style: str, shape: str) -> None:
+    from aioresilience.testing import ManualClock
+
+    def protection() -> Protection:
+        clock = ManualClock()
+        a = TokenBucket(capacity=3, refill_rate=1, name="a", clock=clock)
+        b = FixedWindowCounter(max_requests=2, window_seconds=10, name="b", clock=clock)
+        rules = {
+            "one": [Rule(a)],
+            "two-limiters": [Rule([a, b])],
+            "two-rules": [Rule(a, priority="critical"), Rule(b, priority="sheddable")],
+            "cost-fn": [Rule(a, cost=lambda info: 2)],
+            "header-key": [Rule(a, key=header_key("x-api-key"))],
+            "ipv6": [Rule(a)],
+            "no-client": [Rule(a)],
+        }[shape]
+        return Protection(rules, headers=style)
+
+    client = {"ipv6": ("2001:db8::1", 1), "no-client": None}.get(shape, ("203.0.113.7", 1))
+    fast, slow = protection(), protection()
+    for _ in range(5):  # through admissions into refusals
+        info = req(client=client, headers=[(b"x-api-key", b"k1")])
+        plan = fast.plan("GET", "/")
+        assert plan is not None and plan.sync
+        assert plan.rules == fast.select("GET", "/")
+        outcome = plan.now_peer(client) if plan.by_peer else plan.now(info)
+        admission = await slow.admit(info, slow.select("GET", "/"))
+        if admission.response is None:
+            assert outcome == admission.headers
+            assert plan.guards == admission.guards
+            assert plan.priority_of(info) == admission.priority
+        else:
+            assert outcome == admission.response
+    # Peer-keyed: one rule, one limiter, the default key, a renderer the plan inlines.
+    expected = shape in ("one", "ipv6", "no-client") and style in ("ietf", "none")
+    assert plan.by_peer is expected

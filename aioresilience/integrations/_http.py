@@ -115,6 +115,13 @@ guards=())``
       ``Admission.guards`` the guards to run the handler in; ``Admission.priority`` the
       request's priority (the first rule's that sets one, else ``None``).
     - ``protection.error_response(exc) -> HttpResponse | None``: the error mapping.
+    - ``protection.plan(method, path, route=None) -> Plan | None``: what ``select`` finds,
+      compiled once per set of rules (``None``: pass through; ``plan.rules`` is ``select``'s
+      tuple). When ``plan.sync`` (sync keys, limiters in process), ``plan.now(info)``
+      decides at once, as ``admit`` would: a list of headers when admitted, else the 429
+      ``HttpResponse``; ``plan.by_peer`` (the default client-address key, no trusted
+      proxy, a fixed priority): ``plan.now_peer(info.client)``, no ``RequestInfo`` needed.
+      ``plan.guards`` and ``plan.priority_of(info)`` stand for ``Admission``'s.
 
     ``Admission`` and ``HttpResponse`` are named tuples: ``Admission(response, headers,
     guards, priority)``, ``HttpResponse(status, headers, body)``. ``problem(status, title, *,
@@ -128,7 +135,8 @@ frozen dataclass); a trusted-proxy walk adds about 1 us (hosts are classified on
 
 **Adapters, in short**: at start-up build one ``Protection``; per request ``rules =
 protection.select(...)``; if ``rules`` is empty call the app untouched; else
-``admission = await protection.admit(info, rules)``; send ``admission.response`` if it is
+``admission = await protection.admit(info, rules)`` (the built-in adapters take the
+``plan`` fast path above when the plan is ``sync``); send ``admission.response`` if it is
 set; else run the handler inside ``admission.guards`` (with ``admission.priority`` for a
 ``LoadShedder``), append ``admission.headers`` to the response start, and turn an error of
 ours raised there into ``protection.error_response(exc)``.
@@ -345,6 +353,22 @@ class ClientAddress:
             self._hosts.clear()
         self._hosts[host] = found
         return found
+
+    @property
+    def peer_only(self) -> bool:
+        """Whether the key is the TCP peer's alone (no trusted proxy: no header is read)."""
+        return not self._networks
+
+    def of_peer(self, client: tuple[str, int] | Sequence[Any] | None) -> str:
+        """The key of a request from ``client`` (``RequestInfo.client``), for a
+        :attr:`peer_only` key: what :meth:`__call__` returns, without a ``RequestInfo``."""
+        if not client:
+            return UNKNOWN_CLIENT
+        host: str = client[0]
+        if ":" not in host:
+            return host
+        found = self._classify(host)
+        return host if found is None else found[1]
 
     def is_trusted(self, host: str) -> bool:
         """Whether ``host`` (an address as text) is in ``trusted_proxies``."""
@@ -957,7 +981,15 @@ _NOTHING: tuple[Rule, ...] = ()
 class Protection:
     """Rules compiled for one app (see the module docstring)."""
 
-    __slots__ = ("_exempt", "_exempt_methods", "_select", "errors", "renderer", "rules")
+    __slots__ = (
+        "_exempt",
+        "_exempt_methods",
+        "_plans",
+        "_plans_by_rules",
+        "errors",
+        "renderer",
+        "rules",
+    )
 
     def __init__(
         self,
@@ -987,23 +1019,36 @@ class Protection:
         self._exempt = _PathSet("exempt_paths", exempt_paths)
         self._exempt_methods = _methods("exempt_methods", exempt_methods) or frozenset()
         self.errors = errors if isinstance(errors, ErrorMapper) else ErrorMapper(errors)
-        self._select: dict[tuple[str, str, str | None], tuple[Rule, ...]] = {}
+        # (method, path, route) -> its Plan, or None to pass the request through.
+        self._plans: dict[tuple[str, str, str | None], Plan | None] = {}
+        self._plans_by_rules: dict[tuple[Rule, ...], Plan] = {}  # one Plan per set of rules
+
+    def plan(self, method: str, path: str, route: str | None = None) -> Plan | None:
+        """The :class:`Plan` of this request's rules, or ``None`` to pass it through (exempt,
+        or no rule selects it). Cached per ``(method, path, route)``, bounded."""
+        cache_key = (method, path, route)
+        try:
+            return self._plans[cache_key]
+        except KeyError:
+            pass
+        if method in self._exempt_methods or (self._exempt and self._exempt.matches(path, route)):
+            rules = _NOTHING
+        else:
+            rules = tuple(r for r in self.rules if r.matches(method, path, route))
+        plan = None
+        if rules:
+            plan = self._plans_by_rules.get(rules)
+            if plan is None:  # bounded by the rules' subsets that paths actually select
+                plan = self._plans_by_rules[rules] = Plan(self, rules)
+        if len(self._plans) >= _CACHE_MAX:  # raw paths are unbounded: keep it bounded
+            self._plans.clear()
+        self._plans[cache_key] = plan
+        return plan
 
     def select(self, method: str, path: str, route: str | None = None) -> tuple[Rule, ...]:
         """The rules guarding this request, in order; ``()`` to pass it through."""
-        cache_key = (method, path, route)
-        rules = self._select.get(cache_key)
-        if rules is None:
-            if method in self._exempt_methods or (
-                self._exempt and self._exempt.matches(path, route)
-            ):
-                rules = _NOTHING
-            else:
-                rules = tuple(r for r in self.rules if r.matches(method, path, route))
-            if len(self._select) >= _CACHE_MAX:  # raw paths are unbounded: keep it bounded
-                self._select.clear()
-            self._select[cache_key] = rules
-        return rules
+        plan = self.plan(method, path, route)
+        return _NOTHING if plan is None else plan.rules
 
     async def admit(self, request: RequestInfo, rules: Sequence[Rule]) -> Admission:
         """Decide the limiters of ``rules`` for ``request`` (see the module docstring)."""
@@ -1045,3 +1090,141 @@ class Protection:
     def error_response(self, exc: BaseException) -> HttpResponse | None:
         """The response for an error raised by a guard or handler (``None``: not ours)."""
         return self.errors(exc)
+
+
+class Plan:
+    """One set of selected rules compiled for the per-request fast path (built once per set,
+    by :meth:`Protection.plan`).
+
+    ``rules`` the rules; ``sync`` whether every key is sync and every limiter decides in this
+    process, so that :meth:`now` can decide without awaiting (else ``await
+    protection.admit(info, plan.rules)``); ``guards`` the rules' guards, in order;
+    :meth:`priority_of` the request's priority (:class:`Admission`'s, the same rules).
+
+    Why: the general :meth:`Protection.admit` is a coroutine that walks the rules, builds a
+    list of ``(limiter, decision)`` pairs and an :class:`Admission` per request, and renders
+    headers through the general renderer; on the common case (one rule keyed on the client,
+    one limiter in process) those were most of the adapter's cost. Everything that does not
+    change between requests (the checks to call, the header bytes, the guards, whether the
+    priority is read from a header) is fixed here once.
+    """
+
+    __slots__ = (
+        "_peer_key",
+        "_priority_static",
+        "_protection",
+        "_single",
+        "_steps",
+        "by_peer",
+        "guards",
+        "priority",
+        "rules",
+        "sync",
+    )
+
+    def __init__(self, protection: Protection, rules: tuple[Rule, ...]) -> None:
+        self._protection = protection
+        self.rules = rules
+        guards: tuple[object, ...] = ()
+        for rule in rules:
+            guards += rule.guards
+        self.guards = guards
+        # The first rule's priority that is set, unless a header is read before it.
+        self._priority_static = True
+        self.priority: Priority | None = None
+        for rule in rules:
+            if rule._priority_header is not None:
+                self._priority_static = False
+                break
+            if rule.priority is not None:
+                self.priority = rule.priority
+                break
+        # ``limiter.shared`` is fixed at construction: asked once here, not per request.
+        self.sync = all(
+            not rule._key_async and not any(limiter.shared for limiter in rule.limiters)
+            for rule in rules
+        )
+        # Per rule with limiters: (key, fixed cost, cost function, (limiter, its check) pairs).
+        self._steps = tuple(
+            (rule.key, rule.cost, rule._cost_fn, tuple((lim, lim.check) for lim in rule.limiters))
+            for rule in rules
+            if rule.limiters
+        )
+        renderer = protection.renderer
+        # One rule, one limiter, no cost function, IETF headers only: the bench's and most
+        # apps' case, rendered here without the renderer's lists and joins.
+        self._single: tuple[Any, ...] | None = None
+        if (
+            len(self._steps) == 1
+            and len(self._steps[0][3]) == 1
+            and self._steps[0][2] is None
+            and renderer.style in ("ietf", "none")
+        ):
+            _, cost, _, ((limiter, check),) = self._steps[0]
+            pb = renderer.prepare(limiter)
+            self._single = (
+                cost,
+                limiter,
+                check,
+                renderer.style == "ietf",
+                pb.policy_header,
+                pb.r_prefix,
+            )
+        # The default key (the client address, no trusted proxy) and a fixed priority: the
+        # adapters decide from the peer alone (:meth:`now_peer`), with no RequestInfo.
+        peer_key = self._steps[0][0] if self._single is not None else None
+        self._peer_key: ClientAddress | None = (
+            # Exactly the class: a subclass may key otherwise.
+            peer_key if type(peer_key) is ClientAddress and peer_key.peer_only else None
+        )
+        self.by_peer = self.sync and self._priority_static and self._peer_key is not None
+
+    def priority_of(self, request: RequestInfo) -> Priority | None:
+        """The request's priority: the first of the rules' that is set (a header read first
+        where a rule configures one)."""
+        if self._priority_static:
+            return self.priority
+        for rule in self.rules:
+            priority = rule.priority_of(request)
+            if priority is not None:
+                return priority
+        return None
+
+    def now(self, request: RequestInfo) -> RawHeaders | HttpResponse:
+        """Decide at once (``sync`` plans only): the rate-limit headers to add to the
+        response (a list) when admitted, else the refusal (an :class:`HttpResponse`). The
+        same decisions, in the same order, as :meth:`Protection.admit`."""
+        single = self._single
+        if single is not None:
+            return self._decide_single(self._steps[0][0](request))
+        decisions: list[tuple[RateLimiter[Any], Decision]] = []
+        for key_fn, cost, cost_fn, checks in self._steps:
+            key = key_fn(request)
+            if cost_fn is not None:
+                cost = cost_fn(request)
+            for limiter, check in checks:
+                decision = check(cost, key=key)
+                decisions.append((limiter, decision))
+                if not decision.allowed:
+                    return self._protection._refusal(limiter, decision, decisions)
+        return self._protection.renderer.render(decisions)
+
+    def now_peer(self, client: tuple[str, int] | Sequence[Any] | None) -> RawHeaders | HttpResponse:
+        """:meth:`now` for a :attr:`by_peer` plan, from ``RequestInfo.client`` alone."""
+        if client and ":" not in client[0]:
+            return self._decide_single(client[0])  # an IPv4 peer is its own key
+        return self._decide_single(self._peer_key.of_peer(client))  # type: ignore[union-attr]
+
+    def _decide_single(self, key: Hashable) -> RawHeaders | HttpResponse:
+        cost, limiter, check, ietf, policy_header, r_prefix = self._single  # type: ignore[misc]
+        decision = check(cost, key=key)
+        if not decision.allowed:
+            return self._protection._refusal(limiter, decision, ((limiter, decision),))
+        if not ietf:
+            return []
+        x = decision.reset_after  # whole seconds, up (as _seconds_up, inlined: hot path)
+        t = int(x)
+        if x - t > 1e-6:
+            t += 1
+        field = (b"ratelimit", b"%s%d;t=%d" % (r_prefix, decision.remaining, t))
+        return [field] if policy_header is None else [policy_header, field]

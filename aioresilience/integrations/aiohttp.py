@@ -63,11 +63,14 @@ from typing import Any
 from .. import Priority, RateLimiter
 from ._aiohttp_client import ResilientMiddleware
 from ._guards import GuardRunner
+from ._guards import Plan as GuardPlan
 from ._http import (
     HEALTH_PATHS,
     ErrorMapper,
     HttpResponse,
+    Plan,
     Protection,
+    RawHeaders,
     RequestInfo,
     ResponseFactory,
     Rule,
@@ -168,6 +171,14 @@ def _route(request: web.Request) -> str | None:
     return None if resource is None else resource.canonical
 
 
+def _peer(request: web.BaseRequest) -> tuple[str, int] | None:
+    """``RequestInfo.client``: the TCP peer's ``(host, port)``, or None."""
+    transport = request.transport
+    peer = None if transport is None else transport.get_extra_info("peername")
+    # A unix socket's peername is a str (or ""): no address, the key "unknown".
+    return peer if peer.__class__ is tuple else None
+
+
 class _Info(RequestInfo):
     """The core's view of an aiohttp request; its headers are made only when a key or a
     priority header reads them (most requests are keyed on the peer alone)."""
@@ -178,10 +189,7 @@ class _Info(RequestInfo):
         # The other slots are set here, not by RequestInfo.__init__: ``headers`` is lazy.
         self.method = method
         self.path = request.path
-        transport = request.transport
-        peer = None if transport is None else transport.get_extra_info("peername")
-        # A unix socket's peername is a str (or ""): no address, the key "unknown".
-        self.client = peer if peer.__class__ is tuple else None
+        self.client = _peer(request)
         self.route = route
         self.user = None
         self._raw = request.raw_headers
@@ -219,19 +227,39 @@ class _Server:
         self,
         request: web.Request,
         handler: Handler,
-        rules: tuple[Rule, ...],
+        plan: Plan,
         method: str,
         route: str | None,
     ) -> web.StreamResponse:
         protection = self.protection
-        admission = await protection.admit(_Info(request, method, route), rules)
-        if admission.response is not None:
-            return _response(admission.response)
         runner = self.guards
+        guards: GuardPlan = ()
+        if plan.sync:  # decided at once: no coroutine, no Admission (the common case)
+            if plan.by_peer:  # keyed on the client address alone: no RequestInfo needed
+                info = None
+                outcome = plan.now_peer(_peer(request))
+            else:
+                info = _Info(request, method, route)
+                outcome = plan.now(info)
+            if outcome.__class__ is not list:
+                return _response(outcome)  # type: ignore[arg-type]
+            extra: RawHeaders = outcome
+            if runner is not None:
+                priority = plan.priority if info is None else plan.priority_of(info)
+                guards = runner.plan(plan.guards, priority)
+        else:
+            info = _Info(request, method, route)
+            admission = await protection.admit(info, plan.rules)
+            if admission.response is not None:
+                return _response(admission.response)
+            extra = admission.headers
+            if runner is not None:
+                guards = runner.plan(admission.guards, admission.priority)
         response: web.StreamResponse
         try:
-            if runner is not None and (plan := runner.plan(admission.guards, admission.priority)):
-                response = await runner.run(plan, handler, request)
+            if guards:
+                assert runner is not None  # guards come from the runner
+                response = await runner.run(guards, handler, request)
             else:  # the common case: a rate limit alone
                 response = await handler(request)
         except Exception as exc:
@@ -239,8 +267,8 @@ class _Server:
             if mapped is None or _already_sent(request):
                 raise
             response = _response(mapped)  # a 503 or 504 still says what the limits are
-        if admission.headers and not response.prepared:
-            _add_headers(response, admission.headers)
+        if extra and not response.prepared:
+            _add_headers(response, extra)
         return response
 
 
@@ -276,7 +304,7 @@ def resilience_middleware(
 ) -> Middleware:
     """The server middleware (see the module docstring)."""
     server = _Server(_protection(rules, headers, exempt_paths, exempt_methods, errors, protection))
-    select = server.protection.select
+    select = server.protection.plan
     error_response = server.protection.error_response
     run = server.run
 
@@ -286,9 +314,9 @@ def resilience_middleware(
         if method == "GET" and _is_websocket(request):
             method = _WEBSOCKET
         route = _route(request)
-        rules = select(method, request.path, route)
-        if rules:
-            return await run(request, handler, rules, method, route)
+        plan = select(method, request.path, route)
+        if plan is not None:
+            return await run(request, handler, plan, method, route)
         try:
             return await handler(request)
         except Exception as exc:  # an exempt route's own pipeline: still one mapping
@@ -349,7 +377,7 @@ def limit(
         rule_key = compose(route_key(), rule_key)
     rule = Rule(limiters, key=rule_key, cost=cost, priority=priority, guards=guards)
     server = _Server(Protection(rule, headers=headers, errors=errors))
-    rules = (rule,)
+    plan = Plan(server.protection, (rule,))
     run = server.run
 
     def decorate(handler: Handler) -> Handler:
@@ -358,7 +386,7 @@ def limit(
             method = request.method
             if method == "GET" and _is_websocket(request):
                 method = _WEBSOCKET
-            return await run(request, handler, rules, method, _route(request))
+            return await run(request, handler, plan, method, _route(request))
 
         return limited
 

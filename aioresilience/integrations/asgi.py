@@ -39,12 +39,14 @@ from typing import Any
 
 from .. import RateLimiter
 from ._guards import GuardRunner
+from ._guards import Plan as GuardPlan
 from ._http import (
     HEALTH_PATHS,
     Admission,
     ErrorMapper,
     HttpResponse,
     Protection,
+    RawHeaders,
     RequestInfo,
     ResponseFactory,
     Rule,
@@ -92,7 +94,7 @@ async def send_response(send: Send, response: HttpResponse) -> None:
 class ResilienceMiddleware:
     """Protect an ASGI app with rules of limiters and guards (see the module docstring)."""
 
-    __slots__ = ("_guards", "_message_ids", "_messages", "_select", "app", "protection")
+    __slots__ = ("_guards", "_message_ids", "_messages", "_plan", "_select", "app", "protection")
 
     def __init__(
         self,
@@ -129,6 +131,7 @@ class ResilienceMiddleware:
         self.app = app
         self.protection = protection
         self._select = protection.select
+        self._plan = protection.plan
         runner = GuardRunner(protection.rules)
         self._guards = runner if runner.active else None  # None: no rule has a guard
         if websocket_messages is not None and not isinstance(websocket_messages, RateLimiter):
@@ -141,20 +144,40 @@ class ResilienceMiddleware:
         if kind == "http":
             method = scope["method"]
             path = scope["path"]
-            rules = self._select(method, path)
-            if not rules:
+            plan = self._plan(method, path)
+            if plan is None:
                 return await self.app(scope, receive, send)
         elif kind == "websocket":
             return await self._websocket(scope, receive, send)
         else:  # lifespan, and scopes this middleware knows nothing of
             return await self.app(scope, receive, send)
-        info = RequestInfo(
-            method, path, scope["headers"], scope.get("client"), None, scope.get("user")
-        )
-        admission = await self.protection.admit(info, rules)
-        if admission.response is not None:
-            return await send_response(send, admission.response)
-        extra = admission.headers
+        runner = self._guards
+        guards: GuardPlan = ()
+        if plan.sync:  # decided at once: no coroutine, no Admission (the common case)
+            if plan.by_peer:  # keyed on the client address alone: no RequestInfo needed
+                info = None
+                outcome = plan.now_peer(scope.get("client"))
+            else:
+                info = RequestInfo(
+                    method, path, scope["headers"], scope.get("client"), None, scope.get("user")
+                )
+                outcome = plan.now(info)
+            if outcome.__class__ is not list:
+                return await send_response(send, outcome)  # type: ignore[arg-type]
+            extra: RawHeaders = outcome
+            if runner is not None:
+                priority = plan.priority if info is None else plan.priority_of(info)
+                guards = runner.plan(plan.guards, priority)
+        else:
+            info = RequestInfo(
+                method, path, scope["headers"], scope.get("client"), None, scope.get("user")
+            )
+            admission = await self.protection.admit(info, plan.rules)
+            if admission.response is not None:
+                return await send_response(send, admission.response)
+            extra = admission.headers
+            if runner is not None:
+                guards = runner.plan(admission.guards, admission.priority)
         started = False
 
         # A plain function returning the server's awaitable: no coroutine of ours per message.
@@ -167,7 +190,11 @@ class ResilienceMiddleware:
             return send(message)
 
         try:
-            await self._run(admission, scope, receive, send_with_headers)
+            if guards:
+                assert runner is not None  # guards come from the runner
+                await runner.run(guards, self.app, scope, receive, send_with_headers)
+            else:
+                await self.app(scope, receive, send_with_headers)
         except Exception as error:
             response = None if started else self.protection.error_response(error)
             if response is None:
