@@ -51,7 +51,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aioresilience.integrations.aiohttp needs aiohttp: pip install aioresilience[aiohttp]"
     ) from exc
 
-from ._client import ClientPolicy, ClientRequest, FailureKind, Origin, raw_fields
+from ._client import ClientPolicy, FailureKind, raw_fields
 
 __all__ = ["ResilientMiddleware"]
 
@@ -145,18 +145,20 @@ class ResilientMiddleware:
         url = request.url
         scheme = url.scheme
         body = request.body
-        call = ClientRequest(
-            request.method,
-            Origin(scheme, url.host or "", url.port or _DEFAULT_PORTS.get(scheme, 0)),
-            "Idempotency-Key" in request.headers,
+        policy = self.policy
+        host = policy.host_at(scheme, url.host or "", url.port or _DEFAULT_PORTS.get(scheme, 0))
+        method = request.method
+        may_retry, after_send = host.retries(
+            method,
             body.__class__ is bytes or isinstance(body, _REPLAYABLE),
             self.retry,
+            request.headers.__contains__,  # asked only when an Idempotency-Key decides
         )
 
         def send() -> Any:
             return handler(request)
 
-        return await self.policy.execute(call, send)
+        return await policy.run(host, method, may_retry, after_send, send)
 
     def __repr__(self) -> str:
         return f"<ResilientMiddleware policy={self.policy!r} retry={self.retry!r}>"

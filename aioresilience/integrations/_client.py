@@ -146,6 +146,7 @@ PACING_FIELDS: frozenset[str] = frozenset(
         "retry-after",
     }
 )
+_PACING_BYTES = frozenset(name.encode("latin-1") for name in PACING_FIELDS)  # raw_fields'
 _EPOCH_THRESHOLD = 1e9  # X-RateLimit-Reset above this is epoch seconds (year 2001 onwards)
 _DEFAULT = object()  # "the option was not given" (budget: None is a value there)
 
@@ -233,10 +234,18 @@ def raw_fields(pairs: Iterable[tuple[bytes, bytes]], names: frozenset[str]) -> d
     """:meth:`ResponseIO.fields` over a library's raw header pairs: one pass, and only the
     names asked for are decoded (cheaper than a header lookup per name, each of which walks
     every header anyway)."""
+    wanted = (
+        _PACING_BYTES
+        if names is PACING_FIELDS
+        else frozenset(name.encode("latin-1") for name in names)
+    )
     found: dict[str, str] = {}
     for key, value in pairs:
-        name = key.decode("latin-1").lower()
-        if name in names:
+        # Lower-cased as bytes, not decoded first: per header one call instead of two, and
+        # the same match (no latin-1 letter has an ASCII lower case).
+        lowered = key.lower()
+        if lowered in wanted:
+            name = lowered.decode("latin-1")
             text = value.decode("latin-1")
             found[name] = f"{found[name]}, {text}" if name in found else text
     return found
@@ -507,8 +516,10 @@ class _Pacing:
         self.reset_at = 0.0  # loop time the window resets
         self.in_flight = 0
 
-    def sent(self, now: float) -> None:
-        self.in_flight += 1
+    def counted(self, now: float) -> None:
+        """A request was sent (after ``in_flight += 1``, done by the caller) while a quota
+        figure is known: count it against the figure. Without a figure there is nothing to
+        count, and the caller reads no clock."""
         remaining = self.remaining
         if remaining is not None:
             if now >= self.reset_at:
@@ -541,6 +552,15 @@ class _Pacing:
         """A request ended without a response."""
         self.in_flight -= 1
 
+    def answered(self, io: ResponseIO[Any], response: Any, clock: Clock) -> None:
+        """A response came: learn what it says of the quota, if anything (most responses of
+        most hosts say nothing: then neither the clock is read nor a field parsed)."""
+        fields = io.fields(response, PACING_FIELDS)
+        if fields:
+            self.observe(io.status(response), fields.get, clock.time())
+        else:
+            self.in_flight -= 1
+
 
 class HostPolicy:
     """The policy of one origin (built by :class:`ClientPolicy`): its components, read-only
@@ -550,6 +570,9 @@ class HostPolicy:
         "_breaker_core",
         "_clock",
         "_pacing",
+        "_plain",
+        "_reads_key",
+        "_retry_methods",
         "_settings",
         "attempt_timeout",
         "breaker",
@@ -604,6 +627,30 @@ class HostPolicy:
         self.attempt_timeout = settings.attempt_timeout
         self.timeout = settings.timeout
         self._pacing = _Pacing() if settings.pacing else None
+        # Per request, only what can apply: no limiter, bulkhead nor attempt timeout lets an
+        # attempt run inline in the retry loop (ClientPolicy._calls); the Idempotency-Key
+        # header is looked for only when it can decide (a retry, a method not retried as such).
+        self._plain = (
+            self.limiter is None and self.bulkhead is None and self.attempt_timeout is None
+        )
+        self._retry_methods = settings.retry_methods
+        self._reads_key = self.retry is not None and not settings.retry_non_idempotent
+
+    def retries(
+        self, method: str, replayable: bool, opt_in: bool | None, has_key: Callable[[str], bool]
+    ) -> tuple[bool, bool]:
+        """``(may retry at all, may retry failures after sending)`` for a request: its method
+        (upper-case), whether its body can be sent again, the caller's opt-in (``True``/
+        ``False``/``None``), and ``has_key("idempotency-key")`` (the request's header, asked
+        only when the answer matters)."""
+        if self.retry is None or not replayable or opt_in is False:
+            return False, False
+        return True, (
+            opt_in is True
+            or not self._reads_key
+            or method in self._retry_methods
+            or has_key("idempotency-key")
+        )
 
     def _make(self, value: Any, factory: Callable[..., Any], name: str, option: str) -> Any:
         if isinstance(value, dict):
@@ -738,6 +785,19 @@ class ClientPolicy(EventSource, Generic[R]):
             hosts.popitem(last=False)
         return policy
 
+    def host_at(self, scheme: str, host: str, port: int) -> HostPolicy:
+        """``host(Origin(scheme, host, port))``, the adapters' per-request lookup: a known
+        host is found by a plain tuple (equal to its ``Origin``, with the same hash), so no
+        ``Origin`` is built but for a new host."""
+        # A plain tuple as an Origin (NamedTuple): equal and of equal hash, built cheaper.
+        key: Origin = (scheme, host, port)  # type: ignore[assignment]
+        hosts = self._hosts
+        policy = hosts.get(key)
+        if policy is None:
+            return self.host(Origin(scheme, host, port))
+        hosts.move_to_end(key)
+        return policy
+
     def _is_failure(self, exc: BaseException) -> bool:
         """A breaker's ``record`` by default: a failing status, a failure of the transport,
         an attempt's timeout; not a bug of the caller nor a refusal of ours."""
@@ -762,37 +822,58 @@ class ClientPolicy(EventSource, Generic[R]):
 
     def retries(self, request: ClientRequest, policy: HostPolicy) -> tuple[bool, bool]:
         """``(may retry at all, may retry failures after sending)`` for this request."""
-        if policy.retry is None or not request.replayable or request.retry is False:
-            return False, False
-        settings = policy._settings
-        return True, (
-            request.method in settings.retry_methods
-            or request.idempotency_key
-            or request.retry is True
-            or settings.retry_non_idempotent
+        has_key = request.idempotency_key
+        return policy.retries(
+            request.method, request.replayable, request.retry, lambda name: has_key
         )
 
     async def execute(self, request: ClientRequest, send: Callable[[], Awaitable[R]]) -> R:
         """Send ``request`` (``await send()`` per attempt) under its origin's policy; returns
         the response to give the caller (the last one if the attempts run out)."""
         policy = self.host(request.origin)
+        return await self.run(policy, request.method, *self.retries(request, policy), send)
+
+    def run(
+        self,
+        policy: HostPolicy,
+        method: str,
+        may_retry: bool,
+        after_send: bool,
+        send: Callable[[], Awaitable[R]],
+    ) -> Awaitable[R]:
+        """:meth:`execute` for an adapter that found the host (:meth:`host_at`) and the
+        retries (:meth:`HostPolicy.retries`) itself. A plain function returning the call's
+        coroutine: one coroutine layer less per request than an ``async def`` around it."""
         if policy.timeout is None:
-            return await self._calls(request, policy, send, self.io)
+            return self._calls(policy, method, may_retry, after_send, send, self.io)
+        return self._within(policy, method, may_retry, after_send, send)
+
+    async def _within(
+        self,
+        policy: HostPolicy,
+        method: str,
+        may_retry: bool,
+        after_send: bool,
+        send: Callable[[], Awaitable[R]],
+    ) -> R:
+        assert policy.timeout is not None
         async with timeout(policy.timeout):
-            return await self._calls(request, policy, send, self.io)
+            return await self._calls(policy, method, may_retry, after_send, send, self.io)
 
     async def _calls(
         self,
-        request: ClientRequest,
         policy: HostPolicy,
+        method: str,
+        may_retry: bool,
+        after_send: bool,
         send: Callable[[], Awaitable[R]],
         io: ResponseIO[R],
     ) -> R:
         retry = policy.retry
-        may_retry, after_send = self.retries(request, policy)
         retry_statuses = policy._settings.retry_statuses
         # Retry's own seam: backoff, stop rules, hooks and the budget's accounting are its.
         run = retry.start() if retry is not None and may_retry else None
+        retried = run is not None and after_send
         pending: R | None = None  # a response that will not be returned, to close
         number = 0
         try:
@@ -802,9 +883,50 @@ class ClientPolicy(EventSource, Generic[R]):
                     await io.close(response)
                 number += 1
                 try:
-                    response = await self._attempt(
-                        request, policy, send, io, number, run is not None and after_send
-                    )
+                    pacing = policy._pacing
+                    if (
+                        policy._plain
+                        and self._events is None
+                        and (pacing is None or not pacing.paused_until)
+                        and context_var.get() is None
+                    ):
+                        # _attempt's common case inline (no event to emit, no pause, no
+                        # limiter, bulkhead nor attempt timeout): the same steps in the same
+                        # order, without three coroutine layers per attempt.
+                        guard = policy._breaker_core
+                        if guard is None:
+                            if pacing is None:
+                                response = await send()
+                            else:
+                                response = await self._paced(pacing, send, io)
+                        else:
+                            enter, leave = guard
+                            ticket = enter()
+                            if ticket.__class__ is types.CoroutineType:
+                                ticket = await ticket
+                            try:
+                                if pacing is None:
+                                    response = await send()
+                                else:
+                                    pacing.in_flight += 1
+                                    if pacing.remaining is not None:
+                                        pacing.counted(self._clock.time())
+                                    try:
+                                        response = await send()
+                                    except BaseException:
+                                        pacing.abandoned()
+                                        raise
+                                    pacing.answered(io, response, self._clock)
+                            except BaseException as exc:
+                                leave(ticket, exc, NO_RESULT)
+                                raise
+                            status = io.status(response)
+                            if status in policy._settings.breaker_statuses:
+                                leave(ticket, StatusFailure(response, status), NO_RESULT)
+                            else:
+                                leave(ticket, None, response)
+                    else:
+                        response = await self._attempt(policy, method, send, io, number, retried)
                 except Exception as exc:
                     if run is None or not run.policy.retryable(exc):
                         raise
@@ -817,13 +939,14 @@ class ClientPolicy(EventSource, Generic[R]):
                         raise
                     continue
                 status = io.status(response)
-                if run is None or not after_send or status not in retry_statuses:
+                if not retried or status not in retry_statuses:
                     if run is not None:
                         run.succeeded()
                     return response
+                assert run is not None
                 pending = response
                 hint = parse_retry_after(io.header(response, "retry-after"))
-                if not await run.failed(None, _Outcome(policy.label, request.method, status, hint)):
+                if not await run.failed(None, _Outcome(policy.label, method, status, hint)):
                     pending = None
                     return response
         finally:
@@ -832,10 +955,25 @@ class ClientPolicy(EventSource, Generic[R]):
             if pending is not None:  # cancelled during the sleep, or the hook raised
                 await io.close(pending)
 
+    async def _paced(
+        self, pacing: _Pacing, send: Callable[[], Awaitable[R]], io: ResponseIO[R]
+    ) -> R:
+        """The send, with what pacing learns of it (no breaker, no attempt timeout)."""
+        pacing.in_flight += 1
+        if pacing.remaining is not None:
+            pacing.counted(self._clock.time())
+        try:
+            response = await send()
+        except BaseException:
+            pacing.abandoned()
+            raise
+        pacing.answered(io, response, self._clock)
+        return response
+
     async def _attempt(
         self,
-        request: ClientRequest,
         policy: HostPolicy,
+        method: str,
         send: Callable[[], Awaitable[R]],
         io: ResponseIO[R],
         number: int,
@@ -852,7 +990,7 @@ class ClientPolicy(EventSource, Generic[R]):
         error: BaseException | None = None
         try:
             if pacing is not None and pacing.paused_until > begun:
-                await self._wait_pause(request, policy, pacing, begun)
+                await self._wait_pause(policy, pacing, begun)
             guard = policy._breaker_core
             if guard is None:
                 response = await self._sent(policy, send, io)
@@ -894,7 +1032,7 @@ class ClientPolicy(EventSource, Generic[R]):
                 self._emit(
                     HttpAttempt,
                     host=policy.label,
-                    method=request.method,
+                    method=method,
                     status=status,
                     attempt=number,
                     duration=clock.time() - begun,
@@ -902,9 +1040,7 @@ class ClientPolicy(EventSource, Generic[R]):
                     error=None if error is None else type(error).__name__,
                 )
 
-    async def _wait_pause(
-        self, request: ClientRequest, policy: HostPolicy, pacing: _Pacing, now: float
-    ) -> None:
+    async def _wait_pause(self, policy: HostPolicy, pacing: _Pacing, now: float) -> None:
         wait = pacing.paused_until - now
         max_pause = policy._settings.max_pause
         if wait > max_pause:
@@ -940,7 +1076,9 @@ class ClientPolicy(EventSource, Generic[R]):
                 return await send()
             async with timeout(policy.attempt_timeout):
                 return await send()
-        pacing.sent(self._clock.time())
+        pacing.in_flight += 1
+        if pacing.remaining is not None:
+            pacing.counted(self._clock.time())
         try:
             if policy.attempt_timeout is None:
                 response = await send()
@@ -950,11 +1088,7 @@ class ClientPolicy(EventSource, Generic[R]):
         except BaseException:
             pacing.abandoned()
             raise
-        fields = io.fields(response, PACING_FIELDS)
-        if fields:
-            pacing.observe(io.status(response), fields.get, self._clock.time())
-        else:
-            pacing.in_flight -= 1  # nothing said of the quota: nothing to learn
+        pacing.answered(io, response, self._clock)
         return response
 
     def __repr__(self) -> str:

@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aioresilience.integrations.httpx needs httpx: pip install 'aioresilience[httpx]'"
     ) from exc
 
-from ._client import ClientPolicy, ClientRequest, FailureKind, Origin, raw_fields
+from ._client import ClientPolicy, FailureKind, raw_fields
 
 __all__ = ["RETRY_EXTENSION", "ResilientTransport"]
 
@@ -109,24 +109,25 @@ class ResilientTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         scheme = url.scheme
-        port = url.port or _DEFAULT_PORTS.get(scheme, 0)
         opt_in = request.extensions.get(RETRY_EXTENSION)
         if opt_in is not None and not isinstance(opt_in, bool):
             raise TypeError(f"extensions[{RETRY_EXTENSION!r}] must be a bool, got {opt_in!r}")
-        call = ClientRequest(
-            request.method,
-            Origin(scheme, url.host, port),
-            "idempotency-key" in request.headers,
+        policy = self.policy
+        host = policy.host_at(scheme, url.host, url.port or _DEFAULT_PORTS.get(scheme, 0))
+        method = request.method
+        may_retry, after_send = host.retries(
+            method,
             # Only a body httpx holds in memory can be sent again.
             isinstance(request.stream, httpx.ByteStream),
             opt_in,
+            request.headers.__contains__,  # asked only when an Idempotency-Key decides
         )
         inner = self.inner
 
         def send() -> Any:
             return inner.handle_async_request(request)
 
-        response = await self.policy.execute(call, send)
+        response = await policy.run(host, method, may_retry, after_send, send)
         if self.raise_for_status and response.status_code >= 400:
             response.request = request
             await response.aread()  # the error keeps the body; the connection is released
