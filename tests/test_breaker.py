@@ -1006,3 +1006,33 @@ def _private_accesses(kind: str) -> list[str]:
 
 def test_stores_touch_no_private_member_of_a_breaker() -> None:
     assert _private_accesses("breaker") == []
+
+
+async def test_a_block_passing_through_in_a_task_started_inside_outlives_the_entry() -> None:
+    # The breaker's `async with` keeps its entry's record in the pass-through variable; a block
+    # that passed through in a child task, still open when the outer entry ends, must neither
+    # end another entry nor keep the child's later entries passing through.
+    breaker = CircuitBreaker(failure_threshold=1, break_duration=1.0)
+    gate = asyncio.Event()
+    inner_states: list[int] = []
+
+    async def child() -> None:
+        async with breaker:  # inside the parent's entry: passes through
+            await gate.wait()  # the parent's entry ends meanwhile
+            async with breaker:  # a call of its own now: admitted and counted
+                inner_states.append(breaker.statistics().successes)
+            async with breaker:
+                pass
+        async with breaker:
+            pass
+
+    async with breaker:
+        task = asyncio.create_task(child())
+        await asyncio.sleep(0)
+    assert breaker.statistics().successes == 1
+    gate.set()
+    await task
+    assert inner_states == [1]
+    assert breaker.statistics().successes == 4
+    with pytest.raises(RuntimeError, match="same task"):
+        await breaker.__aexit__(None, None, None)

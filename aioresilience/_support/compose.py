@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .context import ResilienceContext, context_var
-from .guard import NO_RESULT, GuardForms
+from .guard import NO_RESULT, GuardForms, async_with_is_core
 
 __all__ = [
     "Call",
@@ -124,7 +124,7 @@ class GuardStrategy(Strategy):
 
     def core(self) -> Core:
         primitive = self.primitive
-        if not _overrides(type(primitive), GuardForms, "__aenter__", "__aexit__"):
+        if async_with_is_core(type(primitive)):
             return primitive._enter, primitive._exit
         return _async_with_core(primitive)
 

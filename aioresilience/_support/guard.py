@@ -28,7 +28,14 @@ from typing import Any, ParamSpec, TypeVar
 
 from .predicates import require_async, wraps
 
-__all__ = ["NO_RESULT", "GuardForms", "guarded", "ticket_stack"]
+__all__ = [
+    "NO_RESULT",
+    "GuardForms",
+    "async_with_from_core",
+    "async_with_is_core",
+    "guarded",
+    "ticket_stack",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -116,6 +123,25 @@ class GuardForms:
 
 Enter = Callable[..., Any]
 Exit = Callable[[Any, BaseException | None, Any], None]
+
+# The (__aenter__, __aexit__) pairs that are built from the class's own core: a pipeline (and
+# every other user of GuardStrategy.core()) runs the core of such a guard, and an override's
+# own `async with` only when a subclass changes it.
+_CORE_BUILT: set[tuple[Any, Any]] = {(GuardForms.__aenter__, GuardForms.__aexit__)}
+
+C = TypeVar("C", bound=type)
+
+
+def async_with_from_core(cls: C) -> C:
+    """Class decorator: ``cls`` defines its own ``__aenter__``/``__aexit__`` over its core
+    (a faster way to keep the ticket, say), which behave exactly as GuardForms' own."""
+    _CORE_BUILT.add((cls.__dict__["__aenter__"], cls.__dict__["__aexit__"]))
+    return cls
+
+
+def async_with_is_core(cls: type) -> bool:
+    """Whether the ``async with`` of ``cls`` is built from its core (not changed by it)."""
+    return (getattr(cls, "__aenter__", None), getattr(cls, "__aexit__", None)) in _CORE_BUILT
 
 
 def guarded(
