@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Hashable
 from copy import copy
@@ -38,7 +39,7 @@ from ._core.ratelimit import Decision, RateAlgorithm, decide, with_policy_name
 from ._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ._core.token_bucket import TokenBucketAlgorithm
-from ._support.clock import Clock, Timer, clock_option
+from ._support.clock import Clock, Timer, clock_option, reads_inline
 from ._support.compose import Core, Strategy, _async_with_core, _overrides
 from ._support.context import ResilienceContext, context_var
 from ._support.errors import RateLimited
@@ -76,6 +77,33 @@ __all__ = [
 S = TypeVar("S")
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# The default clock's reading, made inline on the two hit paths (see _support.clock's
+# reads_inline): the running loop, and time.monotonic for asyncio's own loops.
+_running_loop = asyncio.get_running_loop
+_monotonic = time.monotonic
+_BASE_LOOP_TIME = asyncio.BaseEventLoop.time
+
+
+def _admit_by_reserve(
+    reserve: Callable[[Any, float, int, float], tuple[Any, float, bool]],
+    state: Any,
+    now: float,
+    cost: int,
+) -> Any:
+    """``admit`` for an algorithm that has only ``reserve``: the new state if admitted at
+    once, else None."""
+    new_state, _, admitted = reserve(state, now, cost, 0.0)
+    return new_state if admitted else None
+
+
+def admit_of(algorithm: RateAlgorithm[Any]) -> Callable[[Any, float, int], Any]:
+    """The algorithm's ``admit(state, now, cost)`` (the new state, or None when refused at
+    once), or one built from its ``reserve`` for an algorithm that has none."""
+    admit = getattr(algorithm, "admit", None)
+    if callable(admit):
+        return admit  # type: ignore[no-any-return]
+    return partial(_admit_by_reserve, algorithm.reserve)
 
 
 class _Unset:
@@ -185,11 +213,13 @@ class LocalLimit(Generic[S]):
     """
 
     __slots__ = (
+        "_admit",
         "_algorithm",
         "_clock",
         "_dirty",
         "_flush_loop",
         "_heap",
+        "_inline_clock",
         "_queued",
         "_queues",
         "_reserve",
@@ -208,8 +238,10 @@ class LocalLimit(Generic[S]):
         self.limit = algorithm.max_cost
         self._algorithm = algorithm
         self._reserve = algorithm.reserve
+        self._admit = admit_of(algorithm)
         # The limiter's clock: every reading, deadline and timer of this state (time seam).
         self._clock = options.clock
+        self._inline_clock = reads_inline(self._clock)
         # Keys with waiters, their state held here (see _KeyQueue); and all waiters of all
         # keys in a heap by (due time, arrival) that drives the single timer.
         self._queues: dict[Hashable, _KeyQueue] = {}
@@ -246,11 +278,24 @@ class LocalLimit(Generic[S]):
         pipelines): the store's hit (a key in its young generation, no rotation due) is
         inlined (as in :meth:`try_now`), everything else goes through its methods.
         """
-        now = self._clock.time()
+        if self._inline_clock:  # LoopClock.time() without its frame (see reads_inline)
+            try:
+                loop = _running_loop()
+            except RuntimeError:
+                now = self._clock.time()
+            else:
+                now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
+        else:
+            now = self._clock.time()
         store = self.store
         young = store.young
         state = young.get(key)
         if state is not None and now < store.rotate_at:
+            # Admitted at once, the common case, in one value (no tuple); else the full claim.
+            new_state = self._admit(state, now, cost)
+            if new_state is not None:
+                young[key] = new_state
+                return False
             state, at, admitted = self._reserve(state, now, cost, max_wait)
             if admitted:
                 if at <= now:
@@ -575,11 +620,13 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
 
     __slots__ = (
         "_acquire",
+        "_admit_now",
         "_admitted",
         "_algorithm",
         "_cancelled",
         "_clock",
         "_events",
+        "_inline_clock",
         "_keys",
         "_local",
         "_max_wait",
@@ -618,6 +665,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         self._max_wait = _max_wait_of("max_wait", max_wait)
         # One clock for every reading, deadline and timer of this limiter (DESIGN: time seam).
         self._clock = clock_option("clock", clock)
+        self._inline_clock = reads_inline(self._clock)
         max_keys = positive_int("max_keys", max_keys, maximum=MAX_KEYS)
         finite_positive("algorithm.horizon", getattr(algorithm, "horizon", None))
         self._admitted = self._rejected = self._waited = self._cancelled = 0
@@ -635,6 +683,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         self._remote: LimiterState | None = None
         self._state: LimiterState
         self._reserve = algorithm.reserve
+        self._admit_now = admit_of(algorithm)
         if store is None:
             self._state = self._local = LocalLimit(options, max_keys=max_keys)
             self._try_now: Callable[[Hashable, int], float | None] = self._local.try_now
@@ -657,17 +706,28 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         # The in-process state's hit (a key in its store's young generation, no rotation due)
         # inlined: the call into LocalLimit.try_now costs 8-10 % of this path (measured on
         # 3.11-3.13), the benchmarks' row against aiolimiter. Everything else goes to the state.
-        now = self._clock.time()
+        # The clock's reading inline too (3.12+, see reads_inline), and the algorithm's admit
+        # (one value, no tuple): callgrind, 3.12, the two are 500 and 460 instructions of ~7,000.
+        if self._inline_clock:
+            try:
+                loop = _running_loop()
+            except RuntimeError:
+                now = self._clock.time()
+            else:
+                now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
+        else:
+            now = self._clock.time()
         store = self._keys  # a shared store's limiter: an empty one, never a hit
         young = store.young
         state = young.get(key)
         if state is not None and now < store.rotate_at:
-            state, at, admitted = self._reserve(state, now, cost, 0.0)
-            if admitted:
-                young[key] = state
+            new_state = self._admit_now(state, now, cost)
+            if new_state is not None:
+                young[key] = new_state
                 self._admitted += 1
                 return True
-            retry_after: float | None = at - now
+            # Refused: the retry-after from the full claim, which commits nothing either.
+            retry_after: float | None = self._reserve(state, now, cost, 0.0)[1] - now
         else:
             retry_after = self._try_now(key, cost)
             if retry_after is None:

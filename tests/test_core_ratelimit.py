@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from typing import Any
@@ -284,6 +285,28 @@ def test_shaper_output_is_evenly_spaced(steps: Any) -> None:
     )
     for earlier, later in itertools.pairwise(units):
         assert later - earlier >= 0.25 - 1e-6
+
+
+@settings(max_examples=150, deadline=None)
+@given(events, starts, st.sampled_from([*sorted(ALGORITHMS), "leaky_shaper"]))
+def test_admit_is_reserve_at_once(steps: Any, start: float, name: str) -> None:
+    """``admit`` (the front-ends' non-waiting hit path) decides as ``reserve`` with
+    ``max_wait=0`` on every state, reservations pending included: the same new state when
+    that admits at once, None when it does not."""
+    make = ALGORITHMS.get(name, lambda: LeakyBucketShaper(capacity=5, leak_rate=2.0))
+    algorithm = make()
+    state: Any = None
+    now = start
+    for step, cost, max_wait, _ in steps:
+        now += step
+        cost = min(cost, algorithm.max_cost)
+        expected, at, ok = algorithm.reserve(copy.deepcopy(state), now, cost, 0.0)
+        got = algorithm.admit(copy.deepcopy(state), now, cost)
+        if ok and at <= now:
+            assert got == expected
+        else:
+            assert got is None
+        state = algorithm.reserve(state, now, cost, max_wait)[0]  # waits leave some pending
 
 
 def test_decide_reports_headers() -> None:

@@ -21,6 +21,10 @@ __all__ = ["GCRAAlgorithm", "due"]
 
 NS = 1_000_000_000  # time unit of the state: integer nanoseconds
 _TO_NS = 1e9  # a float, so `now * _TO_NS` stays a float multiply (an int operand costs 3x)
+# Truncation of the float `now * _TO_NS`: the same value as int() (both are float.__trunc__),
+# but a plain one-argument builtin call instead of a call of the int type (callgrind: about
+# 340 instructions against 840 on 3.12, 230 against 650 on 3.11; the same on 3.13).
+_trunc = math.trunc
 
 
 def due(now: float, now_ns: int, target_ns: int) -> float:
@@ -65,10 +69,22 @@ class GCRAAlgorithm:
         # The burst over the time it takes to refill (see _core.ratelimit): B per B*T.
         self.policy = RatePolicy("gcra", burst, burst * interval)
 
+    def admit(self, state: int | None, now: float, cost: int) -> int | None:
+        """``reserve`` with ``max_wait=0`` when it admits at once: the new state, else None
+        (nothing committed). The front-ends' non-waiting hit path: one value, no tuple."""
+        now_ns = _trunc(now * _TO_NS)
+        if state is None or state <= now_ns:
+            # An idle bucket: `cost * T <= burst * T = tau` for any cost in 1..max_cost.
+            return now_ns + cost * self._interval_ns
+        new_tat = state + cost * self._interval_ns
+        if new_tat - now_ns <= self._tolerance_ns:
+            return new_tat
+        return None
+
     def reserve(
         self, state: int | None, now: float, cost: int, max_wait: float
     ) -> tuple[int, float, bool]:
-        now_ns = int(now * _TO_NS)
+        now_ns = _trunc(now * _TO_NS)
         tat = now_ns if state is None or state < now_ns else state
         new_tat = tat + cost * self._interval_ns
         if new_tat - now_ns <= self._tolerance_ns:
@@ -84,7 +100,7 @@ class GCRAAlgorithm:
         return state - cost * self._interval_ns
 
     def inspect(self, state: int | None, now: float) -> tuple[int, float]:
-        now_ns = int(now * _TO_NS)
+        now_ns = _trunc(now * _TO_NS)
         if state is None or state <= now_ns:
             return self.max_cost, 0.0
         used = state - now_ns

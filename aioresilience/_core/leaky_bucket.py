@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from .gcra import _TO_NS, NS, GCRAAlgorithm, due
+from .gcra import _TO_NS, NS, GCRAAlgorithm, _trunc, due
 from .ratelimit import RatePolicy
 
 __all__ = ["LeakyBucketMeter", "LeakyBucketShaper"]
@@ -56,10 +56,17 @@ class LeakyBucketShaper(GCRAAlgorithm):
         # The queue over the time it takes to empty: `capacity` units per `capacity` intervals.
         self.policy = RatePolicy("leaky-bucket-shaper", capacity, capacity / leak_rate)
 
+    def admit(self, state: int | None, now: float, cost: int) -> int | None:
+        """Admitted at once only when the line is clear (any ``cost <= capacity``)."""
+        now_ns = _trunc(now * _TO_NS)
+        if state is None or state <= now_ns:
+            return now_ns + cost * self._interval_ns
+        return None
+
     def reserve(
         self, state: int | None, now: float, cost: int, max_wait: float
     ) -> tuple[int, float, bool]:
-        now_ns = int(now * _TO_NS)
+        now_ns = _trunc(now * _TO_NS)
         if state is None or state <= now_ns:
             return now_ns + cost * self._interval_ns, now, True
         at = due(now, now_ns, state)

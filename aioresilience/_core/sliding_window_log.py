@@ -36,6 +36,21 @@ class SlidingWindowLogAlgorithm:
         while log and log[0] + window <= now:
             log.popleft()
 
+    def admit(self, state: deque[float] | None, now: float, cost: int) -> deque[float] | None:
+        """``reserve`` with ``max_wait=0`` when it admits at once: the log, else None (the
+        log only evicted). The same steps with ``at = now``, inline and without the tuple."""
+        log = deque() if state is None else state
+        window = self.window
+        while log and log[0] + window <= now:
+            log.popleft()
+        if log and log[-1] > now:
+            return None  # behind a reservation handed out already
+        need = len(log) + cost - self.limit
+        if need > 0 and log[need - 1] + window > now:
+            return None
+        log.extend(repeat(now, cost))
+        return log
+
     def reserve(
         self, state: deque[float] | None, now: float, cost: int, max_wait: float
     ) -> tuple[deque[float], float, bool]:
