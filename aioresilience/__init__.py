@@ -39,7 +39,7 @@ from ._chaos import ChaosFault, ChaosInjected, ChaosMonkey
 from ._core.ratelimit import Decision, RatePolicy
 from ._degradation import GracefulDegradation, Tier
 from ._fallback import Fallback, FallbackOutcome, FallbackUsed, fallback
-from ._hedging import HedgeStarted
+from ._hedging import Hedge, HedgeStarted
 from ._http_events import HttpAttempt, HttpPaused
 from ._pipeline import (
     Outcome,
@@ -145,6 +145,7 @@ __all__ = [
     "FixedWindowCounter",
     "GracefulDegradation",
     "Gradient2",
+    "Hedge",
     "HedgeStarted",
     "HttpAttempt",
     "HttpPaused",

@@ -124,7 +124,7 @@ class Hedge(ExecuteForms):
         counts in ``context.attempt``."""
         loop = asyncio.get_running_loop()
         clock = self._clock
-        core = None if self.budget is None else self.budget._core
+        ledger = None if self.budget is None else self.budget.ledger
         running: set[asyncio.Task[Any]] = set()
         extra = 0
         may_hedge = True
@@ -137,12 +137,12 @@ class Hedge(ExecuteForms):
             task = asyncio.ensure_future(call(), loop=loop)
             if hedged:
                 emit(None, self.name, HedgeStarted, clock, hedge=extra)
-                if core is not None:  # the retry slot is held while the hedge runs
-                    task.add_done_callback(lambda _: core.end_retry())
+                if ledger is not None:  # the retry slot is held while the hedge runs
+                    task.add_done_callback(lambda _: ledger.end_retry())
             running.add(task)
 
-        if core is not None:
-            core.start_request()
+        if ledger is not None:
+            ledger.start_request()
         start(hedged=False)
         try:
             while True:
@@ -155,13 +155,13 @@ class Hedge(ExecuteForms):
                     won = task.exception() is None and (
                         self.acceptable is None or self.acceptable(task.result())
                     )
-                    if core is not None:
-                        core.record(won)
+                    if ledger is not None:
+                        ledger.record(won)
                     if won:
                         return task.result()  # type: ignore[no-any-return]
                     failed_now = True
                 if can_hedge and (failed_now or not done):
-                    if self._budget_allows(core):
+                    if self._budget_allows():
                         extra += 1
                         start(hedged=True)
                     else:
@@ -170,16 +170,15 @@ class Hedge(ExecuteForms):
                     assert last is not None
                     return last.result()  # type: ignore[no-any-return]  # raises its exception
         finally:
-            if core is not None:
-                core.end_request()
+            if ledger is not None:
+                ledger.end_request()
             await _cancel_and_await(running)
 
-    def _budget_allows(self, core: Any) -> bool:
-        if core is None or core.try_retry():
+    def _budget_allows(self) -> bool:
+        budget = self.budget
+        if budget is None or budget.try_retry():
             return True
-        assert self.budget is not None
-        self.budget.exhausted += 1
-        emit(None, self.name, BudgetExhausted, self._clock, budget=self.budget.kind)
+        emit(None, self.name, BudgetExhausted, self._clock, budget=budget.kind)
         return False
 
     @property

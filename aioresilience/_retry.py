@@ -48,6 +48,7 @@ from ._support.validation import (
     positive_int,
     text,
 )
+from .abc import RetryLedger
 
 __all__ = [
     "Attempt",
@@ -123,14 +124,24 @@ class RetryBudget:
     at most ``max(min_retries, percent x calls in flight)``.
     ``RetryBudget.tokens(max_tokens=10, token_ratio=0.1)``: gRPC's form, failures spend a
     token, successes earn ``token_ratio``, retries only while more than half remain.
+    ``RetryBudget(ledger, kind="...")``: any other accounting, an
+    :class:`aioresilience.abc.RetryLedger`.
     A spent budget means no retry: the last outcome is given back and ``exhausted`` counts it.
+    ``ledger`` is the accounting a strategy that spends the budget drives (its calls are
+    described on :class:`~aioresilience.abc.RetryLedger`); :meth:`try_retry` asks it for a
+    retry and counts a refusal.
     """
 
-    __slots__ = ("_core", "exhausted", "kind")
+    __slots__ = ("exhausted", "kind", "ledger")
 
-    def __init__(self, core: ConcurrencyBudget | TokenBudget, kind: str) -> None:
-        self._core = core
-        self.kind = kind
+    def __init__(self, ledger: RetryLedger, kind: str = "custom") -> None:
+        if not isinstance(ledger, RetryLedger):
+            raise TypeError(
+                "ledger must implement aioresilience.abc.RetryLedger (start_request, "
+                f"end_request, record, try_retry, end_retry), got {ledger!r}"
+            )
+        self.ledger = ledger
+        self.kind = text("kind", kind)
         self.exhausted = 0
 
     @classmethod
@@ -150,13 +161,23 @@ class RetryBudget:
             "tokens",
         )
 
+    def try_retry(self) -> bool:
+        """Take a retry slot from the ledger (give it back with ``ledger.end_retry()``);
+        False when the budget is spent, counted in ``exhausted``."""
+        if self.ledger.try_retry():
+            return True
+        self.exhausted += 1
+        return False
+
     def __repr__(self) -> str:
-        core = self._core
-        if isinstance(core, TokenBudget):
-            state = f"tokens={core.tokens:g}/{core.max_tokens:g}"
+        ledger = self.ledger
+        if isinstance(ledger, TokenBudget):
+            state = f" tokens={ledger.tokens:g}/{ledger.max_tokens:g}"
+        elif isinstance(ledger, ConcurrencyBudget):
+            state = f" retries={ledger.retries} requests={ledger.requests}"
         else:
-            state = f"retries={core.retries} requests={core.requests}"
-        return f"<RetryBudget {self.kind} {state} exhausted={self.exhausted}>"
+            state = ""
+        return f"<RetryBudget {self.kind}{state} exhausted={self.exhausted}>"
 
 
 class Retry(ExecuteForms, EventSource):
@@ -374,7 +395,7 @@ class RetryRun:
         self._holds_retry = False
         budget = self._budget = policy.budget
         if budget is not None:
-            budget._core.start_request()
+            budget.ledger.start_request()
 
     def __enter__(self) -> RetryRun:
         return self
@@ -387,7 +408,7 @@ class RetryRun:
         self._attempt_done()
         budget = self._budget
         if budget is not None:
-            budget._core.record(True)
+            budget.ledger.record(True)
 
     def close(self) -> None:
         """The call is over (any path; again is a no-op): its budget slots are given back."""
@@ -395,7 +416,7 @@ class RetryRun:
         budget = self._budget
         if budget is not None:
             self._budget = None
-            budget._core.end_request()
+            budget.ledger.end_request()
         self.closed = True
 
     async def failed(self, exc: BaseException | None = None, result: Any = NO_RESULT) -> bool:
@@ -407,7 +428,7 @@ class RetryRun:
         policy = self.policy
         budget = self._budget
         if budget is not None:
-            budget._core.record(False)
+            budget.ledger.record(False)
         outcome: Any = exc if exc is not None else result
         history = self._history
         if history is None:
@@ -433,8 +454,7 @@ class RetryRun:
         if bound is not None:
             return await self._give_up(exc, result, elapsed, bound)
         if budget is not None:
-            if not budget._core.try_retry():
-                budget.exhausted += 1
+            if not budget.try_retry():
                 policy._emit(BudgetExhausted, budget=budget.kind)
                 return await self._give_up(exc, result, elapsed, "budget")
             self._holds_retry = True
@@ -481,7 +501,7 @@ class RetryRun:
             self._holds_retry = False
             budget = self._budget
             if budget is not None:
-                budget._core.end_retry()
+                budget.ledger.end_retry()
 
     async def _give_up(
         self, exc: BaseException | None, result: Any, elapsed: float, reason: str

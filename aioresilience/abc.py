@@ -49,6 +49,11 @@ a store.
 
 Methods may answer synchronously or return an awaitable: an in-process state answers at once,
 a store across the network needs a round trip. The front-end awaits whatever is awaitable.
+
+Retry budget: :class:`~aioresilience.RetryBudget` is a name, an ``exhausted`` count and a
+:class:`RetryLedger`, the accounting that every strategy spending the budget drives (the retry
+policy and hedging both do; a strategy of your own can too, through ``budget.ledger``). Envoy's
+and gRPC's forms are built in; ``RetryBudget(MyLedger(), kind="mine")`` takes any other.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ __all__ = [
     "ManualAction",
     "RateAlgorithm",
     "Refused",
+    "RetryLedger",
     "Strategy",
     "Timer",
     "memory_breaker_state",
@@ -242,3 +248,23 @@ class LimiterStore(Protocol):
         naming what the store cannot keep (an algorithm it has no script for, a missing
         name)."""
         ...
+
+
+@runtime_checkable
+class RetryLedger(Protocol):
+    """A retry budget's accounting, driven by every call that spends the budget: one
+    ``start_request()`` when the call begins and one ``end_request()`` when it is over (any
+    path), ``record(success)`` per finished attempt, and before each retry (or hedge)
+    ``try_retry()``, which takes a slot when the budget allows, given back by one
+    ``end_retry()`` when that attempt finishes. All synchronous: the ledger is consulted on
+    every call and must answer at once."""
+
+    def start_request(self) -> None: ...
+
+    def end_request(self) -> None: ...
+
+    def record(self, success: bool) -> None: ...
+
+    def try_retry(self) -> bool: ...
+
+    def end_retry(self) -> None: ...

@@ -221,7 +221,7 @@ async def test_cancellation_mid_request_leaks_nothing(upstream: Upstream) -> Non
     assert host.bulkhead.statistics().active == 0
     assert host.breaker.statistics().failures == 0
     assert host._pacing.in_flight == 0
-    budget = host.retry.budget._core
+    budget = host.retry.budget.ledger
     assert budget.tokens == budget.max_tokens
 
 

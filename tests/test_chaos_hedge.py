@@ -221,7 +221,7 @@ async def test_hedge_spends_a_budget_and_cancels_on_caller_cancel() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert (budget._core.requests, budget._core.retries) == (0, 0)
+    assert (budget.ledger.requests, budget.ledger.retries) == (0, 0)
 
 
 def test_hedge_and_chaos_validation() -> None:

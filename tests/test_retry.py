@@ -28,6 +28,7 @@ from aioresilience import (
     retry,
 )
 from aioresilience._core.backoff import Backoff
+from aioresilience.abc import RetryLedger
 
 
 class Flaky:
@@ -296,7 +297,7 @@ async def test_concurrency_budget_caps_retries_in_flight() -> None:
     async def failing() -> None:
         nonlocal in_flight, peak
         in_flight += 1
-        peak = max(peak, budget._core.retries)
+        peak = max(peak, budget.ledger.retries)
         await asyncio.sleep(0.5)
         in_flight -= 1
         raise OSError("down")
@@ -307,7 +308,7 @@ async def test_concurrency_budget_caps_retries_in_flight() -> None:
     assert all(isinstance(r, OSError) for r in results)
     assert peak <= 3  # max(3, 0.2 * 10)
     assert budget.exhausted > 0
-    assert budget._core.retries == 0 and budget._core.requests == 0
+    assert budget.ledger.retries == 0 and budget.ledger.requests == 0
 
 
 async def test_token_budget_stops_retries_when_half_spent_and_recovers() -> None:
@@ -321,7 +322,7 @@ async def test_token_budget_stops_retries_when_half_spent_and_recovers() -> None
     assert "(budget)" in caught.value.__notes__[-1]
     for _ in range(4):
         await policy.call(Flaky(0))
-    assert budget._core.tokens == 4
+    assert budget.ledger.tokens == 4
 
 
 @pytest.mark.parametrize(
@@ -639,7 +640,7 @@ async def test_the_pipeline_form_never_retries_a_cancellation() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert calls == 1
-    assert (budget._core.requests, budget._core.retries) == (0, 0)  # per call, released
+    assert (budget.ledger.requests, budget.ledger.retries) == (0, 0)  # per call, released
 
 
 async def test_exponential_backoff_forms_run_retrys_core() -> None:
@@ -685,3 +686,74 @@ async def test_the_pipeline_form_times_each_attempt_for_a_listener() -> None:
     assert await pipeline.execute(Flaky(1)) == "ok"
     attempts = [(e.details["attempt"], e.details["outcome"]) for e in events if e.name == "attempt"]
     assert attempts == [(1, "failure"), (2, "success")]
+
+
+class CountingLedger:
+    """A ledger of one's own: every call the strategies make, in order; refuses retries
+    after ``allowed``."""
+
+    def __init__(self, allowed: int) -> None:
+        self.allowed = allowed
+        self.calls: list[str] = []
+
+    def start_request(self) -> None:
+        self.calls.append("start")
+
+    def end_request(self) -> None:
+        self.calls.append("end")
+
+    def record(self, success: bool) -> None:
+        self.calls.append("ok" if success else "fail")
+
+    def try_retry(self) -> bool:
+        self.calls.append("retry?")
+        if self.allowed:
+            self.allowed -= 1
+            return True
+        return False
+
+    def end_retry(self) -> None:
+        self.calls.append("retry done")
+
+
+async def test_a_ledger_of_ones_own_is_driven_by_retry_and_hedge() -> None:
+    ledger = CountingLedger(allowed=1)
+    budget = RetryBudget(ledger, kind="mine")
+    assert budget.ledger is ledger and repr(budget) == "<RetryBudget mine exhausted=0>"
+    policy = Retry(attempts=5, backoff=NO_JITTER, budget=budget)
+    flaky = Flaky(100)
+    with pytest.raises(OSError) as caught:
+        await policy.call(flaky)
+    assert len(flaky.calls) == 2 and "(budget)" in caught.value.__notes__[-1]
+    assert ledger.calls == ["start", "fail", "retry?", "retry done", "fail", "retry?", "end"]
+    assert budget.exhausted == 1
+
+    ledger.calls.clear()
+    ledger.allowed = 1
+    hedge = ar.Hedge(max_hedged=2, delay=1.0, idempotent=True, budget=budget)
+
+    @hedge
+    async def decorated() -> str:
+        return "fine"
+
+    assert await decorated() == "fine"
+    ledger.calls.clear()
+
+    async def slow_then_fast() -> str:
+        first = not ledger.calls.count("retry?")
+        await asyncio.sleep(10 if first else 0.5)
+        return "first" if first else "hedge"
+
+    assert await hedge.execute(slow_then_fast, None) == "hedge"
+    await asyncio.sleep(0)  # the cancelled first attempt's callbacks run
+    # The hedge's slot is given back when it finishes, whenever its callback runs.
+    assert sorted(ledger.calls) == sorted(["start", "retry?", "ok", "retry done", "end"])
+    assert ledger.calls[:2] == ["start", "retry?"] and budget.exhausted == 1
+
+
+def test_retry_budget_validation() -> None:
+    with pytest.raises(TypeError, match=r"ledger must implement aioresilience.abc.RetryLedger"):
+        RetryBudget(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="kind"):
+        RetryBudget(CountingLedger(0), kind=3)  # type: ignore[arg-type]
+    assert isinstance(RetryBudget.tokens().ledger, RetryLedger)

@@ -15,7 +15,7 @@ NO_WAIT = constant(0.1)
 
 
 def budget_state(budget: RetryBudget) -> tuple[int, int]:
-    core = budget._core  # the test reads the pure core's counters
+    core = budget.ledger  # the test reads the pure core's counters
     return core.requests, core.retries  # type: ignore[union-attr]
 
 
@@ -56,7 +56,7 @@ async def test_a_cancellation_is_never_retried_nor_counted() -> None:
     policy = Retry(attempts=5, backoff=NO_WAIT, budget=budget)
     with policy.start() as run:
         assert not await run.failed(asyncio.CancelledError())
-    assert budget._core.tokens == 4  # type: ignore[union-attr]
+    assert budget.ledger.tokens == 4  # type: ignore[union-attr]
 
 
 async def test_close_gives_back_the_budget_on_every_path() -> None:
@@ -102,12 +102,12 @@ async def test_async_for_successes_refill_a_token_budget() -> None:
     for _ in range(2):
         with pytest.raises(OSError):
             await policy.call(_fails)
-    assert budget._core.tokens == 1  # type: ignore[union-attr]
+    assert budget.ledger.tokens == 1  # type: ignore[union-attr]
     for _ in range(3):  # successes at the first attempt earn their tokens back
         async for attempt in policy:
             with attempt:
                 pass
-    assert budget._core.tokens == 4  # type: ignore[union-attr]
+    assert budget.ledger.tokens == 4  # type: ignore[union-attr]
 
 
 async def test_an_exhausted_budget_stops_async_for_retrying() -> None:

@@ -82,7 +82,7 @@ async def test_retry_budget_slot_released_when_cancelled_in_a_hook() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert budget._core.retries == 0 and budget._core.requests == 0
+    assert budget.ledger.retries == 0 and budget.ledger.requests == 0
 
 
 async def test_retry_budget_slot_released_when_leaving_an_async_for_loop() -> None:
@@ -94,7 +94,7 @@ async def test_retry_budget_slot_released_when_leaving_an_async_for_loop() -> No
             if attempts == 1:
                 raise OSError("first fails")
         break  # leave during the retry attempt
-    assert budget._core.retries == 0
+    assert budget.ledger.retries == 0
 
 
 async def test_async_hook_cannot_carry_the_sleep_past_the_deadline() -> None:
