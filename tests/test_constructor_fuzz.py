@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aioresilience as ar
+from aioresilience._core.budget import TokenBudget
 from aioresilience._core.token_bucket import TokenBucketAlgorithm
 from aioresilience._support import validation as v
 from aioresilience._support.validation import MIN_DIVISOR
@@ -253,6 +254,11 @@ async def use_budget(budget: Any) -> None:
     await ar.Retry(budget=budget, backoff=ar.constant(0)).call(FailOnce())
 
 
+async def use_hedge(hedge: Any) -> None:
+    assert await hedge.call(FailOnce()) == "ok"  # the failure starts the hedge at once
+    assert await hedge.call(ok) == "ok"
+
+
 async def use_fallback(fallback: Any) -> None:
     await fallback.call(fail)
     await fallback.call(ok)
@@ -349,6 +355,13 @@ CASES = [
     Case("retry", ar.retry, use_retry, signature_of=ar.Retry),
     Case("RetryBudget.concurrency", ar.RetryBudget.concurrency, use_budget),
     Case("RetryBudget.tokens", ar.RetryBudget.tokens, use_budget),
+    Case(
+        "RetryBudget",
+        ar.RetryBudget,
+        use_budget,
+        ledger=Fresh(lambda: TokenBudget(max_tokens=10.0, token_ratio=0.1)),
+    ),
+    Case("Hedge", ar.Hedge, use_hedge, idempotent=True),
     Case("Fallback", ar.Fallback, use_fallback, handlers=("x",)),
     Case("fallback", ar.fallback, use_fallback, signature_of=ar.Fallback, handlers=("x",)),
     Case("TokenBucket", ar.TokenBucket, use_limiter, **LIMITER),
@@ -452,7 +465,6 @@ NOT_CONSTRUCTORS = {
     "KeyedLimit": "built by limiter.for_key()",
     "Pipeline": "built by PipelineBuilder.build() (its register() is fuzzed)",
     "PipelineRegistry": "takes no parameter (its register() is fuzzed)",
-    "RetryBudget": "built by RetryBudget.concurrency() / .tokens() (both fuzzed)",
     "Strategy": "a base class for custom strategies",
     "CircuitState": "an enum",
     "Priority": "an enum",
