@@ -272,6 +272,31 @@ class Retry(ExecuteForms, EventSource):
             RetryRun(self, started=started), call, context, failure, result
         )
 
+    # -- the pipeline's inline form of execute's first attempt (Strategy._inline) ------------
+    # The pipeline's fold runs the first attempt in its own coroutine, around the layers
+    # inside the retry: `_first` does what execute does before it, `_after_first` what it does
+    # after a failure. A success on the first attempt then costs no coroutine of ours.
+
+    def _first(self, context: ResilienceContext) -> float | None:
+        """Begin the first attempt of a pipeline call (its start time on the policy's clock),
+        or None where execute has more to do than one clock reading (a budget, a judge of
+        results, a listener timing each attempt): the fold then runs execute itself."""
+        if self.budget is not None or self._judge is not None or context._timed:
+            return None
+        started = self._clock.time()  # elapsed counts from the first attempt, always
+        context.attempt += 1  # (_attempt's count, as execute makes it)
+        return started
+
+    def _after_first(
+        self,
+        started: float,
+        call: Callable[[], Awaitable[T]],
+        context: ResilienceContext,
+        failure: Exception,
+    ) -> Coroutine[Any, Any, T]:
+        """The rest of execute after a first attempt (begun by :meth:`_first`) failed."""
+        return self._until_done(RetryRun(self, started=started), call, context, failure)
+
     async def _until_done(
         self,
         run: RetryRun,
@@ -648,6 +673,14 @@ class RetryStrategy(RerunStrategy):
     def __init__(self, policy: Retry) -> None:
         super().__init__("retry", policy)
         self.policy = policy
+
+    def _inline(self) -> tuple[Callable[[ResilienceContext], Any], Callable[..., Any]] | None:
+        # Only for Retry's own execute and attempt (a subclass that changes either runs its
+        # execute every time).
+        cls = type(self.policy)
+        if cls._core is not Retry.execute or cls._attempt is not Retry._attempt:
+            return None
+        return self.policy._first, self.policy._after_first
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "attempts": self.policy.attempts}
