@@ -16,15 +16,17 @@ delay would cross it, the last outcome is given back at once.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random as _random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._core.budget import ConcurrencyBudget, TokenBudget
-from ._support.clock import Clock, clock_option
+from ._support.clock import Clock, clock_option, reads_inline
 from ._support.context import ResilienceContext
 from ._support.errors import Rejected
 from ._support.events import AttemptCompleted, EventSource, ResilienceEvent, Severity, build
@@ -66,6 +68,10 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+_running_loop = asyncio.get_running_loop
+_monotonic = time.monotonic
+_BASE_LOOP_TIME = asyncio.BaseEventLoop.time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,6 +217,7 @@ class Retry(ExecuteForms, EventSource):
         self.name = text("name", name, optional=True) or "Retry"
         # One clock for elapsed time, ``deadline`` and the sleeps between attempts.
         self._clock = clock_option("clock", clock)
+        self._clock_inline = reads_inline(self._clock)  # _first reads it without a frame
         self.attempts = math.inf if attempts is None else positive_int("attempts", attempts)
         if backoff is not None and not isinstance(backoff, Backoff):
             raise TypeError(
@@ -283,7 +290,15 @@ class Retry(ExecuteForms, EventSource):
         results, a listener timing each attempt): the fold then runs execute itself."""
         if self.budget is not None or self._judge is not None or context._timed:
             return None
-        started = self._clock.time()  # elapsed counts from the first attempt, always
+        if self._clock_inline:  # LoopClock.time() without its frame (see reads_inline)
+            try:
+                loop = _running_loop()
+            except RuntimeError:
+                started = self._clock.time()
+            else:
+                started = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
+        else:
+            started = self._clock.time()  # elapsed counts from the first attempt, always
         context.attempt += 1  # (_attempt's count, as execute makes it)
         return started
 
