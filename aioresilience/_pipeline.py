@@ -39,8 +39,10 @@ from ._support.clock import LOOP_CLOCK, Clock, clock_option
 from ._support.compose import (
     Call,
     GuardStrategy,
+    Runner,
     Strategy,
     compose,
+    layers_of,
     leave_all,
 )
 from ._support.context import ResilienceContext, context_var, current_context
@@ -167,8 +169,9 @@ class Pipeline:
         # The pipeline's own events (its calls' durations) are read on it: the builder's.
         self.clock: Clock = LOOP_CLOCK if clock is None else clock
         self.strategies = strategies
-        self._run = compose(strategies)  # sets the call's context, runs the strategies
         self._listeners = Listeners()
+        self._layers = layers_of(strategies)
+        self._run: Runner = compose(self._layers)  # sets the call's context, runs them
         # `async with pipeline` enters the guards' cores (the same the fold runs).
         self._cores = [s.core() for s in strategies]
         self._stacks: contextvars.ContextVar[list[tuple[list[Any], Any]] | None]
@@ -177,6 +180,13 @@ class Pipeline:
             # Nothing to add: `execute(fn, *args)` is `fn(*args)` itself. operator.call is the
             # C implementation of exactly that, so an empty pipeline costs one C call.
             self.execute = operator.call  # type: ignore[method-assign]
+        elif type(self).execute is Pipeline.execute:
+            # execute's own lines and the chain's in one coroutine (compose): no frame of
+            # execute's own per call. (A subclass that changes execute keeps its own.)
+            execute = compose(self._layers, self)
+            execute.__name__, execute.__qualname__ = "execute", f"{type(self).__qualname__}.execute"
+            execute.__doc__ = Pipeline.execute.__doc__
+            self.execute = execute  # type: ignore[method-assign]
 
     @staticmethod
     def builder(
@@ -250,6 +260,9 @@ class Pipeline:
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate a coroutine function (its signature is kept)."""
         require_async(self.name, fn)
+        if self.strategies and type(self).execute is Pipeline.execute:
+            # execute's lines and the chain's in the decorated function's own coroutine.
+            return wraps(fn)(compose(self._layers, self, fn))
         execute = self.execute
 
         @wraps(fn)

@@ -16,15 +16,17 @@ delay would cross it, the last outcome is given back at once.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random as _random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._core.budget import ConcurrencyBudget, TokenBudget
-from ._support.clock import Clock, clock_option
+from ._support.clock import Clock, clock_option, reads_inline
 from ._support.context import ResilienceContext
 from ._support.errors import Rejected
 from ._support.events import AttemptCompleted, EventSource, ResilienceEvent, Severity, build
@@ -66,6 +68,10 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+_running_loop = asyncio.get_running_loop
+_monotonic = time.monotonic
+_BASE_LOOP_TIME = asyncio.BaseEventLoop.time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,6 +217,7 @@ class Retry(ExecuteForms, EventSource):
         self.name = text("name", name, optional=True) or "Retry"
         # One clock for elapsed time, ``deadline`` and the sleeps between attempts.
         self._clock = clock_option("clock", clock)
+        self._clock_inline = reads_inline(self._clock)  # _first reads it without a frame
         self.attempts = math.inf if attempts is None else positive_int("attempts", attempts)
         if backoff is not None and not isinstance(backoff, Backoff):
             raise TypeError(
@@ -271,6 +278,39 @@ class Retry(ExecuteForms, EventSource):
         return await self._until_done(
             RetryRun(self, started=started), call, context, failure, result
         )
+
+    # -- the pipeline's inline form of execute's first attempt (Strategy._inline) ------------
+    # The pipeline's fold runs the first attempt in its own coroutine, around the layers
+    # inside the retry: `_first` does what execute does before it, `_after_first` what it does
+    # after a failure. A success on the first attempt then costs no coroutine of ours.
+
+    def _first(self, context: ResilienceContext) -> float | None:
+        """Begin the first attempt of a pipeline call (its start time on the policy's clock),
+        or None where execute has more to do than one clock reading (a budget, a judge of
+        results, a listener timing each attempt): the fold then runs execute itself."""
+        if self.budget is not None or self._judge is not None or context._timed:
+            return None
+        if self._clock_inline:  # LoopClock.time() without its frame (see reads_inline)
+            try:
+                loop = _running_loop()
+            except RuntimeError:
+                started = self._clock.time()
+            else:
+                started = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
+        else:
+            started = self._clock.time()  # elapsed counts from the first attempt, always
+        context.attempt += 1  # (_attempt's count, as execute makes it)
+        return started
+
+    def _after_first(
+        self,
+        started: float,
+        call: Callable[[], Awaitable[T]],
+        context: ResilienceContext,
+        failure: Exception,
+    ) -> Coroutine[Any, Any, T]:
+        """The rest of execute after a first attempt (begun by :meth:`_first`) failed."""
+        return self._until_done(RetryRun(self, started=started), call, context, failure)
 
     async def _until_done(
         self,
@@ -648,6 +688,14 @@ class RetryStrategy(RerunStrategy):
     def __init__(self, policy: Retry) -> None:
         super().__init__("retry", policy)
         self.policy = policy
+
+    def _inline(self) -> tuple[Callable[[ResilienceContext], Any], Callable[..., Any]] | None:
+        # Only for Retry's own execute and attempt (a subclass that changes either runs its
+        # execute every time).
+        cls = type(self.policy)
+        if cls._core is not Retry.execute or cls._attempt is not Retry._attempt:
+            return None
+        return self.policy._first, self.policy._after_first
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "attempts": self.policy.attempts}

@@ -276,12 +276,38 @@ class timeout(GuardForms):
 
     def _enter(self) -> timeout:
         """A fresh timeout like this one, entered now: the ticket ``_exit`` leaves."""
+        seconds = self.seconds
         entry = timeout.__new__(timeout)
-        entry.seconds = self.seconds
-        entry.state = _CREATED
-        # An absolute deadline (timeout_at) is every entry's; a duration starts at each entry.
-        entry._when = self._when if self.seconds is None else None
-        entry._begin()
+        entry.seconds = seconds
+        if seconds is None:
+            # An absolute deadline (timeout_at) is every entry's.
+            entry.state = _CREATED
+            entry._when = self._when
+            entry._begin()
+            return entry
+        # A duration starts at each entry: _begin's common case inline, as in __aenter__ (one
+        # frame less; a pipeline enters one per timeout per call).
+        task = _current_task()
+        if task is None:
+            raise RuntimeError("timeout() must be used inside a task")
+        loop = task.get_loop()
+        entry._task = task
+        entry._cancelling = task.cancelling()
+        entry.state = _ENTERED
+        entry._start = now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
+        entry._when = when = now + seconds
+        if when > now:
+            last_loop, lanes = _last
+            lane = lanes.get(seconds) if loop is last_loop else None
+            if lane is None:
+                lane = _lane(loop, seconds)
+            entry._lane = lane
+            lane.entries.append(entry)
+            if not lane.armed:
+                lane.arm(when)
+            return entry
+        entry._lane = None
+        entry._handle = entry._timer(loop, when)
         return entry
 
     def _exit(self, ticket: timeout, exc: BaseException | None, result: Any) -> None:
