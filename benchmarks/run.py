@@ -44,7 +44,6 @@ import bench_client  # noqa: E402
 import bench_guards  # noqa: E402
 import bench_ratelimit  # noqa: E402
 import bench_redis  # noqa: E402
-import bench_sim  # noqa: E402
 import bench_web  # noqa: E402
 from harness import cases, loops, measure, paired_overhead  # noqa: E402
 from tables import Section, render  # noqa: E402
@@ -243,10 +242,14 @@ def run_all(chosen: dict[str, set[str]], loop_names: list[str], quick: bool) -> 
             }
             emit(note, "redis", "redis")
             out.append(note)
-    # The simulator: its own virtual-time loops.
-    for part, section in bench_sim.run(quick, chosen.get("sim", set())):
-        emit(section, "sim", part)
-        out.append(section)
+    # The simulator: its own virtual-time loops. Imported only when asked for: a package of
+    # before the simulator (BENCH_AT=f0f61c0) has no aioresilience.sim.
+    if chosen.get("sim"):
+        import bench_sim
+
+        for part, section in bench_sim.run(quick, chosen["sim"]):
+            emit(section, "sim", part)
+            out.append(section)
     # The web group: its own servers, each on uvicorn's or aiohttp's default loop.
     for part, measure_part in (("web", bench_web.run), ("overload", bench_web.overload_section)):
         if part in chosen.get("web", ()):
