@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from helpers import burst
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aioresilience as ar
 from aioresilience import (
@@ -22,9 +24,11 @@ from aioresilience import (
     TokenBucket,
 )
 from aioresilience._core.fixed_window import FixedWindowAlgorithm
+from aioresilience._core.ratelimit import Decision
+from aioresilience._core.ratelimit import decide as core_decide
 from aioresilience._core.token_bucket import TokenBucketAlgorithm
 from aioresilience.stores import MemoryStore
-from aioresilience.testing import run
+from aioresilience.testing import ManualClock, run
 
 
 def make(kind: str, **options: Any) -> RateLimiter[Any]:
@@ -177,6 +181,67 @@ async def test_try_acquire_never_jumps_the_queue() -> None:
     assert not limiter.try_acquire()  # the next window belongs to the waiter
     await waiter
     assert asyncio.get_running_loop().time() == 1.0
+
+
+async def test_check_never_jumps_the_queue() -> None:
+    limiter = FixedWindowCounter(2, 1.0)
+    assert limiter.check() and limiter.check(1)  # the second one a hit of the key's state
+    waiter = asyncio.create_task(limiter.acquire(cost=2))
+    await asyncio.sleep(0.5)
+    refused = limiter.check()  # the next window belongs to the waiter
+    assert not refused and refused.retry_after == pytest.approx(1.5)
+    await waiter
+    assert asyncio.get_running_loop().time() == 1.0
+
+
+KINDS = ("token_bucket", "leaky_meter", "gcra", "fixed_window", "sliding_log", "sliding_counter")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 0.0, 0.013, 0.07, 0.31, 1.7, 25.0]),
+            st.sampled_from(["a", "b", None]),
+            st.integers(1, 3),
+            st.sampled_from(["check", "check", "try_acquire"]),
+        ),
+        max_size=40,
+    )
+)
+def test_check_decides_as_the_core_on_every_path(
+    kind: str, steps: list[tuple[float, str | None, int, str]]
+) -> None:
+    """check() takes an inlined path for a key whose state is in hand (the web adapters' hot
+    path) and the state's decide() for the rest (new, forgotten or rotated keys, refusals):
+    every decision, whichever path made it, is the one the core's ``decide`` makes on the
+    same state at the same time. Idle gaps (25 s) make keys fresh and rotate the store."""
+    clock = ManualClock()
+    limiter = make(kind, clock=clock, max_keys=2)
+    algorithm = limiter._algorithm
+    states: dict[str | None, Any] = {}
+    for gap, key, cost, way in steps:
+        clock.advance(gap)
+        now = clock.time()
+        state, expected = core_decide(algorithm, states.get(key), now, cost)
+        if expected.allowed:
+            states[key] = state
+        if way == "check":
+            assert limiter.check(cost, key=key) == expected
+        else:
+            assert limiter.try_acquire(cost, key=key) is expected.allowed
+    stats = limiter.statistics()
+    assert stats.admitted + stats.rejected == len(steps)
+
+
+def test_decision_is_an_immutable_value() -> None:
+    decision = TokenBucket(2, 1.0).check()
+    assert decision and decision == Decision(True, 2, 1, 0.0, 1.0, decision.policy)
+    assert not Decision(False, 2, 0, 0.5, 1.0)  # truthy exactly when allowed
+    with pytest.raises(AttributeError):
+        decision.remaining = 5  # type: ignore[misc]
+    assert hash(decision) == hash(Decision(*decision))
 
 
 async def test_cost_that_can_never_fit_raises_at_once() -> None:
