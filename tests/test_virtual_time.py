@@ -423,3 +423,18 @@ def test_swallows_everything() -> None:
     assert result.ret == 1  # faulthandler's exit, not a hang
     err = result.stderr.str()
     assert "Timeout (0:00:00.5" in err and "in test_swallows_everything" in err
+
+
+def test_the_loop_adds_two_attributes_to_asyncios_own() -> None:
+    # CPython keeps an instance's attributes in the compact shared-key form (specialised
+    # lookups for asyncio's own `self.time()`, `self._ready`... on every turn) only up to 30
+    # of them; asyncio's selector loop sets 24. The subclass keeps its state in two.
+    virtual = VirtualTimeLoop()
+    plain = asyncio.SelectorEventLoop()
+    try:
+        added = set(vars(virtual)) - set(vars(plain))
+        assert added == {"_virtual_now", "_vt"}
+        assert len(vars(virtual)) <= 30
+    finally:
+        virtual.close()
+        plain.close()
