@@ -118,16 +118,29 @@ class _Lane:
 
     def leave(self, entry: timeout) -> None:
         """``entry`` leaves before its deadline (its block exited, or its deadline moved)."""
-        entry._lane = None
         entries = self.entries
         if entries[-1] is entry:
+            entry._lane = None
             entries.pop()
-        elif entries[0] is entry:
-            entries.popleft()
-            self._drop_finished()
         else:
-            self.finished += 1
-            if self.finished > len(entries) // 2 + 32:
+            self.leave_behind(entry)
+
+    def leave_behind(self, entry: timeout) -> None:
+        """``entry``, not the newest, leaves before its deadline: the common way out of
+        concurrent calls of one duration, which finish in any order (so no frame more than
+        needed: the front's cleanup is inline)."""
+        entry._lane = None
+        entries = self.entries
+        if entries[0] is entry:
+            entries.popleft()
+            finished = self.finished
+            while finished and entries and entries[0]._lane is not self:  # _drop_finished
+                entries.popleft()
+                finished -= 1
+            self.finished = finished
+        else:
+            finished = self.finished = self.finished + 1
+            if finished > len(entries) // 2 + 32:
                 # Entries leaving out of order pile up behind a long-running one: compact.
                 self.entries = deque(e for e in entries if e._lane is self)
                 self.finished = 0
@@ -266,10 +279,11 @@ class timeout(GuardForms):
                 # Pop and look (cheaper than a deque subscript first): the newest, usually.
                 entries = lane.entries
                 newest = entries.pop()
-                if newest is self:
-                    self.state = _EXITED
-                    return
-                entries.append(newest)
+                if newest is not self:
+                    entries.append(newest)
+                    lane.leave_behind(self)
+                self.state = _EXITED
+                return
         self._leave(exc)
 
     # -- the guard's core -----------------------------------------------------------------------
@@ -318,10 +332,11 @@ class timeout(GuardForms):
             if lane is not None:
                 entries = lane.entries
                 newest = entries.pop()  # (as in __aexit__)
-                if newest is ticket:
-                    ticket.state = _EXITED
-                    return
-                entries.append(newest)
+                if newest is not ticket:
+                    entries.append(newest)
+                    lane.leave_behind(ticket)
+                ticket.state = _EXITED
+                return
         ticket._leave(exc)
 
     # -- one entry --------------------------------------------------------------------------
