@@ -24,10 +24,11 @@ other variant's draws. The result is the same, byte for byte, for the same scena
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aioresilience as ar
@@ -229,8 +230,14 @@ async def _run(
             env.in_flight -= 1
             discard_task(current_task())
 
-    create_task = loop.create_task
     add_task = tasks.add
+    # A request's task: on 3.12+ the documented Task(..., eager_start=True) that the eager
+    # factory makes, without the frames of create_task and the factory around it.
+    start_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = (
+        loop.create_task
+        if eager is None
+        else functools.partial(asyncio.Task, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    )
 
     arrivals = scenario.arrivals
     users: list[asyncio.Task[None]] = []
@@ -240,7 +247,7 @@ async def _run(
         next_arrival = times.next
 
         def arrive() -> None:
-            task = create_task(request())
+            task = start_task(request())
             if not task.done():  # an eager task may have ended already (a refusal at once)
                 add_task(task)
             next_at = next_arrival()
