@@ -291,7 +291,7 @@ class timeout(GuardForms):
     def _enter(self) -> timeout:
         """A fresh timeout like this one, entered now: the ticket ``_exit`` leaves."""
         seconds = self.seconds
-        entry = timeout.__new__(timeout)
+        entry: timeout = _Entry()
         entry.seconds = seconds
         if seconds is None:
             # An absolute deadline (timeout_at) is every entry's.
@@ -487,6 +487,16 @@ class timeout(GuardForms):
         return (
             f"<timeout seconds={self.seconds} when={self._when} state={_STATE_NAMES[self.state]}>"
         )
+
+
+class _Entry(timeout):
+    """An entry that ``timeout._enter`` makes (its ticket): a timeout whose fields ``_enter``
+    sets itself. A class of its own only so that making one is a plain class call with no
+    ``__init__`` to run: ``timeout.__new__(timeout)`` goes through ``object.__new__``'s
+    wrapper, 1,660 instructions on CPython 3.12 (callgrind), ``_Entry()`` 970."""
+
+    __slots__ = ()
+    __init__ = object.__init__
 
 
 def timeout_at(when: float | None) -> timeout:
