@@ -9,6 +9,8 @@ import statistics
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aioresilience.sim import load_scenario, run_scenario
 from aioresilience.sim._models import (
@@ -26,6 +28,8 @@ from aioresilience.sim._models import (
     QuotaExceeded,
     QuotaSpec,
     Spike,
+    exponential,
+    lognormal,
 )
 
 
@@ -179,3 +183,22 @@ def test_calls_in_flight_at_the_end_are_cancelled_not_failed(tmp_path: Path) -> 
     assert s["failed"] == s["refused"] == 0
     assert s["failures"] == {} and s["refusals"] == {}
     assert s["dependency_answers"]["DependencyUnavailable"] == s["unfinished"]
+
+
+@given(
+    seed=st.integers(0, 2**64),
+    rate=st.floats(1e-3, 1e6),
+    mu=st.floats(-10, 10),
+    sigma=st.floats(0, 3),
+)
+def test_the_inline_draws_are_the_random_modules(
+    seed: int, rate: float, mu: float, sigma: float
+) -> None:
+    # The simulator draws latencies and arrivals with its own one-frame copies of
+    # expovariate and lognormvariate: the same floats from the same stream, so a scenario's
+    # results are what the random module would give.
+    ours, theirs = random.Random(seed), random.Random(seed)
+    for _ in range(20):
+        assert exponential(ours.random, rate) == theirs.expovariate(rate)
+        assert lognormal(ours.random, mu, sigma) == theirs.lognormvariate(mu, sigma)
+    assert ours.random() == theirs.random()  # as many draws taken from the stream

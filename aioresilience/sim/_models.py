@@ -130,15 +130,39 @@ class ArrivalSpec:
         return self.diurnal is not None or bool(self.bursts)
 
 
+# The draws on every simulated call's path, as the random module makes them (the same floats
+# from the same stream: a test holds them to it) in one frame instead of two or three: CPython's
+# random.py has computed them this way since 3.11 at least.
+_NV_MAGICCONST = 4 * math.exp(-0.5) / math.sqrt(2.0)  # random.NV_MAGICCONST
+
+
+def exponential(random: Callable[[], float], rate: float) -> float:
+    """``Random.expovariate(rate)``, from the stream's ``random``."""
+    return -math.log(1.0 - random()) / rate
+
+
+def lognormal(random: Callable[[], float], mu: float, sigma: float) -> float:
+    """``Random.lognormvariate(mu, sigma)``: ``exp`` of Kinderman and Monahan's normal
+    variate, as ``Random.normalvariate`` draws it."""
+    log = math.log
+    while True:
+        u1 = random()
+        u2 = 1.0 - random()
+        z = _NV_MAGICCONST * (u1 - 0.5) / u2
+        if z * z / 4.0 <= -log(u2):
+            return math.exp(mu + z * sigma)
+
+
 class PoissonArrivals:
     """Arrival times of a non-homogeneous Poisson process, by thinning (Lewis and Shedler,
     "Simulation of nonhomogeneous Poisson processes by thinning", 1979): candidates at the
     bound rate ``λ*``, each kept with probability ``λ(t)/λ*``. Unshaped: every candidate."""
 
-    __slots__ = ("_bound", "_random", "_spec", "now")
+    __slots__ = ("_bound", "_random", "_shaped", "_spec", "now")
 
     def __init__(self, spec: ArrivalSpec, rng: random.Random, start: float = 0.0) -> None:
         self._spec = spec
+        self._shaped = spec.shaped
         self._random = rng
         self._bound = spec.max_rate()
         self.now = start
@@ -148,12 +172,15 @@ class PoissonArrivals:
         bound = self._bound
         if bound <= 0:
             return math.inf
-        rng = self._random
+        random = self._random.random
         spec = self._spec
         t = self.now
+        if not self._shaped:
+            t = self.now = t + exponential(random, bound)
+            return t
         while True:
-            t += rng.expovariate(bound)
-            if not spec.shaped or rng.random() * bound < spec.rate_at(t):
+            t += exponential(random, bound)
+            if random() * bound < spec.rate_at(t):
                 self.now = t
                 return t
 
@@ -316,14 +343,10 @@ class Dependency:
         # LatencySpec.draw with its branch and constants taken once (the same floats): the
         # draw is on every call's path.
         if latency.distribution == "exponential":
-            rate = 1.0 / latency.mean
-            expovariate = rng.expovariate
-            self._draw = lambda: expovariate(rate)
+            self._draw = functools.partial(exponential, rng.random, 1.0 / latency.mean)
         elif latency.distribution == "lognormal":
             mu = math.log(latency.mean) - latency.sigma**2 / 2.0
-            sigma = latency.sigma
-            lognormvariate = rng.lognormvariate
-            self._draw = lambda: lognormvariate(mu, sigma)
+            self._draw = functools.partial(lognormal, rng.random, mu, latency.sigma)
         else:
             self._draw = functools.partial(latency.draw, rng)
 
@@ -394,7 +417,10 @@ class Dependency:
         error = None
         if spec.error_rate and self._random.random() < spec.error_rate:
             error = DependencyError("500 Internal Server Error")
-        return self._answer(end), start - now, error
+        answering = self._answering
+        if answering is not None:  # (_answer, inline: once per call)
+            heapq.heappush(answering, end)
+        return end, start - now, error
 
     def _answer(self, at: float) -> float:
         if self._answering is not None:
