@@ -128,16 +128,13 @@ class _Lane:
     def leave_behind(self, entry: timeout) -> None:
         """``entry``, not the newest, leaves before its deadline: the common way out of
         concurrent calls of one duration, which finish in any order (so no frame more than
-        needed: the front's cleanup is inline)."""
+        needed)."""
         entry._lane = None
         entries = self.entries
         if entries[0] is entry:
             entries.popleft()
-            finished = self.finished
-            while finished and entries and entries[0]._lane is not self:  # _drop_finished
-                entries.popleft()
-                finished -= 1
-            self.finished = finished
+            if self.finished:  # (the frame only when something is left to drop)
+                self._drop_finished()
         else:
             finished = self.finished = self.finished + 1
             if finished > len(entries) // 2 + 32:
