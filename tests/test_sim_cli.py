@@ -65,6 +65,8 @@ def test_a_key_that_does_not_exist(tmp_path: Path) -> None:
         (("missing.toml",), "missing.toml: no such file"),
         ((), "simulate needs a scenario"),
         (("outage", "--json", "/no/such/dir/out.json"), "--json: no such directory"),
+        (("outage", "--json", "/"), "--json: '/' is a directory"),
+        (("outage", "--report", "."), "--report: '.' is a directory"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(args: tuple[str, ...], fragment: str) -> None:

@@ -6,6 +6,7 @@ import json
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_every_strategy_of_the_format_runs(tmp_path: Path) -> None:
     # Every callable named by an import path was called by the real primitives.
     assert set(hooks.CALLS) == {
         "never", "no_hint", "before_sleep", "on_give_up", "state_changed", "fallback_used",
-        "acceptable", "one_key", "behave", "counting", "counting_built",
+        "acceptable", "one_key", "behave", "counting", "counting_built", "from_cache", "load",
     }  # fmt: skip
     assert hooks.CALLS["counting_built"] == 2  # a fresh custom strategy per build: run, describe
     first = result.variant("all of them")
@@ -68,7 +69,7 @@ def test_every_strategy_of_the_format_runs(tmp_path: Path) -> None:
     assert "hedge" in described and "chaos_outcome" in described
     s = first["summary"]
     # The fallback answered the failures it handles; chaos faults are not among them.
-    assert s["substituted"] > 0 and set(s["failures"]) == {"ChaosFault"}
+    assert s["substituted"] > 0 and set(s["failures"]) == {"InjectedFault"}
     limiters = result.variant("limiters")["summary"]
     assert limiters["refusals"]["RateLimited"] > 0
     assert json.loads(result.to_json())["variants"][0]["warnings"] == []
@@ -214,6 +215,57 @@ def test_an_answer_names_the_variants_it_compares(tmp_path: Path) -> None:
     assert ":22: answer: an answer of kind 'outage' needs candidate = <a variant's name>" in message
     message = error_of(tmp_path, text + 'candidate = "fancy"\n')
     assert ":25: answer.candidate: candidate must name a variant (plain), got 'fancy'" in message
+
+
+def test_an_answer_key_no_kind_reads_is_refused(tmp_path: Path) -> None:
+    """A misspelt role would otherwise leave its variant out of the answer, quietly."""
+    text = MINIMAL + '\n[answer]\nkind = "latency-spike"\nbaseline = "plain"\nhegde = "plain"\n'
+    message = error_of(tmp_path, text)
+    assert ":25: answer.hegde: unknown key 'hegde' (did you mean 'hedge'?)" in message
+    text = MINIMAL + '\n[answer]\nkind = "outage"\nbaseline = "plain"\ncandidate = "plain"\n'
+    assert load_scenario_text(tmp_path, text + 'timeout = "plain"\n', fails=True)
+    # The overload's answer compares every variant it is given, under any label.
+    text = MINIMAL + '\n[answer]\nkind = "overload"\nbaseline = "plain"\nmine = "plain"\n'
+    assert load_scenario_text(tmp_path, text).answer.variants == {
+        "baseline": "plain",
+        "mine": "plain",
+    }
+
+
+def load_scenario_text(tmp_path: Path, text: str, fails: bool = False) -> Any:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    if not fails:
+        return load_scenario(path)
+    with pytest.raises(ScenarioError, match="unknown key"):
+        load_scenario(path)
+    return True
+
+
+def test_a_retry_deadline_is_a_time_into_the_run(tmp_path: Path) -> None:
+    """``deadline`` on the virtual clock, which starts at 0: against a dead dependency,
+    five attempts per call before it, one after it."""
+    text = MINIMAL.replace('duration = "10s"', 'duration = "40s"\ndrain = "0s"')
+    text = text.replace("servers = 2", "servers = 50\nerror_rate = 1.0")
+    backoff = 'backoff = { kind = "constant", delay = "0s" }'
+    text = text.replace("attempts = 3", f"attempts = 5\n{backoff}")
+    calls = {}
+    for deadline in ("none", "20s", "0s"):
+        spelled = text.replace("attempts = 5", f'attempts = 5\ndeadline = "{deadline}"')
+        summary = run_scenario(load_scenario_text(tmp_path, spelled)).data["variants"][0]
+        calls[deadline] = summary["summary"]["amplification"]
+    # (calls still retrying when the run ends count as calls, not all their attempts yet)
+    assert calls["none"] == pytest.approx(5.0, rel=0.01)
+    assert calls["0s"] == pytest.approx(1.0, rel=0.01)
+    assert calls["20s"] == pytest.approx(3.0, abs=0.15)
+
+
+def test_a_load_shed_signal_of_ones_own_takes_no_capacity(tmp_path: Path) -> None:
+    step = '[[variants.pipeline]]\nstrategy = "load_shed"\nsignal = "math:pi"\ncapacity = 10\n'
+    message = error_of(tmp_path, MINIMAL + step)
+    assert "load_shed: capacity scales the in_flight signal only" in message
+    message = error_of(tmp_path, MINIMAL + step.replace('"math:pi"', '"busy"'))
+    assert "signal must be an import path" in message
 
 
 def test_an_answer_whose_event_is_cut_off_compares_goodput() -> None:

@@ -167,6 +167,20 @@ def test_the_summary_table_has_the_agreed_columns_and_the_answer() -> None:
     assert "Answer: The budgeted pipeline" in words
 
 
+@pytest.mark.parametrize("width", [50, 80])
+def test_a_narrow_terminal_splits_the_summary_never_cuts_a_number(width: int) -> None:
+    result = sample_result(variants=2)
+    console, out = terminal(width)
+    drive(LiveView(result["scenario"], quiet=True, console=console), result)
+    text = ANSI.sub("", out.getvalue())
+    assert "\u2026" not in text  # rich's ellipsis: a cell cut short
+    assert max(map(len, text.splitlines())) <= width
+    headers = [line for line in text.splitlines() if line.lstrip().startswith("variant")]
+    assert len(headers) >= 2  # split into tables, each with the variant's name first
+    for value in ("53,249", "17,942", "2.22\u00d7", "0.75\u00d7", "22.5 s", "138.6", "1.90 s"):
+        assert value in text, value
+
+
 def test_quiet_prints_nothing_until_the_summary() -> None:
     result = sample_result(variants=2)
     console, out = terminal()

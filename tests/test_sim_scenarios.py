@@ -89,6 +89,11 @@ def test_overload_a_bulkhead_keeps_goodput_where_no_limit_collapses() -> None:
     assert result.data["findings"]["best"] == "bulkhead"
     burst = window(result.variant("bulkhead"), "burst 1")
     assert burst["latency_s"]["p99"] < 0.5
+    # The tail in the burst: unlimited, the few calls served are the ones that just made their
+    # 1 s timeout; the adaptive limit keeps it shorter, the fixed bulkhead shortest.
+    p99 = result.data["findings"]["overload_p99_s"]
+    assert p99["no limit"] > 0.9
+    assert p99["bulkhead"] < p99["adaptive limit"] < 0.75 * p99["no limit"]
     assert summary("overload", "bulkhead")["refusals"]["BulkheadFull"] > 0
     assert summary("overload", "no limit")["failures"]["TimeoutExceeded"] > 0
 

@@ -28,12 +28,13 @@ import dataclasses
 import difflib
 import functools
 import importlib
+import inspect
 import math
 import re
 import sys
 import tomllib
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -555,7 +556,7 @@ def _algorithm(name: str, value: Any, path: KeyPath) -> Callable[[], Any]:
 class Substituted:
     """A result that did not come from the dependency: a fallback's or chaos's ``value``."""
 
-    value: str
+    value: Any
     by: str
 
 
@@ -583,6 +584,8 @@ _VALUE_READERS: dict[str, Callable[[str, Any], Any]] = {
     "window_seconds": _positive_duration,
     "period": _positive_duration,
     "retry_after": parse_duration,
+    # The virtual clock starts at 0: a deadline is a time into the run.
+    "deadline": _duration_or_none,
     # rates
     "rate": _str,
     "refill_rate": lambda n, v: v if isinstance(v, str) else _float(n, v),
@@ -617,7 +620,7 @@ _VALUE_READERS: dict[str, Callable[[str, Any], Any]] = {
     "idempotent": _bool,
     "enabled": _bool,
     "name": _str,
-    "value": _str,
+    "value": lambda n, v: v,  # any TOML value, returned as it is
     # Python callables, by import path
     "retry_on_result": _python,
     "before_sleep": _python,
@@ -630,6 +633,8 @@ _VALUE_READERS: dict[str, Callable[[str, Any], Any]] = {
     "key": _python,
     "behavior": _python,
     "factory": _python,
+    "handlers": _pythons,
+    "fault": _python,
     # exception filters
     "retry_on": _exceptions,
     "record": _exceptions,
@@ -654,6 +659,7 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
         "attempts",
         "backoff",
         "max_elapsed",
+        "deadline",
         "retry_on",
         "retry_on_result",
         "retry_rejections",
@@ -682,7 +688,7 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
         "on_state_change",
     ),
     "bulkhead": ("max_concurrent", "max_queue", "max_wait", "name"),
-    "fallback": ("value", "on", "on_result", "on_fallback", "name"),
+    "fallback": ("handlers", "value", "on", "on_result", "on_fallback", "name"),
     "adaptive_limit": (
         "algorithm",
         "initial_limit",
@@ -694,7 +700,7 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
     ),
     "load_shed": ("signal", "capacity", "thresholds", "priority", "retry_after", "name"),
     "hedge": ("max_hedged", "delay", "idempotent", "acceptable", "budget"),
-    "chaos_fault": ("rate", "enabled"),
+    "chaos_fault": ("rate", "fault", "enabled"),
     "chaos_latency": ("rate", "latency", "enabled"),
     "chaos_outcome": ("rate", "value", "enabled"),
     "chaos_behavior": ("rate", "behavior", "enabled"),
@@ -770,9 +776,15 @@ def _option(r: _Reader, strategy: str, key: str) -> Any:
         "latency": _latency_range,
         "thresholds": _thresholds,
         "priority": _priority,
-        "signal": _choice("in_flight"),
+        "signal": _signal,
     }
     return r.get(key, special.get(key) or _VALUE_READERS[key])
+
+
+def _signal(name: str, value: Any) -> Any:
+    """``"in_flight"`` (the client's calls in flight, as a share of ``capacity``) or an import
+    path of a sync callable returning the load, read on every check."""
+    return value if value == "in_flight" else _python(name, value)
 
 
 def _wrap(path: KeyPath, read: Callable[[], Any]) -> Any:
@@ -857,8 +869,24 @@ def _apply_fallback(
     b: ar.PipelineBuilder, env: Environment, built: BuiltPipeline, o: Mapping[str, Any]
 ) -> None:
     options = dict(o)
-    value = Substituted(options.pop("value", "fallback"), "fallback")
-    b.fallback(value, **options)
+    handlers: list[Any] = [_substituting(h) for h in options.pop("handlers", ())]
+    if "value" in options or not handlers:
+        handlers.append(Substituted(options.pop("value", "fallback"), "fallback"))
+    b.fallback(*handlers, **options)
+
+
+def _substituting(handler: Any) -> Callable[[Any], Awaitable[Substituted]]:
+    """A fallback handler whose answer is counted as substituted, not as the dependency's."""
+    if not callable(handler):
+        raise TypeError(f"handlers must name callables, got {handler!r}")
+
+    async def substituted(outcome: Any) -> Substituted:
+        value = handler(outcome)
+        if inspect.isawaitable(value):
+            value = await value
+        return Substituted(value, "fallback")
+
+    return substituted
 
 
 def _apply_adaptive(
@@ -876,11 +904,16 @@ def _apply_load_shed(
     b: ar.PipelineBuilder, env: Environment, built: BuiltPipeline, o: Mapping[str, Any]
 ) -> None:
     options = dict(o)
-    options.pop("signal", None)
+    signal = options.pop("signal", "in_flight")
     capacity = options.pop("capacity", 100)
     priority = options.pop("priority", ar.Priority.NORMAL)
-    # The signal: the client's calls in flight as a share of `capacity`.
-    shedder = ar.LoadShedder(lambda: env.in_flight / capacity, **options)
+    if signal == "in_flight":  # the client's calls in flight as a share of `capacity`
+        signal = lambda: env.in_flight / capacity  # noqa: E731
+    elif "capacity" in o:
+        raise ValueError(
+            "capacity scales the in_flight signal only; a signal of one's own scales itself"
+        )
+    shedder = ar.LoadShedder(signal, **options)
     b.load_shed(shedder, priority)
 
 
@@ -896,7 +929,7 @@ def _apply_hedge(
 def _apply_chaos_fault(
     b: ar.PipelineBuilder, env: Environment, built: BuiltPipeline, o: Mapping[str, Any]
 ) -> None:
-    b.chaos_fault(o.get("rate", 0.0), enabled=o.get("enabled", True))
+    b.chaos_fault(o.get("rate", 0.0), fault=o.get("fault"), enabled=o.get("enabled", True))
 
 
 def _apply_chaos_latency(
@@ -1049,15 +1082,17 @@ def _default_interval(duration: float) -> float:
     return duration / 600
 
 
-#: Each kind of answer (aioresilience.sim._answers) and the variant roles it needs (the
-#: latency-spike also reads ``timeout`` and ``hedge``, the overload every role, if named).
-ANSWER_ROLES: dict[str, tuple[str, ...]] = {
-    "outage": ("baseline", "candidate"),
-    "latency-spike": ("baseline",),
-    "overload": ("baseline",),
-    "quota": ("baseline", "candidate"),
-    "thundering-herd": ("baseline", "candidate"),
-    "compare": (),
+#: Each kind of answer (aioresilience.sim._answers): the variant roles it needs, and the ones
+#: it also reads when they are named (``None``: any name, as the overload's answer compares
+#: every variant it is given under the labels given). A key no kind reads is refused, so a
+#: misspelt role cannot quietly leave a variant out of the answer.
+ANSWER_ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
+    "outage": (("baseline", "candidate"), ()),
+    "latency-spike": (("baseline",), ("timeout", "hedge")),
+    "overload": (("baseline",), None),
+    "quota": (("baseline", "candidate"), ()),
+    "thundering-herd": (("baseline", "candidate"), ()),
+    "compare": ((), ()),
 }
 
 
@@ -1105,7 +1140,10 @@ def _scenario(data: dict[str, Any], source: str, default_name: str) -> Scenario:
     answer_data = data.get("answer", {"kind": "compare"})
     a = _Reader(answer_data, ("answer",), "[answer]")
     kind = a.get("kind", _choice(*ANSWER_ROLES), "compare")
-    for role in ANSWER_ROLES[kind]:
+    needed, optional = ANSWER_ROLES[kind]
+    if optional is not None:
+        a.known(("kind", *needed, *optional))
+    for role in needed:
         if role not in a.data:
             raise _Invalid(a.path, f"an answer of kind {kind!r} needs {role} = <a variant's name>")
     roles = {}

@@ -18,14 +18,22 @@ Every string from the input (scenario and variant names come from the user's TOM
 
 from __future__ import annotations
 
+import io
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from ._report import MISSING, SUMMARY_COLUMNS, format_count, format_number, format_seconds
+from ._report import (
+    MISSING,
+    SUMMARY_COLUMNS,
+    Column,
+    format_count,
+    format_number,
+    format_seconds,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -260,6 +268,8 @@ class LiveView:
         kind (refusals, failures) follow the table, a line per variant: in a table they would
         squeeze the numbers out of a 100-column terminal."""
         from rich import box
+        from rich.cells import cell_len
+        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
@@ -271,25 +281,49 @@ class LiveView:
             [v for v in variants if isinstance(v, Mapping)] if isinstance(variants, list) else []
         )
         names = [str(v.get("name", "")) for v in variants]
-        table = Table(title=self._title(), box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-        # A name of up to 16 characters on one line (rich would wrap it first); a longer one
-        # wraps rather than push the numbers past 100 columns.
-        table.add_column("variant", min_width=min(max(map(len, names), default=7), 16))
+        summaries = [v.get("summary") for v in variants]
+        summaries = [s if isinstance(s, Mapping) else {} for s in summaries]
+
+        def table_of(columns: Sequence[Column], title: Text | None) -> Table:
+            table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+            # A name of up to 16 characters on one line (rich would wrap it first); a longer
+            # one wraps rather than push the numbers off the screen.
+            table.add_column("variant", min_width=min(max(map(len, names), default=7), 16))
+            for column in columns:
+                # A number is never cut short ("68,5…"): too wide, the table splits instead.
+                table.add_column(column.terminal_header, justify="right", no_wrap=True)
+            for name, summary in zip(names, summaries, strict=True):
+                table.add_row(
+                    Text(name, style="bold"), *(Text(column.cell(summary)) for column in columns)
+                )
+            return table
+
+        # As many tables as it takes, each as wide as the terminal at most: the numbers in
+        # their columns' order, split where they would not fit.
+        width = self.console.width
+
+        def fits(columns: Sequence[Column]) -> bool:
+            # Drawn where nothing squeezes it (rich's own measure clamps to the width).
+            drawn = io.StringIO()
+            Console(file=drawn, width=1 << 12, color_system=None).print(table_of(columns, None))
+            return max(map(cell_len, drawn.getvalue().splitlines())) <= width
+
+        groups: list[list[Column]] = [[]]
         for column in numbers:
-            table.add_column(column.terminal_header, justify="right")
+            group = groups[-1]
+            if group and not fits([*group, column]):
+                groups.append([column])
+            else:
+                group.append(column)
+        for i, group in enumerate(groups):
+            self.console.print(table_of(group, self._title() if i == 0 else None))
         lines = []
-        for name, variant in zip(names, variants, strict=True):
-            summary = variant.get("summary")
-            summary = summary if isinstance(summary, Mapping) else {}
-            table.add_row(
-                Text(name, style="bold"), *(Text(column.cell(summary)) for column in numbers)
-            )
+        for name, summary in zip(names, summaries, strict=True):
             line = Text.assemble((name, "bold"))
             for column in kinds:
                 line.append(f"  {column.header}: ", "dim")
                 line.append(column.cell(summary))
             lines.append(line)
-        self.console.print(table)
         for line in lines:
             self.console.print(line)
         answer = result.get("answer")

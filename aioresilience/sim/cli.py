@@ -13,6 +13,7 @@ parse, a missing file) is one line on stderr and exit status 2, never a tracebac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,8 +110,25 @@ def _scenario(args: argparse.Namespace) -> Scenario:
 
 def _writable(option: str, path: str | None) -> None:
     """Fail before the run, not after it, if an output cannot be written."""
-    if path is not None and not Path(path).resolve().parent.is_dir():
+    if path is None:
+        return
+    target = Path(path)
+    parent = target.resolve().parent
+    if not parent.is_dir():
         raise _UsageError(f"{option}: no such directory for {path!r}")
+    if target.is_dir():
+        raise _UsageError(f"{option}: {path!r} is a directory; give a file name")
+    if not os.access(target if target.exists() else parent, os.W_OK):
+        raise _UsageError(f"{option}: {path!r} is not writable")
+
+
+def _write(option: str, path: str, text: str) -> None:
+    """Write one output; a failure the checks before the run could not foresee (a full disk,
+    a directory removed meanwhile) is still one line, not a traceback."""
+    try:
+        Path(path).write_text(text, encoding="utf-8", newline="\n")
+    except OSError as exc:
+        raise _UsageError(f"{option}: cannot write {path!r}: {exc.strerror or exc}") from None
 
 
 #: The modules the ``sim`` extra brings (the live view and the report use them).
@@ -148,12 +166,12 @@ def _simulate(args: argparse.Namespace) -> None:
         result = run_scenario(scenario, on_interval=view.interval, on_variant=view.variant_done)
         view.summary(result.data)
     if args.json is not None:
-        Path(args.json).write_text(result.to_json(), encoding="utf-8")
+        _write("--json", args.json, result.to_json())
         print(f"JSON written to {args.json}")
     if args.report is not None:
-        from ._report import write_report
+        from ._report import render_report
 
-        write_report(result.data, args.report)
+        _write("--report", args.report, render_report(result.data))
         print(f"Report written to {args.report}")
 
 

@@ -38,6 +38,24 @@ def fallback_used(event: Any) -> None:
     CALLS["fallback_used"] += 1
 
 
+def from_cache(outcome: Any) -> str:
+    """A fallback handler that misses every other time (the next handler answers then)."""
+    CALLS["from_cache"] += 1
+    if CALLS["from_cache"] % 2:
+        raise LookupError("not cached")
+    return "from cache"
+
+
+class InjectedFault(Exception):
+    """chaos_fault's ``fault``: the class is the factory of the exceptions raised."""
+
+
+def load() -> float:
+    """load_shed's own ``signal``: never high enough to shed."""
+    CALLS["load"] += 1
+    return 0.0
+
+
 def acceptable(result: Any) -> bool:
     CALLS["acceptable"] += 1
     return True
