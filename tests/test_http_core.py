@@ -519,6 +519,31 @@ def test_exempt_paths_and_methods() -> None:
     assert protection.select("GET", "/x") is protection.select("GET", "/x")  # cached
 
 
+def test_the_plan_cache_is_bounded_and_stays_right_when_it_is_cleared() -> None:
+    """Raw paths (and methods, and routes) come from clients: the cache of plans is bounded.
+    Cleared in place, it keeps giving the same answers, and ``plans`` (what the ASGI
+    middleware reads inline) stays the same dict."""
+    from aioresilience.integrations._http import _CACHE_MAX
+
+    limiter = TokenBucket(capacity=1, refill_rate=1.0)
+    protection = Protection([Rule(limiter, paths="/api/{rest:path}")], exempt_paths=HEALTH_PATHS)
+    plans = protection.plans
+    guarded = protection.plan("GET", "/api/0")
+    assert guarded is not None and guarded.rules == protection.rules
+    for i in range(3 * _CACHE_MAX):
+        route = "/api/{rest:path}" if i % 3 == 0 else None
+        method = "GET" if i % 2 else f"M{i % 7}"
+        expected = None if i % 5 == 0 else guarded
+        path = "/healthz" if expected is None else f"/api/{i}"
+        assert protection.plan(method, path, route) is expected  # the same Plan per rules
+        cached = sum(map(len, plans.values())) + sum(
+            len(paths) for routes in protection._routed.values() for paths in routes.values()
+        )
+        assert 1 <= cached <= _CACHE_MAX
+    assert protection.plans is plans
+    assert protection.plan("GET", "/other") is None  # no rule selects it
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [

@@ -190,6 +190,7 @@ HEADER_STYLES: tuple[str, ...] = ("ietf", "legacy", "both", "none")
 HEALTH_PATHS: tuple[str, ...] = ("/health", "/healthz", "/livez", "/readyz", "/metrics")
 UNKNOWN_CLIENT = "unknown"
 _CACHE_MAX = 4096  # entries of each per-request cache before it is cleared (bounded memory)
+UNPLANNED: Any = object()  # not in Protection.plans yet (a path plan() has not seen)
 
 
 class HttpResponse(NamedTuple):
@@ -984,9 +985,11 @@ class Protection:
     __slots__ = (
         "_exempt",
         "_exempt_methods",
-        "_plans",
+        "_planned",
         "_plans_by_rules",
+        "_routed",
         "errors",
+        "plans",
         "renderer",
         "rules",
     )
@@ -1019,18 +1022,32 @@ class Protection:
         self._exempt = _PathSet("exempt_paths", exempt_paths)
         self._exempt_methods = _methods("exempt_methods", exempt_methods) or frozenset()
         self.errors = errors if isinstance(errors, ErrorMapper) else ErrorMapper(errors)
-        # (method, path, route) -> its Plan, or None to pass the request through.
-        self._plans: dict[tuple[str, str, str | None], Plan | None] = {}
+        # What plan() found: method -> path -> its Plan, or None to pass the request through
+        # (``plans``, public: the ASGI middleware reads a hit inline); with a route, method ->
+        # route -> path -> ... (``_routed``). Dicts of strings, not one dict keyed by
+        # (method, path, route): building and hashing that tuple was most of a lookup.
+        # Bounded by the count of entries.
+        # (Cleared in place, never replaced: an adapter may hold this dict.)
+        self.plans: dict[str, dict[str, Plan | None]] = {}
+        self._routed: dict[str, dict[str, dict[str, Plan | None]]] = {}
+        self._planned = 0
         self._plans_by_rules: dict[tuple[Rule, ...], Plan] = {}  # one Plan per set of rules
 
     def plan(self, method: str, path: str, route: str | None = None) -> Plan | None:
         """The :class:`Plan` of this request's rules, or ``None`` to pass it through (exempt,
         or no rule selects it). Cached per ``(method, path, route)``, bounded."""
-        cache_key = (method, path, route)
-        try:
-            return self._plans[cache_key]
-        except KeyError:
-            pass
+        if route is None:
+            paths = self.plans.get(method)
+        else:
+            routes = self._routed.get(method)
+            paths = None if routes is None else routes.get(route)
+        if paths is not None:
+            plan = paths.get(path, UNPLANNED)
+            if plan is not UNPLANNED:
+                return plan  # type: ignore[no-any-return]
+        return self._compile(method, path, route)
+
+    def _compile(self, method: str, path: str, route: str | None) -> Plan | None:
         if method in self._exempt_methods or (self._exempt and self._exempt.matches(path, route)):
             rules = _NOTHING
         else:
@@ -1040,9 +1057,15 @@ class Protection:
             plan = self._plans_by_rules.get(rules)
             if plan is None:  # bounded by the rules' subsets that paths actually select
                 plan = self._plans_by_rules[rules] = Plan(self, rules)
-        if len(self._plans) >= _CACHE_MAX:  # raw paths are unbounded: keep it bounded
-            self._plans.clear()
-        self._plans[cache_key] = plan
+        if self._planned >= _CACHE_MAX:  # raw paths are unbounded: keep it bounded
+            self.plans.clear()
+            self._routed.clear()
+            self._planned = 0
+        self._planned += 1
+        if route is None:
+            self.plans.setdefault(method, {})[path] = plan
+        else:
+            self._routed.setdefault(method, {}).setdefault(route, {})[path] = plan
         return plan
 
     def select(self, method: str, path: str, route: str | None = None) -> tuple[Rule, ...]:

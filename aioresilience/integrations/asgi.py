@@ -42,9 +42,11 @@ from ._guards import GuardRunner
 from ._guards import Plan as GuardPlan
 from ._http import (
     HEALTH_PATHS,
+    UNPLANNED,
     Admission,
     ErrorMapper,
     HttpResponse,
+    Plan,
     Protection,
     RawHeaders,
     RequestInfo,
@@ -94,7 +96,16 @@ async def send_response(send: Send, response: HttpResponse) -> None:
 class ResilienceMiddleware:
     """Protect an ASGI app with rules of limiters and guards (see the module docstring)."""
 
-    __slots__ = ("_guards", "_message_ids", "_messages", "_plan", "_select", "app", "protection")
+    __slots__ = (
+        "_guards",
+        "_message_ids",
+        "_messages",
+        "_plan",
+        "_plans",
+        "_select",
+        "app",
+        "protection",
+    )
 
     def __init__(
         self,
@@ -132,6 +143,7 @@ class ResilienceMiddleware:
         self.protection = protection
         self._select = protection.select
         self._plan = protection.plan
+        self._plans = protection.plans
         runner = GuardRunner(protection.rules)
         self._guards = runner if runner.active else None  # None: no rule has a guard
         if websocket_messages is not None and not isinstance(websocket_messages, RateLimiter):
@@ -144,7 +156,10 @@ class ResilienceMiddleware:
         if kind == "http":
             method = scope["method"]
             path = scope["path"]
-            plan = self._plan(method, path)
+            # Protection.plan's hit inline (this runs once per request, exempt ones too).
+            paths = self._plans.get(method)
+            found = UNPLANNED if paths is None else paths.get(path, UNPLANNED)
+            plan: Plan | None = self._plan(method, path) if found is UNPLANNED else found
             if plan is None:
                 return await self.app(scope, receive, send)
         elif kind == "websocket":
