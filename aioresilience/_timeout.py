@@ -41,12 +41,9 @@ from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._support.compose import Core, Strategy
 from ._support.errors import TimeoutExceeded
-from ._support.events import Severity, emit
+from ._support.events import ResilienceEvent, Severity, emit
 from ._support.guard import GuardForms
 from ._support.validation import non_negative_or_none, number_or_none
-
-__all__ = ["TimeoutStrategy", "timeout", "timeout_at"]
-from ._support.events import ResilienceEvent
 
 __all__ = ["TimedOut", "TimeoutStrategy", "timeout", "timeout_at"]
 
