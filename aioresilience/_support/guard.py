@@ -51,7 +51,6 @@ class _NoResult:
 
 
 NO_RESULT: Any = _NoResult()
-_PENDING: Any = object()  # a ticket stack's value between its two sets in __aenter__
 """``_exit``'s ``result`` when the block's value is unknown (``async with``)."""
 
 
@@ -67,7 +66,7 @@ class GuardForms:
     __slots__ = ()
     name: str
     _keeps_ticket = False
-    _tickets: contextvars.ContextVar[tuple[Any, Any]]  # (ticket, the entry below)
+    _tickets: contextvars.ContextVar[list[Any]]  # [ticket, the token that undoes the entry]
 
     def _enter(self) -> Any:
         raise NotImplementedError
@@ -80,18 +79,20 @@ class GuardForms:
         if ticket.__class__ is _Coroutine:
             ticket = await ticket
         if self._keeps_ticket:
-            # (ticket, the token that undoes this entry): leaving resets the variable, so a
+            # [ticket, the token that undoes this entry]: leaving resets the variable, so a
             # long-lived task's context keeps nothing once the block is left (a set to None
-            # would keep the variable there for good, one per guard ever entered).
-            tickets = self._tickets
-            tickets.set((ticket, tickets.set(_PENDING)))
+            # would keep the variable there for good, one per guard ever entered). A list, so
+            # that the token the one set returns goes into the value it set (a tuple took a
+            # second set, the costliest step of an entry).
+            entry = [ticket, None]
+            entry[1] = self._tickets.set(entry)
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         ticket = None
         if self._keeps_ticket:
             tickets = self._tickets
             entry = tickets.get(None)
-            if entry is None or entry is _PENDING:
+            if entry is None:
                 raise RuntimeError(
                     f"{self.name}: __aexit__ without an __aenter__ in this context (an "
                     "`async with` entered in another task, e.g. through wait_for or gather "
@@ -192,7 +193,7 @@ def guarded(
     return guarded_per_key
 
 
-def ticket_stack(name: str) -> contextvars.ContextVar[tuple[Any, Any]]:
+def ticket_stack(name: str) -> contextvars.ContextVar[list[Any]]:
     """The per-task ticket stack of a guard with ``_keeps_ticket = True`` (one per instance,
     made in its ``__init__``)."""
     return contextvars.ContextVar(f"aioresilience.tickets.{name}")
