@@ -169,3 +169,28 @@ def test_gradient2_long_window_is_bounded() -> None:
     with pytest.raises(ValueError, match="long_window must be <= 1000000000"):
         Gradient2(long_window=10**400)
     assert Gradient2(long_window=10**9).update(10.0, 0.1, 5, False) > 0
+
+
+async def test_a_subclass_overriding_acquire_and_release_is_called_by_every_form() -> None:
+    """The guard forms enter and leave through acquire() and release() themselves."""
+    calls: list[str] = []
+
+    class Traced(AdaptiveLimiter):
+        def acquire(self) -> float:
+            calls.append("acquire")
+            return super().acquire()
+
+        def release(self, started: float, exc: BaseException | None = None) -> None:
+            calls.append("release")
+            super().release(started, exc)
+
+    limiter = Traced()
+
+    async def work() -> None:
+        return None
+
+    async with limiter:
+        pass
+    await limiter.call(work)
+    await limiter(work)()
+    assert calls == ["acquire", "release"] * 3 and limiter.in_flight == 0

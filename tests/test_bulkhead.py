@@ -312,3 +312,25 @@ async def test_run_sync_cancelled_while_queued_takes_no_slot() -> None:
     go_on.set()
     assert await holder is True
     assert bulkhead.idle
+
+
+async def test_a_subclass_overriding_release_is_called_by_every_form() -> None:
+    """The guard forms leave through release() itself, so an override sees each exit."""
+
+    class Counting(Bulkhead):
+        released = 0
+
+        def release(self) -> None:
+            type(self).released += 1
+            super().release()
+
+    bulkhead = Counting(2)
+
+    async def work() -> None:
+        return None
+
+    async with bulkhead:
+        pass
+    await bulkhead.call(work)
+    await bulkhead(work)()
+    assert Counting.released == 3 and bulkhead.statistics().active == 0
