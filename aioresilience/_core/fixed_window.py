@@ -102,7 +102,7 @@ class FixedWindowAlgorithm:
         remaining = self.limit - state[1] if last == current else 0
         if last == current and state[1] == 0:
             return self.limit, 0.0
-        return max(0, remaining), (last + 1) * self.window - now
+        return (remaining if remaining > 0 else 0), (last + 1) * self.window - now
 
     def fresh_at(self, state: FixedWindowState) -> float:
         return (state[0] + len(state) - 1) * self.window

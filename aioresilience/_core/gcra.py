@@ -104,7 +104,10 @@ class GCRAAlgorithm:
         if state is None or state <= now_ns:
             return self.max_cost, 0.0
         used = state - now_ns
-        return max(0, (self._tolerance_ns - used) // self._interval_ns), used / NS
+        left = self._tolerance_ns - used
+        # A conditional, not max(0, ...): the builtin's call was 40 % of this method (the
+        # per-request path of RateLimiter.check, 3.12).
+        return (left // self._interval_ns if left > 0 else 0), used / NS
 
     def fresh_at(self, state: int) -> float:
         return state / NS
