@@ -238,6 +238,15 @@ async def test_retry_after_http_date(virtual_clock: Any) -> None:
     assert 3.5 <= virtual_clock.time() - start <= 5.5
 
 
+@pytest.mark.parametrize("pacing", [False, True])
+async def test_a_malformed_retry_after_is_ignored_not_raised(pacing: bool) -> None:
+    # "\xb2" (superscript two) passes str.isdigit(); the retry and pacing both read it.
+    script = Script((503, {"Retry-After": b"\xb2"}), then=200)
+    async with client(script, pacing=pacing) as http:
+        assert (await http.get("http://a.test/")).status_code == 200
+    assert script.count == 2
+
+
 async def test_retry_after_above_the_cap_returns_the_response(virtual_clock: Any) -> None:
     script = Script((503, {"Retry-After": "3600"}), then=200)
     async with client(script, retry={"max_retry_after": 30}) as http:
@@ -255,6 +264,17 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("1.5") is None  # delay-seconds is an integer
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 60) == 60.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 + 60) == 0.0
+    # RFC 9110's three date forms, the obsolete two included: the same instant.
+    at = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
+    for date in (
+        "Sun, 06 Nov 1994 08:49:37 GMT",
+        "Sunday, 06-Nov-94 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 1994",
+    ):
+        assert parse_retry_after(date, now=at - 10) == 10.0, date
+    # Digits of other scripts are no delay-seconds (float() refuses them): ignored, no error.
+    for odd in ("\xb2", "\xb9\xb2", "\u0663"):
+        assert parse_retry_after(odd) is None
 
 
 # -- the breaker -----------------------------------------------------------------------------

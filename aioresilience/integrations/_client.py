@@ -78,6 +78,7 @@ host). ``policy.add_listener(callback)``.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import fnmatch
 import math
@@ -261,14 +262,17 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    # ASCII digits only: str.isdigit() is true of "²" too, which float() refuses.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; an obsolete form may parse naive
-        return None
+    if when.tzinfo is None:
+        # asctime's form ("Sun Nov  6 08:49:37 1994") has no zone: every HTTP-date is GMT
+        # (RFC 9110 §5.6.7, which a recipient must accept in all three forms).
+        when = when.replace(tzinfo=datetime.UTC)
     wall = time.time() if now is None else now
     return max(0.0, when.timestamp() - wall)
 
