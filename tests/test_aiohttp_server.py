@@ -26,7 +26,9 @@ from aioresilience import (
     AdaptiveLimiter,
     Bulkhead,
     BulkheadFull,
+    CircuitBreaker,
     CircuitBreakerOpenError,
+    CircuitState,
     FixedWindowCounter,
     InFlight,
     LoadShed,
@@ -319,6 +321,39 @@ async def test_a_full_bulkhead_is_a_503_and_a_pipeline_timeout_a_504() -> None:
         assert (await first)[0] == 200
         assert bulkhead.statistics().active == 0
         assert (await client.get("/downstream"))[0] == 504
+
+
+@pytest.mark.parametrize("form", ["middleware", "decorator"])
+async def test_a_raised_404_or_redirect_is_an_answer_not_a_breaker_failure(form: str) -> None:
+    breaker = CircuitBreaker(failure_threshold=2, name="edge")
+    limiter = window(100, "per-ip")
+
+    async def missing(request: web.Request) -> web.Response:
+        raise web.HTTPNotFound()
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/")
+
+    async def broken(request: web.Request) -> web.Response:
+        raise web.HTTPInternalServerError()
+
+    routes: dict[str, Handler] = {"/missing": missing, "/moved": moved, "/broken": broken}
+    if form == "middleware":
+        app = app_with(resilience_middleware(rules=Rule(limiter, guards=[breaker])), routes=routes)
+    else:
+        protected = limit(limiter, breaker)
+        app = app_with(routes={path: protected(handler) for path, handler in routes.items()})
+    async with serve(app) as client:
+        for _ in range(3):
+            status, headers, _ = await client.get("/missing")
+            assert status == 404 and "ratelimit" in headers  # the limits apply to it too
+        async with client.session.get(
+            client.server.make_url("/moved"), allow_redirects=False
+        ) as response:
+            assert response.status == 302
+        assert breaker.state is CircuitState.CLOSED
+        assert await client.statuses("/broken", 2) == [500, 500]  # a 5xx still fails
+        assert breaker.state is CircuitState.OPEN
 
 
 async def test_the_shedder_is_fed_by_the_middleware() -> None:

@@ -9,14 +9,21 @@ from typing import Any
 import httpx
 import pytest
 from asgi_server import serve
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.responses import PlainTextResponse
 from http_sfv import List as SfList
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
-from aioresilience import Bulkhead, FixedWindowCounter, TimeoutExceeded, TokenBucket
+from aioresilience import (
+    Bulkhead,
+    CircuitBreaker,
+    CircuitState,
+    FixedWindowCounter,
+    TimeoutExceeded,
+    TokenBucket,
+)
 from aioresilience.integrations._http import QUOTA_EXCEEDED, TEMPORARY_REDUCED_CAPACITY
 from aioresilience.integrations.asgi import install
 from aioresilience.integrations.fastapi import Refused, limit, protect
@@ -182,6 +189,31 @@ async def test_guards_in_a_dependency_refuse_with_503_and_errors_map_to_504() ->
     assert full.status_code == 503 and full.json()["type"] == TEMPORARY_REDUCED_CAPACITY
     assert timed_out.status_code == 504
     assert bulkhead.statistics().active == 0
+
+
+@real_time
+@pytest.mark.parametrize("form", ["dependency", "decorator"])
+async def test_a_raised_404_is_an_answer_not_a_breaker_failure(form: str) -> None:
+    breaker = CircuitBreaker(failure_threshold=2, name="edge")
+    app = FastAPI()
+    install(app)
+    if form == "dependency":
+        guarded = app.get("/{status}", dependencies=[Depends(protect(breaker))])
+    else:
+
+        def guarded(fn: Any) -> Any:
+            return app.get("/{status}")(limit(breaker)(fn))
+
+    @guarded
+    async def answer(status: int) -> str:
+        raise HTTPException(status)
+
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        assert [(await client.get("/404")).status_code for _ in range(3)] == [404] * 3
+        assert breaker.state is CircuitState.CLOSED
+        assert [(await client.get("/500")).status_code for _ in range(2)] == [500] * 2
+        assert breaker.state is CircuitState.OPEN  # a 5xx still fails
+        assert (await client.get("/404")).status_code == 503
 
 
 @real_time

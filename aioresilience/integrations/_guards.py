@@ -96,15 +96,28 @@ class GuardRunner:
         return found
 
     @staticmethod
-    async def run(plan: Plan, downstream: Callable[..., Any], /, *args: Any) -> Any:
+    async def run(
+        plan: Plan,
+        downstream: Callable[..., Any],
+        /,
+        *args: Any,
+        answer: Callable[[BaseException], bool] | None = None,
+    ) -> Any:
         """``await downstream(*args)`` inside ``plan``; its result (an ASGI app's None: none)
-        is what the exits see, and is returned."""
+        is what the exits see, and is returned. ``answer(exc)``: whether an exception is the
+        handler's answer rather than its failure (a framework's HTTP exception below 500: a
+        404, a redirect), left as a success and raised on."""
         entered = enter(plan)
         if not isinstance(entered, list):  # a guard waits to admit, or refused
             entered = await entered
         try:
             result = await downstream(*args)
         except BaseException as error:  # cancellation included: every guard is left
+            if answer is not None and answer(error):
+                pending = leave(entered, None)
+                if pending is not None:
+                    await pending
+                raise
             failure = error
         else:
             pending = leave(entered, None, result)

@@ -204,6 +204,12 @@ class _Info(RequestInfo):
         return lowered
 
 
+def _answered(exc: BaseException) -> bool:
+    """A raised ``web.HTTPException`` below 500 (a 404, a redirect) is the handler's answer,
+    not its failure: the guards are left as after a response (a breaker counts no failure)."""
+    return isinstance(exc, web.HTTPException) and exc.status < 500
+
+
 def _is_websocket(request: web.Request) -> bool:
     upgrade = request.headers.get(hdrs.UPGRADE)
     return upgrade is not None and upgrade.lower() == "websocket"
@@ -259,9 +265,13 @@ class _Server:
         try:
             if guards:
                 assert runner is not None  # guards come from the runner
-                response = await runner.run(guards, handler, request)
+                response = await runner.run(guards, handler, request, answer=_answered)
             else:  # the common case: a rate limit alone
                 response = await handler(request)
+        except web.HTTPException as exc:
+            if extra:  # a raised 404 or redirect is a response too: the limits apply
+                _add_headers(exc, extra)
+            raise
         except Exception as exc:
             mapped = protection.error_response(exc)
             if mapped is None or _already_sent(request):

@@ -163,6 +163,12 @@ class _Protector:
         return mapped
 
 
+def _answered(exc: BaseException) -> bool:
+    """A raised ``HTTPException`` below 500 (a 404, a redirect) is the handler's answer, not
+    its failure: the guards are left as after a response (a breaker counts no failure)."""
+    return isinstance(exc, HTTPException) and exc.status_code < 500
+
+
 def protect(
     *limiters_or_guards: object,
     key: KeyFunc | None = None,
@@ -193,7 +199,12 @@ def protect(
         try:
             yield
         except BaseException as failure:  # cancellation included: every guard is left
-            await leave(entered, failure)
+            if not _answered(failure):
+                await leave(entered, failure)
+                raise
+            pending = leave(entered, None)  # a raised 404 or redirect: a response
+            if pending is not None:
+                await pending
             raise
         pending = leave(entered, None)
         if pending is not None:
@@ -251,7 +262,12 @@ def limit(
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as failure:
-                await leave(entered, failure)
+                if not _answered(failure):
+                    await leave(entered, failure)
+                    raise
+                pending = leave(entered, None)  # a raised 404 or redirect: a response
+                if pending is not None:
+                    await pending
                 raise
             pending = leave(entered, None, result)
             if pending is not None:
