@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -36,6 +37,7 @@ from aioresilience.integrations._http import (
     client_address,
 )
 from aioresilience.integrations.asgi import ResilienceMiddleware, Rule, install
+from aioresilience.stores.redis import RedisStore
 from aioresilience.testing import ManualClock
 
 real_time = pytest.mark.real_time
@@ -401,13 +403,32 @@ async def test_websocket_handshakes_are_limited_with_an_http_429() -> None:
 
 
 @real_time
-async def test_websocket_messages_are_limited_per_connection() -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
+async def test_websocket_messages_are_limited_per_connection(
+    shared: bool, request: pytest.FixtureRequest
+) -> None:
+    messages = per_ip(3, "messages")
+    store = None
+    if shared:  # decided by the store (await decide()), per connection across workers
+        redis_server = request.getfixturevalue("redis_server")
+        store = RedisStore(redis_server.url, prefix=f"ws-{uuid.uuid4().hex}", on_failure="deny")
+        messages = FixedWindowCounter(
+            max_requests=3, window_seconds=3600.0, name="messages", store=store
+        )
     app = starlette_app(WebSocketRoute("/ws", echo))
     app.add_middleware(
         ResilienceMiddleware,
         rules=[Rule(per_ip(100), methods=["GET"])],
-        websocket_messages=per_ip(3, "messages"),
+        websocket_messages=messages,
     )
+    try:
+        await _three_messages_per_connection(app)
+    finally:
+        if store is not None:
+            await store.aclose()
+
+
+async def _three_messages_per_connection(app: Starlette) -> None:
     async with serve(app) as url:
         ws_url = url.replace("http://", "ws://") + "/ws"
         for _ in range(2):  # each connection its own budget

@@ -149,6 +149,7 @@ import ipaddress
 import json
 import math
 import re
+import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -176,6 +177,7 @@ __all__ = [
     "Rule",
     "client_address",
     "compose",
+    "connection_key",
     "header_key",
     "problem",
     "retry_after_header",
@@ -408,6 +410,13 @@ class ClientAddress:
     def __repr__(self) -> str:
         nets = [str(n) for n in self._networks]
         return f"client_address(trusted_proxies={nets}, forwarded={self._header.decode()!r})"
+
+
+def connection_key() -> str:
+    """A key of its own for one websocket connection's message limit: unique across the
+    processes that share a store too (a counter per process would give two workers' first
+    connections one budget)."""
+    return f"ws-{uuid.uuid4().hex}"
 
 
 def client_address(

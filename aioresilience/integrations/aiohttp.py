@@ -50,7 +50,6 @@ method ``"WEBSOCKET"``; it is refused with a real HTTP 429 before the handler's
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -76,6 +75,7 @@ from ._http import (
     Rule,
     client_address,
     compose,
+    connection_key,
     route_key,
 )
 
@@ -420,9 +420,6 @@ def error_middleware(errors: Errors = None) -> Middleware:
     return middleware
 
 
-_connections = itertools.count()
-
-
 async def limited_messages(
     ws: web.WebSocketResponse,
     limiter: RateLimiter[Any],
@@ -437,7 +434,7 @@ async def limited_messages(
         raise TypeError(f"limiter must be a RateLimiter, got {limiter!r}")
     if cost.__class__ is not int or cost < 1:
         raise ValueError(f"cost must be an int >= 1, got {cost!r}")
-    key = f"ws-connection-{next(_connections)}"
+    key = connection_key()
     async for message in ws:
         if limiter.shared:
             decision = await limiter.decide(cost, key=key)

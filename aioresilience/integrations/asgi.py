@@ -33,7 +33,6 @@ Client addresses: see ``client_address`` in ``integrations._http`` for how the
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -54,6 +53,7 @@ from ._http import (
     Rule,
     client_address,
     compose,
+    connection_key,
     header_key,
     route_key,
     user_key,
@@ -98,7 +98,6 @@ class ResilienceMiddleware:
 
     __slots__ = (
         "_guards",
-        "_message_ids",
         "_messages",
         "_plan",
         "_plans",
@@ -149,7 +148,6 @@ class ResilienceMiddleware:
         if websocket_messages is not None and not isinstance(websocket_messages, RateLimiter):
             raise TypeError(f"websocket_messages must be a RateLimiter, got {websocket_messages!r}")
         self._messages = websocket_messages
-        self._message_ids = itertools.count()  # a key per connection for the message limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -259,15 +257,18 @@ class ResilienceMiddleware:
         ws_receive = receive
         messages = self._messages
         if messages is not None:
-            connection = next(self._message_ids)
+            connection = connection_key()
+            shared = messages.shared  # on a shared store: decided there, awaited
 
             async def ws_receive() -> Message:
                 nonlocal closed_by_us
                 if closed_by_us:
                     return {"type": "websocket.disconnect", "code": _CLOSE_POLICY}
                 message = await receive()
-                if message["type"] == "websocket.receive" and not messages.try_acquire(
-                    key=connection
+                if message["type"] == "websocket.receive" and not (
+                    (await messages.decide(key=connection)).allowed
+                    if shared
+                    else messages.try_acquire(key=connection)
                 ):
                     closed_by_us = True
                     await send(
