@@ -980,6 +980,12 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         """The clock this limiter reads and waits on (``clock=``; by default the loop's)."""
         return self._clock
 
+    @property
+    def max_cost(self) -> int:
+        """The most cost admitted at once (a token bucket's capacity, a window's
+        ``max_requests``, GCRA's burst): a larger cost can never be admitted."""
+        return self._max_cost
+
     def _parameters(self) -> str:
         return ""
 

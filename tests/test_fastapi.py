@@ -249,6 +249,30 @@ async def test_wait_true_waits_its_turn_in_virtual_time() -> None:
     assert elapsed == pytest.approx(3.0, abs=0.01)  # one token a second, waited for
 
 
+async def test_wait_true_refuses_at_once_a_cost_no_wait_would_admit() -> None:
+    limiter = TokenBucket(capacity=10, refill_rate=1.0, name="upload", max_wait=3600.0)
+
+    def size(info: Any) -> int:
+        return int(info.header(b"content-length") or b"1")
+
+    app = FastAPI(dependencies=[Depends(protect(limiter, cost=size, wait=True))])
+    install(app)
+
+    @app.post("/")
+    async def upload() -> str:
+        return "ok"
+
+    loop = asyncio.get_running_loop()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        start = loop.time()
+        refused = await client.post("/", content=b"x" * 50)
+        assert loop.time() == start  # not a wait of the hour it may wait
+        assert (await client.post("/", content=b"x" * 5)).status_code == 200
+    assert refused.status_code == 429 and "retry-after" not in refused.headers
+    assert refused.json()["violated-policies"] == ["upload"]
+
+
 def test_construction_errors_name_what_is_wrong() -> None:
     with pytest.raises(ValueError, match="at least one"):
         protect()

@@ -420,6 +420,48 @@ async def test_cost_priority_and_guards_of_the_rules() -> None:
     assert (await protection.admit(bogus, rules)).priority is Priority.SHEDDABLE
 
 
+def test_a_fixed_cost_no_limiter_can_admit_fails_at_construction() -> None:
+    small = TokenBucket(capacity=2, refill_rate=1, name="small")
+    with pytest.raises(ValueError, match=r"cost=5 .* limiters\[1\] 'small'.* at once is 2"):
+        Rule([TokenBucket(capacity=10, refill_rate=1), small], cost=5)
+    assert small.max_cost == 2
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["admit", "plan"])
+async def test_a_cost_function_above_the_limit_is_a_429_without_retry_after(fast: bool) -> None:
+    big = FixedWindowCounter(max_requests=100, window_seconds=60.0, name="big")
+    limiter = TokenBucket(capacity=10, refill_rate=1, name="upload")
+
+    def size(request: RequestInfo) -> int:
+        return int(request.header(b"content-length") or b"1")
+
+    protection = Protection([Rule(big), Rule(limiter, cost=size)])
+    heavy = req("/", method="POST", headers=[(b"content-length", b"50")])
+
+    async def outcome(info: RequestInfo) -> HttpResponse | None:
+        if not fast:
+            return (await protection.admit(info, protection.select("POST", "/"))).response
+        plan = protection.plan("POST", "/")
+        assert plan is not None and plan.sync and not plan.by_peer
+        now = plan.now(info)
+        return now if isinstance(now, HttpResponse) else None
+
+    status, headers, body = _fields(await outcome(heavy))
+    assert status == 429 and b"retry-after" not in headers  # no wait would admit it
+    assert body["violated-policies"] == ["upload"]
+    assert sf_list(headers[b"ratelimit"]) == [("big", {"r": 99, "t": 60})]
+    assert limiter.remaining("203.0.113.7") == 10  # nothing taken
+    light = req("/", method="POST", headers=[(b"content-length", b"4")])
+    assert await outcome(light) is None and limiter.remaining("203.0.113.7") == 6
+
+    def broken(request: RequestInfo) -> int:
+        return 0
+
+    protection = Protection(Rule(limiter, cost=broken))
+    with pytest.raises(ValueError, match=r"cost function .*broken.* int >= 1, got 0"):
+        await protection.admit(light, protection.select("POST", "/"))
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 

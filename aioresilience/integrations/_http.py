@@ -940,6 +940,12 @@ class Rule:
         elif cost.__class__ is int and cost >= 1:
             self._cost_fn = None
             self.cost = cost
+            for i, limiter in enumerate(self.limiters):
+                if cost > limiter.max_cost:
+                    raise ValueError(
+                        f"Rule cost={cost} can never be admitted by limiters[{i}] "
+                        f"{limiter.name!r}: the most it admits at once is {limiter.max_cost}"
+                    )
         else:
             raise ValueError(f"Rule cost must be an int >= 1 or a callable, got {cost!r}")
         self.priority = None if priority is None else _priority("Rule priority", priority)
@@ -965,7 +971,16 @@ class Rule:
         return await value if self._key_async else value  # type: ignore[no-any-return]
 
     def cost_of(self, request: RequestInfo) -> int:
-        return self.cost if self._cost_fn is None else self._cost_fn(request)
+        """The request's cost: the fixed one, or the cost function's answer (checked: an
+        int >= 1, else a TypeError/ValueError naming the rule's cost function)."""
+        if self._cost_fn is None:
+            return self.cost
+        cost = self._cost_fn(request)
+        if cost.__class__ is not int or cost < 1:
+            raise ValueError(
+                f"Rule cost function {self._cost_fn!r} must return an int >= 1, got {cost!r}"
+            )
+        return cost
 
     def priority_of(self, request: RequestInfo) -> Priority | None:
         if self._priority_header is not None:
@@ -1097,8 +1112,10 @@ class Protection:
                 key = rule.key(request)
                 if rule._key_async:
                     key = await key
-                cost = rule.cost if rule._cost_fn is None else rule._cost_fn(request)
+                cost = rule.cost if rule._cost_fn is None else rule.cost_of(request)
                 for limiter in rule.limiters:
+                    if cost > limiter.max_cost:  # a cost function's: never admitted
+                        return Admission(self._too_costly(limiter, decisions), [], (), None)
                     if limiter.shared:
                         if key.__class__ is not str and key.__class__ is not int:
                             key = repr(key)  # Redis keys are str
@@ -1113,6 +1130,14 @@ class Protection:
             if priority is None:
                 priority = rule.priority_of(request)
         return Admission(None, self.renderer.render(decisions), guards, priority)
+
+    def _too_costly(
+        self, limiter: RateLimiter[Any], decisions: Sequence[tuple[RateLimiter[Any], Decision]]
+    ) -> HttpResponse:
+        """The 429 of a request whose cost exceeds what ``limiter`` admits at once: waiting
+        never helps (no Retry-After), and nothing was decided for it (no field of its own)."""
+        body = self.renderer.prepare(limiter).refusal_body
+        return HttpResponse(429, [_PROBLEM_JSON, *self.renderer.render(decisions)], body)
 
     def _refusal(
         self,
@@ -1181,9 +1206,9 @@ class Plan:
             not rule._key_async and not any(limiter.shared for limiter in rule.limiters)
             for rule in rules
         )
-        # Per rule with limiters: (key, fixed cost, cost function, (limiter, its check) pairs).
+        # Per rule with limiters: (rule, key, fixed cost, (limiter, its check) pairs).
         self._steps = tuple(
-            (rule.key, rule.cost, rule._cost_fn, tuple((lim, lim.check) for lim in rule.limiters))
+            (rule, rule.key, rule.cost, tuple((lim, lim.check) for lim in rule.limiters))
             for rule in rules
             if rule.limiters
         )
@@ -1194,10 +1219,10 @@ class Plan:
         if (
             len(self._steps) == 1
             and len(self._steps[0][3]) == 1
-            and self._steps[0][2] is None
+            and self._steps[0][0]._cost_fn is None
             and renderer.style in ("ietf", "none")
         ):
-            _, cost, _, ((limiter, check),) = self._steps[0]
+            _, _, cost, ((limiter, check),) = self._steps[0]
             pb = renderer.prepare(limiter)
             self._single = (
                 cost,
@@ -1209,7 +1234,7 @@ class Plan:
             )
         # The default key (the client address, no trusted proxy) and a fixed priority: the
         # adapters decide from the peer alone (:meth:`now_peer`), with no RequestInfo.
-        peer_key = self._steps[0][0] if self._single is not None else None
+        peer_key = self._steps[0][1] if self._single is not None else None
         self._peer_key: ClientAddress | None = (
             # Exactly the class: a subclass may key otherwise.
             peer_key if type(peer_key) is ClientAddress and peer_key.peer_only else None
@@ -1233,13 +1258,15 @@ class Plan:
         same decisions, in the same order, as :meth:`Protection.admit`."""
         single = self._single
         if single is not None:
-            return self._decide_single(self._steps[0][0](request))
+            return self._decide_single(self._steps[0][1](request))
         decisions: list[tuple[RateLimiter[Any], Decision]] = []
-        for key_fn, cost, cost_fn, checks in self._steps:
+        for rule, key_fn, cost, checks in self._steps:
             key = key_fn(request)
-            if cost_fn is not None:
-                cost = cost_fn(request)
+            if rule._cost_fn is not None:
+                cost = rule.cost_of(request)
             for limiter, check in checks:
+                if cost > limiter.max_cost:  # a cost function's: never admitted
+                    return self._protection._too_costly(limiter, decisions)
                 decision = check(cost, key=key)
                 decisions.append((limiter, decision))
                 if not decision.allowed:

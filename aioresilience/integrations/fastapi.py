@@ -130,6 +130,8 @@ class _Protector:
             key: Hashable = await self.rule.key_of(info)
             cost = self.rule.cost_of(info)
             for limiter in self.limiters:
+                if cost > limiter.max_cost:  # a cost function's: no wait would admit it
+                    raise Refused(self.protection._too_costly(limiter, []))
                 if limiter.shared and key.__class__ is not str and key.__class__ is not int:
                     key = repr(key)  # Redis keys are str
                 try:
