@@ -190,6 +190,21 @@ def test_trusted_chain_gives_the_right_most_untrusted_hop() -> None:
     assert key(req(headers=everyone, client=("10.0.0.1", 80))) == "10.0.0.5"
 
 
+def test_xff_hops_with_ports_or_brackets_key_on_the_address() -> None:
+    # Some proxies (Azure Application Gateway) append "ip:port": one client, not one key per
+    # connection; a trusted proxy's own hop with a port is still recognised as trusted.
+    key = client_address(trusted_proxies=["10.0.0.0/8"])
+    for hops, expected in [
+        (b"203.0.113.9:50001", "203.0.113.9"),
+        (b"203.0.113.9:50002, 10.0.0.2:443", "203.0.113.9"),
+        (b"[2001:db8::1]:1", "2001:db8::/64"),
+        (b"[2001:db8::1]", "2001:db8::/64"),
+        (b"2001:db8::1", "2001:db8::/64"),
+    ]:
+        headers = [(b"x-forwarded-for", hops)]
+        assert key(req(headers=headers, client=("10.0.0.1", 80))) == expected, hops
+
+
 def test_forwarded_rfc7239() -> None:
     key = client_address(trusted_proxies="127.0.0.1/32", forwarded="forwarded")
     value = b'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, for=127.0.0.1'

@@ -288,17 +288,24 @@ def _forwarded_for(value: str) -> list[str]:
         for pair in element.split(";"):
             name, sep, raw = pair.partition("=")
             if sep and name.strip().lower() == "for":
-                node = raw.strip().strip('"')
-                if node.startswith("["):  # "[2001:db8::1]:4711"
-                    node = node[1 : node.find("]")] if "]" in node else node[1:]
-                elif node.count(":") == 1:  # "192.0.2.1:8080"
-                    node = node.partition(":")[0]
+                node = _host_of(raw.strip().strip('"'))
         nodes.append(node)
     return nodes
 
 
+def _host_of(node: str) -> str:
+    """A hop's address without its port or an IPv6 address's brackets: ``"[2001:db8::1]:4711"``
+    and ``"192.0.2.1:8080"`` (as RFC 7239 writes them, and some proxies' X-Forwarded-For)
+    are the client of ``"2001:db8::1"`` and ``"192.0.2.1"``, not one key per connection."""
+    if node.startswith("["):
+        return node[1 : node.find("]")] if "]" in node else node[1:]
+    if node.count(":") == 1:
+        return node.partition(":")[0]
+    return node
+
+
 def _xff(value: str) -> list[str]:
-    return [hop.strip() for hop in value.split(",")]
+    return [_host_of(hop.strip()) for hop in value.split(",")]
 
 
 class ClientAddress:
