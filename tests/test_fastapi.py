@@ -25,7 +25,7 @@ from aioresilience import (
     TokenBucket,
 )
 from aioresilience.integrations._http import QUOTA_EXCEEDED, TEMPORARY_REDUCED_CAPACITY
-from aioresilience.integrations.asgi import install
+from aioresilience.integrations.asgi import ResilienceMiddleware, Rule, install
 from aioresilience.integrations.fastapi import Refused, limit, protect
 from aioresilience.testing import ManualClock
 
@@ -271,6 +271,35 @@ async def test_wait_true_refuses_at_once_a_cost_no_wait_would_admit() -> None:
         assert (await client.post("/", content=b"x" * 5)).status_code == 200
     assert refused.status_code == 429 and "retry-after" not in refused.headers
     assert refused.json()["violated-policies"] == ["upload"]
+
+
+@pytest.mark.parametrize("style", ["ietf", "legacy", "both"])
+async def test_the_middleware_and_a_dependency_send_one_field_of_each_name(style: str) -> None:
+    outer = TokenBucket(capacity=100, refill_rate=1.0, name="outer")
+    inner = TokenBucket(capacity=2, refill_rate=0.001, name="inner")
+    app = FastAPI()
+    install(app)
+    app.add_middleware(ResilienceMiddleware, rules=[Rule(outer)], headers=style)
+
+    @app.get("/", dependencies=[Depends(protect(inner, headers=style))])
+    async def root() -> str:
+        return "ok"
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        responses = [await client.get("/") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    for response, inner_left in zip(responses, (1, 0, 0), strict=True):
+        names = [name for name, _ in response.headers.raw]
+        assert len(names) == len(set(names)), names  # one field per name
+        if style != "legacy":
+            fields = sf_list(response.headers["ratelimit"])
+            assert [name for name, _ in fields] == ["inner", "outer"]
+            policies = sf_list(response.headers["ratelimit-policy"])
+            assert [name for name, _ in policies] == ["inner", "outer"]
+        if style != "ietf":  # the tighter limit's trio: the inner one
+            assert response.headers["x-ratelimit-limit"] == "2"
+            assert response.headers["x-ratelimit-remaining"] == str(inner_left)
 
 
 def test_construction_errors_name_what_is_wrong() -> None:

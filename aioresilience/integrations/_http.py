@@ -179,6 +179,7 @@ __all__ = [
     "compose",
     "connection_key",
     "header_key",
+    "merge_fields",
     "problem",
     "retry_after_header",
     "route_key",
@@ -593,6 +594,41 @@ class _PolicyBytes:
         self.policy_item = item
         self.policy_header = (b"ratelimit-policy", item)
         self.limit = b"%d" % policy.quota
+
+
+_LISTS = (b"ratelimit", b"ratelimit-policy")  # structured-field lists: merged by joining
+_LEGACY = b"x-ratelimit-"
+_LEGACY_REMAINING = b"x-ratelimit-remaining"
+#: The names :func:`merge_fields` merges on: one of them in the headers, and it merges.
+RATE_LIMIT_FIELDS = frozenset((*_LISTS, _LEGACY_REMAINING))
+
+
+def merge_fields(headers: Iterable[tuple[bytes, bytes]], extra: RawHeaders) -> RawHeaders:
+    """A response's raw headers (lower-case names, as ASGI servers and Starlette give them)
+    with the rate-limit fields ``extra`` added: one field per name when an inner protection
+    (a dependency, a decorator) set some already. ``RateLimit`` and ``RateLimit-Policy`` are
+    structured-field lists, joined into one list; of two legacy trios the more restrictive
+    one (fewer remaining) stays. Without fields already there, ``headers + extra``."""
+    for name, _ in headers:
+        if name in RATE_LIMIT_FIELDS:
+            break
+    else:
+        return [*headers, *extra]  # the common case: one protection
+    headers = list(headers)
+    theirs = dict(headers)
+    ours = dict(extra)
+    if _LEGACY_REMAINING in ours and _LEGACY_REMAINING in theirs:
+        if int(ours[_LEGACY_REMAINING]) < int(theirs[_LEGACY_REMAINING]):
+            headers = [(n, v) for n, v in headers if not n.startswith(_LEGACY)]  # ours is tighter
+        else:
+            extra = [(n, v) for n, v in extra if not n.startswith(_LEGACY)]
+    for name, value in extra:
+        if name in _LISTS and name in theirs:
+            at = next(i for i, (n, _) in enumerate(headers) if n == name)
+            headers[at] = (name, headers[at][1] + b", " + value)
+        else:
+            headers.append((name, value))
+    return headers
 
 
 def retry_after_header(seconds: float | None) -> tuple[bytes, bytes] | None:

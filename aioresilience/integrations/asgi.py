@@ -41,6 +41,7 @@ from ._guards import GuardRunner
 from ._guards import Plan as GuardPlan
 from ._http import (
     HEALTH_PATHS,
+    RATE_LIMIT_FIELDS,
     UNPLANNED,
     Admission,
     ErrorMapper,
@@ -55,6 +56,7 @@ from ._http import (
     compose,
     connection_key,
     header_key,
+    merge_fields,
     route_key,
     user_key,
 )
@@ -199,7 +201,13 @@ class ResilienceMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 if extra:
-                    message["headers"] = [*message.get("headers", ()), *extra]
+                    headers = message.get("headers", ())
+                    for name, _ in headers:  # (merge_fields' test inline: the hot path)
+                        if name in RATE_LIMIT_FIELDS:  # an inner protection's (a dependency's)
+                            message["headers"] = merge_fields(headers, extra)
+                            break
+                    else:
+                        message["headers"] = [*headers, *extra]
             return send(message)
 
         try:
@@ -251,7 +259,7 @@ class ResilienceMiddleware:
             if message["type"] == "websocket.accept":
                 accepted = True
                 if extra:
-                    message["headers"] = [*message.get("headers", ()), *extra]
+                    message["headers"] = merge_fields(message.get("headers", ()), extra)
             return send(message)
 
         ws_receive = receive
