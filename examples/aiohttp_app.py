@@ -17,8 +17,7 @@ import aiohttp
 from aiohttp import web
 
 import aioresilience as ar
-from aioresilience.integrations._http import Rule, header_key
-from aioresilience.integrations.aiohttp import PROTECTION, limit, setup
+from aioresilience.integrations.aiohttp import PROTECTION, Rule, header_key, limit, setup
 
 # Behind a reverse proxy, say which addresses are yours:
 #   Rule(per_ip, key=client_address(trusted_proxies=["10.0.0.0/8"]))

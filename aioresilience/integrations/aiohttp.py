@@ -61,6 +61,7 @@ from typing import Any
 
 from .. import Priority, RateLimiter
 from ._aiohttp_client import ResilientMiddleware
+from ._client import ClientPolicy, HostPaused
 from ._guards import GuardRunner
 from ._guards import Plan as GuardPlan
 from ._http import (
@@ -76,7 +77,9 @@ from ._http import (
     client_address,
     compose,
     connection_key,
+    header_key,
     route_key,
+    user_key,
 )
 
 try:
@@ -87,14 +90,27 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
         "aioresilience.integrations.aiohttp needs aiohttp: pip install aioresilience[aiohttp]"
     ) from error
 
+# The core's rules and keys, and the client's policy, re-exported: what an app configures
+# the middleware, the decorator and the client middleware with.
 __all__ = [
+    "HEALTH_PATHS",
     "PROTECTION",
+    "ClientPolicy",
+    "ErrorMapper",
+    "HostPaused",
+    "Protection",
     "ResilientMiddleware",
+    "Rule",
+    "client_address",
+    "compose",
     "error_middleware",
+    "header_key",
     "limit",
     "limited_messages",
     "resilience_middleware",
+    "route_key",
     "setup",
+    "user_key",
 ]
 
 Errors = ErrorMapper | Mapping[type[BaseException], int | ResponseFactory] | None

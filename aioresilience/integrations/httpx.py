@@ -40,9 +40,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aioresilience.integrations.httpx needs httpx: pip install 'aioresilience[httpx]'"
     ) from exc
 
-from ._client import ClientPolicy, FailureKind, raw_fields
+from ._client import ClientPolicy, FailureKind, HostPaused, raw_fields
 
-__all__ = ["RETRY_EXTENSION", "ResilientTransport"]
+__all__ = ["RETRY_EXTENSION", "ClientPolicy", "HostPaused", "ResilientTransport"]
 
 #: The request extension by which a caller opts one request in to retries (``True``: retry
 #: it whatever its method, as with an ``Idempotency-Key``) or out (``False``):
