@@ -524,6 +524,17 @@ async def test_setup_stores_the_protection_under_a_typed_key() -> None:
         (lambda: limit(), "at least one"),
         (lambda: limit(TokenBucket(5, 1.0), headers="x"), "'x'"),
         (lambda: resilience_middleware(protection="p"), "protection"),  # type: ignore[arg-type]
+        (lambda: resilience_middleware(), "rules is empty"),
+        (  # every path of the rule exempt: it would never run
+            lambda: resilience_middleware(rules=[Rule(TokenBucket(5, 1.0), paths="/health")]),
+            "rules[0] paths ['/health'] are all in exempt_paths",
+        ),
+        (
+            lambda: resilience_middleware(
+                rules=[Rule(TokenBucket(5, 1.0), paths=["/a", "/b"])], exempt_paths=["/a", "/b"]
+            ),
+            "all in exempt_paths",
+        ),
     ],
 )
 def test_bad_configuration_fails_at_start_up_naming_it(

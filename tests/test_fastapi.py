@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse
 from http_sfv import List as SfList
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from aioresilience import (
     Bulkhead,
@@ -142,6 +142,24 @@ async def test_limit_decorates_handlers_without_a_request_parameter() -> None:
     assert text.text == "plain" and "ratelimit-policy" in text.headers  # a returned Response
     params = [p["name"] for p in openapi["paths"]["/json/{n}"]["get"]["parameters"]]
     assert params == ["n", "q"]  # the hidden request and response are no query parameters
+
+
+async def test_per_route_tells_mounted_apps_apart() -> None:
+    limiter = window(2, "per-route")
+
+    @limit(limiter, per_route=True)
+    async def item(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    # One template, "/items/{id}", under two mounts: two routes, two budgets.
+    app = Starlette(
+        routes=[Mount(prefix, routes=[Route("/items/{id}", item)]) for prefix in ("/a", "/b")]
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        paths = ["/a/items/1", "/a/items/2", "/b/items/1", "/b/items/2", "/a/items/3"]
+        codes = [(await client.get(path)).status_code for path in paths]
+    assert codes == [200, 200, 200, 200, 429]
 
 
 @real_time

@@ -603,6 +603,8 @@ async def test_cancelled_during_the_sleep_closes_the_held_response(virtual_clock
         ({"limiter": {"capacity": 0, "refill_rate": 1}}, ValueError, "capacity"),
         ({"bulkhead": {"max_concurrent": 0}}, ValueError, "max_concurrent"),
         ({"attempt_timeout": -1}, ValueError, "attempt_timeout"),
+        ({"attempt_timeout": 0}, ValueError, "attempt_timeout must be > 0"),
+        ({"timeout": 0.0}, ValueError, "timeout must be > 0"),
         ({"timeout": "soon"}, TypeError, "timeout"),
         ({"retry_statuses": [700]}, ValueError, "retry_statuses"),
         ({"retry_statuses": "503"}, TypeError, "retry_statuses"),
@@ -612,6 +614,12 @@ async def test_cancelled_during_the_sleep_closes_the_held_response(virtual_clock
         ({"max_hosts": 0}, ValueError, "max_hosts"),
         ({"hosts": {"*.x": {"colour": 1}}}, TypeError, "colour"),
         ({"hosts": {"*.x": {"breaker": {"window": "x"}}}}, ValueError, "window"),
+        (
+            {"hosts": {"*.x": {"breaker": {"failure_threshold": 0}}}},
+            ValueError,
+            "hosts['*.x']: breaker: failure_threshold",
+        ),
+        ({"hosts": {"*.x": {"retry": {"attempts": 0}}}}, ValueError, "hosts['*.x']: retry"),
         ({"hosts": {"*.x": {"max_pause": -1}}}, ValueError, "hosts['*.x'].max_pause"),
         ({"inner": "transport"}, TypeError, "inner"),
         ({"raise_for_status": 1}, TypeError, "raise_for_status"),
@@ -623,6 +631,12 @@ def test_bad_configuration_fails_at_construction(
 ) -> None:
     with pytest.raises(error, match=named.replace("[", r"\[").replace("*", r"\*")):
         ResilientTransport(**options)
+
+
+def test_an_ipv6_host_is_labelled_in_brackets() -> None:
+    assert Origin("http", "::1", 8080).label == "[::1]:8080"  # not "::1:8080"
+    assert Origin("https", "2001:db8::1", 443).label == "[2001:db8::1]"
+    assert Origin("http", "a.test", 8080).label == "a.test:8080"
 
 
 def test_primitives_are_taken_whole() -> None:

@@ -171,7 +171,8 @@ class Origin(NamedTuple):
         """``"host"`` for the scheme's default port, else ``"host:port"``: the low-cardinality
         name events carry."""
         default = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(self.scheme)
-        return self.host if self.port == default else f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6, as in a URL
+        return host if self.port == default else f"{host}:{self.port}"
 
 
 class ClientRequest(NamedTuple):
@@ -405,6 +406,14 @@ def _methods(name: str, value: Any) -> frozenset[str]:
     return frozenset(method.upper() for method in methods)
 
 
+def _seconds_or_none(name: str, value: Any) -> float | None:
+    """A timeout: seconds > 0, or None (or inf) for none. 0 would end every attempt at once."""
+    seconds = non_negative_or_none(name, value)
+    if seconds == 0:
+        raise ValueError(f"{name} must be > 0 or None, got {value!r}")
+    return seconds
+
+
 def _options(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise TypeError(f"{name} must be a mapping of options, got {value!r}")
@@ -485,10 +494,10 @@ class _Settings:
         self.breaker = self._component(named("breaker"), options["breaker"], CircuitBreaker)
         self.limiter = self._component(named("limiter"), options["limiter"], RateLimiter)
         self.bulkhead = self._component(named("bulkhead"), options["bulkhead"], Bulkhead)
-        self.attempt_timeout = non_negative_or_none(
+        self.attempt_timeout = _seconds_or_none(
             named("attempt_timeout"), options["attempt_timeout"]
         )
-        self.timeout = non_negative_or_none(named("timeout"), options["timeout"])
+        self.timeout = _seconds_or_none(named("timeout"), options["timeout"])
         self.retry_statuses = _statuses(named("retry_statuses"), options["retry_statuses"])
         self.breaker_statuses = _statuses(named("breaker_statuses"), options["breaker_statuses"])
         self.retry_methods = _methods(named("retry_methods"), options["retry_methods"])
@@ -769,9 +778,14 @@ class ClientPolicy(EventSource, Generic[R]):
                     merged["budget"] = _DEFAULT  # a new retry: the budget default follows it
                 self._overrides.append((pattern.lower(), _Settings(merged, pattern)))
         # Built once now, so that bad options fail here and not at the first request.
-        for _, settings in [("", self._settings), *self._overrides]:
+        for pattern, settings in [("", self._settings), *self._overrides]:
             probe = Origin("http", "validation.invalid", 80)
-            HostPolicy(probe, settings, self._clock, self._is_failure)
+            try:
+                HostPolicy(probe, settings, self._clock, self._is_failure)
+            except (TypeError, ValueError) as error:
+                if not pattern:
+                    raise
+                raise type(error)(f"hosts[{pattern!r}]: {error}") from error
         self._hosts: OrderedDict[Origin, HostPolicy] = OrderedDict()
         self._events = None
 

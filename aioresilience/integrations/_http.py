@@ -1093,6 +1093,15 @@ class Protection:
                     )
         self._exempt = _PathSet("exempt_paths", exempt_paths)
         self._exempt_methods = _methods("exempt_methods", exempt_methods) or frozenset()
+        for i, rule in enumerate(self.rules):
+            # A rule whose every path is a literal one exempt (paths="/health") would never
+            # run: say so. (A template is not judged: "/a/{p:path}" reaches past "/a/{q}".)
+            templates = rule._paths.templates
+            if all("{" not in t and self._exempt.matches(t, None) for t in templates):
+                raise ValueError(
+                    f"rules[{i}] paths {list(rule._paths.templates)} are all in exempt_paths: "
+                    "the rule would match no request (take them out of exempt_paths)"
+                )
         self.errors = errors if isinstance(errors, ErrorMapper) else ErrorMapper(errors)
         # What plan() found: method -> path -> its Plan, or None to pass the request through
         # (``plans``, public: the ASGI middleware reads a hit inline); with a route, method ->

@@ -309,7 +309,14 @@ def _protection(
     if protection is not None:
         if not isinstance(protection, Protection):
             raise TypeError(f"protection must be a Protection, got {protection!r}")
+        if rules or errors is not None:
+            raise TypeError("give rules= (and errors=) or a ready protection=, not both")
         return protection
+    if not rules:
+        raise ValueError(
+            "rules is empty: give at least one Rule (Rule(limiter) limits each client across "
+            "all routes)"
+        )
     return Protection(
         rules,
         headers=headers,

@@ -117,6 +117,10 @@ class _Protector:
     def info(self, request: Request) -> RequestInfo:
         scope = request.scope
         route = getattr(scope.get("route"), "path", None)  # the template, set by the router
+        if route is not None:
+            # Mounted apps' templates are relative to their mount ("/items/{id}" under "/a"
+            # and "/b"): the mount's prefix, in root_path, tells them apart.
+            route = scope.get("root_path", "") + route
         method = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
         return RequestInfo(
             method, scope["path"], scope["headers"], scope.get("client"), route, scope.get("user")
