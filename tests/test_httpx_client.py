@@ -21,10 +21,12 @@ from aioresilience import (
     CircuitBreakerOpenError,
     CircuitState,
     FixedWindowCounter,
+    LeakyBucket,
     ResilienceEvent,
     Retry,
     RetryBudget,
     SlidingWindowCounter,
+    SlidingWindowLog,
     TimeoutExceeded,
     TokenBucket,
     constant,
@@ -693,10 +695,21 @@ def protected_upstream(limiter: Any) -> tuple[Callable[[httpx.Request], Any], di
                 strict=True,
             ),
         ),
+        pytest.param(
+            lambda: SlidingWindowLog(20, 10, name="log"),
+            marks=pytest.mark.xfail(
+                reason="measured 68 % of the quota, no 429: at r=0 this server's t is the time "
+                "until the whole quota is back (the newest entry leaving the log), and the "
+                "client waits that long; the oldest entry leaving frees a unit sooner. Needs "
+                "the server to state when r reaches 1, as for the sliding window counter.",
+                strict=True,
+            ),
+        ),
         lambda: TokenBucket(capacity=20, refill_rate=2.0, name="tb"),
         lambda: GCRA(20, 10, burst=20, name="gcra"),
+        lambda: LeakyBucket(capacity=20, leak_rate=2.0, name="leaky"),
     ],
-    ids=["fixed_window", "sliding_window", "token_bucket", "gcra"],
+    ids=["fixed_window", "sliding_window", "sliding_log", "token_bucket", "gcra", "leaky_bucket"],
 )
 async def test_twice_the_quota_against_our_own_server(virtual_clock: Any, make: Any) -> None:
     handler, counts = protected_upstream(make())
