@@ -445,14 +445,16 @@ class RetryRun:
 
     def succeeded(self) -> None:
         """The attempt under way succeeded (the call's outcome)."""
-        self._attempt_done()
+        if self._holds_retry:  # (_attempt_done's test inline: most calls hold no retry)
+            self._attempt_done()
         budget = self._budget
         if budget is not None:
             budget.ledger.record(True)
 
     def close(self) -> None:
         """The call is over (any path; again is a no-op): its budget slots are given back."""
-        self._attempt_done()
+        if self._holds_retry:
+            self._attempt_done()
         budget = self._budget
         if budget is not None:
             self._budget = None

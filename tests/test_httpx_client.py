@@ -514,7 +514,19 @@ async def test_hosts_are_bounded_lru() -> None:
     async with httpx.AsyncClient(transport=transport) as http:
         for host in ("a", "b", "a", "c"):
             await http.get(f"http://{host}.test/")
-    assert [o.host for o in transport.policy.hosts()] == ["a.test", "c.test"]
+        assert [o.host for o in transport.policy.hosts()] == ["a.test", "c.test"]
+        # Repeated calls to one host (found without the LRU's move) keep it the most recent.
+        for host in ("a", "a", "c", "c", "a", "a", "b"):
+            await http.get(f"http://{host}.test/")
+        assert [o.host for o in transport.policy.hosts()] == ["a.test", "b.test"]
+        # A host dropped and made again is a new policy, found as the new one afterwards.
+        first_c = None
+        for host in ("c", "c"):
+            await http.get(f"http://{host}.test/")
+            c = transport.policy.host_at("http", "c.test", 80)
+            assert first_c is None or c is first_c
+            first_c = c
+    assert [o.host for o in transport.policy.hosts()] == ["b.test", "c.test"]
 
 
 async def test_a_bulkhead_per_host(virtual_clock: Any) -> None:

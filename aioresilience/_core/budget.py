@@ -65,8 +65,11 @@ class TokenBudget:
         pass
 
     def record(self, success: bool) -> None:
-        if success:
-            self.tokens = min(self.max_tokens, self.tokens + self.token_ratio)
+        if success:  # every successful call: a comparison, not min()'s builtin call
+            tokens = self.tokens
+            if tokens < self.max_tokens:
+                tokens += self.token_ratio
+                self.tokens = tokens if tokens < self.max_tokens else self.max_tokens
         else:
             self.tokens = max(0.0, self.tokens - 1)
 

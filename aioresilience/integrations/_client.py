@@ -96,6 +96,7 @@ from .. import (
     Rejected,
     Retry,
     RetryBudget,
+    RetryRun,
     TimeoutExceeded,
     TokenBucket,
     timeout,
@@ -709,6 +710,7 @@ class ClientPolicy(EventSource, Generic[R]):
         "_clock",
         "_events",
         "_hosts",
+        "_last",
         "_overrides",
         "_settings",
         "io",
@@ -787,6 +789,9 @@ class ClientPolicy(EventSource, Generic[R]):
                     raise
                 raise type(error)(f"hosts[{pattern!r}]: {error}") from error
         self._hosts: OrderedDict[Origin, HostPolicy] = OrderedDict()
+        # The last host looked up, found again without the LRU's move (the common case: one
+        # upstream). Never a host evicted: the most recent one is the last to go.
+        self._last: tuple[object, HostPolicy | None] = ((), None)
         self._events = None
 
     def host(self, origin: Origin) -> HostPolicy:
@@ -796,11 +801,13 @@ class ClientPolicy(EventSource, Generic[R]):
         policy = hosts.get(origin)
         if policy is not None:
             hosts.move_to_end(origin)
+            self._last = (origin, policy)
             return policy
         policy = HostPolicy(origin, self._settings_for(origin), self._clock, self._is_failure)
         hosts[origin] = policy
         if len(hosts) > self.max_hosts:
             hosts.popitem(last=False)
+        self._last = (origin, policy)
         return policy
 
     def host_at(self, scheme: str, host: str, port: int) -> HostPolicy:
@@ -809,11 +816,15 @@ class ClientPolicy(EventSource, Generic[R]):
         ``Origin`` is built but for a new host."""
         # A plain tuple as an Origin (NamedTuple): equal and of equal hash, built cheaper.
         key: Origin = (scheme, host, port)  # type: ignore[assignment]
+        last_key, last = self._last
+        if last_key == key and last is not None:  # the call before's: the most recent already
+            return last
         hosts = self._hosts
         policy = hosts.get(key)
         if policy is None:
             return self.host(Origin(scheme, host, port))
         hosts.move_to_end(key)
+        self._last = (key, policy)
         return policy
 
     def _is_failure(self, exc: BaseException) -> bool:
@@ -889,8 +900,9 @@ class ClientPolicy(EventSource, Generic[R]):
     ) -> R:
         retry = policy.retry
         retry_statuses = policy._settings.retry_statuses
-        # Retry's own seam: backoff, stop rules, hooks and the budget's accounting are its.
-        run = retry.start() if retry is not None and may_retry else None
+        # Retry's own seam (retry.start(), without its frame): backoff, stop rules, hooks and
+        # the budget's accounting are the run's.
+        run = RetryRun(retry) if retry is not None and may_retry else None
         retried = run is not None and after_send
         pending: R | None = None  # a response that will not be returned, to close
         number = 0
@@ -900,6 +912,7 @@ class ClientPolicy(EventSource, Generic[R]):
                     response, pending = pending, None
                     await io.close(response)
                 number += 1
+                status: int | None = None  # read once: the breaker's inline exit reads it
                 try:
                     pacing = policy._pacing
                     if (
@@ -956,7 +969,8 @@ class ClientPolicy(EventSource, Generic[R]):
                     if not await run.failed(exc):
                         raise
                     continue
-                status = io.status(response)
+                if status is None:
+                    status = io.status(response)
                 if not retried or status not in retry_statuses:
                     if run is not None:
                         run.succeeded()
