@@ -103,6 +103,16 @@ class StaticHeaders:
         await self.app(scope, receive, send_with)
 
 
+class PassThrough:
+    """A pure ASGI middleware that does nothing: what any middleware costs on this server."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 def fastapi_app(case: str) -> Any:
     from fastapi import Depends, FastAPI, Request, Response
 
@@ -160,6 +170,8 @@ def fastapi_app(case: str) -> Any:
         deps.append(Depends(throttled_dep))
     elif case == "static-headers":
         app.add_middleware(StaticHeaders)
+    elif case == "pass-through":
+        app.add_middleware(PassThrough)
     elif case != "none":
         raise SystemExit(f"bench_web: unknown FastAPI case {case!r}")
 
@@ -190,8 +202,7 @@ def aiohttp_app(case: str) -> Any:
     decorate: Callable[[Any], Any] = lambda f: f  # noqa: E731
     if case in ("ours", "ours-no-headers"):
         import aioresilience as ar
-        from aioresilience.integrations._http import Rule  # aiohttp does not re-export it
-        from aioresilience.integrations.aiohttp import resilience_middleware
+        from aioresilience.integrations.aiohttp import Rule, resilience_middleware
 
         limiter = ar.TokenBucket(capacity=QUOTA, refill_rate=QUOTA, name="per-ip")
         headers = "ietf" if case == "ours" else "none"  # the decision alone, no fields
@@ -210,6 +221,13 @@ def aiohttp_app(case: str) -> Any:
             return response
 
         middlewares.append(static_headers)
+    elif case == "pass-through":  # what any middleware costs on this server
+
+        @web.middleware
+        async def pass_through(request: web.Request, handler: Any) -> web.StreamResponse:
+            return await handler(request)
+
+        middlewares.append(pass_through)
     elif case != "none":
         raise SystemExit(f"bench_web: unknown aiohttp case {case!r}")
 
@@ -268,6 +286,7 @@ CASES: list[tuple[str, str, str, str | None, str]] = [
     ("fastapi", "ours", "/health", "aioresilience", "fastapi none /health"),
     ("fastapi", "ours-no-headers", "/", "aioresilience", "fastapi none /"),
     ("fastapi", "static-headers", "/", None, "fastapi none /"),
+    ("fastapi", "pass-through", "/", None, "fastapi none /"),
     ("fastapi", "slowapi-middleware", "/", "slowapi", "fastapi none /"),
     ("fastapi", "slowapi-decorator", "/", "slowapi", "fastapi none /"),
     ("fastapi", "fastapi-limiter", "/", "fastapi-limiter", "fastapi none /"),
@@ -278,6 +297,7 @@ CASES: list[tuple[str, str, str, str | None, str]] = [
     ("aiohttp", "ours", "/health", "aioresilience", "aiohttp none /health"),
     ("aiohttp", "ours-no-headers", "/", "aioresilience", "aiohttp none /"),
     ("aiohttp", "static-headers", "/", None, "aiohttp none /"),
+    ("aiohttp", "pass-through", "/", None, "aiohttp none /"),
     ("aiohttp", "aiohttp-ratelimiter", "/", "aiohttp-ratelimiter", "aiohttp none /"),
 ]
 # Which peers limit each client separately (the 0.15x target is against the cheapest of them):
@@ -509,6 +529,9 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
             line += f", {ratio:.2f}x the cheapest per-client peer, {cheapest} ({verdict}: <= 0.15)"
         if exempt is not None:
             line += f"; exempt path {exempt:+.1f} us ({'met' if exempt <= 3 else 'NOT met'}: <= 3)"
+        floor = over.get(f"{framework} pass-through /")
+        if floor is not None:
+            line += f"; a middleware doing nothing {floor:+.1f} us"
         out.append(line)
     return out
 

@@ -207,6 +207,28 @@ async def test_exempt_paths_and_methods() -> None:
         assert await client.statuses("/", 2) == [200, 429]
 
 
+async def test_methods_of_one_path_are_planned_apart() -> None:
+    # The middleware remembers each path's last plan: GET and POST taking turns on one path
+    # must each get theirs (only POST is limited here).
+    posts = window(2, "posts")
+
+    async def either(request: web.Request) -> web.Response:
+        return web.Response(text=request.method)
+
+    app = web.Application(
+        middlewares=[resilience_middleware(rules=[Rule(posts, methods=["POST"])])]
+    )
+    app.router.add_route("*", "/items", either)
+    async with serve(app) as client:
+        url = client.server.make_url("/items")
+        seen = []
+        for method in ["GET", "POST"] * 4:
+            async with client.session.request(method, url) as response:
+                seen.append((method, response.status))
+    assert [s for m, s in seen if m == "GET"] == [200] * 4
+    assert [s for m, s in seen if m == "POST"] == [200, 200, 429, 429]
+
+
 async def test_per_route_and_global_limits() -> None:
     per_ip = window(10, name="per-ip")
     per_key = window(2, name="per-key")

@@ -85,6 +85,7 @@ from ._http import (
 try:
     from aiohttp import WSCloseCode, WSMessage, hdrs, web
     from aiohttp.typedefs import Handler, Middleware
+    from multidict import istr
 except ImportError as error:  # pragma: no cover - exercised without the extra
     raise ImportError(
         "aioresilience.integrations.aiohttp needs aiohttp: pip install aioresilience[aiohttp]"
@@ -122,17 +123,16 @@ _WEBSOCKET = "WEBSOCKET"
 
 # aiohttp's headers are str: the names (a fixed set) and the policy values (stable per limiter)
 # are decoded once and kept; only the per-request ``ratelimit`` values are decoded each time.
+# Names as ``istr``, multidict's case-insensitive str that carries its folded form: the
+# response's CIMultiDict looks it up without folding it again (as aiohttp's own hdrs do).
 _text: dict[bytes, str] = {}
 
 
-def _str(value: bytes) -> str:
-    try:
-        return _text[value]
-    except KeyError:
-        text = value.decode("latin-1")
-        if len(_text) < 1024:
-            _text[value] = text
-        return text
+def _str(value: bytes, kind: type[str] = str) -> str:
+    text = kind(value.decode("latin-1"))
+    if len(_text) < 1024:
+        _text[value] = text
+    return text
 
 
 def _add_headers(response: web.StreamResponse, headers: Sequence[tuple[bytes, bytes]]) -> None:
@@ -145,8 +145,9 @@ def _add_headers(response: web.StreamResponse, headers: Sequence[tuple[bytes, by
         if name[0] == 120:  # b"x": x-ratelimit-*, one trio for one limit
             legacy.append((name, value))
             continue
-        text = value.decode("latin-1") if name == b"ratelimit" else _str(value)  # per request
-        field = _str(name)
+        # (The cache's hit inline: dict.get, not a function's frame, on every request.)
+        text = value.decode("latin-1") if name == b"ratelimit" else _text.get(value) or _str(value)
+        field = _text.get(name) or _str(name, istr)
         existing = out.get(field)
         # Two structured-field lists joined by ", " are one list: merged, not repeated.
         out[field] = text if existing is None else f"{existing}, {text}"
@@ -179,6 +180,9 @@ def _already_sent(request: web.BaseRequest) -> bool:
     handling asks the same question the same way."""
     writer = request.writer
     return writer is not None and writer.output_size > 0
+
+
+_PLANNED_MAX = 4096  # paths the middleware remembers the plan of (raw paths are unbounded)
 
 
 def _route(request: web.Request) -> str | None:
@@ -340,14 +344,29 @@ def resilience_middleware(
     select = server.protection.plan
     error_response = server.protection.error_response
     run = server.run
+    # path -> (the route object it matched, method, plan, route template): the last plan of
+    # each path, found again without the template's four property reads nor plan()'s frame
+    # (an exempt request's cost is mostly this). Checked against the route matched, so that
+    # a path two domains' sub-apps route apart is planned for each; bounded as plan() is.
+    planned: dict[str, tuple[object, str, Plan | None, str | None]] = {}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         method = request.method
         if method == "GET" and _is_websocket(request):
             method = _WEBSOCKET
-        route = _route(request)
-        plan = select(method, request.path, route)
+        path = request.path
+        matched = request.match_info.route
+        hit = planned.get(path)
+        if hit is not None and hit[0] is matched and hit[1] == method:
+            _, _, plan, route = hit
+        else:
+            resource = matched.resource  # None: no route matched (a 404, a 405)
+            route = None if resource is None else resource.canonical
+            plan = select(method, path, route)
+            if len(planned) >= _PLANNED_MAX:
+                planned.clear()
+            planned[path] = (matched, method, plan, route)
         if plan is not None:
             return await run(request, handler, plan, method, route)
         try:
