@@ -175,6 +175,18 @@ def _answered(exc: BaseException) -> bool:
     return isinstance(exc, HTTPException) and exc.status_code < 500
 
 
+async def _leave_raised(entered: Entered, failure: BaseException) -> None:
+    """Leave the guards after the handler raised ``failure`` (the caller raises it on): a
+    raised 404 or redirect as after a response; anything else, a cancellation included, as
+    the failure (which this raises, or the error an exit replaced it with)."""
+    if _answered(failure):
+        pending = leave(entered, None)
+        if pending is not None:
+            await pending
+    else:
+        await leave(entered, failure)
+
+
 def protect(
     *limiters_or_guards: object,
     key: KeyFunc | None = None,
@@ -205,12 +217,7 @@ def protect(
         try:
             yield
         except BaseException as failure:  # cancellation included: every guard is left
-            if not _answered(failure):
-                await leave(entered, failure)
-                raise
-            pending = leave(entered, None)  # a raised 404 or redirect: a response
-            if pending is not None:
-                await pending
+            await _leave_raised(entered, failure)
             raise
         pending = leave(entered, None)
         if pending is not None:
@@ -268,12 +275,7 @@ def limit(
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as failure:
-                if not _answered(failure):
-                    await leave(entered, failure)
-                    raise
-                pending = leave(entered, None)  # a raised 404 or redirect: a response
-                if pending is not None:
-                    await pending
+                await _leave_raised(entered, failure)
                 raise
             pending = leave(entered, None, result)
             if pending is not None:
