@@ -5,6 +5,7 @@ timings; whatever has to wait for the server waits on an event the handler sets.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import re
@@ -227,6 +228,29 @@ async def test_methods_of_one_path_are_planned_apart() -> None:
                 seen.append((method, response.status))
     assert [s for m, s in seen if m == "GET"] == [200] * 4
     assert [s for m, s in seen if m == "POST"] == [200, 200, 429, 429]
+
+
+async def test_unmatched_paths_are_not_remembered() -> None:
+    # A 404's route is made anew per request and holds the request: the middleware's memory
+    # of each path's plan must not keep them.
+    app = app_with(resilience_middleware(rules=Rule(window(1000))))
+    async with serve(app) as client:
+        for i in range(40):
+            assert (await client.get(f"/missing/{i}"))[0] == 404
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, web.BaseRequest)]
+    assert len(alive) <= 2, len(alive)
+
+
+async def test_errors_override_a_raised_http_exception_on_protected_paths_too() -> None:
+    async def gone(request: web.Request) -> web.Response:
+        raise web.HTTPNotFound()
+
+    middleware = resilience_middleware(rules=Rule(window(100)), errors={web.HTTPNotFound: 410})
+    app = app_with(middleware, routes={"/x": gone, "/health": gone})
+    async with serve(app) as client:
+        assert (await client.get("/x"))[0] == 410  # protected
+        assert (await client.get("/health"))[0] == 410  # exempt
 
 
 async def test_per_route_and_global_limits() -> None:

@@ -442,6 +442,28 @@ async def _three_messages_per_connection(app: Starlette) -> None:
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
+async def test_an_apps_headers_of_any_iterable_are_kept() -> None:
+    # ASGI allows any iterable of pairs for the headers: read once, every one kept.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pairs = [(b"content-type", b"text/plain"), (b"x-app", b"1")]
+        await send({"type": "http.response.start", "status": 200, "headers": iter(pairs)})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    middleware = ResilienceMiddleware(app, rules=Rule(per_ip(5)))
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": ("1.2.3.4", 1)}
+    await middleware(scope, receive, send)
+    names = [name for name, _ in sent[0]["headers"]]
+    assert names == [b"content-type", b"x-app", b"ratelimit-policy", b"ratelimit"]
+
+
 @pytest.mark.parametrize("extensions", [{}, None])
 async def test_websocket_denial_without_the_extension_closes_1008_or_1013(
     extensions: dict[str, Any] | None,

@@ -151,15 +151,33 @@ async def test_per_route_tells_mounted_apps_apart() -> None:
     async def item(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
+    routes_seen: list[str | None] = []
+
+    def by_route(info: Any) -> Any:
+        routes_seen.append(info.route)
+        return info.route
+
+    @limit(window(100, "seen"), key=by_route)
+    async def top(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
     # One template, "/items/{id}", under two mounts: two routes, two budgets.
     app = Starlette(
-        routes=[Mount(prefix, routes=[Route("/items/{id}", item)]) for prefix in ("/a", "/b")]
+        routes=[
+            *(Mount(prefix, routes=[Route("/items/{id}", item)]) for prefix in ("/a", "/b")),
+            Route("/top/{id}", top),
+            Mount("/m", routes=[Route("/top/{id}", top)]),
+        ]
     )
-    transport = httpx.ASGITransport(app=app)
+    # The server's own root_path (a proxy's prefix) is no mount: not part of the template.
+    transport = httpx.ASGITransport(app=app, root_path="/api")
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         paths = ["/a/items/1", "/a/items/2", "/b/items/1", "/b/items/2", "/a/items/3"]
-        codes = [(await client.get(path)).status_code for path in paths]
+        codes = [(await client.get(f"/api{path}")).status_code for path in paths]
+        assert (await client.get("/api/top/1")).status_code == 200
+        assert (await client.get("/api/m/top/1")).status_code == 200
     assert codes == [200, 200, 200, 200, 429]
+    assert routes_seen == ["/top/{id}", "/m/top/{id}"]
 
 
 @real_time

@@ -5,6 +5,7 @@ problem+json bodies, rule matching and construction errors. Async tests run in v
 from __future__ import annotations
 
 import asyncio
+import enum
 import ipaddress
 import json
 import math
@@ -55,6 +56,7 @@ from aioresilience.integrations._http import (
     client_address,
     compose,
     header_key,
+    merge_fields,
     retry_after_header,
     route_key,
     user_key,
@@ -435,6 +437,35 @@ async def test_cost_priority_and_guards_of_the_rules() -> None:
     assert (await protection.admit(bogus, rules)).priority is Priority.SHEDDABLE
 
 
+def test_merge_fields_keeps_one_field_per_name() -> None:
+    ours = [
+        (b"ratelimit-policy", b'"outer";q=100;w=60'),
+        (b"ratelimit", b'"outer";r=99;t=60'),
+        (b"x-ratelimit-limit", b"100"),
+        (b"x-ratelimit-remaining", b"99"),
+        (b"x-ratelimit-reset", b"60"),
+    ]
+    theirs = [
+        (b"content-type", b"text/plain"),
+        (b"ratelimit", b'"inner";r=1;t=5'),
+        (b"x-ratelimit-limit", b"2"),
+        (b"x-ratelimit-remaining", b"1"),
+        (b"x-ratelimit-reset", b"5"),
+    ]
+    merged = merge_fields(iter(theirs), ours)
+    names = [name for name, _ in merged]
+    assert len(names) == len(set(names))
+    fields = dict(merged)
+    assert fields[b"ratelimit"] == b'"inner";r=1;t=5, "outer";r=99;t=60'
+    assert fields[b"ratelimit-policy"] == b'"outer";q=100;w=60'
+    assert fields[b"x-ratelimit-remaining"] == b"1"  # the tighter trio, theirs
+    tighter = [(n, b"0" if n == b"x-ratelimit-remaining" else v) for n, v in ours]
+    assert dict(merge_fields(theirs, tighter))[b"x-ratelimit-limit"] == b"100"  # ours now
+    odd = [(b"x-ratelimit-remaining", b"lots")]  # the app's own, not a number: it stays
+    assert dict(merge_fields(odd, ours))[b"x-ratelimit-remaining"] == b"lots"
+    assert merge_fields([(b"a", b"1")], ours) == [(b"a", b"1"), *ours]
+
+
 def test_a_fixed_cost_no_limiter_can_admit_fails_at_construction() -> None:
     small = TokenBucket(capacity=2, refill_rate=1, name="small")
     with pytest.raises(ValueError, match=r"cost=5 .* limiters\[1\] 'small'.* at once is 2"):
@@ -473,8 +504,22 @@ async def test_a_cost_function_above_the_limit_is_a_429_without_retry_after(fast
         return 0
 
     protection = Protection(Rule(limiter, cost=broken))
-    with pytest.raises(ValueError, match=r"cost function .*broken.* int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"cost function .*broken.* >= 1, got 0"):
         await protection.admit(light, protection.select("POST", "/"))
+
+    def text(request: RequestInfo) -> int:
+        return "3"  # type: ignore[return-value]
+
+    protection = Protection(Rule(limiter, cost=text))
+    with pytest.raises(TypeError, match=r"cost function .*text.* an int, got '3'"):
+        await protection.admit(light, protection.select("POST", "/"))
+
+    class Units(enum.IntEnum):
+        THREE = 3
+
+    protection = Protection(Rule(limiter, cost=lambda request: Units.THREE))
+    assert (await protection.admit(light, protection.select("POST", "/"))).response is None
+    assert limiter.remaining("203.0.113.7") == 3  # an int subclass is an int
 
 
 # -- errors -----------------------------------------------------------------------------------

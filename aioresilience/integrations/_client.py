@@ -96,7 +96,6 @@ from .. import (
     Rejected,
     Retry,
     RetryBudget,
-    RetryRun,
     TimeoutExceeded,
     TokenBucket,
     timeout,
@@ -900,9 +899,8 @@ class ClientPolicy(EventSource, Generic[R]):
     ) -> R:
         retry = policy.retry
         retry_statuses = policy._settings.retry_statuses
-        # Retry's own seam (retry.start(), without its frame): backoff, stop rules, hooks and
-        # the budget's accounting are the run's.
-        run = RetryRun(retry) if retry is not None and may_retry else None
+        # Retry's own seam: backoff, stop rules, hooks and the budget's accounting are its.
+        run = retry.start() if retry is not None and may_retry else None
         retried = run is not None and after_send
         pending: R | None = None  # a response that will not be returned, to close
         number = 0

@@ -609,16 +609,18 @@ def merge_fields(headers: Iterable[tuple[bytes, bytes]], extra: RawHeaders) -> R
     (a dependency, a decorator) set some already. ``RateLimit`` and ``RateLimit-Policy`` are
     structured-field lists, joined into one list; of two legacy trios the more restrictive
     one (fewer remaining) stays. Without fields already there, ``headers + extra``."""
+    headers = list(headers)  # any iterable of pairs (ASGI allows one): read once
     for name, _ in headers:
         if name in RATE_LIMIT_FIELDS:
             break
     else:
-        return [*headers, *extra]  # the common case: one protection
-    headers = list(headers)
+        return headers + extra  # the common case: one protection
     theirs = dict(headers)
     ours = dict(extra)
     if _LEGACY_REMAINING in ours and _LEGACY_REMAINING in theirs:
-        if int(ours[_LEGACY_REMAINING]) < int(theirs[_LEGACY_REMAINING]):
+        theirs_left = theirs[_LEGACY_REMAINING]
+        # (Not a number, the app's own field: it stays, ours is dropped; never an error.)
+        if theirs_left.isdigit() and int(ours[_LEGACY_REMAINING]) < int(theirs_left):
             headers = [(n, v) for n, v in headers if not n.startswith(_LEGACY)]  # ours is tighter
         else:
             extra = [(n, v) for n, v in extra if not n.startswith(_LEGACY)]
@@ -1019,11 +1021,21 @@ class Rule:
         if self._cost_fn is None:
             return self.cost
         cost = self._cost_fn(request)
-        if cost.__class__ is not int or cost < 1:
-            raise ValueError(
-                f"Rule cost function {self._cost_fn!r} must return an int >= 1, got {cost!r}"
+        if not isinstance(cost, int) or isinstance(cost, bool):
+            raise TypeError(
+                f"Rule cost function {self._cost_fn!r} must return an int, got {cost!r}"
             )
+        if cost < 1:
+            raise ValueError(f"Rule cost function {self._cost_fn!r} must return >= 1, got {cost!r}")
         return cost
+
+    def too_costly(self, cost: int) -> RateLimiter[Any] | None:
+        """The first of the rule's limiters that can never admit ``cost`` (a cost function's
+        answer above its ``max_cost``), or None."""
+        for limiter in self.limiters:
+            if cost > limiter.max_cost:
+                return limiter
+        return None
 
     def priority_of(self, request: RequestInfo) -> Priority | None:
         if self._priority_header is not None:
@@ -1165,9 +1177,12 @@ class Protection:
                 if rule._key_async:
                     key = await key
                 cost = rule.cost if rule._cost_fn is None else rule.cost_of(request)
+                if rule._cost_fn is not None:
+                    # Before any of the rule's limiters decides: none is charged for nothing.
+                    too_costly = rule.too_costly(cost)
+                    if too_costly is not None:
+                        return Admission(self._too_costly(too_costly, decisions), [], (), None)
                 for limiter in rule.limiters:
-                    if cost > limiter.max_cost:  # a cost function's: never admitted
-                        return Admission(self._too_costly(limiter, decisions), [], (), None)
                     if limiter.shared:
                         if key.__class__ is not str and key.__class__ is not int:
                             key = repr(key)  # Redis keys are str
@@ -1316,9 +1331,10 @@ class Plan:
             key = key_fn(request)
             if rule._cost_fn is not None:
                 cost = rule.cost_of(request)
+                too_costly = rule.too_costly(cost)  # before any of the rule's limiters decides
+                if too_costly is not None:
+                    return self._protection._too_costly(too_costly, decisions)
             for limiter, check in checks:
-                if cost > limiter.max_cost:  # a cost function's: never admitted
-                    return self._protection._too_costly(limiter, decisions)
                 decision = check(cost, key=key)
                 decisions.append((limiter, decision))
                 if not decision.allowed:

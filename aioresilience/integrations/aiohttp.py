@@ -129,9 +129,11 @@ _text: dict[bytes, str] = {}
 
 
 def _str(value: bytes, kind: type[str] = str) -> str:
-    text = kind(value.decode("latin-1"))
-    if len(_text) < 1024:
-        _text[value] = text
+    text = _text.get(value)
+    if text is None:
+        text = kind(value.decode("latin-1"))
+        if len(_text) < 1024:
+            _text[value] = text
     return text
 
 
@@ -288,13 +290,11 @@ class _Server:
                 response = await runner.run(guards, handler, request, answer=_answered)
             else:  # the common case: a rate limit alone
                 response = await handler(request)
-        except web.HTTPException as exc:
-            if extra:  # a raised 404 or redirect is a response too: the limits apply
-                _add_headers(exc, extra)
-            raise
         except Exception as exc:
             mapped = protection.error_response(exc)
             if mapped is None or _already_sent(request):
+                if extra and isinstance(exc, web.HTTPException):
+                    _add_headers(exc, extra)  # a raised 404 or redirect: the limits apply
                 raise
             response = _response(mapped)  # a 503 or 504 still says what the limits are
         if extra and not response.prepared:
@@ -364,9 +364,12 @@ def resilience_middleware(
             resource = matched.resource  # None: no route matched (a 404, a 405)
             route = None if resource is None else resource.canonical
             plan = select(method, path, route)
-            if len(planned) >= _PLANNED_MAX:
-                planned.clear()
-            planned[path] = (matched, method, plan, route)
+            # Not a 404's or 405's: their route is made anew per request (and holds its
+            # exception, hence the request), so it would never hit and pin each request.
+            if resource is not None:
+                if len(planned) >= _PLANNED_MAX:
+                    planned.clear()
+                planned[path] = (matched, method, plan, route)
         if plan is not None:
             return await run(request, handler, plan, method, route)
         try:

@@ -202,6 +202,8 @@ class ResilienceMiddleware:
                 started = True
                 if extra:
                     headers = message.get("headers", ())
+                    if headers.__class__ is not list and headers.__class__ is not tuple:
+                        headers = list(headers)  # any iterable of pairs: read once
                     for name, _ in headers:  # (merge_fields' test inline: the hot path)
                         if name in RATE_LIMIT_FIELDS:  # an inner protection's (a dependency's)
                             message["headers"] = merge_fields(headers, extra)

@@ -117,10 +117,11 @@ class _Protector:
     def info(self, request: Request) -> RequestInfo:
         scope = request.scope
         route = getattr(scope.get("route"), "path", None)  # the template, set by the router
-        if route is not None:
+        app_root = scope.get("app_root_path")  # set by a Mount only
+        if route is not None and app_root is not None:
             # Mounted apps' templates are relative to their mount ("/items/{id}" under "/a"
-            # and "/b"): the mount's prefix, in root_path, tells them apart.
-            route = scope.get("root_path", "") + route
+            # and "/b"): the mount's prefix (root_path past the app's own) tells them apart.
+            route = scope["root_path"][len(app_root) :] + route
         method = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
         return RequestInfo(
             method, scope["path"], scope["headers"], scope.get("client"), route, scope.get("user")
@@ -133,9 +134,10 @@ class _Protector:
             headers: RawHeaders = []
             key: Hashable = await self.rule.key_of(info)
             cost = self.rule.cost_of(info)
+            too_costly = self.rule.too_costly(cost)  # no wait would admit it: at once
+            if too_costly is not None:
+                raise Refused(self.protection._too_costly(too_costly, []))
             for limiter in self.limiters:
-                if cost > limiter.max_cost:  # a cost function's: no wait would admit it
-                    raise Refused(self.protection._too_costly(limiter, []))
                 if limiter.shared and key.__class__ is not str and key.__class__ is not int:
                     key = repr(key)  # Redis keys are str
                 try:
