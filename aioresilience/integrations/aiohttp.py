@@ -187,9 +187,10 @@ def _already_sent(request: web.BaseRequest) -> bool:
 _PLANNED_MAX = 4096  # paths the middleware remembers the plan of (raw paths are unbounded)
 
 
-def _route(request: web.Request) -> str | None:
-    """The route template (``"/items/{id}"``), or None (no route matched: a 404, 405)."""
-    resource = request.match_info.route.resource
+def _template(route: Any) -> str | None:
+    """The template of a matched route (``request.match_info.route``): ``"/items/{id}"``, or
+    None when no route matched (a 404, a 405)."""
+    resource = route.resource
     return None if resource is None else resource.canonical
 
 
@@ -361,12 +362,11 @@ def resilience_middleware(
         if hit is not None and hit[0] is matched and hit[1] == method:
             _, _, plan, route = hit
         else:
-            resource = matched.resource  # None: no route matched (a 404, a 405)
-            route = None if resource is None else resource.canonical
+            route = _template(matched)
             plan = select(method, path, route)
             # Not a 404's or 405's: their route is made anew per request (and holds its
             # exception, hence the request), so it would never hit and pin each request.
-            if resource is not None:
+            if route is not None:
                 if len(planned) >= _PLANNED_MAX:
                     planned.clear()
                 planned[path] = (matched, method, plan, route)
@@ -441,7 +441,7 @@ def limit(
             method = request.method
             if method == "GET" and _is_websocket(request):
                 method = _WEBSOCKET
-            return await run(request, handler, plan, method, _route(request))
+            return await run(request, handler, plan, method, _template(request.match_info.route))
 
         return limited
 
