@@ -1176,8 +1176,9 @@ class Protection:
                 key = rule.key(request)
                 if rule._key_async:
                     key = await key
-                cost = rule.cost if rule._cost_fn is None else rule.cost_of(request)
+                cost = rule.cost
                 if rule._cost_fn is not None:
+                    cost = rule.cost_of(request)
                     # Before any of the rule's limiters decides: none is charged for nothing.
                     too_costly = rule.too_costly(cost)
                     if too_costly is not None:
