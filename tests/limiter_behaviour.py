@@ -111,6 +111,27 @@ class LimiterBehaviour:
         with pytest.raises(ValueError, match="cost=6"):
             await limiter.acquire(6)
 
+    @pytest.mark.parametrize("kind", ["sliding_window_log", "sliding_window_counter"])
+    async def test_a_sliding_window_states_when_its_next_unit_is_back(
+        self, kind: str, store: LimiterStore | None
+    ) -> None:
+        # A sliding window gives its quota back unit by unit: the reset it states (the t of
+        # the RateLimit field) is when one more unit fits, not when the window is empty (a
+        # client waiting that long would leave part of the quota unused).
+        limiter = make(kind, store)
+        first = await limiter.decide(2, key="k")
+        await asyncio.sleep(0.05)
+        last = await limiter.decide(3, key="k")
+        refused = await limiter.decide(key="k")
+        assert last.remaining == 0 and not refused.allowed
+        assert refused.reset_after == pytest.approx(refused.retry_after, abs=1e-3)
+        assert last.reset_after == pytest.approx(refused.reset_after, abs=0.05)
+        if kind == "sliding_window_log":
+            assert first.reset_after == pytest.approx(100.0, abs=0.01)
+            assert 99.0 < refused.reset_after < 100.0 - 0.04  # the oldest two leave first
+        else:  # in the next window, once the weight of this one's 5 has fallen to 4
+            assert 0.0 < refused.reset_after <= 120.0 + 1e-3
+
     async def test_waiters_are_admitted_in_arrival_order(self, store: LimiterStore | None) -> None:
         limiter = GCRA(1, 0.01, name=f"fifo-{_unique()}", store=store)  # one per 10 ms
         loop = asyncio.get_running_loop()

@@ -148,6 +148,25 @@ def test_sliding_log_is_exact_and_records_admitted_only() -> None:
     assert not ok and at == 14.0  # both 4.0 entries must expire for a cost of 2
 
 
+def test_sliding_windows_state_the_next_unit_as_their_reset() -> None:
+    # The quota comes back unit by unit: the reset is when the next one fits, behind any
+    # reservation already handed out.
+    log = SlidingWindowLogAlgorithm(limit=2, window=10.0)
+    state, _, _ = log.reserve(None, 0.0, 1, 0.0)
+    state, _, _ = log.reserve(state, 4.0, 1, 0.0)
+    assert log.inspect(state, 5.0) == (0, 5.0)  # the entry of 0.0 leaves at 10, not 4.0's
+    state, at, ok = log.reserve(state, 5.0, 1, math.inf)
+    assert ok and at == 10.0
+    assert log.inspect(state, 5.0) == (0, 9.0)  # a unit more: when 4.0's entry leaves
+    counter = SlidingWindowCounterAlgorithm(limit=2, window=10.0)
+    state, _, _ = counter.reserve(None, 1.0, 2, 0.0)
+    assert counter.inspect(state, 1.0) == (0, 14.0)  # at 15 the 2 of [0, 10) weigh 1
+    state, at, ok = counter.reserve(state, 1.0, 1, math.inf)
+    assert ok and at == 15.0
+    assert counter.inspect(state, 1.0) == (0, 19.0)  # behind it: when [10, 20) ends
+    assert counter.inspect(state, 100.0) == (2, 0.0)
+
+
 def test_sliding_counter_weights_previous_window() -> None:
     counter = SlidingWindowCounterAlgorithm(limit=10, window=60.0)
     state = None

@@ -96,7 +96,9 @@ class RateAlgorithm(Protocol[S]):
 
     def inspect(self, state: S | None, now: float) -> tuple[int, float]:
         """``(remaining, reset_after)``: the cost admissible right now, and seconds until the
-        state is fresh again (full capacity)."""
+        quota is back: all of it for an algorithm that restores it whole (a fixed window's
+        reset, a bucket full again), the next unit for one that restores it unit by unit (the
+        sliding windows). ``(max_cost, 0.0)`` when the state is fresh."""
         ...
 
     def fresh_at(self, state: S) -> float:
@@ -109,7 +111,11 @@ class Decision(NamedTuple):
 
     ``limit`` is the most cost admissible at once (a token bucket's capacity, GCRA's burst, a
     window's ``max_requests``) and ``remaining`` counts against it; ``retry_after`` is 0 when
-    allowed; ``reset_after`` is the time until the full limit is available again. ``policy``
+    allowed; ``reset_after`` is the time until the quota is back (the ``t`` of the IETF
+    ``RateLimit`` field): the full limit for a fixed window, a token or leaky bucket and GCRA,
+    whose capacity waits for the client once restored; the next unit for the sliding windows,
+    which restore the quota unit by unit as old requests leave the window, so that a client
+    waiting for the full limit would leave part of it unused. ``policy``
     describes the limit (quota, window, name) for the ``RateLimit-Policy`` header; ``None``
     for an algorithm that does not describe itself, or a decision built without one.
 

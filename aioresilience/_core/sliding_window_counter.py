@@ -131,16 +131,21 @@ class SlidingWindowCounterAlgorithm:
         if state is None:
             return self.limit, 0.0
         current, state = self._trim(state, now)
-        last = state[0] + len(state) - 2
-        if last > current:
-            remaining = 0
+        if not any(state[1:]):
+            return self.limit, 0.0
+        if state[0] + len(state) - 2 > current:
+            remaining = 0  # reservations pending: new requests queue behind them
         else:
             fraction = now / self.window - current
             estimate = state[1] * (1.0 - fraction) + state[2]
             remaining = max(0, int(self.limit - estimate + 1e-9))
-        if not any(state[1:]):
-            return self.limit, 0.0
-        return remaining, (last + 2) * self.window - now
+            if remaining >= self.limit:
+                return self.limit, 0.0
+        # The estimate frees the quota gradually, as the previous window's weight decays: the
+        # reset stated is the time one more unit fits (waiting until both windows are empty
+        # would leave part of the quota unused).
+        at = self._earliest(state, current, now, remaining + 1)[0]
+        return remaining, at - now
 
     def fresh_at(self, state: CounterState) -> float:
         return (state[0] + len(state)) * self.window

@@ -85,9 +85,18 @@ class SlidingWindowLogAlgorithm:
         self._evict(state, now)
         if not state:
             return self.limit, 0.0
-        # Reservations pending in the future queue new requests behind them: none fit now.
-        remaining = 0 if state[-1] > now else max(0, self.limit - len(state))
-        return remaining, state[-1] + self.window - now
+        window = self.window
+        if state[-1] > now:
+            # Reservations pending in the future queue new requests behind them: none fit
+            # now, and the next unit is the one `reserve` would hand out (cost 1).
+            at = state[-1]
+            need = len(state) + 1 - self.limit
+            if need > 0 and state[need - 1] + window > at:
+                at = state[need - 1] + window
+            return 0, at - now
+        # The quota comes back unit by unit, the oldest first: the reset stated is the next
+        # unit's (waiting until the whole log has left would leave part of the quota unused).
+        return max(0, self.limit - len(state)), state[0] + window - now
 
     def fresh_at(self, state: deque[float]) -> float:
         return state[-1] + self.window if state else 0.0

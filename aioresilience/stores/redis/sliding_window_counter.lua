@@ -10,28 +10,40 @@ local function counts(key, index)
   return 0, 0
 end
 
+-- The earliest instant `cost` fits, as _earliest computes it (prev * (1 - f) <= room).
+local function earliest(now, index, prev, curr, cost, limit, window)
+  local room = limit - curr - cost
+  if room >= 0 then
+    if prev <= room then return now end
+    return (index + 1 - room / prev) * window
+  end
+  -- Not in this window: in the next, where this window's count is the previous one.
+  local next_room = limit - cost
+  if curr <= next_room then return (index + 1) * window end
+  return (index + 2 - next_room / curr) * window
+end
+
+-- The quota comes back gradually as the previous window's weight decays: the reset stated
+-- is the time one more unit fits than `remaining` (0 when nothing is counted).
+local function reset_after(now, index, prev, curr, remaining, limit, window)
+  if remaining >= limit or (prev == 0 and curr == 0) then return 0 end
+  return math.max(0, earliest(now, index, prev, curr, remaining + 1, limit, window) - now)
+end
+
 local function take(key, now, cost, limit, window)
   local index = math.floor(now / window)
   local prev, curr = counts(key, index)
   local room = limit - curr - cost
-  local reset = (index + 2) * window - now
   local estimate = prev * (index + 1 - now / window) + curr
   if room >= 0 and (prev <= room or (index + 1 - room / prev) * window <= now) then
-    redis.call('SET', key, struct.pack('<ddd', index, prev, curr + cost), 'PX', px(reset))
-    return 1, math.max(0, math.floor(limit - estimate - cost + 1e-9)), 0, reset
-  end
-  -- The earliest instant the estimate leaves room, as _earliest computes it.
-  local at
-  if room >= 0 then
-    at = (index + 1 - room / prev) * window
-  else  -- not in this window: in the next, where this window's count is the previous one
-    local next_room = limit - cost
-    if curr <= next_room then at = (index + 1) * window
-    else at = (index + 2 - next_room / curr) * window end
+    redis.call('SET', key, struct.pack('<ddd', index, prev, curr + cost),
+      'PX', px((index + 2) * window - now))
+    local remaining = math.max(0, math.floor(limit - estimate - cost + 1e-9))
+    return 1, remaining, 0, reset_after(now, index, prev, curr + cost, remaining, limit, window)
   end
   local remaining = math.max(0, math.floor(limit - estimate + 1e-9))
-  if prev == 0 and curr == 0 then reset = 0 end
-  return 0, remaining, at - now, reset
+  return 0, remaining, earliest(now, index, prev, curr, cost, limit, window) - now,
+    reset_after(now, index, prev, curr, remaining, limit, window)
 end
 
 local function refund(key, now, cost, limit, window, stamp)

@@ -12,12 +12,14 @@ local function take(key, now, cost, limit, window)
       seq = seq + 1
     end
     redis.call('PEXPIRE', key, px(window))
-    return 1, limit - n - cost, 0, window
+    -- The quota comes back unit by unit, the oldest first: the reset is the next unit's.
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return 1, limit - n - cost, 0, tonumber(oldest[2]) + window - now
   end
   -- The (n + cost - limit)-th oldest unit must leave the window first.
   local need = redis.call('ZRANGE', key, n + cost - limit - 1, n + cost - limit - 1, 'WITHSCORES')
-  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  return 0, limit - n, tonumber(need[2]) + window - now, tonumber(newest[2]) + window - now
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return 0, limit - n, tonumber(need[2]) + window - now, tonumber(oldest[2]) + window - now
 end
 
 local function refund(key, now, cost, limit, window, stamp)
