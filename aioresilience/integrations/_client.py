@@ -67,8 +67,10 @@ of ``"policy";r=R;t=T`` items), the older drafts' ``RateLimit-Remaining``/``-Res
 ``Retry-After`` on 429 and 503 tells when to come back. The host keeps an estimate of its
 remaining quota (the server's figure, less the requests still in flight, less each request
 sent since): when it reaches 0, the host's requests wait until the window resets instead of
-being refused. ``X-RateLimit-Reset`` is read as epoch seconds when it is above 10^9 (GitHub's
-form) and as a delta otherwise.
+being refused. After any pause the first request goes alone and the others wait for its
+answer, which states what the reset gave back (not always the whole quota: a sliding window
+gives it back unit by unit). ``X-RateLimit-Reset`` is read as epoch seconds when it is above
+10^9 (GitHub's form) and as a delta otherwise.
 
 **Events**: :class:`HttpAttempt` (DEBUG) per attempt, with host (``"host"`` or
 ``"host:port"``, never the URL: low cardinality), method, status, attempt number, duration
@@ -78,6 +80,7 @@ host). ``policy.add_listener(callback)``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email.utils
 import fnmatch
@@ -521,13 +524,37 @@ class _Settings:
 class _Pacing:
     """What the server told of this host's quota (see the module doc)."""
 
-    __slots__ = ("in_flight", "paused_until", "remaining", "reset_at")
+    __slots__ = ("in_flight", "paused_until", "probe", "probe_due", "remaining", "reset_at")
 
     def __init__(self) -> None:
         self.paused_until = 0.0  # loop time before which nothing is sent
         self.remaining: int | None = None  # estimated quota left in this window
         self.reset_at = 0.0  # loop time the window resets
         self.in_flight = 0
+        # After a pause the first request goes alone and the others wait for its answer: a
+        # reset need not give back the whole quota (a sliding window's gives back a unit or
+        # a few), and the answer says how much it did.
+        self.probe_due = False  # a pause was set: its first request will be the probe
+        self.probe: asyncio.Event | None = None  # set while the probe is out
+
+    def _pause(self, until: float) -> None:
+        if until > self.paused_until:
+            self.paused_until = until
+            self.probe_due = True
+
+    def _heard(self) -> None:
+        """An answer came (or a request ended without one) while the probe was out: the
+        requests held for it go."""
+        probe, self.probe = self.probe, None
+        assert probe is not None
+        probe.set()
+
+    def unsent(self, probe: asyncio.Event) -> None:
+        """The request that took ``probe`` ended before it was sent (refused by the breaker
+        or the limiter, cancelled): the next request goes alone in its place."""
+        if self.probe is probe:
+            self.probe_due = True
+            self._heard()
 
     def counted(self, now: float) -> None:
         """A request was sent (after ``in_flight += 1``, done by the caller) while a quota
@@ -541,7 +568,7 @@ class _Pacing:
                 remaining -= 1
                 self.remaining = remaining
                 if remaining <= 0:
-                    self.paused_until = max(self.paused_until, self.reset_at)
+                    self._pause(self.reset_at)
 
     def observe(self, status: int, header: Callable[[str], str | None], now: float) -> None:
         """A response came: read its quota fields and hints."""
@@ -555,15 +582,20 @@ class _Pacing:
             self.remaining = remaining
             self.reset_at = now + reset
             if remaining <= 0:
-                self.paused_until = max(self.paused_until, self.reset_at)
+                self._pause(self.reset_at)
         if status in _PAUSING_STATUSES:
             hint = parse_retry_after(header("retry-after"))
             if hint is not None:
-                self.paused_until = max(self.paused_until, now + hint)
+                self._pause(now + hint)
+        if self.probe is not None:
+            self._heard()
 
     def abandoned(self) -> None:
         """A request ended without a response."""
         self.in_flight -= 1
+        if self.probe is not None:
+            self.probe_due = True  # it may have been the probe: the next one goes alone
+            self._heard()
 
     def answered(self, io: ResponseIO[Any], response: Any, clock: Clock) -> None:
         """A response came: learn what it says of the quota, if anything (most responses of
@@ -573,6 +605,8 @@ class _Pacing:
             self.observe(io.status(response), fields.get, clock.time())
         else:
             self.in_flight -= 1
+            if self.probe is not None:
+                self._heard()
 
 
 class HostPolicy:
@@ -1018,9 +1052,10 @@ class ClientPolicy(EventSource, Generic[R]):
         status: int | None = None
         outcome = "failure"
         error: BaseException | None = None
+        probe = None
         try:
-            if pacing is not None and pacing.paused_until > begun:
-                await self._wait_pause(policy, pacing, begun)
+            if pacing is not None and pacing.paused_until:
+                probe = await self._wait_pause(policy, pacing, begun)
             guard = policy._breaker_core
             if guard is None:
                 response = await self._sent(policy, send, io)
@@ -1058,6 +1093,9 @@ class ClientPolicy(EventSource, Generic[R]):
             outcome, error = "cancelled", exc
             raise
         finally:
+            if probe is not None:
+                assert pacing is not None
+                pacing.unsent(probe)
             if listening:
                 self._emit(
                     HttpAttempt,
@@ -1070,18 +1108,35 @@ class ClientPolicy(EventSource, Generic[R]):
                     error=None if error is None else type(error).__name__,
                 )
 
-    async def _wait_pause(self, policy: HostPolicy, pacing: _Pacing, now: float) -> None:
-        wait = pacing.paused_until - now
-        max_pause = policy._settings.max_pause
-        if wait > max_pause:
-            host = policy.label
-            self._emit(HttpPaused, host=host, retry_after=wait)
-            raise HostPaused(
-                f"{self.name}: {host} asked for a pause of {wait:.3f}s (max_pause {max_pause:g}s)",
-                retry_after=wait,
-                host=host,
-            )
-        await self._clock.sleep(wait)
+    async def _wait_pause(
+        self, policy: HostPolicy, pacing: _Pacing, now: float
+    ) -> asyncio.Event | None:
+        """Hold the request while the host is paused, then while the first request after
+        the pause (the probe) awaits its answer. Returns the probe's event when this request
+        is the probe (its caller gives it back with ``pacing.unsent`` if it is never sent)."""
+        while True:
+            wait = pacing.paused_until - now
+            if wait > 0:
+                max_pause = policy._settings.max_pause
+                if wait > max_pause:
+                    host = policy.label
+                    self._emit(HttpPaused, host=host, retry_after=wait)
+                    raise HostPaused(
+                        f"{self.name}: {host} asked for a pause of {wait:.3f}s "
+                        f"(max_pause {max_pause:g}s)",
+                        retry_after=wait,
+                        host=host,
+                    )
+                await self._clock.sleep(wait)
+            elif pacing.probe is not None:
+                await pacing.probe.wait()
+            elif pacing.probe_due:
+                pacing.probe_due = False
+                probe = pacing.probe = asyncio.Event()
+                return probe
+            else:
+                return None
+            now = self._clock.time()
 
     async def _sent(
         self, policy: HostPolicy, send: Callable[[], Awaitable[R]], io: ResponseIO[R]
