@@ -12,7 +12,8 @@ Every case has the same retry policy: 3 attempts, exponential backoff from 10 ms
 (``ResilientTransport``), httpx-retries (``RetryTransport``), stamina (``@stamina.retry``
 around a call that raises on a retried status); aiohttp: bare ``ClientSession``, ours
 (``ResilientMiddleware``), aiohttp-retry (``RetryClient``). Ours with its defaults otherwise
-(a breaker and a token budget per host, pacing on).
+(a breaker and a token budget per host, pacing on). And per library a layer that only
+forwards (an httpx transport, an aiohttp client middleware): the floor any wrapper pays.
 
 **A dead host, then its recovery** (part ``client_fault``): per case, a fresh client calls an
 in-process aiohttp.web host that answers 503 to everything: 100 calls, one every 10 ms (each
@@ -111,6 +112,32 @@ def ours_options(breaker: dict[str, Any] | None = None) -> dict[str, Any]:
     return options
 
 
+class PassThrough:
+    """An httpx transport that only forwards (httpx's transport protocol, duck-typed: httpx
+    is imported only where a case needs it): what any wrapping transport costs."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: Any) -> Any:
+        return await self.inner.handle_async_request(request)
+
+    async def __aenter__(self) -> PassThrough:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.inner.__aexit__(*exc_info)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def pass_through(request: Any, handler: Any) -> Any:
+    """An aiohttp client middleware that only forwards: what aiohttp charges for any."""
+    return await handler(request)
+
+
 class RetriedStatus(Exception):
     """stamina retries on exceptions: a retried status becomes one."""
 
@@ -138,11 +165,13 @@ async def client(
         import httpx
 
         inner = canned_transport() if canned else None
-        transport: httpx.AsyncBaseTransport | None = inner
+        transport: Any = inner
         if kind == "ours":
             from aioresilience.integrations.httpx import ResilientTransport
 
             transport = ResilientTransport(inner, **ours_options(breaker))
+        elif kind == "pass-through":
+            transport = PassThrough(inner or httpx.AsyncHTTPTransport())
         elif kind == "httpx-retries":
             import httpx_retries
 
@@ -196,6 +225,8 @@ async def client(
                 from aioresilience.integrations.aiohttp import ResilientMiddleware
 
                 middlewares = (ResilientMiddleware(**ours_options(breaker)),)
+            elif kind == "pass-through":
+                middlewares = (pass_through,)
             session = aiohttp.ClientSession(middlewares=middlewares)
         async with session:
             get = session.get
@@ -210,8 +241,14 @@ async def client(
 
 
 CASES = {
-    "httpx": ("httpx bare", "httpx ours", "httpx httpx-retries", "httpx stamina"),
-    "aiohttp": ("aiohttp bare", "aiohttp ours", "aiohttp aiohttp-retry"),
+    "httpx": (
+        "httpx bare",
+        "httpx ours",
+        "httpx pass-through",
+        "httpx httpx-retries",
+        "httpx stamina",
+    ),
+    "aiohttp": ("aiohttp bare", "aiohttp ours", "aiohttp pass-through", "aiohttp aiohttp-retry"),
 }
 PEER_OF = {"httpx-retries": "httpx-retries", "stamina": "stamina", "aiohttp-retry": "aiohttp-retry"}
 
@@ -291,7 +328,9 @@ def cpu(quick: bool = False, seed: int = 14) -> dict[str, Any]:
         ours = over.get(case)
         if ours is not None:
             verdict = "met" if ours <= TARGET_US else "NOT met"
-            targets.append(f"{case}: {ours:+.1f} us over bare ({verdict}: <= +10 us)")
+            floor = over.get(case.replace("ours", "pass-through"))
+            also = "" if floor is None else f"; a layer doing nothing {floor:+.1f} us"
+            targets.append(f"{case}: {ours:+.1f} us over bare ({verdict}: <= +10 us){also}")
     return {
         "kind": "client",
         "title": "HTTP clients: client CPU per request (us), GET on loopback, first attempt ok",
@@ -376,7 +415,8 @@ def fault(quick: bool = False) -> dict[str, Any]:
     rows = []
     for cases in CASES.values():
         for case in cases:
-            if not case.endswith(" bare") and missing(case) is None:
+            # (a layer doing nothing retries nothing: nothing to measure there)
+            if not case.endswith((" bare", " pass-through")) and missing(case) is None:
                 rows.append(asyncio.run(fault_case(case, calls, spacing, limit)))
     targets = []
     for row in rows:
