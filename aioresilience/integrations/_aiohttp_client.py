@@ -41,6 +41,7 @@ a kept-alive connection turns out closed; that second send runs this middleware 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 try:
@@ -155,10 +156,8 @@ class ResilientMiddleware:
             request.headers.__contains__,  # asked only when an Idempotency-Key decides
         )
 
-        def send() -> Any:
-            return handler(request)
-
-        return await policy.run(host, method, may_retry, after_send, send)
+        # partial, not a closure: called from C, one Python frame less per attempt.
+        return await policy.run(host, method, may_retry, after_send, partial(handler, request))
 
     def __repr__(self) -> str:
         return f"<ResilientMiddleware policy={self.policy!r} retry={self.retry!r}>"

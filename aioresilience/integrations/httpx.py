@@ -31,6 +31,7 @@ iterator, files) is sent once.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 try:
@@ -122,11 +123,8 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             opt_in,
             request.headers.__contains__,  # asked only when an Idempotency-Key decides
         )
-        inner = self.inner
-
-        def send() -> Any:
-            return inner.handle_async_request(request)
-
+        # partial, not a closure: called from C, one Python frame less per attempt.
+        send = partial(self.inner.handle_async_request, request)
         response = await policy.run(host, method, may_retry, after_send, send)
         if self.raise_for_status and response.status_code >= 400:
             response.request = request
