@@ -34,10 +34,12 @@ class HttpAttempt(ResilienceEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpPaused(CallRejected):
-    """A call was refused at once: its host asked for a pause (``Retry-After``, a spent
-    quota) longer than ``max_pause``; ``retry_after`` is the time left."""
+    """A call was refused: its host asked for a pause (``Retry-After``, a spent quota)
+    longer than ``max_pause`` (``retry_after`` is the time left), or the call was held
+    ``max_pause`` for the answer to the first request after a pause (``retry_after`` is
+    ``None``)."""
 
     name: ClassVar[str] = "http_paused"
 
     host: str
-    retry_after: float
+    retry_after: float | None

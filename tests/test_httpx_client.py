@@ -403,9 +403,10 @@ def test_parse_rate_limit_fields() -> None:
     assert parse_rate_limit(_reader(legacy), now=1700000000.0) == (0, 60.0)
     delta = {"X-RateLimit-Remaining": "4", "X-RateLimit-Reset": "12"}
     assert parse_rate_limit(_reader(delta)) == (4, 12.0)
-    # the policy's window bounds the wait (a sliding window restores quota within it)
-    capped = {"RateLimit": '"sw";r=0;t=20', "RateLimit-Policy": '"sw";q=20;w=10'}
-    assert parse_rate_limit(_reader(capped)) == (0, 10.0)
+    # t is taken as stated, even beyond the policy's window (a sliding window counter's next
+    # unit can be up to two windows away)
+    beyond = {"RateLimit": '"sw";r=0;t=20', "RateLimit-Policy": '"sw";q=20;w=10'}
+    assert parse_rate_limit(_reader(beyond)) == (0, 20.0)
     assert parse_rate_limit(_reader({})) is None
     assert parse_rate_limit(_reader({"RateLimit": "garbage"})) is None
 
@@ -807,6 +808,165 @@ async def test_a_probe_cancelled_mid_request_hands_over(virtual_clock: Any) -> N
             await waiter
         host = http._transport.policy.host(Origin("http", "a.test", 80))  # type: ignore[attr-defined]
         assert host._pacing.in_flight == 0 and host._pacing.probe is None
+        assert not host._pacing.held and host._pacing.open
+
+
+def _pacing_of(http: httpx.AsyncClient) -> Any:
+    return http._transport.policy.host(Origin("http", "a.test", 80))._pacing  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stale", ["answer", "failure"])
+async def test_only_the_probes_answer_releases_the_held_requests(
+    virtual_clock: Any, stale: str
+) -> None:
+    # Request 1 was sent before the pause and ends while the probe (3) is out: its answer
+    # (without fields) or its failure neither releases the held requests nor starts a
+    # second probe.
+    loop = asyncio.get_running_loop()
+    sent: list[int] = []
+    probe_answers = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(n := len(sent) + 1)
+        if n == 1:
+            await asyncio.sleep(1.5)
+            if stale == "failure":
+                raise httpx.ReadError("reset by peer", request=request)
+            return httpx.Response(200)
+        if n == 3:
+            await probe_answers.wait()
+        return httpx.Response(
+            200, headers={"ratelimit": '"q";r=0;t=1' if n == 2 else '"q";r=9;t=1'}
+        )
+
+    async with client(handler, retry=None) as http:
+        slow = asyncio.create_task(http.get("http://a.test/slow"))
+        await asyncio.sleep(0)
+        await http.get("http://a.test/")  # r=0: a pause of 1 s
+        await asyncio.sleep(0.9)
+        # the first of these is the probe (request 3), the two others are held
+        calls = [asyncio.create_task(http.get("http://a.test/")) for _ in range(3)]
+        await asyncio.sleep(0.8)  # t=1.7: request 1 ended at 1.5, the probe is out
+        assert sent == [1, 2, 3]
+        probe_answers.set()
+        answers = await asyncio.gather(*calls)  # r=9: the held requests go
+        assert [a.status_code for a in answers] == [200] * 3 and sent == [1, 2, 3, 4, 5]
+        with contextlib.suppress(httpx.ReadError):
+            await slow
+        assert loop.time() == pytest.approx(1.7)
+        pacing = _pacing_of(http)
+        assert pacing.open and pacing.in_flight == 0 and not pacing.held
+
+
+async def test_held_requests_go_in_arrival_order_and_no_latecomer_overtakes(
+    virtual_clock: Any,
+) -> None:
+    # Each answer after the pause gives one unit back, then spends it: every request goes
+    # alone, in the order it came, and one issued later (by the probe's caller, right after
+    # the probe's answer) queues behind those held before it.
+    order: list[str] = []
+    answers = iter(['"q";r=0;t=1'])
+    flip = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal flip
+        order.append(request.url.path)
+        await asyncio.sleep(0.05)
+        first = next(answers, None)
+        if first is None:
+            flip += 1
+            first = '"q";r=1;t=1' if flip % 2 else '"q";r=0;t=1'
+        return httpx.Response(200, headers={"ratelimit": first})
+
+    async with client(handler, retry=None) as http:
+        await http.get("http://a.test/first")  # r=0: a pause of 1 s
+
+        async def probe_caller() -> None:
+            await http.get("http://a.test/probe")
+            await http.get("http://a.test/latecomer")
+
+        calls = [asyncio.create_task(probe_caller())]
+        for i in range(5):
+            await asyncio.sleep(0.13)
+            calls.append(asyncio.create_task(http.get(f"http://a.test/r{i}")))
+        await asyncio.gather(*calls)
+    assert order == ["/first", "/probe"] + [f"/r{i}" for i in range(5)] + ["/latecomer"]
+
+
+async def test_nobody_is_held_longer_than_max_pause_behind_a_probe(virtual_clock: Any) -> None:
+    loop = asyncio.get_running_loop()
+    count = 0
+    events: list[Any] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal count
+        count += 1
+        if count == 2:
+            await asyncio.sleep(600)  # the probe's answer is very late
+        return httpx.Response(
+            200, headers={"ratelimit": '"q";r=0;t=1' if count == 1 else '"q";r=5;t=1'}
+        )
+
+    async with client(handler, retry=None, max_pause=5) as http:
+        http._transport.policy.add_listener(events.append)  # type: ignore[attr-defined]
+        await http.get("http://a.test/")  # r=0: a pause of 1 s
+        probe = asyncio.create_task(http.get("http://a.test/"))
+        await asyncio.sleep(1.5)
+        with pytest.raises(HostPaused, match=r"held 5s \(max_pause\)") as refused:
+            await http.get("http://a.test/")
+        assert refused.value.retry_after is None and loop.time() == pytest.approx(6.5)
+        assert [e.retry_after for e in events if e.name == "http_paused"] == [None]
+        assert count == 2  # the refused request was never sent
+        assert (await probe).status_code == 200
+        assert _pacing_of(http).open
+
+
+async def test_a_quota_figure_outlives_its_reset_so_no_burst_follows(virtual_clock: Any) -> None:
+    # A sliding log's t (r>0) is when its oldest unit leaves: past it the server has given
+    # back that unit, not the quota. The client keeps counting what it was told was left,
+    # then sends one request alone to learn the rest.
+    served, counts = protected_upstream(SlidingWindowLog(5, 10, name="log"))
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        response = await served(request)
+        await asyncio.sleep(0.05)
+        return response
+
+    async with client(handler, retry=None) as http:
+        await http.get("http://a.test/")  # t=0: r=4
+        await asyncio.sleep(9)
+        for _ in range(3):
+            await http.get("http://a.test/")  # t=9: r=1, t=1
+        await asyncio.sleep(1.5)  # t=10.5: the unit of t=0 is back, the client heard r=1
+        answers = await asyncio.gather(*(http.get("http://a.test/") for _ in range(8)))
+    assert [a.status_code for a in answers] == [200] * 8
+    assert counts["refused"] == 0
+
+
+async def test_a_counters_reset_beyond_its_window_is_waited_for(virtual_clock: Any) -> None:
+    # A sliding window counter's next unit can be more than a window away (t > w).
+    handler, counts = protected_upstream(SlidingWindowCounter(5, 10, name="sw"))
+    async with client(handler, retry=None) as http:
+        for _ in range(6):
+            assert (await http.get("http://a.test/")).status_code == 200
+    assert counts == {"served": 6, "refused": 0}
+
+
+async def test_a_request_queued_in_the_bulkhead_is_held_by_a_pause_begun_meanwhile(
+    virtual_clock: Any,
+) -> None:
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(loop.time())
+        await asyncio.sleep(0.1)
+        return httpx.Response(200, headers={"ratelimit": '"q";r=0;t=10'})
+
+    bulkhead = {"max_concurrent": 1, "max_queue": 10}
+    async with client(handler, retry=None, bulkhead=bulkhead) as http:
+        await asyncio.gather(*(http.get("http://a.test/") for _ in range(3)))
+    assert sent == pytest.approx([0.0, 10.1, 20.2])
 
 
 async def test_one_request_opts_in_or_out() -> None:

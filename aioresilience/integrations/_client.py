@@ -40,7 +40,8 @@ host, so it still limits each host apart):
                attempt counts as a failure of the host.
 ``pacing``     follow the server's rate-limit fields (default ``True``), see below;
                ``max_pause`` (default 60 s): a host paused longer than this answers at once
-               with :class:`HostPaused` rather than hold the call.
+               with :class:`HostPaused` rather than hold the call, and a call held this
+               long for the answer to the first request after a pause is refused so too.
 ``hosts``      per-host overrides: ``{pattern: {option: value, ...}}``; patterns are
                ``fnmatch`` globs matched against ``"host"`` and ``"host:port"``
                (``"*.internal"``, ``"api.example.com:8443"``); the first match wins and its
@@ -66,11 +67,16 @@ of ``"policy";r=R;t=T`` items), the older drafts' ``RateLimit-Remaining``/``-Res
 ``X-RateLimit-Remaining``/``-Reset`` tell the host's remaining quota and when it resets;
 ``Retry-After`` on 429 and 503 tells when to come back. The host keeps an estimate of its
 remaining quota (the server's figure, less the requests still in flight, less each request
-sent since): when it reaches 0, the host's requests wait until the window resets instead of
-being refused. After any pause the first request goes alone and the others wait for its
-answer, which states what the reset gave back (not always the whole quota: a sliding window
-gives it back unit by unit). ``X-RateLimit-Reset`` is read as epoch seconds when it is above
-10^9 (GitHub's form) and as a delta otherwise.
+sent since): when it reaches 0, the host's requests wait until the stated reset instead of
+being refused. After any pause the first request goes alone (the probe) and the others wait
+for its answer, which states what the reset gave back (not always the whole quota: a
+sliding window gives it back unit by unit); a probe that ends without an answer hands over
+to the next request. The estimate outlives its reset (quota only comes back with time: what
+was left is left still), so a spent estimate past its reset sends a probe, never a burst.
+Held requests go in arrival order, the wait is the last one before the send (a request
+that waited in the limiter or the bulkhead is held too), and none is held longer than
+``max_pause`` in all. ``X-RateLimit-Reset`` is read as epoch seconds when it is above 10^9
+(GitHub's form) and as a delta otherwise.
 
 **Events**: :class:`HttpAttempt` (DEBUG) per attempt, with host (``"host"`` or
 ``"host:port"``, never the URL: low cardinality), method, status, attempt number, duration
@@ -88,8 +94,9 @@ import math
 import re
 import time
 import types
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from .. import (
@@ -142,7 +149,6 @@ _PAUSING_STATUSES = frozenset({429, 503})
 PACING_FIELDS: frozenset[str] = frozenset(
     {
         "ratelimit",
-        "ratelimit-policy",
         "ratelimit-remaining",
         "ratelimit-reset",
         "x-ratelimit-remaining",
@@ -228,9 +234,11 @@ class StatusFailure(Exception):
 
 class HostPaused(Rejected):
     """The host asked us (``Retry-After``, or a spent rate-limit quota) to wait longer than
-    ``max_pause``: the call is refused at once, nothing sent. ``retry_after``: seconds left."""
+    ``max_pause``: the call is refused at once, nothing sent (``retry_after``: seconds
+    left). Also raised when a request was held ``max_pause`` for the answer to the first
+    request after a pause, which never came (``retry_after`` ``None``: unknown)."""
 
-    def __init__(self, message: str, *, retry_after: float, host: str) -> None:
+    def __init__(self, message: str, *, retry_after: float | None, host: str) -> None:
         super().__init__(message, retry_after=retry_after)
         self.host = host
 
@@ -330,31 +338,19 @@ def parse_rate_limit(
     or ``None`` when it states none. ``header(name)`` reads a header (case-insensitive).
 
     Read in order, the first found wins: ``RateLimit`` (IETF draft: items ``r`` and ``t``,
-    ``t`` at most the window ``w`` of the same policy in ``RateLimit-Policy``; several
-    policies: the fewest remaining, and among the spent ones the latest reset),
-    ``RateLimit-Remaining``/``-Reset`` (drafts <= -06, delta seconds) and
-    ``X-RateLimit-Remaining``/``-Reset`` (epoch seconds above 10^9, else a delta; ``now`` is
-    the wall clock, ``time.time()`` by default)."""
+    ``t`` the seconds until quota comes back, which for a sliding window may be one unit
+    and may exceed its window ``w``; several policies: the fewest remaining, and among the
+    spent ones the latest reset), ``RateLimit-Remaining``/``-Reset`` (drafts <= -06, delta
+    seconds) and ``X-RateLimit-Remaining``/``-Reset`` (epoch seconds above 10^9, else a
+    delta; ``now`` is the wall clock, ``time.time()`` by default)."""
     value = header("ratelimit")
     if value is not None:
-        # A policy's window bounds the wait for its quota: a sliding window restores part of
-        # it within a window, even when its ``t`` counts until the whole quota is back.
-        windows: dict[str, int] = {}
-        policies = header("ratelimit-policy")
-        if policies is not None:
-            for name, params in _sf_items(policies):
-                window = _int(params.get("w"))
-                if window is not None:
-                    windows[name] = window
         best: tuple[int, float] | None = None
-        for name, params in _sf_items(value):
+        for _name, params in _sf_items(value):
             remaining = _int(params.get("r"))
             if remaining is None:
                 continue
             reset = float(_int(params.get("t")) or 0)
-            window = windows.get(name)
-            if window is not None:
-                reset = min(reset, window)
             if best is None or remaining < best[0] or (remaining == best[0] and reset > best[1]):
                 best = (remaining, reset)
         if best is not None:
@@ -521,56 +517,89 @@ class _Settings:
 # -- one host --------------------------------------------------------------------------------
 
 
-class _Pacing:
-    """What the server told of this host's quota (see the module doc)."""
+def _release(held: asyncio.Future[bool], went: bool) -> None:
+    if not held.done():
+        held.set_result(went)
 
-    __slots__ = ("in_flight", "paused_until", "probe", "probe_due", "remaining", "reset_at")
+
+async def _held(held: asyncio.Future[bool], deadline: float, clock: Clock) -> bool:
+    """Wait until released (``True``) or ``deadline`` (``False``)."""
+    timer = clock.call_at(deadline, partial(_release, held, False))
+    try:
+        return await held
+    finally:
+        timer.cancel()
+
+
+class _Pacing:
+    """What the server told of this host's quota, and the requests held for it (see the
+    module doc). Requests pass the gate (:meth:`ClientPolicy._gate`) while it is ``open``."""
+
+    __slots__ = (
+        "held",
+        "in_flight",
+        "open",
+        "paused_until",
+        "probe",
+        "probe_due",
+        "remaining",
+        "reset_at",
+    )
 
     def __init__(self) -> None:
         self.paused_until = 0.0  # loop time before which nothing is sent
-        self.remaining: int | None = None  # estimated quota left in this window
-        self.reset_at = 0.0  # loop time the window resets
+        self.remaining: int | None = None  # estimated quota left (None: no figure yet)
+        self.reset_at = 0.0  # loop time the server said its window resets
         self.in_flight = 0
-        # After a pause the first request goes alone and the others wait for its answer: a
-        # reset need not give back the whole quota (a sliding window's gives back a unit or
-        # a few), and the answer says how much it did.
+        # After a pause the first request goes alone (the probe) and the others wait for its
+        # answer: a reset need not give back the whole quota (a sliding window's gives back
+        # a unit or a few), and the answer says how much it did.
         self.probe_due = False  # a pause was set: its first request will be the probe
-        self.probe: asyncio.Event | None = None  # set while the probe is out
+        self.probe: object | None = None  # the probe's token while it is out
+        # The requests held, in arrival order. Only the first is awake (it sleeps out the
+        # pause, then goes as the probe or waits for the probe's answer); each one leaving
+        # wakes the next, so nobody overtakes anybody and nobody is woken for nothing.
+        self.held: deque[asyncio.Future[bool]] = deque()
+        # No pause, no probe out, nobody held: requests go straight to the send.
+        self.open = True
 
     def _pause(self, until: float) -> None:
         if until > self.paused_until:
             self.paused_until = until
             self.probe_due = True
+            self.open = False
 
-    def _heard(self) -> None:
-        """An answer came (or a request ended without one) while the probe was out: the
-        requests held for it go."""
-        probe, self.probe = self.probe, None
-        assert probe is not None
-        probe.set()
+    def settle(self) -> None:
+        """The gate changed: wake the first request held, or open when nothing holds any."""
+        held = self.held
+        if held:
+            _release(held[0], True)
+        else:
+            self.open = self.probe is None and not self.probe_due
 
-    def unsent(self, probe: asyncio.Event) -> None:
-        """The request that took ``probe`` ended before it was sent (refused by the breaker
-        or the limiter, cancelled): the next request goes alone in its place."""
-        if self.probe is probe:
-            self.probe_due = True
-            self._heard()
+    def _probe_ended(self, probe: object, answered: bool) -> None:
+        assert self.probe is probe
+        self.probe = None
+        if not answered:
+            self.probe_due = True  # it learnt nothing: the next request goes alone instead
+        self.settle()
 
-    def counted(self, now: float) -> None:
-        """A request was sent (after ``in_flight += 1``, done by the caller) while a quota
-        figure is known: count it against the figure. Without a figure there is nothing to
-        count, and the caller reads no clock."""
+    def counted(self) -> None:
+        """A request is sent (after ``in_flight += 1``) while a quota figure is known: count
+        it against the figure. Spent, the host pauses until the stated reset; if that has
+        passed, the next request is a probe at once. The figure is not forgotten when its
+        reset passes: quota only comes back with time, so what was left is left still, and
+        a reset need not give back more than a unit (a sliding window's)."""
         remaining = self.remaining
-        if remaining is not None:
-            if now >= self.reset_at:
-                self.remaining = None  # the window the figure was about has ended
-            else:
-                remaining -= 1
-                self.remaining = remaining
-                if remaining <= 0:
-                    self._pause(self.reset_at)
+        assert remaining is not None
+        remaining -= 1
+        self.remaining = remaining
+        if remaining <= 0:
+            self._pause(self.reset_at)
 
-    def observe(self, status: int, header: Callable[[str], str | None], now: float) -> None:
+    def observe(
+        self, status: int, header: Callable[[str], str | None], now: float, probe: object
+    ) -> None:
         """A response came: read its quota fields and hints."""
         self.in_flight -= 1
         state = parse_rate_limit(header)
@@ -587,26 +616,27 @@ class _Pacing:
             hint = parse_retry_after(header("retry-after"))
             if hint is not None:
                 self._pause(now + hint)
-        if self.probe is not None:
-            self._heard()
+        if probe is not None:
+            self._probe_ended(probe, True)
 
-    def abandoned(self) -> None:
-        """A request ended without a response."""
+    def abandoned(self, probe: object = None) -> None:
+        """A request ended without a response (``probe``: its token, if it was the probe)."""
         self.in_flight -= 1
-        if self.probe is not None:
-            self.probe_due = True  # it may have been the probe: the next one goes alone
-            self._heard()
+        if probe is not None:
+            self._probe_ended(probe, False)
 
-    def answered(self, io: ResponseIO[Any], response: Any, clock: Clock) -> None:
+    def answered(
+        self, io: ResponseIO[Any], response: Any, clock: Clock, probe: object = None
+    ) -> None:
         """A response came: learn what it says of the quota, if anything (most responses of
         most hosts say nothing: then neither the clock is read nor a field parsed)."""
         fields = io.fields(response, PACING_FIELDS)
         if fields:
-            self.observe(io.status(response), fields.get, clock.time())
+            self.observe(io.status(response), fields.get, clock.time(), probe)
         else:
             self.in_flight -= 1
-            if self.probe is not None:
-                self._heard()
+            if probe is not None:
+                self._probe_ended(probe, True)
 
 
 class HostPolicy:
@@ -950,7 +980,7 @@ class ClientPolicy(EventSource, Generic[R]):
                     if (
                         policy._plain
                         and self._events is None
-                        and (pacing is None or not pacing.paused_until)
+                        and (pacing is None or pacing.open)
                         and context_var.get() is None
                     ):
                         # _attempt's common case inline (no event to emit, no pause, no
@@ -961,7 +991,7 @@ class ClientPolicy(EventSource, Generic[R]):
                             if pacing is None:
                                 response = await send()
                             else:
-                                response = await self._paced(pacing, send, io)
+                                response = await self._timed(policy, send, io)
                         else:
                             enter, leave = guard
                             ticket = enter()
@@ -973,7 +1003,7 @@ class ClientPolicy(EventSource, Generic[R]):
                                 else:
                                     pacing.in_flight += 1
                                     if pacing.remaining is not None:
-                                        pacing.counted(self._clock.time())
+                                        pacing.counted()
                                     try:
                                         response = await send()
                                     except BaseException:
@@ -1019,21 +1049,6 @@ class ClientPolicy(EventSource, Generic[R]):
             if pending is not None:  # cancelled during the sleep, or the hook raised
                 await io.close(pending)
 
-    async def _paced(
-        self, pacing: _Pacing, send: Callable[[], Awaitable[R]], io: ResponseIO[R]
-    ) -> R:
-        """The send, with what pacing learns of it (no breaker, no attempt timeout)."""
-        pacing.in_flight += 1
-        if pacing.remaining is not None:
-            pacing.counted(self._clock.time())
-        try:
-            response = await send()
-        except BaseException:
-            pacing.abandoned()
-            raise
-        pacing.answered(io, response, self._clock)
-        return response
-
     async def _attempt(
         self,
         policy: HostPolicy,
@@ -1043,19 +1058,20 @@ class ClientPolicy(EventSource, Generic[R]):
         number: int,
         retries_statuses: bool,
     ) -> R:
-        """One attempt: pacing, breaker, limiter, bulkhead, attempt timeout, then the send."""
+        """One attempt: the breaker, the limiter, the bulkhead, pacing's gate, then the send."""
         clock = self._clock
         # Events cost a clock read or two and an object: only when someone listens.
         listening = self._events is not None or context_var.get() is not None
-        pacing = policy._pacing
-        begun = clock.time() if listening or (pacing is not None and pacing.paused_until) else 0.0
+        begun = clock.time() if listening else 0.0
         status: int | None = None
         outcome = "failure"
         error: BaseException | None = None
-        probe = None
         try:
-            if pacing is not None and pacing.paused_until:
-                probe = await self._wait_pause(policy, pacing, begun)
+            pacing = policy._pacing
+            if pacing is not None and not pacing.open:
+                # Refused at once, before the limiter spends a unit on it (the request is
+                # held at the gate, last before the send, otherwise).
+                self._refuse_long_pause(policy, pacing, clock.time())
             guard = policy._breaker_core
             if guard is None:
                 response = await self._sent(policy, send, io)
@@ -1093,9 +1109,6 @@ class ClientPolicy(EventSource, Generic[R]):
             outcome, error = "cancelled", exc
             raise
         finally:
-            if probe is not None:
-                assert pacing is not None
-                pacing.unsent(probe)
             if listening:
                 self._emit(
                     HttpAttempt,
@@ -1108,41 +1121,64 @@ class ClientPolicy(EventSource, Generic[R]):
                     error=None if error is None else type(error).__name__,
                 )
 
-    async def _wait_pause(
-        self, policy: HostPolicy, pacing: _Pacing, now: float
-    ) -> asyncio.Event | None:
-        """Hold the request while the host is paused, then while the first request after
-        the pause (the probe) awaits its answer. Returns the probe's event when this request
-        is the probe (its caller gives it back with ``pacing.unsent`` if it is never sent)."""
-        while True:
-            wait = pacing.paused_until - now
-            if wait > 0:
-                max_pause = policy._settings.max_pause
-                if wait > max_pause:
-                    host = policy.label
-                    self._emit(HttpPaused, host=host, retry_after=wait)
-                    raise HostPaused(
-                        f"{self.name}: {host} asked for a pause of {wait:.3f}s "
-                        f"(max_pause {max_pause:g}s)",
-                        retry_after=wait,
-                        host=host,
-                    )
-                await self._clock.sleep(wait)
-            elif pacing.probe is not None:
-                await pacing.probe.wait()
-            elif pacing.probe_due:
-                pacing.probe_due = False
-                probe = pacing.probe = asyncio.Event()
-                return probe
-            else:
+    def _refuse_long_pause(self, policy: HostPolicy, pacing: _Pacing, now: float) -> None:
+        wait = pacing.paused_until - now
+        if wait > policy._settings.max_pause:
+            raise self._paused(policy, wait)
+
+    def _paused(self, policy: HostPolicy, wait: float | None) -> HostPaused:
+        host = policy.label
+        self._emit(HttpPaused, host=host, retry_after=wait)
+        max_pause = policy._settings.max_pause
+        if wait is None:
+            reason = f"held {max_pause:g}s (max_pause) for the answer to its first request"
+        else:
+            reason = f"asked for a pause of {wait:.3f}s (max_pause {max_pause:g}s)"
+        return HostPaused(f"{self.name}: {host} {reason}", retry_after=wait, host=host)
+
+    async def _gate(self, policy: HostPolicy, pacing: _Pacing) -> object | None:
+        """Hold a request while its host's gate is shut, behind every request held before
+        it: the first held sleeps out the pause, then goes as the probe or waits for the
+        probe's answer. Returns the probe's token when this request is the probe. No
+        request is held longer than ``max_pause``: it is refused with :class:`HostPaused`."""
+        clock = self._clock
+        now = clock.time()
+        self._refuse_long_pause(policy, pacing, now)
+        deadline = now + policy._settings.max_pause
+        loop = asyncio.get_running_loop()
+        held = pacing.held
+        me: asyncio.Future[bool] = loop.create_future()
+        held.append(me)
+        try:
+            if held[0] is not me and not await _held(me, deadline, clock):
+                raise self._paused(policy, None)
+            while True:
+                now = clock.time()
+                wait = pacing.paused_until - now
+                if wait > 0:
+                    if pacing.paused_until > deadline:
+                        raise self._paused(policy, wait)
+                    await clock.sleep(wait)
+                elif pacing.probe is not None:
+                    me = held[0] = loop.create_future()  # woken when the probe ends
+                    if not await _held(me, deadline, clock):
+                        raise self._paused(policy, None)
+                else:
+                    break
+            if not pacing.probe_due:
                 return None
-            now = self._clock.time()
+            pacing.probe_due = False
+            probe = pacing.probe = object()
+            return probe
+        finally:
+            held.remove(me)
+            pacing.settle()
 
     async def _sent(
         self, policy: HostPolicy, send: Callable[[], Awaitable[R]], io: ResponseIO[R]
     ) -> R:
-        """Inside the breaker: the limiter, the bulkhead, then the send (under the attempt's
-        timeout), with what pacing learns of it."""
+        """Inside the breaker: the limiter, the bulkhead, then pacing's gate and the send
+        (under the attempt's timeout), with what pacing learns of it."""
         limiter = policy.limiter
         if limiter is not None:
             await limiter.acquire(key=policy.label)
@@ -1161,9 +1197,12 @@ class ClientPolicy(EventSource, Generic[R]):
                 return await send()
             async with timeout(policy.attempt_timeout):
                 return await send()
+        # The gate is the last wait before the send: a request that waited in the limiter or
+        # the bulkhead while the host was paused is held here, not sent.
+        probe = None if pacing.open else await self._gate(policy, pacing)
         pacing.in_flight += 1
         if pacing.remaining is not None:
-            pacing.counted(self._clock.time())
+            pacing.counted()
         try:
             if policy.attempt_timeout is None:
                 response = await send()
@@ -1171,9 +1210,9 @@ class ClientPolicy(EventSource, Generic[R]):
                 async with timeout(policy.attempt_timeout):
                     response = await send()
         except BaseException:
-            pacing.abandoned()
+            pacing.abandoned(probe)
             raise
-        pacing.answered(io, response, self._clock)
+        pacing.answered(io, response, self._clock, probe)
         return response
 
     def __repr__(self) -> str:

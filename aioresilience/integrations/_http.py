@@ -61,8 +61,9 @@ sequence of ``(limiter, Decision)``:
   structured-field lists, ``w`` and ``t`` in whole seconds rounded up, the policy name the
   limiter's name as an sf-string; ``qu`` only when the unit is not ``"requests"``.
 - ``legacy``: ``x-ratelimit-limit``, ``-remaining`` and ``-reset``, of the most restrictive
-  decision (fewest remaining); **Reset is delta seconds** (until the full limit is back),
-  not an epoch time.
+  decision (fewest remaining); **Reset is delta seconds**, not an epoch time: the
+  decision's ``reset_after``, as ``t`` is (when quota next comes back: the whole quota for
+  a fixed window, a unit for a sliding one).
 - ``both``: the two; ``none``: nothing.
 
 Never ``Retry-After``: that is :func:`retry_after_header`'s, on refusals only.
