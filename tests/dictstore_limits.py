@@ -165,7 +165,8 @@ class DictLimit:
 
     async def decide(self, key: Hashable, cost: int) -> Decision:
         if key in self._lines:  # callers of this process wait: they go first
-            return Decision(False, self.limit, 0, self.store.retry_after, 0.0)
+            wait = self.store.retry_after  # and nothing is back for this one before
+            return Decision(False, self.limit, 0, wait, wait)
         outcome = await self._reserve(key, cost)
         if isinstance(outcome, BaseException):
             allowed = self._policy(outcome)

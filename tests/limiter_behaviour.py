@@ -132,6 +132,34 @@ class LimiterBehaviour:
         else:  # in the next window, once the weight of this one's 5 has fallen to 4
             assert 0.0 < refused.reset_after <= 120.0 + 1e-3
 
+    @pytest.mark.parametrize("kind", LIMITERS)
+    async def test_a_decision_behind_a_waiter_states_its_reset_no_sooner_than_its_wait(
+        self, kind: str, store: LimiterStore | None
+    ) -> None:
+        # A decide() while another caller waits for the key: nothing is left for it before
+        # the waiter goes, so the reset it states (RateLimit t) is not "back now".
+        limiter = make(kind, store)
+        assert (await limiter.decide(5, key="k")).allowed
+        waiter = asyncio.create_task(limiter.acquire(key="k", timeout=300))
+        await asyncio.sleep(0.01)
+        decision = await limiter.decide(key="k")
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        assert not decision.allowed and decision.remaining == 0
+        assert decision.retry_after > 0
+        assert decision.reset_after >= decision.retry_after - 1e-3
+
+    async def test_a_millisecond_sliding_log_decides_every_time(
+        self, store: LimiterStore | None
+    ) -> None:
+        # A window as short as Redis's expiry unit: the key may expire while a script runs
+        # (it did about once in 4000 decisions when the script read it after PEXPIRE).
+        limiter = SlidingWindowLog(1000, 0.001, name=f"tiny-{_unique()}", store=store)
+        decisions = [await limiter.decide(key="k") for _ in range(3000)]
+        assert limiter.statistics().store_failures == 0
+        assert [d for d in decisions if not 0.0 <= d.reset_after <= 0.001 + 1e-6] == []
+
     async def test_waiters_are_admitted_in_arrival_order(self, store: LimiterStore | None) -> None:
         limiter = GCRA(1, 0.01, name=f"fifo-{_unique()}", store=store)  # one per 10 ms
         loop = asyncio.get_running_loop()

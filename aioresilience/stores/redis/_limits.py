@@ -169,8 +169,10 @@ class RedisLimit:
         limit = self.limit
         line = self._lines.get(name)
         if line is not None:  # callers of this process already wait for this key: they go first
-            now = self.clock.time()
-            return Decision(False, limit, 0, max(0.0, line.retry_at - now), 0.0, self.policy)
+            # Nothing is left for this caller before the line has gone: that is its reset too
+            # (a RateLimit t of 0 would say the quota is back now).
+            wait = max(0.0, line.retry_at - self.clock.time())
+            return Decision(False, limit, 0, wait, wait, self.policy)
         verdict = await self._ask(name, cost)
         if isinstance(verdict, Outage):
             return self._decide_by_policy(key, cost, verdict)

@@ -6,15 +6,17 @@ local function take(key, now, cost, limit, window)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - window))
   local n = redis.call('ZCARD', key)
   if n + cost <= limit then
+    -- The quota comes back unit by unit, the oldest first: the reset is the next unit's.
+    -- Read before PEXPIRE: a window of a millisecond or so can expire the key at once.
+    local oldest = now
+    if n > 0 then oldest = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]) end
     local added, seq = 0, redis.call('ZCOUNT', key, num(now), num(now))
     while added < cost do
       added = added + redis.call('ZADD', key, 'NX', num(now), string.format('%.0f-%d', now, seq))
       seq = seq + 1
     end
     redis.call('PEXPIRE', key, px(window))
-    -- The quota comes back unit by unit, the oldest first: the reset is the next unit's.
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    return 1, limit - n - cost, 0, tonumber(oldest[2]) + window - now
+    return 1, limit - n - cost, 0, oldest + window - now
   end
   -- The (n + cost - limit)-th oldest unit must leave the window first.
   local need = redis.call('ZRANGE', key, n + cost - limit - 1, n + cost - limit - 1, 'WITHSCORES')
