@@ -31,6 +31,7 @@ from aioresilience import (
     TokenBucket,
     constant,
 )
+from aioresilience.abc import memory_breaker_state
 from aioresilience.integrations._client import (
     HostPaused,
     HttpAttempt,
@@ -730,6 +731,47 @@ async def test_twice_the_quota_against_our_own_server(virtual_clock: Any, make: 
     assert used >= 0.95 * min(1.0, capacity), (counts, capacity)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FixedWindowCounter(20, 10, name="fw"),
+        lambda: SlidingWindowCounter(20, 10, name="sw"),
+        lambda: SlidingWindowLog(20, 10, name="log"),
+    ],
+    ids=["fixed_window", "sliding_window", "sliding_log"],
+)
+async def test_twenty_callers_at_ten_times_the_quota_with_latency(
+    virtual_clock: Any, make: Any
+) -> None:
+    # Bursts of answers in flight at once: the quota stated by an answer sent before others
+    # is no guide to when the quota is back once they are counted too (a sliding window
+    # counter's t grows with what was used); the gate waits for the newest answer instead.
+    async def served(pacing: bool) -> dict[str, int]:
+        start = virtual_clock.time()
+        upstream, counts = protected_upstream(make())
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            response = await upstream(request)
+            await asyncio.sleep(0.05)
+            return response
+
+        async with client(handler, retry=None, pacing=pacing, max_pause=120) as http:
+
+            async def caller() -> None:
+                while virtual_clock.time() < start + 150:
+                    await http.get("http://api.test/")
+                    await asyncio.sleep(0.5)
+
+            await asyncio.gather(*(caller() for _ in range(20)))
+        return counts
+
+    counts = await served(pacing=True)
+    assert counts["refused"] <= 20, counts  # the first burst, before any answer
+    used = (counts["served"] - 20) / (2.0 * 140)
+    capacity = ((await served(pacing=False))["served"] - 20) / (2.0 * 140)
+    assert used >= 0.95 * min(1.0, capacity), (counts, capacity)
+
+
 async def test_after_a_pause_one_request_goes_first_and_its_answer_tells_the_rest(
     virtual_clock: Any,
 ) -> None:
@@ -807,7 +849,7 @@ async def test_a_probe_cancelled_mid_request_hands_over(virtual_clock: Any) -> N
         with pytest.raises(asyncio.CancelledError):
             await waiter
         host = http._transport.policy.host(Origin("http", "a.test", 80))  # type: ignore[attr-defined]
-        assert host._pacing.in_flight == 0 and host._pacing.probe is None
+        assert host._pacing.in_flight == 0 and not host._pacing.awaiting
         assert not host._pacing.held and host._pacing.open
 
 
@@ -950,6 +992,109 @@ async def test_a_counters_reset_beyond_its_window_is_waited_for(virtual_clock: A
         for _ in range(6):
             assert (await http.get("http://a.test/")).status_code == 200
     assert counts == {"served": 6, "refused": 0}
+
+
+async def test_a_huge_figure_is_ignored_not_a_pause_for_ever(virtual_clock: Any) -> None:
+    # 400 digits: float() of the int overflows, a float reading is inf; 5000: int() refuses.
+    for digits in (400, 5000):
+        huge = "9" * digits
+        assert parse_rate_limit(_reader({"RateLimit": f'"q";r=1;t={huge}'})) == (1, 0.0)
+        legacy = {"X-RateLimit-Remaining": "5", "X-RateLimit-Reset": huge}
+        assert parse_rate_limit(_reader(legacy)) == (5, 0.0)
+        assert parse_retry_after(huge) is None
+    count = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal count
+        count += 1
+        if count == 1:
+            return httpx.Response(200, headers={"ratelimit": '"q";r=0;t=1'})
+        # the probe's answer: a malformed reset and hint
+        return httpx.Response(
+            429 if count == 2 else 200,
+            headers={
+                "x-ratelimit-remaining": "5",
+                "x-ratelimit-reset": "9" * 400,
+                "retry-after": "9" * 400,
+            },
+        )
+
+    async with client(handler, retry=None, max_pause=5) as http:
+        await http.get("http://a.test/")  # r=0: a pause of 1 s
+        assert (await http.get("http://a.test/")).status_code == 429  # the probe
+        assert (await http.get("http://a.test/")).status_code == 200
+        pacing = _pacing_of(http)
+        assert pacing.open and not pacing.awaiting and pacing.in_flight == 0
+
+
+class _SlowAdmission:
+    """A breaker state whose admission is a round trip (as a store's is)."""
+
+    closed_is_local = False
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def try_admit(self, now: float) -> Any:
+        async def admitted() -> Any:
+            await asyncio.sleep(0.2)
+            return self.inner.try_admit(now)
+
+        return admitted()
+
+
+class _SlowAdmissionStore:
+    def bind_breaker(self, options: Any, report: Any) -> Any:
+        return _SlowAdmission(memory_breaker_state(options, report))
+
+
+async def test_a_pause_begun_while_the_breaker_admits_holds_the_request(
+    virtual_clock: Any,
+) -> None:
+    loop = asyncio.get_running_loop()
+    sent: list[tuple[str, float]] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append((request.url.path, loop.time()))
+        await asyncio.sleep(0.1)
+        return httpx.Response(200, headers={"ratelimit": '"q";r=0;t=10'})
+
+    breaker = CircuitBreaker(store=_SlowAdmissionStore(), name="slow admission")
+    async with client(handler, retry=None, breaker=breaker) as http:
+        a = asyncio.create_task(http.get("http://a.test/a"))  # sent at 0.2, paused at 0.3
+        await asyncio.sleep(0.25)
+        b = asyncio.create_task(http.get("http://a.test/b"))  # the gate is open yet
+        await asyncio.gather(a, b)
+    assert sent == [("/a", pytest.approx(0.2)), ("/b", pytest.approx(10.3))]
+
+
+async def test_a_breaker_subclass_overriding_async_with_is_entered_and_left(
+    virtual_clock: Any,
+) -> None:
+    class Logged(CircuitBreaker):
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**options)
+            self.log: list[str] = []
+
+        async def __aenter__(self) -> None:
+            self.log.append("enter")
+            await super().__aenter__()
+
+        async def __aexit__(self, *exc: Any) -> Any:
+            self.log.append("exit")
+            return await super().__aexit__(*exc)
+
+    breaker = Logged(failure_threshold=2, name="logged")
+    async with client(lambda request: httpx.Response(500), retry=None, breaker=breaker) as http:
+        for _ in range(2):
+            assert (await http.get("http://a.test/")).status_code == 500
+        with pytest.raises(CircuitBreakerOpenError):
+            await http.get("http://a.test/")
+    assert breaker.log == ["enter", "exit", "enter", "exit", "enter"]
+    assert breaker.state is CircuitState.OPEN
 
 
 async def test_a_request_queued_in_the_bulkhead_is_held_by_a_pause_begun_meanwhile(

@@ -67,15 +67,18 @@ of ``"policy";r=R;t=T`` items), the older drafts' ``RateLimit-Remaining``/``-Res
 ``X-RateLimit-Remaining``/``-Reset`` tell the host's remaining quota and when it resets;
 ``Retry-After`` on 429 and 503 tells when to come back. The host keeps an estimate of its
 remaining quota (the server's figure, less the requests still in flight, less each request
-sent since): when it reaches 0, the host's requests wait until the stated reset instead of
-being refused. After any pause the first request goes alone (the probe) and the others wait
-for its answer, which states what the reset gave back (not always the whole quota: a
-sliding window gives it back unit by unit); a probe that ends without an answer hands over
-to the next request. The estimate outlives its reset (quota only comes back with time: what
-was left is left still), so a spent estimate past its reset sends a probe, never a burst.
-Held requests go in arrival order, the wait is the last one before the send (a request
-that waited in the limiter or the bulkhead is held too), and none is held longer than
-``max_pause`` in all. ``X-RateLimit-Reset`` is read as epoch seconds when it is above 10^9
+sent since): when it reaches 0, the host's requests are held instead of being refused.
+They wait for the answer of the request that spent it (answers of requests sent before it
+tell of an older state: a sliding window counter's ``t`` grows with what was used), which
+states the quota left, or that it is spent and when it is back: the host then pauses until
+then. After any pause the first request goes alone and the others wait for its answer,
+which states what the reset gave back (not always the whole quota: a sliding window gives
+it back unit by unit); a request awaited that ends without an answer hands over to the next
+one, sent alone. The estimate outlives its reset (quota only comes back with time: what was
+left is left still). Held requests go in arrival order, the hold is the last wait before
+the send (a request that waited in the limiter or the bulkhead is held too), and none is
+held longer than ``max_pause`` (per attempt). A figure above 10^10 is malformed and ignored.
+``X-RateLimit-Reset`` is read as epoch seconds when it is above 10^9
 (GitHub's form) and as a delta otherwise.
 
 **Events**: :class:`HttpAttempt` (DEBUG) per attempt, with host (``"host"`` or
@@ -114,6 +117,7 @@ from .._http_events import HttpAttempt, HttpPaused
 from .._support.clock import Clock, clock_option
 from .._support.context import context_var
 from .._support.events import EventSource
+from .._support.guard import async_with_is_core
 from .._support.validation import finite_positive, non_negative_or_none, positive_int, text
 from ..abc import NO_RESULT, GuardStrategy
 
@@ -276,7 +280,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     value = value.strip()
     # ASCII digits only: str.isdigit() is true of "²" too, which float() refuses.
     if value.isascii() and value.isdigit():
-        return float(value)
+        seconds = float(value)
+        return seconds if seconds <= _MAX_FIGURE else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -318,17 +323,24 @@ def _sf_items(value: str) -> list[tuple[str, dict[str, str]]]:
     return items
 
 
+# A figure above this (seconds or requests; 317 years, above every epoch time meant) is taken
+# as malformed, not as a pause for ever (nor a float overflow).
+_MAX_FIGURE = 10**10
+
+
 def _int(text: str | None) -> int | None:
     if text is None:
         return None
     text = text.strip()
+    if len(text) > 24:
+        return None  # no figure this long is meant (int() of 4301 digits raises)
     try:
         number = float(text) if "." in text else int(text)
     except ValueError:
         return None
     if not math.isfinite(number) or number < 0:
         return None
-    return math.floor(number)
+    return math.floor(number) if number <= _MAX_FIGURE else None
 
 
 def parse_rate_limit(
@@ -533,34 +545,41 @@ async def _held(held: asyncio.Future[bool], deadline: float, clock: Clock) -> bo
 
 class _Pacing:
     """What the server told of this host's quota, and the requests held for it (see the
-    module doc). Requests pass the gate (:meth:`ClientPolicy._gate`) while it is ``open``."""
+    module doc). Requests pass the gate (:meth:`ClientPolicy._gate`) while it is ``open``;
+    each one sent gets a number (:meth:`sent`) that its answer or failure is reported with.
+
+    The gate shuts while the host is paused, and while it waits for the answer of a
+    request in flight that will tell what comes next (``awaiting``: its number; any later
+    request's answer tells as much): the first request after a pause (sent alone: a reset
+    need not give the whole quota back, and its answer says how much it did), or the one
+    that spent the estimated quota (the server's ``t`` for the quota it stated before is
+    no guide to when a unit is back once that is spent: a sliding window counter's grows
+    with what was used). Answers of requests sent before it tell of an older state: they
+    neither open the gate nor, unless they say the quota is spent, pause it."""
 
     __slots__ = (
+        "awaiting",
         "held",
         "in_flight",
+        "last_sent",
         "open",
         "paused_until",
-        "probe",
         "probe_due",
         "remaining",
-        "reset_at",
     )
 
     def __init__(self) -> None:
         self.paused_until = 0.0  # loop time before which nothing is sent
-        self.remaining: int | None = None  # estimated quota left (None: no figure yet)
-        self.reset_at = 0.0  # loop time the server said its window resets
+        self.remaining: int | None = None  # estimated quota left (None: no figure)
         self.in_flight = 0
-        # After a pause the first request goes alone (the probe) and the others wait for its
-        # answer: a reset need not give back the whole quota (a sliding window's gives back
-        # a unit or a few), and the answer says how much it did.
-        self.probe_due = False  # a pause was set: its first request will be the probe
-        self.probe: object | None = None  # the probe's token while it is out
+        self.last_sent = 0  # the number of the last request sent
+        self.awaiting = 0  # the gate waits for the answer of this request (0: for none)
+        self.probe_due = False  # a pause was set: its first request will go alone
         # The requests held, in arrival order. Only the first is awake (it sleeps out the
-        # pause, then goes as the probe or waits for the probe's answer); each one leaving
-        # wakes the next, so nobody overtakes anybody and nobody is woken for nothing.
+        # pause, or waits for the awaited answer, then goes); each one leaving wakes the
+        # next, so nobody overtakes anybody and nobody is woken for nothing.
         self.held: deque[asyncio.Future[bool]] = deque()
-        # No pause, no probe out, nobody held: requests go straight to the send.
+        # No pause, no answer awaited, nobody held: requests go straight to the send.
         self.open = True
 
     def _pause(self, until: float) -> None:
@@ -575,68 +594,78 @@ class _Pacing:
         if held:
             _release(held[0], True)
         else:
-            self.open = self.probe is None and not self.probe_due
+            self.open = not (self.awaiting or self.probe_due)
 
-    def _probe_ended(self, probe: object, answered: bool) -> None:
-        assert self.probe is probe
-        self.probe = None
-        if not answered:
-            self.probe_due = True  # it learnt nothing: the next request goes alone instead
-        self.settle()
-
-    def counted(self) -> None:
-        """A request is sent (after ``in_flight += 1``) while a quota figure is known: count
-        it against the figure. Spent, the host pauses until the stated reset; if that has
-        passed, the next request is a probe at once. The figure is not forgotten when its
-        reset passes: quota only comes back with time, so what was left is left still, and
-        a reset need not give back more than a unit (a sliding window's)."""
+    def sent(self) -> int:
+        """A request is sent: count it against the estimate; returns its number. The one
+        that spends the estimate shuts the gate until its answer (or a later one) comes."""
+        self.in_flight += 1
+        number = self.last_sent = self.last_sent + 1
         remaining = self.remaining
-        assert remaining is not None
-        remaining -= 1
-        self.remaining = remaining
-        if remaining <= 0:
-            self._pause(self.reset_at)
+        if remaining is not None:
+            remaining -= 1
+            self.remaining = remaining
+            if remaining <= 0 and not self.awaiting:
+                self.awaiting = number
+                self.open = False
+        return number
 
     def observe(
-        self, status: int, header: Callable[[str], str | None], now: float, probe: object
+        self, status: int, header: Callable[[str], str | None], now: float, number: int
     ) -> None:
-        """A response came: read its quota fields and hints."""
+        """The answer of request ``number`` came, with quota fields or hints."""
         self.in_flight -= 1
+        awaiting = self.awaiting
+        news = not awaiting or number >= awaiting  # not older than the answer awaited
         state = parse_rate_limit(header)
         if state is not None:
-            remaining, reset = state
-            # Requests still in flight may have been counted after this answer was written:
-            # assume they were not (the estimate errs towards waiting, never towards a 429).
-            remaining -= self.in_flight
-            self.remaining = remaining
-            self.reset_at = now + reset
-            if remaining <= 0:
-                self._pause(self.reset_at)
+            stated, reset = state
+            if stated <= 0:
+                # Spent when the server wrote it (an older answer too: quota only comes back
+                # with time, and requests sent since took more): back no sooner than t.
+                self.remaining = 0
+                self._pause(now + reset)
+            elif news:
+                # Requests still in flight may have been counted after this answer was
+                # written: assume they were not (the estimate errs towards waiting).
+                remaining = self.remaining = stated - self.in_flight
+                if remaining <= 0 and not awaiting:
+                    # The newest in flight will tell (or, if it was answered already, the
+                    # last of the older ones to end).
+                    self.awaiting = self.last_sent
+                    self.open = False
+                    awaiting = self.awaiting
         if status in _PAUSING_STATUSES:
             hint = parse_retry_after(header("retry-after"))
             if hint is not None:
                 self._pause(now + hint)
-        if probe is not None:
-            self._probe_ended(probe, True)
+        if awaiting and (number >= awaiting or not self.in_flight):
+            self.awaiting = 0
+            self.settle()
 
-    def abandoned(self, probe: object = None) -> None:
-        """A request ended without a response (``probe``: its token, if it was the probe)."""
+    def abandoned(self, number: int) -> None:
+        """Request ``number`` ended without an answer."""
         self.in_flight -= 1
-        if probe is not None:
-            self._probe_ended(probe, False)
+        awaiting = self.awaiting
+        if awaiting and (number >= awaiting or not self.in_flight):
+            # The answer waited for will not come: the next request goes alone instead.
+            self.awaiting = 0
+            self.probe_due = True
+            self.settle()
 
-    def answered(
-        self, io: ResponseIO[Any], response: Any, clock: Clock, probe: object = None
-    ) -> None:
+    def answered(self, io: ResponseIO[Any], response: Any, clock: Clock, number: int) -> None:
         """A response came: learn what it says of the quota, if anything (most responses of
         most hosts say nothing: then neither the clock is read nor a field parsed)."""
         fields = io.fields(response, PACING_FIELDS)
         if fields:
-            self.observe(io.status(response), fields.get, clock.time(), probe)
-        else:
-            self.in_flight -= 1
-            if probe is not None:
-                self._probe_ended(probe, True)
+            self.observe(io.status(response), fields.get, clock.time(), number)
+            return
+        self.in_flight -= 1
+        awaiting = self.awaiting
+        if awaiting and (number >= awaiting or not self.in_flight):
+            self.remaining = None  # the answer awaited states no quota: nothing to count
+            self.awaiting = 0
+            self.settle()
 
 
 class HostPolicy:
@@ -704,11 +733,15 @@ class HostPolicy:
         self.attempt_timeout = settings.attempt_timeout
         self.timeout = settings.timeout
         self._pacing = _Pacing() if settings.pacing else None
-        # Per request, only what can apply: no limiter, bulkhead nor attempt timeout lets an
+        # Per request, only what can apply: no limiter, bulkhead nor attempt timeout (nor a
+        # breaker whose subclass overrides its async with: its exit is awaited) lets an
         # attempt run inline in the retry loop (ClientPolicy._calls); the Idempotency-Key
         # header is looked for only when it can decide (a retry, a method not retried as such).
         self._plain = (
-            self.limiter is None and self.bulkhead is None and self.attempt_timeout is None
+            self.limiter is None
+            and self.bulkhead is None
+            and self.attempt_timeout is None
+            and (self.breaker is None or async_with_is_core(type(self.breaker)))
         )
         self._retry_methods = settings.retry_methods
         self._reads_key = self.retry is not None and not settings.retry_non_idempotent
@@ -1000,16 +1033,17 @@ class ClientPolicy(EventSource, Generic[R]):
                             try:
                                 if pacing is None:
                                     response = await send()
+                                elif not pacing.open:
+                                    # shut while the breaker's admission awaited: the gate
+                                    response = await self._timed(policy, send, io)
                                 else:
-                                    pacing.in_flight += 1
-                                    if pacing.remaining is not None:
-                                        pacing.counted()
+                                    sent = pacing.sent()
                                     try:
                                         response = await send()
                                     except BaseException:
-                                        pacing.abandoned()
+                                        pacing.abandoned(sent)
                                         raise
-                                    pacing.answered(io, response, self._clock)
+                                    pacing.answered(io, response, self._clock, sent)
                             except BaseException as exc:
                                 leave(ticket, exc, NO_RESULT)
                                 raise
@@ -1083,16 +1117,22 @@ class ClientPolicy(EventSource, Generic[R]):
                 ticket = enter()
                 if ticket.__class__ is types.CoroutineType:
                     ticket = await ticket
+                # (An exit returns an awaitable only for a breaker whose subclass overrides
+                # its async with: that __aexit__ is awaited. The inline path never sees one.)
                 try:
                     response = await self._sent(policy, send, io)
                 except BaseException as exc:
-                    leave(ticket, exc, NO_RESULT)
+                    left = leave(ticket, exc, NO_RESULT)
+                    if left is not None:
+                        await left
                     raise
                 status = io.status(response)
                 if status in policy._settings.breaker_statuses:
-                    leave(ticket, StatusFailure(response, status), NO_RESULT)
+                    left = leave(ticket, StatusFailure(response, status), NO_RESULT)
                 else:
-                    leave(ticket, None, response)
+                    left = leave(ticket, None, response)
+                if left is not None:
+                    await left
             outcome = (
                 "retryable"
                 if retries_statuses and status in policy._settings.retry_statuses
@@ -1136,11 +1176,12 @@ class ClientPolicy(EventSource, Generic[R]):
             reason = f"asked for a pause of {wait:.3f}s (max_pause {max_pause:g}s)"
         return HostPaused(f"{self.name}: {host} {reason}", retry_after=wait, host=host)
 
-    async def _gate(self, policy: HostPolicy, pacing: _Pacing) -> object | None:
+    async def _gate(self, policy: HostPolicy, pacing: _Pacing) -> None:
         """Hold a request while its host's gate is shut, behind every request held before
-        it: the first held sleeps out the pause, then goes as the probe or waits for the
-        probe's answer. Returns the probe's token when this request is the probe. No
-        request is held longer than ``max_pause``: it is refused with :class:`HostPaused`."""
+        it: the first held sleeps out the pause, or waits for the awaited answer; the first
+        to go after a pause goes alone (its answer is then awaited). No request is held
+        longer than ``max_pause``: it is refused with :class:`HostPaused`. Returns right
+        before :meth:`_Pacing.sent` (nothing awaited in between)."""
         clock = self._clock
         now = clock.time()
         self._refuse_long_pause(policy, pacing, now)
@@ -1159,17 +1200,15 @@ class ClientPolicy(EventSource, Generic[R]):
                     if pacing.paused_until > deadline:
                         raise self._paused(policy, wait)
                     await clock.sleep(wait)
-                elif pacing.probe is not None:
-                    me = held[0] = loop.create_future()  # woken when the probe ends
+                elif pacing.awaiting:
+                    me = held[0] = loop.create_future()  # woken when the answer comes
                     if not await _held(me, deadline, clock):
                         raise self._paused(policy, None)
                 else:
                     break
-            if not pacing.probe_due:
-                return None
-            pacing.probe_due = False
-            probe = pacing.probe = object()
-            return probe
+            if pacing.probe_due:
+                pacing.probe_due = False
+                pacing.awaiting = pacing.last_sent + 1  # this one, sent next
         finally:
             held.remove(me)
             pacing.settle()
@@ -1199,10 +1238,9 @@ class ClientPolicy(EventSource, Generic[R]):
                 return await send()
         # The gate is the last wait before the send: a request that waited in the limiter or
         # the bulkhead while the host was paused is held here, not sent.
-        probe = None if pacing.open else await self._gate(policy, pacing)
-        pacing.in_flight += 1
-        if pacing.remaining is not None:
-            pacing.counted()
+        if not pacing.open:
+            await self._gate(policy, pacing)
+        sent = pacing.sent()
         try:
             if policy.attempt_timeout is None:
                 response = await send()
@@ -1210,9 +1248,9 @@ class ClientPolicy(EventSource, Generic[R]):
                 async with timeout(policy.attempt_timeout):
                     response = await send()
         except BaseException:
-            pacing.abandoned(probe)
+            pacing.abandoned(sent)
             raise
-        pacing.answered(io, response, self._clock, probe)
+        pacing.answered(io, response, self._clock, sent)
         return response
 
     def __repr__(self) -> str:
