@@ -546,7 +546,7 @@ async def _held(held: asyncio.Future[bool], deadline: float, clock: Clock) -> bo
 class _Pacing:
     """What the server told of this host's quota, and the requests held for it (see the
     module doc). Requests pass the gate (:meth:`ClientPolicy._gate`) while it is ``open``;
-    each one sent gets a number (:meth:`sent`) that its answer or failure is reported with.
+    each one sent gets a number (``last_sent``) that its answer or failure is reported with.
 
     The gate shuts while the host is paused, and while it waits for the answer of a
     request in flight that will tell what comes next (``awaiting``: its number; any later
@@ -596,19 +596,17 @@ class _Pacing:
         else:
             self.open = not (self.awaiting or self.probe_due)
 
-    def sent(self) -> int:
-        """A request is sent: count it against the estimate; returns its number. The one
-        that spends the estimate shuts the gate until its answer (or a later one) comes."""
-        self.in_flight += 1
-        number = self.last_sent = self.last_sent + 1
+    def counted(self, number: int) -> None:
+        """Request ``number`` is sent (the caller counted it in ``in_flight`` and
+        ``last_sent``) while a figure is known: count it against the estimate. The one that
+        spends it shuts the gate until its answer (or a later one) comes."""
         remaining = self.remaining
-        if remaining is not None:
-            remaining -= 1
-            self.remaining = remaining
-            if remaining <= 0 and not self.awaiting:
-                self.awaiting = number
-                self.open = False
-        return number
+        assert remaining is not None
+        remaining -= 1
+        self.remaining = remaining
+        if remaining <= 0 and not self.awaiting:
+            self.awaiting = number
+            self.open = False
 
     def observe(
         self, status: int, header: Callable[[str], str | None], now: float, number: int
@@ -1037,7 +1035,10 @@ class ClientPolicy(EventSource, Generic[R]):
                                     # shut while the breaker's admission awaited: the gate
                                     response = await self._timed(policy, send, io)
                                 else:
-                                    sent = pacing.sent()
+                                    pacing.in_flight += 1  # _timed's steps, inline
+                                    sent = pacing.last_sent = pacing.last_sent + 1
+                                    if pacing.remaining is not None:
+                                        pacing.counted(sent)
                                     try:
                                         response = await send()
                                     except BaseException:
@@ -1181,7 +1182,7 @@ class ClientPolicy(EventSource, Generic[R]):
         it: the first held sleeps out the pause, or waits for the awaited answer; the first
         to go after a pause goes alone (its answer is then awaited). No request is held
         longer than ``max_pause``: it is refused with :class:`HostPaused`. Returns right
-        before :meth:`_Pacing.sent` (nothing awaited in between)."""
+        before the send is counted (nothing awaited in between)."""
         clock = self._clock
         now = clock.time()
         self._refuse_long_pause(policy, pacing, now)
@@ -1240,7 +1241,11 @@ class ClientPolicy(EventSource, Generic[R]):
         # the bulkhead while the host was paused is held here, not sent.
         if not pacing.open:
             await self._gate(policy, pacing)
-        sent = pacing.sent()
+        # Counted in place (most hosts state no figure: then no call is made).
+        pacing.in_flight += 1
+        sent = pacing.last_sent = pacing.last_sent + 1
+        if pacing.remaining is not None:
+            pacing.counted(sent)
         try:
             if policy.attempt_timeout is None:
                 response = await send()
