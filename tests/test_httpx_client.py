@@ -772,6 +772,32 @@ async def test_twenty_callers_at_ten_times_the_quota_with_latency(
     assert used >= 0.95 * min(1.0, capacity), (counts, capacity)
 
 
+async def test_requests_decided_out_of_order_bring_no_refusal(virtual_clock: Any) -> None:
+    # Each request reaches the server after 25-75 ms, so it decides them in another order
+    # than they were sent: the answer of the last one sent is not the newest state, and the
+    # gate waits for every request in flight before it trusts what is left.
+    import random
+
+    rng = random.Random(1)
+    upstream, counts = protected_upstream(SlidingWindowLog(20, 10, name="log"))
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05 * (0.5 + rng.random()))
+        return await upstream(request)
+
+    async with client(handler, retry=None) as http:
+
+        async def caller() -> None:
+            await asyncio.sleep(rng.random() * 2.5)
+            while virtual_clock.time() < 200:
+                await http.get("http://api.test/")
+                await asyncio.sleep(2.5 * (0.5 + rng.random()))  # 10 x 0.4/s: twice the quota
+
+        await asyncio.gather(*(caller() for _ in range(10)))
+    assert counts["refused"] == 0, counts
+    assert counts["served"] >= 0.95 * (20 + 2 * 190), counts
+
+
 async def test_after_a_pause_one_request_goes_first_and_its_answer_tells_the_rest(
     virtual_clock: Any,
 ) -> None:

@@ -71,7 +71,8 @@ sent since): when it reaches 0, the host's requests are held instead of being re
 They wait for the answer of the request that spent it (answers of requests sent before it
 tell of an older state: a sliding window counter's ``t`` grows with what was used), which
 states the quota left, or that it is spent and when it is back: the host then pauses until
-then. After any pause the first request goes alone and the others wait for its answer,
+then. When what an answer states is less than the requests still in flight, they wait for
+all of those (a server need not decide requests in the order they were sent). After any pause the first request goes alone and the others wait for its answer,
 which states what the reset gave back (not always the whole quota: a sliding window gives
 it back unit by unit); a request awaited that ends without an answer hands over to the next
 one, sent alone. The estimate outlives its reset (quota only comes back with time: what was
@@ -614,8 +615,10 @@ class _Pacing:
         """The answer of request ``number`` came, with quota fields or hints."""
         self.in_flight -= 1
         awaiting = self.awaiting
-        news = not awaiting or number >= awaiting  # not older than the answer awaited
+        # Not older than the answer awaited, or the last one out: it tells the newest state.
+        news = not awaiting or number >= awaiting or not self.in_flight
         state = parse_rate_limit(header)
+        waits = False
         if state is not None:
             stated, reset = state
             if stated <= 0:
@@ -627,17 +630,17 @@ class _Pacing:
                 # Requests still in flight may have been counted after this answer was
                 # written: assume they were not (the estimate errs towards waiting).
                 remaining = self.remaining = stated - self.in_flight
-                if remaining <= 0 and not awaiting:
-                    # The newest in flight will tell (or, if it was answered already, the
-                    # last of the older ones to end).
-                    self.awaiting = self.last_sent
+                if remaining <= 0:
+                    # They may take what is left: the gate waits for all of them (they need
+                    # not be decided in the order they were sent; the last answer tells).
+                    self.awaiting = self.last_sent + 1
                     self.open = False
-                    awaiting = self.awaiting
+                    waits = True
         if status in _PAUSING_STATUSES:
             hint = parse_retry_after(header("retry-after"))
             if hint is not None:
                 self._pause(now + hint)
-        if awaiting and (number >= awaiting or not self.in_flight):
+        if awaiting and news and not waits:
             self.awaiting = 0
             self.settle()
 
