@@ -72,9 +72,10 @@ They wait for the answer of the request that spent it (answers of requests sent 
 tell of an older state: a sliding window counter's ``t`` grows with what was used), which
 states the quota left, or that it is spent and when it is back: the host then pauses until
 then. When what an answer states is less than the requests still in flight, they wait for
-all of those (a server need not decide requests in the order they were sent). After any pause the first request goes alone and the others wait for its answer,
-which states what the reset gave back (not always the whole quota: a sliding window gives
-it back unit by unit); a request awaited that ends without an answer hands over to the next
+all of those (a server need not decide requests in the order they were sent). After any
+pause the first request goes alone and the others wait for its answer, which states what
+the reset gave back (not always the whole quota: a sliding window gives it back unit by
+unit); a request awaited that ends without an answer hands over to the next
 one, sent alone. The estimate outlives its reset (quota only comes back with time: what was
 left is left still). Held requests go in arrival order, the hold is the last wait before
 the send (a request that waited in the limiter or the bulkhead is held too), and none is
