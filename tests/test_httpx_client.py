@@ -1028,6 +1028,7 @@ async def test_a_huge_figure_is_ignored_not_a_pause_for_ever(virtual_clock: Any)
         legacy = {"X-RateLimit-Remaining": "5", "X-RateLimit-Reset": huge}
         assert parse_rate_limit(_reader(legacy)) == (5, 0.0)
         assert parse_retry_after(huge) is None
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT") is None  # not for ever either
     count = 0
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -1051,6 +1052,65 @@ async def test_a_huge_figure_is_ignored_not_a_pause_for_ever(virtual_clock: Any)
         assert (await http.get("http://a.test/")).status_code == 200
         pacing = _pacing_of(http)
         assert pacing.open and not pacing.awaiting and pacing.in_flight == 0
+
+
+async def test_an_awaited_answer_without_fields_keeps_the_estimate_spent(
+    virtual_clock: Any,
+) -> None:
+    # /plain counts against the quota (3 per 10 s) but its answers carry no fields: when
+    # the one awaited is such an answer, the estimate stays spent (one request at a time
+    # until an answer states the quota), rather than lost (a burst, refused).
+    used = 0
+    statuses: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal used
+        await asyncio.sleep(0.05)
+        if used >= 3:
+            fields = {"ratelimit": '"q";r=0;t=10', "retry-after": "10"}
+            return httpx.Response(429, headers=fields)
+        used += 1
+        if request.url.path == "/plain":
+            return httpx.Response(200)
+        return httpx.Response(200, headers={"ratelimit": f'"q";r={3 - used};t=10'})
+
+    async with client(handler, retry=None, max_pause=5) as http:
+        await http.get("http://a.test/x")  # r=2
+        await http.get("http://a.test/x")  # r=1
+        await http.get("http://a.test/plain")  # spends the estimate; answered without fields
+        calls = [asyncio.create_task(http.get("http://a.test/x")) for _ in range(5)]
+        for call in calls:
+            with contextlib.suppress(HostPaused):
+                statuses.append((await call).status_code)
+    assert statuses == [429]  # the one request that went, alone; the others held, then refused
+
+
+async def test_an_older_answer_arriving_last_can_only_lower_the_estimate(
+    virtual_clock: Any,
+) -> None:
+    # The server decides on arrival; /slow's answer (decided first, r=4) comes back after
+    # the answer of a request decided after it (r=3).
+    used = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal used
+        if used >= 6:
+            return httpx.Response(429, headers={"ratelimit": '"q";r=0;t=60'})
+        used += 1
+        fields = {"ratelimit": f'"q";r={6 - used};t=60'}
+        await asyncio.sleep(1.0 if request.url.path == "/slow" else 0.1)
+        return httpx.Response(200, headers=fields)
+
+    async def later() -> httpx.Response:
+        await asyncio.sleep(0.01)
+        return await http.get("http://a.test/x")
+
+    async with client(handler, retry=None) as http:
+        await http.get("http://a.test/x")  # r=5
+        await asyncio.gather(http.get("http://a.test/slow"), later())
+        assert _pacing_of(http).remaining <= 3  # the server has 3 left (it said 4 was left)
+        answers = await asyncio.gather(*(http.get("http://a.test/x") for _ in range(3)))
+    assert [a.status_code for a in answers] == [200, 200, 200] and used == 6
 
 
 class _SlowAdmission:

@@ -77,9 +77,12 @@ pause the first request goes alone and the others wait for its answer, which sta
 the reset gave back (not always the whole quota: a sliding window gives it back unit by
 unit); a request awaited that ends without an answer hands over to the next
 one, sent alone. The estimate outlives its reset (quota only comes back with time: what was
-left is left still). Held requests go in arrival order, the hold is the last wait before
-the send (a request that waited in the limiter or the bulkhead is held too), and none is
-held longer than ``max_pause`` (per attempt). A figure above 10^10 is malformed and ignored.
+left is left still); an answer of a request sent before one already heard can only lower
+it; a spent estimate whose awaited answer states no quota (another path) stays spent, so
+requests go one at a time until an answer states it again. Held requests go in arrival
+order, the hold is the last wait before the send (a request that waited in the limiter or
+the bulkhead is held too), and none is held longer than ``max_pause`` (per attempt). A
+figure above 10^10 is malformed and ignored.
 ``X-RateLimit-Reset`` is read as epoch seconds when it is above 10^9
 (GitHub's form) and as a delta otherwise.
 
@@ -293,7 +296,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         # (RFC 9110 §5.6.7, which a recipient must accept in all three forms).
         when = when.replace(tzinfo=datetime.UTC)
     wall = time.time() if now is None else now
-    return max(0.0, when.timestamp() - wall)
+    seconds = max(0.0, when.timestamp() - wall)
+    return seconds if seconds <= _MAX_FIGURE else None  # year 9999: malformed, not for ever
 
 
 # One structured-field item with its parameters (RFC 9651 §3.1): the bare item (a string,
@@ -563,6 +567,7 @@ class _Pacing:
         "awaiting",
         "held",
         "in_flight",
+        "last_heard",
         "last_sent",
         "open",
         "paused_until",
@@ -575,6 +580,7 @@ class _Pacing:
         self.remaining: int | None = None  # estimated quota left (None: no figure)
         self.in_flight = 0
         self.last_sent = 0  # the number of the last request sent
+        self.last_heard = 0  # the highest number of an answer that stated the quota
         self.awaiting = 0  # the gate waits for the answer of this request (0: for none)
         self.probe_due = False  # a pause was set: its first request will go alone
         # The requests held, in arrival order. Only the first is awake (it sleeps out the
@@ -630,10 +636,18 @@ class _Pacing:
             elif news:
                 # Requests still in flight may have been counted after this answer was
                 # written: assume they were not (the estimate errs towards waiting).
-                remaining = self.remaining = stated - self.in_flight
-                if remaining <= 0:
+                remaining = stated - self.in_flight
+                if number > self.last_heard:
+                    self.last_heard = number
+                elif self.remaining is not None and self.remaining < remaining:
+                    # Sent before one already heard: it may have been decided after it too,
+                    # and that one is no longer in flight: it can only lower the estimate.
+                    remaining = self.remaining
+                self.remaining = remaining
+                if remaining <= 0 and self.in_flight:
                     # They may take what is left: the gate waits for all of them (they need
                     # not be decided in the order they were sent; the last answer tells).
+                    # (With none in flight the next request sent spends it, and is awaited.)
                     self.awaiting = self.last_sent + 1
                     self.open = False
                     waits = True
@@ -665,7 +679,8 @@ class _Pacing:
         self.in_flight -= 1
         awaiting = self.awaiting
         if awaiting and (number >= awaiting or not self.in_flight):
-            self.remaining = None  # the answer awaited states no quota: nothing to count
+            # The answer awaited states no quota (another path, say): the estimate stays
+            # spent, so requests go one at a time until an answer states the quota again.
             self.awaiting = 0
             self.settle()
 
