@@ -36,8 +36,7 @@ class HttpAttempt(ResilienceEvent):
 class HttpPaused(CallRejected):
     """A call was refused: its host asked for a pause (``Retry-After``, a spent quota)
     longer than ``max_pause`` (``retry_after`` is the time left), or the call was held
-    ``max_pause`` for the answer to the first request after a pause (``retry_after`` is
-    ``None``)."""
+    ``max_pause`` for an answer that would tell the quota (``retry_after`` is ``None``)."""
 
     name: ClassVar[str] = "http_paused"
 

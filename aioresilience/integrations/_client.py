@@ -41,7 +41,7 @@ host, so it still limits each host apart):
 ``pacing``     follow the server's rate-limit fields (default ``True``), see below;
                ``max_pause`` (default 60 s): a host paused longer than this answers at once
                with :class:`HostPaused` rather than hold the call, and a call held this
-               long for the answer to the first request after a pause is refused so too.
+               long for the answer that would tell the quota is refused so too.
 ``hosts``      per-host overrides: ``{pattern: {option: value, ...}}``; patterns are
                ``fnmatch`` globs matched against ``"host"`` and ``"host:port"``
                (``"*.internal"``, ``"api.example.com:8443"``); the first match wins and its
@@ -75,8 +75,8 @@ then. When what an answer states is less than the requests still in flight, they
 all of those (a server need not decide requests in the order they were sent). After any
 pause the first request goes alone and the others wait for its answer, which states what
 the reset gave back (not always the whole quota: a sliding window gives it back unit by
-unit); a request awaited that ends without an answer hands over to the next
-one, sent alone. The estimate outlives its reset (quota only comes back with time: what was
+unit); a request awaited that ends without an answer hands over to the next one, sent
+alone. The estimate outlives its reset (quota only comes back with time: what was
 left is left still); an answer of a request sent before one already heard can only lower
 it; a spent estimate whose awaited answer states no quota (another path) stays spent, so
 requests go one at a time until an answer states it again. Held requests go in arrival
@@ -244,8 +244,9 @@ class StatusFailure(Exception):
 class HostPaused(Rejected):
     """The host asked us (``Retry-After``, or a spent rate-limit quota) to wait longer than
     ``max_pause``: the call is refused at once, nothing sent (``retry_after``: seconds
-    left). Also raised when a request was held ``max_pause`` for the answer to the first
-    request after a pause, which never came (``retry_after`` ``None``: unknown)."""
+    left). Also raised when a request was held ``max_pause`` for the answer that would tell
+    the quota (the first after a pause, or the one that spent it), which never came
+    (``retry_after`` ``None``: unknown)."""
 
     def __init__(self, message: str, *, retry_after: float | None, host: str) -> None:
         super().__init__(message, retry_after=retry_after)
@@ -555,12 +556,12 @@ class _Pacing:
     each one sent gets a number (``last_sent``) that its answer or failure is reported with.
 
     The gate shuts while the host is paused, and while it waits for the answer of a
-    request in flight that will tell what comes next (``awaiting``: its number; any later
-    request's answer tells as much): the first request after a pause (sent alone: a reset
-    need not give the whole quota back, and its answer says how much it did), or the one
-    that spent the estimated quota (the server's ``t`` for the quota it stated before is
-    no guide to when a unit is back once that is spent: a sliding window counter's grows
-    with what was used). Answers of requests sent before it tell of an older state: they
+    request in flight that will tell what comes next (``awaiting``: its number; a later
+    request's end, or the last one in flight, tells as much): the first request after a
+    pause (sent alone: a reset need not give the whole quota back, and its answer says how
+    much it did), or the one that spent the estimated quota (the server's ``t`` for the
+    quota it stated before is no guide to when a unit is back once that is spent: a
+    sliding window counter's grows with what was used). Answers of requests sent before it tell of an older state: they
     neither open the gate nor, unless they say the quota is spent, pause it."""
 
     __slots__ = (
@@ -589,6 +590,12 @@ class _Pacing:
         self.held: deque[asyncio.Future[bool]] = deque()
         # No pause, no answer awaited, nobody held: requests go straight to the send.
         self.open = True
+
+    def _ends_the_wait(self, number: int) -> bool:
+        """Whether request ``number``, just ended (``in_flight`` already less it), is what
+        the gate waits for (``awaiting`` is set): the request awaited, a later one, or the
+        last one in flight."""
+        return number >= self.awaiting or not self.in_flight
 
     def _pause(self, until: float) -> None:
         if until > self.paused_until:
@@ -622,8 +629,7 @@ class _Pacing:
         """The answer of request ``number`` came, with quota fields or hints."""
         self.in_flight -= 1
         awaiting = self.awaiting
-        # Not older than the answer awaited, or the last one out: it tells the newest state.
-        news = not awaiting or number >= awaiting or not self.in_flight
+        news = not awaiting or self._ends_the_wait(number)  # it tells the newest state
         state = parse_rate_limit(header)
         waits = False
         if state is not None:
@@ -662,8 +668,7 @@ class _Pacing:
     def abandoned(self, number: int) -> None:
         """Request ``number`` ended without an answer."""
         self.in_flight -= 1
-        awaiting = self.awaiting
-        if awaiting and (number >= awaiting or not self.in_flight):
+        if self.awaiting and self._ends_the_wait(number):
             # The answer waited for will not come: the next request goes alone instead.
             self.awaiting = 0
             self.probe_due = True
@@ -677,8 +682,7 @@ class _Pacing:
             self.observe(io.status(response), fields.get, clock.time(), number)
             return
         self.in_flight -= 1
-        awaiting = self.awaiting
-        if awaiting and (number >= awaiting or not self.in_flight):
+        if self.awaiting and self._ends_the_wait(number):
             # The answer awaited states no quota (another path, say): the estimate stays
             # spent, so requests go one at a time until an answer states the quota again.
             self.awaiting = 0
@@ -1191,7 +1195,7 @@ class ClientPolicy(EventSource, Generic[R]):
         self._emit(HttpPaused, host=host, retry_after=wait)
         max_pause = policy._settings.max_pause
         if wait is None:
-            reason = f"held {max_pause:g}s (max_pause) for the answer to its first request"
+            reason = f"held {max_pause:g}s (max_pause) for an answer that did not come"
         else:
             reason = f"asked for a pause of {wait:.3f}s (max_pause {max_pause:g}s)"
         return HostPaused(f"{self.name}: {host} {reason}", retry_after=wait, host=host)
