@@ -561,8 +561,9 @@ class _Pacing:
     pause (sent alone: a reset need not give the whole quota back, and its answer says how
     much it did), or the one that spent the estimated quota (the server's ``t`` for the
     quota it stated before is no guide to when a unit is back once that is spent: a
-    sliding window counter's grows with what was used). Answers of requests sent before it tell of an older state: they
-    neither open the gate nor, unless they say the quota is spent, pause it."""
+    sliding window counter's grows with what was used). Answers of requests sent before it
+    tell of an older state: they neither open the gate nor, unless they say the quota is
+    spent, pause it."""
 
     __slots__ = (
         "awaiting",
