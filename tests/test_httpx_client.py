@@ -33,11 +33,13 @@ from aioresilience import (
 )
 from aioresilience.abc import memory_breaker_state
 from aioresilience.integrations._client import (
+    PACING_FIELDS,
     HostPaused,
     HttpAttempt,
     Origin,
     parse_rate_limit,
     parse_retry_after,
+    raw_fields,
 )
 from aioresilience.integrations.httpx import RETRY_EXTENSION, ResilientTransport
 
@@ -410,6 +412,28 @@ def test_parse_rate_limit_fields() -> None:
     assert parse_rate_limit(_reader(beyond)) == (0, 20.0)
     assert parse_rate_limit(_reader({})) is None
     assert parse_rate_limit(_reader({"RateLimit": "garbage"})) is None
+
+
+def test_raw_fields_reads_the_names_asked_for_in_any_case() -> None:
+    pairs = [
+        (b"Content-Type", b"text/plain"),
+        (b"RATELIMIT", b'"a";r=1;t=2'),
+        (b"Referrer-Policy", b"no-referrer"),  # the initial of a field asked for, not one
+        (b"x-RateLimit-Reset", b"5"),
+        (b"", b"odd"),
+        (b"Retry-After", b"3"),
+        (b"retry-after", b"4"),  # repeated: joined, as a header lookup would
+    ]
+    assert raw_fields(pairs, PACING_FIELDS) == {
+        "ratelimit": '"a";r=1;t=2',
+        "x-ratelimit-reset": "5",
+        "retry-after": "3, 4",
+    }
+    assert raw_fields(pairs, frozenset({"content-type", "referrer-policy"})) == {
+        "content-type": "text/plain",
+        "referrer-policy": "no-referrer",
+    }
+    assert raw_fields(pairs, frozenset()) == {}
 
 
 class FixedWindowServer:

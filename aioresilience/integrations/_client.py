@@ -166,6 +166,14 @@ PACING_FIELDS: frozenset[str] = frozenset(
     }
 )
 _PACING_BYTES = frozenset(name.encode("latin-1") for name in PACING_FIELDS)  # raw_fields'
+
+
+def _initials(names: frozenset[bytes]) -> frozenset[int]:
+    """The first bytes the names may start with, either case (raw_fields' quick skip)."""
+    return frozenset(b for name in names if name for b in (name[:1].lower() + name[:1].upper()))
+
+
+_PACING_INITIALS = _initials(_PACING_BYTES)
 _EPOCH_THRESHOLD = 1e9  # X-RateLimit-Reset above this is epoch seconds (year 2001 onwards)
 _DEFAULT = object()  # "the option was not given" (budget: None is a value there)
 
@@ -257,15 +265,19 @@ def raw_fields(pairs: Iterable[tuple[bytes, bytes]], names: frozenset[str]) -> d
     """:meth:`ResponseIO.fields` over a library's raw header pairs: one pass, and only the
     names asked for are decoded (cheaper than a header lookup per name, each of which walks
     every header anyway)."""
-    wanted = (
-        _PACING_BYTES
-        if names is PACING_FIELDS
-        else frozenset(name.encode("latin-1") for name in names)
-    )
+    if names is PACING_FIELDS:
+        wanted, initials = _PACING_BYTES, _PACING_INITIALS
+    else:
+        wanted = frozenset(name.encode("latin-1") for name in names)
+        initials = _initials(wanted)
     found: dict[str, str] = {}
     for key, value in pairs:
+        # Most names are passed over on their first byte (an int: no object made): of a
+        # typical answer's four, none is lowered (callgrind, 3.12: ~1,000 instructions less).
         # Lower-cased as bytes, not decoded first: per header one call instead of two, and
         # the same match (no latin-1 letter has an ASCII lower case).
+        if not key or key[0] not in initials:
+            continue
         lowered = key.lower()
         if lowered in wanted:
             name = lowered.decode("latin-1")
