@@ -11,9 +11,11 @@ Every case has the same retry policy: 3 attempts, exponential backoff from 10 ms
 429 502 503 504 and transport errors retried. httpx: bare ``AsyncClient``, ours
 (``ResilientTransport``), httpx-retries (``RetryTransport``), stamina (``@stamina.retry``
 around a call that raises on a retried status); aiohttp: bare ``ClientSession``, ours
-(``ResilientMiddleware``), aiohttp-retry (``RetryClient``). Ours with its defaults otherwise
-(a breaker and a token budget per host, pacing on). And per library a layer that only
-forwards (an httpx transport, an aiohttp client middleware): the floor any wrapper pays.
+(``ResilientMiddleware``), aiohttp-retry (``RetryClient``). Ours twice: with its defaults
+otherwise (``ours``: a breaker and a token budget per host, pacing on), and with the peers'
+policy and nothing more (``ours, retry only``: no breaker, budget nor pacing). And per library
+a layer that only forwards (an httpx transport, an aiohttp client middleware): the floor any
+wrapper pays.
 
 **A dead host, then its recovery** (part ``client_fault``): per case, a fresh client calls an
 in-process aiohttp.web host that answers 503 to everything: 100 calls, one every 10 ms (each
@@ -56,6 +58,7 @@ BREAK = 0.5  # ours, in the fault scenario
 TARGET_US = 10.0
 TARGET_AMPLIFICATION = 1.2
 PEERS = ("httpx", "aiohttp", "httpx-retries", "aiohttp-retry", "stamina")
+RETRY_ONLY = "ours, retry only"  # the peers' policy and nothing more
 
 Send = Callable[[], Awaitable[None]]
 
@@ -100,14 +103,18 @@ class Server:
 # -- the clients -------------------------------------------------------------------------------
 
 
-def ours_options(breaker: dict[str, Any] | None = None) -> dict[str, Any]:
+def ours_options(kind: str, breaker: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ours: the common retry policy with the defaults otherwise (``ours``), or with nothing
+    the peers lack (``ours, retry only``: no breaker, budget nor pacing)."""
     from aioresilience import exponential
 
     options: dict[str, Any] = {
         "retry": {"attempts": ATTEMPTS, "backoff": exponential(FIRST_DELAY)},
         "retry_statuses": STATUSES,
     }
-    if breaker is not None:
+    if kind == RETRY_ONLY:
+        options.update(breaker=None, budget=None, pacing=False)
+    elif breaker is not None:
         options["breaker"] = breaker
     return options
 
@@ -166,10 +173,10 @@ async def client(
 
         inner = canned_transport() if canned else None
         transport: Any = inner
-        if kind == "ours":
+        if kind in ("ours", RETRY_ONLY):
             from aioresilience.integrations.httpx import ResilientTransport
 
-            transport = ResilientTransport(inner, **ours_options(breaker))
+            transport = ResilientTransport(inner, **ours_options(kind, breaker))
         elif kind == "pass-through":
             transport = PassThrough(inner or httpx.AsyncHTTPTransport())
         elif kind == "httpx-retries":
@@ -221,10 +228,10 @@ async def client(
             session: Any = aiohttp_retry.RetryClient(retry_options=options)
         else:
             middlewares: tuple[Any, ...] = ()
-            if kind == "ours":
+            if kind in ("ours", RETRY_ONLY):
                 from aioresilience.integrations.aiohttp import ResilientMiddleware
 
-                middlewares = (ResilientMiddleware(**ours_options(breaker)),)
+                middlewares = (ResilientMiddleware(**ours_options(kind, breaker)),)
             elif kind == "pass-through":
                 middlewares = (pass_through,)
             session = aiohttp.ClientSession(middlewares=middlewares)
@@ -244,11 +251,18 @@ CASES = {
     "httpx": (
         "httpx bare",
         "httpx ours",
+        f"httpx {RETRY_ONLY}",
         "httpx pass-through",
         "httpx httpx-retries",
         "httpx stamina",
     ),
-    "aiohttp": ("aiohttp bare", "aiohttp ours", "aiohttp pass-through", "aiohttp aiohttp-retry"),
+    "aiohttp": (
+        "aiohttp bare",
+        "aiohttp ours",
+        f"aiohttp {RETRY_ONLY}",
+        "aiohttp pass-through",
+        "aiohttp aiohttp-retry",
+    ),
 }
 PEER_OF = {"httpx-retries": "httpx-retries", "stamina": "stamina", "aiohttp-retry": "aiohttp-retry"}
 
@@ -324,11 +338,18 @@ def cpu(quick: bool = False, seed: int = 14) -> dict[str, Any]:
     rows += asyncio.run(cpu_rounds("http://bench.invalid/", local_n, rounds, warmup, seed, True))
     over = {r["case"]: r["overhead_us"] for r in rows if "overhead_us" in r}
     targets = []
-    for case in ("httpx ours", "aiohttp ours", "httpx ours (no network)"):
+    for case in (
+        "httpx ours",
+        f"httpx {RETRY_ONLY}",
+        "aiohttp ours",
+        f"aiohttp {RETRY_ONLY}",
+        "httpx ours (no network)",
+        f"httpx {RETRY_ONLY} (no network)",
+    ):
         ours = over.get(case)
         if ours is not None:
             verdict = "met" if ours <= TARGET_US else "NOT met"
-            floor = over.get(case.replace("ours", "pass-through"))
+            floor = over.get(case.replace(RETRY_ONLY, "ours").replace("ours", "pass-through"))
             also = "" if floor is None else f"; a layer doing nothing {floor:+.1f} us"
             targets.append(f"{case}: {ours:+.1f} us over bare ({verdict}: <= +10 us){also}")
     return {
@@ -415,8 +436,10 @@ def fault(quick: bool = False) -> dict[str, Any]:
     rows = []
     for cases in CASES.values():
         for case in cases:
-            # (a layer doing nothing retries nothing: nothing to measure there)
-            if not case.endswith((" bare", " pass-through")) and missing(case) is None:
+            # (a layer doing nothing retries nothing: nothing to measure there; ours without
+            # a breaker retries as the peers do)
+            skip = (" bare", " pass-through", RETRY_ONLY)
+            if not case.endswith(skip) and missing(case) is None:
                 rows.append(asyncio.run(fault_case(case, calls, spacing, limit)))
     targets = []
     for row in rows:
