@@ -35,6 +35,7 @@ from aioresilience.abc import memory_breaker_state
 from aioresilience.integrations._client import (
     PACING_FIELDS,
     HostPaused,
+    HostPolicy,
     HttpAttempt,
     Origin,
     parse_rate_limit,
@@ -820,6 +821,109 @@ async def test_requests_decided_out_of_order_bring_no_refusal(virtual_clock: Any
         await asyncio.gather(*(caller() for _ in range(10)))
     assert counts["refused"] == 0, counts
     assert counts["served"] >= 0.95 * (20 + 2 * 190), counts
+
+
+def _answers(*answers: str) -> tuple[httpx.AsyncClient, HostPolicy, list[float]]:
+    """A client of a host answering each answer in turn (then the last again): a RateLimit
+    field, or ``"429"`` (with ``Retry-After: 1``); and the loop times requests reached it."""
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(loop.time())
+        answer = answers[min(len(sent), len(answers)) - 1]
+        if answer == "429":
+            return httpx.Response(429, headers={"retry-after": "1"})
+        return httpx.Response(200, headers={"ratelimit": answer})
+
+    transport = ResilientTransport(httpx.MockTransport(handler), retry=None)
+    return httpx.AsyncClient(transport=transport), transport.policy.host(A_TEST), sent
+
+
+A_TEST = Origin("http", "a.test", 80)
+# A quota of 3 per 1 s window, used at 0.3 s intervals from the window's start.
+_WINDOW = ('"q";r=2;t=1', '"q";r=1;t=1', '"q";r=0;t=1')
+
+
+async def _spend(http: httpx.AsyncClient) -> None:
+    for _ in range(3):
+        await http.get("http://a.test/")
+        await asyncio.sleep(0.3)
+
+
+async def test_a_spent_quota_pauses_until_the_earliest_bound_of_its_reset(
+    virtual_clock: Any,
+) -> None:
+    # t is whole seconds rounded up: each answer about one reset says it is at most t away,
+    # and the first answer of a 1 s window bounds it best (every one of them says t=1).
+    http, host, sent = _answers(*_WINDOW, *_WINDOW, *_WINDOW)
+    async with http:
+        await _spend(http)
+        assert host.paused_until == pytest.approx(sent[0] + 1.0)  # not sent[2] + 1
+        await _spend(http)  # the whole quota was back then: the next pause is as short
+        assert sent[3] == pytest.approx(sent[0] + 1.0)
+        assert host.paused_until == pytest.approx(sent[3] + 1.0)
+
+
+async def test_a_reset_that_gives_back_less_than_the_whole_quota_ends_short_pauses(
+    virtual_clock: Any,
+) -> None:
+    # A sliding window's reset gives back a unit (and a counter's moves later with use): once
+    # the first answer after a shortened pause states less than the whole quota, each pause
+    # lasts its own answer's t.
+    http, host, sent = _answers(*_WINDOW, '"q";r=0;t=1', *_WINDOW)
+    async with http:
+        await _spend(http)
+        await http.get("http://a.test/")  # at sent[0] + 1: one unit back, spent again
+        assert sent[3] == pytest.approx(sent[0] + 1.0)
+        await _spend(http)
+        assert sent[4] == pytest.approx(sent[3] + 1.0)  # its own t, whole
+        assert host.paused_until == pytest.approx(sent[6] + 1.0)  # not sent[4] + 1
+
+
+async def test_a_refusal_after_a_shortened_pause_ends_short_pauses(virtual_clock: Any) -> None:
+    http, host, sent = _answers(*_WINDOW, "429", *_WINDOW)
+    async with http:
+        await _spend(http)
+        assert (await http.get("http://a.test/")).status_code == 429  # the bound was early
+        await _spend(http)
+        assert sent[4] == pytest.approx(sent[3] + 1.0)  # Retry-After
+        assert host.paused_until == pytest.approx(sent[6] + 1.0)  # not sent[4] + 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FixedWindowCounter(10, 1, name="fw"),
+        lambda: SlidingWindowCounter(10, 1, name="sw"),
+        lambda: SlidingWindowLog(10, 1, name="log"),
+        lambda: TokenBucket(capacity=10, refill_rate=10.0, name="tb"),
+        lambda: GCRA(10, 1, burst=10, name="gcra"),
+    ],
+    ids=["fixed_window", "sliding_window", "sliding_log", "token_bucket", "gcra"],
+)
+async def test_one_second_windows_at_twice_the_quota(virtual_clock: Any, make: Any) -> None:
+    # Whole-second fields with 1 s windows: a pause on each answer's own t would end up to
+    # 1 s late (a fixed window's quota used at 0.74-0.84); bounded by the window's first
+    # answer, a fixed window's is used in full. No algorithm sees a refusal.
+    async def served(pacing: bool) -> dict[str, int]:
+        start = virtual_clock.time()
+        upstream, counts = protected_upstream(make())
+        async with client(upstream, retry=None, pacing=pacing) as http:
+
+            async def caller() -> None:
+                while virtual_clock.time() < start + 30:
+                    await http.get("http://api.test/")
+                    await asyncio.sleep(0.2)  # 4 x 5/s: twice the quota
+
+            await asyncio.gather(*(caller() for _ in range(4)))
+        return counts
+
+    counts = await served(pacing=True)
+    assert counts["refused"] == 0, counts
+    if make().name == "fw":
+        capacity = (await served(pacing=False))["served"]
+        assert counts["served"] >= 0.95 * capacity, (counts, capacity)
 
 
 async def test_after_a_pause_one_request_goes_first_and_its_answer_tells_the_rest(

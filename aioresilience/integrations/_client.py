@@ -71,8 +71,11 @@ sent since): when it reaches 0, the host's requests are held instead of being re
 They wait for the answer of the request that spent it (answers of requests sent before it
 tell of an older state: a sliding window counter's ``t`` grows with what was used), which
 states the quota left, or that it is spent and when it is back: the host then pauses until
-then. When what an answer states is less than the requests still in flight, they wait for
-all of those (a server need not decide requests in the order they were sent). After any
+then. ``t`` is whole seconds, rounded up, so each answer about one reset bounds it: the pause
+ends at the earliest bound while the host gives its whole quota back at such a reset (a fixed
+window does), and at its own answer's ``t`` once a short pause found less, or was refused.
+When what an answer states is less than the requests still in flight, they wait for all of
+those (a server need not decide requests in the order they were sent). After any
 pause the first request goes alone and the others wait for its answer, which states what
 the reset gave back (not always the whole quota: a sliding window gives it back unit by
 unit); a request awaited that ends without an answer hands over to the next one, sent
@@ -582,11 +585,17 @@ class _Pacing:
         "held",
         "in_flight",
         "last_heard",
+        "last_ordered",
         "last_sent",
+        "last_stated",
         "open",
         "paused_until",
+        "peak",
         "probe_due",
         "remaining",
+        "reset_by",
+        "shortened",
+        "shortens",
     )
 
     def __init__(self) -> None:
@@ -597,6 +606,22 @@ class _Pacing:
         self.last_heard = 0  # the highest number of an answer that stated the quota
         self.awaiting = 0  # the gate waits for the answer of this request (0: for none)
         self.probe_due = False  # a pause was set: its first request will go alone
+        # The latest the reset under way can come (loop time). Fields state t in whole
+        # seconds, rounded up (the reset is up to 1 s sooner than each answer says: every
+        # answer in a 1 s window says t=1), so each answer about the same reset bounds it,
+        # and the earliest bounds it best. Answers are about the same reset while the
+        # quota they state only goes down (what was taken, nothing back), in the order sent.
+        self.reset_by = math.inf
+        self.last_ordered = 0  # the number of the latest answer that stated the quota
+        self.last_stated = -1  # what that answer stated
+        self.peak = 0  # the most any answer stated: a whole quota, less one
+        # A pause on a spent quota ends at reset_by (shortens) while the host is seen to give
+        # its whole quota back at once at such a reset (a fixed window's): the first answer
+        # to a request sent after a shortened pause must state the peak again, and not be a
+        # refusal. Else (a sliding window's or a bucket's reset gives back a unit, a sliding
+        # window counter's moves later as the quota is used) each answer's own t pauses it.
+        self.shortens = True
+        self.shortened = 0  # the last sent when a shortened pause was set (0: none to judge)
         # The requests held, in arrival order. Only the first is awake (it sleeps out the
         # pause, or waits for the awaited answer, then goes); each one leaving wakes the
         # next, so nobody overtakes anybody and nobody is woken for nothing.
@@ -610,9 +635,10 @@ class _Pacing:
         last one in flight."""
         return number >= self.awaiting or not self.in_flight
 
-    def _pause(self, until: float) -> None:
+    def _pause(self, until: float, shortened: bool = False) -> None:
         if until > self.paused_until:
             self.paused_until = until
+            self.shortened = self.last_sent if shortened else 0
             self.probe_due = True
             self.open = False
 
@@ -647,11 +673,32 @@ class _Pacing:
         waits = False
         if state is not None:
             stated, reset = state
+            stated_until = until = now + reset
+            if number > self.last_ordered:
+                self.last_ordered = number
+                if self.shortened and number > self.shortened:
+                    # The first answer to a request sent after a shortened pause: was the
+                    # whole quota back?
+                    self.shortened = 0
+                    self.shortens = stated >= self.peak
+                if stated > self.peak:
+                    self.peak = stated
+                # The same reset as the answer before's if the quota went down since and
+                # both bounds can hold (this answer's t - 1 is a lower bound, taking the
+                # decision as made now: an earlier one would only lower it).
+                if stated < self.last_stated and self.reset_by > until - 1.0:
+                    self.reset_by = min(self.reset_by, until)
+                else:
+                    self.reset_by = until
+                self.last_stated = stated
+                if self.shortens:
+                    until = self.reset_by
             if stated <= 0:
                 # Spent when the server wrote it (an older answer too: quota only comes back
-                # with time, and requests sent since took more): back no sooner than t.
+                # with time, and requests sent since took more): back no sooner than t (or
+                # the bound of an earlier answer about the same reset).
                 self.remaining = 0
-                self._pause(now + reset)
+                self._pause(until, until < stated_until)
             elif news:
                 # Requests still in flight may have been counted after this answer was
                 # written: assume they were not (the estimate errs towards waiting).
@@ -671,6 +718,9 @@ class _Pacing:
                     self.open = False
                     waits = True
         if status in _PAUSING_STATUSES:
+            if self.shortened and number > self.shortened:
+                self.shortened = 0
+                self.shortens = False  # refused after a shortened pause: no more of them
             hint = parse_retry_after(header("retry-after"))
             if hint is not None:
                 self._pause(now + hint)
