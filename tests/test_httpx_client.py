@@ -891,6 +891,50 @@ async def test_a_refusal_after_a_shortened_pause_ends_short_pauses(virtual_clock
         assert host.paused_until == pytest.approx(sent[6] + 1.0)  # not sent[4] + 1
 
 
+async def test_an_answer_that_overtakes_an_earlier_one_starts_a_new_bound(
+    virtual_clock: Any,
+) -> None:
+    # A fixed window of 3 per 1 s, windows [k, k + 1). #2 is decided first in the next window
+    # (r=2) but answered late; #3, decided just after it (r=1), overtakes it. Against #1's
+    # r=2 (the window before), #3's r=1 looks like one more unit taken, which is not the two
+    # requests sent since: the chain of bounds starts again at #3, so the pause once #4
+    # spends the quota ends after the window does, not at #1's bound (1.5: refused).
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    script = {  # request number: (delay to the decision, delay of the answer, RateLimit)
+        1: (0.0, 0.0, '"q";r=2;t=1'),
+        2: (0.15, 0.15, '"q";r=2;t=1'),
+        3: (0.11, 0.01, '"q";r=1;t=1'),
+        4: (0.0, 0.0, '"q";r=0;t=1'),
+    }
+    decided: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        before, after, field = script[len(decided) + 1] if len(decided) < 4 else (0, 0, "")
+        decided.append(-1.0)
+        number = len(decided)
+        await asyncio.sleep(before)
+        decided[number - 1] = loop.time() - start
+        await asyncio.sleep(after)
+        if not field:
+            return httpx.Response(200)
+        return httpx.Response(200, headers={"ratelimit": field})
+
+    async def at(t: float) -> int:
+        await asyncio.sleep(start + t - loop.time())
+        return (await http.get("http://a.test/")).status_code
+
+    transport = ResilientTransport(httpx.MockTransport(handler), retry=None)
+    host = transport.policy.host(A_TEST)
+    async with httpx.AsyncClient(transport=transport) as http:
+        calls = [asyncio.create_task(at(t)) for t in (0.5, 0.9, 0.95, 1.0, 1.1)]
+        await asyncio.sleep(1.3)
+        assert decided[1] < decided[2] and decided[3] == pytest.approx(1.2)
+        assert host.paused_until - start == pytest.approx(1.07 + 1.0)  # #3's own bound
+        await asyncio.gather(*calls)
+    assert decided[4] >= 2.0  # the probe: in the next window
+
+
 @pytest.mark.parametrize(
     "make",
     [

@@ -610,7 +610,8 @@ class _Pacing:
         # seconds, rounded up (the reset is up to 1 s sooner than each answer says: every
         # answer in a 1 s window says t=1), so each answer about the same reset bounds it,
         # and the earliest bounds it best. Answers are about the same reset while the
-        # quota they state only goes down (what was taken, nothing back), in the order sent.
+        # quota they state goes down by at least the requests sent in between (what was
+        # taken, nothing back), in the order sent.
         self.reset_by = math.inf
         self.last_ordered = 0  # the number of the latest answer that stated the quota
         self.last_stated = -1  # what that answer stated
@@ -675,7 +676,6 @@ class _Pacing:
             stated, reset = state
             stated_until = until = now + reset
             if number > self.last_ordered:
-                self.last_ordered = number
                 if self.shortened and number > self.shortened:
                     # The first answer to a request sent after a shortened pause: was the
                     # whole quota back?
@@ -683,14 +683,20 @@ class _Pacing:
                     self.shortens = stated >= self.peak
                 if stated > self.peak:
                     self.peak = stated
-                # The same reset as the answer before's if the quota went down since and
+                # The same reset as the answer before's if the quota went down since by
+                # every request sent in between (an answer that overtook an earlier one may
+                # be of the next window: the overtaken one, unheard, would have said so) and
                 # both bounds can hold (this answer's t - 1 is a lower bound, taking the
                 # decision as made now: an earlier one would only lower it).
-                if stated < self.last_stated and self.reset_by > until - 1.0:
+                if (
+                    stated <= self.last_stated - (number - self.last_ordered)
+                    and self.reset_by > until - 1.0
+                ):
                     self.reset_by = min(self.reset_by, until)
                 else:
                     self.reset_by = until
                 self.last_stated = stated
+                self.last_ordered = number
                 if self.shortens:
                     until = self.reset_by
             if stated <= 0:
