@@ -328,6 +328,67 @@ def test_admit_is_reserve_at_once(steps: Any, start: float, name: str) -> None:
         state = algorithm.reserve(state, now, cost, max_wait)[0]  # waits leave some pending
 
 
+def _admitted_now(algorithm: Any, state: Any, now: float) -> int:
+    """How many units ``admit`` lets in one by one at ``now`` (up to the capacity, + 1)."""
+    count = 0
+    while count <= algorithm.max_cost:
+        state = algorithm.admit(state, now, 1)
+        if state is None:
+            break
+        count += 1
+    return count
+
+
+def _stated_is_admitted(algorithm: Any, state: Any, now: float) -> None:
+    remaining = algorithm.inspect(state, now)[0]
+    assert _admitted_now(algorithm, copy.deepcopy(state), now) >= remaining, (state, now)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events, starts, st.sampled_from(sorted(ALGORITHMS)))
+def test_the_remaining_stated_is_admitted_at_once(steps: Any, start: float, name: str) -> None:
+    """What ``inspect`` states as remaining (RateLimit's ``r``, ``Decision.remaining``) is
+    admitted at the same instant, one by one: a server never states r=1 and then refuses."""
+    algorithm = ALGORITHMS[name]()
+    state: Any = None
+    now = start
+    for step, cost, _, _ in steps:
+        now += step
+        state = algorithm.reserve(state, now, min(cost, algorithm.max_cost), 0.0)[0]
+        _stated_is_admitted(algorithm, state, now)
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+@pytest.mark.parametrize(("limit", "window"), [(3, 1.0), (7, 3.0), (10, 0.1)])
+def test_the_remaining_stated_at_thirds_and_sevenths_is_admitted(
+    name: str, limit: int, window: float
+) -> None:
+    # Instants such as 2/3 and 1 + 2/3 are where an estimate's rounding and admission's own
+    # test part by an ulp (the sliding counter stated r=1 at 1 + 2/3, then refused).
+    algorithms = {
+        "token_bucket": lambda: TokenBucketAlgorithm(capacity=limit, refill_rate=limit / window),
+        "gcra": lambda: GCRAAlgorithm(interval=window / limit, burst=limit),
+        "leaky_meter": lambda: LeakyBucketMeter(capacity=limit, leak_rate=limit / window),
+        "fixed_window": lambda: FixedWindowAlgorithm(limit=limit, window=window),
+        "sliding_log": lambda: SlidingWindowLogAlgorithm(limit=limit, window=window),
+        "sliding_counter": lambda: SlidingWindowCounterAlgorithm(limit=limit, window=window),
+    }
+    for denominator in (3, 7):
+        for k in range(1, 3 * denominator):
+            algorithm = algorithms[name]()
+            first = k / denominator * window
+            state = None
+            for _ in range(limit):  # the whole quota at one instant
+                state = algorithm.reserve(state, first, 1, 0.0)[0]
+            for later in (first + window, first + window / 3, first + 2 * window):
+                taken = state
+                for _ in range(limit):  # one by one, stating the rest each time
+                    _stated_is_admitted(algorithm, taken, later)
+                    taken, _, ok = algorithm.reserve(taken, later, 1, 0.0)
+                    if not ok:
+                        break
+
+
 def test_decide_reports_headers() -> None:
     bucket = TokenBucketAlgorithm(capacity=3, refill_rate=1.0)
     state, d = decide(bucket, None, 0.0, 1)

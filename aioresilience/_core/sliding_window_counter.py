@@ -70,11 +70,17 @@ class SlidingWindowCounterAlgorithm:
                 if prev <= room:
                     start = time_in(index * window, index, window)
                     return (now if index == current or start <= now else start), index
-                fraction = 1.0 - room / prev
-                if fraction < 1.0:
-                    at = time_in((index + fraction) * window, index, window)
+                if room > 0:  # the fraction of the window that must pass is below 1
+                    # The expression admit's test computes, so that both agree to the ulp.
+                    at = time_in((index + 1.0 - room / prev) * window, index, window)
                     return (now if at <= now else at), index
             index += 1
+
+    def _fits(self, prev: int, curr: int, current: int, now: float, cost: int) -> bool:
+        """Whether ``cost`` fits now in window ``current`` (admit's and reserve's test,
+        inline there)."""
+        room = self.limit - curr - cost
+        return room >= 0 and (prev <= room or (current + 1.0 - room / prev) * self.window <= now)
 
     def admit(self, state: CounterState | None, now: float, cost: int) -> CounterState | None:
         """``reserve`` with ``max_wait=0`` when it admits at once: the new state, else None.
@@ -136,11 +142,16 @@ class SlidingWindowCounterAlgorithm:
         if state[0] + len(state) - 2 > current:
             remaining = 0  # reservations pending: new requests queue behind them
         else:
+            prev, curr = state[1], state[2]
             fraction = now / self.window - current
-            estimate = state[1] * (1.0 - fraction) + state[2]
+            estimate = prev * (1.0 - fraction) + curr
             remaining = max(0, int(self.limit - estimate + 1e-9))
             if remaining >= self.limit:
                 return self.limit, 0.0
+            # The estimate's rounding (and the tolerance above) may state a unit more than
+            # admit's own test lets in now: a server would state r=1, then refuse.
+            while remaining and not self._fits(prev, curr, current, now, remaining):
+                remaining -= 1
         # The estimate frees the quota gradually, as the previous window's weight decays: the
         # reset stated is the time one more unit fits (waiting until both windows are empty
         # would leave part of the quota unused).

@@ -30,18 +30,33 @@ local function reset_after(now, index, prev, curr, remaining, limit, window)
   return math.max(0, earliest(now, index, prev, curr, remaining + 1, limit, window) - now)
 end
 
+-- Whether `cost` fits now: take's test.
+local function fits(now, index, prev, curr, cost, limit, window)
+  local room = limit - curr - cost
+  return room >= 0 and (prev <= room or (index + 1 - room / prev) * window <= now)
+end
+
+-- The units that fit now: the estimate's, less any its rounding (or the tolerance) states
+-- beyond take's own test (else a decision would state r=1, and the next be refused).
+local function remaining_now(now, index, prev, curr, limit, window)
+  local estimate = prev * (index + 1 - now / window) + curr
+  local remaining = math.max(0, math.floor(limit - estimate + 1e-9))
+  while remaining > 0 and not fits(now, index, prev, curr, remaining, limit, window) do
+    remaining = remaining - 1
+  end
+  return remaining
+end
+
 local function take(key, now, cost, limit, window)
   local index = math.floor(now / window)
   local prev, curr = counts(key, index)
-  local room = limit - curr - cost
-  local estimate = prev * (index + 1 - now / window) + curr
-  if room >= 0 and (prev <= room or (index + 1 - room / prev) * window <= now) then
+  if fits(now, index, prev, curr, cost, limit, window) then
     redis.call('SET', key, struct.pack('<ddd', index, prev, curr + cost),
       'PX', px((index + 2) * window - now))
-    local remaining = math.max(0, math.floor(limit - estimate - cost + 1e-9))
+    local remaining = remaining_now(now, index, prev, curr + cost, limit, window)
     return 1, remaining, 0, reset_after(now, index, prev, curr + cost, remaining, limit, window)
   end
-  local remaining = math.max(0, math.floor(limit - estimate + 1e-9))
+  local remaining = remaining_now(now, index, prev, curr, limit, window)
   return 0, remaining, earliest(now, index, prev, curr, cost, limit, window) - now,
     reset_after(now, index, prev, curr, remaining, limit, window)
 end
