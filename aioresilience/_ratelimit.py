@@ -780,7 +780,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         if decision.allowed:
             self._admitted += 1
         else:
-            self._rejected += 1
+            self._refused(key, cost, decision.retry_after)  # counted and heard, as try_acquire
         return decision
 
     async def decide(self, cost: int = 1, *, key: Hashable = None) -> Decision:

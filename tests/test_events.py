@@ -392,6 +392,18 @@ async def test_typed_fields_of_the_guards_events() -> None:
     assert isinstance(full, ar.BulkheadRejected) and (full.reason, full.active) == ("full", 1)
 
 
+def test_a_refusal_by_check_is_heard_as_by_try_acquire() -> None:
+    # check() is what every web integration decides with: its 429s reach the listeners.
+    heard: list[ResilienceEvent] = []
+    limiter = ar.FixedWindowCounter(1, 60)
+    limiter.add_listener(heard.append)
+    assert limiter.check(key="k") and not limiter.check(key="k")
+    assert not limiter.try_acquire(key="k")
+    assert [type(e).__name__ for e in heard] == ["RateLimitExceeded", "RateLimitExceeded"]
+    assert heard[0].key == "k" and 0 < heard[0].retry_after <= 60.0
+    assert limiter.statistics().rejected == 2
+
+
 async def test_pipeline_timing_events_are_typed() -> None:
     events: list[ResilienceEvent] = []
     pipeline = Pipeline.builder("p").retry(attempts=2, backoff=ar.constant(0)).build()

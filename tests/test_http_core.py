@@ -192,6 +192,19 @@ def test_trusted_chain_gives_the_right_most_untrusted_hop() -> None:
     assert key(req(headers=everyone, client=("10.0.0.1", 80))) == "10.0.0.5"
 
 
+def test_an_ipv4_proxy_on_a_dual_stack_socket_is_trusted() -> None:
+    # A server listening on "::" sees an IPv4 peer as ::ffff:a.b.c.d: the proxy is the IPv4
+    # address it is, so the client behind it is read from its header (not keyed on the proxy).
+    key = client_address(trusted_proxies=["10.0.0.0/8"])
+    mapped = ("::ffff:10.0.0.2", 443)
+    for i in range(3):
+        xff = [(b"x-forwarded-for", f"198.51.100.{i}".encode())]
+        assert key(req(headers=xff, client=mapped)) == f"198.51.100.{i}"
+    # ...and an untrusted mapped peer's header is still ignored.
+    spoofed = [(b"x-forwarded-for", b"198.51.100.1")]
+    assert key(req(headers=spoofed, client=("::ffff:203.0.113.7", 1))) == "203.0.113.7"
+
+
 def test_xff_hops_with_ports_or_brackets_key_on_the_address() -> None:
     # Some proxies (Azure Application Gateway) append "ip:port": one client, not one key per
     # connection; a trusted proxy's own hop with a port is still recognised as trusted.
@@ -611,6 +624,29 @@ def test_rule_matching() -> None:
     assert rule.matches("GET", "/items/%7B", route="/items/{id}")
 
 
+def test_a_rule_naming_get_covers_head() -> None:
+    # Starlette's Route and aiohttp's add_get run the GET handler for HEAD: a GET-only rule
+    # left HEAD unlimited (the same handler, run without limit).
+    rule = Rule(TokenBucket(capacity=1, refill_rate=1.0), methods=["GET"])
+    assert rule.matches("GET", "/x") and rule.matches("HEAD", "/x")
+    assert not rule.matches("POST", "/x")
+    excluded = Rule(TokenBucket(capacity=1, refill_rate=1.0), methods="GET", exclude_methods="HEAD")
+    assert not excluded.matches("HEAD", "/x")
+
+
+def test_a_rule_whose_methods_are_all_exempt_fails_at_start_up() -> None:
+    limiter = TokenBucket(capacity=1, refill_rate=1.0)
+    with pytest.raises(ValueError, match=r"rules\[0\] methods \['OPTIONS'\] are all in exempt"):
+        Protection(Rule(limiter, methods=["OPTIONS"]), exempt_methods=["OPTIONS"])
+
+
+def test_a_header_key_name_must_be_a_field_name() -> None:
+    for name in ("x api key", "x-key:", "", " x-key", "x-kéy"):
+        with pytest.raises(ValueError, match="header_key: name must be a header name"):
+            header_key(name)
+    assert header_key("X-Api-Key").name == b"x-api-key"
+
+
 def test_exempt_paths_and_methods() -> None:
     limiter = TokenBucket(capacity=1, refill_rate=1.0)
     protection = Protection(Rule(limiter), exempt_paths=HEALTH_PATHS, exempt_methods=["OPTIONS"])
@@ -713,6 +749,9 @@ def test_bad_policy_names_fail_at_start_up() -> None:
         Protection([Rule(twins[0]), Rule(twins[1], paths="/api/{p:path}")])
     # One limiter in two rules is one policy, not a clash.
     Protection([Rule(twins[0], paths="/a"), Rule(twins[0], paths="/b")])
+    # Legacy fields and none name no policy: twins are no clash there.
+    for style in ("legacy", "none"):
+        Protection([Rule(twins[0]), Rule(twins[1], paths="/api/{p:path}")], headers=style)
 
 
 async def test_a_refusal_by_the_second_limiter_reports_both() -> None:

@@ -92,7 +92,8 @@ guards=())``
     Which limiters guard which requests. ``paths`` are Starlette-style templates: literal
     segments, ``{name}`` one segment, ``{name:path}`` the rest of the path (so
     ``"/{path:path}"`` is everything and ``"/api/{rest:path}"`` a prefix); a request matches
-    when its path (or its route template, when known) fits one. ``methods`` ``None``: all.
+    when its path (or its route template, when known) fits one. ``methods`` ``None``: all;
+    naming GET covers HEAD too (Starlette and aiohttp answer HEAD with the GET handler).
     ``cost`` an int or a callable ``(RequestInfo) -> int``. ``priority`` a
     :class:`~aioresilience.Priority` or its name (``"critical"``, ``"normal"``,
     ``"sheddable"``); ``priority_header`` reads a priority name from that header, the rule's
@@ -351,7 +352,12 @@ class ClientAddress:
         if address is None:
             found = None
         else:
-            trusted = any(address in net for net in self._networks)
+            # An IPv4 proxy seen on a dual-stack socket is the mapped "::ffff:a.b.c.d": it
+            # is trusted (and keyed) as the IPv4 address it is.
+            mapped = address.ipv4_mapped if address.version == 6 else None
+            trusted = any(
+                address in net or (mapped is not None and mapped in net) for net in self._networks
+            )
             if address.version == 4:
                 key = str(address)
             elif address.ipv4_mapped is not None:  # ::ffff:1.2.3.4 is the IPv4 client
@@ -446,13 +452,17 @@ def _sync_key(where: str, key: object) -> KeyFunc:
     return key
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 class HeaderKey:
     """The key of :func:`header_key`."""
 
     __slots__ = ("_fallback", "name")
 
     def __init__(self, name: str, fallback: KeyFunc) -> None:
-        if not isinstance(name, str) or not name or name != name.strip():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            # (RFC 9110 §5.1: a field name is a token; "x api key" would never be sent.)
             raise ValueError(f"header_key: name must be a header name, got {name!r}")
         self.name = name.lower().encode("latin-1")
         self._fallback = _sync_key("header_key(fallback=)", fallback)
@@ -976,6 +986,10 @@ class Rule:
                 f"Rule methods {sorted(self._methods)} are all in exclude_methods: "
                 "the rule would match no request"
             )
+        # Starlette's Route and aiohttp's add_get answer HEAD with the GET handler: a rule
+        # naming GET covers HEAD too, or the same handler would run unlimited through HEAD.
+        if self._methods is not None and "GET" in self._methods:
+            self._methods = self._methods | {"HEAD"}
         self.key: KeyFunc = client_address() if key is None else key
         if not callable(self.key):
             raise TypeError(f"Rule key must be a callable (RequestInfo) -> key, got {key!r}")
@@ -1098,7 +1112,7 @@ class Protection:
             for limiter in rule.limiters:
                 name = self.renderer.prepare(limiter).name
                 other = names.setdefault(name, limiter)
-                if other is not limiter and headers != "none":
+                if other is not limiter and headers in ("ietf", "both"):
                     # Two items of one RateLimit field with one name cannot be told apart.
                     raise ValueError(
                         f"two limiters are both named {limiter.name!r}: give each a distinct "
@@ -1107,6 +1121,12 @@ class Protection:
         self._exempt = _PathSet("exempt_paths", exempt_paths)
         self._exempt_methods = _methods("exempt_methods", exempt_methods) or frozenset()
         for i, rule in enumerate(self.rules):
+            methods = rule._methods
+            if methods is not None and methods <= self._exempt_methods:
+                raise ValueError(
+                    f"rules[{i}] methods {sorted(methods)} are all in exempt_methods: the "
+                    "rule would match no request (take them out of exempt_methods)"
+                )
             # A rule whose every path is a literal one exempt (paths="/health") would never
             # run: say so. (A template is not judged: "/a/{p:path}" reaches past "/a/{q}".)
             templates = rule._paths.templates
