@@ -344,6 +344,29 @@ class LocalLimit(Generic[S]):
         state = self.store.get(key, now) if queue is None else queue.state
         return self._algorithm.inspect(state, now)[0]
 
+    def refund(self, key: Hashable, cost: int, at: float) -> None:
+        """Give back the admission of ``cost`` for ``key`` stamped ``at`` (its decision's
+        ``at``): the state is as if it had never been made (``cancel`` of the algorithm, which
+        gives back exactly the reservation made for ``at``). With waiters on the key, its entry
+        is withdrawn and they are replanned, as for a cancelled waiter."""
+        now = self._clock.time()
+        queue = self._queues.get(key)
+        if queue is None:
+            state = self.store.get(key, now)
+            if state is not None:  # (None: the key went idle and was forgotten since)
+                self.store.put(key, self._algorithm.cancel(state, now, cost, at), now)
+            return
+        for entry in reversed(queue.entries):
+            done_now = entry.future is None and entry.status == _DONE  # an admission at once
+            if done_now and entry.at == at and entry.cost == cost:
+                self._withdraw(entry)
+                return
+        # Made before the queue's first entry, or folded into its base since: given back
+        # there, and every waiter still queued reserves again from now (as behind a late one).
+        queue.base = self._algorithm.cancel(queue.base, now, cost, at)
+        queued = next((entry for entry in queue.entries if entry.status == _QUEUED), None)
+        self._replan(queue, now, queued)
+
     # -- waiting ----------------------------------------------------------------------------
 
     def _reserve_slow(
@@ -431,6 +454,10 @@ class LocalLimit(Generic[S]):
             queue.waiting -= 1
             self._queued -= 1
         entry.status = _CANCELLED
+        self._dirtied(queue)
+
+    def _dirtied(self, queue: _KeyQueue) -> None:
+        """``queue`` lost a reservation: replan it (soon, and before its next decision)."""
         if not queue.dirty:
             queue.dirty = True
             self._dirty.append(queue)
@@ -770,7 +797,8 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
                 self._admitted += 1
                 remaining, reset_after = self._inspect(new_state, now)
                 return new_decision(
-                    Decision, (True, self._max_cost, remaining, 0.0, reset_after, self._policy)
+                    Decision,
+                    (True, self._max_cost, remaining, 0.0, reset_after, self._policy, now),
                 )
         local = self._local
         if local is None:
@@ -960,6 +988,22 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             keys=state.keys(),
             store_failures=self._store_failures,
         )
+
+    def refund(self, decision: Decision, cost: int = 1, *, key: Hashable = None) -> None:
+        """Give back an admission, as if it had never been made: ``decision`` is this
+        limiter's (from :meth:`check` or :meth:`decide`) for ``cost`` and ``key``, for a
+        request that does not go on after all (another limit refused it: the web integrations
+        refund the limiters a request passed before the one that refused it). A refusal, or an
+        admission with nothing to give back (``decision.at`` is None: a store's failure policy
+        admitted it), is left as it is. Counted out of ``statistics().admitted``."""
+        if not isinstance(decision, Decision):
+            raise TypeError(f"decision must be a Decision, got {decision!r}")
+        if cost.__class__ is not int or cost != 1:
+            self._check_cost(cost)
+        if not decision.allowed or decision.at is None:
+            return
+        self._state.refund(key, cost, decision.at)
+        self._admitted -= 1
 
     def remaining(self, key: Hashable = None) -> int:
         """Cost admissible for ``key`` right now, consuming nothing (in-memory limiters)."""

@@ -231,6 +231,12 @@ class LimiterState(Protocol):
         back whatever it reserved: a cancelled caller leaves no reservation behind."""
         ...
 
+    def refund(self, key: Hashable, cost: int, at: float) -> None:
+        """Give back the admission of ``cost`` for ``key`` whose :class:`Decision` carried
+        ``at`` (this state's own stamp of it), as if it had never been made; never waits (a
+        shared store may send it later, in order with what follows)."""
+        ...
+
     def waiting(self) -> int:
         """Callers of this process waiting now."""
         ...

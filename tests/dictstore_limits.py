@@ -146,9 +146,9 @@ class DictLimit:
     def keys(self) -> int:
         return 0  # they live in the store, not in this process's limiter
 
-    async def _reserve(self, key: Hashable, cost: int) -> tuple[bool, float] | BaseException:
-        """One decision (never waiting) in the store: ``(admitted, retry_after)``, or the
-        store's fault."""
+    async def _reserve(self, key: Hashable, cost: int) -> tuple[bool, float, float] | BaseException:
+        """One decision (never waiting) in the store: ``(admitted, retry_after, now)``, or
+        the store's fault."""
         fault = await self.store.round_trip()
         if fault is not None:
             return fault
@@ -157,7 +157,13 @@ class DictLimit:
         state, at, admitted = self.algorithm.reserve(self.store.data.get(slot), now, cost, 0.0)
         if admitted:
             self.store.data[slot] = state
-        return admitted, max(0.0, at - now)
+        return admitted, max(0.0, at - now), now
+
+    def refund(self, key: Hashable, cost: int, at: float) -> None:
+        slot = (self.name, key)
+        state = self.store.data.get(slot)
+        if state is not None:
+            self.store.data[slot] = self.algorithm.cancel(state, self.clock.time(), cost, at)
 
     def _policy(self, fault: BaseException) -> bool:
         self.options.on_store_failure(self.store.on_failure, fault)
@@ -177,11 +183,12 @@ class DictLimit:
                 0.0 if allowed else self.store.retry_after,
                 0.0,
             )
-        admitted, retry_after = outcome
+        admitted, retry_after, now = outcome
         remaining, reset_after = self.algorithm.inspect(
             self.store.data.get((self.name, key)), self.clock.time()
         )
-        return Decision(admitted, self.limit, remaining, retry_after, reset_after)
+        at = now if admitted else None
+        return Decision(admitted, self.limit, remaining, retry_after, reset_after, None, at)
 
     async def acquire(self, key: Hashable, cost: int, max_wait: float) -> bool:
         clock = self.clock
@@ -216,7 +223,7 @@ class DictLimit:
             if self._policy(outcome):
                 return None
             raise self._refusal(key, cost, self.store.retry_after)
-        admitted, retry_after = outcome
+        admitted, retry_after, _ = outcome
         if admitted:
             return None
         if self.clock.time() + retry_after > deadline:

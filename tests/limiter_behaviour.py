@@ -102,6 +102,26 @@ class LimiterBehaviour:
         assert (await limiter.decide(1, key="k")).allowed
 
     @pytest.mark.parametrize("kind", LIMITERS)
+    async def test_a_refund_gives_an_admission_back(
+        self, kind: str, store: LimiterStore | None
+    ) -> None:
+        # A request that another limit refused after this one admitted it is recorded by
+        # neither: refund() undoes the admission (web rules refund the limiters passed).
+        limiter = make(kind, store)
+        first = await limiter.decide(2, key="k")
+        last = await limiter.decide(3, key="k")
+        assert first.allowed and last.allowed and last.at is not None
+        refused = await limiter.decide(key="k")
+        limiter.refund(refused, key="k")  # a refusal: nothing to give back
+        limiter.refund(last, 3, key="k")
+        again = await limiter.decide(3, key="k")
+        assert again.allowed and again.remaining == 0
+        assert not (await limiter.decide(key="k")).allowed
+        assert limiter.statistics().admitted == 2  # first and again: the refunded one is out
+        with pytest.raises(TypeError, match="decision must be a Decision"):
+            limiter.refund(True, key="k")  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("kind", LIMITERS)
     async def test_a_cost_that_can_never_fit_fails_at_once(
         self, kind: str, store: LimiterStore | None
     ) -> None:

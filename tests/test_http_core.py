@@ -508,7 +508,9 @@ async def test_a_cost_function_above_the_limit_is_a_429_without_retry_after(fast
     status, headers, body = _fields(await outcome(heavy))
     assert status == 429 and b"retry-after" not in headers  # no wait would admit it
     assert body["violated-policies"] == ["upload"]
-    assert sf_list(headers[b"ratelimit"]) == [("big", {"r": 99, "t": 60})]
+    # big had admitted it (r=99) and gave it back: a refused request spends nothing
+    assert sf_list(headers[b"ratelimit"]) == [("big", {"r": 100, "t": 60})]
+    assert big.remaining("203.0.113.7") == 100
     assert limiter.remaining("203.0.113.7") == 10  # nothing taken
     light = req("/", method="POST", headers=[(b"content-length", b"4")])
     assert await outcome(light) is None and limiter.remaining("203.0.113.7") == 6
@@ -768,13 +770,48 @@ async def test_a_refusal_by_the_second_limiter_reports_both() -> None:
     fields = dict(refused.headers)
     assert [n for n, _ in sf_list(fields[b"ratelimit-policy"])] == ["per-ip", "per-key"]
     assert sf_list(fields[b"ratelimit"]) == [
-        ("per-ip", {"r": 98, "t": sf_list(fields[b"ratelimit"])[0][1]["t"]}),
+        # 99, not 98: the refused request gave back what per-ip had admitted of it
+        ("per-ip", {"r": 99, "t": sf_list(fields[b"ratelimit"])[0][1]["t"]}),
         ("per-key", {"r": 0, "t": sf_list(fields[b"ratelimit"])[1][1]["t"]}),
     ]
     assert fields[b"x-ratelimit-remaining"] == b"0"  # the most restrictive
     assert json.loads(refused.body)["violated-policies"] == ["per-key"]
     assert 1 <= int(fields[b"retry-after"]) <= 60
     assert [n for n, _ in refused.headers].count(b"ratelimit") == 1  # merged, not repeated
+
+
+@pytest.mark.parametrize("path", ["plan", "admit", "async_key"])
+async def test_a_request_refused_by_one_limit_spends_nothing_of_the_others(path: str) -> None:
+    # A burst limit (10 per minute) before a daily one (1000): 1000 requests at once, 10
+    # served. Refused requests are recorded by no limiter, so the day's quota is not gone
+    # (it was: 990 refused requests spent it, and the client was locked out for a day).
+    daily = FixedWindowCounter(max_requests=1000, window_seconds=86400.0, name="daily")
+    burst = TokenBucket(capacity=10, refill_rate=10 / 60, name="burst")
+
+    async def async_ip(info: RequestInfo) -> str:
+        return "203.0.113.7"
+
+    key = async_ip if path == "async_key" else client_address()
+    protection = Protection(Rule([daily, burst], key=key))
+    plan = protection.plan("GET", "/x")
+    assert plan is not None and plan.sync == (path != "async_key")
+    served = 0
+    for _ in range(1000):
+        if path == "plan":
+            outcome = plan.now(req("/x"))
+            refused = isinstance(outcome, HttpResponse)
+        else:
+            refused = (await protection.admit(req("/x"), plan.rules)).response is not None
+        served += not refused
+    assert served == 10
+    assert daily.remaining("203.0.113.7") == 990
+    assert daily.statistics().admitted == 10 and burst.statistics().rejected == 990
+    # The refusal states daily's quota as it stands, not one request less.
+    if path == "plan":
+        response = plan.now(req("/x"))
+        assert isinstance(response, HttpResponse)
+        items = dict(sf_list(dict(response.headers)[b"ratelimit"]))
+        assert items["daily"]["r"] == 990 and items["burst"]["r"] == 0
 
 
 async def test_the_api_is_enough_for_a_pure_asgi_adapter() -> None:

@@ -237,7 +237,8 @@ def test_check_decides_as_the_core_on_every_path(
 
 def test_decision_is_an_immutable_value() -> None:
     decision = TokenBucket(2, 1.0).check()
-    assert decision and decision == Decision(True, 2, 1, 0.0, 1.0, decision.policy)
+    assert decision and decision.at is not None  # the admission's stamp: what refund() needs
+    assert decision == Decision(True, 2, 1, 0.0, 1.0, decision.policy, decision.at)
     assert not Decision(False, 2, 0, 0.5, 1.0)  # truthy exactly when allowed
     with pytest.raises(AttributeError):
         decision.remaining = 5  # type: ignore[misc]
@@ -645,3 +646,54 @@ async def test_allow_request_is_the_seed_guides_try_acquire(kind: str) -> None:
     assert limiter.allow_request(key="other") is True  # per key, like try_acquire
     stats = limiter.statistics()
     assert (stats.admitted, stats.rejected, stats.waiting) == (len(allowed), 1, 0)
+
+
+async def test_a_refund_on_a_key_with_waiters_replans_them(virtual_clock: Any) -> None:
+    # One per second. An admission at once made after the waiters before it were released,
+    # then given back: the waiter queued behind it goes at once instead of a second later.
+    limiter = ar.GCRA(1, 1.0, name="one-per-second")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    assert limiter.check(key="k")
+    first = asyncio.create_task(limiter.acquire(key="k"))  # due at start + 1
+    await asyncio.sleep(1.0)
+    await first
+    decision = limiter.check(key="k")
+    assert not decision.allowed  # the waiter took the unit of start + 1
+    await asyncio.sleep(1.0)
+    admitted = limiter.check(key="k")  # at start + 2, while the key still has its queue
+    assert admitted.allowed
+    waiter = asyncio.create_task(limiter.acquire(key="k"))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    limiter.refund(admitted, key="k")
+    await waiter
+    assert loop.time() - start == pytest.approx(2.0)  # not 3.0
+    assert limiter.statistics().waiting == 0
+
+
+def test_a_refunded_request_is_as_if_never_made() -> None:
+    # One limiter sees every request and refunds the odd ones it admits; its twin sees only
+    # the even ones: both decide every even one alike (refused requests record nothing).
+    clock = ManualClock()
+    makers = [
+        lambda: ar.SlidingWindowLog(5, 10.0, clock=clock),
+        lambda: ar.FixedWindowCounter(5, 10.0, clock=clock),
+        lambda: ar.SlidingWindowCounter(5, 10.0, clock=clock),
+        lambda: ar.TokenBucket(5, 0.5, clock=clock),
+        lambda: ar.GCRA(5, 10.0, burst=5, clock=clock),
+        lambda: ar.LeakyBucket(5, 0.5, clock=clock),
+    ]
+    for make in makers:
+        refunding, twin = make(), make()
+        for i in range(120):
+            clock.advance(0.3)
+            decision = refunding.check(key="k")
+            if i % 2:
+                refunding.refund(decision, key="k")
+            else:
+                expected = twin.check(key="k")
+                assert (decision.allowed, decision.remaining) == (
+                    expected.allowed,
+                    expected.remaining,
+                ), (refunding, i)

@@ -117,7 +117,11 @@ class Decision(NamedTuple):
     which restore the quota unit by unit as old requests leave the window, so that a client
     waiting for the full limit would leave part of it unused. ``policy``
     describes the limit (quota, window, name) for the ``RateLimit-Policy`` header; ``None``
-    for an algorithm that does not describe itself, or a decision built without one.
+    for an algorithm that does not describe itself, or a decision built without one. ``at``
+    is the deciding state's stamp of an admission (the time on the limiter's clock in this
+    process; a shared store's own, such as Redis's server time in microseconds), what
+    :meth:`~aioresilience.RateLimiter.refund` gives back by; ``None`` when there is nothing
+    to give back (a refusal, an admission by a failure policy).
 
     Truthy when allowed. Immutable: a named tuple rather than a frozen dataclass because one
     is made per decision, on the hot path of every limited web request: a frozen dataclass's
@@ -131,12 +135,13 @@ class Decision(NamedTuple):
     retry_after: float
     reset_after: float
     policy: RatePolicy | None = None
+    at: float | None = None
 
     def __bool__(self) -> bool:
         return self.allowed
 
 
-#: ``new_decision(Decision, (allowed, limit, remaining, retry_after, reset_after, policy))``:
+#: ``new_decision(Decision, (allowed, limit, remaining, retry_after, reset_after, policy, at))``:
 #: a :class:`Decision` without the frame of its generated ``__new__`` (as ``Decision._make``
 #: does), for the per-decision paths.
 new_decision = tuple.__new__
@@ -157,5 +162,6 @@ def decide(
             0.0 if allowed else at - now,
             reset_after,
             getattr(algorithm, "policy", None),
+            now if allowed else None,
         ),
     )

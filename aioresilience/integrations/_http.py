@@ -111,8 +111,11 @@ guards=())``
       ``(method, path, route)``, bounded.
     - ``await protection.admit(info, rules) -> Admission``: decides every limiter of every
       selected rule in order (``check()`` in process, ``await decide()`` on a shared store),
-      stopping at the first refusal. ``Admission.response`` is ``None`` when admitted, else
-      the 429 ``HttpResponse`` to send (rate-limit headers, ``Retry-After``, problem body);
+      stopping at the first refusal, which those decided before it give back
+      (``RateLimiter.refund``: a refused request is recorded by none, so a burst refused by
+      a per-minute limit spends nothing of a per-day one). ``Admission.response`` is
+      ``None`` when admitted, else the 429 ``HttpResponse`` to send (rate-limit headers,
+      ``Retry-After``, problem body);
       ``Admission.headers`` the rate-limit headers to add to a success;
       ``Admission.guards`` the guards to run the handler in; ``Admission.priority`` the
       request's priority (the first rule's that sets one, else ``None``).
@@ -1190,6 +1193,7 @@ class Protection:
     async def admit(self, request: RequestInfo, rules: Sequence[Rule]) -> Admission:
         """Decide the limiters of ``rules`` for ``request`` (see the module docstring)."""
         decisions: list[tuple[RateLimiter[Any], Decision]] = []
+        charged: list[tuple[Hashable, int]] = []  # the key and cost of each of decisions
         guards: tuple[object, ...] = ()
         priority = None
         for rule in rules:
@@ -1203,6 +1207,7 @@ class Protection:
                     # Before any of the rule's limiters decides: none is charged for nothing.
                     too_costly = rule.too_costly(cost)
                     if too_costly is not None:
+                        decisions = self._refunded(charged, decisions)
                         return Admission(self._too_costly(too_costly, decisions), [], (), None)
                 for limiter in rule.limiters:
                     if limiter.shared:
@@ -1211,14 +1216,32 @@ class Protection:
                         decision = await limiter.decide(cost, key=key)
                     else:
                         decision = limiter.check(cost, key=key)
-                    decisions.append((limiter, decision))
                     if not decision.allowed:
+                        decisions = self._refunded(charged, decisions)
+                        decisions.append((limiter, decision))
                         return Admission(self._refusal(limiter, decision, decisions), [], (), None)
+                    decisions.append((limiter, decision))
+                    charged.append((key, cost))
             if rule.guards:
                 guards += rule.guards
             if priority is None:
                 priority = rule.priority_of(request)
         return Admission(None, self.renderer.render(decisions), guards, priority)
+
+    @staticmethod
+    def _refunded(
+        charged: Sequence[tuple[Hashable, int]],
+        decisions: Sequence[tuple[RateLimiter[Any], Decision]],
+    ) -> list[tuple[RateLimiter[Any], Decision]]:
+        """A refused request is recorded by no limiter (algorithms.md: never record rejected
+        requests): those it passed before the refusal give it back. Their fields then state
+        what they had before it (``remaining`` plus its cost)."""
+        given_back = []
+        for (limiter, decision), (key, cost) in zip(decisions, charged, strict=True):
+            limiter.refund(decision, cost, key=key)
+            remaining = min(decision.limit, decision.remaining + cost)
+            given_back.append((limiter, decision._replace(remaining=remaining)))
+        return given_back
 
     def _too_costly(
         self, limiter: RateLimiter[Any], decisions: Sequence[tuple[RateLimiter[Any], Decision]]
@@ -1349,19 +1372,25 @@ class Plan:
         if single is not None:
             return self._decide_single(self._steps[0][1](request))
         decisions: list[tuple[RateLimiter[Any], Decision]] = []
+        charged: list[tuple[Hashable, int]] = []  # as in Protection.admit
+        protection = self._protection
         for rule, key_fn, cost, checks in self._steps:
             key = key_fn(request)
             if rule._cost_fn is not None:
                 cost = rule.cost_of(request)
                 too_costly = rule.too_costly(cost)  # before any of the rule's limiters decides
                 if too_costly is not None:
-                    return self._protection._too_costly(too_costly, decisions)
+                    decisions = protection._refunded(charged, decisions)
+                    return protection._too_costly(too_costly, decisions)
             for limiter, check in checks:
                 decision = check(cost, key=key)
-                decisions.append((limiter, decision))
                 if not decision.allowed:
-                    return self._protection._refusal(limiter, decision, decisions)
-        return self._protection.renderer.render(decisions)
+                    decisions = protection._refunded(charged, decisions)
+                    decisions.append((limiter, decision))
+                    return protection._refusal(limiter, decision, decisions)
+                decisions.append((limiter, decision))
+                charged.append((key, cost))
+        return protection.renderer.render(decisions)
 
     def now_peer(self, client: tuple[str, int] | Sequence[Any] | None) -> RawHeaders | HttpResponse:
         """:meth:`now` for a :attr:`by_peer` plan, from ``RequestInfo.client`` alone."""

@@ -64,6 +64,7 @@ class _Verdict:
     remaining: int
     retry_after: float
     reset_after: float
+    stamp: int  # the server time of the decision (µs): what a refund gives back by
 
 
 class _Line:
@@ -161,8 +162,8 @@ class RedisLimit:
         )
         if isinstance(reply, Outage):
             return reply
-        admitted, remaining, retry_us, reset_us, _ = reply
-        return _Verdict(admitted == 1, remaining, retry_us / _PER_S, reset_us / _PER_S)
+        admitted, remaining, retry_us, reset_us, stamp = reply
+        return _Verdict(admitted == 1, remaining, retry_us / _PER_S, reset_us / _PER_S, stamp)
 
     async def decide(self, key: Hashable, cost: int) -> Decision:
         name = self.redis_key(key)
@@ -183,6 +184,14 @@ class RedisLimit:
             verdict.retry_after,
             verdict.reset_after,
             self.policy,
+            verdict.stamp if verdict.admitted else None,
+        )
+
+    def refund(self, key: Hashable, cost: int, at: float) -> None:
+        """Give back an admission stamped ``at`` (the server's µs): an owed operation, sent
+        with the next batch, ahead of the decisions that wait in it."""
+        self.store._batcher.send(
+            self.script, self.redis_key(key), ("r", cost, self.p1, self.p2, int(at))
         )
 
     def _decide_by_policy(self, key: Hashable, cost: int, outage: Outage) -> Decision:
@@ -194,7 +203,8 @@ class RedisLimit:
             return Decision(False, limit, 0, outage.retry_after, 0.0, self.policy)
         if cost > self._fallback_cost:
             return Decision(False, limit, 0, outage.retry_after, 0.0, self.policy)
-        return self._fallback.check(cost, key=key)
+        # Nothing on Redis to give back: the fallback keeps what it admitted (at None).
+        return self._fallback.check(cost, key=key)._replace(at=None)
 
     def _note_outage(self, outage: Outage) -> FailurePolicy:
         self.options.on_store_failure(self.store.policy, outage.error)  # counted, emitted
