@@ -432,11 +432,14 @@ class CircuitBreaker(GuardForms, EventSource):
     def _enter(self) -> Any:
         """Admit a call (or raise :class:`CircuitBreakerOpenError`): the ticket, the entry's
         record ``[live, the state's ticket, start time]``, a coroutine of it when the state
-        must ask a store, or None when an entry of this breaker already runs here (the call
-        passes through, uncounted)."""
+        must ask a store, or ``[None, that entry's record, start]`` when an entry of this breaker
+        already runs here (the call passes through, see :meth:`_passed_out`)."""
         inside = self._inside
-        if inside.get()[0]:
-            return None
+        outer = inside.get()
+        if outer[0]:
+            # Passes through, uncounted while the live entry lasts; a call that outlives it
+            # (in a task started inside it) counts on its own when it ends (see _passed_out).
+            return [None, outer, 0.0 if self._slow_after is None else self._clock.time()]
         machine = self._closed_machine
         if machine is not None and machine.state is CLOSED:
             entry: list[Any] = [True, machine.generation, 0.0]  # try_admit, inlined
@@ -474,19 +477,20 @@ class CircuitBreaker(GuardForms, EventSource):
 
     async def __aenter__(self) -> None:
         entry = self._enter()
-        if entry is None:
-            tickets = self._passed
-            tickets.set((self._inside.get(), tickets.set(None)))
-        elif entry.__class__ is _Coroutine:
+        if entry.__class__ is _Coroutine:
             await entry
+        elif entry[0] is None:
+            tickets = self._passed
+            tickets.set((entry, tickets.set(None)))
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         record = self._inside.get()
         passed = self._passed.get(None)
         # The latest block of this context passed through when one is pending and no entry
         # admitted after it is still live (an entry admitted after it has a record of its own).
-        if passed is not None and (record is passed[0] or not record[0]):
+        if passed is not None and (record is passed[0][1] or not record[0]):
             self._passed.reset(passed[1])
+            self._passed_out(passed[0], exc, NO_RESULT)
             return
         if not record[0]:
             raise RuntimeError(
@@ -513,8 +517,9 @@ class CircuitBreaker(GuardForms, EventSource):
         """Classify how an admitted call ended and tell the state: an exception matching
         ``record``/``ignore``, or a result ``failure_result`` condemns, is a failure; any
         other exception (cancellation, ignored, a refusal inside) only releases the call."""
-        if ticket is None:
-            return  # passed through: the outer entry counts
+        if ticket[0] is None:
+            self._passed_out(ticket, exc, result)  # passed through: the outer entry counts
+            return
         ticket[0] = False  # no longer live: tasks started inside count from now on
         admitted = ticket[1]
         if exc is None:
@@ -542,6 +547,24 @@ class CircuitBreaker(GuardForms, EventSource):
                 self._cancelled += 1
             else:
                 self._ignored += 1
+
+    def _passed_out(self, ticket: list[Any], exc: BaseException | None, result: Any) -> None:
+        """A call that passed through an entry running when it began ended. While that entry
+        is live, it alone counts. Once it has ended (the call ran in a task that outlived
+        it), the call's own outcome counts, as one admitted with that entry (its generation:
+        an outcome that arrives after the state changed does not apply), and only while
+        CLOSED: it never held a half-open probe slot."""
+        outer = ticket[1]
+        if outer[0] or self._state.state is not CLOSED:
+            return
+        if exc is None:
+            judge = self._failure_result
+            failed = judge is not None and result is not NO_RESULT and bool(judge(result))
+        elif self._is_failure(exc):
+            failed = True
+        else:
+            return  # cancelled, ignored, a refusal inside: no outcome, nothing to give back
+        self._record(outer[1], ticket[2], failed)
 
     def _record(self, admitted: Any, start: float, failed: bool) -> None:
         now = self._clock.time()

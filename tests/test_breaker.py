@@ -1033,6 +1033,42 @@ async def test_a_block_passing_through_in_a_task_started_inside_outlives_the_ent
     gate.set()
     await task
     assert inner_states == [1]
-    assert breaker.statistics().successes == 4
+    # The parent, the child's three own entries, and the block that passed through: it
+    # outlived the entry it passed, so it counts on its own (review 7).
+    assert breaker.statistics().successes == 5
     with pytest.raises(RuntimeError, match="same task"):
         await breaker.__aexit__(None, None, None)
+
+
+@pytest.mark.parametrize("form", ["call", "async with"])
+async def test_a_call_in_a_task_that_outlives_the_entry_counts_on_its_own(form: str) -> None:
+    """Review 7: a background task started inside an entry, whose call through the same
+    breaker failed after that entry ended, was never counted: the breaker stayed closed."""
+    breaker = CircuitBreaker(failure_threshold=1)
+
+    async def fail_later() -> None:
+        await asyncio.sleep(2)
+        raise ConnectionError("down")
+
+    async def through_block() -> None:
+        async with breaker:
+            await fail_later()
+
+    async with breaker:
+        job = asyncio.create_task(breaker.call(fail_later) if form == "call" else through_block())
+        await asyncio.sleep(1)
+    with pytest.raises(ConnectionError):
+        await job
+    assert breaker.state is CircuitState.OPEN
+    assert breaker.statistics().failures == 1
+
+
+async def test_a_call_passing_through_a_live_entry_still_counts_once() -> None:
+    breaker = CircuitBreaker(failure_threshold=1)
+
+    async def fail() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        await breaker.call(breaker(fail))
+    assert breaker.statistics().failures == 1
