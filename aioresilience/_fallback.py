@@ -4,6 +4,7 @@ Cancellation is never turned into a fallback."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -85,10 +86,9 @@ class Fallback(ExecuteForms, EventSource):
     async def execute(
         self, call: Callable[[], Awaitable[T]], context: ResilienceContext | None
     ) -> T:
-        """The core: ``await call()``, answered by the handlers when it fails. Outside a
-        pipeline the handlers see the call's arguments (``call`` and ``@fallback`` pass them
-        as a ``functools.partial``); in one, the call is the pipeline's inner chain and they
-        see none."""
+        """The core: ``await call()``, answered by the handlers when it fails. The handlers
+        see the call's arguments (``call``, ``@fallback`` and the pipeline's ways in pass
+        them as a ``functools.partial``; in a pipeline it is inside the inner chain's)."""
         try:
             result = await call()
         except Exception as exc:
@@ -102,7 +102,7 @@ class Fallback(ExecuteForms, EventSource):
             failure = None
         # Handled outside the `except` block: a handler's exception is not chained to the
         # original, which is re-raised unchanged if every handler fails.
-        args, kwargs = arguments_of(call) if context is None else ((), {})
+        args, kwargs = arguments_of(call if context is None else _user_call(call, context))
         return await self._fall_back(  # type: ignore[no-any-return]
             failure, result if failure is None else None, args, kwargs
         )
@@ -140,6 +140,20 @@ class Fallback(ExecuteForms, EventSource):
 
     def __repr__(self) -> str:
         return f"<Fallback {self.name!r} handlers={len(self._handlers)} used={self.used}>"
+
+
+def _user_call(call: Callable[[], Any], context: ResilienceContext) -> Callable[[], Any]:
+    """In a pipeline, the user's call inside ``call``: the fold hands a re-running strategy
+    ``partial(inner, call, context)``, one per layer run inside it, around the pipeline's
+    ``partial(fn, *args, **kwargs)``."""
+    while (
+        call.__class__ is functools.partial
+        and len(call.args) == 2
+        and call.args[1] is context
+        and not call.keywords
+    ):
+        call = call.args[0]
+    return call
 
 
 def fallback(*handlers: Any, **options: Any) -> Fallback:

@@ -57,8 +57,9 @@ class LoadShedder(GuardForms, EventSource):
     """Refuse work by priority while a load signal is high.
 
     ``thresholds`` maps each priority to the signal value above which it is shed (default:
-    SHEDDABLE above 0.7, NORMAL above 0.9, CRITICAL never; ``inf`` or a missing priority:
-    never). A shed call raises :class:`LoadShed` with ``retry_after``.
+    SHEDDABLE above 0.7, NORMAL above 0.9, CRITICAL never; ``inf``: never; a priority left
+    out: where the next more important one given is shed, never if none is). A shed call
+    raises :class:`LoadShed` with ``retry_after``.
 
     ``async with shedder:``, ``@shedder`` and ``await shedder.call(fn, ...)`` run at NORMAL
     priority; ``shedder.limit(priority)`` is the same guard at another priority.
@@ -95,10 +96,16 @@ class LoadShedder(GuardForms, EventSource):
         self._keeps_ticket = self._fed is not None
         self._tickets = ticket_stack(f"shedder.{self.name}")
         self._at_priority: dict[Priority, _AtPriority] = {}  # limit(priority), made once
-        # Every priority has an entry (None: never shed), so a lookup is the whole check.
-        self._thresholds: dict[Priority, float | None] = {
-            p: (None if p not in limits else float(limits[p])) for p in Priority
-        }
+        # Every priority has an entry (None: never shed), so a lookup is the whole check. A
+        # priority left out is shed where the next more important one given is (None if
+        # none is): less important work is never shed after more important work
+        # ({NORMAL: 0.9} alone sheds SHEDDABLE work at 0.9 too, not never).
+        self._thresholds: dict[Priority, float | None] = {}
+        inherited: float | None = None
+        for p in sorted(Priority):  # CRITICAL first
+            if p in limits:
+                inherited = float(limits[p])
+            self._thresholds[p] = inherited
         self.retry_after = finite_positive("retry_after", retry_after)
         self.shed: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._events = None

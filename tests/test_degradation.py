@@ -20,6 +20,7 @@ from aioresilience import (
     Priority,
     Rejected,
     Tier,
+    constant,
     fallback,
 )
 
@@ -80,7 +81,9 @@ async def test_cancellation_never_becomes_a_fallback() -> None:
 
 async def test_fallback_forms_run_its_one_core() -> None:
     """Issue 12: call, @fallback and the pipeline form (FallbackStrategy) are one core,
-    ``execute(call, context)``; outside a pipeline the handlers see the call's arguments."""
+    ``execute(call, context)``; in every form the handlers see the call's arguments (in a
+    pipeline too, whatever runs inside the fallback: the README's handler reads
+    ``outcome.args[0]``)."""
     from aioresilience._fallback import FallbackStrategy
 
     seen: list[tuple[Any, ...]] = []
@@ -95,8 +98,10 @@ async def test_fallback_forms_run_its_one_core() -> None:
     strategy = FallbackStrategy(spare)
     assert strategy.describe() == {"kind": "fallback", "name": "Fallback"}
     assert await Pipeline.builder().add(strategy).build().execute(failing, 3) == "spare"
-    assert seen == [((1,), {}), ((), {"product_id": 2}), ((), {})]
-    assert spare.used == 3
+    retried = Pipeline.builder().add(strategy).retry(attempts=2, backoff=constant(0)).timeout(1)
+    assert await retried.build().execute(failing, product_id=4) == "spare"
+    assert seen == [((1,), {}), ((), {"product_id": 2}), ((3,), {}), ((), {"product_id": 4})]
+    assert spare.used == 4
 
     async def slow() -> str:
         await asyncio.sleep(10)
@@ -107,7 +112,7 @@ async def test_fallback_forms_run_its_one_core() -> None:
     task.cancel()  # never turned into a fallback, in the pipeline form either
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert spare.used == 3
+    assert spare.used == 4
 
 
 async def test_degradation_tiers_follow_the_signal() -> None:
@@ -398,3 +403,20 @@ async def test_the_seed_guides_update_system_load() -> None:
     reading = GracefulDegradation(lambda: 0.0, [Tier("full", full)])
     with pytest.raises(TypeError, match="reads its signal"):
         reading.update_system_load(0.5)
+
+
+async def test_a_priority_left_out_is_shed_with_the_next_more_important_one() -> None:
+    """{NORMAL: 0.9} alone used to shed NORMAL work and never SHEDDABLE work (review 7)."""
+    load = 0.95
+    shedder = LoadShedder(lambda: load, thresholds={Priority.NORMAL: 0.9})
+    for priority in (Priority.SHEDDABLE, Priority.NORMAL):
+        with pytest.raises(LoadShed):
+            shedder.check(priority)
+    shedder.check(Priority.CRITICAL)  # never: no threshold for it or above it
+    critical_only = LoadShedder(lambda: load, thresholds={Priority.CRITICAL: 0.9})
+    for priority in Priority:
+        with pytest.raises(LoadShed):
+            critical_only.check(priority)
+    load = 0.5
+    for priority in Priority:
+        shedder.check(priority)
