@@ -90,7 +90,8 @@ def sf_list(value: bytes) -> list[tuple[Any, dict[str, Any]]]:
     [
         (TokenBucketAlgorithm(capacity=10, refill_rate=2.0), 10, 5.0),
         (LeakyBucketMeter(capacity=8, leak_rate=4.0), 8, 2.0),
-        (LeakyBucketShaper(capacity=6, leak_rate=3.0), 6, 2.0),
+        # A shaper admits at once only when its line is clear: one unit per interval.
+        (LeakyBucketShaper(capacity=6, leak_rate=3.0), 1, 1 / 3),
         (GCRAAlgorithm(interval=60 / 100, burst=10), 10, 6.0),  # web.md's example
         (FixedWindowAlgorithm(limit=100, window=60.0), 100, 60.0),
         (SlidingWindowLogAlgorithm(limit=5, window=1.0), 5, 1.0),
@@ -108,6 +109,24 @@ def test_every_algorithm_describes_its_policy(algorithm: Any, quota: int, window
     renamed = with_policy_name(algorithm, "mine")
     assert renamed.policy.name == "mine" and algorithm.policy.name != "mine"
     assert renamed.reserve(None, 0.0, 1, 0.0)[2]
+
+
+async def test_a_client_spending_what_a_shaper_states_is_admitted() -> None:
+    # A shaper at the edge (which refuses at once) stated q=5;w=5, and of 5 sent at once
+    # 4 were refused, every round. It states what it admits: q at once, every w.
+    from aioresilience.testing import ManualClock
+
+    clock = ManualClock()
+    shaper = LeakyBucket(5, 1.0, mode="shaper", name="shaper", clock=clock)
+    protection = Protection(Rule(shaper))
+    rules = protection.select("GET", "/")
+    first = await protection.admit(req(), rules)
+    ((name, policy),) = sf_list(dict(first.headers)[b"ratelimit-policy"])
+    assert (name, policy) == ("shaper", {"q": 1, "w": 1})
+    for _ in range(20):
+        clock.advance(policy["w"])
+        for _ in range(policy["q"]):
+            assert (await protection.admit(req(), rules)).response is None
 
 
 @pytest.mark.parametrize(

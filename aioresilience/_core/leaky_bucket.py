@@ -53,8 +53,11 @@ class LeakyBucketShaper(GCRAAlgorithm):
         # A state is fresh once its line is clear: at most `capacity` intervals after the
         # admission of the request that made it.
         self.horizon = self._queue_ns / NS
-        # The queue over the time it takes to empty: `capacity` units per `capacity` intervals.
-        self.policy = RatePolicy("leaky-bucket-shaper", capacity, capacity / leak_rate)
+        # What a caller that does not wait gets (a web rule refuses at once): one unit per
+        # interval, admitted only when the line is clear, as GCRA with a burst of 1. (The
+        # queue's capacity per capacity intervals told a client it could send `capacity` at
+        # once, and all but the first were refused.)
+        self.policy = RatePolicy("leaky-bucket-shaper", 1, 1.0 / leak_rate)
 
     def admit(self, state: int | None, now: float, cost: int) -> int | None:
         """Admitted at once only when the line is clear (any ``cost <= capacity``)."""
