@@ -339,10 +339,14 @@ class LocalLimit(Generic[S]):
 
     def remaining(self, key: Hashable) -> int:
         """Cost admissible for ``key`` right now, consuming nothing."""
+        return self.describe(key)[0]
+
+    def describe(self, key: Hashable) -> tuple[int, float]:
+        """``(remaining, reset_after)`` for ``key`` right now, consuming nothing."""
         now = self._clock.time()
         queue = self._settled(key, now)
         state = self.store.get(key, now) if queue is None else queue.state
-        return self._algorithm.inspect(state, now)[0]
+        return self._algorithm.inspect(state, now)
 
     def refund(self, key: Hashable, cost: int, at: float) -> None:
         """Give back the admission of ``cost`` for ``key`` stamped ``at`` (its decision's
@@ -989,21 +993,36 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             store_failures=self._store_failures,
         )
 
-    def refund(self, decision: Decision, cost: int = 1, *, key: Hashable = None) -> None:
+    def refund(self, decision: Decision, cost: int = 1, *, key: Hashable = None) -> Decision:
         """Give back an admission, as if it had never been made: ``decision`` is this
         limiter's (from :meth:`check` or :meth:`decide`) for ``cost`` and ``key``, for a
         request that does not go on after all (another limit refused it: the web integrations
-        refund the limiters a request passed before the one that refused it). A refusal, or an
-        admission with nothing to give back (``decision.at`` is None: a store's failure policy
-        admitted it), is left as it is. Counted out of ``statistics().admitted``."""
+        refund the limiters a request passed before the one that refused it). Refund each
+        admission once, with the cost and key it was decided for. What has drained of it
+        since (a bucket's units, a window that ended) is not given back: the bound holds for
+        what really ran. A refusal, or an admission with nothing to give back (``decision.at``
+        is None: a store's failure policy admitted it), is left as it is. Counted out of
+        ``statistics().admitted``.
+
+        Returns the decision as the limiter now stands for ``key`` (its remaining and reset
+        after the refund; on a shared store, whose refund is sent with its next round trip,
+        the remaining before the request), with ``at`` None: nothing more to give back."""
         if not isinstance(decision, Decision):
             raise TypeError(f"decision must be a Decision, got {decision!r}")
+        if decision.policy is not None and decision.policy is not self._policy:
+            raise ValueError(f"{self.name}: this decision is another limiter's: {decision!r}")
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
         if not decision.allowed or decision.at is None:
-            return
+            return decision
         self._state.refund(key, cost, decision.at)
         self._admitted -= 1
+        local = self._local
+        if local is None:
+            remaining = min(decision.limit, decision.remaining + cost)
+            return decision._replace(remaining=remaining, at=None)
+        remaining, reset_after = local.describe(key)
+        return decision._replace(remaining=remaining, reset_after=reset_after, at=None)
 
     def remaining(self, key: Hashable = None) -> int:
         """Cost admissible for ``key`` right now, consuming nothing (in-memory limiters)."""

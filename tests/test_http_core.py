@@ -528,7 +528,8 @@ async def test_a_cost_function_above_the_limit_is_a_429_without_retry_after(fast
     assert status == 429 and b"retry-after" not in headers  # no wait would admit it
     assert body["violated-policies"] == ["upload"]
     # big had admitted it (r=99) and gave it back: a refused request spends nothing
-    assert sf_list(headers[b"ratelimit"]) == [("big", {"r": 100, "t": 60})]
+    # ... and states it as it now stands: all of it, nothing to wait for (t=0, as fresh)
+    assert sf_list(headers[b"ratelimit"]) == [("big", {"r": 100, "t": 0})]
     assert big.remaining("203.0.113.7") == 100
     assert limiter.remaining("203.0.113.7") == 10  # nothing taken
     light = req("/", method="POST", headers=[(b"content-length", b"4")])

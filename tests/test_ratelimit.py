@@ -697,3 +697,24 @@ def test_a_refunded_request_is_as_if_never_made() -> None:
                     expected.allowed,
                     expected.remaining,
                 ), (refunding, i)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda c: ar.GCRA(1, 1.0, burst=1, clock=c),
+        lambda c: ar.TokenBucket(1, 1.0, clock=c),
+        lambda c: ar.LeakyBucket(1, 1.0, clock=c),
+        lambda c: ar.LeakyBucket(5, 1.0, mode="shaper", clock=c),
+    ],
+)
+def test_a_late_refund_gives_back_only_what_has_not_drained(make: Any) -> None:
+    # Refunded after the unit it took had drained and another was admitted: giving back a
+    # whole interval then handed that other unit back too (two at once with a burst of 1).
+    clock = ManualClock()
+    limiter = make(clock)
+    first = limiter.check(key="k")
+    clock.advance(1.0)
+    assert limiter.check(key="k")
+    limiter.refund(first, key="k")
+    assert not limiter.check(key="k")

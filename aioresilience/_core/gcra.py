@@ -97,7 +97,16 @@ class GCRAAlgorithm:
     def cancel(self, state: int | None, now: float, cost: int, at: float) -> int | None:
         if state is None:
             return None
-        return state - cost * self._interval_ns
+        # A reservation made for ``at`` occupies the line until ``at + cost*T`` at the
+        # earliest; what of it has drained by ``now`` is gone already and cannot be given
+        # back (a refund made after later admissions would hand their units back into the
+        # past: two admitted at once with a burst of 1). Exact for the newest reservation
+        # and for a refund at the instant of its admission.
+        give = cost * self._interval_ns
+        ahead = _trunc(at * _TO_NS) + give - _trunc(now * _TO_NS)
+        if ahead < give:
+            give = ahead if ahead > 0 else 0
+        return state - give
 
     def inspect(self, state: int | None, now: float) -> tuple[int, float]:
         now_ns = _trunc(now * _TO_NS)

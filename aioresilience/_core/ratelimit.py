@@ -10,8 +10,11 @@ in arrival order (``at`` never decreases across callers of one key), which is wh
 FIFO. A waiter that gives up is removed by *replaying* the other reservations in order (each
 one is ``reserve`` at its own time, which admits it there again on a state that has less in
 it), never by subtracting its cost from a state that later reservations were computed on:
-that would hand capacity back into the past. :meth:`RateAlgorithm.cancel` is only asked to
-give back the newest reservation, which every algorithm does exactly.
+that would hand capacity back into the past. :meth:`RateAlgorithm.cancel` gives back the
+newest reservation exactly (a waiter's, or an admission refunded at once); asked later for
+an older admission (``RateLimiter.refund`` of a request another limit refused), it gives back
+only what of it is still held at ``now``: a window's count while that window lasts, a log's
+entries not yet evicted, a bucket's units not yet drained, never a later admission's.
 
 Every algorithm here also describes itself as a :class:`RatePolicy` (``algorithm.policy``):
 a quota ``q`` over a window ``w``, what the IETF ``RateLimit-Policy`` field advertises. A
@@ -91,7 +94,8 @@ class RateAlgorithm(Protocol[S]):
         ...
 
     def cancel(self, state: S | None, now: float, cost: int, at: float) -> S | None:
-        """Give back a reservation of ``cost`` made for time ``at``."""
+        """Give back a reservation of ``cost`` made for time ``at``: what of it is still
+        held at ``now`` (see the module docstring)."""
         ...
 
     def inspect(self, state: S | None, now: float) -> tuple[int, float]:

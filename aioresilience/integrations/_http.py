@@ -1235,12 +1235,10 @@ class Protection:
     ) -> list[tuple[RateLimiter[Any], Decision]]:
         """A refused request is recorded by no limiter (algorithms.md: never record rejected
         requests): those it passed before the refusal give it back. Their fields then state
-        what they had before it (``remaining`` plus its cost)."""
+        each as it stands after the refund."""
         given_back = []
         for (limiter, decision), (key, cost) in zip(decisions, charged, strict=True):
-            limiter.refund(decision, cost, key=key)
-            remaining = min(decision.limit, decision.remaining + cost)
-            given_back.append((limiter, decision._replace(remaining=remaining)))
+            given_back.append((limiter, limiter.refund(decision, cost, key=key)))
         return given_back
 
     def _too_costly(

@@ -25,8 +25,11 @@ local function refund(key, now, cost, interval, burst, stamp)
   local v = redis.call('GET', key)
   if not v then return 0, 0, 0, 0 end
   local base, k = struct.unpack('<dd', v)
-  if base <= stamp then  -- else the period of that admission is over: nothing owed
-    k = math.max(0, k - cost)
+  -- Only what of it has not drained since it was admitted at `stamp` (its units end at
+  -- stamp + cost * interval at the earliest): later admissions of the period are not its.
+  local owed = math.min(cost, cost - (now - stamp) / interval)
+  if base <= stamp and owed > 0 then  -- else that admission's period or units are gone
+    k = math.max(0, k - owed)
     local drained = (now - base) / interval
     if k <= drained then
       redis.call('DEL', key)
