@@ -419,6 +419,7 @@ class RetryRun:
         "_previous_delay",
         "attempt",
         "closed",
+        "deadline",
         "policy",
         "started",
     )
@@ -430,6 +431,9 @@ class RetryRun:
         self.started = policy._clock.time() if started is None else started
         self.attempt = 1
         self.closed = False
+        #: This run's own deadline (the clock's time; None: the policy's only), e.g. the
+        #: HTTP clients' overall timeout.
+        self.deadline: float | None = None
         self._previous_delay: float | None = None
         self._history: list[str] | None = None  # made on the first failure only
         self._holds_retry = False
@@ -532,6 +536,8 @@ class RetryRun:
         """The stop rule that sleeping ``delay`` from ``now`` would break, if any."""
         policy = self.policy
         if policy.deadline is not None and now + delay > policy.deadline:
+            return "deadline"
+        if self.deadline is not None and now + delay > self.deadline:
             return "deadline"
         if policy.max_elapsed is not None and now - self.started + delay > policy.max_elapsed:
             return "max_elapsed"

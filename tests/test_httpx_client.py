@@ -378,10 +378,44 @@ async def test_an_attempt_timeout_is_a_retried_failure(virtual_clock: Any) -> No
 async def test_the_overall_timeout_bounds_the_retries(virtual_clock: Any) -> None:
     script = Script(then=503)
     async with client(script, retry={"attempts": 10, "backoff": constant(1)}, timeout=2.5) as http:
-        with pytest.raises(TimeoutExceeded):
+        # The next sleep would cross the deadline: the retries end, the last answer returned.
+        assert (await http.get("http://a.test/")).status_code == 503
+    assert script.count == 3 and virtual_clock.time() == pytest.approx(2.0)
+
+
+async def test_the_overall_timeout_cuts_an_attempt_and_counts_for_the_breaker(
+    virtual_clock: Any,
+) -> None:
+    async def stall(request: httpx.Request) -> int:
+        await asyncio.sleep(3600)
+        return 200
+
+    script = Script(then=stall)
+    async with client(script, retry=None, breaker={"failure_threshold": 2}, timeout=2.0) as http:
+        for _ in range(2):
+            with pytest.raises(TimeoutExceeded):
+                await http.get("http://a.test/")
+        with pytest.raises(CircuitBreakerOpenError):
             await http.get("http://a.test/")
-    assert script.count == 3 and virtual_clock.time() == pytest.approx(2.5)
-    assert script.log.count("closed 3") == 1  # the response held during the sleep is closed
+    assert script.count == 2
+
+
+async def test_the_overall_timeout_passing_in_this_clients_own_waits_counts_nothing(
+    virtual_clock: Any,
+) -> None:
+    # A call whose deadline passes while it waits for this client's own limiter was never
+    # sent: the host is not to blame, and its breaker counts nothing.
+    script = Script()
+    one_per_10s = TokenBucket(capacity=1, refill_rate=0.1, name="host")
+    async with client(
+        script, retry=None, breaker={"failure_threshold": 1}, limiter=one_per_10s, timeout=2.0
+    ) as http:
+        assert (await http.get("http://a.test/")).status_code == 200
+        with pytest.raises(TimeoutExceeded):
+            await http.get("http://a.test/")  # waits for the limiter until its deadline
+        await asyncio.sleep(10)
+        assert (await http.get("http://a.test/")).status_code == 200  # still closed
+    assert script.count == 2
 
 
 # -- pacing ----------------------------------------------------------------------------------
@@ -631,6 +665,41 @@ async def test_cancelled_during_the_sleep_closes_the_held_response(virtual_clock
 # -- configuration ---------------------------------------------------------------------------
 
 
+async def test_a_full_pool_of_this_client_is_no_failure_of_the_host() -> None:
+    # httpx's PoolTimeout: nothing was sent (a POST may be retried), and the host answered
+    # every request it got: its breaker stays closed (it opened on a healthy host).
+    script = Script(httpx.PoolTimeout("pool full"), httpx.PoolTimeout("pool full"), then=200)
+    async with client(script, retry=None, breaker={"failure_threshold": 1}) as http:
+        for _ in range(2):
+            with pytest.raises(httpx.PoolTimeout):
+                await http.get("http://a.test/")
+        assert (await http.get("http://a.test/")).status_code == 200
+    retried = Script(httpx.PoolTimeout("pool full"), then=200)
+    async with client(retried, retry={"attempts": 2, "backoff": constant(0)}) as http:
+        assert (await http.post("http://a.test/", content=b"x")).status_code == 200
+    assert retried.count == 2
+
+
+def test_a_hosts_retry_override_keeps_the_budget_the_defaults_name() -> None:
+    # budget=None turned budgets off; a host's own retry options brought one back (its
+    # third failing call got one attempt of two): options replace the defaults one by one.
+    transport = ResilientTransport(
+        httpx.MockTransport(Script()),
+        budget=None,
+        hosts={"api.example.com": {"retry": {"attempts": 2}}},
+    )
+    api = transport.policy.host(Origin("https", "api.example.com", 443))
+    other = transport.policy.host(Origin("https", "other.example.com", 443))
+    assert api.retry is not None and api.retry.budget is None
+    assert other.retry is not None and other.retry.budget is None
+
+
+def test_any_method_token_may_be_retried() -> None:
+    # RFC 9110 methods are tokens: "M-SEARCH" (SSDP) is one, refused by an isalpha() check.
+    transport = ResilientTransport(httpx.MockTransport(Script()), retry_methods={"GET", "M-SEARCH"})
+    assert transport.policy.host(A_TEST).retries("M-SEARCH", True, None, lambda name: False)[0]
+
+
 @pytest.mark.parametrize(
     ("options", "error", "named"),
     [
@@ -650,6 +719,7 @@ async def test_cancelled_during_the_sleep_closes_the_held_response(virtual_clock
         ({"retry_statuses": [700]}, ValueError, "retry_statuses"),
         ({"retry_statuses": "503"}, TypeError, "retry_statuses"),
         ({"retry_methods": ["GET", 1]}, ValueError, "retry_methods"),
+        ({"retry_methods": ["GET", "GET /"]}, ValueError, "retry_methods"),
         ({"retry_non_idempotent": "yes"}, TypeError, "retry_non_idempotent"),
         ({"max_pause": 0}, ValueError, "max_pause"),
         ({"max_hosts": 0}, ValueError, "max_hosts"),

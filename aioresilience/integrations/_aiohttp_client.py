@@ -29,14 +29,16 @@ and ``timeout`` work as with httpx.
 
 aiohttp exceptions, sorted: ``ClientConnectorError`` (refused, DNS, TLS) and
 ``ConnectionTimeoutError`` (connect or pool timeout) never reached the server (``"connect"``:
-any method may be retried); every other ``ClientConnectionError`` and ``ClientPayloadError``
-(disconnected, reset, read timeout, a truncated body) may have (idempotent requests only);
+any method may be retried); every other ``ClientConnectionError`` (disconnected, reset, read
+timeout before the response's headers) may have (idempotent requests only); the body is
+read after this middleware returned (a ``ClientPayloadError`` there is the caller's);
 ``InvalidURL`` and the rest are the caller's (never retried, never a breaker failure). A body
 aiohttp holds in memory (bytes, str, ``json=``, form data, ``BytesIO``) is sent again on a
 retry; a stream (an async iterator, a file) is sent once. One request opts in to retries
 whatever its method, or out: ``session.post(url, middlewares=(resilient.with_retry(True),))``
-(the same policy, the same hosts). (aiohttp itself sends an idempotent request once more when
-a kept-alive connection turns out closed; that second send runs this middleware again.)
+(the same policy, the same hosts). (aiohttp itself sends an idempotent request once more
+when it ends in ``ServerDisconnectedError`` or ``ClientOSError``: that second send runs this
+middleware again, retries and all, so such a call may make up to twice the attempts.)
 """
 
 from __future__ import annotations

@@ -184,7 +184,9 @@ _DEFAULT = object()  # "the option was not given" (budget: None is a value there
 #: never left (refused, DNS, pool timeout: any method may be retried); ``"transport"``, it may
 #: have been sent (reset, read error, read timeout: idempotent requests only); ``None``, not a
 #: failure of the host (a bug, an invalid URL): never retried, never a breaker failure.
-FailureKind = Literal["connect", "transport"] | None
+#: ``"local"``: it never left either, and the host is not to blame (our own connection pool
+#: was full): retried as ``"connect"``, never a breaker failure.
+FailureKind = Literal["connect", "local", "transport"] | None
 
 
 class Origin(NamedTuple):
@@ -429,12 +431,16 @@ def _statuses(name: str, value: Any) -> frozenset[int]:
     return codes
 
 
+# RFC 9110 §9.1: a method is a token ("M-SEARCH" is one).
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def _methods(name: str, value: Any) -> frozenset[str]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be an iterable of method names, got {value!r}")
     methods = frozenset(value)
     for method in methods:
-        if not isinstance(method, str) or not method.isalpha():
+        if not isinstance(method, str) or not _METHOD.fullmatch(method):
             raise ValueError(f"{name} must hold method names such as 'GET', got {method!r}")
     return frozenset(method.upper() for method in methods)
 
@@ -888,6 +894,25 @@ class _Outcome:
         return f"<HTTP {self.status} {self.method} {self.host}>"
 
 
+def _expired(
+    exc: BaseException, within: timeout | None, sending: list[bool] | None
+) -> BaseException:
+    """What the breaker is told of an attempt that ended with ``exc``: the call's own
+    deadline (``within``) cancelling it while it was sent (``sending``: set when the send
+    began) is the host's timeout, a failure; a caller's cancellation, or the deadline
+    passing while the attempt waited in this client (the limiter, the bulkhead, pacing's
+    gate: no fault of the host's), is never counted. ``exc`` itself propagates unchanged."""
+    if (
+        within is not None
+        and sending is not None
+        and sending[0]
+        and isinstance(exc, asyncio.CancelledError)
+        and within.expired()
+    ):
+        return TimeoutExceeded("the call's timeout expired while it was sent", seconds=0.0)
+    return exc
+
+
 class ClientPolicy(EventSource, Generic[R]):
     """Resilience for outgoing HTTP calls, one :class:`HostPolicy` per origin (see the module
     docstring for every option)."""
@@ -962,8 +987,14 @@ class ClientPolicy(EventSource, Generic[R]):
                         f"known: {', '.join(_OPTIONS)}"
                     )
                 merged = {**defaults, **override}
-                if "retry" in override and "budget" not in override:
-                    merged["budget"] = _DEFAULT  # a new retry: the budget default follows it
+                if (
+                    "retry" in override
+                    and "budget" not in override
+                    and isinstance(override["retry"], Retry)
+                ):
+                    # A Retry given whole brings its own budget; any other retry keeps the
+                    # budget the defaults name (budget=None stays None: one by one).
+                    merged["budget"] = _DEFAULT
                 self._overrides.append((pattern.lower(), _Settings(merged, pattern)))
         # Built once now, so that bad options fail here and not at the first request.
         for pattern, settings in [("", self._settings), *self._overrides]:
@@ -1016,10 +1047,10 @@ class ClientPolicy(EventSource, Generic[R]):
     def _is_failure(self, exc: BaseException) -> bool:
         """A breaker's ``record`` by default: a failing status, a failure of the transport,
         an attempt's timeout; not a bug of the caller nor a refusal of ours."""
-        return (
-            isinstance(exc, StatusFailure | TimeoutExceeded)
-            or self.io.failure_kind(exc) is not None
-        )
+        if isinstance(exc, StatusFailure | TimeoutExceeded):
+            return True
+        kind = self.io.failure_kind(exc)
+        return kind is not None and kind != "local"
 
     def _settings_for(self, origin: Origin) -> _Settings:
         if self._overrides:
@@ -1072,8 +1103,8 @@ class ClientPolicy(EventSource, Generic[R]):
         send: Callable[[], Awaitable[R]],
     ) -> R:
         assert policy.timeout is not None
-        async with timeout(policy.timeout):
-            return await self._calls(policy, method, may_retry, after_send, send, self.io)
+        async with timeout(policy.timeout) as within:
+            return await self._calls(policy, method, may_retry, after_send, send, self.io, within)
 
     async def _calls(
         self,
@@ -1083,11 +1114,16 @@ class ClientPolicy(EventSource, Generic[R]):
         after_send: bool,
         send: Callable[[], Awaitable[R]],
         io: ResponseIO[R],
+        within: timeout | None = None,
     ) -> R:
         retry = policy.retry
         retry_statuses = policy._settings.retry_statuses
         # Retry's own seam: backoff, stop rules, hooks and the budget's accounting are its.
         run = retry.start() if retry is not None and may_retry else None
+        if run is not None and within is not None:
+            # The call's deadline: a wait that would cross it ends the retries (the last
+            # response is returned, the last error raised) instead of sleeping into it.
+            run.deadline = within.when()
         retried = run is not None and after_send
         pending: R | None = None  # a response that will not be returned, to close
         number = 0
@@ -1098,6 +1134,8 @@ class ClientPolicy(EventSource, Generic[R]):
                     await io.close(response)
                 number += 1
                 status: int | None = None  # read once: the breaker's inline exit reads it
+                # Under an overall timeout, whether this attempt's send began (see _expired).
+                sending = None if within is None else [False]
                 try:
                     pacing = policy._pacing
                     if (
@@ -1122,15 +1160,19 @@ class ClientPolicy(EventSource, Generic[R]):
                                 ticket = await ticket
                             try:
                                 if pacing is None:
+                                    if sending is not None:
+                                        sending[0] = True
                                     response = await send()
                                 elif not pacing.open:
                                     # shut while the breaker's admission awaited: the gate
-                                    response = await self._timed(policy, send, io)
+                                    response = await self._timed(policy, send, io, sending)
                                 else:
                                     pacing.in_flight += 1  # _timed's steps, inline
                                     sent = pacing.last_sent = pacing.last_sent + 1
                                     if pacing.remaining is not None:
                                         pacing.counted(sent)
+                                    if sending is not None:
+                                        sending[0] = True
                                     try:
                                         response = await send()
                                     except BaseException:
@@ -1138,7 +1180,7 @@ class ClientPolicy(EventSource, Generic[R]):
                                         raise
                                     pacing.answered(io, response, self._clock, sent)
                             except BaseException as exc:
-                                leave(ticket, exc, NO_RESULT)
+                                leave(ticket, _expired(exc, within, sending), NO_RESULT)
                                 raise
                             status = io.status(response)
                             if status in policy._settings.breaker_statuses:
@@ -1146,7 +1188,9 @@ class ClientPolicy(EventSource, Generic[R]):
                             else:
                                 leave(ticket, None, response)
                     else:
-                        response = await self._attempt(policy, method, send, io, number, retried)
+                        response = await self._attempt(
+                            policy, method, send, io, number, retried, within, sending
+                        )
                 except Exception as exc:
                     if run is None or not run.policy.retryable(exc):
                         raise
@@ -1184,6 +1228,8 @@ class ClientPolicy(EventSource, Generic[R]):
         io: ResponseIO[R],
         number: int,
         retries_statuses: bool,
+        within: timeout | None = None,
+        sending: list[bool] | None = None,
     ) -> R:
         """One attempt: the breaker, the limiter, the bulkhead, pacing's gate, then the send."""
         clock = self._clock
@@ -1201,7 +1247,7 @@ class ClientPolicy(EventSource, Generic[R]):
                 self._refuse_long_pause(policy, pacing, clock.time())
             guard = policy._breaker_core
             if guard is None:
-                response = await self._sent(policy, send, io)
+                response = await self._sent(policy, send, io, sending)
                 status = io.status(response)
             else:
                 # The breaker's guard core (what its call() and a pipeline run), so that a
@@ -1213,9 +1259,9 @@ class ClientPolicy(EventSource, Generic[R]):
                 # (An exit returns an awaitable only for a breaker whose subclass overrides
                 # its async with: that __aexit__ is awaited. The inline path never sees one.)
                 try:
-                    response = await self._sent(policy, send, io)
+                    response = await self._sent(policy, send, io, sending)
                 except BaseException as exc:
-                    left = leave(ticket, exc, NO_RESULT)
+                    left = leave(ticket, _expired(exc, within, sending), NO_RESULT)
                     if left is not None:
                         await left
                     raise
@@ -1307,7 +1353,11 @@ class ClientPolicy(EventSource, Generic[R]):
             pacing.settle()
 
     async def _sent(
-        self, policy: HostPolicy, send: Callable[[], Awaitable[R]], io: ResponseIO[R]
+        self,
+        policy: HostPolicy,
+        send: Callable[[], Awaitable[R]],
+        io: ResponseIO[R],
+        sending: list[bool] | None = None,
     ) -> R:
         """Inside the breaker: the limiter, the bulkhead, then pacing's gate and the send
         (under the attempt's timeout), with what pacing learns of it."""
@@ -1316,15 +1366,21 @@ class ClientPolicy(EventSource, Generic[R]):
             await limiter.acquire(key=policy.label)
         bulkhead = policy.bulkhead
         if bulkhead is None:
-            return await self._timed(policy, send, io)
+            return await self._timed(policy, send, io, sending)
         async with bulkhead:
-            return await self._timed(policy, send, io)
+            return await self._timed(policy, send, io, sending)
 
     async def _timed(
-        self, policy: HostPolicy, send: Callable[[], Awaitable[R]], io: ResponseIO[R]
+        self,
+        policy: HostPolicy,
+        send: Callable[[], Awaitable[R]],
+        io: ResponseIO[R],
+        sending: list[bool] | None = None,
     ) -> R:
         pacing = policy._pacing
         if pacing is None:
+            if sending is not None:
+                sending[0] = True
             if policy.attempt_timeout is None:
                 return await send()
             async with timeout(policy.attempt_timeout):
@@ -1338,6 +1394,8 @@ class ClientPolicy(EventSource, Generic[R]):
         sent = pacing.last_sent = pacing.last_sent + 1
         if pacing.remaining is not None:
             pacing.counted(sent)
+        if sending is not None:
+            sending[0] = True
         try:
             if policy.attempt_timeout is None:
                 response = await send()

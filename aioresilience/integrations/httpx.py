@@ -72,7 +72,9 @@ class _HttpxIO:
         await response.aclose()
 
     def failure_kind(self, exc: BaseException) -> FailureKind:
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        if isinstance(exc, httpx.PoolTimeout):
+            return "local"  # our pool was full: nothing sent, and not the host's failure
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return "connect"
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
             return None
