@@ -590,6 +590,46 @@ async def test_hosts_are_bounded_lru() -> None:
     assert [o.host for o in transport.policy.hosts()] == ["b.test", "c.test"]
 
 
+async def test_a_busy_host_is_not_evicted(virtual_clock: Any) -> None:
+    # Evicting a host with a call in its bulkhead let a new policy admit a second call
+    # beside it (2 at once under max_concurrent=1), and evicting an open breaker forgot it.
+    # The least recently used idle host goes; busy ones stay (up to twice max_hosts).
+    running: dict[str, int] = {}
+    peak: dict[str, int] = {}
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        running[host] = running.get(host, 0) + 1
+        peak[host] = max(peak.get(host, 0), running[host])
+        await asyncio.sleep(5 if host == "a.test" else 1)
+        running[host] -= 1
+        return httpx.Response(503 if host == "down.test" else 200)
+
+    transport = ResilientTransport(
+        httpx.MockTransport(slow),
+        retry=None,
+        max_hosts=2,
+        bulkhead={"max_concurrent": 1, "max_queue": 5},
+        breaker={"failure_threshold": 1},
+    )
+    hosts = transport.policy.hosts
+    async with httpx.AsyncClient(transport=transport) as http:
+        busy = asyncio.create_task(http.get("http://a.test/"))
+        await asyncio.sleep(0.1)
+        for host in ("b", "c"):
+            await http.get(f"http://{host}.test/")
+        assert [o.host for o in hosts()] == ["a.test", "c.test"]  # b went, a in flight stayed
+        assert (await http.get("http://a.test/")).status_code == 200  # queued behind busy
+        assert (await busy).status_code == 200
+        assert peak["a.test"] == 1
+        assert (await http.get("http://down.test/")).status_code == 503  # opens its breaker
+        for host in ("e", "f"):
+            await http.get(f"http://{host}.test/")
+        assert [o.host for o in hosts()] == ["down.test", "f.test"]
+        with pytest.raises(CircuitBreakerOpenError):
+            await http.get("http://down.test/")
+
+
 async def test_a_bulkhead_per_host(virtual_clock: Any) -> None:
     async def slow(request: httpx.Request) -> int:
         await asyncio.sleep(1)

@@ -8,10 +8,13 @@ lives here once.
 
 **Per origin** ``(scheme, host, port)``: a :class:`HostPolicy` is made on a host's first
 request and kept in an LRU map of at most ``max_hosts`` (a client that wanders over many hosts
-keeps bounded memory; an evicted host starts afresh). Each component is optional and given as
-options (a mapping: one instance per host, built from them) or as a primitive (that one
-instance serves every host the configuration covers; a shared ``RateLimiter`` is keyed by
-host, so it still limits each host apart):
+keeps bounded memory; an evicted host starts afresh). The host evicted is the least recently
+used one that is idle (no call in its bulkhead, a closed breaker, its limiter's capacity
+back, no pause): busy ones stay, the map going over ``max_hosts`` for as long as they are,
+up to twice it (then the least recently used goes whatever its state). Each component is
+optional and given as options (a mapping: one instance per host, built from them) or as a
+primitive (that one instance serves every host the configuration covers; a shared
+``RateLimiter`` is keyed by host, so it still limits each host apart):
 
 ``retry``      a mapping of :class:`~aioresilience.Retry` options (default ``{}``: 3 attempts,
                exponential backoff with full jitter, ``Retry-After`` honoured up to
@@ -101,6 +104,7 @@ import asyncio
 import datetime
 import email.utils
 import fnmatch
+import itertools
 import math
 import re
 import time
@@ -113,6 +117,7 @@ from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 from .. import (
     Bulkhead,
     CircuitBreaker,
+    CircuitState,
     RateLimiter,
     Rejected,
     Retry,
@@ -350,6 +355,9 @@ def _sf_items(value: str) -> list[tuple[str, dict[str, str]]]:
 # A figure above this (seconds or requests; 317 years, above every epoch time meant) is taken
 # as malformed, not as a pause for ever (nor a float overflow).
 _MAX_FIGURE = 10**10
+
+# Hosts looked at, least recently used first, for one to evict (ClientPolicy._evict).
+_EVICTION_SCAN = 8
 
 
 def _int(text: str | None) -> int | None:
@@ -868,6 +876,28 @@ class HostPolicy:
         """Loop time before which this host is sent nothing (0: not paused)."""
         return 0.0 if self._pacing is None else self._pacing.paused_until
 
+    def idle(self) -> bool:
+        """Whether forgetting this host loses nothing that bounds it: no call in its
+        bulkhead, a closed breaker, an in-process limiter with its whole capacity back, no
+        pause, nothing held or in flight at the gate. (Evicting a busy host would let a new
+        policy's bulkhead admit beside calls still running, and forget an open breaker.)"""
+        bulkhead, breaker, limiter, pacing = self.bulkhead, self.breaker, self.limiter, self._pacing
+        if bulkhead is not None and not bulkhead.idle:
+            return False
+        if breaker is not None and breaker.state is not CircuitState.CLOSED:
+            return False
+        if (
+            limiter is not None
+            and not limiter.shared
+            and limiter.remaining(self.label) < limiter.max_cost
+        ):
+            return False
+        if pacing is not None:
+            busy = pacing.in_flight or pacing.held or pacing.remaining is not None
+            if busy or pacing.paused_until > self._clock.time():
+                return False
+        return True
+
     def __repr__(self) -> str:
         return (
             f"<HostPolicy {self.origin.label} retry={self.retry!r} breaker={self.breaker!r} "
@@ -1023,9 +1053,24 @@ class ClientPolicy(EventSource, Generic[R]):
         policy = HostPolicy(origin, self._settings_for(origin), self._clock, self._is_failure)
         hosts[origin] = policy
         if len(hosts) > self.max_hosts:
-            hosts.popitem(last=False)
+            self._evict()
         self._last = (origin, policy)
         return policy
+
+    def _evict(self) -> None:
+        """Drop the least recently used host that is idle (see :meth:`HostPolicy.idle`),
+        among the oldest few; with none of them idle the map goes over ``max_hosts`` for
+        now, up to twice it, where the least recently used goes whatever its state."""
+        hosts = self._hosts
+        if len(hosts) <= 2 * self.max_hosts:
+            # (Never the newest: the host just made is the one being asked for.)
+            oldest = itertools.islice(hosts.items(), min(_EVICTION_SCAN, len(hosts) - 1))
+            for origin, candidate in oldest:
+                if candidate.idle():
+                    del hosts[origin]
+                    return
+            return
+        hosts.popitem(last=False)
 
     def host_at(self, scheme: str, host: str, port: int) -> HostPolicy:
         """``host(Origin(scheme, host, port))``, the adapters' per-request lookup: a known
