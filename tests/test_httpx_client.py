@@ -662,6 +662,31 @@ async def test_attempt_events_carry_host_method_status_never_the_url() -> None:
     assert all("secret" not in repr(e) for e in events)
 
 
+async def test_the_components_made_per_host_are_heard_through_the_policy() -> None:
+    # Built lazily per host, they had nothing to listen to in advance: the policy's
+    # listeners hear them, whether added before or after the host was first called.
+    early: list[ResilienceEvent] = []
+    late: list[ResilienceEvent] = []
+    shared = CircuitBreaker(name="shared", failure_threshold=1)  # a primitive: its owner's
+    transport = ResilientTransport(
+        httpx.MockTransport(Script(then=503)),
+        retry=None,
+        breaker={"failure_threshold": 1},
+        hosts={"b.test": {"breaker": shared}},
+    )
+    transport.policy.add_listener(early.append)
+    async with httpx.AsyncClient(transport=transport) as http:
+        await http.get("http://a.test/")  # 503: opens a.test's breaker
+        transport.policy.add_listener(late.append)
+        with pytest.raises(CircuitBreakerOpenError):
+            await http.get("http://a.test/")
+        await http.get("http://b.test/")  # opens the shared breaker: not forwarded
+    opened = [e for e in early if type(e).__name__ == "CircuitOpened"]
+    assert [e.strategy for e in opened] == ["breaker a.test"]
+    assert [type(e).__name__ for e in late if e.strategy == "breaker a.test"] == ["CircuitRejected"]
+    assert not [e for e in early + late if e.strategy == "shared"]
+
+
 async def test_cancellation_mid_request_leaks_nothing(virtual_clock: Any) -> None:
     async def stall(request: httpx.Request) -> int:
         await asyncio.sleep(100)

@@ -129,7 +129,7 @@ from .. import (
 from .._http_events import HttpAttempt, HttpPaused
 from .._support.clock import Clock, clock_option
 from .._support.context import context_var
-from .._support.events import EventSource
+from .._support.events import EventSource, ResilienceEvent
 from .._support.guard import async_with_is_core
 from .._support.validation import finite_positive, non_negative_or_none, positive_int, text
 from ..abc import NO_RESULT, GuardStrategy
@@ -779,6 +779,8 @@ class HostPolicy:
     __slots__ = (
         "_breaker_core",
         "_clock",
+        "_heard",
+        "_own",
         "_pacing",
         "_plain",
         "_reads_key",
@@ -849,6 +851,25 @@ class HostPolicy:
         )
         self._retry_methods = settings.retry_methods
         self._reads_key = self.retry is not None and not settings.retry_non_idempotent
+        # The components made for this host from options (a primitive given whole serves
+        # every host: its listeners are its owner's), told to the policy's listeners once.
+        own = (
+            (settings.retry, self.retry),
+            (settings.breaker, self.breaker),
+            (settings.limiter, self.limiter),
+            (settings.bulkhead, self.bulkhead),
+        )
+        self._own: tuple[EventSource, ...] = tuple(
+            made for given, made in own if isinstance(given, dict) and made is not None
+        )
+        self._heard = False
+
+    def hear(self, forward: Callable[[Any], None]) -> None:
+        """Hand the events of this host's own components to ``forward`` (once)."""
+        if not self._heard:
+            self._heard = True
+            for component in self._own:
+                component.add_listener(forward)
 
     def retries(
         self, method: str, replayable: bool, opt_in: bool | None, has_key: Callable[[str], bool]
@@ -1051,6 +1072,8 @@ class ClientPolicy(EventSource, Generic[R]):
             self._last = (origin, policy)
             return policy
         policy = HostPolicy(origin, self._settings_for(origin), self._clock, self._is_failure)
+        if self._events is not None:
+            policy.hear(self._forward)
         hosts[origin] = policy
         if len(hosts) > self.max_hosts:
             self._evict()
@@ -1071,6 +1094,19 @@ class ClientPolicy(EventSource, Generic[R]):
                     return
             return
         hosts.popitem(last=False)
+
+    def add_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:
+        """Hear this policy's events (:class:`HttpAttempt`, :class:`HttpPaused`) and those of
+        the components it made for each host (their names carry the host)."""
+        super().add_listener(callback)
+        for policy in self._hosts.values():
+            policy.hear(self._forward)
+
+    def _forward(self, event: ResilienceEvent) -> None:
+        """A host's component's event, to this policy's listeners."""
+        listeners = self._events
+        if listeners is not None:
+            listeners.emit(event)
 
     def host_at(self, scheme: str, host: str, port: int) -> HostPolicy:
         """``host(Origin(scheme, host, port))``, the adapters' per-request lookup: a known
