@@ -376,6 +376,12 @@ class Retry(ExecuteForms, EventSource):
             return False
         return self._retry_on(exc)
 
+    @property
+    def judges_results(self) -> bool:
+        """Whether this policy was given ``retry_on_result`` or a ``retry_after`` extractor
+        (options that read a call's result: an HTTP client decides those by status)."""
+        return self._judge is not None or self._hint_of is not None
+
     def hint(self, outcome: Any) -> float | None:
         """Seconds the outcome asks us to wait (``retry_after`` of our refusals, or what the
         ``retry_after`` extractor finds)."""

@@ -772,6 +772,8 @@ def test_any_method_token_may_be_retried() -> None:
         ({"retry": {"budget": RetryBudget.tokens()}}, TypeError, "retry"),
         ({"retry": 3}, TypeError, "retry"),
         ({"retry": Retry(), "budget": {}}, TypeError, "budget"),
+        ({"retry": Retry(retry_on_result=lambda r: True)}, TypeError, "retry_on_result"),
+        ({"retry": Retry(retry_after=lambda r: 1.0)}, TypeError, "retry_after"),
         ({"budget": {"percent": 2}}, ValueError, "percent"),
         ({"breaker": {"failure_threshold": -1}}, ValueError, "failure_threshold"),
         ({"breaker": {"nonsense": 1}}, TypeError, "nonsense"),

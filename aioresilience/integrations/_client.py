@@ -527,6 +527,12 @@ class _Settings:
                             "Retry-After is read from the response"
                         )
                     )
+        if isinstance(retry, Retry) and retry.judges_results:
+            raise TypeError(
+                f"{named('retry')}: a Retry given whole must not set retry_on_result or "
+                "retry_after: which responses are retried is retry_statuses', and "
+                f"Retry-After is read from the response; got {retry!r}"
+            )
         if isinstance(retry, Retry) and budget is not _DEFAULT and budget is not None:
             raise TypeError(
                 f"{named('budget')}: a Retry given whole brings its own budget "
