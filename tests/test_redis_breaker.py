@@ -216,6 +216,30 @@ async def test_the_local_breaker_decides_while_redis_is_away(redis_server: Redis
         await store.aclose()
 
 
+async def test_failures_admitted_from_a_fresh_view_count_when_redis_goes_away(
+    redis_server: RedisServer,
+) -> None:
+    # Calls admitted from a fresh closed view send their outcomes to Redis only: with Redis
+    # gone as the dependency failed, they were lost and the circuit never opened (10 of 10
+    # failures went through a failure_threshold of 3). The local machine hears them too.
+    with RedisServer() as server:
+        store = RedisStore(server.url, prefix="together", timeout=0.05, breaker_staleness=60.0)
+        breaker = CircuitBreaker(name="together", failure_threshold=3, store=store)
+        assert await breaker.call(succeed) == "ok"
+        server.kill()
+        failures = 0
+        for _ in range(10):
+            try:
+                await breaker.call(fail)
+            except Boom:
+                failures += 1
+            except CircuitBreakerOpenError:
+                pass
+            await asyncio.sleep(0.06)
+        assert failures <= 4
+        await store.aclose()
+
+
 async def test_a_block_has_no_result_to_judge(
     processes: Callable[..., list[CircuitBreaker]],
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -189,6 +190,26 @@ async def test_a_redis_slower_than_the_timeout_opens_the_store_breaker(
         assert not (await limiter.decide()).allowed
     assert store.breaker.statistics().state.value == "open"
     monkeypatch.undo()
+    await store.aclose()
+
+
+@pytest.mark.parametrize("policy", ["allow", "deny"])
+async def test_a_loop_blocked_past_the_timeout_is_not_blamed_on_redis(
+    server: RedisServer, policy: FailurePolicy
+) -> None:
+    # The application blocks the loop while decisions are in flight: the batch's expiry
+    # timer ran before the reply that had come back was read, so every caller got the
+    # failure policy (no limit at all under "allow") and the store's breaker opened.
+    store, limiter = _limiter(server, policy)
+    assert (await limiter.decide(key="k")).allowed
+    for _ in range(2):
+        pending = [asyncio.ensure_future(limiter.decide(key="k")) for _ in range(2)]
+        await asyncio.sleep(0)
+        time.sleep(TIMEOUT * 3)  # noqa: ASYNC251  # the point: the application blocks the loop
+        decisions = await asyncio.gather(*pending)
+        assert all(d.at is not None for d in decisions if d.allowed)  # Redis decided them
+    assert limiter.statistics().store_failures == 0
+    assert store.breaker.state is CircuitState.CLOSED
     await store.aclose()
 
 

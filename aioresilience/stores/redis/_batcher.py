@@ -122,7 +122,7 @@ class _Batch:
     """The operations of one round trip (owed ones first, each kind in arrival order), and
     the timer that bounds its callers' wait."""
 
-    __slots__ = ("counted", "entries", "expired", "expiry", "owed", "sent", "ticket")
+    __slots__ = ("counted", "entries", "expired", "expiry", "graced", "owed", "sent", "ticket")
 
     def __init__(self, owed: list[_Entry] | None = None) -> None:
         self.entries: list[_Entry] = owed or []
@@ -130,6 +130,7 @@ class _Batch:
         self.expiry: asyncio.TimerHandle | None = None
         self.expired = False  # its callers were told Redis was too slow
         self.counted = False  # ... and that was a failure for the store's breaker
+        self.graced = False  # its expiry fired late once (a busy loop) and was put off
         self.sent = False  # its round trip began
         self.ticket: Any = None  # ... admitted by the store's breaker with this ticket
 
@@ -269,6 +270,20 @@ class Batcher:
         """``timeout`` after a batch began: its callers still waiting leave with an outage.
         That is a failure for the store's breaker, counted once for the batch; but a batch
         still queued behind a half-open probe does not condemn the probe's round trip."""
+        loop = self._loop
+        expiry = batch.expiry
+        if expiry is not None and not batch.graced and loop is not None:
+            late = loop.time() - expiry.when()
+            if late > 0.002:
+                # The loop was busy past the deadline (application code blocked it): a reply
+                # may be waiting to be read behind this timer. Redis is not to blame for the
+                # time the loop was not running: give the batch that long again, once (at most
+                # its timeout), so pending replies are read before its callers are failed.
+                batch.graced = True
+                batch.expiry = loop.call_at(
+                    loop.time() + min(late, self.store.timeout), self._expire, batch
+                )
+                return
         batch.expired = True
         outage = Outage(TimeoutError(f"no reply from Redis within {self.store.timeout:g}s"), 0)
         waited = False
@@ -445,6 +460,17 @@ class Batcher:
             self._move_to(loop)
         if not self._connected:
             await asyncio.shield(self._connection(loop))
+
+    async def drain(self) -> None:
+        """Wait (bounded) for the round trips under way on this loop: owed operations added
+        just before a shutdown are sent and their replies read before the connections
+        close."""
+        flusher = self._flusher
+        if flusher is None or self._loop is not asyncio.get_running_loop():
+            return
+        await asyncio.wait(
+            {flusher}, timeout=self.store.connect_timeout + max(1.0, 10 * self.store.timeout)
+        )
 
     def _connection(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
         """The attempt to connect under way, or a new one: one at a time, whoever needs it

@@ -198,6 +198,10 @@ class RedisBreaker:
         """A ticket or :class:`Refused` from the view when it is fresh enough, else the
         coroutine of the round trip that asks Redis."""
         state = self.state
+        if self.store._breaker.retry_after and state is CircuitState.CLOSED:
+            # Redis is known to be away: the local machine decides (as _ask would, at once).
+            local = self._local.try_admit(now)
+            return local if isinstance(local, Refused) else Ticket(local, shared=False)
         if state is CircuitState.OPEN and now < self.open_until:
             # The break is known: refused here, with no round trip. A view older than the
             # staleness bound is refreshed in the background, so a reset made elsewhere
@@ -237,6 +241,24 @@ class RedisBreaker:
             return self._local.on_outcome(ticket.generation, now, failed, slow)
         if self.state is CircuitState.DISABLED:
             return False  # forced closed: nothing recorded, here or in Redis
+        if self.store._breaker.retry_after:
+            # Redis is known to be away: the outcome cannot be recorded there, and the local
+            # machine decides meanwhile, so it hears it (else the calls admitted from a fresh
+            # view as Redis went away would never count, and a burst of failures would not
+            # open the circuit).
+            self._report.store_failure(BREAKER_OPEN)
+            local = self._local
+            return local.on_outcome(local.generation, now, failed, slow)
+        local = self._local
+        if local.state is CircuitState.CLOSED:
+            # Shadowed in the local machine, so that it knows the streak when Redis goes away
+            # (outcomes sent as Redis went away are lost; the local machine then decides).
+            # Silently: the shared state is the one reported while Redis answers.
+            report, local.report = local.report, None
+            try:
+                local.on_outcome(local.generation, now, failed, slow)
+            finally:
+                local.report = report
         self._send("o", int(failed) + 2 * int(slow), ticket.generation)
         return True
 

@@ -70,6 +70,13 @@ def shared_name(owner: Any, *, default: str | None, kind: str | None = None) -> 
             f"a {kind} on a RedisStore needs name=...: the name is its identity in Redis, "
             "shared by every process that uses it"
         )
+    if not name.strip():
+        # (A limiter given name="" reports its kind as its name, but its Redis key would be
+        # `<prefix>:<algorithm>:{}`: one state for every such limiter, whatever its limit.)
+        raise ValueError(
+            f"a {kind} name on a RedisStore must not be empty or blank, got {name!r}: the "
+            "name is its identity in Redis, shared by every process that uses it"
+        )
     if any(char in name for char in "{}:"):
         raise ValueError(
             f"a {kind} name on a RedisStore must not contain {{, }} or :, got {name!r}"

@@ -159,7 +159,9 @@ class RedisStore:
 
     async def aclose(self) -> None:
         """Close the connections the store opened itself (a client given to it stays the
-        caller's to close, unless the store had to make its own; see ``client``)."""
+        caller's to close, unless the store had to make its own; see ``client``). What is
+        owed to Redis and already on its way (refunds, breaker outcomes) goes first."""
+        await self._batcher.drain()
         if self._owns_client:
             await self.client.aclose()
 
