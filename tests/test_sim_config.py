@@ -274,3 +274,69 @@ def test_an_answer_whose_event_is_cut_off_compares_goodput() -> None:
     assert result.answer.startswith("Goodput: 'naive retry' ")
     assert "the same served by 'naive retry', 'budget + breaker'" in result.answer
     assert result.data["variants"][0]["windows"] == []
+
+
+GOODPUT = """\
+name = "goodput"
+seed = 1
+duration = "60s"
+[arrivals]
+rate = "100/s"
+[dependency]
+servers = 100
+latency = { distribution = "constant", mean = "10ms" }
+[[variants]]
+name = "fixed window 50/s"
+[[variants.pipeline]]
+strategy = "rate_limit"
+algorithm = "fixed_window"
+max_requests = 50
+window_seconds = 1
+"""
+
+
+def test_goodput_counts_only_what_the_run_served(tmp_path: Path) -> None:
+    # A limiter of 50/s with no max_wait queues the excess: the calls served in the drain
+    # after the run counted in goodput, which read 100/s, twice what the limiter lets by.
+    path = tmp_path / "goodput.toml"
+    path.write_text(GOODPUT)
+    (variant,) = run_scenario(load_scenario(path)).data["variants"]
+    assert 49.5 <= variant["summary"]["goodput_per_s"] <= 50.5
+
+
+def test_options_the_library_takes_are_read(tmp_path: Path) -> None:
+    # failure_threshold = "none": a breaker tripped by its rate rule only (the library's
+    # None); mode = "shaper": the leaky bucket's queue. Both were refused.
+    text = MINIMAL.replace(
+        'strategy = "retry"\nattempts = 3',
+        'strategy = "circuit_breaker"\nfailure_threshold = "none"\nfailure_rate_threshold = 0.5',
+    )
+    load_scenario(_written(tmp_path, text))
+    shaper = MINIMAL.replace(
+        'strategy = "retry"\nattempts = 3',
+        'strategy = "rate_limit"\nalgorithm = "leaky_bucket"\nmode = "shaper"\n'
+        "capacity = 5\nleak_rate = 5",
+    )
+    load_scenario(_written(tmp_path, shaper))
+
+
+def _written(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_negative_factor_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL.replace("servers = 2", "servers = 2\nslowdown = -1")
+    assert "dependency.slowdown: slowdown must be >= 0" in error_of(tmp_path, text)
+
+
+def test_replace_keeps_the_interval_bounds(tmp_path: Path) -> None:
+    # A duration given on the command line skipped the bound on intervals when the file set
+    # `interval` (300 h in 1 s intervals: 1.08 million of them, 1.5 GB).
+    text = MINIMAL.replace('duration = "10s"', 'duration = "10s"\ninterval = "1s"')
+    scenario = load_scenario(_written(tmp_path, text))
+    with pytest.raises(ScenarioError, match="at most 100,000 intervals"):
+        scenario.replace(duration=300 * 3600.0)
+    with pytest.raises(ScenarioError, match="must not exceed duration"):
+        scenario.replace(duration=0.5)

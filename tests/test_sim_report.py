@@ -142,6 +142,7 @@ def test_the_summary_table_has_a_row_per_variant_in_the_agreed_columns() -> None
         "amplification",
         "refusals",
         "failures",
+        "other",
         "breaker open",
     ]
     cells = [text for _, text in table.select("td")]
@@ -156,6 +157,7 @@ def test_the_summary_table_has_a_row_per_variant_in_the_agreed_columns() -> None
         "2.22\u00d7",
         "CircuitOpenError 900RateLimited 12",  # a kind per line (<br> between)
         "\u2013",
+        "\u2013",  # nothing substituted or unfinished
         "2.5 min",
     ]
 

@@ -106,7 +106,7 @@ def test_quota_a_client_limiter_avoids_the_429s() -> None:
     assert limited["429s"] <= retrying["429s"] / 1000
     # The quota (50/s) bounds what both serve; the limiter spends a fifth of the calls.
     assert 45 <= limited["goodput_per_s"] <= 50.5
-    assert 45 <= retrying["goodput_per_s"] <= 52
+    assert 45 <= retrying["goodput_per_s"] <= 50.5  # calls served after the run do not count
     assert limited["amplification"] <= retrying["amplification"] / 4
     assert limited["p99_s"] < retrying["p99_s"] / 4
     # The retries waited for Retry-After: each 429 was retried after the window renewed.

@@ -83,11 +83,16 @@ def _outage(
     base_rec = recovery_time(base, outage.end)
     cand_rec = recovery_time(cand, outage.end)
     share = round_sig(cand_calls / base_calls, 3) if base_calls else None
+    after = (
+        "; the run ended before the dependency came back"
+        if outage.end >= scenario.duration
+        else f"; after it came back, {cand['name']!r} served calls again "
+        f"{_recovered(cand_rec)} and {base['name']!r} {_recovered(base_rec)}"
+    )
     sentence = (
         f"During the outage, {cand['name']!r} sent {cand_calls} calls to the dead dependency, "
         f"{_pct(None if share is None else 100 * share)} of the {base_calls} that "
-        f"{base['name']!r} sent; after it came back, {cand['name']!r} served calls again "
-        f"{_recovered(cand_rec)} and {base['name']!r} {_recovered(base_rec)}."
+        f"{base['name']!r} sent{after}."
     )
     findings = {
         "outage_dependency_calls": {base["name"]: base_calls, cand["name"]: cand_calls},
@@ -193,7 +198,10 @@ def _herd(
             f"refusing {refused[n]} calls over the {_s(until[n])} after it"
         )
 
-    sentence = f"After the restart, {part(names[0])}; {part(names[1])}."
+    if outage.end >= scenario.duration:
+        sentence = "The run ended before the dependency restarted: nothing to compare yet."
+    else:
+        sentence = f"After the restart, {part(names[0])}; {part(names[1])}."
     return sentence, {
         "held_calls_served_pct": held,
         "refused_after_restart": refused,

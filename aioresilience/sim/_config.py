@@ -233,6 +233,13 @@ def _float(name: str, value: Any) -> float:
     return float(value)
 
 
+def _non_negative(name: str, value: Any) -> float:
+    number = _float(name, value)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return number
+
+
 def _fraction(name: str, value: Any) -> float:
     number = _float(name, value)
     if not 0.0 <= number <= 1.0:
@@ -318,7 +325,7 @@ def _arrivals(r: _Reader) -> ArrivalSpec:
     def burst(b: _Reader) -> Burst:
         b.known(("start", "end", "factor"))
         start, end = _window(b)
-        return Burst(start, end, b.require("factor", _float))
+        return Burst(start, end, b.require("factor", _non_negative))
 
     def diurnal(name: str, value: Any) -> Diurnal:
         d = _Reader(value, r.at(name), name)
@@ -391,7 +398,7 @@ def _dependency(r: _Reader) -> DependencySpec:
         return Spike(
             start,
             end,
-            s.get("factor", _float, 1.0),
+            s.get("factor", _non_negative, 1.0),
             s.get("extra", parse_duration, 0.0),
             s.get("share", _fraction, 1.0),
         )
@@ -409,7 +416,7 @@ def _dependency(r: _Reader) -> DependencySpec:
         servers=r.get("servers", _positive_int, 10),
         latency=r.get("latency", latency, LatencySpec()),
         knee=r.get("knee", _float, 1.0),
-        slowdown=r.get("slowdown", _float, 0.0),
+        slowdown=r.get("slowdown", _non_negative, 0.0),
         max_queue=r.get("max_queue", max_queue),
         error_rate=r.get("error_rate", _fraction, 0.0),
         outages=r.get("outages", lambda n, v: _tables(n, v, r.at(n), outage), ()),
@@ -596,7 +603,8 @@ _VALUE_READERS: dict[str, Callable[[str, Any], Any]] = {
     "limit": _positive_int,
     "burst": _positive_int,
     "max_requests": _positive_int,
-    "failure_threshold": _positive_int,
+    # "none": only the rate rules trip the breaker (the library's failure_threshold=None)
+    "failure_threshold": lambda n, v: None if v == "none" else _positive_int(n, v),
     "minimum_calls": _positive_int,
     "half_open_max_calls": _positive_int,
     "max_concurrent": _positive_int,
@@ -615,7 +623,7 @@ _VALUE_READERS: dict[str, Callable[[str, Any], Any]] = {
         v if isinstance(v, int) and not isinstance(v, bool) else _float(n, v)
     ),
     "window": _choice("count", "time"),
-    "mode": _choice("meter", "queue"),
+    "mode": _choice("meter", "shaper"),
     "retry_rejections": _bool,
     "idempotent": _bool,
     "enabled": _bool,
@@ -1051,8 +1059,17 @@ class Scenario:
         changed = dataclasses.replace(self, **changes)
         if "duration" in changes and "interval" not in changes and "interval" not in self.raw:
             changed = dataclasses.replace(changed, interval=_default_interval(changed.duration))
-        if changed.duration <= 0:
-            raise ScenarioError(f"duration must be > 0, got {changed.duration:g}s")
+        if not changed.duration > 0 or not math.isfinite(changed.duration):
+            raise ScenarioError(f"duration must be > 0 and finite, got {changed.duration:g}s")
+        if changed.interval > changed.duration:
+            raise ScenarioError(
+                f"interval {changed.interval:g}s must not exceed duration ({changed.duration:g}s)"
+            )
+        if changed.duration / changed.interval > _MAX_INTERVALS:
+            raise ScenarioError(
+                f"at most {_MAX_INTERVALS:,} intervals: {changed.duration:g}s in intervals of "
+                f"{changed.interval:g}s is more (set a longer interval in the file)"
+            )
         return changed
 
     def to_json(self) -> dict[str, Any]:

@@ -283,6 +283,7 @@ async def _run(
             scenario.dependency.healthy_between(start, end),
             breakers.close_interval(end) / (end - start),
             admitted - admitted_before,
+            end - start,
         )
         admitted_before = admitted
         if on_interval is not None:

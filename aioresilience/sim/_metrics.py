@@ -195,6 +195,7 @@ class Metrics:
         self.latency = LatencyHistogram()
         self.requests = 0
         self.succeeded = 0
+        self.succeeded_in_run = 0  # ended by the run's end: goodput's numerator (not the drain's)
         self.failed = 0
         self.refused = 0
         self.unfinished = 0
@@ -225,6 +226,7 @@ class Metrics:
         index = bucket_of(latency)  # once for the two or three histograms it counts in
         self.latency.add_in(index, latency)
         if not self.closed:
+            self.succeeded_in_run += 1
             row = self.row
             row.succeeded += 1
             row.latency.add_in(index, latency)
@@ -268,7 +270,12 @@ class Metrics:
             errors[kind] = errors.get(kind, 0) + 1
 
     def close_interval(
-        self, start: float, healthy: bool, breaker_open_fraction: float, limiter_admitted: int
+        self,
+        start: float,
+        healthy: bool,
+        breaker_open_fraction: float,
+        limiter_admitted: int,
+        length: float | None = None,
     ) -> dict[str, Any]:
         """Close the interval that began at ``start``; its values, by series key."""
         row = self.row
@@ -279,7 +286,8 @@ class Metrics:
             "succeeded": row.succeeded,
             "failed": row.failed,
             "refused": row.refused,
-            "throughput_per_s": round_sig(row.succeeded / self.interval_s),
+            # the last interval may be shorter than the others
+            "throughput_per_s": round_sig(row.succeeded / (length or self.interval_s)),
             "p50_s": p50,
             "p95_s": p95,
             "p99_s": p99,
@@ -315,7 +323,9 @@ class Metrics:
             "substituted": self.substituted_count,
             "unfinished": self.unfinished,
             "success_pct": round_sig(100.0 * self.succeeded / requests) if requests else None,
-            "goodput_per_s": round_sig(self.succeeded / duration_s),
+            # calls served per second of the run: those that ended in the drain after it
+            # count in succeeded and success_pct, not in this rate
+            "goodput_per_s": round_sig(self.succeeded_in_run / duration_s),
             "latency_s": {"p50": p50, "p95": p95, "p99": p99, "mean": self.latency.mean()},
             "dependency_calls": self.dependency_calls,
             "amplification": (round_sig(self.dependency_calls / requests) if requests else None),

@@ -129,6 +129,15 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("amplification", _amplification, short="amplif."),
     Column("refusals", lambda s: format_kinds(s.get("refusals")), numeric=False),
     Column("failures", lambda s: format_kinds(s.get("failures")), numeric=False),
+    # Neither succeeded nor failed nor refused: a fallback's or chaos's value, or still running
+    # when the drain ended. Without it the percentages of a row do not add up to 100.
+    Column(
+        "other",
+        lambda s: format_kinds(
+            {k: s.get(k) for k in ("substituted", "unfinished") if _finite(s.get(k))}
+        ),
+        numeric=False,
+    ),
     Column(
         "breaker open", lambda s: format_duration(s.get("breaker_open_s")), short="breaker\nopen"
     ),
