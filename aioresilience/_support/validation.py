@@ -16,6 +16,7 @@ OverflowError at first use instead). The bounds say the rest:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "divisor",
     "finite_positive",
     "fraction",
+    "http_token",
     "non_negative",
     "non_negative_int",
     "non_negative_or_none",
@@ -199,3 +201,12 @@ def number_or_none(name: str, value: Any) -> float | None:
     """``None``, or a number of either sign as a float (``inf`` and ``-inf`` pass; the caller
     decides what they mean); NaN, bools and integers beyond float range are refused."""
     return None if value is None else number(name, value, what="a number or None")
+
+
+_HTTP_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def http_token(value: object) -> bool:
+    """Whether ``value`` is an HTTP token (RFC 9110 §5.6.2): a field name, a method such as
+    ``M-SEARCH``."""
+    return isinstance(value, str) and _HTTP_TOKEN.fullmatch(value) is not None

@@ -131,7 +131,13 @@ from .._support.clock import Clock, clock_option
 from .._support.context import context_var
 from .._support.events import EventSource, ResilienceEvent
 from .._support.guard import async_with_is_core
-from .._support.validation import finite_positive, non_negative_or_none, positive_int, text
+from .._support.validation import (
+    finite_positive,
+    http_token,
+    non_negative_or_none,
+    positive_int,
+    text,
+)
 from ..abc import NO_RESULT, GuardStrategy
 
 __all__ = [
@@ -439,16 +445,12 @@ def _statuses(name: str, value: Any) -> frozenset[int]:
     return codes
 
 
-# RFC 9110 §9.1: a method is a token ("M-SEARCH" is one).
-_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
 def _methods(name: str, value: Any) -> frozenset[str]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be an iterable of method names, got {value!r}")
     methods = frozenset(value)
     for method in methods:
-        if not isinstance(method, str) or not _METHOD.fullmatch(method):
+        if not http_token(method):  # RFC 9110 §9.1: a method is a token ("M-SEARCH")
             raise ValueError(f"{name} must hold method names such as 'GET', got {method!r}")
     return frozenset(method.upper() for method in methods)
 

@@ -167,6 +167,7 @@ from .. import (
     Rejected,
     TimeoutExceeded,
 )
+from .._support.validation import http_token
 
 __all__ = [
     "HEALTH_PATHS",
@@ -455,16 +456,13 @@ def _sync_key(where: str, key: object) -> KeyFunc:
     return key
 
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
 class HeaderKey:
     """The key of :func:`header_key`."""
 
     __slots__ = ("_fallback", "name")
 
     def __init__(self, name: str, fallback: KeyFunc) -> None:
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        if not http_token(name):
             # (RFC 9110 §5.1: a field name is a token; "x api key" would never be sent.)
             raise ValueError(f"header_key: name must be a header name, got {name!r}")
         self.name = name.lower().encode("latin-1")
