@@ -350,9 +350,9 @@ class LocalLimit(Generic[S]):
 
     def refund(self, key: Hashable, cost: int, at: float) -> None:
         """Give back the admission of ``cost`` for ``key`` stamped ``at`` (its decision's
-        ``at``): the state is as if it had never been made (``cancel`` of the algorithm, which
-        gives back exactly the reservation made for ``at``). With waiters on the key, its entry
-        is withdrawn and they are replanned, as for a cancelled waiter."""
+        ``at``): what of it is still held (the algorithm's ``cancel``: all of it at once, a
+        bucket's units not yet drained later). With waiters on the key, its entry is
+        withdrawn and they are replanned, as for a cancelled waiter."""
         now = self._clock.time()
         queue = self._queues.get(key)
         if queue is None:
