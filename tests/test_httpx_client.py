@@ -630,6 +630,19 @@ async def test_a_busy_host_is_not_evicted(virtual_clock: Any) -> None:
             await http.get("http://down.test/")
 
 
+async def test_a_host_stating_quota_left_is_idle() -> None:
+    # A host that sends RateLimit fields on every answer is forgotten like any other when
+    # nothing of it is spent or paused (only a spent estimate or a pause keeps it).
+    def fields(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"ratelimit": '"q";r=5;t=10'})
+
+    transport = ResilientTransport(httpx.MockTransport(fields), retry=None, max_hosts=2)
+    async with httpx.AsyncClient(transport=transport) as http:
+        for host in ("a", "b", "c"):
+            await http.get(f"http://{host}.test/")
+    assert [o.host for o in transport.policy.hosts()] == ["b.test", "c.test"]
+
+
 async def test_a_bulkhead_per_host(virtual_clock: Any) -> None:
     async def slow(request: httpx.Request) -> int:
         await asyncio.sleep(1)

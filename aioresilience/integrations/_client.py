@@ -922,7 +922,9 @@ class HostPolicy:
         ):
             return False
         if pacing is not None:
-            busy = pacing.in_flight or pacing.held or pacing.remaining is not None
+            # (A quota stated and not spent is no pause: a host that sends the fields on
+            # every answer is still forgotten when idle.)
+            busy = pacing.in_flight or pacing.held or pacing.remaining == 0
             if busy or pacing.paused_until > self._clock.time():
                 return False
         return True
