@@ -534,19 +534,23 @@ class CircuitBreaker(GuardForms, EventSource):
                 if state.on_outcome(admitted, 0.0, False, False):
                     self._successes += 1
                 return
-            judge = self._failure_result
-            if judge is None or result is NO_RESULT or not judge(result):
-                self._record(admitted, ticket[2], False)
-                return
-            self._record(admitted, ticket[2], True)
-        elif self._is_failure(exc):
-            self._record(admitted, ticket[2], True)
+        failed = self._failed(exc, result)
+        if failed is not None:
+            self._record(admitted, ticket[2], failed)
         elif self._state.on_release(admitted):
             # Not an outcome of the dependency: counted apart, never as a failure.
             if isinstance(exc, asyncio.CancelledError):
                 self._cancelled += 1
             else:
                 self._ignored += 1
+
+    def _failed(self, exc: BaseException | None, result: Any) -> bool | None:
+        """Whether a call that ended so failed (True) or succeeded (False); None when it
+        has no outcome of the dependency's (cancelled, ignored, a refusal inside)."""
+        if exc is None:
+            judge = self._failure_result
+            return judge is not None and result is not NO_RESULT and bool(judge(result))
+        return True if self._is_failure(exc) else None
 
     def _passed_out(self, ticket: list[Any], exc: BaseException | None, result: Any) -> None:
         """A call that passed through an entry running when it began ended. While that entry
@@ -557,14 +561,9 @@ class CircuitBreaker(GuardForms, EventSource):
         outer = ticket[1]
         if outer[0] or self._state.state is not CLOSED:
             return
-        if exc is None:
-            judge = self._failure_result
-            failed = judge is not None and result is not NO_RESULT and bool(judge(result))
-        elif self._is_failure(exc):
-            failed = True
-        else:
-            return  # cancelled, ignored, a refusal inside: no outcome, nothing to give back
-        self._record(outer[1], ticket[2], failed)
+        failed = self._failed(exc, result)
+        if failed is not None:  # (no outcome: nothing to give back either, no slot was held)
+            self._record(outer[1], ticket[2], failed)
 
     def _record(self, admitted: Any, start: float, failed: bool) -> None:
         now = self._clock.time()
