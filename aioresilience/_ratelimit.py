@@ -489,6 +489,11 @@ class LocalLimit(Generic[S]):
             heapify(heap)
         if heap and (self._timer is None or heap[0][0] < self._timer_at):
             self._arm(loop)
+        elif not self._queued and self._timer is not None:
+            # The last waiter left: no wake-up is due for anyone (its entries are all stale).
+            self._timer.cancel()
+            self._timer = None
+            heap.clear()
 
     def _replan(self, queue: _KeyQueue, now: float, late: _Entry | None = None) -> None:
         """Remove the cancelled entries of a key by replaying the others on ``base``.

@@ -361,3 +361,33 @@ def test_shaper_spaces_requests_by_their_cost(costs: list[int], wait: bool) -> N
             assert t2 - t1 >= c1 * 0.5 - EPS
 
     run(main())
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_the_last_waiter_cancelled_leaves_no_timer(kind: str) -> None:
+    """Its wake-up timer stayed armed for nobody (found by storms with seeds past 100)."""
+
+    async def main() -> None:
+        limiter = KINDS[kind]()
+        while limiter.try_acquire():
+            pass
+        waiter = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0)
+        assert limiter.statistics().waiting == 1
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        await asyncio.sleep(0)
+        assert limiter.statistics().waiting == 0
+        assert limiter._local._timer is None
+        assert not asyncio.get_running_loop()._scheduled  # type: ignore[attr-defined]
+
+    run(main())
+
+
+@pytest.mark.parametrize("seed", [104, 116, 122, 123])
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_storm_seeds_that_left_a_timer(kind: str, seed: int) -> None:
+    async def main() -> None:
+        verify(await storm(kind, seed, 150))
+
+    run(main())
