@@ -129,6 +129,9 @@ class BackpressureQueue(EventSource, Generic[T]):
         self._limit = self.maxsize
         self._getters: deque[asyncio.Future[T]] = deque()
         self._putters: deque[tuple[T, asyncio.Future[None]]] = deque()
+        # Producers let in (a place kept for each) that have not run yet, oldest first: still
+        # inside put() for their callers, so close() hands their items back with the others'.
+        self._let_in: dict[asyncio.Future[None], T] = {}
         self._resumed: asyncio.Event | None = None
         self.paused = False
         self.closed = False
@@ -235,6 +238,7 @@ class BackpressureQueue(EventSource, Generic[T]):
             if future.done() and not future.cancelled() and future.exception() is None:
                 # Let in, then cancelled before it ran: the item was never enqueued, and the
                 # place kept for it goes to the next producer.
+                self._let_in.pop(future, None)
                 self._limit += 1
                 self._let_producer_in()
             else:
@@ -249,8 +253,9 @@ class BackpressureQueue(EventSource, Generic[T]):
             if timer is not None:
                 timer.cancel()
         self._limit += 1  # the place kept for this producer: its item takes it now
-        if self.closed:  # closed after this producer was let in, before it ran
-            raise QueueClosed(f"{self.name} closed while waiting")
+        if self.closed:  # closed after this producer was let in, before it ran: close()
+            raise QueueClosed(f"{self.name} closed while waiting")  # returned its item
+        del self._let_in[future]
         self._accept(item)
         return True
 
@@ -310,9 +315,10 @@ class BackpressureQueue(EventSource, Generic[T]):
         putters = self._putters
         items = self._items
         while putters and len(items) < self._limit:
-            _, future = putters.popleft()
+            item, future = putters.popleft()
             if not future.done():
                 future.set_result(None)
+                self._let_in[future] = item
                 self._limit -= 1
         if self.paused and len(items) <= self._low:  # type: ignore[operator]
             self._resume()
@@ -375,9 +381,11 @@ class BackpressureQueue(EventSource, Generic[T]):
 
     def close(self) -> list[T]:
         """Refuse further puts. Producers still waiting get :class:`QueueClosed`; their items
-        are returned (with none lost), oldest first."""
+        are returned (with none lost), oldest first. (A producer let in that has not run yet
+        is still waiting for its caller: it gets QueueClosed too, and its item is returned.)"""
         self.closed = True
-        returned = []
+        returned = list(self._let_in.values())  # (the let-in: ahead of those still queued)
+        self._let_in.clear()
         while self._putters:
             item, future = self._putters.popleft()
             if not future.done():

@@ -234,10 +234,34 @@ async def test_a_producer_let_in_then_closed_out_enqueues_nothing() -> None:
     producer = asyncio.create_task(queue.put("b"))
     await asyncio.sleep(0)
     assert queue.get_nowait() == "a"  # let in ...
-    assert queue.close() == []  # ... closed before it ran
+    assert queue.close() == ["b"]  # ... closed before it ran: still waiting, its item back
     with pytest.raises(QueueClosed):
         await producer
     assert queue.empty()
+
+
+async def test_close_returns_let_in_producers_items_before_the_waiting_ones() -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(1)
+    queue.put_nowait("a")
+    producers = [asyncio.create_task(queue.put(item)) for item in "bc"]
+    await asyncio.sleep(0)
+    assert await queue.get() == "a"  # lets "b" in; it has not run when close() comes
+    assert queue.close() == ["b", "c"]  # every producer that will raise, oldest first
+    for producer in producers:
+        with pytest.raises(QueueClosed):
+            await producer
+    assert queue.empty()
+
+
+async def test_a_let_in_producer_that_ran_is_not_returned_by_a_later_close() -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(1)
+    queue.put_nowait("a")
+    producer = asyncio.create_task(queue.put("b"))
+    await asyncio.sleep(0)
+    assert queue.get_nowait() == "a"
+    assert await producer  # ran: enqueued
+    assert queue.close() == []
+    assert queue.get_nowait() == "b"
 
 
 async def test_a_consumer_cancelled_after_hand_off_keeps_the_item_first_and_the_cap() -> None:
