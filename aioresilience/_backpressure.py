@@ -11,7 +11,7 @@ Overflow policies, for a full queue:
 Nothing is lost silently: a dropped item goes to ``on_drop(item, reason)`` and is counted; a
 refused one travels in the :class:`QueueFull` it raises (``.item``).
 
-Watermarks: above ``high_watermark`` items the queue is *paused*; it resumes once it drains to
+Watermarks: at ``high_watermark`` items the queue is *paused*; it resumes once it drains to
 ``low_watermark``. Producers that cooperate ``await queue.wait_writable()`` before putting.
 
 Hand-offs are direct: an item put while a consumer waits goes straight to it, and a consumer
