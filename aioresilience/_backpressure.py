@@ -477,9 +477,11 @@ class WorkerPool(Generic[T]):
     """``workers`` consumers running ``handler(item)`` on a :class:`BackpressureQueue`.
 
     An exception from one item never stops a worker: it goes to ``on_error(item, exc)`` (or
-    the log) and is counted. ``shutdown(drain=True)`` lets the queued items finish first;
-    ``shutdown(drain=False)`` stops at once and returns every item not processed (queued,
-    waiting producers', and those cancelled mid-handling). No task is left behind.
+    the log) and is counted, as does a ``CancelledError`` the handler raises while its
+    worker is not being cancelled (something it awaited was cancelled by another task).
+    ``shutdown(drain=True)`` lets the queued items finish first; ``shutdown(drain=False)``
+    stops at once and returns every item not processed (queued, waiting producers', and those
+    cancelled mid-handling). No task is left behind.
     """
 
     def __init__(
@@ -488,7 +490,7 @@ class WorkerPool(Generic[T]):
         handler: Callable[[T], Awaitable[Any]],
         *,
         workers: int = 1,
-        on_error: Callable[[T, Exception], Any] | None = None,
+        on_error: Callable[[T, BaseException], Any] | None = None,
         name: str | None = None,
     ) -> None:
         if not isinstance(queue, BackpressureQueue):
@@ -522,6 +524,8 @@ class WorkerPool(Generic[T]):
 
     async def _work(self, index: int) -> None:
         queue = self.queue
+        worker = asyncio.current_task()
+        assert worker is not None
         while True:
             try:
                 item = await queue.get()
@@ -530,8 +534,14 @@ class WorkerPool(Generic[T]):
             self._current[index] = item
             try:
                 await self._handler(item)
-            except asyncio.CancelledError:
-                raise  # the item stays in _current: shutdown returns it as not processed
+            except asyncio.CancelledError as exc:
+                if worker.cancelling():
+                    raise  # the item stays in _current: shutdown returns it as not processed
+                # Not this worker's cancellation: the handler awaited something another task
+                # cancelled. That ended this item's handling (a failure of it, reported), not
+                # the worker, which would leave join() and drain=True waiting for ever.
+                self._failed += 1
+                self._report(item, exc)
             except Exception as exc:
                 self._failed += 1
                 self._report(item, exc)
@@ -540,7 +550,7 @@ class WorkerPool(Generic[T]):
             del self._current[index]
             queue.task_done()
 
-    def _report(self, item: T, exc: Exception) -> None:
+    def _report(self, item: T, exc: BaseException) -> None:
         try:
             if self._on_error is not None:
                 self._on_error(item, exc)

@@ -464,3 +464,43 @@ async def test_bad_put_timeout(timeout: Any) -> None:
 def test_bad_queue_options(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BackpressureQueue(**options)
+
+
+async def test_a_handler_raising_another_tasks_cancellation_fails_its_item_not_the_worker() -> None:
+    queue: BackpressureQueue[int] = BackpressureQueue(10)
+    done: list[int] = []
+    errors: list[tuple[int, BaseException]] = []
+
+    async def handler(item: int) -> None:
+        if item == 1:
+            other = asyncio.ensure_future(asyncio.sleep(10))
+            await asyncio.sleep(0)
+            other.cancel()
+            await other  # someone else's cancellation surfaces here
+        done.append(item)
+
+    pool = WorkerPool(queue, handler, workers=1, on_error=lambda i, e: errors.append((i, e)))
+    pool.start()
+    for i in range(4):
+        await queue.put(i)
+    assert await pool.shutdown(drain=True) == []  # (hung: the worker had died on item 1)
+    assert done == [0, 2, 3]
+    assert [(i, type(e)) for i, e in errors] == [(1, asyncio.CancelledError)]
+    stats = pool.statistics()
+    assert (stats.processed, stats.failed) == (3, 1)
+
+
+async def test_a_worker_cancelled_mid_handling_still_stops() -> None:
+    queue: BackpressureQueue[int] = BackpressureQueue(10)
+    started = asyncio.Event()
+
+    async def handler(item: int) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    pool = WorkerPool(queue, handler, workers=1)
+    pool.start()
+    await queue.put(7)
+    await started.wait()
+    assert await pool.shutdown(drain=False) == [7]  # cancelled mid-handling: returned
+    assert pool.statistics().failed == 0
