@@ -10,6 +10,7 @@ milliseconds where it must.
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 from typing import Any
@@ -236,6 +237,34 @@ def test_fresh_processes_with_the_default_options_do_not_fail_open(
             process.wait()
     assert [int(failures) for _, failures in results] == [0, 0, 0]
     assert sum(int(admitted) for admitted, _ in results) == 10
+
+
+# The first loop closes with its connection open (its socket is collected unclosed).
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_store_connected_on_one_event_loop_decides_on_the_next(
+    redis_server: RedisServer,
+) -> None:
+    """asyncio.run twice (a CLI, a loop per test): the client's pool still holds the first
+    loop's connection, unusable on the second; the store connects afresh instead of failing
+    the second loop's first callers with StoreError('Event loop is closed')."""
+    store = RedisStore(redis_server.url, prefix=f"loops-{_unique()}")
+    limiter = FixedWindowCounter(100, 60, name="loops", store=store)
+
+    async def decide() -> list[bool]:
+        return [d.allowed for d in await asyncio.gather(*(limiter.decide() for _ in range(3)))]
+
+    async def last() -> list[bool]:
+        try:
+            return await decide()
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(decide()) == [True] * 3
+    assert asyncio.run(decide()) == [True] * 3
+    assert asyncio.run(last()) == [True] * 3
+    assert limiter.statistics().store_failures == 0
+    gc.collect()  # the first loop's socket warns here, not in a later test
 
 
 # -- errors -------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ Two kinds of operation:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -161,6 +162,7 @@ class Batcher:
         "_loop",
         "_pending",
         "_scripts",
+        "_stale",
         "_version_error",
         "store",
     )
@@ -179,6 +181,7 @@ class Batcher:
         # Connected, version checked and scripts loaded (on this loop): round trips may go.
         self._connected = False
         self._connecting: asyncio.Task[None] | None = None  # the one attempt under way
+        self._stale = False  # the client's connections were made on an earlier event loop
         # The store's breaker guards each round trip and each connection by hand, not with
         # `async with`: a round trip can fail in part, or be judged by its expiry timer
         # before it ends. So the batcher holds the breaker's guard core, ``enter() ->
@@ -263,7 +266,9 @@ class Batcher:
             entry.future = None
         self._loop, self._pending, self._held, self._flusher = loop, _Batch(owed), [], None
         self._kick = None  # its timer belonged to the old loop
-        # Connections belong to a loop too: the new one connects (and loads) afresh.
+        # Connections belong to a loop too: the new one connects (and loads) afresh, on
+        # connections of its own (the client's pool still holds the old loop's).
+        self._stale = self._stale or self._connecting is not None  # it tried, so it has some
         self._connected, self._connecting = False, None
 
     def _expire(self, batch: _Batch) -> None:
@@ -518,6 +523,9 @@ class Batcher:
         if self._version_error is not None:
             raise self._version_error
         client = self.store.client
+        if self._stale:
+            self._stale = False
+            await self._drop_connections()
         self._check_version(await client.info("server"))
         if self.store._cluster:  # SCRIPT LOAD goes to every primary
             for script in self._scripts:
@@ -527,6 +535,19 @@ class Batcher:
         for script in self._scripts:
             pipe.script_load(script.source)
         await pipe.execute()
+
+    async def _drop_connections(self) -> None:
+        """Forget the client's connections made on an earlier event loop: used on this one
+        they fail ("Event loop is closed"). Each reconnects on its next use."""
+        client: Any = self.store.client
+        if self.store._cluster:  # every node's connections, and those it was started from
+            pools = [*client.get_nodes(), *client.nodes_manager.startup_nodes.values()]
+        else:
+            pools = [client.connection_pool]
+        for pool in pools:
+            # Closing a transport of a closed loop raises, but the connection is reset first.
+            with contextlib.suppress(Exception):
+                await pool.disconnect()
 
     def _check_version(self, info: dict[str, Any]) -> None:
         version = str(info.get("redis_version", "0"))
