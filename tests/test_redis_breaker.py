@@ -211,6 +211,9 @@ async def test_the_local_breaker_decides_while_redis_is_away(redis_server: Redis
                 await breaker.call(fail)
         with pytest.raises(CircuitBreakerOpenError):  # the local machine tripped
             await breaker.call(succeed)
+        # ... and that is what the next call meets (the view of Redis still read CLOSED).
+        assert breaker.state is CircuitState.OPEN
+        assert 9 < breaker.retry_after <= 10
         assert breaker.statistics().store_failures >= 1
         assert any(e.name == "store_failure" for e in events)
         await store.aclose()

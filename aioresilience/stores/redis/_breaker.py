@@ -136,12 +136,21 @@ class RedisBreaker:
     def consecutive_failures(self) -> int:
         return self._local.consecutive_failures  # the shared streak lives in Redis
 
+    def _local_decides(self) -> bool:
+        """Redis is known to be away and the view is closed: the local machine decides the
+        next call (as :meth:`try_admit` does), so it is what the next call meets."""
+        return self.state is CircuitState.CLOSED and bool(self.store._breaker.retry_after)
+
     def read_state(self, now: float) -> CircuitState:
+        if self._local_decides():
+            return self._local.read_state(now)
         if self.state is CircuitState.OPEN and now >= self.open_until:
             return CircuitState.HALF_OPEN
         return self.state
 
     def retry_after(self, now: float) -> float:
+        if self._local_decides():
+            return self._local.retry_after(now)
         if self.state is CircuitState.ISOLATED:
             return math.inf
         if self.state is CircuitState.OPEN:
