@@ -138,7 +138,7 @@ class RedisBreaker:
 
     def _local_decides(self) -> bool:
         """Redis is known to be away and the view is closed: the local machine decides the
-        next call (as :meth:`try_admit` does), so it is what the next call meets."""
+        next call (:meth:`try_admit`), so state and retry_after read it too."""
         return self.state is CircuitState.CLOSED and bool(self.store._breaker.retry_after)
 
     def read_state(self, now: float) -> CircuitState:
@@ -206,11 +206,11 @@ class RedisBreaker:
     def try_admit(self, now: float) -> Any:
         """A ticket or :class:`Refused` from the view when it is fresh enough, else the
         coroutine of the round trip that asks Redis."""
-        state = self.state
-        if self.store._breaker.retry_after and state is CircuitState.CLOSED:
+        if self._local_decides():
             # Redis is known to be away: the local machine decides (as _ask would, at once).
             local = self._local.try_admit(now)
             return local if isinstance(local, Refused) else Ticket(local, shared=False)
+        state = self.state
         if state is CircuitState.OPEN and now < self.open_until:
             # The break is known: refused here, with no round trip. A view older than the
             # staleness bound is refreshed in the background, so a reset made elsewhere
