@@ -573,6 +573,8 @@ class WorkerPool(Generic[T]):
             await asyncio.gather(*tasks, return_exceptions=True)
         unfinished = list(self._current.values())
         self._current.clear()
+        # Handed back, so finished for join(), as drain() counts the queued ones.
+        self.queue._task_finished(len(unfinished))
         return unfinished + self.queue.drain() + leftover
 
     def statistics(self) -> WorkerStatistics:

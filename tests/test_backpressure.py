@@ -165,6 +165,22 @@ async def test_shutdown_without_drain_returns_every_unprocessed_item() -> None:
         await queue.put(9)
 
 
+async def test_items_handed_back_by_shutdown_count_as_finished_for_join() -> None:
+    # The items cancelled mid-handling stayed unfinished: join() never returned, and leaving
+    # an `async with pool:` after a shutdown(drain=False) hung.
+    queue: BackpressureQueue[int] = BackpressureQueue(5)
+
+    async def slow(item: int) -> None:
+        await asyncio.sleep(10)
+
+    async with WorkerPool(queue, slow, workers=2) as pool:
+        for i in range(4):
+            await queue.put(i)
+        await asyncio.sleep(1)
+        assert sorted(await pool.shutdown(drain=False)) == [0, 1, 2, 3]
+    await asyncio.wait_for(queue.join(), 1)
+
+
 async def test_shutdown_with_drain_finishes_queued_items() -> None:
     queue: BackpressureQueue[int] = BackpressureQueue(5)
     seen: list[int] = []
