@@ -103,9 +103,9 @@ class ChaosMonkey(GuardForms, EventSource):
 
     def __init__(
         self,
-        *,
         failure_rate: float = 0.1,
         latency_rate: float = 0.0,
+        *,
         latency: float | tuple[float, float] = 0.1,
         kill_rate: float = 0.0,
         enabled: bool | Callable[[], bool] = True,

@@ -115,3 +115,10 @@ async def test_chaos_monkey_maybe_fail_and_add_latency() -> None:
     start = loop.time()
     await monkey.add_latency(0.1, 0.5)
     assert 0.1 <= loop.time() - start <= 0.5
+
+
+def test_chaos_monkey_takes_the_guide_s_positional_rates() -> None:
+    monkey = ar.ChaosMonkey(1.0, 0.2)  # the guide's ChaosMonkey(failure_rate, latency_rate)
+    assert (monkey.failure_rate, monkey.latency_rate) == (1.0, 0.2)
+    with pytest.raises(ar.ChaosFault, match="database on fire"):
+        monkey.maybe_fail("database on fire")
