@@ -30,6 +30,10 @@ _feeding: contextvars.ContextVar[tuple[tuple[object, object, bool], ...]] = cont
 )
 
 
+# The token of a guard's call that a track() by hand around it already counts.
+_COUNTED_AROUND = object()
+
+
 def _current_task() -> object:
     try:
         return asyncio.current_task()
@@ -56,13 +60,18 @@ class _FedSignal:
         feeding = _feeding.get()
         for signal, owner, guarded in feeding:
             if signal is self and owner is task and (guarded or by_guard):
-                return None
+                if guarded:
+                    return None
+                # Counted by a track() around it: marked as a guard's call all the same, so
+                # a track() inside it is not counted again either.
+                return _feeding.set((*feeding, (self, task, True))), _COUNTED_AROUND
         return _feeding.set((*feeding, (self, task, by_guard))), self._open()
 
     def _end(self, token: Any) -> None:
         if token is not None:
             _feeding.reset(token[0])
-            self._close(token[1])
+            if token[1] is not _COUNTED_AROUND:
+                self._close(token[1])
 
     def core(self) -> tuple[Callable[[], Any], Callable[[Any, BaseException | None, Any], None]]:
         """The feeding a guard given this signal does around each call it admits, as a

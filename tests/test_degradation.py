@@ -358,7 +358,10 @@ async def test_tracking_by_hand_too_does_not_count_a_call_twice() -> None:
         await shedder.call(work)
     await pipeline.execute(tracking_work)
     await shedder.call(tracking_work)
-    assert seen == [1, 1, 1, 1]
+    with in_flight.track():  # around it and inside it: still one call
+        await pipeline.execute(tracking_work)
+        await shedder.call(tracking_work)
+    assert seen == [1, 1, 1, 1, 1, 1]
     assert in_flight.count == 0
     with in_flight.track(), in_flight.track():  # by hand only: as before, each one counts
         assert in_flight.count == 2
