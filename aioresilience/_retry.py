@@ -366,6 +366,12 @@ class Retry(ExecuteForms, EventSource):
         return call()
 
     def __aiter__(self) -> AsyncIterator[Attempt]:
+        if self._judge is not None:
+            # The block's result never reaches the policy: its predicate would be ignored.
+            raise TypeError(
+                f"{self.name}: `async for attempt in policy` cannot judge results "
+                "(retry_on_result is set): use `await policy.call(fn, ...)` or the decorator"
+            )
         return _Attempts(self)
 
     def retryable(self, exc: BaseException) -> bool:

@@ -267,6 +267,15 @@ async def test_async_for_form_with_a_persistent_backend() -> None:
     assert len(backend.calls) == 2
 
 
+async def test_async_for_form_refuses_a_policy_that_judges_results() -> None:
+    policy = Retry(attempts=3, backoff=NO_JITTER, retry_on_result=lambda r: r is None)
+    with pytest.raises(TypeError, match="cannot judge results"):
+        async for attempt in policy:  # the block's result never reaches the predicate
+            with attempt:
+                pass
+    assert await policy.call(Flaky(1)) == "ok"  # the other forms judge them
+
+
 async def test_decorator_and_factory() -> None:
     flaky = Flaky(1)
 
