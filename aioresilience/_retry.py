@@ -362,7 +362,9 @@ class Retry(ExecuteForms, EventSource):
         """One attempt inside a pipeline: counted in the context, timed if a listener wants."""
         context.attempt += 1
         if context._timed:
-            return timed(call(), self.name, AttemptCompleted, attempt=context.attempt)
+            return timed(
+                call(), self.name, AttemptCompleted, clock=self._clock, attempt=context.attempt
+            )
         return call()
 
     def __aiter__(self) -> AsyncIterator[Attempt]:

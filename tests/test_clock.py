@@ -422,6 +422,26 @@ async def test_every_event_is_stamped_on_the_clock_of_the_primitive_that_emitted
     assert executed.duration == 0.0  # measured on the pipeline's (manual) clock too
 
 
+async def test_a_retrys_attempts_in_a_timed_pipeline_are_measured_on_its_clock() -> None:
+    clock = ManualClock(START)
+    heard: list[ar.ResilienceEvent] = []
+    pipeline = Pipeline.builder("timed", clock=clock).retry(attempts=2).build()
+    pipeline.add_listener(heard.append)  # hears DEBUG: attempts are timed
+
+    async def slow() -> str:
+        await clock.sleep(4)
+        return "ok"
+
+    task = asyncio.ensure_future(pipeline.execute(slow))
+    await clock.settle()
+    clock.advance(4)
+    assert await task == "ok"
+    [attempt] = [e for e in heard if isinstance(e, ar.AttemptCompleted)]
+    [executed] = [e for e in heard if isinstance(e, ar.PipelineExecuted)]
+    assert (attempt.at, attempt.duration) == (START + 4, 4.0)  # the retry's clock, not the loop's
+    assert (executed.at, executed.duration) == (START + 4, 4.0)
+
+
 # -- one clock per deadline -------------------------------------------------------------------
 
 
