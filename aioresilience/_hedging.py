@@ -14,7 +14,7 @@ from typing import Any, ClassVar, TypeVar
 from ._retry import BudgetExhausted, RetryBudget
 from ._support.clock import Clock, clock_option
 from ._support.context import ResilienceContext
-from ._support.events import ResilienceEvent, Severity, emit
+from ._support.events import EventSource, ResilienceEvent, Severity, emit
 from ._support.predicates import optional_sync_callable
 from ._support.rerun import ExecuteForms, RerunStrategy
 from ._support.validation import non_negative_or_none, positive_int, text
@@ -80,13 +80,14 @@ class HedgeStarted(ResilienceEvent):
     hedge: int
 
 
-class Hedge(ExecuteForms):
+class Hedge(ExecuteForms, EventSource):
     """Start another attempt every ``delay`` seconds without an acceptable result (up to
     ``max_hedged`` more); a failed attempt starts the next at once; the first acceptable
     result wins and the others are cancelled *and awaited*. Only for calls that are safe to
     repeat: say so with ``idempotent=True``. ``delay=0`` starts all attempts at once; a
     ``budget`` counts hedges in flight as retries in flight. ``delay`` runs on ``clock``
-    (default: the running loop's), which also stamps the hedge's events."""
+    (default: the running loop's), which also stamps the hedge's events; ``add_listener``
+    hears them (``HedgeStarted``, ``BudgetExhausted``), used alone or in a pipeline."""
 
     def __init__(
         self,
@@ -116,6 +117,7 @@ class Hedge(ExecuteForms):
         self._clock = clock_option("clock", clock)  # the delay between hedges runs on it
         self.name = text("name", name, optional=True) or f"hedge(+{self.max_hedged}, {wait:g}s)"
         self.started = 0  # attempts started, hedges included
+        self._events = None  # add_listener's (EventSource)
 
     async def execute(
         self, call: Callable[[], Awaitable[T]], context: ResilienceContext | None
@@ -136,7 +138,7 @@ class Hedge(ExecuteForms):
             self.started += 1
             task = asyncio.ensure_future(call(), loop=loop)
             if hedged:
-                emit(None, self.name, HedgeStarted, clock, hedge=extra)
+                emit(self._events, self.name, HedgeStarted, clock, hedge=extra)
                 if ledger is not None:  # the retry slot is held while the hedge runs
                     task.add_done_callback(lambda _: ledger.end_retry())
             running.add(task)
@@ -178,7 +180,7 @@ class Hedge(ExecuteForms):
         budget = self.budget
         if budget is None or budget.try_retry():
             return True
-        emit(None, self.name, BudgetExhausted, self._clock, budget=budget.kind)
+        emit(self._events, self.name, BudgetExhausted, self._clock, budget=budget.kind)
         return False
 
     @property

@@ -420,6 +420,30 @@ async def test_hedge_on_its_own_call_and_decorator_cancel_and_await_the_losers()
     assert ends[1:] == ["b cancelled@6.5", "b cancelled@6.5"] and _no_task_left()
 
 
+async def test_a_hedge_alone_or_in_a_pipeline_has_listeners_of_its_own() -> None:
+    from aioresilience._hedging import HedgeStrategy
+
+    budget = ar.RetryBudget.concurrency(percent=0.1, min_retries=1)
+    hedge = ar.Hedge(max_hedged=2, delay=1.0, idempotent=True, budget=budget)
+    heard: list[ar.ResilienceEvent] = []
+    hedge.add_listener(heard.append)
+
+    async def slow() -> str:
+        await asyncio.sleep(5)
+        return "ok"
+
+    assert await hedge.call(slow) == "ok"  # alone: nobody else would hear it
+    assert [type(e) for e in heard] == [ar.HedgeStarted, ar.BudgetExhausted]
+    assert (heard[0].hedge, heard[0].strategy, heard[0].pipeline) == (1, hedge.name, None)
+    pipeline = Pipeline.builder("p").add(HedgeStrategy(hedge)).build()
+    heard.clear()
+    assert await pipeline.execute(slow) == "ok"
+    assert [(e.name, e.pipeline) for e in heard] == [
+        ("hedge_started", "p"),
+        ("budget_exhausted", "p"),
+    ]
+
+
 async def test_hedge_strategy_counts_attempts_and_describes_itself() -> None:
     from aioresilience._hedging import Hedge, HedgeStrategy
 
