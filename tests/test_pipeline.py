@@ -227,3 +227,7 @@ def test_builder_errors() -> None:
         Pipeline.builder().rate_limit(object())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="name must be a non-empty str"):
         Pipeline.builder("")
+    for seed in ("7", 1.5, True):  # at builder(), not at the first strategy given the seed
+        with pytest.raises(TypeError, match=f"seed must be an int, got {seed!r}"):
+            Pipeline.builder(seed=seed)  # type: ignore[arg-type]
+    assert Pipeline.builder(seed=2**100).retry().circuit_breaker().build()
