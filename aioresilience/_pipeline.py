@@ -417,6 +417,18 @@ class AdaptiveLimiterOptions(TypedDict, total=False):
     clock: Clock | None
 
 
+class HedgeOptions(TypedDict, total=False):
+    """``.hedge(**options)``: a new :class:`Hedge`."""
+
+    max_hedged: int
+    delay: float
+    idempotent: bool
+    acceptable: Callable[[Any], bool] | None
+    budget: RetryBudget | None
+    name: str | None
+    clock: Clock | None
+
+
 def _known_options(method: str, options: Mapping[str, Any], kind: type[Any]) -> None:
     """At run time (no type checker at hand), a misspelt option fails here, naming the method,
     the option, the closest valid one and all of them, before any primitive is built."""
@@ -565,28 +577,13 @@ class PipelineBuilder:
             raise TypeError(f"shedder must be a LoadShedder, got {shedder!r}")
         return self._add(LoadShedStrategy(shedder, priority))
 
-    def hedge(
-        self,
-        *,
-        max_hedged: int = 1,
-        delay: float = 0.1,
-        idempotent: bool = False,
-        acceptable: Callable[[Any], bool] | None = None,
-        budget: RetryBudget | None = None,
-        clock: Clock | None = None,
-    ) -> PipelineBuilder:
-        """Hedged requests (see :class:`Hedge`). Only for calls that are safe to repeat:
-        say so with ``idempotent=True``. ``delay=0`` starts all attempts at once. The delay
-        runs on ``clock``, by default the builder's."""
-        hedge = Hedge(
-            max_hedged=max_hedged,
-            delay=delay,
-            idempotent=idempotent,
-            acceptable=acceptable,
-            budget=budget,
-            clock=self.clock if clock is None else clock,
-        )
-        return self._add(HedgeStrategy(hedge))
+    def hedge(self, hedge: Hedge | None = None, **options: Unpack[HedgeOptions]) -> PipelineBuilder:
+        """An existing :class:`Hedge`, or options for a new one (the builder's clock unless
+        given). Only for calls that are safe to repeat: say so with ``idempotent=True``.
+        ``delay=0`` starts all attempts at once."""
+        _known_options("hedge", options, HedgeOptions)
+        built = self._defaults(options) if hedge is None else options
+        return self._add(HedgeStrategy(_given_or_built("hedge", hedge, Hedge, Hedge, built)))
 
     def _chaos(self, kind: str, rate: float, enabled: Any, action: Any) -> PipelineBuilder:
         # Each chaos strategy draws from its own stream, derived from the builder's seed, so

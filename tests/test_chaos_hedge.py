@@ -444,6 +444,23 @@ async def test_a_hedge_alone_or_in_a_pipeline_has_listeners_of_its_own() -> None
     ]
 
 
+async def test_the_builder_takes_an_existing_hedge_or_options_not_both() -> None:
+    hedge = ar.Hedge(max_hedged=1, delay=0.1, idempotent=True)
+    pipeline = Pipeline.builder("p").hedge(hedge).build()
+    assert pipeline.describe()[0]["name"] == hedge.name
+
+    async def slow() -> str:
+        await asyncio.sleep(1)
+        return "ok"
+
+    assert await pipeline.execute(slow) == "ok"
+    assert hedge.started == 2  # the very Hedge given ran the call
+    with pytest.raises(TypeError, match=r"give a Hedge or options, not both: .*\['delay'\]"):
+        Pipeline.builder().hedge(hedge, delay=1.0)
+    with pytest.raises(TypeError, match="hedge must be a Hedge, got 3"):
+        Pipeline.builder().hedge(3)  # type: ignore[arg-type]
+
+
 async def test_hedge_strategy_counts_attempts_and_describes_itself() -> None:
     from aioresilience._hedging import Hedge, HedgeStrategy
 

@@ -26,6 +26,7 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
     "bulkhead": (_pipeline.BulkheadOptions, ar.Bulkhead),
     "fallback": (_pipeline.FallbackOptions, ar.Fallback),
     "adaptive_limit": (_pipeline.AdaptiveLimiterOptions, ar.AdaptiveLimiter),
+    "hedge": (_pipeline.HedgeOptions, ar.Hedge),
 }
 
 
@@ -68,6 +69,7 @@ def test_every_builder_method_with_options_is_typed() -> None:
         (lambda b: b.bulkhead(2, colour=1), "bulkhead() got an unexpected keyword argument"),
         (lambda b: b.fallback(0, onn=ValueError), "(did you mean 'on'?)"),
         (lambda b: b.adaptive_limit(initial_limt=3), "(did you mean 'initial_limit'?)"),
+        (lambda b: b.hedge(idempotent=True, max_hegded=2), "(did you mean 'max_hedged'?)"),
         # Checked before anything else: a shared primitive with a misspelt option too.
         (lambda b: b.retry(ar.Retry(), atempts=3), "(did you mean 'attempts'?)"),
     ],
