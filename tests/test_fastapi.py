@@ -338,6 +338,31 @@ async def test_the_middleware_and_a_dependency_send_one_field_of_each_name(style
             assert response.headers["x-ratelimit-remaining"] == str(inner_left)
 
 
+async def test_two_dependencies_and_a_decorator_send_one_field_of_each_name() -> None:
+    a, b, c = window(5, "a"), window(4, "b"), window(3, "c")
+    app = FastAPI()
+    router = APIRouter(dependencies=[Depends(protect(a))])
+
+    @router.get("/", dependencies=[Depends(protect(b))])
+    @limit(c)
+    async def root() -> str:
+        return "ok"
+
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    names = [name for name, _ in response.headers.raw]
+    assert len(names) == len(set(names)), names  # one field per name, not repeated lines
+    assert [n for n, _ in sf_list(response.headers["ratelimit-policy"])] == ["a", "b", "c"]
+    assert [(n, p["r"]) for n, p in sf_list(response.headers["ratelimit"])] == [
+        ("a", 4),
+        ("b", 3),
+        ("c", 2),
+    ]
+
+
 def test_construction_errors_name_what_is_wrong() -> None:
     with pytest.raises(ValueError, match="at least one"):
         protect()

@@ -56,6 +56,7 @@ from ._http import (
     Rule,
     client_address,
     compose,
+    merge_fields,
     route_key,
 )
 
@@ -207,15 +208,15 @@ def protect(
 
         async def dependency(request: Request, response: Response) -> None:
             headers, _ = await protector.admit(request)
-            if headers:
-                response.raw_headers.extend(headers)
+            if headers:  # merged: another dependency's fields may be there already
+                response.raw_headers[:] = merge_fields(response.raw_headers, headers)
 
         return dependency
 
     async def guarded(request: Request, response: Response) -> AsyncIterator[None]:
         headers, entered = await protector.admit(request)
         if headers:
-            response.raw_headers.extend(headers)
+            response.raw_headers[:] = merge_fields(response.raw_headers, headers)
         try:
             yield
         except BaseException as failure:  # cancellation included: every guard is left
@@ -284,9 +285,9 @@ def limit(
                 await pending
             if headers:
                 if isinstance(result, Response):
-                    result.raw_headers.extend(headers)
-                elif sub_response is not None:
-                    sub_response.raw_headers.extend(headers)
+                    result.raw_headers[:] = merge_fields(result.raw_headers, headers)
+                elif sub_response is not None:  # a dependency's fields may be there
+                    sub_response.raw_headers[:] = merge_fields(sub_response.raw_headers, headers)
             return result
 
         protected.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
