@@ -621,6 +621,21 @@ async def test_a_decorated_handler_behind_the_middleware_reports_the_tighter_leg
     assert [name for name, _ in sf_list(headers["RateLimit"])] == ["inner", "outer"]
 
 
+@pytest.mark.parametrize("theirs", ["n/a", "\u00b2"])
+async def test_a_handlers_own_non_numeric_legacy_remaining_stays_and_is_no_error(
+    theirs: str,
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="ok", headers={"X-RateLimit-Remaining": theirs})
+
+    middleware = resilience_middleware(rules=[Rule(window(10, name="outer"))], headers="both")
+    async with serve(app_with(middleware, routes={"/": handler})) as client:
+        status, headers, _ = await client.get("/")
+    assert status == 200  # was a 500: int("n/a") in the merge of the legacy trio
+    assert headers["X-RateLimit-Remaining"] == theirs  # the handler's field stays
+    assert [name for name, _ in sf_list(headers["RateLimit"])] == ["outer"]
+
+
 async def test_the_readme_snippet_runs_as_written() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     block = next(

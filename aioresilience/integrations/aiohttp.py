@@ -155,8 +155,11 @@ def _add_headers(response: web.StreamResponse, headers: Sequence[tuple[bytes, by
         out[field] = text if existing is None else f"{existing}, {text}"
     if legacy:
         existing = out.get("x-ratelimit-remaining")
-        # The trio comes as limit, remaining, reset (HeaderRenderer).
-        if existing is not None and int(existing) <= int(legacy[1][1]):
+        # The trio comes as limit, remaining, reset (HeaderRenderer). (Not a number, the
+        # handler's own field: it stays, ours is dropped, as merge_fields does; never an error.)
+        if existing is not None and (
+            not (existing.isascii() and existing.isdigit()) or int(existing) <= int(legacy[1][1])
+        ):
             return  # the inner limit already there is the more restrictive
         for name, value in legacy:
             out[_str(name)] = value.decode("latin-1")
