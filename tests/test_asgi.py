@@ -443,6 +443,51 @@ async def _three_messages_per_connection(app: Starlette) -> None:
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
+@real_time
+async def test_an_app_closing_after_the_message_limit_closed_it_meets_no_error() -> None:
+    # The usual endpoints: a `finally: await ws.close()`, or a send after the disconnect.
+    outcomes: list[object] = []
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            async for text in ws.iter_text():
+                await ws.send_text(text)
+            if ws.url.path == "/send":
+                await ws.send_text("late")
+        except Exception as error:  # a closed connection: what the server says then
+            outcomes.append(type(error).__name__)
+        finally:
+            if ws.url.path == "/close":
+                try:
+                    await ws.close()  # was uvicorn's RuntimeError: a second websocket.close
+                    outcomes.append("closed")
+                except Exception as error:
+                    outcomes.append(repr(error))
+
+    app = starlette_app(WebSocketRoute("/close", endpoint), WebSocketRoute("/send", endpoint))
+    app.add_middleware(
+        ResilienceMiddleware,
+        rules=[Rule(per_ip(100), methods=["GET"])],
+        websocket_messages=per_ip(1, "messages"),
+    )
+    async with serve(app) as url:
+        for path in ("/close", "/send"):
+            async with websockets.connect(url.replace("http://", "ws://") + path) as ws:
+                await ws.send("one")
+                assert await ws.recv() == "one"
+                await ws.send("one too many")
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+            for _ in range(200):
+                if len(outcomes) == (1 if path == "/close" else 2):
+                    break
+                await asyncio.sleep(0.01)
+    # A send meets the closed connection as after the client's close: WebSocketDisconnect.
+    assert outcomes == ["closed", "WebSocketDisconnect"]
+
+
 async def test_an_apps_headers_of_any_iterable_are_kept() -> None:
     # ASGI allows any iterable of pairs for the headers: read once, every one kept.
     async def app(scope: Any, receive: Any, send: Any) -> None:

@@ -258,6 +258,8 @@ class ResilienceMiddleware:
 
         def ws_send(message: Message) -> Awaitable[None]:
             nonlocal accepted
+            if closed_by_us:  # we closed it (its message limit): as if the client had
+                return _closed(message)
             if message["type"] == "websocket.accept":
                 accepted = True
                 if extra:
@@ -314,6 +316,15 @@ class ResilienceMiddleware:
         code = _CLOSE_POLICY if response.status == 429 else _CLOSE_TRY_LATER
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": code, "reason": _reason(response)})
+
+
+async def _closed(message: Message) -> None:
+    """A message the app sends after the middleware closed its connection: its close is
+    already done; anything else meets a closed connection, the ``OSError`` ASGI servers raise
+    there (Starlette turns it into ``WebSocketDisconnect``), not the server's ``RuntimeError``
+    for an app that sent a second close."""
+    if message["type"] != "websocket.close":
+        raise OSError("the websocket was closed: its message rate limit was exceeded")
 
 
 def _reason(response: HttpResponse) -> str:
