@@ -11,7 +11,8 @@ headers="ietf", priority=None, errors=None)``
     ``per_route=True`` keys on ``"METHOD /route/{template}"`` plus the key (one limit per
     route, per client; the template, never the raw path). A refusal is immediate (429, or
     503 from a guard) unless ``wait=True`` (then the limiters wait their turn, up to their
-    own ``max_wait``, and send no rate-limit fields: nothing is left to describe). The
+    own ``max_wait``, in turn, and send no rate-limit fields: nothing is left to describe; a
+    unit an earlier limiter gave is not refunded when a later one refuses). The
     rate-limit fields go on a success through FastAPI's ``Response`` dependency, which
     FastAPI merges into the response a handler's *return value* becomes; a handler that
     returns a ``Response`` object itself gets them from :func:`limit` or the middleware.
