@@ -84,6 +84,17 @@ def test_run_helper_and_start_time() -> None:
     assert run(main(), start=100.0) == 105.0
 
 
+async def test_run_from_a_running_loop_is_refused_plainly() -> None:
+    coro = asyncio.sleep(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "never awaited" warning of the run's own
+            with pytest.raises(RuntimeError, match=r"run\(\) cannot be called from a running"):
+                run(coro)
+    finally:
+        coro.close()
+
+
 @pytest.mark.wall_timeout(10)  # it hung before the fix
 @pytest.mark.parametrize("start", [2e7, 1e9, 1e12])
 def test_timers_run_at_clock_values_where_a_nanosecond_is_below_one_float_step(

@@ -400,5 +400,12 @@ def describe_task(task: asyncio.Task[Any]) -> str:
 
 def run(main: Coroutine[Any, Any, T], *, start: float = 0.0, debug: bool | None = None) -> T:
     """Run ``main`` to completion on a fresh :class:`VirtualTimeLoop` (like ``asyncio.run``)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        # As asyncio.run() does: the Runner's own check would be masked by its close() failing.
+        raise RuntimeError("aioresilience.testing.run() cannot be called from a running event loop")
     with asyncio.Runner(debug=debug, loop_factory=lambda: VirtualTimeLoop(start)) as runner:
         return runner.run(main)
