@@ -124,6 +124,35 @@ def test_advance_rejects_negative() -> None:
         loop.close()
 
 
+@pytest.mark.wall_timeout(10)  # start=inf, or advance(inf), spun forever before the fix
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (float("inf"), ValueError),
+        (float("nan"), ValueError),
+        (10**400, ValueError),
+        (True, TypeError),
+        ("5", TypeError),
+        (None, TypeError),
+    ],
+    ids=["inf", "nan", "huge-int", "bool", "str", "None"],
+)
+def test_start_and_advance_refuse_what_is_not_a_finite_number(
+    value: object, error: type[Exception]
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing half-built left for asyncio's __del__
+        with pytest.raises(error, match="start must be a"):
+            VirtualTimeLoop(value)  # type: ignore[arg-type]
+    loop = VirtualTimeLoop()
+    try:
+        with pytest.raises(error, match="seconds must be"):
+            loop.advance(value)  # type: ignore[arg-type]
+        assert loop.time() == 0.0
+    finally:
+        loop.close()
+
+
 @pytest.mark.real_time
 async def test_real_time_marker_uses_a_normal_loop() -> None:
     assert not isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
