@@ -45,6 +45,26 @@ async def test_wake_up_order_is_exact() -> None:
     assert woke == [("a", 1.0), ("b", 2.0), ("c", 3.0)]
 
 
+async def test_equal_deadlines_fire_in_the_order_they_were_set() -> None:
+    # On a real loop the clock moves between two calls, so these deadlines increase; here they
+    # are equal, and asyncio's timer heap alone does not keep equal deadlines in order.
+    loop = asyncio.get_running_loop()
+    woke: list[tuple[int, float]] = []
+
+    async def sleeper(i: int) -> None:
+        await asyncio.sleep(1.0)
+        woke.append((i, loop.time()))
+
+    await asyncio.gather(*(sleeper(i) for i in range(50)))
+    assert woke == [(i, 1.0) for i in range(50)]
+    fired: list[tuple[int, float]] = []
+    when = loop.time() + 2.5
+    handles = [loop.call_at(when, lambda i=i: fired.append((i, loop.time()))) for i in range(50)]
+    handles[7].cancel()
+    await asyncio.sleep(3)
+    assert fired == [(i, 3.5) for i in range(50) if i != 7]
+
+
 async def test_asyncio_timeout_fires_in_virtual_time() -> None:
     loop = asyncio.get_running_loop()
     with pytest.raises(TimeoutError):

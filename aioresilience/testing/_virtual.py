@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import linecache
 import math
@@ -66,6 +67,10 @@ _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 #: Real seconds between two looks at the live threads while only threads can wake the loop.
 THREAD_POLL_INTERVAL = 0.05
+
+#: How many deadlines a loop remembers, for the order of equal ones, before it forgets the
+#: passed ones.
+_MAX_TIES = 1024
 
 #: How many waiting tasks a :class:`DeadlockError` describes (the rest are counted).
 _MAX_TASKS_SHOWN = 20
@@ -238,6 +243,8 @@ class _WakeSources:
         "own_fds",
         "selector",
         "signals",
+        "ties",
+        "ties_limit",
         "workers",
     )
 
@@ -249,6 +256,9 @@ class _WakeSources:
         self.default_executor_chosen = False
         self.own_default_executor = False
         self.own_fds: frozenset[int] = frozenset()
+        # Deadline asked for -> the last deadline given to a timer for it: see call_at().
+        self.ties: dict[float, float] = {}
+        self.ties_limit = _MAX_TIES
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -291,6 +301,33 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if not seconds >= 0:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         self._virtual_now += seconds
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        # Equal deadlines fire in the order they were set. On a real loop the clock moves
+        # between two calls, so timers set one after the other for the same delay are due one
+        # after the other; here it stands still, their deadlines are equal, and asyncio's heap
+        # of timers does not keep equal deadlines in order. So a deadline already taken gets
+        # the next float after the last one given for it: the clock still jumps to the first,
+        # exactly, and asyncio runs every timer due within its clock resolution (1 ns) of the
+        # clock in the same turn, in deadline order.
+        ties = self._vt.ties
+        last = ties.get(when)
+        at = when if last is None else math.nextafter(last, math.inf)
+        ties[when] = at
+        if len(ties) > self._vt.ties_limit:
+            # Forget the deadlines passed; with many still ahead, look again only once their
+            # number has doubled (a sweep per call would cost quadratic time).
+            now = self._virtual_now
+            ties = {asked: given for asked, given in ties.items() if given >= now}
+            self._vt.ties = ties
+            self._vt.ties_limit = max(_MAX_TIES, 2 * len(ties))
+        return super().call_at(at, callback, *args, context=context)
 
     # The wake sources outside the loop, counted by overriding documented methods.
 
