@@ -82,6 +82,32 @@ def test_manual_clock_fires_due_timers_in_order_at_their_deadlines() -> None:
         ManualClock("x")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(math.inf, ValueError), (math.nan, ValueError), (10**400, ValueError), (True, TypeError)],
+    ids=["inf", "nan", "huge-int", "bool"],
+)
+def test_manual_clock_moves_only_by_a_finite_number(value: object, error: type[Exception]) -> None:
+    clock = ManualClock(START)
+    with pytest.raises(error, match="seconds must be a"):
+        clock.advance(value)  # type: ignore[arg-type]
+    with pytest.raises(error, match="when must be a"):
+        clock.jump_to(value)  # type: ignore[arg-type]
+    assert clock.time() == START
+    with pytest.raises(TypeError, match="start must be a finite number"):
+        ManualClock(value)  # type: ignore[arg-type]
+
+
+def test_manual_clock_refuses_a_timer_at_nan_that_would_hold_back_every_later_one() -> None:
+    clock = ManualClock(START)
+    with pytest.raises(ValueError, match="when must be a number of seconds, got nan"):
+        clock.call_at(math.nan, lambda: None)
+    fired: list[float] = []
+    clock.call_at(START + 1, lambda: fired.append(clock.time()))
+    clock.advance(5)
+    assert fired == [START + 1]
+
+
 async def test_manual_clock_sleep_waits_for_advance_and_a_cancelled_sleep_leaves_no_timer() -> None:
     clock = ManualClock(START)
     sleeper = asyncio.ensure_future(clock.sleep(5))

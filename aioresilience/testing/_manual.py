@@ -14,9 +14,21 @@ import asyncio
 import heapq
 import itertools
 import math
+import sys
 from collections.abc import Callable
 
 __all__ = ["ManualClock"]
+
+
+def _check_finite(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        finite = False
+    if not finite:
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
 
 
 class _ManualTimer:
@@ -48,9 +60,11 @@ class ManualClock:
     """
 
     def __init__(self, start: float = 0.0) -> None:
-        if not (
-            isinstance(start, int | float) and not isinstance(start, bool)
-        ) or not math.isfinite(start):
+        # Finite, and an int that float() can take.
+        if (
+            not (isinstance(start, int | float) and not isinstance(start, bool))
+            or not abs(start) <= sys.float_info.max
+        ):
             raise TypeError(f"start must be a finite number of seconds, got {start!r}")
         self._now = float(start)
         self._timers: list[tuple[float, int, _ManualTimer]] = []
@@ -60,6 +74,8 @@ class ManualClock:
         return self._now
 
     def call_at(self, when: float, callback: Callable[[], object]) -> _ManualTimer:
+        if when != when:  # NaN: at the head of the heap it would hold back every later timer
+            raise ValueError(f"when must be a number of seconds, got {when!r}")
         timer = _ManualTimer(float(when), callback)
         heapq.heappush(self._timers, (timer.when, next(self._order), timer))
         return timer
@@ -84,6 +100,7 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         """Move the clock ``seconds`` (>= 0) forward, firing every timer due on the way."""
+        _check_finite(seconds, "seconds")
         if not seconds >= 0:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         self.jump_to(self._now + seconds)
@@ -91,8 +108,10 @@ class ManualClock:
     def jump_to(self, when: float) -> None:
         """Move the clock to ``when`` (not before now), firing every timer due on the way, in
         deadline order; a timer a callback sets that is due by ``when`` fires too."""
+        _check_finite(when, "when")
         if not when >= self._now:
             raise ValueError(f"when must be >= the clock's time {self._now!r}, got {when!r}")
+        when = float(when)
         timers = self._timers
         while timers and timers[0][0] <= when:
             due, _, timer = heapq.heappop(timers)
