@@ -60,9 +60,16 @@ async def test_equal_deadlines_fire_in_the_order_they_were_set() -> None:
     fired: list[tuple[int, float]] = []
     when = loop.time() + 2.5
     handles = [loop.call_at(when, lambda i=i: fired.append((i, loop.time()))) for i in range(50)]
+    handles[0].cancel()  # the clock still stands at the deadline asked for
     handles[7].cancel()
     await asyncio.sleep(3)
-    assert fired == [(i, 3.5) for i in range(50) if i != 7]
+    assert fired == [(i, 3.5) for i in range(50) if i not in (0, 7)]
+    woke.clear()
+    tasks = [asyncio.create_task(sleeper(i)) for i in range(3)]
+    await asyncio.sleep(0)
+    tasks[0].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert woke == [(1, 5.0), (2, 5.0)]
 
 
 async def test_asyncio_timeout_fires_in_virtual_time() -> None:

@@ -131,6 +131,12 @@ class VirtualClockSelector(selectors.BaseSelector):
             if timeout > 0:
                 # advance() inlined: this runs on every turn of the loop.
                 loop._virtual_now += timeout
+                if loop._vt.given:
+                    # Landed on a later deadline given for an equal one (see call_at()): the
+                    # clock stands at the deadline asked for, which the timer is due at too.
+                    asked = loop._vt.given.get(loop._virtual_now)
+                    if asked is not None:
+                        loop._virtual_now = asked
             # Keep due timers runnable at huge clock values: asyncio runs a timer once
             # ``when < time() + clock_resolution``. Beyond about 4.5e6 s adding the resolution
             # (1 ns) to the clock no longer changes it, so a timer due exactly now would never
@@ -239,6 +245,7 @@ class _WakeSources:
     __slots__ = (
         "default_executor_chosen",
         "executor_calls",
+        "given",
         "own_default_executor",
         "own_fds",
         "selector",
@@ -259,6 +266,8 @@ class _WakeSources:
         # Deadline asked for -> the last deadline given to a timer for it: see call_at().
         self.ties: dict[float, float] = {}
         self.ties_limit = _MAX_TIES
+        # Such a later deadline -> the deadline asked for, that the clock then stands at.
+        self.given: dict[float, float] = {}
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -315,11 +324,14 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # of timers does not keep equal deadlines in order. So a deadline already taken gets
         # the next float after the last one given for it: the clock still jumps to the first,
         # exactly, and asyncio runs every timer due within its clock resolution (1 ns) of the
-        # clock in the same turn, in deadline order.
+        # clock in the same turn, in deadline order; should the first be cancelled, the clock
+        # still jumps to the deadline asked for (see the selector).
         ties = self._vt.ties
         last = ties.get(when)
         at = when if last is None else math.nextafter(last, math.inf)
         ties[when] = at
+        if last is not None and at - when < _CLOCK_RESOLUTION:
+            self._vt.given[at] = when
         if len(ties) > self._vt.ties_limit:
             # Forget the deadlines passed; with many still ahead, look again only once their
             # number has doubled (a sweep per call would cost quadratic time).
@@ -327,6 +339,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             ties = {asked: given for asked, given in ties.items() if given >= now}
             self._vt.ties = ties
             self._vt.ties_limit = max(_MAX_TIES, 2 * len(ties))
+            self._vt.given = {at: asked for at, asked in self._vt.given.items() if at >= now}
         return super().call_at(at, callback, *args, context=context)
 
     # The wake sources outside the loop, counted by overriding documented methods.
