@@ -68,6 +68,9 @@ _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 #: Real seconds between two looks at the live threads while only threads can wake the loop.
 THREAD_POLL_INTERVAL = 0.05
 
+# asyncio's own call_at, called directly under the override (no super() lookup per timer).
+_BASE_CALL_AT = asyncio.SelectorEventLoop.call_at
+
 #: How many deadlines a loop remembers, for the order of equal ones, before it forgets the
 #: passed ones.
 _MAX_TIES = 1024
@@ -326,21 +329,24 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # exactly, and asyncio runs every timer due within its clock resolution (1 ns) of the
         # clock in the same turn, in deadline order; should the first be cancelled, the clock
         # still jumps to the deadline asked for (see the selector).
-        ties = self._vt.ties
+        vt = self._vt
+        ties = vt.ties
         last = ties.get(when)
-        at = when if last is None else math.nextafter(last, math.inf)
-        ties[when] = at
-        if last is not None and at - when < _CLOCK_RESOLUTION:
-            self._vt.given[at] = when
-        if len(ties) > self._vt.ties_limit:
+        if last is None:
+            at = ties[when] = when
+        else:
+            at = ties[when] = math.nextafter(last, math.inf)
+            if at - when < _CLOCK_RESOLUTION:
+                vt.given[at] = when
+        if len(ties) > vt.ties_limit:
             # Forget the deadlines passed; with many still ahead, look again only once their
             # number has doubled (a sweep per call would cost quadratic time).
             now = self._virtual_now
             ties = {asked: given for asked, given in ties.items() if given >= now}
-            self._vt.ties = ties
-            self._vt.ties_limit = max(_MAX_TIES, 2 * len(ties))
-            self._vt.given = {at: asked for at, asked in self._vt.given.items() if at >= now}
-        return super().call_at(at, callback, *args, context=context)
+            vt.ties = ties
+            vt.ties_limit = max(_MAX_TIES, 2 * len(ties))
+            vt.given = {at: asked for at, asked in vt.given.items() if at >= now}
+        return _BASE_CALL_AT(self, at, callback, *args, context=context)
 
     # The wake sources outside the loop, counted by overriding documented methods.
 
