@@ -281,6 +281,16 @@ def test_parse_retry_after() -> None:
     # Digits of other scripts are no delay-seconds (float() refuses them): ignored, no error.
     for odd in ("\xb2", "\xb9\xb2", "\u0663"):
         assert parse_retry_after(odd) is None
+    # A date whose year overflows a C long is malformed too: ignored, no OverflowError.
+    assert parse_retry_after("Sun, 06 Nov 10000000000000000000000 08:49:37 GMT") is None
+
+
+async def test_a_retry_after_date_that_overflows_is_ignored_not_raised() -> None:
+    bad = {"Retry-After": "Sun, 06 Nov 10000000000000000000000 08:49:37 GMT"}
+    script = Script((503, bad), then=200)
+    async with client(script) as http:
+        response = await http.get("http://a.test/")
+    assert response.status_code == 200 and script.count == 2
 
 
 # -- the breaker -----------------------------------------------------------------------------

@@ -318,7 +318,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return seconds if seconds <= _MAX_FIGURE else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
+        # (OverflowError: a year of more digits than a C long holds.)
         return None
     if when.tzinfo is None:
         # asctime's form ("Sun Nov  6 08:49:37 1994") has no zone: every HTTP-date is GMT
