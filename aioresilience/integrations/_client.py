@@ -439,17 +439,17 @@ _OPTIONS = (
 def _statuses(name: str, value: Any) -> frozenset[int]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be an iterable of HTTP status codes, got {value!r}")
-    codes = frozenset(value)
+    codes = list(value)  # checked before hashed: an unhashable one is named too
     for code in codes:
         if code.__class__ is not int or not 100 <= code <= 599:
             raise ValueError(f"{name} must hold status codes in 100..599, got {code!r}")
-    return codes
+    return frozenset(codes)
 
 
 def _methods(name: str, value: Any) -> frozenset[str]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be an iterable of method names, got {value!r}")
-    methods = frozenset(value)
+    methods = list(value)  # checked before hashed: an unhashable one is named too
     for method in methods:
         if not http_token(method):  # RFC 9110 §9.1: a method is a token ("M-SEARCH")
             raise ValueError(f"{name} must hold method names such as 'GET', got {method!r}")
