@@ -259,6 +259,16 @@ def test_policy_or_options_not_both_and_with_retry_takes_a_bool() -> None:
         middleware.with_retry(1)  # type: ignore[arg-type]
 
 
+def test_a_policy_of_another_library_is_refused_at_construction() -> None:
+    httpx_adapter = pytest.importorskip("aioresilience.integrations.httpx")
+    shared = ResilientMiddleware().policy
+    assert ResilientMiddleware(policy=shared).policy is shared  # one library's: shared
+    with pytest.raises(TypeError, match="policy must be one built for these responses"):
+        httpx_adapter.ResilientTransport(policy=shared)
+    with pytest.raises(TypeError, match="policy must be one built for these responses"):
+        ResilientMiddleware(policy=httpx_adapter.ResilientTransport().policy)
+
+
 def test_an_aiohttp_without_client_middlewares_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_aiohttp_client.aiohttp, "__version__", "3.11.18")
     with pytest.raises(RuntimeError, match=r"aiohttp >= 3\.12 .*installed 3\.11\.18"):

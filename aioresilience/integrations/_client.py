@@ -1518,4 +1518,10 @@ class ClientPolicy(EventSource, Generic[R]):
             )
         if not isinstance(policy, ClientPolicy):
             raise TypeError(f"policy must be a ClientPolicy, got {policy!r}")
+        if type(policy.io) is not type(io):
+            # Another library's policy reads other responses: it would fail at the first one.
+            raise TypeError(
+                f"policy must be one built for these responses (by an adapter of the same "
+                f"library), got {policy!r} reading them with {policy.io!r}"
+            )
         return policy
