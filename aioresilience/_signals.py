@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._support.clock import Clock, clock_option
-from ._support.validation import divisor, finite_positive
+from ._support.validation import divisor, finite_positive, non_negative
 
 __all__ = ["EventLoopLag", "InFlight", "LatencyEWMA"]
 
@@ -134,6 +134,11 @@ class LatencyEWMA(_FedSignal):
         self._seeded = False
 
     def observe(self, seconds: float) -> None:
+        """Feed one latency by hand: a finite number of seconds >= 0 (a NaN or an inf would
+        stay in the average for good)."""
+        self._add(non_negative("seconds", seconds))
+
+    def _add(self, seconds: float) -> None:
         if not self._seeded:
             self.value, self._seeded = seconds, True
         else:
@@ -143,7 +148,7 @@ class LatencyEWMA(_FedSignal):
         return self._clock.time()
 
     def _close(self, opened: float) -> None:
-        self.observe(self._clock.time() - opened)
+        self._add(self._clock.time() - opened)
 
     def __call__(self) -> float:
         return self.value
@@ -183,7 +188,7 @@ class EventLoopLag:
         while True:
             due = loop.time() + self.interval
             await asyncio.sleep(self.interval)
-            self._average.observe(max(0.0, loop.time() - due))
+            self._average._add(max(0.0, loop.time() - due))
 
     def __call__(self) -> float:
         return self._average.value

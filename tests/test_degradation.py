@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -423,3 +424,14 @@ async def test_a_priority_left_out_is_shed_with_the_next_more_important_one() ->
     load = 0.5
     for priority in Priority:
         shedder.check(priority)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0, 10**400, True, "0.1", None])
+def test_latency_ewma_observe_refuses_what_is_not_a_latency(bad: object) -> None:
+    # A NaN or an inf fed by hand stayed in the average for good (every later reading NaN,
+    # so a shedder on it never shed); a str failed only at the next observe.
+    ewma = LatencyEWMA()
+    with pytest.raises((TypeError, ValueError), match="seconds"):
+        ewma.observe(bad)  # type: ignore[arg-type]
+    ewma.observe(0.25)
+    assert ewma() == 0.25
