@@ -33,6 +33,7 @@ from ._support.clock import Clock, clock_option
 from ._support.errors import BulkheadFull
 from ._support.events import CallRejected, EventSource
 from ._support.guard import GuardForms
+from ._support.predicates import sync_callable
 from ._support.validation import non_negative_int, non_negative_or_none, positive_int, text
 
 __all__ = ["Bulkhead", "BulkheadRejected", "BulkheadStatistics", "PartitionedBulkhead"]
@@ -299,6 +300,8 @@ class Bulkhead(GuardForms, EventSource):
         may come back earlier if the internal holder task is cancelled; the slot is what keeps
         the cap. The thread's result or error then goes unread.)
         """
+        # An async function would only be called in the thread, its coroutine returned unrun.
+        sync_callable("run_sync's fn", fn)
         try:
             import anyio.to_thread
         except ImportError as error:  # pragma: no cover - anyio is a dependency

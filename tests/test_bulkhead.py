@@ -334,3 +334,17 @@ async def test_a_subclass_overriding_release_is_called_by_every_form() -> None:
     await bulkhead.call(work)
     await bulkhead(work)()
     assert Counting.released == 3 and bulkhead.statistics().active == 0
+
+
+async def test_run_sync_refuses_an_async_function_and_takes_no_slot() -> None:
+    # It was called in the thread, and its coroutine returned unrun and never awaited.
+    async def fetch() -> str:
+        return "data"
+
+    bulkhead = Bulkhead(1)
+    with pytest.raises(TypeError, match="run_sync's fn must be a plain"):
+        await bulkhead.run_sync(fetch)
+    with pytest.raises(TypeError, match="run_sync's fn must be callable"):
+        await bulkhead.run_sync(5)  # type: ignore[arg-type]
+    assert bulkhead.statistics().active == 0
+    assert await bulkhead.run_sync(lambda: "ok") == "ok"
