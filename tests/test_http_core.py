@@ -621,6 +621,27 @@ def test_error_mapper_construction_errors() -> None:
         ErrorMapper({LoadShed: 200})
     with pytest.raises(TypeError, match=r"errors\[LoadShed\]"):
         ErrorMapper({LoadShed: "503"})  # type: ignore[dict-item]
+    # Not a mapping: an AttributeError ('float' object has no attribute 'items') before.
+    for bad in (1.5, [(LoadShed, 503)]):
+        with pytest.raises(TypeError, match="errors must be a mapping"):
+            ErrorMapper(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="errors must be a mapping"):
+            Protection(Rule(TokenBucket(capacity=1, refill_rate=1.0)), errors=bad)  # type: ignore[arg-type]
+
+    async def factory(exc: BaseException) -> HttpResponse:  # its coroutine was the response
+        return HttpResponse(503, [], b"")
+
+    with pytest.raises(TypeError, match=r"errors\[LoadShed\] must be .* plain \(sync\)"):
+        ErrorMapper({LoadShed: factory})  # type: ignore[dict-item]
+
+
+def test_rule_refuses_an_async_cost_function() -> None:
+    # Accepted, it failed every request: a coroutine, never awaited, is not a cost.
+    async def cost(request: RequestInfo) -> int:
+        return 1
+
+    with pytest.raises(TypeError, match="Rule cost must be an int or a plain"):
+        Rule(TokenBucket(capacity=1, refill_rate=1.0), cost=cost)  # type: ignore[arg-type]
 
 
 # -- rules ------------------------------------------------------------------------------------

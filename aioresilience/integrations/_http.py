@@ -804,6 +804,11 @@ class ErrorMapper:
         self, overrides: Mapping[type[BaseException], int | ResponseFactory] | None = None
     ) -> None:
         table = dict(_DEFAULTS)
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise TypeError(
+                "errors must be a mapping {exception type: status or (exc) -> HttpResponse} "
+                f"or None, got {overrides!r}"
+            )
         for exc_type, target in (overrides or {}).items():
             if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
                 raise TypeError(f"errors: keys must be exception types, got {exc_type!r}")
@@ -813,12 +818,12 @@ class ErrorMapper:
                         f"errors[{exc_type.__name__}]: a status must be 400..599, got {target}"
                     )
                 table[exc_type] = _status_factory(target)
-            elif callable(target):
+            elif callable(target) and not _is_async(target):
                 table[exc_type] = target
             else:
                 raise TypeError(
-                    f"errors[{exc_type.__name__}] must be a status int or a callable "
-                    f"(exc) -> HttpResponse, got {target!r}"
+                    f"errors[{exc_type.__name__}] must be a status int or a plain (sync) "
+                    f"callable (exc) -> HttpResponse, got {target!r}"
                 )
         self._table = table
         self._by_type: dict[type[BaseException], ResponseFactory | None] = {}
@@ -996,6 +1001,11 @@ class Rule:
             raise TypeError(f"Rule key must be a callable (RequestInfo) -> key, got {key!r}")
         self._key_async = _is_async(self.key)
         if callable(cost):
+            if _is_async(cost):  # its coroutine, never awaited, would be every request's cost
+                raise TypeError(
+                    f"Rule cost must be an int or a plain (sync) function, got a coroutine "
+                    f"function {cost!r}"
+                )
             self._cost_fn: Callable[[RequestInfo], int] | None = cost
             self.cost = 1
         elif cost.__class__ is int and cost >= 1:
