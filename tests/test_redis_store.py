@@ -294,6 +294,8 @@ def test_connecting_is_never_held_to_less_than_a_decisions_timeout() -> None:
         ({"connect_timeout": True}, "connect_timeout"),
         ({"on_failure": "ignore"}, "on_failure must be one of allow, deny, local; got 'ignore'"),
         ({"local_share": 1.5}, r"local_share must be in \(0, 1\], got 1.5"),
+        ({"local_share": 1e-300}, r"local_share must be >= 1e-12, got 1e-300"),
+        ({"local_share": 5e-324}, r"local_share must be >= 1e-12, got 5e-324"),
         ({"failure_threshold": 0}, "failure_threshold"),
         ({"max_key_length": -1}, "max_key_length"),
     ],

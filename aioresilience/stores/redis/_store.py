@@ -16,7 +16,12 @@ from redis.exceptions import RedisError
 from ..._breaker import CircuitBreaker
 from ..._support.errors import CircuitBreakerOpenError, StoreError
 from ..._support.schedules import exponential
-from ..._support.validation import finite_positive, non_negative_or_none, positive_int
+from ..._support.validation import (
+    MIN_DIVISOR,
+    finite_positive,
+    non_negative_or_none,
+    positive_int,
+)
 from ._batcher import Batcher
 from ._breaker import RedisBreaker
 from ._limits import RedisLimit
@@ -217,7 +222,9 @@ def _without_retries(
 def _policy(policy: object, local_share: object) -> tuple[FailurePolicy, float]:
     if policy not in _POLICIES:
         raise ValueError(f"on_failure must be one of {', '.join(_POLICIES)}; got {policy!r}")
-    share = finite_positive("local_share", local_share)
+    # The local fallback divides a rate's interval by the share: a denormal share made it
+    # inf, an OverflowError when a limiter was bound to the store.
+    share = finite_positive("local_share", local_share, minimum=MIN_DIVISOR)
     if share > 1:
         raise ValueError(f"local_share must be in (0, 1], got {local_share!r}")
     return policy, share
