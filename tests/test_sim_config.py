@@ -340,3 +340,40 @@ def test_replace_keeps_the_interval_bounds(tmp_path: Path) -> None:
         scenario.replace(duration=300 * 3600.0)
     with pytest.raises(ScenarioError, match="must not exceed duration"):
         scenario.replace(duration=0.5)
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "message"),
+    [
+        ('rate = 1e-320\ndiurnal = { amplitude = 0.5, period = "5s" }', "rate must be 0 or >= 1e-12"),
+        ('rate = 10\ndiurnal = { amplitude = 0.5, period = 1e-320 }', "period must be >= 1e-12s"),
+        ("rate = 1e-300", "rate must be 0 or >= 1e-12"),
+    ],
+)
+def test_tiny_rates_and_periods_are_refused_when_loaded(
+    tmp_path: Path, arrivals: str, message: str
+) -> None:
+    # Both made an arrival time inf, and its diurnal sine a 'math domain error' mid-run.
+    assert message in error_of(tmp_path, MINIMAL.replace('rate = "20/s"', arrivals))
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"rate": float("nan")}, ScenarioError, "rate must be a rate >= 0"),  # ran forever
+        ({"rate": -1}, ScenarioError, "rate must be a rate >= 0"),
+        ({"rate": 10**400}, ScenarioError, "rate must be a rate >= 0"),
+        ({"duration": "1"}, ScenarioError, "duration must be a duration like"),
+        ({"duration": 10**400}, ScenarioError, "duration must be a finite duration"),
+        ({"duration": True}, ScenarioError, "duration must be a duration like"),
+        ({"seed": 1.5}, TypeError, "seed must be an int or None"),
+        ({"seed": "1"}, TypeError, "seed must be an int or None"),
+    ],
+)
+def test_simulate_checks_its_overrides_as_the_file_is_checked(
+    options: dict[str, Any], error: type, message: str
+) -> None:
+    from aioresilience.sim import simulate
+
+    with pytest.raises(error, match=message):
+        simulate(load_scenario("overload"), **options)

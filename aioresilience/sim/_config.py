@@ -43,6 +43,7 @@ from typing import Any
 import aioresilience as ar
 
 from .._support.rates import parse_rate
+from .._support.validation import MIN_DIVISOR
 from ._models import (
     ArrivalSpec,
     Burst,
@@ -157,7 +158,10 @@ def parse_duration(name: str, value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a duration like '200ms', '2s' or '10m', got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond float range
+            raise ValueError(f"{name} must be a finite duration >= 0, got {value!r}") from None
     elif isinstance(value, str) and (match := _DURATION.match(value)) is not None:
         seconds = float(match[1]) * _SECONDS[match[2]]
     else:
@@ -170,8 +174,10 @@ def parse_duration(name: str, value: object) -> float:
 def parse_rate_per_s(name: str, value: object) -> float:
     """``"200/s"``, ``"5 per 2 seconds"`` (the library's syntax) or a number, per second."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if not (math.isfinite(value) and value >= 0):
+        if not (value >= 0 and value < math.inf) or value > 1e308:  # 1e308: 10**400 too
             raise ValueError(f"{name} must be a rate >= 0 like '200/s', got {value!r}")
+        if 0 < value < MIN_DIVISOR:  # the gaps between arrivals, 1/rate, would be inf
+            raise ValueError(f"{name} must be 0 or >= {MIN_DIVISOR:g} per second, got {value!r}")
         return float(value)
     count, period = parse_rate(name, value)
     return count / period
@@ -334,8 +340,8 @@ def _arrivals(r: _Reader) -> ArrivalSpec:
         if not 0 <= amplitude < 1:
             raise _Invalid(d.at("amplitude"), f"amplitude must be in [0, 1), got {amplitude!r}")
         period = d.require("period", parse_duration)
-        if period <= 0:
-            raise _Invalid(d.at("period"), f"period must be > 0, got {period!r}")
+        if period < MIN_DIVISOR:  # t / period would be inf, and its sine a ValueError
+            raise _Invalid(d.at("period"), f"period must be >= {MIN_DIVISOR:g}s, got {period!r}")
         return Diurnal(amplitude, period, d.get("phase", _float, 0.0))
 
     spec = ArrivalSpec(
