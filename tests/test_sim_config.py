@@ -345,8 +345,11 @@ def test_replace_keeps_the_interval_bounds(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arrivals", "message"),
     [
-        ('rate = 1e-320\ndiurnal = { amplitude = 0.5, period = "5s" }', "rate must be 0 or >= 1e-12"),
-        ('rate = 10\ndiurnal = { amplitude = 0.5, period = 1e-320 }', "period must be >= 1e-12s"),
+        (
+            'rate = 1e-320\ndiurnal = { amplitude = 0.5, period = "5s" }',
+            "rate must be 0 or >= 1e-12",
+        ),
+        ("rate = 10\ndiurnal = { amplitude = 0.5, period = 1e-320 }", "period must be >= 1e-12s"),
         ("rate = 1e-300", "rate must be 0 or >= 1e-12"),
     ],
 )
