@@ -9,6 +9,7 @@ import enum
 import ipaddress
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -962,3 +963,35 @@ async def test_plan_now_decides_as_admit_does(style: str, shape: str) -> None:
     # Peer-keyed: one rule, one limiter, the default key, a renderer the plan inlines.
     expected = shape in ("one", "ipv6", "no-client") and style in ("ietf", "none")
     assert plan.by_peer is expected
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Rule(1.5), "Rule limiters must be a sequence, got 1.5"),  # type: ignore[arg-type]
+        (
+            lambda: Rule(TokenBucket(5, 1.0), guards=2.0),  # type: ignore[arg-type]
+            "Rule guards must be a sequence, got 2.0",
+        ),
+        (
+            lambda: Rule(TokenBucket(5, 1.0), paths=3),  # type: ignore[arg-type]
+            "Rule paths must be a sequence, got 3",
+        ),
+        (
+            lambda: Rule(TokenBucket(5, 1.0), methods=4),  # type: ignore[arg-type]
+            "Rule methods must be a sequence, got 4",
+        ),
+        (
+            lambda: Rule(TokenBucket(5, 1.0), exclude_paths=5),  # type: ignore[arg-type]
+            "Rule exclude_paths must be a sequence, got 5",
+        ),
+        (lambda: Protection(6.5), "rules must be a sequence, got 6.5"),  # type: ignore[arg-type]
+        (
+            lambda: client_address(trusted_proxies=7),  # type: ignore[arg-type]
+            "trusted_proxies must be a sequence, got 7",
+        ),
+    ],
+)
+def test_a_non_iterable_where_a_sequence_belongs_is_named(build: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        build()

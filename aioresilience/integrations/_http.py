@@ -329,7 +329,8 @@ class ClientAddress:
         if isinstance(trusted_proxies, str):
             trusted_proxies = (trusted_proxies,)
         self._networks = tuple(
-            _network(f"trusted_proxies[{i}]", cidr) for i, cidr in enumerate(trusted_proxies)
+            _network(f"trusted_proxies[{i}]", cidr)
+            for i, cidr in enumerate(_sequence("trusted_proxies", trusted_proxies))
         )
         if forwarded not in ("x-forwarded-for", "forwarded"):
             raise ValueError(
@@ -886,6 +887,14 @@ def _compile_template(where: str, template: object) -> re.Pattern[str] | str:
     return re.compile("".join(pattern))
 
 
+def _sequence(where: str, value: object) -> tuple[Any, ...]:
+    """``value``'s items as a tuple, or a TypeError naming ``where`` and the value (not
+    Python's "'float' object is not iterable", which names neither)."""
+    if isinstance(value, Iterable):
+        return tuple(value)
+    raise TypeError(f"{where} must be a sequence, got {value!r}")
+
+
 class _PathSet:
     """Templates compiled once: literal paths in a set, patterns as one alternation."""
 
@@ -894,7 +903,7 @@ class _PathSet:
     def __init__(self, where: str, templates: str | Iterable[str]) -> None:
         if isinstance(templates, str):
             templates = (templates,)
-        self.templates = tuple(templates)
+        self.templates = _sequence(where, templates)
         literals, patterns = set(), []
         for i, template in enumerate(self.templates):
             compiled = _compile_template(f"{where}[{i}]", template)
@@ -922,7 +931,7 @@ def _methods(where: str, methods: str | Iterable[str] | None) -> frozenset[str] 
     if isinstance(methods, str):
         methods = (methods,)
     result = set()
-    for method in methods:
+    for method in _sequence(where, methods):
         if not isinstance(method, str) or not method.isalpha():
             raise ValueError(f"{where}: {method!r} is not an HTTP method name")
         result.add(method.upper())
@@ -972,11 +981,11 @@ class Rule:
     ) -> None:
         if isinstance(limiters, RateLimiter):
             limiters = (limiters,)
-        self.limiters: tuple[RateLimiter[Any], ...] = tuple(limiters)
+        self.limiters: tuple[RateLimiter[Any], ...] = _sequence("Rule limiters", limiters)
         for i, limiter in enumerate(self.limiters):
             if not isinstance(limiter, RateLimiter):
                 raise TypeError(f"Rule limiters[{i}] must be a RateLimiter, got {limiter!r}")
-        self.guards = tuple(guards)
+        self.guards = _sequence("Rule guards", guards)
         if not self.limiters and not self.guards:
             raise ValueError("Rule: give limiters or guards, or it protects nothing")
         self._paths = _PathSet("Rule paths", paths)
@@ -1113,7 +1122,9 @@ class Protection:
         exempt_methods: str | Iterable[str] = (),
         errors: ErrorMapper | Mapping[type[BaseException], int | ResponseFactory] | None = None,
     ) -> None:
-        self.rules: tuple[Rule, ...] = (rules,) if isinstance(rules, Rule) else tuple(rules)
+        self.rules: tuple[Rule, ...] = (
+            (rules,) if isinstance(rules, Rule) else _sequence("rules", rules)
+        )
         for i, rule in enumerate(self.rules):
             if not isinstance(rule, Rule):
                 raise TypeError(f"rules[{i}] must be a Rule, got {rule!r}")
