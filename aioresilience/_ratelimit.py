@@ -978,6 +978,10 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         """A guard for one key: ``async with limiter.for_key(user_id):``."""
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
+        try:
+            hash(key)
+        except TypeError:  # here, not at the guard's first use
+            raise TypeError(f"{self.name}: key must be hashable, got {key!r}") from None
         return KeyedLimit(self, key, cost)
 
     # -- inspection -------------------------------------------------------------------------

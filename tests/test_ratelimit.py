@@ -319,6 +319,12 @@ async def test_waiting_key_survives_rotations() -> None:
     assert not limiter.try_acquire(key="slow")  # the waiter's use is remembered
 
 
+def test_for_key_refuses_an_unhashable_key_when_made() -> None:
+    limiter = TokenBucket(2, 1.0, name="api")
+    with pytest.raises(TypeError, match=r"api: key must be hashable, got \[\]"):
+        limiter.for_key([])  # type: ignore[arg-type]
+
+
 async def test_async_with_decorator_and_for_key() -> None:
     limiter = TokenBucket(2, 1.0)
     async with limiter:
