@@ -89,9 +89,9 @@ def test_manual_clock_fires_due_timers_in_order_at_their_deadlines() -> None:
 )
 def test_manual_clock_moves_only_by_a_finite_number(value: object, error: type[Exception]) -> None:
     clock = ManualClock(START)
-    with pytest.raises(error, match="seconds must be a"):
+    with pytest.raises(error, match="seconds must be"):
         clock.advance(value)  # type: ignore[arg-type]
-    with pytest.raises(error, match="when must be a"):
+    with pytest.raises(error, match="when must be"):
         clock.jump_to(value)  # type: ignore[arg-type]
     assert clock.time() == START
     with pytest.raises(TypeError, match="start must be a finite number"):

@@ -78,6 +78,14 @@ def number(name: str, value: Any, *, what: str = "a number") -> float:
     return result
 
 
+def finite(name: str, value: Any, *, what: str = "a finite number") -> float:
+    """``value`` as a float: :func:`number`, and not infinite either."""
+    result = number(name, value, what=what)
+    if math.isinf(result):
+        raise ValueError(f"{name} must be {what}, got {_show(value)}")
+    return result
+
+
 def finite_positive(
     name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None
 ) -> float:

@@ -13,22 +13,14 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
 import sys
 from collections.abc import Callable
 
+from .._support.validation import finite
+
 __all__ = ["ManualClock"]
 
-
-def _check_finite(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int beyond float's range
-        finite = False
-    if not finite:
-        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+_SECONDS = "a finite number of seconds"
 
 
 class _ManualTimer:
@@ -100,7 +92,7 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         """Move the clock ``seconds`` (>= 0) forward, firing every timer due on the way."""
-        _check_finite(seconds, "seconds")
+        finite("seconds", seconds, what=_SECONDS)
         if not seconds >= 0:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         self.jump_to(self._now + seconds)
@@ -108,7 +100,7 @@ class ManualClock:
     def jump_to(self, when: float) -> None:
         """Move the clock to ``when`` (not before now), firing every timer due on the way, in
         deadline order; a timer a callback sets that is due by ``when`` fires too."""
-        _check_finite(when, "when")
+        finite("when", when, what=_SECONDS)
         if not when >= self._now:
             raise ValueError(f"when must be >= the clock's time {self._now!r}, got {when!r}")
         when = float(when)

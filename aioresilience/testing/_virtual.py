@@ -46,6 +46,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 from .._support.errors import ResilienceError
+from .._support.validation import finite
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
@@ -74,6 +75,10 @@ _BASE_CALL_AT = asyncio.SelectorEventLoop.call_at
 #: How many deadlines a loop remembers, for the order of equal ones, before it forgets the
 #: passed ones.
 _MAX_TIES = 1024
+
+# A clock value or a move of the clock: at infinity or NaN no timer ever comes due, and the
+# loop would spin for ever.
+_SECONDS = "a finite number of seconds"
 
 #: How many waiting tasks a :class:`DeadlockError` describes (the rest are counted).
 _MAX_TASKS_SHOWN = 20
@@ -194,19 +199,6 @@ class VirtualClockSelector(selectors.BaseSelector):
         return self._inner.get_map()
 
 
-def _check_seconds(value: object, name: str) -> None:
-    """A clock value or a move of the clock: a finite number (at infinity, or NaN, no timer
-    ever comes due and the loop spins forever)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int beyond float's range
-        finite = False
-    if not finite:
-        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
-
-
 # ``_vt_real_wait`` answers: None (block until woken), seconds to block, or this (raise).
 _NOTHING_CAN_WAKE = -1.0
 
@@ -290,7 +282,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def __new__(cls, start: float = 0.0) -> VirtualTimeLoop:
         # Checked before the loop exists: a half-built loop would fail in asyncio's __del__.
-        _check_seconds(start, "start")
+        finite("start", start, what=_SECONDS)
         return super().__new__(cls)
 
     def __init__(self, start: float = 0.0) -> None:
@@ -309,7 +301,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by ``seconds`` (>= 0); timers now due run on the next turn."""
-        _check_seconds(seconds, "seconds")
+        finite("seconds", seconds, what=_SECONDS)
         if not seconds >= 0:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         self._virtual_now += seconds
