@@ -244,19 +244,7 @@ async def test_a_producer_cancelled_while_waiting_or_timing_out_enqueues_nothing
     assert queue.statistics().waiting_producers == 0
 
 
-async def test_a_producer_let_in_then_closed_out_enqueues_nothing() -> None:
-    queue: BackpressureQueue[str] = BackpressureQueue(1)
-    queue.put_nowait("a")
-    producer = asyncio.create_task(queue.put("b"))
-    await asyncio.sleep(0)
-    assert queue.get_nowait() == "a"  # let in ...
-    assert queue.close() == ["b"]  # ... closed before it ran: still waiting, its item back
-    with pytest.raises(QueueClosed):
-        await producer
-    assert queue.empty()
-
-
-async def test_close_returns_let_in_producers_items_before_the_waiting_ones() -> None:
+async def test_producers_let_in_then_closed_out_enqueue_nothing_and_get_their_items_back() -> None:
     queue: BackpressureQueue[str] = BackpressureQueue(1)
     queue.put_nowait("a")
     producers = [asyncio.create_task(queue.put(item)) for item in "bc"]
