@@ -317,6 +317,33 @@ def test_sleeping_exactly_retry_after_is_enough(
     run(main(), start=start)
 
 
+@pytest.mark.parametrize(
+    ("make", "first", "refused_at", "cost"),
+    [
+        (lambda: FixedWindowCounter(3, 1.7), 3, 0.3257, 3),
+        (lambda: SlidingWindowLog(1, 1.7), 1, 0.6681, 1),
+        (lambda: SlidingWindowCounter(2, 1.7), 1, 1.3256, 2),
+    ],
+)
+def test_sleeping_exactly_retry_after_is_enough_for_the_windows(
+    make: Callable[[], RateLimiter[Any]], first: int, refused_at: float, cost: int
+) -> None:
+    """The window algorithms announced `at - now`, and `now + (at - now)` rounded to an ulp
+    before `at`: sleeping it was refused again with retry_after=2.2e-16."""
+
+    async def main() -> None:
+        limiter = make()
+        assert limiter.check(first)
+        await asyncio.sleep(refused_at)
+        decision = limiter.check(cost)
+        assert not decision
+        await asyncio.sleep(decision.retry_after)
+        again = limiter.check(cost)
+        assert again, (again.retry_after, asyncio.get_running_loop().time())
+
+    run(main())
+
+
 @pytest.mark.parametrize("cost", [1, 2, 3])
 async def test_shaper_admits_every_cost_up_to_its_capacity(cost: int) -> None:
     """LeakyBucket(3, 2.0, mode="shaper").check(2) on an idle shaper said retry_after=0.5,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from math import trunc
 
 from .ratelimit import RatePolicy
-from .windowing import time_in
+from .windowing import reachable, time_in
 
 __all__ = ["FixedWindowAlgorithm"]
 
@@ -76,7 +76,7 @@ class FixedWindowAlgorithm:
             return new_state, now, True
         at = time_in(index * self.window, index, self.window)
         if at - now > max_wait:
-            return state, at, False
+            return state, reachable(now, at), False
         return new_state, at, True
 
     def cancel(

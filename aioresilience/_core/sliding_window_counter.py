@@ -20,7 +20,7 @@ from __future__ import annotations
 from math import trunc
 
 from .ratelimit import RatePolicy
-from .windowing import time_in
+from .windowing import reachable, time_in
 
 __all__ = ["SlidingWindowCounterAlgorithm"]
 
@@ -110,7 +110,7 @@ class SlidingWindowCounterAlgorithm:
         current, state = self._trim(state, now)
         at, index = self._earliest(state, current, now, cost)
         if at - now > max_wait:
-            return state, at, False
+            return state, reachable(now, at), False
         offset = index - state[0] + 1
         counts = list(state)
         counts.extend([0] * (offset + 1 - len(counts)))

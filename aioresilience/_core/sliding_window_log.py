@@ -15,6 +15,7 @@ from collections import deque
 from itertools import repeat
 
 from .ratelimit import RatePolicy
+from .windowing import reachable
 
 __all__ = ["SlidingWindowLogAlgorithm"]
 
@@ -64,7 +65,7 @@ class SlidingWindowLogAlgorithm:
         if need > 0 and log[need - 1] + self.window > at:
             at = log[need - 1] + self.window
         if at - now > max_wait:
-            return log, at, False
+            return log, reachable(now, at), False
         log.extend(repeat(at, cost))
         return log, at, True
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["time_in"]
+__all__ = ["reachable", "time_in"]
 
 
 def time_in(t: float, index: int, width: float) -> float:
@@ -19,4 +19,14 @@ def time_in(t: float, index: int, width: float) -> float:
         t = math.nextafter(t, math.inf)
     while int(t // width) > index:
         t = math.nextafter(t, -math.inf)
+    return t
+
+
+def reachable(now: float, at: float) -> float:
+    """``at``, moved up by the fewest ulps for ``now + (at - now) >= at``: a caller that sleeps
+    the retry-after ``at - now`` from ``now`` is there (``now + (at - now)`` may round to an
+    ulp before ``at``, and it would be refused again)."""
+    t = at
+    while now + (t - now) < at:
+        t = math.nextafter(t, math.inf)
     return t
