@@ -88,6 +88,24 @@ def test_gcra_reference_semantics() -> None:
     assert gcra.max_cost == 2
 
 
+@pytest.mark.parametrize("rate", [3.0, 3 / 7, 7e8, 3e8, 1e9, 10.0, 1e6])
+def test_gcra_interval_in_ns_never_runs_faster_than_the_rate(rate: float) -> None:
+    """The interval was rounded to the nearest ns: 7e8/s ran at 1e9/s (1 ns), 3/s at
+    333333333 ns admitted 4 within one second."""
+    gcra = GCRAAlgorithm(interval=1.0 / rate, burst=1)
+    assert gcra._interval_ns >= 1e9 / rate * (1 - 1e-15)
+    assert gcra._interval_ns < 1e9 / rate + 1  # and no slower than the next whole ns
+    span = min(1.0, 1000 / rate)  # [0, span) holds at most ceil(span * rate) at this rate
+    state, now, admitted = None, 0.0, 0
+    while now < span:  # back to back, each at its retry-after
+        state, at, ok = gcra.reserve(state, now, 1, 0.0)
+        if ok:
+            admitted += 1
+        else:
+            now = at
+    assert admitted <= math.ceil(span * rate - 1e-9)
+
+
 def test_leaky_shaper_spaces_output_and_bounds_the_queue() -> None:
     shaper = LeakyBucketShaper(capacity=3, leak_rate=10.0)
     state = None
