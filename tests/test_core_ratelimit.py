@@ -185,6 +185,20 @@ def test_sliding_windows_state_the_next_unit_as_their_reset() -> None:
     assert counter.inspect(state, 100.0) == (2, 0.0)
 
 
+def test_sliding_counter_never_states_more_than_admit_lets_in() -> None:
+    """At the very end of a window, the previous window's weight (~1e-12) is below the
+    estimate's tolerance: inspect stated the whole limit (2), and admit refused a cost of 2
+    and a second cost of 1."""
+    counter = SlidingWindowCounterAlgorithm(limit=2, window=1.0)
+    state, _, _ = counter.reserve(None, 0.0, 1, 0.0)
+    now = 2.0 - 1e-12
+    remaining, _ = counter.inspect(state, now)
+    ones = 0
+    while (admitted := counter.admit(state, now, 1)) is not None:
+        state, ones = admitted, ones + 1
+    assert remaining == ones == 1
+
+
 def test_sliding_counter_weights_previous_window() -> None:
     counter = SlidingWindowCounterAlgorithm(limit=10, window=60.0)
     state = None

@@ -145,13 +145,14 @@ class SlidingWindowCounterAlgorithm:
             prev, curr = state[1], state[2]
             fraction = now / self.window - current
             estimate = prev * (1.0 - fraction) + curr
-            remaining = max(0, int(self.limit - estimate + 1e-9))
-            if remaining >= self.limit:
-                return self.limit, 0.0
+            remaining = min(self.limit, max(0, int(self.limit - estimate + 1e-9)))
             # The estimate's rounding (and the tolerance above) may state a unit more than
-            # admit's own test lets in now: a server would state r=1, then refuse.
+            # admit's own test lets in now: a server would state r=1, then refuse. (The whole
+            # limit too: a previous window's weight below the tolerance still counts.)
             while remaining and not self._fits(prev, curr, current, now, remaining):
                 remaining -= 1
+            if remaining == self.limit:
+                return self.limit, 0.0
         # The estimate frees the quota gradually, as the previous window's weight decays: the
         # reset stated is the time one more unit fits (waiting until both windows are empty
         # would leave part of the quota unused).
