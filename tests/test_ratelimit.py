@@ -96,6 +96,27 @@ async def test_wait_longer_than_timeout_is_refused_up_front(kind: str) -> None:
     assert limiter.try_acquire()
 
 
+@pytest.mark.parametrize(
+    ("make", "interval"),
+    [
+        (lambda: ar.TokenBucket(1, 7.0), 1 / 7),
+        (lambda: ar.TokenBucket(1, 3.0), 1 / 3),
+        (lambda: ar.GCRA(3, 1.0), 1 / 3),
+        (lambda: ar.LeakyBucket(1, 7.0), 1 / 7),
+        (lambda: ar.LeakyBucket(2, 3.0, mode="shaper"), 1 / 3),
+    ],
+)
+async def test_a_timeout_of_exactly_the_wait_is_enough(make: Any, interval: float) -> None:
+    """The interval is kept in whole nanoseconds (1/7 s as 142857143 ns): a wait of one
+    interval was judged longer than timeout=1/7 and refused up front."""
+    limiter = make()
+    assert limiter.try_acquire()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await limiter.acquire(timeout=interval)
+    assert loop.time() - started == pytest.approx(interval, abs=2e-9)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_cancelled_waiter_gives_its_reservation_back(kind: str) -> None:
     loop = asyncio.get_running_loop()

@@ -96,7 +96,10 @@ class GCRAAlgorithm:
         if new_tat - now_ns <= self._tolerance_ns:
             return new_tat, now, True
         at = due(now, now_ns, new_tat - self._tolerance_ns)
-        if at - now > max_wait:
+        # The wait is judged in the state's integer nanoseconds, `max_wait` rounded up to one:
+        # a wait of 1/r whose interval was rounded up to a whole ns is within a timeout of 1/r
+        # (TokenBucket(1, 7.0) refused acquire(timeout=1/7) with its bucket just spent).
+        if new_tat - self._tolerance_ns - now_ns - 1 >= max_wait * _TO_NS:
             return tat, at, False
         return new_tat, at, True
 

@@ -85,6 +85,6 @@ class LeakyBucketShaper(GCRAAlgorithm):
                 return state, due(now, now_ns, join_ns), False
             target = max(join_ns, state - math.floor(max_wait * _TO_NS))
             return state, due(now, now_ns, target), False
-        if state - now_ns > max_wait * _TO_NS:
+        if state - now_ns - 1 >= max_wait * _TO_NS:  # (max_wait rounded up to a whole ns)
             return state, at, False
         return state + cost * self._interval_ns, at, True
