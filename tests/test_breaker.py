@@ -1072,3 +1072,14 @@ async def test_a_call_passing_through_a_live_entry_still_counts_once() -> None:
     with pytest.raises(ConnectionError):
         await breaker.call(breaker(fail))
     assert breaker.statistics().failures == 1
+
+
+async def test_a_probe_ending_past_the_half_open_bound_does_not_close_it() -> None:
+    # The bound re-opened the circuit whether or not anyone read the state in between: the
+    # late probe's success is an outcome that arrived after the state changed.
+    breaker = CircuitBreaker(failure_threshold=1, break_duration=10.0, half_open_max_duration=60.0)
+    breaker.trip()
+    await asyncio.sleep(10)
+    assert await breaker.call(asyncio.sleep, 70, "late") == "late"  # ends at t=80
+    assert breaker.state is CircuitState.HALF_OPEN  # re-opened at t=70 for 10 s: not CLOSED
+    assert breaker.statistics().opened == 2

@@ -677,3 +677,18 @@ async def test_a_call_cancelled_while_redis_admits_it_leaves_nothing_behind(
         await breaker.call(fail)  # not taken for an entry inside the cancelled one: it counts
     await settle()
     assert await stored_state(breaker) == b"1"
+
+
+async def test_a_shared_probe_ending_past_the_half_open_bound_does_not_close_it(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    # The bound re-opened the circuit (as of its deadline) even if no admission saw it: the
+    # probe's late success is not a probe's outcome any more (BreakerMachine.record).
+    a, b = processes(2, timeout=SURE, failure_threshold=1, half_open_max_duration=0.05)
+    with pytest.raises(Boom):
+        await a.call(fail)
+    await settle()
+    await end_break(a)
+    assert await b.call(asyncio.sleep, 0.2, "late") == "late"
+    await settle()
+    assert b.state is CircuitState.OPEN

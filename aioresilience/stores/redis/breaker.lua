@@ -93,13 +93,17 @@ local function probes_failed(s, c, final)
   return (c.rate >= 0 and s.pf / s.pd >= c.rate) or (c.slow_rate >= 0 and s.ps / s.pd >= c.slow_rate)
 end
 
-local function admit(s, c, break_us)
-  if s.st == CLOSED or s.st == DISABLED then return 1, 0 end
-  if s.st == ISOLATED then return 0, -1 end
+local function expire(s, c, break_us)
   if s.st == HALF_OPEN and now >= s.hs + c.half_open then
     -- Probes that never finished: the circuit re-opened at that deadline (BreakerMachine.expire).
     open(s, break_us, s.hs + c.half_open)
   end
+end
+
+local function admit(s, c, break_us)
+  if s.st == CLOSED or s.st == DISABLED then return 1, 0 end
+  if s.st == ISOLATED then return 0, -1 end
+  expire(s, c, break_us)
   if s.st == OPEN then
     if now < s.ou then return 0, s.ou - now end
     s.hs, s.pa, s.pd, s.pf, s.ps = now, 0, 0, 0, 0
@@ -140,6 +144,7 @@ local function apply(key, op, flags, gen, c, break_us)
   if op == 'a' then
     admitted, retry = admit(s, c, break_us)
   elseif op == 'o' then
+    expire(s, c, break_us)  -- a probe ending past the bound: the circuit re-opened first
     if gen == s.gen then outcome(s, c, flags % 2, math.floor(flags / 2) % 2, break_us) end
   elseif op == 'r' then
     if gen == s.gen and s.st == HALF_OPEN and s.pa > 0 then s.pa = s.pa - 1 end
