@@ -1083,3 +1083,15 @@ async def test_a_probe_ending_past_the_half_open_bound_does_not_close_it() -> No
     assert await breaker.call(asyncio.sleep, 70, "late") == "late"  # ends at t=80
     assert breaker.state is CircuitState.HALF_OPEN  # re-opened at t=70 for 10 s: not CLOSED
     assert breaker.statistics().opened == 2
+
+
+async def test_sleeping_the_open_retry_after_is_enough() -> None:
+    # now + (open_until - now) rounded an ulp short of open_until: refused again, 7e-15.
+    breaker = CircuitBreaker(failure_threshold=1, break_duration=46.1)
+    await asyncio.sleep(3.2)
+    breaker.trip()
+    await asyncio.sleep(5.6)
+    with pytest.raises(CircuitBreakerOpenError) as caught:
+        await breaker.call(ok)
+    await asyncio.sleep(caught.value.retry_after)
+    assert await breaker.call(ok) == "ok"

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .backoff import Backoff
+from .windowing import reachable
 from .windows import CountWindow, TimeWindow
 
 __all__ = [
@@ -282,13 +283,19 @@ class BreakerMachine:
         """What :meth:`admit` would answer at ``now`` (after :meth:`expire`), taking nothing."""
         state = self.state
         if state is OPEN:
-            return max(0.0, self.open_until - now)
+            return self._left_open(now)
         if state is ISOLATED:
             return float("inf")
         if state is HALF_OPEN and self.probes_admitted >= self.probes:
             since = self.half_open_since
             return max(1e-3, min(now - since, since + self.half_open_timeout - now))
         return 0.0
+
+    def _left_open(self, now: float) -> float:
+        """The break's time left, such that sleeping it from ``now`` reaches its end
+        (``now + (until - now)`` may round to an ulp before ``until``)."""
+        until = self.open_until
+        return reachable(now, until) - now if now < until else 0.0
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -364,7 +371,7 @@ class BreakerMachine:
         self.state = state
         self.generation += 1
         if self.report is not None and state is not old:
-            retry = max(0.0, self.open_until - now) if state is OPEN else 0.0
+            retry = self._left_open(now) if state is OPEN else 0.0
             self.report(old, state, now, retry)
 
     def _open(self, at: float, told_at: float | None = None) -> None:
