@@ -568,7 +568,9 @@ class CircuitBreaker(GuardForms, EventSource):
     def _record(self, admitted: Any, start: float, failed: bool) -> None:
         now = self._clock.time()
         slow_after = self._slow_after
-        slow = slow_after is not None and now - start >= slow_after
+        # (now >= start + slow_after, not now - start >= slow_after: a call that lasted
+        # slow_after on this clock, ending at start + slow_after, may differ from it by an ulp)
+        slow = slow_after is not None and now >= start + slow_after
         if self._state.on_outcome(admitted, now, failed, slow):
             if failed:
                 self._failures += 1

@@ -1095,3 +1095,18 @@ async def test_sleeping_the_open_retry_after_is_enough() -> None:
         await breaker.call(ok)
     await asyncio.sleep(caught.value.retry_after)
     assert await breaker.call(ok) == "ok"
+
+
+async def test_a_call_lasting_exactly_slow_call_duration_is_slow() -> None:
+    # It ends at 0.3 + 2.0 == 2.3 and 2.3 - 0.3 == 1.9999999999999998: it was taken as fast.
+    await asyncio.sleep(0.3)
+    breaker = CircuitBreaker(
+        failure_threshold=None,
+        slow_call_rate_threshold=1.0,
+        slow_call_duration=2.0,
+        minimum_calls=1,
+        window_size=1,
+    )
+    await breaker.call(asyncio.sleep, 2.0)
+    assert breaker.statistics().window_slow_calls == 1
+    assert breaker.state is CircuitState.OPEN
