@@ -1110,3 +1110,29 @@ async def test_a_call_lasting_exactly_slow_call_duration_is_slow() -> None:
     await breaker.call(asyncio.sleep, 2.0)
     assert breaker.statistics().window_slow_calls == 1
     assert breaker.state is CircuitState.OPEN
+
+
+async def test_a_call_admitted_while_disabled_is_never_counted() -> None:
+    # Whatever happened since: reset(), disable() and reset() again made its generation
+    # neither the current one nor the latest disabled one, and it was counted.
+    breaker = CircuitBreaker(failure_threshold=1)
+    breaker.disable()
+    release = asyncio.Event()
+
+    async def fails_later() -> None:
+        await release.wait()
+        raise Boom
+
+    calls = [asyncio.create_task(breaker.call(fails_later)) for _ in range(2)]
+    await asyncio.sleep(0)
+    breaker.reset()
+    breaker.disable()
+    breaker.reset()
+    calls[1].cancel()
+    release.set()
+    with pytest.raises(Boom):
+        await calls[0]
+    with pytest.raises(asyncio.CancelledError):
+        await calls[1]
+    stats = breaker.statistics()
+    assert (stats.failures, stats.cancelled, stats.state) == (0, 0, CircuitState.CLOSED)

@@ -134,7 +134,6 @@ class BreakerMachine:
         "report",
         "slow_call_rate_threshold",
         "state",
-        "uncounted",
         "window",
     )
 
@@ -162,8 +161,6 @@ class BreakerMachine:
         self.half_open_timeout = half_open_timeout
         self.random = random
         self.report = report
-        # Calls admitted in this generation were admitted while disabled: never counted.
-        self.uncounted = -1
         self.state = CLOSED
         self.generation = 0
         self.consecutive_failures = 0
@@ -209,7 +206,9 @@ class BreakerMachine:
         wait = self.admit(now)
         if wait:
             return Refused(wait, self.state)
-        return self.generation
+        # Admitted while disabled: a ticket no generation has (~g < 0), never counted,
+        # whatever the state has become by the time the call ends.
+        return ~self.generation if self.state is DISABLED else self.generation
 
     def on_outcome(self, ticket: Any, now: float, failed: bool, slow: bool) -> bool:
         """Record an admitted call's outcome; whether it counts at all (not while disabled,
@@ -218,7 +217,7 @@ class BreakerMachine:
             if self.window is None:  # the hot path: a success only resets the streak
                 self.consecutive_failures = 0
                 return True
-        elif ticket == self.uncounted or self.state is DISABLED:
+        elif ticket < 0 or self.state is DISABLED:
             return False
         self.record(now, ticket, failed, slow)
         return True
@@ -226,7 +225,7 @@ class BreakerMachine:
     def on_release(self, ticket: Any) -> bool:
         """An admitted call ended with no outcome (cancelled, ignored): its half-open probe
         slot goes back; whether the call counts in statistics."""
-        counted = ticket != self.uncounted and self.state is not DISABLED
+        counted = ticket >= 0 and self.state is not DISABLED
         self.release(ticket)
         return counted
 
@@ -402,7 +401,6 @@ class BreakerMachine:
 
     def disable(self, now: float = 0.0) -> None:
         self._enter(DISABLED, now)
-        self.uncounted = self.generation
 
     def reset(self, now: float = 0.0) -> None:
         self._close(now)
