@@ -300,7 +300,8 @@ class BreakerMachine:
 
     def record(self, now: float, generation: int, failed: bool, slow: bool) -> None:
         """The outcome of a call admitted in ``generation``."""
-        self.expire(now)  # a probe ending past the half-open bound: the circuit re-opened first
+        if self.state is HALF_OPEN:  # a probe ending past the bound: the circuit re-opened first
+            self.expire(now)
         if generation != self.generation:
             return  # admitted under an earlier state: its outcome no longer applies
         state = self.state
