@@ -359,6 +359,14 @@ def test_decorrelated_jitter_bounds() -> None:
         previous = delay
 
 
+def test_a_zero_base_stays_zero_past_float_range() -> None:
+    """0 * 2**k is 0 for every k: from k = 1024 on, 2.0**k overflows, and the schedule gave
+    the cap (30 s, or inf uncapped) instead."""
+    assert exponential(0, cap=30, jitter="none").nominal(1024) == 0.0
+    assert exponential(0, cap=None, jitter="none").nominal(1100) == 0.0
+    assert exponential(0.1, cap=30, jitter="none").nominal(1100) == 30.0
+
+
 def test_seeded_jitter_is_reproducible() -> None:
     one = Retry(seed=1)
     two = Retry(seed=1)

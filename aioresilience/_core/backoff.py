@@ -52,8 +52,8 @@ class Backoff:
             return min(self.cap, self.base + self.step * attempt)
         try:
             growth = self.factor**attempt
-        except OverflowError:  # far past any cap
-            return self.cap
+        except OverflowError:  # far past any cap (a base of 0 stays 0)
+            return self.cap if self.base else 0.0
         return min(self.cap, self.base * growth)
 
     def delay(self, attempt: int, previous: float | None, random: Callable[[], float]) -> float:
