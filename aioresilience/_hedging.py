@@ -150,7 +150,7 @@ class Hedge(ExecuteForms, EventSource):
             while True:
                 can_hedge = may_hedge and extra < self.max_hedged
                 done = await _first_done(running, clock, self.delay if can_hedge else None)
-                failed_now = False
+                failed_now = 0
                 for task in done:
                     running.discard(task)
                     last = task
@@ -161,13 +161,17 @@ class Hedge(ExecuteForms, EventSource):
                         ledger.record(won)
                     if won:
                         return task.result()  # type: ignore[no-any-return]
-                    failed_now = True
-                if can_hedge and (failed_now or not done):
+                    failed_now += 1
+                # The delay passed: one more; each failed attempt: one more at once.
+                wanted = failed_now if done else 1
+                while can_hedge and wanted > 0:
+                    wanted -= 1
                     if self._budget_allows():
                         extra += 1
                         start(hedged=True)
+                        can_hedge = extra < self.max_hedged
                     else:
-                        may_hedge = False  # spent: no more hedges for this call
+                        may_hedge = can_hedge = False  # spent: no more hedges for this call
                 if not running:
                     assert last is not None
                     return last.result()  # type: ignore[no-any-return]  # raises its exception

@@ -192,6 +192,27 @@ async def test_hedge_parallel_mode_and_failures_start_the_next_at_once() -> None
     assert len(started) == 3 and len(set(started)) == 1  # all three at the same instant
 
 
+async def test_hedge_two_failures_at_once_start_two_attempts_at_once() -> None:
+    """Each handled failure starts the next attempt at once: attempts 0 (2 s) and 1 (started
+    at 1 s, 1 s long) fail together at 2 s; attempts 2 and 3 both start then (the second
+    waited for the next delay, at 3 s)."""
+    loop = asyncio.get_running_loop()
+    started: list[float] = []
+    lengths = [2.0, 1.0, 10.0, 10.0]
+
+    async def call() -> str:
+        n = len(started)
+        started.append(loop.time())
+        await asyncio.sleep(lengths[n])
+        if n < 2:
+            raise OSError("bad replica")
+        return "good"
+
+    hedge = ar.Hedge(max_hedged=3, delay=1.0, idempotent=True)
+    assert await hedge.call(call) == "good"
+    assert started == [0.0, 1.0, 2.0, 2.0]
+
+
 def _always_fails(started: list[float]) -> Any:
     async def call() -> None:
         started.append(asyncio.get_running_loop().time())
