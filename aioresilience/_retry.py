@@ -47,6 +47,7 @@ from ._support.validation import (
     non_negative_int,
     non_negative_or_none,
     number,
+    number_in,
     positive_int,
     text,
 )
@@ -247,6 +248,8 @@ class Retry(ExecuteForms, EventSource):
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
         self.budget = budget
+        if seed is not None:  # an int: a float NaN seeds from its address, not reproducibly
+            number_in("seed", seed, -math.inf, math.inf, integer=True)
         self._random = _random.Random(seed).random
         self._events = None
 

@@ -245,6 +245,12 @@ async def test_hedge_spends_a_budget_and_cancels_on_caller_cancel() -> None:
     assert (budget.ledger.requests, budget.ledger.retries) == (0, 0)
 
 
+@pytest.mark.parametrize("seed", [True, 1.5, float("nan"), "1"])
+def test_chaos_monkey_seed_must_be_an_int(seed: Any) -> None:
+    with pytest.raises(TypeError, match="seed must be an int"):
+        ChaosMonkey(seed=seed)
+
+
 def test_hedge_and_chaos_validation() -> None:
     with pytest.raises(ValueError, match="pass idempotent=True"):
         Pipeline.builder().hedge()

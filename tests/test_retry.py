@@ -367,6 +367,15 @@ def test_a_zero_base_stays_zero_past_float_range() -> None:
     assert exponential(0.1, cap=30, jitter="none").nominal(1100) == 30.0
 
 
+@pytest.mark.parametrize("seed", [True, 1.5, float("nan"), "1", [1]])
+@pytest.mark.parametrize("build", [Retry, AdaptiveThrottle], ids=["Retry", "AdaptiveThrottle"])
+def test_a_seed_must_be_an_int(build: Any, seed: Any) -> None:
+    """As CircuitBreaker's and the pipeline builder's: seed=nan was taken and seeded from
+    the float's address (another sequence in every process), seed=True as 1."""
+    with pytest.raises(TypeError, match="seed must be an int"):
+        build(seed=seed)
+
+
 def test_seeded_jitter_is_reproducible() -> None:
     one = Retry(seed=1)
     two = Retry(seed=1)
