@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
 import random as _random
 import types
 from collections.abc import Callable, Iterable
@@ -53,7 +52,7 @@ from ._support.predicates import (
     exception_predicate,
     sync_callable,
 )
-from ._support.validation import number_in, shared_store_binder
+from ._support.validation import checked_seed, number_in, shared_store_binder
 
 if TYPE_CHECKING:
     from .abc import BreakerState, BreakerStore
@@ -330,8 +329,7 @@ class CircuitBreaker(GuardForms, EventSource):
             None if failure_result is None else sync_callable("failure_result", failure_result)
         )
         self._listeners = _state_listeners(on_state_change)
-        if seed is not None:
-            number_in("seed", seed, -math.inf, math.inf, integer=True)
+        checked_seed(seed)
         self.options = BreakerOptions(
             name=self.name,
             clock=self._clock,

@@ -14,7 +14,6 @@ call).
 from __future__ import annotations
 
 import copy
-import math
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from ._support.errors import ChaosFault
 from ._support.events import EventSource, ResilienceEvent, Severity, emit
 from ._support.guard import GuardForms
 from ._support.predicates import sync_callable
-from ._support.validation import finite_positive, non_negative, number, number_in
+from ._support.validation import checked_seed, finite_positive, non_negative, number
 
 __all__ = [
     "ChaosFault",
@@ -119,8 +118,7 @@ class ChaosMonkey(GuardForms, EventSource):
         self.kill_rate = chaos_rate("kill_rate", kill_rate)
         self.latency = chaos_latency_range("latency", latency)
         self._enabled = chaos_switch(enabled)
-        if seed is not None:  # an int: a float NaN seeds from its address, not reproducibly
-            number_in("seed", seed, -math.inf, math.inf, integer=True)
+        checked_seed(seed)
         self._random = _random.Random(seed)
         self.injected = {"fault": 0, "latency": 0, "kill": 0}
         self._events = None

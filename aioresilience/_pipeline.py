@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextvars
 import difflib
 import functools
-import math
 import operator
 import random
 import types
@@ -56,7 +55,7 @@ from ._support.listeners import Listeners
 from ._support.predicates import ExceptionFilter, is_async_callable, require_async, wraps
 from ._support.rerun import timed
 from ._support.schedules import Backoff
-from ._support.validation import number_in, text
+from ._support.validation import checked_seed, text
 from ._timeout import TimeoutStrategy
 from .abc import BreakerStore, LimiterStore
 
@@ -473,8 +472,7 @@ class PipelineBuilder:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         self.name = name
-        if seed is not None:  # checked here, not by the first strategy built from it
-            number_in("seed", seed, -math.inf, math.inf, integer=True)
+        checked_seed(seed)
         self.seed = seed
         # Handed to the strategies built from options; None: each reads the loop's clock.
         self.clock = None if clock is None else clock_option("clock", clock)

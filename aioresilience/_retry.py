@@ -41,13 +41,13 @@ from ._support.predicates import (
 from ._support.rerun import ExecuteForms, RerunStrategy, timed
 from ._support.schedules import Backoff, backoff_cap, exponential
 from ._support.validation import (
+    checked_seed,
     finite_positive,
     fraction,
     non_negative,
     non_negative_int,
     non_negative_or_none,
     number,
-    number_in,
     positive_int,
     text,
 )
@@ -248,8 +248,7 @@ class Retry(ExecuteForms, EventSource):
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
         self.budget = budget
-        if seed is not None:  # an int: a float NaN seeds from its address, not reproducibly
-            number_in("seed", seed, -math.inf, math.inf, integer=True)
+        checked_seed(seed)
         self._random = _random.Random(seed).random
         self._events = None
 

@@ -3,7 +3,6 @@ locally, with a probability that grows as the backend accepts fewer of them."""
 
 from __future__ import annotations
 
-import math
 import random as _random
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -15,7 +14,7 @@ from ._support.errors import Throttled
 from ._support.events import CallRejected, EventSource
 from ._support.guard import GuardForms
 from ._support.predicates import ExceptionFilter, exception_predicate
-from ._support.validation import divisor, finite_positive, number_in, text
+from ._support.validation import checked_seed, divisor, finite_positive, text
 
 __all__ = ["AdaptiveThrottle", "ThrottleRejected"]
 
@@ -52,8 +51,7 @@ class AdaptiveThrottle(GuardForms, EventSource):
         self.k = finite_positive("k", k)
         self._window = TimeWindow(divisor("window", window))
         self._overload = exception_predicate("overload", overload)
-        if seed is not None:  # an int: a float NaN seeds from its address, not reproducibly
-            number_in("seed", seed, -math.inf, math.inf, integer=True)
+        checked_seed(seed)
         self._random = _random.Random(seed).random
         self.throttled = 0
         self._events = None

@@ -205,6 +205,14 @@ def shared_store_binder(store: Any, method: str, alone: str) -> Any:
     return bind
 
 
+def checked_seed(value: Any) -> int | None:
+    """A ``seed=`` for ``random.Random``: an int or None (a float NaN would seed from its
+    address, a different sequence in every process; a bool or 1.5 is no seed either)."""
+    if value is not None:
+        number_in("seed", value, -math.inf, math.inf, integer=True)
+    return value  # type: ignore[no-any-return]
+
+
 def number_or_none(name: str, value: Any) -> float | None:
     """``None``, or a number of either sign as a float (``inf`` and ``-inf`` pass; the caller
     decides what they mean); NaN, bools and integers beyond float range are refused."""
