@@ -380,3 +380,14 @@ def test_simulate_checks_its_overrides_as_the_file_is_checked(
 
     with pytest.raises(error, match=message):
         simulate(load_scenario("overload"), **options)
+
+
+def test_a_run_shorter_than_a_second_has_a_default_interval(tmp_path: Path) -> None:
+    # A file without `interval` and a duration under 1 s was refused ("interval must not
+    # exceed duration", naming a key the file does not have); so was --duration 500ms.
+    text = MINIMAL.replace('duration = "10s"', 'duration = "500ms"')
+    scenario = load_scenario(_written(tmp_path, text))
+    assert scenario.interval == 0.5
+    assert load_scenario("outage").replace(duration=0.25).interval == 0.25
+    summary = run_scenario(scenario).data["variants"][0]["summary"]
+    assert summary["requests"] > 0

@@ -1098,10 +1098,11 @@ _MAX_INTERVALS = 100_000
 
 def _default_interval(duration: float) -> float:
     """One interval per second, coarser for long runs: at most 600 intervals, so the series
-    (and the memory they take) stay the same size however long the run."""
+    (and the memory they take) stay the same size however long the run; a run shorter than a
+    second is one interval."""
     for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600):
         if duration / step <= 600:
-            return float(step)
+            return min(float(step), duration)
     return duration / 600
 
 
