@@ -391,3 +391,10 @@ def test_a_run_shorter_than_a_second_has_a_default_interval(tmp_path: Path) -> N
     assert load_scenario("outage").replace(duration=0.25).interval == 0.25
     summary = run_scenario(scenario).data["variants"][0]["summary"]
     assert summary["requests"] > 0
+
+
+def test_closed_loop_users_need_a_think_time_above_zero(tmp_path: Path) -> None:
+    # think = 0 loaded, then every user's task died of a ZeroDivisionError after its first
+    # call ("Task exception was never retrieved"), and the run reported one call per user.
+    text = MINIMAL.replace('rate = "20/s"', 'kind = "closed"\nusers = 5\nthink = 0')
+    assert "arrivals.think: think must be a duration > 0, got 0" in error_of(tmp_path, text)

@@ -350,7 +350,7 @@ def _arrivals(r: _Reader) -> ArrivalSpec:
         bursts=tuple(r.get("bursts", lambda n, v: _tables(n, v, r.at(n), burst), ())),
         diurnal=r.get("diurnal", diurnal),
         users=r.get("users", _int, 0),
-        think=r.get("think", parse_duration, 1.0),
+        think=r.get("think", _positive_duration, 1.0),
     )
     if kind == "closed" and spec.users < 1:
         raise _Invalid(r.at("users"), "closed-loop arrivals need users >= 1")
