@@ -360,28 +360,6 @@ def test_tiny_rates_and_periods_are_refused_when_loaded(
     assert message in error_of(tmp_path, MINIMAL.replace('rate = "20/s"', arrivals))
 
 
-@pytest.mark.parametrize(
-    ("options", "error", "message"),
-    [
-        ({"rate": float("nan")}, ScenarioError, "rate must be a rate >= 0"),  # ran forever
-        ({"rate": -1}, ScenarioError, "rate must be a rate >= 0"),
-        ({"rate": 10**400}, ScenarioError, "rate must be a rate >= 0"),
-        ({"duration": "1"}, ScenarioError, "duration must be a duration like"),
-        ({"duration": 10**400}, ScenarioError, "duration must be a finite duration"),
-        ({"duration": True}, ScenarioError, "duration must be a duration like"),
-        ({"seed": 1.5}, TypeError, "seed must be an int or None"),
-        ({"seed": "1"}, TypeError, "seed must be an int or None"),
-    ],
-)
-def test_simulate_checks_its_overrides_as_the_file_is_checked(
-    options: dict[str, Any], error: type, message: str
-) -> None:
-    from aioresilience.sim import simulate
-
-    with pytest.raises(error, match=message):
-        simulate(load_scenario("overload"), **options)
-
-
 def test_a_run_shorter_than_a_second_has_a_default_interval(tmp_path: Path) -> None:
     # A file without `interval` and a duration under 1 s was refused ("interval must not
     # exceed duration", naming a key the file does not have); so was --duration 500ms.
@@ -398,3 +376,60 @@ def test_closed_loop_users_need_a_think_time_above_zero(tmp_path: Path) -> None:
     # call ("Task exception was never retrieved"), and the run reported one call per user.
     text = MINIMAL.replace('rate = "20/s"', 'kind = "closed"\nusers = 5\nthink = 0')
     assert "arrivals.think: think must be a duration > 0, got 0" in error_of(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"rate": -5}, "rate must be a rate >= 0"),
+        ({"rate": float("nan")}, "rate must be a rate >= 0"),
+        ({"rate": float("inf")}, "rate must be a rate >= 0"),  # (arrived forever at t=0)
+        ({"rate": True}, "rate must be a rate string"),
+        ({"seed": 1.5}, "seed must be an integer >= 0, got 1.5"),
+        ({"seed": "x"}, "seed must be an integer >= 0, got 'x'"),
+        ({"seed": True}, "seed must be an integer >= 0, got True"),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+        ({"duration": True}, "duration must be a duration"),
+        ({"rate": 10**400}, "rate must be a rate >= 0"),
+        ({"duration": "1"}, "duration must be a duration like"),
+        ({"duration": 10**400}, "duration must be a finite duration"),
+    ],
+)
+def test_simulate_checks_its_overrides(overrides: dict[str, Any], message: str) -> None:
+    # simulate() took them as they were: rate=-5 or nan ran with no traffic, rate=inf never
+    # ended, seed=1.5 and duration=True ran, duration="10s" was a TypeError.
+    from aioresilience.sim import simulate
+
+    with pytest.raises(ScenarioError, match=message):
+        simulate("outage", **overrides)
+
+
+def test_simulate_takes_what_the_command_line_takes() -> None:
+    from aioresilience.sim import simulate
+
+    scenario = load_scenario("outage")
+    expected = run_scenario(
+        scenario.replace(seed=2, duration=5.0, arrivals=scenario.arrivals.with_rate(20.0))
+    )
+    assert simulate("outage", seed=2, duration="5s", rate="20/s").to_json() == expected.to_json()
+    with pytest.raises(ScenarioError, match="closed-loop users, not a rate"):
+        simulate(HERE / "closed.toml", rate=5)
+
+
+def test_a_peak_rate_that_overflows_is_refused(tmp_path: Path) -> None:
+    # The thinning bound was inf: every candidate arrival at the same instant, forever.
+    text = MINIMAL.replace(
+        'rate = "20/s"', 'rate = "20/s"\nbursts = [{ start = "1s", end = "2s", factor = 1e308 }]'
+    )
+    assert "arrivals.bursts: the peak rate" in error_of(tmp_path, text)
+    scenario = load_scenario(
+        _written(
+            tmp_path,
+            MINIMAL.replace(
+                'rate = "20/s"',
+                'rate = "20/s"\nbursts = [{ start = "1s", end = "2s", factor = 10 }]',
+            ),
+        )
+    )
+    with pytest.raises(ScenarioError, match="the arrival rate overflows"):
+        scenario.replace(arrivals=scenario.arrivals.with_rate(1e308))

@@ -352,6 +352,11 @@ def _arrivals(r: _Reader) -> ArrivalSpec:
         users=r.get("users", _int, 0),
         think=r.get("think", _positive_duration, 1.0),
     )
+    if not math.isfinite(spec.max_rate()):
+        raise _Invalid(
+            r.at("bursts") if spec.bursts else r.at("rate"),
+            f"the peak rate ({spec.rate:g}/s times the bursts' factors) is not a finite rate",
+        )
     if kind == "closed" and spec.users < 1:
         raise _Invalid(r.at("users"), "closed-loop arrivals need users >= 1")
     return spec
@@ -1062,7 +1067,21 @@ class Scenario:
 
     def replace(self, **changes: Any) -> Scenario:
         """A copy with ``changes`` (``seed``, ``duration``, ``arrivals``...), checked again."""
+        seed = changes.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ScenarioError(f"seed must be an integer >= 0, got {seed!r}")
+        for key in ("duration", "interval", "drain"):
+            if key in changes:
+                try:
+                    changes[key] = parse_duration(key, changes[key])
+                except (ValueError, OverflowError) as exc:
+                    raise ScenarioError(str(exc)) from None
         changed = dataclasses.replace(self, **changes)
+        if not math.isfinite(changed.arrivals.max_rate()):
+            raise ScenarioError(
+                f"the arrival rate overflows: {changed.arrivals.rate:g}/s with its bursts and "
+                "diurnal curve is not a finite rate"
+            )
         if "duration" in changes and "interval" not in changes and "interval" not in self.raw:
             changed = dataclasses.replace(changed, interval=_default_interval(changed.duration))
         if not changed.duration > 0 or not math.isfinite(changed.duration):

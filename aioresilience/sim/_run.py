@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._answers import answer
-from ._config import Scenario, ScenarioError, load_scenario, parse_duration, parse_rate_per_s
+from ._config import Scenario, ScenarioError, load_scenario, parse_rate_per_s
 from ._engine import IntervalCallback, run_variant
 
 __all__ = ["RESULT_VERSION", "SimulationResult", "run_scenario", "simulate"]
@@ -74,19 +74,19 @@ def simulate(
     """Load (a built-in's name or a TOML path), override, run: the one-call form."""
     loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     changes: dict[str, Any] = {}
-    # Checked as the TOML's own values are: a NaN rate ran forever, a str duration failed
-    # deep in the run, a float seed was taken.
+    # Scenario.replace checks the seed and the duration, as the TOML's own values are.
     if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int or None, got {seed!r} ({type(seed).__name__})")
         changes["seed"] = seed
-    try:
-        if duration is not None:
-            changes["duration"] = parse_duration("duration", duration)
-        if rate is not None:
-            changes["arrivals"] = loaded.arrivals.with_rate(parse_rate_per_s("rate", rate))
-    except ValueError as exc:
-        raise ScenarioError(str(exc)) from None
+    if duration is not None:
+        changes["duration"] = duration
+    if rate is not None:
+        try:
+            per_s = parse_rate_per_s("rate", rate)
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(str(exc)) from None
+        if loaded.arrivals.kind != "poisson":
+            raise ScenarioError(f"rate: {loaded.name} has closed-loop users, not a rate")
+        changes["arrivals"] = loaded.arrivals.with_rate(per_s)
     if changes:
         loaded = loaded.replace(**changes)
     return run_scenario(loaded)
