@@ -433,3 +433,27 @@ def test_a_peak_rate_that_overflows_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ScenarioError, match="the arrival rate overflows"):
         scenario.replace(arrivals=scenario.arrivals.with_rate(1e308))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('duration = "10s"', "duration = 1" + "0" * 400, "duration: duration must be a finite"),
+        ('rate = "20/s"', "rate = 1" + "0" * 400, "arrivals.rate: rate must be a rate >= 0"),
+        ("servers = 2", "servers = 1" + "0" * 400, "servers: servers must be <= 1,000,000"),
+        ("servers = 2", "servers = 100000000000", "servers: servers must be <= 1,000,000"),
+        ("servers = 2", "servers = 2\nknee = 1" + "0" * 400, "dependency.knee: knee must be a"),
+    ],
+)
+def test_a_huge_integer_is_one_error_line(tmp_path: Path, old: str, new: str, message: str) -> None:
+    # An OverflowError traceback (int too large to convert to float, or for a list of
+    # servers) or a MemoryError (servers = 100000000000), not a ScenarioError.
+    assert message in error_of(tmp_path, MINIMAL.replace(old, new))
+
+
+def test_a_compare_answer_without_calls_says_so(tmp_path: Path) -> None:
+    # With no traffic (rate = 0) the answer read "'plain' 0/s (None% served)".
+    scenario = load_scenario(_written(tmp_path, MINIMAL.replace('rate = "20/s"', "rate = 0")))
+    answer = run_scenario(scenario).answer
+    assert "None" not in answer
+    assert "'plain' 0/s (no calls)" in answer

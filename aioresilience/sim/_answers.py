@@ -214,8 +214,10 @@ def _compare(
 ) -> tuple[str, dict[str, Any]]:
     names: Sequence[str] = list(variants)
     goodput = {n: variants[n]["summary"]["goodput_per_s"] for n in names}
+    pcts = {n: variants[n]["summary"]["success_pct"] for n in names}
     parts = [
-        f"{n!r} {goodput[n]:g}/s ({variants[n]['summary']['success_pct']}% served)" for n in names
+        f"{n!r} {goodput[n]:g}/s ({'no calls' if pcts[n] is None else f'{pcts[n]}% served'})"
+        for n in names
     ]
     top = max(goodput.values())
     best = [n for n in names if goodput[n] == top]

@@ -153,15 +153,20 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(us|µs|ms|s|m|m
 _SECONDS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
+def _as_float(value: float) -> float:
+    """``float(value)``; inf for an int too large for a float (float() raises OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def parse_duration(name: str, value: object) -> float:
     """``"200ms"``, ``"2s"``, ``"10m"``, ``"1h"`` or a number of seconds, as seconds (>= 0)."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a duration like '200ms', '2s' or '10m', got {value!r}")
     if isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an int beyond float range
-            raise ValueError(f"{name} must be a finite duration >= 0, got {value!r}") from None
+        seconds = _as_float(value)
     elif isinstance(value, str) and (match := _DURATION.match(value)) is not None:
         seconds = float(match[1]) * _SECONDS[match[2]]
     else:
@@ -174,7 +179,7 @@ def parse_duration(name: str, value: object) -> float:
 def parse_rate_per_s(name: str, value: object) -> float:
     """``"200/s"``, ``"5 per 2 seconds"`` (the library's syntax) or a number, per second."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if not (value >= 0 and value < math.inf) or value > 1e308:  # 1e308: 10**400 too
+        if not (math.isfinite(_as_float(value)) and value >= 0):
             raise ValueError(f"{name} must be a rate >= 0 like '200/s', got {value!r}")
         if 0 < value < MIN_DIVISOR:  # the gaps between arrivals, 1/rate, would be inf
             raise ValueError(f"{name} must be 0 or >= {MIN_DIVISOR:g} per second, got {value!r}")
@@ -221,11 +226,13 @@ class _Reader:
         return self.get(key, convert)
 
 
-def _int(name: str, value: Any, minimum: int = 0) -> int:
+def _int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum:,}, got {value!r}")
     return value
 
 
@@ -233,8 +240,20 @@ def _positive_int(name: str, value: Any) -> int:
     return _int(name, value, 1)
 
 
+#: Servers and users are each an entry in memory: a bound keeps a typo from taking it all.
+_MAX_COUNT = 1_000_000
+
+
+def _counted(name: str, value: Any) -> int:
+    return _int(name, value, 1, _MAX_COUNT)
+
+
 def _float(name: str, value: Any) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(_as_float(value))
+    ):
         raise TypeError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
@@ -349,7 +368,7 @@ def _arrivals(r: _Reader) -> ArrivalSpec:
         rate=r.get("rate", parse_rate_per_s, 100.0),
         bursts=tuple(r.get("bursts", lambda n, v: _tables(n, v, r.at(n), burst), ())),
         diurnal=r.get("diurnal", diurnal),
-        users=r.get("users", _int, 0),
+        users=r.get("users", lambda n, v: _int(n, v, 0, _MAX_COUNT), 0),
         think=r.get("think", _positive_duration, 1.0),
     )
     if not math.isfinite(spec.max_rate()):
@@ -424,7 +443,7 @@ def _dependency(r: _Reader) -> DependencySpec:
         return None if value == "none" else _int(name, value)
 
     spec = DependencySpec(
-        servers=r.get("servers", _positive_int, 10),
+        servers=r.get("servers", _counted, 10),
         latency=r.get("latency", latency, LatencySpec()),
         knee=r.get("knee", _float, 1.0),
         slowdown=r.get("slowdown", _non_negative, 0.0),
