@@ -3,6 +3,8 @@ _support/errors.py and drawn in the README."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import re
 from pathlib import Path
 
@@ -41,3 +43,18 @@ def test_the_readme_and_the_module_draw_every_one() -> None:
     for where, drawing in drawings.items():
         drawn = set(re.findall(r"(?:[├└]── |^ *)([A-Z]\w+)", drawing, re.M))
         assert drawn - {"Exception"} == set(exported_exceptions()), where
+
+
+def test_errors_with_keyword_fields_pickle_and_copy() -> None:
+    # pickle and copy rebuild an exception as cls(*args): the keyword-only fields were missing
+    errors = [
+        ar.TimeoutExceeded("timed out after 1s", seconds=1.0),
+        ar.RateLimited("limited", retry_after=2.0, limiter="TokenBucket", key="k", cost=3),
+        ar.CircuitBreakerOpenError("open", retry_after=5.0, breaker="b", state="open"),
+        ar.BulkheadFull("full", retry_after=0.5),
+    ]
+    for error in errors:
+        for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+            assert type(clone) is type(error)
+            assert clone.args == error.args and str(clone) == str(error)
+            assert vars(clone) == vars(error)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Hashable
+from typing import Any
 
 __all__ = [
     "BulkheadFull",
@@ -49,6 +50,18 @@ __all__ = [
 
 class ResilienceError(Exception):
     """Root of every exception aioresilience raises on its own behalf."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle and copy rebuild an exception as ``cls(*args)``, which lacks the keyword-only
+        # fields (``seconds=``, ``retry_after=``...): rebuild without __init__, then restore
+        # the fields from __dict__ (as BaseException's own reduction does).
+        return _rebuild, (type(self), self.args), self.__dict__
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    error = cls.__new__(cls, *args)
+    error.args = args  # (OSError's __new__ leaves them to __init__: TimeoutExceeded)
+    return error
 
 
 class Rejected(ResilienceError):
