@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -196,6 +195,9 @@ class EventLoopLag:
 
 def _read(signal: Callable[[], float]) -> float:
     value = signal()
-    if not isinstance(value, int | float) or math.isnan(value):
-        raise TypeError(f"a load signal must return a number, got {value!r} from {signal!r}")
-    return float(value)
+    if isinstance(value, int | float) and value == value:  # (NaN is not equal to itself)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float range
+            pass
+    raise TypeError(f"a load signal must return a number, got {value!r} from {signal!r}")

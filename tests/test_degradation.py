@@ -435,3 +435,18 @@ def test_latency_ewma_observe_refuses_what_is_not_a_latency(bad: object) -> None
         ewma.observe(bad)  # type: ignore[arg-type]
     ewma.observe(0.25)
     assert ewma() == 0.25
+
+
+@pytest.mark.parametrize(
+    "value", [10**400, -(10**400), math.nan, "1"], ids=["huge", "-huge", "nan", "str"]
+)
+async def test_a_signal_outside_float_range_gets_the_signal_error(value: object) -> None:
+    # an int beyond float range escaped as a bare OverflowError (from math.isnan)
+    async def serve() -> str:
+        return "served"
+
+    page = GracefulDegradation(lambda: value, [Tier("a", serve, up_to=1), Tier("b", serve)])
+    with pytest.raises(TypeError, match="a load signal must return a number"):
+        await page.call()
+    with pytest.raises(TypeError, match="a load signal must return a number"):
+        LoadShedder(lambda: value).check()
