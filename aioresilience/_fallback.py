@@ -130,8 +130,8 @@ class Fallback(ExecuteForms, EventSource):
             except Exception as exc:
                 failures.append(exc)
         original = outcome.exception
-        if original is None:
-            raise failures[-1]
+        if original is None:  # a result judged a failure: the last handler's error, noted
+            original, failures = failures[-1], failures[:-1]
         for failure in failures:
             original.add_note(
                 f"{self.name}: fallback failed too: {type(failure).__name__}: {failure}"

@@ -57,6 +57,22 @@ async def test_all_fallbacks_failing_raises_the_original_with_notes() -> None:
     assert "fallback failed too: KeyError" in caught.value.__notes__[-1]
 
 
+async def test_all_fallbacks_failing_on_a_result_note_the_earlier_handlers() -> None:
+    # no original exception: the last handler's error is raised; the earlier ones were lost
+    def broken(outcome: FallbackOutcome) -> str:
+        raise KeyError("no cache")
+
+    def also_broken(outcome: FallbackOutcome) -> str:
+        raise LookupError("no default")
+
+    async def empty() -> None:
+        return None
+
+    with pytest.raises(LookupError) as caught:
+        await Fallback(broken, also_broken, on_result=lambda r: r is None).call(empty)
+    assert caught.value.__notes__ == ["Fallback: fallback failed too: KeyError: 'no cache'"]
+
+
 async def test_only_handled_exceptions_and_results() -> None:
     with pytest.raises(ConnectionError):
         await Fallback("x", on=(KeyError,)).call(failing, 1)
