@@ -284,7 +284,11 @@ class LocalLimit(Generic[S]):
             except RuntimeError:
                 now = self._clock.time()
             else:
-                now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
+                now = (
+                    _monotonic()
+                    if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__
+                    else loop.time()
+                )
         else:
             now = self._clock.time()
         store = self.store
@@ -756,7 +760,11 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             except RuntimeError:
                 now = self._clock.time()
             else:
-                now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
+                now = (
+                    _monotonic()
+                    if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__
+                    else loop.time()
+                )
         else:
             now = self._clock.time()
         store = self._keys  # a shared store's limiter: an empty one, never a hit
@@ -793,7 +801,11 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             except RuntimeError:
                 now = self._clock.time()
             else:
-                now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
+                now = (
+                    _monotonic()
+                    if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__
+                    else loop.time()
+                )
         else:
             now = self._clock.time()
         store = self._keys  # a shared store's limiter: an empty one, never a hit
