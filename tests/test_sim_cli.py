@@ -146,3 +146,26 @@ def test_a_missing_extra_is_named(
         "aioresilience: error: the live view needs rich, which the extra 'sim' installs: "
         "pip install 'aioresilience[sim]'\n"
     )
+
+
+def test_a_missing_extra_is_named_when_rich_is_really_absent() -> None:
+    # Not a patched import: rich is gone as it is without the extra (the view imports it only
+    # when built, and that ImportError was a traceback rather than the usage line).
+    code = (
+        "import sys\n"
+        "sys.modules['rich'] = None\n"
+        "from aioresilience.sim.cli import main\n"
+        "main(['simulate', 'quota', '--duration', '2s', '--quiet'])\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr == (
+        "aioresilience: error: the live view needs rich, which the extra 'sim' installs: "
+        "pip install 'aioresilience[sim]'\n"
+    )

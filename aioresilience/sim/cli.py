@@ -136,6 +136,10 @@ SIM_EXTRA = frozenset({"rich"})
 
 
 def _import_live() -> Any:
+    # The view imports rich only when it is built: import it here too, so that a missing
+    # extra is found where _live_view() names it.
+    import rich.console  # noqa: F401
+
     from . import _live
 
     return _live
@@ -146,10 +150,11 @@ def _live_view() -> Any:
     try:
         return _import_live().LiveView
     except ModuleNotFoundError as exc:
-        if exc.name not in SIM_EXTRA:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in SIM_EXTRA:
             raise
         raise _UsageError(
-            f"the live view needs {exc.name}, which the extra 'sim' installs: "
+            f"the live view needs {missing}, which the extra 'sim' installs: "
             "pip install 'aioresilience[sim]'"
         ) from None
 
