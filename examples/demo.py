@@ -1,4 +1,5 @@
-"""`make demo`: many concurrent clients against a resource limited to 20 requests/s.
+"""The rate-limit algorithms side by side: many concurrent clients against a resource limited
+to 20 requests/s.
 
 Fifty clients each send about one request per second (so 50/s are offered against a limit of
 20/s) for 10 seconds. Each request waits at most 0.5 s for the limiter, else it is refused.
@@ -46,10 +47,11 @@ async def scenario(
     async def client() -> None:
         nonlocal refused
         while True:
-            await asyncio.sleep(rng.expovariate(1.0))  # about one request per second
+            delay = rng.expovariate(1.0)  # about one request per second
+            if loop.time() + delay - start >= seconds:
+                return  # the next request would come after the end: not slept for
+            await asyncio.sleep(delay)
             asked = loop.time()
-            if asked - start >= seconds:
-                return
             try:
                 await limiter.acquire(timeout=0.5)
             except ar.RateLimited:

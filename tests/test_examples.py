@@ -75,3 +75,27 @@ def test_fastapi_app_limits_sheds_and_maps_the_downstream_timeout() -> None:
     assert "shedding: 4 concurrent reports -> [200, 200, 200, 503]" in out
     assert "downstream: a hanging call -> 504 Gateway Timeout" in out
     assert "health: 50 probes -> {200} (exempt)" in out
+
+
+def test_demo_scenario_lasts_its_seconds() -> None:
+    # --real-time promises 3 s per algorithm: no client sleeps past the end (the last of 50
+    # exponential sleeps drawn before the end used to add some 4 s to each run).
+    import importlib.util
+
+    from aioresilience import TokenBucket
+    from aioresilience.testing import VirtualTimeLoop
+
+    spec = importlib.util.spec_from_file_location("demo_example", EXAMPLES / "demo.py")
+    assert spec is not None and spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    loop = VirtualTimeLoop()
+    try:
+        began = loop.time()
+        loop.run_until_complete(
+            demo.scenario(TokenBucket(20, 20.0), clients=50, seconds=3.0, seed=7)
+        )
+        elapsed = loop.time() - began
+    finally:
+        loop.close()
+    assert 3.0 - 1.0 < elapsed <= 3.0 + 0.5 + 1e-6  # the last admission waits 0.5 s at most
