@@ -42,6 +42,7 @@ from aioresilience import (
 )
 from aioresilience.integrations._http import (
     QUOTA_EXCEEDED,
+    HttpResponse,
     TEMPORARY_REDUCED_CAPACITY,
     Protection,
     Rule,
@@ -333,6 +334,25 @@ async def test_error_overrides() -> None:
         app_with(error_middleware({LoadShed: 429}), routes={"/shed": raising(LoadShed("x"))})
     ) as client:
         assert (await client.get("/shed"))[0] == 429
+
+
+@pytest.mark.parametrize("middleware", ["resilience", "errors"])
+async def test_an_override_factorys_repeated_fields_are_all_sent(middleware: str) -> None:
+    # Two Link (or Set-Cookie) fields are two fields: none is dropped for the other.
+    def busy(exc: BaseException) -> HttpResponse:
+        links = [(b"link", b"</a>; rel=a"), (b"link", b"</b>; rel=b")]
+        return HttpResponse(503, [(b"content-type", b"text/plain"), *links], b"busy")
+
+    errors = {LoadShed: busy}
+    used = (
+        resilience_middleware(rules=[Rule(window(100))], errors=errors)
+        if middleware == "resilience"
+        else error_middleware(errors)
+    )
+    async with serve(app_with(used, routes={"/shed": raising(LoadShed("x"))})) as client:
+        status, headers, body = await client.get("/shed")
+    assert (status, body, headers["Content-Type"]) == (503, b"busy", "text/plain")
+    assert headers.getall("Link") == ["</a>; rel=a", "</b>; rel=b"]
 
 
 # -- guards around the handler -----------------------------------------------------------------

@@ -166,13 +166,15 @@ def _add_headers(response: web.StreamResponse, headers: Sequence[tuple[bytes, by
 
 
 def _response(response: HttpResponse) -> web.Response:
-    headers = {}
+    # A list of pairs, not a dict: a factory's repeated fields (two Link, two Set-Cookie)
+    # are all sent, as the ASGI adapter sends its raw list.
+    headers = []
     content_type = None
     for name, value in response.headers:
         if name == b"content-type":
             content_type = value.decode("latin-1")
         else:
-            headers[_str(name)] = value.decode("latin-1")
+            headers.append((_str(name), value.decode("latin-1")))
     result = web.Response(status=response.status, body=response.body, headers=headers)
     if content_type is not None:
         result.headers[hdrs.CONTENT_TYPE] = content_type
