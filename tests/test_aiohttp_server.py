@@ -255,6 +255,20 @@ async def test_errors_override_a_raised_http_exception_on_protected_paths_too() 
         assert (await client.get("/health"))[0] == 410  # exempt
 
 
+async def test_per_route_head_spends_the_get_routes_budget() -> None:
+    # add_get answers HEAD with the same handler: mixing HEAD in doubles nothing.
+    @limit(window(2, name="items"), per_route=True)
+    async def item(request: web.Request) -> web.Response:
+        return web.Response(text=request.match_info["id"])
+
+    async with serve(app_with(routes={"/items/{id}": item})) as client:
+        statuses = []
+        for method in ("GET", "HEAD", "HEAD", "GET"):
+            async with client.session.request(method, client.server.make_url("/items/1")) as r:
+                statuses.append(r.status)
+    assert statuses == [200, 200, 429, 429]
+
+
 async def test_per_route_and_global_limits() -> None:
     per_ip = window(10, name="per-ip")
     per_key = window(2, name="per-key")

@@ -306,6 +306,8 @@ def test_header_user_route_and_composed_keys() -> None:
     assert users(req(user=User())) == "alice"
     assert users(req(user=Anonymous())) == "203.0.113.7"
     assert route_key()(req("/items/7", method="POST", route="/items/{id}")) == "POST /items/{id}"
+    # HEAD runs the GET handler: one route's budget, not a second one.
+    assert route_key()(req("/items/7", method="HEAD", route="/items/{id}")) == "GET /items/{id}"
     both = compose(client_address(), route_key())
     assert both(req("/a")) == ("203.0.113.7", "GET /a")
 

@@ -45,7 +45,8 @@ API (what the adapters code against)
     The authenticated user: ``user.identity`` (Starlette's ``BaseUser``), else ``user.id``,
     else ``str(user)``; unauthenticated (``None`` or ``is_authenticated`` false): ``fallback``.
 ``route_key()``
-    ``"METHOD route"`` (the route template when known, else the path).
+    ``"METHOD route"`` (the route template when known, else the path; HEAD is keyed as
+    GET, whose handler it runs).
 ``compose(*keys)``
     A tuple of several keys (async if any part is). A limiter on a shared store gets
     ``repr()`` of a tuple key, since Redis keys must be str.
@@ -510,7 +511,12 @@ def user_key(*, fallback: KeyFunc | None = None) -> UserKey:
 
 
 def _route_key(request: RequestInfo) -> str:
-    return f"{request.method} {request.route or request.path}"
+    method = request.method
+    # HEAD runs the GET handler (Starlette's Route, aiohttp's add_get): one route, one
+    # budget, or mixing HEAD in would double it (as a rule naming GET covers HEAD).
+    if method == "HEAD":
+        method = "GET"
+    return f"{method} {request.route or request.path}"
 
 
 def route_key() -> KeyFunc:
