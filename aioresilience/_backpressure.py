@@ -82,7 +82,8 @@ class QueueStatistics:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueueRejected(CallRejected):
-    """A put was refused: the queue is full and its ``policy`` rejects."""
+    """A put was refused: the queue is full and its ``policy`` rejects (``reject``; ``block``
+    for ``put_nowait`` or a ``put`` past its ``timeout``)."""
 
     name: ClassVar[str] = "queue_rejected"
 
@@ -246,6 +247,7 @@ class BackpressureQueue(EventSource, Generic[T]):
             raise
         except TimeoutError:
             self._rejected += 1
+            self._emit(QueueRejected, policy=self.policy)
             raise QueueFull(
                 f"{self.name}: still full after {timeout:g}s (policy 'block')", item=item
             ) from None

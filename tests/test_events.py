@@ -392,6 +392,22 @@ async def test_typed_fields_of_the_guards_events() -> None:
     assert isinstance(full, ar.BulkheadRejected) and (full.reason, full.active) == ("full", 1)
 
 
+async def test_a_block_put_past_its_timeout_is_heard_as_a_rejection() -> None:
+    # Counted in rejected, so heard too: as put_nowait on the same full queue is.
+    heard: list[ResilienceEvent] = []
+    queue: ar.BackpressureQueue[int] = ar.BackpressureQueue(1, policy="block")
+    queue.add_listener(heard.append)
+    await queue.put(1)
+    with pytest.raises(ar.QueueFull):
+        queue.put_nowait(2)
+    with pytest.raises(ar.QueueFull):
+        await queue.put(3, timeout=2)
+    loop = asyncio.get_running_loop()
+    assert [(type(e).__name__, e.policy) for e in heard] == [("QueueRejected", "block")] * 2
+    assert heard[1].at == loop.time()
+    assert queue.statistics().rejected == 2
+
+
 def test_a_refusal_by_check_is_heard_as_by_try_acquire() -> None:
     # check() is what every web integration decides with: its 429s reach the listeners.
     heard: list[ResilienceEvent] = []
