@@ -42,8 +42,8 @@ from aioresilience import (
 )
 from aioresilience.integrations._http import (
     QUOTA_EXCEEDED,
-    HttpResponse,
     TEMPORARY_REDUCED_CAPACITY,
+    HttpResponse,
     Protection,
     Rule,
     client_address,
