@@ -497,3 +497,18 @@ async def test_nothing_is_built_when_nobody_would_act(monkeypatch: pytest.Monkey
     assert not limiter.try_acquire()  # no listener
     limiter.add_listener(LoggingListener(logger))
     assert not limiter.try_acquire()  # a listener whose level is disabled
+
+
+def test_a_listener_added_during_an_emission_hears_the_next_event_not_this_one() -> None:
+    breaker = ar.CircuitBreaker(name="b", failure_threshold=1)
+    heard: list[str] = []
+
+    def spawner(event: object) -> None:
+        heard.append(type(event).__name__)
+        breaker.add_listener(spawner)  # (walking the live list, one emission never ended)
+
+    breaker.add_listener(spawner)
+    breaker.trip()
+    assert heard == ["CircuitOpened"]
+    breaker.reset()
+    assert heard == ["CircuitOpened", "CircuitClosed", "CircuitClosed"]  # now two listen

@@ -85,9 +85,12 @@ class Listeners:
     __slots__ = ("_accepts", "_callbacks")
 
     def __init__(self, callbacks: Iterable[Callable[[Any], Any]] = ()) -> None:
-        self._callbacks: list[Callable[[Any], Any]] = []
+        # Tuples, replaced on add: an emission walks the listeners as they were when it began
+        # (a listener added while an event is delivered hears the next one, not this one: one
+        # that adds another on every event would otherwise never let the emission end).
+        self._callbacks: tuple[Callable[[Any], Any], ...] = ()
         # Each listener's ``accepts`` method, looked up once (None: it hears everything).
-        self._accepts: list[Callable[[int], bool] | None] = []
+        self._accepts: tuple[Callable[[int], bool] | None, ...] = ()
         for callback in callbacks:
             self.add(callback)
 
@@ -95,8 +98,8 @@ class Listeners:
         """Add a listener; its ``accepts`` method, if any, is looked up now, once."""
         if not callable(callback):
             raise TypeError(f"listener must be callable, got {callback!r}")
-        self._callbacks.append(callback)
-        self._accepts.append(getattr(callback, "accepts", None))
+        self._callbacks = (*self._callbacks, callback)
+        self._accepts = (*self._accepts, getattr(callback, "accepts", None))
 
     def __bool__(self) -> bool:
         return bool(self._callbacks)
