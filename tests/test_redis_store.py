@@ -10,6 +10,7 @@ milliseconds where it must.
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import subprocess
 import sys
@@ -350,6 +351,23 @@ async def test_bad_keys_are_named(redis_store: RedisStore) -> None:
         await limiter.decide(key="x" * 600)
     with pytest.raises(TypeError, match=r"must be str or int, got \('a', 1\)"):
         await limiter.decide(key=("a", 1))
+
+
+@pytest.mark.real_time
+async def test_an_enum_key_is_the_key_of_its_value(redis_store: RedisStore) -> None:
+    # A str (or int) enum member equals its value and shares its limit in memory; on Redis
+    # str() named it "Plan.FREE": a limit of its own, apart from "free".
+    class Plan(str, enum.Enum):
+        FREE = "free"
+
+    class Tier(int, enum.Enum):
+        ONE = 1
+
+    limiter = GCRA(1, 60, name="enums", store=redis_store)
+    assert (await limiter.decide(key=Plan.FREE)).allowed
+    assert not (await limiter.decide(key="free")).allowed
+    assert (await limiter.decide(key=Tier.ONE)).allowed
+    assert not (await limiter.decide(key=1)).allowed
 
 
 @pytest.mark.real_time

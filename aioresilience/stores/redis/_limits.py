@@ -139,7 +139,9 @@ class RedisLimit:
         if key is None:
             name = f"{self.tag}}}"
         elif isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)):
-            text = str(key)
+            # The value itself, not a subclass's str(): a str or int enum member equals its
+            # value, and is one key with it in memory (str(Plan.FREE) is "Plan.FREE").
+            text = str.__str__(key) if isinstance(key, str) else int.__repr__(key)
             if not text.strip():
                 raise ValueError(f"{self.name}: a key must not be empty, got {key!r}")
             name = f"{self.tag}:{text}}}"
