@@ -351,13 +351,17 @@ async def test_bad_keys_are_named(redis_store: RedisStore) -> None:
         await limiter.decide(key="x" * 600)
     with pytest.raises(TypeError, match=r"must be str or int, got \('a', 1\)"):
         await limiter.decide(key=("a", 1))
+    with pytest.raises(ValueError, match="this int key has no Redis key"):
+        await limiter.decide(key=10**5000)  # (Python's own ValueError named neither)
+    with pytest.raises(ValueError, match="this str key has no Redis key"):
+        await limiter.decide(key="\ud800")  # (a bare UnicodeEncodeError)
 
 
 @pytest.mark.real_time
 async def test_an_enum_key_is_the_key_of_its_value(redis_store: RedisStore) -> None:
     # A str (or int) enum member equals its value and shares its limit in memory; on Redis
     # str() named it "Plan.FREE": a limit of its own, apart from "free".
-    class Plan(str, enum.Enum):
+    class Plan(str, enum.Enum):  # noqa: UP042 (not StrEnum: its str() is its value already)
         FREE = "free"
 
     class Tier(int, enum.Enum):

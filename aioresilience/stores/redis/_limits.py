@@ -141,7 +141,14 @@ class RedisLimit:
         elif isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)):
             # The value itself, not a subclass's str(): a str or int enum member equals its
             # value, and is one key with it in memory (str(Plan.FREE) is "Plan.FREE").
-            text = str.__str__(key) if isinstance(key, str) else int.__repr__(key)
+            try:
+                text = str.__str__(key) if isinstance(key, str) else int.__repr__(key)
+                text.encode()
+            except ValueError:  # an int past Python's digit limit, a lone surrogate
+                raise ValueError(  # (its repr may fail the same way: not shown)
+                    f"{self.name}: this {type(key).__name__} key has no Redis key (an int of "
+                    "more digits than Python converts, or a str that is not valid Unicode)"
+                ) from None
             if not text.strip():
                 raise ValueError(f"{self.name}: a key must not be empty, got {key!r}")
             name = f"{self.tag}:{text}}}"
