@@ -284,11 +284,7 @@ class LocalLimit(Generic[S]):
             except RuntimeError:
                 now = self._clock.time()
             else:
-                now = (
-                    _monotonic()
-                    if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__
-                    else loop.time()
-                )
+                now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
         else:
             now = self._clock.time()
         store = self.store
@@ -760,11 +756,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             except RuntimeError:
                 now = self._clock.time()
             else:
-                now = (
-                    _monotonic()
-                    if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__
-                    else loop.time()
-                )
+                now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
         else:
             now = self._clock.time()
         store = self._keys  # a shared store's limiter: an empty one, never a hit
@@ -801,11 +793,7 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             except RuntimeError:
                 now = self._clock.time()
             else:
-                now = (
-                    _monotonic()
-                    if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__
-                    else loop.time()
-                )
+                now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
         else:
             now = self._clock.time()
         store = self._keys  # a shared store's limiter: an empty one, never a hit

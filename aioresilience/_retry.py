@@ -298,11 +298,7 @@ class Retry(ExecuteForms, EventSource):
             except RuntimeError:
                 started = self._clock.time()
             else:
-                started = (
-                    _monotonic()
-                    if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__
-                    else loop.time()
-                )
+                started = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
         else:
             started = self._clock.time()  # elapsed counts from the first attempt, always
         context.attempt += 1  # (_attempt's count, as execute makes it)

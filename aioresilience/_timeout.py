@@ -255,11 +255,7 @@ class timeout(GuardForms):
         self._task = task
         self._cancelling = task.cancelling()
         self.state = _ENTERED
-        self._start = now = (
-            _monotonic()
-            if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__
-            else loop.time()
-        )
+        self._start = now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
         self._when = when = now + seconds
         if when > now:
             last_loop, lanes = _last
@@ -312,11 +308,7 @@ class timeout(GuardForms):
         entry._task = task
         entry._cancelling = task.cancelling()
         entry.state = _ENTERED
-        entry._start = now = (
-            _monotonic()
-            if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__
-            else loop.time()
-        )
+        entry._start = now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
         entry._when = when = now + seconds
         if when > now:
             last_loop, lanes = _last
@@ -362,11 +354,7 @@ class timeout(GuardForms):
         # asyncio's own loops' time() is a Python-level BaseEventLoop.time returning
         # time.monotonic() (documented: the loop's internal monotonic clock): for them the C
         # function itself, one frame less per entry; any other loop's own time().
-        self._start = now = (
-            _monotonic()
-            if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__
-            else loop.time()
-        )
+        self._start = now = _monotonic() if loop.__class__.time is _BASE_LOOP_TIME else loop.time()
         seconds = self.seconds
         if seconds is not None:
             self._when = when = now + seconds

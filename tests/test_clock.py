@@ -525,28 +525,3 @@ async def test_the_readme_manual_clock_example_runs() -> None:
     namespace: dict[str, Any] = {"ar": ar, "asyncio": asyncio}
     exec(compile(block, "README.md", "exec"), namespace)
     await namespace["manual"]()
-
-
-@pytest.mark.real_time  # asyncio's own loop, whose time() the test replaces on the instance
-def test_a_loop_time_replaced_on_the_instance_is_the_clock_read() -> None:
-    # aiotools' VirtualClock and aiofastforward patch loop.time on the instance: every reading
-    # of ours (a timeout's deadline, a limiter's stamp, LoopClock) follows it,
-    # as asyncio.timeout does (ours read time.monotonic(): a timeout expired at once).
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        real = loop.time
-        clock = LoopClock()
-        before = clock.time()  # (3.11: binds to the loop, then must notice the patch)
-        loop.time = lambda: real() + 1000.0  # type: ignore[method-assign]
-        try:
-            assert clock.time() - before >= 999.0
-            async with ar.timeout(0.05) as limit:
-                assert limit.when() is not None and limit.when() - loop.time() > 0.0
-                await asyncio.sleep(0)
-            decision = ar.TokenBucket(1, 1.0).check()  # stamped on the loop's clock
-            assert decision.at is not None and decision.at - real() > 999.0
-        finally:
-            del loop.time  # type: ignore[method-assign]
-        assert abs(clock.time() - real()) < 1.0  # and back when the patch is gone
-
-    asyncio.run(main())

@@ -57,7 +57,6 @@ _running_loop = asyncio.get_running_loop
 _get_ident = threading.get_ident
 _monotonic = time.monotonic
 _BASE_LOOP_TIME = asyncio.BaseEventLoop.time
-_NO_ATTRIBUTES: dict[str, Any] = {}
 
 
 def _unbound() -> bool:
@@ -83,9 +82,7 @@ class LoopClock:
     On every version, a loop whose class keeps asyncio's ``BaseEventLoop.time`` (asyncio's own
     loops: a Python-level method returning ``time.monotonic()``) is read by calling
     ``time.monotonic`` itself, one Python frame less per reading; any other loop (uvloop, a
-    virtual-time loop, a subclass with a clock of its own), and one whose ``time`` was replaced
-    on the instance (``mock.patch.object(loop, "time", ...)``, as aiotools' VirtualClock and
-    aiofastforward do), by its ``time()``.
+    virtual-time loop, a subclass with a clock of its own) by its ``time()``.
 
     From 3.12 the limiter's two hit paths (``try_acquire`` and the state's ``acquire``) make
     this same reading inline for a clock that :func:`reads_inline` accepts: the call of
@@ -97,15 +94,7 @@ class LoopClock:
     def __init__(self) -> None:
         # (thread id, loop.is_running, loop.time), replaced as one tuple: a reader in another
         # thread sees the old triple or the new one, never half of each. (Used on 3.11 only.)
-        # The fourth: the loop's instance attributes and the ``time`` found there (None: its
-        # class's), so a ``loop.time`` replaced on the instance later is seen.
-        self._bound: tuple[int, Callable[[], bool], Callable[[], float], dict[str, Any], Any] = (
-            0,
-            _unbound,
-            _monotonic,
-            {},
-            None,
-        )
+        self._bound: tuple[int, Callable[[], bool], Callable[[], float]] = (0, _unbound, _monotonic)
 
     if sys.version_info >= (3, 12):
 
@@ -114,15 +103,15 @@ class LoopClock:
                 loop = _running_loop()
             except RuntimeError:  # no running loop: the documented answer of get_running_loop()
                 return _monotonic()
-            if loop.__class__.time is _BASE_LOOP_TIME and "time" not in loop.__dict__:
+            if loop.__class__.time is _BASE_LOOP_TIME:
                 return _monotonic()  # asyncio's own loop: its time() without its frame
             return loop.time()
 
     else:
 
         def time(self) -> float:
-            thread, running, now, attrs, patched = self._bound
-            if thread == _get_ident() and running() and attrs.get("time") is patched:
+            thread, running, now = self._bound
+            if thread == _get_ident() and running():
                 return now()
             return self._bind()
 
@@ -134,13 +123,8 @@ class LoopClock:
         # asyncio's own loops read time.monotonic() in a Python-level BaseEventLoop.time
         # (documented: "the event loop's internal monotonic clock"); calling the C function
         # itself saves that frame on every reading (3.11: 143 -> ~115 ns a reading, measured).
-        try:
-            attrs = vars(loop)
-        except TypeError:  # no instance attributes (uvloop's loops)
-            attrs = _NO_ATTRIBUTES
-        patched = attrs.get("time")  # a time() replaced on the instance: the loop's clock now
-        now = _monotonic if type(loop).time is _BASE_LOOP_TIME and patched is None else loop.time
-        self._bound = (_get_ident(), loop.is_running, now, attrs, patched)
+        now = _monotonic if type(loop).time is _BASE_LOOP_TIME else loop.time
+        self._bound = (_get_ident(), loop.is_running, now)
         return now()
 
     def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
