@@ -36,7 +36,7 @@ import asyncio
 import contextvars
 import random as _random
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -455,6 +455,8 @@ class CircuitBreaker(GuardForms, EventSource):
             return self._admitted(admitted)
         if admitted.__class__ is Refused:
             raise self._refusal(admitted)
+        if isinstance(admitted, Awaitable):  # another awaitable (a Task, a Future): its answer
+            return self._admitted(admitted)
         entry = [True, admitted, now]
         inside.set(entry)
         return entry

@@ -114,7 +114,8 @@ class BreakerReport(Protocol):
 class BreakerState(Protocol):
     """A circuit breaker's state: admission, outcomes and state changes.
 
-    A *ticket* is whatever ``try_admit`` returns for an admitted call, handed back unchanged to
+    A *ticket* is whatever ``try_admit`` returns for an admitted call (anything but an
+    awaitable, which is awaited for the answer), handed back unchanged to
     exactly one of ``on_outcome`` (the call's outcome counts) or ``on_release`` (it does not).
     Times (``now``) are the front-end's clock, in seconds.
     """

@@ -1136,3 +1136,44 @@ async def test_a_call_admitted_while_disabled_is_never_counted() -> None:
         await calls[1]
     stats = breaker.statistics()
     assert (stats.failures, stats.cancelled, stats.state) == (0, 0, CircuitState.CLOSED)
+
+
+async def test_a_state_answering_with_a_task_is_awaited_not_taken_as_the_ticket() -> None:
+    # BreakerState.try_admit may return any awaitable of its answer; a Task (a store's round
+    # trip run apart) was taken as the ticket itself: an open circuit let the call run.
+    from aioresilience.abc import BreakerOptions, BreakerReport, memory_breaker_state
+
+    class TaskState:
+        def __init__(self, options: BreakerOptions, report: BreakerReport) -> None:
+            self.machine = memory_breaker_state(options, report)
+            self.closed_is_local = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.machine, name)
+
+        def try_admit(self, now: float) -> Any:
+            async def ask() -> Any:
+                await asyncio.sleep(0)
+                return self.machine.try_admit(now)
+
+            return asyncio.ensure_future(ask())
+
+    class TaskStore:
+        def bind_breaker(self, options: BreakerOptions, report: BreakerReport) -> Any:
+            return TaskState(options, report)
+
+    breaker = CircuitBreaker(name="p", failure_threshold=1, store=TaskStore())  # type: ignore[arg-type]
+    ran: list[int] = []
+
+    async def call() -> None:
+        ran.append(1)
+
+    breaker.trip()
+    with pytest.raises(CircuitBreakerOpenError):
+        await breaker.call(call)
+    assert ran == []
+    breaker.reset()
+    await breaker.call(call)
+    async with breaker:
+        pass
+    assert (ran, breaker.statistics().successes) == ([1], 2)
