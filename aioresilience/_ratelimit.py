@@ -1018,7 +1018,8 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
         the remaining before the request), with ``at`` None: nothing more to give back."""
         if not isinstance(decision, Decision):
             raise TypeError(f"decision must be a Decision, got {decision!r}")
-        if decision.policy is not None and decision.policy is not self._policy:
+        policy = decision.policy  # (a store's may be an equal copy: the same limit)
+        if policy is not None and policy is not self._policy and policy != self._policy:
             raise ValueError(f"{self.name}: this decision is another limiter's: {decision!r}")
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)

@@ -745,3 +745,24 @@ def test_a_late_refund_gives_back_only_what_has_not_drained(make: Any) -> None:
     assert limiter.check(key="k")
     limiter.refund(first, key="k")
     assert not limiter.check(key="k")
+
+
+def test_a_refund_takes_a_decision_carrying_an_equal_policy() -> None:
+    # A store's decision may carry the limit's policy as an equal copy (rebuilt from the
+    # algorithm's numbers, read back from its backend), or come from another limiter object
+    # of the same shared limit: refund compared policies by identity and raised "another
+    # limiter's". A decision of a different limit is still refused.
+    import dataclasses
+
+    clock = ManualClock()
+    limiter = ar.GCRA(10, 1.0, burst=2, name="api", clock=clock)
+    twin = ar.GCRA(10, 1.0, burst=2, name="api", clock=clock)
+    other = ar.GCRA(10, 1.0, burst=3, name="api", clock=clock)
+    decision = limiter.check()
+    assert decision.policy is not None
+    copy = decision._replace(policy=dataclasses.replace(decision.policy))
+    assert limiter.refund(copy).remaining == 2
+    assert limiter.check().remaining == 1
+    assert twin.refund(twin.check()._replace(policy=limiter.policy)).at is None
+    with pytest.raises(ValueError, match="another limiter's"):
+        limiter.refund(other.check())
