@@ -18,7 +18,7 @@ from http_sfv import List as SfList
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from aioresilience import (
@@ -140,6 +140,26 @@ async def test_exempt_paths_and_methods_pass_untouched() -> None:
     assert {r.status_code for r in health} == {200}
     assert all("ratelimit" not in r.headers for r in health)
     assert {r.status_code for r in options} == {405}  # the app's answer, not ours
+
+
+async def test_paths_are_matched_within_the_root_path_as_starlettes_router_does() -> None:
+    # uvicorn --root-path=/api (and a Mount) put the prefix in scope["path"]; the router
+    # takes it off: /api/health is the /health route, exempt; /api/api/items is /api/items.
+    rules = [Rule(per_ip(1)), Rule(per_ip(100, "items"), paths="/api/{rest:path}")]
+    app = starlette_app()
+    app.add_middleware(ResilienceMiddleware, rules=rules)
+    mounted = starlette_app()
+    mounted.add_middleware(ResilienceMiddleware, rules=[Rule(per_ip(1))])
+    outer = Starlette(routes=[Mount("/sub", app=mounted)])
+    for target, prefix in ((app, "/api"), (outer, "/sub")):
+        transport = httpx.ASGITransport(app=target, root_path="/api" if target is app else "")
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            health = [(await client.get(f"{prefix}/health")).status_code for _ in range(3)]
+            assert health == [200, 200, 200], prefix
+            assert "ratelimit" not in (await client.get(f"{prefix}/health")).headers
+            if target is app:
+                response = await client.get("/api/api/items")
+                assert "items" in response.headers["ratelimit"]
 
 
 @real_time

@@ -23,6 +23,11 @@ exempt_methods=(), errors=None, protection=None, websocket_messages=None)``
   ``websocket.disconnect``.
 - ``lifespan`` and anything else: passed through.
 
+Paths (of the rules and ``exempt_paths``) are matched against the path within the app,
+``scope["path"]`` less its ``root_path`` (uvicorn's ``--root-path``, a ``Mount``'s prefix), as
+Starlette's router matches its routes; ``RequestInfo.path`` (what ``route_key()`` keys on) is
+``scope["path"]`` itself.
+
 On Starlette/FastAPI: ``app.add_middleware(ResilienceMiddleware, rules=[...])``;
 :func:`install` adds exception handlers for the same error mapping, for errors raised where
 the middleware cannot see them (inside Starlette's own exception middleware).
@@ -156,10 +161,12 @@ class ResilienceMiddleware:
         if kind == "http":
             method = scope["method"]
             path = scope["path"]
+            root = scope.get("root_path")
+            where = _route_path(path, root) if root else path
             # Protection.plan's hit inline (this runs once per request, exempt ones too).
             paths = self._plans.get(method)
-            found = UNPLANNED if paths is None else paths.get(path, UNPLANNED)
-            plan: Plan | None = self._plan(method, path) if found is UNPLANNED else found
+            found = UNPLANNED if paths is None else paths.get(where, UNPLANNED)
+            plan: Plan | None = self._plan(method, where) if found is UNPLANNED else found
             if plan is None:
                 return await self.app(scope, receive, send)
         elif kind == "websocket":
@@ -240,7 +247,8 @@ class ResilienceMiddleware:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
-        rules = self._select("WEBSOCKET", path)
+        root = scope.get("root_path")
+        rules = self._select("WEBSOCKET", _route_path(path, root) if root else path)
         if not rules and self._messages is None:
             return await self.app(scope, receive, send)
         if rules:
@@ -316,6 +324,15 @@ class ResilienceMiddleware:
         code = _CLOSE_POLICY if response.status == 429 else _CLOSE_TRY_LATER
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": code, "reason": _reason(response)})
+
+
+def _route_path(path: str, root: str) -> str:
+    """The path within the app, which rules and exempt paths are matched against: ASGI's
+    ``path`` includes the ``root_path`` (uvicorn's ``--root-path``, a Starlette ``Mount``'s
+    prefix), which Starlette's router takes off before it matches its routes."""
+    if path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
 
 
 async def _closed(message: Message) -> None:
