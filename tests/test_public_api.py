@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import aioresilience
 import aioresilience as ar
 import aioresilience.testing
@@ -132,6 +134,26 @@ async def test_every_decorator_keeps_the_wrapped_functions_metadata() -> None:
         assert decorated.__kwdefaults__ == {"c": 3}, decorator
         assert (decorated.__name__, decorated.__doc__) == ("fetch", "Docs."), decorator
         assert await decorated(1) == 6, decorator
+
+
+async def test_a_class_with_an_async_call_is_refused_its_instances_accepted() -> None:
+    """Calling such a class makes an instance (sync): decorating the class is refused up
+    front, where it was accepted and failed (a breaker failure) on every call."""
+
+    class Handler:
+        async def __call__(self) -> int:
+            return 1
+
+    decorators: list[Any] = [
+        ar.TokenBucket(10, 10),
+        ar.CircuitBreaker(),
+        ar.Retry(),
+        ar.Pipeline.builder("p").build(),
+    ]
+    for decorator in decorators:
+        with pytest.raises(TypeError, match="decorates coroutine functions"):
+            decorator(Handler)
+        assert await decorator(Handler())() == 1, decorator
 
 
 def test_every_event_class_is_exported() -> None:

@@ -57,8 +57,10 @@ def is_async_callable(fn: Any) -> bool:
     """A coroutine function: a plain one, a method, a partial of one, or an object with an
     ``async def __call__``."""
     target = fn.func if isinstance(fn, functools.partial) else fn
+    # The __call__ that calling ``target`` runs is its type's: a class whose instances have
+    # an async __call__ is itself a sync callable (calling it makes an instance).
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)  # noqa: B004 - an async __call__ method
+        getattr(type(target), "__call__", None)  # noqa: B004 - an async __call__ method
     )
 
 
