@@ -52,7 +52,13 @@ from ._support.events import (
     Severity,
 )
 from ._support.listeners import Listeners
-from ._support.predicates import ExceptionFilter, is_async_callable, require_async, wraps
+from ._support.predicates import (
+    ExceptionFilter,
+    is_async_callable,
+    not_callable,
+    require_async,
+    wraps,
+)
 from ._support.rerun import timed
 from ._support.schedules import Backoff
 from ._support.validation import checked_seed, text
@@ -205,6 +211,8 @@ class Pipeline:
         listeners = self._listeners
         context = ResilienceContext(None, 0, {}, self.name, listeners)
         call = functools.partial(fn, *args, **kwargs) if args or kwargs else fn
+        if not (args or kwargs or callable(fn)):  # with arguments, partial refuses it
+            raise not_callable(self.name, fn)
         if listeners._callbacks and listeners.wants(_DEBUG):
             return self._execute_timed(context, call)
         # The runner sets the context itself: no coroutine of ours around it.

@@ -156,6 +156,32 @@ async def test_a_class_with_an_async_call_is_refused_its_instances_accepted() ->
         assert await decorator(Handler())() == 1, decorator
 
 
+async def test_call_refuses_what_cannot_be_called_before_running_it() -> None:
+    """A coroutine object (``call(fn())`` for ``call(fn)``) or None was retried, counted as
+    a breaker failure, or replaced by the fallback's value (and the coroutine never ran)."""
+
+    async def fetch() -> int:
+        return 1
+
+    breaker = ar.CircuitBreaker()
+    runners: list[Any] = [
+        ar.Retry(attempts=3, backoff=ar.constant(0)),
+        ar.Fallback(0),
+        breaker,
+        ar.Bulkhead(2),
+        ar.Pipeline.builder("p").fallback(0).retry(attempts=2).build(),
+    ]
+    for runner in runners:
+        run = getattr(runner, "call", None) or runner.execute
+        for bad in (fetch(), None):
+            with pytest.raises(TypeError, match="runs a callable"):
+                await run(bad)
+            if hasattr(bad, "close"):
+                bad.close()
+        assert await run(fetch) == 1
+    assert breaker.statistics().failures == 0
+
+
 def test_every_event_class_is_exported() -> None:
     """Issue 12: each kind of occurrence is a public class (isinstance is how telemetry and
     callbacks tell them apart)."""

@@ -54,6 +54,7 @@ from typing import Any
 from .context import ResilienceContext, context_var
 from .events import Severity
 from .guard import NO_RESULT, GuardForms, async_with_is_core
+from .predicates import not_callable
 
 __all__ = [
     "Call",
@@ -260,6 +261,7 @@ def _runner(layers: list[Layer], head: str, entry: dict[str, Any] | None = None)
         "NO_RESULT": NO_RESULT,
         "context_var": context_var,
         "partial": functools.partial,
+        "not_callable": not_callable,
     }
     nested = 0
     for index, layer in enumerate(layers):
@@ -307,6 +309,8 @@ _ENTRY = [
     "    context.listeners = listeners",
     "    context._timed = False",
     "    call = partial(fn, *args, **kwargs) if args or kwargs else fn",
+    "    if not (args or kwargs or callable(fn)):",  # with arguments, partial refuses it
+    "        raise not_callable(pipeline.name, fn)",
     "    if listeners._callbacks and listeners.wants(DEBUG):",
     "        return await pipeline._execute_timed(context, call)",
 ]

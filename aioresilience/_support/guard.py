@@ -26,7 +26,7 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from .predicates import require_async, wraps
+from .predicates import not_callable, require_async, wraps
 
 __all__ = [
     "NO_RESULT",
@@ -104,6 +104,8 @@ class GuardForms:
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``await fn(*args, **kwargs)`` through this guard."""
+        if not callable(fn):
+            raise not_callable(self.name, fn)
         ticket = self._enter()
         if ticket.__class__ is _Coroutine:
             ticket = await ticket

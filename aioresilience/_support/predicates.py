@@ -15,6 +15,7 @@ __all__ = [
     "decorate",
     "exception_predicate",
     "is_async_callable",
+    "not_callable",
     "optional_callable",
     "optional_sync_callable",
     "require_async",
@@ -83,6 +84,14 @@ def optional_sync_callable(name: str, value: Any) -> Any:
     if not callable(value):
         raise TypeError(f"{name} must be callable or None, got {value!r}")
     return sync_callable(name, value)
+
+
+def not_callable(owner: str, fn: Any) -> TypeError:
+    """The error for ``call(fn)``/``execute(fn)`` given something that cannot be called (a
+    coroutine object, say): raised before the call is admitted, retried or replaced."""
+    awaitable = inspect.isawaitable(fn)
+    hint = " (pass the function, not its coroutine: call(fn, *args))" if awaitable else ""
+    return TypeError(f"{owner} runs a callable, got {fn!r}{hint}")
 
 
 def require_async(owner: str, fn: Any) -> None:

@@ -28,7 +28,7 @@ from .clock import LOOP_CLOCK, Clock
 from .compose import Strategy
 from .context import ResilienceContext
 from .events import AttemptCompleted, PipelineExecuted, emit
-from .predicates import require_async, wraps
+from .predicates import not_callable, require_async, wraps
 
 __all__ = ["ExecuteForms", "RerunStrategy", "arguments_of", "timed"]
 
@@ -62,6 +62,8 @@ class ExecuteForms:
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``await fn(*args, **kwargs)`` through this strategy."""
+        if not (args or kwargs or callable(fn)):  # with arguments, partial refuses it
+            raise not_callable(self.name, fn)
         return await self._core(_partial(fn, *args, **kwargs) if args or kwargs else fn, None)  # type: ignore[no-any-return]
 
     def __call__(
