@@ -462,7 +462,16 @@ class CircuitBreaker(GuardForms, EventSource):
         return entry
 
     async def _admitted(self, pending: Any) -> list[Any]:
-        admitted = await pending
+        try:
+            admitted = await pending
+        except asyncio.CancelledError:
+            # A Task or Future that had already produced its ticket when the caller was
+            # cancelled (a coroutine's answer cannot be lost so): give the ticket back.
+            if asyncio.isfuture(pending) and pending.done() and not pending.cancelled():
+                if pending.exception() is None and pending.result().__class__ is not Refused:
+                    if self._state.on_release(pending.result()):
+                        self._cancelled += 1
+            raise
         if admitted.__class__ is Refused:
             raise self._refusal(admitted)
         entry = [True, admitted, self._clock.time()]

@@ -1177,3 +1177,52 @@ async def test_a_state_answering_with_a_task_is_awaited_not_taken_as_the_ticket(
     async with breaker:
         pass
     assert (ran, breaker.statistics().successes) == ([1], 2)
+
+
+async def test_a_caller_cancelled_once_a_task_answered_gives_its_probe_slot_back() -> None:
+    # A Task answering try_admit may finish (a half-open probe slot taken) in the loop turn
+    # its caller is cancelled: the caller never resumes with the ticket, and the slot leaked,
+    # refusing every call until half_open_max_duration.
+    from aioresilience.abc import BreakerOptions, BreakerReport, memory_breaker_state
+
+    victim: list[asyncio.Task[Any]] = []
+
+    class TaskState:
+        def __init__(self, options: BreakerOptions, report: BreakerReport) -> None:
+            self.machine = memory_breaker_state(options, report)
+            self.closed_is_local = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.machine, name)
+
+        def try_admit(self, now: float) -> Any:
+            async def ask() -> Any:
+                await asyncio.sleep(0)
+                ticket = self.machine.try_admit(now)
+                if victim:  # the caller's cancellation arrives as the answer does
+                    asyncio.get_running_loop().call_soon(victim.pop().cancel)
+                return ticket
+
+            return asyncio.ensure_future(ask())
+
+    class TaskStore:
+        def bind_breaker(self, options: BreakerOptions, report: BreakerReport) -> Any:
+            return TaskState(options, report)
+
+    from aioresilience.testing import ManualClock
+
+    clock = ManualClock()
+    breaker = CircuitBreaker(name="p", break_duration=1, store=TaskStore(), clock=clock)  # type: ignore[arg-type]
+
+    async def call() -> str:
+        return "ok"
+
+    breaker.trip()
+    clock.advance(1)
+    probe = asyncio.create_task(breaker.call(call))
+    victim.append(probe)
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert await breaker.call(call) == "ok"
+    stats = breaker.statistics()
+    assert (stats.state, stats.cancelled, stats.successes) == (CircuitState.CLOSED, 1, 1)
