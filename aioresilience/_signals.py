@@ -166,7 +166,9 @@ class EventLoopLag:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._task is None:
+        # A sampler that ended (cancelled by its loop's shutdown, as asyncio.run does) is
+        # started again: else the signal would keep its last reading for good.
+        if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._sample())
 
     async def stop(self) -> None:

@@ -201,6 +201,29 @@ async def test_event_loop_lag_sees_a_blocked_loop() -> None:
     assert lag() == pytest.approx(0.45)
 
 
+def test_event_loop_lag_samples_again_on_a_later_loop() -> None:
+    """Started and left running when its loop ended (asyncio.run cancels the sampler), a lag
+    started on the next loop samples there: it does not keep the last loop's reading."""
+    from aioresilience.testing import run
+
+    lag = EventLoopLag(interval=0.1, alpha=1.0)
+
+    async def blocked() -> None:
+        lag.start()
+        await asyncio.sleep(0.05)
+        asyncio.get_running_loop().advance(0.5)  # type: ignore[attr-defined]
+        await asyncio.sleep(0.01)
+
+    async def calm() -> float:
+        lag.start()
+        await asyncio.sleep(1)
+        return lag()
+
+    run(blocked())
+    assert lag() == pytest.approx(0.45)
+    assert run(calm()) == 0.0
+
+
 async def test_load_shedding_by_priority() -> None:
     load = {"value": 0.5}
     shedder = LoadShedder(lambda: load["value"], retry_after=2.0)
