@@ -150,7 +150,6 @@ ours raised there into ``protection.error_response(exc)``.
 
 from __future__ import annotations
 
-import inspect
 import ipaddress
 import json
 import math
@@ -168,6 +167,7 @@ from .. import (
     Rejected,
     TimeoutExceeded,
 )
+from .._support.predicates import is_async_callable
 from .._support.validation import http_token
 
 __all__ = [
@@ -251,11 +251,7 @@ KeyFunc = Callable[[RequestInfo], Any]
 
 def _is_async(fn: object) -> bool:
     """Whether calling ``fn`` returns an awaitable (decided once, at construction)."""
-    if getattr(fn, "is_async", None) is True:
-        return True
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004  # an instance with an async __call__
-    )
+    return getattr(fn, "is_async", None) is True or is_async_callable(fn)
 
 
 # -- keys -------------------------------------------------------------------------------------
