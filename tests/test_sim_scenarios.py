@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from aioresilience.sim import SimulationResult, builtin_names, load_scenario, run_scenario
+from aioresilience.sim import (
+    SimulationResult,
+    builtin_names,
+    load_scenario,
+    run_scenario,
+    simulate,
+)
 from aioresilience.sim._answers import recovery_time, window
 from aioresilience.sim._engine import interval_count
 
@@ -236,3 +242,14 @@ def test_a_duration_that_is_not_a_whole_number_of_intervals() -> None:
     series, summary = variant["series"], variant["summary"]
     assert len(series["t"]) == 21 and series["t"][-1] == 20.0
     assert sum(series["offered"]) == summary["requests"] > 1500
+
+
+@pytest.mark.parametrize(("name", "duration"), [("quota", 30.0), ("latency-spike", 61.0)])
+def test_an_answer_for_a_run_without_requests(name: str, duration: float) -> None:
+    """No request at all (a low rate, a short run): the calls per request are n/a in the
+    answer, not a TypeError."""
+    result = simulate(name, seed=0, rate="1/h", duration=duration)
+    assert all(v["summary"]["requests"] == 0 for v in result.data["variants"])
+    assert "n/a dependency calls per request" in result.answer or (
+        "n/a calls per request" in result.answer
+    )

@@ -69,6 +69,11 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}%"
 
 
+def _x(value: float | None) -> str:
+    """A ratio (calls per request) to 3 digits; "n/a" when there were no requests."""
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def _recovered(seconds: float | None) -> str:
     return "had not recovered by the end" if seconds is None else f"within {_s(seconds)}"
 
@@ -111,7 +116,7 @@ def _latency_spike(
     served = {n: spikes[n]["success_pct"] for n in names}
     calls = {n: variants[n]["summary"]["amplification"] for n in names}
     parts = [
-        f"{n!r} {_s(p99[n])} ({_pct(served[n])} served, {calls[n]:.3g} calls per request)"
+        f"{n!r} {_s(p99[n])} ({_pct(served[n])} served, {_x(calls[n])} calls per request)"
         for n in names
     ]
     best = min(names, key=lambda n: (p99[n] is None, p99[n] or 0.0))
@@ -160,8 +165,8 @@ def _quota(
     sentence = (
         f"{cand['name']!r} got {c['429s']} answers of 429 against {b['429s']} for "
         f"{base['name']!r}, serving {c['goodput_per_s']:.4g} calls/s against "
-        f"{b['goodput_per_s']:.4g}/s with {c['amplification']:.3g} dependency calls per "
-        f"request against {b['amplification']:.3g}, and a p99 of {_s(c['p99_s'])} against "
+        f"{b['goodput_per_s']:.4g}/s with {_x(c['amplification'])} dependency calls per "
+        f"request against {_x(b['amplification'])}, and a p99 of {_s(c['p99_s'])} against "
         f"{_s(b['p99_s'])}."
     )
     return sentence, {"quota": figures}
