@@ -253,3 +253,10 @@ def test_an_answer_for_a_run_without_requests(name: str, duration: float) -> Non
     assert "n/a dependency calls per request" in result.answer or (
         "n/a calls per request" in result.answer
     )
+
+
+def test_outage_answer_when_neither_variant_recovered() -> None:
+    """A run that ends soon after the outage: each variant's clause reads on its own."""
+    answer = simulate("outage", duration=155.0).answer
+    assert "'budget + breaker' had not recovered by the end and 'naive retry' had not" in answer
+    assert "served calls again had not" not in answer

@@ -78,6 +78,13 @@ def _recovered(seconds: float | None) -> str:
     return "had not recovered by the end" if seconds is None else f"within {_s(seconds)}"
 
 
+def _served_again(seconds: float | None) -> str:
+    """The candidate's half of the outage answer's last clause (the verb included)."""
+    if seconds is None:
+        return _recovered(seconds)
+    return f"served calls again {_recovered(seconds)}"
+
+
 def _outage(
     scenario: Scenario, variants: Variants, roles: Mapping[str, str]
 ) -> tuple[str, dict[str, Any]]:
@@ -91,8 +98,9 @@ def _outage(
     after = (
         "; the run ended before the dependency came back"
         if outage.end >= scenario.duration
-        else f"; after it came back, {cand['name']!r} served calls again "
-        f"{_recovered(cand_rec)} and {base['name']!r} {_recovered(base_rec)}"
+        else f"; after it came back, {cand['name']!r} {_served_again(cand_rec)} and "
+        f"{base['name']!r} "
+        f"{_recovered(base_rec) if cand_rec is not None else _served_again(base_rec)}"
     )
     sentence = (
         f"During the outage, {cand['name']!r} sent {cand_calls} calls to the dead dependency, "
