@@ -457,3 +457,15 @@ def test_a_compare_answer_without_calls_says_so(tmp_path: Path) -> None:
     answer = run_scenario(scenario).answer
     assert "None" not in answer
     assert "'plain' 0/s (no calls)" in answer
+
+
+def test_a_rate_too_high_to_simulate_is_refused(tmp_path: Path) -> None:
+    # rate = 1e300 loaded and the run never ended (1e301 arrivals; once 1/rate is below the
+    # clock's float spacing, virtual time stops); --rate and --duration likewise.
+    message = error_of(tmp_path, MINIMAL.replace('rate = "20/s"', "rate = 1e300"))
+    assert ":6: arrivals.rate: at most 1,000,000,000 arrivals" in message
+    scenario = load_scenario(_written(tmp_path, MINIMAL))
+    with pytest.raises(ScenarioError, match="at most 1,000,000,000 arrivals"):
+        scenario.replace(duration=1e9)
+    with pytest.raises(ScenarioError, match="at most 1,000,000,000 arrivals"):
+        scenario.replace(arrivals=scenario.arrivals.with_rate(1e12))
