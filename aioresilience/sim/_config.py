@@ -1101,12 +1101,9 @@ class Scenario:
                 f"the arrival rate overflows: {changed.arrivals.rate:g}/s with its bursts and "
                 "diurnal curve is not a finite rate"
             )
-        arrivals = changed.arrivals.max_rate() * changed.duration
-        if changed.arrivals.kind == "poisson" and arrivals > _MAX_ARRIVALS:
-            raise ScenarioError(
-                f"at most {_MAX_ARRIVALS:,.0f} arrivals: {changed.arrivals.rate:g}/s (at its "
-                f"peak {changed.arrivals.max_rate():g}/s) for {changed.duration:g}s is more"
-            )
+        too_many = _too_many_arrivals(changed.arrivals, changed.duration)
+        if too_many:
+            raise ScenarioError(too_many)
         if "duration" in changes and "interval" not in changes and "interval" not in self.raw:
             changed = dataclasses.replace(changed, interval=_default_interval(changed.duration))
         if not changed.duration > 0 or not math.isfinite(changed.duration):
@@ -1139,6 +1136,17 @@ class Scenario:
 #: Arrivals at the peak rate over the run: a bound keeps a typo (rate = 1e300) from a run that
 #: never ends (past ulp(t) > 1/rate virtual time would stop) and from one that takes days.
 _MAX_ARRIVALS = 1e9
+
+
+def _too_many_arrivals(arrivals: ArrivalSpec, duration: float) -> str | None:
+    """What is wrong when open-loop arrivals at their peak rate exceed the bound, else None."""
+    if arrivals.kind != "poisson" or arrivals.max_rate() * duration <= _MAX_ARRIVALS:
+        return None
+    return (
+        f"at most {_MAX_ARRIVALS:,.0f} arrivals: {arrivals.rate:g}/s (at its peak "
+        f"{arrivals.max_rate():g}/s) for {duration:g}s is more"
+    )
+
 
 #: The series keep one value per interval: a bound on their length keeps memory bounded.
 _MAX_INTERVALS = 100_000
@@ -1195,11 +1203,10 @@ def _scenario(data: dict[str, Any], source: str, default_name: str) -> Scenario:
             "is more",
         )
     arrivals = _arrivals(_Reader(data.get("arrivals", {}), ("arrivals",), "[arrivals]"))
-    if arrivals.kind == "poisson" and arrivals.max_rate() * duration > _MAX_ARRIVALS:
+    too_many = _too_many_arrivals(arrivals, duration)
+    if too_many:
         raise _Invalid(
-            ("arrivals", "bursts") if arrivals.bursts else ("arrivals", "rate"),
-            f"at most {_MAX_ARRIVALS:,.0f} arrivals: {arrivals.rate:g}/s (at its peak "
-            f"{arrivals.max_rate():g}/s) for {duration:g}s is more",
+            ("arrivals", "bursts") if arrivals.bursts else ("arrivals", "rate"), too_many
         )
     dependency = _dependency(_Reader(data.get("dependency", {}), ("dependency",), "[dependency]"))
     raw_variants = data.get("variants")
