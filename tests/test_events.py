@@ -92,6 +92,35 @@ async def test_pipeline_listeners_hear_every_strategy_with_the_pipeline_name() -
     assert events[-1].details == {"duration": 4.0, "outcome": "failure"}
 
 
+async def test_a_pipeline_inside_a_call_is_heard_by_its_own_listeners_alone() -> None:
+    """As documented: the outer pipeline hears a bare primitive run inside its call, not the
+    strategies of another pipeline run there (their context is the inner pipeline's)."""
+    outer_heard: list[str] = []
+    inner_heard: list[str] = []
+    inner = Pipeline.builder("inner").retry(attempts=2, backoff=ar.constant(0.1)).build()
+    outer = Pipeline.builder("outer").timeout(5).build()
+    outer.add_listener(lambda e: outer_heard.append(f"{e.pipeline}:{e.name}"))
+    inner.add_listener(lambda e: inner_heard.append(f"{e.pipeline}:{e.name}"))
+    calls = 0
+
+    async def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 2:
+            raise OSError
+
+    async def body() -> None:
+        await inner.execute(flaky)
+        limiter = ar.GCRA(rate="1/second", name="bare")
+        limiter.try_acquire()
+        limiter.try_acquire()
+
+    await outer.execute(body)
+    assert "inner:retry_scheduled" in inner_heard
+    assert not [name for name in outer_heard if name.startswith("inner:")], outer_heard
+    assert "outer:rate_limited" in outer_heard, outer_heard
+
+
 async def test_no_listener_no_event_object() -> None:
     limiter = ar.TokenBucket(1, 1.0)
     limiter.try_acquire()

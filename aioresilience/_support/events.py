@@ -16,7 +16,8 @@ ONE object per occurrence: the user's callback for it (``before_sleep``, ``on_st
 ``on_fallback``...) receives the very object the listeners and the telemetry hear.
 
 Listeners attach to a primitive (``primitive.add_listener(cb)``) or to a pipeline (they then
-hear the events of every strategy that runs inside its calls). How callbacks are called (sync
+hear the events of every strategy that runs inside its calls, except those of another
+pipeline run inside them: its context, and so its own listeners alone, hear them). How callbacks are called (sync
 or async, failing) is one rule, in :mod:`.listeners`. With no listener attached (or only ones
 whose ``accepts`` refuses the kind's severity), emitting costs a context lookup and two truth
 tests: the event object is not even built.
