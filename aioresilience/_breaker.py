@@ -467,10 +467,15 @@ class CircuitBreaker(GuardForms, EventSource):
         except asyncio.CancelledError:
             # A Task or Future that had already produced its ticket when the caller was
             # cancelled (a coroutine's answer cannot be lost so): give the ticket back.
-            if asyncio.isfuture(pending) and pending.done() and not pending.cancelled():
-                if pending.exception() is None and pending.result().__class__ is not Refused:
-                    if self._state.on_release(pending.result()):
-                        self._cancelled += 1
+            if (
+                asyncio.isfuture(pending)
+                and pending.done()
+                and not pending.cancelled()
+                and pending.exception() is None
+                and pending.result().__class__ is not Refused
+                and self._state.on_release(pending.result())
+            ):
+                self._cancelled += 1
             raise
         if admitted.__class__ is Refused:
             raise self._refusal(admitted)

@@ -17,10 +17,10 @@ ONE object per occurrence: the user's callback for it (``before_sleep``, ``on_st
 
 Listeners attach to a primitive (``primitive.add_listener(cb)``) or to a pipeline (they then
 hear the events of every strategy that runs inside its calls, except those of another
-pipeline run inside them: its context, and so its own listeners alone, hear them). How callbacks are called (sync
-or async, failing) is one rule, in :mod:`.listeners`. With no listener attached (or only ones
-whose ``accepts`` refuses the kind's severity), emitting costs a context lookup and two truth
-tests: the event object is not even built.
+pipeline run inside them: its context, and so its own listeners alone, hear them). How
+callbacks are called (sync or async, failing) is one rule, in :mod:`.listeners`. With no
+listener attached (or only ones whose ``accepts`` refuses the kind's severity), emitting costs
+a context lookup and two truth tests: the event object is not even built.
 """
 
 from __future__ import annotations
