@@ -45,6 +45,7 @@ from ._support.clock import Clock, clock_option
 from ._support.errors import QueueClosed, QueueFull
 from ._support.events import CallRejected, EventSource, ResilienceEvent, Severity
 from ._support.listeners import logger
+from ._support.loops import waiting_loop
 from ._support.predicates import is_async_callable, optional_sync_callable
 from ._support.validation import non_negative_int, non_negative_or_none, one_of, positive_int, text
 
@@ -224,7 +225,7 @@ class BackpressureQueue(EventSource, Generic[T]):
             logger.exception("%s: on_drop failed for a %s item", self.name, reason)
 
     async def _wait_for_room(self, item: T, timeout: float | None) -> bool:
-        loop = asyncio.get_running_loop()
+        loop = waiting_loop(self.name, self._busy_loop())
         future: asyncio.Future[None] = loop.create_future()
         entry = (item, future)
         self._putters.append(entry)
@@ -280,6 +281,12 @@ class BackpressureQueue(EventSource, Generic[T]):
                 self._resumed = asyncio.Event()
             await self._resumed.wait()
 
+    def _busy_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop producers or consumers wait on, if any wait (never both at once)."""
+        if self._getters:
+            return self._getters[0].get_loop()
+        return self._putters[0][1].get_loop() if self._putters else None
+
     # -- consuming --------------------------------------------------------------------------
 
     async def get(self) -> T:
@@ -332,7 +339,7 @@ class BackpressureQueue(EventSource, Generic[T]):
             self._resumed = None
 
     async def _wait_for_item(self) -> T:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = waiting_loop(self.name, self._busy_loop()).create_future()
         self._getters.append(future)
         try:
             item = await future

@@ -33,6 +33,7 @@ from ._support.clock import Clock, clock_option
 from ._support.errors import BulkheadFull
 from ._support.events import CallRejected, EventSource
 from ._support.guard import GuardForms
+from ._support.loops import waiting_loop
 from ._support.predicates import sync_callable
 from ._support.validation import non_negative_int, non_negative_or_none, positive_int, text
 
@@ -214,7 +215,8 @@ class Bulkhead(GuardForms, EventSource):
         return self._interval * (len(self._waiters) + 1)
 
     async def _wait(self) -> None:
-        loop = asyncio.get_running_loop()
+        waiters = self._waiters
+        loop = waiting_loop(self.name, waiters[0].get_loop() if waiters else None)
         future: asyncio.Future[None] = loop.create_future()
         self._waiters.append(future)
         if self._max_wait is None:

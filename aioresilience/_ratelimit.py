@@ -45,6 +45,7 @@ from ._support.context import ResilienceContext, context_var
 from ._support.errors import RateLimited
 from ._support.events import CallRejected, EventSource, StoreFailed
 from ._support.guard import GuardForms, guarded
+from ._support.loops import waiting_loop
 from ._support.predicates import optional_sync_callable
 from ._support.rates import parse_rate
 from ._support.validation import (
@@ -296,6 +297,8 @@ class LocalLimit(Generic[S]):
             if new_state is not None:
                 young[key] = new_state
                 return False
+            if self._queued and max_wait > 0:  # (before the reservation: nothing half-done)
+                waiting_loop(self.name, self._timer_loop)
             state, at, admitted = self._reserve(state, now, cost, max_wait)
             if admitted:
                 if at <= now:
@@ -379,6 +382,8 @@ class LocalLimit(Generic[S]):
         """Every decision that is not a hit of the store's young generation: a new, old or
         rotated key, or one with waiters. A reservation for later (``at > now``) is the last
         entry of the key's queue."""
+        if self._queued and max_wait > 0:  # (before the reservation: nothing half-done)
+            waiting_loop(self.name, self._timer_loop)
         queue = self._settled(key, now) if key in self._queues else None
         if queue is not None:
             state, at, admitted = self._reserve(queue.state, now, cost, max_wait)

@@ -339,3 +339,67 @@ async def test_leaving_a_guard_entered_in_another_task_says_so() -> None:
     await asyncio.create_task(breaker.__aenter__())  # entered in another task's context
     with pytest.raises(RuntimeError, match="same task"):
         await breaker.__aexit__(None, None, None)
+
+
+async def _acquire(limiter: ar.TokenBucket) -> None:
+    await limiter.acquire()
+
+
+async def _take(bulkhead: Bulkhead) -> None:
+    await bulkhead.acquire()
+
+
+async def _get(queue: BackpressureQueue[int]) -> None:
+    await queue.get()
+
+
+@pytest.mark.parametrize(
+    ("make", "wait", "busy"),
+    [
+        # Each made busy first (a bucket spent, a slot taken, the queue empty), then waited on.
+        (lambda: ar.TokenBucket(1, 1.0, name="shared"), _acquire, _acquire),
+        (lambda: Bulkhead(1, max_queue=5, name="shared"), _take, _take),
+        (lambda: BackpressureQueue(maxsize=1, name="shared"), _get, None),
+    ],
+    ids=["limiter", "bulkhead", "queue"],
+)
+def test_waiters_from_a_second_live_loop_are_refused_by_name(
+    make: Any, wait: Any, busy: Any
+) -> None:
+    """One primitive waited on from two live event loops (one per thread) stalled one of them
+    with no error: its futures were set from the other loop's thread, which never woke it.
+    Refused as asyncio's locks do; once the first loop is done, the next one is served."""
+    from aioresilience.testing import VirtualTimeLoop, run
+
+    primitive = make()
+    first = VirtualTimeLoop()
+
+    async def start_waiting() -> asyncio.Task[None]:
+        if busy is not None:
+            await busy(primitive)  # at once
+        task = asyncio.ensure_future(wait(primitive))
+        await asyncio.sleep(0)  # now waiting on this loop
+        return task
+
+    waiter = first.run_until_complete(start_waiting())
+    try:
+
+        async def from_another_loop() -> None:
+            with pytest.raises(RuntimeError, match="shared has waiters on another event loop"):
+                await wait(primitive)
+
+        run(from_another_loop())
+        assert not waiter.done()  # the first loop's waiter is untouched
+    finally:
+        waiter.cancel()
+        first.run_until_complete(asyncio.gather(waiter, return_exceptions=True))
+        first.close()
+
+    async def served_on_the_next_loop() -> None:
+        if isinstance(primitive, Bulkhead):
+            primitive.release()  # the first loop's slot, given back
+        if isinstance(primitive, BackpressureQueue):
+            asyncio.get_running_loop().call_later(1, primitive.put_nowait, 1)
+        await asyncio.wait_for(wait(primitive), 5)
+
+    run(served_on_the_next_loop())

@@ -1,0 +1,28 @@
+"""Which event loop a primitive's waiters wait on.
+
+A primitive's waiters are futures of one event loop, woken by its own callbacks and, for a
+limiter, by one timer. Kept across ``asyncio.run`` calls one after another, a primitive serves
+each loop in turn (waiters of a closed loop can never resume: they are given up). Waited on from
+two running loops at once (one per thread), one loop would set the other's futures from the
+wrong thread and never wake it: its callers would stall with no error. So, as asyncio's own
+locks and queues do, a second live loop is refused with a RuntimeError naming the primitive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["waiting_loop"]
+
+
+def waiting_loop(owner: str, busy: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
+    """The running loop, for a new waiter of ``owner``, whose waiters wait on ``busy`` (None
+    when none waits); raises RuntimeError when ``busy`` is another loop that is not closed."""
+    loop = asyncio.get_running_loop()
+    if busy is not None and busy is not loop and not busy.is_closed():
+        raise RuntimeError(
+            f"{owner} has waiters on another event loop that is not closed (another thread's?): "
+            "a primitive serves one event loop at a time, as asyncio's locks and queues do; "
+            "make one per loop"
+        )
+    return loop
