@@ -553,7 +553,9 @@ class RetryRun:
         policy = self.policy
         if policy.deadline is not None and now + delay > policy.deadline:
             return "deadline"
-        if self.deadline is not None and now + delay > self.deadline:
+        # The run's own deadline ends its call (the HTTP clients' timeout): a wait that
+        # reaches it leaves no time for the attempt.
+        if self.deadline is not None and now + delay >= self.deadline:
             return "deadline"
         if policy.max_elapsed is not None and now - self.started + delay > policy.max_elapsed:
             return "max_elapsed"

@@ -393,6 +393,15 @@ async def test_the_overall_timeout_bounds_the_retries(virtual_clock: Any) -> Non
     assert script.count == 3 and virtual_clock.time() == pytest.approx(2.0)
 
 
+async def test_a_wait_that_reaches_the_overall_timeout_ends_the_retries(virtual_clock: Any) -> None:
+    # A wait ending exactly at the deadline leaves the attempt no time: the last answer is
+    # returned, not a TimeoutExceeded raised at the deadline.
+    script = Script(then=503)
+    async with client(script, retry={"attempts": 10, "backoff": constant(1)}, timeout=2.0) as http:
+        assert (await http.get("http://a.test/")).status_code == 503
+    assert script.count == 2 and virtual_clock.time() == pytest.approx(1.0)
+
+
 async def test_the_overall_timeout_cuts_an_attempt_and_counts_for_the_breaker(
     virtual_clock: Any,
 ) -> None:
