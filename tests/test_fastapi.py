@@ -14,6 +14,7 @@ from fastapi.responses import PlainTextResponse
 from http_sfv import List as SfList
 from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from aioresilience import (
@@ -373,3 +374,24 @@ def test_construction_errors_name_what_is_wrong() -> None:
     with pytest.raises(TypeError, match="async def"):
         limit(window(1, "y"))(lambda: None)  # type: ignore[arg-type]
     assert issubclass(Refused, Exception)
+
+
+async def test_limit_on_a_route_taking_its_own_request_and_response() -> None:
+    # FastAPI fills one Request parameter and one Response parameter only: the handler's own
+    # are used, not hidden behind the decorator's (the handler was called without them).
+    app = FastAPI()
+    install(app)
+
+    @app.get("/own")
+    @limit(window(1, "own"))
+    async def own(request: Request, response: Response) -> dict[str, str]:
+        response.headers["x-own"] = "yes"
+        return {"path": request.url.path}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        ok = await client.get("/own")
+        refused = await client.get("/own")
+    assert ok.status_code == 200 and ok.json() == {"path": "/own"}
+    assert ok.headers["x-own"] == "yes" and "ratelimit" in ok.headers
+    assert refused.status_code == 429

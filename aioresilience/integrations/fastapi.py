@@ -230,6 +230,16 @@ def protect(
     return guarded
 
 
+def _annotated(parameters: Mapping[str, inspect.Parameter], kind: type) -> str | None:
+    """The name of the last parameter annotated with ``kind`` (or a subclass), if any."""
+    found = None
+    for name, param in parameters.items():
+        annotation = param.annotation
+        if isinstance(annotation, type) and issubclass(annotation, kind):
+            found = name
+    return found
+
+
 def limit(
     *limiters_or_guards: object,
     key: KeyFunc | None = None,
@@ -254,10 +264,23 @@ def limit(
         # annotations) in the handler's own globals, which it finds through __wrapped__.
         signature = inspect.signature(fn)
         params = list(signature.parameters.values())
-        hidden = [
-            inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
-            inspect.Parameter(_RESPONSE, inspect.Parameter.KEYWORD_ONLY, annotation=Response),
-        ]
+        # FastAPI gives the request (and the response) to one parameter only, the last one
+        # annotated so: a handler's own is used, not hidden behind ours.
+        try:
+            resolved = inspect.signature(fn, eval_str=True).parameters
+        except Exception:  # a name not defined yet: FastAPI resolves it later, we cannot
+            resolved = signature.parameters
+        own_request = _annotated(resolved, Request)
+        own_response = _annotated(resolved, Response)
+        hidden = []
+        if own_request is None:
+            hidden.append(
+                inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+            )
+        if own_response is None:
+            hidden.append(
+                inspect.Parameter(_RESPONSE, inspect.Parameter.KEYWORD_ONLY, annotation=Response)
+            )
         at = next(
             (i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD),
             len(params),
@@ -266,8 +289,10 @@ def limit(
 
         @functools.wraps(fn)
         async def protected(*args: Any, **kwargs: Any) -> T:
-            request = kwargs.pop(_REQUEST, None)
-            sub_response = kwargs.pop(_RESPONSE, None)
+            request = kwargs.pop(_REQUEST, None) if own_request is None else kwargs.get(own_request)
+            sub_response = (
+                kwargs.pop(_RESPONSE, None) if own_response is None else kwargs.get(own_response)
+            )
             if request is None:  # a Starlette endpoint: called with the request
                 request = next((a for a in args if isinstance(a, Request)), None)
                 if request is None:
