@@ -469,3 +469,14 @@ def test_a_rate_too_high_to_simulate_is_refused(tmp_path: Path) -> None:
         scenario.replace(duration=1e9)
     with pytest.raises(ScenarioError, match="at most 1,000,000,000 arrivals"):
         scenario.replace(arrivals=scenario.arrivals.with_rate(1e12))
+
+
+def test_recovery_timeout_is_read_as_the_builder_takes_it(tmp_path: Path) -> None:
+    # The builder's circuit_breaker takes the seed guide's recovery_timeout (another name for
+    # break_duration); the TOML form refused it as an unknown key.
+    breaker = 'strategy = "circuit_breaker"\nfailure_threshold = 2\nrecovery_timeout = "7s"'
+    text = MINIMAL.replace('strategy = "retry"\nattempts = 3', breaker)
+    scenario = load_scenario(_written(tmp_path, text))
+    assert scenario.variants[0].steps[0].options["recovery_timeout"] == 7.0
+    both = text.replace('recovery_timeout = "7s"', 'recovery_timeout = "7s"\nbreak_duration = "7s"')
+    assert "recovery_timeout is another name for break_duration" in error_of(tmp_path, both)

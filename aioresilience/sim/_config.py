@@ -616,6 +616,7 @@ _VALUE_READERS: dict[str, Callable[[str, Any], Any]] = {
     "max_retry_after": _positive_duration,
     "slow_call_duration": _positive_duration,
     "half_open_max_duration": _positive_duration,
+    "recovery_timeout": _positive_duration,  # the seed guide's name for break_duration
     "sample_window": _positive_duration,
     "delay": parse_duration,
     "window_seconds": _positive_duration,
@@ -718,6 +719,7 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
         "window_size",
         "minimum_calls",
         "break_duration",
+        "recovery_timeout",
         "half_open_max_calls",
         "half_open_max_duration",
         "record",
