@@ -213,13 +213,14 @@ def _state_listeners(value: Any) -> Listeners:
 
 
 def _break_schedule(break_duration: Any, recovery_timeout: Any) -> Backoff:
-    if recovery_timeout is not None:
+    name = "break_duration"
+    if recovery_timeout is not None:  # the seed guide's name, for seconds or a schedule alike
         if break_duration is not None:
             raise TypeError(
                 "recovery_timeout is another name for break_duration: give one of them, got "
                 f"break_duration={break_duration!r} and recovery_timeout={recovery_timeout!r}"
             )
-        return Backoff("constant", number_in("recovery_timeout", recovery_timeout, *_SECONDS))
+        break_duration, name = recovery_timeout, "recovery_timeout"
     if break_duration is None:
         return Backoff("constant", _DEFAULT_BREAK)
     if isinstance(break_duration, Backoff):
@@ -227,11 +228,11 @@ def _break_schedule(break_duration: Any, recovery_timeout: Any) -> Backoff:
         for value in (break_duration.base, break_duration.nominal(0)):
             if not _SECONDS[0] <= value <= _SECONDS[1]:
                 raise ValueError(
-                    f"break_duration must start above 0, in [{_SECONDS[0]:g}, {_SECONDS[1]:g}] s, "
+                    f"{name} must start above 0, in [{_SECONDS[0]:g}, {_SECONDS[1]:g}] s, "
                     f"got a schedule starting at {value!r}: {break_duration!r}"
                 )
         return break_duration
-    return Backoff("constant", number_in("break_duration", break_duration, *_SECONDS))
+    return Backoff("constant", number_in(name, break_duration, *_SECONDS))
 
 
 class _Reporter:
@@ -288,7 +289,7 @@ class CircuitBreaker(GuardForms, EventSource):
         on_state_change: Iterable[Callable[[CircuitStateChange], Any]] = (),
         seed: int | None = None,
         store: BreakerStore | None = None,
-        recovery_timeout: float | None = None,
+        recovery_timeout: float | Backoff | None = None,
         clock: Clock | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):

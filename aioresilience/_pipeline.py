@@ -388,7 +388,7 @@ class CircuitBreakerOptions(TypedDict, total=False):
     on_state_change: Iterable[Callable[[CircuitStateChanged], Any]]
     seed: int | None
     store: BreakerStore | None
-    recovery_timeout: float | None
+    recovery_timeout: float | Backoff | None
     clock: Clock | None
 
 

@@ -936,6 +936,12 @@ async def test_recovery_timeout_is_the_break_duration() -> None:
     assert breaker.retry_after == 7.0
     with pytest.raises(TypeError, match="timeout"):
         CircuitBreaker(timeout=5)  # type: ignore[call-arg]
+    # A schedule too, as break_duration takes (its checks name the name given).
+    growing = CircuitBreaker(failure_threshold=1, recovery_timeout=exponential(2, cap=8, jitter="none"))
+    await failures(growing, 1)
+    assert growing.retry_after == 2.0
+    with pytest.raises(ValueError, match="^recovery_timeout must start above 0"):
+        CircuitBreaker(recovery_timeout=Backoff("constant", 0.0))
 
 
 @pytest.mark.parametrize("way", ["call", "async_with", "pipeline"])
