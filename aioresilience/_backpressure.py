@@ -47,7 +47,14 @@ from ._support.events import CallRejected, EventSource, ResilienceEvent, Severit
 from ._support.listeners import logger
 from ._support.loops import waiting_loop
 from ._support.predicates import is_async_callable, optional_sync_callable
-from ._support.validation import non_negative_int, non_negative_or_none, one_of, positive_int, text
+from ._support.validation import (
+    aliased,
+    non_negative_int,
+    non_negative_or_none,
+    one_of,
+    positive_int,
+    text,
+)
 
 __all__ = [
     "BackpressureQueue",
@@ -106,7 +113,7 @@ class BackpressureQueue(EventSource, Generic[T]):
 
     def __init__(
         self,
-        maxsize: int,
+        maxsize: int | None = None,
         *,
         policy: Policy = "block",
         on_drop: Callable[[T, str], Any] | None = None,
@@ -114,10 +121,17 @@ class BackpressureQueue(EventSource, Generic[T]):
         low_watermark: int | None = None,
         name: str | None = None,
         clock: Clock | None = None,
+        max_size: int | None = None,
     ) -> None:
         self.name = text("name", name, optional=True) or "BackpressureQueue"
         self._clock = clock_option("clock", clock)  # a blocked put's timeout runs on it
-        self.maxsize = positive_int("maxsize", maxsize)
+        # max_size: the seed guide's name (asyncio.Queue's is maxsize).
+        size_name, size = aliased("maxsize", maxsize, "max_size", max_size)
+        if size is None:
+            raise TypeError(
+                "BackpressureQueue needs maxsize (the seed guide's max_size): none given"
+            )
+        self.maxsize = positive_int(size_name, size)
         self.policy: Policy = one_of("policy", policy, _POLICIES)  # type: ignore[assignment]
         on_drop = optional_sync_callable("on_drop", on_drop)
         if policy in ("drop_newest", "drop_oldest") and on_drop is None:

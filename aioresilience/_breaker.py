@@ -52,7 +52,7 @@ from ._support.predicates import (
     exception_predicate,
     sync_callable,
 )
-from ._support.validation import checked_seed, number_in, shared_store_binder
+from ._support.validation import aliased, checked_seed, number_in, shared_store_binder
 
 if TYPE_CHECKING:
     from .abc import BreakerState, BreakerStore
@@ -213,14 +213,10 @@ def _state_listeners(value: Any) -> Listeners:
 
 
 def _break_schedule(break_duration: Any, recovery_timeout: Any) -> Backoff:
-    name = "break_duration"
-    if recovery_timeout is not None:  # the seed guide's name, for seconds or a schedule alike
-        if break_duration is not None:
-            raise TypeError(
-                "recovery_timeout is another name for break_duration: give one of them, got "
-                f"break_duration={break_duration!r} and recovery_timeout={recovery_timeout!r}"
-            )
-        break_duration, name = recovery_timeout, "recovery_timeout"
+    # The seed guide's name, for seconds or a schedule alike.
+    name, break_duration = aliased(
+        "break_duration", break_duration, "recovery_timeout", recovery_timeout
+    )
     if break_duration is None:
         return Backoff("constant", _DEFAULT_BREAK)
     if isinstance(break_duration, Backoff):

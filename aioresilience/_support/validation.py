@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "MAX_DIVISOR",
     "MIN_DIVISOR",
+    "aliased",
     "divisor",
     "finite_positive",
     "fraction",
@@ -42,6 +43,19 @@ __all__ = [
 # ``1e9 / value`` and ``value * 1e9`` far inside float range and above float's resolution.
 MIN_DIVISOR = 1e-12
 MAX_DIVISOR = 1e12
+
+
+def aliased(name: str, value: Any, alias: str, alias_value: Any) -> tuple[str, Any]:
+    """An option with a second name (the seed guide's): the name given and its value (``name``
+    and ``value`` when the alias is not given, None meaning "not given"); both is a TypeError."""
+    if alias_value is None:
+        return name, value
+    if value is not None:
+        raise TypeError(
+            f"{alias} is another name for {name}: give one of them, got "
+            f"{name}={_show(value)} and {alias}={_show(alias_value)}"
+        )
+    return alias, alias_value
 
 
 def _kind(value: Any) -> str:
