@@ -937,10 +937,12 @@ async def test_recovery_timeout_is_the_break_duration() -> None:
     with pytest.raises(TypeError, match="timeout"):
         CircuitBreaker(timeout=5)  # type: ignore[call-arg]
     # A schedule too, as break_duration takes (its checks name the name given).
-    growing = CircuitBreaker(failure_threshold=1, recovery_timeout=exponential(2, cap=8, jitter="none"))
+    growing = CircuitBreaker(
+        failure_threshold=1, recovery_timeout=exponential(2, cap=8, jitter="none")
+    )
     await failures(growing, 1)
     assert growing.retry_after == 2.0
-    with pytest.raises(ValueError, match="^recovery_timeout must start above 0"):
+    with pytest.raises(ValueError, match=r"^recovery_timeout must start above 0"):
         CircuitBreaker(recovery_timeout=Backoff("constant", 0.0))
 
 

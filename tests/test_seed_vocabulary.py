@@ -93,7 +93,7 @@ def test_queue_takes_the_guide_s_max_size() -> None:
     assert ar.BackpressureQueue(max_size=3).maxsize == 3
     with pytest.raises(TypeError, match="max_size is another name for maxsize"):
         ar.BackpressureQueue(3, max_size=3)
-    with pytest.raises(ValueError, match="^max_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"^max_size must be >= 1, got 0"):
         ar.BackpressureQueue(max_size=0)
     with pytest.raises(TypeError, match="needs maxsize"):
         ar.BackpressureQueue()
