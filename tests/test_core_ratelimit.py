@@ -93,8 +93,9 @@ def test_gcra_interval_in_ns_never_runs_faster_than_the_rate(rate: float) -> Non
     """The interval was rounded to the nearest ns: 7e8/s ran at 1e9/s (1 ns), 3/s at
     333333333 ns admitted 4 within one second."""
     gcra = GCRAAlgorithm(interval=1.0 / rate, burst=1)
-    assert gcra._interval_ns >= 1e9 / rate * (1 - 1e-15)
-    assert gcra._interval_ns < 1e9 / rate + 1  # and no slower than the next whole ns
+    interval_ns = gcra._step / gcra._per_second * 1e9  # its unit: 1/scale ns
+    assert interval_ns >= 1e9 / rate * (1 - 1e-15)
+    assert interval_ns < 1e9 / rate + 1  # and no slower than the next whole ns
     span = min(1.0, 1000 / rate)  # [0, span) holds at most ceil(span * rate) at this rate
     state, now, admitted = None, 0.0, 0
     while now < span:  # back to back, each at its retry-after

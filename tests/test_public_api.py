@@ -87,6 +87,7 @@ def test_core_is_pure() -> None:
     allowed_stdlib = {
         "__future__",
         "copy",  # shallow copies of immutable policy objects (with_policy_name)
+        "fractions",  # GCRA's interval as an exact fraction of ns, at construction
         "math",
         "collections",
         "itertools",

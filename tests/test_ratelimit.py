@@ -117,6 +117,32 @@ async def test_a_timeout_of_exactly_the_wait_is_enough(make: Any, interval: floa
     assert loop.time() - started == pytest.approx(interval, abs=2e-9)
 
 
+@pytest.mark.parametrize(
+    ("make", "full", "refill"),
+    [
+        (lambda: ar.TokenBucket(3, 3.0), 3, 1.0),
+        (lambda: ar.TokenBucket(10, 3.0), 10, 10 / 3),
+        (lambda: ar.TokenBucket(7, 0.7), 7, 10.0),
+        (lambda: ar.TokenBucket(5, 7e8), 5, 5 / 7e8),
+        (lambda: ar.GCRA(3, 1.0, burst=3), 3, 1.0),
+        (lambda: ar.LeakyBucket(6, 9.0), 6, 6 / 9),
+    ],
+)
+async def test_a_drained_bucket_is_full_again_after_exactly_its_refill_time(
+    make: Any, full: int, refill: float
+) -> None:
+    """The interval was kept in whole ns, rounded up (3/s as 333333334 ns), so a bucket
+    drained at once and left capacity/rate seconds was short by a token (2 of 3 admitted).
+    Its unit is 1/3 ns now, and 1/3 s is exactly 1e9 of them; the rate is still never
+    exceeded (the bucket holds no more than ``full`` however long it waits)."""
+    limiter = make()
+    assert sum(limiter.try_acquire() for _ in range(full + 1)) == full
+    await asyncio.sleep(refill)
+    assert sum(limiter.try_acquire() for _ in range(full + 1)) == full
+    await asyncio.sleep(refill * 1000)
+    assert sum(limiter.try_acquire() for _ in range(full + 1)) == full
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_cancelled_waiter_gives_its_reservation_back(kind: str) -> None:
     loop = asyncio.get_running_loop()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from .gcra import _TO_NS, NS, GCRAAlgorithm, _trunc, due
+from .gcra import GCRAAlgorithm, _trunc, due
 from .ratelimit import RatePolicy
 
 __all__ = ["LeakyBucketMeter", "LeakyBucketShaper"]
@@ -41,7 +41,7 @@ class LeakyBucketMeter(GCRAAlgorithm):
 class LeakyBucketShaper(GCRAAlgorithm):
     """Queue of ``capacity`` units emptied at a constant ``leak_rate``/s."""
 
-    __slots__ = ("_queue_ns", "capacity", "leak_rate")
+    __slots__ = ("_queue", "capacity", "leak_rate")
 
     def __init__(self, capacity: int, leak_rate: float) -> None:
         super().__init__(interval=1.0 / leak_rate, burst=1)
@@ -49,10 +49,10 @@ class LeakyBucketShaper(GCRAAlgorithm):
         self.capacity = capacity
         self.leak_rate = leak_rate
         # Longest the line may be ahead of a request's last unit: `capacity` intervals.
-        self._queue_ns = capacity * self._interval_ns
+        self._queue = capacity * self._step
         # A state is fresh once its line is clear: at most `capacity` intervals after the
         # admission of the request that made it.
-        self.horizon = self._queue_ns / NS
+        self.horizon = self._queue / self._per_second
         # What a caller that does not wait gets (a web rule refuses at once): one unit per
         # interval, admitted only when the line is clear, as GCRA with a burst of 1. (The
         # queue's capacity per capacity intervals told a client it could send `capacity` at
@@ -61,30 +61,30 @@ class LeakyBucketShaper(GCRAAlgorithm):
 
     def admit(self, state: int | None, now: float, cost: int) -> int | None:
         """Admitted at once only when the line is clear (any ``cost <= capacity``)."""
-        now_ns = _trunc(now * _TO_NS)
-        if state is None or state <= now_ns:
-            return now_ns + cost * self._interval_ns
+        now_u = _trunc(now * self._per_second)
+        if state is None or state <= now_u:
+            return now_u + cost * self._step
         return None
 
     def reserve(
         self, state: int | None, now: float, cost: int, max_wait: float
     ) -> tuple[int, float, bool]:
-        now_ns = _trunc(now * _TO_NS)
-        if state is None or state <= now_ns:
-            return now_ns + cost * self._interval_ns, now, True
-        at = due(now, now_ns, state)
-        # From `join_ns` on, the request's units fit in the queue (its last one leaves within
+        now_u = _trunc(now * self._per_second)
+        if state is None or state <= now_u:
+            return now_u + cost * self._step, now, True
+        at = due(now, now_u, state, self._per_second)
+        # From `join` on, the request's units fit in the queue (its last one leaves within
         # `capacity` intervals).
-        join_ns = state + (cost - 1) * self._interval_ns - self._queue_ns
-        # The wait is judged in integer nanoseconds, as the state is: a caller that sleeps the
+        join = state + (cost - 1) * self._step - self._queue
+        # The wait is judged in whole units, as the state is: a caller that sleeps the
         # announced retry-after meets the same test exactly (in floats, `at - max_wait` and
         # a later `at - now > max_wait` disagreed by an ulp, and it was refused again).
-        if join_ns > now_ns:
+        if join > now_u:
             # Full: retry once it fits and its wait is within max_wait (at once: `at`).
             if max_wait == math.inf:
-                return state, due(now, now_ns, join_ns), False
-            target = max(join_ns, state - math.floor(max_wait * _TO_NS))
-            return state, due(now, now_ns, target), False
-        if state - now_ns - 1 >= max_wait * _TO_NS:  # (max_wait rounded up to a whole ns)
+                return state, due(now, now_u, join, self._per_second), False
+            target = max(join, state - math.floor(max_wait * self._per_second))
+            return state, due(now, now_u, target, self._per_second), False
+        if state - now_u - 1 >= max_wait * self._per_second:  # (max_wait: up to a whole unit)
             return state, at, False
-        return state + cost * self._interval_ns, at, True
+        return state + cost * self._step, at, True
