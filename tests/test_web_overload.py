@@ -19,6 +19,8 @@ absolute timings; the numbers seen are in every assertion message.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,15 +31,26 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from bench_web import OVERLOAD_SERVICE, overload
+from bench_web import OVERLOAD_SERVICE
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 pytestmark = [pytest.mark.real_time, pytest.mark.wall_timeout(90)]
 
 
 @pytest.fixture(scope="module")
 def measured() -> dict[str, Any]:
-    """One measurement (about 15 s) for the assertions below."""
-    return overload(seed=2)
+    """One measurement (about 15 s) for the assertions below, driven from a fresh interpreter:
+    the load loop in this process, after hundreds of tests, lagged behind its own schedule (the
+    admitted p99 read 0.32 s against 0.21 in a run of the real-time tests, 0.15 alone)."""
+    code = f"import json, sys; sys.path.insert(0, {str(BENCHMARKS)!r}); " + (
+        "from bench_web import overload; print(json.dumps(overload(seed=2)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=80, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def test_unprotected_latency_grows_with_the_overload(measured: dict[str, Any]) -> None:
