@@ -210,8 +210,12 @@ class Pipeline:
         """Run ``fn(*args, **kwargs)`` through every strategy, outermost first."""
         listeners = self._listeners
         context = ResilienceContext(None, 0, {}, self.name, listeners)
-        call = functools.partial(fn, *args, **kwargs) if args or kwargs else fn
-        if not (args or kwargs or callable(fn)):  # with arguments, partial refuses it
+        call: Callable[[], Coroutine[Any, Any, T]]
+        if args or kwargs:
+            call = functools.partial(fn, *args, **kwargs)  # (refuses what cannot be called)
+        elif callable(fn):
+            call = fn
+        else:
             raise not_callable(self.name, fn)
         if listeners._callbacks and listeners.wants(_DEBUG):
             return self._execute_timed(context, call)

@@ -308,8 +308,11 @@ _ENTRY = [
     "    context.pipeline = pipeline.name",
     "    context.listeners = listeners",
     "    context._timed = False",
-    "    call = partial(fn, *args, **kwargs) if args or kwargs else fn",
-    "    if not (args or kwargs or callable(fn)):",  # with arguments, partial refuses it
+    "    if args or kwargs:",
+    "        call = partial(fn, *args, **kwargs)",  # (refuses what cannot be called)
+    "    elif callable(fn):",
+    "        call = fn",
+    "    else:",
     "        raise not_callable(pipeline.name, fn)",
     "    if listeners._callbacks and listeners.wants(DEBUG):",
     "        return await pipeline._execute_timed(context, call)",
