@@ -107,6 +107,16 @@ def test_gcra_interval_in_ns_never_runs_faster_than_the_rate(rate: float) -> Non
     assert admitted <= math.ceil(span * rate - 1e-9)
 
 
+@pytest.mark.parametrize("rate", [999_999_999.0, 624_974_265.0, 123_456_789.0, 677_473_473.0])
+def test_gcra_interval_off_every_small_fraction_loses_at_most_a_thousandth_ns(rate: float) -> None:
+    """An interval whose nearest fraction of denominator <= 1000 lies below it was rounded up
+    at that fraction's own denominator: 999999999/s (1.000000001 ns, nearest 1/1) stepped 2
+    ns and ran at 5e8/s, 624974265/s (nearest 8/5 ns) at 5.6e8/s."""
+    gcra = GCRAAlgorithm(interval=1.0 / rate, burst=1)
+    interval_ns = gcra._step / gcra._per_second * 1e9
+    assert 1e9 / rate * (1 - 1e-15) <= interval_ns <= 1e9 / rate + 1e-3
+
+
 def test_leaky_shaper_spaces_output_and_bounds_the_queue() -> None:
     shaper = LeakyBucketShaper(capacity=3, leak_rate=10.0)
     state = None

@@ -79,7 +79,12 @@ class GCRAAlgorithm:
         fraction = Fraction(interval_ns).limit_denominator(_MAX_SCALE)
         scale, step = fraction.denominator, fraction.numerator
         if fraction < interval_ns - 4 * math.ulp(interval_ns):
-            step = math.ceil(Fraction(interval_ns) * scale)
+            # Rounded up at the scale (any up to the bound) that loses the least: at the
+            # nearest fraction's own (1/1 ns for 999999999/s) a unit could be most of the
+            # interval (it ran at 5e8/s).
+            n, d = interval_ns.as_integer_ratio()
+            scale = min(range(1, _MAX_SCALE + 1), key=lambda q: (-(-n * q // d) * d - n * q) / q)
+            step = -(-n * scale // d)
         self._step = step
         self._per_second = float(NS * scale)  # a float: `now * it` stays a float multiply
         self._tolerance = step * burst
