@@ -297,13 +297,12 @@ class LocalLimit(Generic[S]):
             if new_state is not None:
                 young[key] = new_state
                 return False
-            if self._queued and max_wait > 0:  # (before the reservation: nothing half-done)
-                waiting_loop(self.name, self._timer_loop)
             state, at, admitted = self._reserve(state, now, cost, max_wait)
             if admitted:
                 if at <= now:
                     young[key] = state
                     return False
+                self._check_loop(state, now, cost, at)
                 self._open(key, state, now, cost, at)
         else:
             at, admitted = self._reserve_slow(key, now, cost, max_wait)
@@ -382,12 +381,12 @@ class LocalLimit(Generic[S]):
         """Every decision that is not a hit of the store's young generation: a new, old or
         rotated key, or one with waiters. A reservation for later (``at > now``) is the last
         entry of the key's queue."""
-        if self._queued and max_wait > 0:  # (before the reservation: nothing half-done)
-            waiting_loop(self.name, self._timer_loop)
         queue = self._settled(key, now) if key in self._queues else None
         if queue is not None:
             state, at, admitted = self._reserve(queue.state, now, cost, max_wait)
             if admitted:
+                if at > now:
+                    self._check_loop(state, now, cost, at)
                 self._record(queue, state, at, cost, None if at <= now else self._future())
             return at, admitted
         store = self.store
@@ -396,8 +395,20 @@ class LocalLimit(Generic[S]):
             if at <= now:
                 store.put(key, state, now)
             else:
+                self._check_loop(state, now, cost, at)
                 self._open(key, state, now, cost, at)
         return at, admitted
+
+    def _check_loop(self, state: Any, now: float, cost: int, at: float) -> None:
+        """Before a reservation for later waits: refused (and given back, nothing half-done:
+        a log's state is changed in place, the others' new state is not stored yet) when the
+        waiters wait on another live loop. An admission at once waits on no loop."""
+        if self._queued:
+            try:
+                waiting_loop(self.name, self._timer_loop)
+            except RuntimeError:
+                self._algorithm.cancel(state, now, cost, at)
+                raise
 
     @staticmethod
     def _future() -> asyncio.Future[None]:

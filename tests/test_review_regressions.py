@@ -403,3 +403,40 @@ def test_waiters_from_a_second_live_loop_are_refused_by_name(
         await asyncio.wait_for(wait(primitive), 5)
 
     run(served_on_the_next_loop())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: ar.TokenBucket(1, 1.0), lambda: ar.SlidingWindowLog(1, 1.0)],
+    ids=["bucket", "log"],
+)
+def test_a_limiter_waited_on_by_another_live_loop_still_admits_at_once(make: Any) -> None:
+    """The loop check ran before every reservation of a limiter with waiters: an acquire on
+    another loop that is admitted at once (another key), which waits on no loop, was refused
+    with a RuntimeError. Only a wait is refused, and its reservation is given back."""
+    from aioresilience.testing import VirtualTimeLoop, run
+
+    limiter = make()
+    first = VirtualTimeLoop()
+
+    async def start_waiting() -> asyncio.Task[None]:
+        await limiter.acquire(key="a")
+        task = asyncio.ensure_future(limiter.acquire(key="a"))
+        await asyncio.sleep(0)
+        return task
+
+    waiter = first.run_until_complete(start_waiting())
+    try:
+
+        async def from_another_loop() -> None:
+            await limiter.acquire(key="b")  # at once: no waiting, no loop involved
+            with pytest.raises(RuntimeError, match="has waiters on another event loop"):
+                await limiter.acquire(key="b")  # would wait
+            await asyncio.sleep(1)
+            assert limiter.try_acquire(key="b")  # the refused wait reserved nothing
+
+        run(from_another_loop())
+    finally:
+        waiter.cancel()
+        first.run_until_complete(asyncio.gather(waiter, return_exceptions=True))
+        first.close()
