@@ -633,3 +633,11 @@ async def test_a_bad_configuration_stops_uvicorn_at_start_up() -> None:
     with pytest.raises(RuntimeError, match="start-up failed"):
         async with serve(app, lifespan="on"):
             pass
+
+
+@real_time
+async def test_websocket_messages_alone_need_no_rule() -> None:
+    # websocket_messages= is an option of its own: a message limit needs no HTTP rule.
+    app = starlette_app(WebSocketRoute("/ws", echo))
+    app.add_middleware(ResilienceMiddleware, websocket_messages=per_ip(3, "messages"))
+    await _three_messages_per_connection(app)

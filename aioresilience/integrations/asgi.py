@@ -133,7 +133,7 @@ class ResilienceMiddleware:
             if rules or errors is not None:
                 raise TypeError("give rules= (and errors=) or a ready protection=, not both")
         else:
-            if not rules:
+            if not rules and websocket_messages is None:  # a message limit alone is one
                 raise ValueError(
                     "ResilienceMiddleware: rules is empty: give at least one Rule "
                     "(Rule(limiter) limits each client across all routes)"
