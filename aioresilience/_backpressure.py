@@ -45,7 +45,7 @@ from ._support.clock import Clock, clock_option
 from ._support.errors import QueueClosed, QueueFull
 from ._support.events import CallRejected, EventSource, ResilienceEvent, Severity
 from ._support.listeners import logger
-from ._support.loops import waiting_loop
+from ._support.loops import waiting, waiting_loop
 from ._support.predicates import is_async_callable, optional_sync_callable
 from ._support.validation import (
     aliased,
@@ -221,7 +221,7 @@ class BackpressureQueue(EventSource, Generic[T]):
         getters = self._getters
         while getters:
             getter = getters.popleft()
-            if not getter.done():
+            if waiting(getter):
                 getter.set_result(item)  # straight to a waiting consumer
                 self._limit -= 1  # its place stays held until the consumer runs
                 return
@@ -339,7 +339,7 @@ class BackpressureQueue(EventSource, Generic[T]):
         items = self._items
         while putters and len(items) < self._limit:
             item, future = putters.popleft()
-            if not future.done():
+            if waiting(future):
                 future.set_result(None)
                 self._let_in[future] = item
                 self._limit -= 1
@@ -378,7 +378,7 @@ class BackpressureQueue(EventSource, Generic[T]):
         getters = self._getters
         while getters and self._items:
             getter = getters.popleft()
-            if not getter.done():
+            if waiting(getter):
                 getter.set_result(self._items.popleft())
                 self._limit -= 1
 
@@ -412,10 +412,11 @@ class BackpressureQueue(EventSource, Generic[T]):
         while self._putters:
             item, future = self._putters.popleft()
             if not future.done():
-                future.set_exception(QueueClosed(f"{self.name} closed while waiting"))
+                if waiting(future):  # (a closed loop's producer cannot hear it)
+                    future.set_exception(QueueClosed(f"{self.name} closed while waiting"))
                 returned.append(item)
         for getter in self._getters:
-            if not getter.done():
+            if waiting(getter):
                 getter.set_exception(QueueClosed(f"{self.name} closed"))
         self._getters.clear()
         if self.paused:

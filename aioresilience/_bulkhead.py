@@ -33,7 +33,7 @@ from ._support.clock import Clock, clock_option
 from ._support.errors import BulkheadFull
 from ._support.events import CallRejected, EventSource
 from ._support.guard import GuardForms
-from ._support.loops import waiting_loop
+from ._support.loops import waiting, waiting_loop
 from ._support.predicates import sync_callable
 from ._support.validation import non_negative_int, non_negative_or_none, positive_int, text
 
@@ -279,7 +279,7 @@ class Bulkhead(GuardForms, EventSource):
         waiters = self._waiters
         while waiters:
             future = waiters.popleft()
-            if not future.done():
+            if waiting(future):
                 future.set_result(None)  # the slot moves to this waiter
                 return True
         return False

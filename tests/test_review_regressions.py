@@ -440,3 +440,65 @@ def test_a_limiter_waited_on_by_another_live_loop_still_admits_at_once(make: Any
         waiter.cancel()
         first.run_until_complete(asyncio.gather(waiter, return_exceptions=True))
         first.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "wait", "busy", "free"),
+    [
+        (lambda: ar.TokenBucket(1, 1.0), _acquire, _acquire, None),
+        (lambda: Bulkhead(1, max_queue=5), _take, _take, "release"),
+        (lambda: BackpressureQueue(maxsize=1), _get, None, "put"),
+    ],
+    ids=["limiter", "bulkhead", "queue"],
+)
+def test_a_waiter_left_on_a_loop_closed_without_cancelling_is_given_up(
+    make: Any, wait: Any, busy: Any, free: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loop closed by hand with a waiter still pending: the next loop's release (or put)
+    handed the slot (or item) to the dead waiter, raised 'Event loop is closed' and lost it."""
+    from aioresilience.testing import VirtualTimeLoop, run
+
+    primitive = make()
+    first = VirtualTimeLoop()
+
+    # The abandoned task is reported destroyed when collected: through this loop's handler.
+    first.set_exception_handler(lambda loop, context: None)
+
+    async def start_waiting() -> asyncio.Task[None]:
+        if busy is not None:
+            await busy(primitive)
+        task = asyncio.ensure_future(wait(primitive))
+        await asyncio.sleep(0)
+        return task
+
+    dead = first.run_until_complete(start_waiting())
+    first.close()  # the waiter never resumes
+
+    async def next_loop() -> None:
+        if free == "release":
+            primitive.release()
+        elif free == "put":
+            primitive.put_nowait(1)
+        await asyncio.wait_for(wait(primitive), 5)
+
+    run(next_loop())
+    assert not dead.done()
+
+
+def test_close_returns_the_item_of_a_producer_left_on_a_closed_loop() -> None:
+    from aioresilience.testing import VirtualTimeLoop
+
+    queue: BackpressureQueue[str] = BackpressureQueue(maxsize=1)
+    queue.put_nowait("first")
+    first = VirtualTimeLoop()
+    first.set_exception_handler(lambda loop, context: None)  # (the abandoned task, collected)
+
+    async def start_waiting() -> asyncio.Task[bool]:
+        task = asyncio.ensure_future(queue.put("second"))
+        await asyncio.sleep(0)
+        return task
+
+    dead = first.run_until_complete(start_waiting())
+    first.close()
+    assert queue.close() == ["second"]  # reported, not lost (close() raised before)
+    assert not dead.done()

@@ -11,8 +11,9 @@ locks and queues do, a second live loop is refused with a RuntimeError naming th
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-__all__ = ["waiting_loop"]
+__all__ = ["waiting", "waiting_loop"]
 
 
 def waiting_loop(owner: str, busy: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
@@ -26,3 +27,10 @@ def waiting_loop(owner: str, busy: asyncio.AbstractEventLoop | None) -> asyncio.
             "make one per loop"
         )
     return loop
+
+
+def waiting(future: asyncio.Future[Any]) -> bool:
+    """Whether a waiter's ``future`` can still be handed a slot or an item: not done, and its
+    loop not closed (a loop closed without cancelling its tasks leaves waiters that can never
+    resume, and setting their result would raise and lose what was handed)."""
+    return not future.done() and not future.get_loop().is_closed()
