@@ -505,3 +505,25 @@ def test_the_loop_adds_two_attributes_to_asyncios_own() -> None:
     finally:
         virtual.close()
         plain.close()
+
+
+def test_virtual_clock_on_a_test_of_another_loop_scope_says_so(pytester: pytest.Pytester) -> None:
+    """The fixture runs on its own loop scope's loop: a module-scoped test got a loop that was
+    not running it (time() stayed 0, advance() moved another loop), with no error."""
+    pytester.makeini(_PLUGIN_INI.format(extra=""))
+    pytester.makepyfile(
+        test_scopes="""
+import asyncio
+import pytest
+
+async def test_function_scope(virtual_clock):
+    assert virtual_clock is asyncio.get_running_loop()
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_module_scope(virtual_clock):
+    pass
+"""
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*virtual_clock runs on the 'function' loop*'module' loop*"])

@@ -98,12 +98,32 @@ def pytest_asyncio_loop_factories(
 
 
 @pytest_asyncio.fixture
-async def virtual_clock() -> VirtualTimeLoop:
+async def virtual_clock(request: pytest.FixtureRequest) -> VirtualTimeLoop:
     """The running :class:`VirtualTimeLoop` (use from an async test)."""
     loop = asyncio.get_running_loop()
     if not isinstance(loop, VirtualTimeLoop):
         raise RuntimeError("virtual_clock needs the test to run on a VirtualTimeLoop")
+    # An async fixture runs on the loop of its own loop scope: a test on a loop of another
+    # scope (@pytest.mark.asyncio(loop_scope="module")) would get a loop that is not its own.
+    marker = request.node.get_closest_marker("asyncio")
+    test_scope = (marker.kwargs.get("loop_scope") if marker else None) or _ini_scope(
+        request.config, "asyncio_default_test_loop_scope"
+    )
+    fixture_scope = _ini_scope(request.config, "asyncio_default_fixture_loop_scope")
+    if test_scope != fixture_scope:
+        raise RuntimeError(
+            f"virtual_clock runs on the {fixture_scope!r} loop (asyncio_default_fixture_loop_"
+            f"scope) and this test on its {test_scope!r} loop: not the test's loop; in such a "
+            "test use asyncio.get_running_loop(), the VirtualTimeLoop running it"
+        )
     return loop
+
+
+def _ini_scope(config: pytest.Config, name: str) -> str:
+    try:
+        return str(config.getini(name) or "function")
+    except ValueError:  # (an ini option this pytest-asyncio does not know)
+        return "function"
 
 
 @pytest.hookimpl(wrapper=True)
