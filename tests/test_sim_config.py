@@ -329,6 +329,12 @@ def _written(tmp_path: Path, text: str) -> Path:
 def test_a_negative_factor_is_refused(tmp_path: Path) -> None:
     text = MINIMAL.replace("servers = 2", "servers = 2\nslowdown = -1")
     assert "dependency.slowdown: slowdown must be >= 0" in error_of(tmp_path, text)
+    # The knee (a utilisation) and a lognormal's sigma were read as any float.
+    text = MINIMAL.replace("servers = 2", "servers = 2\nknee = -0.5")
+    assert "dependency.knee: knee must be >= 0" in error_of(tmp_path, text)
+    lognormal = 'latency = { distribution = "lognormal", mean = "50ms", sigma = -1 }'
+    text = MINIMAL.replace("servers = 2", "servers = 2\n" + lognormal)
+    assert "sigma must be >= 0" in error_of(tmp_path, text)
 
 
 def test_replace_keeps_the_interval_bounds(tmp_path: Path) -> None:

@@ -409,7 +409,7 @@ def _dependency(r: _Reader) -> DependencySpec:
                 "distribution", _choice("exponential", "lognormal", "constant"), "exponential"
             ),
             mean=lat.require("mean", _positive_duration),
-            sigma=lat.get("sigma", _float, 0.5),
+            sigma=lat.get("sigma", _non_negative, 0.5),
         )
 
     def outage(o: _Reader) -> Outage:
@@ -445,7 +445,7 @@ def _dependency(r: _Reader) -> DependencySpec:
     spec = DependencySpec(
         servers=r.get("servers", _counted, 10),
         latency=r.get("latency", latency, LatencySpec()),
-        knee=r.get("knee", _float, 1.0),
+        knee=r.get("knee", _non_negative, 1.0),
         slowdown=r.get("slowdown", _non_negative, 0.0),
         max_queue=r.get("max_queue", max_queue),
         error_rate=r.get("error_rate", _fraction, 0.0),
