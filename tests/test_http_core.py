@@ -670,6 +670,18 @@ def test_rule_matching() -> None:
     assert rule.matches("GET", "/items/%7B", route="/items/{id}")
 
 
+def test_typed_path_parameters_match_as_starlette_converts_them() -> None:
+    # {id:int} matched any segment ("/items/abc"), unlike the route it mirrors.
+    limiter = TokenBucket(capacity=1, refill_rate=1.0)
+    rule = Rule(limiter, paths=["/items/{id:int}", "/price/{p:float}", "/u/{u:uuid}"])
+    assert rule.matches("GET", "/items/42") and not rule.matches("GET", "/items/abc")
+    assert rule.matches("GET", "/price/3") and rule.matches("GET", "/price/3.25")
+    assert not rule.matches("GET", "/price/3.") and not rule.matches("GET", "/price/x")
+    assert rule.matches("GET", "/u/12345678-1234-1234-1234-123456789abc")
+    assert not rule.matches("GET", "/u/not-a-uuid")
+    assert rule.matches("GET", "/items/%7B", route="/items/{id:int}")  # the template itself
+
+
 def test_a_rule_naming_get_covers_head() -> None:
     # Starlette's Route and aiohttp's add_get run the GET handler for HEAD: a GET-only rule
     # left HEAD unlimited (the same handler, run without limit).

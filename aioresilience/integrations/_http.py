@@ -859,6 +859,16 @@ class ErrorMapper:
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}")
 
 
+# Starlette's convertors' regexes (starlette/convertors.py): {id:int} matches digits only.
+_CONVERTERS = {
+    "str": "[^/]+",
+    "path": ".*",
+    "int": "[0-9]+",
+    "float": r"[0-9]+(?:\.[0-9]+)?",
+    "uuid": "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+}
+
+
 def _compile_template(where: str, template: object) -> re.Pattern[str] | str:
     """A path template as a regex, or as the str itself when it has no parameter."""
     if not isinstance(template, str) or not template.startswith("/"):
@@ -874,14 +884,13 @@ def _compile_template(where: str, template: object) -> re.Pattern[str] | str:
     pattern, end = [], 0
     for match in _PARAM.finditer(template):
         pattern.append(re.escape(template[end : match.start()]))
-        converter = match.group(2)
-        if converter in (None, "str", "int", "float", "uuid"):
-            pattern.append("[^/]+")
-        elif converter == "path":
-            pattern.append(".*")
+        name = match.group(2) or "str"
+        converter = _CONVERTERS.get(name)
+        if converter is not None:
+            pattern.append(converter)
         else:
             raise ValueError(
-                f"{where}: unknown converter {converter!r} in {template!r} "
+                f"{where}: unknown converter {name!r} in {template!r} "
                 "(use {name}, {name:path}, or str/int/float/uuid)"
             )
         end = match.end()
