@@ -683,3 +683,36 @@ async def test_the_readme_snippet_runs_as_written() -> None:
         statuses = await client.statuses("/search", 21)
         assert statuses == [200] * 20 + [429]  # 20 per client, bursts of 20
         assert (await client.get("/health"))[0] == 404  # exempt: no route here, no limit
+
+
+async def test_limit_on_a_class_based_views_method() -> None:
+    # A web.View's method is called with self (the request at self.request), not the request.
+    routes = web.RouteTableDef()
+
+    @routes.view("/table")
+    class Table(web.View):
+        @limit(window(1, name="table"), per_route=True)
+        async def get(self) -> web.Response:
+            return web.Response(text=self.request.match_info.get("x", "table"))
+
+    class Added(web.View):
+        @limit(window(1, name="added"))
+        async def get(self) -> web.Response:
+            raise web.HTTPFound("/table")
+
+    app = web.Application()
+    app.add_routes(routes)
+    app.router.add_view("/added", Added)
+    async with serve(app) as client:
+        status, headers, body = await client.get("/table")
+        assert (status, body) == (200, b"table")
+        assert sf_list(headers["RateLimit"])[0][0] == "table"
+        assert (await client.get("/table"))[0] == 429
+        async with client.session.get(
+            client.server.make_url("/added"), allow_redirects=False
+        ) as response:
+            assert response.status == 302 and "RateLimit" in response.headers
+        async with client.session.get(
+            client.server.make_url("/added"), allow_redirects=False
+        ) as response:
+            assert response.status == 429

@@ -33,7 +33,7 @@ exempt_methods=(), errors=None, protection=None)``
 errors=None, priority=None)``
     The same for one handler, as a decorator
     (``@limit(per_key_limiter, key=header_key("X-API-Key"))`` under ``@routes.get(...)``,
-    or around a handler given to ``add_get``);
+    around a handler given to ``add_get``, or on a ``web.View``'s method);
     ``per_route=True`` keys on the route template too (``"GET /items/{id}"``, not the raw path).
     Refusals are immediate.
 ``error_middleware(errors=None)``
@@ -443,10 +443,18 @@ def limit(
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def limited(request: web.Request) -> web.StreamResponse:
+            call = handler
+            if isinstance(request, web.View):  # a class-based view's method: called with self
+                view = request
+                request = view.request
+
+                async def call(_: web.Request) -> web.StreamResponse:
+                    return await handler(view)
+
             method = request.method
             if method == "GET" and _is_websocket(request):
                 method = _WEBSOCKET
-            return await run(request, handler, plan, method, _template(request.match_info.route))
+            return await run(request, call, plan, method, _template(request.match_info.route))
 
         return limited
 
