@@ -29,10 +29,11 @@ from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from ._support.clock import Clock, clock_option
+from ._support.clock import LOOP_CLOCK, Clock, clock_option
 from ._support.errors import BulkheadFull
-from ._support.events import CallRejected, EventSource
+from ._support.events import CallRejected, EventSource, ResilienceEvent, emit
 from ._support.guard import GuardForms
+from ._support.listeners import Listeners
 from ._support.loops import waiting, waiting_loop
 from ._support.predicates import sync_callable
 from ._support.validation import non_negative_int, non_negative_or_none, positive_int, text
@@ -92,8 +93,9 @@ class BulkheadStatistics:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BulkheadRejected(CallRejected):
-    """A call was refused: ``reason`` is ``"full"`` (no slot, and the queue is full) or
-    ``"max_wait"`` (no slot in time); ``active`` calls held slots then."""
+    """A call was refused: ``reason`` is ``"full"`` (no slot, and the queue is full),
+    ``"max_wait"`` (no slot in time) or, from a :class:`PartitionedBulkhead`, ``"partitions"``
+    (every partition busy, none to open for a new key); ``active`` calls held slots then."""
 
     name: ClassVar[str] = "bulkhead_rejected"
 
@@ -385,6 +387,14 @@ class PartitionedBulkhead(Generic[K]):
         self._max_concurrent = max_concurrent
         self._max_partitions = positive_int("max_partitions", max_partitions)
         self._partitions: OrderedDict[K, Bulkhead] = OrderedDict()
+        self._listeners = Listeners()  # every partition's, given to each one opened
+
+    def add_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:
+        """Hear the events of every partition, open now or later (a partition's own
+        ``add_listener`` hears that one alone)."""
+        self._listeners.add(callback)  # (checks it first: nothing half-added)
+        for bulkhead in self._partitions.values():
+            bulkhead.add_listener(callback)
 
     def __getitem__(self, key: K) -> Bulkhead:
         """The bulkhead of ``key`` (created on first use)."""
@@ -399,6 +409,15 @@ class PartitionedBulkhead(Generic[K]):
                     del partitions[old_key]
                     break
             else:
+                active = sum(b.statistics().active for b in partitions.values())
+                emit(
+                    self._listeners,
+                    self.name,
+                    BulkheadRejected,
+                    LOOP_CLOCK if self._clock is None else self._clock,
+                    reason="partitions",
+                    active=active,
+                )
                 raise BulkheadFull(
                     f"{self.name}: all {self._max_partitions} partitions are busy; "
                     f"cannot open one for {key!r}"
@@ -410,6 +429,8 @@ class PartitionedBulkhead(Generic[K]):
             name=f"{self.name}[{key!r}]",
             clock=self._clock,
         )
+        for callback in self._listeners.callbacks:
+            bulkhead.add_listener(callback)
         partitions[key] = bulkhead
         return bulkhead
 

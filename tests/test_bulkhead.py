@@ -156,6 +156,29 @@ async def test_partitions_are_independent_and_bounded() -> None:
     assert len(services) == 2
 
 
+async def test_partition_listeners_hear_every_partition_and_the_refused_key() -> None:
+    # PartitionedBulkhead had no add_listener: a partition opened later, or a key refused
+    # because every partition was busy, was heard by nobody.
+    services = PartitionedBulkhead(1, max_partitions=2, name="svc")
+    heard: list[tuple[str, str, str]] = []
+    await services["payments"].acquire()  # open before the listener
+    services.add_listener(lambda e: heard.append((e.strategy, e.name, e.details["reason"])))
+    with pytest.raises(BulkheadFull):
+        await services["payments"].acquire()
+    await services["inventory"].acquire()  # opened after it
+    with pytest.raises(BulkheadFull):
+        await services["inventory"].acquire()
+    with pytest.raises(BulkheadFull, match="partitions are busy"):
+        services["notifications"]
+    assert heard == [
+        ("svc['payments']", "bulkhead_rejected", "full"),
+        ("svc['inventory']", "bulkhead_rejected", "full"),
+        ("svc", "bulkhead_rejected", "partitions"),
+    ]
+    with pytest.raises(TypeError, match="listener must be callable"):
+        services.add_listener("not callable")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("build", "error", "message"),
     [

@@ -101,6 +101,11 @@ class Listeners:
         self._callbacks = (*self._callbacks, callback)
         self._accepts = (*self._accepts, getattr(callback, "accepts", None))
 
+    @property
+    def callbacks(self) -> tuple[Callable[[Any], Any], ...]:
+        """The listeners, in the order added."""
+        return self._callbacks
+
     def __bool__(self) -> bool:
         return bool(self._callbacks)
 
