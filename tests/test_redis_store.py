@@ -14,6 +14,7 @@ import enum
 import gc
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -266,6 +267,40 @@ def test_a_store_connected_on_one_event_loop_decides_on_the_next(
     assert asyncio.run(last()) == [True] * 3
     assert limiter.statistics().store_failures == 0
     gc.collect()  # the first loop's socket warns here, not in a later test
+
+
+# The first loop closes with its connection and its waiter left (both collected unclosed).
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_line_left_on_a_loop_closed_without_cancelling_is_given_up(
+    redis_server: RedisServer,
+) -> None:
+    """A waiter of a key left on a loop closed without cancelling it can never ask again nor
+    pass its turn on: its line refused the key forever in this process (decide() False with
+    retry_after 0, acquire() RateLimited)."""
+    store = RedisStore(redis_server.url, prefix=f"closed-{_unique()}")
+    limiter = GCRA(1, 0.1, burst=1, name="closed", store=store)
+
+    async def first() -> None:
+        await limiter.acquire(key="k")
+        asyncio.ensure_future(limiter.acquire(key="k", timeout=5))  # waits in the key's line
+        await asyncio.sleep(0.02)
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(first())
+    loop.close()
+    time.sleep(0.15)  # the key's bucket is full again on Redis
+
+    async def second() -> tuple[bool, bool]:
+        try:
+            decided = (await limiter.decide(key="k")).allowed
+            await limiter.acquire(key="k", timeout=1)  # waits on this loop's own line
+            return decided, True
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(second()) == (True, True)
+    gc.collect()
 
 
 # -- errors -------------------------------------------------------------------------------------

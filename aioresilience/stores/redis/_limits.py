@@ -73,11 +73,14 @@ class _Line:
     (a future each: True when the turn is handed to it, False when its deadline passed first).
     A key has a line only while someone waits; otherwise callers go straight to Redis."""
 
-    __slots__ = ("retry_at", "waiting")
+    __slots__ = ("loop", "retry_at", "waiting")
 
     def __init__(self) -> None:
         self.waiting: deque[asyncio.Future[bool]] = deque()
         self.retry_at = 0.0  # when the polling waiter asks next (the limiter's clock)
+        # The loop its waiters wait on: closed without cancelling them, none of them will
+        # ever ask again or pass the turn on, so the line is given up (see _line).
+        self.loop = asyncio.get_running_loop()
 
 
 class RedisLimit:
@@ -121,6 +124,15 @@ class RedisLimit:
                 local, name=f"{self.name} (local fallback)", clock=options.clock
             )
             self._fallback_cost = local.max_cost
+
+    def _line(self, name: str) -> _Line | None:
+        """The line of ``name``, if its waiters' loop is still open (a line left on a loop
+        closed without cancelling its waiters would refuse the key forever)."""
+        line = self._lines.get(name)
+        if line is not None and line.loop.is_closed():
+            del self._lines[name]
+            return None
+        return line
 
     def waiting(self) -> int:
         """Callers of this process waiting: the first of each line and those behind it."""
@@ -177,7 +189,7 @@ class RedisLimit:
     async def decide(self, key: Hashable, cost: int) -> Decision:
         name = self.redis_key(key)
         limit = self.limit
-        line = self._lines.get(name)
+        line = self._line(name)
         if line is not None:  # callers of this process already wait for this key: they go first
             # Nothing is left for this caller before the line has gone: that is its reset too
             # (a RateLimit t of 0 would say the quota is back now).
@@ -225,14 +237,14 @@ class RedisLimit:
         name = self.redis_key(key)
         clock = self.clock
         deadline = clock.time() + max_wait
-        line = self._lines.get(name)
+        line = self._line(name)
         if line is None:
             # Nobody in this process waits for this key: straight to Redis, coalesced with
             # every other decision of this loop turn.
             retry_after = await self._try(name, key, cost, deadline)
             if retry_after is None:
                 return False
-            line = self._lines.get(name)  # another caller may have started one meanwhile
+            line = self._line(name)  # another caller may have started one meanwhile
             if line is None:
                 self._lines[name] = line = _Line()
                 line.retry_at = clock.time() + retry_after
