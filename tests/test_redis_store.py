@@ -14,6 +14,7 @@ import enum
 import gc
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -300,6 +301,48 @@ def test_a_line_left_on_a_loop_closed_without_cancelling_is_given_up(
             await store.aclose()
 
     assert asyncio.run(second()) == (True, True)
+    gc.collect()
+
+
+def test_a_line_of_another_live_loop_is_refused_with_runtime_error(
+    redis_server: RedisServer,
+) -> None:
+    """A second thread's loop joining a key's line whose waiters wait on the first loop: its
+    turn would be set from the other thread and never wake it (it stalled to its deadline).
+    As a limiter in memory, it is a RuntimeError naming the limiter."""
+    store = RedisStore(redis_server.url, prefix=f"threads-{_unique()}", on_failure="deny")
+    limiter = GCRA(1, 0.3, burst=1, name="threads", store=store)
+    ready, done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    async def first() -> None:
+        await limiter.acquire(key="k")
+        waiter = asyncio.ensure_future(limiter.acquire(key="k", timeout=3))  # first in line
+        await asyncio.sleep(0.02)
+        ready.set()
+        await asyncio.to_thread(done.wait, 3)
+        try:
+            await waiter
+        finally:
+            await store.aclose()
+
+    def second() -> None:
+        ready.wait(3)
+        try:
+            asyncio.run(limiter.acquire(key="k", timeout=2))
+        except BaseException as exc:  # noqa: BLE001 (checked below)
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:
+        asyncio.run(first())
+    finally:
+        thread.join()
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError), errors
+    assert "threads has waiters on another event loop" in str(errors[0])
     gc.collect()
 
 

@@ -19,6 +19,7 @@ from ..._core.sliding_window_counter import SlidingWindowCounterAlgorithm
 from ..._core.sliding_window_log import SlidingWindowLogAlgorithm
 from ..._ratelimit import RateLimiter, rate_limited
 from ..._support.errors import RateLimited
+from ..._support.loops import waiting_loop
 from ...abc import LimiterOptions
 from ._batcher import Outage, StoreView
 from ._protocol import SCRIPTS, FailurePolicy, _Script, shared_name
@@ -282,9 +283,12 @@ class RedisLimit:
         """Wait behind the callers already in ``line`` until it is this one's turn, at most
         until ``deadline`` (on the limiter's clock, whose timer ends the wait)."""
         clock = self.clock
+        # A line's turns are handed on by its waiters' loop: a turn of another live loop (a
+        # thread's) would be set from the wrong thread and never wake it.
+        loop = waiting_loop(self.name, line.loop)
         if line.retry_at > deadline:  # the first in line will not even ask before then
             raise self._rejection(key, cost, line.retry_at - clock.time())
-        turn: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        turn: asyncio.Future[bool] = loop.create_future()
         line.waiting.append(turn)
 
         def expire() -> None:  # the deadline passed before the turn came
