@@ -110,9 +110,12 @@ class GracefulDegradation(Generic[T]):
             return await self._serve(chosen, args, kwargs)
         token = fed._begin(by_guard=True)
         try:
-            return await self._serve(chosen, args, kwargs)
-        finally:
-            fed._end(token)
+            result = await self._serve(chosen, args, kwargs)
+        except BaseException as exc:
+            fed._end(token, exc)
+            raise
+        fed._end(token)
+        return result
 
     async def _serve(self, chosen: Tier[T], args: Any, kwargs: Any) -> T:
         index = self._tiers.index(chosen)

@@ -150,7 +150,7 @@ class LoadShedder(GuardForms, EventSource):
 
     def _exit(self, ticket: Any, exc: BaseException | None, result: Any) -> None:
         if ticket is not None:
-            self._fed._end(ticket)  # type: ignore[union-attr]
+            self._fed._end(ticket, exc)  # type: ignore[union-attr]
 
     def limit(self, priority: Priority = Priority.NORMAL) -> GuardForms:
         """This shedder at ``priority``: a decorator (``@shedder.limit(Priority.CRITICAL)``),

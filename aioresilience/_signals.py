@@ -49,7 +49,7 @@ class _FedSignal:
     def _open(self) -> Any:
         raise NotImplementedError
 
-    def _close(self, opened: Any) -> None:
+    def _close(self, opened: Any, exc: BaseException | None) -> None:
         raise NotImplementedError
 
     def _begin(self, by_guard: bool) -> Any:
@@ -66,11 +66,12 @@ class _FedSignal:
                 return _feeding.set((*feeding, (self, task, True))), _COUNTED_AROUND
         return _feeding.set((*feeding, (self, task, by_guard))), self._open()
 
-    def _end(self, token: Any) -> None:
+    def _end(self, token: Any, exc: BaseException | None = None) -> None:
+        """End feeding for a call that ended with ``exc`` (None: it returned)."""
         if token is not None:
             _feeding.reset(token[0])
             if token[1] is not _COUNTED_AROUND:
-                self._close(token[1])
+                self._close(token[1], exc)
 
     def core(self) -> tuple[Callable[[], Any], Callable[[Any, BaseException | None, Any], None]]:
         """The feeding a guard given this signal does around each call it admits, as a
@@ -86,7 +87,7 @@ class _FedSignal:
         return self._begin(by_guard=True)
 
     def _end_fed(self, token: Any, exc: BaseException | None, result: Any) -> None:
-        self._end(token)
+        self._end(token, exc)
 
     @contextmanager
     def track(self) -> Iterator[None]:
@@ -94,8 +95,10 @@ class _FedSignal:
         token = self._begin(by_guard=False)
         try:
             yield
-        finally:
-            self._end(token)
+        except BaseException as exc:
+            self._end(token, exc)
+            raise
+        self._end(token)
 
 
 def _fed(signal: Any) -> _FedSignal | None:
@@ -112,7 +115,7 @@ class InFlight(_FedSignal):
     def _open(self) -> None:
         self.count += 1
 
-    def _close(self, opened: None) -> None:
+    def _close(self, opened: None, exc: BaseException | None) -> None:
         self.count -= 1
 
     def __call__(self) -> float:
@@ -146,8 +149,9 @@ class LatencyEWMA(_FedSignal):
     def _open(self) -> float:
         return self._clock.time()
 
-    def _close(self, opened: float) -> None:
-        self._add(self._clock.time() - opened)
+    def _close(self, opened: float, exc: BaseException | None) -> None:
+        if exc is None or isinstance(exc, Exception):  # a cancelled call is no latency
+            self._add(self._clock.time() - opened)
 
     def __call__(self) -> float:
         return self.value

@@ -489,3 +489,34 @@ async def test_a_signal_outside_float_range_gets_the_signal_error(value: object)
         await page.call()
     with pytest.raises(TypeError, match="a load signal must return a number"):
         LoadShedder(lambda: value).check()
+
+
+def test_a_cancelled_call_is_no_latency_sample_of_a_fed_ewma() -> None:
+    """A LatencyEWMA fed by a shedder, a degradation or track() takes no sample from a
+    cancelled call (its time is not the dependency's latency)."""
+    import aioresilience as ar
+    from aioresilience.testing import run
+
+    async def main() -> None:
+        ewma = ar.LatencyEWMA()
+        shedder = ar.LoadShedder(ewma)
+        degradation = ar.GracefulDegradation(ewma, [ar.Tier("only", asyncio.Event().wait)])
+
+        async def tracked() -> None:
+            with ewma.track():
+                await asyncio.sleep(100)
+
+        for start in (
+            lambda: shedder.call(asyncio.sleep, 100),
+            lambda: degradation.call(),
+            tracked,
+        ):
+            task = asyncio.ensure_future(start())
+            await asyncio.sleep(3)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert ewma() == 0.0
+        await shedder.call(asyncio.sleep, 2)
+        assert ewma() == 2.0
+
+    run(main())
