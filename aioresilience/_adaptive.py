@@ -18,6 +18,7 @@ from ._support.errors import ConcurrencyLimited, Rejected
 from ._support.events import CallRejected, EventSource, ResilienceEvent, Severity
 from ._support.guard import GuardForms, ticket_stack
 from ._support.listeners import logger
+from ._support.predicates import sync_callable
 from ._support.validation import (
     finite_positive,
     fraction,
@@ -150,10 +151,13 @@ class AdaptiveLimiter(GuardForms, EventSource):
         self.name = text("name", name, optional=True) or "AdaptiveLimiter"
         self._clock = clock_option("clock", clock)  # round-trip times and sample windows
         self.algorithm = algorithm if algorithm is not None else Vegas()
-        if not callable(getattr(self.algorithm, "update", None)):
+        update = getattr(self.algorithm, "update", None)
+        if isinstance(self.algorithm, type) or not callable(update):
             raise TypeError(
-                f"algorithm must have update(limit, rtt, in_flight, dropped), got {algorithm!r}"
+                "algorithm must have update(limit, rtt, in_flight, dropped) (an instance), "
+                f"got {algorithm!r}"
             )
+        sync_callable("algorithm.update", update)  # its result is the new limit, not awaited
         self.min_limit = positive_int("min_limit", min_limit)
         # Bounded: the limit is learned as a float.
         self.max_limit = positive_int("max_limit", max_limit, maximum=_MAX_LIMIT)
@@ -231,7 +235,7 @@ class AdaptiveLimiter(GuardForms, EventSource):
         self._rtt_sum, self._samples, self._peak_in_flight = 0.0, 0, 0
         self._window_dropped = False
         try:
-            new = self.algorithm.update(self._limit, rtt, peak, dropped)
+            new = number("the new limit", self.algorithm.update(self._limit, rtt, peak, dropped))
         except Exception:
             # A faulty (user-supplied) algorithm must not fail the call that fed it.
             logger.exception("%s: %r failed to update the limit", self.name, self.algorithm)

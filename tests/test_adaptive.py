@@ -194,3 +194,29 @@ async def test_a_subclass_overriding_acquire_and_release_is_called_by_every_form
     await limiter.call(work)
     await limiter(work)()
     assert calls == ["acquire", "release"] * 3 and limiter.in_flight == 0
+
+
+def test_algorithm_is_checked_at_construction_and_a_bad_update_never_fails_a_call() -> None:
+    """A class, an async update are refused up front; an update returning a non-number (or
+    NaN) is logged and the limit kept, never an error out of the call that fed it."""
+    import math
+
+    import aioresilience as ar
+
+    class AsyncUpdate:
+        async def update(self, limit, rtt, in_flight, dropped):  # type: ignore[no-untyped-def]
+            return limit
+
+    for algorithm in (ar.Vegas, AsyncUpdate()):
+        with pytest.raises(TypeError, match="algorithm"):
+            ar.AdaptiveLimiter(algorithm)  # type: ignore[arg-type]
+
+    for returned in (None, "3", math.nan):
+
+        class Bad:
+            def update(self, limit, rtt, in_flight, dropped):  # type: ignore[no-untyped-def]
+                return returned
+
+        limiter = ar.AdaptiveLimiter(Bad(), initial_limit=5, min_samples=1, sample_window=0)
+        limiter.release(limiter.acquire())  # no error
+        assert limiter.limit == 5 and limiter.in_flight == 0
