@@ -23,7 +23,6 @@ from ._support.validation import (
     finite_positive,
     fraction,
     non_negative,
-    non_negative_or_none,
     number,
     positive_int,
     text,
@@ -171,7 +170,10 @@ class AdaptiveLimiter(GuardForms, EventSource):
         # algorithm sees the window's mean rtt, its peak in-flight count and whether anything
         # was dropped: single samples are noisy, and a limit changed per sample at high
         # throughput chases that noise.
-        self.sample_window = non_negative_or_none("sample_window", sample_window) or 0.0
+        # (None: no window, as 0. An inf is refused: it would have meant no window too.)
+        self.sample_window = (
+            0.0 if sample_window is None else non_negative("sample_window", sample_window)
+        )
         self.min_samples = positive_int("min_samples", min_samples)
         self._window_start = self._clock.time()
         self._rtt_sum = 0.0

@@ -220,3 +220,12 @@ def test_algorithm_is_checked_at_construction_and_a_bad_update_never_fails_a_cal
         limiter = ar.AdaptiveLimiter(Bad(), initial_limit=5, min_samples=1, sample_window=0)
         limiter.release(limiter.acquire())  # no error
         assert limiter.limit == 5 and limiter.in_flight == 0
+
+
+def test_an_infinite_sample_window_is_refused() -> None:
+    """sample_window=inf was taken as no window at all (an update every min_samples calls)."""
+    import math
+
+    with pytest.raises(ValueError, match="sample_window"):
+        AdaptiveLimiter(sample_window=math.inf)
+    assert AdaptiveLimiter(sample_window=None).sample_window == 0.0  # type: ignore[arg-type]
