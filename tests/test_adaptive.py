@@ -214,7 +214,7 @@ def test_algorithm_is_checked_at_construction_and_a_bad_update_never_fails_a_cal
     for returned in (None, "3", math.nan):
 
         class Bad:
-            def update(self, limit, rtt, in_flight, dropped):  # type: ignore[no-untyped-def]
+            def update(self, limit, rtt, in_flight, dropped, returned=returned):  # type: ignore[no-untyped-def]
                 return returned
 
         limiter = ar.AdaptiveLimiter(Bad(), initial_limit=5, min_samples=1, sample_window=0)
