@@ -223,6 +223,8 @@ class AdaptiveLimiter(GuardForms, EventSource):
         if in_flight > self._peak_in_flight:
             self._peak_in_flight = in_flight
         if samples < self.min_samples or now - self._window_start < self.sample_window:
+            if now < self._window_start:  # made before its loop ran, on another clock reading
+                self._window_start = now  # (a virtual-time loop's starts at 0)
             return
         self._update(now)
 

@@ -229,3 +229,26 @@ def test_an_infinite_sample_window_is_refused() -> None:
     with pytest.raises(ValueError, match="sample_window"):
         AdaptiveLimiter(sample_window=math.inf)
     assert AdaptiveLimiter(sample_window=None).sample_window == 0.0  # type: ignore[arg-type]
+
+
+def test_a_limiter_made_before_its_virtual_loop_still_adapts() -> None:
+    """Made at module level, its first window began on the monotonic clock's reading; in a
+    virtual-time loop (time 0) that window never closed, and the limit never moved."""
+    from aioresilience.testing import run
+
+    updates: list[float] = []
+
+    class Recording:
+        def update(self, limit: float, rtt: float, in_flight: int, dropped: bool) -> float:
+            updates.append(rtt)
+            return limit
+
+    limiter = AdaptiveLimiter(Recording(), initial_limit=4, sample_window=1.0, min_samples=1)
+
+    async def main() -> None:
+        for _ in range(3):
+            async with limiter:
+                await asyncio.sleep(1.0)
+
+    run(main())
+    assert updates == [1.0, 1.0]  # (its first window begins at its loop's first reading)
