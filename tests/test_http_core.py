@@ -682,6 +682,14 @@ def test_typed_path_parameters_match_as_starlette_converts_them() -> None:
     assert rule.matches("GET", "/items/%7B", route="/items/{id:int}")  # the template itself
 
 
+def test_uuid_path_parameters_match_every_form_starlette_accepts() -> None:
+    # Starlette's uuid convertor takes upper-case hex and hyphen-less forms too.
+    rule = Rule(TokenBucket(capacity=1, refill_rate=1.0), paths="/u/{u:uuid}")
+    assert rule.matches("GET", "/u/12345678-1234-1234-1234-123456789ABC")
+    assert rule.matches("GET", "/u/12345678123412341234123456789abc")
+    assert not rule.matches("GET", "/u/12345678-1234-1234-1234-123456789abg")
+
+
 def test_a_rule_naming_get_covers_head() -> None:
     # Starlette's Route and aiohttp's add_get run the GET handler for HEAD: a GET-only rule
     # left HEAD unlimited (the same handler, run without limit).

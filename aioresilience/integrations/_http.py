@@ -865,7 +865,9 @@ _CONVERTERS = {
     "path": ".*",
     "int": "[0-9]+",
     "float": r"[0-9]+(?:\.[0-9]+)?",
-    "uuid": "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    # Upper case and hyphen-less forms too, as Starlette's own.
+    "uuid": "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+    "[0-9a-fA-F]{12}",
 }
 
 
