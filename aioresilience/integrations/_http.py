@@ -866,8 +866,7 @@ _CONVERTERS = {
     "int": "[0-9]+",
     "float": r"[0-9]+(?:\.[0-9]+)?",
     # Upper case and hyphen-less forms too, as Starlette's own.
-    "uuid": "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
-    "[0-9a-fA-F]{12}",
+    "uuid": "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}",
 }
 
 
