@@ -527,3 +527,28 @@ async def test_module_scope(virtual_clock):
     result = pytester.runpytest()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*virtual_clock runs on the 'function' loop*'module' loop*"])
+
+
+def test_virtual_clock_under_fixture_scope_and_the_deprecated_scope_keyword(
+    pytester: pytest.Pytester,
+) -> None:
+    """asyncio_default_fixture_loop_scope = fixture-scope runs virtual_clock on the function
+    loop, the test's own: it was refused as on a 'fixture-scope' loop. A marker's deprecated
+    scope= still picks the test's loop: it was read as the default, with no error."""
+    pytester.makeini(_PLUGIN_INI.replace("= function", "= fixture-scope").format(extra=""))
+    pytester.makepyfile(
+        test_scopes="""
+import asyncio
+import pytest
+
+async def test_function_scope(virtual_clock):
+    assert virtual_clock is asyncio.get_running_loop()
+
+@pytest.mark.asyncio(scope="module")
+async def test_module_scope(virtual_clock):
+    pass
+"""
+    )
+    result = pytester.runpytest("-W", "ignore::DeprecationWarning")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*virtual_clock runs on the 'function' loop*'module' loop*"])

@@ -106,10 +106,12 @@ async def virtual_clock(request: pytest.FixtureRequest) -> VirtualTimeLoop:
     # An async fixture runs on the loop of its own loop scope: a test on a loop of another
     # scope (@pytest.mark.asyncio(loop_scope="module")) would get a loop that is not its own.
     marker = request.node.get_closest_marker("asyncio")
-    test_scope = (marker.kwargs.get("loop_scope") if marker else None) or _ini_scope(
-        request.config, "asyncio_default_test_loop_scope"
-    )
+    # (pytest-asyncio still reads the deprecated scope= as loop_scope=.)
+    marked = (marker.kwargs.get("loop_scope") or marker.kwargs.get("scope")) if marker else None
+    test_scope = marked or _ini_scope(request.config, "asyncio_default_test_loop_scope")
     fixture_scope = _ini_scope(request.config, "asyncio_default_fixture_loop_scope")
+    if fixture_scope == "fixture-scope":  # the loop of the fixture's own (function) scope
+        fixture_scope = "function"
     if test_scope != fixture_scope:
         raise RuntimeError(
             f"virtual_clock runs on the {fixture_scope!r} loop (asyncio_default_fixture_loop_"
