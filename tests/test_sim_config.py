@@ -337,6 +337,17 @@ def test_a_negative_factor_is_refused(tmp_path: Path) -> None:
     assert "sigma must be >= 0" in error_of(tmp_path, text)
 
 
+def test_a_lognormal_sigma_too_large_for_its_draw_is_refused(tmp_path: Path) -> None:
+    # sigma = 1e200 loaded and the run raised OverflowError (sigma ** 2); sigma = 40 made
+    # every service time 0 (the median, mean * exp(-800), underflows).
+    for sigma in ("1e200", "40"):
+        lognormal = f'latency = {{ distribution = "lognormal", mean = "50ms", sigma = {sigma} }}'
+        text = MINIMAL.replace("servers = 2", "servers = 2\n" + lognormal)
+        assert "dependency.latency.sigma: sigma is too large" in error_of(tmp_path, text)
+    lognormal = 'latency = { distribution = "lognormal", mean = "50ms", sigma = 3 }'
+    load_scenario(_written(tmp_path, MINIMAL.replace("servers = 2", "servers = 2\n" + lognormal)))
+
+
 def test_replace_keeps_the_interval_bounds(tmp_path: Path) -> None:
     # A duration given on the command line skipped the bound on intervals when the file set
     # `interval` (300 h in 1 s intervals: 1.08 million of them, 1.5 GB).

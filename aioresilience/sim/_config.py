@@ -404,13 +404,24 @@ def _dependency(r: _Reader) -> DependencySpec:
             return LatencySpec(mean=_positive_duration(name, value))
         lat = _Reader(value, r.at(name), name)
         lat.known(("distribution", "mean", "sigma"))
-        return LatencySpec(
+        spec = LatencySpec(
             distribution=lat.get(
                 "distribution", _choice("exponential", "lognormal", "constant"), "exponential"
             ),
             mean=lat.require("mean", _positive_duration),
             sigma=lat.get("sigma", _non_negative, 0.5),
         )
+        # The draw's mu is log(mean) - sigma^2 / 2: too large a sigma overflows sigma^2 (an
+        # OverflowError in the run) or makes the median, mean * exp(-sigma^2 / 2), 0.
+        if spec.distribution == "lognormal" and not (
+            spec.sigma < 1e150 and spec.mean * math.exp(-(spec.sigma**2) / 2.0) > 0.0
+        ):
+            raise _Invalid(
+                (*r.at(name), "sigma"),
+                f"sigma is too large, got {spec.sigma!r}: the median latency, "
+                "mean * exp(-sigma^2 / 2), would be 0",
+            )
+        return spec
 
     def outage(o: _Reader) -> Outage:
         o.known(("start", "end", "mode", "hang"))
