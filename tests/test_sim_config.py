@@ -395,6 +395,18 @@ def test_closed_loop_users_need_a_think_time_above_zero(tmp_path: Path) -> None:
     assert "arrivals.think: think must be a duration > 0, got 0" in error_of(tmp_path, text)
 
 
+def test_closed_loop_arrivals_are_bounded_too(tmp_path: Path) -> None:
+    # The arrivals bound was for open-loop arrivals alone: 5 users thinking 1e-300 s loaded
+    # and the run never ended (virtual time stalls).
+    text = MINIMAL.replace('rate = "20/s"', 'kind = "closed"\nusers = 5\nthink = 1e-300')
+    assert "arrivals.think: at most 1,000,000,000 arrivals" in error_of(tmp_path, text)
+    scenario = load_scenario(
+        _written(tmp_path, MINIMAL.replace('rate = "20/s"', 'kind = "closed"\nusers = 5'))
+    )
+    with pytest.raises(ScenarioError, match="at most 1,000,000,000 arrivals"):
+        scenario.replace(duration=1e9)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

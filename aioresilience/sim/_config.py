@@ -1152,8 +1152,17 @@ _MAX_ARRIVALS = 1e9
 
 
 def _too_many_arrivals(arrivals: ArrivalSpec, duration: float) -> str | None:
-    """What is wrong when open-loop arrivals at their peak rate exceed the bound, else None."""
-    if arrivals.kind != "poisson" or arrivals.max_rate() * duration <= _MAX_ARRIVALS:
+    """What is wrong when open-loop arrivals at their peak rate, or closed-loop users at most
+    one call per think time each, exceed the bound, else None."""
+    if arrivals.kind == "closed":
+        if arrivals.users / arrivals.think * duration <= _MAX_ARRIVALS:
+            return None
+        return (
+            f"at most {_MAX_ARRIVALS:,.0f} arrivals: {arrivals.users} users thinking "
+            f"{arrivals.think:g}s (up to {arrivals.users / arrivals.think:g}/s) for "
+            f"{duration:g}s is more"
+        )
+    if arrivals.max_rate() * duration <= _MAX_ARRIVALS:
         return None
     return (
         f"at most {_MAX_ARRIVALS:,.0f} arrivals: {arrivals.rate:g}/s (at its peak "
@@ -1218,9 +1227,11 @@ def _scenario(data: dict[str, Any], source: str, default_name: str) -> Scenario:
     arrivals = _arrivals(_Reader(data.get("arrivals", {}), ("arrivals",), "[arrivals]"))
     too_many = _too_many_arrivals(arrivals, duration)
     if too_many:
-        raise _Invalid(
-            ("arrivals", "bursts") if arrivals.bursts else ("arrivals", "rate"), too_many
-        )
+        if arrivals.kind == "closed":
+            where = ("arrivals", "think")
+        else:
+            where = ("arrivals", "bursts") if arrivals.bursts else ("arrivals", "rate")
+        raise _Invalid(where, too_many)
     dependency = _dependency(_Reader(data.get("dependency", {}), ("dependency",), "[dependency]"))
     raw_variants = data.get("variants")
     if not isinstance(raw_variants, list) or not raw_variants:
