@@ -45,7 +45,7 @@ from ._support.clock import Clock, clock_option
 from ._support.errors import QueueClosed, QueueFull
 from ._support.events import CallRejected, EventSource, ResilienceEvent, Severity
 from ._support.listeners import logger
-from ._support.loops import waiting, waiting_loop
+from ._support.loops import live_loop, waiting, waiting_loop
 from ._support.predicates import is_async_callable, optional_sync_callable
 from ._support.validation import (
     aliased,
@@ -297,9 +297,7 @@ class BackpressureQueue(EventSource, Generic[T]):
 
     def _busy_loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop producers or consumers wait on, if any wait (never both at once)."""
-        if self._getters:
-            return self._getters[0].get_loop()
-        return self._putters[0][1].get_loop() if self._putters else None
+        return live_loop(self._getters) or live_loop(future for _, future in self._putters)
 
     # -- consuming --------------------------------------------------------------------------
 

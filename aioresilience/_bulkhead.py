@@ -34,7 +34,7 @@ from ._support.errors import BulkheadFull
 from ._support.events import CallRejected, EventSource, ResilienceEvent, emit
 from ._support.guard import GuardForms
 from ._support.listeners import Listeners
-from ._support.loops import waiting, waiting_loop
+from ._support.loops import live_loop, waiting, waiting_loop
 from ._support.predicates import sync_callable
 from ._support.validation import non_negative_int, non_negative_or_none, positive_int, text
 
@@ -218,7 +218,7 @@ class Bulkhead(GuardForms, EventSource):
 
     async def _wait(self) -> None:
         waiters = self._waiters
-        loop = waiting_loop(self.name, waiters[0].get_loop() if waiters else None)
+        loop = waiting_loop(self.name, live_loop(waiters) if waiters else None)
         future: asyncio.Future[None] = loop.create_future()
         self._waiters.append(future)
         if self._max_wait is None:

@@ -502,3 +502,42 @@ def test_close_returns_the_item_of_a_producer_left_on_a_closed_loop() -> None:
     first.close()
     assert queue.close() == ["second"]  # reported, not lost (close() raised before)
     assert not dead.done()
+
+
+@pytest.mark.parametrize(
+    ("make", "wait", "busy"),
+    [
+        (lambda: Bulkhead(1, max_queue=5), _take, _take),
+        (lambda: BackpressureQueue(maxsize=1), _get, None),
+    ],
+    ids=["bulkhead", "queue"],
+)
+def test_another_live_loops_waiter_behind_a_closed_loops_is_still_seen(
+    make: Any, wait: Any, busy: Any
+) -> None:
+    """The other-live-loop check looked at the queue's head alone: with a waiter of a loop
+    closed without cancelling there, a third loop waited beside a live loop's waiters."""
+    from aioresilience.testing import VirtualTimeLoop, run
+
+    primitive = make()
+
+    async def start_waiting(first: bool) -> asyncio.Task[None]:
+        if first and busy is not None:
+            await busy(primitive)
+        task = asyncio.ensure_future(wait(primitive))
+        await asyncio.sleep(0)
+        return task
+
+    dead = VirtualTimeLoop()
+    dead.set_exception_handler(lambda loop, context: None)  # (the abandoned task, collected)
+    dead.run_until_complete(start_waiting(True))
+    dead.close()
+    live = VirtualTimeLoop()
+    waiter = live.run_until_complete(start_waiting(False))
+    try:
+        with pytest.raises(RuntimeError, match="waiters on another event loop"):
+            run(asyncio.wait_for(wait(primitive), 5))
+    finally:
+        waiter.cancel()
+        live.run_until_complete(asyncio.gather(waiter, return_exceptions=True))
+        live.close()

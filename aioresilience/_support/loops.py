@@ -11,9 +11,20 @@ locks and queues do, a second live loop is refused with a RuntimeError naming th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["waiting", "waiting_loop"]
+__all__ = ["live_loop", "waiting", "waiting_loop"]
+
+
+def live_loop(futures: Iterable[asyncio.Future[Any]]) -> asyncio.AbstractEventLoop | None:
+    """The loop of the first of ``futures`` whose loop is not closed, if any (a waiter left
+    on a closed loop may head the queue, with another loop's live waiters behind it)."""
+    for future in futures:
+        loop = future.get_loop()
+        if not loop.is_closed():
+            return loop
+    return None
 
 
 def waiting_loop(owner: str, busy: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
