@@ -1146,9 +1146,9 @@ async def test_a_call_admitted_while_disabled_is_never_counted() -> None:
     assert (stats.failures, stats.cancelled, stats.state) == (0, 0, CircuitState.CLOSED)
 
 
-async def test_a_state_answering_with_a_task_is_awaited_not_taken_as_the_ticket() -> None:
-    # BreakerState.try_admit may return any awaitable of its answer; a Task (a store's round
-    # trip run apart) was taken as the ticket itself: an open circuit let the call run.
+def _task_answering_store(after_answer: Callable[[], Any] = lambda: None) -> Any:
+    """A store whose state answers try_admit with a Task (a round trip run apart), the memory
+    machine behind it; ``after_answer`` runs as the Task produces its answer."""
     from aioresilience.abc import BreakerOptions, BreakerReport, memory_breaker_state
 
     class TaskState:
@@ -1162,7 +1162,9 @@ async def test_a_state_answering_with_a_task_is_awaited_not_taken_as_the_ticket(
         def try_admit(self, now: float) -> Any:
             async def ask() -> Any:
                 await asyncio.sleep(0)
-                return self.machine.try_admit(now)
+                ticket = self.machine.try_admit(now)
+                after_answer()
+                return ticket
 
             return asyncio.ensure_future(ask())
 
@@ -1170,7 +1172,13 @@ async def test_a_state_answering_with_a_task_is_awaited_not_taken_as_the_ticket(
         def bind_breaker(self, options: BreakerOptions, report: BreakerReport) -> Any:
             return TaskState(options, report)
 
-    breaker = CircuitBreaker(name="p", failure_threshold=1, store=TaskStore())  # type: ignore[arg-type]
+    return TaskStore()
+
+
+async def test_a_state_answering_with_a_task_is_awaited_not_taken_as_the_ticket() -> None:
+    # BreakerState.try_admit may return any awaitable of its answer; a Task (a store's round
+    # trip run apart) was taken as the ticket itself: an open circuit let the call run.
+    breaker = CircuitBreaker(name="p", failure_threshold=1, store=_task_answering_store())
     ran: list[int] = []
 
     async def call() -> None:
@@ -1191,36 +1199,17 @@ async def test_a_caller_cancelled_once_a_task_answered_gives_its_probe_slot_back
     # A Task answering try_admit may finish (a half-open probe slot taken) in the loop turn
     # its caller is cancelled: the caller never resumes with the ticket, and the slot leaked,
     # refusing every call until half_open_max_duration.
-    from aioresilience.abc import BreakerOptions, BreakerReport, memory_breaker_state
-
     victim: list[asyncio.Task[Any]] = []
 
-    class TaskState:
-        def __init__(self, options: BreakerOptions, report: BreakerReport) -> None:
-            self.machine = memory_breaker_state(options, report)
-            self.closed_is_local = False
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.machine, name)
-
-        def try_admit(self, now: float) -> Any:
-            async def ask() -> Any:
-                await asyncio.sleep(0)
-                ticket = self.machine.try_admit(now)
-                if victim:  # the caller's cancellation arrives as the answer does
-                    asyncio.get_running_loop().call_soon(victim.pop().cancel)
-                return ticket
-
-            return asyncio.ensure_future(ask())
-
-    class TaskStore:
-        def bind_breaker(self, options: BreakerOptions, report: BreakerReport) -> Any:
-            return TaskState(options, report)
+    def cancel_the_caller() -> None:  # the caller's cancellation arrives as the answer does
+        if victim:
+            asyncio.get_running_loop().call_soon(victim.pop().cancel)
 
     from aioresilience.testing import ManualClock
 
     clock = ManualClock()
-    breaker = CircuitBreaker(name="p", break_duration=1, store=TaskStore(), clock=clock)  # type: ignore[arg-type]
+    store = _task_answering_store(cancel_the_caller)
+    breaker = CircuitBreaker(name="p", break_duration=1, store=store, clock=clock)
 
     async def call() -> str:
         return "ok"
