@@ -217,8 +217,7 @@ class Bulkhead(GuardForms, EventSource):
         return self._interval * (len(self._waiters) + 1)
 
     async def _wait(self) -> None:
-        waiters = self._waiters
-        loop = waiting_loop(self.name, live_loop(waiters) if waiters else None)
+        loop = waiting_loop(self.name, live_loop(self._waiters))
         future: asyncio.Future[None] = loop.create_future()
         self._waiters.append(future)
         if self._max_wait is None:
