@@ -22,7 +22,7 @@ from aioresilience import CircuitBreakerOpenError, TimeoutExceeded, constant
 from aioresilience.integrations._client import Origin
 from aioresilience.integrations.httpx import ResilientTransport
 
-pytestmark = pytest.mark.real_time
+pytestmark = [pytest.mark.real_time, pytest.mark.starts_first]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from aioresilience import GCRA, CircuitState, RateLimited, ResilienceEvent, Stor
 from aioresilience.stores.redis import FailurePolicy, RedisStore
 from aioresilience.testing import ManualClock, RedisServer
 
-pytestmark = pytest.mark.real_time
+pytestmark = [pytest.mark.real_time, pytest.mark.starts_first]
 
 TIMEOUT = 0.05
 

@@ -22,6 +22,8 @@ from aioresilience.sim import (
 from aioresilience.sim._answers import recovery_time, window
 from aioresilience.sim._engine import interval_count
 
+pytestmark = pytest.mark.starts_first  # some 11 s of simulation
+
 BUILTINS = ("latency-spike", "outage", "overload", "quota", "thundering-herd")
 
 _results: dict[str, SimulationResult] = {}

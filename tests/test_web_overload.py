@@ -35,7 +35,7 @@ from bench_web import OVERLOAD_SERVICE
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
-pytestmark = [pytest.mark.real_time, pytest.mark.wall_timeout(90)]
+pytestmark = [pytest.mark.real_time, pytest.mark.wall_timeout(90), pytest.mark.starts_first]
 
 
 @pytest.fixture(scope="module")
