@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import math
+import sys
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -1069,6 +1072,92 @@ async def test_a_call_in_a_task_that_outlives_the_entry_counts_on_its_own(form: 
         await job
     assert breaker.state is CircuitState.OPEN
     assert breaker.statistics().failures == 1
+
+
+async def test_a_task_started_inside_an_earlier_entry_while_its_parent_is_inside_again() -> None:
+    """The record a task's entries share on 3.12+ (its next entry reuses the ended one): a
+    child started inside the parent's first entry, calling while the parent is inside a second,
+    passes through there; on 3.11 (a record per entry) it counts on its own. Either way it
+    counts on its own while the parent is outside, and the parent's own entries count once."""
+    breaker = CircuitBreaker(failure_threshold=3)
+    parent_inside = asyncio.Event()
+    child_done = asyncio.Event()
+
+    async def child() -> None:
+        await parent_inside.wait()  # the parent's second entry is live now
+        await breaker.call(asyncio.sleep, 0)
+        child_done.set()
+        await asyncio.sleep(1)  # the parent is outside now
+        await breaker.call(asyncio.sleep, 0)
+
+    async with breaker:
+        job = asyncio.create_task(child())
+    assert breaker.statistics().successes == 1
+
+    async def second_entry() -> None:
+        parent_inside.set()
+        await child_done.wait()
+
+    await breaker.call(second_entry)
+    await job
+    shared = sys.version_info >= (3, 12)
+    # parent: 2; child: 1 outside, and 1 more on 3.11 (inside the parent's second entry)
+    assert breaker.statistics().successes == (3 if shared else 4)
+
+
+async def test_a_task_that_ran_through_the_breaker_is_freed_without_the_collector() -> None:
+    # The reused record names its task by id: a record holding the task, in the task's own
+    # context, would make a reference cycle of every task that used a breaker.
+    breaker = CircuitBreaker()
+
+    async def work() -> None:
+        for _ in range(3):
+            await breaker.call(asyncio.sleep, 0)
+            async with breaker:
+                pass
+
+    gc.disable()
+    try:
+        task = asyncio.create_task(work())
+        await task
+        await asyncio.sleep(0)  # the loop lets go of the finished task's last callback
+        gone = weakref.ref(task)
+        del task
+        assert gone() is None
+    finally:
+        gc.enable()
+    assert breaker.statistics().successes == 6
+
+
+def test_a_breaker_call_driven_by_hand_outside_any_loop() -> None:
+    # No running loop (asyncio.current_task() raises there): the call is admitted and counted.
+    breaker = CircuitBreaker()
+
+    async def work() -> str:
+        return "done"
+
+    for _ in range(2):
+        coroutine = breaker.call(work)
+        with pytest.raises(StopIteration) as stop:
+            coroutine.send(None)
+        assert stop.value.value == "done"
+    assert breaker.statistics().successes == 2
+
+
+async def test_many_sequential_entries_of_one_task_stay_nestable() -> None:
+    # The reused record is live again at each entry: a nested call still passes through.
+    breaker = CircuitBreaker(failure_threshold=1)
+
+    async def fail() -> None:
+        raise ConnectionError("down")
+
+    for _ in range(3):
+        await breaker.call(breaker(asyncio.sleep), 0)
+    with pytest.raises(ConnectionError):
+        await breaker.call(breaker(fail))
+    statistics = breaker.statistics()
+    assert (statistics.successes, statistics.failures) == (3, 1)
+    assert breaker.state is CircuitState.OPEN
 
 
 async def test_a_call_passing_through_a_live_entry_still_counts_once() -> None:
