@@ -1106,7 +1106,7 @@ async def test_a_task_started_inside_an_earlier_entry_while_its_parent_is_inside
 
 
 async def test_a_task_that_ran_through_the_breaker_is_freed_without_the_collector() -> None:
-    # The reused record names its task by id: a record holding the task, in the task's own
+    # The reused record refers to its task weakly: a record holding the task, in the task's own
     # context, would make a reference cycle of every task that used a breaker.
     breaker = CircuitBreaker()
 
