@@ -20,11 +20,7 @@ The same breaker entered again while an entry of it is running in the same task 
 started inside that entry, while it runs) passes through: the outermost entry alone is
 admitted and counted, so a call through ``breaker.call`` of a function decorated with the same
 breaker counts once and can be the half-open probe. This is tracked in a
-:class:`contextvars.ContextVar` per breaker (tasks copy their context when created). On 3.12+
-a task whose entry admitted at once while closed reuses its ended record for its next such
-entry (a set of the variable costs more than the rest of the closed path); a task started
-inside one of its entries shares that record, so once that entry has ended it counts on its
-own except while the task that started it is inside the breaker again.
+:class:`contextvars.ContextVar` per breaker (tasks copy their context when created).
 
 The front-end owns classification (which exception or result is a failure, which call is
 slow), statistics and events; the *state* (:class:`aioresilience.abc.BreakerState`: the
@@ -39,9 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random as _random
-import sys
 import types
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -90,22 +84,8 @@ _COUNT = (1, 10**9)
 _WINDOW_CALLS = (1, 10**6)
 _RATE = (1e-6, 1.0)
 _DEFAULT_BREAK = 30.0
-
-
-class _Gone:
-    pass
-
-
-# The owner of a record no task may reuse: a weak reference that answers None.
-_NO_OWNER: weakref.ref[Any] = weakref.ref(_Gone())
 # The entry record of a context no entry ever ran in (its live flag never set to True).
-_OUTSIDE: list[Any] = [False, None, 0.0, _NO_OWNER]
-# On 3.12+ a task's next entry reuses its own ended record instead of setting the ContextVar
-# anew: asyncio.current_task() costs 35-40 ns there and a ContextVar set of a new value 150-190
-# (the @breaker call: 661 -> 505 ns on 3.12.1, hyx's 910). On 3.11 current_task() goes through
-# get_running_loop(), a getpid() call: 190 ns, more than the set it would save.
-_REUSE_RECORDS = sys.version_info >= (3, 12)
-_current_task = asyncio.current_task
+_OUTSIDE: list[Any] = [False, None, 0.0]
 _Coroutine = types.CoroutineType
 
 
@@ -366,8 +346,7 @@ class CircuitBreaker(GuardForms, EventSource):
             ),
             seed=seed,
         )
-        # The record of the entry running in this context, [live, the state's ticket, start,
-        # a weak reference to the task that may reuse it once ended (_NO_OWNER: none)]
+        # The record of the entry running in this context, [live, the state's ticket, start]
         # (shared with tasks started inside, which read only the live flag): entries inside a
         # live one pass through (see the module doc). The record is also the entry's ticket:
         # one list per call, no tuple around it.
@@ -447,45 +426,24 @@ class CircuitBreaker(GuardForms, EventSource):
 
     def _enter(self) -> Any:
         """Admit a call (or raise :class:`CircuitBreakerOpenError`): the ticket, the entry's
-        record ``[live, the state's ticket, start time, owner]``, a coroutine of it when the
-        state must ask a store, or ``[None, that entry's record, start, its ticket]`` when an
-        entry of this breaker already runs here (the call passes through, see
-        :meth:`_passed_out`)."""
+        record ``[live, the state's ticket, start time]``, a coroutine of it when the state
+        must ask a store, or ``[None, that entry's record, start]`` when an entry of this breaker
+        already runs here (the call passes through, see :meth:`_passed_out`)."""
         inside = self._inside
         outer = inside.get()
         if outer[0]:
             # Passes through, uncounted while the live entry lasts; a call that outlives it
-            # (in a task started inside it) counts on its own when it ends (see _passed_out),
-            # as admitted in the generation that entry had now.
-            start = 0.0 if self._slow_after is None else self._clock.time()
-            return [None, outer, start, outer[1]]
+            # (in a task started inside it) counts on its own when it ends (see _passed_out).
+            return [None, outer, 0.0 if self._slow_after is None else self._clock.time()]
         machine = self._closed_machine
         if machine is not None and machine.state is CLOSED:
-            owner = _NO_OWNER
-            if _REUSE_RECORDS:
-                try:
-                    task = _current_task()
-                except RuntimeError:  # no running loop: a coroutine driven by hand
-                    task = None
-                if task is not None:
-                    if outer[3]() is task:
-                        # This task's own record, ended: it becomes this entry's. A task
-                        # started inside an earlier entry shares the record, so it passes
-                        # through whenever this task is inside again (see the module doc).
-                        outer[0] = True
-                        outer[1] = machine.generation
-                        return outer
-                    # A weak reference: a record in the task's own context that held the
-                    # task would make every task a reference cycle (id(task) cost 35 ns more
-                    # per call than calling the reference).
-                    owner = weakref.ref(task)
-            entry: list[Any] = [True, machine.generation, 0.0, owner]  # try_admit, inlined
+            entry: list[Any] = [True, machine.generation, 0.0]  # try_admit, inlined
             inside.set(entry)
             return entry
         state = self._state
         if self._untimed_admit and state.state is CLOSED:
             # closed_is_local: the answer is a ticket, at once, whatever the time.
-            entry = [True, state.try_admit(0.0), 0.0, _NO_OWNER]
+            entry = [True, state.try_admit(0.0), 0.0]
             inside.set(entry)
             return entry
         now = self._clock.time()
@@ -496,7 +454,7 @@ class CircuitBreaker(GuardForms, EventSource):
             raise self._refusal(admitted)
         if isinstance(admitted, Awaitable):  # another awaitable (a Task, a Future): its answer
             return self._admitted(admitted)
-        entry = [True, admitted, now, _NO_OWNER]
+        entry = [True, admitted, now]
         inside.set(entry)
         return entry
 
@@ -518,7 +476,7 @@ class CircuitBreaker(GuardForms, EventSource):
             raise
         if admitted.__class__ is Refused:
             raise self._refusal(admitted)
-        entry = [True, admitted, self._clock.time(), _NO_OWNER]
+        entry = [True, admitted, self._clock.time()]
         self._inside.set(entry)  # awaited in the caller's own context: marks its entry
         return entry
 
@@ -611,11 +569,12 @@ class CircuitBreaker(GuardForms, EventSource):
         it), the call's own outcome counts, as one admitted with that entry (its generation:
         an outcome that arrives after the state changed does not apply), and only while
         CLOSED: it never held a half-open probe slot."""
-        if ticket[1][0] or self._state.state is not CLOSED:
+        outer = ticket[1]
+        if outer[0] or self._state.state is not CLOSED:
             return
         failed = self._failed(exc, result)
         if failed is not None:  # (no outcome: nothing to give back either, no slot was held)
-            self._record(ticket[3], ticket[2], failed)
+            self._record(outer[1], ticket[2], failed)
 
     def _record(self, admitted: Any, start: float, failed: bool) -> None:
         now = self._clock.time()

@@ -1075,10 +1075,8 @@ async def test_a_call_in_a_task_that_outlives_the_entry_counts_on_its_own(form: 
 
 
 async def test_a_task_started_inside_an_earlier_entry_while_its_parent_is_inside_again() -> None:
-    """The record a task's entries share on 3.12+ (its next entry reuses the ended one): a
-    child started inside the parent's first entry, calling while the parent is inside a second,
-    passes through there; on 3.11 (a record per entry) it counts on its own. Either way it
-    counts on its own while the parent is outside, and the parent's own entries count once."""
+    """A child started inside the parent's first entry, calling once that entry has ended,
+    counts on its own, whether or not the parent is inside the breaker again."""
     breaker = CircuitBreaker(failure_threshold=3)
     parent_inside = asyncio.Event()
     child_done = asyncio.Event()
@@ -1100,9 +1098,47 @@ async def test_a_task_started_inside_an_earlier_entry_while_its_parent_is_inside
 
     await breaker.call(second_entry)
     await job
-    shared = sys.version_info >= (3, 12)
-    # parent: 2; child: 1 outside, and 1 more on 3.11 (inside the parent's second entry)
-    assert breaker.statistics().successes == (3 if shared else 4)
+    assert breaker.statistics().successes == 4  # parent: 2; child: 2
+
+
+@pytest.mark.parametrize("eager", [False, True])
+async def test_a_task_started_between_entries_is_not_inside_the_next_one(eager: bool) -> None:
+    """A task started after its parent's entry ended (outside any entry) is not inside the
+    parent's next entry: it is refused while the circuit is open, and its failures count."""
+    if eager:
+        if sys.version_info < (3, 12):
+            pytest.skip("asyncio.eager_task_factory: 3.12+")
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+    breaker = CircuitBreaker(failure_threshold=2)
+    await breaker.call(asyncio.sleep, 0)  # the parent's first entry, ended
+    parent_inside = asyncio.Event()
+    child_done = asyncio.Event()
+
+    async def fail() -> None:
+        raise ConnectionError("down")
+
+    async def child() -> None:
+        await parent_inside.wait()
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                await breaker.call(fail)
+        with pytest.raises(CircuitBreakerOpenError):
+            await breaker.call(asyncio.sleep, 0)
+        child_done.set()
+
+    async def second_entry() -> None:
+        parent_inside.set()
+        await child_done.wait()
+
+    try:
+        job = asyncio.create_task(child())
+        await breaker.call(second_entry)
+        await job
+    finally:
+        asyncio.get_running_loop().set_task_factory(None)
+    statistics = breaker.statistics()
+    assert (statistics.failures, statistics.rejected) == (2, 1)
+    assert breaker.state is CircuitState.OPEN
 
 
 async def test_a_task_that_ran_through_the_breaker_is_freed_without_the_collector() -> None:
@@ -1145,7 +1181,7 @@ def test_a_breaker_call_driven_by_hand_outside_any_loop() -> None:
 
 
 async def test_many_sequential_entries_of_one_task_stay_nestable() -> None:
-    # The reused record is live again at each entry: a nested call still passes through.
+    # Sequential entries of one task: a nested call still passes through each time.
     breaker = CircuitBreaker(failure_threshold=1)
 
     async def fail() -> None:
