@@ -1142,8 +1142,9 @@ async def test_a_task_started_between_entries_is_not_inside_the_next_one(eager: 
 
 
 async def test_a_task_that_ran_through_the_breaker_is_freed_without_the_collector() -> None:
-    # The reused record refers to its task weakly: a record holding the task, in the task's own
-    # context, would make a reference cycle of every task that used a breaker.
+    # Nothing the breaker keeps in a task's context refers to the task (a record holding it
+    # would make a reference cycle of every task that used a breaker: freed only by the
+    # collector).
     breaker = CircuitBreaker()
 
     async def work() -> None:
