@@ -233,8 +233,7 @@ class BackpressureQueue(EventSource, Generic[T]):
         self._dropped += 1
         self._emit(QueueDropped, reason=reason)
         try:
-            if self._on_drop is not None:
-                self._on_drop(item, reason)
+            (self._on_drop or _log_drop)(item, reason)
         except Exception:
             logger.exception("%s: on_drop failed for a %s item", self.name, reason)
 
@@ -503,7 +502,9 @@ class WorkerPool(Generic[T]):
     worker is not being cancelled (something it awaited was cancelled by another task).
     ``shutdown(drain=True)`` lets the queued items finish first; ``shutdown(drain=False)``
     stops at once and returns every item not processed (queued, waiting producers', and those
-    cancelled mid-handling). No task is left behind.
+    cancelled mid-handling). Leaving ``async with pool:`` by an exception (a cancellation
+    included) stops at once: the items not processed are dropped, reason ``"shutdown"``,
+    reported as the queue's own drops. No task is left behind.
     """
 
     def __init__(
@@ -542,7 +543,24 @@ class WorkerPool(Generic[T]):
         return self
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        await self.shutdown(drain=exc is None)
+        if exc is not None:
+            await self._abandon()
+            return
+        try:
+            await self.queue.join()
+        except BaseException:  # cancelled while draining: stop now, as after an exception
+            await self._abandon()
+            raise
+        await self.shutdown()
+
+    async def _abandon(self) -> None:
+        """Stop at once, leaving the block: the items not processed have no caller to be
+        handed back to, so each is dropped, reported as the queue's own drops are (``on_drop``,
+        or a warning in the log). Waiting producers get :class:`QueueClosed` instead: their
+        items were never enqueued."""
+        self.queue.close()
+        for item in await self.shutdown(drain=False):
+            self.queue._drop(item, "shutdown")
 
     async def _work(self, index: int) -> None:
         queue = self.queue

@@ -181,6 +181,49 @@ async def test_items_handed_back_by_shutdown_count_as_finished_for_join() -> Non
     await asyncio.wait_for(queue.join(), 1)
 
 
+async def test_leaving_a_pool_by_an_exception_reports_every_unprocessed_item() -> None:
+    # shutdown(drain=False)'s list was thrown away: the queued items and the one in flight
+    # vanished, reported nowhere.
+    dropped: list[tuple[int, str]] = []
+    queue: BackpressureQueue[int] = BackpressureQueue(
+        10, on_drop=lambda item, reason: dropped.append((item, reason))
+    )
+
+    async def slow(item: int) -> None:
+        await asyncio.sleep(10)
+
+    with pytest.raises(KeyError):
+        async with WorkerPool(queue, slow, workers=1):
+            for i in range(3):
+                await queue.put(i)
+            await asyncio.sleep(1)
+            raise KeyError("the block failed")
+    assert sorted(dropped) == [(0, "shutdown"), (1, "shutdown"), (2, "shutdown")]
+    assert queue.statistics().dropped == 3
+
+
+async def test_a_pool_cancelled_while_draining_logs_its_unprocessed_items(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue: BackpressureQueue[str] = BackpressureQueue(10)  # policy block: no on_drop given
+
+    async def slow(item: str) -> None:
+        await asyncio.sleep(10)
+
+    async def body() -> None:
+        async with WorkerPool(queue, slow, workers=1):
+            await queue.put("in-flight")
+            await queue.put("queued-item")
+
+    task = asyncio.create_task(body())
+    await asyncio.sleep(1)  # leaving the block: draining
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "in-flight" in caplog.text and "queued-item" in caplog.text
+    assert queue.statistics().dropped == 2
+
+
 async def test_shutdown_with_drain_finishes_queued_items() -> None:
     queue: BackpressureQueue[int] = BackpressureQueue(5)
     seen: list[int] = []
