@@ -233,6 +233,8 @@ class Retry(ExecuteForms, EventSource):
                 deadline,
                 what="a loop time (the clock's, given clock=) in seconds or None",
             )
+            if deadline == math.inf:
+                deadline = None  # no deadline, as max_elapsed=inf is no bound
         self.deadline = deadline
         if attempts is None and self.max_elapsed is None and deadline is None:
             raise ValueError("unbounded retry: set attempts, max_elapsed or deadline")

@@ -218,6 +218,7 @@ async def test_adaptive_limiter_survives_zero_rtt_and_faulty_algorithms(
     ("build", "error", "message"),
     [
         (lambda: Retry(attempts=None, max_elapsed=math.inf), ValueError, "unbounded retry"),
+        (lambda: Retry(attempts=None, deadline=math.inf), ValueError, "unbounded retry"),
         (lambda: AIMD(backoff=5), ValueError, r"backoff must be in \(0, 1\)"),
         (lambda: AIMD(timeout=0), ValueError, "timeout must be a positive"),
         (lambda: Vegas(probe_multiplier=0), ValueError, "probe_multiplier must be >= 1"),
