@@ -201,7 +201,8 @@ class EventLoopLag:
 
 def _read(signal: Callable[[], float]) -> float:
     value = signal()
-    if isinstance(value, int | float) and value == value:  # (NaN is not equal to itself)
+    # (NaN is not equal to itself; a bool is an int, but no load: a predicate given as signal)
+    if isinstance(value, int | float) and value == value and value.__class__ is not bool:
         try:
             return float(value)
         except OverflowError:  # an int beyond float range

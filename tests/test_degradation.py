@@ -477,7 +477,9 @@ def test_latency_ewma_observe_refuses_what_is_not_a_latency(bad: object) -> None
 
 
 @pytest.mark.parametrize(
-    "value", [10**400, -(10**400), math.nan, "1"], ids=["huge", "-huge", "nan", "str"]
+    "value",
+    [10**400, -(10**400), math.nan, "1", True],
+    ids=["huge", "-huge", "nan", "str", "bool"],
 )
 async def test_a_signal_outside_float_range_gets_the_signal_error(value: object) -> None:
     # an int beyond float range escaped as a bare OverflowError (from math.isnan)
