@@ -136,7 +136,12 @@ class Hedge(ExecuteForms, EventSource):
             if context is not None:
                 context.attempt += 1
             self.started += 1
-            task = asyncio.ensure_future(call(), loop=loop)
+            try:
+                task = asyncio.ensure_future(call(), loop=loop)
+            except BaseException:
+                if hedged and ledger is not None:  # the retry slot taken for it is free again
+                    ledger.end_retry()
+                raise
             if hedged:
                 emit(self._events, self.name, HedgeStarted, clock, hedge=extra)
                 if ledger is not None:  # the retry slot is held while the hedge runs
@@ -145,8 +150,8 @@ class Hedge(ExecuteForms, EventSource):
 
         if ledger is not None:
             ledger.start_request()
-        start(hedged=False)
         try:
+            start(hedged=False)
             while True:
                 can_hedge = may_hedge and extra < self.max_hedged
                 done = await _first_done(running, clock, self.delay if can_hedge else None)

@@ -245,6 +245,34 @@ async def test_hedge_spends_a_budget_and_cancels_on_caller_cancel() -> None:
     assert (budget.ledger.requests, budget.ledger.retries) == (0, 0)
 
 
+async def test_hedge_gives_the_budget_back_when_the_call_raises_at_once() -> None:
+    # A call that raises before giving an awaitable (or gives none) ends the hedged call:
+    # the budget's ledger hears it end too, and a hedge that failed to start frees its slot.
+    budget = ar.RetryBudget.concurrency(percent=0.5, min_retries=1)
+    hedge = ar.Hedge(max_hedged=1, delay=1.0, idempotent=True, budget=budget)
+
+    def not_async() -> int:
+        return 42
+
+    with pytest.raises(TypeError):
+        await hedge.call(not_async)  # type: ignore[arg-type]
+    with pytest.raises(ZeroDivisionError):
+        await hedge.call(lambda: 1 / 0)  # type: ignore[arg-type, return-value]
+    calls = 0
+
+    def second_raises() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise ZeroDivisionError("the hedge")
+        return asyncio.sleep(5)
+
+    with pytest.raises(ZeroDivisionError):
+        await hedge.call(second_raises)
+    assert (budget.ledger.requests, budget.ledger.retries) == (0, 0)
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
 @pytest.mark.parametrize("seed", [True, 1.5, float("nan"), "1"])
 def test_chaos_monkey_seed_must_be_an_int(seed: Any) -> None:
     with pytest.raises(TypeError, match="seed must be an int"):
