@@ -589,6 +589,25 @@ async def test_per_host_overrides_by_pattern() -> None:
     assert policy.retry is None and policy.breaker is not None
 
 
+async def test_an_override_pattern_may_spell_an_idna_host_in_ascii() -> None:
+    # httpx gives the host decoded ("bücher.test"); DNS and configurations spell it
+    # "xn--bcher-kva.test": either form of the pattern applies, whichever the URL used.
+    script = Script(then=503)
+    transport = ResilientTransport(
+        httpx.MockTransport(script),
+        retry={"attempts": 2, "backoff": constant(0.1)},
+        hosts={"xn--bcher-kva.test": {"retry": None}, "*.xn--caf-dma.test:8443": {"retry": None}},
+    )
+    async with httpx.AsyncClient(transport=transport) as http:
+        await http.get("http://xn--bcher-kva.test/")
+        await http.get("http://bücher.test/")
+        assert script.count == 2
+        await http.get("https://api.café.test:8443/")
+        assert script.count == 3
+        await http.get("http://plain.test/")
+        assert script.count == 5
+
+
 async def test_hosts_are_bounded_lru() -> None:
     transport = ResilientTransport(httpx.MockTransport(Script(then=200)), max_hosts=2)
     async with httpx.AsyncClient(transport=transport) as http:

@@ -47,8 +47,9 @@ primitive (that one instance serves every host the configuration covers; a share
                long for the answer that would tell the quota is refused so too.
 ``hosts``      per-host overrides: ``{pattern: {option: value, ...}}``; patterns are
                ``fnmatch`` globs matched against ``"host"`` and ``"host:port"``
-               (``"*.internal"``, ``"api.example.com:8443"``); the first match wins and its
-               options replace the defaults one by one.
+               (``"*.internal"``, ``"api.example.com:8443"``; an IDNA host in either
+               form, ``"bücher.example"`` or ``"xn--bcher-kva.example"``); the first match
+               wins and its options replace the defaults one by one.
 
 Bad configuration fails at construction, naming the parameter (every mapping of options is
 built once, for the defaults and for each override).
@@ -1146,7 +1147,17 @@ class ClientPolicy(EventSource, Generic[R]):
 
     def _settings_for(self, origin: Origin) -> _Settings:
         if self._overrides:
-            names = (origin.host, f"{origin.host}:{origin.port}")
+            host = origin.host
+            names = [host, f"{host}:{origin.port}"]
+            if not host.isascii():
+                # httpx and yarl give an IDNA host decoded: a pattern may spell it in its
+                # ASCII ("xn--") form, as DNS does.
+                try:
+                    ascii_host = host.encode("idna").decode("ascii")
+                except UnicodeError:
+                    pass
+                else:
+                    names += (ascii_host, f"{ascii_host}:{origin.port}")
             for pattern, settings in self._overrides:
                 if any(fnmatch.fnmatchcase(name, pattern) for name in names):
                     return settings
