@@ -668,6 +668,28 @@ async def test_a_busy_host_is_not_evicted(virtual_clock: Any) -> None:
             await http.get("http://down.test/")
 
 
+async def test_at_twice_max_hosts_an_idle_host_goes_before_a_busy_one() -> None:
+    # Over twice max_hosts the least recently used went whatever its state, even with an
+    # idle host beside it: an open breaker was forgotten while an idle host stayed.
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500 if request.url.host.startswith("dead") else 200)
+
+    transport = ResilientTransport(
+        httpx.MockTransport(answer), retry=None, breaker={"failure_threshold": 1}, max_hosts=2
+    )
+    hosts = transport.policy.hosts
+    async with httpx.AsyncClient(transport=transport) as http:
+        for host in ("dead1", "dead2", "dead3", "ok1", "ok2"):
+            await http.get(f"http://{host}.test/")
+        assert [o.host for o in hosts()] == ["dead1.test", "dead2.test", "dead3.test", "ok2.test"]
+        with pytest.raises(CircuitBreakerOpenError):
+            await http.get("http://dead1.test/")
+        # With no idle host left among them, the least recently used goes at last.
+        await http.get("http://dead4.test/")
+        await http.get("http://dead5.test/")
+        assert len(hosts()) == 4 and "dead2.test" not in [o.host for o in hosts()]
+
+
 async def test_a_host_stating_quota_left_is_idle() -> None:
     # A host that sends RateLimit fields on every answer is forgotten like any other when
     # nothing of it is spent or paused (only a spent estimate or a pause keeps it).

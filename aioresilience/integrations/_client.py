@@ -1097,15 +1097,14 @@ class ClientPolicy(EventSource, Generic[R]):
         among the oldest few; with none of them idle the map goes over ``max_hosts`` for
         now, up to twice it, where the least recently used goes whatever its state."""
         hosts = self._hosts
-        if len(hosts) <= 2 * self.max_hosts:
-            # (Never the newest: the host just made is the one being asked for.)
-            oldest = itertools.islice(hosts.items(), min(_EVICTION_SCAN, len(hosts) - 1))
-            for origin, candidate in oldest:
-                if candidate.idle():
-                    del hosts[origin]
-                    return
-            return
-        hosts.popitem(last=False)
+        # (Never the newest: the host just made is the one being asked for.)
+        oldest = itertools.islice(hosts.items(), min(_EVICTION_SCAN, len(hosts) - 1))
+        for origin, candidate in oldest:
+            if candidate.idle():
+                del hosts[origin]
+                return
+        if len(hosts) > 2 * self.max_hosts:
+            hosts.popitem(last=False)
 
     def add_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:
         """Hear this policy's events (:class:`HttpAttempt`, :class:`HttpPaused`) and those of
