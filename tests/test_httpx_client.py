@@ -549,6 +549,16 @@ async def test_retry_after_on_429_pauses_the_host(virtual_clock: Any) -> None:
         assert virtual_clock.time() == pytest.approx(4.0)
 
 
+async def test_retry_after_takes_precedence_over_a_spent_quotas_reset(virtual_clock: Any) -> None:
+    # The RateLimit draft: with both fields, Retry-After takes precedence (the reset may be
+    # ignored). The host paused for the reset (50 s) although Retry-After said 5.
+    script = Script((429, {"RateLimit": '"q";r=0;t=50', "Retry-After": "5"}), then=200)
+    async with client(script, retry=None) as http:
+        assert (await http.get("http://a.test/")).status_code == 429
+        assert (await http.get("http://a.test/")).status_code == 200
+        assert virtual_clock.time() == pytest.approx(5.0)
+
+
 async def test_a_pause_longer_than_max_pause_is_refused_at_once(virtual_clock: Any) -> None:
     script = Script((503, {"Retry-After": "600"}), then=200)
     async with client(script, retry=None, max_pause=30) as http:

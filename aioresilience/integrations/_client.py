@@ -696,6 +696,8 @@ class _Pacing:
         news = not awaiting or self._ends_the_wait(number)  # it tells the newest state
         state = parse_rate_limit(header)
         waits = False
+        pausing = status in _PAUSING_STATUSES
+        hint = parse_retry_after(header("retry-after")) if pausing else None
         if state is not None:
             stated, reset = state
             stated_until = until = now + reset
@@ -726,8 +728,11 @@ class _Pacing:
             if stated <= 0:
                 # Spent when the server wrote it (an older answer too: quota only comes back
                 # with time, and requests sent since took more): back no sooner than t (or
-                # the bound of an earlier answer about the same reset).
+                # the bound of an earlier answer about the same reset). A Retry-After beside
+                # it takes precedence (the RateLimit draft: the reset may be ignored).
                 self.remaining = 0
+                if hint is not None:
+                    until = stated_until = now + hint
                 self._pause(until, until < stated_until)
             elif news:
                 # Requests still in flight may have been counted after this answer was
@@ -747,11 +752,10 @@ class _Pacing:
                     self.awaiting = self.last_sent + 1
                     self.open = False
                     waits = True
-        if status in _PAUSING_STATUSES:
+        if pausing:
             if self.shortened and number > self.shortened:
                 self.shortened = 0
                 self.shortens = False  # refused after a shortened pause: no more of them
-            hint = parse_retry_after(header("retry-after"))
             if hint is not None:
                 self._pause(now + hint)
         if awaiting and news and not waits:
