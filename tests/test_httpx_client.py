@@ -618,6 +618,21 @@ async def test_an_override_pattern_may_spell_an_idna_host_in_ascii() -> None:
         assert script.count == 5
 
 
+async def test_an_override_pattern_may_bracket_an_ipv6_host() -> None:
+    # "[::1]:8080" as a URL (and the host's label in events) writes it.
+    script = Script(then=503)
+    transport = ResilientTransport(
+        httpx.MockTransport(script),
+        retry={"attempts": 2, "backoff": constant(0.1)},
+        hosts={"[::1]:8080": {"retry": None}},
+    )
+    async with httpx.AsyncClient(transport=transport) as http:
+        await http.get("http://[::1]:8080/")
+        assert script.count == 1
+        await http.get("http://[::1]:8081/")
+        assert script.count == 3
+
+
 async def test_hosts_are_bounded_lru() -> None:
     transport = ResilientTransport(httpx.MockTransport(Script(then=200)), max_hosts=2)
     async with httpx.AsyncClient(transport=transport) as http:

@@ -1152,7 +1152,9 @@ class ClientPolicy(EventSource, Generic[R]):
         if self._overrides:
             host = origin.host
             names = [host, f"{host}:{origin.port}"]
-            if not host.isascii():
+            if ":" in host:  # IPv6: "[::1]:8080", as in a URL (and the host's label)
+                names += (f"[{host}]", f"[{host}]:{origin.port}")
+            elif not host.isascii():
                 # httpx and yarl give an IDNA host decoded: a pattern may spell it in its
                 # ASCII ("xn--") form, as DNS does.
                 try:
@@ -1162,7 +1164,8 @@ class ClientPolicy(EventSource, Generic[R]):
                 else:
                     names += (ascii_host, f"{ascii_host}:{origin.port}")
             for pattern, settings in self._overrides:
-                if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                # (Equal, too: fnmatch reads "[::1]" as a set of characters.)
+                if any(name == pattern or fnmatch.fnmatchcase(name, pattern) for name in names):
                     return settings
         return self._settings
 
