@@ -637,6 +637,11 @@ class PipelineBuilder:
         self, rate: float, outcome: Any, *, enabled: bool | Callable[[], bool] = True
     ) -> PipelineBuilder:
         """Return ``outcome`` (or ``outcome()`` when callable) instead of calling."""
+        if callable(outcome) and is_async_callable(outcome):
+            raise TypeError(
+                f"outcome must be a value or a plain (sync) callable making one, "
+                f"got a coroutine function {outcome!r}"
+            )
         return self._chaos("chaos_outcome", rate, enabled, outcome)
 
     def chaos_behavior(

@@ -147,6 +147,16 @@ async def test_chaos_strategies_latency_outcome_behavior_and_seed() -> None:
     assert first == await asyncio.gather(*sequence(11))
 
 
+def test_chaos_outcome_refuses_a_coroutine_function() -> None:
+    # outcome() is called, never awaited: an async one made the call's result a coroutine.
+    async def cached() -> str:
+        return "cached"
+
+    with pytest.raises(TypeError, match="outcome must be a value or a plain"):
+        Pipeline.builder(seed=1).chaos_outcome(1.0, cached)
+    Pipeline.builder(seed=1).chaos_outcome(1.0, lambda: "cached")  # a sync factory is fine
+
+
 async def test_hedge_first_acceptable_wins_losers_cancelled_and_awaited() -> None:
     loop = asyncio.get_running_loop()
     started: list[float] = []
