@@ -142,6 +142,25 @@ def test_timers_run_at_clock_values_where_a_nanosecond_is_below_one_float_step(
     assert 0.1 <= elapsed < 0.1 + 1e-3  # one float step late at most: 0.6 ms at 1e12
 
 
+@pytest.mark.wall_timeout(10)  # it hung before the fix
+@pytest.mark.parametrize("start", [2168035.1, 1e6, 3e6])
+def test_equal_deadlines_all_run_at_clock_values_near_a_million_seconds(start: float) -> None:
+    """Ties get the next float after the deadline, and the clock stood at the deadline asked
+    for: around 1e6-4.5e6 s the third tie lay more than 1 ns past it and never became due
+    (the loop spun; found composing a hedge, a timeout and a rate limiter)."""
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        fired: list[int] = []
+        when = loop.time() + 1
+        for i in range(5):
+            loop.call_at(when, fired.append, i)
+        await asyncio.sleep(2)
+        return fired
+
+    assert run(main(), start=start) == [0, 1, 2, 3, 4]
+
+
 def test_advance_rejects_negative() -> None:
     loop = VirtualTimeLoop()
     try:

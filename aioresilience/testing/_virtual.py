@@ -142,8 +142,11 @@ class VirtualClockSelector(selectors.BaseSelector):
                 if loop._vt.given:
                     # Landed on a later deadline given for an equal one (see call_at()): the
                     # clock stands at the deadline asked for, which the timer is due at too.
-                    asked = loop._vt.given.get(loop._virtual_now)
-                    if asked is not None:
+                    # (Unless the timer would not be due then: at a clock around 1e6 s
+                    # and more, a third tie lies more than the resolution past it.)
+                    landed = loop._virtual_now
+                    asked = loop._vt.given.get(landed)
+                    if asked is not None and landed < asked + _CLOCK_RESOLUTION:
                         loop._virtual_now = asked
             # Keep due timers runnable at huge clock values: asyncio runs a timer once
             # ``when < time() + clock_resolution``. Beyond about 4.5e6 s adding the resolution
