@@ -252,3 +252,14 @@ def test_a_limiter_made_before_its_virtual_loop_still_adapts() -> None:
 
     run(main())
     assert updates == [1.0, 1.0]  # (its first window begins at its loop's first reading)
+
+
+def test_a_drop_with_no_measurable_rtt_still_lowers_the_limit() -> None:
+    # Instant refusals from further down (rtt 0 under virtual time or a ManualClock): the
+    # drop is evidence of overload even though the rtt says nothing.
+    assert Vegas().update(20, 0.0, 20, True) == 19
+    assert Vegas().update(20, 0.0, 20, False) == 20
+    gradient = Gradient2(smoothing=1.0, queue_size=0)
+    assert gradient.update(20, 0.0, 20, True) == pytest.approx(10)
+    assert gradient.update(20, 0.0, 5, True) == 20  # app-limited: unchanged
+    assert gradient.update(20, 0.0, 20, False) == 20

@@ -55,8 +55,8 @@ class Vegas:
         self._countdown = -1
 
     def update(self, limit: float, rtt: float, in_flight: int, dropped: bool) -> float:
-        if rtt <= 0:
-            return limit  # no measurable latency: nothing to learn
+        if rtt <= 0:  # no measurable latency: nothing to learn from it, but a drop is one
+            return limit - max(1, math.floor(math.log10(max(limit, 1.0)))) if dropped else limit
         if self._countdown < 0:
             self._countdown = max(1, int(self.probe_multiplier * limit))
         self._countdown -= 1
@@ -113,8 +113,11 @@ class Gradient2:
         self.long_rtt = 0.0
 
     def update(self, limit: float, rtt: float, in_flight: int, dropped: bool) -> float:
-        if rtt <= 0:
-            return limit  # no measurable latency: nothing to learn
+        if rtt <= 0:  # no measurable latency: nothing to learn from it, but a drop is one
+            if not dropped or in_flight * 2 < limit:
+                return limit
+            new_limit = limit * 0.5 + self.queue_size
+            return limit * (1 - self.smoothing) + new_limit * self.smoothing
         if self.long_rtt == 0.0:
             self.long_rtt = rtt
         else:
