@@ -67,6 +67,10 @@ class GracefulDegradation(Generic[T]):
         for tier in tiers:
             if not isinstance(tier, Tier):
                 raise TypeError(f"tiers must be a list of Tier, got {tier!r} among them")
+        names = [t.name for t in tiers]
+        if len(set(names)) != len(names):
+            # `served` counts by name: two tiers of one name would share a count.
+            raise ValueError(f"tiers must have distinct names, got {names!r}")
         if not isinstance(fall_through, bool):
             raise TypeError(f"fall_through must be a bool, got {fall_through!r}")
         bounds = [t.up_to for t in tiers]

@@ -522,3 +522,12 @@ def test_a_cancelled_call_is_no_latency_sample_of_a_fed_ewma() -> None:
         assert ewma() == 2.0
 
     run(main())
+
+
+def test_tiers_of_one_name_are_refused() -> None:
+    async def serve() -> str:
+        return "page"
+
+    # `served` counts by name: two tiers named alike would share one count.
+    with pytest.raises(ValueError, match="distinct names"):
+        GracefulDegradation(None, [Tier("page", serve, up_to=0.5), Tier("page", serve)])
