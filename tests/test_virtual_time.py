@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import os
 import signal
 import socket
@@ -258,6 +259,30 @@ def test_a_deadlock_raises_naming_each_waiting_task_and_where_it_waits() -> None
     main_line = next(line for line in lines if "main (" in line)
     assert "-> Event.wait (" in main_line
     assert isinstance(error, RuntimeError) and isinstance(error, ResilienceError)
+
+
+@pytest.mark.wall_timeout(10)  # the clock jumped a day a turn for ever before the fix
+def test_a_timer_at_infinity_is_never_due_and_a_wait_on_it_alone_is_a_deadlock() -> None:
+    async def sleeps() -> None:
+        await asyncio.sleep(math.inf)
+
+    async def times_out() -> None:
+        async with asyncio.timeout(math.inf):
+            await asyncio.Event().wait()
+
+    assert "sleeps (" in str(_raises_deadlock_fast(sleeps()))
+    assert "deadlock at virtual time 0:" in str(_raises_deadlock_fast(times_out()))
+
+    async def cancelled() -> float:
+        loop = asyncio.get_running_loop()
+        handle = loop.call_at(math.inf, lambda: None)
+        assert handle.when() == math.inf
+        handle.cancel()
+        async with asyncio.timeout(math.inf):
+            await asyncio.sleep(2)
+        return loop.time()
+
+    assert run(cancelled()) == 2.0
 
 
 def test_a_task_that_never_started_is_named_as_such() -> None:

@@ -324,6 +324,11 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # exactly, and asyncio runs every timer due within its clock resolution (1 ns) of the
         # clock in the same turn, in deadline order; should the first be cancelled, the clock
         # still jumps to the deadline asked for (see the selector).
+        if when == math.inf:
+            # Never due (asyncio.sleep(math.inf), a timeout of math.inf): kept off asyncio's
+            # heap, or the clock would jump a day a turn for ever and a task that only waits
+            # on it would never be reported as deadlocked. Cancelling it has nothing to undo.
+            return asyncio.TimerHandle(when, callback, args, self, context)
         vt = self._vt
         ties = vt.ties
         last = ties.get(when)
