@@ -228,6 +228,23 @@ async def test_prometheus_listener_with_a_private_registry() -> None:
         PrometheusListener(None)  # type: ignore[arg-type]
 
 
+def test_prometheus_listener_refused_by_a_clash_leaves_nothing_registered() -> None:
+    """A clash on its last metric used to leave the first two in the registry (half-built):
+    a second try, once the clash was removed, failed on those."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from aioresilience.integrations.prometheus import PrometheusListener
+
+    registry = CollectorRegistry()
+    clash = Histogram("aioresilience_pipeline_duration_seconds", "mine", registry=registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        PrometheusListener(registry)
+    assert registry.get_sample_value("aioresilience_events_total") is None
+    assert not any(n.startswith("aioresilience_events") for n in registry._names_to_collectors)
+    registry.unregister(clash)
+    PrometheusListener(registry)  # nothing of the refused one is left in the way
+
+
 # -- issue 11 --------------------------------------------------------------------------------
 
 

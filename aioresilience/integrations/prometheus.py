@@ -28,27 +28,35 @@ class PrometheusListener:
             raise TypeError(
                 f"registry must be a prometheus_client CollectorRegistry, got {registry!r}"
             )
-        self._events = Counter(
-            "events",
-            "aioresilience events",
-            ["event", "strategy", "pipeline", "severity"],
-            namespace=namespace,
-            registry=registry,
-        )
-        self._attempts = Histogram(
-            "attempt_duration_seconds",
-            "duration of each attempt inside a pipeline",
-            ["pipeline", "strategy", "outcome"],
-            namespace=namespace,
-            registry=registry,
-        )
-        self._calls = Histogram(
-            "pipeline_duration_seconds",
-            "duration of each pipeline call",
-            ["pipeline", "outcome"],
-            namespace=namespace,
-            registry=registry,
-        )
+        made: list[Counter | Histogram] = []  # a clash on a later one unregisters these
+        try:
+            self._events = Counter(
+                "events",
+                "aioresilience events",
+                ["event", "strategy", "pipeline", "severity"],
+                namespace=namespace,
+                registry=registry,
+            )
+            made.append(self._events)
+            self._attempts = Histogram(
+                "attempt_duration_seconds",
+                "duration of each attempt inside a pipeline",
+                ["pipeline", "strategy", "outcome"],
+                namespace=namespace,
+                registry=registry,
+            )
+            made.append(self._attempts)
+            self._calls = Histogram(
+                "pipeline_duration_seconds",
+                "duration of each pipeline call",
+                ["pipeline", "outcome"],
+                namespace=namespace,
+                registry=registry,
+            )
+        except BaseException:
+            for metric in made:
+                registry.unregister(metric)
+            raise
 
     def __call__(self, event: ResilienceEvent) -> None:
         pipeline = event.pipeline or ""
