@@ -692,3 +692,29 @@ async def test_a_shared_probe_ending_past_the_half_open_bound_does_not_close_it(
     assert await b.call(asyncio.sleep, 0.2, "late") == "late"
     await settle()
     assert b.state is CircuitState.OPEN
+
+
+async def test_calls_admitted_while_disabled_never_count_after_a_reset(
+    processes: Callable[..., list[CircuitBreaker]],
+) -> None:
+    # README: disable() records and counts nothing, "nor for calls admitted while disabled".
+    (breaker,) = processes(1)
+    gate = asyncio.Event()
+
+    async def failing() -> None:
+        await gate.wait()
+        raise Boom
+
+    breaker.disable()
+    await settle()
+    calls = [asyncio.create_task(breaker.call(failing)) for _ in range(3)]
+    await settle()
+    breaker.reset()
+    await settle()
+    gate.set()
+    await asyncio.gather(*calls, return_exceptions=True)
+    await settle()
+    stats = breaker.statistics()
+    assert (stats.failures, stats.consecutive_failures) == (0, 0)
+    assert breaker.state is CircuitState.CLOSED
+    assert await breaker.call(succeed) == "ok"

@@ -54,11 +54,13 @@ _HALF_OPEN: Final = CircuitState.HALF_OPEN
 @dataclass(frozen=True, slots=True)
 class Ticket:
     """One admitted call: the generation it was admitted in, and by whom (the shared
-    machine, or the local fallback during an outage); ``probe``: a half-open lease."""
+    machine, or the local fallback during an outage); ``probe``: a half-open lease;
+    ``disabled``: admitted while disabled, never counted whenever it ends."""
 
     generation: int
     shared: bool
     probe: bool = False
+    disabled: bool = False
 
 
 class RedisBreaker:
@@ -221,7 +223,7 @@ class RedisBreaker:
             return self._refused(self.open_until - now, now)
         if now - self.synced_at <= self.store.breaker_staleness:
             if state is CircuitState.CLOSED or state is CircuitState.DISABLED:
-                return Ticket(self.generation, shared=True)
+                return Ticket(self.generation, shared=True, disabled=state is CircuitState.DISABLED)
             if state is CircuitState.ISOLATED:
                 return self._refused(math.inf, now)
         return self._ask()
@@ -238,7 +240,13 @@ class RedisBreaker:
         if epoch == self._epoch:
             self._sync(reply, now)
         if reply[0] == 1:
-            return Ticket(reply[2], shared=True, probe=_STATES[reply[1]] is _HALF_OPEN)
+            state = _STATES[reply[1]]
+            return Ticket(
+                reply[2],
+                shared=True,
+                probe=state is _HALF_OPEN,
+                disabled=state is CircuitState.DISABLED,
+            )
         retry_us = reply[3]
         return self._refused(math.inf if retry_us < 0 else retry_us / _PER_S, now)
 
@@ -248,7 +256,7 @@ class RedisBreaker:
     def on_outcome(self, ticket: Ticket, now: float, failed: bool, slow: bool) -> bool:
         if not ticket.shared:
             return self._local.on_outcome(ticket.generation, now, failed, slow)
-        if self.state is CircuitState.DISABLED:
+        if self.state is CircuitState.DISABLED or ticket.disabled:
             return False  # forced closed: nothing recorded, here or in Redis
         if self.store._breaker.retry_after:
             # Redis is known to be away: the outcome cannot be recorded there, and the local
@@ -274,7 +282,7 @@ class RedisBreaker:
     def on_release(self, ticket: Ticket) -> bool:
         if not ticket.shared:
             return self._local.on_release(ticket.generation)
-        if self.state is CircuitState.DISABLED:
+        if self.state is CircuitState.DISABLED or ticket.disabled:
             return False
         if ticket.probe:  # a probe's lease goes back
             self._send("r", 0, ticket.generation)
