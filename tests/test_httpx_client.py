@@ -633,6 +633,24 @@ async def test_an_override_pattern_may_bracket_an_ipv6_host() -> None:
         assert script.count == 3
 
 
+async def test_a_bracketed_ipv6_pattern_with_a_wildcard_is_literal_brackets() -> None:
+    # fnmatch read "[::1]" as a set of characters: "[::1]:*" matched "::2:8080" (another
+    # host) and "[2001:db8::*]" matched nothing.
+    script = Script(then=503)
+    transport = ResilientTransport(
+        httpx.MockTransport(script),
+        retry={"attempts": 2, "backoff": constant(0.1)},
+        hosts={"[::1]:*": {"retry": None}, "[2001:db8::*]": {"retry": None}},
+    )
+    async with httpx.AsyncClient(transport=transport) as http:
+        await http.get("http://[::1]:8080/")
+        assert script.count == 1
+        await http.get("http://[2001:db8::5]/")
+        assert script.count == 2
+        await http.get("http://[::2]:8080/")
+        assert script.count == 4
+
+
 async def test_hosts_are_bounded_lru() -> None:
     transport = ResilientTransport(httpx.MockTransport(Script(then=200)), max_hosts=2)
     async with httpx.AsyncClient(transport=transport) as http:

@@ -201,6 +201,17 @@ _DEFAULT = object()  # "the option was not given" (budget: None is a value there
 FailureKind = Literal["connect", "local", "transport"] | None
 
 
+def _glob(pattern: str) -> str:
+    """A ``hosts=`` pattern as an fnmatch glob: a bracketed IPv6 host (``"[::1]:8080"``,
+    ``"[2001:db8::*]"``) is literal brackets, not a set of characters (no host name has a
+    ``:``, so no set of them does)."""
+    if pattern.startswith("["):
+        end = pattern.find("]")
+        if end > 0 and ":" in pattern[1:end]:
+            return f"[[]{pattern[1:end]}[]]{pattern[end + 1 :]}"
+    return pattern
+
+
 class Origin(NamedTuple):
     """Where a request goes: scheme, host (lower-case) and port (the scheme's default filled
     in)."""
@@ -1062,7 +1073,7 @@ class ClientPolicy(EventSource, Generic[R]):
                     # A Retry given whole brings its own budget; any other retry keeps the
                     # budget the defaults name (budget=None stays None: one by one).
                     merged["budget"] = _DEFAULT
-                self._overrides.append((pattern.lower(), _Settings(merged, pattern)))
+                self._overrides.append((_glob(pattern.lower()), _Settings(merged, pattern)))
         # Built once now, so that bad options fail here and not at the first request.
         for pattern, settings in [("", self._settings), *self._overrides]:
             probe = Origin("http", "validation.invalid", 80)
@@ -1164,8 +1175,7 @@ class ClientPolicy(EventSource, Generic[R]):
                 else:
                     names += (ascii_host, f"{ascii_host}:{origin.port}")
             for pattern, settings in self._overrides:
-                # (Equal, too: fnmatch reads "[::1]" as a set of characters.)
-                if any(name == pattern or fnmatch.fnmatchcase(name, pattern) for name in names):
+                if any(fnmatch.fnmatchcase(name, pattern) for name in names):
                     return settings
         return self._settings
 
