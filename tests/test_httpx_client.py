@@ -651,6 +651,20 @@ async def test_a_bracketed_ipv6_pattern_with_a_wildcard_is_literal_brackets() ->
         assert script.count == 4
 
 
+async def test_an_idna_pattern_in_its_idna_2008_form_matches() -> None:
+    # httpx sends "faß.test" as "xn--fa-hia.test" (IDNA 2008); Python's codec (IDNA 2003)
+    # spells it "fass.test", so only that form of the pattern matched.
+    script = Script(then=503)
+    transport = ResilientTransport(
+        httpx.MockTransport(script),
+        retry={"attempts": 2, "backoff": constant(0.1)},
+        hosts={"xn--fa-hia.test": {"retry": None}},
+    )
+    async with httpx.AsyncClient(transport=transport) as http:
+        await http.get("http://faß.test/")
+        assert script.count == 1
+
+
 async def test_hosts_are_bounded_lru() -> None:
     transport = ResilientTransport(httpx.MockTransport(Script(then=200)), max_hosts=2)
     async with httpx.AsyncClient(transport=transport) as http:

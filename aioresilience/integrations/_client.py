@@ -102,6 +102,7 @@ host). ``policy.add_listener(callback)``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import email.utils
 import fnmatch
@@ -199,6 +200,22 @@ _DEFAULT = object()  # "the option was not given" (budget: None is a value there
 #: ``"local"``: it never left either, and the host is not to blame (our own connection pool
 #: was full): retried as ``"connect"``, never a breaker failure.
 FailureKind = Literal["connect", "local", "transport"] | None
+
+
+def _ascii_hosts(host: str) -> list[str]:
+    """The ASCII (``xn--``) forms of an IDNA host: IDNA 2008's, which httpx and yarl send
+    (with the ``idna`` package both depend on), and Python's IDNA 2003 codec's, which maps
+    some letters instead (``"faß"``: ``"xn--fa-hia"`` against ``"fass"``)."""
+    forms = []
+    try:
+        import idna  # (a dependency of httpx and of yarl: there whenever a client is)
+
+        forms.append(idna.encode(host, uts46=True).decode("ascii"))
+    except (ImportError, UnicodeError, ValueError):  # (idna.IDNAError is a UnicodeError)
+        pass
+    with contextlib.suppress(UnicodeError):
+        forms.append(host.encode("idna").decode("ascii"))
+    return list(dict.fromkeys(forms))
 
 
 def _glob(pattern: str) -> str:
@@ -1168,11 +1185,7 @@ class ClientPolicy(EventSource, Generic[R]):
             elif not host.isascii():
                 # httpx and yarl give an IDNA host decoded: a pattern may spell it in its
                 # ASCII ("xn--") form, as DNS does.
-                try:
-                    ascii_host = host.encode("idna").decode("ascii")
-                except UnicodeError:
-                    pass
-                else:
+                for ascii_host in _ascii_hosts(host):
                     names += (ascii_host, f"{ascii_host}:{origin.port}")
             for pattern, settings in self._overrides:
                 if any(fnmatch.fnmatchcase(name, pattern) for name in names):
