@@ -596,3 +596,11 @@ async def test_module_scope(virtual_clock):
     result = pytester.runpytest("-W", "ignore::DeprecationWarning")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*virtual_clock runs on the 'function' loop*'module' loop*"])
+
+
+def test_a_closed_loop_refuses_a_timer_at_inf_as_any_other() -> None:
+    loop = VirtualTimeLoop()
+    loop.close()
+    for when in (5.0, math.inf):
+        with pytest.raises(RuntimeError, match="closed"):
+            loop.call_at(when, print)

@@ -335,6 +335,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             # Never due (asyncio.sleep(math.inf), a timeout of math.inf): kept off asyncio's
             # heap, or the clock would jump a day a turn for ever and a task that only waits
             # on it would never be reported as deadlocked. Cancelling it has nothing to undo.
+            if self.is_closed():  # (asyncio's call_at refuses a closed loop's timer)
+                raise RuntimeError("Event loop is closed")
             return asyncio.TimerHandle(when, callback, args, self, context)
         vt = self._vt
         ties = vt.ties
