@@ -276,6 +276,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     span 0.1 ns, but near ``start=time.time()`` (about 1.7e9 s) one step is 0.24 us and a
     thousand ties span 0.24 ms, enough to pass a deadline set a little later. Keep ``start``
     small (the default is 0) where the order of many equal deadlines matters.
+
+    asyncio waits at most a day per turn of the loop, so the clock moves at most a day per
+    turn: a simulated year is 365 turns, but a single wait of 1e13 s takes over a minute of
+    real time. (A timer at ``math.inf`` is never due: waiting on it alone is a deadlock.)
     """
 
     # Attributes and helpers of this subclass are prefixed ``_vt``: asyncio's own loops keep
