@@ -191,7 +191,7 @@ class Bulkhead(GuardForms, EventSource):
             if active == self._max:
                 self._full_since = self._clock.time()  # a full spell begins
             return None
-        if len(self._waiters) >= self._max_queue:
+        if len(self._waiters) >= self._max_queue and self._queue_full():
             self._rejected += 1
             self._emit(BulkheadRejected, reason="full", active=self._active)
             raise BulkheadFull(
@@ -200,6 +200,14 @@ class Bulkhead(GuardForms, EventSource):
                 retry_after=self._retry_after(),
             )
         return self._wait()
+
+    def _queue_full(self) -> bool:
+        """Whether the queue is full of live waiters: one cancelled since it queued (or left
+        on a closed loop) keeps its place only until its task runs, and gives it up now."""
+        waiters = self._waiters
+        for future in [future for future in waiters if not waiting(future)]:
+            waiters.remove(future)
+        return len(waiters) >= self._max_queue
 
     def _retry_after(self) -> float | None:
         """When a slot should free up for a new caller (see the module doc), or None."""

@@ -81,6 +81,21 @@ async def test_cancelled_waiter_leaves_the_queue() -> None:
     assert (stats.active, stats.queued, stats.rejected) == (1, 0, 0)  # cancel is no rejection
 
 
+async def test_cancelled_waiter_gives_up_its_queue_place_at_once() -> None:
+    # Cancelled, it leaves the queue when its task next runs; a caller arriving before that
+    # (the canceller itself, replacing a stale request) is queued, not refused.
+    bulkhead = Bulkhead(1, max_queue=1)
+    await bulkhead.acquire()
+    stale = asyncio.create_task(bulkhead.acquire())
+    await asyncio.sleep(0)
+    asyncio.get_running_loop().call_later(1.0, bulkhead.release)
+    stale.cancel()
+    await bulkhead.acquire()
+    stats = bulkhead.statistics()
+    assert (stats.active, stats.queued, stats.rejected) == (1, 0, 0)
+    assert stale.cancelled()
+
+
 async def test_waiter_cancelled_after_being_handed_a_slot_passes_it_on() -> None:
     bulkhead = Bulkhead(1, max_queue=2)
     await bulkhead.acquire()
