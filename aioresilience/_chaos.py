@@ -17,6 +17,7 @@ import copy
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._support.clock import Clock, clock_option
@@ -24,7 +25,7 @@ from ._support.compose import Call, Core, Strategy
 from ._support.context import ResilienceContext
 from ._support.errors import ChaosFault
 from ._support.events import EventSource, ResilienceEvent, Severity, emit
-from ._support.guard import GuardForms
+from ._support.guard import GuardForms, isawaitable
 from ._support.predicates import sync_callable
 from ._support.validation import checked_seed, finite_positive, non_negative, number
 
@@ -261,7 +262,10 @@ class ChaosOutcome(_ChaosStrategy):
 
     async def execute(self, call: Call, context: ResilienceContext | None) -> Any:
         if not self._roll():
-            return await call()
+            result: Any = call()
+            if result.__class__ is CoroutineType or isawaitable(result):
+                result = await result
+            return result
         action = self._action
         return action() if callable(action) else action
 

@@ -8,11 +8,12 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
+from types import CoroutineType, MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from ._support.context import ResilienceContext
 from ._support.events import EventSource, ResilienceEvent, Severity
+from ._support.guard import isawaitable
 from ._support.listeners import Listeners
 from ._support.predicates import (
     ExceptionFilter,
@@ -90,7 +91,9 @@ class Fallback(ExecuteForms, EventSource):
         see the call's arguments (``call``, ``@fallback`` and the pipeline's ways in pass
         them as a ``functools.partial``; in a pipeline it is inside the inner chain's)."""
         try:
-            result = await call()
+            result: Any = call()
+            if result.__class__ is CoroutineType or isawaitable(result):
+                result = await result
         except Exception as exc:
             if not self._on(exc):
                 raise
@@ -98,7 +101,7 @@ class Fallback(ExecuteForms, EventSource):
         else:
             judge = self._on_result
             if judge is None or not judge(result):
-                return result
+                return result  # type: ignore[no-any-return]
             failure = None
         # Handled outside the `except` block: a handler's exception is not chained to the
         # original, which is re-raised unchanged if every handler fails.

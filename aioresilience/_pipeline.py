@@ -248,7 +248,10 @@ class Pipeline:
         token = context_var.set(context)  # the pipeline_executed event finds the listeners
         try:
             return await timed(
-                self._run(call, context), self.name, PipelineExecuted, clock=self.clock
+                functools.partial(self._run, call, context),
+                self.name,
+                PipelineExecuted,
+                clock=self.clock,
             )
         finally:
             context_var.reset(token)

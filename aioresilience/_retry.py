@@ -22,7 +22,7 @@ import random as _random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ._core.budget import ConcurrencyBudget, TokenBudget
@@ -30,7 +30,7 @@ from ._support.clock import Clock, clock_option, reads_inline
 from ._support.context import ResilienceContext
 from ._support.errors import Rejected
 from ._support.events import AttemptCompleted, EventSource, ResilienceEvent, Severity, build
-from ._support.guard import NO_RESULT
+from ._support.guard import NO_RESULT, isawaitable
 from ._support.listeners import run_hook
 from ._support.predicates import (
     ExceptionFilter,
@@ -268,14 +268,16 @@ class Retry(ExecuteForms, EventSource):
         # (a first attempt that succeeds) makes none.
         started = self._clock.time()  # elapsed counts from the first attempt, always
         try:
-            result = await (call() if context is None else self._attempt(call, context))
+            result: Any = call() if context is None else self._attempt(call, context)
+            if result.__class__ is CoroutineType or isawaitable(result):
+                result = await result
         except Exception as exc:
             failure: Exception | None = exc
             result = NO_RESULT
         else:
             judge = self._judge
             if judge is None or not judge(result):
-                return result
+                return result  # type: ignore[no-any-return]
             failure = None
         # Retried outside the `except` block, so later attempts' exceptions do not carry the
         # first one as their __context__.
@@ -350,7 +352,10 @@ class Retry(ExecuteForms, EventSource):
     ) -> tuple[Exception | None, Any]:
         """One attempt: ``(None, result)`` or ``(exception, NO_RESULT)``."""
         try:
-            return None, await (call() if context is None else self._attempt(call, context))
+            result: Any = call() if context is None else self._attempt(call, context)
+            if result.__class__ is CoroutineType or isawaitable(result):
+                result = await result
+            return None, result
         except Exception as exc:
             return exc, NO_RESULT
 
@@ -367,7 +372,7 @@ class Retry(ExecuteForms, EventSource):
         context.attempt += 1
         if context._timed:
             return timed(
-                call(), self.name, AttemptCompleted, clock=self._clock, attempt=context.attempt
+                call, self.name, AttemptCompleted, clock=self._clock, attempt=context.attempt
             )
         return call()
 

@@ -53,7 +53,7 @@ from typing import Any
 
 from .context import ResilienceContext, context_var
 from .events import Severity
-from .guard import NO_RESULT, GuardForms, async_with_is_core
+from .guard import NO_RESULT, GuardForms, async_with_is_core, isawaitable
 from .predicates import not_callable
 
 __all__ = [
@@ -258,6 +258,7 @@ def _runner(layers: list[Layer], head: str, entry: dict[str, Any] | None = None)
         **(entry or {}),
         "__name__": __name__,
         "Coroutine": types.CoroutineType,
+        "isawaitable": isawaitable,
         "NO_RESULT": NO_RESULT,
         "context_var": context_var,
         "partial": functools.partial,
@@ -353,7 +354,9 @@ def _compiled(layout: _Layout) -> types.CodeType:
 def _layers(shape: tuple[tuple[str, bool], ...], index: int, pad: str, lines: list[str]) -> None:
     """The lines that leave the outcome of ``shape[index:]`` in ``result``."""
     if index == len(shape):
-        lines.append(pad + "result = await call()")
+        lines.append(pad + "result = call()")  # (a plain function's value is the result)
+        lines.append(pad + "if result.__class__ is Coroutine or isawaitable(result):")
+        lines.append(pad + "    result = await result")
         return
     kind, flag = shape[index]
     inner = f"partial(inner{index}, call, context)" if flag else "call"

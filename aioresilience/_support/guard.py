@@ -22,6 +22,7 @@ the one decorator over a core, also for a guard entered per key of the call's ar
 from __future__ import annotations
 
 import contextvars
+import inspect
 import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
@@ -41,6 +42,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _Coroutine = types.CoroutineType
+# Whether a call's value is to be awaited: ``call(fn)`` and ``execute(fn)`` take a plain
+# function too (the seed guide's ``breaker.call(func)``), whose value is the call's result.
+# A coroutine is told by its class first: that test is all the common case costs.
+isawaitable = inspect.isawaitable
 
 
 class _NoResult:
@@ -103,19 +108,22 @@ class GuardForms:
         self._exit(ticket, exc, NO_RESULT)
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``await fn(*args, **kwargs)`` through this guard."""
+        """Run ``await fn(*args, **kwargs)`` through this guard (a plain function's value is
+        the result as it is)."""
         if not callable(fn):
             raise not_callable(self.name, fn)
         ticket = self._enter()
         if ticket.__class__ is _Coroutine:
             ticket = await ticket
         try:
-            result = await fn(*args, **kwargs)
+            result: Any = fn(*args, **kwargs)
+            if result.__class__ is _Coroutine or isawaitable(result):
+                result = await result
         except BaseException as exc:
             self._exit(ticket, exc, NO_RESULT)
             raise
         self._exit(ticket, None, result)
-        return result
+        return result  # type: ignore[no-any-return]
 
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]

@@ -21,6 +21,7 @@ once by overriding ``execute``.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -28,11 +29,13 @@ from .clock import LOOP_CLOCK, Clock
 from .compose import Strategy
 from .context import ResilienceContext
 from .events import AttemptCompleted, PipelineExecuted, emit
+from .guard import isawaitable
 from .predicates import not_callable, require_async, wraps
 
 __all__ = ["ExecuteForms", "RerunStrategy", "arguments_of", "timed"]
 
 P = ParamSpec("P")
+_Coroutine = types.CoroutineType
 T = TypeVar("T")
 
 _partial = functools.partial
@@ -106,21 +109,24 @@ class RerunStrategy(Strategy):
 
 
 async def timed(
-    work: Awaitable[T],
+    work: Callable[[], Any],
     strategy: str,
     kind: type[AttemptCompleted | PipelineExecuted],
     *,
     clock: Clock = LOOP_CLOCK,
     **fields: Any,
 ) -> T:
-    """Await ``work`` and emit a ``kind`` event (DEBUG) with its duration on ``clock`` (the
-    timing strategy's or pipeline's) and outcome: success, failure, or cancelled (a listener
-    of the pipeline wants them: ``context._timed``)."""
+    """Run ``work()`` (awaiting its value if awaitable) and emit a ``kind`` event (DEBUG)
+    with its duration on ``clock`` (the timing strategy's or pipeline's) and outcome:
+    success, failure, or cancelled (a listener of the pipeline wants them:
+    ``context._timed``)."""
     started, outcome = clock.time(), "cancelled"
     try:
-        result = await work
+        result: Any = work()
+        if result.__class__ is _Coroutine or isawaitable(result):
+            result = await result
         outcome = "success"
-        return result
+        return result  # type: ignore[no-any-return]
     except Exception:
         outcome = "failure"
         raise
