@@ -21,8 +21,8 @@ once by overriding ``execute``.
 from __future__ import annotations
 
 import functools
-import types
 from collections.abc import Awaitable, Callable, Coroutine
+from types import CoroutineType
 from typing import Any, ParamSpec, TypeVar
 
 from .clock import LOOP_CLOCK, Clock
@@ -35,7 +35,6 @@ from .predicates import not_callable, require_async, wraps
 __all__ = ["ExecuteForms", "RerunStrategy", "arguments_of", "timed"]
 
 P = ParamSpec("P")
-_Coroutine = types.CoroutineType
 T = TypeVar("T")
 
 _partial = functools.partial
@@ -123,7 +122,7 @@ async def timed(
     started, outcome = clock.time(), "cancelled"
     try:
         result: Any = work()
-        if result.__class__ is _Coroutine or isawaitable(result):
+        if result.__class__ is CoroutineType or isawaitable(result):
             result = await result
         outcome = "success"
         return result  # type: ignore[no-any-return]
