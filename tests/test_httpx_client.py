@@ -599,15 +599,20 @@ async def test_per_host_overrides_by_pattern() -> None:
     assert policy.retry is None and policy.breaker is not None
 
 
+def _retrying_but_for(script: Script, *patterns: str) -> ResilientTransport:
+    """Two attempts for every host, none for the hosts ``patterns`` match."""
+    return ResilientTransport(
+        httpx.MockTransport(script),
+        retry={"attempts": 2, "backoff": constant(0.1)},
+        hosts={pattern: {"retry": None} for pattern in patterns},
+    )
+
+
 async def test_an_override_pattern_may_spell_an_idna_host_in_ascii() -> None:
     # httpx gives the host decoded ("bücher.test"); DNS and configurations spell it
     # "xn--bcher-kva.test": either form of the pattern applies, whichever the URL used.
     script = Script(then=503)
-    transport = ResilientTransport(
-        httpx.MockTransport(script),
-        retry={"attempts": 2, "backoff": constant(0.1)},
-        hosts={"xn--bcher-kva.test": {"retry": None}, "*.xn--caf-dma.test:8443": {"retry": None}},
-    )
+    transport = _retrying_but_for(script, "xn--bcher-kva.test", "*.xn--caf-dma.test:8443")
     async with httpx.AsyncClient(transport=transport) as http:
         await http.get("http://xn--bcher-kva.test/")
         await http.get("http://bücher.test/")
@@ -621,11 +626,7 @@ async def test_an_override_pattern_may_spell_an_idna_host_in_ascii() -> None:
 async def test_an_override_pattern_may_bracket_an_ipv6_host() -> None:
     # "[::1]:8080" as a URL (and the host's label in events) writes it.
     script = Script(then=503)
-    transport = ResilientTransport(
-        httpx.MockTransport(script),
-        retry={"attempts": 2, "backoff": constant(0.1)},
-        hosts={"[::1]:8080": {"retry": None}},
-    )
+    transport = _retrying_but_for(script, "[::1]:8080")
     async with httpx.AsyncClient(transport=transport) as http:
         await http.get("http://[::1]:8080/")
         assert script.count == 1
@@ -637,11 +638,7 @@ async def test_a_bracketed_ipv6_pattern_with_a_wildcard_is_literal_brackets() ->
     # fnmatch read "[::1]" as a set of characters: "[::1]:*" matched "::2:8080" (another
     # host) and "[2001:db8::*]" matched nothing.
     script = Script(then=503)
-    transport = ResilientTransport(
-        httpx.MockTransport(script),
-        retry={"attempts": 2, "backoff": constant(0.1)},
-        hosts={"[::1]:*": {"retry": None}, "[2001:db8::*]": {"retry": None}},
-    )
+    transport = _retrying_but_for(script, "[::1]:*", "[2001:db8::*]")
     async with httpx.AsyncClient(transport=transport) as http:
         await http.get("http://[::1]:8080/")
         assert script.count == 1
@@ -655,11 +652,7 @@ async def test_an_idna_pattern_in_its_idna_2008_form_matches() -> None:
     # httpx sends "faß.test" as "xn--fa-hia.test" (IDNA 2008); Python's codec (IDNA 2003)
     # spells it "fass.test", so only that form of the pattern matched.
     script = Script(then=503)
-    transport = ResilientTransport(
-        httpx.MockTransport(script),
-        retry={"attempts": 2, "backoff": constant(0.1)},
-        hosts={"xn--fa-hia.test": {"retry": None}},
-    )
+    transport = _retrying_but_for(script, "xn--fa-hia.test")
     async with httpx.AsyncClient(transport=transport) as http:
         await http.get("http://faß.test/")
         assert script.count == 1
