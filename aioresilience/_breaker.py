@@ -611,6 +611,11 @@ class CircuitBreaker(GuardForms, EventSource):
         """Like ``on_state_change=``: hear every :class:`CircuitStateChange`."""
         self._listeners.add(callback)
 
+    def remove_state_listener(self, callback: Callable[[CircuitStateChange], Any]) -> None:
+        """Stop ``callback`` hearing state changes (one added by :meth:`add_state_listener`
+        or ``on_state_change=``); ``ValueError`` if it never did."""
+        self._listeners.remove(callback)
+
     # -- inspection -----------------------------------------------------------------------------
 
     def statistics(self) -> CircuitBreakerStatistics:

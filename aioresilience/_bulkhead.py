@@ -403,6 +403,13 @@ class PartitionedBulkhead(Generic[K]):
         for bulkhead in self._partitions.values():
             bulkhead.add_listener(callback)
 
+    def remove_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:
+        """Stop ``callback`` hearing the partitions' events (one added here; ``ValueError``
+        if it never was)."""
+        self._listeners.remove(callback)
+        for bulkhead in self._partitions.values():
+            bulkhead.remove_listener(callback)
+
     def __getitem__(self, key: K) -> Bulkhead:
         """The bulkhead of ``key`` (created on first use)."""
         partitions = self._partitions

@@ -260,6 +260,10 @@ class Pipeline:
         """Hear the events of every strategy while it runs a call of this pipeline."""
         self._listeners.add(callback)
 
+    def remove_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:
+        """Stop ``callback`` hearing this pipeline's events (``ValueError`` if it never did)."""
+        self._listeners.remove(callback)
+
     async def execute_outcome(
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> Outcome[T]:

@@ -558,3 +558,56 @@ def test_a_listener_added_during_an_emission_hears_the_next_event_not_this_one()
     assert heard == ["CircuitOpened"]
     breaker.reset()
     assert heard == ["CircuitOpened", "CircuitClosed", "CircuitClosed"]  # now two listen
+
+
+async def test_remove_listener_detaches_one_listener_from_every_kind_of_source() -> None:
+    heard: list[str] = []
+    kept: list[str] = []
+    limiter = ar.TokenBucket(1, 1.0, max_wait=0)
+    services: ar.PartitionedBulkhead[str] = ar.PartitionedBulkhead(1)
+    pipeline = Pipeline.builder("p").bulkhead(1).build()
+
+    def listener(event: ResilienceEvent) -> None:
+        heard.append(type(event).__name__)
+
+    for source in (limiter, services, pipeline):
+        source.add_listener(listener)
+        source.add_listener(lambda event: kept.append(type(event).__name__))
+    services["a"]  # opened before the removal: it loses the listener too
+    for source in (limiter, services, pipeline):
+        source.remove_listener(listener)
+        with pytest.raises(ValueError, match="never added"):
+            source.remove_listener(listener)
+    limiter.try_acquire()
+    limiter.try_acquire()
+    for key in "ab":  # "b" opened after the removal
+        async with services[key]:
+            with pytest.raises(ar.BulkheadFull):
+                await services[key].call(ok)
+    await pipeline.execute(ok)
+    assert heard == []
+    assert kept == ["RateLimitExceeded", "BulkheadRejected", "BulkheadRejected", "PipelineExecuted"]
+    with pytest.raises(ValueError, match="never added"):
+        ar.Bulkhead(1).remove_listener(listener)  # nothing ever added
+
+
+def test_remove_state_listener_and_removal_during_an_emission() -> None:
+    changes: list[str] = []
+    breaker = ar.CircuitBreaker(
+        failure_threshold=1, on_state_change=[lambda c: changes.append("a")]
+    )
+    heard: list[str] = []
+
+    def once(event: object) -> None:
+        heard.append(type(event).__name__)
+        breaker.remove_listener(once)  # removed while this emission walks: it ends normally
+
+    breaker.add_listener(once)
+    breaker.add_state_listener(changes.append)
+    breaker.trip()
+    breaker.remove_state_listener(changes.append)  # an equal bound method is found
+    breaker.reset()
+    assert heard == ["CircuitOpened"]
+    assert changes[0] == "a" and len(changes) == 3 and changes[2] == "a"
+    with pytest.raises(ValueError, match="never added"):
+        breaker.remove_state_listener(print)

@@ -216,6 +216,13 @@ class EventSource:
             self._events = Listeners()  # type: ignore[misc]  # a slot of the subclass
         self._events.add(callback)
 
+    def remove_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:
+        """Stop ``callback`` hearing this primitive's events (``ValueError`` if it never
+        did)."""
+        if self._events is None:
+            raise ValueError(f"listener {callback!r} was never added")
+        self._events.remove(callback)
+
     def _emit(self, kind: type[ResilienceEvent], /, **fields: Any) -> None:
         emit(
             self._events,

@@ -101,6 +101,18 @@ class Listeners:
         self._callbacks = (*self._callbacks, callback)
         self._accepts = (*self._accepts, getattr(callback, "accepts", None))
 
+    def remove(self, callback: Callable[[Any], Any]) -> None:
+        """Remove ``callback`` (its first registration, compared with ``==`` as
+        ``list.remove`` does, so a bound method given again is found); ``ValueError`` if it
+        was never added. An emission under way still reaches it: it walks the tuple it began
+        with."""
+        for index, registered in enumerate(self._callbacks):
+            if registered == callback:
+                self._callbacks = self._callbacks[:index] + self._callbacks[index + 1 :]
+                self._accepts = self._accepts[:index] + self._accepts[index + 1 :]
+                return
+        raise ValueError(f"listener {callback!r} was never added")
+
     @property
     def callbacks(self) -> tuple[Callable[[Any], Any], ...]:
         """The listeners, in the order added."""
