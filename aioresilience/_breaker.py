@@ -50,6 +50,7 @@ from ._support.listeners import Listeners
 from ._support.predicates import (
     ExceptionFilter,
     exception_predicate,
+    exception_types,
     sync_callable,
 )
 from ._support.validation import aliased, checked_seed, number_in, shared_store_binder
@@ -187,9 +188,9 @@ def _failure_filter(record: ExceptionFilter, ignore: ExceptionFilter) -> Callabl
             sync_callable(option, value)
     is_recorded = exception_predicate("record", record)
     is_ignored = exception_predicate("ignore", ignore)
-    named = record if isinstance(record, tuple) else (record,) if isinstance(record, type) else ()
+    named = exception_types("record", record) or ()
     refusals = tuple(kind for kind in named if issubclass(kind, Rejected))
-    if record is Exception and ignore == ():
+    if record is Exception and exception_types("ignore", ignore) == ():
         return lambda exc: isinstance(exc, Exception) and not isinstance(exc, Rejected)
 
     def is_failure(exc: BaseException) -> bool:

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+import aioresilience as ar
 from aioresilience import (
     Bulkhead,
     BulkheadFull,
@@ -404,6 +405,8 @@ async def test_repr_and_statistics() -> None:
         ({"minimum_calls": 0}, ValueError, "minimum_calls must be in"),
         ({"record": "Exception"}, TypeError, "record must be an exception class"),
         ({"ignore": (KeyError, 3)}, TypeError, "ignore must hold exception classes"),
+        ({"ignore": [KeyError, "x"]}, TypeError, "ignore must hold exception classes"),
+        ({"record": {"a": OSError}}, TypeError, "a tuple, list or set of them"),
         ({"failure_result": 3}, TypeError, "failure_result must be callable"),
         ({"on_state_change": [None]}, TypeError, "on_state_change must hold callables"),
     ],
@@ -1349,3 +1352,38 @@ async def test_a_caller_cancelled_once_a_task_answered_gives_its_probe_slot_back
     assert await breaker.call(call) == "ok"
     stats = breaker.statistics()
     assert (stats.state, stats.cancelled, stats.successes) == (CircuitState.CLOSED, 1, 1)
+
+
+async def test_exception_classes_in_a_list_or_a_set_as_pybreakers_exclude() -> None:
+    async def boom(exc: BaseException) -> None:
+        raise exc
+
+    ignored = [KeyError]
+    breaker = CircuitBreaker(
+        failure_threshold=1, record=[OSError, ar.BulkheadFull], ignore=ignored, name="b"
+    )
+    ignored.append(OSError)  # copied at construction: changes nothing
+    with pytest.raises(KeyError):
+        await breaker.call(boom, KeyError("k"))
+    with pytest.raises(ValueError):
+        await breaker.call(boom, ValueError("not recorded"))
+    assert breaker.state is ar.CircuitState.CLOSED
+    with pytest.raises(ar.BulkheadFull):  # a refusal the list names counts
+        await breaker.call(boom, ar.BulkheadFull("full"))
+    assert breaker.state is ar.CircuitState.OPEN
+
+    retried = 0
+
+    async def flaky() -> str:
+        nonlocal retried
+        retried += 1
+        if retried < 3:
+            raise ConnectionError
+        return "ok"
+
+    retry = ar.Retry(attempts=3, backoff=ar.constant(0), retry_on={ConnectionError, TimeoutError})
+    assert await retry.call(flaky) == "ok" and retried == 3
+    fallback = ar.Fallback("spare", on=frozenset({LookupError}))
+    assert await fallback.call(boom, KeyError("k")) == "spare"
+    with pytest.raises(OSError):
+        await fallback.call(boom, OSError("not named"))

@@ -12,8 +12,10 @@ T = TypeVar("T")
 
 __all__ = [
     "ExceptionFilter",
+    "ExceptionTypes",
     "decorate",
     "exception_predicate",
+    "exception_types",
     "is_async_callable",
     "not_callable",
     "optional_callable",
@@ -23,27 +25,46 @@ __all__ = [
     "wraps",
 ]
 
-ExceptionFilter = (
-    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+ExceptionTypes = (
+    type[BaseException]
+    | tuple[type[BaseException], ...]
+    | list[type[BaseException]]
+    | set[type[BaseException]]
+    | frozenset[type[BaseException]]
 )
+ExceptionFilter = ExceptionTypes | Callable[[BaseException], bool]
+
+# What may hold exception classes: a tuple, as isinstance takes, and the list or set that
+# pybreaker's and purgatory's ``exclude=[...]`` users write (copied: changing the list later
+# changes nothing).
+_COLLECTIONS = (tuple, list, set, frozenset)
 
 
-def exception_predicate(name: str, value: Any) -> Callable[[BaseException], bool]:
-    """Exception types (a class or a tuple of classes) or a predicate ``exc -> bool``."""
+def exception_types(name: str, value: Any) -> tuple[type[BaseException], ...] | None:
+    """The exception classes ``value`` names (a class, or a tuple, list or set of them), as
+    a tuple; None when ``value`` is something else (a predicate, say: the caller checks it)."""
     if isinstance(value, type):
         if not issubclass(value, BaseException):
             raise TypeError(f"{name} must be an exception class or a predicate, got {value!r}")
-        types: tuple[type[BaseException], ...] = (value,)
-    elif isinstance(value, tuple):
+        return (value,)
+    if isinstance(value, _COLLECTIONS):
         for item in value:
             if not (isinstance(item, type) and issubclass(item, BaseException)):
                 raise TypeError(f"{name} must hold exception classes, got {item!r} in {value!r}")
-        types = value
-    elif callable(value):
-        return sync_callable(name, value)  # type: ignore[no-any-return]
-    else:
+        return tuple(value)
+    return None
+
+
+def exception_predicate(name: str, value: Any) -> Callable[[BaseException], bool]:
+    """Exception types (a class, or a tuple, list or set of classes) or a predicate
+    ``exc -> bool``."""
+    types = exception_types(name, value)
+    if types is None:
+        if callable(value):
+            return sync_callable(name, value)  # type: ignore[no-any-return]
         raise TypeError(
-            f"{name} must be an exception class, a tuple of them or a predicate, got {value!r}"
+            f"{name} must be an exception class, a tuple, list or set of them, or a predicate,"
+            f" got {value!r}"
         )
     return lambda exc: isinstance(exc, types)
 
