@@ -10,6 +10,7 @@ import email.utils
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -121,6 +122,17 @@ async def test_retry_statuses_are_configurable() -> None:
     async with client(script, retry_statuses={500}) as http:
         assert (await http.get("http://a.test/")).status_code == 200
     assert script.count == 2
+
+
+async def test_statuses_may_be_http_status_members_but_not_bools() -> None:
+    # http.HTTPStatus is an int: httpx-retries' status_forcelist takes it too
+    script = Script(500, then=200)
+    statuses = {HTTPStatus.INTERNAL_SERVER_ERROR}
+    async with client(script, retry_statuses=statuses, breaker_statuses=statuses) as http:
+        assert (await http.get("http://a.test/")).status_code == 200
+    assert script.count == 2
+    with pytest.raises(ValueError, match="retry_statuses .* got True"):
+        ResilientTransport(httpx.MockTransport(script), retry_statuses=[True])
 
 
 CONNECT = httpx.ConnectError("refused")

@@ -470,9 +470,10 @@ def _statuses(name: str, value: Any) -> frozenset[int]:
         raise TypeError(f"{name} must be an iterable of HTTP status codes, got {value!r}")
     codes = list(value)  # checked before hashed: an unhashable one is named too
     for code in codes:
-        if code.__class__ is not int or not 100 <= code <= 599:
+        # An int subclass such as http.HTTPStatus is a status code; a bool is not.
+        if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 599:
             raise ValueError(f"{name} must hold status codes in 100..599, got {code!r}")
-    return frozenset(codes)
+    return frozenset(int(code) for code in codes)
 
 
 def _methods(name: str, value: Any) -> frozenset[str]:
