@@ -268,6 +268,30 @@ async def test_an_app_module_with_future_annotations() -> None:
     assert read[0].json() == {"id": 7, "q": "z"} and "ratelimit" in read[0].headers
 
 
+async def test_stacked_limits_on_a_handler_taking_the_request_under_future_annotations() -> None:
+    # This module has `from __future__ import annotations`: the inner @limit's signature keeps
+    # "Request" a string, which the outer one must still read as the handler's own request
+    # (it hid a second one, FastAPI gave the request to it, and every call raised TypeError).
+    app = FastAPI()
+    install(app)
+
+    @app.get("/t1")
+    @limit(window(10, "global"), key=lambda info: "everyone")
+    @limit(window(5, "per-ip"))
+    async def t1(request: Request, response: Response) -> dict[str, str]:
+        return {"request": type(request).__name__}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        responses = [await client.get("/t1") for _ in range(6)]
+    assert [r.status_code for r in responses] == [200] * 5 + [429]
+    assert responses[0].json() == {"request": "Request"}
+    assert [name for name, _ in sf_list(responses[0].headers["ratelimit-policy"])] == [
+        "per-ip",
+        "global",
+    ]
+
+
 async def test_wait_true_waits_its_turn_in_virtual_time() -> None:
     limiter = TokenBucket(capacity=1, refill_rate=1.0, name="waiting", max_wait=10.0)
     app = FastAPI(dependencies=[Depends(protect(limiter, wait=True))])

@@ -230,6 +230,16 @@ def protect(
     return guarded
 
 
+def _evaluated(param: inspect.Parameter, namespace: Mapping[str, Any]) -> inspect.Parameter:
+    """``param`` with a string annotation evaluated in ``namespace`` (left as it is if not)."""
+    if not isinstance(param.annotation, str):
+        return param
+    try:
+        return param.replace(annotation=eval(param.annotation, dict(namespace)))  # noqa: S307
+    except Exception:  # a name not defined yet: FastAPI resolves it later, we cannot
+        return param
+
+
 def _annotated(parameters: Mapping[str, inspect.Parameter], kind: type) -> str | None:
     """The name of the last parameter annotated with ``kind`` (or a subclass), if any."""
     found = None
@@ -270,6 +280,10 @@ def limit(
             resolved = inspect.signature(fn, eval_str=True).parameters
         except Exception:  # a name not defined yet: FastAPI resolves it later, we cannot
             resolved = signature.parameters
+        # Under another @limit, fn's __signature__ is taken as it is (eval_str does not apply):
+        # its string annotations are resolved in the handler's own globals, as FastAPI does.
+        namespace = getattr(inspect.unwrap(fn), "__globals__", {})
+        resolved = {name: _evaluated(param, namespace) for name, param in resolved.items()}
         own_request = _annotated(resolved, Request)
         own_response = _annotated(resolved, Response)
         hidden = []
