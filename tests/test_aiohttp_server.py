@@ -716,3 +716,23 @@ async def test_limit_on_a_class_based_views_method() -> None:
             client.server.make_url("/added"), allow_redirects=False
         ) as response:
             assert response.status == 429
+
+
+async def test_an_errors_override_of_rate_limited_answers_the_limiters_own_refusals() -> None:
+    def slow_down(exc: BaseException) -> HttpResponse:
+        assert isinstance(exc, RateLimited) and exc.limiter == "l"
+        return HttpResponse(418, [(b"content-type", b"text/plain")], b"slow down")
+
+    errors = {RateLimited: slow_down}
+
+    @limit(window(1, name="l"), errors=errors)
+    async def decorated(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    middleware = resilience_middleware(rules=Rule(window(1, name="l")), errors=errors)
+    for app in (app_with(routes={"/": decorated}), app_with(middleware)):
+        async with serve(app) as client:
+            assert (await client.get("/"))[0] == 200
+            status, headers, body = await client.get("/")
+        assert (status, body, headers["content-type"]) == (418, b"slow down", "text/plain")
+        assert "ratelimit" in headers

@@ -22,10 +22,15 @@ from aioresilience import (
     CircuitBreaker,
     CircuitState,
     FixedWindowCounter,
+    RateLimited,
     TimeoutExceeded,
     TokenBucket,
 )
-from aioresilience.integrations._http import QUOTA_EXCEEDED, TEMPORARY_REDUCED_CAPACITY
+from aioresilience.integrations._http import (
+    QUOTA_EXCEEDED,
+    TEMPORARY_REDUCED_CAPACITY,
+    HttpResponse,
+)
 from aioresilience.integrations.asgi import ResilienceMiddleware, Rule, install
 from aioresilience.integrations.fastapi import Refused, limit, protect
 from aioresilience.testing import ManualClock
@@ -419,3 +424,45 @@ async def test_limit_on_a_route_taking_its_own_request_and_response() -> None:
     assert ok.status_code == 200 and ok.json() == {"path": "/own"}
     assert ok.headers["x-own"] == "yes" and "ratelimit" in ok.headers
     assert refused.status_code == 429
+
+
+async def test_an_errors_override_of_rate_limited_answers_every_adapters_refusals() -> None:
+    def slow_down(exc: BaseException) -> HttpResponse:
+        return HttpResponse(418, [(b"content-type", b"text/plain")], b"slow down")
+
+    errors = {RateLimited: slow_down}
+
+    def one_a_minute() -> FixedWindowCounter:
+        return FixedWindowCounter(max_requests=1, window_seconds=60.0, name="l", max_wait=0)
+
+    app = FastAPI()
+    install(app, errors=errors)
+
+    @app.get("/dep", dependencies=[Depends(protect(one_a_minute(), errors=errors))])
+    async def dep() -> str:
+        return "ok"
+
+    @app.get("/waits", dependencies=[Depends(protect(one_a_minute(), wait=True, errors=errors))])
+    async def waits() -> str:
+        return "ok"
+
+    @app.get("/decorated")
+    @limit(one_a_minute(), errors=errors)
+    async def decorated() -> str:
+        return "ok"
+
+    plain = FastAPI()
+
+    @plain.get("/")
+    async def root() -> str:
+        return "ok"
+
+    plain.add_middleware(ResilienceMiddleware, rules=[Rule(one_a_minute())], errors=errors)
+    answers = []
+    for asgi_app, path in ((app, "/dep"), (app, "/waits"), (app, "/decorated"), (plain, "/")):
+        transport = httpx.ASGITransport(app=asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get(path)).status_code == 200
+            second = await client.get(path)
+            answers.append((path, second.status_code, second.text))
+    assert answers == [(path, 418, "slow down") for path in ("/dep", "/waits", "/decorated", "/")]

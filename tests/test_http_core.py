@@ -1020,3 +1020,59 @@ async def test_plan_now_decides_as_admit_does(style: str, shape: str) -> None:
 def test_a_non_iterable_where_a_sequence_belongs_is_named(build: Any, message: str) -> None:
     with pytest.raises(TypeError, match=re.escape(message)):
         build()
+
+
+async def test_an_errors_override_of_rate_limited_answers_the_limiters_own_refusals() -> None:
+    """errors={RateLimited: ...} replaces the built-in 429 for refusals decided from the
+    limiter's decision (no exception raised) on every path: the general admit, a plan's sync
+    decision (one limiter, and several), and a cost no wait admits. The override gets the
+    RateLimited an acquire would raise; the rate-limit fields stay."""
+    seen: list[RateLimited] = []
+
+    def slow_down(exc: BaseException) -> HttpResponse:
+        assert isinstance(exc, RateLimited)
+        seen.append(exc)
+        return HttpResponse(418, [(b"content-type", b"text/plain")], b"slow down")
+
+    def protection_of(*rules: Rule) -> Protection:
+        return Protection(list(rules), errors={RateLimited: slow_down})
+
+    one = protection_of(Rule(TokenBucket(capacity=1, refill_rate=0.5, name="a")))
+    two = protection_of(
+        Rule(TokenBucket(capacity=5, refill_rate=1.0, name="b")),
+        Rule(FixedWindowCounter(max_requests=1, window_seconds=60.0, name="c"), cost=lambda r: 1),
+    )
+    costly = protection_of(
+        Rule(TokenBucket(capacity=2, refill_rate=1.0, name="d"), cost=lambda r: 3)
+    )
+    responses = []
+    for protection in (one, two):
+        rules = protection.select("GET", "/")
+        plan = protection.plan("GET", "/")
+        assert plan is not None and plan.sync
+        assert (await protection.admit(req(), rules)).response is None
+        responses.append((await protection.admit(req(), rules)).response)
+        responses.append(plan.now(req()))
+    responses.append((await costly.admit(req(), costly.select("GET", "/"))).response)
+    plan = costly.plan("GET", "/")
+    assert plan is not None
+    responses.append(plan.now(req()))
+    for response in responses:
+        assert isinstance(response, HttpResponse), response
+        status, headers, body = response
+        fields = dict(headers)
+        assert (status, body, fields[b"content-type"]) == (418, b"slow down", b"text/plain")
+        assert b"retry-after" not in fields  # the override's to give
+    assert b"ratelimit" in dict(responses[0].headers)  # the fields stay
+    assert [exc.limiter for exc in seen] == ["a", "a", "c", "c", "d", "d"]
+    assert seen[0].retry_after == 2.0 and seen[0].key == "203.0.113.7" and seen[0].cost == 1
+    assert seen[-1].retry_after == math.inf and seen[-1].cost == 3  # never admitted
+    # A status int as the override: the built-in problem body of that status, Retry-After kept.
+    by_status = Protection(
+        Rule(TokenBucket(capacity=1, refill_rate=0.5)), errors={RateLimited: 503}
+    )
+    rules = by_status.select("GET", "/")
+    await by_status.admit(req(), rules)
+    refused = (await by_status.admit(req(), rules)).response
+    assert refused is not None and refused.status == 503
+    assert dict(refused.headers)[b"retry-after"] == b"2"

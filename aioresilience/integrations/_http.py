@@ -167,6 +167,7 @@ from .. import (
     Rejected,
     TimeoutExceeded,
 )
+from .._ratelimit import rate_limited
 from .._support.predicates import is_async_callable
 from .._support.validation import http_token
 
@@ -801,7 +802,7 @@ _DEFAULTS: dict[type[BaseException], ResponseFactory] = {
 class ErrorMapper:
     """The one mapping of the error tree to responses (see the module docstring)."""
 
-    __slots__ = ("_by_type", "_table")
+    __slots__ = ("_by_type", "_table", "rate_limited")
 
     def __init__(
         self, overrides: Mapping[type[BaseException], int | ResponseFactory] | None = None
@@ -830,6 +831,10 @@ class ErrorMapper:
                 )
         self._table = table
         self._by_type: dict[type[BaseException], ResponseFactory | None] = {}
+        # The override of RateLimited, if any: a limiter's refusal decided by the adapters
+        # (no exception raised, the 429 built from the decision) goes through it too.
+        found = self.factory(RateLimited)
+        self.rate_limited: ResponseFactory | None = None if found is _rate_limited else found
 
     def factory(self, exc_type: type[BaseException]) -> ResponseFactory | None:
         """The factory for ``exc_type``: its most specific class in the table, or ``None``."""
@@ -1239,7 +1244,8 @@ class Protection:
                     too_costly = rule.too_costly(cost)
                     if too_costly is not None:
                         decisions = self._refunded(charged, decisions)
-                        return Admission(self._too_costly(too_costly, decisions), [], (), None)
+                        response = self._too_costly(too_costly, decisions, key, cost)
+                        return Admission(response, [], (), None)
                 for limiter in rule.limiters:
                     if limiter.shared:
                         if key.__class__ is not str and key.__class__ is not int:
@@ -1250,7 +1256,8 @@ class Protection:
                     if not decision.allowed:
                         decisions = self._refunded(charged, decisions)
                         decisions.append((limiter, decision))
-                        return Admission(self._refusal(limiter, decision, decisions), [], (), None)
+                        response = self._refusal(limiter, decision, decisions, key, cost)
+                        return Admission(response, [], (), None)
                     decisions.append((limiter, decision))
                     charged.append((key, cost))
             if rule.guards:
@@ -1273,10 +1280,16 @@ class Protection:
         return given_back
 
     def _too_costly(
-        self, limiter: RateLimiter[Any], decisions: Sequence[tuple[RateLimiter[Any], Decision]]
+        self,
+        limiter: RateLimiter[Any],
+        decisions: Sequence[tuple[RateLimiter[Any], Decision]],
+        key: Hashable,
+        cost: int,
     ) -> HttpResponse:
         """The 429 of a request whose cost exceeds what ``limiter`` admits at once: waiting
         never helps (no Retry-After), and nothing was decided for it (no field of its own)."""
+        if self.errors.rate_limited is not None:
+            return self._overridden(limiter, math.inf, decisions, key, cost)
         body = self.renderer.prepare(limiter).refusal_body
         return HttpResponse(429, [_PROBLEM_JSON, *self.renderer.render(decisions)], body)
 
@@ -1285,10 +1298,31 @@ class Protection:
         limiter: RateLimiter[Any],
         decision: Decision,
         decisions: Sequence[tuple[RateLimiter[Any], Decision]],
+        key: Hashable,
+        cost: int,
     ) -> HttpResponse:
+        if self.errors.rate_limited is not None:
+            return self._overridden(limiter, decision.retry_after, decisions, key, cost)
         body = self.renderer.prepare(limiter).refusal_body
         response = HttpResponse(429, [_PROBLEM_JSON, *self.renderer.render(decisions)], body)
         return _with_retry_after(response, decision.retry_after)
+
+    def _overridden(
+        self,
+        limiter: RateLimiter[Any],
+        retry_after: float,
+        decisions: Sequence[tuple[RateLimiter[Any], Decision]],
+        key: Hashable,
+        cost: int,
+    ) -> HttpResponse:
+        """A refusal answered by the ``errors`` override of :class:`RateLimited`: it gets the
+        :class:`RateLimited` a waiting ``acquire`` would have raised (``retry_after`` inf when
+        no wait admits the cost), and the response keeps the rate-limit fields."""
+        factory = self.errors.rate_limited
+        assert factory is not None  # (the callers checked)
+        exc = rate_limited(limiter.name, key, cost, retry_after)
+        status, headers, body = factory(exc)
+        return HttpResponse(status, [*headers, *self.renderer.render(decisions)], body)
 
     def error_response(self, exc: BaseException) -> HttpResponse | None:
         """The response for an error raised by a guard or handler (``None``: not ours)."""
@@ -1410,13 +1444,13 @@ class Plan:
                 too_costly = rule.too_costly(cost)  # before any of the rule's limiters decides
                 if too_costly is not None:
                     decisions = protection._refunded(charged, decisions)
-                    return protection._too_costly(too_costly, decisions)
+                    return protection._too_costly(too_costly, decisions, key, cost)
             for limiter, check in checks:
                 decision = check(cost, key=key)
                 if not decision.allowed:
                     decisions = protection._refunded(charged, decisions)
                     decisions.append((limiter, decision))
-                    return protection._refusal(limiter, decision, decisions)
+                    return protection._refusal(limiter, decision, decisions, key, cost)
                 decisions.append((limiter, decision))
                 charged.append((key, cost))
         return protection.renderer.render(decisions)
@@ -1431,7 +1465,7 @@ class Plan:
         cost, limiter, check, ietf, policy_header, r_prefix = self._single  # type: ignore[misc]
         decision = check(cost, key=key)
         if not decision.allowed:
-            return self._protection._refusal(limiter, decision, ((limiter, decision),))
+            return self._protection._refusal(limiter, decision, ((limiter, decision),), key, cost)
         if not ietf:
             return []
         x = decision.reset_after  # whole seconds, up (as _seconds_up, inlined: hot path)

@@ -138,7 +138,7 @@ class _Protector:
             cost = self.rule.cost_of(info)
             too_costly = self.rule.too_costly(cost)  # no wait would admit it: at once
             if too_costly is not None:
-                raise Refused(self.protection._too_costly(too_costly, []))
+                raise Refused(self.protection._too_costly(too_costly, [], key, cost))
             for limiter in self.limiters:
                 if limiter.shared and key.__class__ is not str and key.__class__ is not int:
                     key = repr(key)  # Redis keys are str
@@ -235,7 +235,7 @@ def _evaluated(param: inspect.Parameter, namespace: Mapping[str, Any]) -> inspec
     if not isinstance(param.annotation, str):
         return param
     try:
-        return param.replace(annotation=eval(param.annotation, dict(namespace)))  # noqa: S307
+        return param.replace(annotation=eval(param.annotation, dict(namespace)))
     except Exception:  # a name not defined yet: FastAPI resolves it later, we cannot
         return param
 
