@@ -131,7 +131,7 @@ async def test_statuses_may_be_http_status_members_but_not_bools() -> None:
     async with client(script, retry_statuses=statuses, breaker_statuses=statuses) as http:
         assert (await http.get("http://a.test/")).status_code == 200
     assert script.count == 2
-    with pytest.raises(ValueError, match="retry_statuses .* got True"):
+    with pytest.raises(ValueError, match=r"retry_statuses .* got True"):
         ResilientTransport(httpx.MockTransport(script), retry_statuses=[True])
 
 
