@@ -277,13 +277,13 @@ def limit(
         # FastAPI gives the request (and the response) to one parameter only, the last one
         # annotated so: a handler's own is used, not hidden behind ours.
         try:
-            resolved = inspect.signature(fn, eval_str=True).parameters
+            found = inspect.signature(fn, eval_str=True).parameters
         except Exception:  # a name not defined yet: FastAPI resolves it later, we cannot
-            resolved = signature.parameters
+            found = signature.parameters
         # Under another @limit, fn's __signature__ is taken as it is (eval_str does not apply):
         # its string annotations are resolved in the handler's own globals, as FastAPI does.
         namespace = getattr(inspect.unwrap(fn), "__globals__", {})
-        resolved = {name: _evaluated(param, namespace) for name, param in resolved.items()}
+        resolved = {name: _evaluated(param, namespace) for name, param in found.items()}
         own_request = _annotated(resolved, Request)
         own_response = _annotated(resolved, Response)
         hidden = []
