@@ -4,6 +4,7 @@ uvicorn driven by httpx; in-process over httpx.ASGITransport in virtual time for
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import httpx
@@ -400,8 +401,8 @@ def test_construction_errors_name_what_is_wrong() -> None:
         limit(window(1, "x"), headers="fancy")
     with pytest.raises(TypeError, match="guard 0"):
         protect(object())
-    with pytest.raises(TypeError, match="async def"):
-        limit(window(1, "y"))(lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="decorates a handler"):
+        limit(window(1, "y"))("not a handler")
     assert issubclass(Refused, Exception)
 
 
@@ -466,3 +467,38 @@ async def test_an_errors_override_of_rate_limited_answers_every_adapters_refusal
             second = await client.get(path)
             answers.append((path, second.status_code, second.text))
     assert answers == [(path, 418, "slow down") for path in ("/dep", "/waits", "/decorated", "/")]
+
+
+@pytest.mark.real_time  # a thread pool: waited on in real time
+async def test_limit_on_plain_def_handlers_runs_them_in_the_thread_pool() -> None:
+    # slowapi limits sync endpoints too; FastAPI and Starlette run a plain def in their
+    # thread pool, and so does the decorator (it never blocks the loop).
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    app = FastAPI()
+    install(app)
+
+    @app.get("/sync")
+    @limit(window(2, "sync"))
+    def sync_handler(n: int = 0) -> dict[str, int]:
+        threads.append(threading.get_ident())
+        return {"n": n}
+
+    def endpoint(request: Request) -> Response:
+        threads.append(threading.get_ident())
+        return Response("plain")
+
+    starlette = Starlette(routes=[Route("/", limit(window(1, "plain"))(endpoint))])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        answers = [await client.get("/sync", params={"n": i}) for i in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[1].json() == {"n": 1} and "ratelimit" in answers[1].headers
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=starlette), base_url="http://t"
+    ) as client:
+        plain = [await client.get("/") for _ in range(2)]
+    assert (plain[0].status_code, plain[0].text) == (200, "plain")
+    assert plain[1].status_code == 429 and "ratelimit" in plain[0].headers
+    assert len(threads) == 3 and loop_thread not in threads

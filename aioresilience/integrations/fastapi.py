@@ -19,8 +19,10 @@ headers="ietf", priority=None, errors=None)``
 ``@limit(...)`` (same arguments)
     The same as a decorator, under ``@app.get(...)``: for a FastAPI handler (no ``request``
     parameter needed: the decorator asks FastAPI for one under a hidden name, and works with
-    ``from __future__ import annotations``) or a Starlette endpoint ``(request)``. The fields
-    are added to the response whatever the handler returns.
+    ``from __future__ import annotations``) or a Starlette endpoint ``(request)``, ``async
+    def`` or plain ``def`` (run in Starlette's thread pool, as FastAPI and Starlette run a
+    plain one; the guards hold it until the thread returns). The fields are added to the
+    response whatever the handler returns.
 
 Refusals raise :class:`Refused`, an ``HTTPException`` carrying the exact response: with
 ``aioresilience.integrations.asgi.install(app)`` it is sent as built (problem+json body,
@@ -32,9 +34,10 @@ status and headers with its own body. Errors of ours raised by the handler (a do
 import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 try:
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import Response
@@ -45,6 +48,7 @@ except ImportError as error:  # pragma: no cover - the extra is installed in tes
     ) from error
 
 from .. import Priority, RateLimited, RateLimiter
+from .._support.predicates import is_async_callable
 from ._guards import Entered, GuardRunner, enter, leave
 from ._http import (
     ErrorMapper,
@@ -63,7 +67,6 @@ from ._http import (
 
 __all__ = ["Refused", "limit", "protect"]
 
-T = TypeVar("T")
 _REQUEST = "_aioresilience_request"
 _RESPONSE = "_aioresilience_response"
 
@@ -259,17 +262,20 @@ def limit(
     headers: str = "ietf",
     priority: Priority | str | None = None,
     errors: ErrorMapper | Mapping[type[BaseException], int | ResponseFactory] | None = None,
-) -> Callable[[Callable[..., Coroutine[Any, Any, T]]], Callable[..., Coroutine[Any, Any, T]]]:
+) -> Callable[[Callable[..., Any]], Callable[..., Coroutine[Any, Any, Any]]]:
     """A route decorator for FastAPI handlers and Starlette endpoints (module docstring)."""
     protector = _Protector(
         "limit()", limiters_or_guards, key, cost, per_route, wait, headers, priority, errors
     )
 
     def decorate(
-        fn: Callable[..., Coroutine[Any, Any, T]],
-    ) -> Callable[..., Coroutine[Any, Any, T]]:
-        if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"@limit decorates an async def handler, got {fn!r}")
+        fn: Callable[..., Any],
+    ) -> Callable[..., Coroutine[Any, Any, Any]]:
+        if not callable(fn):
+            raise TypeError(f"@limit decorates a handler (async def or def), got {fn!r}")
+        # A plain def runs in the thread pool, as the framework would have run it (the
+        # decorated handler is async: the framework no longer knows it was not).
+        in_thread = not is_async_callable(fn)
         # Not evaluated: FastAPI resolves string annotations (from __future__ import
         # annotations) in the handler's own globals, which it finds through __wrapped__.
         signature = inspect.signature(fn)
@@ -302,7 +308,7 @@ def limit(
         params[at:at] = hidden
 
         @functools.wraps(fn)
-        async def protected(*args: Any, **kwargs: Any) -> T:
+        async def protected(*args: Any, **kwargs: Any) -> Any:
             request = kwargs.pop(_REQUEST, None) if own_request is None else kwargs.get(own_request)
             sub_response = (
                 kwargs.pop(_RESPONSE, None) if own_response is None else kwargs.get(own_response)
@@ -316,7 +322,10 @@ def limit(
                     )
             headers, entered = await protector.admit(request)
             try:
-                result = await fn(*args, **kwargs)
+                if in_thread:
+                    result = await run_in_threadpool(fn, *args, **kwargs)
+                else:
+                    result = await fn(*args, **kwargs)
             except BaseException as failure:
                 await _leave_raised(entered, failure)
                 raise
