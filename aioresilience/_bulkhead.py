@@ -350,14 +350,19 @@ class Bulkhead(GuardForms, EventSource):
 
     @property
     def idle(self) -> bool:
-        return self._active == 0 and not self._waiters
+        return self._active == 0 and not self._waiters  # (a release empties it of the cancelled)
+
+    def _queued(self) -> int:
+        """The waiters still waiting: one cancelled (or left on a closed loop) stays in the
+        queue until its task runs, and is not counted."""
+        return sum(1 for future in self._waiters if waiting(future))
 
     def statistics(self) -> BulkheadStatistics:
         return BulkheadStatistics(
             name=self.name,
             max_concurrent=self._max,
             active=self._active,
-            queued=len(self._waiters),
+            queued=self._queued(),
             admitted=self._admitted,
             rejected=self._rejected,
             peak=self._peak,
@@ -366,7 +371,7 @@ class Bulkhead(GuardForms, EventSource):
     def __repr__(self) -> str:
         return (
             f"<Bulkhead {self.name!r} active={self._active}/{self._max} "
-            f"queued={len(self._waiters)}/{self._max_queue} rejected={self._rejected}>"
+            f"queued={self._queued()}/{self._max_queue} rejected={self._rejected}>"
         )
 
 

@@ -90,6 +90,8 @@ async def test_cancelled_waiter_gives_up_its_queue_place_at_once() -> None:
     await asyncio.sleep(0)
     asyncio.get_running_loop().call_later(1.0, bulkhead.release)
     stale.cancel()
+    # Not counted from the moment it is cancelled, before its task has run to leave.
+    assert bulkhead.statistics().queued == 0 and "queued=0/1" in repr(bulkhead)
     await bulkhead.acquire()
     stats = bulkhead.statistics()
     assert (stats.active, stats.queued, stats.rejected) == (1, 0, 0)
