@@ -1707,3 +1707,19 @@ async def test_a_breaker_given_whole_judges_with_its_own_record() -> None:
             with pytest.raises(httpx.ReadError):
                 await http.get("http://a.test/")
         assert breaker.state is CircuitState.OPEN
+
+
+def test_exception_classes_in_a_list_are_copied_at_construction() -> None:
+    # retry={"retry_on": [...]} and breaker={"record": [...]} build each host's Retry and
+    # breaker later: the list as it was given counts, not as it is when a host is first seen.
+    retry_on, record = [ConnectionError], [ConnectionError]
+    transport = ResilientTransport(
+        httpx.MockTransport(Script(200)),
+        retry={"retry_on": retry_on},
+        breaker={"record": record},
+    )
+    retry_on.append(KeyError)
+    record.append("not a class")  # type: ignore[arg-type]
+    host = transport.policy.host(Origin("http", "a.test", 80))
+    assert host.retry is not None and not host.retry.retryable(KeyError())
+    assert host.retry.retryable(ConnectionError())

@@ -500,7 +500,16 @@ def _options(name: str, value: Any) -> dict[str, Any]:
     for key in value:
         if not isinstance(key, str):
             raise TypeError(f"{name} must have option names (str) as keys, got {key!r}")
-    return dict(value)
+    options = dict(value)
+    # Exception classes in a list or set (retry_on, record, ignore) are copied now, as the
+    # primitives copy them: a host made later is built from what was given here.
+    for option in _EXCEPTION_OPTIONS:
+        if isinstance(options.get(option), list | set):
+            options[option] = tuple(options[option])
+    return options
+
+
+_EXCEPTION_OPTIONS = ("retry_on", "record", "ignore")
 
 
 def _build(name: str, factory: Callable[..., Any], options: Mapping[str, Any]) -> Any:
