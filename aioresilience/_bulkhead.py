@@ -413,7 +413,9 @@ class PartitionedBulkhead(Generic[K]):
         if it never was)."""
         self._listeners.remove(callback)
         for bulkhead in self._partitions.values():
-            bulkhead.remove_listener(callback)
+            # (a partition whose own remove_listener took it off already has nothing to drop)
+            with contextlib.suppress(ValueError):
+                bulkhead.remove_listener(callback)
 
     def __getitem__(self, key: K) -> Bulkhead:
         """The bulkhead of ``key`` (created on first use)."""
