@@ -730,6 +730,27 @@ async def test_a_busy_host_is_not_evicted(virtual_clock: Any) -> None:
             await http.get("http://down.test/")
 
 
+async def test_the_host_map_comes_back_down_once_busy_hosts_are_idle(virtual_clock: Any) -> None:
+    # Busy hosts kept the map over max_hosts; once they were idle each new host evicted only
+    # one, so the map stayed at its peak for ever instead of "for as long as that lasts".
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host.startswith("slow"):
+            await asyncio.sleep(10)
+        return httpx.Response(200)
+
+    transport = ResilientTransport(
+        httpx.MockTransport(answer), retry=None, bulkhead={"max_concurrent": 1}, max_hosts=4
+    )
+    async with httpx.AsyncClient(transport=transport) as http:
+        slow = [asyncio.create_task(http.get(f"http://slow{i}.test/")) for i in range(6)]
+        await asyncio.sleep(1)
+        assert len(transport.policy.hosts()) == 6  # busy: kept, over max_hosts
+        await asyncio.gather(*slow)
+        for i in range(4):
+            await http.get(f"http://h{i}.test/")
+        assert len(transport.policy.hosts()) == 4
+
+
 async def test_at_twice_max_hosts_an_idle_host_goes_before_a_busy_one() -> None:
     # Over twice max_hosts the least recently used went whatever its state, even with an
     # idle host beside it: an open breaker was forgotten while an idle host stayed.

@@ -1140,12 +1140,17 @@ class ClientPolicy(EventSource, Generic[R]):
         now, up to twice it, where the least recently used goes whatever its state."""
         hosts = self._hosts
         # (Never the newest: the host just made is the one being asked for.)
-        oldest = itertools.islice(hosts.items(), min(_EVICTION_SCAN, len(hosts) - 1))
+        oldest = list(itertools.islice(hosts.items(), min(_EVICTION_SCAN, len(hosts) - 1)))
+        evicted = 0
         for origin, candidate in oldest:
             if candidate.idle():
                 del hosts[origin]
-                return
-        if len(hosts) > 2 * self.max_hosts:
+                evicted += 1
+                # Over max_hosts since busy hosts stayed: one more, so the map comes back down
+                # once they are idle (one per new host would keep it at its peak for ever).
+                if evicted == 2 or len(hosts) <= self.max_hosts:
+                    return
+        if not evicted and len(hosts) > 2 * self.max_hosts:
             hosts.popitem(last=False)
 
     def add_listener(self, callback: Callable[[ResilienceEvent], Any]) -> None:
