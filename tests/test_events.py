@@ -251,7 +251,11 @@ def test_prometheus_listener_refused_by_a_clash_leaves_nothing_registered() -> N
 @pytest.mark.parametrize(
     ("build", "error", "message"),
     [
-        (lambda: LoggingListener(5), TypeError, "logger must be a logging.Logger or None, got 5"),  # type: ignore[arg-type]
+        (
+            lambda: LoggingListener(5),  # type: ignore[arg-type]
+            TypeError,
+            "logger must be a logging.Logger, a logging.LoggerAdapter or None, got 5",
+        ),
         (
             lambda: LoggingListener(levels={"x": 10}),
             ValueError,

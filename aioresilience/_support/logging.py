@@ -58,7 +58,9 @@ class LoggingListener:
         if logger is None:
             logger = logging.getLogger("aioresilience")
         elif not isinstance(logger, logging.Logger | logging.LoggerAdapter):
-            raise TypeError(f"logger must be a logging.Logger or None, got {logger!r}")
+            raise TypeError(
+                f"logger must be a logging.Logger, a logging.LoggerAdapter or None, got {logger!r}"
+            )
         self._logger = logger
         self._levels = {**_LEVELS, **_levels(levels)}
         if self._levels == _LEVELS and type(self).accepts is LoggingListener.accepts:
