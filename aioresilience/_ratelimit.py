@@ -373,6 +373,28 @@ class LocalLimit(Generic[S]):
         queued = next((entry for entry in queue.entries if entry.status == _QUEUED), None)
         self._replan(queue, now, queued)
 
+    def reset(self, key: Hashable) -> None:
+        """Forget what ``key`` was admitted: its next request finds the whole quota. Its
+        waiters reserve again from the fresh state, in arrival order (those it admits go
+        now); one released but not resumed yet keeps its admission (it is about to run)."""
+        queue = self._queues.get(key)
+        if queue is None:
+            self.store.pop(key)
+            return
+        now = self._clock.time()
+        # The admissions made (folded into ``base`` or still in ``entries``) are forgotten;
+        # the reservations still to run are replanned on a fresh state, as after a late one.
+        queue.base = None
+        queue.entries = deque(e for e in queue.entries if e.status in (_QUEUED, _RELEASED))
+        first = next((e for e in queue.entries if e.status == _QUEUED), None)
+        self._replan(queue, now, first)
+
+    def clear(self) -> None:
+        """:meth:`reset` every key."""
+        for key in list(self._queues):
+            self.reset(key)
+        self.store.clear()
+
     # -- waiting ----------------------------------------------------------------------------
 
     def _reserve_slow(
@@ -1057,6 +1079,29 @@ class RateLimiter(GuardForms, EventSource, Generic[S]):
             self._try_now(key, 1)  # raises: this limiter decides remotely
             raise AssertionError  # pragma: no cover
         return local.remaining(key)
+
+    def reset(self, key: Hashable = None) -> None:
+        """Forget what ``key`` was admitted, as if no request had come: its next request finds
+        the whole quota (as limits' ``clear`` and slowapi's ``reset``: unblocking a client by
+        hand, a fresh limit per test). Waiters of the key reserve again from the fresh state,
+        in arrival order: those it now admits go at once. ``statistics()`` counts what was
+        decided and keeps counting. In-memory limiters (a shared store's state is in the
+        store: delete it there)."""
+        local = self._local
+        if local is None:
+            raise TypeError(
+                f"{self.name} keeps its state in a shared store: reset() and clear() forget "
+                "state held in this process only (delete the key in the store instead)"
+            )
+        local.reset(key)
+
+    def clear(self) -> None:
+        """:meth:`reset` every key (in-memory limiters)."""
+        local = self._local
+        if local is None:
+            self.reset()  # raises, naming the store
+        else:
+            local.clear()
 
     @property
     def store(self) -> KeyStore[S]:

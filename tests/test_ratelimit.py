@@ -792,3 +792,72 @@ def test_a_refund_takes_a_decision_carrying_an_equal_policy() -> None:
     assert twin.refund(twin.check()._replace(policy=limiter.policy)).at is None
     with pytest.raises(ValueError, match="another limiter's"):
         limiter.refund(other.check())
+
+
+_FRESH = [
+    lambda: ar.TokenBucket(3, 0.1),
+    lambda: ar.LeakyBucket(3, 0.1),
+    lambda: ar.GCRA(rate="1/10s", burst=3),
+    lambda: ar.FixedWindowCounter(max_requests=3, window_seconds=60.0),
+    lambda: ar.SlidingWindowLog(max_requests=3, window_seconds=60.0),
+    lambda: ar.SlidingWindowCounter(max_requests=3, window_seconds=60.0),
+]
+
+
+@pytest.mark.parametrize("make", _FRESH)
+async def test_reset_forgets_one_keys_admissions_and_clear_every_keys(make: Any) -> None:
+    limiter = make()
+    for key in ("a", "b", None):
+        while limiter.try_acquire(key=key):
+            pass
+    limiter.reset(key="a")
+    assert limiter.remaining("a") == limiter.max_cost
+    assert limiter.remaining("b") == limiter.remaining() == 0  # the others keep theirs
+    assert [limiter.try_acquire(key="a") for _ in range(4)] == [True, True, True, False]
+    limiter.reset(key="never seen")  # nothing to forget: no error
+    limiter.clear()
+    assert limiter.remaining("a") == limiter.remaining("b") == limiter.remaining() == 3
+    assert limiter.statistics().admitted == 12  # counters count on
+
+
+async def test_reset_replans_the_keys_waiters_from_the_fresh_state() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = ar.TokenBucket(1, 0.1)  # one per 10 s
+    await limiter.acquire()
+    admitted: dict[str, float] = {}
+
+    async def waiter(name: str) -> None:
+        await limiter.acquire()
+        admitted[name] = loop.time()
+
+    tasks = [asyncio.create_task(waiter(name)) for name in "abc"]  # due at 10, 20, 30
+    await asyncio.sleep(1.0)
+    tasks[1].cancel()  # a cancelled one is forgotten too
+    limiter.reset()
+    await asyncio.gather(tasks[0], tasks[2], return_exceptions=True)
+    assert admitted == {"a": 1.0, "c": 11.0}  # the fresh token now, then the refill
+    assert not limiter.try_acquire()  # nothing admitted twice
+    assert limiter.statistics().waiting == 0
+
+
+async def test_a_waiter_released_but_not_yet_running_keeps_its_admission_through_reset() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = ar.TokenBucket(1, 0.1)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())  # released at t=10
+    await asyncio.sleep(0)
+    # Scheduled after the limiter's timer for t=10: runs in the same turn, after the
+    # release, before the released task resumes.
+    loop.call_at(10.0, limiter.reset)
+    await waiter
+    assert loop.time() == 10.0
+    assert not limiter.try_acquire()  # the released one holds the fresh token: bound kept
+
+
+def test_a_shared_limiter_says_reset_is_for_state_held_in_process() -> None:
+    from aioresilience.stores.redis import RedisStore
+
+    limiter = ar.TokenBucket(1, 1.0, name="shared", store=RedisStore("redis://127.0.0.1:1"))
+    for forget in (limiter.reset, limiter.clear):
+        with pytest.raises(TypeError, match="shared store: reset"):
+            forget()
