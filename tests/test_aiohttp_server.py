@@ -736,3 +736,64 @@ async def test_an_errors_override_of_rate_limited_answers_the_limiters_own_refus
             status, headers, body = await client.get("/")
         assert (status, body, headers["content-type"]) == (418, b"slow down", "text/plain")
         assert "ratelimit" in headers
+
+
+async def _upload_and_drop(port: int, path: str) -> None:
+    """A client that starts an upload and goes away (a reset) while the handler reads it."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode())
+    writer.write(b"a" * 100)
+    await writer.drain()
+    await asyncio.sleep(0.02)  # (real time: the handler is reading the body by then)
+    writer.transport.abort()
+
+
+async def test_a_client_gone_mid_upload_is_a_cancellation_for_the_guards_not_a_failure() -> None:
+    # aiohttp (handler_cancellation off, its default) raises ConnectionResetError from
+    # request.read(): the client's going, not the handler failing. Before, three such
+    # clients opened the breaker. A connection error of the handler's own, its client still
+    # there, is a failure as before.
+    by_middleware = CircuitBreaker(name="mw", failure_threshold=1)
+    by_decorator = CircuitBreaker(name="dec", failure_threshold=1)
+
+    async def upload(request: web.Request) -> web.Response:
+        return web.Response(text=str(len(await request.read())))
+
+    @limit(by_decorator)
+    async def decorated(request: web.Request) -> web.Response:
+        if request.query.get("fail"):
+            raise ConnectionResetError("the handler's own upstream")
+        return web.Response(text=str(len(await request.read())))
+
+    app = web.Application(
+        middlewares=[resilience_middleware(rules=Rule(guards=[by_middleware], paths="/mw"))]
+    )
+    app.router.add_post("/mw", upload)
+    app.router.add_post("/dec", decorated)
+    # A server as deployed (web.run_app's runner, handler_cancellation off): the test
+    # server cancels a handler whose client left, which hides the case.
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        for path in ("/mw", "/dec"):
+            for _ in range(3):
+                await _upload_and_drop(port, path)
+        for _ in range(500):  # until the server has seen every client go
+            stats = (by_middleware.statistics(), by_decorator.statistics())
+            if all(s.cancelled == 3 for s in stats):
+                break
+            await asyncio.sleep(0.01)
+        for breaker in (by_middleware, by_decorator):
+            stats = breaker.statistics()
+            assert (stats.failures, stats.cancelled, breaker.state) == (0, 3, CircuitState.CLOSED)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://127.0.0.1:{port}/dec?fail=1") as response,
+        ):
+            assert response.status == 500
+    finally:
+        await runner.cleanup()
+    assert by_decorator.statistics().failures == 1 and by_decorator.state is CircuitState.OPEN

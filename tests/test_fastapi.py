@@ -502,3 +502,53 @@ async def test_limit_on_plain_def_handlers_runs_them_in_the_thread_pool() -> Non
     assert (plain[0].status_code, plain[0].text) == (200, "plain")
     assert plain[1].status_code == 429 and "ratelimit" in plain[0].headers
     assert len(threads) == 3 and loop_thread not in threads
+
+
+async def _upload_and_drop(url: str, path: str) -> None:
+    """A client that starts an upload and goes away (a reset) while the handler reads it."""
+    host, port = url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode())
+    writer.write(b"a" * 100)
+    await writer.drain()
+    await asyncio.sleep(0.02)  # (real time: the handler is reading the body by then)
+    writer.transport.abort()
+
+
+@pytest.mark.real_time
+async def test_a_client_gone_mid_upload_is_a_cancellation_for_the_guards_not_a_failure() -> None:
+    # The client going away is the server-side form of cancellation (Starlette raises
+    # ClientDisconnect from request.body()): before, three such clients opened each breaker.
+    breakers = {
+        path: CircuitBreaker(name=path, failure_threshold=1) for path in ("/mw", "/dep", "/dec")
+    }
+    app = FastAPI()
+    app.add_middleware(ResilienceMiddleware, rules=[Rule(guards=[breakers["/mw"]], paths="/mw")])
+
+    @app.post("/mw")
+    async def middleware_guarded(request: Request) -> int:
+        return len(await request.body())
+
+    @app.post("/dep", dependencies=[Depends(protect(breakers["/dep"]))])
+    async def dependency_guarded(request: Request) -> int:
+        return len(await request.body())
+
+    @app.post("/dec")
+    @limit(breakers["/dec"])
+    async def decorator_guarded(request: Request) -> int:
+        return len(await request.body())
+
+    async with serve(app) as url:
+        for path in breakers:
+            for _ in range(3):
+                await _upload_and_drop(url, path)
+        for _ in range(500):  # until the server has seen every client go
+            if all(b.statistics().cancelled == 3 for b in breakers.values()):
+                break
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=url) as client:
+            answers = [(await client.post(path, content=b"xy")).status_code for path in breakers]
+    assert answers == [200, 200, 200]  # every breaker closed
+    for breaker in breakers.values():
+        stats = breaker.statistics()
+        assert (stats.failures, stats.cancelled, breaker.state) == (0, 3, CircuitState.CLOSED)

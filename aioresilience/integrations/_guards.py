@@ -20,7 +20,11 @@ its *plan* (:meth:`GuardRunner.plan`, cached per guards and priority): the guard
 order, the downstream awaited, the guards left innermost first with the outcome, as nested
 ``async with`` blocks would (an exit that raises replaces the exception, chained to it).
 Every way out leaves every guard entered, a cancellation (the client went away) included:
-no permit leaks.
+no permit leaks. A client that goes away while its request runs is a cancellation on the
+server's side, whatever the framework raises for it (Starlette's ``ClientDisconnect``,
+aiohttp's ``ConnectionResetError``): ``run(..., gone=)`` and :func:`leave_gone` leave the
+guards as after a cancellation (a breaker counts no failure), and the framework's exception
+goes on.
 
 Load signals: a shedder's :class:`~aioresilience.InFlight` or
 :class:`~aioresilience.LatencyEWMA` (``shedder.feeds``) is fed with every request a rule of
@@ -33,6 +37,7 @@ counted twice.
 
 from __future__ import annotations
 
+import asyncio
 import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -41,7 +46,7 @@ from .. import LoadShedder, Pipeline, Priority
 from .._support.compose import leave_all
 from ..abc import NO_RESULT, Core, GuardForms, GuardStrategy
 
-__all__ = ["Entered", "GuardRunner", "Plan", "enter", "leave"]
+__all__ = ["Entered", "GuardRunner", "Plan", "enter", "leave", "leave_gone"]
 
 Plan = tuple[Core, ...]  # the cores of one request's guards, outermost first
 Entered = list[tuple[Any, Any]]  # (exit, ticket) of each guard entered, outermost first
@@ -102,11 +107,13 @@ class GuardRunner:
         /,
         *args: Any,
         answer: Callable[[BaseException], bool] | None = None,
+        gone: Callable[[BaseException], bool] | None = None,
     ) -> Any:
         """``await downstream(*args)`` inside ``plan``; its result (an ASGI app's None: none)
         is what the exits see, and is returned. ``answer(exc)``: whether an exception is the
         handler's answer rather than its failure (a framework's HTTP exception below 500: a
-        404, a redirect), left as a success and raised on."""
+        404, a redirect), left as a success and raised on. ``gone(exc)``: whether it is the
+        client going away (:func:`leave_gone`)."""
         entered = enter(plan)
         if not isinstance(entered, list):  # a guard waits to admit, or refused
             entered = await entered
@@ -125,6 +132,8 @@ class GuardRunner:
                 await pending
             return result
         # Raised here, outside the handler: the exception keeps its own cause and context.
+        if gone is not None and gone(failure):
+            raise await leave_gone(entered, failure)
         raise await _left(entered, failure)
 
 
@@ -203,6 +212,16 @@ async def _awaiting_exit(entered: Entered, index: int, pending: Any, result: Any
             await rest
         return
     raise await _left(entered[:index], failure)
+
+
+async def leave_gone(entered: Entered, error: BaseException) -> BaseException:
+    """Leave ``entered`` after the client went away while its request ran (``error``: what
+    the framework raised for it) as after a cancellation, which it is on the server's side:
+    a breaker counts no failure, a bulkhead hands the slot on, an adaptive limiter learns
+    nothing. Returns the exception to raise on: ``error``, or one an exit replaced it with."""
+    cancelled = asyncio.CancelledError(f"the client went away ({type(error).__name__})")
+    final = await leave_all(entered, cancelled)
+    return error if final is cancelled else final  # type: ignore[return-value]
 
 
 async def _failed(entered: Entered, error: BaseException) -> Any:

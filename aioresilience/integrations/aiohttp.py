@@ -238,6 +238,18 @@ def _answered(exc: BaseException) -> bool:
     return isinstance(exc, web.HTTPException) and exc.status < 500
 
 
+def _gone(request: web.Request, exc: BaseException) -> bool:
+    """Whether ``exc`` is the client going away: aiohttp's ``ConnectionResetError`` from
+    reading a request whose connection is lost (with ``handler_cancellation=True`` the
+    handler is cancelled instead). A cancellation on the server's side, never a failure for
+    the guards; a connection error of the handler's own calls, its client still there, is
+    one."""
+    if not isinstance(exc, ConnectionError):
+        return False
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 def _is_websocket(request: web.Request) -> bool:
     upgrade = request.headers.get(hdrs.UPGRADE)
     return upgrade is not None and upgrade.lower() == "websocket"
@@ -293,7 +305,13 @@ class _Server:
         try:
             if guards:
                 assert runner is not None  # guards come from the runner
-                response = await runner.run(guards, handler, request, answer=_answered)
+                response = await runner.run(
+                    guards,
+                    handler,
+                    request,
+                    answer=_answered,
+                    gone=functools.partial(_gone, request),
+                )
             else:  # the common case: a rate limit alone
                 response = await handler(request)
         except Exception as exc:

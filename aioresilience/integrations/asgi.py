@@ -222,7 +222,10 @@ class ResilienceMiddleware:
         try:
             if guards:
                 assert runner is not None  # guards come from the runner
-                await runner.run(guards, self.app, scope, receive, send_with_headers)
+                watched = _Watched(receive)
+                await runner.run(
+                    guards, self.app, scope, watched, send_with_headers, gone=watched.gone
+                )
             else:
                 await self.app(scope, receive, send_with_headers)
         except Exception as error:
@@ -240,7 +243,8 @@ class ResilienceMiddleware:
         if runner is not None and admission is not None:
             plan = runner.plan(admission.guards, admission.priority)
             if plan:
-                return runner.run(plan, self.app, scope, receive, send)
+                watched = _Watched(receive)
+                return runner.run(plan, self.app, scope, watched, send, gone=watched.gone)
         return self.app(scope, receive, send)
 
     # -- websockets -------------------------------------------------------------------------
@@ -324,6 +328,32 @@ class ResilienceMiddleware:
         code = _CLOSE_POLICY if response.status == 429 else _CLOSE_TRY_LATER
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": code, "reason": _reason(response)})
+
+
+class _Watched:
+    """An app's ``receive`` that notes the client going away (``http.disconnect``,
+    ``websocket.disconnect``, a close of ours included): an exception the app raises after
+    that is the client's going (Starlette's ``ClientDisconnect``, any framework's), a
+    cancellation on the server's side, never a failure for the guards
+    (``GuardRunner.run(gone=)``)."""
+
+    __slots__ = ("_receive", "disconnected")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.disconnected = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] in _DISCONNECTS:
+            self.disconnected = True
+        return message
+
+    def gone(self, error: BaseException) -> bool:
+        return self.disconnected
+
+
+_DISCONNECTS = frozenset({"http.disconnect", "websocket.disconnect"})
 
 
 def _route_path(path: str, root: str) -> str:

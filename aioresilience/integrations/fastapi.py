@@ -39,8 +39,9 @@ from typing import Any
 try:
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response
+    from starlette.websockets import WebSocketDisconnect
 except ImportError as error:  # pragma: no cover - the extra is installed in tests
     raise ImportError(
         "aioresilience.integrations.fastapi needs Starlette: "
@@ -49,7 +50,7 @@ except ImportError as error:  # pragma: no cover - the extra is installed in tes
 
 from .. import Priority, RateLimited, RateLimiter
 from .._support.predicates import is_async_callable
-from ._guards import Entered, GuardRunner, enter, leave
+from ._guards import Entered, GuardRunner, enter, leave, leave_gone
 from ._http import (
     ErrorMapper,
     HttpResponse,
@@ -184,14 +185,23 @@ def _answered(exc: BaseException) -> bool:
 
 async def _leave_raised(entered: Entered, failure: BaseException) -> None:
     """Leave the guards after the handler raised ``failure`` (the caller raises it on): a
-    raised 404 or redirect as after a response; anything else, a cancellation included, as
-    the failure (which this raises, or the error an exit replaced it with)."""
+    raised 404 or redirect as after a response; the client going away (Starlette's
+    ``ClientDisconnect``, ``WebSocketDisconnect``) as a cancellation, which it is on the
+    server's side; anything else, a cancellation included, as the failure (which this
+    raises, or the error an exit replaced it with)."""
     if _answered(failure):
         pending = leave(entered, None)
         if pending is not None:
             await pending
+    elif isinstance(failure, _CLIENT_GONE):
+        final = await leave_gone(entered, failure)
+        if final is not failure:
+            raise final
     else:
         await leave(entered, failure)
+
+
+_CLIENT_GONE = (ClientDisconnect, WebSocketDisconnect)
 
 
 def protect(
