@@ -222,8 +222,10 @@ class LocalLimit(Generic[S]):
         "_heap",
         "_inline_clock",
         "_queued",
+        "_cleared_at",
         "_queues",
         "_reserve",
+        "_resets",
         "_seq",
         "_timer",
         "_timer_at",
@@ -255,6 +257,11 @@ class LocalLimit(Generic[S]):
         self._timer: Timer | None = None
         self._timer_at = 0.0
         self._seq = 0
+        # When each key was last reset, and every key (clear): a refund of a decision made
+        # before gives nothing back (its admission was forgotten already). Kept as long as a
+        # state is (a decision older than the horizon has nothing left to give back).
+        self._resets: KeyStore[float] = KeyStore(max_keys=max_keys, period=self.store.period)
+        self._cleared_at = -math.inf
 
     # -- the LimiterState protocol ----------------------------------------------------------
 
@@ -356,6 +363,9 @@ class LocalLimit(Generic[S]):
         bucket's units not yet drained later). With waiters on the key, its entry is
         withdrawn and they are replanned, as for a cancelled waiter."""
         now = self._clock.time()
+        reset_at = self._resets.get(key, now)
+        if at < self._cleared_at or (reset_at is not None and at < reset_at):
+            return  # forgotten by a reset since: the fresh quota is not this admission's
         queue = self._queues.get(key)
         if queue is None:
             state = self.store.get(key, now)
@@ -377,11 +387,12 @@ class LocalLimit(Generic[S]):
         """Forget what ``key`` was admitted: its next request finds the whole quota. Its
         waiters reserve again from the fresh state, in arrival order (those it admits go
         now); one released but not resumed yet keeps its admission (it is about to run)."""
+        now = self._clock.time()
+        self._resets.put(key, now, now)
         queue = self._queues.get(key)
         if queue is None:
             self.store.pop(key)
             return
-        now = self._clock.time()
         # The admissions made (folded into ``base`` or still in ``entries``) are forgotten;
         # the reservations still to run are replanned on a fresh state, as after a late one.
         queue.base = None
@@ -394,6 +405,8 @@ class LocalLimit(Generic[S]):
         for key in list(self._queues):
             self.reset(key)
         self.store.clear()
+        self._resets.clear()
+        self._cleared_at = self._clock.time()
 
     # -- waiting ----------------------------------------------------------------------------
 

@@ -861,3 +861,39 @@ def test_a_shared_limiter_says_reset_is_for_state_held_in_process() -> None:
     for forget in (limiter.reset, limiter.clear):
         with pytest.raises(TypeError, match="shared store: reset"):
             forget()
+
+
+
+_CLOCKED = [
+    lambda clock: ar.TokenBucket(3, 0.1, clock=clock),
+    lambda clock: ar.LeakyBucket(3, 0.1, clock=clock),
+    lambda clock: ar.GCRA(rate="1/10s", burst=3, clock=clock),
+    lambda clock: ar.FixedWindowCounter(max_requests=3, window_seconds=60.0, clock=clock),
+    lambda clock: ar.SlidingWindowLog(max_requests=3, window_seconds=60.0, clock=clock),
+    lambda clock: ar.SlidingWindowCounter(max_requests=3, window_seconds=60.0, clock=clock),
+]
+
+
+@pytest.mark.parametrize("make", _CLOCKED)
+def test_a_refund_of_a_decision_made_before_reset_gives_nothing_of_the_fresh_quota(
+    make: Any,
+) -> None:
+    from aioresilience.testing import ManualClock
+
+    clock = ManualClock()
+    limiter = make(clock)
+    old = [limiter.check(key="k") for _ in range(3)]
+    clock.advance(0.5)
+    limiter.reset(key="k")
+    assert all(limiter.check(key="k").allowed for _ in range(3))  # the fresh quota, used
+    for decision in old:
+        limiter.refund(decision, key="k")  # forgotten by the reset: nothing to give back
+    assert not limiter.check(key="k").allowed
+    clock.advance(0.5)
+    limiter.clear()
+    fresh = limiter.check(key="k")
+    for decision in old:
+        limiter.refund(decision, key="k")  # forgotten by clear() too
+    assert limiter.remaining("k") == 2
+    limiter.refund(fresh, key="k")  # made after it: given back as before
+    assert limiter.remaining("k") == 3
