@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from aioresilience import (
     CircuitBreaker,
     CircuitState,
     FixedWindowCounter,
+    Pipeline,
     RateLimited,
     TimeoutExceeded,
     TokenBucket,
@@ -552,3 +554,33 @@ async def test_a_client_gone_mid_upload_is_a_cancellation_for_the_guards_not_a_f
     for breaker in breakers.values():
         stats = breaker.statistics()
         assert (stats.failures, stats.cancelled, breaker.state) == (0, 3, CircuitState.CLOSED)
+
+
+async def test_limit_on_a_plain_def_holds_its_guards_until_a_timed_out_thread_returns() -> None:
+    # The thread of a cancelled request (a timeout) cannot be stopped: the bulkhead's slot
+    # stays held until it returns, or a cap of 1 ran three handler bodies at once. (Virtual
+    # time: the timeout fires while the thread works, which takes a few real ms.)
+    bulkhead = Bulkhead(1, max_queue=10)
+    lock = threading.Lock()
+    running = [0, 0]  # now, peak
+    app = FastAPI()
+    install(app)
+
+    @app.get("/slow")
+    @limit(bulkhead, Pipeline.builder("p").timeout(0.05).build())
+    def slow() -> dict[str, bool]:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        return {"ok": True}
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        answers = await asyncio.gather(*(client.get("/slow") for _ in range(3)))
+    assert [a.status_code for a in answers] == [504, 504, 504]
+    assert running == [0, 1]
+    assert bulkhead.statistics().active == 0
