@@ -863,7 +863,6 @@ def test_a_shared_limiter_says_reset_is_for_state_held_in_process() -> None:
             forget()
 
 
-
 _CLOCKED = [
     lambda clock: ar.TokenBucket(3, 0.1, clock=clock),
     lambda clock: ar.LeakyBucket(3, 0.1, clock=clock),

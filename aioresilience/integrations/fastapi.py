@@ -31,6 +31,8 @@ status and headers with its own body. Errors of ours raised by the handler (a do
 ``TimeoutExceeded``) are mapped by ``install(app)`` too.
 """
 
+import asyncio
+import contextlib
 import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping
@@ -263,6 +265,21 @@ def _annotated(parameters: Mapping[str, inspect.Parameter], kind: type) -> str |
     return found
 
 
+async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn`` in the thread pool. No cancellation stops its thread: a request cancelled (a
+    timeout, the client gone) waits for it before its guards are left, so a bulkhead's slot
+    is held while the handler runs, then is cancelled as it was."""
+    call = asyncio.ensure_future(run_in_threadpool(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        while not call.done():
+            # Cancelled again: still cancelled (once) when the thread returns.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(call)
+        raise
+
+
 def limit(
     *limiters_or_guards: object,
     key: KeyFunc | None = None,
@@ -333,7 +350,7 @@ def limit(
             headers, entered = await protector.admit(request)
             try:
                 if in_thread:
-                    result = await run_in_threadpool(fn, *args, **kwargs)
+                    result = await _in_thread(fn, *args, **kwargs)
                 else:
                     result = await fn(*args, **kwargs)
             except BaseException as failure:
