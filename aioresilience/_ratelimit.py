@@ -395,10 +395,24 @@ class LocalLimit(Generic[S]):
             return
         # The admissions made (folded into ``base`` or still in ``entries``) are forgotten;
         # the reservations still to run are replanned on a fresh state, as after a late one.
+        # A waiter of a closed loop (kept across asyncio.run calls) will never run: dropped,
+        # not handed the fresh quota (nor set, which its loop would refuse).
+        kept: deque[_Entry] = deque()
+        for entry in queue.entries:
+            if entry.status not in (_QUEUED, _RELEASED):
+                continue
+            future = entry.future
+            if future is not None and future.get_loop().is_closed():
+                if entry.status == _QUEUED:
+                    queue.waiting -= 1
+                    self._queued -= 1
+                continue
+            kept.append(entry)
         queue.base = None
-        queue.entries = deque(e for e in queue.entries if e.status in (_QUEUED, _RELEASED))
-        first = next((e for e in queue.entries if e.status == _QUEUED), None)
+        queue.entries = kept
+        first = next((e for e in kept if e.status == _QUEUED), None)
         self._replan(queue, now, first)
+        self._tidy()
 
     def clear(self) -> None:
         """:meth:`reset` every key."""
@@ -533,18 +547,25 @@ class LocalLimit(Generic[S]):
             if queue.dirty:
                 self._replan(queue, now)
         heap = self._heap
-        # Replanned and cancelled waiters leave stale heap entries behind; drop them once they
-        # outnumber the live ones, so the heap stays proportional to the waiters.
+        if not self._tidy() and heap and (self._timer is None or heap[0][0] < self._timer_at):
+            self._arm(loop)
+
+    def _tidy(self) -> bool:
+        """After waiters left or were replanned (a flush, a reset): when none is left, the
+        timer is called off (its entries are all stale), and True; else stale entries are
+        dropped once they outnumber the live ones, so the heap stays proportional to the
+        waiters."""
+        heap = self._heap
+        if not self._queued:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            heap.clear()
+            return True
         if len(heap) > 2 * self._queued + 16:
             heap[:] = [e for e in heap if e[0] == e[2].at and e[2].status == _QUEUED]
             heapify(heap)
-        if heap and (self._timer is None or heap[0][0] < self._timer_at):
-            self._arm(loop)
-        elif not self._queued and self._timer is not None:
-            # The last waiter left: no wake-up is due for anyone (its entries are all stale).
-            self._timer.cancel()
-            self._timer = None
-            heap.clear()
+        return False
 
     def _replan(self, queue: _KeyQueue, now: float, late: _Entry | None = None) -> None:
         """Remove the cancelled entries of a key by replaying the others on ``base``.
