@@ -718,3 +718,48 @@ async def test_calls_admitted_while_disabled_never_count_after_a_reset(
     assert (stats.failures, stats.consecutive_failures) == (0, 0)
     assert breaker.state is CircuitState.CLOSED
     assert await breaker.call(succeed) == "ok"
+
+
+async def test_redis_gone_after_a_shared_break_admits_probes_not_every_call() -> None:
+    # Another process's failures opened the shared circuit; this one saw the break. When
+    # Redis went away with the break over, this process's local machine (which had seen no
+    # failure) decided from CLOSED and let every call through to the dependency known to be
+    # failing (5 of 5 here; 46 in a soak of two processes). It now takes up the shared break
+    # and admits half-open probes.
+    with RedisServer() as server:
+        stores = [
+            RedisStore(server.url, prefix="gone", timeout=0.05, breaker_staleness=0.0)
+            for _ in range(2)
+        ]
+        failing, other = (
+            CircuitBreaker(
+                name="gone",
+                failure_threshold=2,
+                break_duration=0.2,
+                half_open_max_calls=1,
+                store=store,
+            )
+            for store in stores
+        )
+        for _ in range(2):
+            with pytest.raises(Boom):
+                await failing.call(fail)
+        await settle()
+        with pytest.raises(CircuitBreakerOpenError):
+            await other.call(succeed)  # the shared break, seen by the other process
+        server.kill()
+        await asyncio.sleep(0.25)  # the break is over
+        gate = asyncio.Event()
+
+        async def held() -> str:
+            await gate.wait()
+            return "ok"
+
+        calls = [asyncio.create_task(other.call(held)) for _ in range(5)]
+        await asyncio.sleep(0.2)  # each asked Redis, found it away, and the local machine decided
+        gate.set()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert outcomes.count("ok") == 1, outcomes  # the one probe
+        assert all(isinstance(o, CircuitBreakerOpenError) for o in outcomes if o != "ok")
+        for store in stores:
+            await store.aclose()

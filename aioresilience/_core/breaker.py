@@ -408,3 +408,14 @@ class BreakerMachine:
 
     def force_open(self, now: float) -> None:
         self._open(now)
+
+    def follow_open(self, until: float, length: float, opens: int) -> None:
+        """Take up a break another machine decided: OPEN until ``until`` for ``length``
+        seconds, its ``opens``-th (a shared breaker's last view of its store, when the store
+        is away and this machine decides instead). Not reported: the view reported the
+        change when it saw it."""
+        self.state = OPEN
+        self.generation += 1
+        self.opens = max(self.opens, opens)
+        self.opened_at = until - length
+        self.open_until = until

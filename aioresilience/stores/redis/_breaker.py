@@ -69,6 +69,7 @@ class RedisBreaker:
     __slots__ = (
         "_config",
         "_epoch",
+        "_followed",
         "_last_break",
         "_local",
         "_now",
@@ -131,6 +132,7 @@ class RedisBreaker:
         # Bumped by manual actions: replies to operations sent before one are stale.
         self._epoch = 0
         self._refresh_at = 0.0  # no background refresh of an OPEN view before this
+        self._followed = -math.inf  # the end of the last shared break the local machine took up
 
     # -- the view -------------------------------------------------------------------------------
 
@@ -138,20 +140,40 @@ class RedisBreaker:
     def consecutive_failures(self) -> int:
         return self._local.consecutive_failures  # the shared streak lives in Redis
 
-    def _local_decides(self) -> bool:
-        """Redis is known to be away and the view is closed: the local machine decides the
-        next call (:meth:`try_admit`), so state and retry_after read it too."""
-        return self.state is CircuitState.CLOSED and bool(self.store._breaker.retry_after)
+    def _local_decides(self, now: float) -> bool:
+        """Redis is known to be away and the view is closed, or open with its break over (a
+        probe would be asked for): the local machine decides the next call
+        (:meth:`try_admit`), so state and retry_after read it too."""
+        if not self.store._breaker.retry_after:
+            return False
+        state = self.state
+        if state is CircuitState.OPEN and now >= self.open_until:
+            self._take_up_break(now)
+            return True
+        return state is CircuitState.CLOSED
+
+    def _take_up_break(self, now: float) -> None:
+        """The local machine is to decide while the view is open, its break over: it takes
+        up that break (once per break), so it admits half-open probes, not every call, to a
+        dependency the shared circuit found failing."""
+        if (
+            self.state is CircuitState.OPEN
+            and now >= self.open_until
+            and self._followed != self.open_until
+            and self._local.state is CircuitState.CLOSED
+        ):
+            self._followed = self.open_until
+            self._local.follow_open(self.open_until, self._last_break or 0.0, self.opens)
 
     def read_state(self, now: float) -> CircuitState:
-        if self._local_decides():
+        if self._local_decides(now):
             return self._local.read_state(now)
         if self.state is CircuitState.OPEN and now >= self.open_until:
             return CircuitState.HALF_OPEN
         return self.state
 
     def retry_after(self, now: float) -> float:
-        if self._local_decides():
+        if self._local_decides(now):
             return self._local.retry_after(now)
         if self.state is CircuitState.ISOLATED:
             return math.inf
@@ -208,7 +230,7 @@ class RedisBreaker:
     def try_admit(self, now: float) -> Any:
         """A ticket or :class:`Refused` from the view when it is fresh enough, else the
         coroutine of the round trip that asks Redis."""
-        if self._local_decides():
+        if self._local_decides(now):
             # Redis is known to be away: the local machine decides (as _ask would, at once).
             local = self._local.try_admit(now)
             return local if isinstance(local, Refused) else Ticket(local, shared=False)
@@ -235,6 +257,7 @@ class RedisBreaker:
         now = self._now()  # after the round trip
         if isinstance(reply, Outage):
             self._report.store_failure(reply.error)
+            self._take_up_break(now)
             local = self._local.try_admit(now)  # the local fallback decides
             return local if isinstance(local, Refused) else Ticket(local, shared=False)
         if epoch == self._epoch:
