@@ -584,3 +584,39 @@ async def test_limit_on_a_plain_def_holds_its_guards_until_a_timed_out_thread_re
     assert [a.status_code for a in answers] == [504, 504, 504]
     assert running == [0, 1]
     assert bulkhead.statistics().active == 0
+
+
+@pytest.mark.real_time
+async def test_a_streamed_responses_failing_background_task_is_a_failure_not_the_client_gone() -> (
+    None
+):
+    # uvicorn answers a receive with http.disconnect once the response is complete, and
+    # Starlette's StreamingResponse reads it: the client is still there, and the background
+    # task's failure is the handler's. Before, the breaker counted it as a cancellation.
+    from starlette.background import BackgroundTask
+    from starlette.responses import StreamingResponse
+
+    breaker = CircuitBreaker(name="stream", failure_threshold=100)
+    app = FastAPI()
+    app.add_middleware(ResilienceMiddleware, rules=[Rule(guards=[breaker], paths="/s")])
+
+    async def fail() -> None:
+        raise RuntimeError("the handler's downstream")
+
+    async def chunks() -> Any:
+        yield b"a"
+        yield b"b"
+
+    @app.get("/s")
+    async def streamed() -> StreamingResponse:
+        return StreamingResponse(chunks(), background=BackgroundTask(fail))
+
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        for _ in range(3):
+            assert (await client.get("/s")).text == "ab"
+        for _ in range(500):  # until the server has run every background task
+            if sum(getattr(breaker.statistics(), f) for f in ("failures", "cancelled")) == 3:
+                break
+            await asyncio.sleep(0.01)
+    stats = breaker.statistics()
+    assert (stats.failures, stats.cancelled) == (3, 0)

@@ -224,7 +224,12 @@ class ResilienceMiddleware:
                 assert runner is not None  # guards come from the runner
                 watched = _Watched(receive)
                 await runner.run(
-                    guards, self.app, scope, watched, send_with_headers, gone=watched.gone
+                    guards,
+                    self.app,
+                    scope,
+                    watched,
+                    watched.sent(send_with_headers),
+                    gone=watched.gone,
                 )
             else:
                 await self.app(scope, receive, send_with_headers)
@@ -337,17 +342,34 @@ class _Watched:
     cancellation on the server's side, never a failure for the guards
     (``GuardRunner.run(gone=)``)."""
 
-    __slots__ = ("_receive", "disconnected")
+    __slots__ = ("_receive", "complete", "disconnected")
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self.disconnected = False
+        self.complete = False  # the HTTP response all sent (sent())
 
     async def __call__(self) -> Message:
         message = await self._receive()
-        if message["type"] in _DISCONNECTS:
+        if message["type"] in _DISCONNECTS and not self.complete:
             self.disconnected = True
         return message
+
+    def sent(self, send: Send) -> Send:
+        """``send``, noting the HTTP response complete: an ``http.disconnect`` after that is
+        the server's answer to a receive once the response is out (uvicorn's, which
+        Starlette's streaming and file responses read), not the client going away, and an
+        exception then (a background task's) is the handler's failure."""
+
+        def watched_send(message: Message) -> Awaitable[None]:
+            kind = message["type"]
+            if (
+                kind == "http.response.body" and not message.get("more_body", False)
+            ) or kind == "http.response.pathsend":
+                self.complete = True
+            return send(message)
+
+        return watched_send
 
     def gone(self, error: BaseException) -> bool:
         return self.disconnected
