@@ -7,6 +7,7 @@ own view of the breaker); one test runs real processes for the half-open probe l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import subprocess
 import sys
@@ -761,5 +762,68 @@ async def test_redis_gone_after_a_shared_break_admits_probes_not_every_call() ->
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
         assert outcomes.count("ok") == 1, outcomes  # the one probe
         assert all(isinstance(o, CircuitBreakerOpenError) for o in outcomes if o != "ok")
+        for store in stores:
+            await store.aclose()
+
+
+async def test_a_break_taken_up_in_an_outage_is_dropped_once_the_shared_circuit_closes() -> None:
+    # The local machine took up the shared break in one outage (its state read, no call
+    # made); Redis came back and the shared circuit closed. Before, the local machine kept
+    # that old break: in the next outage, no failure anywhere, it admitted one probe and
+    # refused the rest (1 of 5).
+    with RedisServer() as server:
+        stores = [
+            RedisStore(
+                server.url, prefix="taken", timeout=0.05, breaker_staleness=0.0, break_duration=0.05
+            )
+            for _ in range(2)
+        ]
+        failing, other = (
+            CircuitBreaker(
+                name="taken",
+                failure_threshold=2,
+                break_duration=0.2,
+                half_open_max_calls=1,
+                store=store,
+            )
+            for store in stores
+        )
+        marker = CircuitBreaker(name="marker", store=stores[1])
+
+        async def until_away() -> None:
+            while not stores[1].breaker.retry_after:
+                with contextlib.suppress(Exception):
+                    await marker.call(succeed)
+                await asyncio.sleep(0.01)
+
+        for _ in range(2):
+            with pytest.raises(Boom):
+                await failing.call(fail)
+        await settle()
+        with pytest.raises(CircuitBreakerOpenError):
+            await other.call(succeed)
+        server.kill()
+        await asyncio.sleep(0.25)  # the break is over
+        await until_away()
+        assert other.state is CircuitState.HALF_OPEN  # the break taken up
+        server.start()
+        for _ in range(500):  # until the store's own breaker lets it try Redis again
+            if not stores[1].breaker.retry_after:
+                break
+            await asyncio.sleep(0.02)
+        assert await other.call(succeed) == "ok"  # the shared probe: closed
+        server.kill()
+        await until_away()
+        assert other.state is CircuitState.CLOSED
+        gate = asyncio.Event()
+
+        async def held() -> str:
+            await gate.wait()
+            return "ok"
+
+        calls = [asyncio.create_task(other.call(held)) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        assert await asyncio.gather(*calls) == ["ok"] * 5
         for store in stores:
             await store.aclose()

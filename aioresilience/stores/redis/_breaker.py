@@ -199,6 +199,16 @@ class RedisBreaker:
             if before is not CircuitState.OPEN:
                 self._last_break = retry_us / _PER_S
         self.synced_at = now
+        local = self._local
+        if after is CircuitState.CLOSED and local.state is not CircuitState.CLOSED:
+            # A break the local machine took up (or opened) while Redis was away is over for
+            # the shared circuit: the local machine, which decides in the next outage, must
+            # not decide from it then. Silently: the view reports the change.
+            report, local.report = local.report, None
+            try:
+                local.reset(now)
+            finally:
+                local.report = report
         if after is not before:
             self._report.transition(before, after, now, self.retry_after(now))
 
