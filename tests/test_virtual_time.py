@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -604,3 +605,40 @@ def test_a_closed_loop_refuses_a_timer_at_inf_as_any_other() -> None:
     for when in (5.0, math.inf):
         with pytest.raises(RuntimeError, match="closed"):
             loop.call_at(when, print)
+
+
+@pytest.mark.parametrize(
+    ("stub", "message"),
+    [
+        (
+            "types.SimpleNamespace(__version__='1.2.0')",
+            "aioresilience.testing.pytest_plugin needs pytest-asyncio >= 1.3, found '1.2.0': "
+            "pip install 'pytest-asyncio>=1.3'",
+        ),
+        (
+            "None",
+            "aioresilience.testing.pytest_plugin needs pytest-asyncio: "
+            "pip install 'pytest-asyncio>=1.3'",
+        ),
+    ],
+)
+def test_the_plugin_names_the_pytest_asyncio_it_needs(stub: str, message: str) -> None:
+    """Under pytest-asyncio 1.2 the run ended in an INTERNALERROR, pluggy's "unknown hook
+    'pytest_asyncio_loop_factories'", naming no version; without it, a bare ModuleNotFoundError."""
+    code = (
+        "import sys, types\n"
+        f"sys.modules['pytest_asyncio'] = {stub}\n"
+        "try:\n"
+        "    import aioresilience.testing.pytest_plugin\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        timeout=60,
+        check=True,
+    )
+    assert run.stdout == message + "\n"

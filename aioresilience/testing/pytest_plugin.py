@@ -25,6 +25,7 @@ import asyncio
 import faulthandler
 import math
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -34,9 +35,25 @@ from contextlib import contextmanager
 from types import FrameType
 
 import pytest
-import pytest_asyncio
+
+try:
+    import pytest_asyncio
+except ImportError as error:
+    raise ImportError(
+        "aioresilience.testing.pytest_plugin needs pytest-asyncio: "
+        "pip install 'pytest-asyncio>=1.3'"
+    ) from error
 
 from ._virtual import VirtualTimeLoop, describe_task
+
+# The loop factories hook came with pytest-asyncio 1.3: an older one fails the run with an
+# INTERNALERROR (pluggy's "unknown hook 'pytest_asyncio_loop_factories'") naming no version.
+_found = getattr(pytest_asyncio, "__version__", "")
+if tuple(int(part) for part in re.findall(r"\d+", _found)[:2]) < (1, 3):
+    raise ImportError(
+        f"aioresilience.testing.pytest_plugin needs pytest-asyncio >= 1.3, found {_found!r}: "
+        "pip install 'pytest-asyncio>=1.3'"
+    )
 
 __all__ = [
     "BACKSTOP_SECONDS",
