@@ -48,8 +48,8 @@ from ._virtual import VirtualTimeLoop, describe_task
 
 # The loop factories hook came with pytest-asyncio 1.3: an older one fails the run with an
 # INTERNALERROR (pluggy's "unknown hook 'pytest_asyncio_loop_factories'") naming no version.
-_found = getattr(pytest_asyncio, "__version__", "")
-if tuple(int(part) for part in re.findall(r"\d+", _found)[:2]) < (1, 3):
+_found = getattr(pytest_asyncio, "__version__", None)
+if _found and tuple(int(part) for part in re.findall(r"\d+", _found)[:2]) < (1, 3):
     raise ImportError(
         f"aioresilience.testing.pytest_plugin needs pytest-asyncio >= 1.3, found {_found!r}: "
         "pip install 'pytest-asyncio>=1.3'"
