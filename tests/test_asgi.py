@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from aioresilience import (
     AdaptiveLimiter,
     Bulkhead,
+    CircuitBreaker,
     FixedWindowCounter,
     InFlight,
     LoadShedder,
@@ -421,6 +422,24 @@ async def test_websocket_handshakes_are_limited_with_an_http_429() -> None:
     response = refused.value.response
     assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
     assert json.loads(response.body)["violated-policies"] == ["handshakes"]
+
+
+@real_time
+async def test_a_handshake_a_guard_refuses_carries_the_rules_rate_limit_fields() -> None:
+    # The rule's limiter admitted the handshake, its breaker refused it (503): the refusal
+    # says what the limit is, as the same refusal of an HTTP request does.
+    breaker = CircuitBreaker(name="ws-breaker")
+    app = starlette_app(WebSocketRoute("/ws", echo))
+    rules = [Rule(per_ip(5, "handshakes"), methods=["WEBSOCKET"], guards=[breaker])]
+    app.add_middleware(ResilienceMiddleware, rules=rules)
+    breaker.trip()
+    async with serve(app) as url:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(url.replace("http://", "ws://") + "/ws")
+    response = refused.value.response
+    assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
+    assert response.headers["ratelimit-policy"] == '"handshakes";q=5;w=60'
+    assert response.headers["ratelimit"] == '"handshakes";r=4;t=60'
 
 
 @real_time

@@ -312,6 +312,8 @@ class ResilienceMiddleware:
             response = None if accepted else self.protection.error_response(error)
             if response is None:
                 raise
+            # The rules' limiters admitted the handshake: their fields go with the refusal.
+            response = response._replace(headers=[*response.headers, *extra])
             await self._deny(scope, None, send, response)
 
     async def _deny(
