@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from asgi_server import serve
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, WebSocket
 from fastapi.responses import PlainTextResponse
 from http_sfv import List as SfList
 from starlette.applications import Starlette
@@ -554,6 +555,56 @@ async def test_a_client_gone_mid_upload_is_a_cancellation_for_the_guards_not_a_f
     for breaker in breakers.values():
         stats = breaker.statistics()
         assert (stats.failures, stats.cancelled, breaker.state) == (0, 3, CircuitState.CLOSED)
+
+
+@real_time
+@pytest.mark.parametrize("form", ["protect", "limit"])
+async def test_protect_and_limit_on_a_websocket_route(form: str) -> None:
+    # Before, neither could be used there: FastAPI gives a Request parameter nothing on a
+    # websocket route (protect: TypeError "missing 'request'"; @limit: "no request"), a 500.
+    handshakes = window(2, "handshakes")
+    bulkhead = Bulkhead(max_concurrent=1, max_queue=0, name="ws-bulkhead")
+    breaker = CircuitBreaker(name="ws-breaker", failure_threshold=1)
+    app = FastAPI()
+    install(app)
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        while True:  # a client's going raises WebSocketDisconnect out of the endpoint
+            await websocket.send_text(await websocket.receive_text())
+
+    if form == "protect":
+
+        @app.websocket("/ws", dependencies=[Depends(protect(handshakes, bulkhead, breaker))])
+        async def by_dependency(websocket: WebSocket) -> None:
+            await echo(websocket)
+
+    else:
+
+        @app.websocket("/ws")
+        @limit(handshakes, bulkhead, breaker)
+        async def by_decorator(websocket: WebSocket) -> None:
+            await echo(websocket)
+
+    async with serve(app) as url:
+        ws_url = url.replace("http://", "ws://") + "/ws"
+        async with websockets.connect(ws_url) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            with pytest.raises(websockets.InvalidStatus) as full:  # the bulkhead's one slot
+                await websockets.connect(ws_url)
+        with pytest.raises(websockets.InvalidStatus) as limited:
+            await websockets.connect(ws_url)
+        for _ in range(500):  # until the server has seen the client go
+            if bulkhead.idle and breaker.statistics().cancelled == 1:
+                break
+            await asyncio.sleep(0.01)
+    assert full.value.response.status_code == 503
+    refused = limited.value.response
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit-policy"] == '"handshakes";q=2;w=60'
+    stats = breaker.statistics()
+    assert (bulkhead.statistics().active, stats.failures, stats.cancelled) == (0, 0, 1)
 
 
 async def test_limit_on_a_plain_def_holds_its_guards_until_a_timed_out_thread_returns() -> None:

@@ -16,6 +16,8 @@ headers="ietf", priority=None, errors=None)``
     rate-limit fields go on a success through FastAPI's ``Response`` dependency, which
     FastAPI merges into the response a handler's *return value* becomes; a handler that
     returns a ``Response`` object itself gets them from :func:`limit` or the middleware.
+    On a websocket route both limit the handshake (the method ``"WEBSOCKET"``); its
+    refusal is an HTTP response with ``install(app)`` where the server offers the denial.
 ``@limit(...)`` (same arguments)
     The same as a decorator, under ``@app.get(...)``: for a FastAPI handler (no ``request``
     parameter needed: the decorator asks FastAPI for one under a hidden name, and works with
@@ -41,7 +43,7 @@ from typing import Any
 try:
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
-    from starlette.requests import ClientDisconnect, Request
+    from starlette.requests import ClientDisconnect, HTTPConnection
     from starlette.responses import Response
     from starlette.websockets import WebSocketDisconnect
 except ImportError as error:  # pragma: no cover - the extra is installed in tests
@@ -122,7 +124,7 @@ class _Protector:
         self.plan = self.guards.plan(self.rule.guards, self.rule.priority)
         self.wait = wait
 
-    def info(self, request: Request) -> RequestInfo:
+    def info(self, request: HTTPConnection) -> RequestInfo:
         scope = request.scope
         route = getattr(scope.get("route"), "path", None)  # the template, set by the router
         app_root = scope.get("app_root_path")  # set by a Mount only
@@ -135,7 +137,7 @@ class _Protector:
             method, scope["path"], scope["headers"], scope.get("client"), route, scope.get("user")
         )
 
-    async def admit(self, request: Request) -> tuple[RawHeaders, Entered]:
+    async def admit(self, request: HTTPConnection) -> tuple[RawHeaders, Entered]:
         """Decide the limiters and enter the guards; raises :class:`Refused`."""
         info = self.info(request)
         if self.wait:
@@ -222,14 +224,14 @@ def protect(
     )
     if not protector.plan:
 
-        async def dependency(request: Request, response: Response) -> None:
+        async def dependency(request: HTTPConnection, response: Response) -> None:
             headers, _ = await protector.admit(request)
             if headers:  # merged: another dependency's fields may be there already
                 response.raw_headers[:] = merge_fields(response.raw_headers, headers)
 
         return dependency
 
-    async def guarded(request: Request, response: Response) -> AsyncIterator[None]:
+    async def guarded(request: HTTPConnection, response: Response) -> AsyncIterator[None]:
         headers, entered = await protector.admit(request)
         if headers:
             response.raw_headers[:] = merge_fields(response.raw_headers, headers)
@@ -317,12 +319,16 @@ def limit(
         # its string annotations are resolved in the handler's own globals, as FastAPI does.
         namespace = getattr(inspect.unwrap(fn), "__globals__", {})
         resolved = {name: _evaluated(param, namespace) for name, param in found.items()}
-        own_request = _annotated(resolved, Request)
+        # The connection: a Request, or a WebSocket on a websocket route (FastAPI gives a
+        # Request parameter nothing there; an HTTPConnection one is given either).
+        own_request = _annotated(resolved, HTTPConnection)
         own_response = _annotated(resolved, Response)
         hidden = []
         if own_request is None:
             hidden.append(
-                inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+                inspect.Parameter(
+                    _REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=HTTPConnection
+                )
             )
         if own_response is None:
             hidden.append(
@@ -341,7 +347,7 @@ def limit(
                 kwargs.pop(_RESPONSE, None) if own_response is None else kwargs.get(own_response)
             )
             if request is None:  # a Starlette endpoint: called with the request
-                request = next((a for a in args if isinstance(a, Request)), None)
+                request = next((a for a in args if isinstance(a, HTTPConnection)), None)
                 if request is None:
                     raise TypeError(
                         f"@limit on {fn.__qualname__}: no request (use it on a FastAPI route "
