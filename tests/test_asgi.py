@@ -25,6 +25,7 @@ from aioresilience import (
     AdaptiveLimiter,
     Bulkhead,
     CircuitBreaker,
+    CircuitState,
     FixedWindowCounter,
     InFlight,
     LoadShedder,
@@ -440,6 +441,40 @@ async def test_a_handshake_a_guard_refuses_carries_the_rules_rate_limit_fields()
     assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
     assert response.headers["ratelimit-policy"] == '"handshakes";q=5;w=60'
     assert response.headers["ratelimit"] == '"handshakes";r=4;t=60'
+
+
+@real_time
+async def test_a_handshake_whose_client_left_while_it_queued_is_no_breaker_failure() -> None:
+    # Its client dropped while the handshake waited in the rule's bulkhead: given the slot,
+    # the app's accept raised uvicorn's ClientDisconnected (an OSError, the ASGI answer on a
+    # closed connection) before it ever received websocket.disconnect: counted a failure.
+    bulkhead = Bulkhead(1, max_queue=1)
+    breaker = CircuitBreaker(name="ws", failure_threshold=1)
+    app = starlette_app(WebSocketRoute("/ws", echo))
+    rule = Rule(guards=[bulkhead, breaker], methods=["WEBSOCKET"])
+    app.add_middleware(ResilienceMiddleware, rules=[rule])
+    async with serve(app) as url:
+        holder = await websockets.connect(url.replace("http://", "ws://") + "/ws")
+        _, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await writer.drain()
+        for _ in range(500):  # until the handshake waits in the bulkhead
+            if bulkhead.statistics().queued:
+                break
+            await asyncio.sleep(0.01)
+        writer.transport.abort()
+        await asyncio.sleep(0.05)  # (real time: the server sees the reset)
+        await holder.close()
+        for _ in range(500):  # until the queued handshake has had its slot and left
+            if bulkhead.statistics().admitted == 2 and not bulkhead.statistics().active:
+                break
+            await asyncio.sleep(0.01)
+    stats = breaker.statistics()
+    assert (stats.failures, stats.cancelled, breaker.state) == (0, 1, CircuitState.CLOSED)
+    assert (bulkhead.statistics().active, bulkhead.statistics().queued) == (0, 0)
 
 
 @real_time

@@ -249,7 +249,9 @@ class ResilienceMiddleware:
             plan = runner.plan(admission.guards, admission.priority)
             if plan:
                 watched = _Watched(receive)
-                return runner.run(plan, self.app, scope, watched, send, gone=watched.gone)
+                return runner.run(
+                    plan, self.app, scope, watched, watched.sent(send), gone=watched.gone
+                )
         return self.app(scope, receive, send)
 
     # -- websockets -------------------------------------------------------------------------
@@ -338,9 +340,11 @@ class ResilienceMiddleware:
 
 
 class _Watched:
-    """An app's ``receive`` that notes the client going away (``http.disconnect``,
-    ``websocket.disconnect``, a close of ours included): an exception the app raises after
-    that is the client's going (Starlette's ``ClientDisconnect``, any framework's), a
+    """An app's ``receive`` and ``send`` that note the client going away (``receive`` gave
+    ``http.disconnect`` or ``websocket.disconnect``, a close of ours included; ``send``
+    raised ``OSError``, the ASGI spec's answer on a closed connection: uvicorn's
+    ``ClientDisconnected`` on a websocket's accept): an exception the app raises after that
+    is the client's going (Starlette's ``ClientDisconnect``, any framework's), a
     cancellation on the server's side, never a failure for the guards
     (``GuardRunner.run(gone=)``)."""
 
@@ -358,18 +362,23 @@ class _Watched:
         return message
 
     def sent(self, send: Send) -> Send:
-        """``send``, noting the HTTP response complete: an ``http.disconnect`` after that is
-        the server's answer to a receive once the response is out (uvicorn's, which
-        Starlette's streaming and file responses read), not the client going away, and an
-        exception then (a background task's) is the handler's failure."""
+        """``send``, noting the HTTP response complete (an ``http.disconnect`` after that is
+        the server's answer to a receive once the response is out: uvicorn's, which
+        Starlette's streaming and file responses read, not the client going away, and an
+        exception then, a background task's, is the handler's failure) and the connection
+        closed under it (``OSError``)."""
 
-        def watched_send(message: Message) -> Awaitable[None]:
+        async def watched_send(message: Message) -> None:
             kind = message["type"]
             if (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
                 self.complete = True
-            return send(message)
+            try:
+                await send(message)
+            except OSError:
+                self.disconnected = True
+                raise
 
         return watched_send
 
