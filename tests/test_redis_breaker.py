@@ -721,6 +721,24 @@ async def test_calls_admitted_while_disabled_never_count_after_a_reset(
     assert await breaker.call(succeed) == "ok"
 
 
+def _two_processes(
+    server: RedisServer, name: str, **store_options: Any
+) -> tuple[list[RedisStore], list[CircuitBreaker]]:
+    """Two stores (two processes) sharing one breaker of ``name`` that opens after 2
+    failures for 0.2 s and probes one call at a time; ``store_options``: the stores' own."""
+    stores = [
+        RedisStore(server.url, prefix=name, timeout=0.05, breaker_staleness=0.0, **store_options)
+        for _ in range(2)
+    ]
+    breakers = [
+        CircuitBreaker(
+            name=name, failure_threshold=2, break_duration=0.2, half_open_max_calls=1, store=store
+        )
+        for store in stores
+    ]
+    return stores, breakers
+
+
 async def test_redis_gone_after_a_shared_break_admits_probes_not_every_call() -> None:
     # Another process's failures opened the shared circuit; this one saw the break. When
     # Redis went away with the break over, this process's local machine (which had seen no
@@ -728,20 +746,7 @@ async def test_redis_gone_after_a_shared_break_admits_probes_not_every_call() ->
     # failing (5 of 5 here; 46 in a soak of two processes). It now takes up the shared break
     # and admits half-open probes.
     with RedisServer() as server:
-        stores = [
-            RedisStore(server.url, prefix="gone", timeout=0.05, breaker_staleness=0.0)
-            for _ in range(2)
-        ]
-        failing, other = (
-            CircuitBreaker(
-                name="gone",
-                failure_threshold=2,
-                break_duration=0.2,
-                half_open_max_calls=1,
-                store=store,
-            )
-            for store in stores
-        )
+        stores, (failing, other) = _two_processes(server, "gone")
         for _ in range(2):
             with pytest.raises(Boom):
                 await failing.call(fail)
@@ -772,22 +777,7 @@ async def test_a_break_taken_up_in_an_outage_is_dropped_once_the_shared_circuit_
     # that old break: in the next outage, no failure anywhere, it admitted one probe and
     # refused the rest (1 of 5).
     with RedisServer() as server:
-        stores = [
-            RedisStore(
-                server.url, prefix="taken", timeout=0.05, breaker_staleness=0.0, break_duration=0.05
-            )
-            for _ in range(2)
-        ]
-        failing, other = (
-            CircuitBreaker(
-                name="taken",
-                failure_threshold=2,
-                break_duration=0.2,
-                half_open_max_calls=1,
-                store=store,
-            )
-            for store in stores
-        )
+        stores, (failing, other) = _two_processes(server, "taken", break_duration=0.05)
         marker = CircuitBreaker(name="marker", store=stores[1])
 
         async def until_away() -> None:
