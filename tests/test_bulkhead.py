@@ -321,6 +321,8 @@ async def test_run_sync_holds_its_slot_until_the_thread_returns(end: str) -> Non
             async with deadline(0.05):
                 await bulkhead.run_sync(blocking, "first")
     assert time.monotonic() - started < 5  # the caller got its error at once ...
+    # (A timeout may fire before the thread has begun: it runs on, so wait for it to.)
+    assert await asyncio.to_thread(first_started.wait, 10)
     assert running == 1 and finished == []  # ... while the thread still runs ...
     stats = bulkhead.statistics()
     assert (stats.active, stats.queued) == (1, 0)  # ... holding its slot
