@@ -134,6 +134,16 @@ class RedisBreaker:
         self._refresh_at = 0.0  # no background refresh of an OPEN view before this
         self._followed = -math.inf  # the end of the last shared break the local machine took up
 
+    def _quietly(self, change: Any, *args: Any) -> Any:
+        """``change(*args)`` on the local machine with its report silenced: the view is what
+        reports the shared circuit's changes (the local machine shadows it, or follows it)."""
+        local = self._local
+        report, local.report = local.report, None
+        try:
+            return change(*args)
+        finally:
+            local.report = report
+
     # -- the view -------------------------------------------------------------------------------
 
     @property
@@ -204,11 +214,7 @@ class RedisBreaker:
             # A break the local machine took up (or opened) while Redis was away is over for
             # the shared circuit: the local machine, which decides in the next outage, must
             # not decide from it then. Silently: the view reports the change.
-            report, local.report = local.report, None
-            try:
-                local.reset(now)
-            finally:
-                local.report = report
+            self._quietly(local.reset, now)
         if after is not before:
             self._report.transition(before, after, now, self.retry_after(now))
 
@@ -304,11 +310,7 @@ class RedisBreaker:
             # Shadowed in the local machine, so that it knows the streak when Redis goes away
             # (outcomes sent as Redis went away are lost; the local machine then decides).
             # Silently: the shared state is the one reported while Redis answers.
-            report, local.report = local.report, None
-            try:
-                local.on_outcome(local.generation, now, failed, slow)
-            finally:
-                local.report = report
+            self._quietly(local.on_outcome, local.generation, now, failed, slow)
         self._send("o", int(failed) + 2 * int(slow), ticket.generation)
         return True
 
@@ -340,11 +342,6 @@ class RedisBreaker:
             self.open_until = now + break_us / _PER_S
         self.state = _SET_BY_HAND[action]
         self.synced_at = -math.inf
-        local = self._local
-        report, local.report = local.report, None  # told once, by the view below
-        try:
-            local.manual(action, now)
-        finally:
-            local.report = report
+        self._quietly(self._local.manual, action, now)  # told once, by the view below
         if self.state is not before:
             self._report.transition(before, self.state, now, self.retry_after(now))
