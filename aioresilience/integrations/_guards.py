@@ -46,7 +46,7 @@ from .. import LoadShedder, Pipeline, Priority
 from .._support.compose import leave_all
 from ..abc import NO_RESULT, Core, GuardForms, GuardStrategy
 
-__all__ = ["Entered", "GuardRunner", "Plan", "enter", "leave", "leave_gone"]
+__all__ = ["Entered", "GuardRunner", "Plan", "enter", "leave", "leave_gone", "leave_raised"]
 
 Plan = tuple[Core, ...]  # the cores of one request's guards, outermost first
 Entered = list[tuple[Any, Any]]  # (exit, ticket) of each guard entered, outermost first
@@ -120,11 +120,6 @@ class GuardRunner:
         try:
             result = await downstream(*args)
         except BaseException as error:  # cancellation included: every guard is left
-            if answer is not None and answer(error):
-                pending = leave(entered, None)
-                if pending is not None:
-                    await pending
-                raise
             failure = error
         else:
             pending = leave(entered, None, result)
@@ -132,9 +127,7 @@ class GuardRunner:
                 await pending
             return result
         # Raised here, outside the handler: the exception keeps its own cause and context.
-        if gone is not None and gone(failure):
-            raise await leave_gone(entered, failure)
-        raise await _left(entered, failure)
+        raise await leave_raised(entered, failure, answer, gone)
 
 
 # Entering and leaving are plain functions while every guard answers at once (the common
@@ -212,6 +205,26 @@ async def _awaiting_exit(entered: Entered, index: int, pending: Any, result: Any
             await rest
         return
     raise await _left(entered[:index], failure)
+
+
+async def leave_raised(
+    entered: Entered,
+    error: BaseException,
+    answer: Callable[[BaseException], bool] | None = None,
+    gone: Callable[[BaseException], bool] | None = None,
+) -> BaseException:
+    """Leave ``entered`` after the downstream raised ``error``: as after a response when
+    ``answer(error)`` (a 404, a redirect), as after a cancellation when ``gone(error)`` (the
+    client went away: :func:`leave_gone`), else with the failure (a cancellation included).
+    Returns the exception to raise on: ``error``, or one an exit replaced it with."""
+    if answer is not None and answer(error):
+        pending = leave(entered, None)
+        if pending is not None:
+            await pending
+        return error
+    if gone is not None and gone(error):
+        return await leave_gone(entered, error)
+    return await _left(entered, error)
 
 
 async def leave_gone(entered: Entered, error: BaseException) -> BaseException:

@@ -54,7 +54,7 @@ except ImportError as error:  # pragma: no cover - the extra is installed in tes
 
 from .. import Priority, RateLimited, RateLimiter
 from .._support.predicates import is_async_callable
-from ._guards import Entered, GuardRunner, enter, leave, leave_gone
+from ._guards import Entered, GuardRunner, enter, leave, leave_raised
 from ._http import (
     ErrorMapper,
     HttpResponse,
@@ -187,25 +187,10 @@ def _answered(exc: BaseException) -> bool:
     return isinstance(exc, HTTPException) and exc.status_code < 500
 
 
-async def _leave_raised(entered: Entered, failure: BaseException) -> None:
-    """Leave the guards after the handler raised ``failure`` (the caller raises it on): a
-    raised 404 or redirect as after a response; the client going away (Starlette's
-    ``ClientDisconnect``, ``WebSocketDisconnect``) as a cancellation, which it is on the
-    server's side; anything else, a cancellation included, as the failure (which this
-    raises, or the error an exit replaced it with)."""
-    if _answered(failure):
-        pending = leave(entered, None)
-        if pending is not None:
-            await pending
-    elif isinstance(failure, _CLIENT_GONE):
-        final = await leave_gone(entered, failure)
-        if final is not failure:
-            raise final
-    else:
-        await leave(entered, failure)
-
-
-_CLIENT_GONE = (ClientDisconnect, WebSocketDisconnect)
+def _gone(exc: BaseException) -> bool:
+    """Whether ``exc`` is the client going away (Starlette's ``ClientDisconnect``,
+    ``WebSocketDisconnect``): a cancellation on the server's side, never a failure."""
+    return isinstance(exc, ClientDisconnect | WebSocketDisconnect)
 
 
 def protect(
@@ -238,8 +223,8 @@ def protect(
         try:
             yield
         except BaseException as failure:  # cancellation included: every guard is left
-            await _leave_raised(entered, failure)
-            raise
+            # (failure itself, or the error an exit replaced it with, chained to it already)
+            raise await leave_raised(entered, failure, _answered, _gone)  # noqa: B904
         pending = leave(entered, None)
         if pending is not None:
             await pending
@@ -360,8 +345,7 @@ def limit(
                 else:
                     result = await fn(*args, **kwargs)
             except BaseException as failure:
-                await _leave_raised(entered, failure)
-                raise
+                raise await leave_raised(entered, failure, _answered, _gone)  # noqa: B904
             pending = leave(entered, None, result)
             if pending is not None:
                 await pending
