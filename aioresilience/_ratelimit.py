@@ -363,8 +363,7 @@ class LocalLimit(Generic[S]):
         bucket's units not yet drained later). With waiters on the key, its entry is
         withdrawn and they are replanned, as for a cancelled waiter."""
         now = self._clock.time()
-        reset_at = self._resets.get(key, now)
-        if at < self._cleared_at or (reset_at is not None and at < reset_at):
+        if self._forgotten(key, at, now):
             return  # forgotten by a reset since: the fresh quota is not this admission's
         queue = self._queues.get(key)
         if queue is None:
@@ -382,6 +381,23 @@ class LocalLimit(Generic[S]):
         queue.base = self._algorithm.cancel(queue.base, now, cost, at)
         queued = next((entry for entry in queue.entries if entry.status == _QUEUED), None)
         self._replan(queue, now, queued)
+
+    def _forgotten(self, key: Hashable, at: float, now: float) -> bool:
+        """Whether an admission stamped ``at`` came before the last reset of ``key`` (or
+        clear): its refund gives nothing back. One at the reset's own reading counts as
+        before it: the clock cannot tell them apart (a virtual or a millisecond clock), and
+        giving back an admission the reset forgot would admit more than the bound; at worst
+        one made just after the reset is not given back. A reset stamped ahead of ``now``
+        was on another clock's timeline (a virtual loop of an earlier test, starting at 0
+        again): it says nothing about this one, and is dropped."""
+        cleared = self._cleared_at
+        if cleared > now:
+            self._cleared_at = cleared = -math.inf
+        reset_at = self._resets.get(key, now)
+        if reset_at is not None and reset_at > now:
+            self._resets.put(key, None, now)
+            reset_at = None
+        return at <= cleared or (reset_at is not None and at <= reset_at)
 
     def reset(self, key: Hashable) -> None:
         """Forget what ``key`` was admitted: its next request finds the whole quota. Its

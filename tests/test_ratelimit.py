@@ -892,12 +892,48 @@ def test_a_refund_of_a_decision_made_before_reset_gives_nothing_of_the_fresh_quo
     assert not limiter.check(key="k").allowed
     clock.advance(0.5)
     limiter.clear()
+    clock.advance(0.001)
     fresh = limiter.check(key="k")
     for decision in old:
         limiter.refund(decision, key="k")  # forgotten by clear() too
     assert limiter.remaining("k") == 2
     limiter.refund(fresh, key="k")  # made after it: given back as before
     assert limiter.remaining("k") == 3
+
+
+@pytest.mark.parametrize("make", _CLOCKED)
+def test_a_decision_at_the_resets_own_instant_counts_as_before_it(make: Any) -> None:
+    # A virtual or millisecond clock cannot tell a decision just before a reset from one
+    # just after: given back, one made before would admit more than the bound (twice it);
+    # so neither is, and the fresh quota holds.
+    from aioresilience.testing import ManualClock
+
+    clock = ManualClock()
+    limiter = make(clock)
+    before = [limiter.check(key="k") for _ in range(3)]
+    limiter.reset(key="k")
+    assert all(limiter.check(key="k").allowed for _ in range(3))
+    for decision in before:
+        limiter.refund(decision, key="k")
+    assert not limiter.check(key="k").allowed
+
+
+def test_a_clear_on_an_earlier_virtual_run_says_nothing_about_the_next() -> None:
+    # clear() in a test's teardown at virtual t=3600; the next test's loop starts at 0
+    # again: its refunds were all dropped (its decisions came "before" that clear).
+    limiter = ar.FixedWindowCounter(max_requests=3, window_seconds=60.0)
+
+    async def first() -> None:
+        await asyncio.sleep(3600)
+        limiter.clear()
+
+    async def second() -> int:
+        decision = limiter.check(key="k")
+        limiter.refund(decision, key="k")
+        return limiter.remaining("k")
+
+    run(first())
+    assert run(second()) == 3
 
 
 async def test_a_reset_that_releases_every_waiter_calls_the_timer_off() -> None:
