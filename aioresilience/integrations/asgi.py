@@ -250,7 +250,7 @@ class ResilienceMiddleware:
             if plan:
                 watched = _Watched(receive)
                 return runner.run(
-                    plan, self.app, scope, watched, watched.sent(send), gone=watched.gone
+                    plan, self.app, scope, watched, watched.sending(send), gone=watched.gone
                 )
         return self.app(scope, receive, send)
 
@@ -362,18 +362,29 @@ class _Watched:
         return message
 
     def sent(self, send: Send) -> Send:
-        """``send``, noting the HTTP response complete (an ``http.disconnect`` after that is
-        the server's answer to a receive once the response is out: uvicorn's, which
-        Starlette's streaming and file responses read, not the client going away, and an
-        exception then, a background task's, is the handler's failure) and the connection
-        closed under it (``OSError``)."""
+        """An HTTP response's ``send``, noting the response complete: an ``http.disconnect``
+        after that is the server's answer to a receive once the response is out (uvicorn's,
+        which Starlette's streaming and file responses read), not the client going away, and
+        an exception then (a background task's) is the handler's failure. A plain function
+        returning the server's awaitable: no coroutine of ours per message (uvicorn drops an
+        HTTP send on a closed connection without raising)."""
 
-        async def watched_send(message: Message) -> None:
+        def watched_send(message: Message) -> Awaitable[None]:
             kind = message["type"]
             if (
                 kind == "http.response.body" and not message.get("more_body", False)
             ) or kind == "http.response.pathsend":
                 self.complete = True
+            return send(message)
+
+        return watched_send
+
+    def sending(self, send: Send) -> Send:
+        """A websocket's ``send``, noting the connection closed under it: the ASGI answer
+        is an ``OSError`` (uvicorn's ``ClientDisconnected``, on the accept of a handshake
+        whose client left while it queued in a guard)."""
+
+        async def watched_send(message: Message) -> None:
             try:
                 await send(message)
             except OSError:
