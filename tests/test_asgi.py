@@ -695,3 +695,36 @@ async def test_websocket_messages_alone_need_no_rule() -> None:
     app = starlette_app(WebSocketRoute("/ws", echo))
     app.add_middleware(ResilienceMiddleware, websocket_messages=per_ip(3, "messages"))
     await _three_messages_per_connection(app)
+
+
+async def test_a_send_refused_by_a_spec_2_4_server_is_the_client_gone_not_a_failure() -> None:
+    # ASGI 2.4: a server raises OSError on an HTTP send to a closed connection (uvicorn, of
+    # 2.3, drops it). The guards see the client's going, a cancellation: not a failure.
+    breaker = CircuitBreaker(name="b", failure_threshold=1)
+    app = starlette_app()
+    app.add_middleware(ResilienceMiddleware, rules=[Rule(guards=[breaker])])
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"x")],
+        "client": ("203.0.113.9", 1),
+        "server": ("x", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        raise ConnectionResetError("the connection is closed")
+
+    with pytest.raises(OSError):
+        await app(scope, receive, send)
+    stats = breaker.statistics()
+    assert (stats.failures, stats.cancelled, breaker.state) == (0, 1, CircuitState.CLOSED)

@@ -223,14 +223,10 @@ class ResilienceMiddleware:
             if guards:
                 assert runner is not None  # guards come from the runner
                 watched = _Watched(receive)
-                await runner.run(
-                    guards,
-                    self.app,
-                    scope,
-                    watched,
-                    watched.sent(send_with_headers),
-                    gone=watched.gone,
-                )
+                watched_send = watched.sent(send_with_headers)
+                if _raises_on_closed(scope):
+                    watched_send = watched.sending(watched_send)
+                await runner.run(guards, self.app, scope, watched, watched_send, gone=watched.gone)
             else:
                 await self.app(scope, receive, send_with_headers)
         except Exception as error:
@@ -366,8 +362,9 @@ class _Watched:
         after that is the server's answer to a receive once the response is out (uvicorn's,
         which Starlette's streaming and file responses read), not the client going away, and
         an exception then (a background task's) is the handler's failure. A plain function
-        returning the server's awaitable: no coroutine of ours per message (uvicorn drops an
-        HTTP send on a closed connection without raising)."""
+        returning the server's awaitable: no coroutine of ours per message (a server of ASGI
+        spec < 2.4, uvicorn's, drops an HTTP send on a closed connection without raising;
+        one of 2.4 raises, and gets :meth:`sending` around it too)."""
 
         def watched_send(message: Message) -> Awaitable[None]:
             kind = message["type"]
@@ -380,9 +377,9 @@ class _Watched:
         return watched_send
 
     def sending(self, send: Send) -> Send:
-        """A websocket's ``send``, noting the connection closed under it: the ASGI answer
-        is an ``OSError`` (uvicorn's ``ClientDisconnected``, on the accept of a handshake
-        whose client left while it queued in a guard)."""
+        """``send``, noting the connection closed under it: the ASGI answer is an
+        ``OSError`` (on a websocket: uvicorn's ``ClientDisconnected``, on the accept of a
+        handshake whose client left while it queued in a guard; on HTTP from spec 2.4)."""
 
         async def watched_send(message: Message) -> None:
             try:
@@ -398,6 +395,17 @@ class _Watched:
 
 
 _DISCONNECTS = frozenset({"http.disconnect", "websocket.disconnect"})
+
+
+def _raises_on_closed(scope: Scope) -> bool:
+    """Whether the server raises ``OSError`` on an HTTP send to a closed connection: from
+    ASGI spec 2.4 it should ("2.3": uvicorn's, which drops such a send)."""
+    version = scope.get("asgi", {}).get("spec_version", "2.0")
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (2, 4)
 
 
 def _route_path(path: str, root: str) -> str:
