@@ -350,7 +350,9 @@ class Bulkhead(GuardForms, EventSource):
 
     @property
     def idle(self) -> bool:
-        return self._active == 0 and not self._waiters  # (a release empties it of the cancelled)
+        # Waiters queue only behind a full bulkhead, and the release that frees the last
+        # slot drops the cancelled ones it passes over: with none active, none is left.
+        return self._active == 0 and not self._waiters
 
     def _queued(self) -> int:
         """The waiters still waiting: one cancelled (or left on a closed loop) stays in the
