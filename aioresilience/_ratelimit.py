@@ -205,6 +205,26 @@ class RateLimitExceeded(CallRejected):
     retry_after: float | None
 
 
+class _ResetMarks(KeyStore[float]):
+    """When each key was last reset, bounded like the states. A mark rotated out (more than
+    ``max_keys`` other keys reset since, or idle for a period) is not simply lost: ``floor``
+    rises to it, and a decision at or before ``floor`` counts as forgotten for every key. So
+    the bound always holds (a refund of a decision made before its key's reset never gives
+    into the fresh quota); at worst a refund made after some other key's dropped reset gives
+    nothing back. ``clear()`` of every key is ``floor`` at its reading."""
+
+    __slots__ = ("floor",)
+
+    def __init__(self, *, max_keys: int, period: float) -> None:
+        super().__init__(max_keys=max_keys, period=period)
+        self.floor = -math.inf
+
+    def _rotate(self, now: float) -> None:
+        if self.old:
+            self.floor = max(self.floor, max(self.old.values()))
+        super()._rotate(now)
+
+
 class LocalLimit(Generic[S]):
     """One limiter's state in this process: an :class:`~aioresilience.abc.LimiterState` over
     the pure algorithm and :class:`KeyStore` of ``_core``, with the waiting machinery around
@@ -216,7 +236,6 @@ class LocalLimit(Generic[S]):
     __slots__ = (
         "_admit",
         "_algorithm",
-        "_cleared_at",
         "_clock",
         "_dirty",
         "_flush_loop",
@@ -260,8 +279,7 @@ class LocalLimit(Generic[S]):
         # When each key was last reset, and every key (clear): a refund of a decision made
         # before gives nothing back (its admission was forgotten already). Kept as long as a
         # state is (a decision older than the horizon has nothing left to give back).
-        self._resets: KeyStore[float] = KeyStore(max_keys=max_keys, period=self.store.period)
-        self._cleared_at = -math.inf
+        self._resets = _ResetMarks(max_keys=max_keys, period=self.store.period)
 
     # -- the LimiterState protocol ----------------------------------------------------------
 
@@ -390,14 +408,14 @@ class LocalLimit(Generic[S]):
         one made just after the reset is not given back. A reset stamped ahead of ``now``
         was on another clock's timeline (a virtual loop of an earlier test, starting at 0
         again): it says nothing about this one, and is dropped."""
-        cleared = self._cleared_at
-        if cleared > now:
-            self._cleared_at = cleared = -math.inf
-        reset_at = self._resets.get(key, now)
+        resets = self._resets
+        if resets.floor > now:
+            resets.floor = -math.inf
+        reset_at = resets.get(key, now)
         if reset_at is not None and reset_at > now:
-            self._resets.put(key, None, now)
+            resets.put(key, None, now)
             reset_at = None
-        return at <= cleared or (reset_at is not None and at <= reset_at)
+        return at <= resets.floor or (reset_at is not None and at <= reset_at)
 
     def reset(self, key: Hashable) -> None:
         """Forget what ``key`` was admitted: its next request finds the whole quota. Its
@@ -436,7 +454,7 @@ class LocalLimit(Generic[S]):
             self.reset(key)
         self.store.clear()
         self._resets.clear()
-        self._cleared_at = self._clock.time()
+        self._resets.floor = self._clock.time()
 
     # -- waiting ----------------------------------------------------------------------------
 

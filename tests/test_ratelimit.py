@@ -918,6 +918,39 @@ def test_a_decision_at_the_resets_own_instant_counts_as_before_it(make: Any) -> 
     assert not limiter.check(key="k").allowed
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda clock: ar.TokenBucket(3, 0.1, clock=clock, max_keys=4),
+        lambda clock: ar.LeakyBucket(3, 0.1, clock=clock, max_keys=4),
+        lambda clock: ar.GCRA(rate="1/10s", burst=3, clock=clock, max_keys=4),
+        lambda clock: ar.FixedWindowCounter(3, 60.0, clock=clock, max_keys=4),
+        lambda clock: ar.SlidingWindowLog(3, 60.0, clock=clock, max_keys=4),
+        lambda clock: ar.SlidingWindowCounter(3, 60.0, clock=clock, max_keys=4),
+    ],
+)
+def test_a_reset_mark_outlived_by_many_other_resets_still_forgets_the_old_decision(
+    make: Any,
+) -> None:
+    # The reset marks are bounded like the states (max_keys): more than max_keys other keys
+    # reset between a decision and its refund rotate this key's mark out. The refund of a
+    # decision made before that reset must still give nothing into the fresh quota.
+    from aioresilience.testing import ManualClock
+
+    clock = ManualClock()
+    limiter = make(clock)
+    old = [limiter.check(key="k") for _ in range(3)]
+    clock.advance(0.1)
+    limiter.reset(key="k")
+    assert all(limiter.check(key="k").allowed for _ in range(3))  # the fresh quota, used
+    for other in range(20):
+        clock.advance(0.001)
+        limiter.reset(key=other)
+    for decision in old:
+        limiter.refund(decision, key="k")
+    assert not limiter.check(key="k").allowed  # the bound holds: 3 in the fresh quota
+
+
 def test_a_clear_on_an_earlier_virtual_run_says_nothing_about_the_next() -> None:
     # clear() in a test's teardown at virtual t=3600; the next test's loop starts at 0
     # again: its refunds were all dropped (its decisions came "before" that clear).
