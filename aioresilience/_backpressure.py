@@ -559,8 +559,11 @@ class WorkerPool(Generic[T]):
         or a warning in the log). Waiting producers get :class:`QueueClosed` instead: their
         items were never enqueued."""
         self.queue.close()
-        for item in await self.shutdown(drain=False):
-            self.queue._drop(item, "shutdown")
+        try:
+            await self._stop_workers()
+        finally:  # (also when cancelled again meanwhile: the workers have stopped by then)
+            for item in self._unprocessed([]):
+                self.queue._drop(item, "shutdown")
 
     async def _work(self, index: int) -> None:
         queue = self.queue
@@ -607,10 +610,29 @@ class WorkerPool(Generic[T]):
         finally:
             # Even if this shutdown is itself cancelled, no worker is left running.
             leftover = self.queue.close()
-            tasks, self._tasks = self._tasks, []
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_workers()
+        return self._unprocessed(leftover)
+
+    async def _stop_workers(self) -> None:
+        """Cancel the workers and wait until every one has stopped. A cancellation of the
+        caller meanwhile does not cut the wait (as in a ``TaskGroup``): the items in flight
+        are known only once their workers stopped. It is raised when they have."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        cancelled: asyncio.CancelledError | None = None
+        while not all(task.done() for task in tasks):
+            try:
+                await asyncio.wait(tasks)
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+        for task in tasks:  # retrieved: a worker's exception is not "never retrieved"
+            if not task.cancelled():
+                task.exception()
+        if cancelled is not None:
+            raise cancelled
+
+    def _unprocessed(self, leftover: list[T]) -> list[T]:
         unfinished = list(self._current.values())
         self._current.clear()
         # Handed back, so finished for join(), as drain() counts the queued ones.

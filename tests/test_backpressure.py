@@ -224,6 +224,37 @@ async def test_a_pool_cancelled_while_draining_logs_its_unprocessed_items(
     assert queue.statistics().dropped == 2
 
 
+async def test_a_pool_cancelled_again_while_its_workers_stop_still_reports_every_item() -> None:
+    # A second cancellation while leaving the block (a TaskGroup's, then a timeout's) hit the
+    # wait for the stopping workers: the items in flight and queued vanished, reported nowhere.
+    dropped: list[tuple[int, str]] = []
+    queue: BackpressureQueue[int] = BackpressureQueue(
+        10, on_drop=lambda item, reason: dropped.append((item, reason))
+    )
+
+    async def stubborn(item: int) -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(0)  # a handler that cleans up when cancelled
+
+    async def body() -> None:
+        async with WorkerPool(queue, stubborn, workers=1):
+            for i in range(3):
+                await queue.put(i)
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(body())
+    await asyncio.sleep(1)
+    task.cancel()
+    await asyncio.sleep(0)  # the pool now waits for its worker to stop
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(dropped) == [(0, "shutdown"), (1, "shutdown"), (2, "shutdown")]
+    assert all(t.done() for t in asyncio.all_tasks() if t.get_name().startswith("WorkerPool"))
+
+
 async def test_shutdown_with_drain_finishes_queued_items() -> None:
     queue: BackpressureQueue[int] = BackpressureQueue(5)
     seen: list[int] = []
