@@ -603,9 +603,12 @@ class WorkerPool(Generic[T]):
         logger.log(logging.ERROR, "%s: handler failed on %r", self.name, item, exc_info=exc)
 
     async def shutdown(self, *, drain: bool = True) -> list[T]:
-        """Stop the workers and return the items that were not processed."""
+        """Stop the workers and return the items that were not processed (``drain``: once
+        the workers have processed every queued item). A cancelled shutdown still stops every
+        worker; the items it did not return stay, and the next ``shutdown()`` returns them
+        (with no worker left, there is nothing to drain: it returns at once)."""
         try:
-            if drain:
+            if drain and self._tasks:
                 await self.queue.join()
         finally:
             # Even if this shutdown is itself cancelled, no worker is left running.

@@ -255,6 +255,27 @@ async def test_a_pool_cancelled_again_while_its_workers_stop_still_reports_every
     assert all(t.done() for t in asyncio.all_tasks() if t.get_name().startswith("WorkerPool"))
 
 
+async def test_a_shutdown_after_a_cancelled_one_returns_what_is_left() -> None:
+    # The cancelled shutdown stopped the workers, leaving its items in the pool; the next
+    # one waited for ever to drain them with no worker left.
+    queue: BackpressureQueue[int] = BackpressureQueue(10)
+
+    async def slow(item: int) -> None:
+        await asyncio.sleep(10)
+
+    pool = WorkerPool(queue, slow, workers=1)
+    pool.start()
+    for i in range(3):
+        await queue.put(i)
+    await asyncio.sleep(1)
+    stopping = asyncio.create_task(pool.shutdown())
+    await asyncio.sleep(1)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert await asyncio.wait_for(pool.shutdown(), 60) == [0, 1, 2]
+
+
 async def test_shutdown_with_drain_finishes_queued_items() -> None:
     queue: BackpressureQueue[int] = BackpressureQueue(5)
     seen: list[int] = []
