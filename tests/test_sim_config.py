@@ -395,6 +395,18 @@ def test_closed_loop_users_need_a_think_time_above_zero(tmp_path: Path) -> None:
     assert "arrivals.think: think must be a duration > 0, got 0" in error_of(tmp_path, text)
 
 
+def test_closed_loop_users_thinking_at_the_end_are_not_unfinished_calls(tmp_path: Path) -> None:
+    # A user still thinking when the drain ended was counted as an unfinished request: 10
+    # users thinking 30 s with a 10 s drain read "unfinished 6" beside 26 requests that had
+    # all succeeded (the row then added up to more than 100 %).
+    text = MINIMAL.replace('rate = "20/s"', 'kind = "closed"\nusers = 10\nthink = "30s"').replace(
+        'duration = "10s"', 'duration = "60s"\ndrain = "10s"'
+    )
+    s = run_scenario(load_scenario(_written(tmp_path, text))).data["variants"][0]["summary"]
+    assert s["requests"] == s["succeeded"] > 0
+    assert s["unfinished"] == 0
+
+
 def test_closed_loop_arrivals_are_bounded_too(tmp_path: Path) -> None:
     # The arrivals bound was for open-loop arrivals alone: 5 users thinking 1e-300 s loaded
     # and the run never ended (virtual time stalls).

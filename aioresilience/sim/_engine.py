@@ -308,9 +308,11 @@ async def _run(
     running = tasks | {u for u in users if not u.done()}
     if running:
         _, pending = await asyncio.wait(running, timeout=scenario.drain)
+        # The requests still running: a closed-loop user that is thinking, not waiting for
+        # an answer, has no request left to finish (its task is cancelled all the same).
+        metrics.unfinished = env.in_flight
         for task in pending:
             task.cancel()
-        metrics.unfinished = len(pending)
         if pending:
             await asyncio.wait(pending)
     summary = metrics.summary(duration, breakers.total)
