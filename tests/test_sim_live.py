@@ -135,6 +135,24 @@ def test_the_live_table_shows_recent_throughput_p99_dependency_breaker_refusals(
     ]
 
 
+def test_the_last_short_interval_shows_its_calls_per_second_of_its_own_length() -> None:
+    """A 90 s run in intervals of 60 s: the last interval is 30 s long, and its 3,000
+    dependency calls are 100/s (they read 50.0, divided by 60 s)."""
+    result = sample_result(variants=1, intervals=2, interval_s=60.0)
+    result["scenario"]["duration_s"] = 90.0
+    result["variants"][0]["series"]["dependency_calls"] = [6000, 3000]
+    console, out = terminal(width=120)
+    view = LiveView(
+        result["scenario"], quiet=False, console=console, refresh_s=0, clock=FakeClock(0)
+    )
+    with view:
+        for _, row in rows(result):
+            view.interval(row)
+        screen = ANSI.sub("", out.getvalue()).split("simulate outage")[-1]
+    line = next(line for line in screen.splitlines() if line.startswith("naive retry"))
+    assert line.split()[7] == "100.0"  # (p99 "3.12 s" is two words)
+
+
 def test_the_summary_table_has_the_agreed_columns_and_the_answer() -> None:
     result = sample_result(variants=2)
     console, out = terminal()

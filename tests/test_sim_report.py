@@ -235,6 +235,27 @@ def test_values_land_where_the_axis_says() -> None:
     assert y_tick_labels(chart(page, "throughput"))[-1] == "250"
 
 
+def test_the_last_short_interval_is_drawn_per_second_of_its_own_length() -> None:
+    """A 90 s run in intervals of 60 s: the last interval is 30 s long. Its 3,000 offered
+    calls at the 100/s of the first interval's 6,000 were drawn as 50/s (divided by 60 s,
+    beside the succeeded line at 100/s that the engine had already divided by 30 s), at 90 s
+    and on an axis running to 120 s."""
+    result = sample_result(variants=1, intervals=2, interval_s=60.0)
+    result["scenario"]["duration_s"] = 90.0
+    series = result["variants"][0]["series"]
+    series["offered"] = [6000, 3000]
+    series["throughput_per_s"] = [100.0, 100.0]
+    series["dependency_healthy"] = [1, 0]
+    page = render_report(result)
+    succeeded, offered = (points(d)[0] for d in series_paths(chart(page, "throughput")))
+    assert [y for _, y in offered] == [y for _, y in succeeded]
+    assert [x for x, _ in offered] == pytest.approx(
+        [LEFT + t / 90 * PLOT_W for t in (30, 75)], abs=0.05
+    )
+    shaded = next(Elements(chart(page, "throughput")).select("rect", class_="unhealthy"))[0]
+    assert float(shaded["x"]) + float(shaded["width"]) == pytest.approx(LEFT + PLOT_W, abs=0.1)
+
+
 def test_unhealthy_intervals_are_shaded_in_every_chart() -> None:
     """Shading: the union over variants (variant 0's dependency is down 40..90 s); the health
     strip shows each variant's own span."""

@@ -117,6 +117,15 @@ class LiveView:
         self._next_draw = -float("inf")
         interval = _value(scenario, "interval_s")
         self._interval_s = interval if interval and interval > 0 else 1.0
+        self._duration_s = _value(scenario, "duration_s")
+
+    def _length(self, row: Mapping[str, Any]) -> float:
+        """The length of ``row``'s interval: the last one of a run that is not a whole number
+        of intervals ends with the run, so it is shorter."""
+        t, duration = _value(row, "t"), self._duration_s
+        if t is not None and duration is not None and 0 < duration - t < self._interval_s:
+            return duration - t
+        return self._interval_s
 
     @property
     def live(self) -> bool:
@@ -233,7 +242,7 @@ class LiveView:
                 f"{variant.progress * 100:.0f}%",
                 format_number(throughput),
                 format_seconds(last.get("p99_s")),
-                format_number(None if calls is None else calls / self._interval_s),
+                format_number(None if calls is None else calls / self._length(last)),
                 format_count(last.get("dependency_in_flight_max")),
                 self._health(_value(last, "dependency_healthy")),
                 self._breaker(_value(last, "breaker_open_fraction")),

@@ -274,6 +274,12 @@ class TimeAxis:
     def x(self, t: float) -> float:
         return LEFT + (t - self.start) / (self.end - self.start) * PLOT_W
 
+    def length(self, t: float) -> float:
+        """The length of the interval that starts at ``t``: the last one of a run that is not
+        a whole number of intervals ends with the run, so it is shorter."""
+        left = self.end - t
+        return left if 0 < left < self.interval else self.interval
+
     def svg(self) -> str:
         scale = 60.0 if self.minutes else 1.0
         span = (self.end - self.start) / scale
@@ -339,7 +345,12 @@ def _time_axis(result: Mapping[str, Any]) -> TimeAxis:
         if t is not None
     ]
     start = min(times, default=0.0)
-    end = max(times, default=0.0) + interval
+    last = max(times, default=0.0)
+    end = last + interval
+    scenario = result.get("scenario")
+    duration = _finite(scenario.get("duration_s")) if isinstance(scenario, Mapping) else None
+    if duration is not None and last < duration < end:
+        end = duration  # the run ended within its last interval
     return TimeAxis(start, end, interval, minutes=end - start >= 180)
 
 
@@ -376,7 +387,7 @@ def _spans(variant: Mapping[str, Any], interval: float) -> Iterator[tuple[float,
 def _shading(spans: Sequence[tuple[float, float]], axis: TimeAxis, top: int, height: int) -> str:
     return "".join(
         f'<rect class="unhealthy" x="{axis.x(a):.1f}" y="{top}" '
-        f'width="{max(axis.x(b) - axis.x(a), 0.5):.1f}" height="{height}"/>'
+        f'width="{max(axis.x(min(b, axis.end)) - axis.x(a), 0.5):.1f}" height="{height}"/>'
         for a, b in spans
     )
 
@@ -408,10 +419,16 @@ def _chart_svg(chart: Chart, result: Mapping[str, Any], axis: TimeAxis, shade: s
             values = _numbers(series, line.key)
             if values is None:
                 continue
-            scale = (100.0 if chart.percent else 1.0) / (axis.interval if line.per_second else 1)
-            # Each value is drawn at the middle of its interval.
+            scale = 100.0 if chart.percent else 1.0
+            # Each value is drawn at the middle of its interval; a count per interval is drawn
+            # per second of that interval (the last may be shorter than the others).
             points = [
-                (axis.x(when + axis.interval / 2), None if v is None else v * scale)
+                (
+                    axis.x(when + axis.length(when) / 2),
+                    None
+                    if v is None
+                    else v * scale / (axis.length(when) if line.per_second else 1.0),
+                )
                 for when, v in zip(t, values, strict=False)
                 if when is not None
             ]
