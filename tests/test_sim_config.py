@@ -337,6 +337,41 @@ def test_a_negative_factor_is_refused(tmp_path: Path) -> None:
     assert "sigma must be >= 0" in error_of(tmp_path, text)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # users = 10 without kind = "closed" ran open-loop arrivals at the default 100/s.
+        ('rate = "20/s"', "users = 10", "arrivals.users: users applies to closed-loop"),
+        ('rate = "20/s"', 'think = "1s"', "arrivals.think: think applies to closed-loop"),
+        (
+            'rate = "20/s"',
+            'kind = "closed"\nusers = 5\nrate = "20/s"',
+            "arrivals.rate: rate applies to open-loop (poisson) arrivals only",
+        ),
+        (
+            'rate = "20/s"',
+            'kind = "closed"\nusers = 5\nbursts = [{ start = "1s", end = "2s", factor = 3 }]',
+            "arrivals.bursts: bursts applies to open-loop (poisson) arrivals only",
+        ),
+        (
+            "servers = 2",
+            'servers = 2\nlatency = { mean = "50ms", sigma = 2 }',
+            'dependency.latency.sigma: sigma applies to distribution = "lognormal" only',
+        ),
+        (
+            "servers = 2",
+            'servers = 2\noutages = [{ start = "1s", end = "2s", hang = "5s" }]',
+            "dependency.outages[0].hang: hang applies to mode = \"hang\" only, got mode = 'error'",
+        ),
+    ],
+)
+def test_a_key_its_kind_does_not_read_is_refused(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    # Each was read and dropped: the run went on without it, and without a word.
+    assert message in error_of(tmp_path, MINIMAL.replace(old, new))
+
+
 def test_a_lognormal_sigma_too_large_for_its_draw_is_refused(tmp_path: Path) -> None:
     # sigma = 1e200 loaded and the run raised OverflowError (sigma ** 2); sigma = 40 made
     # every service time 0 (the median, mean * exp(-800), underflows).

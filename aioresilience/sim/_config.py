@@ -346,6 +346,18 @@ def _window(r: _Reader) -> tuple[float, float]:
 def _arrivals(r: _Reader) -> ArrivalSpec:
     r.known(("kind", "rate", "bursts", "diurnal", "users", "think"))
     kind = r.get("kind", _choice("poisson", "closed"), "poisson")
+    # A key the kind does not read would be dropped without a word (users = 10 without
+    # kind = "closed" ran open-loop arrivals at the default rate).
+    for key in ("users", "think") if kind == "poisson" else ("rate", "bursts", "diurnal"):
+        if key in r.data:
+            raise _Invalid(
+                r.at(key),
+                f'{key} applies to closed-loop arrivals (kind = "closed") only, and these '
+                "are open-loop (poisson)"
+                if kind == "poisson"
+                else f"{key} applies to open-loop (poisson) arrivals only, and these are "
+                'closed-loop (kind = "closed"): users call again a think time after each answer',
+            )
 
     def burst(b: _Reader) -> Burst:
         b.known(("start", "end", "factor"))
@@ -404,6 +416,12 @@ def _dependency(r: _Reader) -> DependencySpec:
             return LatencySpec(mean=_positive_duration(name, value))
         lat = _Reader(value, r.at(name), name)
         lat.known(("distribution", "mean", "sigma"))
+        if "sigma" in lat.data and lat.data.get("distribution") != "lognormal":
+            raise _Invalid(
+                lat.at("sigma"),
+                'sigma applies to distribution = "lognormal" only, got distribution = '
+                f"{lat.data.get('distribution', 'exponential')!r}",
+            )
         spec = LatencySpec(
             distribution=lat.get(
                 "distribution", _choice("exponential", "lognormal", "constant"), "exponential"
@@ -426,6 +444,11 @@ def _dependency(r: _Reader) -> DependencySpec:
     def outage(o: _Reader) -> Outage:
         o.known(("start", "end", "mode", "hang"))
         start, end = _window(o)
+        if "hang" in o.data and o.data.get("mode") != "hang":
+            raise _Invalid(
+                o.at("hang"),
+                f'hang applies to mode = "hang" only, got mode = {o.data.get("mode", "error")!r}',
+            )
         return Outage(
             start,
             end,
