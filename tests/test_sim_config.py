@@ -363,6 +363,16 @@ def test_a_negative_factor_is_refused(tmp_path: Path) -> None:
             'servers = 2\noutages = [{ start = "1s", end = "2s", hang = "5s" }]',
             "dependency.outages[0].hang: hang applies to mode = \"hang\" only, got mode = 'error'",
         ),
+        (
+            "servers = 2",
+            "servers = 2\nknee = 0.8",
+            "dependency.knee: knee applies with slowdown > 0",
+        ),
+        (
+            "servers = 2",
+            "servers = 2\ncold_factor = 4",
+            "dependency.cold_factor: cold_factor applies with recovery > 0",
+        ),
     ],
 )
 def test_a_key_its_kind_does_not_read_is_refused(

@@ -492,6 +492,19 @@ def _dependency(r: _Reader) -> DependencySpec:
     )
     if spec.cold_factor < 1:
         raise _Invalid(r.at("cold_factor"), f"cold_factor must be >= 1, got {spec.cold_factor}")
+    # A key with no effect without its partner would be dropped without a word.
+    if "knee" in r.data and not spec.slowdown:
+        raise _Invalid(
+            r.at("knee"),
+            "knee applies with slowdown > 0 only (past the knee, service slows by slowdown "
+            "per unit of utilisation), and slowdown is 0",
+        )
+    if "cold_factor" in r.data and not spec.recovery:
+        raise _Invalid(
+            r.at("cold_factor"),
+            "cold_factor applies with recovery > 0 only (after an outage, service is "
+            "cold_factor times slower for recovery seconds), and recovery is 0",
+        )
     return spec
 
 
