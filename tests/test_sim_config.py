@@ -566,3 +566,38 @@ def test_recovery_timeout_is_read_as_the_builder_takes_it(tmp_path: Path) -> Non
     assert scenario.variants[0].steps[0].options["recovery_timeout"] == 7.0
     both = text.replace('recovery_timeout = "7s"', 'recovery_timeout = "7s"\nbreak_duration = "7s"')
     assert "recovery_timeout is another name for break_duration" in error_of(tmp_path, both)
+
+
+def test_the_in_flight_signal_leaves_out_the_call_being_decided(tmp_path: Path) -> None:
+    # It counted the call itself: with capacity = 1 every call was shed, even alone (the
+    # library's InFlight, fed by the shedder, counts only the calls it admitted).
+    text = textwrap.dedent(
+        """\
+        name = "shed"
+        question = "Is a lone call shed?"
+        duration = "10s"
+
+        [arrivals]
+        rate = "1/s"
+
+        [dependency]
+        servers = 2
+        latency = { distribution = "constant", mean = "LATENCY" }
+
+        [[variants]]
+        name = "shed"
+
+        [[variants.pipeline]]
+        strategy = "load_shed"
+        capacity = 1
+        """
+    )
+
+    def summary(latency: str) -> Any:
+        scenario = load_scenario_text(tmp_path, text.replace("LATENCY", latency))
+        return run_scenario(scenario).variant("shed")["summary"]
+
+    alone = summary("10ms")  # no call overlaps another
+    assert alone["requests"] > 0 and alone["refused"] == 0
+    crowded = summary("5s")  # each call overlaps the next ones: one in flight sheds them
+    assert crowded["refused"] > 0 and crowded["succeeded"] > 0

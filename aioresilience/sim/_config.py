@@ -869,7 +869,7 @@ def _option(r: _Reader, strategy: str, key: str) -> Any:
 
 
 def _signal(name: str, value: Any) -> Any:
-    """``"in_flight"`` (the client's calls in flight, as a share of ``capacity``) or an import
+    """``"in_flight"`` (the client's other calls in flight, as a share of ``capacity``) or an import
     path of a sync callable returning the load, read on every check."""
     return value if value == "in_flight" else _python(name, value)
 
@@ -994,8 +994,11 @@ def _apply_load_shed(
     signal = options.pop("signal", "in_flight")
     capacity = options.pop("capacity", 100)
     priority = options.pop("priority", ar.Priority.NORMAL)
-    if signal == "in_flight":  # the client's calls in flight as a share of `capacity`
-        signal = lambda: env.in_flight / capacity  # noqa: E731
+    if signal == "in_flight":
+        # The client's calls in flight as a share of `capacity`, the one being decided left
+        # out (it is in flight from its arrival): as the library's InFlight fed by a shedder,
+        # which counts the calls it admitted, and so with capacity = 1 a lone call goes.
+        signal = lambda: (env.in_flight - 1) / capacity  # noqa: E731
     elif "capacity" in o:
         raise ValueError(
             "capacity scales the in_flight signal only; a signal of one's own scales itself"
