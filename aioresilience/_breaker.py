@@ -516,10 +516,10 @@ class CircuitBreaker(GuardForms, EventSource):
         self._rejected += 1
         retry_after = refused.retry_after
         self._emit(CircuitRejected, retry_after=retry_after)
-        state = refused.state.value
+        state = refused.state
         where = " (shared)" if refused.shared else ""
         return CircuitBreakerOpenError(
-            f"{self.name}: circuit {state}{where}; retry after {retry_after:.3f}s",
+            f"{self.name}: circuit {state.value}{where}; retry after {retry_after:.3f}s",
             retry_after=retry_after,
             breaker=self.name,
             state=state,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import json
 import logging
 import math
 import sys
@@ -98,6 +99,9 @@ async def test_half_open_admits_exactly_the_probe_limit() -> None:
     with pytest.raises(CircuitBreakerOpenError) as caught:
         await breaker.call(ok)
     assert caught.value.state == "half_open"
+    # The member, as breaker.state is (it was the bare string: `is` was always False).
+    assert caught.value.state is CircuitState.HALF_OPEN is breaker.state
+    assert json.dumps({"state": breaker.state}) == '{"state": "half_open"}'
     assert caught.value.retry_after > 0
     release.set()
     assert await asyncio.gather(*probes) == ["ok", "ok"]

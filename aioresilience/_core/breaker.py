@@ -50,7 +50,10 @@ __all__ = [
 ]
 
 
-class CircuitState(enum.Enum):
+class CircuitState(enum.StrEnum):
+    """A breaker's state. A ``str`` too, equal to its value (``CircuitState.OPEN == "open"``):
+    what a refusal's ``state`` carries, and what a log or a JSON document shows."""
+
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"

@@ -96,7 +96,9 @@ class RateLimited(Rejected):
 
 class CircuitBreakerOpenError(Rejected):
     """The circuit breaker refused the call. ``retry_after`` is the time left open (``inf``
-    while isolated by hand); ``state`` the breaker's state when it refused."""
+    while isolated by hand); ``state`` the breaker's state when it refused (a
+    ``CircuitState``, a ``str`` enum: ``error.state is CircuitState.HALF_OPEN``, and
+    ``error.state == "half_open"``)."""
 
     def __init__(self, message: str, *, retry_after: float, breaker: str, state: str) -> None:
         super().__init__(message, retry_after=retry_after)
