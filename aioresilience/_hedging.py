@@ -15,7 +15,7 @@ from ._retry import BudgetExhausted, RetryBudget
 from ._support.clock import Clock, clock_option
 from ._support.context import ResilienceContext
 from ._support.events import EventSource, ResilienceEvent, Severity, emit
-from ._support.predicates import optional_sync_callable
+from ._support.predicates import ExceptionFilter, exception_predicate, optional_sync_callable
 from ._support.rerun import ExecuteForms, RerunStrategy
 from ._support.validation import non_negative_or_none, positive_int, text
 
@@ -84,7 +84,10 @@ class Hedge(ExecuteForms, EventSource):
     """Start another attempt every ``delay`` seconds without an acceptable result (up to
     ``max_hedged`` more); a failed attempt starts the next at once; the first acceptable
     result wins and the others are cancelled *and awaited*. Only for calls that are safe to
-    repeat: say so with ``idempotent=True``. ``delay=0`` starts all attempts at once; a
+    repeat: say so with ``idempotent=True``. ``hedge_on`` (exception classes or a predicate,
+    default any ``Exception``) says which failures start the next attempt; any other ends
+    the call at once with its exception, the others cancelled (a 404 or a bad argument is
+    no better on another try). ``delay=0`` starts all attempts at once; a
     ``budget`` counts hedges in flight as retries in flight. ``delay`` runs on ``clock``
     (default: the running loop's), which also stamps the hedge's events; ``add_listener``
     hears them (``HedgeStarted``, ``BudgetExhausted``), used alone or in a pipeline."""
@@ -96,6 +99,7 @@ class Hedge(ExecuteForms, EventSource):
         delay: float = 0.1,
         idempotent: bool = False,
         acceptable: Callable[[Any], bool] | None = None,
+        hedge_on: ExceptionFilter = Exception,
         budget: RetryBudget | None = None,
         name: str | None = None,
         clock: Clock | None = None,
@@ -111,6 +115,7 @@ class Hedge(ExecuteForms, EventSource):
             raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
         self.delay = wait
         self.acceptable = optional_sync_callable("acceptable", acceptable)
+        self._hedge_on = exception_predicate("hedge_on", hedge_on)
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
         self.budget = budget
@@ -159,13 +164,16 @@ class Hedge(ExecuteForms, EventSource):
                 for task in done:
                     running.discard(task)
                     last = task
-                    won = task.exception() is None and (
+                    error = task.exception()
+                    won = error is None and (
                         self.acceptable is None or self.acceptable(task.result())
                     )
                     if ledger is not None:
                         ledger.record(won)
                     if won:
                         return task.result()  # type: ignore[no-any-return]
+                    if error is not None and not self._hedge_on(error):
+                        raise error  # not one to hedge: the call's outcome (finally cancels)
                     failed_now += 1
                 # The delay passed: one more; each failed attempt: one more at once.
                 wanted = failed_now if done else 1

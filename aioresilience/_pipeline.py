@@ -442,6 +442,7 @@ class HedgeOptions(TypedDict, total=False):
     delay: float
     idempotent: bool
     acceptable: Callable[[Any], bool] | None
+    hedge_on: ExceptionFilter
     budget: RetryBudget | None
     name: str | None
     clock: Clock | None

@@ -223,6 +223,45 @@ async def test_hedge_two_failures_at_once_start_two_attempts_at_once() -> None:
     assert started == [0.0, 1.0, 2.0, 2.0]
 
 
+async def test_a_failure_hedge_on_does_not_name_ends_the_call_and_cancels_the_others() -> None:
+    # A failure not worth another try (a 404, a bad argument) is the call's outcome: raised
+    # at once, the attempt still running cancelled and awaited, no attempt started for it.
+    loop = asyncio.get_running_loop()
+    started: list[float] = []
+    cancelled: list[int] = []
+
+    async def call() -> str:
+        n = len(started)
+        started.append(loop.time())
+        try:
+            await asyncio.sleep(10.0 if n == 0 else 0.5)
+        except asyncio.CancelledError:
+            cancelled.append(n)
+            raise
+        raise (LookupError if n == 1 else OSError)(f"attempt {n}")
+
+    hedge = ar.Hedge(max_hedged=3, delay=1.0, idempotent=True, hedge_on=OSError)
+    with pytest.raises(LookupError, match="attempt 1"):
+        await hedge.call(call)
+    assert started == [0.0, 1.0] and cancelled == [0] and loop.time() == 1.5
+    # A failure it names starts the next attempt at once, as by default.
+    started.clear()
+    hedge = ar.Hedge(max_hedged=2, delay=5.0, idempotent=True, hedge_on=[LookupError, OSError])
+    with pytest.raises(OSError):
+        await hedge.call(_always_fails(started))
+    assert len(started) == 3
+    # A predicate too, through the builder.
+    pipeline = (
+        Pipeline.builder()
+        .hedge(idempotent=True, max_hedged=2, delay=5.0, hedge_on=lambda exc: "retry" in str(exc))
+        .build()
+    )
+    started.clear()
+    with pytest.raises(OSError, match="down"):
+        await pipeline.execute(_always_fails(started))
+    assert len(started) == 1
+
+
 def _always_fails(started: list[float]) -> Any:
     async def call() -> None:
         started.append(asyncio.get_running_loop().time())
@@ -557,6 +596,7 @@ async def test_hedge_strategy_counts_attempts_and_describes_itself() -> None:
         ({"idempotent": True, "delay": None}, ValueError, "delay must be a finite number >= 0"),
         ({"idempotent": True, "acceptable": _async_switch}, TypeError, "acceptable must be a"),
         ({"idempotent": True, "budget": 3}, TypeError, "budget must be a RetryBudget or None"),
+        ({"idempotent": True, "hedge_on": "OSError"}, TypeError, "hedge_on must be an exception"),
         ({"idempotent": True, "name": 5}, TypeError, "name must be a str or None, got 5"),
     ],
 )

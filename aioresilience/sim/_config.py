@@ -723,6 +723,7 @@ _VALUE_READERS: dict[str, Callable[[str, Any], Any]] = {
     "fault": _python,
     # exception filters
     "retry_on": _exceptions,
+    "hedge_on": _exceptions,
     "record": _exceptions,
     "ignore": _exceptions,
     "on": _exceptions,
@@ -786,7 +787,7 @@ STRATEGIES: dict[str, tuple[str, ...]] = {
         "name",
     ),
     "load_shed": ("signal", "capacity", "thresholds", "priority", "retry_after", "name"),
-    "hedge": ("max_hedged", "delay", "idempotent", "acceptable", "budget"),
+    "hedge": ("max_hedged", "delay", "idempotent", "acceptable", "hedge_on", "budget"),
     "chaos_fault": ("rate", "fault", "enabled"),
     "chaos_latency": ("rate", "latency", "enabled"),
     "chaos_outcome": ("rate", "value", "enabled"),
