@@ -601,3 +601,14 @@ def test_the_in_flight_signal_leaves_out_the_call_being_decided(tmp_path: Path) 
     assert alone["requests"] > 0 and alone["refused"] == 0
     crowded = summary("5s")  # each call overlaps the next ones: one in flight sheds them
     assert crowded["refused"] > 0 and crowded["succeeded"] > 0
+
+
+def test_a_hedge_of_a_million_attempts_per_call_is_refused(tmp_path: Path) -> None:
+    # max_hedged = 1000000 with delay 0 loaded, and the run started a million tasks a request
+    # (over a minute for a 10 s run, stopped by hand).
+    step = (
+        '[[variants.pipeline]]\nstrategy = "hedge"\nidempotent = true\ndelay = "0s"\n'
+        "max_hedged = 1000000\n"
+    )
+    assert "max_hedged must be <= 100, got 1000000" in error_of(tmp_path, MINIMAL + step)
+    load_scenario_text(tmp_path, MINIMAL + step.replace("1000000", "100"))

@@ -248,6 +248,11 @@ def _counted(name: str, value: Any) -> int:
     return _int(name, value, 1, _MAX_COUNT)
 
 
+#: Hedges per call: each is a task per request (delay 0 starts them all at once), so a run's
+#: work multiplies by it; Polly allows at most 10 hedged attempts.
+_MAX_HEDGED = 100
+
+
 def _float(name: str, value: Any) -> float:
     if (
         not isinstance(value, int | float)
@@ -691,7 +696,7 @@ _VALUE_READERS: dict[str, Callable[[str, Any], Any]] = {
     "min_limit": _positive_int,
     "max_limit": _positive_int,
     "min_samples": _positive_int,
-    "max_hedged": _positive_int,
+    "max_hedged": lambda n, v: _int(n, v, 1, _MAX_HEDGED),
     "cost": _positive_int,
     "max_keys": _positive_int,
     # numbers, choices, flags, names
