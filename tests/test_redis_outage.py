@@ -229,6 +229,21 @@ async def test_the_local_fallback_waits_in_process(server: RedisServer) -> None:
     await store.aclose()
 
 
+async def test_a_local_fallback_decision_is_the_limiters_own_and_refunds_as_nothing(
+    server: RedisServer,
+) -> None:
+    """The local policy's decisions carry the limiter's policy: refunding one (the HTTP core
+    does, for a request a later limit refused) gave back nothing but raised ValueError
+    ("another limiter's": its policy was the fallback's), so a refused request was a 500."""
+    store, limiter = _limiter(server, "local")
+    server.kill()
+    decision = await limiter.decide(key="k")
+    assert decision.allowed and decision.at is None
+    assert decision.policy == limiter.policy
+    assert limiter.refund(decision, key="k").at is None  # nothing on Redis to give back
+    await store.aclose()
+
+
 async def test_the_local_fallback_waits_on_the_limiters_clock(server: RedisServer) -> None:
     """The fallback limiter the local policy builds runs on the limiter's own clock."""
     store, _ = _limiter(server, "local")

@@ -225,8 +225,10 @@ class RedisLimit:
             return Decision(False, limit, 0, outage.retry_after, 0.0, self.policy)
         if cost > self._fallback_cost:
             return Decision(False, limit, 0, outage.retry_after, 0.0, self.policy)
-        # Nothing on Redis to give back: the fallback keeps what it admitted (at None).
-        return self._fallback.check(cost, key=key)._replace(at=None)
+        # Nothing on Redis to give back: the fallback keeps what it admitted (at None). The
+        # decision is this limiter's (its policy, not the fallback's renamed one): refunding
+        # it, as the HTTP core does for a request a later limit refused, is then a no-op.
+        return self._fallback.check(cost, key=key)._replace(policy=self.policy, at=None)
 
     def _note_outage(self, outage: Outage) -> FailurePolicy:
         self.options.on_store_failure(self.store.policy, outage.error)  # counted, emitted
