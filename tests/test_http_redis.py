@@ -43,3 +43,25 @@ async def test_a_shared_limiter_is_decided_remotely_with_the_same_headers(
         assert int(dict(refusal.headers)[b"retry-after"]) >= 1
     finally:
         await store.aclose()
+
+
+@pytest.mark.real_time
+async def test_a_clients_long_key_is_limited_on_redis_as_in_memory(
+    redis_server: RedisServer,
+) -> None:
+    """A key from the request past the store's max_key_length (a long path, a long header)
+    raised ValueError in admit: a 500 where a limiter in memory limited the client. On a
+    shared store it is keyed by its digest: limited, and apart from other keys."""
+    store = RedisStore(redis_server.url, prefix=f"http-{uuid.uuid4().hex}", timeout=2.0)
+    try:
+        limiter = FixedWindowCounter(
+            max_requests=1, window_seconds=3600.0, name="long", store=store
+        )
+        protection = Protection(Rule(limiter, key=route_key()))
+        rules = protection.select("GET", "/x")
+        for path in ("/" + "p" * 600, "/" + "p" * 599 + "q", "/" + "é" * 300):
+            info = RequestInfo("GET", path, [], ("192.0.2.1", 1))
+            outcomes = [await protection.admit(info, rules) for _ in range(2)]
+            assert [a.response is None for a in outcomes] == [True, False]
+    finally:
+        await store.aclose()

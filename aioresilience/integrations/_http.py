@@ -49,7 +49,8 @@ API (what the adapters code against)
     GET, whose handler it runs).
 ``compose(*keys)``
     A tuple of several keys (async if any part is). A limiter on a shared store gets
-    ``repr()`` of a tuple key, since Redis keys must be str.
+    ``repr()`` of a tuple key, since Redis keys must be str, and a key longer than 128 bytes
+    (a client's long path or header) its SHA-256 digest (``shared_key``).
 
 **Headers**
 
@@ -150,6 +151,7 @@ ours raised there into ``protection.error_response(exc)``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import math
@@ -546,6 +548,24 @@ class _AsyncComposite(_Composite):
             value = part(request)
             values.append(await value if is_async else value)
         return tuple(values)
+
+
+_SHARED_KEY_MAX = 128  # UTF-8 bytes of a request's key kept as it is on a shared store
+
+
+def shared_key(key: Hashable) -> str | int:
+    """``key`` as a shared store (Redis) keys it: a str or int as it is, anything else (a
+    composed tuple) its ``repr()``; one longer than 128 bytes in UTF-8 its SHA-256 digest.
+    Keys come from the request (a path, a header): a client's long one was the store's
+    ``ValueError`` (past ``max_key_length``), a 500 where a limiter in memory limited it."""
+    if key.__class__ is not str:
+        if key.__class__ is int:
+            return key
+        key = repr(key)
+    data = key.encode("utf-8", "surrogatepass")
+    if len(data) <= _SHARED_KEY_MAX:
+        return key
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def compose(*keys: KeyFunc) -> KeyFunc:
@@ -1248,8 +1268,7 @@ class Protection:
                         return Admission(response, [], (), None)
                 for limiter in rule.limiters:
                     if limiter.shared:
-                        if key.__class__ is not str and key.__class__ is not int:
-                            key = repr(key)  # Redis keys are str
+                        key = shared_key(key)
                         decision = await limiter.decide(cost, key=key)
                     else:
                         decision = limiter.check(cost, key=key)

@@ -68,6 +68,7 @@ from ._http import (
     compose,
     merge_fields,
     route_key,
+    shared_key,
 )
 
 __all__ = ["Refused", "limit", "protect"]
@@ -148,8 +149,8 @@ class _Protector:
             if too_costly is not None:
                 raise Refused(self.protection._too_costly(too_costly, [], key, cost))
             for limiter in self.limiters:
-                if limiter.shared and key.__class__ is not str and key.__class__ is not int:
-                    key = repr(key)  # Redis keys are str
+                if limiter.shared:
+                    key = shared_key(key)
                 try:
                     await limiter.acquire(cost, key=key)
                 except RateLimited as exc:
