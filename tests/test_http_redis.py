@@ -65,3 +65,32 @@ async def test_a_clients_long_key_is_limited_on_redis_as_in_memory(
             assert [a.response is None for a in outcomes] == [True, False]
     finally:
         await store.aclose()
+
+
+async def test_a_blank_key_or_an_enum_key_is_limited_on_redis_as_in_memory(
+    redis_server: RedisServer,
+) -> None:
+    """A key function's blank value (a user whose name is "", an empty header) raised the
+    store's "key must not be empty", a 500; a str enum member went as its repr(), another
+    key than the value it equals (as it is in memory and for the limiter's own calls)."""
+    import enum
+
+    class Plan(enum.StrEnum):
+        FREE = "free"
+
+    store = RedisStore(redis_server.url, prefix=f"http-{uuid.uuid4().hex}", timeout=2.0)
+    try:
+        limiter = FixedWindowCounter(max_requests=1, window_seconds=3600.0, name="odd", store=store)
+        for value in ("", "   "):
+            protection = Protection(Rule(limiter, key=lambda info, value=value: value))
+            info = RequestInfo("GET", "/", [], ("192.0.2.1", 1))
+            rules = protection.select("GET", "/")
+            outcomes = [await protection.admit(info, rules) for _ in range(2)]
+            assert [a.response is None for a in outcomes] == [True, False]
+        protection = Protection(Rule(limiter, key=lambda info: Plan.FREE))
+        rules = protection.select("GET", "/")
+        assert (await limiter.decide(key="free")).allowed  # the value's own quota, spent
+        admitted = await protection.admit(RequestInfo("GET", "/", [], None), rules)
+        assert admitted.response is not None  # the member is the same key on Redis
+    finally:
+        await store.aclose()

@@ -554,17 +554,25 @@ _SHARED_KEY_MAX = 128  # UTF-8 bytes of a request's key kept as it is on a share
 
 
 def shared_key(key: Hashable) -> str | int:
-    """``key`` as a shared store (Redis) keys it: a str or int as it is, anything else (a
-    composed tuple) its ``repr()``; one longer than 128 bytes in UTF-8 its SHA-256 digest.
-    Keys come from the request (a path, a header): a client's long one was the store's
-    ``ValueError`` (past ``max_key_length``), a 500 where a limiter in memory limited it."""
+    """``key`` as a shared store (Redis) keys it: a str or int as it is (an enum member of
+    either, its value: one key with it, as in memory), anything else (a composed tuple) its
+    ``repr()``; one the store would refuse (longer than 128 bytes in UTF-8, empty or blank,
+    not valid Unicode) its SHA-256 digest. Keys come from the request (a path, a header, a
+    user's name): a client's odd one was the store's ``ValueError``, a 500 where a limiter
+    in memory limited it."""
     if key.__class__ is not str:
         if key.__class__ is int:
             return key
-        key = repr(key)
-    data = key.encode("utf-8", "surrogatepass")
-    if len(data) <= _SHARED_KEY_MAX:
-        return key
+        if isinstance(key, int) and not isinstance(key, bool):
+            return int(key)
+        key = str.__str__(key) if isinstance(key, str) else repr(key)
+    try:
+        data = key.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        data = key.encode("utf-8", "surrogatepass")
+    else:
+        if len(data) <= _SHARED_KEY_MAX and not key.isspace() and key:
+            return key
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
