@@ -560,6 +560,49 @@ async def test_a_cost_function_above_the_limit_is_a_429_without_retry_after(fast
     assert limiter.remaining("203.0.113.7") == 3  # an int subclass is an int
 
 
+async def test_a_request_cancelled_while_a_later_rule_keys_it_spends_nothing() -> None:
+    # The client goes away (the request's task cancelled) while the second rule's async key
+    # looks the user up: the first rule's limiter had admitted it and gives it back, as for
+    # a refusal; a cancelled request has had no effect.
+    per_ip = FixedWindowCounter(max_requests=5, window_seconds=60.0, name="per-ip")
+    per_user = FixedWindowCounter(max_requests=100, window_seconds=86400.0, name="per-user")
+    looking_up = asyncio.Event()
+
+    async def user(request: RequestInfo) -> str:
+        looking_up.set()
+        await asyncio.sleep(1.0)
+        return "alice"
+
+    protection = Protection([Rule(per_ip), Rule(per_user, key=user)])
+    admitting = asyncio.create_task(protection.admit(req("/"), protection.select("GET", "/")))
+    await looking_up.wait()
+    admitting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await admitting
+    assert per_ip.remaining("203.0.113.7") == 5
+    assert per_ip.statistics().admitted == 0
+    assert per_user.remaining("alice") == 100
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["admit", "plan"])
+async def test_a_request_whose_later_key_raises_spends_nothing(fast: bool) -> None:
+    per_ip = FixedWindowCounter(max_requests=5, window_seconds=60.0, name="per-ip")
+    per_user = FixedWindowCounter(max_requests=100, window_seconds=86400.0, name="per-user")
+
+    def user(request: RequestInfo) -> str:
+        raise LookupError("no such user")
+
+    protection = Protection([Rule(per_ip), Rule(per_user, key=user)])
+    with pytest.raises(LookupError):
+        if fast:
+            plan = protection.plan("GET", "/")
+            assert plan is not None and plan.sync and not plan.by_peer
+            plan.now(req("/"))
+        else:
+            await protection.admit(req("/"), protection.select("GET", "/"))
+    assert per_ip.remaining("203.0.113.7") == 5  # the request went no further: given back
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 

@@ -115,7 +115,9 @@ guards=())``
       selected rule in order (``check()`` in process, ``await decide()`` on a shared store),
       stopping at the first refusal, which those decided before it give back
       (``RateLimiter.refund``: a refused request is recorded by none, so a burst refused by
-      a per-minute limit spends nothing of a per-day one). ``Admission.response`` is
+      a per-minute limit spends nothing of a per-day one; so does a request that goes no
+      further before all are decided: cancelled while an async key or a shared store
+      decides, the client gone, or a key that raised). ``Admission.response`` is
       ``None`` when admitted, else the 429 ``HttpResponse`` to send (rate-limit headers,
       ``Retry-After``, problem body);
       ``Admission.headers`` the rate-limit headers to add to a success;
@@ -1260,50 +1262,58 @@ class Protection:
         charged: list[tuple[Hashable, int]] = []  # the key and cost of each of decisions
         guards: tuple[object, ...] = ()
         priority = None
-        for rule in rules:
-            if rule.limiters:
-                key = rule.key(request)
-                if rule._key_async:
-                    key = await key
-                cost = rule.cost
-                if rule._cost_fn is not None:
-                    cost = rule.cost_of(request)
-                    # Before any of the rule's limiters decides: none is charged for nothing.
-                    too_costly = rule.too_costly(cost)
-                    if too_costly is not None:
-                        decisions = self._refunded(charged, decisions)
-                        response = self._too_costly(too_costly, decisions, key, cost)
-                        return Admission(response, [], (), None)
-                for limiter in rule.limiters:
-                    if limiter.shared:
-                        key = shared_key(key)
-                        decision = await limiter.decide(cost, key=key)
-                    else:
-                        decision = limiter.check(cost, key=key)
-                    if not decision.allowed:
-                        decisions = self._refunded(charged, decisions)
+        try:
+            for rule in rules:
+                if rule.limiters:
+                    key = rule.key(request)
+                    if rule._key_async:
+                        key = await key
+                    cost = rule.cost
+                    if rule._cost_fn is not None:
+                        cost = rule.cost_of(request)
+                        # Before any of the rule's limiters decides: none is charged for nothing.
+                        too_costly = rule.too_costly(cost)
+                        if too_costly is not None:
+                            decisions = self._refunded(charged, decisions)
+                            response = self._too_costly(too_costly, decisions, key, cost)
+                            return Admission(response, [], (), None)
+                    for limiter in rule.limiters:
+                        if limiter.shared:
+                            key = shared_key(key)
+                            decision = await limiter.decide(cost, key=key)
+                        else:
+                            decision = limiter.check(cost, key=key)
+                        if not decision.allowed:
+                            decisions = self._refunded(charged, decisions)
+                            decisions.append((limiter, decision))
+                            response = self._refusal(limiter, decision, decisions, key, cost)
+                            return Admission(response, [], (), None)
                         decisions.append((limiter, decision))
-                        response = self._refusal(limiter, decision, decisions, key, cost)
-                        return Admission(response, [], (), None)
-                    decisions.append((limiter, decision))
-                    charged.append((key, cost))
-            if rule.guards:
-                guards += rule.guards
-            if priority is None:
-                priority = rule.priority_of(request)
+                        charged.append((key, cost))
+                if rule.guards:
+                    guards += rule.guards
+                if priority is None:
+                    priority = rule.priority_of(request)
+        except BaseException:
+            # The request goes no further (cancelled while a key or a shared store decides:
+            # the client went away; or a key raised): those that admitted it give it back, as
+            # for a refusal. (A refusal's refund emptied ``charged``: none is given back twice.)
+            self._refunded(charged, decisions[: len(charged)])
+            raise
         return Admission(None, self.renderer.render(decisions), guards, priority)
 
     @staticmethod
     def _refunded(
-        charged: Sequence[tuple[Hashable, int]],
+        charged: list[tuple[Hashable, int]],
         decisions: Sequence[tuple[RateLimiter[Any], Decision]],
     ) -> list[tuple[RateLimiter[Any], Decision]]:
         """A refused request is recorded by no limiter (algorithms.md: never record rejected
         requests): those it passed before the refusal give it back. Their fields then state
-        each as it stands after the refund."""
+        each as it stands after the refund. ``charged`` is emptied: each refunded once."""
         given_back = []
         for (limiter, decision), (key, cost) in zip(decisions, charged, strict=True):
             given_back.append((limiter, limiter.refund(decision, cost, key=key)))
+        charged.clear()
         return given_back
 
     def _too_costly(
@@ -1464,22 +1474,26 @@ class Plan:
         decisions: list[tuple[RateLimiter[Any], Decision]] = []
         charged: list[tuple[Hashable, int]] = []  # as in Protection.admit
         protection = self._protection
-        for rule, key_fn, cost, checks in self._steps:
-            key = key_fn(request)
-            if rule._cost_fn is not None:
-                cost = rule.cost_of(request)
-                too_costly = rule.too_costly(cost)  # before any of the rule's limiters decides
-                if too_costly is not None:
-                    decisions = protection._refunded(charged, decisions)
-                    return protection._too_costly(too_costly, decisions, key, cost)
-            for limiter, check in checks:
-                decision = check(cost, key=key)
-                if not decision.allowed:
-                    decisions = protection._refunded(charged, decisions)
+        try:
+            for rule, key_fn, cost, checks in self._steps:
+                key = key_fn(request)
+                if rule._cost_fn is not None:
+                    cost = rule.cost_of(request)
+                    too_costly = rule.too_costly(cost)  # before any of the rule's limiters decides
+                    if too_costly is not None:
+                        decisions = protection._refunded(charged, decisions)
+                        return protection._too_costly(too_costly, decisions, key, cost)
+                for limiter, check in checks:
+                    decision = check(cost, key=key)
+                    if not decision.allowed:
+                        decisions = protection._refunded(charged, decisions)
+                        decisions.append((limiter, decision))
+                        return protection._refusal(limiter, decision, decisions, key, cost)
                     decisions.append((limiter, decision))
-                    return protection._refusal(limiter, decision, decisions, key, cost)
-                decisions.append((limiter, decision))
-                charged.append((key, cost))
+                    charged.append((key, cost))
+        except BaseException:  # a key or cost function raised: as in Protection.admit
+            protection._refunded(charged, decisions[: len(charged)])
+            raise
         return protection.renderer.render(decisions)
 
     def now_peer(self, client: tuple[str, int] | Sequence[Any] | None) -> RawHeaders | HttpResponse:
