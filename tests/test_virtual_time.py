@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import math
 import os
 import signal
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import Any
 
 import pytest
@@ -260,6 +261,59 @@ def test_a_deadlock_raises_naming_each_waiting_task_and_where_it_waits() -> None
     main_line = next(line for line in lines if "main (" in line)
     assert "-> Event.wait (" in main_line
     assert isinstance(error, RuntimeError) and isinstance(error, ResilienceError)
+
+
+async def _waits_in_a_generator(event: asyncio.Event) -> AsyncIterator[None]:
+    yield
+    await event.wait()
+    yield
+
+
+@contextlib.asynccontextmanager
+async def _waits_on_entry(event: asyncio.Event) -> AsyncIterator[None]:
+    await event.wait()
+    yield
+
+
+class _AwaitsACoroutine:
+    def __init__(self, event: asyncio.Event) -> None:
+        self._event = event
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self._event.wait().__await__()
+
+
+def test_a_deadlock_names_the_await_inside_async_generators_and_awaitables() -> None:
+    # An await inside an async generator (async for, @asynccontextmanager) or behind an
+    # __await__ returning a coroutine's was hidden: the chain ended at `async for` or at
+    # contextlib's `return await anext(self.gen)`, never reaching the await that waits.
+    async def iterates(event: asyncio.Event) -> None:
+        async for _ in _waits_in_a_generator(event):
+            pass
+
+    async def enters(event: asyncio.Event) -> None:
+        async with _waits_on_entry(event):
+            pass
+
+    async def awaits(event: asyncio.Event) -> None:
+        await _AwaitsACoroutine(event)
+
+    async def main() -> None:
+        event = asyncio.Event()
+        waiters = {"iterates": iterates, "enters": enters, "awaits": awaits}
+        tasks = [asyncio.create_task(wait(event), name=name) for name, wait in waiters.items()]
+        await asyncio.gather(*tasks)
+
+    lines = str(_raises_deadlock_fast(main())).splitlines()
+
+    def line_of(name: str) -> str:
+        return next(line for line in lines if line.strip().startswith(f"{name}:"))
+
+    assert "-> _waits_in_a_generator (" in line_of("iterates")
+    assert "-> _waits_on_entry (" in line_of("enters")
+    for name in ("iterates", "enters", "awaits"):
+        assert "-> Event.wait (" in line_of(name), line_of(name)
+        assert line_of(name).endswith(": await fut"), line_of(name)
 
 
 @pytest.mark.wall_timeout(10)  # the clock jumped a day a turn for ever before the fix

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import gc
 import inspect
 import linecache
 import math
@@ -458,8 +459,10 @@ def describe_task(task: asyncio.Task[Any]) -> str:
     """One line: the task's name and the chain of awaits it is suspended in, outermost first,
     ending with the source line it waits at.
 
-    Follows ``cr_await``/``gi_yieldfrom`` (documented in :mod:`inspect`) from the task's
-    coroutine down to the innermost frame.
+    Follows ``cr_await``/``gi_yieldfrom``/``ag_await`` (documented in :mod:`inspect`) from the
+    task's coroutine down to the innermost frame, through the objects an ``await`` can be
+    suspended on that wrap a coroutine or an async generator (``anext(gen)``, so
+    ``async for`` and ``@asynccontextmanager``; an ``__await__`` returning a coroutine's).
     """
     chain: list[str] = []
     line = ""
@@ -469,6 +472,11 @@ def describe_task(task: asyncio.Task[Any]) -> str:
             frame, awaited = awaited.cr_frame, awaited.cr_await
         elif isinstance(awaited, types.GeneratorType):
             frame, awaited = awaited.gi_frame, awaited.gi_yieldfrom
+        elif isinstance(awaited, types.AsyncGeneratorType):
+            frame, awaited = awaited.ag_frame, awaited.ag_await
+        elif awaited is not None and not asyncio.isfuture(awaited):
+            awaited = _wrapped(awaited)
+            continue
         else:
             break
         if frame is None:  # finished, or not started yet
@@ -484,6 +492,20 @@ def describe_task(task: asyncio.Task[Any]) -> str:
         # Scheduled but never run (e.g. refused by a loop already running another task).
         return f"{task.get_name()}: {where}: never started"
     return f"{task.get_name()}: {where}" + (f": {line}" if line else "")
+
+
+_FOLLOWED = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+def _wrapped(awaitable: object) -> object:
+    """The coroutine or async generator that ``awaitable`` (an ``asend``/``athrow`` of an
+    async generator, a coroutine's ``__await__()``) runs, or None: these expose it only to
+    the garbage collector (``gc.get_referents``). A future's own awaitable is not followed:
+    what a task waits on in another task is that task's to report."""
+    for referent in gc.get_referents(awaitable):
+        if isinstance(referent, _FOLLOWED):
+            return referent
+    return None
 
 
 def run(main: Coroutine[Any, Any, T], *, start: float = 0.0, debug: bool | None = None) -> T:
