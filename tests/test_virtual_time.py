@@ -563,6 +563,30 @@ def test_an_in_process_run_gives_back_the_enclosing_watchdog(pytester: pytest.Py
     assert signal.getsignal(signal.SIGALRM) is ours
 
 
+def test_the_watchdog_runs_with_pytests_faulthandler_plugin_disabled(
+    pytester: pytest.Pytester,
+) -> None:
+    # With -p no:faulthandler its ini option faulthandler_timeout is not registered: reading
+    # it raised ValueError, and every test of the run errored in its setup.
+    pytester.makeini(_PLUGIN_INI.format(extra="aioresilience_wall_timeout = 0.2"))
+    pytester.makepyfile(
+        test_two="""
+import time
+
+
+def test_passes() -> None:
+    pass
+
+
+def test_hangs() -> None:
+    time.sleep(30)
+"""
+    )
+    result = pytester.runpytest("-p", "no:faulthandler")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*call of test_two.py::test_hangs exceeded its wall-clock*"])
+
+
 def test_a_test_that_swallows_the_watchdog_ends_the_run_with_a_dump(
     pytester: pytest.Pytester,
 ) -> None:

@@ -194,7 +194,7 @@ def _watchdog(item: pytest.Item, phase: str) -> Iterator[None]:
     stderr = item.config.stash[_stderr_fd]
     # faulthandler keeps one pending dump per process: with pytest's own faulthandler_timeout
     # set, that one is left alone and serves as the backstop.
-    backstop = not float(item.config.getini("faulthandler_timeout") or 0)
+    backstop = not _faulthandler_timeout(item.config)
     if (
         not hasattr(signal, "setitimer")
         or threading.current_thread() is not threading.main_thread()
@@ -235,6 +235,16 @@ def _watchdog(item: pytest.Item, phase: str) -> Iterator[None]:
         if previous_delay:
             left = previous_delay - (time.monotonic() - started)
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3))
+
+
+def _faulthandler_timeout(config: pytest.Config) -> float:
+    """pytest's own ``faulthandler_timeout``; 0 when unset, or when its faulthandler plugin is
+    disabled (``-p no:faulthandler``), which then registers no such option."""
+    try:
+        value = config.getini("faulthandler_timeout")
+    except ValueError:  # (unknown configuration value)
+        return 0.0
+    return float(value or 0)
 
 
 def _stacks() -> str:
