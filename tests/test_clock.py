@@ -108,6 +108,22 @@ def test_manual_clock_refuses_a_timer_at_nan_that_would_hold_back_every_later_on
     assert fired == [START + 1]
 
 
+def test_manual_clock_drops_cancelled_timers_that_it_would_otherwise_keep_for_ever() -> None:
+    # Each cancelled timer stayed in the heap until the clock passed its deadline: a test
+    # setting and cancelling far-off timers (sleeps cancelled, a limiter's timer re-armed)
+    # grew the heap by one per cancel, for as long as the clock stood still.
+    clock = ManualClock(START)
+    fired: list[int] = []
+    kept = [clock.call_at(START + 1, lambda i=i: fired.append(i)) for i in range(3)]
+    for _ in range(10_000):
+        clock.call_at(START + 3600, lambda: fired.append(-1)).cancel()
+    assert int(repr(clock).split("timers=")[1].rstrip(")")) < 500  # (was 10,003)
+    kept[1].cancel()
+    assert clock.next_deadline == START + 1
+    clock.advance(7200)
+    assert fired == [0, 2]  # the live ones fired in order, no cancelled one did
+
+
 async def test_manual_clock_sleep_waits_for_advance_and_a_cancelled_sleep_leaves_no_timer() -> None:
     clock = ManualClock(START)
     sleeper = asyncio.ensure_future(clock.sleep(5))

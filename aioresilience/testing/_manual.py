@@ -21,20 +21,24 @@ from .._support.validation import finite
 __all__ = ["ManualClock"]
 
 _SECONDS = "a finite number of seconds"
+_COMPACT_AT = 100  # cancelled timers in the heap before it may be rebuilt without them
 
 
 class _ManualTimer:
     """One scheduled callback; ``cancel()`` calls it off (a no-op once it ran)."""
 
-    __slots__ = ("callback", "cancelled", "when")
+    __slots__ = ("callback", "cancelled", "clock", "when")
 
-    def __init__(self, when: float, callback: Callable[[], object]) -> None:
+    def __init__(self, when: float, callback: Callable[[], object], clock: ManualClock) -> None:
         self.when = when
         self.callback = callback
         self.cancelled = False
+        self.clock = clock
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.clock._cancelled += 1  # still in the heap: counted, for the clean-up
 
     def __repr__(self) -> str:
         state = " cancelled" if self.cancelled else ""
@@ -61,6 +65,10 @@ class ManualClock:
         self._now = float(start)
         self._timers: list[tuple[float, int, _ManualTimer]] = []
         self._order = itertools.count()  # equal deadlines fire in the order they were set
+        # Timers cancelled but still in the heap. Once they are most of it, it is rebuilt
+        # without them (as asyncio's loop does): a test that sets and cancels many far-off
+        # timers (a sleep cancelled, a limiter's timer re-armed) keeps a heap of live ones.
+        self._cancelled = 0
 
     def time(self) -> float:
         return self._now
@@ -68,8 +76,13 @@ class ManualClock:
     def call_at(self, when: float, callback: Callable[[], object]) -> _ManualTimer:
         if when != when:  # NaN: at the head of the heap it would hold back every later timer
             raise ValueError(f"when must be a number of seconds, got {when!r}")
-        timer = _ManualTimer(float(when), callback)
-        heapq.heappush(self._timers, (timer.when, next(self._order), timer))
+        timers = self._timers
+        if self._cancelled > _COMPACT_AT and 2 * self._cancelled > len(timers):
+            timers[:] = [entry for entry in timers if not entry[2].cancelled]
+            heapq.heapify(timers)
+            self._cancelled = 0
+        timer = _ManualTimer(float(when), callback, self)
+        heapq.heappush(timers, (timer.when, next(self._order), timer))
         return timer
 
     async def sleep(self, seconds: float) -> None:
@@ -108,6 +121,7 @@ class ManualClock:
         while timers and timers[0][0] <= when:
             due, _, timer = heapq.heappop(timers)
             if timer.cancelled:
+                self._cancelled -= 1
                 continue
             timer.cancelled = True  # ran: a late cancel() is a no-op
             self._now = max(self._now, due)
@@ -120,6 +134,7 @@ class ManualClock:
         timers = self._timers
         while timers and timers[0][2].cancelled:
             heapq.heappop(timers)
+            self._cancelled -= 1
         return timers[0][0] if timers else None
 
     async def settle(self, turns: int = 10) -> None:
