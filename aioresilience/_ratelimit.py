@@ -220,8 +220,11 @@ class _ResetMarks(KeyStore[float]):
         self.floor = -math.inf
 
     def _rotate(self, now: float) -> None:
-        if self.old:
-            self.floor = max(self.floor, max(self.old.values()))
+        # Of this clock's timeline only: a mark or floor ahead of ``now`` is another's (a
+        # virtual loop of an earlier test); raised to it, the floor would be dropped as such,
+        # and with it the marks of this timeline it stood for.
+        floor = self.floor if self.floor <= now else -math.inf
+        self.floor = max([floor, *(mark for mark in self.old.values() if mark <= now)])
         super()._rotate(now)
 
 

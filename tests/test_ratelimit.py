@@ -969,6 +969,39 @@ def test_a_clear_on_an_earlier_virtual_run_says_nothing_about_the_next() -> None
     assert run(second()) == 3
 
 
+@pytest.mark.parametrize("earlier", ["reset", "clear"])
+def test_a_reset_mark_of_an_earlier_virtual_run_does_not_hide_this_runs_rotated_out(
+    earlier: str,
+) -> None:
+    # A reset (or clear) at virtual t=3600 on an earlier test's loop; on the next loop,
+    # starting at 0 again, this run's own reset mark of "k" rotates out together with it.
+    # The floor rose to 3600, ahead of the clock: dropped as another timeline's, it took
+    # the mark of "k" with it, and the refunds of decisions before that reset gave into
+    # the fresh quota (6 admitted in one window of 3).
+    limiter = ar.FixedWindowCounter(max_requests=3, window_seconds=60.0, max_keys=2)
+
+    async def first() -> None:
+        await asyncio.sleep(3600)
+        if earlier == "clear":
+            limiter.clear()
+        else:
+            limiter.reset(key="stale")
+
+    async def second() -> bool:
+        old = [limiter.check(key="k") for _ in range(3)]
+        await asyncio.sleep(1)
+        limiter.reset(key="k")
+        assert all(limiter.check(key="k").allowed for _ in range(3))  # the fresh quota
+        for other in range(6):
+            limiter.reset(key=other)
+        for decision in old:
+            limiter.refund(decision, key="k")
+        return limiter.check(key="k").allowed
+
+    run(first())
+    assert not run(second())  # the bound holds: 3 in the fresh quota
+
+
 async def test_a_reset_that_releases_every_waiter_calls_the_timer_off() -> None:
     clock = ManualClock()
     limiter = ar.TokenBucket(3, 1 / 3600, clock=clock)  # a token an hour
