@@ -87,10 +87,11 @@ class Hedge(ExecuteForms, EventSource):
     repeat: say so with ``idempotent=True``. ``hedge_on`` (exception classes or a predicate,
     default any ``Exception``) says which failures start the next attempt; any other ends
     the call at once with its exception, the others cancelled (a 404 or a bad argument is
-    no better on another try). ``delay=0`` starts all attempts at once; a
-    ``budget`` counts hedges in flight as retries in flight. ``delay`` runs on ``clock``
-    (default: the running loop's), which also stamps the hedge's events; ``add_listener``
-    hears them (``HedgeStarted``, ``BudgetExhausted``), used alone or in a pipeline."""
+    no better on another try), unless an attempt done at the same instant won. ``delay=0``
+    starts all attempts at once; a ``budget`` counts hedges in flight as retries in flight.
+    ``delay`` runs on ``clock`` (default: the running loop's), which also stamps the hedge's
+    events; ``add_listener`` hears them (``HedgeStarted``, ``BudgetExhausted``), used alone
+    or in a pipeline."""
 
     def __init__(
         self,
@@ -132,7 +133,9 @@ class Hedge(ExecuteForms, EventSource):
         loop = asyncio.get_running_loop()
         clock = self._clock
         ledger = None if self.budget is None else self.budget.ledger
-        running: set[asyncio.Task[Any]] = set()
+        # In start order: attempts done at the same instant are read in it (a set's order
+        # would make the call's outcome depend on memory addresses).
+        running: dict[asyncio.Task[Any], None] = {}
         extra = 0
         may_hedge = True
         last: asyncio.Task[Any] | None = None
@@ -151,7 +154,7 @@ class Hedge(ExecuteForms, EventSource):
                 emit(self._events, self.name, HedgeStarted, clock, hedge=extra)
                 if ledger is not None:  # the retry slot is held while the hedge runs
                     task.add_done_callback(lambda _: ledger.end_retry())
-            running.add(task)
+            running[task] = None
 
         if ledger is not None:
             ledger.start_request()
@@ -161,8 +164,9 @@ class Hedge(ExecuteForms, EventSource):
                 can_hedge = may_hedge and extra < self.max_hedged
                 done = await _first_done(running, clock, self.delay if can_hedge else None)
                 failed_now = 0
-                for task in done:
-                    running.discard(task)
+                final: BaseException | None = None
+                for task in [task for task in running if task in done]:
+                    del running[task]
                     last = task
                     error = task.exception()
                     won = error is None and (
@@ -172,9 +176,13 @@ class Hedge(ExecuteForms, EventSource):
                         ledger.record(won)
                     if won:
                         return task.result()  # type: ignore[no-any-return]
-                    if error is not None and not self._hedge_on(error):
-                        raise error  # not one to hedge: the call's outcome (finally cancels)
+                    if error is not None and final is None and not self._hedge_on(error):
+                        final = error
                     failed_now += 1
+                if final is not None:
+                    # Not one to hedge: the call's outcome (finally cancels the others),
+                    # unless an attempt done at the same instant won.
+                    raise final
                 # The delay passed: one more; each failed attempt: one more at once.
                 wanted = failed_now if done else 1
                 while can_hedge and wanted > 0:
@@ -191,7 +199,7 @@ class Hedge(ExecuteForms, EventSource):
         finally:
             if ledger is not None:
                 ledger.end_request()
-            await _cancel_and_await(running)
+            await _cancel_and_await(set(running))
 
     def _budget_allows(self) -> bool:
         budget = self.budget
