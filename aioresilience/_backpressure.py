@@ -47,6 +47,7 @@ from ._support.events import CallRejected, EventSource, ResilienceEvent, Severit
 from ._support.listeners import logger
 from ._support.loops import live_loop, waiting, waiting_loop
 from ._support.predicates import is_async_callable, optional_sync_callable
+from ._support.tasks import cancel_and_wait
 from ._support.validation import (
     aliased,
     non_negative_int,
@@ -617,23 +618,11 @@ class WorkerPool(Generic[T]):
         return self._unprocessed(leftover)
 
     async def _stop_workers(self) -> None:
-        """Cancel the workers and wait until every one has stopped. A cancellation of the
-        caller meanwhile does not cut the wait (as in a ``TaskGroup``): the items in flight
-        are known only once their workers stopped. It is raised when they have."""
+        """Cancel the workers and wait until every one has stopped, through a cancellation of
+        the caller meanwhile (raised when they have): the items in flight are known only
+        once their workers stopped."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        cancelled: asyncio.CancelledError | None = None
-        while not all(task.done() for task in tasks):
-            try:
-                await asyncio.wait(tasks)
-            except asyncio.CancelledError as exc:
-                cancelled = exc
-        for task in tasks:  # retrieved: a worker's exception is not "never retrieved"
-            if not task.cancelled():
-                task.exception()
-        if cancelled is not None:
-            raise cancelled
+        await cancel_and_wait(tasks)
 
     def _unprocessed(self, leftover: list[T]) -> list[T]:
         unfinished = list(self._current.values())

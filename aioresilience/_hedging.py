@@ -17,27 +17,12 @@ from ._support.context import ResilienceContext
 from ._support.events import EventSource, ResilienceEvent, Severity, emit
 from ._support.predicates import ExceptionFilter, exception_predicate, optional_sync_callable
 from ._support.rerun import ExecuteForms, RerunStrategy
+from ._support.tasks import cancel_and_wait
 from ._support.validation import non_negative_or_none, positive_int, text
 
 __all__ = ["Hedge", "HedgeStrategy"]
 
 T = TypeVar("T")
-
-
-async def _cancel_and_await(tasks: set[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until every one has finished, even if the waiting itself is
-    cancelled again (then re-raise that cancellation afterwards): no task is left behind."""
-    for task in tasks:
-        task.cancel()
-    cancelled = False
-    while tasks:
-        try:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        except asyncio.CancelledError:
-            cancelled = True
-        tasks = {t for t in tasks if not t.done()}
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -199,7 +184,7 @@ class Hedge(ExecuteForms, EventSource):
         finally:
             if ledger is not None:
                 ledger.end_request()
-            await _cancel_and_await(set(running))
+            await cancel_and_wait(list(running))
 
     def _budget_allows(self) -> bool:
         budget = self.budget
