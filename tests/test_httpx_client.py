@@ -571,6 +571,27 @@ async def test_retry_after_takes_precedence_over_a_spent_quotas_reset(virtual_cl
         assert virtual_clock.time() == pytest.approx(5.0)
 
 
+def test_a_fractional_reset_is_rounded_up_not_down() -> None:
+    # A reset is a time to wait for: rounding 1.7 s down to 1 s sent the next request before
+    # it (into a spent quota); a fractional remaining is still rounded down.
+    assert parse_rate_limit(_reader({"RateLimit": '"q";r=0;t=0.5'})) == (0, 1.0)
+    assert parse_rate_limit(_reader({"RateLimit": '"q";r=2.7;t=1.7'})) == (2, 2.0)
+    delta = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1.7"}
+    assert parse_rate_limit(_reader(delta)) == (0, 2.0)
+    # Discord's form: epoch seconds with a fraction
+    epoch = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1700000060.25"}
+    assert parse_rate_limit(_reader(epoch), now=1700000000.0) == (0, 61.0)
+
+
+async def test_a_spent_quota_with_a_fractional_reset_waits_it_out(virtual_clock: Any) -> None:
+    spent = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1.5"}
+    script = Script((200, spent), then=200)
+    async with client(script, retry=None) as http:
+        await http.get("http://a.test/")
+        await http.get("http://a.test/")
+    assert virtual_clock.time() >= 1.5
+
+
 async def test_a_pause_longer_than_max_pause_is_refused_at_once(virtual_clock: Any) -> None:
     script = Script((503, {"Retry-After": "600"}), then=200)
     async with client(script, retry=None, max_pause=30) as http:

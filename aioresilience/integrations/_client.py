@@ -396,7 +396,9 @@ _MAX_FIGURE = 10**10
 _EVICTION_SCAN = 8
 
 
-def _int(text: str | None) -> int | None:
+def _int(text: str | None, *, up: bool = False) -> int | None:
+    """A figure of a rate-limit field, whole: a fraction rounded down (a quota left), or
+    with ``up`` rounded up (a reset: coming back sooner than it would find it spent)."""
     if text is None:
         return None
     text = text.strip()
@@ -408,7 +410,9 @@ def _int(text: str | None) -> int | None:
         return None
     if not math.isfinite(number) or number < 0:
         return None
-    return math.floor(number) if number <= _MAX_FIGURE else None
+    if number > _MAX_FIGURE:
+        return None
+    return math.ceil(number) if up else math.floor(number)
 
 
 def parse_rate_limit(
@@ -430,7 +434,7 @@ def parse_rate_limit(
             remaining = _int(params.get("r"))
             if remaining is None:
                 continue
-            reset = float(_int(params.get("t")) or 0)
+            reset = float(_int(params.get("t"), up=True) or 0)
             if best is None or remaining < best[0] or (remaining == best[0] and reset > best[1]):
                 best = (remaining, reset)
         if best is not None:
@@ -439,7 +443,7 @@ def parse_rate_limit(
         remaining = _int(header(prefix + "remaining"))
         if remaining is None:
             continue
-        reset = float(_int(header(prefix + "reset")) or 0)
+        reset = float(_int(header(prefix + "reset"), up=True) or 0)
         if epoch and reset > _EPOCH_THRESHOLD:
             reset = max(0.0, reset - (time.time() if now is None else now))
         return remaining, reset
