@@ -190,6 +190,45 @@ async def test_per_route_tells_mounted_apps_apart() -> None:
     assert routes_seen == ["/top/{id}", "/m/top/{id}"]
 
 
+async def test_per_route_keys_a_mounts_template_not_the_value_a_client_gives_its_parameter() -> (
+    None
+):
+    limiter = window(2, "per-route")
+    seen: list[str | None] = []
+
+    def by_route(info: Any) -> Any:
+        seen.append(info.route)
+        return info.route
+
+    @limit(limiter, per_route=True)
+    async def item(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @limit(window(100, "seen"), key=by_route)
+    async def other(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    # A Mount's path parameter is the client's to choose: one tenant per request was one
+    # budget per request (and one key per value), the route's limit never reached.
+    app = Starlette(
+        routes=[
+            Mount(
+                "/t/{tenant}",
+                routes=[
+                    Route("/items/{id}", item),
+                    Mount("/v/{version:int}", routes=[Route("/o", other)]),
+                ],
+            ),
+        ]
+    )
+    transport = httpx.ASGITransport(app=app, root_path="/api")
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        codes = [(await client.get(f"/api/t/tenant-{i}/items/{i}")).status_code for i in range(5)]
+        assert (await client.get("/api/t/x/v/3/o")).status_code == 200
+    assert codes == [200, 200, 429, 429, 429]
+    assert seen == ["/t/{tenant}/v/{version:int}/o"]
+
+
 @real_time
 async def test_limit_on_a_starlette_endpoint() -> None:
     @limit(window(1, "endpoint"))

@@ -45,6 +45,7 @@ try:
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, HTTPConnection
     from starlette.responses import Response
+    from starlette.routing import Host, Match, Mount
     from starlette.websockets import WebSocketDisconnect
 except ImportError as error:  # pragma: no cover - the extra is installed in tests
     raise ImportError(
@@ -131,8 +132,13 @@ class _Protector:
         app_root = scope.get("app_root_path")  # set by a Mount only
         if route is not None and app_root is not None:
             # Mounted apps' templates are relative to their mount ("/items/{id}" under "/a"
-            # and "/b"): the mount's prefix (root_path past the app's own) tells them apart.
-            route = scope["root_path"][len(app_root) :] + route
+            # and "/b"): the mounts' own templates tell them apart. (Not the text they
+            # matched, root_path past the app's own: under Mount("/t/{tenant}") that is the
+            # client's value, a budget of its own for every tenant it names.)
+            mounts = _mount_templates(scope, app_root)
+            if mounts is None:  # not found again (a router of its own): the text matched
+                mounts = scope["root_path"][len(app_root) :]
+            route = mounts + route
         method = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
         return RequestInfo(
             method, scope["path"], scope["headers"], scope.get("client"), route, scope.get("user")
@@ -180,6 +186,36 @@ class _Protector:
         mapped = self.protection.error_response(exc)
         assert mapped is not None  # RateLimited always has an entry
         return mapped
+
+
+def _mount_templates(scope: Any, app_root: str) -> str | None:
+    """The templates of the Mounts a request was routed through, joined (``"/t/{tenant}"``),
+    found again from the app's router as Starlette's router chose them (the first Mount or
+    Host that matches, level by level, until the request's ``root_path`` is reached); None
+    when they cannot be found."""
+    routes = getattr(scope.get("router"), "routes", None)
+    target = scope["root_path"]
+    probe = {
+        "type": scope["type"],
+        "path": scope["path"],
+        "root_path": app_root,
+        "path_params": {},
+        "headers": scope.get("headers", ()),
+    }
+    templates = []
+    while probe["root_path"] != target:
+        for node in routes or ():
+            if isinstance(node, Mount | Host):
+                match, child = node.matches(probe)
+                if match is Match.FULL:
+                    break
+        else:
+            return None
+        probe.update(child)
+        if isinstance(node, Mount):
+            templates.append(node.path)
+        routes = node.routes
+    return "".join(templates)
 
 
 def _answered(exc: BaseException) -> bool:
