@@ -756,6 +756,25 @@ def test_a_header_key_name_must_be_a_field_name() -> None:
     assert header_key("X-Api-Key").name == b"x-api-key"
 
 
+def test_a_clients_long_header_or_raw_path_is_held_as_a_digest_not_in_full() -> None:
+    # A key of 8 KB (a client's header) was held whole: max_keys of them, gigabytes. A long
+    # one is its digest: one key per value as before, of a bounded size.
+    by_header = header_key("X-Api-Key")
+    long = [RequestInfo("GET", "/", [(b"x-api-key", bytes([c]) * 8000)], None) for c in b"ab"]
+    keys = [by_header(info) for info in long]
+    assert all(len(key) < 80 for key in keys) and keys[0] != keys[1]
+    assert keys[0] == by_header(long[0])  # the same value, the same key
+    short = RequestInfo("GET", "/", [(b"x-api-key", b"k" * 128)], None)
+    assert by_header(short) == "k" * 128  # up to 128 bytes, as it is
+    by_route = route_key()
+    paths = [RequestInfo("GET", "/" + c * 5000, [], None) for c in "ab"]
+    assert len({by_route(info) for info in paths}) == 2
+    assert all(len(by_route(info)) < 80 for info in paths)
+    assert by_route(RequestInfo("GET", "/items/1", [], None)) == "GET /items/1"
+    templated = RequestInfo("GET", "/" + "a" * 5000, [], None, "/{name}")
+    assert by_route(templated) == "GET /{name}"
+
+
 def test_exempt_paths_and_methods() -> None:
     limiter = TokenBucket(capacity=1, refill_rate=1.0)
     protection = Protection(Rule(limiter), exempt_paths=HEALTH_PATHS, exempt_methods=["OPTIONS"])

@@ -441,6 +441,14 @@ def connection_key() -> str:
     return f"ws-{uuid.uuid4().hex}"
 
 
+_KEY_MAX = 128  # the length of a key from the request (a header, a path) kept as it is
+
+
+def _digest(data: bytes) -> str:
+    """A key from the request too long to keep (or to send to a store) as it is."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 def client_address(
     *,
     trusted_proxies: Iterable[str] | str = (),
@@ -474,7 +482,9 @@ class HeaderKey:
     def __call__(self, request: RequestInfo) -> Hashable:
         value = request.header(self.name)
         if value:
-            return value.decode("latin-1")
+            # A client's 8 KB header is a key of 8 KB in memory, times max_keys: a long one
+            # is held as its digest.
+            return value.decode("latin-1") if len(value) <= _KEY_MAX else _digest(value)
         fallback: Hashable = self._fallback(request)
         return fallback
 
@@ -517,7 +527,12 @@ def _route_key(request: RequestInfo) -> str:
     # budget, or mixing HEAD in would double it (as a rule naming GET covers HEAD).
     if method == "HEAD":
         method = "GET"
-    return f"{method} {request.route or request.path}"
+    route = request.route
+    if not route:  # the raw path, the client's to choose: a long one as its digest
+        route = request.path
+        if len(route) > _KEY_MAX:
+            route = _digest(route.encode("utf-8", "surrogatepass"))
+    return f"{method} {route}"
 
 
 def route_key() -> KeyFunc:
@@ -552,9 +567,6 @@ class _AsyncComposite(_Composite):
         return tuple(values)
 
 
-_SHARED_KEY_MAX = 128  # UTF-8 bytes of a request's key kept as it is on a shared store
-
-
 def shared_key(key: Hashable) -> str | int:
     """``key`` as a shared store (Redis) keys it: a str or int as it is (an enum member of
     either, its value: one key with it, as in memory), anything else (a composed tuple) its
@@ -573,9 +585,9 @@ def shared_key(key: Hashable) -> str | int:
     except UnicodeEncodeError:  # a lone surrogate
         data = key.encode("utf-8", "surrogatepass")
     else:
-        if len(data) <= _SHARED_KEY_MAX and not key.isspace() and key:
+        if len(data) <= _KEY_MAX and not key.isspace() and key:
             return key
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return _digest(data)
 
 
 def compose(*keys: KeyFunc) -> KeyFunc:
