@@ -593,6 +593,10 @@ class WorkerPool(Generic[T]):
                 self._processed += 1
             del self._current[index]
             queue.task_done()
+            if worker.cancelling():
+                # Stopped while its handler finished the item anyway (it swallowed the
+                # cancellation): it takes no other; the pool hands the rest back.
+                return
 
     def _report(self, item: T, exc: BaseException) -> None:
         try:
@@ -620,9 +624,13 @@ class WorkerPool(Generic[T]):
     async def _stop_workers(self) -> None:
         """Cancel the workers and wait until every one has stopped, through a cancellation of
         the caller meanwhile (raised when they have): the items in flight are known only
-        once their workers stopped."""
-        tasks, self._tasks = self._tasks, []
+        once their workers stopped. They stay in ``_tasks`` until then: a second shutdown
+        meanwhile waits for the same workers (it found none and handed back the items still
+        in flight, which the first then handed back again)."""
+        tasks = self._tasks
         await cancel_and_wait(tasks)
+        if self._tasks is tasks:
+            self._tasks = []
 
     def _unprocessed(self, leftover: list[T]) -> list[T]:
         unfinished = list(self._current.values())

@@ -276,6 +276,36 @@ async def test_a_shutdown_after_a_cancelled_one_returns_what_is_left() -> None:
     assert await asyncio.wait_for(pool.shutdown(), 60) == [0, 1, 2]
 
 
+async def test_two_shutdowns_at_once_wait_for_the_same_workers() -> None:
+    # The second found no workers (the first had taken them) and handed back the items
+    # still in flight at once, while those workers were still stopping: a handler that
+    # finished its item on the way out then failed on it (KeyError), and that item was
+    # reported both processed and unprocessed.
+    queue: BackpressureQueue[int] = BackpressureQueue(10)
+    errors: list[BaseException] = []
+
+    async def finishes_anyway(item: int) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(1)  # finishes the item before it goes (swallowing the cancel)
+
+    pool = WorkerPool(queue, finishes_anyway, workers=2)
+    pool.start()
+    for i in range(4):
+        await queue.put(i)
+    await asyncio.sleep(0.5)
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: errors.append(context["exception"]))
+    first = asyncio.create_task(pool.shutdown(drain=False))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(pool.shutdown(drain=False))
+    returned = await asyncio.gather(first, second)
+    assert sorted(returned[0] + returned[1]) == [2, 3]  # 0 and 1 were finished
+    assert pool.statistics().processed == 2 and pool.statistics().in_flight == 0
+    assert errors == []
+
+
 async def test_shutdown_with_drain_finishes_queued_items() -> None:
     queue: BackpressureQueue[int] = BackpressureQueue(5)
     seen: list[int] = []

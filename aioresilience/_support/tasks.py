@@ -13,9 +13,12 @@ async def cancel_and_wait(tasks: Collection[asyncio.Task[Any]]) -> None:
     """Cancel ``tasks`` and wait until every one has finished, even if the waiting itself is
     cancelled again (as a ``TaskGroup`` does): no task is left running behind its owner, and
     what they were doing is known when this returns. A cancellation of the caller meanwhile
-    is raised afterwards. Their exceptions are retrieved (never "never retrieved")."""
+    is raised afterwards. Their exceptions are retrieved (never "never retrieved"). A task
+    already being cancelled (by an earlier call, still waiting) is not cancelled again: that
+    would cut short the clean-up it is running."""
     for task in tasks:
-        task.cancel()
+        if not task.cancelling():
+            task.cancel()
     cancelled: asyncio.CancelledError | None = None
     while not all(task.done() for task in tasks):
         try:
