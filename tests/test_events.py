@@ -298,6 +298,28 @@ def test_logging_listener_takes_int_severities_and_adapters(
     assert [r.getMessage() for r in caplog.records] == ["event from s {}"]
 
 
+def test_logging_listener_through_an_adapter_keeps_the_structured_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A LoggerAdapter's process() replaces the call's extra with its own: through one (even
+    one with no fields), the records lost resilience_event, strategy, details and event."""
+    base = logging.getLogger("aioresilience.test.adapter")
+    inner = logging.LoggerAdapter(base, {"request_id": "r1"})
+    outer = logging.LoggerAdapter(inner, {"service": "shop"})
+    limiter = ar.TokenBucket(1, 1.0, name="api")
+    limiter.add_listener(LoggingListener(outer))
+    limiter.try_acquire()
+    with caplog.at_level(logging.WARNING, logger="aioresilience.test.adapter"):
+        assert not limiter.try_acquire()
+    [record] = caplog.records
+    assert record.resilience_event == "rate_limited"  # type: ignore[attr-defined]
+    assert record.strategy == "api"  # type: ignore[attr-defined]
+    assert isinstance(record.event, ar.RateLimitExceeded)  # type: ignore[attr-defined]
+    assert record.details["cost"] == 1  # type: ignore[attr-defined]
+    assert (record.request_id, record.service) == ("r1", "shop")  # type: ignore[attr-defined]
+    assert record.getMessage().startswith("rate_limited from api ")
+
+
 # -- issue 12: one event shape -----------------------------------------------------------------
 
 

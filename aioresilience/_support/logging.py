@@ -88,18 +88,26 @@ class LoggingListener:
             return
         where = f" in pipeline {event.pipeline!r}" if event.pipeline else ""
         details = dict(event.details)  # the kind's own fields, derived once, for the record
-        self._logger.log(
-            level,
-            "%s from %s%s %s",
-            event.name,
-            event.strategy,
-            where,
-            details,
-            extra={
-                "resilience_event": event.name,
-                "strategy": event.strategy,
-                "pipeline": event.pipeline,
-                "details": details,
-                "event": event,  # the typed event itself, for handlers that know the kinds
-            },
-        )
+        extra = {
+            "resilience_event": event.name,
+            "strategy": event.strategy,
+            "pipeline": event.pipeline,
+            "details": details,
+            "event": event,  # the typed event itself, for handlers that know the kinds
+        }
+        logger = self._logger
+        msg: object = "%s from %s%s %s"
+        kwargs: dict[str, object] = {"extra": extra}
+        # A LoggerAdapter's process() *replaces* the call's extra with its own (unless it
+        # merges, 3.13's merge_extra): through it, the record would lose every field above.
+        # Apply each adapter's process() here, keeping both: its fields and the event's.
+        while isinstance(logger, logging.LoggerAdapter):
+            msg, kwargs = logger.process(msg, kwargs)
+            given = kwargs.get("extra")
+            if given is not extra:
+                merged = dict(given) if isinstance(given, Mapping) else {}
+                merged.update(extra)
+                kwargs = {**kwargs, "extra": merged}
+                extra = merged
+            logger = logger.logger
+        logger.log(level, msg, event.name, event.strategy, where, details, **kwargs)  # type: ignore[arg-type]
