@@ -245,6 +245,20 @@ def test_prometheus_listener_refused_by_a_clash_leaves_nothing_registered() -> N
     PrometheusListener(registry)  # nothing of the refused one is left in the way
 
 
+def test_opentelemetry_listener_refuses_a_meter_that_is_not_one() -> None:
+    """A wrong meter failed with AttributeError ('str' object has no attribute
+    'create_counter'), naming neither the parameter nor what it wants."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from aioresilience.integrations.opentelemetry import OpenTelemetryListener
+
+    for wrong in ("meter", MeterProvider()):
+        with pytest.raises(TypeError, match=r"meter must be an opentelemetry.metrics.Meter"):
+            OpenTelemetryListener(wrong)
+    OpenTelemetryListener(MeterProvider().get_meter("test"))  # the SDK's meters, as before
+    OpenTelemetryListener()  # the global provider's
+
+
 # -- issue 11 --------------------------------------------------------------------------------
 
 

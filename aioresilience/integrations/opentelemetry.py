@@ -30,7 +30,11 @@ __all__ = ["OpenTelemetryListener"]
 
 class OpenTelemetryListener:
     def __init__(self, meter: Any = None) -> None:
-        self.meter = meter if meter is not None else metrics.get_meter("aioresilience")
+        if meter is None:
+            meter = metrics.get_meter("aioresilience")
+        elif not isinstance(meter, metrics.Meter):
+            raise TypeError(f"meter must be an opentelemetry.metrics.Meter or None, got {meter!r}")
+        self.meter = meter
         self._events = self.meter.create_counter(
             "aioresilience.events", unit="{event}", description="aioresilience events"
         )
