@@ -259,6 +259,29 @@ def test_opentelemetry_listener_refuses_a_meter_that_is_not_one() -> None:
     OpenTelemetryListener()  # the global provider's
 
 
+@pytest.mark.parametrize(
+    ("namespace", "error"),
+    [(3, TypeError), (None, TypeError), ("my-app", ValueError), ("a b", ValueError)],
+)
+def test_prometheus_listener_refuses_a_namespace_that_makes_no_metric_name(
+    namespace: Any, error: type
+) -> None:
+    """namespace=3 failed with "unsupported operand type(s) for +"; None, "my-app" and
+    "a b" registered metrics named "events_total", "my-app_events_total", "a b_events_total"
+    (not snake_case names; only quoted in the UTF-8 exposition format)."""
+    from prometheus_client import CollectorRegistry
+
+    from aioresilience.integrations.prometheus import PrometheusListener
+
+    registry = CollectorRegistry()
+    with pytest.raises(error, match=rf"namespace must be a metric name prefix.*{namespace!r}"):
+        PrometheusListener(registry, namespace=namespace)
+    assert not list(registry.collect())  # nothing registered
+    PrometheusListener(registry, namespace="shop_2")
+    assert registry.get_sample_value("shop_2_events_total") is None  # registered, not yet seen
+    assert "shop_2_events" in {metric.name for metric in registry.collect()}
+
+
 # -- issue 11 --------------------------------------------------------------------------------
 
 

@@ -10,6 +10,8 @@ implicitly):
 
 from __future__ import annotations
 
+import re
+
 from .._support.events import AttemptCompleted, PipelineExecuted, ResilienceEvent
 
 try:
@@ -21,12 +23,22 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
 
 __all__ = ["PrometheusListener"]
 
+# snake_case metric names (the classic Prometheus charset, without the colons of recording
+# rules); "" leaves the names unprefixed.
+_NAMESPACE = re.compile(r"(?:[a-zA-Z_][a-zA-Z0-9_]*)?")
+
 
 class PrometheusListener:
     def __init__(self, registry: CollectorRegistry, *, namespace: str = "aioresilience") -> None:
         if not isinstance(registry, CollectorRegistry):
             raise TypeError(
                 f"registry must be a prometheus_client CollectorRegistry, got {registry!r}"
+            )
+        if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+            kind = TypeError if not isinstance(namespace, str) else ValueError
+            raise kind(
+                "namespace must be a metric name prefix (letters, digits, '_'; not starting"
+                f" with a digit), got {namespace!r}"
             )
         made: list[Counter | Histogram] = []  # a clash on a later one unregisters these
         try:
