@@ -95,12 +95,16 @@ class BulkheadStatistics:
 class BulkheadRejected(CallRejected):
     """A call was refused: ``reason`` is ``"full"`` (no slot, and the queue is full),
     ``"max_wait"`` (no slot in time) or, from a :class:`PartitionedBulkhead`, ``"partitions"``
-    (every partition busy, none to open for a new key); ``active`` calls held slots then."""
+    (every partition busy, none to open for a new key); ``active`` calls held slots then.
+    From a partition, or for a key no partition could be opened for: ``partition`` is the
+    key's ``repr()``, and ``strategy`` the :class:`PartitionedBulkhead`'s name, the same for
+    every key (a key in a metric's label would make a series per tenant)."""
 
     name: ClassVar[str] = "bulkhead_rejected"
 
     reason: str
     active: int
+    partition: str | None = None
 
 
 class Bulkhead(GuardForms, EventSource):
@@ -121,6 +125,7 @@ class Bulkhead(GuardForms, EventSource):
         "_max",
         "_max_queue",
         "_max_wait",
+        "_partition",
         "_peak",
         "_rejected",
         "_thread_limiter",
@@ -158,6 +163,15 @@ class Bulkhead(GuardForms, EventSource):
         # The tasks that hold a slot for a worker thread (run_sync), until the thread returns.
         self._threads: set[asyncio.Task[Any]] = set()
         self._events = None
+        # A PartitionedBulkhead's partition: (its name, the key's repr) for its events.
+        self._partition: tuple[str, str] | None = None
+
+    def _emit(self, kind: type[ResilienceEvent], /, **fields: Any) -> None:
+        partition = self._partition
+        if partition is None:
+            super()._emit(kind, **fields)
+        else:  # (see BulkheadRejected: the partitioned bulkhead's name, the key apart)
+            emit(self._events, partition[0], kind, self._clock, partition=partition[1], **fields)
 
     # -- slots ------------------------------------------------------------------------------
 
@@ -440,6 +454,7 @@ class PartitionedBulkhead(Generic[K]):
                     LOOP_CLOCK if self._clock is None else self._clock,
                     reason="partitions",
                     active=active,
+                    partition=repr(key),
                 )
                 raise BulkheadFull(
                     f"{self.name}: all {self._max_partitions} partitions are busy; "
@@ -452,6 +467,7 @@ class PartitionedBulkhead(Generic[K]):
             name=f"{self.name}[{key!r}]",
             clock=self._clock,
         )
+        bulkhead._partition = (self.name, repr(key))
         for callback in self._listeners.callbacks:
             bulkhead.add_listener(callback)
         partitions[key] = bulkhead

@@ -177,9 +177,11 @@ async def test_partition_listeners_hear_every_partition_and_the_refused_key() ->
     # PartitionedBulkhead had no add_listener: a partition opened later, or a key refused
     # because every partition was busy, was heard by nobody.
     services = PartitionedBulkhead(1, max_partitions=2, name="svc")
-    heard: list[tuple[str, str, str]] = []
+    heard: list[tuple[str, str, str, str]] = []
     await services["payments"].acquire()  # open before the listener
-    services.add_listener(lambda e: heard.append((e.strategy, e.name, e.details["reason"])))
+    services.add_listener(
+        lambda e: heard.append((e.strategy, e.name, e.details["reason"], e.partition))
+    )
     with pytest.raises(BulkheadFull):
         await services["payments"].acquire()
     await services["inventory"].acquire()  # opened after it
@@ -187,11 +189,16 @@ async def test_partition_listeners_hear_every_partition_and_the_refused_key() ->
         await services["inventory"].acquire()
     with pytest.raises(BulkheadFull, match="partitions are busy"):
         services["notifications"]
+    # One strategy for every key (a key in a metric's label made a series per tenant: the
+    # strategy was "svc['payments']"), the key apart in `partition`.
     assert heard == [
-        ("svc['payments']", "bulkhead_rejected", "full"),
-        ("svc['inventory']", "bulkhead_rejected", "full"),
-        ("svc", "bulkhead_rejected", "partitions"),
+        ("svc", "bulkhead_rejected", "full", "'payments'"),
+        ("svc", "bulkhead_rejected", "full", "'inventory'"),
+        ("svc", "bulkhead_rejected", "partitions", "'notifications'"),
     ]
+    assert Bulkhead(1).name == "Bulkhead"  # a bulkhead of its own: no partition
+    with pytest.raises(BulkheadFull, match=r"svc\['payments'\]"):  # messages name the key
+        await services["payments"].acquire()
     with pytest.raises(TypeError, match="listener must be callable"):
         services.add_listener("not callable")  # type: ignore[arg-type]
 
