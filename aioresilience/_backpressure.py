@@ -628,9 +628,13 @@ class WorkerPool(Generic[T]):
         meanwhile waits for the same workers (it found none and handed back the items still
         in flight, which the first then handed back again)."""
         tasks = self._tasks
-        await cancel_and_wait(tasks)
-        if self._tasks is tasks:
-            self._tasks = []
+        try:
+            await cancel_and_wait(tasks)
+        finally:
+            # Cancelled meanwhile too (raised once they have stopped): a next shutdown has
+            # no worker to drain for, and start() may start the pool again.
+            if self._tasks is tasks:
+                self._tasks = []
 
     def _unprocessed(self, leftover: list[T]) -> list[T]:
         unfinished = list(self._current.values())

@@ -276,6 +276,33 @@ async def test_a_shutdown_after_a_cancelled_one_returns_what_is_left() -> None:
     assert await asyncio.wait_for(pool.shutdown(), 60) == [0, 1, 2]
 
 
+async def test_a_shutdown_cancelled_while_its_workers_stop_leaves_none_running() -> None:
+    # Cancelled while waiting for a worker's clean-up, it kept the stopped workers: the
+    # next shutdown waited for ever to drain the queue with no worker left, and start()
+    # said the pool was already running.
+    queue: BackpressureQueue[int] = BackpressureQueue(10)
+
+    async def cleans_up(item: int) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(1)
+            raise
+
+    pool = WorkerPool(queue, cleans_up, workers=1)
+    pool.start()
+    for i in range(3):
+        await queue.put(i)
+    await asyncio.sleep(0.1)
+    stopping = asyncio.create_task(pool.shutdown(drain=False))
+    await asyncio.sleep(0.5)  # the worker is cleaning up
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert pool.statistics().workers == 0
+    assert await asyncio.wait_for(pool.shutdown(), 60) == [0, 1, 2]
+
+
 async def test_two_shutdowns_at_once_wait_for_the_same_workers() -> None:
     # The second found no workers (the first had taken them) and handed back the items
     # still in flight at once, while those workers were still stopping: a handler that
