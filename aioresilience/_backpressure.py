@@ -528,6 +528,7 @@ class WorkerPool(Generic[T]):
         self._on_error = optional_sync_callable("on_error", on_error)
         self._workers = positive_int("workers", workers, maximum=MAX_WORKERS)
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False  # the workers in _tasks are cancelled, not yet all stopped
         self._current: dict[int, T] = {}
         self._processed = self._failed = 0
 
@@ -593,7 +594,7 @@ class WorkerPool(Generic[T]):
                 self._processed += 1
             del self._current[index]
             queue.task_done()
-            if worker.cancelling():
+            if self._stopping:
                 # Stopped while its handler finished the item anyway (it swallowed the
                 # cancellation): it takes no other; the pool hands the rest back.
                 return
@@ -628,13 +629,17 @@ class WorkerPool(Generic[T]):
         meanwhile waits for the same workers (it found none and handed back the items still
         in flight, which the first then handed back again)."""
         tasks = self._tasks
+        stopping, self._stopping = self._stopping, True
         try:
-            await cancel_and_wait(tasks)
+            # Cancelled once: a second shutdown meanwhile only waits (cancelled again, a
+            # worker's clean-up would be cut short).
+            await cancel_and_wait(tasks, cancel=not stopping)
         finally:
             # Cancelled meanwhile too (raised once they have stopped): a next shutdown has
             # no worker to drain for, and start() may start the pool again.
             if self._tasks is tasks:
                 self._tasks = []
+                self._stopping = False
 
     def _unprocessed(self, leftover: list[T]) -> list[T]:
         unfinished = list(self._current.values())

@@ -303,6 +303,39 @@ async def test_a_shutdown_cancelled_while_its_workers_stop_leaves_none_running()
     assert await asyncio.wait_for(pool.shutdown(), 60) == [0, 1, 2]
 
 
+async def test_a_shutdown_as_a_handlers_own_timeout_fires_still_stops_its_worker() -> None:
+    # The worker's pending cancellation was the handler's asyncio.timeout's, not the pool's:
+    # taken for a stop under way, it was not cancelled. The timeout turned it into a
+    # TimeoutError the handler carried on from, and the worker went on to take every queued
+    # item: shutdown(drain=False) handled them all, 100 s each, and returned none.
+    queue: BackpressureQueue[int] = BackpressureQueue(10)
+    loop = asyncio.get_running_loop()
+    handled: list[int] = []
+    stopping: list[asyncio.Task[list[int]]] = []
+
+    def stop() -> None:
+        stopping.append(loop.create_task(pool.shutdown(drain=False)))
+
+    async def handler(item: int) -> None:
+        handled.append(item)
+        try:
+            async with asyncio.timeout(10) as deadline:
+                if item == 0:  # the shutdown starts as the timeout fires
+                    loop.call_soon(stop)
+                    deadline.reschedule(loop.time())
+                await asyncio.sleep(5)
+        except TimeoutError:
+            await asyncio.sleep(100)  # a slower way, after a timeout
+
+    pool = WorkerPool(queue, handler)
+    for i in range(3):
+        await queue.put(i)
+    pool.start()
+    await asyncio.sleep(0.1)
+    assert await stopping[0] == [0, 1, 2]
+    assert loop.time() < 1 and handled == [0]
+
+
 async def test_two_shutdowns_at_once_wait_for_the_same_workers() -> None:
     # The second found no workers (the first had taken them) and handed back the items
     # still in flight at once, while those workers were still stopping: a handler that
