@@ -93,3 +93,31 @@ async def test_a_blank_key_or_an_enum_key_is_limited_on_redis_as_in_memory(
         assert admitted.response is not None  # the member is the same key on Redis
     finally:
         await store.aclose()
+
+
+@pytest.mark.real_time
+async def test_a_clients_long_int_key_is_limited_on_redis_as_in_memory(
+    redis_server: RedisServer,
+) -> None:
+    """An int key went to the store as it is, however long: a client's 600-digit account
+    number (``int(header)``) was past max_key_length, the store's ValueError, a 500. It is
+    keyed by the digest of its decimal text, as that text would be (42 and "42" are one key
+    on Redis)."""
+    store = RedisStore(redis_server.url, prefix=f"http-{uuid.uuid4().hex}", timeout=2.0)
+    try:
+        limiter = TokenBucket(1, 1 / 3600, name="long-int", store=store)
+        for number in (10**600, -(10**600), 10**600 + 1):
+            protection = Protection(Rule(limiter, key=lambda info, number=number: number))
+            rules = protection.select("GET", "/")
+            info = RequestInfo("GET", "/", [], ("192.0.2.1", 1))
+            outcomes = [await protection.admit(info, rules) for _ in range(2)]
+            assert [a.response is None for a in outcomes] == [True, False]
+        protection = Protection(Rule(limiter, key=lambda info: str(10**600 + 2)))
+        rules = protection.select("GET", "/")
+        assert (await protection.admit(RequestInfo("GET", "/", [], None), rules)).response is None
+        protection = Protection(Rule(limiter, key=lambda info: 10**600 + 2))
+        rules = protection.select("GET", "/")
+        refused = await protection.admit(RequestInfo("GET", "/", [], None), rules)
+        assert refused.response is not None  # the int is one key with its decimal text
+    finally:
+        await store.aclose()

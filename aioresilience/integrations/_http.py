@@ -567,18 +567,27 @@ class _AsyncComposite(_Composite):
         return tuple(values)
 
 
+# The ints whose decimal str is at most _KEY_MAX characters (a longer one is too long a key)
+_INT_KEY_LOW, _INT_KEY_HIGH = -(10 ** (_KEY_MAX - 1)), 10**_KEY_MAX
+
+
 def shared_key(key: Hashable) -> str | int:
     """``key`` as a shared store (Redis) keys it: a str or int as it is (an enum member of
     either, its value: one key with it, as in memory), anything else (a composed tuple) its
-    ``repr()``; one the store would refuse (longer than 128 bytes in UTF-8, empty or blank,
-    not valid Unicode) its SHA-256 digest. Keys come from the request (a path, a header, a
-    user's name): a client's odd one was the store's ``ValueError``, a 500 where a limiter
-    in memory limited it."""
+    ``repr()``; one the store would refuse (longer than 128 bytes in UTF-8, an int's
+    decimal text too, empty or blank, not valid Unicode) its SHA-256 digest. Keys come
+    from the request (a path, a header, a user's name): a client's odd one was the store's
+    ``ValueError``, a 500 where a limiter in memory limited it."""
     if key.__class__ is not str:
-        if key.__class__ is int:
-            return key
-        if isinstance(key, int) and not isinstance(key, bool):
-            return int(key)
+        if key.__class__ is int or (isinstance(key, int) and not isinstance(key, bool)):
+            if _INT_KEY_LOW < key < _INT_KEY_HIGH:
+                return int(key)
+            # A client's 600-digit number (int(header)) is as long a key as its str: the
+            # digest of that str, as the str would be (42 and "42" are one key on Redis).
+            try:
+                return _digest(int.__repr__(key).encode())
+            except ValueError:  # past Python's digit limit for a decimal str
+                return _digest(hex(key).encode())
         key = str.__str__(key) if isinstance(key, str) else repr(key)
     try:
         data = key.encode()
