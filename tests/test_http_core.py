@@ -603,6 +603,25 @@ async def test_a_request_whose_later_key_raises_spends_nothing(fast: bool) -> No
     assert per_ip.remaining("203.0.113.7") == 5  # the request went no further: given back
 
 
+async def test_a_refund_that_raises_does_not_give_the_others_back_twice() -> None:
+    # A refused request's refunds: one raising (a store's error) left `charged` as it was,
+    # and the clean-up on the way out refunded the limiters before it a second time, giving
+    # back a unit of another request (admitting past the bound).
+    class Failing(FixedWindowCounter):
+        def refund(self, *args: Any, **kwargs: Any) -> Any:
+            raise OSError("store away")
+
+    first = FixedWindowCounter(max_requests=5, window_seconds=60.0, name="first")
+    second = Failing(max_requests=5, window_seconds=60.0, name="second")
+    last = FixedWindowCounter(max_requests=1, window_seconds=60.0, name="last")
+    protection = Protection([Rule(first), Rule(second), Rule(last)])
+    rules = protection.select("GET", "/")
+    assert (await protection.admit(req("/"), rules)).response is None  # all three spent one
+    with pytest.raises(OSError, match="store away"):
+        await protection.admit(req("/"), rules)  # `last` refuses; second's refund raises
+    assert first.remaining("203.0.113.7") == 4  # the first request's unit is still spent
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 

@@ -1331,10 +1331,11 @@ class Protection:
         """A refused request is recorded by no limiter (algorithms.md: never record rejected
         requests): those it passed before the refusal give it back. Their fields then state
         each as it stands after the refund. ``charged`` is emptied: each refunded once."""
+        owed = list(charged)
+        charged.clear()  # first: a refund that raises must not have the others given twice
         given_back = []
-        for (limiter, decision), (key, cost) in zip(decisions, charged, strict=True):
+        for (limiter, decision), (key, cost) in zip(decisions, owed, strict=True):
             given_back.append((limiter, limiter.refund(decision, cost, key=key)))
-        charged.clear()
         return given_back
 
     def _too_costly(
