@@ -720,3 +720,41 @@ def test_the_plugin_names_the_pytest_asyncio_it_needs(stub: str, message: str) -
         check=True,
     )
     assert run.stdout == message + "\n"
+
+
+def test_describing_an_await_whose_referents_lead_back_up_ends() -> None:
+    # The walk follows a wrapper's referents (gc.get_referents) to the coroutine it runs: an
+    # iterator that also refers to the waiting task's own coroutine led the walk back up to
+    # it, and round again, for ever.
+    class Back:
+        def __init__(self) -> None:
+            self.outer: object = None
+
+        def __iter__(self) -> Back:
+            return self
+
+        def __next__(self) -> None:
+            return None  # a bare yield: the task is woken next turn, for ever
+
+    class Awaitable:
+        def __init__(self, it: Back) -> None:
+            self.it = it
+
+        def __await__(self) -> Back:
+            return self.it
+
+    back = Back()
+
+    async def waits() -> None:
+        await Awaitable(back)  # type: ignore[misc]
+
+    async def main() -> str:
+        task = asyncio.create_task(waits(), name="loops")
+        back.outer = task.get_coro()
+        await asyncio.sleep(0)
+        text = describe_task(task)
+        task.cancel()
+        return text
+
+    text = run(main())
+    assert text.startswith("loops: ") and ".waits (" in text and "await Awaitable" in text

@@ -467,7 +467,9 @@ def describe_task(task: asyncio.Task[Any]) -> str:
     chain: list[str] = []
     line = ""
     awaited: object = task.get_coro()
-    while True:
+    seen: set[int] = set()  # (an awaitable whose referents lead back up would loop for ever)
+    while id(awaited) not in seen:
+        seen.add(id(awaited))
         if isinstance(awaited, types.CoroutineType):
             frame, awaited = awaited.cr_frame, awaited.cr_await
         elif isinstance(awaited, types.GeneratorType):
