@@ -8,6 +8,7 @@ import logging
 import sys
 import warnings
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -257,6 +258,9 @@ def test_opentelemetry_listener_refuses_a_meter_that_is_not_one() -> None:
             OpenTelemetryListener(wrong)
     OpenTelemetryListener(MeterProvider().get_meter("test"))  # the SDK's meters, as before
     OpenTelemetryListener()  # the global provider's
+    stand_in = mock.Mock(spec=["create_counter", "create_histogram"])
+    OpenTelemetryListener(stand_in)  # a test's stand-in with the two methods, as before
+    assert stand_in.create_counter.called
 
 
 @pytest.mark.parametrize(

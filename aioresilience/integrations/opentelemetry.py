@@ -32,8 +32,14 @@ class OpenTelemetryListener:
     def __init__(self, meter: Any = None) -> None:
         if meter is None:
             meter = metrics.get_meter("aioresilience")
-        elif not isinstance(meter, metrics.Meter):
-            raise TypeError(f"meter must be an opentelemetry.metrics.Meter or None, got {meter!r}")
+        elif not all(
+            callable(getattr(meter, m, None)) for m in ("create_counter", "create_histogram")
+        ):
+            # (Duck-typed, as the API is: a test's stand-in meter with these two is taken.)
+            raise TypeError(
+                "meter must be an opentelemetry.metrics.Meter (create_counter, "
+                f"create_histogram) or None, got {meter!r}"
+            )
         self.meter = meter
         self._events = self.meter.create_counter(
             "aioresilience.events", unit="{event}", description="aioresilience events"
