@@ -320,6 +320,32 @@ async def test_concurrency_budget_caps_retries_in_flight() -> None:
     assert budget.ledger.retries == 0 and budget.ledger.requests == 0
 
 
+async def test_concurrency_budget_admits_no_retry_past_its_share() -> None:
+    # 20 % of 16 calls in flight is 3.2: at most 3 retries (Envoy floors the share); the
+    # check "retries < 3.2" let a fourth start, 4 > 3.2. With min_retries=0 and one call at
+    # 50 %, no retry at all (0.5 of a retry), where "0 < 0.5" let one through.
+    budget = RetryBudget.concurrency(percent=0.2, min_retries=0)
+    policy = Retry(attempts=2, backoff=constant(1.0), budget=budget)
+    peak = 0
+
+    async def failing() -> None:
+        nonlocal peak
+        peak = max(peak, budget.ledger.retries)
+        await asyncio.sleep(0.5)
+        raise OSError("down")
+
+    results = await asyncio.gather(
+        *(policy.call(failing) for _ in range(16)), return_exceptions=True
+    )
+    assert all(isinstance(r, OSError) for r in results)
+    assert peak == 3
+    assert budget.exhausted == 13
+    lone = RetryBudget.concurrency(percent=0.5, min_retries=0)
+    with pytest.raises(OSError):
+        await Retry(attempts=2, backoff=constant(0), budget=lone).call(Flaky(5))
+    assert lone.exhausted == 1
+
+
 async def test_token_budget_stops_retries_when_half_spent_and_recovers() -> None:
     budget = RetryBudget.tokens(max_tokens=4, token_ratio=1.0)
     policy = Retry(attempts=5, backoff=NO_JITTER, budget=budget)

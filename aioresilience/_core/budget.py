@@ -1,7 +1,7 @@
 """Retry budgets and client-side adaptive throttling (pure: no clock, no randomness inside).
 
 - :class:`ConcurrencyBudget` (Envoy's retry budget): a retry may start while the retries in
-  flight are fewer than ``max(min_retries, percent * requests in flight)``.
+  flight, with it, are at most ``max(min_retries, percent * requests in flight)``.
 - :class:`TokenBudget` (gRPC's retry throttling): tokens start at ``max_tokens``; each failed
   attempt takes 1, each success gives back ``token_ratio`` (capped at the maximum); retries are
   allowed only while ``tokens > max_tokens / 2``. First attempts are never throttled.
@@ -31,9 +31,15 @@ class ConcurrencyBudget:
         self.requests -= 1
 
     def try_retry(self) -> bool:
-        """Take a retry slot if the budget allows; give it back with :meth:`end_retry`."""
-        if self.retries < max(self.min_retries, self.percent * self.requests):
-            self.retries += 1
+        """Take a retry slot if the budget allows; give it back with :meth:`end_retry`.
+
+        Allowed while one more retry keeps the retries in flight within ``max(min_retries,
+        percent * requests)``, as Envoy's ``count < max(min, (uint64) (percent * active))``:
+        20 % of 16 requests is 3 retries, not 4 (``retries < 3.2`` would let a fourth in);
+        the tolerance keeps a share like 0.29 * 100 (28.999...) at 29."""
+        retries = self.retries
+        if retries < self.min_retries or retries + 1 <= self.percent * self.requests + 1e-9:
+            self.retries = retries + 1
             return True
         return False
 
