@@ -1117,7 +1117,9 @@ class ClientPolicy(EventSource, Generic[R]):
         self._hosts: OrderedDict[Origin, HostPolicy] = OrderedDict()
         # The last host looked up, found again without the LRU's move (the common case: one
         # upstream). Never a host evicted: the most recent one is the last to go.
-        self._last: tuple[object, HostPolicy | None] = ((), None)
+        # The host found last (the most recently used: never evicted), its key, and the
+        # adapter's tag for it (host_at's: an immutable URL object it was read from).
+        self._last: tuple[object, HostPolicy | None, object] = ((), None, None)
         self._events = None
 
     def host(self, origin: Origin) -> HostPolicy:
@@ -1127,7 +1129,7 @@ class ClientPolicy(EventSource, Generic[R]):
         policy = hosts.get(origin)
         if policy is not None:
             hosts.move_to_end(origin)
-            self._last = (origin, policy)
+            self._last = (origin, policy, None)
             return policy
         policy = HostPolicy(origin, self._settings_for(origin), self._clock, self._is_failure)
         if self._events is not None:
@@ -1135,7 +1137,7 @@ class ClientPolicy(EventSource, Generic[R]):
         hosts[origin] = policy
         if len(hosts) > self.max_hosts:
             self._evict()
-        self._last = (origin, policy)
+        self._last = (origin, policy, None)
         return policy
 
     def _evict(self) -> None:
@@ -1170,21 +1172,26 @@ class ClientPolicy(EventSource, Generic[R]):
         if listeners is not None:
             listeners.emit(event)
 
-    def host_at(self, scheme: str, host: str, port: int) -> HostPolicy:
+    def host_at(self, scheme: str, host: str, port: int, tag: object = None) -> HostPolicy:
         """``host(Origin(scheme, host, port))``, the adapters' per-request lookup: a known
         host is found by a plain tuple (equal to its ``Origin``, with the same hash), so no
-        ``Origin`` is built but for a new host."""
+        ``Origin`` is built but for a new host. ``tag``: an immutable object the three were
+        read from (an aiohttp request's URL), kept with the host found (``_last``): an
+        adapter given the same object again takes that host without reading them again."""
         # A plain tuple as an Origin (NamedTuple): equal and of equal hash, built cheaper.
         key: Origin = (scheme, host, port)  # type: ignore[assignment]
-        last_key, last = self._last
+        last_key, last, last_tag = self._last
         if last_key == key and last is not None:  # the call before's: the most recent already
+            if tag is not last_tag:
+                self._last = (last_key, last, tag)
             return last
         hosts = self._hosts
         policy = hosts.get(key)
         if policy is None:
-            return self.host(Origin(scheme, host, port))
-        hosts.move_to_end(key)
-        self._last = (key, policy)
+            policy = self.host(Origin(scheme, host, port))
+        else:
+            hosts.move_to_end(key)
+        self._last = (key, policy, tag)
         return policy
 
     def _is_failure(self, exc: BaseException) -> bool:
