@@ -166,7 +166,10 @@ class ResilientMiddleware:
         )
 
         # partial, not a closure: called from C, one Python frame less per attempt.
-        return await policy.run(host, method, may_retry, after_send, partial(handler, request))
+        send = partial(handler, request)
+        if host.timeout is None:  # policy.run's common case inline: one frame less
+            return await policy._calls(host, method, may_retry, after_send, send, policy.io)
+        return await policy.run(host, method, may_retry, after_send, send)
 
     def __repr__(self) -> str:
         return f"<ResilientMiddleware policy={self.policy!r} retry={self.retry!r}>"
