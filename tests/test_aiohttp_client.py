@@ -195,6 +195,29 @@ async def test_breakers_and_budgets_are_per_host(upstream: Upstream) -> None:
         assert other.hits["/ok"] == 2
 
 
+async def test_the_same_url_objects_alternating_between_hosts_reach_each_its_own(
+    upstream: Upstream,
+) -> None:
+    # The host found last is taken again for the same URL object: alternating two (yarl
+    # hands out one object per string) must still count each host's failures on its own.
+    async with serve() as other:
+        upstream.script("/dead", *[("status", 503, {})] * 50)
+        middleware = ResilientMiddleware(retry=None, breaker={"failure_threshold": 3})
+        dead_url, ok_url = f"{upstream.url}/dead", f"{other.url}/ok"
+        async with aiohttp.ClientSession(middlewares=(middleware,)) as http:
+            for _ in range(3):
+                for url in (dead_url, ok_url, ok_url):
+                    async with http.get(url) as response:
+                        assert response.status == (503 if url == dead_url else 200)
+            with pytest.raises(CircuitBreakerOpenError):
+                await http.get(dead_url)
+            async with http.get(ok_url) as response:
+                assert response.status == 200
+        alive = middleware.policy.host(Origin("http", "127.0.0.1", other.port))
+        assert host_of(middleware, upstream).breaker.state.name == "OPEN"
+        assert alive.breaker.state.name == "CLOSED" and other.hits["/ok"] == 7
+
+
 async def test_pacing_reads_the_servers_fields(upstream: Upstream) -> None:
     fields = {"RateLimit-Policy": '"q";q=5;w=30', "RateLimit": '"q";r=0;t=20'}
     upstream.script("/q", ("status", 200, fields))
