@@ -622,6 +622,26 @@ async def test_a_refund_that_raises_does_not_give_the_others_back_twice() -> Non
     assert first.remaining("203.0.113.7") == 4  # the first request's unit is still spent
 
 
+async def test_a_refund_that_raises_still_has_the_limiters_after_it_give_back() -> None:
+    # A refused request's refunds: one raising (a store's error) stopped the others, so the
+    # limiters after it kept the refused request's unit (recorded a rejected request).
+    class Failing(FixedWindowCounter):
+        def refund(self, *args: Any, **kwargs: Any) -> Any:
+            raise OSError("store away")
+
+    first = FixedWindowCounter(max_requests=5, window_seconds=60.0, name="first")
+    second = Failing(max_requests=5, window_seconds=60.0, name="second")
+    third = FixedWindowCounter(max_requests=5, window_seconds=60.0, name="third")
+    last = FixedWindowCounter(max_requests=1, window_seconds=60.0, name="last")
+    protection = Protection([Rule(first), Rule(second), Rule(third), Rule(last)])
+    rules = protection.select("GET", "/")
+    assert (await protection.admit(req("/"), rules)).response is None  # all four spent one
+    with pytest.raises(OSError, match="store away"):
+        await protection.admit(req("/"), rules)  # `last` refuses; second's refund raises
+    assert first.remaining("203.0.113.7") == 4  # given back once
+    assert third.remaining("203.0.113.7") == 4  # given back too, after second's error
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 

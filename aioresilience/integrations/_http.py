@@ -1330,12 +1330,20 @@ class Protection:
     ) -> list[tuple[RateLimiter[Any], Decision]]:
         """A refused request is recorded by no limiter (algorithms.md: never record rejected
         requests): those it passed before the refusal give it back. Their fields then state
-        each as it stands after the refund. ``charged`` is emptied: each refunded once."""
+        each as it stands after the refund. ``charged`` is emptied: each refunded once; a
+        refund that raises does not stop the others (the first error is raised after)."""
         owed = list(charged)
         charged.clear()  # first: a refund that raises must not have the others given twice
         given_back = []
+        error: Exception | None = None
         for (limiter, decision), (key, cost) in zip(decisions, owed, strict=True):
-            given_back.append((limiter, limiter.refund(decision, cost, key=key)))
+            try:
+                given_back.append((limiter, limiter.refund(decision, cost, key=key)))
+            except Exception as exc:  # (a store's error) the others still give theirs back
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
         return given_back
 
     def _too_costly(
