@@ -603,16 +603,19 @@ async def test_a_request_whose_later_key_raises_spends_nothing(fast: bool) -> No
     assert per_ip.remaining("203.0.113.7") == 5  # the request went no further: given back
 
 
+class _RefundFails(FixedWindowCounter):
+    """A limiter whose refund raises, as a store's error would."""
+
+    def refund(self, *args: Any, **kwargs: Any) -> Any:
+        raise OSError("store away")
+
+
 async def test_a_refund_that_raises_does_not_give_the_others_back_twice() -> None:
     # A refused request's refunds: one raising (a store's error) left `charged` as it was,
     # and the clean-up on the way out refunded the limiters before it a second time, giving
     # back a unit of another request (admitting past the bound).
-    class Failing(FixedWindowCounter):
-        def refund(self, *args: Any, **kwargs: Any) -> Any:
-            raise OSError("store away")
-
     first = FixedWindowCounter(max_requests=5, window_seconds=60.0, name="first")
-    second = Failing(max_requests=5, window_seconds=60.0, name="second")
+    second = _RefundFails(max_requests=5, window_seconds=60.0, name="second")
     last = FixedWindowCounter(max_requests=1, window_seconds=60.0, name="last")
     protection = Protection([Rule(first), Rule(second), Rule(last)])
     rules = protection.select("GET", "/")
@@ -625,12 +628,8 @@ async def test_a_refund_that_raises_does_not_give_the_others_back_twice() -> Non
 async def test_a_refund_that_raises_still_has_the_limiters_after_it_give_back() -> None:
     # A refused request's refunds: one raising (a store's error) stopped the others, so the
     # limiters after it kept the refused request's unit (recorded a rejected request).
-    class Failing(FixedWindowCounter):
-        def refund(self, *args: Any, **kwargs: Any) -> Any:
-            raise OSError("store away")
-
     first = FixedWindowCounter(max_requests=5, window_seconds=60.0, name="first")
-    second = Failing(max_requests=5, window_seconds=60.0, name="second")
+    second = _RefundFails(max_requests=5, window_seconds=60.0, name="second")
     third = FixedWindowCounter(max_requests=5, window_seconds=60.0, name="third")
     last = FixedWindowCounter(max_requests=1, window_seconds=60.0, name="last")
     protection = Protection([Rule(first), Rule(second), Rule(third), Rule(last)])
